@@ -1,0 +1,81 @@
+# flare-tools (C++): plain `make` builds one static binary installed as flare-admin and flare-stats.
+CXX      ?= g++
+CXXFLAGS ?= -O2
+WARN      = -std=c++17 -Wall -Wextra -Werror
+LDSTATIC ?= -static
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SAN       = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp tests/test_cluster.cpp \
+            tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp
+INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin.cpp
+HDRS      = flare_tools.hpp
+
+.PHONY: all install test test-plain test-sanitize demo bench clean check-doctest
+
+all: flare-admin flare-stats
+
+flare-admin: cli.cpp $(HDRS)
+	$(CXX) $(WARN) $(CXXFLAGS) -o $@ cli.cpp $(LDSTATIC)
+
+flare-stats: flare-admin
+	ln -sf flare-admin $@
+
+install: flare-admin
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 flare-admin $(DESTDIR)$(PREFIX)/bin/flare-admin
+	ln -sf flare-admin $(DESTDIR)$(PREFIX)/bin/flare-stats
+
+# ---- tests: doctest unit tests, then integration tests that run the built binary against
+# tests/fake-flare; everything again under AddressSanitizer + UndefinedBehaviorSanitizer.
+check-doctest:
+	@tests/ensure-doctest
+
+build/plain/%: | build/plain
+build/plain build/san:
+	mkdir -p $@
+
+build/plain/flare-admin: cli.cpp $(HDRS) | build/plain
+	$(CXX) $(WARN) -O1 -g -o $@ cli.cpp
+build/plain/fake-flare: tests/fake_flare.cpp | build/plain
+	$(CXX) $(WARN) -O2 -g -pthread -o $@ tests/fake_flare.cpp
+build/plain/unit: $(UNIT_SRC) $(HDRS) tests/*.hpp | build/plain
+	$(CXX) $(WARN) -O1 -g -I. -o $@ $(UNIT_SRC) -pthread
+build/plain/integration: $(INTEG_SRC) $(HDRS) tests/*.hpp | build/plain
+	$(CXX) $(WARN) -O1 -g -I. -o $@ $(INTEG_SRC) -pthread
+
+build/san/flare-admin: cli.cpp $(HDRS) | build/san
+	$(CXX) $(WARN) -O1 -g $(SAN) -o $@ cli.cpp
+build/san/fake-flare: tests/fake_flare.cpp | build/san
+	$(CXX) $(WARN) -O1 -g $(SAN) -pthread -o $@ tests/fake_flare.cpp
+build/san/unit: $(UNIT_SRC) $(HDRS) tests/*.hpp | build/san
+	$(CXX) $(WARN) -O1 -g $(SAN) -I. -o $@ $(UNIT_SRC) -pthread
+build/san/integration: $(INTEG_SRC) $(HDRS) tests/*.hpp | build/san
+	$(CXX) $(WARN) -O1 -g $(SAN) -I. -o $@ $(INTEG_SRC) -pthread
+
+test-plain: check-doctest build/plain/flare-admin build/plain/fake-flare build/plain/unit build/plain/integration
+	build/plain/unit
+	FLARE_ADMIN=build/plain/flare-admin FAKE_FLARE=build/plain/fake-flare build/plain/integration
+
+test-sanitize: check-doctest build/san/flare-admin build/san/fake-flare build/san/unit build/san/integration
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/san/unit
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  FLARE_ADMIN=build/san/flare-admin FAKE_FLARE=build/san/fake-flare build/san/integration
+
+# The header must compile on its own, pedantic.
+test-header:
+	$(CXX) $(WARN) -pedantic -fsyntax-only -x c++ flare_tools.hpp
+
+test: test-header test-plain test-sanitize
+	@echo "all test suites passed"
+
+# ---- a cluster of your own on loopback, to see the tools work
+demo: flare-admin build/plain/fake-flare
+	@tests/demo.sh ./flare-admin build/plain/fake-flare
+
+bench: flare-admin build/plain/fake-flare
+	bench/stats_bench.sh ./flare-admin build/plain/fake-flare
+
+clean:
+	rm -rf build flare-admin flare-stats

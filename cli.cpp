@@ -1,0 +1,814 @@
+// flare-admin / flare-stats: the command line over flare_tools.hpp.
+// This file parses options, asks questions and prints; the logic lives in the header.
+#include "flare_tools.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include <sys/stat.h>
+
+namespace {
+
+using namespace flare;
+
+constexpr int EXIT_OK = 0;
+constexpr int EXIT_FAIL = 1;
+constexpr int EXIT_USAGE = 2;
+constexpr int EXIT_INTERRUPTED = 130;
+
+// Thrown for bad command lines: printed with a hint and exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A failure already explained to the user (or a refusal): exit with this status, print nothing more.
+struct Exit {
+  int status;
+};
+
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) { g_interrupted = 1; }
+
+// ---- option parsing --------------------------------------------------------------------
+
+struct OptSpec {
+  const char* name;  // long name without "--"
+  char short_name;   // 0 if none
+  const char* value; // value placeholder, nullptr for a flag
+  const char* help;
+};
+
+struct Options {
+  std::map<std::string, std::string> values;
+  std::set<std::string> flags;
+  std::vector<std::string> args;
+
+  bool flag(const std::string& n) const { return flags.count(n) > 0; }
+  bool has(const std::string& n) const { return values.count(n) > 0; }
+  std::string get(const std::string& n, const std::string& def = "") const {
+    auto it = values.find(n);
+    return it == values.end() ? def : it->second;
+  }
+};
+
+const OptSpec kCommon[] = {
+    {"help", 'h', nullptr, "show this help"},
+    {"debug", 0, nullptr, "log every request and reply to stderr"},
+    {"timeout", 0, "SECONDS", "deadline of each network operation (default 10)"},
+};
+const OptSpec kIndex[] = {
+    {"index-server", 'i', "HOST[:PORT]", "index server (default $FLARE_INDEX_SERVER or 127.0.0.1)"},
+    {"index-server-port", 'p', "PORT", "index server port (default $FLARE_INDEX_SERVER_PORT or 12120)"},
+    {"cluster", 0, "NAME", "index server named NAME in $FLARE_INDEX_SERVERS (name:host:port;...)"},
+};
+
+struct Command {
+  const char* name;
+  const char* usage;
+  const char* summary;
+  bool uses_index;
+  std::vector<OptSpec> options;
+  int (*run)(const Options&);
+};
+
+std::vector<OptSpec> all_options(const Command& c) {
+  std::vector<OptSpec> out(std::begin(kCommon), std::end(kCommon));
+  if (c.uses_index) out.insert(out.end(), std::begin(kIndex), std::end(kIndex));
+  out.insert(out.end(), c.options.begin(), c.options.end());
+  return out;
+}
+
+// GNU-style parsing with 0.7.3's conveniences: options and arguments may be interleaved,
+// "--" ends options, long options may be abbreviated to any unambiguous prefix.
+Options parse_options(const Command& cmd, const std::vector<std::string>& argv) {
+  auto specs = all_options(cmd);
+  Options o;
+  auto take = [&](const OptSpec& s, std::optional<std::string> inline_value, size_t& i, const std::string& shown) {
+    if (s.value) {
+      if (!inline_value) {
+        if (i + 1 >= argv.size()) throw UsageError("missing value for " + shown);
+        inline_value = argv[++i];
+      }
+      o.values[s.name] = *inline_value;
+    } else {
+      if (inline_value) throw UsageError("option " + shown + " takes no value");
+      o.flags.insert(s.name);
+    }
+  };
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a == "--") {
+      for (++i; i < argv.size(); ++i) o.args.push_back(argv[i]);
+      break;
+    }
+    if (a.size() > 2 && a[0] == '-' && a[1] == '-') {
+      std::string body = a.substr(2);
+      std::optional<std::string> val;
+      size_t eq = body.find('=');
+      if (eq != std::string::npos) {
+        val = body.substr(eq + 1);
+        body = body.substr(0, eq);
+      }
+      const OptSpec* match = nullptr;
+      int prefix_matches = 0;
+      for (auto& s : specs) {
+        if (body == s.name) {
+          match = &s;
+          prefix_matches = 1;
+          break;
+        }
+        if (std::string(s.name).rfind(body, 0) == 0) {
+          match = &s;
+          ++prefix_matches;
+        }
+      }
+      if (!match) throw UsageError("unknown option --" + body);
+      if (prefix_matches > 1) throw UsageError("ambiguous option --" + body);
+      take(*match, val, i, "--" + std::string(match->name));
+    } else if (a.size() > 1 && a[0] == '-' && a[1] != '-') {
+      for (size_t k = 1; k < a.size(); ++k) {
+        const OptSpec* match = nullptr;
+        for (auto& s : specs)
+          if (s.short_name == a[k]) match = &s;
+        if (!match) throw UsageError(std::string("unknown option -") + a[k]);
+        if (match->value) {
+          std::optional<std::string> val;
+          if (k + 1 < a.size()) val = a.substr(k + 1);
+          take(*match, val, i, std::string("-") + a[k]);
+          break;
+        }
+        take(*match, std::nullopt, i, std::string("-") + a[k]);
+      }
+    } else {
+      o.args.push_back(a);
+    }
+  }
+  return o;
+}
+
+std::string program_name = "flare-admin";
+
+std::string help_text(const Command& c) {
+  std::ostringstream out;
+  out << "Usage: " << program_name << (program_name == "flare-stats" ? "" : std::string(" ") + c.name) << " "
+      << c.usage << "\n"
+      << c.summary << "\n\nOptions:\n";
+  for (auto& s : all_options(c)) {
+    std::string left = s.short_name ? std::string("-") + s.short_name + ", " : "    ";
+    left += "--" + std::string(s.name);
+    if (s.value) left += "=" + std::string(s.value);
+    out << "  " << left;
+    if (left.size() < 30) out << std::string(30 - left.size(), ' ');
+    else out << "\n" << std::string(32, ' ');
+    out << s.help << "\n";
+  }
+  return out.str();
+}
+
+// ---- shared context ----------------------------------------------------------------------
+
+struct Context {
+  Endpoint index;
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS;
+  TraceFn trace;
+};
+
+int parse_timeout(const Options& o) {
+  if (!o.has("timeout")) return FLARE_TOOLS_DEFAULT_TIMEOUT_MS;
+  std::string t = o.get("timeout");
+  char* end = nullptr;
+  double secs = std::strtod(t.c_str(), &end);
+  if (t.empty() || !end || *end != '\0' || !(secs > 0) || secs > 86400)
+    throw UsageError("invalid --timeout '" + t + "': give seconds, more than 0");
+  return std::max(1, static_cast<int>(secs * 1000));
+}
+
+Endpoint resolve_index(const Options& o) {
+  const char* env_server = std::getenv("FLARE_INDEX_SERVER");
+  const char* env_port = std::getenv("FLARE_INDEX_SERVER_PORT");
+  std::optional<Endpoint> from_i;
+  if (o.has("index-server")) {
+    std::string v = o.get("index-server");
+    Endpoint ep;
+    try {
+      ep = parse_host_port(v, 0);
+    } catch (const Error& e) {
+      throw UsageError(std::string("--index-server: ") + e.what());
+    }
+    if (ep.port != 0 && o.has("index-server-port")) throw UsageError("--index-server-port option isn't allowed.");
+    from_i = ep;
+  }
+  std::optional<int> from_p;
+  if (o.has("index-server-port")) {
+    std::string v = o.get("index-server-port");
+    auto p = detail::parse_port(v);
+    if (!p) throw UsageError("invalid --index-server-port '" + v + "'");
+    from_p = *p;
+  }
+  Endpoint ep{"127.0.0.1", FLARE_TOOLS_DEFAULT_INDEX_PORT};
+  if (o.has("cluster") && !from_i && !from_p) {
+    std::string name = o.get("cluster");
+    const char* servers = std::getenv("FLARE_INDEX_SERVERS");
+    if (!servers) throw Error("unknown cluster '" + name + "': FLARE_INDEX_SERVERS is not set");
+    for (auto entry : detail::split(servers, ';')) {
+      auto f = detail::split(detail::trim(entry), ':');
+      if (f.size() >= 3 && f[0] == name) {
+        auto p = detail::parse_port(f[2]);
+        if (!p) throw Error("invalid port for cluster '" + name + "' in FLARE_INDEX_SERVERS");
+        return Endpoint{std::string(f[1]), *p};
+      }
+    }
+    throw Error("unknown cluster '" + name + "': not in FLARE_INDEX_SERVERS");
+  }
+  if (env_server && *env_server) {
+    Endpoint e;
+    try {
+      e = parse_host_port(env_server, 0);
+    } catch (const Error& err) {
+      throw Error(std::string("FLARE_INDEX_SERVER: ") + err.what());
+    }
+    ep.host = e.host;
+    if (e.port) ep.port = e.port;
+  }
+  if (env_port && *env_port) {
+    auto p = detail::parse_port(env_port);
+    if (!p) throw Error(std::string("invalid FLARE_INDEX_SERVER_PORT '") + env_port + "'");
+    ep.port = *p;
+  }
+  if (from_i) {
+    ep.host = from_i->host;
+    if (from_i->port) ep.port = from_i->port;
+  }
+  if (from_p) ep.port = *from_p;
+  return ep;
+}
+
+Context make_context(const Options& o, bool uses_index) {
+  Context c;
+  c.timeout_ms = parse_timeout(o);
+  if (uses_index) c.index = resolve_index(o);
+  if (o.flag("debug")) c.trace = [](const std::string& line) { std::cerr << line << "\n"; };
+  return c;
+}
+
+IndexClient index_client(const Context& c) {
+  IndexClient ic(c.index, c.timeout_ms);
+  ic.set_trace(c.trace);
+  return ic;
+}
+
+Cluster load_cluster(IndexClient& ic) {
+  try {
+    return Cluster(ic.stats_nodes());
+  } catch (const NetworkError& e) {
+    // Say which server it was: "cannot connect to index server H:P: reason".
+    std::string msg = e.what();
+    std::string who = ic.endpoint().display();
+    size_t at = msg.find(who);
+    if (at != std::string::npos) throw Error(msg.insert(at, "index server "));
+    throw Error("index server " + who + ": " + msg);
+  }
+}
+
+// stdout is written through iostreams; a closed pipe (flare-stats | head) must not kill us
+// silently with SIGPIPE, it must end with a status.
+void flush_stdout() {
+  std::cout.flush();
+  if (!std::cout) throw Exit{EXIT_FAIL};
+}
+
+bool sleep_interruptible(double seconds) {
+  auto until = Clock::now() + std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+  while (Clock::now() < until) {
+    if (g_interrupted) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return !g_interrupted;
+}
+
+// Writes `data` to `path` atomically: a reader never sees a half-written file.
+void write_file_atomically(const std::string& path, const std::string& data) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw Error("cannot write '" + tmp + "': " + std::strerror(errno));
+    f << data;
+    f.flush();
+    if (!f) throw Error("cannot write '" + tmp + "': " + std::strerror(errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    throw Error("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(err));
+  }
+}
+
+// ---- read-only subcommands ---------------------------------------------------------------
+
+int cmd_ping(const Options& o) {
+  Context c = make_context(o, false);
+  std::vector<Endpoint> targets;
+  for (auto& a : o.args) {
+    try {
+      targets.push_back(parse_node_arg(a, 2, 2).endpoint);
+    } catch (const Error&) {
+      std::cerr << "invalid argument '" << a << "'. it must be hostname:port.\n";
+      return EXIT_FAIL;
+    }
+  }
+  bool wait = o.flag("wait");
+  for (auto& t : targets) {
+    for (;;) {
+      std::string why;
+      try {
+        ServerClient sc(t, c.timeout_ms);
+        sc.set_trace(c.trace);
+        if (sc.ping()) break;
+        why = "unexpected answer to ping";
+      } catch (const Error& e) {
+        why = e.what();
+      }
+      if (!wait) {
+        std::cout << t.display() << " is down\n";
+        if (c.trace) std::cerr << why << "\n";
+        return EXIT_FAIL;
+      }
+      if (c.trace) std::cerr << why << "; retrying in 1 s\n";
+      if (!sleep_interruptible(1.0)) return EXIT_INTERRUPTED;
+    }
+  }
+  std::cout << "alive\n";
+  return EXIT_OK;
+}
+
+int cmd_list(const Options& o) {
+  Context c = make_context(o, true);
+  if (!o.args.empty()) throw UsageError("list takes no arguments");
+  IndexClient ic = index_client(c);
+  Cluster cluster = load_cluster(ic);
+  auto nodes = cluster.list_order();
+  if (o.flag("numeric-hosts")) {
+    for (auto& n : nodes) {
+      addrinfo hints{};
+      hints.ai_socktype = SOCK_STREAM;
+      addrinfo* res = nullptr;
+      if (::getaddrinfo(n.host.c_str(), nullptr, &hints, &res) == 0 && res) {
+        char buf[NI_MAXHOST];
+        if (::getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof buf, nullptr, 0, NI_NUMERICHOST) == 0) {
+          n.host = buf;
+          n.key = n.host + ":" + std::to_string(n.port);
+        }
+        ::freeaddrinfo(res);
+      }
+    }
+  }
+  if (o.flag("json")) {
+    std::cout << "{\"index\":" << detail::json_escape(c.index.display()) << ",\"nodes\":" << format_node_json(nodes) << "}\n";
+  } else {
+    std::cout << format_node_table(nodes);
+  }
+  flush_stdout();
+  return EXIT_OK;
+}
+
+int parse_positive(const Options& o, const std::string& name, int def, int min) {
+  if (!o.has(name)) return def;
+  auto v = to_int32(o.get(name));
+  if (!v || *v < min) throw UsageError("invalid --" + name + " '" + o.get(name) + "'");
+  return *v;
+}
+
+int cmd_stats(const Options& o) {
+  Context c = make_context(o, true);
+  bool qps = o.flag("qps"), json = o.flag("json");
+  int wait = parse_positive(o, "wait", 1, 0);
+  int count = parse_positive(o, "count", 1, 1);
+  std::string delimiter = o.has("delimiter") ? o.get("delimiter") : " ";
+  std::vector<std::string> filter;
+  for (auto& a : o.args) {
+    try {
+      filter.push_back(parse_node_arg(a, 2, 2).endpoint.key());
+    } catch (const Error& e) {
+      std::cerr << e.what() << "\n";
+      return EXIT_FAIL;
+    }
+  }
+  IndexClient ic = index_client(c);
+  std::map<std::string, std::optional<QpsSample>> previous;
+
+  auto take_sample = [&](Cluster& cluster, std::map<std::string, std::string>& behind) {
+    cluster = load_cluster(ic);
+    behind.clear();
+    try {
+      for (auto& t : ic.stats_threads())
+        if (t.behind) behind[t.peer] = *t.behind;
+    } catch (const ServerError&) {
+      // Servers older than 1.0.10 have no `stats threads`: behind shows as "-".
+    }
+    std::vector<NodeInfo> nodes;
+    for (auto& n : cluster.stats_order())
+      if (filter.empty() || std::find(filter.begin(), filter.end(), n.key) != filter.end()) nodes.push_back(n);
+    std::vector<Endpoint> eps;
+    for (auto& n : nodes) eps.push_back(n.endpoint());
+    return std::make_pair(nodes, gather_stats(eps, c.timeout_ms));
+  };
+
+  Cluster cluster;
+  std::map<std::string, std::string> behind;
+  if (!filter.empty()) {
+    cluster = load_cluster(ic);
+    for (auto& k : filter)
+      if (!cluster.find(k)) {
+        std::cerr << "unknown node: " << k << "\n";
+        return EXIT_FAIL;
+      }
+  }
+  if (qps) {
+    // A first sample, so that even a single table shows real rates.
+    auto [nodes, results] = take_sample(cluster, behind);
+    for (size_t i = 0; i < nodes.size(); ++i) previous[nodes[i].key] = qps_sample(results[i]);
+    if (!sleep_interruptible(std::max(wait, 1))) return EXIT_INTERRUPTED;
+  }
+  for (int round = 0; round < count; ++round) {
+    auto [nodes, results] = take_sample(cluster, behind);
+    std::vector<StatsRow> rows;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      StatsRow r;
+      r.node = nodes[i];
+      r.result = &results[i];
+      auto b = behind.find(nodes[i].key);
+      if (b != behind.end()) r.behind = b->second;
+      auto cur = qps_sample(results[i]);
+      if (qps) r.qps = qps_between(previous[nodes[i].key], cur);
+      previous[nodes[i].key] = cur;
+      rows.push_back(std::move(r));
+      if (!results[i].ok) std::cerr << nodes[i].key << ": " << results[i].error << "\n";
+    }
+    if (json) std::cout << format_stats_json(rows, qps) << "\n";
+    else std::cout << format_stats_table(rows, qps, delimiter);
+    flush_stdout();
+    if (round + 1 < count && !sleep_interruptible(wait)) {
+      std::cerr << "INTERRUPTED\n";
+      return EXIT_OK;
+    }
+  }
+  return EXIT_OK;
+}
+
+int cmd_threads(const Options& o) {
+  Context c = make_context(o, true);
+  if (o.args.size() > 1) throw UsageError("threads takes at most one HOST:PORT");
+  Endpoint target = c.index;
+  if (!o.args.empty()) {
+    try {
+      target = parse_node_arg(o.args[0], 2, 2).endpoint;
+    } catch (const Error&) {
+      std::cerr << "invalid nodekey: " << o.args[0] << "\n";
+      return EXIT_FAIL;
+    }
+  }
+  ServerClient sc(target, c.timeout_ms);
+  sc.set_trace(c.trace);
+  auto threads = sc.stats_threads();
+  if (o.flag("json")) std::cout << format_threads_json(threads) << "\n";
+  else std::cout << format_threads_table(threads);
+  flush_stdout();
+  return EXIT_OK;
+}
+
+int cmd_summary(const Options& o) {
+  Context c = make_context(o, true);
+  IndexClient ic = index_client(c);
+  Cluster cluster = load_cluster(ic);
+  std::vector<Endpoint> masters;
+  for (auto& n : cluster.stats_order())
+    if (n.is_master()) masters.push_back(n.endpoint());
+  auto results = gather_stats(masters, c.timeout_ms);
+  Summary s = summarize(c.index.display(), cluster, results);
+  if (o.flag("json")) std::cout << format_summary_json(s) << "\n";
+  else std::cout << format_summary(s);
+  flush_stdout();
+  for (auto& r : results)
+    if (!r.ok) std::cerr << r.endpoint.display() << ": " << r.error << "\n";
+  if (s.unreachable_masters > 0) {
+    std::cerr << "summary is incomplete: " << s.unreachable_masters << " master(s) did not answer\n";
+    return EXIT_FAIL;
+  }
+  return EXIT_OK;
+}
+
+int cmd_index(const Options& o) {
+  Context c = make_context(o, true);
+  long long increment = 0;
+  if (o.has("increment")) {
+    auto v = to_int(o.get("increment"));
+    if (!v) throw UsageError("invalid --increment '" + o.get("increment") + "'");
+    increment = *v;
+  }
+  IndexClient ic = index_client(c);
+  Cluster cluster = load_cluster(ic);
+  long long version = ic.stats().number("node_map_version").value_or(0) + increment;
+  std::string xml = format_index_xml(cluster, version);
+  if (o.has("output")) {
+    write_file_atomically(o.get("output"), xml);
+  } else {
+    std::cout << xml;
+    flush_stdout();
+  }
+  return EXIT_OK;
+}
+
+// ---- cluster-changing subcommands -------------------------------------------------------
+
+// Progress lines go to stderr; on a terminal one line is redrawn in place.
+struct Terminal {
+  bool progress_open = false;
+  bool err_is_tty = ::isatty(2) != 0;
+
+  void end_progress() {
+    if (progress_open) std::cerr << "\n";
+    progress_open = false;
+  }
+  void say(const std::string& s) {
+    end_progress();
+    std::cerr.flush();
+    std::cout << s << "\n";
+    std::cout.flush();
+  }
+  void warn(const std::string& s) {
+    end_progress();
+    std::cout.flush();
+    std::cerr << s << "\n";
+  }
+  void progress(const std::string& s) {
+    if (err_is_tty) {
+      std::cerr << "\r" << s << "\x1b[K";
+      progress_open = true;
+    } else {
+      std::cerr << s << "\n";
+    }
+    std::cerr.flush();
+  }
+  // Reads one answer from the terminal. Not a terminal, end of input or Ctrl-C: no answer.
+  std::optional<std::string> ask(const std::string& prompt) {
+    end_progress();
+    std::cout.flush();
+    std::cerr << prompt;
+    std::cerr.flush();
+    if (!::isatty(0)) {
+      std::cerr << "\nstandard input is not a terminal: taking that as \"no\" (use --force to answer yes)\n";
+      return std::nullopt;
+    }
+    std::string line;
+    for (;;) {
+      if (g_interrupted) {
+        std::cerr << "\n";
+        return std::nullopt;
+      }
+      pollfd p{0, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char ch;
+      ssize_t n = ::read(0, &ch, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        std::cerr << "\n";
+        return std::nullopt; // end of input means no
+      }
+      if (ch == '\n') return line;
+      if (line.size() < 1024) line += ch;
+    }
+  }
+};
+
+int exit_status(Outcome o) {
+  switch (o) {
+  case Outcome::ok: return EXIT_OK;
+  case Outcome::interrupted: return EXIT_INTERRUPTED;
+  default: return EXIT_FAIL;
+  }
+}
+
+// Parses node arguments; the first bad one ends the command with 0.7.3's message.
+std::vector<NodeArg> node_args(const Options& o, int min_fields, int max_fields, const std::string& shape = "") {
+  if (o.args.empty()) throw UsageError("no node given");
+  std::vector<NodeArg> out;
+  for (auto& a : o.args) {
+    try {
+      out.push_back(parse_node_arg(a, min_fields, max_fields));
+    } catch (const Error& e) {
+      std::cerr << e.what() << (shape.empty() ? "" : " it must be " + shape + ".") << "\n";
+      throw Exit{EXIT_FAIL};
+    }
+  }
+  return out;
+}
+
+int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& body) {
+  Context c = make_context(o, true);
+  OperationOptions opt;
+  opt.force = o.flag("force");
+  opt.dry_run = o.flag("dry-run");
+  opt.timeout_ms = c.timeout_ms;
+  opt.unsafe = o.flag("unsafe");
+  opt.activate = o.flag("activate");
+  opt.without_clean = o.flag("without-clean");
+  if (o.has("retry")) {
+    auto v = to_int32(o.get("retry"));
+    if (!v || *v < 0 || *v > 1000) throw UsageError("invalid --retry '" + o.get("retry") + "'");
+    opt.retry = *v;
+  }
+  auto term = std::make_shared<Terminal>();
+  OperationIO io;
+  io.say = [term](const std::string& s) { term->say(s); };
+  io.warn = [term](const std::string& s) { term->warn(s); };
+  io.progress = [term](const std::string& s) { term->progress(s); };
+  io.ask = [term](const std::string& p) { return term->ask(p); };
+  io.interrupted = [] { return g_interrupted != 0; };
+  IndexClient ic = index_client(c);
+  load_cluster(ic); // reachability first: a clear message if the index is down
+  ClusterAdmin admin(ic, opt, io);
+  Outcome out;
+  try {
+    out = body(admin);
+  } catch (...) {
+    term->end_progress();
+    throw;
+  }
+  term->end_progress();
+  flush_stdout();
+  return exit_status(out);
+}
+
+int cmd_master(const Options& o) {
+  auto args = node_args(o, 4, 4, "hostname:port:balance:partition");
+  for (auto& a : args)
+    if (*a.balance <= 0) {
+      std::cerr << "invalid balance '" << a.text << "'.\n";
+      return EXIT_FAIL;
+    }
+  return run_admin(o, [&](ClusterAdmin& a) { return a.master(args); });
+}
+int cmd_slave(const Options& o) {
+  auto args = node_args(o, 3, 4, "hostname:port:balance:partition");
+  return run_admin(o, [&](ClusterAdmin& a) { return a.slave(args); });
+}
+int cmd_balance(const Options& o) {
+  auto args = node_args(o, 3, 3, "hostname:port:balance");
+  return run_admin(o, [&](ClusterAdmin& a) { return a.balance(args); });
+}
+int cmd_down(const Options& o) {
+  auto args = node_args(o, 2, 2, "hostname:port");
+  return run_admin(o, [&](ClusterAdmin& a) { return a.down(args); });
+}
+int cmd_activate(const Options& o) {
+  auto args = node_args(o, 2, 2, "hostname:port");
+  return run_admin(o, [&](ClusterAdmin& a) { return a.activate(args); });
+}
+int cmd_remove(const Options& o) {
+  auto args = node_args(o, 2, 2, "hostname:port");
+  return run_admin(o, [&](ClusterAdmin& a) { return a.remove(args); });
+}
+int cmd_part(const Options& o) {
+  auto args = node_args(o, 4, 4, "hostname:port:balance:partition");
+  return run_admin(o, [&](ClusterAdmin& a) { return a.part(args); });
+}
+int cmd_reconstruct(const Options& o) {
+  if (o.flag("all")) {
+    if (!o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
+    return run_admin(o, [&](ClusterAdmin& a) {
+      // Every master and slave, in list order, from the map as it is now.
+      Context c = make_context(o, true);
+      IndexClient ic = index_client(c);
+      std::vector<NodeArg> args;
+      for (auto& n : Cluster(ic.stats_nodes()).list_order())
+        if (n.is_master() || n.is_slave()) args.push_back(NodeArg{n.endpoint(), std::nullopt, std::nullopt, n.key});
+      return a.reconstruct(args);
+    });
+  }
+  auto args = node_args(o, 2, 2, "hostname:port");
+  return run_admin(o, [&](ClusterAdmin& a) { return a.reconstruct(args); });
+}
+
+// ---- the command table -------------------------------------------------------------------
+
+const OptSpec kJson = {"json", 0, nullptr, "print one JSON document instead of the table"};
+const OptSpec kForce = {"force", 0, nullptr, "answer every question yes (the safety checks still apply)"};
+const OptSpec kDryRun = {"dry-run", 'n', nullptr, "show what would be sent; change nothing"};
+const OptSpec kRetry = {"retry", 0, "N", "attempts of a refused role change (default 10)"};
+
+std::vector<Command> commands() {
+  return {
+      {"ping", "[HOST:PORT ...]", "Check that servers answer ping.", false,
+       {{"wait", 0, nullptr, "retry every second until each server answers"}}, cmd_ping},
+      {"list", "", "Show the nodes of the cluster.", true,
+       {{"numeric-hosts", 0, nullptr, "show resolved addresses instead of names"}, kJson}, cmd_list},
+      {"stats", "[HOST:PORT ...]", "Show statistics of every node (or of the nodes given).", true,
+       {{"qps", 'q', nullptr, "add requests per second (total, reads, writes)"},
+        {"wait", 'w', "SECONDS", "seconds between tables (default 1)"},
+        {"count", 'c', "N", "number of tables (default 1)"},
+        {"delimiter", 'd', "STRING", "column separator (default one space)"},
+        kJson},
+       cmd_stats},
+      {"threads", "[HOST:PORT]", "Show the threads of the index server or of a node.", true, {kJson}, cmd_threads},
+      {"summary", "", "Show a one-line summary of the cluster.", true, {kJson}, cmd_summary},
+      {"index", "", "Print the node map as flare's XML document.", true,
+       {{"output", 0, "FILE", "write to FILE (atomically) instead of stdout"},
+        {"increment", 0, "N", "add N to the node map version"}},
+       cmd_index},
+      {"master", "HOST:PORT:BALANCE:PARTITION ...", "Make proxies the masters of new partitions.", true,
+       {kForce, kDryRun, kRetry, {"activate", 0, nullptr, "activate a master that ends ready"},
+        {"without-clean", 0, nullptr, "do not flush_all the node first"}},
+       cmd_master},
+      {"slave", "HOST:PORT:BALANCE[:PARTITION] ...", "Make proxies slaves of a partition, then give them their balance.",
+       true, {kForce, kDryRun, kRetry, {"without-clean", 0, nullptr, "do not flush_all the node first"}}, cmd_slave},
+      {"balance", "HOST:PORT:BALANCE ...", "Change the balance of nodes.", true, {kForce, kDryRun}, cmd_balance},
+      {"down", "HOST:PORT ...", "Turn nodes down (a master fails over to its best slave).", true, {kForce, kDryRun}, cmd_down},
+      {"activate", "HOST:PORT ...", "Turn nodes active (a ready master, a revived node).", true, {kForce, kDryRun},
+       cmd_activate},
+      {"remove", "HOST:PORT ...", "Remove down proxies from the cluster.", true, {kForce, kDryRun, kRetry}, cmd_remove},
+      {"reconstruct", "HOST:PORT ... | --all", "Rebuild nodes from their partition.", true,
+       {kForce, kDryRun, kRetry, {"all", 0, nullptr, "every master and slave"},
+        {"unsafe", 0, nullptr, "rebuild even if the partition is left without redundancy"}},
+       cmd_reconstruct},
+      {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
+       true, {kForce, kDryRun, kRetry}, cmd_part},
+  };
+}
+
+void print_overview(std::ostream& out) {
+  out << "Usage: flare-admin SUBCOMMAND [options] [arguments]\n"
+      << "       flare-stats [options] [HOST:PORT ...]   (same as flare-admin stats)\n\nSubcommands:\n";
+  for (auto& c : commands()) {
+    std::string name = c.name;
+    out << "  " << name << std::string(name.size() < 13 ? 13 - name.size() : 1, ' ') << c.summary << "\n";
+  }
+  out << "\nRun 'flare-admin SUBCOMMAND --help' for the options of each. Exit status: 0 success,\n"
+         "1 failure or refusal, 2 usage error, 130 interrupted.\n";
+}
+
+int run(int argc, char** argv) {
+  std::string argv0 = argc > 0 ? argv[0] : "flare-admin";
+  std::string base = argv0.substr(argv0.find_last_of('/') == std::string::npos ? 0 : argv0.find_last_of('/') + 1);
+  std::vector<std::string> words(argv + (argc > 0 ? 1 : 0), argv + argc);
+  std::string sub;
+  if (base == "flare-stats") {
+    program_name = "flare-stats";
+    sub = "stats";
+  } else {
+    if (words.empty()) {
+      print_overview(std::cerr);
+      return EXIT_USAGE;
+    }
+    sub = words.front();
+    words.erase(words.begin());
+    if (sub == "--version" || sub == "version") {
+      std::cout << "flare-tools (C++) " << FLARE_TOOLS_VERSION << "\n";
+      return EXIT_OK;
+    }
+    if (sub == "-h" || sub == "--help" || sub == "help") {
+      print_overview(std::cout);
+      return EXIT_OK;
+    }
+  }
+  if (std::find(words.begin(), words.end(), "--version") != words.end()) {
+    std::cout << "flare-tools (C++) " << FLARE_TOOLS_VERSION << "\n";
+    return EXIT_OK;
+  }
+  for (auto& c : commands()) {
+    if (sub != c.name) continue;
+    try {
+      Options o = parse_options(c, words);
+      if (o.flag("help")) {
+        std::cout << help_text(c);
+        return EXIT_OK;
+      }
+      return c.run(o);
+    } catch (const UsageError& e) {
+      std::cerr << e.what() << " (see: " << program_name
+                << (program_name == "flare-stats" ? "" : std::string(" ") + c.name) << " --help)\n";
+      return EXIT_USAGE;
+    } catch (const Exit& e) {
+      return e.status;
+    } catch (const Error& e) {
+      std::cerr << e.what() << "\n";
+      return EXIT_FAIL;
+    } catch (const std::bad_alloc&) {
+      std::cerr << "out of memory\n";
+      return EXIT_FAIL;
+    }
+  }
+  std::cerr << "unknown subcommand '" << sub << "' (run flare-admin --help for the list)\n";
+  return EXIT_USAGE;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGPIPE, SIG_IGN); // the CLI may: a closed stdout must become an error, not a silent death
+  return run(argc, argv);
+}

@@ -1,0 +1,2363 @@
+//
+//  flare_tools.hpp
+//
+//  Admin tools for flare (a distributed, memcached-compatible key-value store):
+//  protocol clients for the index server (flarei) and data nodes (flared), the cluster
+//  model, the safe cluster-changing operations with their waits, and the table renderers
+//  used by flare-admin / flare-stats. Header-only, C++17, standard library and POSIX.
+//
+//  Contents (in reading order)
+//    0. Version and configuration macros
+//    1. Errors and small helpers           (flare::Error, detail::handle_EINTR, to_int)
+//    2. Addresses                          (parse_host_port, parse_node_arg)
+//    3. Socket                             (detail::Socket: deadlines on every call, poll())
+//    4. Protocol reader                    (Reply, read_reply, parse_stats, parse_stats_nodes, ...)
+//    5. Clients                            (ServerClient, IndexClient, NodeClient, gather_stats)
+//    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
+//    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
+//    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
+//
+//  Every network call is bounded by a deadline, the library never touches the process's
+//  signal dispositions (sends use MSG_NOSIGNAL), and every buffer fed by a peer is bounded
+//  by the limits below.
+//
+#ifndef FLARE_TOOLS_HPP
+#define FLARE_TOOLS_HPP
+
+#define FLARE_TOOLS_VERSION "0.1.0"
+#define FLARE_TOOLS_VERSION_MAJOR 0
+#define FLARE_TOOLS_VERSION_MINOR 1
+#define FLARE_TOOLS_VERSION_PATCH 0
+
+// ---- 0. Configuration (define before including to override) ------------------------------
+
+// Default deadline of one request (connect, send, whole reply), in milliseconds.
+#ifndef FLARE_TOOLS_DEFAULT_TIMEOUT_MS
+#define FLARE_TOOLS_DEFAULT_TIMEOUT_MS 10000
+#endif
+
+// Longest protocol line we accept (a STAT or VALUE line). Flare's own lines are far shorter;
+// a peer sending more without a newline is broken or hostile.
+#ifndef FLARE_TOOLS_MAX_LINE_BYTES
+#define FLARE_TOOLS_MAX_LINE_BYTES 65536
+#endif
+
+// Largest reply to a non-streaming request (stats, stats nodes, stats threads, meta).
+// 100 nodes take about 20 KB of `stats nodes`; 4 MiB leaves room for huge clusters.
+#ifndef FLARE_TOOLS_MAX_REPLY_BYTES
+#define FLARE_TOOLS_MAX_REPLY_BYTES (4 * 1024 * 1024)
+#endif
+
+// Largest single item value we accept from a dump (flare's default item limit is far below).
+#ifndef FLARE_TOOLS_MAX_VALUE_BYTES
+#define FLARE_TOOLS_MAX_VALUE_BYTES (64 * 1024 * 1024)
+#endif
+
+// Size of each connection's receive buffer.
+#ifndef FLARE_TOOLS_READ_BUFFER_BYTES
+#define FLARE_TOOLS_READ_BUFFER_BYTES 65536
+#endif
+
+#ifndef FLARE_TOOLS_DEFAULT_INDEX_PORT
+#define FLARE_TOOLS_DEFAULT_INDEX_PORT 12120
+#endif
+
+#ifndef FLARE_TOOLS_DEFAULT_NODE_PORT
+#define FLARE_TOOLS_DEFAULT_NODE_PORT 12121
+#endif
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace flare {
+
+// ---- 1. Errors and small helpers ---------------------------------------------------------
+
+// Every failure the library reports is an Error with a one-line, user-presentable message.
+class Error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+// The peer could not be reached or stopped answering (refused, unresolvable, timeout, reset).
+class NetworkError : public Error {
+public:
+  using Error::Error;
+};
+
+// The peer answered something that is not the flare protocol (or exceeded our limits).
+class ProtocolError : public Error {
+public:
+  using Error::Error;
+};
+
+// The server understood us and said no (ERROR, SERVER_ERROR ..., CLIENT_ERROR ...).
+class ServerError : public Error {
+public:
+  using Error::Error;
+};
+
+using Clock = std::chrono::steady_clock;
+
+namespace detail {
+
+// Retries a system call interrupted by a signal: the library never lets EINTR leak out,
+// and never installs handlers of its own to avoid it.
+template <typename F> inline auto handle_EINTR(F fn) -> decltype(fn()) {
+  decltype(fn()) res;
+  do {
+    res = fn();
+  } while (res < 0 && errno == EINTR);
+  return res;
+}
+
+inline bool is_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+inline std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+inline std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    size_t pos = s.find(sep, start);
+    if (pos == std::string_view::npos) {
+      out.push_back(s.substr(start));
+      return out;
+    }
+    out.push_back(s.substr(start, pos - start));
+    start = pos + 1;
+  }
+}
+
+// Splits on runs of spaces (flare's word separator is the space character only).
+inline std::vector<std::string_view> words(std::string_view s) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && s[i] == ' ') ++i;
+    size_t j = i;
+    while (j < s.size() && s[j] != ' ') ++j;
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+// Printable form of bytes from a peer, for error messages: never more than `max` chars,
+// control and non-ASCII bytes escaped so that one message stays one line.
+inline std::string printable(std::string_view s, size_t max = 80) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= max) {
+      out += "...";
+      break;
+    }
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+inline std::string errno_text(int err) { return std::strerror(err); }
+
+} // namespace detail
+
+// Strict decimal integer parsing: optional '-', digits only, no overflow.
+// Used for everything a peer or a user gives us, so that "12x", "" or 2^64 never pass.
+inline std::optional<long long> to_int(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  bool neg = false;
+  size_t i = 0;
+  if (s[0] == '-') {
+    neg = true;
+    i = 1;
+    if (s.size() == 1) return std::nullopt;
+  }
+  unsigned long long v = 0;
+  const unsigned long long limit = neg ? static_cast<unsigned long long>(LLONG_MAX) + 1ULL
+                                       : static_cast<unsigned long long>(LLONG_MAX);
+  for (; i < s.size(); ++i) {
+    char c = s[i];
+    if (c < '0' || c > '9') return std::nullopt;
+    unsigned d = static_cast<unsigned>(c - '0');
+    if (v > (limit - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  if (neg) return v == static_cast<unsigned long long>(LLONG_MAX) + 1ULL ? LLONG_MIN : -static_cast<long long>(v);
+  return static_cast<long long>(v);
+}
+
+// Same, restricted to the int range.
+inline std::optional<int> to_int32(std::string_view s) {
+  auto v = to_int(s);
+  if (!v || *v < INT_MIN || *v > INT_MAX) return std::nullopt;
+  return static_cast<int>(*v);
+}
+
+// ---- 2. Addresses ------------------------------------------------------------------------
+
+// A server endpoint. `host` is kept exactly as written (without IPv6 brackets): flare
+// identifies nodes by the literal "host:port" string, so it must never be normalised.
+struct Endpoint {
+  std::string host;
+  int port = 0;
+
+  std::string key() const { return host + ":" + std::to_string(port); }
+  // For messages and connections: IPv6 literals get their brackets back.
+  std::string display() const {
+    return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port) : key();
+  }
+};
+
+inline bool operator==(const Endpoint& a, const Endpoint& b) { return a.host == b.host && a.port == b.port; }
+
+// A node argument as the subcommands take it: host:port[:balance[:partition]].
+struct NodeArg {
+  Endpoint endpoint;
+  std::optional<int> balance;
+  std::optional<int> partition;
+  std::string text; // as typed, for messages
+};
+
+namespace detail {
+
+inline std::optional<int> parse_port(std::string_view s) {
+  if (!is_digits(s) || s.size() > 5) return std::nullopt;
+  auto v = to_int(s);
+  if (!v || *v < 1 || *v > 65535) return std::nullopt;
+  return static_cast<int>(*v);
+}
+
+// Splits "host:a:b..." honouring "[v6]:a:b". Returns the host and the remaining fields.
+inline bool split_host_fields(std::string_view arg, std::string& host, std::vector<std::string_view>& fields) {
+  fields.clear();
+  std::string_view rest;
+  if (!arg.empty() && arg.front() == '[') {
+    size_t close = arg.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    host = std::string(arg.substr(1, close - 1));
+    rest = arg.substr(close + 1);
+    if (rest.empty()) return true;
+    if (rest.front() != ':') return false;
+    rest.remove_prefix(1);
+  } else {
+    size_t colon = arg.find(':');
+    host = std::string(arg.substr(0, colon));
+    if (colon == std::string_view::npos) return true;
+    rest = arg.substr(colon + 1);
+  }
+  fields = split(rest, ':');
+  return true;
+}
+
+inline bool valid_host(std::string_view h) {
+  if (h.empty() || h.size() > 253) return false;
+  for (unsigned char c : h)
+    if (c <= 0x20 || c >= 0x7f || c == '/' || c == '[' || c == ']') return false;
+  return true;
+}
+
+} // namespace detail
+
+// Parses "host[:port]" (or "[v6][:port]"); the port defaults to `default_port`.
+// Throws Error("invalid address 'X'") on anything else.
+inline Endpoint parse_host_port(std::string_view arg, int default_port) {
+  std::string host;
+  std::vector<std::string_view> fields;
+  if (!detail::split_host_fields(arg, host, fields) || !detail::valid_host(host) || fields.size() > 1)
+    throw Error("invalid address '" + detail::printable(arg) + "'");
+  Endpoint ep{host, default_port};
+  if (fields.size() == 1) {
+    auto port = detail::parse_port(fields[0]);
+    if (!port) throw Error("invalid port in '" + detail::printable(arg) + "'");
+    ep.port = *port;
+  }
+  return ep;
+}
+
+// Parses a node argument with between `min_fields` and `max_fields` colon-separated fields
+// counting host and port (2 = host:port, 3 = +balance, 4 = +partition).
+// Throws Error("invalid argument 'X'.") — the wording scripts of 0.7.3 already match on.
+inline NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fields) {
+  std::string host;
+  std::vector<std::string_view> fields;
+  const std::string bad = "invalid argument '" + detail::printable(arg, 200) + "'.";
+  if (!detail::split_host_fields(arg, host, fields) || !detail::valid_host(host)) throw Error(bad);
+  int count = 1 + static_cast<int>(fields.size());
+  if (count < min_fields || count > max_fields || count < 2) throw Error(bad);
+  NodeArg out;
+  out.text = std::string(arg);
+  auto port = detail::parse_port(fields[0]);
+  if (!port) throw Error(bad);
+  out.endpoint = Endpoint{host, *port};
+  if (count >= 3) {
+    auto b = to_int32(fields[1]);
+    if (!b || *b < 0) throw Error(bad);
+    out.balance = *b;
+  }
+  if (count >= 4) {
+    auto p = to_int32(fields[2]);
+    if (!p || *p < 0) throw Error(bad);
+    out.partition = *p;
+  }
+  return out;
+}
+
+// ---- 3. Socket ---------------------------------------------------------------------------
+
+// Debug hook: when set, every request line and reply line is passed to it (--debug).
+using TraceFn = std::function<void(const std::string& line)>;
+
+namespace detail {
+
+inline int remaining_ms(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  if (left <= 0) return 0;
+  return left > INT_MAX ? INT_MAX : static_cast<int>(left);
+}
+
+inline void set_nonblocking(int fd) {
+  int flags = handle_EINTR([&] { return ::fcntl(fd, F_GETFL, 0); });
+  if (flags >= 0) handle_EINTR([&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
+}
+
+// Resolves host:port to a list of addresses. getaddrinfo cannot be given a deadline; numeric
+// addresses (the usual case for cluster members) never touch the resolver.
+inline std::vector<std::pair<sockaddr_storage, socklen_t>> resolve(const Endpoint& ep) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(ep.port);
+  int rc = ::getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) {
+    throw NetworkError("cannot resolve '" + printable(ep.host) + "': " + ::gai_strerror(rc));
+  }
+  std::vector<std::pair<sockaddr_storage, socklen_t>> out;
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    sockaddr_storage ss{};
+    std::memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    out.emplace_back(ss, static_cast<socklen_t>(ai->ai_addrlen));
+  }
+  ::freeaddrinfo(res);
+  if (out.empty()) throw NetworkError("cannot resolve '" + printable(ep.host) + "'");
+  return out;
+}
+
+// Starts a non-blocking connect; returns the fd (connect may still be in progress) or -1.
+inline int start_connect(const sockaddr_storage& addr, socklen_t len, int& err) {
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = errno;
+    return -1;
+  }
+  set_nonblocking(fd);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int rc = handle_EINTR([&] { return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len); });
+  if (rc < 0 && errno != EINPROGRESS) {
+    err = errno;
+    ::close(fd);
+    return -1;
+  }
+  err = 0;
+  return fd;
+}
+
+inline int connect_result(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return errno;
+  return err;
+}
+
+// A connected TCP socket with a read buffer. Every operation waits with poll() until the
+// current deadline; the deadline is set per request by the clients (see ServerClient).
+class Socket {
+public:
+  Socket() = default;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  Socket(Socket&& o) noexcept { *this = std::move(o); }
+  Socket& operator=(Socket&& o) noexcept {
+    if (this != &o) {
+      close();
+      fd_ = o.fd_;
+      o.fd_ = -1;
+      buf_ = std::move(o.buf_);
+      pos_ = o.pos_;
+      end_ = o.end_;
+      peer_ = std::move(o.peer_);
+      deadline_ = o.deadline_;
+    }
+    return *this;
+  }
+  ~Socket() { close(); }
+
+  // Connects within `timeout_ms` (all addresses of the name share that budget).
+  void connect(const Endpoint& ep, int timeout_ms) {
+    close();
+    peer_ = ep.display();
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    auto addrs = resolve(ep);
+    int last_err = ETIMEDOUT;
+    for (auto& [addr, len] : addrs) {
+      int err = 0;
+      int fd = start_connect(addr, len, err);
+      if (fd < 0) {
+        last_err = err;
+        continue;
+      }
+      pollfd p{fd, POLLOUT, 0};
+      int rc = handle_EINTR([&] { return ::poll(&p, 1, remaining_ms(deadline)); });
+      if (rc == 1) {
+        err = connect_result(fd);
+        if (err == 0) {
+          fd_ = fd;
+          // Room for the longest line we accept, so a full buffer always means "too long".
+          buf_.resize(std::max<size_t>(FLARE_TOOLS_READ_BUFFER_BYTES, FLARE_TOOLS_MAX_LINE_BYTES + 2));
+          pos_ = end_ = 0;
+          return;
+        }
+        last_err = err;
+      } else {
+        last_err = rc == 0 ? ETIMEDOUT : errno;
+      }
+      ::close(fd);
+      if (remaining_ms(deadline) == 0) break;
+    }
+    if (last_err == ETIMEDOUT) throw NetworkError("cannot connect to " + peer_ + ": timed out");
+    throw NetworkError("cannot connect to " + peer_ + ": " + errno_text(last_err));
+  }
+
+  // Takes over an already connected descriptor (a socketpair in tests, an accepted socket).
+  void adopt(int fd, std::string peer) {
+    close();
+    set_nonblocking(fd);
+    fd_ = fd;
+    peer_ = std::move(peer);
+    buf_.resize(std::max<size_t>(FLARE_TOOLS_READ_BUFFER_BYTES, FLARE_TOOLS_MAX_LINE_BYTES + 2));
+    pos_ = end_ = 0;
+  }
+
+  bool is_open() const { return fd_ >= 0; }
+  const std::string& peer() const { return peer_; }
+  int fd() const { return fd_; }
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    pos_ = end_ = 0;
+  }
+
+  void set_deadline(Clock::time_point d) { deadline_ = d; }
+  void set_timeout(int timeout_ms) { deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms); }
+  Clock::time_point deadline() const { return deadline_; }
+
+  void send_all(std::string_view data) {
+    const char* p = data.data();
+    size_t left = data.size();
+    while (left > 0) {
+      ssize_t n = handle_EINTR([&] { return ::send(fd_, p, left, MSG_NOSIGNAL); });
+      if (n > 0) {
+        p += n;
+        left -= static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail("send to " + peer_ + " failed", errno);
+      wait_for(POLLOUT, "sending to");
+    }
+  }
+
+  // Returns one line without its "\r\n" (a bare "\n" is tolerated). The view is valid until
+  // the next read. A line longer than FLARE_TOOLS_MAX_LINE_BYTES is a protocol error.
+  std::string_view read_line() {
+    size_t scanned = pos_;
+    for (;;) {
+      const char* base = buf_.data();
+      const void* nl = std::memchr(base + scanned, '\n', end_ - scanned);
+      if (nl) {
+        size_t nlpos = static_cast<size_t>(static_cast<const char*>(nl) - base);
+        size_t len = nlpos - pos_;
+        if (len > 0 && base[nlpos - 1] == '\r') --len;
+        std::string_view line(base + pos_, len);
+        pos_ = nlpos + 1;
+        return line;
+      }
+      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES)
+        throw ProtocolError("reply line from " + peer_ + " longer than " +
+                            std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
+      scanned = end_;
+      size_t before = pos_;
+      fill();
+      scanned -= before - pos_; // fill() may have moved the unread bytes to the front
+    }
+  }
+
+  // Reads exactly `n` bytes and hands them to `sink` in pieces (no copy of the whole value).
+  template <typename Sink> void read_exact(size_t n, Sink&& sink) {
+    while (n > 0) {
+      if (pos_ == end_) fill();
+      size_t take = std::min(n, end_ - pos_);
+      sink(std::string_view(buf_.data() + pos_, take));
+      pos_ += take;
+      n -= take;
+    }
+  }
+
+  // Waits until the socket is readable or the deadline passes; false on timeout.
+  bool wait_readable(int timeout_ms) {
+    if (pos_ < end_) return true;
+    pollfd p{fd_, POLLIN, 0};
+    int rc = handle_EINTR([&] { return ::poll(&p, 1, timeout_ms); });
+    return rc > 0;
+  }
+
+  size_t buffered() const { return end_ - pos_; }
+
+private:
+  [[noreturn]] void fail(const std::string& what, int err) {
+    close();
+    throw NetworkError(what + ": " + errno_text(err));
+  }
+
+  void wait_for(short events, const char* doing) {
+    pollfd p{fd_, events, 0};
+    int ms = remaining_ms(deadline_);
+    int rc = handle_EINTR([&] { return ::poll(&p, 1, ms); });
+    if (rc == 0) {
+      std::string peer = peer_;
+      close();
+      throw NetworkError(std::string("timed out ") + doing + " " + peer);
+    }
+    if (rc < 0) fail(std::string("poll failed ") + doing + " " + peer_, errno);
+  }
+
+  void fill() {
+    if (pos_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+      end_ -= pos_;
+      pos_ = 0;
+    }
+    for (;;) {
+      ssize_t n = handle_EINTR([&] { return ::recv(fd_, buf_.data() + end_, buf_.size() - end_, 0); });
+      if (n > 0) {
+        end_ += static_cast<size_t>(n);
+        return;
+      }
+      if (n == 0) {
+        std::string peer = peer_;
+        close();
+        throw NetworkError("connection closed by " + peer);
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) fail("receive from " + peer_ + " failed", errno);
+      wait_for(POLLIN, "waiting for");
+    }
+  }
+
+  int fd_ = -1;
+  std::vector<char> buf_;
+  size_t pos_ = 0, end_ = 0;
+  std::string peer_;
+  Clock::time_point deadline_ = Clock::now();
+};
+
+} // namespace detail
+
+// ---- 4. Protocol reader ------------------------------------------------------------------
+
+// A complete reply to one request: the data lines before the terminating line, and that line.
+struct Reply {
+  std::vector<std::string> lines;
+  std::string status; // "END", "OK", "STORED", "ERROR", "SERVER_ERROR ...", ...
+
+  bool ok() const {
+    return status == "OK" || status == "END" || status == "STORED" || status == "DELETED";
+  }
+  bool is_error() const {
+    return status == "ERROR" || status.rfind("SERVER_ERROR", 0) == 0 || status.rfind("CLIENT_ERROR", 0) == 0;
+  }
+};
+
+namespace detail {
+
+inline bool is_terminal_line(std::string_view line) {
+  static const char* const exact[] = {"END",       "OK",     "ERROR",   "STORED", "NOT_STORED",
+                                      "DELETED",   "EXISTS", "NOT_FOUND", "TOUCHED"};
+  for (const char* e : exact)
+    if (line == e) return true;
+  return line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0 ||
+         line.rfind("VERSION ", 0) == 0;
+}
+
+} // namespace detail
+
+// Reads lines until a terminating status line. Data lines must be STAT/META/KEY lines;
+// the total size is bounded by FLARE_TOOLS_MAX_REPLY_BYTES.
+inline Reply read_reply(detail::Socket& sock, const TraceFn& trace = nullptr) {
+  Reply r;
+  size_t total = 0;
+  for (;;) {
+    std::string_view line = sock.read_line();
+    if (trace) trace("<-- " + detail::printable(line, 400));
+    if (detail::is_terminal_line(line)) {
+      r.status = std::string(line);
+      return r;
+    }
+    if (line.rfind("STAT ", 0) != 0 && line.rfind("META ", 0) != 0 && line.rfind("KEY ", 0) != 0) {
+      sock.close();
+      throw ProtocolError("unexpected reply line from " + sock.peer() + ": '" + detail::printable(line) + "'");
+    }
+    total += line.size() + 2;
+    if (total > FLARE_TOOLS_MAX_REPLY_BYTES) {
+      sock.close();
+      throw ProtocolError("reply from " + sock.peer() + " larger than " +
+                          std::to_string(FLARE_TOOLS_MAX_REPLY_BYTES) + " bytes");
+    }
+    r.lines.emplace_back(line);
+  }
+}
+
+// `stats` of a node or of the index: name -> value, in the order received. Values stay text;
+// numbers are read on demand so a bad field shows as "-" instead of spoiling the others.
+struct NodeStats {
+  std::vector<std::pair<std::string, std::string>> fields;
+
+  const std::string* find(std::string_view name) const {
+    const std::string* found = nullptr;
+    for (auto& f : fields)
+      if (f.first == name) found = &f.second; // a repeated field: the last one wins
+    return found;
+  }
+  std::string get(std::string_view name) const {
+    auto* v = find(name);
+    return v ? *v : std::string();
+  }
+  // A non-negative integer field, or nullopt when missing, malformed or out of range.
+  std::optional<long long> number(std::string_view name) const {
+    auto* v = find(name);
+    if (!v) return std::nullopt;
+    auto n = to_int(*v);
+    if (!n || *n < 0) return std::nullopt;
+    return n;
+  }
+};
+
+inline NodeStats parse_stats(const std::vector<std::string>& lines) {
+  NodeStats s;
+  for (auto& line : lines) {
+    std::string_view l(line);
+    if (l.rfind("STAT ", 0) != 0) throw ProtocolError("malformed stats line '" + detail::printable(l) + "'");
+    l.remove_prefix(5);
+    size_t sp = l.find(' ');
+    std::string name(l.substr(0, sp));
+    std::string value(sp == std::string_view::npos ? std::string_view() : l.substr(sp + 1));
+    if (name.empty()) throw ProtocolError("malformed stats line '" + detail::printable(line) + "'");
+    s.fields.emplace_back(std::move(name), std::move(value));
+  }
+  return s;
+}
+
+// One entry of the index's `stats nodes`.
+struct NodeInfo {
+  std::string key;  // "host:port" exactly as the index names the node
+  std::string host; // the key's host part
+  int port = 0;
+  std::string role;  // master | slave | proxy
+  std::string state; // active | prepare | down | ready
+  int partition = -1;
+  int balance = 0;
+  int thread_type = 0;
+
+  Endpoint endpoint() const { return Endpoint{host, port}; }
+  bool is_master() const { return role == "master"; }
+  bool is_slave() const { return role == "slave"; }
+  bool is_proxy() const { return role == "proxy"; }
+  bool is_active() const { return state == "active"; }
+};
+
+inline bool is_known_role(std::string_view r) { return r == "master" || r == "slave" || r == "proxy"; }
+inline bool is_known_state(std::string_view s) {
+  return s == "active" || s == "prepare" || s == "down" || s == "ready";
+}
+
+// Parses `stats nodes`. Keys are split at the LAST two colons, since the host part is the
+// node's configured server name and may itself contain colons (IPv6). Nodes come back in the
+// order of their first line. An entry missing role, state, partition or balance is an error.
+inline std::vector<NodeInfo> parse_stats_nodes(const std::vector<std::string>& lines) {
+  struct Partial {
+    NodeInfo info;
+    unsigned seen = 0;
+  };
+  std::vector<Partial> nodes;
+  std::map<std::string, size_t> index;
+  for (auto& line : lines) {
+    std::string_view l(line);
+    auto bad = [&](const char* why) {
+      return ProtocolError(std::string("malformed stats nodes line (") + why + "): '" + detail::printable(line) + "'");
+    };
+    if (l.rfind("STAT ", 0) != 0) throw bad("no STAT");
+    l.remove_prefix(5);
+    size_t sp = l.find(' ');
+    if (sp == std::string_view::npos) throw bad("no value");
+    std::string_view name = l.substr(0, sp);
+    std::string_view value = detail::trim(l.substr(sp + 1));
+    size_t c2 = name.rfind(':');
+    if (c2 == std::string_view::npos || c2 == 0) throw bad("no field");
+    size_t c1 = name.rfind(':', c2 - 1);
+    if (c1 == std::string_view::npos || c1 == 0) throw bad("no port");
+    std::string_view host = name.substr(0, c1), port = name.substr(c1 + 1, c2 - c1 - 1), field = name.substr(c2 + 1);
+    auto p = detail::parse_port(port);
+    if (!p) throw bad("bad port");
+    std::string key(name.substr(0, c2));
+    auto it = index.find(key);
+    if (it == index.end()) {
+      it = index.emplace(key, nodes.size()).first;
+      Partial fresh;
+      fresh.info.key = key;
+      fresh.info.host = std::string(host);
+      fresh.info.port = *p;
+      nodes.push_back(std::move(fresh));
+    }
+    Partial& n = nodes[it->second];
+    if (field == "role") {
+      n.info.role = std::string(value);
+      n.seen |= 1;
+    } else if (field == "state") {
+      n.info.state = std::string(value);
+      n.seen |= 2;
+    } else if (field == "partition") {
+      auto v = to_int32(value);
+      if (!v || *v < -1) throw bad("bad partition");
+      n.info.partition = *v;
+      n.seen |= 4;
+    } else if (field == "balance") {
+      auto v = to_int32(value);
+      if (!v || *v < 0) throw bad("bad balance");
+      n.info.balance = *v;
+      n.seen |= 8;
+    } else if (field == "thread_type") {
+      auto v = to_int32(value);
+      if (!v) throw bad("bad thread_type");
+      n.info.thread_type = *v;
+    } // unknown fields of newer servers are ignored
+  }
+  std::vector<NodeInfo> out;
+  out.reserve(nodes.size());
+  for (auto& n : nodes) {
+    if ((n.seen & 15) != 15)
+      throw ProtocolError("stats nodes entry for " + detail::printable(n.info.key) +
+                          " lacks one of role, state, partition, balance");
+    out.push_back(std::move(n.info));
+  }
+  return out;
+}
+
+// One entry of `stats threads`.
+struct ThreadInfo {
+  std::string id;
+  std::string type;
+  std::string peer;
+  std::string op;
+  std::string uptime;
+  std::string state;
+  std::string info;
+  std::string queue;
+  std::optional<std::string> behind;
+};
+
+inline std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines) {
+  std::vector<ThreadInfo> out;
+  std::map<std::string, size_t> index;
+  for (auto& line : lines) {
+    std::string_view l(line);
+    if (l.rfind("STAT ", 0) != 0) throw ProtocolError("malformed stats threads line '" + detail::printable(l) + "'");
+    l.remove_prefix(5);
+    size_t colon = l.find(':');
+    if (colon == std::string_view::npos || colon == 0)
+      throw ProtocolError("malformed stats threads line '" + detail::printable(line) + "'");
+    std::string id(l.substr(0, colon));
+    std::string_view rest = l.substr(colon + 1);
+    size_t sp = rest.find(' ');
+    std::string_view field = rest.substr(0, sp);
+    std::string value(sp == std::string_view::npos ? std::string_view() : detail::trim(rest.substr(sp + 1)));
+    auto it = index.find(id);
+    if (it == index.end()) {
+      it = index.emplace(id, out.size()).first;
+      out.push_back(ThreadInfo{});
+      out.back().id = id;
+    }
+    ThreadInfo& t = out[it->second];
+    if (field == "type") t.type = value;
+    else if (field == "peer") t.peer = value;
+    else if (field == "op") t.op = value;
+    else if (field == "uptime") t.uptime = value;
+    else if (field == "state") t.state = value;
+    else if (field == "info") t.info = value;
+    else if (field == "queue") t.queue = value;
+    else if (field == "behind") t.behind = value;
+  }
+  return out;
+}
+
+// The index's `meta`: the partitioning parameters of the cluster.
+struct Meta {
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string get(std::string_view name) const {
+    for (auto& f : fields)
+      if (f.first == name) return f.second;
+    return std::string();
+  }
+};
+
+inline Meta parse_meta(const std::vector<std::string>& lines) {
+  Meta m;
+  for (auto& line : lines) {
+    std::string_view l(line);
+    if (l.rfind("META ", 0) != 0) throw ProtocolError("malformed meta line '" + detail::printable(l) + "'");
+    l.remove_prefix(5);
+    size_t sp = l.find(' ');
+    if (sp == std::string_view::npos || sp == 0)
+      throw ProtocolError("malformed meta line '" + detail::printable(line) + "'");
+    m.fields.emplace_back(std::string(l.substr(0, sp)), std::string(detail::trim(l.substr(sp + 1))));
+  }
+  return m;
+}
+
+// One item of a `dump` stream: "VALUE key flags length version expire".
+struct ItemHeader {
+  std::string key;
+  unsigned long long flags = 0;
+  size_t length = 0;
+  unsigned long long version = 0;
+  long long expire = 0;
+};
+
+// Parses a VALUE line of a dump (the key may not contain spaces; numbers must be in range).
+inline ItemHeader parse_value_line(std::string_view line) {
+  auto w = detail::words(line);
+  auto bad = [&](const char* why) {
+    return ProtocolError(std::string("malformed VALUE line (") + why + "): '" + detail::printable(line) + "'");
+  };
+  if (w.size() != 6 || w[0] != "VALUE") throw bad("expected VALUE key flags length version expire");
+  ItemHeader h;
+  h.key = std::string(w[1]);
+  if (h.key.size() > 250) throw bad("key longer than 250 bytes");
+  auto flags = to_int(w[2]), len = to_int(w[3]), ver = to_int(w[4]), exp = to_int(w[5]);
+  if (!flags || *flags < 0 || *flags > UINT32_MAX) throw bad("flags");
+  if (!len || *len < 0 || *len > FLARE_TOOLS_MAX_VALUE_BYTES) throw bad("length");
+  if (!ver || *ver < 0) throw bad("version");
+  if (!exp || *exp < 0) throw bad("expire");
+  h.flags = static_cast<unsigned long long>(*flags);
+  h.length = static_cast<size_t>(*len);
+  h.version = static_cast<unsigned long long>(*ver);
+  h.expire = *exp;
+  return h;
+}
+
+// ---- 5. Clients --------------------------------------------------------------------------
+
+// One connection to a flare server (index or node) speaking the text protocol.
+// Connects lazily; every request runs under `timeout_ms` (connect, send and the whole reply).
+class ServerClient {
+public:
+  explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS)
+      : ep_(std::move(ep)), timeout_ms_(timeout_ms) {}
+  ServerClient(ServerClient&&) = default;
+  ServerClient& operator=(ServerClient&&) = default;
+
+  const Endpoint& endpoint() const { return ep_; }
+  int timeout_ms() const { return timeout_ms_; }
+  void set_trace(TraceFn t) { trace_ = std::move(t); }
+  void close() {
+    if (sock_.is_open()) {
+      // Be polite but never wait for the peer: "quit" needs no answer.
+      try {
+        sock_.set_timeout(200);
+        sock_.send_all("quit\r\n");
+      } catch (const Error&) {
+      }
+    }
+    sock_.close();
+  }
+  ~ServerClient() { close(); }
+
+  // Sends one request line and reads a complete reply.
+  Reply request(const std::string& line) {
+    send_line(line);
+    return read_reply(sock_, trace_);
+  }
+
+  // Like request(), but an ERROR / SERVER_ERROR / CLIENT_ERROR reply throws ServerError.
+  Reply request_ok(const std::string& line) {
+    Reply r = request(line);
+    if (r.is_error() || !r.ok())
+      throw ServerError(ep_.display() + " answered '" + detail::printable(r.status) + "' to '" + line + "'");
+    return r;
+  }
+
+  bool ping() { return request("ping").status == "OK"; }
+
+  std::string version() {
+    send_line("version");
+    auto line = sock_.read_line();
+    if (trace_) trace_("<-- " + detail::printable(line));
+    if (line.rfind("VERSION ", 0) != 0)
+      throw ProtocolError("unexpected answer to version from " + ep_.display() + ": '" + detail::printable(line) + "'");
+    return std::string(line.substr(8));
+  }
+
+  NodeStats stats() { return parse_stats(request_ok("stats").lines); }
+  std::vector<ThreadInfo> stats_threads() { return parse_stats_threads(request_ok("stats threads").lines); }
+  std::vector<NodeInfo> stats_nodes() { return parse_stats_nodes(request_ok("stats nodes").lines); }
+
+  // For streaming commands: direct access after send_line().
+  void send_line(const std::string& line) {
+    if (trace_) trace_("--> " + ep_.display() + " " + line);
+    if (!sock_.is_open()) {
+      sock_.connect(ep_, timeout_ms_);
+    }
+    sock_.set_timeout(timeout_ms_);
+    sock_.send_all(line + "\r\n");
+  }
+  void send_raw(std::string_view bytes) {
+    if (!sock_.is_open()) sock_.connect(ep_, timeout_ms_);
+    sock_.set_timeout(timeout_ms_);
+    sock_.send_all(bytes);
+  }
+  void connect() {
+    if (!sock_.is_open()) sock_.connect(ep_, timeout_ms_);
+  }
+  detail::Socket& socket() { return sock_; }
+  const TraceFn& trace() const { return trace_; }
+
+protected:
+  Endpoint ep_;
+  int timeout_ms_;
+  detail::Socket sock_;
+  TraceFn trace_;
+};
+
+// The index server (flarei): the cluster map and the commands that change it.
+class IndexClient : public ServerClient {
+public:
+  using ServerClient::ServerClient;
+
+  Meta meta() { return parse_meta(request_ok("meta").lines); }
+
+  // The three changes return the server's status line ("OK" or the error) instead of
+  // throwing on a refusal: callers decide whether a refusal is fatal or worth a retry.
+  std::string node_role(const Endpoint& n, const std::string& role, int balance, int partition) {
+    return request("node role " + n.host + " " + std::to_string(n.port) + " " + role + " " +
+                   std::to_string(balance) + " " + std::to_string(partition))
+        .status;
+  }
+  std::string node_state(const Endpoint& n, const std::string& state) {
+    return request("node state " + n.host + " " + std::to_string(n.port) + " " + state).status;
+  }
+  std::string node_remove(const Endpoint& n) {
+    return request("node remove " + n.host + " " + std::to_string(n.port)).status;
+  }
+};
+
+// A data node (flared).
+class NodeClient : public ServerClient {
+public:
+  using ServerClient::ServerClient;
+
+  std::string flush_all() { return request("flush_all").status; }
+};
+
+// Result of asking one node for `stats` during a gather.
+struct StatsResult {
+  Endpoint endpoint;
+  bool ok = false;
+  std::string error; // why it failed, when !ok
+  NodeStats stats;
+  Clock::time_point fetched_at{};
+};
+
+namespace detail {
+
+// One node's progress through connect -> send "stats" -> read until END.
+struct StatsProbe {
+  StatsResult result;
+  std::vector<std::pair<sockaddr_storage, socklen_t>> addrs;
+  size_t next_addr = 0;
+  int fd = -1;
+  enum Phase { connecting, sending, reading, done } phase = connecting;
+  size_t sent = 0;
+  std::string inbuf;
+
+  void finish_error(const std::string& why) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    phase = done;
+    result.ok = false;
+    result.error = why;
+  }
+};
+
+inline void probe_try_connect(StatsProbe& p) {
+  while (p.next_addr < p.addrs.size()) {
+    int err = 0;
+    auto& a = p.addrs[p.next_addr++];
+    p.fd = start_connect(a.first, a.second, err);
+    if (p.fd >= 0) {
+      p.phase = StatsProbe::connecting;
+      return;
+    }
+    p.result.error = errno_text(err);
+  }
+  p.finish_error(p.result.error.empty() ? "cannot connect" : p.result.error);
+}
+
+// Looks for "END\r\n" at the start of a line; returns true when the reply is complete.
+inline bool probe_reply_complete(const std::string& buf) {
+  if (buf.size() >= 5 && buf.compare(buf.size() - 5, 5, "END\r\n") == 0 &&
+      (buf.size() == 5 || buf[buf.size() - 6] == '\n'))
+    return true;
+  return false;
+}
+
+} // namespace detail
+
+// Fetches `stats` from every endpoint at once from this one thread: non-blocking connects
+// and a single poll() loop, so N slow or dead nodes cost one timeout, not N. A node that
+// fails (refused, timeout, garbage) comes back with ok == false and a reason; the others
+// are unaffected. Results are in the order of `endpoints`.
+inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
+  using detail::StatsProbe;
+  const std::string request = "stats\r\n";
+  const size_t max_reply = FLARE_TOOLS_MAX_REPLY_BYTES;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::vector<StatsProbe> probes(endpoints.size());
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    probes[i].result.endpoint = endpoints[i];
+    try {
+      probes[i].addrs = detail::resolve(endpoints[i]);
+      detail::probe_try_connect(probes[i]);
+    } catch (const Error& e) {
+      probes[i].finish_error(e.what());
+    }
+  }
+  std::vector<pollfd> fds;
+  std::vector<size_t> owner;
+  for (;;) {
+    fds.clear();
+    owner.clear();
+    for (size_t i = 0; i < probes.size(); ++i) {
+      auto& p = probes[i];
+      if (p.phase == StatsProbe::done) continue;
+      short ev = p.phase == StatsProbe::reading ? POLLIN : POLLOUT;
+      fds.push_back(pollfd{p.fd, ev, 0});
+      owner.push_back(i);
+    }
+    if (fds.empty()) break;
+    int ms = detail::remaining_ms(deadline);
+    int rc = detail::handle_EINTR([&] { return ::poll(fds.data(), fds.size(), ms); });
+    if (rc == 0) {
+      for (size_t i : owner) probes[i].finish_error("timed out");
+      break;
+    }
+    if (rc < 0) {
+      for (size_t i : owner) probes[i].finish_error(std::string("poll failed: ") + detail::errno_text(errno));
+      break;
+    }
+    for (size_t k = 0; k < fds.size(); ++k) {
+      if (fds[k].revents == 0) continue;
+      auto& p = probes[owner[k]];
+      if (p.phase == StatsProbe::connecting) {
+        int err = detail::connect_result(p.fd);
+        if (err != 0) {
+          ::close(p.fd);
+          p.fd = -1;
+          p.result.error = detail::errno_text(err);
+          detail::probe_try_connect(p);
+          continue;
+        }
+        p.phase = StatsProbe::sending;
+      }
+      if (p.phase == StatsProbe::sending) {
+        ssize_t n = detail::handle_EINTR(
+            [&] { return ::send(p.fd, request.data() + p.sent, request.size() - p.sent, MSG_NOSIGNAL); });
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+          p.finish_error(detail::errno_text(errno));
+          continue;
+        }
+        if (n > 0) p.sent += static_cast<size_t>(n);
+        if (p.sent == request.size()) p.phase = StatsProbe::reading;
+        continue;
+      }
+      if (p.phase == StatsProbe::reading) {
+        char buf[16384];
+        ssize_t n = detail::handle_EINTR([&] { return ::recv(p.fd, buf, sizeof buf, 0); });
+        if (n == 0) {
+          p.finish_error("connection closed in the middle of the reply");
+          continue;
+        }
+        if (n < 0) {
+          if (errno != EAGAIN && errno != EWOULDBLOCK) p.finish_error(detail::errno_text(errno));
+          continue;
+        }
+        p.inbuf.append(buf, static_cast<size_t>(n));
+        if (p.inbuf.size() > max_reply) {
+          p.finish_error("reply larger than " + std::to_string(max_reply) + " bytes");
+          continue;
+        }
+        if (detail::probe_reply_complete(p.inbuf)) {
+          ::close(p.fd);
+          p.fd = -1;
+          p.phase = StatsProbe::done;
+          p.result.fetched_at = Clock::now();
+          try {
+            std::vector<std::string> lines;
+            std::string_view all(p.inbuf);
+            all.remove_suffix(5); // END\r\n
+            size_t start = 0;
+            while (start < all.size()) {
+              size_t nl = all.find('\n', start);
+              if (nl == std::string_view::npos) nl = all.size();
+              std::string_view line = all.substr(start, nl - start);
+              if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+              if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("stats line too long");
+              lines.emplace_back(line);
+              start = nl + 1;
+            }
+            p.result.stats = parse_stats(lines);
+            p.result.ok = true;
+          } catch (const Error& e) {
+            p.result.ok = false;
+            p.result.error = e.what();
+          }
+          p.inbuf.clear();
+          p.inbuf.shrink_to_fit();
+        }
+      }
+    }
+  }
+  std::vector<StatsResult> out;
+  out.reserve(probes.size());
+  for (auto& p : probes) {
+    if (p.fd >= 0) ::close(p.fd);
+    out.push_back(std::move(p.result));
+  }
+  return out;
+}
+
+// ---- 6. Cluster model --------------------------------------------------------------------
+
+// The cluster as the index server describes it (one `stats nodes`).
+class Cluster {
+public:
+  Cluster() = default;
+  explicit Cluster(std::vector<NodeInfo> nodes) : nodes_(std::move(nodes)) {}
+
+  // Nodes in the server's order.
+  const std::vector<NodeInfo>& nodes() const { return nodes_; }
+  bool empty() const { return nodes_.empty(); }
+
+  const NodeInfo* find(const std::string& key) const {
+    for (auto& n : nodes_)
+      if (n.key == key) return &n;
+    return nullptr;
+  }
+  const NodeInfo* find(const Endpoint& ep) const { return find(ep.key()); }
+
+  // 1 + the highest partition number in use (0 when there is none).
+  int partition_count() const {
+    int maxp = -1;
+    for (auto& n : nodes_) maxp = std::max(maxp, n.partition);
+    return maxp + 1;
+  }
+
+  const NodeInfo* master_of(int partition) const {
+    if (partition < 0) return nullptr;
+    for (auto& n : nodes_)
+      if (n.partition == partition && n.is_master()) return &n;
+    return nullptr;
+  }
+
+  std::vector<const NodeInfo*> slaves_of(int partition) const {
+    std::vector<const NodeInfo*> out;
+    if (partition < 0) return out;
+    for (auto& n : nodes_)
+      if (n.partition == partition && n.is_slave()) out.push_back(&n);
+    return out;
+  }
+
+  int active_slave_count(int partition, const std::string& except_key = std::string()) const {
+    int c = 0;
+    for (auto* s : slaves_of(partition))
+      if (s->is_active() && s->key != except_key) ++c;
+    return c;
+  }
+
+  // "List order": by partition with proxies last, then role, then key (flare-admin list).
+  std::vector<NodeInfo> list_order() const {
+    auto out = nodes_;
+    int pc = partition_count();
+    std::sort(out.begin(), out.end(), [pc](const NodeInfo& a, const NodeInfo& b) {
+      int pa = a.partition < 0 ? pc : a.partition, pb = b.partition < 0 ? pc : b.partition;
+      if (pa != pb) return pa < pb;
+      if (a.role != b.role) return a.role < b.role;
+      return a.key < b.key;
+    });
+    return out;
+  }
+
+  // "Stats order": by partition with proxies (-1) first, then role, then key (flare-stats).
+  std::vector<NodeInfo> stats_order() const {
+    auto out = nodes_;
+    std::sort(out.begin(), out.end(), [](const NodeInfo& a, const NodeInfo& b) {
+      if (a.partition != b.partition) return a.partition < b.partition;
+      if (a.role != b.role) return a.role < b.role;
+      return a.key < b.key;
+    });
+    return out;
+  }
+
+  // Can the node be rebuilt at all without losing its partition's only serving copy?
+  bool reconstructable(const NodeInfo& n) const {
+    if (!n.is_active() || n.is_proxy()) return false;
+    if (n.is_slave()) return true;
+    return active_slave_count(n.partition) >= 1;
+  }
+
+  // Does the partition keep redundancy (another active copy besides the promoted one)
+  // while this node is rebuilt? A master needs two active slaves (one takes over, one
+  // remains); a slave needs another active slave.
+  bool safely_reconstructable(const NodeInfo& n) const {
+    if (!n.is_active() || n.is_proxy()) return false;
+    if (n.is_master()) return active_slave_count(n.partition) >= 2;
+    return active_slave_count(n.partition, n.key) >= 1;
+  }
+
+private:
+  std::vector<NodeInfo> nodes_;
+};
+
+// ---- 7. Operations and waiting ----------------------------------------------------------
+// The node table (section 8) is printed by the operations too.
+inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
+
+// How an operation talks to its user. The CLI wires these to the terminal; a program using
+// the library may wire them to anything (all optional except `ask` for interactive use).
+struct OperationIO {
+  std::function<void(const std::string&)> say;      // a message line (stdout in flare-admin)
+  std::function<void(const std::string&)> warn;     // a problem line (stderr)
+  std::function<void(const std::string&)> progress; // a construction progress line, once a second
+  // Shows `prompt` and returns the answer line, or nullopt at end of input (which means "no").
+  std::function<std::optional<std::string>(const std::string& prompt)> ask;
+  std::function<bool()> interrupted; // true once the user asked to stop (Ctrl-C)
+};
+
+struct OperationOptions {
+  bool force = false;         // answer every question "yes" (the refusals still hold)
+  bool dry_run = false;       // send nothing that changes state; say what would be sent
+  int retry = 10;             // attempts of a refused `node role` (the node may not be ready yet)
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // a construction without progress for this long fails
+  int poll_interval_ms = 1000;
+  bool unsafe = false;        // reconstruct even without redundancy
+  bool activate = false;      // master: move a `ready` master on to `active`
+  bool without_clean = false; // master/slave: skip flush_all
+};
+
+// How an operation ended, worst first when several nodes were handled.
+enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
+
+inline Outcome worse(Outcome a, Outcome b) { return static_cast<int>(a) > static_cast<int>(b) ? a : b; }
+
+// What a construction wait sees each second.
+struct ConstructionProgress {
+  std::string role, state;
+  long long items = 0;        // slave: its curr_items; master: its own curr_items
+  long long master_items = 0; // slave waits only
+  double elapsed = 0;
+};
+
+inline std::string eta_text(const ConstructionProgress& p) {
+  if (p.items <= 0 || p.elapsed <= 0) return "n/a";
+  double rate = static_cast<double>(p.items) / p.elapsed;
+  long long eta = static_cast<long long>(static_cast<double>(p.master_items - p.items) / rate);
+  return std::to_string(std::max(0LL, eta));
+}
+
+// "20000/20000 (role = slave, state = active) [ETA: 0 sec (elapsed = 1 sec)]"
+inline std::string format_slave_progress(const ConstructionProgress& p) {
+  return std::to_string(p.items) + "/" + std::to_string(p.master_items) + " (role = " + p.role + ", state = " + p.state +
+         ") [ETA: " + eta_text(p) + " sec (elapsed = " + std::to_string(static_cast<long long>(p.elapsed)) + " sec)]";
+}
+
+// "0 (role = master, state = active) [ETA: n/a sec (elapsed = 0 sec)]"
+inline std::string format_master_progress(const ConstructionProgress& p) {
+  return std::to_string(p.items) + " (role = " + p.role + ", state = " + p.state + ") [ETA: n/a sec (elapsed = " +
+         std::to_string(static_cast<long long>(p.elapsed)) + " sec)]";
+}
+
+// The end of a wait that did not reach its goal.
+enum class WaitEnd { reached, interrupted };
+
+namespace detail {
+
+inline long long items_of(const Endpoint& ep, int timeout_ms) {
+  NodeClient c(ep, timeout_ms);
+  return c.stats().number("curr_items").value_or(0);
+}
+
+// Sleeps in small steps so that Ctrl-C is seen within 50 ms.
+inline bool pause(int ms, const OperationIO& io) {
+  auto until = Clock::now() + std::chrono::milliseconds(ms);
+  while (Clock::now() < until) {
+    if (io.interrupted && io.interrupted()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50, std::max(1, remaining_ms(until)))));
+  }
+  return !(io.interrupted && io.interrupted());
+}
+
+// The common loop of the construction waits: poll, report, stop at the goal, fail when
+// nothing has moved for `timeout_ms` (items or state), the overall wait has no other limit.
+template <typename Poll, typename Goal, typename Lost>
+inline WaitEnd construction_wait(const Endpoint& node, const OperationOptions& opt, const OperationIO& io, Poll poll,
+                                 Goal goal, Lost lost, bool slave, ConstructionProgress& last) {
+  auto start = Clock::now();
+  auto last_change = start;
+  std::optional<ConstructionProgress> previous;
+  for (;;) {
+    ConstructionProgress p = poll();
+    p.elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    if (io.progress) io.progress(slave ? format_slave_progress(p) : format_master_progress(p));
+    last = p;
+    if (goal(p)) return WaitEnd::reached;
+    if (lost(p))
+      throw Error("construction of " + node.key() + " stopped: the node is now " + p.role + " " + p.state);
+    if (!previous || previous->items != p.items || previous->state != p.state || previous->role != p.role)
+      last_change = Clock::now();
+    previous = p;
+    if (Clock::now() - last_change >= std::chrono::milliseconds(opt.timeout_ms))
+      throw Error("construction of " + node.key() + " made no progress for " + std::to_string(opt.timeout_ms / 1000) +
+                  " s (role = " + p.role + ", state = " + p.state + ", items = " + std::to_string(p.items) + ")");
+    if (!pause(opt.poll_interval_ms, io)) return WaitEnd::interrupted;
+  }
+}
+
+} // namespace detail
+
+// Waits until `node` is `slave active`, polling the index's `stats nodes` and both nodes'
+// `stats` once per poll interval and reporting "ITEMS/MASTER_ITEMS (role = R, state = S) [ETA...]".
+inline WaitEnd wait_for_slave_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
+                                     const OperationIO& io, ConstructionProgress& last) {
+  auto poll = [&] {
+    Cluster c(index.stats_nodes());
+    const NodeInfo* n = c.find(node);
+    if (!n) throw Error(node.key() + " disappeared from the cluster while it was being constructed");
+    ConstructionProgress p;
+    p.role = n->role;
+    p.state = n->state;
+    p.items = detail::items_of(node, opt.timeout_ms);
+    const NodeInfo* m = c.master_of(n->partition);
+    p.master_items = m ? detail::items_of(m->endpoint(), opt.timeout_ms) : 0;
+    return p;
+  };
+  return detail::construction_wait(
+      node, opt, io, poll, [](const ConstructionProgress& p) { return p.role == "slave" && p.state == "active"; },
+      [](const ConstructionProgress& p) { return p.role != "slave" || p.state == "down"; }, true, last);
+}
+
+// Waits until `node` is a `master` in state `ready` or `active`.
+inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
+                                     const OperationIO& io, ConstructionProgress& last) {
+  auto poll = [&] {
+    Cluster c(index.stats_nodes());
+    const NodeInfo* n = c.find(node);
+    if (!n) throw Error(node.key() + " disappeared from the cluster while it was being constructed");
+    ConstructionProgress p;
+    p.role = n->role;
+    p.state = n->state;
+    p.items = detail::items_of(node, opt.timeout_ms);
+    return p;
+  };
+  return detail::construction_wait(
+      node, opt, io, poll,
+      [](const ConstructionProgress& p) { return p.role == "master" && (p.state == "ready" || p.state == "active"); },
+      [](const ConstructionProgress& p) { return p.role != "master" || p.state == "down"; }, false, last);
+}
+
+// After `node state down`, a live node comes back as `proxy active` once the index's monitor
+// sees it again (about a second on a real cluster). Waits for that instead of sleeping blindly.
+inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
+                                     const OperationIO& io) {
+  auto start = Clock::now();
+  for (;;) {
+    Cluster c(index.stats_nodes());
+    const NodeInfo* n = c.find(node);
+    if (!n) throw Error(node.key() + " disappeared from the cluster");
+    if (n->is_proxy() && n->is_active()) return WaitEnd::reached;
+    if (Clock::now() - start >= std::chrono::milliseconds(opt.timeout_ms))
+      throw Error(node.key() + " did not come back as proxy active within " + std::to_string(opt.timeout_ms / 1000) +
+                  " s (it is " + n->role + " " + n->state + "); is its flared running?");
+    if (!detail::pause(std::min(opt.poll_interval_ms, 200), io)) return WaitEnd::interrupted;
+  }
+}
+
+// Sends `node role` until the index accepts it, at most `opt.retry` times, waiting 1, 2, 3...
+// seconds in between (a node just set down must first come back as a proxy). Returns the
+// last refusal, or "OK".
+inline std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role, int balance,
+                                       int partition, const OperationOptions& opt, const OperationIO& io) {
+  std::string status = "not sent";
+  for (int attempt = 1; attempt <= opt.retry; ++attempt) {
+    status = index.node_role(node, role, balance, partition);
+    if (status == "OK" || attempt == opt.retry) break;
+    if (io.say) io.say("waiting " + std::to_string(attempt) + " sec...");
+    if (!detail::pause(attempt * 1000, io)) return "interrupted";
+    if (io.say) io.say("retrying...");
+  }
+  return status;
+}
+
+// Questions: "y" (any case) is yes; anything else, or end of input, is no.
+inline bool confirm(const OperationIO& io, const std::string& prompt) {
+  if (!io.ask) return false;
+  auto a = io.ask(prompt);
+  return a && (*a == "y" || *a == "Y");
+}
+
+// The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
+// messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
+// and every question's "no" leaving the node in a state that is said out loud.
+class ClusterAdmin {
+public:
+  ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io)
+      : index_(index), opt_(std::move(opt)), io_(std::move(io)) {}
+
+  // Proxies become masters of new partitions (args host:port:balance:partition).
+  Outcome master(std::vector<NodeArg> args) {
+    std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
+    Outcome result = Outcome::ok;
+    for (auto& a : args) {
+      Cluster c = cluster();
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
+      if (!n) {
+        say("unknown host: " + key);
+        return Outcome::failed;
+      }
+      int part = *a.partition;
+      if (n->is_master() && n->partition == part) {
+        say("no need to change the role of " + key + ".");
+        continue;
+      }
+      const NodeInfo* existing = c.master_of(part);
+      if (existing && existing->state != "down") {
+        say("the partiton already has a master " + existing->key + ".");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!n->is_proxy()) {
+        say(key + " is not a proxy.");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (part > c.partition_count() || (part == c.partition_count() && has_unfinished_partition(c))) {
+        say("partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
+            std::to_string(c.partition_count()) + (has_unfinished_partition(c) ? ", after the ready one is activated." : "."));
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!ask_yes("making the node master (node=" + key + ", role=" + n->role + " -> master) (y/n): ")) {
+        declined(key, *n, "flare-admin master " + a.text);
+        result = worse(result, Outcome::declined);
+        continue;
+      }
+      Outcome o = construct_master(a, *n);
+      result = worse(result, o);
+      if (o == Outcome::interrupted) return o;
+    }
+    print_table(args);
+    return result;
+  }
+
+  // Proxies become slaves of existing partitions (host:port:balance[:partition], partition 0 by default).
+  Outcome slave(std::vector<NodeArg> args) {
+    Outcome result = Outcome::ok;
+    for (auto& a : args) {
+      Cluster c = cluster();
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
+      if (!n) {
+        say("invalid 'hostname:port' pair: " + key);
+        return Outcome::failed;
+      }
+      if (!n->is_proxy()) {
+        say(key + " is not a proxy.");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      int part = a.partition.value_or(0);
+      const NodeInfo* m = c.master_of(part);
+      if (!m || m->state == "down") {
+        say("partition " + std::to_string(part) + " has no master to copy from.");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!ask_yes("making node slave (node=" + key + ", role=" + n->role + " -> slave) (y/n): ")) {
+        declined(key, *n, "flare-admin slave " + a.text);
+        result = worse(result, Outcome::declined);
+        continue;
+      }
+      Outcome o = construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true);
+      result = worse(result, o);
+      if (o == Outcome::interrupted) return o;
+    }
+    print_table(args);
+    return result;
+  }
+
+  // Changes balances (host:port:balance).
+  Outcome balance(const std::vector<NodeArg>& args) {
+    Outcome result = Outcome::ok;
+    for (auto& a : args) {
+      Cluster c = cluster();
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
+      if (!n) {
+        say("unknown host: " + key);
+        return Outcome::failed;
+      }
+      int bal = *a.balance;
+      if (n->balance == bal) {
+        say("no need to change the balance of " + key + ".");
+        continue;
+      }
+      if (!ask_yes("updating node balance (node=" + key + ", balance=" + std::to_string(n->balance) +
+                                           " -> " + std::to_string(bal) + ") (y/n): ")) {
+        declined(key, *n, "flare-admin balance " + a.text);
+        result = worse(result, Outcome::declined);
+        continue;
+      }
+      std::string st = change("node role " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + n->role + " " +
+                              std::to_string(bal) + " " + std::to_string(n->partition),
+                              [&] { return index_.node_role(a.endpoint, n->role, bal, n->partition); });
+      if (st != "OK") {
+        say("failed to change the balance of " + key + ": " + st);
+        result = worse(result, Outcome::failed);
+      }
+    }
+    print_table(args);
+    return result;
+  }
+
+  // Sets nodes down (a master's partition fails over to its best active slave).
+  Outcome down(const std::vector<NodeArg>& args) {
+    return set_state(args, "down", [](const NodeInfo& n, const std::string& key) {
+      return n.state == "down" ? std::optional<std::string>(key + " is already down.") : std::nullopt;
+    }, "turning node down");
+  }
+
+  // Sets nodes active (a `ready` master, or a down node that is running again).
+  Outcome activate(const std::vector<NodeArg>& args) {
+    return set_state(args, "active", [](const NodeInfo& n, const std::string& key) {
+      return n.state == "active" ? std::optional<std::string>(key + " is already active.") : std::nullopt;
+    }, "turning node up");
+  }
+
+  // Removes down proxies from the node map.
+  Outcome remove(const std::vector<NodeArg>& args) {
+    Outcome result = Outcome::ok;
+    for (auto& a : args) {
+      Cluster c = cluster();
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
+      if (!n) {
+        say("node not found in cluster. (node=" + key + ")");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!(n->is_proxy() && n->state == "down")) {
+        say("node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!ask_yes("remove the node from a cluster (node=" + key + ", role=" + n->role + ", state=" +
+                                           n->state + ") (y/n): ")) {
+        declined(key, *n, "flare-admin remove " + key);
+        result = worse(result, Outcome::declined);
+        continue;
+      }
+      bool removed = false;
+      for (int attempt = 0; attempt <= std::max(0, opt_.retry) && !removed; ++attempt) {
+        say("removing " + key + ".");
+        removed = change("node remove " + a.endpoint.host + " " + std::to_string(a.endpoint.port),
+                         [&] { return index_.node_remove(a.endpoint); }) == "OK";
+        if (!removed && attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
+      }
+      if (!removed) {
+        say("node remove failed. (node=" + key + ")");
+        result = worse(result, Outcome::failed);
+      }
+    }
+    say("");
+    say(trim_newline(format_node_table(cluster().nodes())));
+    return result;
+  }
+
+  // Rebuilds nodes from their partition: down, flush, back as a slave, wait, restore balance.
+  Outcome reconstruct(const std::vector<NodeArg>& args) {
+    {
+      Cluster c = cluster();
+      std::vector<NodeInfo> targets;
+      for (auto& a : args)
+        if (auto* n = c.find(a.endpoint)) targets.push_back(*n);
+      say(trim_newline(format_node_table(targets)));
+      say("");
+    }
+    Outcome result = Outcome::ok;
+    for (auto& a : args) {
+      Cluster c = cluster();
+      const std::string key = a.endpoint.key();
+      const NodeInfo* n = c.find(a.endpoint);
+      if (!n) {
+        say(key + " is not found in this cluster.");
+        return Outcome::failed;
+      }
+      if (!c.reconstructable(*n)) {
+        say(key + " is not reconstructable.");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      bool safe = c.safely_reconstructable(*n);
+      if (!safe && !opt_.unsafe) {
+        say("The partition needs one more slave to reconstruct " + key + " safely.");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!opt_.force && !yes_to_all_) {
+        if (!safe) say("you are trying to reconstruct " + key + " without redanduncy.");
+        bool go = false, quit = false;
+        for (;;) {
+          auto answer = io_.ask ? io_.ask("reconstructing node (node=" + key + ", role=" + n->role + ") (y/n/a/q/h:help): ")
+                                : std::nullopt;
+          std::string ans = answer ? *answer : "n";
+          for (auto& ch : ans) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+          if (ans == "Y") go = true;
+          else if (ans == "A") go = yes_to_all_ = true;
+          else if (ans == "Q") quit = true;
+          else if (ans != "N") {
+            say("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
+            continue;
+          }
+          break;
+        }
+        if (quit) {
+          say("quit: " + key + " and the nodes after it were left as they are.");
+          return worse(result, Outcome::declined);
+        }
+        if (!go) {
+          declined(key, *n, "flare-admin reconstruct " + key);
+          result = worse(result, Outcome::declined);
+          continue;
+        }
+      }
+      Outcome o = reconstruct_one(*n);
+      result = worse(result, o);
+      if (o == Outcome::interrupted) return o;
+    }
+    say(trim_newline(format_node_table(cluster().nodes())));
+    say("");
+    return result;
+  }
+
+  // Builds several partitions at once: the first node named for each partition becomes its
+  // master (and is activated), the others its slaves.
+  Outcome part(const std::vector<NodeArg>& args) {
+    std::vector<NodeArg> masters, slaves;
+    std::vector<int> seen;
+    for (auto& a : args) {
+      int p = *a.partition;
+      if (std::find(seen.begin(), seen.end(), p) == seen.end()) {
+        seen.push_back(p);
+        masters.push_back(a);
+      } else {
+        slaves.push_back(a);
+      }
+    }
+    say("master:");
+    OperationOptions saved = opt_;
+    opt_.activate = true;
+    Outcome r = master(masters);
+    opt_ = saved;
+    if (r == Outcome::interrupted || r == Outcome::failed) return r;
+    say("slaves:");
+    return worse(r, slave(slaves));
+  }
+
+private:
+  Cluster cluster() { return Cluster(index_.stats_nodes()); }
+
+  // --force, or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
+  bool ask_yes(const std::string& prompt) { return opt_.force || yes_to_all_ || confirm(io_, prompt); }
+  void say(const std::string& s) {
+    if (io_.say) io_.say(s);
+  }
+  static std::string trim_newline(std::string s) {
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  }
+
+  // A partition whose master is still being built (prepare/ready) must be activated before
+  // another new partition can be made.
+  static bool has_unfinished_partition(const Cluster& c) {
+    for (auto& n : c.nodes())
+      if (n.is_master() && (n.state == "prepare" || n.state == "ready")) return true;
+    return false;
+  }
+
+  // Sends a state-changing request, or with --dry-run says what it would have sent.
+  template <typename Send> std::string change(const std::string& request, Send send) {
+    return change_at(index_.endpoint(), request, send);
+  }
+  template <typename Send> std::string change_at(const Endpoint& to, const std::string& request, Send send) {
+    if (opt_.dry_run) {
+      say("dry run: would send '" + request + "' to " + to.display());
+      return "OK";
+    }
+    return send();
+  }
+
+  void declined(const std::string& key, const NodeInfo& n, const std::string& how) {
+    say("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
+        std::to_string(n.balance) + "); to do it later: " + how);
+  }
+
+  void print_table(const std::vector<NodeArg>& args) {
+    Cluster c = cluster();
+    std::vector<NodeInfo> shown;
+    for (auto& n : c.nodes())
+      for (auto& a : args)
+        if (a.endpoint.key() == n.key) {
+          shown.push_back(n);
+          break;
+        }
+    say(trim_newline(format_node_table(shown)));
+  }
+
+  std::string flush(const Endpoint& ep) {
+    return change_at(ep, "flush_all", [&] {
+      NodeClient node(ep, opt_.timeout_ms);
+      node.set_trace(index_.trace());
+      return node.flush_all();
+    });
+  }
+
+  Outcome interrupted_at(const Endpoint& ep, const std::string& resume) {
+    std::string now = "unknown";
+    try {
+      Cluster c = cluster();
+      if (auto* n = c.find(ep))
+        now = n->role + " " + n->state + ", balance " + std::to_string(n->balance) + ", " +
+              std::to_string(detail::items_of(ep, opt_.timeout_ms)) + " items";
+    } catch (const Error&) {
+    }
+    if (io_.warn) io_.warn("interrupted: " + ep.key() + " is now " + now + ". " + resume);
+    return Outcome::interrupted;
+  }
+
+  Outcome construct_master(const NodeArg& a, const NodeInfo& before) {
+    const Endpoint& ep = a.endpoint;
+    int part = *a.partition, bal = *a.balance;
+    if (!opt_.without_clean) {
+      if (flush(ep) != "OK") {
+        say("executing flush_all failed.");
+        return Outcome::failed;
+      }
+      say("executed flush_all command before constructing the master node.");
+    }
+    std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " master " +
+                                               std::to_string(bal) + " " + std::to_string(part),
+                                           [] { return std::string("OK"); })
+                                  : set_role_with_retry(index_, ep, "master", bal, part, opt_, io_);
+    if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
+    if (st != "OK") {
+      say("failed to change the state.");
+      if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'; the node is still " + before.role + " " + before.state);
+      return Outcome::failed;
+    }
+    if (opt_.dry_run) return Outcome::ok;
+    say("started constructing the master node...");
+    ConstructionProgress last;
+    if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
+      return interrupted_at(ep, "The index keeps building the partition; check it with: flare-admin list");
+    if (last.state == "active" && part != 0)
+      say("The master should be ready after the reconstruction but it became active.");
+    say("state is ready -> stop waiting");
+    if (last.state == "ready" && opt_.activate) {
+      if (!ask_yes("changing node's state (node=" + ep.key() + ", state=ready -> active) (y/n): ")) {
+        say("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
+            ep.key());
+        return Outcome::declined;
+      }
+      std::string s = index_.node_state(ep, "active");
+      if (s != "OK") {
+        say("failed to activate " + ep.key());
+        return Outcome::failed;
+      }
+    }
+    return Outcome::ok;
+  }
+
+  Outcome construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean) {
+    if (clean && !opt_.without_clean) {
+      if (flush(ep) != "OK") {
+        say("executing flush_all failed.");
+        return Outcome::failed;
+      }
+      say("executed flush_all command before constructing the slave node.");
+    }
+    std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " +
+                                               std::to_string(part),
+                                           [] { return std::string("OK"); })
+                                  : set_role_with_retry(index_, ep, "slave", 0, part, opt_, io_);
+    if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
+    if (st != "OK") {
+      say("failed to change the state.");
+      if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'");
+      return Outcome::failed;
+    }
+    if (opt_.dry_run) {
+      if (bal > 0)
+        change("node role " + ep.host + " " + std::to_string(ep.port) + " slave " + std::to_string(bal) + " " +
+                   std::to_string(part),
+               [] { return std::string("OK"); });
+      return Outcome::ok;
+    }
+    say(started);
+    ConstructionProgress last;
+    std::string finish = bal > 0 ? " When it is slave active, give it its balance: flare-admin balance " + ep.key() + ":" +
+                                       std::to_string(bal)
+                                 : "";
+    if (wait_for_slave_active(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
+      return interrupted_at(ep, "The node keeps copying from its master." + finish);
+    say("state is active -> stop waiting");
+    if (bal <= 0) return Outcome::ok;
+    if (!ask_yes("changing node's balance (node=" + ep.key() + ", balance=0 -> " + std::to_string(bal) +
+                                         ") (y/n): ")) {
+      say("skipped: " + ep.key() + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
+          ep.key() + ":" + std::to_string(bal));
+      return Outcome::declined;
+    }
+    std::string b = index_.node_role(ep, "slave", bal, part);
+    if (b != "OK") {
+      say("failed to change the balance of " + ep.key() + ": " + b);
+      return Outcome::failed;
+    }
+    return Outcome::ok;
+  }
+
+  Outcome reconstruct_one(const NodeInfo& n) {
+    const Endpoint ep = n.endpoint();
+    say("turning down...");
+    std::string st = change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
+                            [&] { return index_.node_state(ep, "down"); });
+    if (st != "OK") {
+      say("failed to turn " + n.key + " down: " + st);
+      return Outcome::failed;
+    }
+    say("waiting for node to be active again...");
+    if (!opt_.dry_run && wait_for_proxy_active(index_, ep, opt_, io_) == WaitEnd::interrupted)
+      return interrupted_at(ep, "It was set down; to rebuild it: flare-admin slave " + n.key + ":" + std::to_string(n.balance) +
+                                    ":" + std::to_string(n.partition));
+    if (flush(ep) != "OK") {
+      say("executing flush_all failed.");
+      return Outcome::failed;
+    }
+    Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false);
+    if (o == Outcome::ok) say("done.");
+    return o;
+  }
+
+  template <typename AlreadyFn>
+  Outcome set_state(const std::vector<NodeArg>& args, const std::string& state, AlreadyFn already, const std::string& verb) {
+    Outcome result = Outcome::ok;
+    for (auto& a : args) {
+      Cluster c = cluster();
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
+      if (!n) {
+        say("invalid 'hostname:port' pair: " + key);
+        return Outcome::failed;
+      }
+      if (auto msg = already(*n, key)) {
+        say(*msg);
+        continue;
+      }
+      if (!ask_yes(verb + " (node=" + key + ", state=" + n->state + " -> " +
+                                           (state == "active" ? std::string("activate") : state) + ") (y/n): ")) {
+        declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
+        result = worse(result, Outcome::declined);
+        continue;
+      }
+      std::string st = change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
+                              [&] { return index_.node_state(a.endpoint, state); });
+      if (st != "OK") {
+        say("failed to set " + key + " " + state + ": " + st);
+        result = worse(result, Outcome::failed);
+      }
+    }
+    print_table(args);
+    return result;
+  }
+
+  IndexClient& index_;
+  OperationOptions opt_;
+  OperationIO io_;
+  bool yes_to_all_ = false;
+};
+
+// ---- 8. Formatting -----------------------------------------------------------------------
+
+namespace detail {
+
+inline std::string pad_left(const std::string& s, size_t w) {
+  return s.size() >= w ? s : std::string(w - s.size(), ' ') + s;
+}
+inline std::string pad_right(const std::string& s, size_t w) {
+  return s.size() >= w ? s : s + std::string(w - s.size(), ' ');
+}
+
+// A printf-like "%*s" that never truncates (as Ruby's format).
+inline std::string fixed(const std::string& s, int width) {
+  return width < 0 ? pad_right(s, static_cast<size_t>(-width)) : pad_left(s, static_cast<size_t>(width));
+}
+
+inline std::string json_escape(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\n': out += "\\n"; break;
+    case '\r': out += "\\r"; break;
+    case '\t': out += "\\t"; break;
+    default:
+      if (c < 0x20 || c >= 0x7f) {
+        // Bytes from a peer are not guaranteed UTF-8: escape everything outside ASCII so the
+        // document is always valid JSON (non-ASCII bytes become \u00XX, i.e. Latin-1).
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        out += buf;
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+inline std::string json_number_or_null(const std::optional<long long>& v) {
+  return v ? std::to_string(*v) : std::string("null");
+}
+
+} // namespace detail
+
+// The node table of `list` and of the cluster-changing commands ("%-32s %9s %6s %6s %7s").
+inline std::string format_node_table(const std::vector<NodeInfo>& nodes) {
+  using detail::fixed;
+  std::string out = fixed("node", -32) + " " + fixed("partition", 9) + " " + fixed("role", 6) + " " +
+                    fixed("state", 6) + " " + fixed("balance", 7) + "\n";
+  for (auto& n : nodes) {
+    out += fixed(n.key, -32) + " " + fixed(n.partition < 0 ? "-" : std::to_string(n.partition), 9) + " " +
+           fixed(n.role, 6) + " " + fixed(n.state, 6) + " " + fixed(std::to_string(n.balance), 7) + "\n";
+  }
+  return out;
+}
+
+inline std::string format_node_json(const std::vector<NodeInfo>& nodes) {
+  std::string out = "[";
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    auto& n = nodes[i];
+    out += i ? ",\n  " : "\n  ";
+    out += "{\"node\":" + detail::json_escape(n.key) + ",\"host\":" + detail::json_escape(n.host) +
+           ",\"port\":" + std::to_string(n.port) + ",\"partition\":" + std::to_string(n.partition) +
+           ",\"role\":" + detail::json_escape(n.role) + ",\"state\":" + detail::json_escape(n.state) +
+           ",\"balance\":" + std::to_string(n.balance) + ",\"thread_type\":" + std::to_string(n.thread_type) + "}";
+  }
+  out += nodes.empty() ? "]" : "\n]";
+  return out;
+}
+
+// 12913 -> "3h", 200000 -> "2d": the largest whole unit, as flare-stats shows uptime.
+inline std::string short_duration(long long seconds) {
+  if (seconds < 60) return std::to_string(seconds) + "s";
+  long long m = seconds / 60;
+  if (m < 60) return std::to_string(m) + "m";
+  long long h = m / 60;
+  if (h < 24) return std::to_string(h) + "h";
+  return std::to_string(h / 24) + "d";
+}
+
+// get_hits / cmd_get in percent, rounded half away from zero; "-" when there were no gets.
+inline std::string hit_rate_cell(const NodeStats& s) {
+  auto gets = s.number("cmd_get"), hits = s.number("get_hits");
+  if (!gets || *gets == 0 || !hits) return "-";
+  double pct = 100.0 * static_cast<double>(*hits) / static_cast<double>(*gets);
+  return std::to_string(static_cast<long long>(std::floor(pct + 0.5)));
+}
+
+// Counters of one sample, for the qps columns.
+struct QpsSample {
+  long long gets = 0, sets = 0;
+  Clock::time_point at{};
+};
+
+inline std::optional<QpsSample> qps_sample(const StatsResult& r) {
+  if (!r.ok) return std::nullopt;
+  auto g = r.stats.number("cmd_get"), s = r.stats.number("cmd_set");
+  if (!g || !s) return std::nullopt;
+  return QpsSample{*g, *s, r.fetched_at};
+}
+
+// Requests per second between two samples: total, reads, writes. nullopt where it cannot be
+// told (no earlier sample, a counter went backwards after a restart, no time passed).
+struct QpsRates {
+  std::optional<double> total, reads, writes;
+};
+
+inline QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur) {
+  QpsRates r;
+  if (!prev || !cur) return r;
+  double secs = std::chrono::duration<double>(cur->at - prev->at).count();
+  if (secs <= 0) return r;
+  long long dg = cur->gets - prev->gets, ds = cur->sets - prev->sets;
+  if (dg < 0 || ds < 0) return r;
+  r.total = static_cast<double>(dg + ds) / secs;
+  r.reads = static_cast<double>(dg) / secs;
+  r.writes = static_cast<double>(ds) / secs;
+  return r;
+}
+
+inline std::string qps_cell(const std::optional<double>& v) {
+  if (!v || *v <= 0) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f", *v);
+  return buf;
+}
+
+// One row of the flare-stats table, before rendering.
+struct StatsRow {
+  NodeInfo node;
+  const StatsResult* result = nullptr; // nullptr or !ok: the node did not answer
+  std::optional<std::string> behind;   // from the index's thread for this node
+  QpsRates qps;
+};
+
+inline std::vector<std::string> stats_header(bool with_qps) {
+  std::vector<std::string> h = {"hostname:port", "state", "role", "partition", "balance", "items",
+                                "conn",          "behind", "hit", "size",      "uptime",  "version"};
+  if (with_qps) {
+    h.push_back("qps");
+    h.push_back("qps-r");
+    h.push_back("qps-w");
+  }
+  return h;
+}
+
+inline std::vector<std::string> stats_cells(const StatsRow& row, bool with_qps) {
+  const NodeInfo& n = row.node;
+  std::vector<std::string> c = {n.key, n.state, n.role, std::to_string(n.partition), std::to_string(n.balance)};
+  bool up = row.result && row.result->ok;
+  auto num = [&](const char* name) {
+    auto v = row.result->stats.number(name);
+    return v ? std::to_string(*v) : std::string("-");
+  };
+  if (up) {
+    c.push_back(num("curr_items"));
+    c.push_back(num("curr_connections"));
+  } else {
+    c.push_back("");
+    c.push_back("");
+  }
+  c.push_back(row.behind ? (row.behind->empty() ? std::string("-") : *row.behind) : std::string("-"));
+  if (up) {
+    const NodeStats& s = row.result->stats;
+    c.push_back(hit_rate_cell(s));
+    auto bytes = s.number("bytes");
+    c.push_back(!bytes ? "-" : *bytes == 0 ? "-" : std::to_string(*bytes / (1024LL * 1024 * 1024)));
+    auto uptime = s.number("uptime");
+    c.push_back(uptime ? short_duration(*uptime) : "-");
+    std::string v = s.get("version");
+    c.push_back(v.empty() ? "-" : detail::printable(v, 40));
+  } else {
+    for (int i = 0; i < 4; ++i) c.push_back("");
+  }
+  if (with_qps) {
+    c.push_back(qps_cell(row.qps.total));
+    c.push_back(qps_cell(row.qps.reads));
+    c.push_back(qps_cell(row.qps.writes));
+  }
+  return c;
+}
+
+// A table whose columns are as wide as their widest cell; the first `left_columns` data
+// columns are left-aligned, the rest right-aligned; header cells are always left-aligned.
+// Cells are padded even with a custom delimiter (0.7.3's layout, which scripts rely on).
+inline std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                                size_t left_columns, const std::string& delimiter) {
+  std::vector<size_t> width(header.size(), 0);
+  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  std::string out;
+  for (size_t i = 0; i < header.size(); ++i) {
+    if (i) out += delimiter;
+    out += detail::pad_right(header[i], width[i]);
+  }
+  out += "\n";
+  for (auto& r : rows) {
+    for (size_t i = 0; i < header.size(); ++i) {
+      if (i) out += delimiter;
+      const std::string cell = i < r.size() ? r[i] : std::string();
+      out += i < left_columns ? detail::pad_right(cell, width[i]) : detail::pad_left(cell, width[i]);
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+inline std::string format_stats_table(const std::vector<StatsRow>& rows, bool with_qps, const std::string& delimiter = " ") {
+  std::vector<std::vector<std::string>> cells;
+  cells.reserve(rows.size());
+  for (auto& r : rows) cells.push_back(stats_cells(r, with_qps));
+  return render_table(stats_header(with_qps), cells, 3, delimiter);
+}
+
+inline std::string format_stats_json(const std::vector<StatsRow>& rows, bool with_qps) {
+  using detail::json_escape;
+  using detail::json_number_or_null;
+  std::string out = "[";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const StatsRow& row = rows[i];
+    const NodeInfo& n = row.node;
+    out += i ? ",\n  " : "\n  ";
+    out += "{\"node\":" + json_escape(n.key) + ",\"state\":" + json_escape(n.state) + ",\"role\":" + json_escape(n.role) +
+           ",\"partition\":" + std::to_string(n.partition) + ",\"balance\":" + std::to_string(n.balance);
+    bool up = row.result && row.result->ok;
+    out += ",\"reachable\":" + std::string(up ? "true" : "false");
+    std::optional<long long> behind;
+    if (row.behind) behind = to_int(*row.behind);
+    out += ",\"behind\":" + json_number_or_null(behind);
+    if (up) {
+      const NodeStats& s = row.result->stats;
+      auto gets = s.number("cmd_get"), hits = s.number("get_hits");
+      out += ",\"items\":" + json_number_or_null(s.number("curr_items")) +
+             ",\"conn\":" + json_number_or_null(s.number("curr_connections"));
+      std::string hit = "null";
+      if (gets && *gets > 0 && hits) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.2f", 100.0 * static_cast<double>(*hits) / static_cast<double>(*gets));
+        hit = buf;
+      }
+      out += ",\"hit\":" + hit + ",\"bytes\":" + json_number_or_null(s.number("bytes")) +
+             ",\"uptime\":" + json_number_or_null(s.number("uptime")) + ",\"version\":" + json_escape(s.get("version")) +
+             ",\"cmd_get\":" + json_number_or_null(gets) + ",\"cmd_set\":" + json_number_or_null(s.number("cmd_set"));
+    } else {
+      out += ",\"error\":" + json_escape(row.result ? row.result->error : std::string("not asked"));
+    }
+    if (with_qps) {
+      auto num = [](const std::optional<double>& v) {
+        if (!v) return std::string("null");
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.1f", *v);
+        return std::string(buf);
+      };
+      out += ",\"qps\":" + num(row.qps.total) + ",\"qps_r\":" + num(row.qps.reads) + ",\"qps_w\":" + num(row.qps.writes);
+    }
+    out += "}";
+  }
+  out += rows.empty() ? "]" : "\n]";
+  return out;
+}
+
+// `flare-admin threads`: "%5s %-32s %-13s %4s %8s", sorted by peer then id (as text).
+inline std::vector<ThreadInfo> threads_order(std::vector<ThreadInfo> threads) {
+  std::stable_sort(threads.begin(), threads.end(), [](const ThreadInfo& a, const ThreadInfo& b) {
+    if (a.peer != b.peer) return a.peer < b.peer;
+    return a.id < b.id;
+  });
+  return threads;
+}
+
+inline std::string format_threads_table(const std::vector<ThreadInfo>& threads) {
+  using detail::fixed;
+  std::string out = fixed("id", 5) + " " + fixed("peer", -32) + " " + fixed("operation", -13) + " " + fixed("type", 4) +
+                    " " + fixed("queue", 8) + "\n";
+  for (auto& t : threads_order(threads)) {
+    out += fixed(detail::printable(t.id, 20), 5) + " " + fixed(detail::printable(t.peer, 200), -32) + " " +
+           fixed(t.op.empty() ? "-" : detail::printable(t.op, 40), -13) + " " + fixed(detail::printable(t.type, 20), 4) +
+           " " + fixed(detail::printable(t.queue, 20), 8) + "\n";
+  }
+  return out;
+}
+
+inline std::string format_threads_json(const std::vector<ThreadInfo>& threads) {
+  using detail::json_escape;
+  std::string out = "[";
+  auto sorted = threads_order(threads);
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    auto& t = sorted[i];
+    auto num = [](const std::string& v) { return detail::json_number_or_null(to_int(v)); };
+    out += i ? ",\n  " : "\n  ";
+    out += "{\"id\":" + num(t.id) + ",\"peer\":" + json_escape(t.peer) + ",\"op\":" + json_escape(t.op) +
+           ",\"type\":" + num(t.type) + ",\"uptime\":" + num(t.uptime) + ",\"state\":" + json_escape(t.state) +
+           ",\"info\":" + json_escape(t.info) + ",\"queue\":" + num(t.queue) +
+           ",\"behind\":" + (t.behind ? num(*t.behind) : std::string("null")) + "}";
+  }
+  out += sorted.empty() ? "]" : "\n]";
+  return out;
+}
+
+// The one-line cluster summary of `flare-admin summary`.
+struct Summary {
+  std::string name; // index host:port
+  int partitions = 0, nodes = 0, masters = 0, slaves = 0;
+  long long bytes = 0, items = 0;
+  int unreachable_masters = 0; // masters whose stats could not be read (their size is missing)
+};
+
+// `results` are the masters' stats (any order); nodes that did not answer are counted apart.
+inline Summary summarize(const std::string& name, const Cluster& cluster, const std::vector<StatsResult>& results) {
+  Summary s;
+  s.name = name;
+  for (auto& n : cluster.nodes()) {
+    ++s.nodes;
+    if (n.is_master()) {
+      ++s.masters;
+      s.partitions = std::max(s.partitions, n.partition + 1);
+    } else if (n.is_slave()) {
+      ++s.slaves;
+    }
+  }
+  for (auto& r : results) {
+    auto* n = cluster.find(r.endpoint);
+    if (!n || !n->is_master()) continue;
+    if (!r.ok) {
+      ++s.unreachable_masters;
+      continue;
+    }
+    s.bytes += r.stats.number("bytes").value_or(0);
+    s.items += r.stats.number("curr_items").value_or(0);
+  }
+  return s;
+}
+
+inline std::string format_summary(const Summary& s) {
+  using detail::fixed;
+  std::string name = s.name.substr(0, 30);
+  std::string out = fixed("#cluster", -30) + fixed("part", 6) + fixed("node", 6) + fixed("master", 7) + fixed("slave", 6) +
+                    fixed("size", 16) + fixed("items", 13) + "\n";
+  out += fixed(name, -30) + fixed(std::to_string(s.partitions), 6) + fixed(std::to_string(s.nodes), 6) +
+         fixed(std::to_string(s.masters), 7) + fixed(std::to_string(s.slaves), 6) + fixed(std::to_string(s.bytes), 16) +
+         fixed(std::to_string(s.items), 13) + "\n";
+  return out;
+}
+
+inline std::string format_summary_json(const Summary& s) {
+  return "{\"cluster\":" + detail::json_escape(s.name) + ",\"partitions\":" + std::to_string(s.partitions) +
+         ",\"nodes\":" + std::to_string(s.nodes) + ",\"masters\":" + std::to_string(s.masters) +
+         ",\"slaves\":" + std::to_string(s.slaves) + ",\"bytes\":" + std::to_string(s.bytes) +
+         ",\"items\":" + std::to_string(s.items) + ",\"unreachable_masters\":" + std::to_string(s.unreachable_masters) + "}";
+}
+
+// flare's own node map document (flarei's flare.xml, boost serialization), nodes in server order.
+inline std::string format_index_xml(const Cluster& cluster, long long version) {
+  auto role_code = [](const std::string& r) -> std::string {
+    return r == "master" ? "0" : r == "slave" ? "1" : r == "proxy" ? "2" : "";
+  };
+  auto state_code = [](const std::string& s) -> std::string {
+    return s == "active" ? "0" : s == "prepare" ? "1" : s == "down" ? "2" : s == "ready" ? "3" : "";
+  };
+  auto xml = [](const std::string& s) {
+    std::string o;
+    for (char c : s) {
+      if (c == '&') o += "&amp;";
+      else if (c == '<') o += "&lt;";
+      else if (c == '>') o += "&gt;";
+      else o += c;
+    }
+    return o;
+  };
+  std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\" ?>\n"
+                    "<!DOCTYPE boost_serialization>\n"
+                    "<boost_serialization signature=\"serialization::archive\" version=\"4\">\n";
+  out += "<version>" + std::to_string(version) + "</version>\n";
+  out += "<node_map class_id=\"0\" tracking_level=\"0\" version=\"0\">\n";
+  out += "\t<count>" + std::to_string(cluster.nodes().size()) + "</count>\n";
+  out += "\t<item_version>0</item_version>\n";
+  int max_tt = -1;
+  bool first = true;
+  for (auto& n : cluster.nodes()) {
+    max_tt = std::max(max_tt, n.thread_type);
+    out += first ? "\t<item class_id=\"1\" tracking_level=\"0\" version=\"0\">\n" : "\t<item>\n";
+    out += "\t\t<first>" + xml(n.key) + "</first>\n";
+    out += first ? "\t\t<second class_id=\"2\" tracking_level=\"0\" version=\"0\">\n" : "\t\t<second>\n";
+    out += "\t\t\t<node_server_name>" + xml(n.host) + "</node_server_name>\n";
+    out += "\t\t\t<node_server_port>" + std::to_string(n.port) + "</node_server_port>\n";
+    out += "\t\t\t<node_role>" + role_code(n.role) + "</node_role>\n";
+    out += "\t\t\t<node_state>" + state_code(n.state) + "</node_state>\n";
+    out += "\t\t\t<node_partition>" + std::to_string(n.partition) + "</node_partition>\n";
+    out += "\t\t\t<node_balance>" + std::to_string(n.balance) + "</node_balance>\n";
+    out += "\t\t\t<node_thread_type>" + std::to_string(n.thread_type) + "</node_thread_type>\n";
+    out += "\t\t</second>\n\t</item>\n";
+    first = false;
+  }
+  out += "</node_map>\n";
+  out += "<thread_type>" + std::to_string(cluster.nodes().empty() ? 0 : max_tt + 1) + "</thread_type>\n";
+  out += "</boost_serialization>\n";
+  return out;
+}
+
+} // namespace flare
+
+#endif // FLARE_TOOLS_HPP

@@ -1,0 +1,2801 @@
+// fake_flare.cpp - a fake flare 1.3.4 cluster for the flare-tools tests: one index server (flarei)
+// and N data nodes (flared) in one process, on loopback.  Spec: shared/flare-protocol.md and the
+// raw transcripts in shared/real-flare-1.3.4/.  Standard library + POSIX only; one thread per
+// connection, one global mutex over the cluster state, one timer thread (copy / revive / dead node).
+//
+// Build:  g++ -std=c++17 -O2 -Wall -Wextra -Werror -pthread tests/fake_flare.cpp -o tests/fake-flare
+//
+// Usage:
+//   tests/fake-flare [--host 127.0.0.1] [--index-port N] [--nodes N] [--node-port P]...
+//       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]
+//       [--copy-rate ITEMS_PER_SEC] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]
+//       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size 1024]
+//       [--partition-type modular] [--partition-modular-hint 1] [--partition-modular-virtual 4096]
+//   Port 0 = ephemeral.  Defaults: 3 nodes (or one per --node-port), copy-rate 100000 items/s,
+//   revive-ms 1000, dead-after-ms 3000, stats-delay-ms 0 (applies to the nodes' plain `stats`).
+//   Once every listener is bound it prints (and writes PATH.tmp -> PATH for --ready-file):
+//       index PORT / control PORT / node PORT (one line per node, in order)
+//   Nodes are registered as HOST:PORT, proxy/active, thread_type 16, 17, ...
+//   Runs until SIGTERM/SIGINT, or stdin EOF with --exit-on-stdin-eof; exits 0.
+//
+// Control port (test only): one command per line, reply `OK` or `ERROR <reason>` (CRLF).
+// TARGET = a node key HOST:PORT (or just its port) or the word `index`.
+//   ping                               -> OK
+//   delay TARGET MS                    wait MS before every reply (0 = off)
+//   stats-delay TARGET MS              wait MS before replies to exactly `stats`
+//   hang TARGET 0|1                    read requests, never answer
+//   refuse TARGET 0|1                  close the listening socket / listen again on the same port
+//   cut TARGET N                       close each connection after N bytes of reply (0 = off)
+//   drip TARGET MS                     send replies one byte at a time, MS apart (0 = off)
+//   override TARGET WORD HEX [REPEAT] [close]   answer requests whose first word is WORD with the
+//                                      bytes HEX (`-` = no bytes) REPEAT times, then close if asked
+//   override TARGET WORD off           remove it
+//   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
+//                                      down dead-after-ms later) / comes back (re-registers, keeps items)
+//   fill NODE COUNT SIZE [PREFIX]      store COUNT items PREFIX%05d (default `key`) of SIZE bytes on
+//                                      NODE and its slaves, bypassing routing
+//   set-node HOST:PORT ROLE STATE PARTITION BALANCE   force a node-map entry
+//   requests                           `REQ TARGET LINE` for every state-changing request received
+//                                      (index node role|state|remove|add, shutdown; node storage,
+//                                      delete, incr/decr, touch/gat, flush_all) then `END`
+//                                      (at most 100000 kept; `DROPPED N` before END if more)
+//   requests-clear                     -> OK
+//   items NODE                         -> ITEMS N
+// Deviations (see report): a preserved down master (no slave) is never auto-revived; a preserved
+// master comes back as master/active on `node state ... active` or `start`.
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <fcntl.h>
+#include <iterator>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <new>
+#include <poll.h>
+#include <string>
+#include <string_view>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace {
+
+// ------------------------------------------------------------------------------------------ config
+
+enum class HashAlgo { Simple, Bitshift, Crc32 };
+
+struct Config {
+  std::string host = "127.0.0.1";
+  int index_port = 0;
+  int nodes = 3;
+  bool nodes_given = false;
+  std::vector<int> node_ports;
+  std::string ready_file;
+  double copy_rate = 100000;
+  int64_t revive_ms = 1000;
+  int64_t dead_after_ms = 3000;
+  int stats_delay_ms = 0;
+  std::string hash_name = "simple";
+  int partition_size = 1024;
+  std::string partition_type = "modular";
+  int modular_hint = 1;
+  int modular_virtual = 4096;
+  int control_port = 0;
+  bool exit_on_stdin_eof = false;
+};
+
+Config g_cfg;
+HashAlgo g_hash = HashAlgo::Simple;
+
+constexpr size_t kReadBuf = 256 * 1024;
+constexpr size_t kMaxLine = 64 * 1024;
+constexpr int64_t kMaxData = 64LL * 1024 * 1024;
+constexpr size_t kFlushAt = 1024 * 1024;
+constexpr uint64_t kItemOverhead = 48;
+constexpr uint64_t kBaseBytes = 528704;
+constexpr size_t kReqLogMax = 100000;
+
+// ------------------------------------------------------------------------------------------ helpers
+
+int64_t mono_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t unix_now() { return static_cast<int64_t>(::time(nullptr)); }
+
+bool parse_i64(std::string_view s, int64_t& out) {
+  if (s.empty()) return false;
+  size_t i = 0;
+  bool neg = false;
+  if (s[0] == '-') {
+    neg = true;
+    i = 1;
+    if (s.size() == 1) return false;
+  }
+  int64_t v = 0;
+  for (; i < s.size(); i++) {
+    char ch = s[i];
+    if (ch < '0' || ch > '9') return false;
+    if (v > (INT64_MAX - 9) / 10) return false;
+    v = v * 10 + (ch - '0');
+  }
+  out = neg ? -v : v;
+  return true;
+}
+
+bool parse_u64(std::string_view s, uint64_t& out) {
+  if (s.empty()) return false;
+  uint64_t v = 0;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return false;
+    if (v > (UINT64_MAX - 9) / 10) return false;
+    v = v * 10 + static_cast<uint64_t>(ch - '0');
+  }
+  out = v;
+  return true;
+}
+
+void append_u64(std::string& o, uint64_t v) {
+  char buf[24];
+  char* end = buf + sizeof(buf);
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  o.append(p, static_cast<size_t>(end - p));
+}
+
+void append_i64(std::string& o, int64_t v) {
+  if (v < 0) {
+    o += '-';
+    append_u64(o, static_cast<uint64_t>(0) - static_cast<uint64_t>(v));
+  } else {
+    append_u64(o, static_cast<uint64_t>(v));
+  }
+}
+
+void split_words(std::string_view line, std::vector<std::string_view>& w) {
+  w.clear();
+  size_t i = 0, n = line.size();
+  while (i < n) {
+    while (i < n && line[i] == ' ') i++;
+    if (i >= n) break;
+    size_t j = i;
+    while (j < n && line[j] != ' ') j++;
+    w.push_back(line.substr(i, j - i));
+    i = j;
+  }
+}
+
+bool split_key(std::string_view key, std::string& host, int& port) {
+  size_t c = key.rfind(':');
+  if (c == std::string_view::npos || c == 0) return false;
+  int64_t p;
+  if (!parse_i64(key.substr(c + 1), p) || p < 0 || p > 65535) return false;
+  host = std::string(key.substr(0, c));
+  port = static_cast<int>(p);
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------ hashing
+
+uint32_t g_crc_table[256];
+
+void init_crc() {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c & 1) ? (0xEDB88320u ^ (c >> 1)) : (c >> 1);
+    g_crc_table[i] = c;
+  }
+}
+
+int64_t key_hash(std::string_view k) {
+  uint32_t r = 0;
+  switch (g_hash) {
+    case HashAlgo::Simple:
+      for (char ch : k) r += static_cast<uint32_t>(static_cast<int32_t>(static_cast<signed char>(ch)));
+      break;
+    case HashAlgo::Bitshift:
+      r = 19790217u;
+      for (char ch : k)
+        r = r * 37u + static_cast<uint32_t>(static_cast<int32_t>(static_cast<signed char>(ch)));
+      break;
+    case HashAlgo::Crc32: {
+      uint32_t c = 0xFFFFFFFFu;
+      for (char ch : k) c = g_crc_table[(c ^ static_cast<unsigned char>(ch)) & 0xFF] ^ (c >> 8);
+      r = c ^ 0xFFFFFFFFu;
+      break;
+    }
+  }
+  int64_t v = static_cast<int32_t>(r);
+  if (v < 0) v = -v;
+  return v;
+}
+
+// Modular partition map: row n = partition of each virtual bucket when n partitions exist.
+class PartitionMap {
+ public:
+  const int* row(int n) {
+    std::lock_guard<std::mutex> lk(mu_);
+    while (static_cast<int>(rows_.size()) <= n) build_next();
+    return rows_[static_cast<size_t>(n)]->data();
+  }
+
+ private:
+  void build_next() {
+    int i = static_cast<int>(rows_.size());
+    size_t v = static_cast<size_t>(g_cfg.modular_virtual);
+    auto r = std::make_unique<std::vector<int>>(v, 0);
+    if (i == 0) {
+    } else if (i <= g_cfg.modular_hint) {
+      for (size_t j = 0; j < v; j++) (*r)[j] = static_cast<int>(j % static_cast<size_t>(i));
+    } else {
+      const std::vector<int>& prev = *rows_.back();
+      std::vector<int> cnt(static_cast<size_t>(i), 0);
+      for (size_t j = 0; j < v; j++) {
+        int k = prev[j];
+        cnt[static_cast<size_t>(k)]++;
+        (*r)[j] = (cnt[static_cast<size_t>(k)] % i == i - 1) ? i - 1 : k;
+      }
+    }
+    rows_.push_back(std::move(r));
+  }
+  std::mutex mu_;
+  std::vector<std::unique_ptr<std::vector<int>>> rows_;
+};
+
+PartitionMap g_pmap;
+
+// Partition of KEY when COUNT partitions exist (-1 when COUNT is out of range).
+int partition_of(std::string_view key, int count) {
+  if (count <= 0 || count > g_cfg.partition_size) return -1;
+  int64_t b = key_hash(key) % g_cfg.modular_virtual;
+  if (b < 0) b += g_cfg.modular_virtual;
+  return g_pmap.row(count)[b];
+}
+
+// ------------------------------------------------------------------------------------------ values
+
+struct Blob {
+  std::atomic<uint32_t> rc;
+  size_t len;
+  char* data() { return reinterpret_cast<char*>(this) + sizeof(Blob); }
+};
+
+class BlobRef {
+ public:
+  BlobRef() = default;
+  static BlobRef make(size_t len) {
+    void* p = std::malloc(sizeof(Blob) + len + 1);
+    if (!p) throw std::bad_alloc();
+    Blob* b = new (p) Blob;
+    b->rc.store(1, std::memory_order_relaxed);
+    b->len = len;
+    BlobRef r;
+    r.b_ = b;
+    return r;
+  }
+  BlobRef(const BlobRef& o) : b_(o.b_) {
+    if (b_) b_->rc.fetch_add(1, std::memory_order_relaxed);
+  }
+  BlobRef(BlobRef&& o) noexcept : b_(o.b_) { o.b_ = nullptr; }
+  BlobRef& operator=(const BlobRef& o) {
+    if (this != &o) {
+      BlobRef tmp(o);
+      std::swap(b_, tmp.b_);
+    }
+    return *this;
+  }
+  BlobRef& operator=(BlobRef&& o) noexcept {
+    if (this != &o) {
+      release();
+      b_ = o.b_;
+      o.b_ = nullptr;
+    }
+    return *this;
+  }
+  ~BlobRef() { release(); }
+  const char* data() const { return b_ ? b_->data() : ""; }
+  char* wdata() { return b_->data(); }
+  size_t size() const { return b_ ? b_->len : 0; }
+
+ private:
+  void release() {
+    if (b_ && b_->rc.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      b_->~Blob();
+      std::free(b_);
+    }
+    b_ = nullptr;
+  }
+  Blob* b_ = nullptr;
+};
+
+struct Item {
+  uint32_t flags = 0;
+  int64_t expire = 0;  // absolute unix time, 0 = never
+  uint64_t version = 0;
+  BlobRef val;
+};
+
+using Store = std::map<std::string, Item, std::less<>>;
+
+bool expired(const Item& it, int64_t now) { return it.expire != 0 && it.expire <= now; }
+
+int64_t calc_expire(int64_t exptime) {
+  if (exptime == 0) return 0;
+  if (exptime < 0) return 1;
+  if (exptime <= 2592000) return unix_now() + exptime;
+  return exptime;
+}
+
+// ------------------------------------------------------------------------------------------ model
+
+enum class Role { Master, Slave, Proxy };
+enum class State { Active, Prepare, Down, Ready };
+enum class Kind { Index, Node, Control };
+
+const char* role_name(Role r) {
+  switch (r) {
+    case Role::Master: return "master";
+    case Role::Slave: return "slave";
+    default: return "proxy";
+  }
+}
+int role_code(Role r) { return r == Role::Master ? 0 : r == Role::Slave ? 1 : 2; }
+const char* state_name(State s) {
+  switch (s) {
+    case State::Active: return "active";
+    case State::Prepare: return "prepare";
+    case State::Down: return "down";
+    default: return "ready";
+  }
+}
+int state_code(State s) {
+  switch (s) {
+    case State::Active: return 0;
+    case State::Prepare: return 1;
+    case State::Down: return 2;
+    default: return 3;
+  }
+}
+bool parse_role(std::string_view w, Role& r) {
+  if (w == "master") r = Role::Master;
+  else if (w == "slave") r = Role::Slave;
+  else if (w == "proxy") r = Role::Proxy;
+  else return false;
+  return true;
+}
+bool parse_state(std::string_view w, State& s) {
+  if (w == "active") s = State::Active;
+  else if (w == "prepare") s = State::Prepare;
+  else if (w == "down") s = State::Down;
+  else if (w == "ready") s = State::Ready;
+  else return false;
+  return true;
+}
+
+struct MapEntry {
+  std::string key, host;
+  int port = 0;
+  Role role = Role::Proxy;
+  State state = State::Active;
+  int partition = -1;
+  int balance = 0;
+  int thread_type = 0;
+  int monitor_tid = 0, repl_tid = 0;
+  int64_t added_unix = 0;
+  int node_idx = -1;          // fake node serving this key, -1 = nothing listens there
+  int64_t down_since = 0;     // mono ms
+  int64_t unreach_since = -1; // mono ms, -1 = reachable
+  // copy job while state == prepare
+  std::string cursor;
+  bool cursor_valid = false;
+  int src_part = 0;
+  double allowance = 0;
+  void reset_copy() {
+    cursor.clear();
+    cursor_valid = false;
+    src_part = 0;
+    allowance = 0;
+  }
+};
+
+using NodeMap = std::map<std::string, MapEntry>;
+
+struct Endpoint;
+
+struct FakeNode {
+  int idx = 0;
+  Endpoint* ep = nullptr;
+  std::string key;
+  // guarded by g_mu
+  bool alive = true;
+  Store store;
+  uint64_t data_bytes = 0;
+  int64_t start_unix = 0;
+  uint64_t total_items = 0, cmd_get = 0, cmd_set = 0, get_hits = 0, get_misses = 0;
+  uint64_t delete_hits = 0, delete_misses = 0, incr_hits = 0, incr_misses = 0, decr_hits = 0,
+           decr_misses = 0;
+  uint64_t cas_hits = 0, cas_misses = 0, cas_badval = 0, touch_hits = 0, touch_misses = 0;
+  bool has_snapshot = false;
+  NodeMap snapshot;
+  uint64_t snapshot_version = 0;
+  void reset_counters() {
+    total_items = cmd_get = cmd_set = get_hits = get_misses = 0;
+    delete_hits = delete_misses = incr_hits = incr_misses = decr_hits = decr_misses = 0;
+    cas_hits = cas_misses = cas_badval = touch_hits = touch_misses = 0;
+  }
+};
+
+struct Override {
+  std::string bytes;
+  uint64_t repeat = 1;
+  bool close = false;
+};
+
+struct Endpoint {
+  Kind kind = Kind::Index;
+  int node_idx = -1;
+  std::string key;
+  int port = 0;
+  std::atomic<int> delay_ms{0}, stats_delay_ms{0}, drip_ms{0};
+  std::atomic<int64_t> cut{0};
+  std::atomic<bool> hang{false}, has_override{false};
+  std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
+  // guarded by g_mu
+  std::map<std::string, Override, std::less<>> overrides;
+  bool refused = false, want_listen = true;
+  std::string listen_err;
+  uint64_t total_connections = 0;
+  // acceptor thread only (main before the acceptor starts)
+  int listen_fd = -1;
+};
+
+struct Conn {
+  int fd = -1;
+  Endpoint* ep = nullptr;
+  int tid = 0;
+  std::string peer;
+  int64_t accepted_unix = 0;
+  std::atomic<bool> killed{false}, done{false};
+  std::thread th;
+  // guarded by g_mu
+  std::string op;
+  bool executing = false;
+  // owner thread only
+  std::string out;
+  uint64_t sent = 0;
+  std::vector<std::string_view> words;
+};
+
+// ------------------------------------------------------------------------------------------ globals
+
+std::mutex g_mu;
+std::condition_variable g_listen_cv;
+uint64_t g_listen_req = 0, g_listen_done = 0;
+NodeMap g_map;
+uint64_t g_map_version = 0;
+int g_next_thread_type = 16;
+std::vector<std::unique_ptr<FakeNode>> g_nodes;  // fixed after startup
+std::unique_ptr<Endpoint> g_index_ep, g_control_ep;
+std::vector<std::unique_ptr<Endpoint>> g_node_eps;
+std::vector<Endpoint*> g_endpoints;  // fixed after startup
+std::list<Conn*> g_conns;            // g_mu
+std::deque<std::string> g_reqlog;    // g_mu
+uint64_t g_reqlog_dropped = 0;       // g_mu
+std::vector<std::unique_ptr<Conn>> g_owned;  // acceptor thread, then main
+
+std::atomic<bool> g_stop{false};
+std::mutex g_sleep_mu;
+std::condition_variable g_sleep_cv;
+int g_wake_pipe[2] = {-1, -1};
+int g_sig_pipe[2] = {-1, -1};
+int64_t g_start_unix = 0;
+std::atomic<int> g_next_tid{3};
+
+void wake_sleepers() {
+  { std::lock_guard<std::mutex> lk(g_sleep_mu); }
+  g_sleep_cv.notify_all();
+}
+
+// Sleep up to US microseconds; false when the connection was killed or we are stopping.
+bool nap_us(int64_t us, Conn* c) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  std::unique_lock<std::mutex> lk(g_sleep_mu);
+  while (!g_stop.load() && !(c && c->killed.load())) {
+    if (g_sleep_cv.wait_until(lk, deadline) == std::cv_status::timeout) break;
+  }
+  return !(g_stop.load() || (c && c->killed.load()));
+}
+
+bool nap_ms(int64_t ms, Conn* c) { return nap_us(ms * 1000, c); }
+
+void log_request(const Endpoint* ep, std::string_view line) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  if (g_reqlog.size() >= kReqLogMax) {
+    g_reqlog_dropped++;
+    return;
+  }
+  std::string s;
+  s.reserve(ep->key.size() + 1 + line.size());
+  s += ep->key;
+  s += ' ';
+  s += line;
+  g_reqlog.push_back(std::move(s));
+}
+
+// ------------------------------------------------------------------------------------------ cluster (g_mu held)
+
+FakeNode* node_of(const MapEntry& e) {
+  return e.node_idx >= 0 ? g_nodes[static_cast<size_t>(e.node_idx)].get() : nullptr;
+}
+bool entry_alive(const MapEntry& e) {
+  FakeNode* n = node_of(e);
+  return n && n->alive;
+}
+
+int resolve_node(const std::string& host, int port) {
+  bool loop_alias = host == g_cfg.host || host == "localhost" || host == "127.0.0.1";
+  if (!loop_alias) return -1;
+  for (auto& n : g_nodes)
+    if (n->ep->port == port) return n->idx;
+  return -1;
+}
+
+void bump() { g_map_version++; }
+
+MapEntry& add_entry(const std::string& host, int port) {
+  MapEntry e;
+  e.key = host + ":" + std::to_string(port);
+  e.host = host;
+  e.port = port;
+  e.thread_type = g_next_thread_type++;
+  e.monitor_tid = g_next_tid++;
+  e.repl_tid = g_next_tid++;
+  e.added_unix = unix_now();
+  e.node_idx = resolve_node(host, port);
+  std::string key = e.key;
+  MapEntry& ref = g_map[key] = std::move(e);
+  bump();
+  return ref;
+}
+
+MapEntry* master_of(int p) {
+  MapEntry* found = nullptr;
+  for (auto& kv : g_map) {
+    MapEntry& e = kv.second;
+    if (e.role == Role::Master && e.partition == p) {
+      if (!found || (found->state == State::Down && e.state != State::Down)) found = &e;
+    }
+  }
+  return found;
+}
+
+// Number of partitions used to route keys: leading partitions whose master is active or down.
+int routing_count() {
+  int k = 0;
+  for (;;) {
+    MapEntry* m = master_of(k);
+    if (m && (m->state == State::Active || m->state == State::Down)) k++;
+    else return k;
+  }
+}
+
+void to_proxy(MapEntry& e, State s) {
+  e.role = Role::Proxy;
+  e.state = s;
+  e.partition = -1;
+  e.balance = 0;
+  e.reset_copy();
+}
+
+void reset_partition_slaves(int p, bool only_prepare) {
+  for (auto& kv : g_map) {
+    MapEntry& e = kv.second;
+    if (e.role == Role::Slave && e.partition == p && (!only_prepare || e.state == State::Prepare))
+      to_proxy(e, State::Active);
+  }
+}
+
+// POS = n.store.lower_bound(key)
+void node_put_at(FakeNode& n, Store::iterator pos, std::string_view key, const Item& it) {
+  if (pos != n.store.end() && pos->first == key) {
+    n.data_bytes -= pos->first.size() + pos->second.val.size() + kItemOverhead;
+    pos->second = it;
+  } else {
+    n.store.emplace_hint(pos, std::string(key), it);
+  }
+  n.total_items++;
+  n.data_bytes += key.size() + it.val.size() + kItemOverhead;
+}
+
+void node_put(FakeNode& n, std::string_view key, const Item& it) {
+  node_put_at(n, n.store.lower_bound(key), key, it);
+}
+
+bool node_erase(FakeNode& n, std::string_view key) {
+  auto pos = n.store.find(key);
+  if (pos == n.store.end()) return false;
+  n.data_bytes -= pos->first.size() + pos->second.val.size() + kItemOverhead;
+  n.store.erase(pos);
+  return true;
+}
+
+bool copy_target(const MapEntry& s, const FakeNode* master_node) {
+  return s.role == Role::Slave && (s.state == State::Active || s.state == State::Prepare) &&
+         entry_alive(s) && node_of(s) != master_node;
+}
+
+// Store on master entry M's node and on its partition's slaves.
+void put_with_slaves(MapEntry& m, std::string_view key, const Item& it) {
+  FakeNode* mn = node_of(m);
+  if (!mn) return;
+  node_put(*mn, key, it);
+  for (auto& kv : g_map) {
+    MapEntry& s = kv.second;
+    if (s.partition == m.partition && copy_target(s, mn)) node_put(*node_of(s), key, it);
+  }
+}
+
+void mark_down(MapEntry& e) {
+  if (e.state == State::Down) return;
+  if (e.role == Role::Master) {
+    int p = e.partition;
+    if (e.state == State::Active) {
+      MapEntry* best = nullptr;
+      bool any_pos = false;
+      for (auto& kv : g_map) {
+        MapEntry& s = kv.second;
+        if (s.role == Role::Slave && s.partition == p && s.state == State::Active && entry_alive(s)) {
+          if (!best || s.balance > best->balance) best = &s;
+          if (s.balance > 0) any_pos = true;
+        }
+      }
+      if (best) {
+        best->role = Role::Master;
+        best->state = State::Active;
+        if (!any_pos) best->balance = 1;
+        best->reset_copy();
+        for (auto& kv : g_map) {
+          MapEntry& s = kv.second;
+          if (s.role == Role::Slave && s.partition == p && s.state == State::Prepare) s.reset_copy();
+        }
+        to_proxy(e, State::Down);
+      } else {
+        e.state = State::Down;  // preserved master
+        reset_partition_slaves(p, true);
+      }
+    } else {
+      reset_partition_slaves(p, false);
+      to_proxy(e, State::Down);
+    }
+  } else {
+    to_proxy(e, State::Down);
+  }
+  e.down_since = mono_ms();
+  bump();
+}
+
+int64_t partition_total(int p, const MapEntry* skip) {
+  int64_t t = 0;
+  for (auto& kv : g_map) {
+    const MapEntry& e = kv.second;
+    if (&e != skip && e.role != Role::Proxy && e.partition == p) t += e.balance;
+  }
+  return t;
+}
+
+bool set_role(MapEntry& e, Role role, int64_t balance, int64_t partition) {
+  if (balance < 0 || balance > INT_MAX) return false;
+  if (e.state == State::Down) return false;
+  int b = static_cast<int>(balance);
+  switch (e.role) {
+    case Role::Proxy: {
+      if (role == Role::Proxy) return true;
+      if (partition < 0 || partition >= g_cfg.partition_size) return false;
+      int p = static_cast<int>(partition);
+      MapEntry* m = master_of(p);
+      if (role == Role::Master) {
+        if (b <= 0) return false;
+        if (m) {
+          if (m->state != State::Down) return false;
+          to_proxy(*m, State::Down);  // take over a preserved master's partition
+          m->down_since = mono_ms();
+          e.role = Role::Master;
+          e.state = State::Active;
+          e.partition = p;
+          e.balance = b;
+          e.reset_copy();
+          bump();
+          return true;
+        }
+        int next = 0;
+        for (auto& kv : g_map)
+          if (kv.second.role == Role::Master) next = std::max(next, kv.second.partition + 1);
+        if (p != next) return false;
+        e.role = Role::Master;
+        e.partition = p;
+        e.balance = b;
+        e.state = p == 0 ? State::Active : State::Prepare;
+        e.reset_copy();
+        bump();
+        return true;
+      }
+      if (!m || m->state == State::Down) return false;
+      e.role = Role::Slave;
+      e.partition = p;
+      e.state = State::Prepare;
+      e.balance = m->state == State::Active ? 0 : b;
+      e.reset_copy();
+      bump();
+      return true;
+    }
+    case Role::Master:
+      if (role == Role::Slave) return false;
+      if (role == Role::Proxy) {
+        if (e.state == State::Active) return false;
+        reset_partition_slaves(e.partition, false);
+        to_proxy(e, State::Active);
+        bump();
+        return true;
+      }
+      if (partition_total(e.partition, &e) + b <= 0) return false;
+      e.balance = b;
+      bump();
+      return true;
+    case Role::Slave:
+      if (role == Role::Master) return false;
+      if (role == Role::Proxy) {
+        to_proxy(e, State::Active);
+        bump();
+        return true;
+      }
+      if (e.state == State::Prepare && b != e.balance) {
+        MapEntry* m = master_of(e.partition);
+        if (m && m->state == State::Active) return false;
+      }
+      if (partition_total(e.partition, &e) + b <= 0) return false;
+      e.balance = b;
+      bump();
+      return true;
+  }
+  return false;
+}
+
+bool set_state(MapEntry& e, State s) {
+  switch (s) {
+    case State::Prepare:
+      return false;
+    case State::Ready:
+      if (e.state != State::Prepare) return false;
+      e.state = State::Ready;
+      bump();
+      return true;
+    case State::Active:
+      if (e.state == State::Active) return true;
+      if (e.state == State::Down) {
+        if (e.role == Role::Master) e.state = State::Active;
+        else to_proxy(e, State::Active);
+        e.unreach_since = entry_alive(e) ? -1 : mono_ms();
+      } else {
+        e.state = State::Active;
+      }
+      e.reset_copy();
+      bump();
+      return true;
+    case State::Down:
+      mark_down(e);
+      return true;
+  }
+  return false;
+}
+
+bool remove_entry(const std::string& key) {
+  auto it = g_map.find(key);
+  if (it == g_map.end()) return false;
+  if (it->second.state != State::Down || it->second.role == Role::Master) return false;
+  FakeNode* n = node_of(it->second);
+  if (n && n->key == key) {
+    n->snapshot = g_map;
+    n->has_snapshot = true;
+    n->snapshot_version = g_map_version;
+  }
+  g_map.erase(it);
+  bump();
+  return true;
+}
+
+const NodeMap& node_view(const FakeNode& n, uint64_t& version) {
+  if (g_map.count(n.key) || !n.has_snapshot) {
+    version = g_map_version;
+    return g_map;
+  }
+  version = n.snapshot_version;
+  return n.snapshot;
+}
+
+// ---- copy jobs (timer thread)
+
+void copy_slave(MapEntry& e) {
+  MapEntry* m = master_of(e.partition);
+  if (!m || m->state == State::Down || !entry_alive(*m) || !entry_alive(e)) return;
+  FakeNode* src = node_of(*m);
+  FakeNode* dst = node_of(e);
+  long budget = static_cast<long>(e.allowance);
+  long n = 0;
+  if (src != dst) {
+    auto it = e.cursor_valid ? src->store.upper_bound(e.cursor) : src->store.begin();
+    auto end = src->store.end();
+    for (; it != end && n < budget; ++it, ++n) {
+      node_put(*dst, it->first, it->second);
+      e.cursor = it->first;
+      e.cursor_valid = true;
+    }
+    e.allowance -= static_cast<double>(n);
+    if (it != end) return;
+  }
+  if (m->state != State::Prepare) {
+    e.state = State::Active;
+    e.reset_copy();
+    bump();
+  }
+}
+
+void copy_master(MapEntry& e) {
+  if (!entry_alive(e)) return;
+  FakeNode* dst = node_of(e);
+  int P = e.partition;
+  int cnt = P + 1;
+  long budget = static_cast<long>(e.allowance);
+  long n = 0, scanned = 0, scan_limit = budget * 8 + 4096;
+  while (e.src_part < P && n < budget && scanned < scan_limit) {
+    MapEntry* m = master_of(e.src_part);
+    if (!m || m->state != State::Active || !entry_alive(*m) || node_of(*m) == dst) {
+      e.src_part++;
+      e.cursor_valid = false;
+      continue;
+    }
+    FakeNode* src = node_of(*m);
+    auto it = e.cursor_valid ? src->store.upper_bound(e.cursor) : src->store.begin();
+    auto end = src->store.end();
+    for (; it != end && n < budget && scanned < scan_limit; ++it) {
+      ++scanned;
+      e.cursor = it->first;
+      e.cursor_valid = true;
+      if (partition_of(it->first, cnt) == P) {
+        put_with_slaves(e, it->first, it->second);
+        ++n;
+      }
+    }
+    if (it == end) {
+      e.src_part++;
+      e.cursor_valid = false;
+    }
+  }
+  e.allowance -= static_cast<double>(n);
+  if (e.src_part >= P) {
+    e.state = State::Ready;
+    e.reset_copy();
+    bump();
+  }
+}
+
+void tick(double dt) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  int64_t now = mono_ms();
+  for (auto& kv : g_map) {
+    MapEntry& e = kv.second;
+    if (!entry_alive(e)) {
+      if (e.unreach_since < 0) e.unreach_since = now;
+      if (e.state != State::Down && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
+    } else {
+      e.unreach_since = -1;
+      if (e.state == State::Down && e.role != Role::Master && now - e.down_since >= g_cfg.revive_ms) {
+        to_proxy(e, State::Active);
+        bump();
+      }
+    }
+  }
+  double cap = std::max(g_cfg.copy_rate * 0.05, 1.0);
+  for (auto& kv : g_map) {
+    MapEntry& e = kv.second;
+    if (e.state != State::Prepare) continue;
+    e.allowance = std::min(e.allowance + g_cfg.copy_rate * dt, cap);
+    if (e.role == Role::Slave) copy_slave(e);
+    else if (e.role == Role::Master) copy_master(e);
+  }
+}
+
+// ---- routing for data requests
+
+struct Route {
+  int pc = 0;
+  int p = -1;
+  MapEntry* m = nullptr;
+  FakeNode* mn = nullptr;
+};
+enum class RouteRes { Ok, NoPartition, ProxyFailure };
+
+RouteRes route(std::string_view key, Route& r) {
+  r.pc = routing_count();
+  if (r.pc == 0) return RouteRes::NoPartition;
+  r.p = partition_of(key, r.pc);
+  r.m = master_of(r.p);
+  if (!r.m || r.m->state != State::Active || !entry_alive(*r.m)) return RouteRes::ProxyFailure;
+  r.mn = node_of(*r.m);
+  return RouteRes::Ok;
+}
+
+MapEntry* preparing_target(const Route& r, std::string_view key) {
+  if (r.pc + 1 > g_cfg.partition_size) return nullptr;
+  MapEntry* nm = master_of(r.pc);
+  if (nm && (nm->state == State::Prepare || nm->state == State::Ready) && entry_alive(*nm) &&
+      partition_of(key, r.pc + 1) == r.pc)
+    return nm;
+  return nullptr;
+}
+
+void replicate_put(const Route& r, std::string_view key, const Item& it) {
+  for (auto& kv : g_map) {
+    MapEntry& s = kv.second;
+    if (s.partition == r.p && copy_target(s, r.mn)) node_put(*node_of(s), key, it);
+  }
+  if (MapEntry* nm = preparing_target(r, key)) put_with_slaves(*nm, key, it);
+}
+
+void replicate_erase(const Route& r, std::string_view key) {
+  for (auto& kv : g_map) {
+    MapEntry& s = kv.second;
+    if (s.partition == r.p && copy_target(s, r.mn)) node_erase(*node_of(s), key);
+  }
+  if (MapEntry* nm = preparing_target(r, key)) {
+    FakeNode* mn = node_of(*nm);
+    node_erase(*mn, key);
+    for (auto& kv : g_map) {
+      MapEntry& s = kv.second;
+      if (s.partition == nm->partition && copy_target(s, mn)) node_erase(*node_of(s), key);
+    }
+  }
+}
+
+const Item* read_item(std::string_view key, int64_t now) {
+  Route r;
+  if (route(key, r) != RouteRes::Ok) return nullptr;
+  auto it = r.mn->store.find(key);
+  if (it == r.mn->store.end() || expired(it->second, now)) return nullptr;
+  return &it->second;
+}
+
+// ------------------------------------------------------------------------------------------ output
+
+bool send_raw(Conn* c, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::send(c->fd, p, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+    c->ep->bytes_written.fetch_add(static_cast<uint64_t>(w), std::memory_order_relaxed);
+  }
+  return true;
+}
+
+// Send honoring the cut/drip knobs; false = close the connection.
+bool write_bytes(Conn* c, const char* p, size_t n) {
+  if (c->killed.load()) return false;
+  int64_t cut = c->ep->cut.load();
+  bool cut_hit = false;
+  if (cut > 0) {
+    uint64_t limit = static_cast<uint64_t>(cut);
+    if (c->sent >= limit) return false;
+    uint64_t allow = limit - c->sent;
+    if (n >= allow) {
+      n = static_cast<size_t>(allow);
+      cut_hit = true;
+    }
+  }
+  int drip = c->ep->drip_ms.load();
+  if (drip > 0) {
+    for (size_t i = 0; i < n; i++) {
+      if (!nap_ms(drip, c)) return false;
+      if (!send_raw(c, p + i, 1)) return false;
+      c->sent++;
+    }
+  } else {
+    if (!send_raw(c, p, n)) return false;
+    c->sent += n;
+  }
+  return !cut_hit;
+}
+
+bool flush(Conn* c) {
+  if (c->out.empty()) return true;
+  bool ok = write_bytes(c, c->out.data(), c->out.size());
+  c->out.clear();
+  if (c->out.capacity() > (8u << 20)) c->out.shrink_to_fit();
+  return ok;
+}
+
+// Delays applied before a reply.
+bool pre_reply(Conn* c, std::string_view line) {
+  int d = c->ep->delay_ms.load();
+  if (d > 0) {
+    if (!flush(c)) return false;
+    if (!nap_ms(d, c)) return false;
+  }
+  if (line == "stats") {
+    int sd = c->ep->stats_delay_ms.load();
+    if (sd > 0) {
+      if (!flush(c)) return false;
+      if (!nap_ms(sd, c)) return false;
+    }
+  }
+  return true;
+}
+
+bool check_override(Conn* c, std::string_view word, Override& ov) {
+  if (!c->ep->has_override.load()) return false;
+  std::lock_guard<std::mutex> lk(g_mu);
+  auto it = c->ep->overrides.find(word);
+  if (it == c->ep->overrides.end()) return false;
+  ov = it->second;
+  return true;
+}
+
+bool send_override(Conn* c, const Override& ov, std::string_view line) {
+  if (!pre_reply(c, line)) return false;
+  if (!flush(c)) return false;
+  if (!ov.bytes.empty() && ov.repeat > 0) {
+    uint64_t per = std::max<uint64_t>(1, 65536 / ov.bytes.size());
+    per = std::min(per, ov.repeat);
+    std::string chunk;
+    chunk.reserve(static_cast<size_t>(per) * ov.bytes.size());
+    for (uint64_t i = 0; i < per; i++) chunk += ov.bytes;
+    uint64_t left = ov.repeat;
+    while (left >= per) {
+      if (!write_bytes(c, chunk.data(), chunk.size())) return false;
+      left -= per;
+    }
+    for (uint64_t i = 0; i < left; i++)
+      if (!write_bytes(c, ov.bytes.data(), ov.bytes.size())) return false;
+  }
+  return !ov.close;
+}
+
+void stat_line(std::string& o, const char* name, uint64_t v) {
+  o += "STAT ";
+  o += name;
+  o += ' ';
+  append_u64(o, v);
+  o += "\r\n";
+}
+
+void append_map(std::string& o, const NodeMap& m) {
+  for (auto& kv : m) {
+    const MapEntry& e = kv.second;
+    o += "STAT " + e.key + ":role " + role_name(e.role) + "\r\n";
+    o += "STAT " + e.key + ":state " + state_name(e.state) + "\r\n";
+    o += "STAT " + e.key + ":partition " + std::to_string(e.partition) + "\r\n";
+    o += "STAT " + e.key + ":balance " + std::to_string(e.balance) + "\r\n";
+    o += "STAT " + e.key + ":thread_type " + std::to_string(e.thread_type) + "\r\n";
+  }
+  o += "END\r\n";
+}
+
+void thread_entry(std::string& o, int id, int type, const std::string& peer, std::string_view op,
+                  int64_t uptime, const char* state) {
+  std::string p = "STAT " + std::to_string(id) + ":";
+  o += p + "type " + std::to_string(type) + "\r\n";
+  o += p + "peer " + peer + "\r\n";
+  o += p + "op ";
+  o += op;
+  o += "\r\n";
+  o += p + "uptime " + std::to_string(uptime) + "\r\n";
+  o += p + "state " + state + "\r\n";
+  o += p + "info \r\n";
+  o += p + "queue 0\r\n";
+  o += p + "behind 0\r\n";
+}
+
+// g_mu held
+size_t conn_count(const Endpoint* ep) {
+  size_t n = 0;
+  for (Conn* c : g_conns)
+    if (c->ep == ep) n++;
+  return n;
+}
+
+// g_mu held
+void append_conn_threads(std::string& o, Conn* self, std::string_view self_op) {
+  int64_t now = unix_now();
+  for (Conn* c : g_conns) {
+    if (c->ep != self->ep) continue;
+    if (c == self) thread_entry(o, c->tid, 1, c->peer, self_op, now - c->accepted_unix, "execute");
+    else if (c->executing) thread_entry(o, c->tid, 1, c->peer, c->op, now - c->accepted_unix, "execute");
+    else thread_entry(o, c->tid, 1, c->peer, "", now - c->accepted_unix, "wait");
+  }
+}
+
+// g_mu held: replication threads of node N (one per slave when it is a master)
+size_t append_repl_threads(std::string* o, const FakeNode& n) {
+  auto it = g_map.find(n.key);
+  if (it == g_map.end() || it->second.role != Role::Master) return 0;
+  size_t cnt = 0;
+  int64_t now = unix_now();
+  for (auto& kv : g_map) {
+    const MapEntry& s = kv.second;
+    if (s.role == Role::Slave && s.partition == it->second.partition) {
+      cnt++;
+      if (o) thread_entry(*o, s.repl_tid, s.thread_type, s.key, "", now - s.added_unix, "wait");
+    }
+  }
+  return cnt;
+}
+
+// g_mu held: the index's monitor connection, seen by a registered node as a request thread
+void append_monitor_thread(std::string& o, const FakeNode& n) {
+  auto it = g_map.find(n.key);
+  if (it == g_map.end()) return;
+  thread_entry(o, it->second.monitor_tid, 1, g_cfg.host + ":" + std::to_string(g_index_ep->port), "",
+               unix_now() - n.start_unix, "wait");
+}
+
+void append_rusage(std::string& o) {
+  struct rusage ru;
+  std::memset(&ru, 0, sizeof(ru));
+  getrusage(RUSAGE_SELF, &ru);
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "STAT rusage_user %ld.%06ld\r\nSTAT rusage_system %ld.%06ld\r\n",
+                static_cast<long>(ru.ru_utime.tv_sec), static_cast<long>(ru.ru_utime.tv_usec),
+                static_cast<long>(ru.ru_stime.tv_sec), static_cast<long>(ru.ru_stime.tv_usec));
+  o += buf;
+}
+
+// `stats ...` on the index (node == nullptr) or a node.
+void do_stats(Conn* c, const std::vector<std::string_view>& w, FakeNode* node) {
+  std::string& o = c->out;
+  std::lock_guard<std::mutex> lk(g_mu);
+  if (w.size() == 1) {
+    int64_t now = unix_now();
+    uint64_t version = g_map_version;
+    stat_line(o, "pid", static_cast<uint64_t>(getpid()));
+    stat_line(o, "uptime", static_cast<uint64_t>(now - (node ? node->start_unix : g_start_unix)));
+    stat_line(o, "time", static_cast<uint64_t>(now));
+    o += "STAT version 1.3.4\r\n";
+    stat_line(o, "pointer_size", sizeof(void*) * 8);
+    append_rusage(o);
+    size_t conns = conn_count(c->ep);
+    if (node) {
+      node_view(*node, version);
+      stat_line(o, "curr_items", node->store.size());
+      stat_line(o, "total_items", node->total_items);
+      stat_line(o, "bytes", kBaseBytes + node->data_bytes);
+      stat_line(o, "curr_connections", conns + 1);
+      stat_line(o, "total_connections", c->ep->total_connections + 1);
+    } else {
+      stat_line(o, "curr_items", 0);
+      stat_line(o, "total_items", 0);
+      stat_line(o, "bytes", 0);
+      stat_line(o, "curr_connections", conns);
+      stat_line(o, "total_connections", c->ep->total_connections);
+    }
+    stat_line(o, "connection_structures", 0);
+    stat_line(o, "cmd_get", node ? node->cmd_get : 0);
+    stat_line(o, "cmd_set", node ? node->cmd_set : 0);
+    stat_line(o, "get_hits", node ? node->get_hits : 0);
+    stat_line(o, "get_misses", node ? node->get_misses : 0);
+    stat_line(o, "delete_hits", node ? node->delete_hits : 0);
+    stat_line(o, "delete_misses", node ? node->delete_misses : 0);
+    stat_line(o, "incr_hits", node ? node->incr_hits : 0);
+    stat_line(o, "incr_misses", node ? node->incr_misses : 0);
+    stat_line(o, "decr_hits", node ? node->decr_hits : 0);
+    stat_line(o, "decr_misses", node ? node->decr_misses : 0);
+    stat_line(o, "cas_hits", node ? node->cas_hits : 0);
+    stat_line(o, "cas_misses", node ? node->cas_misses : 0);
+    stat_line(o, "cas_badval", node ? node->cas_badval : 0);
+    stat_line(o, "touch_hits", node ? node->touch_hits : 0);
+    stat_line(o, "touch_misses", node ? node->touch_misses : 0);
+    stat_line(o, "evictions", 0);
+    stat_line(o, "bytes_read", c->ep->bytes_read.load());
+    stat_line(o, "bytes_written", c->ep->bytes_written.load());
+    stat_line(o, "limit_maxbytes", 0);
+    if (node) stat_line(o, "threads", conns + 2 + append_repl_threads(nullptr, *node));
+    else stat_line(o, "threads", conns + 2 + g_map.size());
+    stat_line(o, "pool_threads", 0);
+    stat_line(o, "node_map_version", version);
+    o += "END\r\n";
+    return;
+  }
+  std::string_view sub = w[1];
+  if (sub == "items" || sub == "slabs" || sub == "sizes") {
+    o += "END\r\n";
+  } else if (sub == "nodes") {
+    uint64_t v;
+    append_map(o, node ? node_view(*node, v) : g_map);
+  } else if (sub == "threads") {
+    std::string_view which = w.size() > 2 ? w[2] : std::string_view();
+    int64_t now = unix_now();
+    if (which.empty()) {
+      if (node) append_monitor_thread(o, *node);
+      append_conn_threads(o, c, "stats");
+      if (node) {
+        thread_entry(o, 1, 2, ":0", "", now, "wait");
+        append_repl_threads(&o, *node);
+      } else {
+        thread_entry(o, 2, 2, ":0", "", now, "wait");
+        thread_entry(o, 1, 4, ":0", "", now, "wait");
+        for (auto& kv : g_map)
+          thread_entry(o, kv.second.monitor_tid, kv.second.thread_type, kv.second.key, "",
+                       now - kv.second.added_unix, "wait");
+      }
+      o += "END\r\n";
+    } else if (which == "request") {
+      if (node) append_monitor_thread(o, *node);
+      append_conn_threads(o, c, "stats");
+      o += "END\r\n";
+    } else if (which == "slave") {
+      if (node) append_repl_threads(&o, *node);
+      o += "END\r\n";
+    } else if (which == "queue") {
+      o += "STAT total_thread_queue 0\r\nEND\r\n";
+    } else {
+      o += "ERROR\r\n";
+    }
+  } else {
+    o += "ERROR\r\n";
+  }
+}
+
+bool do_verbosity(Conn* c, const std::vector<std::string_view>& w) {
+  int64_t lvl;
+  if (w.size() < 2 || w.size() > 3 || !parse_i64(w[1], lvl) || (w.size() == 3 && w[2] != "noreply")) {
+    c->out += "ERROR\r\n";
+    return true;
+  }
+  if (w.size() == 2) c->out += "OK\r\n";
+  return true;
+}
+
+void show_var(std::string& o, size_t width, const std::string& name, const std::string& val) {
+  std::string k = name + ":";
+  if (k.size() < width) k.append(width - k.size(), ' ');
+  else if (k.size() > width) k += ' ';
+  o += k + val + "\r\n";
+}
+
+// `show variables` (static, modelled on the real servers' output)
+void do_show(Conn* c, const std::vector<std::string_view>& w, const FakeNode* node) {
+  std::string& o = c->out;
+  if (w.size() < 2 || w[1] != "variables") {
+    o += "ERROR\r\n";
+    return;
+  }
+  const std::string run = "/tmp/fake-flare";
+  if (!node) {
+    const size_t W = 26;
+    show_var(o, W, "config_path", run + "/conf/flarei.conf");
+    show_var(o, W, "pid_path", run + "/pid/flarei.pid");
+    show_var(o, W, "daemonize", "false");
+    show_var(o, W, "data_dir", run + "/data/flarei");
+    show_var(o, W, "max_connection", "256");
+    show_var(o, W, "monitor_threshold", "3");
+    show_var(o, W, "monitor_interval", "1");
+    show_var(o, W, "monitor_read_timeout", "1000");
+    show_var(o, W, "net_read_timeout", "600000");
+    show_var(o, W, "partition_modular_hint", std::to_string(g_cfg.modular_hint));
+    show_var(o, W, "partition_modular_virtual", std::to_string(g_cfg.modular_virtual));
+    show_var(o, W, "partition_size", std::to_string(g_cfg.partition_size));
+    show_var(o, W, "partition_type", g_cfg.partition_type);
+    show_var(o, W, "key_hash_algorithm", g_cfg.hash_name);
+    show_var(o, W, "server_name", g_cfg.host);
+    show_var(o, W, "server_port", std::to_string(g_index_ep->port));
+    show_var(o, W, "server_socket", "");
+    show_var(o, W, "stack_size", "128");
+    show_var(o, W, "thread_pool_size", "8");
+  } else {
+    const size_t W = 24;
+    std::string port = std::to_string(node->ep->port);
+    show_var(o, W, "back_log", "30");
+    show_var(o, W, "config_path", run + "/conf/node" + port + ".conf");
+    show_var(o, W, "pid_path", run + "/pid/node" + port + ".pid");
+    show_var(o, W, "daemonize", "false");
+    show_var(o, W, "data_dir", run + "/data/node" + port);
+    show_var(o, W, "index_server(s)", g_cfg.host + ":" + std::to_string(g_index_ep->port));
+    show_var(o, W, "max_connection", "256");
+    show_var(o, W, "mutex_slot", "32");
+    show_var(o, W, "noreply_window_limit", "0");
+    show_var(o, W, "net_read_timeout", "600");
+    show_var(o, W, "proxy_concurrency", "2");
+    show_var(o, W, "reconstruction_interval", "0");
+    show_var(o, W, "reconstruction_bwlimit", "0");
+    show_var(o, W, "replication_type", "async");
+    show_var(o, W, "server_name", g_cfg.host);
+    show_var(o, W, "server_port", port);
+    show_var(o, W, "server_socket", "");
+    show_var(o, W, "stack_size", "128");
+    show_var(o, W, "storage_ap", "4");
+    show_var(o, W, "storage_bucket_size", "131071");
+    show_var(o, W, "storage_cache_size", "65536");
+    show_var(o, W, "storage_compress", "");
+    show_var(o, W, "storage_large", "false");
+    show_var(o, W, "storage_lmemb", "128");
+    show_var(o, W, "storage_nmemb", "256");
+    show_var(o, W, "storage_dfunit", "0");
+    show_var(o, W, "storage_type", "tch");
+    show_var(o, W, "thread_pool_size", "16");
+    show_var(o, W, "proxy_prior_netmask", "0");
+    show_var(o, W, "max_total_thread_queue", "0");
+    show_var(o, W, "time_watcher_enabled", "false");
+    show_var(o, W, "time_watcher_polling_interval_msec", "0");
+    show_var(o, W, "storage_access_watch_threshold_warn_msec", "0");
+    show_var(o, W, "storage_access_watch_threshold_ping_ng_msec", "0");
+    show_var(o, W, "cluster_replication", "0");
+    show_var(o, W, "cluster_replication_server_name", "");
+    show_var(o, W, "cluster_replication_server_port", port);
+    show_var(o, W, "cluster_replication_concurrency", "2");
+    show_var(o, W, "cluster_replication_mode", "duplicate");
+  }
+  o += "END\r\n";
+}
+
+// `kill <thread id>`: close another connection of the same server
+void do_kill_thread(Conn* c, const std::vector<std::string_view>& w) {
+  int64_t id;
+  if (w.size() != 2 || !parse_i64(w[1], id)) {
+    c->out += "ERROR\r\n";
+    return;
+  }
+  std::lock_guard<std::mutex> lk(g_mu);
+  for (Conn* k : g_conns) {
+    if (k->ep == c->ep && k->tid == id) {
+      c->out += "OK\r\n";
+      k->killed = true;
+      ::shutdown(k->fd, SHUT_RDWR);
+      wake_sleepers();
+      return;
+    }
+  }
+  c->out += "CLIENT_ERROR thread not found\r\n";
+}
+
+// ------------------------------------------------------------------------------------------ index
+
+bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w) {
+  std::string& o = c->out;
+  if (w.empty()) {
+    if (!pre_reply(c, line)) return false;
+    o += "ERROR\r\n";
+    return true;
+  }
+  std::string_view cmd = w[0];
+  Override ov;
+  if (check_override(c, cmd, ov)) return send_override(c, ov, line);
+  if (cmd == "quit") return w.size() != 1;
+  bool changes = (cmd == "node" && w.size() >= 2 &&
+                  (w[1] == "role" || w[1] == "state" || w[1] == "remove" || w[1] == "add")) ||
+                 cmd == "shutdown";
+  if (changes) log_request(c->ep, line);
+  if (!pre_reply(c, line)) return false;
+
+  if (cmd == "ping") {
+    o += w.size() == 1 ? "OK\r\n" : "ERROR\r\n";
+  } else if (cmd == "version") {
+    o += w.size() == 1 ? "VERSION flare-1.3.4\r\n" : "ERROR\r\n";
+  } else if (cmd == "stats") {
+    do_stats(c, w, nullptr);
+  } else if (cmd == "meta") {
+    if (w.size() != 1) {
+      o += "ERROR\r\n";
+    } else {
+      o += "META partition-size " + std::to_string(g_cfg.partition_size) + "\r\n";
+      o += "META key-hash-algorithm " + g_cfg.hash_name + "\r\n";
+      o += "META partition-type " + g_cfg.partition_type + "\r\n";
+      o += "META partition-modular-hint " + std::to_string(g_cfg.modular_hint) + "\r\n";
+      o += "META partition-modular-virtual " + std::to_string(g_cfg.modular_virtual) + "\r\n";
+      o += "END\r\n";
+    }
+  } else if (cmd == "verbosity") {
+    do_verbosity(c, w);
+  } else if (cmd == "show") {
+    do_show(c, w, nullptr);
+  } else if (cmd == "kill") {
+    do_kill_thread(c, w);
+  } else if (cmd == "shutdown") {
+    int64_t port;
+    if (w.size() != 3 || !parse_i64(w[2], port)) {
+      o += "ERROR\r\n";
+    } else {
+      std::string key = std::string(w[1]) + ":" + std::to_string(port);
+      std::lock_guard<std::mutex> lk(g_mu);
+      auto it = g_map.find(key);
+      if (it == g_map.end()) {
+        o += "SERVER_ERROR failed to shutdown\r\n";
+      } else {
+        mark_down(it->second);
+        o += "OK\r\n";
+      }
+    }
+  } else if (cmd == "node" && w.size() >= 2) {
+    std::string_view sub = w[1];
+    int64_t port = 0;
+    if (sub == "role") {
+      Role role;
+      if (w.size() < 5 || !parse_i64(w[3], port) || !parse_role(w[4], role)) {
+        o += "ERROR\r\n";
+        return true;
+      }
+      int64_t bal = 0, part = -1;
+      if (w.size() > 5 && !parse_i64(w[5], bal)) bal = 0;
+      if (w.size() > 6 && !parse_i64(w[6], part)) part = -1;
+      std::string key = std::string(w[2]) + ":" + std::to_string(port);
+      std::lock_guard<std::mutex> lk(g_mu);
+      auto it = g_map.find(key);
+      bool ok = it != g_map.end() && set_role(it->second, role, bal, part);
+      o += ok ? "OK\r\n" : "SERVER_ERROR failed to set role (and balance)\r\n";
+    } else if (sub == "state") {
+      State st;
+      if (w.size() != 5 || !parse_i64(w[3], port) || !parse_state(w[4], st)) {
+        o += "ERROR\r\n";
+        return true;
+      }
+      std::string key = std::string(w[2]) + ":" + std::to_string(port);
+      std::lock_guard<std::mutex> lk(g_mu);
+      auto it = g_map.find(key);
+      bool ok = it != g_map.end() && set_state(it->second, st);
+      o += ok ? "OK\r\n" : "SERVER_ERROR failed to set state\r\n";
+    } else if (sub == "remove") {
+      if (w.size() != 4 || !parse_i64(w[3], port)) {
+        o += "ERROR\r\n";
+        return true;
+      }
+      std::string key = std::string(w[2]) + ":" + std::to_string(port);
+      std::lock_guard<std::mutex> lk(g_mu);
+      o += remove_entry(key) ? "OK\r\n" : "SERVER_ERROR failed to remove node\r\n";
+    } else if (sub == "add") {
+      if (w.size() != 4 || !parse_i64(w[3], port)) {
+        o += "ERROR\r\n";
+        return true;
+      }
+      std::string host(w[2]);
+      std::string key = host + ":" + std::to_string(port);
+      std::lock_guard<std::mutex> lk(g_mu);
+      auto it = g_map.find(key);
+      if (it != g_map.end() && it->second.state != State::Down) {
+        o += "SERVER_ERROR failed to add node\r\n";
+        return true;
+      }
+      if (it == g_map.end()) {
+        if (port < INT_MIN || port > INT_MAX) {
+          o += "SERVER_ERROR failed to add node\r\n";
+          return true;
+        }
+        add_entry(host, static_cast<int>(port));
+      }
+      for (auto& kv : g_map) {
+        const MapEntry& e = kv.second;
+        o += "NODE " + e.host + " " + std::to_string(e.port) + " " + std::to_string(role_code(e.role)) +
+             " " + std::to_string(state_code(e.state)) + " " + std::to_string(e.partition) + " " +
+             std::to_string(e.balance) + " " + std::to_string(e.thread_type) + "\r\n";
+      }
+      o += "END\r\n";
+    } else {
+      o += "ERROR\r\n";
+    }
+  } else {
+    o += "ERROR\r\n";
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------ node
+
+enum class SCmd { Set, Add, Replace, Append, Prepend, Cas };
+
+struct Pending {
+  bool active = false;
+  SCmd cmd = SCmd::Set;
+  std::string key;
+  uint32_t flags = 0;
+  int64_t exptime = 0;
+  uint64_t cas = 0;
+  bool noreply = false;
+  bool ov = false;
+  Override ovr;
+  BlobRef blob;
+  size_t have = 0;
+  int trailer = 0;
+};
+
+bool storage_cmd(std::string_view w, SCmd& c) {
+  if (w == "set") c = SCmd::Set;
+  else if (w == "add") c = SCmd::Add;
+  else if (w == "replace") c = SCmd::Replace;
+  else if (w == "append") c = SCmd::Append;
+  else if (w == "prepend") c = SCmd::Prepend;
+  else if (w == "cas") c = SCmd::Cas;
+  else return false;
+  return true;
+}
+
+// 0 = ok (P filled), 1 = syntax error, 2 = data too large
+int parse_storage(const std::vector<std::string_view>& w, SCmd cmd, Pending& p) {
+  size_t need = cmd == SCmd::Cas ? 6 : 5;
+  if (w.size() < need) return 1;
+  uint64_t flags, cas = 0;
+  int64_t exptime, bytes;
+  if (!parse_u64(w[2], flags) || flags > UINT32_MAX) return 1;
+  if (!parse_i64(w[3], exptime)) return 1;
+  if (!parse_i64(w[4], bytes) || bytes < 0) return 1;
+  if (cmd == SCmd::Cas && !parse_u64(w[5], cas)) return 1;
+  bool noreply = false;
+  for (size_t i = need; i < w.size(); i++) {
+    if (w[i] == "noreply") noreply = true;
+    else if (w[i] != "sync" && w[i] != "async") return 1;
+  }
+  if (bytes > kMaxData) return 2;
+  p.active = true;
+  p.cmd = cmd;
+  p.key.assign(w[1].data(), w[1].size());
+  p.flags = static_cast<uint32_t>(flags);
+  p.exptime = exptime;
+  p.cas = cas;
+  p.noreply = noreply;
+  p.ov = false;
+  p.blob = BlobRef::make(static_cast<size_t>(bytes));
+  p.have = 0;
+  p.trailer = 2;
+  return 0;
+}
+
+bool exec_storage(Conn* c, Pending& p) {
+  const char* res = "";
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    FakeNode& self = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    self.cmd_set++;
+    Route r;
+    RouteRes rr = route(p.key, r);
+    if (rr == RouteRes::NoPartition) {
+      res = "SERVER_ERROR no partition available\r\n";
+    } else if (rr == RouteRes::ProxyFailure) {
+      res = "SERVER_ERROR proxy failure\r\n";
+    } else {
+      FakeNode& m = *r.mn;
+      int64_t now = unix_now();
+      auto it = m.store.lower_bound(p.key);
+      bool exists = it != m.store.end() && it->first == p.key;
+      bool live = exists && !expired(it->second, now);
+      Item ni;
+      ni.flags = p.flags;
+      ni.expire = calc_expire(p.exptime);
+      ni.val = p.blob;
+      ni.version = exists ? it->second.version + 1 : 1;
+      bool store = false;
+      switch (p.cmd) {
+        case SCmd::Set:
+          store = true;
+          break;
+        case SCmd::Add:
+          store = !live;
+          break;
+        case SCmd::Replace:
+          store = live;
+          break;
+        case SCmd::Append:
+        case SCmd::Prepend:
+          if (live) {
+            const Item& old = it->second;
+            BlobRef nb = BlobRef::make(old.val.size() + p.blob.size());
+            if (p.cmd == SCmd::Append) {
+              std::memcpy(nb.wdata(), old.val.data(), old.val.size());
+              std::memcpy(nb.wdata() + old.val.size(), p.blob.data(), p.blob.size());
+            } else {
+              std::memcpy(nb.wdata(), p.blob.data(), p.blob.size());
+              std::memcpy(nb.wdata() + p.blob.size(), old.val.data(), old.val.size());
+            }
+            ni.flags = old.flags;
+            ni.expire = old.expire;
+            ni.val = std::move(nb);
+            store = true;
+          }
+          break;
+        case SCmd::Cas:
+          if (!live) {
+            self.cas_misses++;
+            res = "NOT_FOUND\r\n";
+          } else if (it->second.version != p.cas) {
+            self.cas_badval++;
+            res = "EXISTS\r\n";
+          } else {
+            self.cas_hits++;
+            store = true;
+          }
+          break;
+      }
+      if (store) {
+        node_put_at(m, it, p.key, ni);
+        replicate_put(r, p.key, ni);
+        res = "STORED\r\n";
+      } else if (p.cmd != SCmd::Cas) {
+        res = "NOT_STORED\r\n";
+      }
+    }
+  }
+  p.blob = BlobRef();
+  if (!p.noreply) {
+    if (!pre_reply(c, "")) return false;
+    c->out += res;
+  }
+  return true;
+}
+
+bool finish_storage(Conn* c, Pending& p) {
+  if (p.ov) {
+    p.blob = BlobRef();
+    return send_override(c, p.ovr, "");
+  }
+  return exec_storage(c, p);
+}
+
+void do_get(Conn* c, const std::vector<std::string_view>& w, bool with_version) {
+  struct Hit {
+    size_t idx;
+    uint32_t flags;
+    uint64_t version;
+    BlobRef val;
+  };
+  std::vector<Hit> hits;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    FakeNode& self = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    int64_t now = unix_now();
+    for (size_t i = 1; i < w.size(); i++) {
+      self.cmd_get++;
+      const Item* it = read_item(w[i], now);
+      if (it) {
+        self.get_hits++;
+        hits.push_back(Hit{i, it->flags, it->version, it->val});
+      } else {
+        self.get_misses++;
+      }
+    }
+  }
+  std::string& o = c->out;
+  for (auto& h : hits) {
+    o += "VALUE ";
+    o += w[h.idx];
+    o += ' ';
+    append_u64(o, h.flags);
+    o += ' ';
+    append_u64(o, h.val.size());
+    if (with_version) {
+      o += ' ';
+      append_u64(o, h.version);
+    }
+    o += "\r\n";
+    o.append(h.val.data(), h.val.size());
+    o += "\r\n";
+    if (o.size() >= kFlushAt && !flush(c)) return;
+  }
+  o += "END\r\n";
+}
+
+// delete / incr / decr / touch / gat
+void do_modify(Conn* c, const std::vector<std::string_view>& w) {
+  std::string_view cmd = w[0];
+  std::string& o = c->out;
+  enum { Del, Incr, Decr, Touch, Gat } kind;
+  if (cmd == "delete") kind = Del;
+  else if (cmd == "incr") kind = Incr;
+  else if (cmd == "decr") kind = Decr;
+  else if (cmd == "touch") kind = Touch;
+  else kind = Gat;
+  bool noreply = false;
+  uint64_t delta = 0;
+  int64_t exptime = 0;
+  if (kind == Del) {
+    if (w.size() < 2) {
+      o += "ERROR\r\n";
+      return;
+    }
+    size_t i = 2;
+    int64_t t;
+    if (i < w.size() && parse_i64(w[i], t)) i++;
+    for (; i < w.size(); i++) {
+      if (w[i] == "noreply") noreply = true;
+      else if (w[i] != "sync" && w[i] != "async") {
+        o += "ERROR\r\n";
+        return;
+      }
+    }
+  } else {
+    if (w.size() < 3 || w.size() > 4 || (w.size() == 4 && w[3] != "noreply")) {
+      o += "ERROR\r\n";
+      return;
+    }
+    noreply = w.size() == 4;
+    if (kind == Incr || kind == Decr) {
+      if (!parse_u64(w[2], delta)) {
+        o += "ERROR\r\n";
+        return;
+      }
+    } else if (!parse_i64(w[2], exptime)) {
+      o += "ERROR\r\n";
+      return;
+    }
+  }
+  std::string_view key = w[1];
+  std::string res;
+  BlobRef gat_val;
+  uint32_t gat_flags = 0;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    FakeNode& self = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    Route r;
+    RouteRes rr = route(key, r);
+    if (rr == RouteRes::NoPartition) {
+      res = "SERVER_ERROR no partition available\r\n";
+    } else if (rr == RouteRes::ProxyFailure) {
+      res = "SERVER_ERROR proxy failure\r\n";
+    } else {
+      FakeNode& m = *r.mn;
+      int64_t now = unix_now();
+      auto it = m.store.find(key);
+      bool live = it != m.store.end() && !expired(it->second, now);
+      switch (kind) {
+        case Del:
+          if (live) {
+            self.delete_hits++;
+            node_erase(m, key);
+            replicate_erase(r, key);
+            res = "DELETED\r\n";
+          } else {
+            self.delete_misses++;
+            res = "NOT_FOUND\r\n";
+          }
+          break;
+        case Incr:
+        case Decr:
+          if (!live) {
+            (kind == Incr ? self.incr_misses : self.decr_misses)++;
+            res = "NOT_FOUND\r\n";
+          } else {
+            (kind == Incr ? self.incr_hits : self.decr_hits)++;
+            uint64_t cur = 0;
+            if (!parse_u64(std::string_view(it->second.val.data(), it->second.val.size()), cur)) cur = 0;
+            if (kind == Incr) cur += delta;
+            else cur = cur > delta ? cur - delta : 0;
+            std::string num;
+            append_u64(num, cur);
+            Item ni = it->second;
+            ni.version++;
+            ni.val = BlobRef::make(num.size());
+            std::memcpy(ni.val.wdata(), num.data(), num.size());
+            node_put(m, key, ni);
+            replicate_put(r, key, ni);
+            res = num + "\r\n";
+          }
+          break;
+        case Touch:
+        case Gat:
+          if (!live) {
+            self.touch_misses++;
+            res = "NOT_FOUND\r\n";
+          } else {
+            self.touch_hits++;
+            Item ni = it->second;
+            ni.expire = calc_expire(exptime);
+            node_put(m, key, ni);
+            replicate_put(r, key, ni);
+            if (kind == Touch) {
+              res = "TOUCHED\r\n";
+            } else {
+              gat_val = ni.val;
+              gat_flags = ni.flags;
+            }
+          }
+          break;
+      }
+    }
+  }
+  if (noreply) return;
+  if (kind == Gat && res.empty()) {
+    o += "VALUE ";
+    o += key;
+    o += ' ';
+    append_u64(o, gat_flags);
+    o += ' ';
+    append_u64(o, gat_val.size());
+    o += "\r\n";
+    o.append(gat_val.data(), gat_val.size());
+    o += "\r\n";
+    return;
+  }
+  o += res;
+}
+
+void set_executing(Conn* c, const char* op, bool on) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  c->executing = on;
+  c->op = on ? op : "";
+}
+
+// dump / dump_key
+bool do_dump(Conn* c, const std::vector<std::string_view>& w, bool keys_only) {
+  std::string& o = c->out;
+  size_t i = 1;
+  int64_t wait_us = 0, part = -1, psize = -1, bw = 0;
+  bool have_part = false, have_size = false;
+  int64_t v;
+  if (!keys_only) {
+    if (i < w.size()) {
+      if (parse_i64(w[i], v)) wait_us = v;
+      i++;
+    }
+  }
+  if (i < w.size()) {
+    if (parse_i64(w[i], v)) {
+      part = v;
+      have_part = true;
+    }
+    i++;
+  }
+  if (i < w.size()) {
+    if (parse_i64(w[i], v)) {
+      psize = v;
+      have_size = true;
+    }
+    i++;
+  }
+  if (i < w.size()) {
+    if (parse_i64(w[i], v)) bw = v;
+    i++;
+  }
+  bool bad = wait_us < 0 || bw < 0;
+  if (have_part && part >= 0) {
+    if (!have_size || psize <= part || psize > g_cfg.partition_size) bad = true;
+  } else if (have_part && part < -1) {
+    bad = true;
+  } else if (have_size && psize != 0) {
+    bad = true;  // size without partition
+  }
+  if (bad) {
+    o += "ERROR\r\n";
+    return true;
+  }
+  int filter_part = (have_part && part >= 0) ? static_cast<int>(part) : -1;
+  int filter_size = static_cast<int>(psize);
+
+  struct Rec {
+    std::string key;
+    uint32_t flags;
+    uint64_t version;
+    int64_t expire;
+    BlobRef val;
+  };
+  std::vector<Rec> batch;
+  std::string cursor;
+  bool have_cursor = false, done = false;
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t sent_bytes = 0;
+  set_executing(c, keys_only ? "dump_key" : "dump", true);
+  bool ok = true;
+  while (!done && ok) {
+    batch.clear();
+    {
+      std::lock_guard<std::mutex> lk(g_mu);
+      FakeNode& n = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+      int64_t now = unix_now();
+      auto it = have_cursor ? n.store.upper_bound(cursor) : n.store.begin();
+      auto end = n.store.end();
+      size_t scanned = 0, bytes = 0;
+      for (; it != end && scanned < 8192 && batch.size() < 2048 && bytes < (4u << 20); ++it) {
+        scanned++;
+        cursor = it->first;
+        have_cursor = true;
+        if (expired(it->second, now)) continue;
+        if (filter_part >= 0 && partition_of(it->first, filter_size) != filter_part) continue;
+        batch.push_back(Rec{it->first, it->second.flags, it->second.version, it->second.expire,
+                            keys_only ? BlobRef() : it->second.val});
+        bytes += it->first.size() + it->second.val.size() + 64;
+      }
+      if (it == end) done = true;
+    }
+    for (auto& r : batch) {
+      if (c->killed.load() || g_stop.load()) {
+        ok = false;
+        break;
+      }
+      if (bw > 0) {
+        double need = static_cast<double>(sent_bytes) / (static_cast<double>(bw) * 1024.0);
+        double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (need > el + 0.001) {
+          if (!flush(c) || !nap_us(static_cast<int64_t>((need - el) * 1e6), c)) {
+            ok = false;
+            break;
+          }
+        }
+      }
+      size_t before = o.size();
+      if (keys_only) {
+        o += "KEY ";
+        o += r.key;
+        o += "\r\n";
+      } else {
+        o += "VALUE ";
+        o += r.key;
+        o += ' ';
+        append_u64(o, r.flags);
+        o += ' ';
+        append_u64(o, r.val.size());
+        o += ' ';
+        append_u64(o, r.version);
+        o += ' ';
+        append_i64(o, r.expire);
+        o += "\r\n";
+        o.append(r.val.data(), r.val.size());
+        o += "\r\n";
+      }
+      sent_bytes += o.size() - before;
+      if (wait_us > 0) {
+        if (!flush(c) || !nap_us(wait_us, c)) {
+          ok = false;
+          break;
+        }
+      } else if (o.size() >= kFlushAt && !flush(c)) {
+        ok = false;
+        break;
+      }
+    }
+  }
+  set_executing(c, "", false);
+  if (!ok) return false;
+  o += "END\r\n";
+  return true;
+}
+
+void do_fill_items(FakeNode& n, const std::string& prefix, uint64_t start, uint64_t count,
+                   size_t size, const std::string& pattern);
+
+bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w, Pending& p) {
+  std::string& o = c->out;
+  if (w.empty()) {
+    if (!pre_reply(c, line)) return false;
+    o += "ERROR\r\n";
+    return true;
+  }
+  std::string_view cmd = w[0];
+  Override ov;
+  bool has_ov = check_override(c, cmd, ov);
+  SCmd sc;
+  if (storage_cmd(cmd, sc)) {
+    log_request(c->ep, line);
+    int r = parse_storage(w, sc, p);
+    if (r == 0) {
+      if (has_ov) {
+        p.ov = true;
+        p.ovr = std::move(ov);
+      }
+      return true;
+    }
+    if (has_ov) return send_override(c, ov, line) && r != 2;
+    if (r == 2) {
+      o += "SERVER_ERROR object too large for cache\r\n";
+      flush(c);
+      return false;
+    }
+    if (!pre_reply(c, line)) return false;
+    o += "ERROR\r\n";
+    return true;
+  }
+  if (has_ov) return send_override(c, ov, line);
+  if (cmd == "quit") return w.size() != 1;
+  if (cmd == "flush_all" || cmd == "delete" || cmd == "incr" || cmd == "decr" || cmd == "touch" ||
+      cmd == "gat")
+    log_request(c->ep, line);
+  if (!pre_reply(c, line)) return false;
+  FakeNode& self = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+  if (cmd == "ping") {
+    o += w.size() == 1 ? "OK\r\n" : "ERROR\r\n";
+  } else if (cmd == "version") {
+    o += w.size() == 1 ? "VERSION flare-1.3.4\r\n" : "ERROR\r\n";
+  } else if (cmd == "stats") {
+    do_stats(c, w, &self);
+  } else if (cmd == "verbosity") {
+    do_verbosity(c, w);
+  } else if (cmd == "show") {
+    do_show(c, w, &self);
+  } else if (cmd == "kill") {
+    do_kill_thread(c, w);
+  } else if (cmd == "get" || cmd == "gets") {
+    if (w.size() < 2) o += "ERROR\r\n";
+    else do_get(c, w, cmd == "gets");
+  } else if (cmd == "delete" || cmd == "incr" || cmd == "decr" || cmd == "touch" || cmd == "gat") {
+    do_modify(c, w);
+  } else if (cmd == "flush_all") {
+    size_t i = 1;
+    int64_t t;
+    if (i < w.size() && parse_i64(w[i], t)) i++;
+    bool noreply = false;
+    if (i < w.size() && w[i] == "noreply") {
+      noreply = true;
+      i++;
+    }
+    if (i != w.size()) {
+      o += "ERROR\r\n";
+    } else {
+      {
+        std::lock_guard<std::mutex> lk(g_mu);
+        self.store.clear();
+        self.data_bytes = 0;
+      }
+      if (!noreply) o += "OK\r\n";
+    }
+  } else if (cmd == "dump") {
+    return do_dump(c, w, false);
+  } else if (cmd == "dump_key") {
+    return do_dump(c, w, true);
+  } else if (cmd == "keys") {
+    int64_t lim;
+    if (w.size() < 3 || !parse_i64(w.back(), lim)) o += "ERROR\r\n";
+    else o += "SERVER_ERROR not available on current storage type\r\n";
+  } else {
+    o += "ERROR\r\n";
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------ control
+
+Endpoint* find_target(std::string_view t) {
+  if (t == "index") return g_index_ep.get();
+  for (auto& n : g_nodes)
+    if (n->key == t) return n->ep;
+  uint64_t port;
+  if (parse_u64(t, port))
+    for (auto& n : g_nodes)
+      if (static_cast<uint64_t>(n->ep->port) == port) return n->ep;
+  return nullptr;
+}
+
+void wake_acceptor() {
+  char x = 'w';
+  ssize_t r = ::write(g_wake_pipe[1], &x, 1);
+  (void)r;
+}
+
+// g_mu held via LK: ask the acceptor to (re)open / close listeners; returns an error or "".
+std::string sync_listeners(std::unique_lock<std::mutex>& lk) {
+  uint64_t my = ++g_listen_req;
+  wake_acceptor();
+  g_listen_cv.wait_for(lk, std::chrono::seconds(5), [&] { return g_listen_done >= my || g_stop.load(); });
+  if (g_listen_done < my) return "listener update timed out";
+  for (Endpoint* ep : g_endpoints)
+    if (!ep->listen_err.empty()) return ep->listen_err;
+  return "";
+}
+
+void update_want(Endpoint* ep) {
+  bool alive = ep->kind != Kind::Node || g_nodes[static_cast<size_t>(ep->node_idx)]->alive;
+  ep->want_listen = alive && !ep->refused;
+}
+
+int hexval(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+std::string make_pattern(size_t size) {
+  static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  std::string s(size + 62, '\0');
+  for (size_t j = 0; j < s.size(); j++) s[j] = alphabet[j % 62];
+  return s;
+}
+
+void do_fill_items(FakeNode& n, const std::string& prefix, uint64_t start, uint64_t count,
+                   size_t size, const std::string& pattern) {
+  std::vector<std::pair<std::string, BlobRef>> batch;
+  batch.reserve(static_cast<size_t>(count));
+  char num[32];
+  for (uint64_t i = start; i < start + count; i++) {
+    std::snprintf(num, sizeof(num), "%05llu", static_cast<unsigned long long>(i));
+    BlobRef b = BlobRef::make(size);
+    if (size) std::memcpy(b.wdata(), pattern.data() + (i % 62), size);
+    batch.emplace_back(prefix + num, std::move(b));
+  }
+  std::lock_guard<std::mutex> lk(g_mu);
+  auto me = g_map.find(n.key);
+  MapEntry* master = (me != g_map.end() && me->second.role == Role::Master) ? &me->second : nullptr;
+  for (auto& kv : batch) {
+    Item it;
+    it.val = kv.second;
+    auto old = n.store.find(kv.first);
+    it.version = old != n.store.end() ? old->second.version + 1 : 1;
+    if (master) put_with_slaves(*master, kv.first, it);
+    else node_put(n, kv.first, it);
+  }
+}
+
+bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
+  std::string& o = c->out;
+  auto err = [&](const std::string& why) {
+    o += "ERROR " + why + "\r\n";
+    return true;
+  };
+  auto ok = [&]() {
+    o += "OK\r\n";
+    return true;
+  };
+  if (w.empty()) return err("empty command");
+  std::string_view cmd = w[0];
+  if (cmd == "quit") return false;
+  if (cmd == "ping") return ok();
+  if (cmd == "requests") {
+    std::lock_guard<std::mutex> lk(g_mu);
+    for (auto& s : g_reqlog) o += "REQ " + s + "\r\n";
+    if (g_reqlog_dropped) o += "DROPPED " + std::to_string(g_reqlog_dropped) + "\r\n";
+    o += "END\r\n";
+    return true;
+  }
+  if (cmd == "requests-clear") {
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_reqlog.clear();
+    g_reqlog_dropped = 0;
+    return ok();
+  }
+  if (cmd == "set-node") {
+    Role role;
+    State st;
+    int64_t part, bal;
+    std::string host;
+    int port;
+    if (w.size() != 6 || !split_key(w[1], host, port) || !parse_role(w[2], role) ||
+        !parse_state(w[3], st) || !parse_i64(w[4], part) || !parse_i64(w[5], bal) || part < -1 ||
+        part >= g_cfg.partition_size || bal < 0 || bal > INT_MAX)
+      return err("usage: set-node HOST:PORT ROLE STATE PARTITION BALANCE");
+    std::lock_guard<std::mutex> lk(g_mu);
+    std::string key = host + ":" + std::to_string(port);
+    auto it = g_map.find(key);
+    MapEntry& e = it != g_map.end() ? it->second : add_entry(host, port);
+    e.role = role;
+    e.state = st;
+    e.partition = static_cast<int>(part);
+    e.balance = static_cast<int>(bal);
+    e.reset_copy();
+    if (st == State::Down) e.down_since = mono_ms();
+    bump();
+    return ok();
+  }
+  static const char* const kTargeted[] = {"delay", "stats-delay", "cut", "drip", "hang", "refuse",
+                                          "override", "kill", "start", "fill", "items"};
+  if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
+    return err("unknown command");
+  if (w.size() < 2) return err("missing target");
+  Endpoint* ep = find_target(w[1]);
+  if (!ep) return err("unknown target");
+  FakeNode* node = ep->kind == Kind::Node ? g_nodes[static_cast<size_t>(ep->node_idx)].get() : nullptr;
+  int64_t v = 0;
+  if (cmd == "delay" || cmd == "stats-delay" || cmd == "cut" || cmd == "drip" || cmd == "hang" ||
+      cmd == "refuse") {
+    if (w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX) return err("bad value");
+    int iv = static_cast<int>(v);
+    if (cmd == "delay") ep->delay_ms = iv;
+    else if (cmd == "stats-delay") ep->stats_delay_ms = iv;
+    else if (cmd == "cut") ep->cut = v;
+    else if (cmd == "drip") ep->drip_ms = iv;
+    else if (cmd == "hang") {
+      if (v > 1) return err("bad value");
+      ep->hang = v == 1;
+    } else {
+      if (v > 1) return err("bad value");
+      std::unique_lock<std::mutex> lk(g_mu);
+      ep->refused = v == 1;
+      update_want(ep);
+      std::string e = sync_listeners(lk);
+      if (!e.empty()) return err(e);
+    }
+    return ok();
+  }
+  if (cmd == "override") {
+    if (w.size() < 4) return err("usage: override TARGET WORD HEX [REPEAT] [close] | off");
+    std::string word(w[2]);
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (w[3] == "off" && w.size() == 4) {
+      ep->overrides.erase(word);
+      ep->has_override = !ep->overrides.empty();
+      return ok();
+    }
+    Override ov;
+    std::string_view hex = w[3];
+    if (hex != "-") {
+      if (hex.size() % 2) return err("bad hex");
+      for (size_t i = 0; i < hex.size(); i += 2) {
+        int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
+        if (hi < 0 || lo < 0) return err("bad hex");
+        ov.bytes += static_cast<char>(hi * 16 + lo);
+      }
+    }
+    for (size_t i = 4; i < w.size(); i++) {
+      uint64_t rep;
+      if (w[i] == "close") ov.close = true;
+      else if (parse_u64(w[i], rep)) ov.repeat = rep;
+      else return err("bad override option");
+    }
+    ep->overrides[word] = std::move(ov);
+    ep->has_override = true;
+    return ok();
+  }
+  if (cmd == "kill" || cmd == "start") {
+    if (!node || w.size() != 2) return err("kill/start need a node target");
+    std::unique_lock<std::mutex> lk(g_mu);
+    if (cmd == "kill") {
+      if (node->alive) {
+        node->alive = false;
+        update_want(ep);
+        for (Conn* k : g_conns) {
+          if (k->ep != ep) continue;
+          k->killed = true;
+          ::shutdown(k->fd, SHUT_RDWR);
+        }
+        wake_sleepers();
+      }
+    } else if (!node->alive) {
+      node->alive = true;
+      node->start_unix = unix_now();
+      node->reset_counters();
+      update_want(ep);
+      auto it = g_map.find(node->key);
+      if (it == g_map.end()) {
+        std::string host;
+        int port;
+        if (split_key(node->key, host, port)) add_entry(host, port);
+      } else {
+        MapEntry& e = it->second;
+        e.unreach_since = -1;
+        if (e.state == State::Down) {
+          if (e.role == Role::Master) e.state = State::Active;
+          else to_proxy(e, State::Active);
+          bump();
+        }
+      }
+    }
+    std::string e = sync_listeners(lk);
+    if (!e.empty()) return err(e);
+    return ok();
+  }
+  if (cmd == "fill") {
+    uint64_t count, size;
+    if (!node || w.size() < 4 || w.size() > 5 || !parse_u64(w[2], count) || !parse_u64(w[3], size) ||
+        size > static_cast<uint64_t>(kMaxData))
+      return err("usage: fill NODE COUNT SIZE [PREFIX]");
+    std::string prefix = w.size() == 5 ? std::string(w[4]) : std::string("key");
+    std::string pattern = make_pattern(static_cast<size_t>(size));
+    for (uint64_t start = 0; start < count; start += 1000)
+      do_fill_items(*node, prefix, start, std::min<uint64_t>(1000, count - start),
+                    static_cast<size_t>(size), pattern);
+    return ok();
+  }
+  if (cmd == "items") {
+    if (!node) return err("items needs a node target");
+    std::lock_guard<std::mutex> lk(g_mu);
+    o += "ITEMS " + std::to_string(node->store.size()) + "\r\n";
+    return true;
+  }
+  return err("unknown command");
+}
+
+// ------------------------------------------------------------------------------------------ connections
+
+bool handle_line(Conn* c, std::string_view line, Pending& p) {
+  std::vector<std::string_view>& w = c->words;
+  split_words(line, w);
+  switch (c->ep->kind) {
+    case Kind::Control: return control_cmd(c, w);
+    case Kind::Index: return index_line(c, line, w);
+    case Kind::Node: return node_line(c, line, w, p);
+  }
+  return false;
+}
+
+// Parse and execute what is buffered; false = close the connection.
+bool process_input(Conn* c, std::vector<char>& rb, size_t& rpos, size_t rend, Pending& p) {
+  bool hangable = c->ep->kind != Kind::Control;
+  for (;;) {
+    if (hangable && c->ep->hang.load()) {
+      rpos = rend;
+      p = Pending();
+      return true;
+    }
+    if (p.active) {
+      size_t need = p.blob.size() - p.have;
+      if (need > 0) {
+        size_t take = std::min(need, rend - rpos);
+        if (take) std::memcpy(p.blob.wdata() + p.have, rb.data() + rpos, take);
+        p.have += take;
+        rpos += take;
+        if (p.have < p.blob.size()) return true;
+      }
+      while (p.trailer > 0 && rpos < rend) {
+        p.trailer--;
+        rpos++;
+      }
+      if (p.trailer > 0) return true;
+      p.active = false;
+      if (!finish_storage(c, p)) return false;
+      if (c->out.size() >= kFlushAt && !flush(c)) return false;
+      continue;
+    }
+    if (rpos >= rend) return true;
+    const char* base = rb.data() + rpos;
+    size_t avail = rend - rpos;
+    const char* nl = static_cast<const char*>(std::memchr(base, '\n', avail));
+    if (!nl) {
+      if (avail > kMaxLine) {
+        c->out += "ERROR\r\n";
+        flush(c);
+        return false;
+      }
+      return true;
+    }
+    size_t len = static_cast<size_t>(nl - base);
+    rpos += len + 1;
+    if (len > kMaxLine) {
+      c->out += "ERROR\r\n";
+      flush(c);
+      return false;
+    }
+    if (len > 0 && base[len - 1] == '\r') len--;
+    if (!handle_line(c, std::string_view(base, len), p)) return false;
+    if (c->out.size() >= kFlushAt && !flush(c)) return false;
+  }
+}
+
+void graceful_close(int fd, bool drain) {
+  if (drain) {
+    ::shutdown(fd, SHUT_WR);
+    struct timeval tv;
+    tv.tv_sec = 0;
+    tv.tv_usec = 200000;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::vector<char> buf(65536);
+    size_t total = 0;
+    int64_t deadline = mono_ms() + 500;
+    while (total < (64u << 20) && mono_ms() < deadline) {
+      ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      total += static_cast<size_t>(n);
+    }
+  }
+  ::close(fd);
+}
+
+void conn_main(Conn* c) {
+  std::vector<char> rb(kReadBuf);
+  size_t rpos = 0, rend = 0;
+  Pending p;
+  bool we_close = false;
+  try {
+    while (!g_stop.load() && !c->killed.load()) {
+      if (!process_input(c, rb, rpos, rend, p)) {
+        we_close = true;
+        break;
+      }
+      if (!flush(c)) {
+        we_close = true;
+        break;
+      }
+      if (rpos == rend) {
+        rpos = rend = 0;
+      } else if (rpos > 0) {
+        std::memmove(rb.data(), rb.data() + rpos, rend - rpos);
+        rend -= rpos;
+        rpos = 0;
+      }
+      ssize_t n = ::recv(c->fd, rb.data() + rend, rb.size() - rend, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (n == 0) break;
+      rend += static_cast<size_t>(n);
+      c->ep->bytes_read.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+    }
+    if (!c->killed.load()) flush(c);
+  } catch (const std::exception&) {
+    we_close = true;
+  }
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_conns.remove(c);
+  }
+  graceful_close(c->fd, we_close && !c->killed.load() && !g_stop.load());
+  c->fd = -1;
+  c->done = true;
+}
+
+int open_listener(const std::string& host, int port, std::string& err, int* bound_port) {
+  struct sockaddr_in sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) {
+    struct addrinfo hints;
+    std::memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    struct addrinfo* res = nullptr;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res) {
+      err = "cannot resolve " + host;
+      return -1;
+    }
+    sa.sin_addr = reinterpret_cast<struct sockaddr_in*>(res->ai_addr)->sin_addr;
+    freeaddrinfo(res);
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    err = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) != 0 || ::listen(fd, 512) != 0) {
+    err = "bind/listen " + host + ":" + std::to_string(port) + ": " + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  if (bound_port) {
+    socklen_t len = sizeof(sa);
+    getsockname(fd, reinterpret_cast<struct sockaddr*>(&sa), &len);
+    *bound_port = ntohs(sa.sin_port);
+  }
+  err.clear();
+  return fd;
+}
+
+void reconcile_listeners() {
+  std::lock_guard<std::mutex> lk(g_mu);
+  for (Endpoint* ep : g_endpoints) {
+    if (ep->want_listen && ep->listen_fd < 0) {
+      ep->listen_fd = open_listener(g_cfg.host, ep->port, ep->listen_err, nullptr);
+    } else if (!ep->want_listen && ep->listen_fd >= 0) {
+      ::close(ep->listen_fd);
+      ep->listen_fd = -1;
+      ep->listen_err.clear();
+    } else {
+      ep->listen_err.clear();
+    }
+  }
+  g_listen_done = g_listen_req;
+  g_listen_cv.notify_all();
+}
+
+void spawn_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto c = std::make_unique<Conn>();
+  c->fd = fd;
+  c->ep = ep;
+  c->tid = g_next_tid++;
+  char ip[INET_ADDRSTRLEN] = "";
+  inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+  c->peer = std::string(ip) + ":" + std::to_string(ntohs(peer.sin_port));
+  c->accepted_unix = unix_now();
+  Conn* raw = c.get();
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (ep->kind == Kind::Node && !g_nodes[static_cast<size_t>(ep->node_idx)]->alive) {
+      ::close(fd);
+      return;
+    }
+    g_conns.push_back(raw);
+    ep->total_connections++;
+  }
+  try {
+    raw->th = std::thread(conn_main, raw);
+  } catch (const std::exception&) {
+    {
+      std::lock_guard<std::mutex> lk(g_mu);
+      g_conns.remove(raw);
+    }
+    ::close(fd);
+    return;
+  }
+  g_owned.push_back(std::move(c));
+}
+
+void acceptor_main() {
+  std::vector<struct pollfd> pfds;
+  std::vector<Endpoint*> eps;
+  while (!g_stop.load()) {
+    pfds.clear();
+    eps.clear();
+    pfds.push_back(pollfd{g_wake_pipe[0], POLLIN, 0});
+    eps.push_back(nullptr);
+    for (Endpoint* ep : g_endpoints) {
+      if (ep->listen_fd >= 0) {
+        pfds.push_back(pollfd{ep->listen_fd, POLLIN, 0});
+        eps.push_back(ep);
+      }
+    }
+    int r = ::poll(pfds.data(), pfds.size(), 200);
+    if (g_stop.load()) break;
+    if (r < 0 && errno != EINTR) break;
+    if (pfds[0].revents) {
+      char buf[256];
+      while (::read(g_wake_pipe[0], buf, sizeof(buf)) > 0) {
+      }
+    }
+    reconcile_listeners();
+    for (size_t i = 1; i < pfds.size(); i++) {
+      if (!(pfds[i].revents & POLLIN)) continue;
+      Endpoint* ep = eps[i];
+      if (ep->listen_fd != pfds[i].fd) continue;  // closed by reconcile
+      for (int k = 0; k < 64; k++) {
+        struct sockaddr_in peer;
+        socklen_t len = sizeof(peer);
+        int fd = ::accept4(ep->listen_fd, reinterpret_cast<struct sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+        if (fd < 0) break;
+        spawn_conn(ep, fd, peer);
+      }
+    }
+    for (auto it = g_owned.begin(); it != g_owned.end();) {
+      if ((*it)->done.load()) {
+        if ((*it)->th.joinable()) (*it)->th.join();
+        it = g_owned.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (Endpoint* ep : g_endpoints) {
+    if (ep->listen_fd >= 0) {
+      ::close(ep->listen_fd);
+      ep->listen_fd = -1;
+    }
+  }
+}
+
+void timer_main() {
+  auto last = std::chrono::steady_clock::now();
+  while (nap_ms(10, nullptr)) {
+    auto now = std::chrono::steady_clock::now();
+    double dt = std::chrono::duration<double>(now - last).count();
+    last = now;
+    tick(dt);
+  }
+}
+
+// ------------------------------------------------------------------------------------------ main
+
+void on_signal(int) {
+  int saved = errno;
+  char x = 's';
+  ssize_t r = ::write(g_sig_pipe[1], &x, 1);
+  (void)r;
+  errno = saved;
+}
+
+[[noreturn]] void usage(const char* msg) {
+  if (msg && *msg) std::fprintf(stderr, "fake-flare: %s\n", msg);
+  std::fprintf(stderr,
+               "usage: fake-flare [--host H] [--index-port N] [--nodes N] [--node-port P]...\n"
+               "       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]\n"
+               "       [--copy-rate N] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]\n"
+               "       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size N]\n"
+               "       [--partition-type modular] [--partition-modular-hint N]\n"
+               "       [--partition-modular-virtual N]\n");
+  std::exit(2);
+}
+
+int64_t num_arg(const std::string& name, const std::string& v, int64_t lo, int64_t hi) {
+  int64_t x;
+  if (!parse_i64(v, x) || x < lo || x > hi) usage(("bad value for " + name + ": " + v).c_str());
+  return x;
+}
+
+void parse_args(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    std::string val;
+    bool has_val = false;
+    size_t eq = a.find('=');
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      val = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_val = true;
+    }
+    if (a == "--exit-on-stdin-eof") {
+      g_cfg.exit_on_stdin_eof = true;
+      continue;
+    }
+    if (a == "--help" || a == "-h") usage("");
+    if (!has_val) {
+      if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+      val = argv[++i];
+    }
+    if (a == "--host") g_cfg.host = val;
+    else if (a == "--index-port") g_cfg.index_port = static_cast<int>(num_arg(a, val, 0, 65535));
+    else if (a == "--nodes") {
+      g_cfg.nodes = static_cast<int>(num_arg(a, val, 0, 1000));
+      g_cfg.nodes_given = true;
+    } else if (a == "--node-port") g_cfg.node_ports.push_back(static_cast<int>(num_arg(a, val, 0, 65535)));
+    else if (a == "--ready-file") g_cfg.ready_file = val;
+    else if (a == "--copy-rate") {
+      char* end = nullptr;
+      double d = std::strtod(val.c_str(), &end);
+      if (!end || *end || !(d > 0)) usage("bad --copy-rate");
+      g_cfg.copy_rate = d;
+    } else if (a == "--revive-ms") g_cfg.revive_ms = num_arg(a, val, 0, INT64_C(1) << 40);
+    else if (a == "--dead-after-ms") g_cfg.dead_after_ms = num_arg(a, val, 0, INT64_C(1) << 40);
+    else if (a == "--stats-delay-ms") g_cfg.stats_delay_ms = static_cast<int>(num_arg(a, val, 0, INT_MAX));
+    else if (a == "--key-hash-algorithm") g_cfg.hash_name = val;
+    else if (a == "--partition-size") g_cfg.partition_size = static_cast<int>(num_arg(a, val, 1, 65536));
+    else if (a == "--partition-type") g_cfg.partition_type = val;
+    else if (a == "--partition-modular-hint") g_cfg.modular_hint = static_cast<int>(num_arg(a, val, 0, 65536));
+    else if (a == "--partition-modular-virtual")
+      g_cfg.modular_virtual = static_cast<int>(num_arg(a, val, 1, 1 << 24));
+    else if (a == "--control-port") g_cfg.control_port = static_cast<int>(num_arg(a, val, 0, 65535));
+    else usage(("unknown option " + a).c_str());
+  }
+  if (g_cfg.hash_name == "simple") g_hash = HashAlgo::Simple;
+  else if (g_cfg.hash_name == "bitshift") g_hash = HashAlgo::Bitshift;
+  else if (g_cfg.hash_name == "crc32") g_hash = HashAlgo::Crc32;
+  else usage("unsupported --key-hash-algorithm");
+  if (g_cfg.partition_type != "modular") usage("only --partition-type modular is supported");
+  int n = g_cfg.nodes_given ? g_cfg.nodes : (g_cfg.node_ports.empty() ? 3 : 0);
+  n = std::max(n, static_cast<int>(g_cfg.node_ports.size()));
+  g_cfg.nodes = n;
+  while (static_cast<int>(g_cfg.node_ports.size()) < n) g_cfg.node_ports.push_back(0);
+}
+
+bool make_pipe(int p[2]) {
+  if (::pipe(p) != 0) return false;
+  for (int i = 0; i < 2; i++) {
+    fcntl(p[i], F_SETFD, FD_CLOEXEC);
+    fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
+  }
+  return true;
+}
+
+std::unique_ptr<Endpoint> bind_endpoint(Kind kind, int port, const char* what) {
+  auto ep = std::make_unique<Endpoint>();
+  ep->kind = kind;
+  std::string err;
+  int bound = 0;
+  ep->listen_fd = open_listener(g_cfg.host, port, err, &bound);
+  if (ep->listen_fd < 0) {
+    std::fprintf(stderr, "fake-flare: %s: %s\n", what, err.c_str());
+    std::exit(1);
+  }
+  ep->port = bound;
+  return ep;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  parse_args(argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);
+  if (!make_pipe(g_wake_pipe) || !make_pipe(g_sig_pipe)) {
+    std::perror("fake-flare: pipe");
+    return 1;
+  }
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  init_crc();
+  g_start_unix = unix_now();
+
+  g_index_ep = bind_endpoint(Kind::Index, g_cfg.index_port, "index");
+  g_index_ep->key = "index";
+  g_control_ep = bind_endpoint(Kind::Control, g_cfg.control_port, "control");
+  g_control_ep->key = "control";
+  g_endpoints.push_back(g_index_ep.get());
+  g_endpoints.push_back(g_control_ep.get());
+  for (int i = 0; i < g_cfg.nodes; i++) {
+    auto ep = bind_endpoint(Kind::Node, g_cfg.node_ports[static_cast<size_t>(i)], "node");
+    ep->node_idx = i;
+    ep->key = g_cfg.host + ":" + std::to_string(ep->port);
+    ep->stats_delay_ms = g_cfg.stats_delay_ms;
+    auto n = std::make_unique<FakeNode>();
+    n->idx = i;
+    n->ep = ep.get();
+    n->key = ep->key;
+    n->start_unix = g_start_unix;
+    g_endpoints.push_back(ep.get());
+    g_nodes.push_back(std::move(n));
+    g_node_eps.push_back(std::move(ep));
+  }
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    for (auto& n : g_nodes) add_entry(g_cfg.host, n->ep->port);
+  }
+
+  std::string ready = "index " + std::to_string(g_index_ep->port) + "\ncontrol " +
+                      std::to_string(g_control_ep->port) + "\n";
+  for (auto& n : g_nodes) ready += "node " + std::to_string(n->ep->port) + "\n";
+  std::fputs(ready.c_str(), stdout);
+  std::fflush(stdout);
+  if (!g_cfg.ready_file.empty()) {
+    std::string tmp = g_cfg.ready_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f || std::fputs(ready.c_str(), f) < 0 || std::fclose(f) != 0 ||
+        std::rename(tmp.c_str(), g_cfg.ready_file.c_str()) != 0) {
+      std::fprintf(stderr, "fake-flare: cannot write %s\n", g_cfg.ready_file.c_str());
+      return 1;
+    }
+  }
+
+  std::thread acceptor(acceptor_main);
+  std::thread timer(timer_main);
+
+  for (;;) {
+    struct pollfd pf[2];
+    pf[0] = pollfd{g_sig_pipe[0], POLLIN, 0};
+    pf[1] = pollfd{0, POLLIN, 0};
+    nfds_t nf = g_cfg.exit_on_stdin_eof ? 2 : 1;
+    int r = ::poll(pf, nf, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (pf[0].revents) break;
+    if (nf == 2 && pf[1].revents) {
+      char buf[4096];
+      ssize_t n = ::read(0, buf, sizeof(buf));
+      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
+    }
+  }
+
+  g_stop = true;
+  wake_sleepers();
+  wake_acceptor();
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_listen_cv.notify_all();
+  }
+  acceptor.join();
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    for (Conn* c : g_conns) ::shutdown(c->fd, SHUT_RDWR);
+  }
+  timer.join();
+  for (auto& c : g_owned)
+    if (c->th.joinable()) c->th.join();
+  g_owned.clear();
+  return 0;
+}

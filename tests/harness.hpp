@@ -1,0 +1,348 @@
+// Integration-test harness: starts tests/fake-flare on loopback ephemeral ports, runs the built
+// flare-admin binary as a child process (with stdin data, or on a pseudo-terminal for prompts),
+// and captures its stdout, stderr and exit status. Binaries come from $FLARE_ADMIN / $FAKE_FLARE.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "flare_tools.hpp"
+
+namespace harness {
+
+inline std::string env_or(const char* name, const char* def) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : def;
+}
+
+inline std::string absolute(const std::string& p) {
+  if (!p.empty() && p[0] == '/') return p;
+  char buf[4096];
+  if (!::getcwd(buf, sizeof buf)) return p;
+  return std::string(buf) + "/" + p;
+}
+
+inline std::string admin_binary() { return absolute(env_or("FLARE_ADMIN", "build/plain/flare-admin")); }
+inline std::string fake_binary() { return absolute(env_or("FAKE_FLARE", "build/plain/fake-flare")); }
+
+inline std::string make_temp_dir() {
+  char tmpl[] = "/tmp/flare-test-XXXXXX";
+  char* d = ::mkdtemp(tmpl);
+  REQUIRE(d != nullptr);
+  return d;
+}
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+  double seconds = 0;
+};
+
+// Environment for the child: the test's own, minus anything that would pick an index server.
+inline std::vector<std::string> child_env(const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    if (kv.rfind("FLARE_", 0) == 0) continue;
+    env.push_back(kv);
+  }
+  for (auto& [k, v] : extra) env.push_back(k + "=" + v);
+  return env;
+}
+
+inline void exec_child(const std::string& path, const std::string& argv0, const std::vector<std::string>& args,
+                       const std::vector<std::string>& env) {
+  std::vector<char*> av, ev;
+  av.push_back(const_cast<char*>(argv0.c_str()));
+  for (auto& a : args) av.push_back(const_cast<char*>(a.c_str()));
+  av.push_back(nullptr);
+  for (auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
+  ev.push_back(nullptr);
+  ::execve(path.c_str(), av.data(), ev.data());
+  ::_exit(127);
+}
+
+// Runs the binary with `args`, feeding `input` on stdin (then EOF). Kills it after `limit_s`.
+inline Result run(const std::vector<std::string>& args, const std::string& input = "",
+                  const std::map<std::string, std::string>& env = {}, const std::string& name = "flare-admin",
+                  int limit_s = 120) {
+  int in[2], out[2], err[2];
+  REQUIRE(::pipe(in) == 0);
+  REQUIRE(::pipe(out) == 0);
+  REQUIRE(::pipe(err) == 0);
+  auto envv = child_env(env);
+  auto start = std::chrono::steady_clock::now();
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
+    exec_child(admin_binary(), name, args, envv);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  ::signal(SIGPIPE, SIG_IGN);
+  if (!input.empty()) {
+    ssize_t n = ::write(in[1], input.data(), input.size());
+    (void)n;
+  }
+  ::close(in[1]);
+  Result r;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  auto deadline = start + std::chrono::seconds(limit_s);
+  while (open_fds > 0) {
+    int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    if (ms <= 0) {
+      ::kill(pid, SIGKILL);
+      FAIL("flare-admin did not finish within " << limit_s << " s");
+      break;
+    }
+    if (::poll(fds, 2, ms) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[65536];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+// Runs the binary on a pseudo-terminal. Each time the output so far ends with a prompt
+// ("(y/n): " or "(y/n/a/q/h:help): "), the next answer is typed; when answers run out,
+// end of input (Ctrl-D) is sent. `interrupt_after` sends Ctrl-C once that text has appeared.
+inline Result run_tty(const std::vector<std::string>& args, std::vector<std::string> answers,
+                      const std::string& interrupt_after = "", int limit_s = 120) {
+  auto envv = child_env({});
+  int master = -1;
+  auto start = std::chrono::steady_clock::now();
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  REQUIRE(pid >= 0);
+  if (pid == 0) exec_child(admin_binary(), "flare-admin", args, envv);
+  Result r;
+  size_t answered_upto = 0, next = 0;
+  bool interrupted = false;
+  auto deadline = start + std::chrono::seconds(limit_s);
+  for (;;) {
+    int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+    if (ms <= 0) {
+      ::kill(pid, SIGKILL);
+      FAIL("flare-admin did not finish within " << limit_s << " s");
+      break;
+    }
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, std::min(ms, 100)) > 0) {
+      char buf[4096];
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) break; // EIO once the child is gone
+      r.out.append(buf, static_cast<size_t>(n));
+    }
+    if (!interrupt_after.empty() && !interrupted && r.out.find(interrupt_after) != std::string::npos) {
+      interrupted = true;
+      ::kill(pid, SIGINT);
+    }
+    auto ends_with = [&](const std::string& s) {
+      return r.out.size() >= s.size() && r.out.compare(r.out.size() - s.size(), s.size(), s) == 0;
+    };
+    if (r.out.size() > answered_upto && (ends_with("(y/n): ") || ends_with("(y/n/a/q/h:help): "))) {
+      answered_upto = r.out.size();
+      if (next < answers.size()) {
+        std::string a = answers[next++] + "\n";
+        ssize_t n = ::write(master, a.data(), a.size());
+        (void)n;
+      } else {
+        char eot = 4; // Ctrl-D: end of input on a terminal
+        ssize_t n = ::write(master, &eot, 1);
+        (void)n;
+      }
+    }
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ::close(master);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // The terminal turns "\n" into "\r\n" and echoes what was typed.
+  std::string clean;
+  for (size_t i = 0; i < r.out.size(); ++i)
+    if (!(r.out[i] == '\r' && i + 1 < r.out.size() && r.out[i + 1] == '\n')) clean += r.out[i];
+  r.out = clean;
+  return r;
+}
+
+// A fake flare cluster (tests/fake-flare) on loopback ephemeral ports, for one test.
+class FakeCluster {
+public:
+  explicit FakeCluster(int nodes = 3, const std::vector<std::string>& extra = {}) {
+    dir_ = make_temp_dir();
+    std::string ready = dir_ + "/ready";
+    std::vector<std::string> args = {"--nodes", std::to_string(nodes), "--ready-file", ready, "--exit-on-stdin-eof"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    int in[2];
+    REQUIRE(::pipe(in) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::dup2(in[0], 0);
+      ::close(in[0]);
+      ::close(in[1]);
+      int devnull = ::open("/dev/null", O_WRONLY);
+      ::dup2(devnull, 1);
+      exec_child(fake_binary(), "fake-flare", args, child_env({}));
+    }
+    ::close(in[0]);
+    stdin_fd_ = in[1];
+    for (int i = 0; i < 1000; ++i) {
+      std::ifstream f(ready);
+      if (f) {
+        std::string what;
+        int port;
+        while (f >> what >> port) {
+          if (what == "index") index_port = port;
+          else if (what == "control") control_port = port;
+          else if (what == "node") node_ports.push_back(port);
+        }
+        if (index_port && control_port && static_cast<int>(node_ports.size()) == nodes) break;
+        node_ports.clear();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE_MESSAGE(index_port != 0, "fake-flare did not start");
+  }
+  ~FakeCluster() {
+    ::close(stdin_fd_);
+    int st;
+    for (int i = 0; i < 300; ++i) {
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &st, 0);
+    }
+    std::string cmd = "rm -rf '" + dir_ + "'";
+    int rc = std::system(cmd.c_str());
+    (void)rc;
+  }
+  FakeCluster(const FakeCluster&) = delete;
+  FakeCluster& operator=(const FakeCluster&) = delete;
+
+  std::string index() const { return "127.0.0.1:" + std::to_string(index_port); }
+  std::string node(size_t i) const { return "127.0.0.1:" + std::to_string(node_ports.at(i)); }
+  std::vector<std::string> index_args() const { return {"-i", index()}; }
+  const std::string& dir() const { return dir_; }
+
+  // One line to the control port; returns its reply (without CRLF). Multi-line replies end in END.
+  std::string control(const std::string& line) {
+    flare::ServerClient c(flare::Endpoint{"127.0.0.1", control_port}, 10000);
+    c.send_line(line);
+    std::string out;
+    for (;;) {
+      std::string l(c.socket().read_line());
+      if (!out.empty()) out += "\n";
+      out += l;
+      if (l == "OK" || l == "END" || l.rfind("ERROR", 0) == 0 || l.rfind("ITEMS", 0) == 0) break;
+    }
+    c.socket().close();
+    return out;
+  }
+  void must(const std::string& line) { REQUIRE_MESSAGE(control(line) == "OK", line); }
+
+  // A request to the index or a node, as a raw protocol client.
+  flare::Reply request(int port, const std::string& line) {
+    flare::ServerClient c(flare::Endpoint{"127.0.0.1", port}, 10000);
+    return c.request(line);
+  }
+  flare::Cluster cluster() {
+    flare::IndexClient c(flare::Endpoint{"127.0.0.1", index_port}, 10000);
+    return flare::Cluster(c.stats_nodes());
+  }
+  long long items(size_t i) {
+    flare::NodeClient c(flare::Endpoint{"127.0.0.1", node_ports.at(i)}, 10000);
+    return c.stats().number("curr_items").value_or(-1);
+  }
+  std::vector<std::string> state_changes() {
+    std::string r = control("requests");
+    std::vector<std::string> out;
+    std::istringstream in(r);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("REQ ", 0) == 0) out.push_back(line.substr(4));
+    return out;
+  }
+
+  int index_port = 0, control_port = 0;
+  std::vector<int> node_ports;
+
+private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  int stdin_fd_ = -1;
+};
+
+inline std::string hex(const std::string& bytes) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+
+// A node's `stats` reply as a real flared 1.3.4 sends it, with chosen items, bytes and counters.
+inline std::string node_stats_reply(long long items, long long bytes, long long uptime, long long cmd_get = 0,
+                                    long long get_hits = 0, long long cmd_set = 0) {
+  std::ostringstream s;
+  s << "STAT pid 8982\r\nSTAT uptime " << uptime << "\r\nSTAT time 1795556028\r\nSTAT version 1.3.4\r\n"
+    << "STAT pointer_size 64\r\nSTAT rusage_user 0.013935\r\nSTAT rusage_system 0.006967\r\n"
+    << "STAT curr_items " << items << "\r\nSTAT total_items " << items << "\r\nSTAT bytes " << bytes << "\r\n"
+    << "STAT curr_connections 2\r\nSTAT total_connections 4\r\nSTAT connection_structures 0\r\n"
+    << "STAT cmd_get " << cmd_get << "\r\nSTAT cmd_set " << cmd_set << "\r\nSTAT get_hits " << get_hits
+    << "\r\nSTAT get_misses " << (cmd_get - get_hits) << "\r\n"
+    << "STAT delete_hits 0\r\nSTAT delete_misses 0\r\nSTAT incr_hits 0\r\nSTAT incr_misses 0\r\n"
+    << "STAT decr_hits 0\r\nSTAT decr_misses 0\r\nSTAT cas_hits 0\r\nSTAT cas_misses 0\r\nSTAT cas_badval 0\r\n"
+    << "STAT touch_hits 0\r\nSTAT touch_misses 0\r\nSTAT evictions 0\r\nSTAT bytes_read 486\r\n"
+    << "STAT bytes_written 98\r\nSTAT limit_maxbytes 0\r\nSTAT threads 3\r\nSTAT pool_threads 0\r\n"
+    << "STAT node_map_version 3\r\nEND\r\n";
+  return s.str();
+}
+
+inline std::string pad(const std::string& s, size_t w) { return s.size() >= w ? s : s + std::string(w - s.size(), ' '); }
+
+} // namespace harness

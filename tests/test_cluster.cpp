@@ -1,0 +1,84 @@
+// Section 6 of flare_tools.hpp: the cluster model.
+#include "flare_tools.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace flare;
+
+namespace {
+
+NodeInfo node(const std::string& key, const std::string& role, const std::string& state, int partition, int balance = 0) {
+  NodeInfo n;
+  n.key = key;
+  n.host = key.substr(0, key.rfind(':'));
+  n.port = std::stoi(key.substr(key.rfind(':') + 1));
+  n.role = role;
+  n.state = state;
+  n.partition = partition;
+  n.balance = balance;
+  return n;
+}
+
+// The five-node cluster of 0.7.3's unit test: a down proxy, a master and two slaves of
+// partition 0 (one still preparing), and a ready master of partition 1.
+Cluster five_nodes() {
+  return Cluster({node("h:12121", "proxy", "down", -1), node("h:12122", "master", "active", 0, 1),
+                  node("h:12123", "slave", "active", 0, 1), node("h:12124", "slave", "prepare", 0, 0),
+                  node("h:12125", "master", "ready", 1, 1)});
+}
+
+std::vector<std::string> keys(const std::vector<NodeInfo>& v) {
+  std::vector<std::string> out;
+  for (auto& n : v) out.push_back(n.key);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("the cluster knows its partitions, masters and slaves") {
+  Cluster c = five_nodes();
+  CHECK(c.partition_count() == 2);
+  CHECK(c.find("h:99") == nullptr);
+  CHECK(c.master_of(0)->key == "h:12122");
+  CHECK(c.master_of(1)->key == "h:12125");
+  CHECK(c.master_of(-1) == nullptr); // 0.7.3 returned the last partition's master here
+  CHECK(c.master_of(2) == nullptr);
+  CHECK(c.slaves_of(0).size() == 2);
+  CHECK(c.active_slave_count(0) == 1);
+  CHECK(Cluster().partition_count() == 0);
+}
+
+TEST_CASE("list order puts proxies last, stats order puts them first") {
+  Cluster c = five_nodes();
+  CHECK(keys(c.list_order()) == std::vector<std::string>{"h:12122", "h:12123", "h:12124", "h:12125", "h:12121"});
+  CHECK(keys(c.stats_order()) == std::vector<std::string>{"h:12121", "h:12122", "h:12123", "h:12124", "h:12125"});
+}
+
+TEST_CASE("roles sort as text inside a partition, then keys") {
+  Cluster c({node("b:2", "slave", "active", 0), node("a:1", "slave", "active", 0), node("z:9", "master", "active", 0)});
+  CHECK(keys(c.list_order()) == std::vector<std::string>{"z:9", "a:1", "b:2"});
+}
+
+TEST_CASE("a master with one active slave is reconstructable but not safely") {
+  Cluster c = five_nodes();
+  CHECK(c.reconstructable(*c.find("h:12122")));
+  CHECK_FALSE(c.safely_reconstructable(*c.find("h:12122")));
+  SUBCASE("a proxy or a node that is not active is not reconstructable") {
+    CHECK_FALSE(c.reconstructable(*c.find("h:12121")));
+    CHECK_FALSE(c.reconstructable(*c.find("h:12124")));
+    CHECK_FALSE(c.reconstructable(*c.find("h:12125")));
+  }
+  SUBCASE("a slave with no other active slave is not safely reconstructable") {
+    CHECK(c.reconstructable(*c.find("h:12123")));
+    CHECK_FALSE(c.safely_reconstructable(*c.find("h:12123")));
+  }
+}
+
+TEST_CASE("any other active slave makes a slave safe to rebuild, wherever it is listed") {
+  // 0.7.3 looked only at the last other slave in server order (defect 23).
+  Cluster c({node("h:1", "master", "active", 0, 1), node("h:2", "slave", "active", 0, 1), node("h:3", "slave", "active", 0, 1),
+             node("h:4", "slave", "prepare", 0, 0)});
+  CHECK(c.safely_reconstructable(*c.find("h:2")));
+  CHECK(c.safely_reconstructable(*c.find("h:3")));
+  CHECK(c.safely_reconstructable(*c.find("h:1")));
+}
