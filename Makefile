@@ -8,7 +8,8 @@ DESTDIR  ?=
 SAN       = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp tests/test_cluster.cpp \
-            tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp
+            tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp \
+            tests/test_keyhash.cpp tests/test_data.cpp
 INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin.cpp
 HDRS      = flare_tools.hpp
 

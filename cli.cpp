@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include <fcntl.h>
+#include <regex.h>
 #include <sys/stat.h>
 
 namespace {
@@ -79,6 +81,10 @@ std::vector<OptSpec> all_options(const Command& c) {
   std::vector<OptSpec> out(std::begin(kCommon), std::end(kCommon));
   if (c.uses_index) out.insert(out.end(), std::begin(kIndex), std::end(kIndex));
   out.insert(out.end(), c.options.begin(), c.options.end());
+  // A subcommand's own short option wins over a common one (restore's -i is its input).
+  for (size_t i = 0; i < out.size(); ++i)
+    for (size_t j = i + 1; j < out.size(); ++j)
+      if (out[i].short_name && out[i].short_name == out[j].short_name) out[i].short_name = 0;
   return out;
 }
 
@@ -693,11 +699,373 @@ int cmd_reconstruct(const Options& o) {
   return run_admin(o, [&](ClusterAdmin& a) { return a.reconstruct(args); });
 }
 
+// ---- data subcommands -------------------------------------------------------------------
+
+// Output to a file is written to FILE.tmp and renamed only once complete; stdout otherwise.
+class Output {
+public:
+  explicit Output(const Options& o) {
+    if (o.has("output") && o.get("output") != "-") {
+      path_ = o.get("output");
+      tmp_ = path_ + ".tmp";
+      fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd_ < 0) throw Error("cannot create '" + tmp_ + "': " + std::strerror(errno));
+      name_ = "'" + tmp_ + "'";
+    } else {
+      fd_ = 1;
+      name_ = "standard output";
+    }
+    writer_ = std::make_unique<FdWriter>(fd_, name_);
+  }
+  ~Output() {
+    if (!committed_ && !tmp_.empty()) {
+      writer_.reset();
+      ::close(fd_);
+      ::unlink(tmp_.c_str()); // an incomplete dump never looks like a complete one
+    }
+  }
+  FdWriter& writer() { return *writer_; }
+  void commit() {
+    writer_->flush();
+    if (!tmp_.empty()) {
+      if (::fsync(fd_) != 0 || ::close(fd_) != 0) throw Error("cannot write " + name_ + ": " + std::strerror(errno));
+      if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+        throw Error("cannot rename " + name_ + " to '" + path_ + "': " + std::strerror(errno));
+    }
+    committed_ = true;
+  }
+  std::string where() const { return tmp_.empty() ? "" : " ('" + path_ + "' was not written)"; }
+
+private:
+  std::string path_, tmp_, name_;
+  int fd_ = -1;
+  std::unique_ptr<FdWriter> writer_;
+  bool committed_ = false;
+};
+
+struct DataTarget {
+  Endpoint endpoint;
+  DumpRange range;
+};
+
+// The nodes a dump reads: the ones named, or with --all every master; each limited to its
+// own partition's keys (so stale copies left by a partition split are not dumped twice).
+std::vector<DataTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit) {
+  bool all = o.flag("all");
+  if (all && !o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
+  if (!all && o.args.empty()) {
+    std::cerr << "please specify --all option to get complete dump.\n";
+    throw Exit{EXIT_FAIL};
+  }
+  std::optional<int> part, psize;
+  if (o.has("partition")) {
+    part = to_int32(o.get("partition"));
+    if (!part || *part < 0) throw UsageError("invalid --partition '" + o.get("partition") + "'");
+  }
+  if (o.has("partition-size")) {
+    psize = to_int32(o.get("partition-size"));
+    if (!psize || *psize <= 0) throw UsageError("invalid --partition-size '" + o.get("partition-size") + "'");
+  }
+  if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
+  if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
+  IndexClient ic = index_client(c);
+  Cluster cluster = load_cluster(ic);
+  int serving = serving_partition_count(cluster);
+  std::vector<NodeInfo> nodes;
+  if (all) {
+    for (auto& n : cluster.list_order())
+      if (n.is_master()) nodes.push_back(n);
+  } else {
+    for (auto& a : o.args) {
+      Endpoint ep;
+      try {
+        ep = parse_node_arg(a, 2, 2).endpoint;
+      } catch (const Error& e) {
+        std::cerr << e.what() << " it must be hostname:port.\n";
+        throw Exit{EXIT_FAIL};
+      }
+      const NodeInfo* n = cluster.find(ep);
+      if (!n) {
+        std::cerr << "unknown node: " << ep.key() << "\n";
+        throw Exit{EXIT_FAIL};
+      }
+      nodes.push_back(*n);
+    }
+  }
+  std::vector<DataTarget> out;
+  for (auto& n : nodes) {
+    DataTarget t{n.endpoint(), {}};
+    t.range.bwlimit = bwlimit;
+    if (part) {
+      t.range.partition = *part;
+      t.range.partition_size = *psize;
+    } else if (n.partition >= 0 && n.partition < serving && serving > 1) {
+      t.range.partition = n.partition;
+      t.range.partition_size = serving;
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
+unsigned long long bwlimit_option(const Options& o) {
+  if (!o.has("bwlimit")) return 0;
+  auto v = parse_bandwidth(o.get("bwlimit"));
+  if (!v) throw UsageError("invalid --bwlimit '" + o.get("bwlimit") + "' (bits per second; k, M, G multiply by 1024; a trailing B means bytes)");
+  return *v;
+}
+
+int cmd_dump(const Options& o) {
+  Context c = make_context(o, true);
+  auto format = parse_data_format(o.get("format", "flare"));
+  if (!format) {
+    std::cerr << "unknown format: " << o.get("format") << "\n";
+    return EXIT_FAIL;
+  }
+  auto targets = data_targets(o, c, bwlimit_option(o));
+  Output out(o);
+  ItemWriter writer(out.writer(), *format);
+  unsigned long long total = 0;
+  for (auto& t : targets) {
+    NodeClient node(t.endpoint, c.timeout_ms);
+    node.set_trace(c.trace);
+    std::cerr << "dumping from " << t.endpoint.display() << "::" << t.range.partition << " of " << t.range.partition_size
+              << " partitions ... ";
+    unsigned long long n = 0;
+    try {
+      n = dump_node(node, t.range, [&](const Item& item) {
+        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
+        writer.write(item.header, item.data);
+        ++total;
+      });
+    } catch (const Exit&) {
+      std::cerr << "\ninterrupted after " << total << " items" << out.where() << "\n";
+      throw;
+    } catch (const Error& e) {
+      std::cerr << "\n" << e.what() << "\ndump failed after " << total << " items" << out.where() << "\n";
+      return EXIT_FAIL;
+    }
+    std::cerr << n << "\n";
+  }
+  writer.finish();
+  out.commit();
+  return EXIT_OK;
+}
+
+int cmd_dumpkey(const Options& o) {
+  Context c = make_context(o, true);
+  auto targets = data_targets(o, c, bwlimit_option(o));
+  Output out(o);
+  unsigned long long total = 0;
+  std::string line;
+  for (auto& t : targets) {
+    NodeClient node(t.endpoint, c.timeout_ms);
+    node.set_trace(c.trace);
+    RateLimiter limiter(t.range.bwlimit);
+    try {
+      dump_keys(node, t.range.partition, t.range.partition_size, [&](std::string_view key) {
+        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
+        line.assign(key.data(), key.size());
+        line += '\n';
+        out.writer().write(line);
+        limiter.consume(line.size() + 4);
+        ++total;
+      });
+    } catch (const Exit&) {
+      std::cerr << "interrupted after " << total << " keys" << out.where() << "\n";
+      throw;
+    } catch (const Error& e) {
+      std::cerr << e.what() << "\nkey dump failed after " << total << " keys" << out.where() << "\n";
+      return EXIT_FAIL;
+    }
+  }
+  out.commit();
+  return EXIT_OK;
+}
+
+// A POSIX extended regular expression, matched anywhere in the key.
+class KeyPattern {
+public:
+  explicit KeyPattern(const std::string& pattern) {
+    if (::regcomp(&re_, pattern.c_str(), REG_EXTENDED | REG_NOSUB) != 0)
+      throw UsageError(pattern + " isn't a valid regular expression.");
+  }
+  ~KeyPattern() { ::regfree(&re_); }
+  KeyPattern(const KeyPattern&) = delete;
+  KeyPattern& operator=(const KeyPattern&) = delete;
+  bool matches(const std::string& key) const { return ::regexec(&re_, key.c_str(), 0, nullptr, 0) == 0; }
+
+private:
+  regex_t re_;
+};
+
+int cmd_restore(const Options& o) {
+  Context c = make_context(o, true);
+  if (!o.has("input")) throw UsageError("restore needs --input FILE");
+  std::string path = o.get("input");
+  DataFormat format = path.size() > 4 && path.compare(path.size() - 4, 4, ".csv") == 0 ? DataFormat::csv : DataFormat::flare;
+  if (o.has("format")) {
+    auto f = parse_data_format(o.get("format"));
+    if (!f) {
+      std::cerr << "unknown format: " << o.get("format") << "\n";
+      return EXIT_FAIL;
+    }
+    format = *f;
+  }
+  if (o.has("include") && o.has("prefix-include")) {
+    std::cerr << "--include option is specified.\n";
+    return EXIT_FAIL;
+  }
+  std::unique_ptr<KeyPattern> include, exclude;
+  std::string prefix = o.get("prefix-include");
+  if (o.has("include")) include = std::make_unique<KeyPattern>(o.get("include"));
+  if (o.has("exclude")) exclude = std::make_unique<KeyPattern>(o.get("exclude"));
+  if (o.args.size() > 1) throw UsageError("restore writes through one node: give at most one HOST:PORT");
+  auto selected = [&](const std::string& key) {
+    if (!prefix.empty() && key.compare(0, prefix.size(), prefix) != 0) return false;
+    if (include && !include->matches(key)) return false;
+    if (exclude && exclude->matches(key)) return false;
+    return true;
+  };
+  auto open_reader = [&] {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error("cannot open '" + path + "': " + std::strerror(errno));
+    return std::make_unique<ItemReader>(fd, "'" + path + "'", format);
+  };
+  // First pass: the whole file's framing, before anything is sent.
+  unsigned long long items = 0, chosen = 0;
+  {
+    auto reader = open_reader();
+    Item item;
+    while (reader->next(item)) {
+      ++items;
+      if (selected(item.header.key)) ++chosen;
+      if (g_interrupted) return EXIT_INTERRUPTED;
+    }
+  }
+  bool print_keys = o.flag("print-keys");
+  if (o.flag("dry-run")) {
+    if (print_keys) {
+      auto reader = open_reader();
+      Item item;
+      while (reader->next(item))
+        if (selected(item.header.key)) std::cout << item.header.key << "\n";
+    }
+    std::cerr << "dry run: " << chosen << " of " << items << " entries would be restored; nothing was sent.\n";
+    flush_stdout();
+    return EXIT_OK;
+  }
+  Endpoint target;
+  if (!o.args.empty()) {
+    try {
+      target = parse_node_arg(o.args[0], 2, 2).endpoint;
+    } catch (const Error& e) {
+      std::cerr << e.what() << "\n";
+      return EXIT_FAIL;
+    }
+  } else {
+    IndexClient ic = index_client(c);
+    Cluster cluster = load_cluster(ic);
+    const NodeInfo* m = nullptr;
+    for (auto& n : cluster.list_order())
+      if (!m && n.is_master() && n.is_active()) m = cluster.find(n.key);
+    if (!m) throw Error("the cluster has no active master to restore through");
+    target = m->endpoint();
+  }
+  NodeClient node(target, c.timeout_ms);
+  node.set_trace(c.trace);
+  RestoreReport report;
+  try {
+    PipelinedWriter writer(node, bwlimit_option(o));
+    auto reader = open_reader();
+    Item item;
+    while (reader->next(item)) {
+      if (g_interrupted) {
+        report = writer.finish();
+        std::cerr << "interrupted: " << report.stored << " entries were restored, the rest were not sent.\n";
+        return EXIT_INTERRUPTED;
+      }
+      if (!selected(item.header.key)) continue;
+      if (print_keys) std::cout << item.header.key << "\n";
+      writer.set(item.header, item.data);
+    }
+    report = writer.finish();
+  } catch (const Error& e) {
+    std::cerr << e.what() << "\n";
+    return EXIT_FAIL;
+  }
+  flush_stdout();
+  std::cerr << report.stored << " entries have been restored.\n";
+  if (report.failed > 0) {
+    std::cerr << report.failed << " entries failed:";
+    for (auto& f : report.first_failures) std::cerr << "\n  " << f;
+    if (report.failed > report.first_failures.size()) std::cerr << "\n  ...";
+    std::cerr << "\n";
+    return EXIT_FAIL;
+  }
+  return EXIT_OK;
+}
+
+int cmd_verify(const Options& o) {
+  Context c = make_context(o, true);
+  IndexClient ic = index_client(c);
+  Cluster cluster = load_cluster(ic);
+  Partitioning p = partitioning_from_meta(ic.meta());
+  if (o.has("key-hash-algorithm") && !parse_key_hash_algorithm(o.get("key-hash-algorithm"), p.algorithm)) {
+    std::cerr << "unknown type: " << o.get("key-hash-algorithm") << "\n";
+    return EXIT_FAIL;
+  }
+  int count = serving_partition_count(cluster);
+  std::cout << "key_hash_algorithm = " << to_string(p.algorithm) << "\n";
+  if (count <= 0) {
+    std::cout << "no need to verify.\n";
+    return EXIT_FAIL;
+  }
+  std::cout << "partition_size: " << count << "\n";
+  bool good = true;
+  unsigned long long misplaced_total = 0;
+  for (auto& n : cluster.stats_order()) {
+    if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
+    std::cout << "checking " << n.key << " (partition " << n.partition << ") ... ";
+    std::cout.flush();
+    NodeClient node(n.endpoint(), c.timeout_ms);
+    node.set_trace(c.trace);
+    unsigned long long misplaced = 0;
+    std::vector<std::string> examples;
+    unsigned long long keys = 0;
+    try {
+      keys = dump_keys(node, -1, 0, [&](std::string_view key) {
+        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
+        int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
+        if (want != n.partition) {
+          ++misplaced;
+          if (examples.size() < 10)
+            examples.push_back("  " + detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
+        }
+      });
+    } catch (const Error& e) {
+      std::cout << "failed\n";
+      std::cerr << e.what() << "\n";
+      good = false;
+      continue;
+    }
+    std::cout << keys << " keys, " << misplaced << " misplaced " << (misplaced ? "NG" : "OK") << "\n";
+    for (auto& e : examples) std::cout << e << "\n";
+    if (misplaced > examples.size()) std::cout << "  ...\n";
+    misplaced_total += misplaced;
+    if (misplaced) good = false;
+  }
+  std::cout << (good ? "OK" : "NG") << "\n";
+  flush_stdout();
+  return good ? EXIT_OK : EXIT_FAIL;
+}
+
 // ---- the command table -------------------------------------------------------------------
 
 const OptSpec kJson = {"json", 0, nullptr, "print one JSON document instead of the table"};
 const OptSpec kForce = {"force", 0, nullptr, "answer every question yes (the safety checks still apply)"};
 const OptSpec kDryRun = {"dry-run", 'n', nullptr, "show what would be sent; change nothing"};
+const OptSpec kBwlimit = {"bwlimit", 0, "RATE", "bits per second (k/M/G x1024; trailing B: bytes)"};
 const OptSpec kRetry = {"retry", 0, "N", "attempts of a refused role change (default 10)"};
 
 std::vector<Command> commands() {
@@ -736,6 +1104,25 @@ std::vector<Command> commands() {
        cmd_reconstruct},
       {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
        true, {kForce, kDryRun, kRetry}, cmd_part},
+      {"dump", "[HOST:PORT ...] | --all", "Dump items to a file or stdout (flare or csv format).", true,
+       {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete)"},
+        {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,
+        {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"}},
+       cmd_dump},
+      {"dumpkey", "[HOST:PORT ...] | --all", "Dump keys, one per line.", true,
+       {{"all", 0, nullptr, "every master"}, {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete)"},
+        kBwlimit, {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"}},
+       cmd_dumpkey},
+      {"restore", "--input FILE [HOST:PORT]", "Write a dump back with set, pipelined (through HOST:PORT or a master).",
+       true,
+       {{"input", 'i', "FILE", "the dump to restore"}, {"format", 'f', "FORMAT", "flare or csv (default: from the name)"},
+        {"include", 0, "REGEX", "only keys matching REGEX"}, {"exclude", 0, "REGEX", "skip keys matching REGEX"},
+        {"prefix-include", 0, "STRING", "only keys starting with STRING"},
+        {"print-keys", 0, nullptr, "print each restored key"}, kBwlimit, kDryRun},
+       cmd_restore},
+      {"verify", "", "Check that every key is stored in the partition it belongs to.", true,
+       {{"key-hash-algorithm", 0, "NAME", "override the index's (simple bitshift crc32 adler32 murmur jenkins)"}},
+       cmd_verify},
   };
 }
 

@@ -70,6 +70,8 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstddef>
+#include <iterator>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -428,6 +430,7 @@ public:
       buf_ = std::move(o.buf_);
       pos_ = o.pos_;
       end_ = o.end_;
+      total_read_ = o.total_read_;
       peer_ = std::move(o.peer_);
       deadline_ = o.deadline_;
     }
@@ -556,6 +559,60 @@ public:
 
   size_t buffered() const { return end_ - pos_; }
 
+  // Bytes consumed so far (for error messages that give a record's offset in a file).
+  unsigned long long offset() const { return total_read_ - (end_ - pos_); }
+
+  // True at end of input (only meaningful for files: a socket reports it as an error).
+  bool at_eof() {
+    if (pos_ < end_) return false;
+    try {
+      fill();
+    } catch (const NetworkError&) {
+      return true;
+    }
+    return false;
+  }
+
+  // A complete line if one is already buffered or arrives with one non-blocking read;
+  // nullopt otherwise. For pipelined writers that must not block on replies.
+  std::optional<std::string_view> try_read_line() {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const void* nl = std::memchr(buf_.data() + pos_, '\n', end_ - pos_);
+      if (nl) return read_line();
+      if (attempt == 1) break;
+      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES)
+        throw ProtocolError("reply line from " + peer_ + " longer than " + std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
+      if (pos_ > 0) {
+        std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+        end_ -= pos_;
+        pos_ = 0;
+      }
+      ssize_t n = handle_EINTR([&] { return ::read(fd_, buf_.data() + end_, buf_.size() - end_); });
+      if (n == 0) {
+        std::string peer = peer_;
+        close();
+        throw NetworkError("connection closed by " + peer);
+      }
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+        fail("receive from " + peer_ + " failed", errno);
+      }
+      end_ += static_cast<size_t>(n);
+      total_read_ += static_cast<unsigned long long>(n);
+    }
+    return std::nullopt;
+  }
+
+  // Sends what it can without blocking; returns the number of bytes taken.
+  size_t send_some(std::string_view data) {
+    ssize_t n = handle_EINTR([&] { return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT); });
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      fail("send to " + peer_ + " failed", errno);
+    }
+    return static_cast<size_t>(n);
+  }
+
 private:
   [[noreturn]] void fail(const std::string& what, int err) {
     close();
@@ -581,9 +638,11 @@ private:
       pos_ = 0;
     }
     for (;;) {
-      ssize_t n = handle_EINTR([&] { return ::recv(fd_, buf_.data() + end_, buf_.size() - end_, 0); });
+      // read(), not recv(): the same buffered reader serves files (restore input) too.
+      ssize_t n = handle_EINTR([&] { return ::read(fd_, buf_.data() + end_, buf_.size() - end_); });
       if (n > 0) {
         end_ += static_cast<size_t>(n);
+        total_read_ += static_cast<unsigned long long>(n);
         return;
       }
       if (n == 0) {
@@ -599,6 +658,7 @@ private:
   int fd_ = -1;
   std::vector<char> buf_;
   size_t pos_ = 0, end_ = 0;
+  unsigned long long total_read_ = 0;
   std::string peer_;
   Clock::time_point deadline_ = Clock::now();
 };
@@ -1278,6 +1338,317 @@ private:
   std::vector<NodeInfo> nodes_;
 };
 
+// ---- 6b. Key hashing and partitions ------------------------------------------------------
+//
+// Which partition a key belongs to, computed exactly as flare 1.3.4 does (x86-64, zlib and
+// libhashkit), so that `verify` agrees with the servers bit for bit. Checked against values
+// produced by the upstream code itself: tests/data/keyhash_vectors.txt.
+
+enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
+
+// Names are matched exactly (case-sensitive), as the server does.
+inline bool parse_key_hash_algorithm(std::string_view name, KeyHashAlgorithm& out) {
+  struct Entry { std::string_view name; KeyHashAlgorithm alg; };
+  static constexpr Entry table[] = {
+    {"simple", KeyHashAlgorithm::simple},   {"bitshift", KeyHashAlgorithm::bitshift},
+    {"crc32", KeyHashAlgorithm::crc32},     {"adler32", KeyHashAlgorithm::adler32},
+    {"murmur", KeyHashAlgorithm::murmur},   {"jenkins", KeyHashAlgorithm::jenkins},
+  };
+  for (const Entry& e : table) {
+    if (e.name == name) {
+      out = e.alg;
+      return true;
+    }
+  }
+  return false;
+}
+
+inline const char* to_string(KeyHashAlgorithm alg) {
+  switch (alg) {
+  case KeyHashAlgorithm::simple: return "simple";
+  case KeyHashAlgorithm::bitshift: return "bitshift";
+  case KeyHashAlgorithm::crc32: return "crc32";
+  case KeyHashAlgorithm::adler32: return "adler32";
+  case KeyHashAlgorithm::murmur: return "murmur";
+  case KeyHashAlgorithm::jenkins: return "jenkins";
+  }
+  return "";
+}
+
+namespace detail {
+namespace keyhash {
+
+// All mixing is done in uint32_t so that overflow is defined; the server does
+// the same sums in int and relies on two's complement wrap-around.
+inline std::int32_t as_int32(std::uint32_t u) {
+  // Portable two's complement reinterpretation (pre-C++20 casts are
+  // implementation-defined for values above INT32_MAX).
+  return u <= 0x7fffffffu ? static_cast<std::int32_t>(u)
+              : -static_cast<std::int32_t>(~u) - 1;
+}
+
+inline std::uint32_t load_le32(const unsigned char* p) {
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+     (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+
+inline std::uint32_t rotl32(std::uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+
+// The server reads each byte as plain char, which is signed on x86: bytes
+// >= 0x80 count as negative numbers. Fixed here so ARM hosts agree with x86.
+inline std::uint32_t signed_byte(char ch) {
+  const auto u = static_cast<unsigned char>(ch);
+  return static_cast<std::uint32_t>(u) - (u >= 0x80u ? 256u : 0u);  // wraps mod 2^32
+}
+
+inline std::uint32_t simple_sum(std::string_view key) {
+  std::uint32_t r = 0;
+  for (char c : key) r += signed_byte(c);
+  return r;
+}
+
+inline std::uint32_t bitshift(std::string_view key) {
+  std::uint32_t r = 19790217u;
+  for (char c : key) r = r * 37u + signed_byte(c);  // (r<<5)+(r<<2)+r
+  return r;
+}
+
+// zlib's CRC-32 (reflected polynomial 0xEDB88320, starting from 0).
+struct Crc32Table {
+  std::uint32_t v[256];
+  constexpr Crc32Table() : v() {
+    for (std::uint32_t n = 0; n < 256; ++n) {
+      std::uint32_t c = n;
+      for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      v[n] = c;
+    }
+  }
+};
+
+inline std::uint32_t crc32(std::string_view key) {
+  static constexpr Crc32Table table{};
+  std::uint32_t c = 0xFFFFFFFFu;
+  for (char b : key) c = table.v[(c ^ static_cast<unsigned char>(b)) & 0xFFu] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+// zlib's Adler-32 starting from 1 (what adler32(0, NULL, 0) yields).
+inline std::uint32_t adler32(std::string_view key) {
+  constexpr std::uint32_t mod = 65521u;
+  constexpr std::size_t chunk = 5552;  // largest run whose sums cannot overflow 32 bits
+  std::uint32_t a = 1, b = 0;
+  std::size_t i = 0;
+  while (i < key.size()) {
+    const std::size_t end = key.size() - i > chunk ? i + chunk : key.size();
+    for (; i < end; ++i) {
+      a += static_cast<unsigned char>(key[i]);
+      b += a;
+    }
+    a %= mod;
+    b %= mod;
+  }
+  return (b << 16) | a;
+}
+
+// libhashkit's "murmur": MurmurHash2 whose seed is 0xdeadbeef times the key
+// length, words read little-endian (what x86 builds of every version do).
+inline std::uint32_t murmur(std::string_view key) {
+  constexpr std::uint32_t m = 0x5bd1e995u;
+  const std::uint32_t len = static_cast<std::uint32_t>(key.size());
+  std::uint32_t h = (0xdeadbeefu * len) ^ len;
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(key.data());
+  std::size_t n = key.size();
+  for (; n >= 4; n -= 4, p += 4) {
+    std::uint32_t k = load_le32(p);
+    k *= m;
+    k ^= k >> 24;
+    k *= m;
+    h = (h * m) ^ k;
+  }
+  if (n > 0) {
+    std::uint32_t tail = 0;
+    for (std::size_t i = n; i-- > 0;) tail = (tail << 8) | p[i];
+    h = (h ^ tail) * m;
+  }
+  h ^= h >> 13;
+  h *= m;
+  h ^= h >> 15;
+  return h;
+}
+
+// libhashkit's "jenkins": Bob Jenkins' lookup3 hashlittle() with initval 13.
+// Its aligned fast paths give the same result as this byte-wise form.
+inline std::uint32_t jenkins(std::string_view key) {
+  std::uint32_t a, b, c;
+  a = b = c = 0xdeadbeefu + static_cast<std::uint32_t>(key.size()) + 13u;
+  if (key.empty()) return c;  // no final mixing for the empty key
+
+  auto mix = [&]() {
+    a -= c; a ^= rotl32(c, 4);  c += b;
+    b -= a; b ^= rotl32(a, 6);  a += c;
+    c -= b; c ^= rotl32(b, 8);  b += a;
+    a -= c; a ^= rotl32(c, 16); c += b;
+    b -= a; b ^= rotl32(a, 19); a += c;
+    c -= b; c ^= rotl32(b, 4);  b += a;
+  };
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(key.data());
+  std::size_t n = key.size();
+  for (; n > 12; n -= 12, p += 12) {
+    a += load_le32(p);
+    b += load_le32(p + 4);
+    c += load_le32(p + 8);
+    mix();
+  }
+  // Last 1..12 bytes, zero padded, little-endian.
+  unsigned char last[12] = {};
+  for (std::size_t i = 0; i < n; ++i) last[i] = p[i];
+  a += load_le32(last);
+  b += load_le32(last + 4);
+  c += load_le32(last + 8);
+
+  c ^= b; c -= rotl32(b, 14);
+  a ^= c; a -= rotl32(c, 11);
+  b ^= a; b -= rotl32(a, 25);
+  c ^= b; c -= rotl32(b, 16);
+  a ^= c; a -= rotl32(c, 4);
+  b ^= a; b -= rotl32(a, 14);
+  c ^= b; c -= rotl32(b, 24);
+  return c;
+}
+
+} // namespace keyhash
+} // namespace detail
+
+// The value the server feeds to the partition resolver.
+//  * The key is a C string there, so hashing stops at the first NUL byte.
+//  * Every algorithm's 32-bit result is taken as a signed int and negated
+//    when negative, so results are in [0, INT_MAX] ... except INT_MIN, whose
+//    negation wraps back to INT_MIN on the server (x86, gcc). We return
+//    INT_MIN unchanged so callers can reproduce what the server does next.
+inline int key_hash(std::string_view key, KeyHashAlgorithm alg) {
+  const std::size_t nul = key.find('\0');
+  if (nul != std::string_view::npos) key = key.substr(0, nul);
+
+  std::uint32_t raw = 0;
+  switch (alg) {
+  case KeyHashAlgorithm::simple: raw = detail::keyhash::simple_sum(key); break;
+  case KeyHashAlgorithm::bitshift: raw = detail::keyhash::bitshift(key); break;
+  case KeyHashAlgorithm::crc32: raw = detail::keyhash::crc32(key); break;
+  case KeyHashAlgorithm::adler32: raw = detail::keyhash::adler32(key); break;
+  case KeyHashAlgorithm::murmur: raw = detail::keyhash::murmur(key); break;
+  case KeyHashAlgorithm::jenkins: raw = detail::keyhash::jenkins(key); break;
+  }
+  const std::int32_t r = detail::keyhash::as_int32(raw);
+  if (r < 0 && r != INT32_MIN) return -r;
+  return r;
+}
+
+// The server's "modular" key resolver.
+//
+// The server keeps a table map[n][bucket] for every n below max_partitions:
+//   * rows n <= hint are plain modulo: map[n][b] = b % n;
+//   * row n > hint is derived from row n-1 by scanning buckets in order and
+//     counting, per old partition k, how many of its buckets were seen; each
+//     time that count is congruent to n-1 modulo n, the bucket moves to the
+//     new partition n-1, otherwise it stays at k. The counts restart for
+//     every row.
+// A key goes to map[partition_count][hash % virtual_buckets], with C++'s
+// truncating %, where partition_count is the number of partitions in use.
+//
+// Memory: the server holds all rows (1024 x 4096 ints = 16 MB by default).
+// A tool only ever asks about one or two partition counts, so we build just
+// the rows asked for, on first use, walking forward from the nearest cached
+// row (or from the plain-modulo row at hint) with two scratch rows. Building
+// a row costs O(n * virtual) steps (4M for n = 1023), and at most
+// kMaxCachedRows rows of virtual_buckets ints are kept.
+//
+// Where the server would crash or read outside its table, partition_of()
+// returns -1 instead:
+//   * hint < 1: the server dereferences the absent row 0 while building row 1
+//     (it crashes at startup unless max_partitions is 1);
+//   * virtual_buckets <= 0: 0 divides by zero in resolve(), < 0 fails to
+//     allocate; max_partitions <= 0: no table at all;
+//   * partition_count == 0: row 0 is never allocated (null pointer);
+//   * partition_count < 0 or >= max_partitions: index outside the table;
+//     note that count == max_partitions is already outside (rows 0..max-1);
+//   * hash % virtual_buckets < 0, i.e. a negative hash (only INT_MIN comes
+//     out of key_hash) when virtual_buckets does not divide 2^31: the server
+//     reads before the start of its row. With a power-of-two virtual size
+//     INT_MIN lands in bucket 0, exactly as on the server.
+// Not thread-safe: partition_of() fills a cache.
+class ModularResolver {
+public:
+  static constexpr std::size_t kMaxCachedRows = 8;
+
+  explicit ModularResolver(int max_partitions = 1024, int hint = 1, int virtual_buckets = 4096)
+    : max_(max_partitions), hint_(hint), virtual_(virtual_buckets) {}
+
+  int max_partitions() const { return max_; }
+  int hint() const { return hint_; }
+  int virtual_buckets() const { return virtual_; }
+
+  // Whether the server could build its table with these settings.
+  bool valid() const { return max_ > 0 && hint_ >= 1 && virtual_ > 0; }
+
+  // Bucket for a hash, or -1 where the server would index out of bounds.
+  int bucket_of(int hash) const {
+    if (virtual_ <= 0) return -1;
+    const int b = hash % virtual_;
+    return b < 0 ? -1 : b;
+  }
+
+  int partition_of(int hash, int partition_count) const {
+    if (!valid() || partition_count < 1 || partition_count >= max_) return -1;
+    const int b = bucket_of(hash);
+    if (b < 0) return -1;
+    if (partition_count <= hint_) return b % partition_count;  // plain-modulo rows
+    return row(partition_count)[static_cast<std::size_t>(b)];
+  }
+
+  // Whole row for a partition count (1 <= n < max_partitions, valid()).
+  // The reference stays valid only until the next call (rows are evicted).
+  // Outside that range the server has no row; we hand back an empty one.
+  const std::vector<int>& row(int n) const {
+    static const std::vector<int> none;
+    if (!valid() || n < 1 || n >= max_) return none;
+    auto found = rows_.find(n);
+    if (found != rows_.end()) return found->second;
+
+    std::vector<int> prev(static_cast<std::size_t>(virtual_));
+    int from;  // row number held in prev
+    auto below = rows_.lower_bound(n);
+    if (below != rows_.begin() && std::prev(below)->first > hint_) {
+      --below;
+      from = below->first;
+      prev = below->second;
+    } else {
+      from = hint_ < n ? hint_ : n;
+      for (int j = 0; j < virtual_; ++j) prev[static_cast<std::size_t>(j)] = j % from;
+    }
+
+    std::vector<int> cur(prev.size());
+    std::vector<int> seen;
+    for (int i = from + 1; i <= n; ++i) {
+      seen.assign(static_cast<std::size_t>(i), 0);
+      for (std::size_t j = 0; j < prev.size(); ++j) {
+        const int k = prev[j];
+        const int c = ++seen[static_cast<std::size_t>(k)];
+        cur[j] = (c % i == i - 1) ? i - 1 : k;
+      }
+      prev.swap(cur);
+    }
+
+    if (rows_.size() >= kMaxCachedRows) rows_.erase(rows_.begin());
+    return rows_.emplace(n, std::move(prev)).first->second;
+  }
+
+private:
+  int max_;
+  int hint_;
+  int virtual_;
+  mutable std::map<int, std::vector<int>> rows_;
+};
+
 // ---- 7. Operations and waiting ----------------------------------------------------------
 // The node table (section 8) is printed by the operations too.
 inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
@@ -1954,6 +2325,618 @@ private:
   OperationIO io_;
   bool yes_to_all_ = false;
 };
+
+
+// ---- 7b. Data: dump, restore, verify ----------------------------------------------------
+
+// `--bwlimit` values in flare-tools 0.7.3's units, so existing scripts keep their meaning:
+// a number of BITS per second, `k`/`M`/`G` multiply by 1024, a trailing `B` means bytes.
+// Returns bytes per second (0 = unlimited), or nullopt for anything else.
+inline std::optional<unsigned long long> parse_bandwidth(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+  if (i == 0 || i > 15) return std::nullopt;
+  unsigned long long v = static_cast<unsigned long long>(*to_int(s.substr(0, i)));
+  std::string_view unit = s.substr(i);
+  bool bytes = false;
+  if (!unit.empty() && unit.back() == 'B') {
+    bytes = true;
+    unit.remove_suffix(1);
+  }
+  if (unit == "k") v *= 1024ULL;
+  else if (unit == "M") v *= 1024ULL * 1024;
+  else if (unit == "G") v *= 1024ULL * 1024 * 1024;
+  else if (!unit.empty()) return std::nullopt;
+  return bytes ? v : v / 8;
+}
+
+// Keeps the average rate of a transfer at `bytes_per_second` since its start: after each
+// chunk, sleep until the time the bytes so far are due. Accurate over the whole transfer,
+// and no sleep at all when the link is slower than the limit.
+class RateLimiter {
+public:
+  explicit RateLimiter(unsigned long long bytes_per_second = 0) : rate_(bytes_per_second) {}
+  void consume(size_t bytes) {
+    if (rate_ == 0) return;
+    if (total_ == 0) start_ = Clock::now();
+    total_ += bytes;
+    auto due = start_ + std::chrono::microseconds(static_cast<long long>(static_cast<double>(total_) * 1e6 / static_cast<double>(rate_)));
+    auto now = Clock::now();
+    if (due > now) std::this_thread::sleep_for(due - now);
+  }
+
+private:
+  unsigned long long rate_;
+  unsigned long long total_ = 0;
+  Clock::time_point start_{};
+};
+
+// A buffered writer to a file descriptor (1 MiB buffer): one write(2) per megabyte.
+class FdWriter {
+public:
+  explicit FdWriter(int fd, std::string name) : fd_(fd), name_(std::move(name)) { buf_.reserve(kSize); }
+  ~FdWriter() {
+    try {
+      flush();
+    } catch (const Error&) {
+    }
+  }
+  void write(std::string_view s) {
+    if (buf_.size() + s.size() > kSize) flush();
+    if (s.size() >= kSize) {
+      write_all(s);
+      return;
+    }
+    buf_.append(s.data(), s.size());
+  }
+  void flush() {
+    write_all(buf_);
+    buf_.clear();
+  }
+  unsigned long long written() const { return written_ + buf_.size(); }
+
+private:
+  static constexpr size_t kSize = 1 << 20;
+  void write_all(std::string_view s) {
+    while (!s.empty()) {
+      ssize_t n = detail::handle_EINTR([&] { return ::write(fd_, s.data(), s.size()); });
+      if (n < 0) throw Error("cannot write " + name_ + ": " + detail::errno_text(errno));
+      s.remove_prefix(static_cast<size_t>(n));
+      written_ += static_cast<unsigned long long>(n);
+    }
+  }
+  int fd_;
+  std::string name_;
+  std::string buf_;
+  unsigned long long written_ = 0;
+};
+
+// One item as it travels from a dump to a restore.
+struct Item {
+  ItemHeader header;
+  std::string data;
+};
+
+enum class DataFormat { flare, csv };
+
+inline std::optional<DataFormat> parse_data_format(std::string_view s) {
+  if (s == "flare" || s == "default") return DataFormat::flare;
+  if (s == "csv") return DataFormat::csv;
+  return std::nullopt;
+}
+
+namespace detail {
+
+inline const char* const kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+inline void base64_encode(std::string_view in, std::string& out) {
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+                 static_cast<unsigned char>(in[i + 2]);
+    out += kBase64[v >> 18];
+    out += kBase64[(v >> 12) & 63];
+    out += kBase64[(v >> 6) & 63];
+    out += kBase64[v & 63];
+  }
+  if (i < in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += kBase64[v >> 18];
+    out += kBase64[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kBase64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+}
+
+inline bool base64_decode(std::string_view in, std::string& out) {
+  out.clear();
+  if (in.size() % 4 != 0) return false;
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  for (size_t i = 0; i < in.size(); i += 4) {
+    int a = val(in[i]), b = val(in[i + 1]);
+    bool last = i + 4 == in.size();
+    int c = (last && in[i + 2] == '=') ? -2 : val(in[i + 2]);
+    int d = (last && in[i + 3] == '=') ? -2 : val(in[i + 3]);
+    if (a < 0 || b < 0 || c == -1 || d == -1 || (c == -2 && d != -2)) return false;
+    unsigned v = (static_cast<unsigned>(a) << 18) | (static_cast<unsigned>(b) << 12) |
+                 (c >= 0 ? static_cast<unsigned>(c) << 6 : 0) | (d >= 0 ? static_cast<unsigned>(d) : 0);
+    out += static_cast<char>(v >> 16);
+    if (c >= 0) out += static_cast<char>((v >> 8) & 255);
+    if (d >= 0) out += static_cast<char>(v & 255);
+  }
+  return true;
+}
+
+// Valid UTF-8 with no control characters but tab, CR and LF: safe to put in a CSV cell.
+inline bool is_csv_text(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    int len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (len == 0 || i + static_cast<size_t>(len) > s.size()) return false;
+    unsigned cp = c & (0x7f >> len);
+    for (int k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += static_cast<size_t>(len);
+  }
+  return true;
+}
+
+inline void csv_cell(std::string_view s, std::string& out) {
+  bool quote = s.find_first_of(",\"\r\n") != std::string_view::npos || (!s.empty() && (s.front() == ' ' || s.back() == ' '));
+  if (!quote) {
+    out.append(s.data(), s.size());
+    return;
+  }
+  out += '"';
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+}
+
+} // namespace detail
+
+// The CSV header line: RFC 4180 rows of key, flag, len, version, expire, data, encoding.
+// `encoding` is empty for text data and `base64` for data that is not valid UTF-8 text.
+inline const char* csv_header() { return "key,flag,len,version,expire,data,encoding\r\n"; }
+
+// Writes items in one of the two formats. The flare format is the node's own byte stream
+// (`VALUE key flags length version expire`, the data, CRLF ...) closed by `END`: a file
+// without its END is known to be incomplete.
+class ItemWriter {
+public:
+  ItemWriter(FdWriter& out, DataFormat f) : out_(out), format_(f) {
+    if (format_ == DataFormat::csv) out_.write(csv_header());
+  }
+  void write(const ItemHeader& h, std::string_view data) {
+    line_.clear();
+    if (format_ == DataFormat::flare) {
+      line_ += "VALUE ";
+      line_ += h.key;
+      line_ += ' ';
+      line_ += std::to_string(h.flags);
+      line_ += ' ';
+      line_ += std::to_string(data.size());
+      line_ += ' ';
+      line_ += std::to_string(h.version);
+      line_ += ' ';
+      line_ += std::to_string(h.expire);
+      line_ += "\r\n";
+      out_.write(line_);
+      out_.write(data);
+      out_.write("\r\n");
+      return;
+    }
+    detail::csv_cell(h.key, line_);
+    line_ += ',' + std::to_string(h.flags) + ',' + std::to_string(data.size()) + ',' + std::to_string(h.version) + ',' +
+             std::to_string(h.expire) + ',';
+    if (detail::is_csv_text(data)) {
+      detail::csv_cell(data, line_);
+      line_ += ",\r\n";
+    } else {
+      detail::base64_encode(data, line_);
+      line_ += ",base64\r\n";
+    }
+    out_.write(line_);
+  }
+  void finish() {
+    if (format_ == DataFormat::flare) out_.write("END\r\n");
+    out_.flush();
+  }
+
+private:
+  FdWriter& out_;
+  DataFormat format_;
+  std::string line_;
+};
+
+// Reads items back from a file in either format. Every malformed record is an error that
+// names its byte offset; a flare-format file must end with END (else it was cut short).
+class ItemReader {
+public:
+  ItemReader(int fd, const std::string& name, DataFormat f) : format_(f), name_(name) {
+    in_.adopt(fd, name);
+    in_.set_timeout(24 * 3600 * 1000); // a file never makes us wait; the deadline is moot
+    if (format_ == DataFormat::csv) {
+      if (in_.at_eof()) throw ProtocolError(name_ + ": empty file (no CSV header)");
+      std::string_view first = in_.read_line();
+      if (std::string(first) + "\r\n" != csv_header() && std::string(first) + "\n" != std::string("key,flag,len,version,expire,data,encoding\n"))
+        throw ProtocolError(name_ + ": not a flare-tools CSV dump (header is '" + detail::printable(first) + "')");
+    }
+  }
+
+  // The next item, or false at the end of the input.
+  bool next(Item& item) {
+    return format_ == DataFormat::flare ? next_flare(item) : next_csv(item);
+  }
+  unsigned long long offset() const { return record_offset_; }
+
+private:
+  [[noreturn]] void bad(const std::string& why) {
+    throw ProtocolError(name_ + ": malformed record at byte " + std::to_string(record_offset_) + ": " + why);
+  }
+
+  bool next_flare(Item& item) {
+    record_offset_ = in_.offset();
+    if (in_.at_eof()) bad("the file ends without END (it was cut short)");
+    std::string_view line;
+    try {
+      line = in_.read_line();
+    } catch (const NetworkError&) {
+      bad("the file ends inside a VALUE line");
+    } catch (const Error& e) {
+      bad(e.what());
+    }
+    if (line == "END") {
+      if (!in_.at_eof()) bad("data after END");
+      return false;
+    }
+    try {
+      item.header = parse_value_line(line);
+    } catch (const ProtocolError& e) {
+      bad(e.what());
+    }
+    item.data.clear();
+    try {
+      in_.read_exact(item.header.length, [&](std::string_view chunk) { item.data.append(chunk.data(), chunk.size()); });
+      std::string_view end = in_.read_line();
+      if (!end.empty()) bad("the data is longer than its length field says");
+    } catch (const NetworkError&) {
+      bad("the file ends inside the data of '" + detail::printable(item.header.key) + "'");
+    }
+    return true;
+  }
+
+  // One RFC 4180 record; quoted cells may hold commas, quotes and line breaks.
+  bool next_csv(Item& item) {
+    record_offset_ = in_.offset();
+    if (in_.at_eof()) return false;
+    cells_.clear();
+    std::string cell;
+    bool quoted = false, in_quotes = false, after_quote = false;
+    for (;;) {
+      char c;
+      if (in_.at_eof()) {
+        if (in_quotes) bad("the file ends inside a quoted cell");
+        break;
+      }
+      in_.read_exact(1, [&](std::string_view b) { c = b[0]; });
+      if (in_quotes) {
+        if (c == '"') {
+          in_quotes = false;
+          after_quote = true;
+        } else {
+          cell += c;
+          if (cell.size() > 2 * FLARE_TOOLS_MAX_VALUE_BYTES) bad("cell too large");
+        }
+        continue;
+      }
+      if (c == '"') {
+        if (after_quote) {
+          cell += '"';
+          in_quotes = true;
+          after_quote = false;
+          continue;
+        }
+        if (!cell.empty()) bad("a quote inside an unquoted cell");
+        quoted = in_quotes = true;
+        continue;
+      }
+      if (c == ',') {
+        cells_.push_back(std::move(cell));
+        cell.clear();
+        quoted = after_quote = false;
+        continue;
+      }
+      if (c == '\r') continue;
+      if (c == '\n') break;
+      if (after_quote) bad("text after a closing quote");
+      cell += c;
+      if (cell.size() > 2 * FLARE_TOOLS_MAX_VALUE_BYTES) bad("cell too large");
+    }
+    (void)quoted;
+    cells_.push_back(std::move(cell));
+    if (cells_.size() != 7) bad("expected 7 cells (key,flag,len,version,expire,data,encoding), found " + std::to_string(cells_.size()));
+    auto num = [&](size_t i, const char* what, long long max) {
+      auto v = to_int(cells_[i]);
+      if (!v || *v < 0 || *v > max) bad(std::string("bad ") + what + " '" + detail::printable(cells_[i]) + "'");
+      return *v;
+    };
+    item.header.key = cells_[0];
+    if (item.header.key.empty() || item.header.key.size() > 250 || item.header.key.find_first_of(" \r\n\t") != std::string::npos)
+      bad("bad key '" + detail::printable(cells_[0]) + "'");
+    item.header.flags = static_cast<unsigned long long>(num(1, "flag", UINT32_MAX));
+    long long len = num(2, "len", FLARE_TOOLS_MAX_VALUE_BYTES);
+    item.header.version = static_cast<unsigned long long>(num(3, "version", LLONG_MAX));
+    item.header.expire = num(4, "expire", LLONG_MAX);
+    if (cells_[6] == "base64") {
+      if (!detail::base64_decode(cells_[5], item.data)) bad("data marked base64 is not base64");
+    } else if (cells_[6].empty()) {
+      item.data = cells_[5];
+    } else {
+      bad("unknown encoding '" + detail::printable(cells_[6]) + "'");
+    }
+    if (static_cast<long long>(item.data.size()) != len)
+      bad("data is " + std::to_string(item.data.size()) + " bytes, its len field says " + std::to_string(len));
+    item.header.length = item.data.size();
+    return true;
+  }
+
+  DataFormat format_;
+  std::string name_;
+  detail::Socket in_;
+  unsigned long long record_offset_ = 0;
+  std::vector<std::string> cells_;
+};
+
+// What to ask a node for in a dump: `dump WAIT PARTITION PARTITION_SIZE BWLIMIT`.
+struct DumpRange {
+  int partition = -1;      // -1: every item the node holds
+  int partition_size = 0;  // number of partitions the filter assumes
+  unsigned long long bwlimit = 0; // bytes per second, 0 = unlimited
+};
+
+inline std::string dump_request(const DumpRange& r) {
+  if (r.partition < 0) return r.bwlimit ? "dump 0 -1 0 " + std::to_string(std::max(1ULL, r.bwlimit / 1024)) : "dump";
+  return "dump 0 " + std::to_string(r.partition) + " " + std::to_string(r.partition_size) + " " +
+         std::to_string(r.bwlimit / 1024);
+}
+
+// Streams a node's items (`dump`) to `on_item` as they arrive, at most one item in memory.
+// Returns the number of items; throws if the stream is cut or malformed, after `on_item`
+// has seen the complete items before the fault (the caller decides what a partial dump means).
+template <typename OnItem>
+inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item) {
+  RateLimiter limiter(range.bwlimit);
+  node.send_line(dump_request(range));
+  auto& sock = node.socket();
+  Item item;
+  unsigned long long count = 0;
+  for (;;) {
+    sock.set_timeout(node.timeout_ms()); // an idle deadline: the whole dump may take long
+    std::string_view line = sock.read_line();
+    if (line == "END") return count;
+    if (line.rfind("VALUE ", 0) != 0) {
+      std::string what = detail::printable(line);
+      sock.close();
+      if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
+        throw ServerError(node.endpoint().display() + " refused the dump: " + what);
+      throw ProtocolError("unexpected line in the dump from " + node.endpoint().display() + ": '" + what + "'");
+    }
+    item.header = parse_value_line(line);
+    item.data.clear();
+    sock.read_exact(item.header.length, [&](std::string_view chunk) { item.data.append(chunk.data(), chunk.size()); });
+    std::string_view crlf = sock.read_line();
+    if (!crlf.empty()) {
+      sock.close();
+      throw ProtocolError("the data of '" + detail::printable(item.header.key) + "' from " + node.endpoint().display() +
+                          " is longer than its VALUE line says");
+    }
+    limiter.consume(line.size() + item.header.length + 4);
+    on_item(item);
+    ++count;
+  }
+}
+
+// Streams a node's keys (`dump_key [PARTITION PARTITION_SIZE]`).
+template <typename OnKey>
+inline unsigned long long dump_keys(NodeClient& node, int partition, int partition_size, OnKey&& on_key) {
+  node.send_line(partition < 0 ? "dump_key" : "dump_key " + std::to_string(partition) + " " + std::to_string(partition_size));
+  auto& sock = node.socket();
+  unsigned long long count = 0;
+  for (;;) {
+    sock.set_timeout(node.timeout_ms());
+    std::string_view line = sock.read_line();
+    if (line == "END") return count;
+    if (line.rfind("KEY ", 0) != 0 || line.size() == 4) {
+      std::string what = detail::printable(line);
+      sock.close();
+      if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
+        throw ServerError(node.endpoint().display() + " refused dump_key: " + what);
+      throw ProtocolError("unexpected line in the key dump from " + node.endpoint().display() + ": '" + what + "'");
+    }
+    on_key(line.substr(4));
+    ++count;
+  }
+}
+
+// The outcome of a restore: how many items were stored, and which failed.
+struct RestoreReport {
+  unsigned long long sent = 0, stored = 0, failed = 0, skipped = 0;
+  std::vector<std::string> first_failures; // "key: reply", the first ten
+};
+
+// Writes items with `set`, pipelined: requests keep flowing while replies are counted, with at
+// most `window_bytes` of requests unanswered, so a restore runs at the link's speed instead of
+// one round trip per key. Every reply is matched to its key; nothing is assumed stored.
+class PipelinedWriter {
+public:
+  PipelinedWriter(NodeClient& node, unsigned long long bwlimit, size_t window_bytes = 4 << 20)
+      : node_(node), limiter_(bwlimit), window_(window_bytes) {
+    node_.connect();
+  }
+
+  void set(const ItemHeader& h, std::string_view data) {
+    size_t before = pending_.size();
+    pending_ += "set ";
+    pending_ += h.key;
+    pending_ += ' ';
+    pending_ += std::to_string(h.flags);
+    pending_ += ' ';
+    pending_ += std::to_string(h.expire);
+    pending_ += ' ';
+    pending_ += std::to_string(data.size());
+    pending_ += "\r\n";
+    pending_.append(data.data(), data.size());
+    pending_ += "\r\n";
+    size_t bytes = pending_.size() - before;
+    in_flight_.push_back(Request{h.key, bytes});
+    unanswered_bytes_ += bytes;
+    ++report_.sent;
+    if (pending_.size() - sent_off_ >= 256 * 1024) pump(false);
+    while (unanswered_bytes_ > window_) pump(true);
+  }
+
+  // Sends the rest and waits for every reply.
+  RestoreReport finish() {
+    while (answered_ < in_flight_.size()) pump(true);
+    return report_;
+  }
+
+private:
+  struct Request {
+    std::string key;
+    size_t bytes;
+  };
+
+  // One round of: send what the socket takes, read the replies that are there. With
+  // `block`, waits (up to the timeout) until at least one of the two made progress.
+  void pump(bool block) {
+    auto& sock = node_.socket();
+    bool progressed = false;
+    if (sent_off_ < pending_.size()) {
+      std::string_view rest(pending_.data() + sent_off_, pending_.size() - sent_off_);
+      size_t n = sock.send_some(rest.substr(0, std::min<size_t>(rest.size(), 1 << 20)));
+      if (n > 0) {
+        limiter_.consume(n);
+        sent_off_ += n;
+        progressed = true;
+      }
+      if (sent_off_ == pending_.size() || sent_off_ > (8 << 20)) {
+        pending_.erase(0, sent_off_);
+        sent_off_ = 0;
+      }
+    }
+    while (answered_ < in_flight_.size()) {
+      auto line = sock.try_read_line();
+      if (!line) break;
+      progressed = true;
+      const Request& r = in_flight_[answered_++];
+      unanswered_bytes_ -= r.bytes;
+      if (*line == "STORED") {
+        ++report_.stored;
+      } else {
+        ++report_.failed;
+        if (report_.first_failures.size() < 10) report_.first_failures.push_back(r.key + ": " + detail::printable(*line));
+        if (*line == "ERROR") {
+          // A request the server could not parse: it may now read our data as commands. Stop.
+          std::string key = r.key;
+          sock.close();
+          throw ServerError(node_.endpoint().display() + " answered ERROR to 'set " + detail::printable(key) +
+                            "': stopped after " + std::to_string(report_.stored) + " items stored");
+        }
+      }
+    }
+    if (answered_ == in_flight_.size() || answered_ > 65536) {
+      in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<long>(answered_));
+      answered_ = 0;
+    }
+    if (!block || progressed) return;
+    short events = POLLIN;
+    if (sent_off_ < pending_.size()) events |= POLLOUT;
+    pollfd p{sock.fd(), events, 0};
+    int rc = detail::handle_EINTR([&] { return ::poll(&p, 1, node_.timeout_ms()); });
+    if (rc == 0) {
+      sock.close();
+      throw NetworkError("timed out waiting for " + node_.endpoint().display() + " (" + std::to_string(report_.stored) +
+                         " items stored, " + std::to_string(in_flight_.size() - answered_) + " unanswered)");
+    }
+  }
+
+  NodeClient& node_;
+  RateLimiter limiter_;
+  size_t window_;
+  std::string pending_;
+  size_t sent_off_ = 0;
+  size_t unanswered_bytes_ = 0;
+  std::vector<Request> in_flight_;
+  size_t answered_ = 0;
+  RestoreReport report_;
+};
+
+// A misplaced key found by verify.
+struct Misplaced {
+  std::string key;
+  std::string node;
+  int found_in = 0, belongs_to = 0;
+};
+
+// The partitioning of a cluster as `meta` describes it.
+struct Partitioning {
+  KeyHashAlgorithm algorithm = KeyHashAlgorithm::simple;
+  ModularResolver resolver;
+  std::string type = "modular";
+};
+
+inline Partitioning partitioning_from_meta(const Meta& m) {
+  Partitioning p;
+  std::string alg = m.get("key-hash-algorithm");
+  if (!alg.empty() && !parse_key_hash_algorithm(alg, p.algorithm))
+    throw Error("the index uses key-hash-algorithm '" + detail::printable(alg) + "', which this tool does not know");
+  std::string type = m.get("partition-type");
+  if (!type.empty() && type != "modular")
+    throw Error("the index uses partition-type '" + detail::printable(type) + "'; only modular is supported");
+  auto num = [&](const char* name, int def) {
+    std::string v = m.get(name);
+    if (v.empty()) return def;
+    auto n = to_int32(v);
+    if (!n || *n <= 0) throw Error(std::string("the index's meta has a bad ") + name + " '" + detail::printable(v) + "'");
+    return *n;
+  };
+  p.resolver = ModularResolver(num("partition-size", 1024), num("partition-modular-hint", 1),
+                               num("partition-modular-virtual", 4096));
+  return p;
+}
+
+// Partitions that serve data: those whose master is active (a new partition's master that is
+// still preparing or ready holds copies, not the keys' home).
+inline int serving_partition_count(const Cluster& c) {
+  int n = 0;
+  for (auto& node : c.nodes())
+    if (node.is_master() && node.is_active()) n = std::max(n, node.partition + 1);
+  return n;
+}
 
 // ---- 8. Formatting -----------------------------------------------------------------------
 
