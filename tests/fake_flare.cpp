@@ -32,6 +32,7 @@
 //   override TARGET WORD off           remove it
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
+//   put NODE KEY [VALUE]               store one item on NODE alone (no routing, no slaves)
 //   fill NODE COUNT SIZE [PREFIX]      store COUNT items PREFIX%05d (default `key`) of SIZE bytes on
 //                                      NODE and its slaves, bypassing routing
 //   set-node HOST:PORT ROLE STATE PARTITION BALANCE   force a node-map entry
@@ -2196,7 +2197,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     return ok();
   }
   static const char* const kTargeted[] = {"delay", "stats-delay", "cut", "drip", "hang", "refuse",
-                                          "override", "kill", "start", "fill", "items"};
+                                          "override", "kill", "start", "fill", "put", "items"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
   if (w.size() < 2) return err("missing target");
@@ -2302,6 +2303,20 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     for (uint64_t start = 0; start < count; start += 1000)
       do_fill_items(*node, prefix, start, std::min<uint64_t>(1000, count - start),
                     static_cast<size_t>(size), pattern);
+    return ok();
+  }
+  if (cmd == "put") {
+    // put NODE KEY [VALUE]: one item on NODE alone (no routing, no slaves), to misplace keys.
+    if (!node || w.size() < 3 || w.size() > 4 || w[2].empty() || w[2].size() > 250) return err("usage: put NODE KEY [VALUE]");
+    std::string value = w.size() == 4 ? std::string(w[3]) : std::string("v");
+    BlobRef b = BlobRef::make(value.size());
+    if (!value.empty()) std::memcpy(b.wdata(), value.data(), value.size());
+    std::lock_guard<std::mutex> lk(g_mu);
+    Item it;
+    it.val = b;
+    auto old = node->store.find(w[2]);
+    it.version = old != node->store.end() ? old->second.version + 1 : 1;
+    node_put(*node, w[2], it);
     return ok();
   }
   if (cmd == "items") {
@@ -2670,6 +2685,9 @@ void parse_args(int argc, char** argv) {
   if (g_cfg.hash_name == "simple") g_hash = HashAlgo::Simple;
   else if (g_cfg.hash_name == "bitshift") g_hash = HashAlgo::Bitshift;
   else if (g_cfg.hash_name == "crc32") g_hash = HashAlgo::Crc32;
+  // The other three are announced in `meta` (for verify tests, which place keys with `put`),
+  // but writes are routed with crc32: the fake does not model them.
+  else if (g_cfg.hash_name == "adler32" || g_cfg.hash_name == "murmur" || g_cfg.hash_name == "jenkins") g_hash = HashAlgo::Crc32;
   else usage("unsupported --key-hash-algorithm");
   if (g_cfg.partition_type != "modular") usage("only --partition-type modular is supported");
   int n = g_cfg.nodes_given ? g_cfg.nodes : (g_cfg.node_ports.empty() ? 3 : 0);
