@@ -937,7 +937,7 @@ int cmd_restore(const Options& o) {
   {
     auto reader = open_reader();
     Item item;
-    while (reader->next(item)) {
+    while (reader->next(item, false)) {
       ++items;
       if (selected(item.header.key)) ++chosen;
       if (g_interrupted) return EXIT_INTERRUPTED;

@@ -936,14 +936,26 @@ struct ItemHeader {
 
 // Parses a VALUE line of a dump (the key may not contain spaces; numbers must be in range).
 inline ItemHeader parse_value_line(std::string_view line) {
-  auto w = detail::words(line);
   auto bad = [&](const char* why) {
     return ProtocolError(std::string("malformed VALUE line (") + why + "): '" + detail::printable(line) + "'");
   };
-  if (w.size() != 6 || w[0] != "VALUE") throw bad("expected VALUE key flags length version expire");
+  // Six space-separated words, split by hand: this runs once per item of a dump or restore.
+  std::string_view w[6];
+  size_t count = 0, i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && line[i] == ' ') ++i;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ') ++j;
+    if (j > i) {
+      if (count == 6) throw bad("expected VALUE key flags length version expire");
+      w[count++] = line.substr(i, j - i);
+    }
+    i = j;
+  }
+  if (count != 6 || w[0] != "VALUE") throw bad("expected VALUE key flags length version expire");
   ItemHeader h;
-  h.key = std::string(w[1]);
-  if (h.key.size() > 250) throw bad("key longer than 250 bytes");
+  if (w[1].size() > 250) throw bad("key longer than 250 bytes");
+  h.key.assign(w[1].data(), w[1].size());
   auto flags = to_int(w[2]), len = to_int(w[3]), ver = to_int(w[4]), exp = to_int(w[5]);
   if (!flags || *flags < 0 || *flags > UINT32_MAX) throw bad("flags");
   if (!len || *len < 0 || *len > FLARE_TOOLS_MAX_VALUE_BYTES) throw bad("length");
@@ -2586,9 +2598,10 @@ public:
     }
   }
 
-  // The next item, or false at the end of the input.
-  bool next(Item& item) {
-    return format_ == DataFormat::flare ? next_flare(item) : next_csv(item);
+  // The next item, or false at the end of the input. With `with_data` false the data is
+  // checked for framing but not kept (a first pass over a file before restoring it).
+  bool next(Item& item, bool with_data = true) {
+    return format_ == DataFormat::flare ? next_flare(item, with_data) : next_csv(item);
   }
   unsigned long long offset() const { return record_offset_; }
 
@@ -2597,7 +2610,7 @@ private:
     throw ProtocolError(name_ + ": malformed record at byte " + std::to_string(record_offset_) + ": " + why);
   }
 
-  bool next_flare(Item& item) {
+  bool next_flare(Item& item, bool with_data) {
     record_offset_ = in_.offset();
     if (in_.at_eof()) bad("the file ends without END (it was cut short)");
     std::string_view line;
@@ -2619,7 +2632,9 @@ private:
     }
     item.data.clear();
     try {
-      in_.read_exact(item.header.length, [&](std::string_view chunk) { item.data.append(chunk.data(), chunk.size()); });
+      in_.read_exact(item.header.length, [&](std::string_view chunk) {
+        if (with_data) item.data.append(chunk.data(), chunk.size());
+      });
       std::string_view end = in_.read_line();
       if (!end.empty()) bad("the data is longer than its length field says");
     } catch (const NetworkError&) {

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # make demo: start a fake flare cluster on loopback, build a small cluster with flare-admin,
 # and show the tables. The fake stops when this script ends.
 set -e
