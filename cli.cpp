@@ -117,7 +117,7 @@ Options parse_options(const Command& cmd, const std::vector<std::string>& argv) 
       size_t eq = body.find('=');
       if (eq != std::string::npos) {
         val = body.substr(eq + 1);
-        body = body.substr(0, eq);
+        body.resize(eq);
       }
       const OptSpec* match = nullptr;
       int prefix_matches = 0;
@@ -267,17 +267,21 @@ IndexClient index_client(const Context& c) {
   return ic;
 }
 
-Cluster load_cluster(IndexClient& ic) {
+// Runs `fn`, naming the index server in its network errors: "cannot connect to index server H:P: ...".
+template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype(fn()) {
   try {
-    return Cluster(ic.stats_nodes());
+    return fn();
   } catch (const NetworkError& e) {
-    // Say which server it was: "cannot connect to index server H:P: reason".
     std::string msg = e.what();
-    std::string who = ic.endpoint().display();
+    std::string who = index.display();
     size_t at = msg.find(who);
     if (at != std::string::npos) throw Error(msg.insert(at, "index server "));
     throw Error("index server " + who + ": " + msg);
   }
+}
+
+Cluster load_cluster(IndexClient& ic) {
+  return naming_index(ic.endpoint(), [&] { return Cluster(ic.stats_nodes()); });
 }
 
 // stdout is written through iostreams; a closed pipe (flare-stats | head) must not kill us
@@ -410,7 +414,7 @@ int cmd_stats(const Options& o) {
     cluster = load_cluster(ic);
     behind.clear();
     try {
-      for (auto& t : ic.stats_threads())
+      for (const auto& t : ic.stats_threads())
         if (t.behind) behind[t.peer] = *t.behind;
     } catch (const ServerError&) {
       // Servers older than 1.0.10 have no `stats threads`: behind shows as "-".
@@ -427,7 +431,7 @@ int cmd_stats(const Options& o) {
   std::map<std::string, std::string> behind;
   if (!filter.empty()) {
     cluster = load_cluster(ic);
-    for (auto& k : filter)
+    for (const auto& k : filter)
       if (!cluster.find(k)) {
         std::cerr << "unknown node: " << k << "\n";
         return EXIT_FAIL;
@@ -479,7 +483,7 @@ int cmd_threads(const Options& o) {
   }
   ServerClient sc(target, c.timeout_ms);
   sc.set_trace(c.trace);
-  auto threads = sc.stats_threads();
+  auto threads = o.args.empty() ? naming_index(target, [&] { return sc.stats_threads(); }) : sc.stats_threads();
   if (o.flag("json")) std::cout << format_threads_json(threads) << "\n";
   else std::cout << format_threads_table(threads);
   flush_stdout();
@@ -491,7 +495,7 @@ int cmd_summary(const Options& o) {
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   std::vector<Endpoint> masters;
-  for (auto& n : cluster.stats_order())
+  for (const auto& n : cluster.stats_order())
     if (n.is_master()) masters.push_back(n.endpoint());
   auto results = gather_stats(masters, c.timeout_ms);
   Summary s = summarize(c.index.display(), cluster, results);
@@ -651,7 +655,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
 
 int cmd_master(const Options& o) {
   auto args = node_args(o, 4, 4, "hostname:port:balance:partition");
-  for (auto& a : args)
+  for (const auto& a : args)
     if (*a.balance <= 0) {
       std::cerr << "invalid balance '" << a.text << "'.\n";
       return EXIT_FAIL;
@@ -967,7 +971,7 @@ int cmd_restore(const Options& o) {
     IndexClient ic = index_client(c);
     Cluster cluster = load_cluster(ic);
     const NodeInfo* m = nullptr;
-    for (auto& n : cluster.list_order())
+    for (const auto& n : cluster.list_order())
       if (!m && n.is_master() && n.is_active()) m = cluster.find(n.key);
     if (!m) throw Error("the cluster has no active master to restore through");
     target = m->endpoint();
@@ -998,7 +1002,7 @@ int cmd_restore(const Options& o) {
   std::cerr << report.stored << " entries have been restored.\n";
   if (report.failed > 0) {
     std::cerr << report.failed << " entries failed:";
-    for (auto& f : report.first_failures) std::cerr << "\n  " << f;
+    for (const auto& f : report.first_failures) std::cerr << "\n  " << f;
     if (report.failed > report.first_failures.size()) std::cerr << "\n  ...";
     std::cerr << "\n";
     return EXIT_FAIL;
@@ -1024,7 +1028,7 @@ int cmd_verify(const Options& o) {
   std::cout << "partition_size: " << count << "\n";
   bool good = true;
   unsigned long long misplaced_total = 0;
-  for (auto& n : cluster.stats_order()) {
+  for (const auto& n : cluster.stats_order()) {
     if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
     std::cout << "checking " << n.key << " (partition " << n.partition << ") ... ";
     std::cout.flush();
@@ -1050,7 +1054,7 @@ int cmd_verify(const Options& o) {
       continue;
     }
     std::cout << keys << " keys, " << misplaced << " misplaced " << (misplaced ? "NG" : "OK") << "\n";
-    for (auto& e : examples) std::cout << e << "\n";
+    for (const auto& e : examples) std::cout << e << "\n";
     if (misplaced > examples.size()) std::cout << "  ...\n";
     misplaced_total += misplaced;
     if (misplaced) good = false;
@@ -1129,7 +1133,7 @@ std::vector<Command> commands() {
 void print_overview(std::ostream& out) {
   out << "Usage: flare-admin SUBCOMMAND [options] [arguments]\n"
       << "       flare-stats [options] [HOST:PORT ...]   (same as flare-admin stats)\n\nSubcommands:\n";
-  for (auto& c : commands()) {
+  for (const auto& c : commands()) {
     std::string name = c.name;
     out << "  " << name << std::string(name.size() < 13 ? 13 - name.size() : 1, ' ') << c.summary << "\n";
   }
@@ -1194,8 +1198,10 @@ int run(int argc, char** argv) {
 
 } // namespace
 
+#ifndef FLARE_CLI_NO_MAIN // the fuzz target for option parsing includes this file
 int main(int argc, char** argv) {
   std::signal(SIGINT, on_sigint);
   std::signal(SIGPIPE, SIG_IGN); // the CLI may: a closed stdout must become an error, not a silent death
   return run(argc, argv);
 }
+#endif

@@ -905,7 +905,7 @@ inline std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string
 struct Meta {
   std::vector<std::pair<std::string, std::string>> fields;
   std::string get(std::string_view name) const {
-    for (auto& f : fields)
+    for (const auto& f : fields)
       if (f.first == name) return f.second;
     return std::string();
   }
@@ -1114,7 +1114,7 @@ struct StatsProbe {
 inline void probe_try_connect(StatsProbe& p) {
   while (p.next_addr < p.addrs.size()) {
     int err = 0;
-    auto& a = p.addrs[p.next_addr++];
+    const auto& a = p.addrs[p.next_addr++];
     p.fd = start_connect(a.first, a.second, err);
     if (p.fd >= 0) {
       p.phase = StatsProbe::connecting;
@@ -1280,7 +1280,7 @@ public:
   // 1 + the highest partition number in use (0 when there is none).
   int partition_count() const {
     int maxp = -1;
-    for (auto& n : nodes_) maxp = std::max(maxp, n.partition);
+    for (const auto& n : nodes_) maxp = std::max(maxp, n.partition);
     return maxp + 1;
   }
 
@@ -2031,7 +2031,7 @@ public:
     {
       Cluster c = cluster();
       std::vector<NodeInfo> targets;
-      for (auto& a : args)
+      for (const auto& a : args)
         if (auto* n = c.find(a.endpoint)) targets.push_back(*n);
       say(trim_newline(format_node_table(targets)));
       say("");
@@ -2132,7 +2132,7 @@ private:
   // A partition whose master is still being built (prepare/ready) must be activated before
   // another new partition can be made.
   static bool has_unfinished_partition(const Cluster& c) {
-    for (auto& n : c.nodes())
+    for (const auto& n : c.nodes())
       if (n.is_master() && (n.state == "prepare" || n.state == "ready")) return true;
     return false;
   }
@@ -2910,13 +2910,6 @@ private:
   RestoreReport report_;
 };
 
-// A misplaced key found by verify.
-struct Misplaced {
-  std::string key;
-  std::string node;
-  int found_in = 0, belongs_to = 0;
-};
-
 // The partitioning of a cluster as `meta` describes it.
 struct Partitioning {
   KeyHashAlgorithm algorithm = KeyHashAlgorithm::simple;
@@ -2948,7 +2941,7 @@ inline Partitioning partitioning_from_meta(const Meta& m) {
 // still preparing or ready holds copies, not the keys' home).
 inline int serving_partition_count(const Cluster& c) {
   int n = 0;
-  for (auto& node : c.nodes())
+  for (const auto& node : c.nodes())
     if (node.is_master() && node.is_active()) n = std::max(n, node.partition + 1);
   return n;
 }
@@ -3005,7 +2998,7 @@ inline std::string format_node_table(const std::vector<NodeInfo>& nodes) {
   using detail::fixed;
   std::string out = fixed("node", -32) + " " + fixed("partition", 9) + " " + fixed("role", 6) + " " +
                     fixed("state", 6) + " " + fixed("balance", 7) + "\n";
-  for (auto& n : nodes) {
+  for (const auto& n : nodes) {
     out += fixed(n.key, -32) + " " + fixed(n.partition < 0 ? "-" : std::to_string(n.partition), 9) + " " +
            fixed(n.role, 6) + " " + fixed(n.state, 6) + " " + fixed(std::to_string(n.balance), 7) + "\n";
   }
@@ -3015,7 +3008,7 @@ inline std::string format_node_table(const std::vector<NodeInfo>& nodes) {
 inline std::string format_node_json(const std::vector<NodeInfo>& nodes) {
   std::string out = "[";
   for (size_t i = 0; i < nodes.size(); ++i) {
-    auto& n = nodes[i];
+    const auto& n = nodes[i];
     out += i ? ",\n  " : "\n  ";
     out += "{\"node\":" + detail::json_escape(n.key) + ",\"host\":" + detail::json_escape(n.host) +
            ",\"port\":" + std::to_string(n.port) + ",\"partition\":" + std::to_string(n.partition) +
@@ -3153,7 +3146,7 @@ inline std::string render_table(const std::vector<std::string>& header, const st
     out += detail::pad_right(header[i], width[i]);
   }
   out += "\n";
-  for (auto& r : rows) {
+  for (const auto& r : rows) {
     for (size_t i = 0; i < header.size(); ++i) {
       if (i) out += delimiter;
       const std::string cell = i < r.size() ? r[i] : std::string();
@@ -3167,7 +3160,7 @@ inline std::string render_table(const std::vector<std::string>& header, const st
 inline std::string format_stats_table(const std::vector<StatsRow>& rows, bool with_qps, const std::string& delimiter = " ") {
   std::vector<std::vector<std::string>> cells;
   cells.reserve(rows.size());
-  for (auto& r : rows) cells.push_back(stats_cells(r, with_qps));
+  for (const auto& r : rows) cells.push_back(stats_cells(r, with_qps));
   return render_table(stats_header(with_qps), cells, 3, delimiter);
 }
 
@@ -3268,7 +3261,7 @@ struct Summary {
 inline Summary summarize(const std::string& name, const Cluster& cluster, const std::vector<StatsResult>& results) {
   Summary s;
   s.name = name;
-  for (auto& n : cluster.nodes()) {
+  for (const auto& n : cluster.nodes()) {
     ++s.nodes;
     if (n.is_master()) {
       ++s.masters;

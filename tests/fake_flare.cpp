@@ -32,6 +32,7 @@
 //   override TARGET WORD off           remove it
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
+//   stall 0|1                          freeze every construction (a stuck slave) / let it go on
 //   put NODE KEY [VALUE]               store one item on NODE alone (no routing, no slaves)
 //   fill NODE COUNT SIZE [PREFIX]      store COUNT items PREFIX%05d (default `key`) of SIZE bytes on
 //                                      NODE and its slaves, bypassing routing
@@ -271,6 +272,8 @@ class PartitionMap {
 };
 
 PartitionMap g_pmap;
+
+bool g_stalled = false; // control `stall 1`: constructions make no progress (guarded by g_mu)
 
 // Partition of KEY when COUNT partitions exist (-1 when COUNT is out of range).
 int partition_of(std::string_view key, int count) {
@@ -925,7 +928,7 @@ void tick(double dt) {
   double cap = std::max(g_cfg.copy_rate * 0.05, 1.0);
   for (auto& kv : g_map) {
     MapEntry& e = kv.second;
-    if (e.state != State::Prepare) continue;
+    if (e.state != State::Prepare || g_stalled) continue;
     e.allowance = std::min(e.allowance + g_cfg.copy_rate * dt, cap);
     if (e.role == Role::Slave) copy_slave(e);
     else if (e.role == Role::Master) copy_master(e);
@@ -2166,6 +2169,13 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     if (g_reqlog_dropped) o += "DROPPED " + std::to_string(g_reqlog_dropped) + "\r\n";
     o += "END\r\n";
     return true;
+  }
+  if (cmd == "stall") {
+    // stall 1: constructions stop copying (a stuck slave), stall 0: they go on.
+    if (w.size() != 2 || (w[1] != "0" && w[1] != "1")) return err("usage: stall 0|1");
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_stalled = w[1] == "1";
+    return ok();
   }
   if (cmd == "requests-clear") {
     std::lock_guard<std::mutex> lk(g_mu);

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -54,7 +55,12 @@ struct Result {
   int status = -1;
   std::string out, err;
   double seconds = 0;
+  long max_rss_kb = 0; // peak resident memory of the child
 };
+
+// The peak memory a run may use, from $FLARE_TEST_RSS_LIMIT_KB; 0 (unset) skips the check,
+// as under AddressSanitizer, whose shadow memory makes RSS meaningless.
+inline long rss_limit_kb() { return std::atol(env_or("FLARE_TEST_RSS_LIMIT_KB", "0").c_str()); }
 
 // Environment for the child: the test's own, minus anything that would pick an index server.
 inline std::vector<std::string> child_env(const std::map<std::string, std::string>& extra) {
@@ -134,7 +140,9 @@ inline Result run(const std::vector<std::string>& args, const std::string& input
     }
   }
   int st = 0;
-  ::waitpid(pid, &st, 0);
+  struct rusage ru {};
+  ::wait4(pid, &st, 0, &ru);
+  r.max_rss_kb = ru.ru_maxrss;
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;

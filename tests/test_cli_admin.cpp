@@ -353,3 +353,28 @@ TEST_CASE("Ctrl-C while waiting stops, says where the node is and how to go on")
   CHECK(r.out.find("The node keeps copying from its master. When it is slave active, give it its balance: flare-admin balance " +
                    f.node(1) + ":1") != std::string::npos);
 }
+
+TEST_CASE("a construction that makes no progress for --timeout seconds ends with a clear error") {
+  FakeCluster f(2, {"--copy-rate", "1000"});
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 5000 10");
+  f.must("stall 1");
+  auto r = run(with({"slave", "--force", "--timeout", "2", f.node(1) + ":1:0"}, idx));
+  CHECK(r.status == 1);
+  CHECK(r.err.find("construction of " + f.node(1) + " made no progress for 2 s (role = slave, state = prepare, items = ") !=
+        std::string::npos);
+  CHECK(r.seconds < 20);
+  f.must("stall 0");
+}
+
+TEST_CASE("on a terminal the progress line is redrawn in place") {
+  FakeCluster f(2, {"--copy-rate", "2000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 3000 10");
+  auto r = run_tty(with({"slave", "--force", f.node(1) + ":1:0"}, f.index_args()), {});
+  CHECK(r.status == 0);
+  CHECK(r.out.find("\r0/3000 (role = slave, state = prepare)") != std::string::npos);
+  CHECK(r.out.find("\x1b[K\r") != std::string::npos);
+  CHECK(r.out.find("3000/3000 (role = slave, state = active) [ETA: 0 sec (elapsed = ") != std::string::npos);
+}
