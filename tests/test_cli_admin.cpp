@@ -255,7 +255,8 @@ TEST_CASE("prompt answers") {
     CHECK(r.status == 1);
     CHECK(r.out.find("skipped: " + n1 + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
                      n1 + ":1") != std::string::npos);
-    auto n = f.cluster().find(n1);
+    auto cluster = f.cluster();
+    auto n = cluster.find(n1);
     CHECK(n->role == "slave");
     CHECK(n->balance == 0);
   }
