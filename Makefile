@@ -56,13 +56,17 @@ build/san/unit: $(UNIT_SRC) $(HDRS) tests/*.hpp | build/san
 build/san/integration: $(INTEG_SRC) $(HDRS) tests/*.hpp | build/san
 	$(CXX) $(WARN) -O1 -g $(SAN) -I. -o $@ $(INTEG_SRC) -pthread
 
+# Each suite's output is kept in build/*/NAME.log for the closing count.
+RUN_LOGGED = run() { log=$$1; shift; "$$@" > $$log 2>&1; st=$$?; cat $$log; return $$st; }; run
+
 test-plain: check-doctest build/plain/flare-admin build/plain/fake-flare build/plain/unit build/plain/integration
-	build/plain/unit
-	FLARE_TEST_RSS_LIMIT_KB=16384 FLARE_ADMIN=build/plain/flare-admin FAKE_FLARE=build/plain/fake-flare build/plain/integration
+	@$(RUN_LOGGED) build/plain/unit.log build/plain/unit
+	@$(RUN_LOGGED) build/plain/integration.log env FLARE_TEST_RSS_LIMIT_KB=16384 FLARE_ADMIN=build/plain/flare-admin \
+	  FAKE_FLARE=build/plain/fake-flare build/plain/integration
 
 test-sanitize: check-doctest build/san/flare-admin build/san/fake-flare build/san/unit build/san/integration
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/san/unit
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@$(RUN_LOGGED) build/san/unit.log env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/san/unit
+	@$(RUN_LOGGED) build/san/integration.log env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  FLARE_ADMIN=build/san/flare-admin FAKE_FLARE=build/san/fake-flare build/san/integration
 
 # The header must compile on its own, pedantic.
@@ -70,7 +74,9 @@ test-header:
 	$(CXX) $(WARN) -pedantic -fsyntax-only -x c++ flare_tools.hpp
 
 test: test-header test-plain test-sanitize
-	@echo "all test suites passed"
+	@cat build/plain/unit.log build/plain/integration.log build/san/unit.log build/san/integration.log | \
+	  awk -F'|' '/\[doctest\] test cases:/ { split($$2, p, " "); split($$3, f, " "); P += p[1]; F += f[1] } \
+	             END { printf "%d passed, %d failed\n", P, F; exit (F > 0) }' 
 
 # Static analysis: cppcheck must report nothing. Two style checks are off, on purpose:
 #  - useStlAlgorithm: it asks for std::any_of/accumulate in place of plain loops over a few

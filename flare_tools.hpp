@@ -1767,42 +1767,42 @@ inline WaitEnd construction_wait(const Endpoint& node, const OperationOptions& o
 
 } // namespace detail
 
+namespace detail {
+
+// One look at a node under construction: its role and state from the index, its items, and
+// (for a slave) its master's items.
+inline ConstructionProgress poll_construction(IndexClient& index, const Endpoint& node, int timeout_ms, bool with_master) {
+  Cluster c(index.stats_nodes());
+  const NodeInfo* n = c.find(node);
+  if (!n) throw Error(node.key() + " disappeared from the cluster while it was being constructed");
+  ConstructionProgress p;
+  p.role = n->role;
+  p.state = n->state;
+  p.items = items_of(node, timeout_ms);
+  if (with_master) {
+    const NodeInfo* m = c.master_of(n->partition);
+    p.master_items = m ? items_of(m->endpoint(), timeout_ms) : 0;
+  }
+  return p;
+}
+
+} // namespace detail
+
 // Waits until `node` is `slave active`, polling the index's `stats nodes` and both nodes'
 // `stats` once per poll interval and reporting "ITEMS/MASTER_ITEMS (role = R, state = S) [ETA...]".
 inline WaitEnd wait_for_slave_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io, ConstructionProgress& last) {
-  auto poll = [&] {
-    Cluster c(index.stats_nodes());
-    const NodeInfo* n = c.find(node);
-    if (!n) throw Error(node.key() + " disappeared from the cluster while it was being constructed");
-    ConstructionProgress p;
-    p.role = n->role;
-    p.state = n->state;
-    p.items = detail::items_of(node, opt.timeout_ms);
-    const NodeInfo* m = c.master_of(n->partition);
-    p.master_items = m ? detail::items_of(m->endpoint(), opt.timeout_ms) : 0;
-    return p;
-  };
   return detail::construction_wait(
-      node, opt, io, poll, [](const ConstructionProgress& p) { return p.role == "slave" && p.state == "active"; },
+      node, opt, io, [&] { return detail::poll_construction(index, node, opt.timeout_ms, true); },
+      [](const ConstructionProgress& p) { return p.role == "slave" && p.state == "active"; },
       [](const ConstructionProgress& p) { return p.role != "slave" || p.state == "down"; }, true, last);
 }
 
 // Waits until `node` is a `master` in state `ready` or `active`.
 inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io, ConstructionProgress& last) {
-  auto poll = [&] {
-    Cluster c(index.stats_nodes());
-    const NodeInfo* n = c.find(node);
-    if (!n) throw Error(node.key() + " disappeared from the cluster while it was being constructed");
-    ConstructionProgress p;
-    p.role = n->role;
-    p.state = n->state;
-    p.items = detail::items_of(node, opt.timeout_ms);
-    return p;
-  };
   return detail::construction_wait(
-      node, opt, io, poll,
+      node, opt, io, [&] { return detail::poll_construction(index, node, opt.timeout_ms, false); },
       [](const ConstructionProgress& p) { return p.role == "master" && (p.state == "ready" || p.state == "active"); },
       [](const ConstructionProgress& p) { return p.role != "master" || p.state == "down"; }, false, last);
 }

@@ -323,6 +323,12 @@ private:
   int stdin_fd_ = -1;
 };
 
+// Argument lists: with({"list"}, {"-i", index}).
+inline std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 inline std::string hex(const std::string& bytes) {
   static const char* d = "0123456789abcdef";
   std::string out;

@@ -6,13 +6,9 @@
 
 using harness::FakeCluster;
 using harness::run;
+using harness::with;
 
 namespace {
-
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -6,13 +6,9 @@
 
 using harness::FakeCluster;
 using harness::run;
+using harness::with;
 
 namespace {
-
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 
 std::string list_row(const std::string& key, const std::string& part, const std::string& role, const std::string& state,
                      const std::string& balance) {

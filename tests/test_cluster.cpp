@@ -1,5 +1,6 @@
 // Section 6 of flare_tools.hpp: the cluster model.
 #include "flare_tools.hpp"
+#include "test_nodes.hpp"
 
 #include <doctest/doctest.h>
 
@@ -7,24 +8,13 @@ using namespace flare;
 
 namespace {
 
-NodeInfo node(const std::string& key, const std::string& role, const std::string& state, int partition, int balance = 0) {
-  NodeInfo n;
-  n.key = key;
-  n.host = key.substr(0, key.rfind(':'));
-  n.port = std::stoi(key.substr(key.rfind(':') + 1));
-  n.role = role;
-  n.state = state;
-  n.partition = partition;
-  n.balance = balance;
-  return n;
-}
 
 // The five-node cluster of 0.7.3's unit test: a down proxy, a master and two slaves of
 // partition 0 (one still preparing), and a ready master of partition 1.
 Cluster five_nodes() {
-  return Cluster({node("h:12121", "proxy", "down", -1), node("h:12122", "master", "active", 0, 1),
-                  node("h:12123", "slave", "active", 0, 1), node("h:12124", "slave", "prepare", 0, 0),
-                  node("h:12125", "master", "ready", 1, 1)});
+  return Cluster({make_node("h:12121", "proxy", "down", -1), make_node("h:12122", "master", "active", 0, 1),
+                  make_node("h:12123", "slave", "active", 0, 1), make_node("h:12124", "slave", "prepare", 0, 0),
+                  make_node("h:12125", "master", "ready", 1, 1)});
 }
 
 std::vector<std::string> keys(const std::vector<NodeInfo>& v) {
@@ -55,7 +45,7 @@ TEST_CASE("list order puts proxies last, stats order puts them first") {
 }
 
 TEST_CASE("roles sort as text inside a partition, then keys") {
-  Cluster c({node("b:2", "slave", "active", 0), node("a:1", "slave", "active", 0), node("z:9", "master", "active", 0)});
+  Cluster c({make_node("b:2", "slave", "active", 0), make_node("a:1", "slave", "active", 0), make_node("z:9", "master", "active", 0)});
   CHECK(keys(c.list_order()) == std::vector<std::string>{"z:9", "a:1", "b:2"});
 }
 
@@ -76,8 +66,8 @@ TEST_CASE("a master with one active slave is reconstructable but not safely") {
 
 TEST_CASE("any other active slave makes a slave safe to rebuild, wherever it is listed") {
   // 0.7.3 looked only at the last other slave in server order (defect 23).
-  Cluster c({node("h:1", "master", "active", 0, 1), node("h:2", "slave", "active", 0, 1), node("h:3", "slave", "active", 0, 1),
-             node("h:4", "slave", "prepare", 0, 0)});
+  Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1), make_node("h:3", "slave", "active", 0, 1),
+             make_node("h:4", "slave", "prepare", 0, 0)});
   CHECK(c.safely_reconstructable(*c.find("h:2")));
   CHECK(c.safely_reconstructable(*c.find("h:3")));
   CHECK(c.safely_reconstructable(*c.find("h:1")));

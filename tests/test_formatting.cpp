@@ -1,5 +1,6 @@
 // Section 8 of flare_tools.hpp: the tables, byte for byte as ../shared/flare-tools-contract.md.
 #include "flare_tools.hpp"
+#include "test_nodes.hpp"
 
 #include <doctest/doctest.h>
 
@@ -7,19 +8,6 @@ using namespace flare;
 
 namespace {
 
-NodeInfo node(const std::string& key, const std::string& role, const std::string& state, int partition, int balance,
-              int thread_type = 16) {
-  NodeInfo n;
-  n.key = key;
-  n.host = key.substr(0, key.rfind(':'));
-  n.port = std::stoi(key.substr(key.rfind(':') + 1));
-  n.role = role;
-  n.state = state;
-  n.partition = partition;
-  n.balance = balance;
-  n.thread_type = thread_type;
-  return n;
-}
 
 StatsResult stats_result(const NodeInfo& n, std::vector<std::pair<std::string, std::string>> fields) {
   StatsResult r;
@@ -30,8 +18,8 @@ StatsResult stats_result(const NodeInfo& n, std::vector<std::pair<std::string, s
 }
 
 Cluster tutorial_cluster() {
-  return Cluster({node("127.0.0.1:12121", "master", "active", 0, 1, 16), node("127.0.0.1:12122", "slave", "active", 0, 0, 17),
-                  node("127.0.0.1:12123", "proxy", "active", -1, 0, 18)});
+  return Cluster({make_node("127.0.0.1:12121", "master", "active", 0, 1, 16), make_node("127.0.0.1:12122", "slave", "active", 0, 0, 17),
+                  make_node("127.0.0.1:12123", "proxy", "active", -1, 0, 18)});
 }
 
 } // namespace
@@ -70,7 +58,7 @@ TEST_CASE("the stats table matches flare-stats") {
   }
   SUBCASE("a custom delimiter goes between padded cells") {
     std::vector<StatsRow> one = {rows[2]};
-    one[0].node = node("127.0.0.1:12122", "master", "active", 0, 1);
+    one[0].node = make_node("127.0.0.1:12122", "master", "active", 0, 1);
     results[2].stats.fields.push_back({"uptime", "45"});
     CHECK(format_stats_table(one, false, ",") ==
           "hostname:port  ,state ,role  ,partition,balance,items,conn,behind,hit,size,uptime,version\n"
@@ -126,7 +114,7 @@ TEST_CASE("the threads table matches flare-admin threads") {
 }
 
 TEST_CASE("the summary matches flare-admin summary") {
-  Cluster c({node("127.0.0.1:12121", "master", "active", 0, 1), node("127.0.0.1:12122", "slave", "active", 0, 1)});
+  Cluster c({make_node("127.0.0.1:12121", "master", "active", 0, 1), make_node("127.0.0.1:12122", "slave", "active", 0, 1)});
   std::vector<StatsResult> r = {stats_result(*c.find("127.0.0.1:12121"), {{"bytes", "21648704"}, {"curr_items", "20000"}})};
   Summary s = summarize("127.0.0.1:12120", c, r);
   CHECK(format_summary(s) == "#cluster                        part  node master slave            size        items\n"
@@ -136,7 +124,7 @@ TEST_CASE("the summary matches flare-admin summary") {
 }
 
 TEST_CASE("the index document is flare's boost XML") {
-  Cluster c({node("127.0.0.1:12121", "master", "active", 0, 1, 16), node("127.0.0.1:12122", "proxy", "down", -1, 0, 17)});
+  Cluster c({make_node("127.0.0.1:12121", "master", "active", 0, 1, 16), make_node("127.0.0.1:12122", "proxy", "down", -1, 0, 17)});
   CHECK(format_index_xml(c, 7) == "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\" ?>\n"
                                   "<!DOCTYPE boost_serialization>\n"
                                   "<boost_serialization signature=\"serialization::archive\" version=\"4\">\n"
@@ -174,7 +162,7 @@ TEST_CASE("the index document is flare's boost XML") {
 }
 
 TEST_CASE("JSON output escapes bytes that are not printable ASCII") {
-  Cluster c({node("h\xff:1", "master", "active", 0, 1)});
+  Cluster c({make_node("h\xff:1", "master", "active", 0, 1)});
   std::string j = format_node_json(c.nodes());
   CHECK(j.find("\"node\":\"h\\u00ff:1\"") != std::string::npos);
   CHECK(j.find("\"partition\":0") != std::string::npos);
