@@ -782,6 +782,9 @@ inline bool is_known_state(std::string_view s) {
   return s == "active" || s == "prepare" || s == "down" || s == "ready";
 }
 
+// The highest partition number we accept from a server.
+constexpr int kMaxPartition = 1 << 20;
+
 // Parses `stats nodes`. Keys are split at the LAST two colons, since the host part is the
 // node's configured server name and may itself contain colons (IPv6). Nodes come back in the
 // order of their first line. An entry missing role, state, partition or balance is an error.
@@ -829,7 +832,9 @@ inline std::vector<NodeInfo> parse_stats_nodes(const std::vector<std::string>& l
       n.seen |= 2;
     } else if (field == "partition") {
       auto v = to_int32(value);
-      if (!v || *v < -1) throw bad("bad partition");
+      // Partitions are numbered below the index's partition-size (1024 by default); a bound
+      // keeps "number of partitions" arithmetic far from overflow.
+      if (!v || *v < -1 || *v > kMaxPartition) throw bad("bad partition");
       n.info.partition = *v;
       n.seen |= 4;
     } else if (field == "balance") {
@@ -934,6 +939,12 @@ struct ItemHeader {
   long long expire = 0;
 };
 
+// A key we can carry: 1 to 250 bytes, none of them a space, CR, LF or NUL (flare splits its
+// requests on spaces and lines; everything else, tabs included, is part of the key).
+inline bool valid_item_key(std::string_view k) {
+  return !k.empty() && k.size() <= 250 && k.find_first_of(std::string_view(" \r\n\0", 4)) == std::string_view::npos;
+}
+
 // Parses a VALUE line of a dump (the key may not contain spaces; numbers must be in range).
 inline ItemHeader parse_value_line(std::string_view line) {
   auto bad = [&](const char* why) {
@@ -954,7 +965,7 @@ inline ItemHeader parse_value_line(std::string_view line) {
   }
   if (count != 6 || w[0] != "VALUE") throw bad("expected VALUE key flags length version expire");
   ItemHeader h;
-  if (w[1].size() > 250) throw bad("key longer than 250 bytes");
+  if (!valid_item_key(w[1])) throw bad("key longer than 250 bytes or holding a NUL byte");
   h.key.assign(w[1].data(), w[1].size());
   auto flags = to_int(w[2]), len = to_int(w[3]), ver = to_int(w[4]), exp = to_int(w[5]);
   if (!flags || *flags < 0 || *flags > UINT32_MAX) throw bad("flags");
@@ -2355,10 +2366,13 @@ inline std::optional<unsigned long long> parse_bandwidth(std::string_view s) {
     bytes = true;
     unit.remove_suffix(1);
   }
-  if (unit == "k") v *= 1024ULL;
-  else if (unit == "M") v *= 1024ULL * 1024;
-  else if (unit == "G") v *= 1024ULL * 1024 * 1024;
+  unsigned long long mult = 1;
+  if (unit == "k") mult = 1024ULL;
+  else if (unit == "M") mult = 1024ULL * 1024;
+  else if (unit == "G") mult = 1024ULL * 1024 * 1024;
   else if (!unit.empty()) return std::nullopt;
+  if (v > (1ULL << 62) / mult) return std::nullopt; // no rate that large exists; never wrap
+  v *= mult;
   return bytes ? v : v / 8;
 }
 
@@ -2699,8 +2713,7 @@ private:
       return *v;
     };
     item.header.key = cells_[0];
-    if (item.header.key.empty() || item.header.key.size() > 250 || item.header.key.find_first_of(" \r\n\t") != std::string::npos)
-      bad("bad key '" + detail::printable(cells_[0]) + "'");
+    if (!valid_item_key(item.header.key)) bad("bad key '" + detail::printable(cells_[0]) + "'");
     item.header.flags = static_cast<unsigned long long>(num(1, "flag", UINT32_MAX));
     long long len = num(2, "len", FLARE_TOOLS_MAX_VALUE_BYTES);
     item.header.version = static_cast<unsigned long long>(num(3, "version", LLONG_MAX));
@@ -2932,8 +2945,14 @@ inline Partitioning partitioning_from_meta(const Meta& m) {
     if (!n || *n <= 0) throw Error(std::string("the index's meta has a bad ") + name + " '" + detail::printable(v) + "'");
     return *n;
   };
-  p.resolver = ModularResolver(num("partition-size", 1024), num("partition-modular-hint", 1),
-                               num("partition-modular-virtual", 4096));
+  int size = num("partition-size", 1024), hint = num("partition-modular-hint", 1), virt = num("partition-modular-virtual", 4096);
+  // Building one row of the map costs partitions x virtual steps and `virtual` ints: bound
+  // both, so that a broken or hostile index cannot make verify run for hours or exhaust memory.
+  // flare's defaults are 1024 x 4096 (flare-zkadmin's 65536 virtual buckets also fit).
+  if (size > (1 << 16) || virt > (1 << 20) || static_cast<long long>(size) * virt > (1LL << 28))
+    throw Error("the index's meta asks for " + std::to_string(size) + " partitions of " + std::to_string(virt) +
+                " virtual buckets: more than this tool computes (at most 2^28 in all)");
+  p.resolver = ModularResolver(size, hint, virt);
   return p;
 }
 
@@ -3061,11 +3080,13 @@ inline QpsRates qps_between(const std::optional<QpsSample>& prev, const std::opt
   if (!prev || !cur) return r;
   double secs = std::chrono::duration<double>(cur->at - prev->at).count();
   if (secs <= 0) return r;
-  long long dg = cur->gets - prev->gets, ds = cur->sets - prev->sets;
-  if (dg < 0 || ds < 0) return r;
-  r.total = static_cast<double>(dg + ds) / secs;
-  r.reads = static_cast<double>(dg) / secs;
-  r.writes = static_cast<double>(ds) / secs;
+  if (cur->gets < prev->gets || cur->sets < prev->sets) return r;
+  // In double: counters come from peers and may be anywhere up to 2^63-1.
+  double dg = static_cast<double>(cur->gets) - static_cast<double>(prev->gets);
+  double ds = static_cast<double>(cur->sets) - static_cast<double>(prev->sets);
+  r.total = (dg + ds) / secs;
+  r.reads = dg / secs;
+  r.writes = ds / secs;
   return r;
 }
 
@@ -3277,8 +3298,12 @@ inline Summary summarize(const std::string& name, const Cluster& cluster, const 
       ++s.unreachable_masters;
       continue;
     }
-    s.bytes += r.stats.number("bytes").value_or(0);
-    s.items += r.stats.number("curr_items").value_or(0);
+    // Saturate instead of wrapping: a peer can send any counter up to 2^63-1.
+    auto add = [](long long& total, long long v) {
+      if (__builtin_add_overflow(total, v, &total)) total = LLONG_MAX;
+    };
+    add(s.bytes, r.stats.number("bytes").value_or(0));
+    add(s.items, r.stats.number("curr_items").value_or(0));
   }
   return s;
 }
@@ -3326,10 +3351,10 @@ inline std::string format_index_xml(const Cluster& cluster, long long version) {
   out += "<node_map class_id=\"0\" tracking_level=\"0\" version=\"0\">\n";
   out += "\t<count>" + std::to_string(cluster.nodes().size()) + "</count>\n";
   out += "\t<item_version>0</item_version>\n";
-  int max_tt = -1;
+  long long max_tt = -1; // thread_type comes from the server: INT_MAX + 1 must not overflow
   bool first = true;
   for (auto& n : cluster.nodes()) {
-    max_tt = std::max(max_tt, n.thread_type);
+    max_tt = std::max(max_tt, static_cast<long long>(n.thread_type));
     out += first ? "\t<item class_id=\"1\" tracking_level=\"0\" version=\"0\">\n" : "\t<item>\n";
     out += "\t\t<first>" + xml(n.key) + "</first>\n";
     out += first ? "\t\t<second class_id=\"2\" tracking_level=\"0\" version=\"0\">\n" : "\t\t<second>\n";
