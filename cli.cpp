@@ -521,7 +521,10 @@ int cmd_index(const Options& o) {
   }
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
-  long long version = ic.stats().number("node_map_version").value_or(0) + increment;
+  long long version = 0;
+  if (__builtin_add_overflow(naming_index(c.index, [&] { return ic.stats(); }).number("node_map_version").value_or(0),
+                             increment, &version))
+    throw UsageError("--increment " + o.get("increment") + " is out of range");
   std::string xml = format_index_xml(cluster, version);
   if (o.has("output")) {
     write_file_atomically(o.get("output"), xml);

@@ -1650,14 +1650,16 @@ public:
     }
 
     std::vector<int> cur(prev.size());
-    std::vector<int> seen;
+    // One counter array for all rows, reset entry by entry: zeroing it whole for every row
+    // made building row n cost O(n^2) on top of O(n x virtual).
+    std::vector<int> seen(static_cast<size_t>(n), 0);
     for (int i = from + 1; i <= n; ++i) {
-      seen.assign(static_cast<std::size_t>(i), 0);
-      for (std::size_t j = 0; j < prev.size(); ++j) {
+      for (size_t j = 0; j < prev.size(); ++j) {
         const int k = prev[j];
-        const int c = ++seen[static_cast<std::size_t>(k)];
+        const int c = ++seen[static_cast<size_t>(k)];
         cur[j] = (c % i == i - 1) ? i - 1 : k;
       }
+      for (int k : prev) seen[static_cast<size_t>(k)] = 0;
       prev.swap(cur);
     }
 

@@ -182,6 +182,26 @@ for key in sorted({dump_items[0][0], dump_items[-1][0]} | {b'k1', b'newkey-after
                                                  b'\x80\xff high bytes', b'a\x00after-nul'}):
     seed('fuzz_keyhash', 'key-' + (key.hex() if key else 'empty')[:40], key)
 
+# ---- boundary variants -------------------------------------------------------------------
+# Real replies with numbers moved to one step below a limit (none of these is refused or
+# overflows as it is): one ASCII-integer mutation away from the edge, where the arithmetic
+# downstream (partition + 1, sums of counters, rate units) has to hold.
+def replace(data, old, new):
+    assert old in data, old
+    return data.replace(old, new)
+
+
+edge_nodes = replace(replace(replace(nodes_ms, b'12121:partition 0', b'12121:partition 2147483646'),
+                             b'12121:thread_type 16', b'12121:thread_type 2147483646'),
+                     b'12121:balance 1', b'12121:balance 2147483646')
+seed('fuzz_stats_nodes', 'edge-nodes-master-slave', without_terminal(edge_nodes))
+edge_stats = replace(replace(replace(stats_node, b'STAT cmd_get 0', b'STAT cmd_get 9223372036854775806'),
+                             b'STAT cmd_set 0', b'STAT cmd_set 1'), b'STAT bytes 528704', b'STAT bytes 4611686018427387903')
+seed('fuzz_stats', 'edge-stats-node', without_terminal(edge_stats))
+edge_meta = replace(meta, b'partition-modular-virtual 4096', b'partition-modular-virtual 65536')
+seed('fuzz_reply', 'edge-nodes-stats-meta', b'\x00' + edge_nodes + edge_stats + edge_stats + edge_meta)
+seed('fuzz_options', 'edge-bwlimit', b'--bwlimit=17179869183G\x00--partition=2147483646\x00--timeout=86399.999')
+
 # ---- write -------------------------------------------------------------------------------
 for target, files in seeds.items():
     d = CORPUS / target

@@ -6,12 +6,13 @@
 # SECONDS per target (default 30); TARGETs are names like fuzz_reply (default: all of
 # tests/fuzz/fuzz_*.cpp). Binaries go to build/fuzz/, each run works on a fresh copy of
 # tests/fuzz/corpus/<target>/ under build/fuzz/work/ (the checked-in corpus is never
-# touched), and a crashing input is saved as build/fuzz/artifacts/<target>-crash-<sha1>.
+# touched) with the dictionary of tests/fuzz/dict/ that fits its input, and a crashing
+# input is saved as build/fuzz/artifacts/<target>-crash-<sha1>.
 # Exit status: 0 when every target ran clean, 1 when one crashed (or hit a sanitizer report,
 # a timeout, an out-of-memory) or could not be built.
 #
 # Environment: CXX (default clang++; must be clang with libFuzzer), FUZZ_JOBS (targets run
-# at once, default 1), FUZZ_FLAGS (extra libFuzzer flags, e.g. "-jobs=2" or "-dict=...").
+# at once, default 1), FUZZ_FLAGS (extra libFuzzer flags, e.g. "-only_ascii=1").
 #
 # Reproduce a crash: build/fuzz/<target> <file>   (e.g. tests/fuzz/crashes/<target>-<name>)
 set -euo pipefail
@@ -123,16 +124,30 @@ unset FLARE_INDEX_SERVER FLARE_INDEX_SERVER_PORT FLARE_INDEX_SERVERS
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# The dictionary of tokens each target's input is made of (tests/fuzz/dict/).
+dict_of() {
+  case $1 in
+    fuzz_reply | fuzz_stats | fuzz_stats_nodes | fuzz_stats_threads | fuzz_node_stream) echo protocol ;;
+    fuzz_dump_stream | fuzz_csv | fuzz_value_line) echo items ;;
+    fuzz_options) echo options ;;
+    fuzz_address) echo address ;;
+    *) echo none ;;
+  esac
+}
+
 run_one() {
   local t=$1
   local work=$out/work/$t
+  local dict=tests/fuzz/dict/$(dict_of "$t").dict
+  local dict_flag=()
+  [ -f "$dict" ] && dict_flag=(-dict="$dict")
   rm -rf "$work"
   mkdir -p "$work/corpus"
   if [ -d "tests/fuzz/corpus/$t" ]; then cp -R "tests/fuzz/corpus/$t/." "$work/corpus/"; fi
   local rc=0
   # shellcheck disable=SC2086
-  "$out/$t" -max_total_time="$duration" -max_len=65536 -rss_limit_mb=2048 -timeout=25 \
-    -print_final_stats=1 -artifact_prefix="$out/artifacts/$t-" ${FUZZ_FLAGS:-} \
+  "$out/$t" -max_total_time="$duration" -max_len=65536 -rss_limit_mb=2048 -timeout=60 \
+    -print_final_stats=1 -artifact_prefix="$out/artifacts/$t-" ${dict_flag[@]+"${dict_flag[@]}"} ${FUZZ_FLAGS:-} \
     "$work/corpus" >"$work/log" 2>&1 || rc=$?
   echo "$rc" >"$work/rc"
 }
