@@ -2951,9 +2951,9 @@ inline Partitioning partitioning_from_meta(const Meta& m) {
   // Building one row of the map costs partitions x virtual steps and `virtual` ints: bound
   // both, so that a broken or hostile index cannot make verify run for hours or exhaust memory.
   // flare's defaults are 1024 x 4096 (flare-zkadmin's 65536 virtual buckets also fit).
-  if (size > (1 << 16) || virt > (1 << 20) || static_cast<long long>(size) * virt > (1LL << 28))
+  if (size > (1 << 16) || virt > (1 << 20) || static_cast<long long>(size) * virt > (1LL << 26))
     throw Error("the index's meta asks for " + std::to_string(size) + " partitions of " + std::to_string(virt) +
-                " virtual buckets: more than this tool computes (at most 2^28 in all)");
+                " virtual buckets: more than this tool computes (at most 2^26 in all)");
   p.resolver = ModularResolver(size, hint, virt);
   return p;
 }
