@@ -96,10 +96,10 @@ fuzz-run:
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 # ---- a cluster of your own on loopback, to see the tools work
-demo: flare-admin build/plain/fake-flare
+demo: all build/plain/fake-flare
 	@tests/demo.sh ./flare-admin build/plain/fake-flare
 
-bench: flare-admin build/plain/fake-flare
+bench: all build/plain/fake-flare
 	bench/stats_bench.sh ./flare-admin build/plain/fake-flare
 
 clean:
