@@ -566,16 +566,14 @@ struct Terminal {
     }
     std::cerr.flush();
   }
-  // Reads one answer from the terminal. Not a terminal, end of input or Ctrl-C: no answer.
+  // Reads one answer line from stdin, a terminal or not (`echo y |`, `yes |` and here-docs
+  // drive existing scripts). A byte at a time, so that the next prompt's answer stays in the
+  // pipe. End of input or Ctrl-C: no answer.
   std::optional<std::string> ask(const std::string& prompt) {
     end_progress();
     std::cout.flush();
     std::cerr << prompt;
     std::cerr.flush();
-    if (!::isatty(0)) {
-      std::cerr << "\nstandard input is not a terminal: taking that as \"no\" (use --force to answer yes)\n";
-      return std::nullopt;
-    }
     std::string line;
     for (;;) {
       if (g_interrupted) {
@@ -586,12 +584,15 @@ struct Terminal {
       if (::poll(&p, 1, 100) <= 0) continue;
       char ch;
       ssize_t n = ::read(0, &ch, 1);
-      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) {
         std::cerr << "\n";
         return std::nullopt; // end of input means no
       }
-      if (ch == '\n') return line;
+      if (ch == '\n') {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        return line;
+      }
       if (line.size() < 1024) line += ch;
     }
   }
@@ -631,7 +632,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   opt.without_clean = o.flag("without-clean");
   if (o.has("retry")) {
     auto v = to_int32(o.get("retry"));
-    if (!v || *v < 0 || *v > 1000) throw UsageError("invalid --retry '" + o.get("retry") + "'");
+    if (!v || *v < 1 || *v > 1000) throw UsageError("invalid --retry '" + o.get("retry") + "': give attempts, 1 to 1000");
     opt.retry = *v;
   }
   auto term = std::make_shared<Terminal>();
@@ -750,14 +751,9 @@ private:
   bool committed_ = false;
 };
 
-struct DataTarget {
-  Endpoint endpoint;
-  DumpRange range;
-};
-
 // The nodes a dump reads: the ones named, or with --all every master; each limited to its
 // own partition's keys (so stale copies left by a partition split are not dumped twice).
-std::vector<DataTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit) {
+std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit) {
   bool all = o.flag("all");
   if (all && !o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
   if (!all && o.args.empty()) {
@@ -780,8 +776,16 @@ std::vector<DataTarget> data_targets(const Options& o, const Context& c, unsigne
   int serving = serving_partition_count(cluster);
   std::vector<NodeInfo> nodes;
   if (all) {
-    for (auto& n : cluster.list_order())
-      if (n.is_master()) nodes.push_back(n);
+    // Each partition's master: after a takeover the old one is listed too, down; a partition
+    // whose only master is down cannot be dumped, and a dump without it is not complete.
+    for (auto& n : cluster.list_order()) {
+      if (!n.is_master() || cluster.master_of(n.partition)->key != n.key) continue;
+      if (n.state == "down") {
+        std::cerr << "partition " << n.partition << " cannot be dumped: its master " << n.key << " is down\n";
+        throw Exit{EXIT_FAIL};
+      }
+      nodes.push_back(n);
+    }
   } else {
     for (auto& a : o.args) {
       Endpoint ep;
@@ -799,9 +803,9 @@ std::vector<DataTarget> data_targets(const Options& o, const Context& c, unsigne
       nodes.push_back(*n);
     }
   }
-  std::vector<DataTarget> out;
+  std::vector<DumpTarget> out;
   for (auto& n : nodes) {
-    DataTarget t{n.endpoint(), {}};
+    DumpTarget t{n.endpoint(), {}};
     t.range.bwlimit = bwlimit;
     if (part) {
       t.range.partition = *part;
@@ -818,9 +822,11 @@ std::vector<DataTarget> data_targets(const Options& o, const Context& c, unsigne
 unsigned long long bwlimit_option(const Options& o) {
   if (!o.has("bwlimit")) return 0;
   auto v = parse_bandwidth(o.get("bwlimit"));
-  if (!v) throw UsageError("invalid --bwlimit '" + o.get("bwlimit") + "' (bits per second; k, M, G multiply by 1024; a trailing B means bytes)");
+  if (!v) throw UsageError("invalid --bwlimit '" + o.get("bwlimit") + "' (bits per second, at least 8; k, M, G multiply by 1024; a trailing B means bytes; 0: no limit)");
   return *v;
 }
+
+bool interrupted() { return g_interrupted != 0; }
 
 int cmd_dump(const Options& o) {
   Context c = make_context(o, true);
@@ -833,29 +839,27 @@ int cmd_dump(const Options& o) {
   Output out(o);
   ItemWriter writer(out.writer(), *format);
   unsigned long long total = 0;
-  for (auto& t : targets) {
-    NodeClient node(t.endpoint, c.timeout_ms);
-    node.set_trace(c.trace);
-    std::cerr << "dumping from " << t.endpoint.display() << "::" << t.range.partition << " of " << t.range.partition_size
-              << " partitions ... ";
-    unsigned long long n = 0;
-    try {
-      n = dump_node(node, t.range, [&](const Item& item) {
-        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
-        writer.write(item.header, item.data);
-        ++total;
-      });
-    } catch (const Exit&) {
-      std::cerr << "\ninterrupted after " << total << " items" << out.where() << "\n";
-      throw;
-    } catch (const Error& e) {
-      std::cerr << "\n" << e.what() << "\ndump failed after " << total << " items" << out.where() << "\n";
-      return EXIT_FAIL;
-    }
-    std::cerr << n << "\n";
+  DumpOptions opt;
+  opt.timeout_ms = c.timeout_ms;
+  opt.trace = c.trace;
+  opt.cancel = interrupted;
+  opt.on_node_start = [](const DumpTarget& t) {
+    std::cerr << "dumping from " << t.endpoint.display() << "::" << t.range.partition << " of "
+              << t.range.partition_size << " partitions ... ";
+  };
+  opt.on_node_done = [](const DumpTarget&, unsigned long long n) { std::cerr << n << "\n"; };
+  opt.on_item = [&](unsigned long long n) { total = n; };
+  try {
+    dump_items(targets, writer, opt);
+    writer.finish();
+    out.commit();
+  } catch (const Interrupted&) {
+    std::cerr << "\ninterrupted after " << total << " items" << out.where() << "\n";
+    return EXIT_INTERRUPTED;
+  } catch (const Error& e) {
+    std::cerr << "\n" << e.what() << "\ndump failed after " << total << " items" << out.where() << "\n";
+    return EXIT_FAIL;
   }
-  writer.finish();
-  out.commit();
   return EXIT_OK;
 }
 
@@ -865,28 +869,29 @@ int cmd_dumpkey(const Options& o) {
   Output out(o);
   unsigned long long total = 0;
   std::string line;
-  for (auto& t : targets) {
-    NodeClient node(t.endpoint, c.timeout_ms);
-    node.set_trace(c.trace);
-    RateLimiter limiter(t.range.bwlimit);
-    try {
+  try {
+    for (auto& t : targets) {
+      NodeClient node(t.endpoint, c.timeout_ms);
+      node.set_trace(c.trace);
+      node.set_cancel(interrupted);
+      RateLimiter limiter(t.range.bwlimit, interrupted);
       dump_keys(node, t.range.partition, t.range.partition_size, [&](std::string_view key) {
-        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
+        if (g_interrupted) throw Interrupted("interrupted");
         line.assign(key.data(), key.size());
         line += '\n';
         out.writer().write(line);
         limiter.consume(line.size() + 4);
         ++total;
       });
-    } catch (const Exit&) {
-      std::cerr << "interrupted after " << total << " keys" << out.where() << "\n";
-      throw;
-    } catch (const Error& e) {
-      std::cerr << e.what() << "\nkey dump failed after " << total << " keys" << out.where() << "\n";
-      return EXIT_FAIL;
     }
+    out.commit();
+  } catch (const Interrupted&) {
+    std::cerr << "interrupted after " << total << " keys" << out.where() << "\n";
+    return EXIT_INTERRUPTED;
+  } catch (const Error& e) {
+    std::cerr << e.what() << "\nkey dump failed after " << total << " keys" << out.where() << "\n";
+    return EXIT_FAIL;
   }
-  out.commit();
   return EXIT_OK;
 }
 
@@ -906,10 +911,26 @@ private:
   regex_t re_;
 };
 
+// Standard input as a restore reads it. Its file status flags are put back on exit: the
+// reader makes the descriptor non-blocking, and a terminal or a pipe is shared with others.
+class StdinGuard {
+public:
+  StdinGuard() : flags_(::fcntl(0, F_GETFL)) {}
+  ~StdinGuard() {
+    if (flags_ >= 0) ::fcntl(0, F_SETFL, flags_);
+  }
+  StdinGuard(const StdinGuard&) = delete;
+  StdinGuard& operator=(const StdinGuard&) = delete;
+
+private:
+  int flags_;
+};
+
 int cmd_restore(const Options& o) {
   Context c = make_context(o, true);
-  if (!o.has("input")) throw UsageError("restore needs --input FILE");
+  if (!o.has("input")) throw UsageError("restore needs --input FILE (- for standard input)");
   std::string path = o.get("input");
+  bool from_stdin = path == "-";
   DataFormat format = path.size() > 4 && path.compare(path.size() - 4, 4, ".csv") == 0 ? DataFormat::csv : DataFormat::flare;
   if (o.has("format")) {
     auto f = parse_data_format(o.get("format"));
@@ -923,6 +944,12 @@ int cmd_restore(const Options& o) {
     std::cerr << "--include option is specified.\n";
     return EXIT_FAIL;
   }
+  unsigned long long resume_from = 0;
+  if (o.has("resume-from")) {
+    auto v = to_int(o.get("resume-from"));
+    if (!v || *v < 0) throw UsageError("invalid --resume-from '" + o.get("resume-from") + "': give a byte offset");
+    resume_from = static_cast<unsigned long long>(*v);
+  }
   std::unique_ptr<KeyPattern> include, exclude;
   std::string prefix = o.get("prefix-include");
   if (o.has("include")) include = std::make_unique<KeyPattern>(o.get("include"));
@@ -934,33 +961,44 @@ int cmd_restore(const Options& o) {
     if (exclude && exclude->matches(key)) return false;
     return true;
   };
+  StdinGuard stdin_guard;
+  const std::string name = from_stdin ? "standard input" : "'" + path + "'";
   auto open_reader = [&] {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error("cannot open '" + path + "': " + std::strerror(errno));
-    return std::make_unique<ItemReader>(fd, "'" + path + "'", format);
+    int fd = from_stdin ? ::dup(0) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error("cannot open " + name + ": " + std::strerror(errno));
+    auto r = std::make_unique<ItemReader>(fd, name, format);
+    r->set_cancel(interrupted);
+    return r;
   };
-  // First pass: the whole file's framing, before anything is sent.
-  unsigned long long items = 0, chosen = 0;
-  {
-    auto reader = open_reader();
-    Item item;
-    while (reader->next(item, false)) {
-      ++items;
-      if (selected(item.header.key)) ++chosen;
-      if (g_interrupted) return EXIT_INTERRUPTED;
-    }
-  }
+  // A regular file is checked whole (framing, and the --resume-from offset) before anything
+  // is sent. A pipe can be read once only: it is restored in one pass, and a bad record stops
+  // the restore where it is found.
+  struct stat st{};
+  bool regular = !from_stdin && ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  std::unique_ptr<ItemReader> reader = open_reader();
   bool print_keys = o.flag("print-keys");
-  if (o.flag("dry-run")) {
-    if (print_keys) {
-      auto reader = open_reader();
+  try {
+    if (regular || o.flag("dry-run")) {
+      unsigned long long items = 0, chosen = 0;
+      reader->skip_to(resume_from);
       Item item;
-      while (reader->next(item))
-        if (selected(item.header.key)) std::cout << item.header.key << "\n";
+      while (reader->next(item, false)) {
+        ++items;
+        if (selected(item.header.key)) {
+          ++chosen;
+          if (print_keys && o.flag("dry-run")) std::cout << item.header.key << "\n";
+        }
+      }
+      if (o.flag("dry-run")) {
+        std::cerr << "dry run: " << chosen << " of " << items << " entries would be restored; nothing was sent.\n";
+        flush_stdout();
+        return EXIT_OK;
+      }
+      reader = open_reader();
     }
-    std::cerr << "dry run: " << chosen << " of " << items << " entries would be restored; nothing was sent.\n";
-    flush_stdout();
-    return EXIT_OK;
+  } catch (const Interrupted&) {
+    std::cerr << "interrupted while reading " << name << ": nothing was sent\n";
+    return EXIT_INTERRUPTED;
   }
   Endpoint target;
   if (!o.args.empty()) {
@@ -981,36 +1019,31 @@ int cmd_restore(const Options& o) {
   }
   NodeClient node(target, c.timeout_ms);
   node.set_trace(c.trace);
-  RestoreReport report;
-  try {
-    PipelinedWriter writer(node, bwlimit_option(o));
-    auto reader = open_reader();
-    Item item;
-    while (reader->next(item)) {
-      if (g_interrupted) {
-        report = writer.finish();
-        std::cerr << "interrupted: " << report.stored << " entries were restored, the rest were not sent.\n";
-        return EXIT_INTERRUPTED;
-      }
-      if (!selected(item.header.key)) continue;
-      if (print_keys) std::cout << item.header.key << "\n";
-      writer.set(item.header, item.data);
-    }
-    report = writer.finish();
-  } catch (const Error& e) {
-    std::cerr << e.what() << "\n";
-    return EXIT_FAIL;
-  }
+  RestoreOptions opt;
+  opt.bwlimit = bwlimit_option(o);
+  opt.resume_from = resume_from;
+  opt.select = selected;
+  if (print_keys) opt.on_key = [](const std::string& key) { std::cout << key << "\n"; };
+  opt.cancel = interrupted;
+  RestoreReport report = restore_items(*reader, node, opt);
   flush_stdout();
-  std::cerr << report.stored << " entries have been restored.\n";
+  if (report.complete) std::cerr << report.stored << " entries have been restored.\n";
   if (report.failed > 0) {
     std::cerr << report.failed << " entries failed:";
     for (const auto& f : report.first_failures) std::cerr << "\n  " << f;
     if (report.failed > report.first_failures.size()) std::cerr << "\n  ...";
     std::cerr << "\n";
-    return EXIT_FAIL;
   }
-  return EXIT_OK;
+  if (!report.complete) {
+    if (!report.interrupted) std::cerr << report.stopped_by << "\n";
+    std::cerr << "restore " << (report.interrupted ? "interrupted" : "stopped") << ": " << report.acknowledged()
+              << " items acknowledged (" << report.stored << " stored, " << report.failed << " failed), "
+              << report.unacknowledged << " sent but not acknowledged (their fate is unknown); the first record not "
+              << "known to be stored starts at byte " << report.resume_offset << ": resume with --resume-from "
+              << report.resume_offset << "\n";
+    return report.interrupted ? EXIT_INTERRUPTED : EXIT_FAIL;
+  }
+  return report.failed > 0 ? EXIT_FAIL : EXIT_OK;
 }
 
 int cmd_verify(const Options& o) {
@@ -1033,16 +1066,22 @@ int cmd_verify(const Options& o) {
   unsigned long long misplaced_total = 0;
   for (const auto& n : cluster.stats_order()) {
     if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
+    if (n.state == "down") {
+      // A replaced master stays listed, down, after a takeover: it serves nothing.
+      std::cout << "skipping " << n.key << " (partition " << n.partition << "): it is down\n";
+      continue;
+    }
     std::cout << "checking " << n.key << " (partition " << n.partition << ") ... ";
     std::cout.flush();
     NodeClient node(n.endpoint(), c.timeout_ms);
     node.set_trace(c.trace);
+    node.set_cancel(interrupted);
     unsigned long long misplaced = 0;
     std::vector<std::string> examples;
     unsigned long long keys = 0;
     try {
       keys = dump_keys(node, -1, 0, [&](std::string_view key) {
-        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
+        if (g_interrupted) throw Interrupted("interrupted");
         int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
         if (want != n.partition) {
           ++misplaced;
@@ -1050,6 +1089,9 @@ int cmd_verify(const Options& o) {
             examples.push_back("  " + detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
         }
       });
+    } catch (const Interrupted&) {
+      std::cout << "interrupted\n";
+      throw Exit{EXIT_INTERRUPTED};
     } catch (const Error& e) {
       std::cout << "failed\n";
       std::cerr << e.what() << "\n";
@@ -1096,6 +1138,7 @@ std::vector<Command> commands() {
        cmd_index},
       {"master", "HOST:PORT:BALANCE:PARTITION ...", "Make proxies the masters of new partitions.", true,
        {kForce, kDryRun, kRetry, {"activate", 0, nullptr, "activate a master that ends ready"},
+        {"unsafe", 0, nullptr, "replace a partition's down master (its data is lost)"},
         {"without-clean", 0, nullptr, "do not flush_all the node first"}},
        cmd_master},
       {"slave", "HOST:PORT:BALANCE[:PARTITION] ...", "Make proxies slaves of a partition, then give them their balance.",
@@ -1112,7 +1155,7 @@ std::vector<Command> commands() {
       {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
        true, {kForce, kDryRun, kRetry}, cmd_part},
       {"dump", "[HOST:PORT ...] | --all", "Dump items to a file or stdout (flare or csv format).", true,
-       {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete)"},
+       {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete); - for stdout"},
         {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,
         {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"}},
        cmd_dump},
@@ -1122,7 +1165,8 @@ std::vector<Command> commands() {
        cmd_dumpkey},
       {"restore", "--input FILE [HOST:PORT]", "Write a dump back with set, pipelined (through HOST:PORT or a master).",
        true,
-       {{"input", 'i', "FILE", "the dump to restore"}, {"format", 'f', "FORMAT", "flare or csv (default: from the name)"},
+       {{"input", 'i', "FILE", "the dump to restore (- for standard input)"},
+        {"resume-from", 0, "OFFSET", "start at the record at byte OFFSET (printed by a restore that stopped)"}, {"format", 'f', "FORMAT", "flare or csv (default: from the name)"},
         {"include", 0, "REGEX", "only keys matching REGEX"}, {"exclude", 0, "REGEX", "skip keys matching REGEX"},
         {"prefix-include", 0, "STRING", "only keys starting with STRING"},
         {"print-keys", 0, nullptr, "print each restored key"}, kBwlimit, kDryRun},

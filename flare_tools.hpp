@@ -36,10 +36,27 @@
 #define FLARE_TOOLS_DEFAULT_TIMEOUT_MS 10000
 #endif
 
-// Longest protocol line we accept (a STAT or VALUE line). Flare's own lines are far shorter;
-// a peer sending more without a newline is broken or hostile.
+// Longest key we carry. flared's text parser takes a key of up to 8191 bytes (one BUFSIZ
+// word); its binary protocol has a 16-bit key length, so a dump may show keys up to 65535.
+#ifndef FLARE_TOOLS_MAX_KEY_BYTES
+#define FLARE_TOOLS_MAX_KEY_BYTES 65535
+#endif
+
+// Longest key flared's text protocol accepts in a `set` (restore refuses longer ones locally,
+// naming them, instead of sending a request the server would misparse).
+#ifndef FLARE_TOOLS_MAX_TEXT_KEY_BYTES
+#define FLARE_TOOLS_MAX_TEXT_KEY_BYTES 8191
+#endif
+
+// Longest protocol line we accept (a STAT or VALUE line): room for the longest key and the
+// numbers of a VALUE line. A peer sending more without a newline is broken or hostile.
 #ifndef FLARE_TOOLS_MAX_LINE_BYTES
-#define FLARE_TOOLS_MAX_LINE_BYTES 65536
+#define FLARE_TOOLS_MAX_LINE_BYTES (FLARE_TOOLS_MAX_KEY_BYTES + 1024)
+#endif
+
+// How often a wait checks its CancelFn, in milliseconds (Ctrl-C is seen within this).
+#ifndef FLARE_TOOLS_CANCEL_CHECK_MS
+#define FLARE_TOOLS_CANCEL_CHECK_MS 200
 #endif
 
 // Largest reply to a non-streaming request (stats, stats nodes, stats threads, meta).
@@ -48,9 +65,16 @@
 #define FLARE_TOOLS_MAX_REPLY_BYTES (4 * 1024 * 1024)
 #endif
 
-// Largest single item value we accept from a dump (flare's default item limit is far below).
+// Largest item value we accept: flared's own limit (storage::entry::max_data_size, 2^31 - 1).
+// Values are streamed through dump and restore in the flare format, never held whole; only a
+// CSV cell (which must be seen whole to choose text or base64) is held in memory.
 #ifndef FLARE_TOOLS_MAX_VALUE_BYTES
-#define FLARE_TOOLS_MAX_VALUE_BYTES (64 * 1024 * 1024)
+#define FLARE_TOOLS_MAX_VALUE_BYTES 2147483647LL
+#endif
+
+// Largest value held whole in memory: a CSV cell. Larger values need the flare format.
+#ifndef FLARE_TOOLS_MAX_HELD_VALUE_BYTES
+#define FLARE_TOOLS_MAX_HELD_VALUE_BYTES (256LL * 1024 * 1024)
 #endif
 
 // Size of each connection's receive buffer.
@@ -67,6 +91,7 @@
 #endif
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -76,6 +101,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -93,6 +119,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -124,6 +151,23 @@ class ServerError : public Error {
 public:
   using Error::Error;
 };
+
+// A dump file or stream that is not what our dump writes (names the byte offset).
+class InputError : public ProtocolError {
+public:
+  using ProtocolError::ProtocolError;
+};
+
+// The caller's cancel check (see CancelFn) said stop, e.g. after Ctrl-C.
+class Interrupted : public Error {
+public:
+  using Error::Error;
+};
+
+// Asked between poll slices during every wait of a socket that has one: returning true stops
+// the wait with Interrupted. The library installs no signal handler; a program that wants
+// Ctrl-C to stop a transfer sets a flag in its own handler and returns it from here.
+using CancelFn = std::function<bool()>;
 
 using Clock = std::chrono::steady_clock;
 
@@ -359,6 +403,23 @@ inline int remaining_ms(Clock::time_point deadline) {
   return left > INT_MAX ? INT_MAX : static_cast<int>(left);
 }
 
+// Waits for `events` on `fd` until `deadline`. A signal (EINTR) never restarts the wait: it
+// goes on for the time left only. With a cancel check the wait runs in slices of
+// FLARE_TOOLS_CANCEL_CHECK_MS and throws Interrupted once the check says stop.
+// Returns the revents, or 0 when the deadline passed.
+inline short poll_until(int fd, short events, Clock::time_point deadline, const CancelFn& cancel) {
+  for (;;) {
+    if (cancel && cancel()) throw Interrupted("interrupted");
+    int ms = remaining_ms(deadline);
+    if (cancel) ms = std::min(ms, FLARE_TOOLS_CANCEL_CHECK_MS);
+    pollfd p{fd, events, 0};
+    int rc = ::poll(&p, 1, ms);
+    if (rc > 0) return p.revents;
+    if (rc < 0 && errno != EINTR) return POLLERR;
+    if (rc == 0 && remaining_ms(deadline) == 0) return 0;
+  }
+}
+
 inline void set_nonblocking(int fd) {
   int flags = handle_EINTR([&] { return ::fcntl(fd, F_GETFL, 0); });
   if (flags >= 0) handle_EINTR([&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); });
@@ -433,6 +494,8 @@ public:
       total_read_ = o.total_read_;
       peer_ = std::move(o.peer_);
       deadline_ = o.deadline_;
+      idle_ms_ = o.idle_ms_;
+      cancel_ = std::move(o.cancel_);
     }
     return *this;
   }
@@ -452,8 +515,14 @@ public:
         last_err = err;
         continue;
       }
-      pollfd p{fd, POLLOUT, 0};
-      int rc = handle_EINTR([&] { return ::poll(&p, 1, remaining_ms(deadline)); });
+      short rev = 0;
+      try {
+        rev = poll_until(fd, POLLOUT, deadline, cancel_);
+      } catch (const Interrupted&) {
+        ::close(fd);
+        throw;
+      }
+      int rc = rev == 0 ? 0 : 1;
       if (rc == 1) {
         err = connect_result(fd);
         if (err == 0) {
@@ -465,7 +534,7 @@ public:
         }
         last_err = err;
       } else {
-        last_err = rc == 0 ? ETIMEDOUT : errno;
+        last_err = ETIMEDOUT;
       }
       ::close(fd);
       if (remaining_ms(deadline) == 0) break;
@@ -497,6 +566,14 @@ public:
   void set_deadline(Clock::time_point d) { deadline_ = d; }
   void set_timeout(int timeout_ms) { deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms); }
   Clock::time_point deadline() const { return deadline_; }
+  // With an idle timeout every byte received moves the deadline on: a stream fails only when
+  // the peer is silent that long, however long the whole transfer takes (0: off).
+  void set_idle_timeout(int timeout_ms) {
+    idle_ms_ = timeout_ms;
+    if (timeout_ms > 0) set_timeout(timeout_ms);
+  }
+  void set_cancel(CancelFn c) { cancel_ = std::move(c); }
+  const CancelFn& cancel() const { return cancel_; }
 
   void send_all(std::string_view data) {
     const char* p = data.data();
@@ -528,9 +605,7 @@ public:
         pos_ = nlpos + 1;
         return line;
       }
-      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES)
-        throw ProtocolError("reply line from " + peer_ + " longer than " +
-                            std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
+      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
       scanned = end_;
       size_t before = pos_;
       fill();
@@ -549,12 +624,10 @@ public:
     }
   }
 
-  // Waits until the socket is readable or the deadline passes; false on timeout.
+  // Waits until the socket is readable or `timeout_ms` passes; false on timeout.
   bool wait_readable(int timeout_ms) {
     if (pos_ < end_) return true;
-    pollfd p{fd_, POLLIN, 0};
-    int rc = handle_EINTR([&] { return ::poll(&p, 1, timeout_ms); });
-    return rc > 0;
+    return poll_until(fd_, POLLIN, Clock::now() + std::chrono::milliseconds(timeout_ms), cancel_) != 0;
   }
 
   size_t buffered() const { return end_ - pos_; }
@@ -580,8 +653,7 @@ public:
       const void* nl = std::memchr(buf_.data() + pos_, '\n', end_ - pos_);
       if (nl) return read_line();
       if (attempt == 1) break;
-      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES)
-        throw ProtocolError("reply line from " + peer_ + " longer than " + std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
+      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
       if (pos_ > 0) {
         std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
         end_ -= pos_;
@@ -619,16 +691,27 @@ private:
     throw NetworkError(what + ": " + errno_text(err));
   }
 
+  // Like every protocol error, a line over the limit leaves the connection unusable: close it.
+  [[noreturn]] void line_too_long() {
+    std::string peer = peer_;
+    close();
+    throw ProtocolError("reply line from " + peer + " longer than " + std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) +
+                        " bytes");
+  }
+
   void wait_for(short events, const char* doing) {
-    pollfd p{fd_, events, 0};
-    int ms = remaining_ms(deadline_);
-    int rc = handle_EINTR([&] { return ::poll(&p, 1, ms); });
-    if (rc == 0) {
+    short rev;
+    try {
+      rev = poll_until(fd_, events, deadline_, cancel_);
+    } catch (const Interrupted&) {
+      close();
+      throw;
+    }
+    if (rev == 0) {
       std::string peer = peer_;
       close();
       throw NetworkError(std::string("timed out ") + doing + " " + peer);
     }
-    if (rc < 0) fail(std::string("poll failed ") + doing + " " + peer_, errno);
   }
 
   void fill() {
@@ -643,6 +726,7 @@ private:
       if (n > 0) {
         end_ += static_cast<size_t>(n);
         total_read_ += static_cast<unsigned long long>(n);
+        if (idle_ms_ > 0) set_timeout(idle_ms_);
         return;
       }
       if (n == 0) {
@@ -661,6 +745,8 @@ private:
   unsigned long long total_read_ = 0;
   std::string peer_;
   Clock::time_point deadline_ = Clock::now();
+  int idle_ms_ = 0;
+  CancelFn cancel_;
 };
 
 } // namespace detail
@@ -939,10 +1025,12 @@ struct ItemHeader {
   long long expire = 0;
 };
 
-// A key we can carry: 1 to 250 bytes, none of them a space, CR, LF or NUL (flare splits its
-// requests on spaces and lines; everything else, tabs included, is part of the key).
+// A key we can carry: 1 to FLARE_TOOLS_MAX_KEY_BYTES bytes, none of them a space, CR, LF or
+// NUL (flare splits its requests on spaces and lines; everything else, tabs included, is part
+// of the key). flared stores keys longer than memcached's 250 bytes, so we do too.
 inline bool valid_item_key(std::string_view k) {
-  return !k.empty() && k.size() <= 250 && k.find_first_of(std::string_view(" \r\n\0", 4)) == std::string_view::npos;
+  return !k.empty() && k.size() <= FLARE_TOOLS_MAX_KEY_BYTES &&
+         k.find_first_of(std::string_view(" \r\n\0", 4)) == std::string_view::npos;
 }
 
 // Parses a VALUE line of a dump (the key may not contain spaces; numbers must be in range).
@@ -965,7 +1053,8 @@ inline ItemHeader parse_value_line(std::string_view line) {
   }
   if (count != 6 || w[0] != "VALUE") throw bad("expected VALUE key flags length version expire");
   ItemHeader h;
-  if (!valid_item_key(w[1])) throw bad("key longer than 250 bytes or holding a NUL byte");
+  if (!valid_item_key(w[1]))
+    throw bad(("key longer than " + std::to_string(FLARE_TOOLS_MAX_KEY_BYTES) + " bytes or holding a NUL byte").c_str());
   h.key.assign(w[1].data(), w[1].size());
   auto flags = to_int(w[2]), len = to_int(w[3]), ver = to_int(w[4]), exp = to_int(w[5]);
   if (!flags || *flags < 0 || *flags > UINT32_MAX) throw bad("flags");
@@ -993,6 +1082,8 @@ public:
   const Endpoint& endpoint() const { return ep_; }
   int timeout_ms() const { return timeout_ms_; }
   void set_trace(TraceFn t) { trace_ = std::move(t); }
+  // Every wait of this client then also stops, with Interrupted, once `c` returns true.
+  void set_cancel(CancelFn c) { sock_.set_cancel(std::move(c)); }
   void close() {
     if (sock_.is_open()) {
       // Be polite but never wait for the peer: "quit" needs no answer.
@@ -1136,12 +1227,18 @@ inline void probe_try_connect(StatsProbe& p) {
   p.finish_error(p.result.error.empty() ? "cannot connect" : p.result.error);
 }
 
-// Looks for "END\r\n" at the start of a line; returns true when the reply is complete.
+// The last complete line of `buf` when `buf` ends with one ("" otherwise).
+inline std::string_view last_line(const std::string& buf) {
+  if (buf.size() < 2 || buf.compare(buf.size() - 2, 2, "\r\n") != 0) return {};
+  size_t start = buf.rfind('\n', buf.size() - 3);
+  start = start == std::string::npos ? 0 : start + 1;
+  return std::string_view(buf).substr(start, buf.size() - 2 - start);
+}
+
+// A `stats` reply is complete at its END line, or at an error line that replaces it.
 inline bool probe_reply_complete(const std::string& buf) {
-  if (buf.size() >= 5 && buf.compare(buf.size() - 5, 5, "END\r\n") == 0 &&
-      (buf.size() == 5 || buf[buf.size() - 6] == '\n'))
-    return true;
-  return false;
+  std::string_view last = last_line(buf);
+  return last == "END" || last == "ERROR" || last.rfind("SERVER_ERROR", 0) == 0 || last.rfind("CLIENT_ERROR", 0) == 0;
 }
 
 } // namespace detail
@@ -1178,8 +1275,9 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
       owner.push_back(i);
     }
     if (fds.empty()) break;
-    int ms = detail::remaining_ms(deadline);
-    int rc = detail::handle_EINTR([&] { return ::poll(fds.data(), fds.size(), ms); });
+    // A signal ends poll early; the next round waits for the time left only.
+    int rc = ::poll(fds.data(), fds.size(), detail::remaining_ms(deadline));
+    if (rc < 0 && errno == EINTR) continue;
     if (rc == 0) {
       for (size_t i : owner) probes[i].finish_error("timed out");
       break;
@@ -1235,6 +1333,9 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
           p.phase = StatsProbe::done;
           p.result.fetched_at = Clock::now();
           try {
+            std::string_view status = detail::last_line(p.inbuf);
+            if (status != "END")
+              throw ServerError("answered '" + detail::printable(status) + "' to stats");
             std::vector<std::string> lines;
             std::string_view all(p.inbuf);
             all.remove_suffix(5); // END\r\n
@@ -1295,11 +1396,31 @@ public:
     return maxp + 1;
   }
 
+  // The partition's master. After a takeover the index lists two: the old one `master down`
+  // (kept in the map until removed) and the new one; the one that is not down is the master.
   const NodeInfo* master_of(int partition) const {
-    if (partition < 0) return nullptr;
+    const NodeInfo* down = nullptr;
+    for (auto* n : masters_of(partition)) {
+      if (n->state != "down") return n;
+      if (!down) down = n;
+    }
+    return down;
+  }
+
+  // Every node listed as master of the partition (more than one only after a takeover).
+  std::vector<const NodeInfo*> masters_of(int partition) const {
+    std::vector<const NodeInfo*> out;
+    if (partition < 0) return out;
     for (auto& n : nodes_)
-      if (n.partition == partition && n.is_master()) return &n;
-    return nullptr;
+      if (n.partition == partition && n.is_master()) out.push_back(&n);
+    return out;
+  }
+
+  // A master that is down with no other master for its partition: it holds the partition's
+  // only copy ("preserved" by the index) and comes back with its data when its flared does.
+  const NodeInfo* preserved_down_master(int partition) const {
+    const NodeInfo* m = master_of(partition);
+    return m && m->state == "down" ? m : nullptr;
   }
 
   std::vector<const NodeInfo*> slaves_of(int partition) const {
@@ -1870,6 +1991,12 @@ public:
 
   // Proxies become masters of new partitions (args host:port:balance:partition).
   Outcome master(std::vector<NodeArg> args) {
+    // Every argument first: flarei refuses a master of balance 0, after the flush_all.
+    for (const auto& a : args)
+      if (!a.balance || *a.balance <= 0 || !a.partition) {
+        say("invalid balance '" + a.text + "'.");
+        return Outcome::failed;
+      }
     std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
     Outcome result = Outcome::ok;
     for (auto& a : args) {
@@ -1896,6 +2023,20 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
+      // A down master with no replacement holds the partition's only copy: a new master would
+      // start empty and the index would list two masters. --force answers questions; it does
+      // not choose to lose data. Only --unsafe does.
+      if (existing && !opt_.unsafe) {
+        say("partition " + std::to_string(part) + " has a master that is down: " + existing->key +
+            " holds its only copy of the data. Start its flared again (the index makes it active with its data), "
+            "or, to give that data up, replace it with: flare-admin master --unsafe " + a.text);
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (existing)
+        say("replacing the down master " + existing->key + " of partition " + std::to_string(part) + ": " + key +
+            " starts empty; the items on " + existing->key + " are lost to the cluster (its flared, if it returns, "
+            "comes back as a proxy).");
       if (part > c.partition_count() || (part == c.partition_count() && has_unfinished_partition(c))) {
         say("partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
             std::to_string(c.partition_count()) + (has_unfinished_partition(c) ? ", after the ready one is activated." : "."));
@@ -1963,6 +2104,12 @@ public:
         return Outcome::failed;
       }
       int bal = *a.balance;
+      if (n->is_proxy()) {
+        // flarei answers OK to a proxy's balance and changes nothing: say so instead.
+        say(key + " is a proxy: a balance applies to masters and slaves only.");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
       if (n->balance == bal) {
         say("no need to change the balance of " + key + ".");
         continue;
@@ -2011,7 +2158,16 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
-      if (!(n->is_proxy() && n->state == "down")) {
+      // The index removes a down proxy, and a down master whose partition was taken over by
+      // another master; it refuses a down master that still holds its partition's only copy.
+      bool replaced_master = n->is_master() && n->state == "down" && c.master_of(n->partition) != n;
+      if (n->is_master() && n->state == "down" && !replaced_master) {
+        say("node is the down master of partition " + std::to_string(n->partition) +
+            " and holds its only copy; the index keeps it. (node=" + key + ")");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!(n->is_proxy() && n->state == "down") && !replaced_master) {
         say("node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")");
         result = worse(result, Outcome::failed);
         continue;
@@ -2036,6 +2192,7 @@ public:
     }
     say("");
     say(trim_newline(format_node_table(cluster().nodes())));
+    say("");
     return result;
   }
 
@@ -2069,7 +2226,7 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
-      if (!opt_.force && !yes_to_all_) {
+      if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
         if (!safe) say("you are trying to reconstruct " + key + " without redanduncy.");
         bool go = false, quit = false;
         for (;;) {
@@ -2100,7 +2257,7 @@ public:
       result = worse(result, o);
       if (o == Outcome::interrupted) return o;
     }
-    say(trim_newline(format_node_table(cluster().nodes())));
+    print_table(args);
     say("");
     return result;
   }
@@ -2133,7 +2290,10 @@ private:
   Cluster cluster() { return Cluster(index_.stats_nodes()); }
 
   // --force, or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
-  bool ask_yes(const std::string& prompt) { return opt_.force || yes_to_all_ || confirm(io_, prompt); }
+  // A dry run never asks: it shows every request the whole plan would send.
+  bool ask_yes(const std::string& prompt) {
+    return opt_.force || opt_.dry_run || yes_to_all_ || confirm(io_, prompt);
+  }
   void say(const std::string& s) {
     if (io_.say) io_.say(s);
   }
@@ -2208,7 +2368,7 @@ private:
         say("executing flush_all failed.");
         return Outcome::failed;
       }
-      say("executed flush_all command before constructing the master node.");
+      if (!opt_.dry_run) say("executed flush_all command before constructing the master node.");
     }
     std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " master " +
                                                std::to_string(bal) + " " + std::to_string(part),
@@ -2249,7 +2409,7 @@ private:
         say("executing flush_all failed.");
         return Outcome::failed;
       }
-      say("executed flush_all command before constructing the slave node.");
+      if (!opt_.dry_run) say("executed flush_all command before constructing the slave node.");
     }
     std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " +
                                                std::to_string(part),
@@ -2342,6 +2502,7 @@ private:
       }
     }
     print_table(args);
+    if (state == "down") say(""); // 0.7.3 ends down's table (not activate's) with an empty line
     return result;
   }
 
@@ -2375,6 +2536,9 @@ inline std::optional<unsigned long long> parse_bandwidth(std::string_view s) {
   else if (!unit.empty()) return std::nullopt;
   if (v > (1ULL << 62) / mult) return std::nullopt; // no rate that large exists; never wrap
   v *= mult;
+  // 0 means unlimited; a rate that rounds down to 0 bytes per second would mean the same by
+  // accident, so anything from 1 to 7 bits per second is refused instead.
+  if (!bytes && v > 0 && v < 8) return std::nullopt;
   return bytes ? v : v / 8;
 }
 
@@ -2383,18 +2547,26 @@ inline std::optional<unsigned long long> parse_bandwidth(std::string_view s) {
 // and no sleep at all when the link is slower than the limit.
 class RateLimiter {
 public:
-  explicit RateLimiter(unsigned long long bytes_per_second = 0) : rate_(bytes_per_second) {}
+  explicit RateLimiter(unsigned long long bytes_per_second = 0, CancelFn cancel = nullptr)
+      : rate_(bytes_per_second), cancel_(std::move(cancel)) {}
+  // Sleeps (in slices, so a cancel is seen) until `bytes` more are due. Throws Interrupted.
   void consume(size_t bytes) {
     if (rate_ == 0) return;
     if (total_ == 0) start_ = Clock::now();
     total_ += bytes;
     auto due = start_ + std::chrono::microseconds(static_cast<long long>(static_cast<double>(total_) * 1e6 / static_cast<double>(rate_)));
-    auto now = Clock::now();
-    if (due > now) std::this_thread::sleep_for(due - now);
+    for (auto now = Clock::now(); due > now; now = Clock::now()) {
+      if (cancel_ && cancel_()) throw Interrupted("interrupted");
+      std::this_thread::sleep_for(std::min<Clock::duration>(due - now, std::chrono::milliseconds(FLARE_TOOLS_CANCEL_CHECK_MS)));
+    }
   }
+  // The most to hand over at once so that one sleep stays short (a fifth of a second's worth).
+  size_t chunk(size_t most) const { return rate_ == 0 ? most : static_cast<size_t>(std::clamp<unsigned long long>(rate_ / 5, 1, most)); }
+  unsigned long long rate() const { return rate_; }
 
 private:
   unsigned long long rate_;
+  CancelFn cancel_;
   unsigned long long total_ = 0;
   Clock::time_point start_{};
 };
@@ -2558,32 +2730,58 @@ public:
     if (format_ == DataFormat::csv) out_.write(csv_header());
   }
   void write(const ItemHeader& h, std::string_view data) {
+    ItemHeader sized = h;
+    sized.length = data.size();
+    begin(sized);
+    this->data(data);
+    end();
+  }
+  // An item in pieces: begin() with its header (`length` is the size of the data to come), the
+  // data in any number of chunks, then end(). The flare format streams the data straight
+  // through; a CSV cell must be seen whole (text or base64), so it is held, up to
+  // FLARE_TOOLS_MAX_HELD_VALUE_BYTES.
+  void begin(const ItemHeader& h) {
+    header_ = h;
+    if (format_ == DataFormat::csv) {
+      if (static_cast<long long>(h.length) > FLARE_TOOLS_MAX_HELD_VALUE_BYTES)
+        throw Error("the value of '" + detail::printable(h.key) + "' is " + std::to_string(h.length) +
+                    " bytes, more than a CSV dump holds (" + std::to_string(FLARE_TOOLS_MAX_HELD_VALUE_BYTES) +
+                    "); use the flare format");
+      held_.clear();
+      return;
+    }
     line_.clear();
+    line_ += "VALUE ";
+    line_ += h.key;
+    line_ += ' ';
+    line_ += std::to_string(h.flags);
+    line_ += ' ';
+    line_ += std::to_string(h.length);
+    line_ += ' ';
+    line_ += std::to_string(h.version);
+    line_ += ' ';
+    line_ += std::to_string(h.expire);
+    line_ += "\r\n";
+    out_.write(line_);
+  }
+  void data(std::string_view chunk) {
+    if (format_ == DataFormat::csv) held_.append(chunk.data(), chunk.size());
+    else out_.write(chunk);
+  }
+  void end() {
     if (format_ == DataFormat::flare) {
-      line_ += "VALUE ";
-      line_ += h.key;
-      line_ += ' ';
-      line_ += std::to_string(h.flags);
-      line_ += ' ';
-      line_ += std::to_string(data.size());
-      line_ += ' ';
-      line_ += std::to_string(h.version);
-      line_ += ' ';
-      line_ += std::to_string(h.expire);
-      line_ += "\r\n";
-      out_.write(line_);
-      out_.write(data);
       out_.write("\r\n");
       return;
     }
-    detail::csv_cell(h.key, line_);
-    line_ += ',' + std::to_string(h.flags) + ',' + std::to_string(data.size()) + ',' + std::to_string(h.version) + ',' +
-             std::to_string(h.expire) + ',';
-    if (detail::is_csv_text(data)) {
-      detail::csv_cell(data, line_);
+    line_.clear();
+    detail::csv_cell(header_.key, line_);
+    line_ += ',' + std::to_string(header_.flags) + ',' + std::to_string(held_.size()) + ',' +
+             std::to_string(header_.version) + ',' + std::to_string(header_.expire) + ',';
+    if (detail::is_csv_text(held_)) {
+      detail::csv_cell(held_, line_);
       line_ += ",\r\n";
     } else {
-      detail::base64_encode(data, line_);
+      detail::base64_encode(held_, line_);
       line_ += ",base64\r\n";
     }
     out_.write(line_);
@@ -2597,6 +2795,8 @@ private:
   FdWriter& out_;
   DataFormat format_;
   std::string line_;
+  ItemHeader header_;
+  std::string held_;
 };
 
 // Reads items back from a file in either format. Every malformed record is an error that
@@ -2607,33 +2807,89 @@ public:
     in_.adopt(fd, name);
     in_.set_timeout(24 * 3600 * 1000); // a file never makes us wait; the deadline is moot
     if (format_ == DataFormat::csv) {
-      if (in_.at_eof()) throw ProtocolError(name_ + ": empty file (no CSV header)");
+      if (in_.at_eof()) throw InputError(name_ + ": empty file (no CSV header)");
       std::string_view first = in_.read_line();
       if (std::string(first) + "\r\n" != csv_header() && std::string(first) + "\n" != std::string("key,flag,len,version,expire,data,encoding\n"))
-        throw ProtocolError(name_ + ": not a flare-tools CSV dump (header is '" + detail::printable(first) + "')");
+        throw InputError(name_ + ": not a flare-tools CSV dump (header is '" + detail::printable(first) + "')");
     }
   }
 
-  // The next item, or false at the end of the input. With `with_data` false the data is
+  // The next record's header, or false at the end of the input. Its data must then be taken
+  // with read_data() (or is skipped by the next call).
+  bool next_header(ItemHeader& h) {
+    if (data_pending_) read_data([](std::string_view) {});
+    if (ended_) return false;
+    bool more = format_ == DataFormat::flare ? next_flare_header(h) : next_csv(h);
+    data_pending_ = more;
+    ended_ = !more;
+    return more;
+  }
+
+  // The data of the record whose header next_header() gave, in chunks of at most the read
+  // buffer: a value of any size passes through without being held.
+  template <typename Sink> void read_data(Sink&& sink) {
+    if (!data_pending_) return;
+    data_pending_ = false;
+    if (format_ == DataFormat::csv) {
+      sink(std::string_view(csv_data_));
+      return;
+    }
+    try {
+      in_.read_exact(length_, sink);
+      std::string_view end = in_.read_line();
+      if (!end.empty()) bad("the data is longer than its length field says");
+    } catch (const NetworkError&) {
+      bad("the input ends inside the data of '" + detail::printable(key_) + "'");
+    }
+  }
+
+  // The next item whole, or false at the end of the input. With `with_data` false the data is
   // checked for framing but not kept (a first pass over a file before restoring it).
   bool next(Item& item, bool with_data = true) {
-    return format_ == DataFormat::flare ? next_flare(item, with_data) : next_csv(item);
+    if (!next_header(item.header)) return false;
+    item.data.clear();
+    read_data([&](std::string_view chunk) {
+      if (with_data) item.data.append(chunk.data(), chunk.size());
+    });
+    return true;
   }
+
+  // A pipe may stall (ssh, a slow decompressor): every wait for input then also checks `c`.
+  void set_cancel(CancelFn c) { in_.set_cancel(std::move(c)); }
+
+  // Where the last record read starts, and where the next one will (bytes of the input).
   unsigned long long offset() const { return record_offset_; }
+  unsigned long long position() const { return in_.offset(); }
+
+  // Reads past the records before byte `target`, which must be where a record starts (or the
+  // end of the records). For a restore resumed where an earlier one stopped.
+  void skip_to(unsigned long long target) {
+    if (target == 0) return;
+    ItemHeader h;
+    while (position() < target) {
+      if (!next_header(h))
+        throw InputError(name_ + ": byte " + std::to_string(target) + " is past the last record (they end at byte " +
+                         std::to_string(record_offset_) + ")");
+      read_data([](std::string_view) {});
+    }
+    if (position() != target)
+      throw InputError(name_ + ": byte " + std::to_string(target) + " is not the start of a record (one starts at byte " +
+                       std::to_string(record_offset_) + ", the next at byte " + std::to_string(position()) + ")");
+  }
 
 private:
   [[noreturn]] void bad(const std::string& why) {
-    throw ProtocolError(name_ + ": malformed record at byte " + std::to_string(record_offset_) + ": " + why);
+    throw InputError(name_ + ": malformed record at byte " + std::to_string(record_offset_) + ": " + why);
   }
 
-  bool next_flare(Item& item, bool with_data) {
+  bool next_flare_header(ItemHeader& h) {
     record_offset_ = in_.offset();
-    if (in_.at_eof()) bad("the file ends without END (it was cut short)");
+    if (in_.at_eof()) bad("the input ends without END (it was cut short)");
     std::string_view line;
     try {
       line = in_.read_line();
     } catch (const NetworkError&) {
-      bad("the file ends inside a VALUE line");
+      bad("the input ends inside a VALUE line");
     } catch (const Error& e) {
       bad(e.what());
     }
@@ -2642,34 +2898,35 @@ private:
       return false;
     }
     try {
-      item.header = parse_value_line(line);
+      h = parse_value_line(line);
     } catch (const ProtocolError& e) {
       bad(e.what());
     }
-    item.data.clear();
-    try {
-      in_.read_exact(item.header.length, [&](std::string_view chunk) {
-        if (with_data) item.data.append(chunk.data(), chunk.size());
-      });
-      std::string_view end = in_.read_line();
-      if (!end.empty()) bad("the data is longer than its length field says");
-    } catch (const NetworkError&) {
-      bad("the file ends inside the data of '" + detail::printable(item.header.key) + "'");
-    }
+    length_ = h.length;
+    key_ = h.key;
     return true;
   }
 
-  // One RFC 4180 record; quoted cells may hold commas, quotes and line breaks.
-  bool next_csv(Item& item) {
+  // One RFC 4180 record; quoted cells may hold commas, quotes and line breaks. A record has
+  // seven cells, each bounded (a key, numbers, the data): a broken file cannot grow one without end.
+  bool next_csv(ItemHeader& h) {
     record_offset_ = in_.offset();
     if (in_.at_eof()) return false;
     cells_.clear();
     std::string cell;
-    bool quoted = false, in_quotes = false, after_quote = false;
+    bool in_quotes = false, after_quote = false;
+    auto limit = [&] {
+      return cells_.size() == 5 ? static_cast<size_t>(FLARE_TOOLS_MAX_HELD_VALUE_BYTES / 3 * 4 + 8)
+                                : static_cast<size_t>(FLARE_TOOLS_MAX_KEY_BYTES + 2);
+    };
+    auto add = [&](char c) {
+      cell += c;
+      if (cell.size() > limit()) bad("cell " + std::to_string(cells_.size() + 1) + " too large");
+    };
     for (;;) {
       char c;
       if (in_.at_eof()) {
-        if (in_quotes) bad("the file ends inside a quoted cell");
+        if (in_quotes) bad("the input ends inside a quoted cell");
         break;
       }
       in_.read_exact(1, [&](std::string_view b) { c = b[0]; });
@@ -2678,35 +2935,33 @@ private:
           in_quotes = false;
           after_quote = true;
         } else {
-          cell += c;
-          if (cell.size() > 2 * FLARE_TOOLS_MAX_VALUE_BYTES) bad("cell too large");
+          add(c);
         }
         continue;
       }
       if (c == '"') {
         if (after_quote) {
-          cell += '"';
+          add('"');
           in_quotes = true;
           after_quote = false;
           continue;
         }
         if (!cell.empty()) bad("a quote inside an unquoted cell");
-        quoted = in_quotes = true;
+        in_quotes = true;
         continue;
       }
       if (c == ',') {
+        if (cells_.size() == 6) bad("more than 7 cells (key,flag,len,version,expire,data,encoding)");
         cells_.push_back(std::move(cell));
         cell.clear();
-        quoted = after_quote = false;
+        after_quote = false;
         continue;
       }
       if (c == '\r') continue;
       if (c == '\n') break;
       if (after_quote) bad("text after a closing quote");
-      cell += c;
-      if (cell.size() > 2 * FLARE_TOOLS_MAX_VALUE_BYTES) bad("cell too large");
+      add(c);
     }
-    (void)quoted;
     cells_.push_back(std::move(cell));
     if (cells_.size() != 7) bad("expected 7 cells (key,flag,len,version,expire,data,encoding), found " + std::to_string(cells_.size()));
     auto num = [&](size_t i, const char* what, long long max) {
@@ -2714,22 +2969,22 @@ private:
       if (!v || *v < 0 || *v > max) bad(std::string("bad ") + what + " '" + detail::printable(cells_[i]) + "'");
       return *v;
     };
-    item.header.key = cells_[0];
-    if (!valid_item_key(item.header.key)) bad("bad key '" + detail::printable(cells_[0]) + "'");
-    item.header.flags = static_cast<unsigned long long>(num(1, "flag", UINT32_MAX));
-    long long len = num(2, "len", FLARE_TOOLS_MAX_VALUE_BYTES);
-    item.header.version = static_cast<unsigned long long>(num(3, "version", LLONG_MAX));
-    item.header.expire = num(4, "expire", LLONG_MAX);
+    h.key = cells_[0];
+    if (!valid_item_key(h.key)) bad("bad key '" + detail::printable(cells_[0]) + "'");
+    h.flags = static_cast<unsigned long long>(num(1, "flag", UINT32_MAX));
+    long long len = num(2, "len", FLARE_TOOLS_MAX_HELD_VALUE_BYTES);
+    h.version = static_cast<unsigned long long>(num(3, "version", LLONG_MAX));
+    h.expire = num(4, "expire", LLONG_MAX);
     if (cells_[6] == "base64") {
-      if (!detail::base64_decode(cells_[5], item.data)) bad("data marked base64 is not base64");
+      if (!detail::base64_decode(cells_[5], csv_data_)) bad("data marked base64 is not base64");
     } else if (cells_[6].empty()) {
-      item.data = cells_[5];
+      csv_data_.swap(cells_[5]);
     } else {
       bad("unknown encoding '" + detail::printable(cells_[6]) + "'");
     }
-    if (static_cast<long long>(item.data.size()) != len)
-      bad("data is " + std::to_string(item.data.size()) + " bytes, its len field says " + std::to_string(len));
-    item.header.length = item.data.size();
+    if (static_cast<long long>(csv_data_.size()) != len)
+      bad("data is " + std::to_string(csv_data_.size()) + " bytes, its len field says " + std::to_string(len));
+    h.length = csv_data_.size();
     return true;
   }
 
@@ -2738,6 +2993,10 @@ private:
   detail::Socket in_;
   unsigned long long record_offset_ = 0;
   std::vector<std::string> cells_;
+  std::string csv_data_;
+  size_t length_ = 0;
+  std::string key_;
+  bool data_pending_ = false, ended_ = false;
 };
 
 // What to ask a node for in a dump: `dump WAIT PARTITION PARTITION_SIZE BWLIMIT`.
@@ -2753,81 +3012,196 @@ inline std::string dump_request(const DumpRange& r) {
          std::to_string(r.bwlimit / 1024);
 }
 
-// Streams a node's items (`dump`) to `on_item` as they arrive, at most one item in memory.
-// Returns the number of items; throws if the stream is cut or malformed, after `on_item`
-// has seen the complete items before the fault (the caller decides what a partial dump means).
-template <typename OnItem>
-inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item) {
-  RateLimiter limiter(range.bwlimit);
+// Streams a node's items (`dump`) as they arrive: `on_header(const ItemHeader&)` for each item,
+// `on_data(std::string_view)` for each piece of its data (a value is never held whole), then
+// `on_end()`. Returns the number of items. The deadline is idle time (no byte for the client's
+// timeout), so a long dump or a large value on a slow link does not fail. Throws if the stream
+// is cut or malformed, after the callbacks have seen the complete items before the fault.
+template <typename OnHeader, typename OnData, typename OnEnd>
+inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range, OnHeader&& on_header,
+                                             OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr) {
+  RateLimiter limiter(range.bwlimit, cancel);
   node.send_line(dump_request(range));
   auto& sock = node.socket();
-  Item item;
+  sock.set_idle_timeout(node.timeout_ms());
+  ItemHeader header;
   unsigned long long count = 0;
-  for (;;) {
-    sock.set_timeout(node.timeout_ms()); // an idle deadline: the whole dump may take long
-    std::string_view line = sock.read_line();
-    if (line == "END") return count;
-    if (line.rfind("VALUE ", 0) != 0) {
-      std::string what = detail::printable(line);
-      sock.close();
-      if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
-        throw ServerError(node.endpoint().display() + " refused the dump: " + what);
-      throw ProtocolError("unexpected line in the dump from " + node.endpoint().display() + ": '" + what + "'");
+  try {
+    for (;;) {
+      std::string_view line = sock.read_line();
+      if (line == "END") break;
+      if (line.rfind("VALUE ", 0) != 0) {
+        std::string what = detail::printable(line);
+        sock.close();
+        if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
+          throw ServerError(node.endpoint().display() + " refused the dump: " + what);
+        throw ProtocolError("unexpected line in the dump from " + node.endpoint().display() + ": '" + what + "'");
+      }
+      size_t line_size = line.size();
+      header = parse_value_line(line);
+      on_header(static_cast<const ItemHeader&>(header));
+      sock.read_exact(header.length, [&](std::string_view chunk) { on_data(chunk); });
+      std::string_view crlf = sock.read_line();
+      if (!crlf.empty()) {
+        sock.close();
+        throw ProtocolError("the data of '" + detail::printable(header.key) + "' from " + node.endpoint().display() +
+                            " is longer than its VALUE line says");
+      }
+      limiter.consume(line_size + header.length + 4);
+      on_end();
+      ++count;
+      if (cancel && cancel()) {
+        sock.close();
+        throw Interrupted("interrupted");
+      }
     }
-    item.header = parse_value_line(line);
-    item.data.clear();
-    sock.read_exact(item.header.length, [&](std::string_view chunk) { item.data.append(chunk.data(), chunk.size()); });
-    std::string_view crlf = sock.read_line();
-    if (!crlf.empty()) {
-      sock.close();
-      throw ProtocolError("the data of '" + detail::printable(item.header.key) + "' from " + node.endpoint().display() +
-                          " is longer than its VALUE line says");
-    }
-    limiter.consume(line.size() + item.header.length + 4);
-    on_item(item);
-    ++count;
+  } catch (...) {
+    sock.set_idle_timeout(0);
+    throw;
   }
+  sock.set_idle_timeout(0);
+  return count;
 }
 
-// Streams a node's keys (`dump_key [PARTITION PARTITION_SIZE]`).
+// The same, one whole item at a time (for callers that want the data in one piece).
+template <typename OnItem>
+inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item) {
+  Item item;
+  return dump_node_streamed(
+      node, range,
+      [&](const ItemHeader& h) {
+        item.header = h;
+        item.data.clear();
+      },
+      [&](std::string_view chunk) { item.data.append(chunk.data(), chunk.size()); },
+      [&] { on_item(static_cast<const Item&>(item)); });
+}
+
+// Streams a node's keys (`dump_key [PARTITION PARTITION_SIZE]`); idle deadline as dump_node.
 template <typename OnKey>
 inline unsigned long long dump_keys(NodeClient& node, int partition, int partition_size, OnKey&& on_key) {
   node.send_line(partition < 0 ? "dump_key" : "dump_key " + std::to_string(partition) + " " + std::to_string(partition_size));
   auto& sock = node.socket();
+  sock.set_idle_timeout(node.timeout_ms());
   unsigned long long count = 0;
-  for (;;) {
-    sock.set_timeout(node.timeout_ms());
-    std::string_view line = sock.read_line();
-    if (line == "END") return count;
-    if (line.rfind("KEY ", 0) != 0 || line.size() == 4) {
-      std::string what = detail::printable(line);
-      sock.close();
-      if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
-        throw ServerError(node.endpoint().display() + " refused dump_key: " + what);
-      throw ProtocolError("unexpected line in the key dump from " + node.endpoint().display() + ": '" + what + "'");
+  try {
+    for (;;) {
+      std::string_view line = sock.read_line();
+      if (line == "END") break;
+      if (line.rfind("KEY ", 0) != 0 || line.size() == 4) {
+        std::string what = detail::printable(line);
+        sock.close();
+        if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
+          throw ServerError(node.endpoint().display() + " refused dump_key: " + what);
+        throw ProtocolError("unexpected line in the key dump from " + node.endpoint().display() + ": '" + what + "'");
+      }
+      on_key(line.substr(4));
+      ++count;
     }
-    on_key(line.substr(4));
-    ++count;
+  } catch (...) {
+    sock.set_idle_timeout(0);
+    throw;
   }
+  sock.set_idle_timeout(0);
+  return count;
 }
 
-// The outcome of a restore: how many items were stored, and which failed.
+// One node of a dump: where, and which of its items.
+struct DumpTarget {
+  Endpoint endpoint;
+  DumpRange range;
+};
+
+// How a dump runs and reports. All optional.
+struct DumpOptions {
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // idle deadline of each node's stream
+  TraceFn trace;
+  CancelFn cancel;                                                        // stop (Interrupted) once true
+  std::function<void(const DumpTarget&)> on_node_start;                   // before each node
+  std::function<void(const DumpTarget&, unsigned long long items)> on_node_done; // after each node
+  std::function<void(unsigned long long items)> on_item; // after each item, with the count so far
+};
+
+// Dumps the targets' items, one node after another, into `out` (which the caller finishes).
+// Returns the number of items. Throws on the first failure: the caller must then discard what
+// was written (a partial dump must never look like a complete one).
+inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out, const DumpOptions& opt = {}) {
+  unsigned long long total = 0;
+  for (const auto& t : targets) {
+    NodeClient node(t.endpoint, opt.timeout_ms);
+    node.set_trace(opt.trace);
+    node.set_cancel(opt.cancel);
+    if (opt.on_node_start) opt.on_node_start(t);
+    unsigned long long n = dump_node_streamed(
+        node, t.range, [&](const ItemHeader& h) { out.begin(h); }, [&](std::string_view chunk) { out.data(chunk); },
+        [&] {
+          out.end();
+          ++total;
+          if (opt.on_item) opt.on_item(total);
+        },
+        opt.cancel);
+    if (opt.on_node_done) opt.on_node_done(t, n);
+  }
+  return total;
+}
+
+// The outcome of a restore: how far it got, and which items failed.
 struct RestoreReport {
-  unsigned long long sent = 0, stored = 0, failed = 0, skipped = 0;
+  unsigned long long sent = 0;           // `set` requests sent
+  unsigned long long stored = 0;         // answered STORED
+  unsigned long long failed = 0;         // answered otherwise, or refused before sending (named below)
+  unsigned long long skipped = 0;        // left out by the caller's filter
+  unsigned long long unacknowledged = 0; // sent, and no answer when the restore stopped: fate unknown
+  // Where the first record whose fate is unknown starts (not sent, or sent and unanswered):
+  // a restore resumed there (--resume-from) re-sends only what may be missing. At the end of
+  // a complete restore, the end of the records.
+  unsigned long long resume_offset = 0;
   std::vector<std::string> first_failures; // "key: reply", the first ten
+  bool complete = false;                   // every record was read and every reply counted
+  bool interrupted = false;                // stopped by the cancel check
+  std::string stopped_by;                  // why it stopped early (empty when complete)
+
+  unsigned long long acknowledged() const { return stored + failed; }
 };
 
 // Writes items with `set`, pipelined: requests keep flowing while replies are counted, with at
-// most `window_bytes` of requests unanswered, so a restore runs at the link's speed instead of
-// one round trip per key. Every reply is matched to its key; nothing is assumed stored.
+// most `window_bytes` of requests unanswered, so a restore runs at the server's pace instead
+// of one round trip per key. Every reply is matched to its key; nothing is assumed stored.
+//
+// The costs are kept off the node's host: requests go out in writes of up to 1 MiB; replies
+// are read only when the socket says they are there, in one large read, and the socket's
+// low-water mark (SO_RCVLOWAT) lets a slow server's trickle of replies pile up into one
+// wake-up instead of one per reply.
 class PipelinedWriter {
 public:
   PipelinedWriter(NodeClient& node, unsigned long long bwlimit, size_t window_bytes = 4 << 20)
-      : node_(node), limiter_(bwlimit), window_(window_bytes) {
+      : node_(node), limiter_(bwlimit, node.socket().cancel()), window_(window_bytes) {
     node_.connect();
+    replies_.resize(kReadBytes + FLARE_TOOLS_MAX_LINE_BYTES);
+    last_progress_ = Clock::now();
+  }
+  PipelinedWriter(const PipelinedWriter&) = delete;
+  PipelinedWriter& operator=(const PipelinedWriter&) = delete;
+  ~PipelinedWriter() {
+#ifdef SO_RCVLOWAT
+    int one = 1; // the connection may serve other requests after us
+    if (low_water_ != 1 && node_.socket().is_open())
+      ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+#endif
   }
 
-  void set(const ItemHeader& h, std::string_view data) {
+  // Queues `set` for one item held whole. `offset` is where its record starts in the input.
+  void set(const ItemHeader& h, std::string_view data, unsigned long long offset = 0) {
+    ItemHeader sized = h;
+    sized.length = data.size();
+    set_streamed(sized, offset, [&](auto&& sink) { sink(data); });
+  }
+
+  // Queues `set` for one item whose `h.length` bytes of data `feed(sink)` hands to `sink` in
+  // chunks. A large value goes out as it comes: at most about 1 MiB of it is held here.
+  template <typename Feed> void set_streamed(const ItemHeader& h, unsigned long long offset, Feed&& feed) {
+    if (stopped_) throw Error("the restore through " + node_.endpoint().display() + " has stopped");
+    unsigned long long start = queued_;
     size_t before = pending_.size();
     pending_ += "set ";
     pending_ += h.key;
@@ -2836,94 +3210,282 @@ public:
     pending_ += ' ';
     pending_ += std::to_string(h.expire);
     pending_ += ' ';
-    pending_ += std::to_string(data.size());
+    pending_ += std::to_string(h.length);
     pending_ += "\r\n";
-    pending_.append(data.data(), data.size());
+    queued_ += pending_.size() - before;
+    size_t fed = 0;
+    try {
+      feed([&](std::string_view chunk) {
+        fed += chunk.size();
+        pending_.append(chunk.data(), chunk.size());
+        queued_ += chunk.size();
+        while (pending_.size() - sent_off_ > kSendBytes) pump();
+      });
+      if (fed != h.length) throw Error("the data of '" + detail::printable(h.key) + "' is not the size its header says");
+    } catch (...) {
+      // An item cut short must not reach the server: drop it if none of it went out yet;
+      // otherwise the stream is broken and only the replies to whole requests may still come.
+      if (sent_total_ <= start) {
+        pending_.resize(pending_.size() - static_cast<size_t>(queued_ - start));
+        queued_ = start;
+      } else {
+        broken_ = true;
+      }
+      throw;
+    }
     pending_ += "\r\n";
-    size_t bytes = pending_.size() - before;
-    in_flight_.push_back(Request{h.key, bytes});
+    queued_ += 2;
+    size_t bytes = static_cast<size_t>(queued_ - start);
+    in_flight_.push_back(Request{h.key, bytes, offset});
     unanswered_bytes_ += bytes;
     ++report_.sent;
-    if (pending_.size() - sent_off_ >= 256 * 1024) pump(false);
-    while (unanswered_bytes_ > window_) pump(true);
+    if (pending_.size() - sent_off_ >= kSendBytes / 4) send_some();
+    while (unanswered_bytes_ > window_) pump();
   }
 
-  // Sends the rest and waits for every reply.
+  // An item refused before sending (so that it is named among the failures).
+  void fail_locally(const std::string& key, const std::string& why) { failure(key, why); }
+
+  // Sends the rest and waits for every reply to a whole request.
   RestoreReport finish() {
-    while (answered_ < in_flight_.size()) pump(true);
+    while (!in_flight_.empty()) pump();
     return report_;
+  }
+
+  const RestoreReport& report() const { return report_; }
+  unsigned long long unacknowledged() const { return in_flight_.size(); }
+  // The offset of the first request without an answer, or `otherwise` when all are answered.
+  unsigned long long first_unanswered_offset(unsigned long long otherwise) const {
+    return in_flight_.empty() ? otherwise : in_flight_.front().offset;
   }
 
 private:
   struct Request {
     std::string key;
     size_t bytes;
+    unsigned long long offset;
   };
+  static constexpr size_t kSendBytes = 1 << 20; // one write(2) of requests at most
+  static constexpr size_t kReadBytes = 1 << 18; // one read(2) of replies at most
+  static constexpr int kLowWaterBytes = 32 << 10;
 
-  // One round of: send what the socket takes, read the replies that are there. With
-  // `block`, waits (up to the timeout) until at least one of the two made progress.
-  void pump(bool block) {
+  void failure(const std::string& key, std::string_view why) {
+    ++report_.failed;
+    if (report_.first_failures.size() < 10) report_.first_failures.push_back(key + ": " + detail::printable(why));
+  }
+
+  // Sends what the socket takes now, without waiting (and at most --bwlimit's pace).
+  void send_some() {
+    while (sent_off_ < pending_.size() && !broken_) {
+      size_t want = limiter_.chunk(std::min(pending_.size() - sent_off_, kSendBytes));
+      size_t n = node_.socket().send_some(std::string_view(pending_.data() + sent_off_, want));
+      if (n == 0) break;
+      sent_off_ += n;
+      sent_total_ += n;
+      last_progress_ = Clock::now();
+      limiter_.consume(n);
+    }
+    if (sent_off_ == pending_.size() || sent_off_ > (8 << 20)) {
+      pending_.erase(0, sent_off_);
+      sent_off_ = 0;
+    }
+  }
+
+  // Replies arrive at least 7 bytes each ("ERROR\r\n"): wait for as many as are owed, up to
+  // the low-water mark, so that poll wakes once per batch of replies.
+  void tune_low_water() {
+#ifdef SO_RCVLOWAT
+    int want = static_cast<int>(std::min<size_t>(in_flight_.size() * 7, kLowWaterBytes));
+    want = std::max(want, 1);
+    if (want != low_water_) {
+      ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
+      low_water_ = want;
+    }
+#endif
+  }
+
+  // One wait for the socket: send when it takes more, read the replies that are there. Fails
+  // when nothing moved either way for the client's timeout.
+  void pump() {
     auto& sock = node_.socket();
-    bool progressed = false;
-    if (sent_off_ < pending_.size()) {
-      std::string_view rest(pending_.data() + sent_off_, pending_.size() - sent_off_);
-      size_t n = sock.send_some(rest.substr(0, std::min<size_t>(rest.size(), 1 << 20)));
-      if (n > 0) {
-        limiter_.consume(n);
-        sent_off_ += n;
-        progressed = true;
-      }
-      if (sent_off_ == pending_.size() || sent_off_ > (8 << 20)) {
-        pending_.erase(0, sent_off_);
-        sent_off_ = 0;
-      }
+    send_some();
+    bool want_out = sent_off_ < pending_.size() && !broken_;
+    if (in_flight_.empty() && !want_out) return;
+    short events = static_cast<short>((want_out ? POLLOUT : 0) | (in_flight_.empty() ? 0 : POLLIN));
+    tune_low_water();
+    auto idle_deadline = last_progress_ + std::chrono::milliseconds(node_.timeout_ms());
+    // Wake at least every quarter second: a trickle below the low-water mark still counts
+    // as progress (FIONREAD below), and the idle deadline is checked.
+    auto deadline = std::min(idle_deadline, Clock::now() + std::chrono::milliseconds(250));
+    short rev = detail::poll_until(sock.fd(), events, deadline, sock.cancel());
+    if (rev & (POLLIN | POLLERR | POLLHUP)) {
+      read_replies();
+    } else if (rev == 0 && !in_flight_.empty()) {
+      int avail = 0;
+      if (::ioctl(sock.fd(), FIONREAD, &avail) == 0 && avail > 0) read_replies();
     }
-    while (answered_ < in_flight_.size()) {
-      auto line = sock.try_read_line();
-      if (!line) break;
-      progressed = true;
-      const Request& r = in_flight_[answered_++];
-      unanswered_bytes_ -= r.bytes;
-      if (*line == "STORED") {
-        ++report_.stored;
-      } else {
-        ++report_.failed;
-        if (report_.first_failures.size() < 10) report_.first_failures.push_back(r.key + ": " + detail::printable(*line));
-        if (*line == "ERROR") {
-          // A request the server could not parse: it may now read our data as commands. Stop.
-          std::string key = r.key;
-          sock.close();
-          throw ServerError(node_.endpoint().display() + " answered ERROR to 'set " + detail::printable(key) +
-                            "': stopped after " + std::to_string(report_.stored) + " items stored");
-        }
-      }
-    }
-    if (answered_ == in_flight_.size() || answered_ > 65536) {
-      in_flight_.erase(in_flight_.begin(), in_flight_.begin() + static_cast<long>(answered_));
-      answered_ = 0;
-    }
-    if (!block || progressed) return;
-    short events = POLLIN;
-    if (sent_off_ < pending_.size()) events |= POLLOUT;
-    pollfd p{sock.fd(), events, 0};
-    int rc = detail::handle_EINTR([&] { return ::poll(&p, 1, node_.timeout_ms()); });
-    if (rc == 0) {
+    if (rev & POLLOUT) send_some();
+    if (Clock::now() >= idle_deadline) {
+      std::string who = node_.endpoint().display();
       sock.close();
-      throw NetworkError("timed out waiting for " + node_.endpoint().display() + " (" + std::to_string(report_.stored) +
-                         " items stored, " + std::to_string(in_flight_.size() - answered_) + " unanswered)");
+      stopped_ = true;
+      throw NetworkError("timed out waiting for " + who + " (nothing sent or answered for " +
+                         std::to_string(node_.timeout_ms() / 1000) + " s)");
+    }
+  }
+
+  // One read of everything there (up to kReadBytes); every complete line answers the oldest
+  // request still waiting.
+  void read_replies() {
+    auto& sock = node_.socket();
+    ssize_t n = detail::handle_EINTR([&] { return ::read(sock.fd(), replies_.data() + rend_, kReadBytes); });
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      int err = errno;
+      std::string who = node_.endpoint().display();
+      sock.close();
+      stopped_ = true;
+      if (n == 0) throw NetworkError("connection closed by " + who);
+      throw NetworkError("receive from " + who + " failed: " + detail::errno_text(err));
+    }
+    if (n < 0) return;
+    rend_ += static_cast<size_t>(n);
+    last_progress_ = Clock::now();
+    size_t start = 0;
+    for (;;) {
+      const void* nl = std::memchr(replies_.data() + start, '\n', rend_ - start);
+      if (!nl) break;
+      size_t end = static_cast<size_t>(static_cast<const char*>(nl) - replies_.data());
+      std::string_view line(replies_.data() + start, end - start);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      start = end + 1;
+      answer(line);
+    }
+    std::memmove(replies_.data(), replies_.data() + start, rend_ - start);
+    rend_ -= start;
+    if (rend_ >= FLARE_TOOLS_MAX_LINE_BYTES) {
+      sock.close();
+      stopped_ = true;
+      throw ProtocolError("reply line from " + node_.endpoint().display() + " longer than " +
+                          std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
+    }
+  }
+
+  void answer(std::string_view line) {
+    auto& sock = node_.socket();
+    if (in_flight_.empty()) {
+      sock.close();
+      stopped_ = true;
+      throw ProtocolError(node_.endpoint().display() + " answered a request that was not sent: '" +
+                          detail::printable(line) + "'");
+    }
+    Request r = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    unanswered_bytes_ -= r.bytes;
+    if (line == "STORED") {
+      ++report_.stored;
+      return;
+    }
+    failure(r.key, line);
+    if (line == "ERROR") {
+      // A request the server could not parse: it may now read our data as commands. Stop.
+      sock.close();
+      stopped_ = true;
+      throw ServerError(node_.endpoint().display() + " answered ERROR to 'set " + detail::printable(r.key) + "'");
+    }
+    if (!detail::is_terminal_line(line)) {
+      sock.close();
+      stopped_ = true;
+      throw ProtocolError("unexpected answer to set from " + node_.endpoint().display() + ": '" +
+                          detail::printable(line) + "'");
     }
   }
 
   NodeClient& node_;
   RateLimiter limiter_;
   size_t window_;
-  std::string pending_;
+  std::string pending_;   // requests not yet sent (from sent_off_ on)
   size_t sent_off_ = 0;
+  unsigned long long queued_ = 0, sent_total_ = 0; // bytes of the request stream
   size_t unanswered_bytes_ = 0;
-  std::vector<Request> in_flight_;
-  size_t answered_ = 0;
+  std::deque<Request> in_flight_;
+  std::vector<char> replies_;
+  size_t rend_ = 0;
+  int low_water_ = 1;
+  bool broken_ = false, stopped_ = false;
+  Clock::time_point last_progress_;
   RestoreReport report_;
 };
+
+// How a restore runs. All optional.
+struct RestoreOptions {
+  unsigned long long bwlimit = 0;     // bytes per second, 0 = unlimited
+  size_t window_bytes = 4 << 20;      // most bytes of requests sent and not yet answered
+  unsigned long long resume_from = 0; // start at the record at this byte of the input
+  std::function<bool(const std::string& key)> select;  // false: leave the item out
+  std::function<void(const std::string& key)> on_key;  // each key sent (--print-keys)
+  CancelFn cancel;                                     // stop (report.interrupted) once true
+};
+
+// Restores every item `reader` yields through `node` with pipelined `set`s. Never throws for
+// what happens once sending started: the report says how far it got (acknowledged, sent but
+// unanswered, where to resume) and why it stopped. A bad --resume-from offset, or a node that
+// cannot be reached, throws before anything is sent. Keys longer than flared's text protocol
+// takes are named as failures and not sent.
+inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {}) {
+  reader.set_cancel(opt.cancel);
+  reader.skip_to(opt.resume_from);
+  node.set_cancel(opt.cancel);
+  PipelinedWriter writer(node, opt.bwlimit, opt.window_bytes);
+  RestoreReport report;
+  unsigned long long skipped = 0;
+  unsigned long long next_record = reader.position(); // first record not yet queued whole
+  ItemHeader h;
+  auto finish_quietly = [&] {
+    try {
+      writer.finish();
+    } catch (const Error&) {
+    }
+  };
+  try {
+    for (;;) {
+      next_record = reader.position();
+      if (opt.cancel && opt.cancel()) throw Interrupted("interrupted");
+      if (!reader.next_header(h)) break;
+      if (opt.select && !opt.select(h.key)) {
+        reader.read_data([](std::string_view) {});
+        ++skipped;
+        continue;
+      }
+      if (h.key.size() > FLARE_TOOLS_MAX_TEXT_KEY_BYTES) {
+        reader.read_data([](std::string_view) {});
+        writer.fail_locally(h.key.substr(0, 40) + "... (" + std::to_string(h.key.size()) + " bytes)",
+                            "not sent: flared's text protocol takes keys of at most " +
+                                std::to_string(FLARE_TOOLS_MAX_TEXT_KEY_BYTES) + " bytes");
+        continue;
+      }
+      if (opt.on_key) opt.on_key(h.key);
+      writer.set_streamed(h, reader.offset(), [&](auto&& sink) { reader.read_data(sink); });
+    }
+    writer.finish(); // next_record stays where the records end (before END)
+    report = writer.report();
+    report.complete = true;
+  } catch (const Interrupted&) {
+    report = writer.report();
+    report.interrupted = true;
+    report.stopped_by = "interrupted";
+  } catch (const InputError& e) {
+    finish_quietly(); // the input is bad from here on; what was sent is still counted
+    report = writer.report();
+    report.stopped_by = e.what();
+  } catch (const Error& e) {
+    report = writer.report();
+    report.stopped_by = e.what();
+  }
+  report.skipped = skipped;
+  report.unacknowledged = writer.unacknowledged();
+  report.resume_offset = writer.first_unanswered_offset(next_record);
+  return report;
+}
 
 // The partitioning of a cluster as `meta` describes it.
 struct Partitioning {

@@ -93,9 +93,8 @@ TEST_CASE("the seed tutorial, end to end") {
   const flare::NodeInfo* promoted = c.master_of(0);
   REQUIRE(promoted != nullptr);
   CHECK((promoted->key == n1 || promoted->key == n2)); // the index picks among equal balances
-  std::string after = kHeader;
-  for (auto& n : c.nodes()) // server order: by key
-    after += row(n.key, n.partition < 0 ? "-" : "0", n.role, n.state, std::to_string(n.balance));
+  // 0.7.3 ends with the table of the nodes it was given, and an empty line
+  std::string after = kHeader + row(n0, "0", "slave", "active", "1");
   CHECK(r.out == kHeader + row(n0, "0", "master", "active", "1") + "\n" +
                      "turning down...\n"
                      "waiting for node to be active again...\n"
@@ -119,7 +118,7 @@ TEST_CASE("the seed tutorial, end to end") {
   // down a slave; it comes back as a proxy; make it a slave again
   auto d = run(with({"down", "--force", n2}, idx));
   CHECK(d.status == 0);
-  CHECK(d.out == kHeader + row(n2, "-", "proxy", "down", "0"));
+  CHECK(d.out == kHeader + row(n2, "-", "proxy", "down", "0") + "\n"); // 0.7.3's empty line after down's table
   for (int i = 0; i < 100 && f.cluster().find(n2)->state != "active"; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto again = run(with({"slave", "--force", n2 + ":1:0"}, idx));
@@ -133,6 +132,7 @@ TEST_CASE("the seed tutorial, end to end") {
   auto rm = run(with({"remove", "--force", n3}, idx));
   CHECK(rm.status == 0);
   CHECK(rm.out.rfind("removing " + n3 + ".\n\n" + kHeader, 0) == 0);
+  CHECK(rm.out.substr(rm.out.size() - 2) == "\n\n"); // the whole table, then 0.7.3's empty line
   CHECK(f.cluster().find(n3) == nullptr);
 }
 
@@ -256,13 +256,23 @@ TEST_CASE("prompt answers") {
     CHECK(n->role == "slave");
     CHECK(n->balance == 0);
   }
-  SUBCASE("stdin that is not a terminal is no, without --force") {
+  SUBCASE("an answer piped into stdin is an answer, as scripts of 0.7.3 use it (echo y |)") {
     auto r = run(with({"down", f.node(0)}, idx), "y\n");
-    CHECK(r.status == 1);
-    CHECK(r.err == "turning node down (node=" + f.node(0) +
-                       ", state=active -> down) (y/n): \nstandard input is not a terminal: taking that as \"no\" (use "
-                       "--force to answer yes)\n");
-    CHECK(f.cluster().find(f.node(0))->state == "active");
+    CHECK(r.status == 0);
+    CHECK(r.err == "turning node down (node=" + f.node(0) + ", state=active -> down) (y/n): ");
+    // a master without slave stays master of its partition, down (flarei "preserves" it)
+    CHECK(r.out == kHeader + row(f.node(0), "0", "master", "down", "1") + "\n");
+    CHECK(f.cluster().find(f.node(0))->state == "down");
+  }
+  SUBCASE("a piped n, and a pipe that ends before the answer, are no") {
+    for (const char* input : {"n\n", ""}) {
+      CAPTURE(input);
+      auto r = run(with({"down", f.node(0)}, idx), input);
+      CHECK(r.status == 1);
+      CHECK(r.out.find("skipped: " + f.node(0) + " left as it is (role=master, state=active, balance=1); to do it later: "
+                       "flare-admin down " + f.node(0)) != std::string::npos);
+      CHECK(f.cluster().find(f.node(0))->state == "active");
+    }
   }
 }
 
@@ -374,4 +384,130 @@ TEST_CASE("on a terminal the progress line is redrawn in place") {
   CHECK(r.out.find("\r0/3000 (role = slave, state = prepare)") != std::string::npos);
   CHECK(r.out.find("\x1b[K\r") != std::string::npos);
   CHECK(r.out.find("3000/3000 (role = slave, state = active) [ETA: 0 sec (elapsed = ") != std::string::npos);
+}
+
+TEST_CASE("a dry run never asks, shows every request it would send, and exits 0") {
+  FakeCluster f(3);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.control("requests-clear");
+  std::string n1 = f.node(1), port1 = std::to_string(f.node_ports[1]);
+  SUBCASE("slave, with nothing on stdin") {
+    auto r = run(with({"slave", "--dry-run", n1 + ":2:0"}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("(y/n)") == std::string::npos);
+    CHECK(r.out.find("dry run: would send 'flush_all' to " + n1 + "\n") != std::string::npos);
+    CHECK(r.out.find("dry run: would send 'node role 127.0.0.1 " + port1 + " slave 0 0' to " + f.index()) != std::string::npos);
+    CHECK(r.out.find("dry run: would send 'node role 127.0.0.1 " + port1 + " slave 2 0' to " + f.index()) != std::string::npos);
+    CHECK(r.out.find("executed flush_all") == std::string::npos);
+    CHECK(f.cluster().find(n1)->role == "proxy");
+  }
+  SUBCASE("master") {
+    auto r = run(with({"master", "-n", n1 + ":1:1"}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("(y/n)") == std::string::npos);
+    CHECK(r.out.find("dry run: would send 'flush_all' to " + n1 + "\n") != std::string::npos);
+    CHECK(r.out.find("executed flush_all") == std::string::npos);
+  }
+  SUBCASE("down and reconstruct") {
+    auto d = run(with({"down", "-n", f.node(0)}, idx));
+    CHECK(d.status == 0);
+    CHECK(d.out.find("dry run: would send 'node state 127.0.0.1 " + std::to_string(f.node_ports[0]) + " down'") !=
+          std::string::npos);
+    f.must("set-node " + f.node(1) + " slave active 0 1");
+    f.must("set-node " + f.node(2) + " slave active 0 1");
+    f.control("requests-clear");
+    auto r = run(with({"reconstruct", "-n", f.node(1)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("(y/n/a/q/h:help)") == std::string::npos);
+    CHECK(r.out.find("dry run: would send 'node state 127.0.0.1 " + port1 + " down'") != std::string::npos);
+  }
+  CHECK(f.state_changes().empty());
+}
+
+TEST_CASE("answers piped in drive reconstruct --all, as yes | flare-admin does") {
+  FakeCluster f(4, {"--copy-rate", "100000"});
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 1");
+  f.must("set-node " + f.node(2) + " slave active 0 1");
+  f.must("fill " + f.node(0) + " 50 10");
+  std::string yes;
+  for (int i = 0; i < 20; ++i) yes += "y\n";
+  auto r = run(with({"reconstruct", "--all"}, idx), yes);
+  CHECK(r.status == 0);
+  size_t done = 0;
+  for (size_t p = r.out.find("done.\n"); p != std::string::npos; p = r.out.find("done.\n", p + 1)) ++done;
+  CHECK(done == 3);
+  // the closing table holds the nodes it was given (not the proxy), then an empty line
+  CHECK(r.out.find(f.node(3)) == std::string::npos);
+  CHECK(r.out.substr(r.out.size() - 2) == "\n\n");
+}
+
+TEST_CASE("a master that is down keeps its partition") {
+  FakeCluster f(3);
+  auto idx = f.index_args();
+  std::string n0 = f.node(0), n1 = f.node(1), n2 = f.node(2);
+  // what the real index shows for a dead master without slave: master down, partition kept
+  f.must("kill " + n0);
+  f.must("set-node " + n0 + " master down 0 1");
+  f.control("requests-clear");
+  SUBCASE("master on its partition is refused, even with --force, naming the ways out") {
+    auto r = run(with({"master", "--force", n1 + ":1:0"}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.out.rfind("partition 0 has a master that is down: " + n0 + " holds its only copy of the data. Start its "
+                      "flared again (the index makes it active with its data), or, to give that data up, replace it "
+                      "with: flare-admin master --unsafe " + n1 + ":1:0\n", 0) == 0);
+    CHECK(f.state_changes().empty());
+    CHECK(f.cluster().find(n1)->role == "proxy");
+  }
+  SUBCASE("--unsafe replaces it knowingly") {
+    auto r = run(with({"master", "--force", "--unsafe", n1 + ":1:0"}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("replacing the down master " + n0 + " of partition 0: " + n1 + " starts empty") != std::string::npos);
+    auto c = f.cluster();
+    REQUIRE(c.master_of(0) != nullptr);
+    CHECK(c.master_of(0)->key == n1);
+  }
+  SUBCASE("remove refuses the preserved master") {
+    auto r = run(with({"remove", "--force", n0}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.out.rfind("node is the down master of partition 0 and holds its only copy; the index keeps it. (node=" + n0 +
+                      ")\n", 0) == 0);
+    CHECK(f.state_changes().empty());
+  }
+  SUBCASE("after a takeover: the active master is the partition's master, the down one can be removed") {
+    f.must("set-node " + n1 + " master active 0 1");
+    f.must("fill " + n1 + " 20 10");
+    auto s = run(with({"slave", "--force", n2 + ":1:0"}, idx));
+    CHECK(s.status == 0);
+    CHECK(f.cluster().find(n2)->role == "slave");
+    CHECK(f.items(2) == 20);
+    auto rm = run(with({"remove", "--force", n0}, idx));
+    CHECK(rm.status == 0);
+    CHECK(f.cluster().find(n0) == nullptr);
+  }
+}
+
+TEST_CASE("smaller refusals: part with balance 0, balance of a proxy, --retry 0") {
+  FakeCluster f(3);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.control("requests-clear");
+  SUBCASE("part refuses a master of balance 0 before flushing anything") {
+    auto r = run(with({"part", "--force", f.node(1) + ":0:1"}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.out.find("invalid balance '" + f.node(1) + ":0:1'.") != std::string::npos);
+  }
+  SUBCASE("balance of a proxy") {
+    auto r = run(with({"balance", "--force", f.node(1) + ":3"}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.out.rfind(f.node(1) + " is a proxy: a balance applies to masters and slaves only.\n", 0) == 0);
+  }
+  SUBCASE("--retry 0") {
+    auto r = run(with({"slave", "--force", "--retry", "0", f.node(1) + ":1:0"}, idx));
+    CHECK(r.status == 2);
+    CHECK(r.err.rfind("invalid --retry '0'", 0) == 0);
+  }
+  CHECK(f.state_changes().empty());
 }

@@ -113,7 +113,7 @@ TEST_CASE("restore refuses a malformed file before sending anything") {
   f.control("requests-clear");
   auto r = run(with({"restore", "-i", path}, {"--index-server", f.index()}));
   CHECK(r.status == 1);
-  CHECK(r.err == "'" + path + "': malformed record at byte 22: the file ends inside the data of 'b'\n");
+  CHECK(r.err == "'" + path + "': malformed record at byte 22: the input ends inside the data of 'b'\n");
   CHECK(f.state_changes().empty());
 }
 
@@ -244,5 +244,258 @@ TEST_CASE("verify of keys written through the cluster's own routing") {
     CHECK(f.items(1) > 50);
     auto r = run(with({"verify"}, f.index_args()));
     CHECK(r.status == 0);
+  }
+}
+
+namespace {
+
+// Runs a shell command line (for pipes between two runs of the binary); $ADMIN is the binary.
+harness::Result shell(const std::string& script) {
+  std::string dir = harness::make_temp_dir();
+  std::string cmd = "ADMIN='" + harness::admin_binary() + "' timeout 120 bash -c '" + script + "' </dev/null >" + dir +
+                    "/out 2>" + dir + "/err";
+  auto start = std::chrono::steady_clock::now();
+  int st = std::system(cmd.c_str());
+  harness::Result r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  r.out = slurp(dir + "/out");
+  r.err = slurp(dir + "/err");
+  std::system(("rm -rf '" + dir + "'").c_str());
+  return r;
+}
+
+// The items of two dump files are the same: keys, flags, expiry and data, in order.
+bool same_items(const std::string& a, const std::string& b) {
+  auto read = [](const std::string& path) {
+    flare::ItemReader r(::open(path.c_str(), O_RDONLY), path, flare::DataFormat::flare);
+    std::vector<std::string> out;
+    flare::Item i;
+    while (r.next(i))
+      out.push_back(i.header.key + " " + std::to_string(i.header.flags) + " " + std::to_string(i.header.expire) + " " + i.data);
+    return out;
+  };
+  return read(a) == read(b);
+}
+
+std::string long_key(size_t n, char fill) {
+  std::string k = "long" + std::to_string(n) + ":";
+  k.resize(n, fill);
+  return k;
+}
+
+} // namespace
+
+TEST_CASE("keys longer than 250 bytes are dumped, listed, verified and restored, in both formats") {
+  FakeCluster f(1);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  std::vector<std::string> keys = {long_key(251, 'a'), long_key(1000, 'b'), long_key(8000, 'c')};
+  for (auto& k : keys) store(f, 0, k, "value of " + k.substr(0, 8), 7, 0);
+  store(f, 0, "short", "s", 0, 0);
+  for (std::string format : {"flare", "csv"}) {
+    CAPTURE(format);
+    std::string first = f.dir() + "/long1." + format, second = f.dir() + "/long2." + format;
+    auto d = run(with({"dump", "--all", "-f", format, "-o", first}, idx));
+    REQUIRE(d.status == 0);
+    for (auto& k : keys) CHECK(slurp(first).find(k) != std::string::npos);
+    flush(f, 0);
+    auto r = run(with({"restore", "--input", first}, {"--index-server", f.index()}));
+    CHECK(r.status == 0);
+    CHECK(r.err == "4 entries have been restored.\n");
+    REQUIRE(run(with({"dump", "--all", "-f", format, "-o", second}, idx)).status == 0);
+    CHECK(slurp(first) == slurp(second));
+  }
+  auto k = run(with({"dumpkey", "--all"}, idx));
+  CHECK(k.status == 0);
+  for (auto& key : keys) CHECK(k.out.find(key + "\n") != std::string::npos);
+  auto v = run(with({"verify"}, idx));
+  CHECK(v.status == 0);
+  CHECK(v.out.find("4 keys, 0 misplaced OK") != std::string::npos);
+}
+
+TEST_CASE("a restore never sends a key longer than flared's text protocol takes, and names it") {
+  FakeCluster f(1);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  std::string path = f.dir() + "/huge-key.flare";
+  std::string key(9000, 'k');
+  std::ofstream(path, std::ios::binary) << "VALUE a 0 1 1 0\r\nx\r\nVALUE " << key << " 0 1 1 0\r\ny\r\nVALUE b 0 1 1 0\r\nz\r\nEND\r\n";
+  auto r = run(with({"restore", "-i", path}, {"--index-server", f.index()}));
+  CHECK(r.status == 1);
+  CHECK(r.err.rfind("2 entries have been restored.\n1 entries failed:\n  kkkk", 0) == 0);
+  CHECK(r.err.find("(9000 bytes): not sent: flared's text protocol takes keys of at most 8191 bytes") != std::string::npos);
+  CHECK(f.items(0) == 2);
+}
+
+TEST_CASE("dump to a pipe, restore from a pipe: a partition moves between two clusters through a compressor") {
+  FakeCluster src(1), dst(1);
+  src.must("set-node " + src.node(0) + " master active 0 1");
+  dst.must("set-node " + dst.node(0) + " master active 0 1");
+  tricky_data(src);
+  for (auto& k : {long_key(300, 'x'), long_key(5000, 'y')}) store(src, 0, k, "v", 0, 0);
+  auto m = shell("set -o pipefail; \"$ADMIN\" dump -o - --index-server " + src.index() + " " + src.node(0) +
+                 " | gzip -1 | gunzip | \"$ADMIN\" restore -i - --index-server " + dst.index() + " " + dst.node(0));
+  CHECK(m.status == 0);
+  CHECK(m.err.find("208 entries have been restored.\n") != std::string::npos);
+  CHECK(dst.items(0) == 208);
+  std::string a = src.dir() + "/a.flare", b = dst.dir() + "/b.flare";
+  REQUIRE(run(with({"dump", "--all", "-o", a}, src.index_args())).status == 0);
+  REQUIRE(run(with({"dump", "--all", "-o", b}, dst.index_args())).status == 0);
+  CHECK(slurp(a) == slurp(b));
+  SUBCASE("restore -i /dev/stdin reads the stream once") {
+    flush(dst, 0);
+    auto r = shell("\"$ADMIN\" restore -i /dev/stdin --index-server " + dst.index() + " < " + a);
+    CHECK(r.status == 0);
+    CHECK(r.err == "208 entries have been restored.\n");
+    CHECK(dst.items(0) == 208);
+  }
+}
+
+TEST_CASE("a malformed record in a piped restore stops it there, with its offset and the count written") {
+  FakeCluster f(1);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  std::string path = f.dir() + "/bad.flare";
+  std::ofstream(path, std::ios::binary) << "VALUE a 0 3 1 0\r\nabc\r\nVALUE b 0 1 1 0\r\nb\r\nVALUE c 0 9 1 0\r\nshort\r\n";
+  auto r = shell("cat " + path + " | \"$ADMIN\" restore -i - --index-server " + f.index());
+  CHECK(r.status == 1);
+  CHECK(r.err == "standard input: malformed record at byte 42: the input ends inside the data of 'c'\n"
+                 "restore stopped: 2 items acknowledged (2 stored, 0 failed), 0 sent but not acknowledged (their fate is "
+                 "unknown); the first record not known to be stored starts at byte 42: resume with --resume-from 42\n");
+  CHECK(f.items(0) == 2);
+}
+
+namespace {
+
+struct Interrupted {
+  int status = -1;
+  double seconds_after_signal = 0;
+  std::string err;
+};
+
+// Starts the binary, sends it SIGINT after `delay_ms`, and measures how long it takes to exit.
+Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms) {
+  int err[2];
+  REQUIRE(::pipe(err) == 0);
+  auto env = harness::child_env({});
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_RDWR);
+    ::dup2(devnull, 0);
+    ::dup2(devnull, 1);
+    ::dup2(err[1], 2);
+    ::close(err[0]);
+    ::close(err[1]);
+    harness::exec_child(harness::admin_binary(), "flare-admin", args, env);
+  }
+  ::close(err[1]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  auto sent = std::chrono::steady_clock::now();
+  ::kill(pid, SIGINT);
+  Interrupted r;
+  int st = 0;
+  for (int i = 0; i < 3000; ++i) { // at most 30 s, then kill
+    if (::waitpid(pid, &st, WNOHANG) == pid) break;
+    if (i == 2999) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  r.seconds_after_signal = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  char buf[4096];
+  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) r.err.append(buf, static_cast<size_t>(n));
+  ::close(err[0]);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("Ctrl-C stops dump, dumpkey, restore and verify within a second while a node is silent") {
+  FakeCluster f(1);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 10 10");
+  std::string path = f.dir() + "/d.flare";
+  REQUIRE(run(with({"dump", "--all", "-o", path}, idx)).status == 0);
+  f.must("hang " + f.node(0) + " 1");
+  std::string out = f.dir() + "/never.flare";
+  for (auto& args : std::vector<std::vector<std::string>>{{"dump", "--all", "-o", out},
+                                                          {"dumpkey", "--all", "-o", out},
+                                                          {"verify"},
+                                                          {"restore", "-i", path, f.node(0)}}) {
+    CAPTURE(args[0]);
+    auto r = interrupt_after(with(with(args, {"--index-server", f.index()}), {"--timeout", "60"}), 700);
+    CHECK(r.status == 130);
+    CHECK(r.seconds_after_signal < 1.0); // without the cancel check it waits for the 60 s timeout
+    CHECK_FALSE(exists(out));
+    CHECK_FALSE(exists(out + ".tmp"));
+    if (args[0] == "restore")
+      CHECK(r.err == "restore interrupted: 0 items acknowledged (0 stored, 0 failed), 10 sent but not acknowledged (their "
+                     "fate is unknown); the first record not known to be stored starts at byte 0: resume with "
+                     "--resume-from 0\n");
+  }
+}
+
+TEST_CASE("a dump's deadline is idle time: a slow stream longer than --timeout still completes") {
+  FakeCluster f(1);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  store(f, 0, "a", std::string(40, 'v'), 0, 0);
+  f.must("drip " + f.node(0) + " 40"); // one byte every 40 ms: about 3 s for the whole dump
+  auto d = run(with({"dump", "--all", "--timeout", "1"}, f.index_args()));
+  CHECK(d.status == 0);
+  CHECK(d.out == "VALUE a 0 40 1 0\r\n" + std::string(40, 'v') + "\r\nEND\r\n");
+  CHECK(d.seconds > 1.5);
+}
+
+TEST_CASE("a restore that stops halfway says how far it got, and resumes from there") {
+  FakeCluster f(2);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 1000 100");
+  std::string path = f.dir() + "/all.flare";
+  REQUIRE(run(with({"dump", "--all", "-o", path}, idx)).status == 0);
+  std::string file = slurp(path);
+  // a fresh node that dies after 300 replies ("STORED\r\n" is 8 bytes)
+  f.must("set-node " + f.node(0) + " proxy active -1 0");
+  f.must("set-node " + f.node(1) + " master active 0 1");
+  f.must("cut " + f.node(1) + " " + std::to_string(300 * 8));
+  for (bool piped : {false, true}) {
+    CAPTURE(piped);
+    flush(f, 1);
+    auto r = piped ? shell("\"$ADMIN\" restore -i - --index-server " + f.index() + " " + f.node(1) + " < " + path)
+                   : run(with({"restore", "-i", path, f.node(1)}, {"--index-server", f.index()}));
+    CHECK(r.status == 1);
+    std::string marker = "resume with --resume-from ";
+    size_t at = r.err.find(marker);
+    REQUIRE(at != std::string::npos);
+    CHECK(r.err.find("restore stopped: 300 items acknowledged (300 stored, 0 failed), ") != std::string::npos);
+    unsigned long long offset = std::stoull(r.err.substr(at + marker.size()));
+    // the offset is the start of record 301: "VALUE key00300 ..."
+    CHECK(file.compare(offset, 15, "VALUE key00300 ") == 0);
+    CHECK(f.items(1) >= 300); // a node may store more than it answered before it died
+    f.must("cut " + f.node(1) + " 0");
+    auto resumed = piped ? shell("\"$ADMIN\" restore -i - --resume-from " + std::to_string(offset) + " --index-server " +
+                                 f.index() + " " + f.node(1) + " < " + path)
+                         : run(with({"restore", "-i", path, "--resume-from", std::to_string(offset), f.node(1)},
+                                    {"--index-server", f.index()}));
+    CHECK(resumed.status == 0);
+    CHECK(resumed.err == "700 entries have been restored.\n");
+    CHECK(f.items(1) == 1000);
+    std::string back = f.dir() + "/back.flare";
+    REQUIRE(run(with({"dump", "-o", back, f.node(1)}, idx)).status == 0);
+    CHECK(same_items(back, path)); // versions aside: a set sent twice counts twice
+    f.must("cut " + f.node(1) + " " + std::to_string(300 * 8));
+  }
+  SUBCASE("an offset that is not the start of a record is refused before anything is sent") {
+    f.control("requests-clear");
+    for (const char* bad : {"5", "999999999"}) {
+      CAPTURE(bad);
+      auto r = run(with({"restore", "-i", path, "--resume-from", bad, f.node(1)}, {"--index-server", f.index()}));
+      CHECK(r.status == 1);
+      CHECK(r.err.find("'" + path + "': byte " + bad + " is ") != std::string::npos);
+    }
+    CHECK(f.state_changes().empty());
   }
 }

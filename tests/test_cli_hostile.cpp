@@ -115,7 +115,7 @@ TEST_CASE("an index server that sends garbage, bytes that are not UTF-8, or a 10
     for (auto& cmd : index_commands(f, file)) {
       CAPTURE(cmd[0]);
       auto r = run(with(cmd, index_option(cmd, f)));
-      check_one_line_failure(r, "longer than 65536 bytes");
+      check_one_line_failure(r, "longer than " + std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
     }
   }
 }

@@ -156,13 +156,13 @@ TEST_CASE("a damaged file is refused with the offset of the bad record") {
   CHECK(error_of(good, DataFormat::flare) == "accepted");
   SUBCASE("cut short: no END") {
     CHECK(error_of(good.substr(0, good.size() - 5), DataFormat::flare) ==
-          "test: malformed record at byte 43: the file ends without END (it was cut short)");
+          "test: malformed record at byte 43: the input ends without END (it was cut short)");
   }
   SUBCASE("cut inside a value") {
     CHECK(error_of(good.substr(0, 40), DataFormat::flare) ==
-          "test: malformed record at byte 22: the file ends inside the data of 'b'");
+          "test: malformed record at byte 22: the input ends inside the data of 'b'");
     CHECK(error_of(good.substr(0, 37), DataFormat::flare) ==
-          "test: malformed record at byte 22: the file ends inside a VALUE line");
+          "test: malformed record at byte 22: the input ends inside a VALUE line");
   }
   SUBCASE("a length that disagrees with the data") {
     std::string bad = "VALUE a 0 2 1 0\r\nabc\r\nEND\r\n";
@@ -180,7 +180,7 @@ TEST_CASE("a damaged file is refused with the offset of the bad record") {
   }
   SUBCASE("CSV cut inside a quoted cell") {
     std::string csv = std::string(csv_header()) + "a,0,3,1,0,\"ab";
-    CHECK(error_of(csv, DataFormat::csv).find("the file ends inside a quoted cell") != std::string::npos);
+    CHECK(error_of(csv, DataFormat::csv).find("the input ends inside a quoted cell") != std::string::npos);
   }
   SUBCASE("CSV without the header") {
     CHECK(error_of("a,0,3,1,0,abc,\r\n", DataFormat::csv).find("not a flare-tools CSV dump") != std::string::npos);
@@ -218,4 +218,96 @@ TEST_CASE("restore pipelines its sets and names the keys that failed") {
   REQUIRE(r.first_failures.size() == 2);
   CHECK(r.first_failures[0] == "bad: NOT_STORED");
   CHECK(r.first_failures[1] == "oops: SERVER_ERROR out of memory");
+}
+
+TEST_CASE("a bandwidth below 8 bits per second is refused, not taken as unlimited") {
+  CHECK_FALSE(parse_bandwidth("7").has_value());
+  CHECK_FALSE(parse_bandwidth("1").has_value());
+  CHECK(parse_bandwidth("8").value() == 1);
+  CHECK(parse_bandwidth("0").value() == 0); // 0 is "no limit", as in 0.7.3
+  CHECK(parse_bandwidth("1B").value() == 1);
+}
+
+TEST_CASE("a CSV record with more than seven cells is refused at the eighth") {
+  TempFile t;
+  std::string csv = std::string(csv_header()) + "a,0,1,1,0,x,";
+  for (int i = 0; i < 1000; ++i) csv += ",";
+  csv += "\r\n";
+  t.write(csv);
+  ItemReader r(t.open_read(), "test", DataFormat::csv);
+  Item i;
+  CHECK_THROWS_WITH_AS(r.next(i), doctest::Contains("more than 7 cells"), InputError);
+}
+
+TEST_CASE("a reader hands a value over in pieces, and can start at any record") {
+  TempFile t;
+  std::string big(300000, 'b');
+  std::string file = "VALUE a 0 1 1 0\r\nx\r\nVALUE big 3 300000 2 0\r\n" + big + "\r\nVALUE c 0 1 1 0\r\nz\r\nEND\r\n";
+  t.write(file);
+  SUBCASE("pieces no larger than the read buffer") {
+    ItemReader r(t.open_read(), "test", DataFormat::flare);
+    ItemHeader h;
+    REQUIRE(r.next_header(h));
+    REQUIRE(r.next_header(h)); // the first record's data is skipped on the way
+    CHECK(h.key == "big");
+    size_t pieces = 0, total = 0, largest = 0;
+    r.read_data([&](std::string_view chunk) {
+      ++pieces;
+      total += chunk.size();
+      largest = std::max(largest, chunk.size());
+      CHECK(chunk.find_first_not_of('b') == std::string_view::npos);
+    });
+    CHECK(total == big.size());
+    CHECK(pieces > 1);
+    CHECK(largest <= static_cast<size_t>(FLARE_TOOLS_READ_BUFFER_BYTES) + FLARE_TOOLS_MAX_LINE_BYTES);
+    REQUIRE(r.next_header(h));
+    CHECK(h.key == "c");
+  }
+  SUBCASE("skip_to a record start, and refuse anything else") {
+    size_t c_at = file.find("VALUE c");
+    ItemReader r(t.open_read(), "test", DataFormat::flare);
+    r.skip_to(c_at);
+    Item i;
+    REQUIRE(r.next(i));
+    CHECK(i.header.key == "c");
+    CHECK(r.offset() == c_at);
+    CHECK_FALSE(r.next(i));
+    ItemReader r2(t.open_read(), "test", DataFormat::flare);
+    CHECK_THROWS_WITH_AS(r2.skip_to(c_at - 1), doctest::Contains("is not the start of a record"), InputError);
+    ItemReader r3(t.open_read(), "test", DataFormat::flare);
+    CHECK_THROWS_WITH_AS(r3.skip_to(file.size() + 10), doctest::Contains("is past the last record"), InputError);
+  }
+}
+
+TEST_CASE("a restore against a node that answers one reply at a time, slowly, counts every reply") {
+  TestServer trickle([&](int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::string line, data;
+    int n = 0;
+    while (TestServer::read_line(fd, line)) {
+      if (line.rfind("set ", 0) != 0) continue;
+      TestServer::read_line(fd, data);
+      if (++n % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      TestServer::send_all(fd, n == 1500 ? "NOT_STORED\r\n" : "STORED\r\n"); // one write per reply
+    }
+  });
+  TempFile t;
+  std::string file;
+  for (int i = 0; i < 3000; ++i) file += "VALUE k" + std::to_string(i) + " 0 5 1 0\r\nvalue\r\n";
+  file += "END\r\n";
+  t.write(file);
+  ItemReader r(t.open_read(), "test", DataFormat::flare);
+  NodeClient c(Endpoint{"127.0.0.1", trickle.port()}, 5000);
+  RestoreOptions opt;
+  opt.window_bytes = 16 << 10;
+  RestoreReport rep = restore_items(r, c, opt);
+  CHECK(rep.complete);
+  CHECK(rep.sent == 3000);
+  CHECK(rep.stored == 2999);
+  CHECK(rep.failed == 1);
+  REQUIRE(rep.first_failures.size() == 1);
+  CHECK(rep.first_failures[0] == "k1499: NOT_STORED");
+  CHECK(rep.unacknowledged == 0);
+  CHECK(rep.resume_offset == file.size() - 5);
 }

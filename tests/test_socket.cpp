@@ -4,6 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <csignal>
+#include <pthread.h>
+
 using namespace flare;
 
 namespace {
@@ -101,4 +105,81 @@ TEST_CASE("a reply that never ends is bounded in memory") {
   auto r = gather_stats({{"127.0.0.1", flood.port()}}, 3000);
   CHECK_FALSE(r[0].ok);
   CHECK(r[0].error.find("larger than") != std::string::npos);
+}
+
+namespace {
+extern "C" void ignore_signal(int) {}
+} // namespace
+
+TEST_CASE("a signal never restarts a timeout: after EINTR only the time left is waited") {
+  TestServer silent([&](int fd) {
+    char buf[64];
+    while (::recv(fd, buf, sizeof buf, 0) > 0) {
+    }
+  });
+  // A handler without SA_RESTART, so that every signal interrupts poll() with EINTR.
+  struct sigaction sa {}, old {};
+  sa.sa_handler = ignore_signal;
+  ::sigaction(SIGUSR1, &sa, &old);
+  std::atomic<bool> done{false};
+  pthread_t me = ::pthread_self();
+  std::thread pester([&] {
+    while (!done) {
+      ::pthread_kill(me, SIGUSR1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  ServerClient c(Endpoint{"127.0.0.1", silent.port()}, 300);
+  auto start = Clock::now();
+  CHECK_THROWS_WITH_AS(c.request("stats"), doctest::Contains("timed out"), NetworkError);
+  double took = std::chrono::duration<double>(Clock::now() - start).count();
+  done = true;
+  pester.join();
+  ::sigaction(SIGUSR1, &old, nullptr);
+  CHECK(took < 2.0); // restarting the full 300 ms after each signal (every 20 ms) would never end
+}
+
+TEST_CASE("a cancel check stops a wait on a silent server within its slice") {
+  TestServer silent([&](int fd) {
+    char buf[64];
+    while (::recv(fd, buf, sizeof buf, 0) > 0) {
+    }
+  });
+  std::atomic<bool> stop{false};
+  ServerClient c(Endpoint{"127.0.0.1", silent.port()}, 60000);
+  c.set_cancel([&] { return stop.load(); });
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop = true;
+  });
+  auto start = Clock::now();
+  CHECK_THROWS_AS(c.request("stats"), Interrupted);
+  later.join();
+  CHECK(std::chrono::duration<double>(Clock::now() - start).count() < 2.0);
+  CHECK_FALSE(c.socket().is_open());
+}
+
+TEST_CASE("a line longer than the limit closes the connection, like every protocol error") {
+  TestServer flood([](int fd) {
+    std::string line;
+    if (!TestServer::read_line(fd, line)) return;
+    std::string chunk(65536, 'x');
+    for (int i = 0; i < 4; ++i) TestServer::send_all(fd, chunk);
+  });
+  ServerClient c(Endpoint{"127.0.0.1", flood.port()}, 2000);
+  CHECK_THROWS_WITH_AS(c.request("stats"), doctest::Contains("longer than"), ProtocolError);
+  CHECK_FALSE(c.socket().is_open());
+}
+
+TEST_CASE("a stats gather ends at an error reply instead of waiting for its timeout") {
+  TestServer refuses([](int fd) {
+    std::string line;
+    while (TestServer::read_line(fd, line)) TestServer::send_all(fd, "SERVER_ERROR busy\r\n");
+  });
+  auto start = Clock::now();
+  auto results = gather_stats({Endpoint{"127.0.0.1", refuses.port()}}, 5000);
+  REQUIRE(results.size() == 1);
+  CHECK_FALSE(results[0].ok);
+  CHECK(results[0].error == "answered 'SERVER_ERROR busy' to stats");
+  CHECK(std::chrono::duration<double>(Clock::now() - start).count() < 2.5);
 }
