@@ -3271,7 +3271,13 @@ private:
 
   void failure(const std::string& key, std::string_view why) {
     ++report_.failed;
-    if (report_.first_failures.size() < 10) report_.first_failures.push_back(key + ": " + detail::printable(why));
+    if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why));
+  }
+
+  // A key as a failure line names it: whole up to memcached's 250 bytes, else its start and size.
+  static std::string shown_key(const std::string& key) {
+    if (key.size() <= 250) return detail::printable(key, 1000);
+    return detail::printable(key.substr(0, 40), 200) + "... (" + std::to_string(key.size()) + " bytes)";
   }
 
   // Sends what the socket takes now, without waiting (and at most --bwlimit's pace).
@@ -3458,8 +3464,7 @@ inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const R
       }
       if (h.key.size() > FLARE_TOOLS_MAX_TEXT_KEY_BYTES) {
         reader.read_data([](std::string_view) {});
-        writer.fail_locally(h.key.substr(0, 40) + "... (" + std::to_string(h.key.size()) + " bytes)",
-                            "not sent: flared's text protocol takes keys of at most " +
+        writer.fail_locally(h.key, "not sent: flared's text protocol takes keys of at most " +
                                 std::to_string(FLARE_TOOLS_MAX_TEXT_KEY_BYTES) + " bytes");
         continue;
       }

@@ -1,8 +1,8 @@
 // The ceiling for bench/data_bench.sh: the fastest a client can move the same bytes over
 // loopback, with no parsing or formatting at all.
 //   raw_client dump PORT          send "dump", read until the stream ends with "END\r\n"
-//   raw_client restore PORT FILE  send FILE's sets (prepared by the bench) in 1 MiB writes while
-//                                 counting the replies, until one reply per set has arrived
+//   raw_client restore PORT FILE  send FILE's sets (prepared by the bench) in 1 MiB writes from one
+//                                 thread while another counts the replies in 1 MiB reads
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 static int connect_to(int port) {
@@ -56,27 +57,28 @@ int main(int argc, char** argv) {
       if (std::memcmp(tail, "END\r\n", 5) == 0) break;
     }
   } else if (mode == "restore" && argc == 4) {
+    // As the reference client of the restore benchmark: one thread sends the sets in 1 MiB
+    // blocking writes, another reads the replies in 1 MiB blocking reads and counts them.
     std::ifstream in(argv[3], std::ios::binary);
     std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     unsigned long long expected = 0;
     for (size_t p = data.find("set "); p != std::string::npos; p = data.find("\r\nset ", p + 1)) ++expected;
     t0 = std::chrono::steady_clock::now(); // the clock starts once the bytes are in memory
-    size_t off = 0;
+    std::thread writer([&] {
+      for (size_t off = 0; off < data.size();) {
+        ssize_t n = ::send(fd, data.data() + off, std::min<size_t>(1 << 20, data.size() - off), MSG_NOSIGNAL);
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+      }
+    });
     unsigned long long replies = 0;
     while (replies < expected) {
-      pollfd p{fd, static_cast<short>(POLLIN | (off < data.size() ? POLLOUT : 0)), 0};
-      ::poll(&p, 1, 10000);
-      if ((p.revents & POLLOUT) && off < data.size()) {
-        ssize_t n = ::send(fd, data.data() + off, std::min<size_t>(1 << 20, data.size() - off), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) off += static_cast<size_t>(n);
-      }
-      if (p.revents & POLLIN) {
-        ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n <= 0) break;
-        for (ssize_t i = 0; i < n; ++i)
-          if (buf[static_cast<size_t>(i)] == '\n') ++replies;
-      }
+      ssize_t n = ::read(fd, buf.data(), buf.size());
+      if (n <= 0) break;
+      for (ssize_t i = 0; i < n; ++i)
+        if (buf[static_cast<size_t>(i)] == '\n') ++replies;
     }
+    writer.join();
     bytes = data.size();
     std::fprintf(stderr, "%llu replies\n", replies);
   } else {
