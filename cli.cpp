@@ -843,11 +843,17 @@ int cmd_dump(const Options& o) {
   opt.timeout_ms = c.timeout_ms;
   opt.trace = c.trace;
   opt.cancel = interrupted;
-  opt.on_node_start = [](const DumpTarget& t) {
-    std::cerr << "dumping from " << t.endpoint.display() << "::" << t.range.partition << " of "
-              << t.range.partition_size << " partitions ... ";
+  // One node: 0.7.3's line, its count added at the end. Several, read at once: each node's
+  // whole line as it finishes.
+  auto shown = [](const DumpTarget& t) {
+    return "dumping from " + t.endpoint.display() + "::" + std::to_string(t.range.partition) + " of " +
+           std::to_string(t.range.partition_size) + " partitions ... ";
   };
-  opt.on_node_done = [](const DumpTarget&, unsigned long long n) { std::cerr << n << "\n"; };
+  bool one = targets.size() == 1;
+  opt.on_node_start = [&](const DumpTarget& t) {
+    if (one) std::cerr << shown(t);
+  };
+  opt.on_node_done = [&](const DumpTarget& t, unsigned long long n) { std::cerr << (one ? "" : shown(t)) << n << "\n"; };
   opt.on_item = [&](unsigned long long n) { total = n; };
   try {
     dump_items(targets, writer, opt);
@@ -869,21 +875,22 @@ int cmd_dumpkey(const Options& o) {
   Output out(o);
   unsigned long long total = 0;
   std::string line;
+  RateLimiter limiter(targets.empty() ? 0 : targets.front().range.bwlimit, interrupted);
+  DumpOptions opt;
+  opt.timeout_ms = c.timeout_ms;
+  opt.trace = c.trace;
+  opt.cancel = interrupted;
   try {
-    for (auto& t : targets) {
-      NodeClient node(t.endpoint, c.timeout_ms);
-      node.set_trace(c.trace);
-      node.set_cancel(interrupted);
-      RateLimiter limiter(t.range.bwlimit, interrupted);
-      dump_keys(node, t.range.partition, t.range.partition_size, [&](std::string_view key) {
-        if (g_interrupted) throw Interrupted("interrupted");
-        line.assign(key.data(), key.size());
-        line += '\n';
-        out.writer().write(line);
-        limiter.consume(line.size() + 4);
-        ++total;
-      });
-    }
+    dump_keys_all(
+        targets,
+        [&](size_t, std::string_view key) {
+          line.assign(key.data(), key.size());
+          line += '\n';
+          out.writer().write(line);
+          limiter.consume(line.size() + 4);
+          ++total;
+        },
+        opt);
     out.commit();
   } catch (const Interrupted&) {
     std::cerr << "interrupted after " << total << " keys" << out.where() << "\n";
@@ -1062,47 +1069,68 @@ int cmd_verify(const Options& o) {
     return EXIT_FAIL;
   }
   std::cout << "partition_size: " << count << "\n";
-  bool good = true;
-  unsigned long long misplaced_total = 0;
+  // Every node's keys at once; the results are printed in stats order once all are in.
+  struct Check {
+    NodeInfo node;
+    unsigned long long misplaced = 0, keys = 0;
+    std::vector<std::string> examples;
+    std::string error;
+    bool skipped = false;
+  };
+  std::vector<Check> checks;
+  std::vector<DumpTarget> targets;
+  std::vector<size_t> of_target;
   for (const auto& n : cluster.stats_order()) {
     if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
-    if (n.state == "down") {
-      // A replaced master stays listed, down, after a takeover: it serves nothing.
-      std::cout << "skipping " << n.key << " (partition " << n.partition << "): it is down\n";
+    checks.push_back(Check{n, 0, 0, {}, "", n.state == "down"}); // a replaced master stays listed, down
+    if (checks.back().skipped) continue;
+    targets.push_back(DumpTarget{n.endpoint(), {}});
+    of_target.push_back(checks.size() - 1);
+  }
+  DumpOptions opt;
+  opt.timeout_ms = c.timeout_ms;
+  opt.trace = c.trace;
+  opt.cancel = interrupted;
+  opt.on_node_error = [&](const DumpTarget& t, const Error& e) {
+    for (auto& ch : checks)
+      if (ch.node.key == t.endpoint.key()) ch.error = e.what();
+  };
+  try {
+    auto counts = dump_keys_all(
+        targets,
+        [&](size_t i, std::string_view key) {
+          Check& ch = checks[of_target[i]];
+          int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
+          if (want != ch.node.partition) {
+            ++ch.misplaced;
+            if (ch.examples.size() < 10)
+              ch.examples.push_back("  " + detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
+          }
+        },
+        opt);
+    for (size_t k = 0; k < targets.size(); ++k) checks[of_target[k]].keys = counts[k];
+  } catch (const Interrupted&) {
+    std::cout << "interrupted\n";
+    return EXIT_INTERRUPTED;
+  }
+  bool good = true;
+  for (const auto& ch : checks) {
+    if (ch.skipped) {
+      std::cout << "skipping " << ch.node.key << " (partition " << ch.node.partition << "): it is down\n";
       continue;
     }
-    std::cout << "checking " << n.key << " (partition " << n.partition << ") ... ";
-    std::cout.flush();
-    NodeClient node(n.endpoint(), c.timeout_ms);
-    node.set_trace(c.trace);
-    node.set_cancel(interrupted);
-    unsigned long long misplaced = 0;
-    std::vector<std::string> examples;
-    unsigned long long keys = 0;
-    try {
-      keys = dump_keys(node, -1, 0, [&](std::string_view key) {
-        if (g_interrupted) throw Interrupted("interrupted");
-        int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
-        if (want != n.partition) {
-          ++misplaced;
-          if (examples.size() < 10)
-            examples.push_back("  " + detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
-        }
-      });
-    } catch (const Interrupted&) {
-      std::cout << "interrupted\n";
-      throw Exit{EXIT_INTERRUPTED};
-    } catch (const Error& e) {
+    std::cout << "checking " << ch.node.key << " (partition " << ch.node.partition << ") ... ";
+    if (!ch.error.empty()) {
       std::cout << "failed\n";
-      std::cerr << e.what() << "\n";
+      std::cout.flush();
+      std::cerr << ch.error << "\n";
       good = false;
       continue;
     }
-    std::cout << keys << " keys, " << misplaced << " misplaced " << (misplaced ? "NG" : "OK") << "\n";
-    for (const auto& e : examples) std::cout << e << "\n";
-    if (misplaced > examples.size()) std::cout << "  ...\n";
-    misplaced_total += misplaced;
-    if (misplaced) good = false;
+    std::cout << ch.keys << " keys, " << ch.misplaced << " misplaced " << (ch.misplaced ? "NG" : "OK") << "\n";
+    for (const auto& e : ch.examples) std::cout << e << "\n";
+    if (ch.misplaced > ch.examples.size()) std::cout << "  ...\n";
+    if (ch.misplaced) good = false;
   }
   std::cout << (good ? "OK" : "NG") << "\n";
   flush_stdout();

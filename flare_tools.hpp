@@ -631,6 +631,56 @@ public:
   }
 
   size_t buffered() const { return end_ - pos_; }
+  size_t capacity() const { return buf_.size(); }
+  // A larger buffer for a bulk stream (a dump): fewer reads. Never below the line limit.
+  void set_buffer_size(size_t n) {
+    n = std::max<size_t>(n, FLARE_TOOLS_MAX_LINE_BYTES + 2);
+    if (pos_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+      end_ -= pos_;
+      pos_ = 0;
+    }
+    if (n > end_) buf_.resize(n);
+  }
+
+  // For many streams read from one poll loop: one read of what is there now, without
+  // waiting. False when nothing was (EAGAIN); the end of the stream is an error.
+  bool read_available() {
+    if (pos_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+      end_ -= pos_;
+      pos_ = 0;
+    }
+    if (end_ == buf_.size()) return false; // full: the caller must take from it first
+    ssize_t n = handle_EINTR([&] { return ::read(fd_, buf_.data() + end_, buf_.size() - end_); });
+    if (n == 0) {
+      std::string peer = peer_;
+      close();
+      throw NetworkError("connection closed by " + peer);
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      fail("receive from " + peer_ + " failed", errno);
+    }
+    end_ += static_cast<size_t>(n);
+    total_read_ += static_cast<unsigned long long>(n);
+    if (idle_ms_ > 0) set_timeout(idle_ms_);
+    return true;
+  }
+  // A complete line already in the buffer (without reading), or nullopt.
+  std::optional<std::string_view> buffered_line() {
+    if (!std::memchr(buf_.data() + pos_, '\n', end_ - pos_)) {
+      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
+      return std::nullopt;
+    }
+    return read_line();
+  }
+  // `n` bytes from the buffer; n must not exceed buffered(). Valid until the next read.
+  std::string_view take(size_t n) {
+    std::string_view v(buf_.data() + pos_, n);
+    pos_ += n;
+    return v;
+  }
 
   // Bytes consumed so far (for error messages that give a record's offset in a file).
   unsigned long long offset() const { return total_read_ - (end_ - pos_); }
@@ -3120,29 +3170,258 @@ struct DumpOptions {
   std::function<void(const DumpTarget&)> on_node_start;                   // before each node
   std::function<void(const DumpTarget&, unsigned long long items)> on_node_done; // after each node
   std::function<void(unsigned long long items)> on_item; // after each item, with the count so far
+  // dump_keys_all only: when set, a node that fails ends alone (reported here) and the others
+  // go on; otherwise the first failure throws.
+  std::function<void(const DumpTarget&, const Error&)> on_node_error;
 };
 
-// Dumps the targets' items, one node after another, into `out` (which the caller finishes).
-// Returns the number of items. Throws on the first failure: the caller must then discard what
-// was written (a partial dump must never look like a complete one).
+namespace detail {
+
+// Many dump streams read at once from one poll loop, one connection per node, so that P
+// partitions take about as long as the slowest, not P times one. `handle(i, sock)` takes
+// what stream i has buffered and returns true once its END was read. The deadline of each
+// stream is idle time; a cancel check stops everything within a slice.
+template <typename Handle>
+inline void read_streams(std::vector<std::unique_ptr<NodeClient>>& nodes, int timeout_ms, const CancelFn& cancel,
+                         Handle&& handle, const std::function<void(size_t, const Error&)>& on_error = nullptr) {
+  const size_t count = nodes.size();
+  std::vector<bool> done(count, false);
+  std::vector<Clock::time_point> last(count, Clock::now());
+  size_t active = count;
+  std::vector<pollfd> fds;
+  std::vector<size_t> owner;
+  while (active > 0) {
+    if (cancel && cancel()) throw Interrupted("interrupted");
+    fds.clear();
+    owner.clear();
+    auto wake = Clock::now() + std::chrono::milliseconds(cancel ? FLARE_TOOLS_CANCEL_CHECK_MS : timeout_ms);
+    for (size_t i = 0; i < count; ++i) {
+      if (done[i]) continue;
+      fds.push_back(pollfd{nodes[i]->socket().fd(), POLLIN, 0});
+      owner.push_back(i);
+      wake = std::min(wake, last[i] + std::chrono::milliseconds(timeout_ms));
+    }
+    int rc = ::poll(fds.data(), fds.size(), remaining_ms(wake));
+    if (rc < 0 && errno != EINTR) throw NetworkError(std::string("poll failed: ") + errno_text(errno));
+    auto now = Clock::now();
+    for (size_t k = 0; rc > 0 && k < fds.size(); ++k) {
+      if (fds[k].revents == 0) continue;
+      size_t i = owner[k];
+      auto& sock = nodes[i]->socket();
+      bool finished = false;
+      try {
+        if (sock.read_available()) last[i] = now;
+        finished = handle(i, sock);
+      } catch (const Interrupted&) {
+        throw;
+      } catch (const Error& e) {
+        if (!on_error) throw;
+        on_error(i, e);
+        finished = true;
+      }
+      if (finished) {
+        done[i] = true;
+        --active;
+        nodes[i]->close();
+      }
+      // A value streamed through keeps the others waiting on us: that is not their silence.
+      auto after = Clock::now();
+      if (after - now > std::chrono::milliseconds(100)) {
+        for (auto& t : last) t = std::max(t, after);
+        now = after;
+      }
+    }
+    for (size_t k = 0; k < owner.size(); ++k) {
+      size_t i = owner[k];
+      if (done[i] || now - last[i] < std::chrono::milliseconds(timeout_ms)) continue;
+      NetworkError e("timed out waiting for " + nodes[i]->endpoint().display() + " (nothing received for " +
+                     std::to_string(timeout_ms / 1000) + " s)");
+      if (!on_error) throw e;
+      on_error(i, e);
+      done[i] = true;
+      --active;
+      nodes[i]->close();
+    }
+  }
+}
+
+inline std::vector<std::unique_ptr<NodeClient>> open_streams(const std::vector<Endpoint>& eps, const DumpOptions& opt,
+                                                             std::vector<std::string>* errors = nullptr) {
+  std::vector<std::unique_ptr<NodeClient>> nodes;
+  // Each connection reads in large pieces, within a bound on the whole (64 MiB).
+  size_t buffer = std::clamp<size_t>((64u << 20) / std::max<size_t>(1, eps.size()), 128u << 10, 1u << 20);
+  for (const auto& ep : eps) {
+    nodes.push_back(std::make_unique<NodeClient>(ep, opt.timeout_ms));
+    nodes.back()->set_trace(opt.trace);
+    nodes.back()->set_cancel(opt.cancel);
+    try {
+      nodes.back()->connect();
+      nodes.back()->socket().set_buffer_size(buffer);
+      if (errors) errors->emplace_back();
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error& e) {
+      if (!errors) throw;
+      errors->emplace_back(e.what()); // reported by the caller; this stream is left out
+    }
+  }
+  return nodes;
+}
+
+// `refused` names the request ("the dump"), `stream` the stream ("dump", "key dump").
+[[noreturn]] inline void bad_stream_line(NodeClient& node, std::string_view line, const char* refused, const char* stream) {
+  std::string shown = printable(line);
+  node.socket().close();
+  if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
+    throw ServerError(node.endpoint().display() + " refused " + refused + ": " + shown);
+  throw ProtocolError("unexpected line in the " + std::string(stream) + " from " + node.endpoint().display() + ": '" +
+                      shown + "'");
+}
+
+} // namespace detail
+
+// Dumps the targets' items into `out` (which the caller finishes), every node at once, each
+// record whole in the output: while one node's record is incomplete in its buffer, that node
+// waits for the rest; a value too large to buffer streams straight through while the others
+// wait in their sockets. --bwlimit (each target's range.bwlimit) limits the total. Returns the
+// number of items. Throws on the first failure: the caller must then discard what was
+// written (a partial dump must never look like a complete one).
 inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out, const DumpOptions& opt = {}) {
-  unsigned long long total = 0;
-  for (const auto& t : targets) {
-    NodeClient node(t.endpoint, opt.timeout_ms);
+  if (targets.empty()) return 0;
+  unsigned long long bwlimit = targets.front().range.bwlimit;
+  if (targets.size() == 1) { // one node: the plain stream is the fastest path
+    NodeClient node(targets[0].endpoint, opt.timeout_ms);
     node.set_trace(opt.trace);
     node.set_cancel(opt.cancel);
-    if (opt.on_node_start) opt.on_node_start(t);
+    if (opt.on_node_start) opt.on_node_start(targets[0]);
+    unsigned long long total = 0;
     unsigned long long n = dump_node_streamed(
-        node, t.range, [&](const ItemHeader& h) { out.begin(h); }, [&](std::string_view chunk) { out.data(chunk); },
+        node, targets[0].range, [&](const ItemHeader& h) { out.begin(h); }, [&](std::string_view c) { out.data(c); },
         [&] {
           out.end();
-          ++total;
-          if (opt.on_item) opt.on_item(total);
+          if (opt.on_item) opt.on_item(++total);
         },
         opt.cancel);
-    if (opt.on_node_done) opt.on_node_done(t, n);
+    if (opt.on_node_done) opt.on_node_done(targets[0], n);
+    return n;
   }
+  std::vector<Endpoint> eps;
+  for (const auto& t : targets) eps.push_back(t.endpoint);
+  auto nodes = detail::open_streams(eps, opt);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    DumpRange r = targets[i].range;
+    // The servers share the limit; our own limiter holds the total to it exactly.
+    if (r.bwlimit) r.bwlimit = std::max<unsigned long long>(1024, r.bwlimit / targets.size());
+    if (opt.on_node_start) opt.on_node_start(targets[i]);
+    nodes[i]->send_line(dump_request(r));
+  }
+  RateLimiter limiter(bwlimit, opt.cancel);
+  struct State {
+    bool has_header = false;
+    ItemHeader header;
+    size_t line_bytes = 0;
+    unsigned long long items = 0;
+  };
+  std::vector<State> st(targets.size());
+  unsigned long long total = 0;
+  auto finish_item = [&](State& s, NodeClient& node, bool crlf) {
+    if (!crlf) {
+      node.socket().close();
+      throw ProtocolError("the data of '" + detail::printable(s.header.key) + "' from " + node.endpoint().display() +
+                          " is longer than its VALUE line says");
+    }
+    out.end();
+    s.has_header = false;
+    ++s.items;
+    if (opt.on_item) opt.on_item(++total);
+    limiter.consume(s.line_bytes + s.header.length + 4);
+  };
+  detail::read_streams(nodes, opt.timeout_ms, opt.cancel, [&](size_t i, detail::Socket& sock) {
+    State& s = st[i];
+    NodeClient& node = *nodes[i];
+    for (;;) {
+      if (!s.has_header) {
+        auto line = sock.buffered_line();
+        if (!line) return false;
+        if (*line == "END") {
+          if (opt.on_node_done) opt.on_node_done(targets[i], s.items);
+          return true;
+        }
+        if (line->rfind("VALUE ", 0) != 0) detail::bad_stream_line(node, *line, "the dump", "dump");
+        s.line_bytes = line->size();
+        s.header = parse_value_line(*line);
+        s.has_header = true;
+      }
+      size_t need = s.header.length + 2;
+      if (sock.buffered() >= need) {
+        out.begin(s.header);
+        out.data(sock.take(s.header.length));
+        finish_item(s, node, sock.take(2) == "\r\n");
+        continue;
+      }
+      if (need <= sock.capacity()) return false; // the rest is on its way
+      // Larger than the buffer: stream it through now; the other nodes wait in their sockets.
+      sock.set_idle_timeout(opt.timeout_ms);
+      out.begin(s.header);
+      sock.read_exact(s.header.length, [&](std::string_view c) { out.data(c); });
+      bool crlf = sock.read_line().empty();
+      sock.set_idle_timeout(0);
+      finish_item(s, node, crlf);
+    }
+  });
   return total;
+}
+
+// The keys of every target at once (`dump_key`), from one poll loop; `on_key(i, key)` is told
+// which target each key came from. Returns the number of keys of each target.
+template <typename OnKey>
+inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets, OnKey&& on_key,
+                                                     const DumpOptions& opt = {}) {
+  std::vector<Endpoint> eps;
+  for (const auto& t : targets) eps.push_back(t.endpoint);
+  std::vector<std::string> open_errors;
+  auto nodes = detail::open_streams(eps, opt, opt.on_node_error ? &open_errors : nullptr);
+  std::vector<std::unique_ptr<NodeClient>> live;
+  std::vector<size_t> index; // live stream -> target
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const DumpRange& r = targets[i].range;
+    if (opt.on_node_start) opt.on_node_start(targets[i]);
+    try {
+      if (!open_errors.empty() && !open_errors[i].empty()) throw NetworkError(open_errors[i]);
+      nodes[i]->send_line(r.partition < 0 ? "dump_key"
+                                          : "dump_key " + std::to_string(r.partition) + " " + std::to_string(r.partition_size));
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error& e) {
+      if (!opt.on_node_error) throw;
+      opt.on_node_error(targets[i], e);
+      continue;
+    }
+    live.push_back(std::move(nodes[i]));
+    index.push_back(i);
+  }
+  std::vector<unsigned long long> counts(targets.size(), 0);
+  unsigned long long total = 0;
+  std::function<void(size_t, const Error&)> on_error;
+  if (opt.on_node_error) on_error = [&](size_t k, const Error& e) { opt.on_node_error(targets[index[k]], e); };
+  detail::read_streams(
+      live, opt.timeout_ms, opt.cancel,
+      [&](size_t k, detail::Socket& sock) {
+        size_t i = index[k];
+        while (auto line = sock.buffered_line()) {
+          if (*line == "END") {
+            if (opt.on_node_done) opt.on_node_done(targets[i], counts[i]);
+            return true;
+          }
+          if (line->rfind("KEY ", 0) != 0 || line->size() == 4) detail::bad_stream_line(*live[k], *line, "dump_key", "key dump");
+          on_key(i, line->substr(4));
+          ++counts[i];
+          if (opt.on_item) opt.on_item(++total);
+        }
+        return false;
+      },
+      on_error);
+  return counts;
 }
 
 // The outcome of a restore: how far it got, and which items failed.

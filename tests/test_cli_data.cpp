@@ -499,3 +499,62 @@ TEST_CASE("a restore that stops halfway says how far it got, and resumes from th
     CHECK(f.state_changes().empty());
   }
 }
+
+TEST_CASE("dump --all reads every partition at once, each record whole, and fails whole when one node fails") {
+  FakeCluster f(4);
+  auto idx = f.index_args();
+  for (int p = 0; p < 3; ++p) f.must("set-node " + f.node(p) + " master active " + std::to_string(p) + " 1");
+  // each master holds its own partition's keys, written through the cluster's routing
+  for (int i = 0; i < 600; ++i) store(f, 3, "item:" + std::to_string(i), std::string(static_cast<size_t>(i % 300), 'x'), 1, 0);
+  std::string big(3 << 20, 'B'); // larger than a stream's buffer: it streams through alone
+  store(f, 3, "big", big, 2, 0);
+  REQUIRE(f.items(0) + f.items(1) + f.items(2) == 601);
+  std::string path = f.dir() + "/all.flare";
+  auto d = run(with({"dump", "--all", "-o", path}, idx));
+  REQUIRE(d.status == 0);
+  for (int p = 0; p < 3; ++p)
+    CHECK(d.err.find("dumping from " + f.node(p) + "::" + std::to_string(p) + " of 3 partitions ... " +
+                     std::to_string(f.items(static_cast<size_t>(p))) + "\n") != std::string::npos);
+  auto keys = run(with({"dumpkey", "--all"}, idx));
+  CHECK(keys.status == 0);
+  CHECK(std::count(keys.out.begin(), keys.out.end(), '\n') == 601);
+  // every record reads back whole, and restores into another cluster item for item
+  FakeCluster g(1);
+  g.must("set-node " + g.node(0) + " master active 0 1");
+  auto r = run(with({"restore", "-i", path}, {"--index-server", g.index()}));
+  CHECK(r.status == 0);
+  CHECK(r.err == "601 entries have been restored.\n");
+  std::string back = g.dir() + "/back.flare";
+  REQUIRE(run(with({"dump", "--all", "-o", back}, g.index_args())).status == 0);
+  auto sorted_items = [](const std::string& p) {
+    flare::ItemReader rd(::open(p.c_str(), O_RDONLY), p, flare::DataFormat::flare);
+    std::vector<std::string> out;
+    flare::Item i;
+    while (rd.next(i)) out.push_back(i.header.key + " " + std::to_string(i.header.flags) + " " + i.data);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  CHECK(sorted_items(path) == sorted_items(back));
+  SUBCASE("one node cut in the middle: no file") {
+    f.must("cut " + f.node(1) + " 5000");
+    std::string cut = f.dir() + "/cut.flare";
+    auto c = run(with({"dump", "--all", "-o", cut}, idx));
+    CHECK(c.status == 1);
+    CHECK(c.err.find("connection closed by " + f.node(1)) != std::string::npos);
+    CHECK_FALSE(exists(cut));
+    CHECK_FALSE(exists(cut + ".tmp"));
+  }
+  SUBCASE("verify reads every node at once and still reports each") {
+    auto v = run(with({"verify"}, idx));
+    CHECK(v.status == 0);
+    for (int p = 0; p < 3; ++p)
+      CHECK(v.out.find("checking " + f.node(p) + " (partition " + std::to_string(p) + ") ... " +
+                       std::to_string(f.items(static_cast<size_t>(p))) + " keys, 0 misplaced OK\n") != std::string::npos);
+    f.must("hang " + f.node(2) + " 1");
+    auto h = run(with({"verify", "--timeout", "1"}, idx));
+    CHECK(h.status == 1);
+    CHECK(h.out.find("checking " + f.node(0) + " (partition 0) ... " + std::to_string(f.items(0)) + " keys, 0 misplaced OK\n") !=
+          std::string::npos);
+    CHECK(h.out.find("checking " + f.node(2) + " (partition 2) ... failed\n") != std::string::npos);
+  }
+}
