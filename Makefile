@@ -12,6 +12,9 @@ UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp
             tests/test_keyhash.cpp tests/test_data.cpp tests/test_fuzz_findings.cpp
 INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin.cpp tests/test_cli_data.cpp \
             tests/test_cli_hostile.cpp
+# Prometheus output and clusters of thousands of nodes (issue 9, parts 3 and 4).
+UNIT_SRC  += tests/test_prometheus.cpp
+INTEG_SRC += tests/test_cli_scale.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check fuzz fuzz-run demo bench clean check-doctest

@@ -392,7 +392,50 @@ int parse_positive(const Options& o, const std::string& name, int def, int min) 
   return *v;
 }
 
+// flare-stats --prometheus [-o FILE]: every node's stats in the Prometheus text format. With -o
+// each round replaces FILE atomically (node_exporter's textfile collector must never read half
+// a file). An unreachable node is flare_up 0 (its error on stderr, exit 0, as the table does);
+// an unreachable index server is flare_index_up 0, written all the same, and exit 1.
+int stats_prometheus(const Options& o) {
+  Context c = make_context(o, true);
+  for (const char* other : {"qps", "json", "delimiter"})
+    if (o.flag(other) || o.has(other)) throw UsageError(std::string("--prometheus cannot be combined with --") + other);
+  if (!o.args.empty()) throw UsageError("--prometheus exports every node and takes no HOST:PORT");
+  int wait = parse_positive(o, "wait", 1, 0);
+  int count = parse_positive(o, "count", 1, 1);
+  std::string output = o.get("output", "-");
+  IndexClient ic = index_client(c);
+  int status = EXIT_OK;
+  for (int round = 0; round < count; ++round) {
+    std::string text;
+    try {
+      Cluster cluster = load_cluster(ic);
+      std::vector<Endpoint> eps;
+      for (const auto& n : cluster.nodes()) eps.push_back(n.endpoint());
+      auto results = gather_stats(eps, c.timeout_ms);
+      for (const auto& r : results)
+        if (!r.ok) std::cerr << r.endpoint.display() << ": " << r.error << "\n";
+      text = format_prometheus(c.index.display(), cluster, results);
+      status = EXIT_OK;
+    } catch (const Error& e) {
+      std::cerr << e.what() << "\n";
+      text = format_prometheus_index_down(c.index.display());
+      status = EXIT_FAIL;
+    }
+    if (output == "-") {
+      std::cout << text;
+      flush_stdout();
+    } else {
+      write_file_atomically(output, text);
+    }
+    if (round + 1 < count && !sleep_interruptible(wait)) return EXIT_INTERRUPTED;
+  }
+  return status;
+}
+
 int cmd_stats(const Options& o) {
+  if (o.flag("prometheus")) return stats_prometheus(o);
+  if (o.has("output")) throw UsageError("--output goes with --prometheus");
   Context c = make_context(o, true);
   bool qps = o.flag("qps"), json = o.flag("json");
   int wait = parse_positive(o, "wait", 1, 0);
@@ -1156,7 +1199,9 @@ std::vector<Command> commands() {
         {"wait", 'w', "SECONDS", "seconds between tables (default 1)"},
         {"count", 'c', "N", "number of tables (default 1)"},
         {"delimiter", 'd', "STRING", "column separator (default one space)"},
-        kJson},
+        kJson,
+        {"prometheus", 0, nullptr, "print Prometheus text format (0.0.4) for every node and the cluster"},
+        {"output", 'o', "FILE", "with --prometheus: write FILE atomically (via FILE.tmp) instead of stdout"}},
        cmd_stats},
       {"threads", "[HOST:PORT]", "Show the threads of the index server or of a node.", true, {kJson}, cmd_threads},
       {"summary", "", "Show a one-line summary of the cluster.", true, {kJson}, cmd_summary},

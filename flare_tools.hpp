@@ -82,6 +82,19 @@
 #define FLARE_TOOLS_READ_BUFFER_BYTES 65536
 #endif
 
+// Descriptors a gather of node stats leaves to the rest of the process (stdio, the index
+// connection, files the caller holds) when the open-files limit is too low for one connection
+// per node at once; the nodes are then asked in a sliding window of (limit - this) connections.
+#ifndef FLARE_TOOLS_RESERVED_FDS
+#define FLARE_TOOLS_RESERVED_FDS 32
+#endif
+
+// Connections a gather starts before it services the ones already open: the first requests go
+// out while later connects are still being made, so the nodes' replies overlap the start-up.
+#ifndef FLARE_TOOLS_GATHER_CONNECT_BATCH
+#define FLARE_TOOLS_GATHER_CONNECT_BATCH 64
+#endif
+
 #ifndef FLARE_TOOLS_DEFAULT_INDEX_PORT
 #define FLARE_TOOLS_DEFAULT_INDEX_PORT 12120
 #endif
@@ -120,6 +133,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -1250,9 +1264,11 @@ struct StatsProbe {
   std::vector<std::pair<sockaddr_storage, socklen_t>> addrs;
   size_t next_addr = 0;
   int fd = -1;
-  enum Phase { connecting, sending, reading, done } phase = connecting;
+  enum Phase { waiting, connecting, sending, reading, done } phase = waiting;
   size_t sent = 0;
   std::string inbuf;
+  Clock::time_point deadline{}; // from the moment its connect starts
+  bool out_of_fds = false;      // the last socket() failed with EMFILE/ENFILE
 
   void finish_error(const std::string& why) {
     if (fd >= 0) ::close(fd);
@@ -1264,6 +1280,7 @@ struct StatsProbe {
 };
 
 inline void probe_try_connect(StatsProbe& p) {
+  p.out_of_fds = false;
   while (p.next_addr < p.addrs.size()) {
     int err = 0;
     const auto& a = p.addrs[p.next_addr++];
@@ -1273,6 +1290,10 @@ inline void probe_try_connect(StatsProbe& p) {
       return;
     }
     p.result.error = errno_text(err);
+    if (err == EMFILE || err == ENFILE) {
+      p.out_of_fds = true;
+      break; // the address is fine: the process is out of descriptors
+    }
   }
   p.finish_error(p.result.error.empty() ? "cannot connect" : p.result.error);
 }
@@ -1291,125 +1312,183 @@ inline bool probe_reply_complete(const std::string& buf) {
   return last == "END" || last == "ERROR" || last.rfind("SERVER_ERROR", 0) == 0 || last.rfind("CLIENT_ERROR", 0) == 0;
 }
 
+// Raises this process's soft limit on open files toward `wanted`, never above the hard limit
+// and never lowering it, and returns the soft limit in force afterwards. A library changing a
+// process-wide resource, on purpose: a gather of N nodes needs N sockets at once, the soft
+// limit (often 1,024) is only a default, and the hard limit, the administrator's decision, is
+// respected. Above the hard limit the gather works in a window instead (gather_window).
+inline rlim_t raise_open_files_limit(rlim_t wanted) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return RLIM_INFINITY; // unknown: EMFILE will tell
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= wanted) return rl.rlim_cur;
+  rlimit raised = rl;
+  raised.rlim_cur = (rl.rlim_max == RLIM_INFINITY || wanted < rl.rlim_max) ? wanted : rl.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  return rl.rlim_cur;
+}
+
+// How many of `n` connections a gather may hold open at once: all of them when the (raised)
+// limit allows, else the limit less FLARE_TOOLS_RESERVED_FDS (at least one).
+inline size_t gather_window(size_t n) {
+  const rlim_t reserve = FLARE_TOOLS_RESERVED_FDS;
+  rlim_t limit = raise_open_files_limit(static_cast<rlim_t>(n) + reserve);
+  if (limit == RLIM_INFINITY || limit >= static_cast<rlim_t>(n) + reserve) return n;
+  rlim_t w = limit > 2 * reserve ? limit - reserve : limit / 2;
+  return std::max<size_t>(1, std::min<size_t>(n, static_cast<size_t>(w)));
+}
+
+// Turns a complete `stats` reply (ending in END\r\n) into the probe's result.
+inline void probe_finish_reply(StatsProbe& p) {
+  ::close(p.fd);
+  p.fd = -1;
+  p.phase = StatsProbe::done;
+  p.result.fetched_at = Clock::now();
+  try {
+    std::string_view status = last_line(p.inbuf);
+    if (status != "END") throw ServerError("answered '" + printable(status) + "' to stats");
+    std::vector<std::string> lines;
+    std::string_view all(p.inbuf);
+    all.remove_suffix(5); // END\r\n
+    size_t start = 0;
+    while (start < all.size()) {
+      size_t nl = all.find('\n', start);
+      if (nl == std::string_view::npos) nl = all.size();
+      std::string_view line = all.substr(start, nl - start);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("stats line too long");
+      lines.emplace_back(line);
+      start = nl + 1;
+    }
+    p.result.stats = parse_stats(lines);
+    p.result.ok = true;
+  } catch (const Error& e) {
+    p.result.ok = false;
+    p.result.error = e.what();
+  }
+  p.inbuf.clear();
+  p.inbuf.shrink_to_fit();
+}
+
+// Moves a probe on after poll() saw activity on its socket.
+inline void probe_service(StatsProbe& p, const std::string& request) {
+  const size_t max_reply = FLARE_TOOLS_MAX_REPLY_BYTES;
+  if (p.phase == StatsProbe::connecting) {
+    int err = connect_result(p.fd);
+    if (err != 0) {
+      ::close(p.fd);
+      p.fd = -1;
+      p.result.error = errno_text(err);
+      probe_try_connect(p);
+      return;
+    }
+    p.phase = StatsProbe::sending;
+  }
+  if (p.phase == StatsProbe::sending) {
+    ssize_t n = handle_EINTR(
+        [&] { return ::send(p.fd, request.data() + p.sent, request.size() - p.sent, MSG_NOSIGNAL); });
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      p.finish_error(errno_text(errno));
+      return;
+    }
+    if (n > 0) p.sent += static_cast<size_t>(n);
+    if (p.sent == request.size()) p.phase = StatsProbe::reading;
+    return;
+  }
+  if (p.phase == StatsProbe::reading) {
+    char buf[16384];
+    ssize_t n = handle_EINTR([&] { return ::recv(p.fd, buf, sizeof buf, 0); });
+    if (n == 0) {
+      p.finish_error("connection closed in the middle of the reply");
+      return;
+    }
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) p.finish_error(errno_text(errno));
+      return;
+    }
+    p.inbuf.append(buf, static_cast<size_t>(n));
+    if (p.inbuf.size() > max_reply) {
+      p.finish_error("reply larger than " + std::to_string(max_reply) + " bytes");
+      return;
+    }
+    if (probe_reply_complete(p.inbuf)) probe_finish_reply(p);
+  }
+}
+
 } // namespace detail
 
-// Fetches `stats` from every endpoint at once from this one thread: non-blocking connects
-// and a single poll() loop, so N slow or dead nodes cost one timeout, not N. A node that
-// fails (refused, timeout, garbage) comes back with ok == false and a reason; the others
-// are unaffected. Results are in the order of `endpoints`.
+// Fetches `stats` from every endpoint from this one thread: non-blocking connects and a single
+// poll() loop, so N slow or dead nodes cost one timeout, not N. Each node has `timeout_ms` from
+// the start of its connect. Connections are started FLARE_TOOLS_GATHER_CONNECT_BATCH at a time
+// with the open ones serviced in between, and at most gather_window() are open at once (the
+// open-files limit is raised for this; above the hard limit, a node starts as another ends;
+// an unexpected EMFILE narrows the window instead of failing the node). A node that fails
+// (refused, timeout, garbage) comes back with ok == false and a reason; the others are
+// unaffected. Results are in the order of `endpoints`.
 inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
   using detail::StatsProbe;
   const std::string request = "stats\r\n";
-  const size_t max_reply = FLARE_TOOLS_MAX_REPLY_BYTES;
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  std::vector<StatsProbe> probes(endpoints.size());
-  for (size_t i = 0; i < endpoints.size(); ++i) {
-    probes[i].result.endpoint = endpoints[i];
-    try {
-      probes[i].addrs = detail::resolve(endpoints[i]);
-      detail::probe_try_connect(probes[i]);
-    } catch (const Error& e) {
-      probes[i].finish_error(e.what());
-    }
-  }
+  const size_t n = endpoints.size();
+  size_t window = detail::gather_window(n);
+  std::vector<StatsProbe> probes(n);
+  for (size_t i = 0; i < n; ++i) probes[i].result.endpoint = endpoints[i];
+  size_t next = 0;            // the next probe to start
+  std::vector<size_t> active; // probes with an open socket
   std::vector<pollfd> fds;
-  std::vector<size_t> owner;
   for (;;) {
+    // Start a batch of connections, as far as the window allows.
+    for (size_t started = 0; next < n && active.size() < window && started < FLARE_TOOLS_GATHER_CONNECT_BATCH;
+         ++started) {
+      auto& p = probes[next];
+      p.deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+      try {
+        if (p.addrs.empty()) p.addrs = detail::resolve(endpoints[next]);
+        detail::probe_try_connect(p);
+      } catch (const Error& e) {
+        p.finish_error(e.what());
+      }
+      if (p.out_of_fds && !active.empty()) {
+        // More descriptors in use than the limit suggested: wait for one to be freed.
+        window = active.size();
+        p.phase = StatsProbe::waiting;
+        p.next_addr = 0;
+        p.out_of_fds = false;
+        p.result.error.clear();
+        break;
+      }
+      if (p.phase != StatsProbe::done) active.push_back(next);
+      ++next;
+    }
+    if (active.empty()) {
+      if (next >= n) break;
+      continue;
+    }
+    auto soonest = Clock::time_point::max();
     fds.clear();
-    owner.clear();
-    for (size_t i = 0; i < probes.size(); ++i) {
+    for (size_t i : active) {
       auto& p = probes[i];
-      if (p.phase == StatsProbe::done) continue;
-      short ev = p.phase == StatsProbe::reading ? POLLIN : POLLOUT;
-      fds.push_back(pollfd{p.fd, ev, 0});
-      owner.push_back(i);
+      soonest = std::min(soonest, p.deadline);
+      fds.push_back(pollfd{p.fd, static_cast<short>(p.phase == StatsProbe::reading ? POLLIN : POLLOUT), 0});
     }
-    if (fds.empty()) break;
+    bool more_to_start = next < n && active.size() < window;
+    int ms = more_to_start ? 0 : detail::remaining_ms(soonest);
     // A signal ends poll early; the next round waits for the time left only.
-    int rc = ::poll(fds.data(), fds.size(), detail::remaining_ms(deadline));
+    int rc = ::poll(fds.data(), fds.size(), ms);
     if (rc < 0 && errno == EINTR) continue;
-    if (rc == 0) {
-      for (size_t i : owner) probes[i].finish_error("timed out");
-      break;
-    }
     if (rc < 0) {
-      for (size_t i : owner) probes[i].finish_error(std::string("poll failed: ") + detail::errno_text(errno));
+      std::string why = std::string("poll failed: ") + detail::errno_text(errno);
+      for (size_t i : active) probes[i].finish_error(why);
+      for (; next < n; ++next) probes[next].finish_error(why);
       break;
     }
+    auto now = Clock::now();
     for (size_t k = 0; k < fds.size(); ++k) {
-      if (fds[k].revents == 0) continue;
-      auto& p = probes[owner[k]];
-      if (p.phase == StatsProbe::connecting) {
-        int err = detail::connect_result(p.fd);
-        if (err != 0) {
-          ::close(p.fd);
-          p.fd = -1;
-          p.result.error = detail::errno_text(err);
-          detail::probe_try_connect(p);
-          continue;
-        }
-        p.phase = StatsProbe::sending;
-      }
-      if (p.phase == StatsProbe::sending) {
-        ssize_t n = detail::handle_EINTR(
-            [&] { return ::send(p.fd, request.data() + p.sent, request.size() - p.sent, MSG_NOSIGNAL); });
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-          p.finish_error(detail::errno_text(errno));
-          continue;
-        }
-        if (n > 0) p.sent += static_cast<size_t>(n);
-        if (p.sent == request.size()) p.phase = StatsProbe::reading;
-        continue;
-      }
-      if (p.phase == StatsProbe::reading) {
-        char buf[16384];
-        ssize_t n = detail::handle_EINTR([&] { return ::recv(p.fd, buf, sizeof buf, 0); });
-        if (n == 0) {
-          p.finish_error("connection closed in the middle of the reply");
-          continue;
-        }
-        if (n < 0) {
-          if (errno != EAGAIN && errno != EWOULDBLOCK) p.finish_error(detail::errno_text(errno));
-          continue;
-        }
-        p.inbuf.append(buf, static_cast<size_t>(n));
-        if (p.inbuf.size() > max_reply) {
-          p.finish_error("reply larger than " + std::to_string(max_reply) + " bytes");
-          continue;
-        }
-        if (detail::probe_reply_complete(p.inbuf)) {
-          ::close(p.fd);
-          p.fd = -1;
-          p.phase = StatsProbe::done;
-          p.result.fetched_at = Clock::now();
-          try {
-            std::string_view status = detail::last_line(p.inbuf);
-            if (status != "END")
-              throw ServerError("answered '" + detail::printable(status) + "' to stats");
-            std::vector<std::string> lines;
-            std::string_view all(p.inbuf);
-            all.remove_suffix(5); // END\r\n
-            size_t start = 0;
-            while (start < all.size()) {
-              size_t nl = all.find('\n', start);
-              if (nl == std::string_view::npos) nl = all.size();
-              std::string_view line = all.substr(start, nl - start);
-              if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-              if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("stats line too long");
-              lines.emplace_back(line);
-              start = nl + 1;
-            }
-            p.result.stats = parse_stats(lines);
-            p.result.ok = true;
-          } catch (const Error& e) {
-            p.result.ok = false;
-            p.result.error = e.what();
-          }
-          p.inbuf.clear();
-          p.inbuf.shrink_to_fit();
-        }
-      }
+      auto& p = probes[active[k]];
+      if (fds[k].revents != 0) detail::probe_service(p, request);
+      if (p.phase != StatsProbe::done && now >= p.deadline) p.finish_error("timed out");
     }
+    active.erase(std::remove_if(active.begin(), active.end(),
+                                [&](size_t i) { return probes[i].phase == StatsProbe::done; }),
+                 active.end());
   }
   std::vector<StatsResult> out;
   out.reserve(probes.size());
@@ -4172,6 +4251,196 @@ inline std::string format_summary_json(const Summary& s) {
          ",\"nodes\":" + std::to_string(s.nodes) + ",\"masters\":" + std::to_string(s.masters) +
          ",\"slaves\":" + std::to_string(s.slaves) + ",\"bytes\":" + std::to_string(s.bytes) +
          ",\"items\":" + std::to_string(s.items) + ",\"unreachable_masters\":" + std::to_string(s.unreachable_masters) + "}";
+}
+
+// ---- 8b. Prometheus text exposition format, version 0.0.4 --------------------------------
+//
+// `flare-stats --prometheus`: every node's `stats` as metrics for node_exporter's textfile
+// collector or a scrape wrapper. Names are flare_*, in base units (seconds, bytes); counters
+// end in _total. Per-node series carry node, role, state and partition (as the index sees
+// them); cluster-level ones carry index (the index server), so that files of several clusters
+// can sit side by side in one textfile directory. Each family is written whole (HELP, TYPE,
+// then all its samples), in a fixed order; no timestamps (the textfile collector refuses them).
+
+namespace detail {
+
+// Label values escape backslash, double quote and newline (the format's only escapes). Other
+// control bytes and non-ASCII bytes, which a broken peer could send and which would make the
+// file invalid UTF-8 or unreadable, become '?'.
+inline std::string prom_label_value(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else if (c < 0x20 || c >= 0x7f) out += '?';
+    else out += static_cast<char>(c);
+  }
+  return out;
+}
+
+// A value as flare sends it, checked: digits, optionally a fraction ("2.766564"). Passed on
+// as text so that no precision is lost; anything else is left out rather than guessed.
+inline bool prom_plain_number(std::string_view s) {
+  size_t dot = s.find('.');
+  std::string_view whole = s.substr(0, dot);
+  if (!is_digits(whole)) return false;
+  return dot == std::string_view::npos || is_digits(s.substr(dot + 1));
+}
+
+// Appends one family: HELP, TYPE, then its samples (already formatted "name{labels} value").
+inline void prom_family(std::string& out, const char* name, const char* type, const char* help,
+                        const std::vector<std::string>& samples) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+  for (const auto& s : samples) out += s;
+}
+
+inline std::string prom_node_labels(const NodeInfo& n) {
+  return "node=\"" + prom_label_value(n.key) + "\",role=\"" + prom_label_value(n.role) + "\",state=\"" +
+         prom_label_value(n.state) + "\",partition=\"" + std::to_string(n.partition) + "\"";
+}
+
+// The node `stats` fields exported, in output order.
+struct PromStat {
+  const char* name;
+  const char* type;
+  const char* field;
+  const char* help;
+};
+inline const std::vector<PromStat>& prom_stats() {
+  static const std::vector<PromStat> table = {
+      {"flare_uptime_seconds", "gauge", "uptime", "Seconds since the node started."},
+      {"flare_current_items", "gauge", "curr_items", "Items stored on the node."},
+      {"flare_items_total", "counter", "total_items", "Items stored since the node started."},
+      {"flare_bytes", "gauge", "bytes", "Bytes the node uses for its items."},
+      {"flare_limit_bytes", "gauge", "limit_maxbytes", "The node's storage limit in bytes (0: none)."},
+      {"flare_current_connections", "gauge", "curr_connections", "Open client connections."},
+      {"flare_connections_total", "counter", "total_connections", "Client connections accepted."},
+      {"flare_cmd_get_total", "counter", "cmd_get", "get requests."},
+      {"flare_cmd_set_total", "counter", "cmd_set", "set requests."},
+      {"flare_get_hits_total", "counter", "get_hits", "get requests that found the key."},
+      {"flare_get_misses_total", "counter", "get_misses", "get requests that did not find the key."},
+      {"flare_delete_hits_total", "counter", "delete_hits", "delete requests that found the key."},
+      {"flare_delete_misses_total", "counter", "delete_misses", "delete requests that did not find the key."},
+      {"flare_incr_hits_total", "counter", "incr_hits", "incr requests that found the key."},
+      {"flare_incr_misses_total", "counter", "incr_misses", "incr requests that did not find the key."},
+      {"flare_decr_hits_total", "counter", "decr_hits", "decr requests that found the key."},
+      {"flare_decr_misses_total", "counter", "decr_misses", "decr requests that did not find the key."},
+      {"flare_cas_hits_total", "counter", "cas_hits", "cas requests that stored the item."},
+      {"flare_cas_misses_total", "counter", "cas_misses", "cas requests that did not find the key."},
+      {"flare_cas_badval_total", "counter", "cas_badval", "cas requests refused for a changed item."},
+      {"flare_touch_hits_total", "counter", "touch_hits", "touch requests that found the key."},
+      {"flare_touch_misses_total", "counter", "touch_misses", "touch requests that did not find the key."},
+      {"flare_evictions_total", "counter", "evictions", "Items evicted to make room."},
+      {"flare_read_bytes_total", "counter", "bytes_read", "Bytes received from clients."},
+      {"flare_written_bytes_total", "counter", "bytes_written", "Bytes sent to clients."},
+      {"flare_cpu_user_seconds_total", "counter", "rusage_user", "User CPU time of the node process."},
+      {"flare_cpu_system_seconds_total", "counter", "rusage_system", "System CPU time of the node process."},
+      {"flare_threads", "gauge", "threads", "Threads of the node process."},
+      {"flare_pool_threads", "gauge", "pool_threads", "Idle threads in the node's pool."},
+      {"flare_node_map_version", "gauge", "node_map_version", "Version of the node map the node holds."},
+  };
+  return table;
+}
+
+} // namespace detail
+
+// The whole exposition for one cluster: `results` are the `stats` of the cluster's nodes (any
+// order; a node without a result, or whose result is !ok, is flare_up 0 and has no stats
+// samples). `index_name` is the index server's host:port.
+inline std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
+                                     const std::vector<StatsResult>& results) {
+  using detail::prom_family;
+  std::string out;
+  const std::string index_label = "index=\"" + detail::prom_label_value(index_name) + "\"";
+  auto cluster_sample = [&](const char* name, const std::string& extra, long long v) {
+    return std::string(name) + "{" + index_label + extra + "} " + std::to_string(v) + "\n";
+  };
+
+  // Cluster-level gauges.
+  Summary sum = summarize(index_name, cluster, results);
+  prom_family(out, "flare_index_up", "gauge", "1 when the index server answered.",
+              {cluster_sample("flare_index_up", "", 1)});
+  prom_family(out, "flare_cluster_partitions", "gauge", "Partitions of the cluster (1 + the highest in use).",
+              {cluster_sample("flare_cluster_partitions", "", cluster.partition_count())});
+  {
+    // Every known role and state, zeros included (an alert on "no active slave" needs the 0),
+    // then any other pair the index reported.
+    std::vector<std::pair<std::string, std::string>> keys;
+    for (const char* r : {"master", "slave", "proxy"})
+      for (const char* s : {"active", "prepare", "down", "ready"}) keys.emplace_back(r, s);
+    std::map<std::pair<std::string, std::string>, long long> count;
+    for (const auto& k : keys) count[k] = 0;
+    for (const auto& n : cluster.nodes()) {
+      auto k = std::make_pair(n.role, n.state);
+      if (count.find(k) == count.end()) keys.push_back(k);
+      ++count[k];
+    }
+    std::vector<std::string> samples;
+    for (const auto& k : keys)
+      samples.push_back(cluster_sample("flare_cluster_nodes",
+                                       ",role=\"" + detail::prom_label_value(k.first) + "\",state=\"" +
+                                           detail::prom_label_value(k.second) + "\"",
+                                       count[k]));
+    prom_family(out, "flare_cluster_nodes", "gauge", "Nodes of the cluster by role and state.", samples);
+  }
+  prom_family(out, "flare_cluster_items", "gauge", "Items stored in the cluster (sum over the masters that answered).",
+              {cluster_sample("flare_cluster_items", "", sum.items)});
+  prom_family(out, "flare_cluster_bytes", "gauge", "Bytes used in the cluster (sum over the masters that answered).",
+              {cluster_sample("flare_cluster_bytes", "", sum.bytes)});
+  prom_family(out, "flare_cluster_unreachable_masters", "gauge",
+              "Masters whose stats could not be read (the cluster sums leave them out).",
+              {cluster_sample("flare_cluster_unreachable_masters", "", sum.unreachable_masters)});
+
+  // Per-node families, nodes in stats order.
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : results) by_key[r.endpoint.key()] = &r;
+  auto nodes = cluster.stats_order();
+  std::vector<std::string> labels;
+  std::vector<const StatsResult*> answered;
+  for (const auto& n : nodes) {
+    labels.push_back(detail::prom_node_labels(n));
+    auto it = by_key.find(n.key);
+    answered.push_back(it != by_key.end() && it->second->ok ? it->second : nullptr);
+  }
+  std::vector<std::string> samples;
+  samples.reserve(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i)
+    samples.push_back("flare_up{" + labels[i] + "} " + (answered[i] ? "1" : "0") + "\n");
+  prom_family(out, "flare_up", "gauge", "1 when the node answered stats, 0 when it did not.", samples);
+  samples.clear();
+  for (size_t i = 0; i < nodes.size(); ++i)
+    samples.push_back("flare_balance{" + labels[i] + "} " + std::to_string(nodes[i].balance) + "\n");
+  prom_family(out, "flare_balance", "gauge", "The node's weight for reads, from the index server.", samples);
+  for (const auto& m : detail::prom_stats()) {
+    samples.clear();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (!answered[i]) continue;
+      const std::string* v = answered[i]->stats.find(m.field);
+      if (!v || !detail::prom_plain_number(*v)) continue;
+      samples.push_back(std::string(m.name) + "{" + labels[i] + "} " + *v + "\n");
+    }
+    prom_family(out, m.name, m.type, m.help, samples);
+  }
+  return out;
+}
+
+// What to expose when the index server itself cannot be read: its flare_index_up is 0 (a
+// missing file or stale values would hide the outage).
+inline std::string format_prometheus_index_down(const std::string& index_name) {
+  std::string out;
+  detail::prom_family(out, "flare_index_up", "gauge", "1 when the index server answered.",
+                      {"flare_index_up{index=\"" + detail::prom_label_value(index_name) + "\"} 0\n"});
+  return out;
 }
 
 // flare's own node map document (flarei's flare.xml, boost serialization), nodes in server order.
