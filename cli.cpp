@@ -1030,7 +1030,6 @@ int cmd_verify(const Options& o) {
   }
   std::cout << "partition_size: " << count << "\n";
   bool good = true;
-  unsigned long long misplaced_total = 0;
   for (const auto& n : cluster.stats_order()) {
     if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
     std::cout << "checking " << n.key << " (partition " << n.partition << ") ... ";
@@ -1059,7 +1058,6 @@ int cmd_verify(const Options& o) {
     std::cout << keys << " keys, " << misplaced << " misplaced " << (misplaced ? "NG" : "OK") << "\n";
     for (const auto& e : examples) std::cout << e << "\n";
     if (misplaced > examples.size()) std::cout << "  ...\n";
-    misplaced_total += misplaced;
     if (misplaced) good = false;
   }
   std::cout << (good ? "OK" : "NG") << "\n";
