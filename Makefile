@@ -1,7 +1,13 @@
 # flare-tools (C++): plain `make` builds one static binary installed as flare-admin and flare-stats.
 CXX      ?= g++
 CXXFLAGS ?= -O2
-WARN      = -std=c++17 -Wall -Wextra -Werror
+STD      ?= c++17
+# Warnings are shown; WERROR=1 makes them errors. Plain `make` leaves it off, so that a
+# compiler newer than ours does not stop a user's build over a new warning; `make test`,
+# `make matrix` and CI (.ci/run) turn it on (override on the command line either way).
+WERROR   ?= 0
+WFLAGS    = -Wall -Wextra $(if $(filter-out 0,$(WERROR)),-Werror)
+WARN      = -std=$(STD) $(WFLAGS)
 LDSTATIC ?= -static
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -15,9 +21,11 @@ INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin
 # Prometheus output and clusters of thousands of nodes (issue 9, parts 3 and 4).
 UNIT_SRC  += tests/test_prometheus.cpp
 INTEG_SRC += tests/test_cli_scale.cpp
+UNIT_SRC += tests/test_portable_sockets.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check fuzz fuzz-run demo bench clean check-doctest
+.PHONY: matrix matrix-portable
 
 all: flare-admin flare-stats
 
@@ -28,9 +36,13 @@ flare-stats: flare-admin
 	ln -sf flare-admin $@
 
 install: flare-admin
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include
 	install -m 0755 flare-admin $(DESTDIR)$(PREFIX)/bin/flare-admin
 	ln -sf flare-admin $(DESTDIR)$(PREFIX)/bin/flare-stats
+	install -m 0644 flare_tools.hpp $(DESTDIR)$(PREFIX)/include/flare_tools.hpp
+
+# The tests build warning-free or not at all.
+test test-plain test-sanitize test-header matrix matrix-portable: WERROR = 1
 
 # ---- tests: doctest unit tests, then integration tests that run the built binary against
 # tests/fake-flare; everything again under AddressSanitizer + UndefinedBehaviorSanitizer.
@@ -80,6 +92,62 @@ test: test-header test-plain test-sanitize
 	@cat build/plain/unit.log build/plain/integration.log build/san/unit.log build/san/integration.log | \
 	  awk -F'|' '/\[doctest\] test cases:/ { split($$2, p, " "); split($$3, f, " "); P += p[1]; F += f[1] } \
 	             END { printf "%d passed, %d failed\n", P, F; exit (F > 0) }' 
+
+# ---- make matrix (CI): the header alone, the CLI, fake-flare and both test binaries with each
+# compiler and standard, compiled and linked (`make test` runs the suites, once); then the
+# socket tests built on the fallback for systems without MSG_NOSIGNAL/SOCK_CLOEXEC (forced on
+# Linux by FLARE_TOOLS_PORTABLE_SOCKETS) and run. Needs clang++ as well as g++.
+# -O1: some of g++'s warnings come from the optimizer.
+MATRIX_CXX  ?= g++ clang++
+MATRIX_STD  ?= c++17 c++20
+MATRIX_OPT   = -O1
+MATRIX_OBJS  = $(patsubst tests/%.cpp,%.o,$(sort $(UNIT_SRC) $(INTEG_SRC)))
+MATRIX_CELLS =
+
+# One cell: $(1) compiler, $(2) standard; everything in build/matrix/$(1)-$(2)/. The header is
+# also checked on the fallback, plain (as on Linux) and with SO_NOSIGPIPE (as on macOS and the
+# BSDs; Linux has no such option, so a made-up value stands in: compiled, never run).
+define matrix_cell
+MATRIX_CELLS += build/matrix/$(1)-$(2)/built
+build/matrix/$(1)-$(2)/header.ok: $$(HDRS)
+	@mkdir -p $$(@D)
+	$(1) -std=$(2) $$(WFLAGS) -pedantic -fsyntax-only -x c++ flare_tools.hpp
+	$(1) -std=$(2) $$(WFLAGS) -pedantic -fsyntax-only \
+	  -DFLARE_TOOLS_PORTABLE_SOCKETS -x c++ flare_tools.hpp
+	$(1) -std=$(2) $$(WFLAGS) -pedantic -fsyntax-only \
+	  -DFLARE_TOOLS_PORTABLE_SOCKETS -DSO_NOSIGPIPE=0x1022 -x c++ flare_tools.hpp
+	@touch $$@
+build/matrix/$(1)-$(2)/cli.o: cli.cpp $$(HDRS)
+	@mkdir -p $$(@D)
+	$(1) -std=$(2) $$(WFLAGS) $$(MATRIX_OPT) -c -o $$@ cli.cpp
+build/matrix/$(1)-$(2)/%.o: tests/%.cpp $$(HDRS) tests/*.hpp | check-doctest
+	@mkdir -p $$(@D)
+	$(1) -std=$(2) $$(WFLAGS) $$(MATRIX_OPT) -pthread -I. -c -o $$@ $$<
+build/matrix/$(1)-$(2)/built: build/matrix/$(1)-$(2)/header.ok build/matrix/$(1)-$(2)/cli.o \
+    build/matrix/$(1)-$(2)/fake_flare.o $$(addprefix build/matrix/$(1)-$(2)/,$$(MATRIX_OBJS))
+	$(1) -o build/matrix/$(1)-$(2)/flare-admin build/matrix/$(1)-$(2)/cli.o
+	$(1) -o build/matrix/$(1)-$(2)/fake-flare build/matrix/$(1)-$(2)/fake_flare.o -pthread
+	$(1) -o build/matrix/$(1)-$(2)/unit $$(addprefix build/matrix/$(1)-$(2)/,$$(patsubst tests/%.cpp,%.o,$$(UNIT_SRC))) -pthread
+	$(1) -o build/matrix/$(1)-$(2)/integration \
+	  $$(addprefix build/matrix/$(1)-$(2)/,$$(patsubst tests/%.cpp,%.o,$$(INTEG_SRC))) -pthread
+	@echo "matrix: $(1) -std=$(2): header, flare-admin, fake-flare, unit, integration built"
+	@touch $$@
+endef
+$(foreach c,$(MATRIX_CXX),$(foreach s,$(MATRIX_STD),$(eval $(call matrix_cell,$(c),$(s)))))
+
+# The fallback socket layer, forced on Linux: the tests that send and connect, run.
+PORTABLE_SRC = tests/test_main.cpp tests/test_socket.cpp tests/test_data.cpp tests/test_portable_sockets.cpp
+build/matrix/portable/%.o: tests/%.cpp $(HDRS) tests/*.hpp | check-doctest
+	@mkdir -p $(@D)
+	$(CXX) $(WARN) $(MATRIX_OPT) -g -pthread -DFLARE_TOOLS_PORTABLE_SOCKETS -I. -c -o $@ $<
+build/matrix/portable/unit: $(patsubst tests/%.cpp,build/matrix/portable/%.o,$(PORTABLE_SRC))
+	$(CXX) -o $@ $^ -pthread
+matrix-portable: build/matrix/portable/unit
+	@echo "matrix: socket tests on the fallback (FLARE_TOOLS_PORTABLE_SOCKETS: no MSG_NOSIGNAL, no SOCK_CLOEXEC)"
+	@$(RUN_LOGGED) build/matrix/portable/unit.log build/matrix/portable/unit
+
+matrix: $(MATRIX_CELLS) matrix-portable
+	@echo "matrix: $(words $(MATRIX_CELLS)) builds ($(MATRIX_CXX) x $(MATRIX_STD)) warning-free; fallback socket tests passed"
 
 # Static analysis: cppcheck must report nothing. Two style checks are off, on purpose:
 #  - useStlAlgorithm: it asks for std::any_of/accumulate in place of plain loops over a few

@@ -18,8 +18,8 @@
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
 //
 //  Every network call is bounded by a deadline, the library never touches the process's
-//  signal dispositions (sends use MSG_NOSIGNAL), and every buffer fed by a peer is bounded
-//  by the limits below.
+//  signal dispositions (sends use MSG_NOSIGNAL, or SO_NOSIGPIPE where that is missing), and
+//  every buffer fed by a peer is bounded by the limits below.
 //
 #ifndef FLARE_TOOLS_HPP
 #define FLARE_TOOLS_HPP
@@ -103,6 +103,10 @@
 #define FLARE_TOOLS_DEFAULT_NODE_PORT 12121
 #endif
 
+// FLARE_TOOLS_PORTABLE_SOCKETS (define it to force): use the fallback for systems without
+// MSG_NOSIGNAL or SOCK_CLOEXEC (macOS, older BSDs) even where they exist, so that the
+// fallback is built and tested on Linux too. See "Socket portability" below the includes.
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -137,6 +141,24 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+// ---- Socket portability: chosen here, used only by detail::new_socket and detail::kSendFlags.
+// MSG_NOSIGNAL keeps a send to a peer that has gone from raising SIGPIPE; without it, the
+// socket option SO_NOSIGPIPE does the same (macOS, BSDs). Where neither exists, a send to a
+// closed peer raises SIGPIPE: the library leaves signal dispositions to the program, which
+// must ignore SIGPIPE itself there. SOCK_CLOEXEC keeps our sockets out of child processes;
+// without it, fcntl(FD_CLOEXEC) right after socket() does (racy only against another
+// thread's fork+exec, the best that exists there).
+#if defined(MSG_NOSIGNAL) && !defined(FLARE_TOOLS_PORTABLE_SOCKETS)
+#define FLARE_TOOLS_HAVE_MSG_NOSIGNAL 1
+#else
+#define FLARE_TOOLS_HAVE_MSG_NOSIGNAL 0
+#endif
+#if defined(SOCK_CLOEXEC) && !defined(FLARE_TOOLS_PORTABLE_SOCKETS)
+#define FLARE_TOOLS_HAVE_SOCK_CLOEXEC 1
+#else
+#define FLARE_TOOLS_HAVE_SOCK_CLOEXEC 0
+#endif
 
 namespace flare {
 
@@ -462,9 +484,45 @@ inline std::vector<std::pair<sockaddr_storage, socklen_t>> resolve(const Endpoin
   return out;
 }
 
+// The flags of every send: no SIGPIPE where the system has MSG_NOSIGNAL (see "Socket
+// portability" at the top; elsewhere new_socket sets SO_NOSIGPIPE).
+#if FLARE_TOOLS_HAVE_MSG_NOSIGNAL
+constexpr int kSendFlags = MSG_NOSIGNAL;
+#else
+constexpr int kSendFlags = 0;
+#endif
+
+// A TCP socket, close-on-exec, that does not raise SIGPIPE where the system offers a way;
+// returns -1 with errno set on failure. Every socket of the library comes from here.
+inline int new_socket(int family) {
+#if FLARE_TOOLS_HAVE_SOCK_CLOEXEC
+  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+#else
+  int fd = ::socket(family, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    int e = errno;
+    ::close(fd);
+    errno = e;
+    return -1;
+  }
+#endif
+#if !FLARE_TOOLS_HAVE_MSG_NOSIGNAL && defined(SO_NOSIGPIPE)
+  int one = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) < 0) {
+    int e = errno;
+    ::close(fd);
+    errno = e;
+    return -1;
+  }
+#endif
+  return fd;
+}
+
 // Starts a non-blocking connect; returns the fd (connect may still be in progress) or -1.
 inline int start_connect(const sockaddr_storage& addr, socklen_t len, int& err) {
-  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = new_socket(addr.ss_family);
   if (fd < 0) {
     err = errno;
     return -1;
@@ -593,7 +651,7 @@ public:
     const char* p = data.data();
     size_t left = data.size();
     while (left > 0) {
-      ssize_t n = handle_EINTR([&] { return ::send(fd_, p, left, MSG_NOSIGNAL); });
+      ssize_t n = handle_EINTR([&] { return ::send(fd_, p, left, kSendFlags); });
       if (n > 0) {
         p += n;
         left -= static_cast<size_t>(n);
@@ -741,7 +799,9 @@ public:
 
   // Sends what it can without blocking; returns the number of bytes taken.
   size_t send_some(std::string_view data) {
-    ssize_t n = handle_EINTR([&] { return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT); });
+    // kSendFlags is 0 on the fallback (which is what cppcheck, without system headers, sees).
+    // cppcheck-suppress badBitmaskCheck
+    ssize_t n = handle_EINTR([&] { return ::send(fd_, data.data(), data.size(), kSendFlags | MSG_DONTWAIT); });
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
       fail("send to " + peer_ + " failed", errno);
@@ -1385,7 +1445,7 @@ inline void probe_service(StatsProbe& p, const std::string& request) {
   }
   if (p.phase == StatsProbe::sending) {
     ssize_t n = handle_EINTR(
-        [&] { return ::send(p.fd, request.data() + p.sent, request.size() - p.sent, MSG_NOSIGNAL); });
+        [&] { return ::send(p.fd, request.data() + p.sent, request.size() - p.sent, kSendFlags); });
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       p.finish_error(errno_text(errno));
       return;
