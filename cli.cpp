@@ -917,13 +917,13 @@ int cmd_dumpkey(const Options& o) {
   auto targets = data_targets(o, c, bwlimit_option(o));
   Output out(o);
   unsigned long long total = 0;
-  std::string line;
   RateLimiter limiter(targets.empty() ? 0 : targets.front().range.bwlimit, interrupted);
   DumpOptions opt;
   opt.timeout_ms = c.timeout_ms;
   opt.trace = c.trace;
   opt.cancel = interrupted;
   try {
+    std::string line;
     dump_keys_all(
         targets,
         [&](size_t, std::string_view key) {

@@ -3631,8 +3631,8 @@ public:
     pending_ += std::to_string(h.length);
     pending_ += "\r\n";
     queued_ += pending_.size() - before;
-    size_t fed = 0;
     try {
+      size_t fed = 0;
       feed([&](std::string_view chunk) {
         fed += chunk.size();
         pending_.append(chunk.data(), chunk.size());
@@ -3681,7 +3681,7 @@ private:
   struct Request {
     std::string key;
     size_t bytes;
-    unsigned long long offset;
+    unsigned long long offset; // cppcheck-suppress unusedStructMember ; read by first_unanswered_offset
   };
   static constexpr size_t kSendBytes = 1 << 20; // one write(2) of requests at most
   static constexpr size_t kReadBytes = 1 << 18; // one read(2) of replies at most
