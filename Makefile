@@ -11,7 +11,7 @@ UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp
             tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp \
             tests/test_keyhash.cpp tests/test_data.cpp tests/test_fuzz_findings.cpp
 INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin.cpp tests/test_cli_data.cpp \
-            tests/test_cli_hostile.cpp
+            tests/test_cli_hostile.cpp tests/test_replay.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check fuzz fuzz-run demo bench clean check-doctest

@@ -94,6 +94,7 @@ struct Config {
   int nodes = 3;
   bool nodes_given = false;
   std::vector<int> node_ports;
+  std::vector<int> stopped_ports;  // --stopped-node-port: nodes whose flared is not running yet
   std::string ready_file;
   double copy_rate = 100000;
   int64_t revive_ms = 1000;
@@ -439,6 +440,7 @@ struct FakeNode {
   std::string key;
   // guarded by g_mu
   bool alive = true;
+  int64_t alive_since = 0;  // mono ms of the last `start`
   Store store;
   uint64_t data_bytes = 0;
   int64_t start_unix = 0;
@@ -728,8 +730,8 @@ bool set_role(MapEntry& e, Role role, int64_t balance, int64_t partition) {
         if (b <= 0) return false;
         if (m) {
           if (m->state != State::Down) return false;
-          to_proxy(*m, State::Down);  // take over a preserved master's partition
-          m->down_since = mono_ms();
+          // Take over a preserved master's partition: like flarei, the old master stays in the
+          // map as master/down beside the new one (index_takeover_of_down_master.txt).
           e.role = Role::Master;
           e.state = State::Active;
           e.partition = p;
@@ -822,7 +824,15 @@ bool set_state(MapEntry& e, State s) {
 bool remove_entry(const std::string& key) {
   auto it = g_map.find(key);
   if (it == g_map.end()) return false;
-  if (it->second.state != State::Down || it->second.role == Role::Master) return false;
+  const MapEntry& d = it->second;
+  if (d.state != State::Down) return false;
+  if (d.role == Role::Master) {
+    // A preserved master (the last of its partition) stays; after a takeover it may go.
+    bool other = false;
+    for (auto& kv : g_map)
+      if (&kv.second != &d && kv.second.role == Role::Master && kv.second.partition == d.partition) other = true;
+    if (!other) return false;
+  }
   FakeNode* n = node_of(it->second);
   if (n && n->key == key) {
     n->snapshot = g_map;
@@ -919,8 +929,20 @@ void tick(double dt) {
       if (e.state != State::Down && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
     } else {
       e.unreach_since = -1;
-      if (e.state == State::Down && e.role != Role::Master && now - e.down_since >= g_cfg.revive_ms) {
-        to_proxy(e, State::Active);
+      int64_t since = std::max(e.down_since, node_of(e)->alive_since);
+      if (e.state == State::Down && now - since >= g_cfg.revive_ms) {
+        // The monitor's next good ping: a live node set down comes back as proxy/active, except a
+        // preserved master (still the only master of its partition), which comes back as
+        // master/active (index_master_down_no_slave.txt); a master whose partition was taken over
+        // comes back as a proxy (index_takeover_then_old_master_returns.txt).
+        bool taken = false;
+        if (e.role == Role::Master)
+          for (auto& o : g_map)
+            if (&o.second != &e && o.second.role == Role::Master && o.second.partition == e.partition &&
+                o.second.state != State::Down)
+              taken = true;
+        if (e.role == Role::Master && !taken) e.state = State::Active;
+        else to_proxy(e, State::Active);
         bump();
       }
     }
@@ -2281,6 +2303,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
       }
     } else if (!node->alive) {
       node->alive = true;
+      node->alive_since = mono_ms();
       node->start_unix = unix_now();
       node->reset_counters();
       update_want(ep);
@@ -2290,13 +2313,9 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
         int port;
         if (split_key(node->key, host, port)) add_entry(host, port);
       } else {
-        MapEntry& e = it->second;
-        e.unreach_since = -1;
-        if (e.state == State::Down) {
-          if (e.role == Role::Master) e.state = State::Active;
-          else to_proxy(e, State::Active);
-          bump();
-        }
+        // Back in the map under its key: the monitor brings it back revive-ms later (flared's
+        // `node add` of a down node leaves it down, index_node_add.txt).
+        it->second.unreach_since = -1;
       }
     }
     std::string e = sync_listeners(lk);
@@ -2674,6 +2693,7 @@ void parse_args(int argc, char** argv) {
       g_cfg.nodes = static_cast<int>(num_arg(a, val, 0, 1000));
       g_cfg.nodes_given = true;
     } else if (a == "--node-port") g_cfg.node_ports.push_back(static_cast<int>(num_arg(a, val, 0, 65535)));
+    else if (a == "--stopped-node-port") g_cfg.stopped_ports.push_back(static_cast<int>(num_arg(a, val, 1, 65535)));
     else if (a == "--ready-file") g_cfg.ready_file = val;
     else if (a == "--copy-rate") {
       char* end = nullptr;
@@ -2704,6 +2724,8 @@ void parse_args(int argc, char** argv) {
   n = std::max(n, static_cast<int>(g_cfg.node_ports.size()));
   g_cfg.nodes = n;
   while (static_cast<int>(g_cfg.node_ports.size()) < n) g_cfg.node_ports.push_back(0);
+  for (int p : g_cfg.stopped_ports) g_cfg.node_ports.push_back(p);
+  g_cfg.nodes = n + static_cast<int>(g_cfg.stopped_ports.size());
 }
 
 bool make_pipe(int p[2]) {
@@ -2770,12 +2792,23 @@ int main(int argc, char** argv) {
   }
   {
     std::lock_guard<std::mutex> lk(g_mu);
-    for (auto& n : g_nodes) add_entry(g_cfg.host, n->ep->port);
+    size_t running = g_nodes.size() - g_cfg.stopped_ports.size();
+    for (auto& n : g_nodes) {
+      if (static_cast<size_t>(n->idx) < running) {
+        add_entry(g_cfg.host, n->ep->port);
+        continue;
+      }
+      // A stopped node: not in the map, its port closed until `start`.
+      n->alive = false;
+      n->ep->want_listen = false;
+      ::close(n->ep->listen_fd);
+      n->ep->listen_fd = -1;
+    }
   }
 
   std::string ready = "index " + std::to_string(g_index_ep->port) + "\ncontrol " +
                       std::to_string(g_control_ep->port) + "\n";
-  for (auto& n : g_nodes) ready += "node " + std::to_string(n->ep->port) + "\n";
+  for (auto& n : g_nodes) ready += (n->alive ? "node " : "stopped ") + std::to_string(n->ep->port) + "\n";
   std::fputs(ready.c_str(), stdout);
   std::fflush(stdout);
   if (!g_cfg.ready_file.empty()) {
