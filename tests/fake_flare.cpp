@@ -37,6 +37,7 @@
 //   fill NODE COUNT SIZE [PREFIX]      store COUNT items PREFIX%05d (default `key`) of SIZE bytes on
 //                                      NODE and its slaves, bypassing routing
 //   set-node HOST:PORT ROLE STATE PARTITION BALANCE   force a node-map entry
+//   thread-type HOST:PORT N            set a node's thread_type (the next new node gets max + 1)
 //   requests                           `REQ TARGET LINE` for every state-changing request received
 //                                      (index node role|state|remove|add, shutdown; node storage,
 //                                      delete, incr/decr, touch/gat, flush_all) then `END`
@@ -116,7 +117,11 @@ constexpr size_t kReadBuf = 256 * 1024;
 constexpr size_t kMaxLine = 64 * 1024;
 constexpr int64_t kMaxData = 64LL * 1024 * 1024;
 constexpr size_t kFlushAt = 1024 * 1024;
-constexpr uint64_t kItemOverhead = 48;
+// A real flared's `bytes` is its Tokyo Cabinet file size: 528704 empty, then per item about
+// key + value + 40 bytes rounded up to 16 (recorded: "pk"/2 bytes and "fk0"/1 byte -> 48 each,
+// "key00000"/1000 bytes -> 1056).
+constexpr uint64_t kItemOverhead = 40;
+constexpr uint64_t item_bytes(uint64_t key, uint64_t val) { return (key + val + kItemOverhead + 15) / 16 * 16; }
 constexpr uint64_t kBaseBytes = 528704;
 constexpr size_t kReqLogMax = 100000;
 
@@ -451,6 +456,10 @@ struct FakeNode {
   bool has_snapshot = false;
   NodeMap snapshot;
   uint64_t snapshot_version = 0;
+  // the map pushed by `node sync`, shown until the index's map changes again
+  bool has_synced = false;
+  NodeMap synced;
+  uint64_t synced_version = 0, synced_at = 0;
   void reset_counters() {
     total_items = cmd_get = cmd_set = get_hits = get_misses = 0;
     delete_hits = delete_misses = incr_hits = incr_misses = decr_hits = decr_misses = 0;
@@ -631,13 +640,13 @@ void reset_partition_slaves(int p, bool only_prepare) {
 // POS = n.store.lower_bound(key)
 void node_put_at(FakeNode& n, Store::iterator pos, std::string_view key, const Item& it) {
   if (pos != n.store.end() && pos->first == key) {
-    n.data_bytes -= pos->first.size() + pos->second.val.size() + kItemOverhead;
+    n.data_bytes -= item_bytes(pos->first.size(), pos->second.val.size());
     pos->second = it;
   } else {
     n.store.emplace_hint(pos, std::string(key), it);
   }
   n.total_items++;
-  n.data_bytes += key.size() + it.val.size() + kItemOverhead;
+  n.data_bytes += item_bytes(key.size(), it.val.size());
 }
 
 void node_put(FakeNode& n, std::string_view key, const Item& it) {
@@ -647,7 +656,7 @@ void node_put(FakeNode& n, std::string_view key, const Item& it) {
 bool node_erase(FakeNode& n, std::string_view key) {
   auto pos = n.store.find(key);
   if (pos == n.store.end()) return false;
-  n.data_bytes -= pos->first.size() + pos->second.val.size() + kItemOverhead;
+  n.data_bytes -= item_bytes(pos->first.size(), pos->second.val.size());
   n.store.erase(pos);
   return true;
 }
@@ -845,6 +854,10 @@ bool remove_entry(const std::string& key) {
 }
 
 const NodeMap& node_view(const FakeNode& n, uint64_t& version) {
+  if (n.has_synced && n.synced_at == g_map_version) {
+    version = n.synced_version;
+    return n.synced;
+  }
   if (g_map.count(n.key) || !n.has_snapshot) {
     version = g_map_version;
     return g_map;
@@ -1557,6 +1570,10 @@ struct Pending {
   BlobRef blob;
   size_t have = 0;
   int trailer = 0;
+  // `node sync [<version>]` on a node: NODE lines are collected until END
+  bool syncing = false;
+  uint64_t sync_version = 0;
+  NodeMap sync_map;
 };
 
 bool storage_cmd(std::string_view w, SCmd& c) {
@@ -2010,8 +2027,55 @@ bool do_dump(Conn* c, const std::vector<std::string_view>& w, bool keys_only) {
 void do_fill_items(FakeNode& n, const std::string& prefix, uint64_t start, uint64_t count,
                    size_t size, const std::string& pattern);
 
+// A line while `node sync` collects the map: NODE lines until END, which replaces the node's map.
+void node_sync_line(Conn* c, std::string_view line, const std::vector<std::string_view>& w, Pending& p) {
+  std::string& o = c->out;
+  if (line == "END") {
+    p.syncing = false;
+    std::lock_guard<std::mutex> lk(g_mu);
+    FakeNode& self = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    if (self.has_synced && p.sync_version < self.synced_version) {
+      o += "SERVER_ERROR node sync error\r\n";
+      return;
+    }
+    self.synced = std::move(p.sync_map);
+    self.synced_version = p.sync_version;
+    self.synced_at = g_map_version;
+    self.has_synced = true;
+    o += "OK\r\n";
+    return;
+  }
+  int64_t port, role, state, part, bal, tt;
+  if (w.size() != 8 || w[0] != "NODE" || !parse_i64(w[2], port) || !parse_i64(w[3], role) || !parse_i64(w[4], state) ||
+      !parse_i64(w[5], part) || !parse_i64(w[6], bal) || !parse_i64(w[7], tt) || role < 0 || role > 2 || state < 0 ||
+      state > 3 || port < 0 || port > 65535 || part < -1 || part > INT_MAX || bal < 0 || bal > INT_MAX || tt < 0 || tt > INT_MAX) {
+    p.syncing = false;
+    p.sync_map.clear();
+    o += "CLIENT_ERROR format error\r\n";
+    return;
+  }
+  static const Role kRoles[] = {Role::Master, Role::Slave, Role::Proxy};
+  static const State kStates[] = {State::Active, State::Prepare, State::Down, State::Ready};
+  MapEntry e;
+  e.host = std::string(w[1]);
+  e.port = static_cast<int>(port);
+  e.key = e.host + ":" + std::to_string(port);
+  e.role = kRoles[role];
+  e.state = kStates[state];
+  e.partition = static_cast<int>(part);
+  e.balance = static_cast<int>(bal);
+  e.thread_type = static_cast<int>(tt);
+  std::string key = e.key;
+  p.sync_map[key] = std::move(e);
+}
+
 bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w, Pending& p) {
   std::string& o = c->out;
+  if (p.syncing) {
+    if (!pre_reply(c, line)) return false;
+    node_sync_line(c, line, w, p);
+    return true;
+  }
   if (w.empty()) {
     if (!pre_reply(c, line)) return false;
     o += "ERROR\r\n";
@@ -2088,6 +2152,16 @@ bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w,
     return do_dump(c, w, false);
   } else if (cmd == "dump_key") {
     return do_dump(c, w, true);
+  } else if (cmd == "node" && w.size() >= 2 && w[1] == "sync") {
+    // node sync [<node_map_version>]: the index's push of its whole map (NODE lines, then END).
+    int64_t v = 0;
+    if (w.size() > 3 || (w.size() == 3 && (!parse_i64(w[2], v) || v < 0))) {
+      o += "ERROR\r\n";
+    } else {
+      p.syncing = true;
+      p.sync_version = static_cast<uint64_t>(v);
+      p.sync_map.clear();
+    }
   } else if (cmd == "keys") {
     int64_t lim;
     if (w.size() < 3 || !parse_i64(w.back(), lim)) o += "ERROR\r\n";
@@ -2226,6 +2300,18 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     e.reset_copy();
     if (st == State::Down) e.down_since = mono_ms();
     bump();
+    return ok();
+  }
+  if (cmd == "thread-type") {
+    // thread-type HOST:PORT N: the node's thread_type (flarei numbers nodes in the order their
+    // flared registered, a race at startup); later nodes get the next free number.
+    int64_t tt;
+    if (w.size() != 3 || !parse_i64(w[2], tt) || tt < 0 || tt > INT_MAX) return err("usage: thread-type HOST:PORT N");
+    std::lock_guard<std::mutex> lk(g_mu);
+    auto it = g_map.find(std::string(w[1]));
+    if (it == g_map.end()) return err("unknown node");
+    it->second.thread_type = static_cast<int>(tt);
+    for (auto& kv : g_map) g_next_thread_type = std::max(g_next_thread_type, kv.second.thread_type + 1);
     return ok();
   }
   static const char* const kTargeted[] = {"delay", "stats-delay", "cut", "drip", "hang", "refuse",

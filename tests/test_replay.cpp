@@ -231,6 +231,7 @@ int pick_base() {
 // What truly varies between two runs, masked the same way in the recorded and the replayed reply.
 std::string mask(const std::string& reply) {
   std::string out;
+  std::map<std::string, std::string> thread_type;  // `stats threads`: id -> type
   size_t pos = 0;
   while (pos < reply.size()) {
     size_t eol = reply.find("\r\n", pos);
@@ -261,13 +262,13 @@ std::string mask(const std::string& reply) {
       size_t sp = body.find(' ', 5);
       if (colon != std::string::npos && sp != std::string::npos && colon < sp &&
           std::all_of(body.begin() + 5, body.begin() + static_cast<long>(colon), [](char ch) { return std::isdigit(static_cast<unsigned char>(ch)); })) {
+        std::string id = body.substr(5, colon - 5);
         std::string field = body.substr(colon + 1, sp - colon - 1);
         std::string value = body.substr(sp + 1);
+        if (field == "type") thread_type[id] = value;
         if (field == "uptime") value = "*";
-        if (field == "peer" && value.rfind("127.0.0.1:", 0) == 0) {
-          int port = std::atoi(value.c_str() + 10);
-          if (port >= 30000) value = "127.0.0.1:*";  // a client's port, not a node's
-        }
+        // a request thread's peer is its client, on an ephemeral port
+        if (field == "peer" && thread_type[id] == "1" && value.rfind("127.0.0.1:", 0) == 0) value = "127.0.0.1:*";
         body = "STAT *:" + field + " " + value;
       }
     }
@@ -401,13 +402,21 @@ std::vector<Setup> setups() {
       {"index_node_remove.txt", "main", {}},
       {"index_node_add.txt", "throw1", {}},
       // "now: kill -9 of throwaway flared 12132"
-      {"index_shutdown_and_dead_node.txt", "throw2", {{8, "", "ctl kill 12132"}}},
+      // thread_type numbers nodes in the order flarei first saw them: 17 and 18 went to nodes of
+      // index_node_add.txt on the same throwaway index (thread-type steps below: the same fact).
+      {"index_shutdown_and_dead_node.txt", "throw2", {{0, "", "ctl thread-type 127.0.0.1:12132 19"}, {8, "", "ctl kill 12132"}}},
       {"index_master_down_no_slave.txt", "main", {}},
       // "127.0.0.1:22121's flared killed with SIGKILL", then "started again (same data dir); stats
       // nodes after 3 s"
-      {"index_takeover_of_down_master.txt", "main", {{3, "", "ctl kill 12121"}, {10, "23:12:04.259", "ctl start 12121"}}},
+      // (the three flared registered in the order 22121, 22123, 22122: a race at startup)
+      {"index_takeover_of_down_master.txt", "main",
+       {{0, "", "ctl thread-type 127.0.0.1:22123 17"}, {0, "", "ctl thread-type 127.0.0.1:22122 18"},
+        {3, "", "ctl kill 12121"}, {10, "23:12:04.259", "ctl start 12121"}}},
       // killed; then "started again (same data dir, not removed)", exchange 6 "after 4 s"
-      {"index_takeover_then_old_master_returns.txt", "main", {{3, "", "ctl kill 12121"}, {6, "23:12:25.290", "ctl start 12121"}}},
+      // (registered in the order 22122, 22123, 22121)
+      {"index_takeover_then_old_master_returns.txt", "main",
+       {{0, "", "ctl thread-type 127.0.0.1:22122 16"}, {0, "", "ctl thread-type 127.0.0.1:22123 17"},
+        {0, "", "ctl thread-type 127.0.0.1:22121 18"}, {3, "", "ctl kill 12121"}, {6, "23:12:25.290", "ctl start 12121"}}},
       // "kill -9 9454 (flared 12121) at 21:35:04.483"; "cluster.sh start (1.64 s)" ending 21:35:10.177
       {"failover_kill9.txt", "main", {{6, "21:35:04.483", "ctl kill 12121"}, {8, "21:35:08.537", "ctl start 12121"}}},
       {"node_ping_version_quit.txt", "main", {}},
@@ -501,7 +510,7 @@ struct Replayer {
     return req;
   }
 
-  void step(const Step& s, const std::vector<Transcript>& all) {
+  void step(const Step& s, const Transcript& tr, const std::vector<Transcript>& all) {
     std::istringstream in(s.what);
     std::string kind;
     in >> kind;
@@ -522,6 +531,9 @@ struct Replayer {
       std::string tid, ping;
       std::istringstream v(rest);
       v >> conn >> port >> tid >> ping;
+      // Connections the recorder opened before the victim's were open first (thread ids follow).
+      for (auto& e : tr.ex)
+        if (e.conn < conn && e.port == port && !conns[e.conn]) conns[e.conn] = std::make_unique<Conn>(base + port_offsets()[std::to_string(port)]);
       auto c = std::make_unique<Conn>(base + port_offsets()[std::to_string(port)]);
       if (ping == "ping") c->request("ping\r\n", 4);
       else std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -567,11 +579,14 @@ struct Replayer {
       auto due = start_at + std::chrono::microseconds(static_cast<long long>((t - t0) * kScale * 1e6));
       std::this_thread::sleep_until(due);
     };
+    std::vector<bool> done(setup.steps.size());
     for (const Exchange& e : tr.ex) {
-      for (const Step& s : setup.steps) {
-        if (s.before != e.number) continue;
+      for (size_t k = 0; k < setup.steps.size(); ++k) {
+        const Step& s = setup.steps[k];
+        if (done[k] || s.before > e.number) continue;
+        done[k] = true;
         if (!s.at.empty()) wait_until(clock_of(s.at));
-        step(s, all);
+        step(s, tr, all);
       }
       wait_until(e.t);
       auto& c = conns[e.conn];
@@ -638,8 +653,9 @@ TEST_CASE("the transcripts parse: every exchange has its request and its recorde
 
 TEST_CASE("the masks hide only what varies: pid, clocks, connection counters, thread ids, client ports, dump expiry") {
   CHECK(mask("STAT pid 9421\r\nSTAT curr_items 3\r\n") == "STAT pid *\r\nSTAT curr_items 3\r\n");
-  CHECK(mask("STAT 16:peer 127.0.0.1:35500\r\nSTAT 5:peer 127.0.0.1:12121\r\nSTAT 2:uptime 179\r\n") ==
-        "STAT *:peer 127.0.0.1:*\r\nSTAT *:peer 127.0.0.1:12121\r\nSTAT *:uptime *\r\n");
+  CHECK(mask("STAT 16:type 1\r\nSTAT 16:peer 127.0.0.1:35500\r\nSTAT 5:type 16\r\nSTAT 5:peer 127.0.0.1:12121\r\n"
+             "STAT 2:uptime 179\r\n") ==
+        "STAT *:type 1\r\nSTAT *:peer 127.0.0.1:*\r\nSTAT *:type 16\r\nSTAT *:peer 127.0.0.1:12121\r\nSTAT *:uptime *\r\n");
   CHECK(mask("STAT 127.0.0.1:12121:role master\r\n") == "STAT 127.0.0.1:12121:role master\r\n");
   CHECK(mask("VALUE k 0 1 2 1795559999\r\nVALUE k 0 1 2 0\r\nVALUE k 0 1 2\r\n") ==
         "VALUE k 0 1 2 *\r\nVALUE k 0 1 2 0\r\nVALUE k 0 1 2\r\n");
