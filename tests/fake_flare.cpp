@@ -9,12 +9,21 @@
 //   tests/fake-flare [--host 127.0.0.1] [--index-port N] [--nodes N] [--node-port P]...
 //       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]
 //       [--copy-rate ITEMS_PER_SEC] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]
+//       [--set-service-us US] [--stopped-node-port P]...
 //       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size 1024]
 //       [--partition-type modular] [--partition-modular-hint 1] [--partition-modular-virtual 4096]
 //   Port 0 = ephemeral.  Defaults: 3 nodes (or one per --node-port), copy-rate 100000 items/s,
 //   revive-ms 1000, dead-after-ms 3000, stats-delay-ms 0 (applies to the nodes' plain `stats`).
+//   --set-service-us US: a real node's pace. Every storage command (set/add/replace/append/
+//   prepend/cas) on a node takes US microseconds, and its reply is written by itself as soon as
+//   it is produced (one small write per reply, not batched), so a pipelining client sees the
+//   trickle of a real flared (about 28,000 sets/s, i.e. ~35 us per set). 0 (default) = as fast
+//   as possible, replies batched. Per node at run time: control `set-service NODE US`.
+//   --stopped-node-port P: a node whose flared is not running yet: not in the map, its port
+//   closed, until control `start` (then it registers, as flared's `node add`).
 //   Once every listener is bound it prints (and writes PATH.tmp -> PATH for --ready-file):
-//       index PORT / control PORT / node PORT (one line per node, in order)
+//       index PORT / control PORT / node PORT (one line per node, in order; `stopped PORT` for
+//       a --stopped-node-port)
 //   Nodes are registered as HOST:PORT, proxy/active, thread_type 16, 17, ...
 //   Runs until SIGTERM/SIGINT, or stdin EOF with --exit-on-stdin-eof; exits 0.
 //
@@ -22,6 +31,8 @@
 // TARGET = a node key HOST:PORT (or just its port) or the word `index`.
 //   ping                               -> OK
 //   delay TARGET MS                    wait MS before every reply (0 = off)
+//   set-service NODE US                a service time per storage command, replies written one
+//                                      by one (0 = off); see --set-service-us
 //   stats-delay TARGET MS              wait MS before replies to exactly `stats`
 //   hang TARGET 0|1                    read requests, never answer
 //   refuse TARGET 0|1                  close the listening socket / listen again on the same port
@@ -44,8 +55,11 @@
 //                                      (at most 100000 kept; `DROPPED N` before END if more)
 //   requests-clear                     -> OK
 //   items NODE                         -> ITEMS N
-// Deviations (see report): a preserved down master (no slave) is never auto-revived; a preserved
-// master comes back as master/active on `node state ... active` or `start`.
+// The monitor (revive-ms after a live node was set down, or after `start`): a live node set down
+// comes back as proxy/active, a preserved master (down, still the only master of its partition)
+// as master/active; after a takeover the old master stays in the map as master/down (it may be
+// removed) and comes back as a proxy. tests/test_replay.cpp replays every recorded exchange of a
+// real flare 1.3.4 against this fake; its known-differences list names what still differs.
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -101,6 +115,7 @@ struct Config {
   int64_t revive_ms = 1000;
   int64_t dead_after_ms = 3000;
   int stats_delay_ms = 0;
+  int64_t set_service_us = 0;
   std::string hash_name = "simple";
   int partition_size = 1024;
   std::string partition_type = "modular";
@@ -479,6 +494,7 @@ struct Endpoint {
   std::string key;
   int port = 0;
   std::atomic<int> delay_ms{0}, stats_delay_ms{0}, drip_ms{0};
+  std::atomic<int64_t> set_service_us{0};
   std::atomic<int64_t> cut{0};
   std::atomic<bool> hang{false}, has_override{false};
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
@@ -1536,6 +1552,8 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
           return true;
         }
         add_entry(host, static_cast<int>(port));
+      } else {
+        bump();  // a down node's re-add (a restart) is a map change too, as the fake's `start`
       }
       for (auto& kv : g_map) {
         const MapEntry& e = kv.second;
@@ -1704,7 +1722,12 @@ bool finish_storage(Conn* c, Pending& p) {
     p.blob = BlobRef();
     return send_override(c, p.ovr, "");
   }
-  return exec_storage(c, p);
+  // A real flared's pace (--set-service-us / `set-service`): each storage command takes its
+  // service time, and its reply is written on its own as soon as it is produced.
+  int64_t us = c->ep->set_service_us.load();
+  if (us <= 0) return exec_storage(c, p);
+  if (!nap_us(us, c)) return false;
+  return exec_storage(c, p) && flush(c);
 }
 
 void do_get(Conn* c, const std::vector<std::string_view>& w, bool with_version) {
@@ -2314,7 +2337,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     for (auto& kv : g_map) g_next_thread_type = std::max(g_next_thread_type, kv.second.thread_type + 1);
     return ok();
   }
-  static const char* const kTargeted[] = {"delay", "stats-delay", "cut", "drip", "hang", "refuse",
+  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "cut", "drip", "hang", "refuse",
                                           "override", "kill", "start", "fill", "put", "items"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
@@ -2323,6 +2346,11 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
   if (!ep) return err("unknown target");
   FakeNode* node = ep->kind == Kind::Node ? g_nodes[static_cast<size_t>(ep->node_idx)].get() : nullptr;
   int64_t v = 0;
+  if (cmd == "set-service") {
+    if (!node || w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > 60000000) return err("usage: set-service NODE US");
+    ep->set_service_us = v;
+    return ok();
+  }
   if (cmd == "delay" || cmd == "stats-delay" || cmd == "cut" || cmd == "drip" || cmd == "hang" ||
       cmd == "refuse") {
     if (w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX) return err("bad value");
@@ -2402,6 +2430,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
         // Back in the map under its key: the monitor brings it back revive-ms later (flared's
         // `node add` of a down node leaves it down, index_node_add.txt).
         it->second.unreach_since = -1;
+        bump();  // flarei re-broadcasts the map on a known node's `node add` (failover_kill9.txt)
       }
     }
     std::string e = sync_listeners(lk);
@@ -2741,6 +2770,7 @@ void on_signal(int) {
                "usage: fake-flare [--host H] [--index-port N] [--nodes N] [--node-port P]...\n"
                "       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]\n"
                "       [--copy-rate N] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]\n"
+               "       [--set-service-us US] [--stopped-node-port P]...\n"
                "       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size N]\n"
                "       [--partition-type modular] [--partition-modular-hint N]\n"
                "       [--partition-modular-virtual N]\n");
@@ -2789,6 +2819,7 @@ void parse_args(int argc, char** argv) {
     } else if (a == "--revive-ms") g_cfg.revive_ms = num_arg(a, val, 0, INT64_C(1) << 40);
     else if (a == "--dead-after-ms") g_cfg.dead_after_ms = num_arg(a, val, 0, INT64_C(1) << 40);
     else if (a == "--stats-delay-ms") g_cfg.stats_delay_ms = static_cast<int>(num_arg(a, val, 0, INT_MAX));
+    else if (a == "--set-service-us") g_cfg.set_service_us = num_arg(a, val, 0, 60000000);
     else if (a == "--key-hash-algorithm") g_cfg.hash_name = val;
     else if (a == "--partition-size") g_cfg.partition_size = static_cast<int>(num_arg(a, val, 1, 65536));
     else if (a == "--partition-type") g_cfg.partition_type = val;
@@ -2867,6 +2898,7 @@ int main(int argc, char** argv) {
     ep->node_idx = i;
     ep->key = g_cfg.host + ":" + std::to_string(ep->port);
     ep->stats_delay_ms = g_cfg.stats_delay_ms;
+    ep->set_service_us = g_cfg.set_service_us;
     auto n = std::make_unique<FakeNode>();
     n->idx = i;
     n->ep = ep.get();

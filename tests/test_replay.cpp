@@ -706,3 +706,47 @@ TEST_CASE("the fake answers every recorded exchange of a real flare 1.3.4 byte f
   std::fflush(stdout);
   CHECK(same + excused == total);
 }
+
+TEST_CASE("the fake's set service time paces a node: 200 pipelined sets at 1000 us each take at least 0.2 s, replies trickling") {
+  FakeCluster f(1, {"--set-service-us", "1000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  Conn c(f.node_ports[0]);
+  REQUIRE(c.ok());
+  std::string batch;
+  for (int i = 0; i < 200; ++i) batch += "set pace" + std::to_string(i) + " 0 0 1\r\nx\r\n";
+  auto start = std::chrono::steady_clock::now();
+  c.send(batch);
+  bool eof = false;
+  std::string first = c.receive(1, "", 0, 5000, eof);
+  std::string all = first + c.receive(200 * 8 - first.size(), "", 5, 20000, eof);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(all.size() == 200 * 8);
+  CHECK(all.find("STORED\r\n") == 0);
+  CHECK(secs >= 0.2);
+  CHECK(first.size() < all.size());  // the first replies came before the last were produced
+  // and the knob can be turned off at run time
+  CHECK(f.control("set-service " + f.node(0) + " 0") == "OK");
+}
+
+TEST_CASE("the fake index keeps a taken-over master as master/down and brings its revived node back as a proxy") {
+  FakeCluster f(3, {"--dead-after-ms", "200", "--revive-ms", "100"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("kill " + f.node(0));
+  auto role_state = [&](size_t i) {
+    std::string r = Conn(f.index_port).request("stats nodes\r\n", 1);
+    std::string k = "STAT " + f.node(i);
+    auto val = [&](const std::string& field) {
+      size_t p = r.find(k + ":" + field + " ");
+      return p == std::string::npos ? std::string("absent") : r.substr(p + k.size() + field.size() + 2, r.find("\r\n", p) - p - k.size() - field.size() - 2);
+    };
+    return val("role") + "/" + val("state");
+  };
+  for (int i = 0; i < 100 && role_state(0) != "master/down"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(role_state(0) == "master/down");  // preserved: the only master of partition 0
+  CHECK(Conn(f.index_port).request("node role 127.0.0.1 " + std::to_string(f.node_ports[1]) + " master 1 0\r\n", 1) == "OK\r\n");
+  CHECK(role_state(0) == "master/down");  // the takeover leaves the old master in the map
+  CHECK(role_state(1) == "master/active");
+  f.must("start " + f.node(0));
+  for (int i = 0; i < 100 && role_state(0) != "proxy/active"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(role_state(0) == "proxy/active");  // the revived node comes back as a proxy
+}
