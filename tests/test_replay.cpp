@@ -538,8 +538,14 @@ struct Replayer {
       if (ping == "ping") c->request("ping\r\n", 4);
       else std::this_thread::sleep_for(std::chrono::milliseconds(20));
       // The victim's thread in the fake: the request thread whose peer is its local port.
-      Conn q(base + port_offsets()[std::to_string(port)]);
-      std::string threads = q.request("stats threads request\r\n", 1);
+      // Looked up on a connection the transcript opened before (a temporary one could still be
+      // listed when the next exchange asks for the threads).
+      std::unique_ptr<Conn> temp;
+      Conn* q = nullptr;
+      for (auto& e : tr.ex)
+        if (!q && e.conn < conn && e.port == port) q = conns[e.conn].get();
+      if (!q) q = (temp = std::make_unique<Conn>(base + port_offsets()[std::to_string(port)])).get();
+      std::string threads = q->request("stats threads request\r\n", 1);
       std::string needle = ":peer 127.0.0.1:" + std::to_string(c->local_port()) + "\r\n";
       size_t p = threads.find(needle);
       size_t b = threads.rfind("STAT ", p);
