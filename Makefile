@@ -17,7 +17,7 @@ UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp
             tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp \
             tests/test_keyhash.cpp tests/test_data.cpp tests/test_fuzz_findings.cpp
 INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin.cpp tests/test_cli_data.cpp \
-            tests/test_cli_hostile.cpp
+            tests/test_cli_hostile.cpp tests/test_replay.cpp
 # Prometheus output and clusters of thousands of nodes (issue 9, parts 3 and 4).
 UNIT_SRC  += tests/test_prometheus.cpp
 INTEG_SRC += tests/test_cli_scale.cpp

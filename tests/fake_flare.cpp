@@ -9,12 +9,21 @@
 //   tests/fake-flare [--host 127.0.0.1] [--index-port N] [--nodes N] [--node-port P]...
 //       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]
 //       [--copy-rate ITEMS_PER_SEC] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]
+//       [--set-service-us US] [--stopped-node-port P]...
 //       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size 1024]
 //       [--partition-type modular] [--partition-modular-hint 1] [--partition-modular-virtual 4096]
 //   Port 0 = ephemeral.  Defaults: 3 nodes (or one per --node-port), copy-rate 100000 items/s,
 //   revive-ms 1000, dead-after-ms 3000, stats-delay-ms 0 (applies to the nodes' plain `stats`).
+//   --set-service-us US: a real node's pace. Every storage command (set/add/replace/append/
+//   prepend/cas) on a node takes US microseconds, and its reply is written by itself as soon as
+//   it is produced (one small write per reply, not batched), so a pipelining client sees the
+//   trickle of a real flared (about 28,000 sets/s, i.e. ~35 us per set). 0 (default) = as fast
+//   as possible, replies batched. Per node at run time: control `set-service NODE US`.
+//   --stopped-node-port P: a node whose flared is not running yet: not in the map, its port
+//   closed, until control `start` (then it registers, as flared's `node add`).
 //   Once every listener is bound it prints (and writes PATH.tmp -> PATH for --ready-file):
-//       index PORT / control PORT / node PORT (one line per node, in order)
+//       index PORT / control PORT / node PORT (one line per node, in order; `stopped PORT` for
+//       a --stopped-node-port)
 //   Nodes are registered as HOST:PORT, proxy/active, thread_type 16, 17, ...
 //   Runs until SIGTERM/SIGINT, or stdin EOF with --exit-on-stdin-eof; exits 0.
 //
@@ -22,6 +31,8 @@
 // TARGET = a node key HOST:PORT (or just its port) or the word `index`.
 //   ping                               -> OK
 //   delay TARGET MS                    wait MS before every reply (0 = off)
+//   set-service NODE US                a service time per storage command, replies written one
+//                                      by one (0 = off); see --set-service-us
 //   stats-delay TARGET MS              wait MS before replies to exactly `stats`
 //   hang TARGET 0|1                    read requests, never answer
 //   refuse TARGET 0|1                  close the listening socket / listen again on the same port
@@ -37,14 +48,18 @@
 //   fill NODE COUNT SIZE [PREFIX]      store COUNT items PREFIX%05d (default `key`) of SIZE bytes on
 //                                      NODE and its slaves, bypassing routing
 //   set-node HOST:PORT ROLE STATE PARTITION BALANCE   force a node-map entry
+//   thread-type HOST:PORT N            set a node's thread_type (the next new node gets max + 1)
 //   requests                           `REQ TARGET LINE` for every state-changing request received
 //                                      (index node role|state|remove|add, shutdown; node storage,
 //                                      delete, incr/decr, touch/gat, flush_all) then `END`
 //                                      (at most 100000 kept; `DROPPED N` before END if more)
 //   requests-clear                     -> OK
 //   items NODE                         -> ITEMS N
-// Deviations (see report): a preserved down master (no slave) is never auto-revived; a preserved
-// master comes back as master/active on `node state ... active` or `start`.
+// The monitor (revive-ms after a live node was set down, or after `start`): a live node set down
+// comes back as proxy/active, a preserved master (down, still the only master of its partition)
+// as master/active; after a takeover the old master stays in the map as master/down (it may be
+// removed) and comes back as a proxy. tests/test_replay.cpp replays every recorded exchange of a
+// real flare 1.3.4 against this fake; its known-differences list names what still differs.
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -94,11 +109,13 @@ struct Config {
   int nodes = 3;
   bool nodes_given = false;
   std::vector<int> node_ports;
+  std::vector<int> stopped_ports;  // --stopped-node-port: nodes whose flared is not running yet
   std::string ready_file;
   double copy_rate = 100000;
   int64_t revive_ms = 1000;
   int64_t dead_after_ms = 3000;
   int stats_delay_ms = 0;
+  int64_t set_service_us = 0;
   std::string hash_name = "simple";
   int partition_size = 1024;
   std::string partition_type = "modular";
@@ -115,7 +132,11 @@ constexpr size_t kReadBuf = 256 * 1024;
 constexpr size_t kMaxLine = 64 * 1024;
 constexpr int64_t kMaxData = 64LL * 1024 * 1024;
 constexpr size_t kFlushAt = 1024 * 1024;
-constexpr uint64_t kItemOverhead = 48;
+// A real flared's `bytes` is its Tokyo Cabinet file size: 528704 empty, then per item about
+// key + value + 40 bytes rounded up to 16 (recorded: "pk"/2 bytes and "fk0"/1 byte -> 48 each,
+// "key00000"/1000 bytes -> 1056).
+constexpr uint64_t kItemOverhead = 40;
+constexpr uint64_t item_bytes(uint64_t key, uint64_t val) { return (key + val + kItemOverhead + 15) / 16 * 16; }
 constexpr uint64_t kBaseBytes = 528704;
 constexpr size_t kReqLogMax = 100000;
 
@@ -439,6 +460,7 @@ struct FakeNode {
   std::string key;
   // guarded by g_mu
   bool alive = true;
+  int64_t alive_since = 0;  // mono ms of the last `start`
   Store store;
   uint64_t data_bytes = 0;
   int64_t start_unix = 0;
@@ -449,6 +471,10 @@ struct FakeNode {
   bool has_snapshot = false;
   NodeMap snapshot;
   uint64_t snapshot_version = 0;
+  // the map pushed by `node sync`, shown until the index's map changes again
+  bool has_synced = false;
+  NodeMap synced;
+  uint64_t synced_version = 0, synced_at = 0;
   void reset_counters() {
     total_items = cmd_get = cmd_set = get_hits = get_misses = 0;
     delete_hits = delete_misses = incr_hits = incr_misses = decr_hits = decr_misses = 0;
@@ -468,6 +494,7 @@ struct Endpoint {
   std::string key;
   int port = 0;
   std::atomic<int> delay_ms{0}, stats_delay_ms{0}, drip_ms{0};
+  std::atomic<int64_t> set_service_us{0};
   std::atomic<int64_t> cut{0};
   std::atomic<bool> hang{false}, has_override{false};
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
@@ -631,13 +658,13 @@ void reset_partition_slaves(int p, bool only_prepare) {
 // POS = n.store.lower_bound(key)
 void node_put_at(FakeNode& n, Store::iterator pos, std::string_view key, const Item& it) {
   if (pos != n.store.end() && pos->first == key) {
-    n.data_bytes -= pos->first.size() + pos->second.val.size() + kItemOverhead;
+    n.data_bytes -= item_bytes(pos->first.size(), pos->second.val.size());
     pos->second = it;
   } else {
     n.store.emplace_hint(pos, std::string(key), it);
   }
   n.total_items++;
-  n.data_bytes += key.size() + it.val.size() + kItemOverhead;
+  n.data_bytes += item_bytes(key.size(), it.val.size());
 }
 
 void node_put(FakeNode& n, std::string_view key, const Item& it) {
@@ -647,7 +674,7 @@ void node_put(FakeNode& n, std::string_view key, const Item& it) {
 bool node_erase(FakeNode& n, std::string_view key) {
   auto pos = n.store.find(key);
   if (pos == n.store.end()) return false;
-  n.data_bytes -= pos->first.size() + pos->second.val.size() + kItemOverhead;
+  n.data_bytes -= item_bytes(pos->first.size(), pos->second.val.size());
   n.store.erase(pos);
   return true;
 }
@@ -730,8 +757,8 @@ bool set_role(MapEntry& e, Role role, int64_t balance, int64_t partition) {
         if (b <= 0) return false;
         if (m) {
           if (m->state != State::Down) return false;
-          to_proxy(*m, State::Down);  // take over a preserved master's partition
-          m->down_since = mono_ms();
+          // Take over a preserved master's partition: like flarei, the old master stays in the
+          // map as master/down beside the new one (index_takeover_of_down_master.txt).
           e.role = Role::Master;
           e.state = State::Active;
           e.partition = p;
@@ -824,7 +851,15 @@ bool set_state(MapEntry& e, State s) {
 bool remove_entry(const std::string& key) {
   auto it = g_map.find(key);
   if (it == g_map.end()) return false;
-  if (it->second.state != State::Down || it->second.role == Role::Master) return false;
+  const MapEntry& d = it->second;
+  if (d.state != State::Down) return false;
+  if (d.role == Role::Master) {
+    // A preserved master (the last of its partition) stays; after a takeover it may go.
+    bool other = false;
+    for (auto& kv : g_map)
+      if (&kv.second != &d && kv.second.role == Role::Master && kv.second.partition == d.partition) other = true;
+    if (!other) return false;
+  }
   FakeNode* n = node_of(it->second);
   if (n && n->key == key) {
     n->snapshot = g_map;
@@ -837,6 +872,10 @@ bool remove_entry(const std::string& key) {
 }
 
 const NodeMap& node_view(const FakeNode& n, uint64_t& version) {
+  if (n.has_synced && n.synced_at == g_map_version) {
+    version = n.synced_version;
+    return n.synced;
+  }
   if (g_map.count(n.key) || !n.has_snapshot) {
     version = g_map_version;
     return g_map;
@@ -921,8 +960,20 @@ void tick(double dt) {
       if (e.state != State::Down && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
     } else {
       e.unreach_since = -1;
-      if (e.state == State::Down && e.role != Role::Master && now - e.down_since >= g_cfg.revive_ms) {
-        to_proxy(e, State::Active);
+      int64_t since = std::max(e.down_since, node_of(e)->alive_since);
+      if (e.state == State::Down && now - since >= g_cfg.revive_ms) {
+        // The monitor's next good ping: a live node set down comes back as proxy/active, except a
+        // preserved master (still the only master of its partition), which comes back as
+        // master/active (index_master_down_no_slave.txt); a master whose partition was taken over
+        // comes back as a proxy (index_takeover_then_old_master_returns.txt).
+        bool taken = false;
+        if (e.role == Role::Master)
+          for (auto& o : g_map)
+            if (&o.second != &e && o.second.role == Role::Master && o.second.partition == e.partition &&
+                o.second.state != State::Down)
+              taken = true;
+        if (e.role == Role::Master && !taken) e.state = State::Active;
+        else to_proxy(e, State::Active);
         bump();
       }
     }
@@ -1504,6 +1555,8 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
           return true;
         }
         add_entry(host, static_cast<int>(port));
+      } else {
+        bump();  // a down node's re-add (a restart) is a map change too, as the fake's `start`
       }
       for (auto& kv : g_map) {
         const MapEntry& e = kv.second;
@@ -1538,6 +1591,10 @@ struct Pending {
   BlobRef blob;
   size_t have = 0;
   int trailer = 0;
+  // `node sync [<version>]` on a node: NODE lines are collected until END
+  bool syncing = false;
+  uint64_t sync_version = 0;
+  NodeMap sync_map;
 };
 
 bool storage_cmd(std::string_view w, SCmd& c) {
@@ -1668,7 +1725,12 @@ bool finish_storage(Conn* c, Pending& p) {
     p.blob = BlobRef();
     return send_override(c, p.ovr, "");
   }
-  return exec_storage(c, p);
+  // A real flared's pace (--set-service-us / `set-service`): each storage command takes its
+  // service time, and its reply is written on its own as soon as it is produced.
+  int64_t us = c->ep->set_service_us.load();
+  if (us <= 0) return exec_storage(c, p);
+  if (!nap_us(us, c)) return false;
+  return exec_storage(c, p) && flush(c);
 }
 
 void do_get(Conn* c, const std::vector<std::string_view>& w, bool with_version) {
@@ -1991,8 +2053,55 @@ bool do_dump(Conn* c, const std::vector<std::string_view>& w, bool keys_only) {
 void do_fill_items(FakeNode& n, const std::string& prefix, uint64_t start, uint64_t count,
                    size_t size, const std::string& pattern);
 
+// A line while `node sync` collects the map: NODE lines until END, which replaces the node's map.
+void node_sync_line(Conn* c, std::string_view line, const std::vector<std::string_view>& w, Pending& p) {
+  std::string& o = c->out;
+  if (line == "END") {
+    p.syncing = false;
+    std::lock_guard<std::mutex> lk(g_mu);
+    FakeNode& self = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    if (self.has_synced && p.sync_version < self.synced_version) {
+      o += "SERVER_ERROR node sync error\r\n";
+      return;
+    }
+    self.synced = std::move(p.sync_map);
+    self.synced_version = p.sync_version;
+    self.synced_at = g_map_version;
+    self.has_synced = true;
+    o += "OK\r\n";
+    return;
+  }
+  int64_t port, role, state, part, bal, tt;
+  if (w.size() != 8 || w[0] != "NODE" || !parse_i64(w[2], port) || !parse_i64(w[3], role) || !parse_i64(w[4], state) ||
+      !parse_i64(w[5], part) || !parse_i64(w[6], bal) || !parse_i64(w[7], tt) || role < 0 || role > 2 || state < 0 ||
+      state > 3 || port < 0 || port > 65535 || part < -1 || part > INT_MAX || bal < 0 || bal > INT_MAX || tt < 0 || tt > INT_MAX) {
+    p.syncing = false;
+    p.sync_map.clear();
+    o += "CLIENT_ERROR format error\r\n";
+    return;
+  }
+  static const Role kRoles[] = {Role::Master, Role::Slave, Role::Proxy};
+  static const State kStates[] = {State::Active, State::Prepare, State::Down, State::Ready};
+  MapEntry e;
+  e.host = std::string(w[1]);
+  e.port = static_cast<int>(port);
+  e.key = e.host + ":" + std::to_string(port);
+  e.role = kRoles[role];
+  e.state = kStates[state];
+  e.partition = static_cast<int>(part);
+  e.balance = static_cast<int>(bal);
+  e.thread_type = static_cast<int>(tt);
+  std::string key = e.key;
+  p.sync_map[key] = std::move(e);
+}
+
 bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w, Pending& p) {
   std::string& o = c->out;
+  if (p.syncing) {
+    if (!pre_reply(c, line)) return false;
+    node_sync_line(c, line, w, p);
+    return true;
+  }
   if (w.empty()) {
     if (!pre_reply(c, line)) return false;
     o += "ERROR\r\n";
@@ -2069,6 +2178,16 @@ bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w,
     return do_dump(c, w, false);
   } else if (cmd == "dump_key") {
     return do_dump(c, w, true);
+  } else if (cmd == "node" && w.size() >= 2 && w[1] == "sync") {
+    // node sync [<node_map_version>]: the index's push of its whole map (NODE lines, then END).
+    int64_t v = 0;
+    if (w.size() > 3 || (w.size() == 3 && (!parse_i64(w[2], v) || v < 0))) {
+      o += "ERROR\r\n";
+    } else {
+      p.syncing = true;
+      p.sync_version = static_cast<uint64_t>(v);
+      p.sync_map.clear();
+    }
   } else if (cmd == "keys") {
     int64_t lim;
     if (w.size() < 3 || !parse_i64(w.back(), lim)) o += "ERROR\r\n";
@@ -2209,7 +2328,19 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     bump();
     return ok();
   }
-  static const char* const kTargeted[] = {"delay", "stats-delay", "cut", "drip", "hang", "refuse",
+  if (cmd == "thread-type") {
+    // thread-type HOST:PORT N: the node's thread_type (flarei numbers nodes in the order their
+    // flared registered, a race at startup); later nodes get the next free number.
+    int64_t tt;
+    if (w.size() != 3 || !parse_i64(w[2], tt) || tt < 0 || tt > INT_MAX) return err("usage: thread-type HOST:PORT N");
+    std::lock_guard<std::mutex> lk(g_mu);
+    auto it = g_map.find(std::string(w[1]));
+    if (it == g_map.end()) return err("unknown node");
+    it->second.thread_type = static_cast<int>(tt);
+    for (auto& kv : g_map) g_next_thread_type = std::max(g_next_thread_type, kv.second.thread_type + 1);
+    return ok();
+  }
+  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "cut", "drip", "hang", "refuse",
                                           "override", "kill", "start", "fill", "put", "items"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
@@ -2218,6 +2349,11 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
   if (!ep) return err("unknown target");
   FakeNode* node = ep->kind == Kind::Node ? g_nodes[static_cast<size_t>(ep->node_idx)].get() : nullptr;
   int64_t v = 0;
+  if (cmd == "set-service") {
+    if (!node || w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > 60000000) return err("usage: set-service NODE US");
+    ep->set_service_us = v;
+    return ok();
+  }
   if (cmd == "delay" || cmd == "stats-delay" || cmd == "cut" || cmd == "drip" || cmd == "hang" ||
       cmd == "refuse") {
     if (w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX) return err("bad value");
@@ -2284,6 +2420,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
       }
     } else if (!node->alive) {
       node->alive = true;
+      node->alive_since = mono_ms();
       node->start_unix = unix_now();
       node->reset_counters();
       update_want(ep);
@@ -2293,13 +2430,10 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
         int port;
         if (split_key(node->key, host, port)) add_entry(host, port);
       } else {
-        MapEntry& e = it->second;
-        e.unreach_since = -1;
-        if (e.state == State::Down) {
-          if (e.role == Role::Master) e.state = State::Active;
-          else to_proxy(e, State::Active);
-          bump();
-        }
+        // Back in the map under its key: the monitor brings it back revive-ms later (flared's
+        // `node add` of a down node leaves it down, index_node_add.txt).
+        it->second.unreach_since = -1;
+        bump();  // flarei re-broadcasts the map on a known node's `node add` (failover_kill9.txt)
       }
     }
     std::string e = sync_listeners(lk);
@@ -2647,6 +2781,7 @@ void on_signal(int) {
                "usage: fake-flare [--host H] [--index-port N] [--nodes N] [--node-port P]...\n"
                "       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]\n"
                "       [--copy-rate N] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]\n"
+               "       [--set-service-us US] [--stopped-node-port P]...\n"
                "       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size N]\n"
                "       [--partition-type modular] [--partition-modular-hint N]\n"
                "       [--partition-modular-virtual N]\n");
@@ -2685,6 +2820,7 @@ void parse_args(int argc, char** argv) {
       g_cfg.nodes = static_cast<int>(num_arg(a, val, 0, 2000));
       g_cfg.nodes_given = true;
     } else if (a == "--node-port") g_cfg.node_ports.push_back(static_cast<int>(num_arg(a, val, 0, 65535)));
+    else if (a == "--stopped-node-port") g_cfg.stopped_ports.push_back(static_cast<int>(num_arg(a, val, 1, 65535)));
     else if (a == "--ready-file") g_cfg.ready_file = val;
     else if (a == "--copy-rate") {
       char* end = nullptr;
@@ -2694,6 +2830,7 @@ void parse_args(int argc, char** argv) {
     } else if (a == "--revive-ms") g_cfg.revive_ms = num_arg(a, val, 0, INT64_C(1) << 40);
     else if (a == "--dead-after-ms") g_cfg.dead_after_ms = num_arg(a, val, 0, INT64_C(1) << 40);
     else if (a == "--stats-delay-ms") g_cfg.stats_delay_ms = static_cast<int>(num_arg(a, val, 0, INT_MAX));
+    else if (a == "--set-service-us") g_cfg.set_service_us = num_arg(a, val, 0, 60000000);
     else if (a == "--key-hash-algorithm") g_cfg.hash_name = val;
     else if (a == "--partition-size") g_cfg.partition_size = static_cast<int>(num_arg(a, val, 1, 65536));
     else if (a == "--partition-type") g_cfg.partition_type = val;
@@ -2715,6 +2852,8 @@ void parse_args(int argc, char** argv) {
   n = std::max(n, static_cast<int>(g_cfg.node_ports.size()));
   g_cfg.nodes = n;
   while (static_cast<int>(g_cfg.node_ports.size()) < n) g_cfg.node_ports.push_back(0);
+  for (int p : g_cfg.stopped_ports) g_cfg.node_ports.push_back(p);
+  g_cfg.nodes = n + static_cast<int>(g_cfg.stopped_ports.size());
 }
 
 bool make_pipe(int p[2]) {
@@ -2779,6 +2918,7 @@ int main(int argc, char** argv) {
     ep->node_idx = i;
     ep->key = g_cfg.host + ":" + std::to_string(ep->port);
     ep->stats_delay_ms = g_cfg.stats_delay_ms;
+    ep->set_service_us = g_cfg.set_service_us;
     auto n = std::make_unique<FakeNode>();
     n->idx = i;
     n->ep = ep.get();
@@ -2790,12 +2930,23 @@ int main(int argc, char** argv) {
   }
   {
     std::lock_guard<std::mutex> lk(g_mu);
-    for (auto& n : g_nodes) add_entry(g_cfg.host, n->ep->port);
+    size_t running = g_nodes.size() - g_cfg.stopped_ports.size();
+    for (auto& n : g_nodes) {
+      if (static_cast<size_t>(n->idx) < running) {
+        add_entry(g_cfg.host, n->ep->port);
+        continue;
+      }
+      // A stopped node: not in the map, its port closed until `start`.
+      n->alive = false;
+      n->ep->want_listen = false;
+      ::close(n->ep->listen_fd);
+      n->ep->listen_fd = -1;
+    }
   }
 
   std::string ready = "index " + std::to_string(g_index_ep->port) + "\ncontrol " +
                       std::to_string(g_control_ep->port) + "\n";
-  for (auto& n : g_nodes) ready += "node " + std::to_string(n->ep->port) + "\n";
+  for (auto& n : g_nodes) ready += (n->alive ? "node " : "stopped ") + std::to_string(n->ep->port) + "\n";
   std::fputs(ready.c_str(), stdout);
   std::fflush(stdout);
   if (!g_cfg.ready_file.empty()) {
