@@ -9,9 +9,9 @@ SAN       = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp tests/test_cluster.cpp \
             tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp \
-            tests/test_keyhash.cpp tests/test_data.cpp tests/test_fuzz_findings.cpp
+            tests/test_keyhash.cpp tests/test_data.cpp tests/test_fuzz_findings.cpp tests/test_deploy_keycheck.cpp
 INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin.cpp tests/test_cli_data.cpp \
-            tests/test_cli_hostile.cpp
+            tests/test_cli_hostile.cpp tests/test_cli_deploy_keycheck.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check fuzz fuzz-run demo bench clean check-doctest
@@ -24,10 +24,23 @@ flare-admin: cli.cpp $(HDRS)
 flare-stats: flare-admin
 	ln -sf flare-admin $@
 
-install: flare-admin
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 flare-admin $(DESTDIR)$(PREFIX)/bin/flare-admin
-	ln -sf flare-admin $(DESTDIR)$(PREFIX)/bin/flare-stats
+# A program named flare-SUB runs subcommand SUB; these are 0.7.3's names. ADMIN_BIN lets the
+# tests install the binary they built.
+SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy
+ADMIN_BIN  ?= flare-admin
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+
+install: $(ADMIN_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0755 $(ADMIN_BIN) $(DESTDIR)$(PREFIX)/bin/flare-admin
+	install -m 0644 doc/flare-admin.1 $(DESTDIR)$(MANDIR)/man1/flare-admin.1
+	install -m 0644 contrib/bash-completion/flare-admin $(DESTDIR)$(BASHCOMPDIR)/flare-admin
+	for n in $(SHORT_NAMES); do \
+	  ln -sf flare-admin $(DESTDIR)$(PREFIX)/bin/$$n; \
+	  ln -sf flare-admin.1 $(DESTDIR)$(MANDIR)/man1/$$n.1; \
+	  ln -sf flare-admin $(DESTDIR)$(BASHCOMPDIR)/$$n; \
+	done
 
 # ---- tests: doctest unit tests, then integration tests that run the built binary against
 # tests/fake-flare; everything again under AddressSanitizer + UndefinedBehaviorSanitizer.
