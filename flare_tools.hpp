@@ -3446,12 +3446,16 @@ inline ServerConf flared_defaults() {
 }
 
 // One setting `deploy` passes through to the configuration files.
+// (cppcheck: the CLI reads value, help and caveat; the header alone does not.)
 struct DeploySetting {
   const char* key;         // flare's option name, also deploy's --KEY
+  // cppcheck-suppress unusedStructMember
   const char* value;       // placeholder of the value; nullptr: a flag, written as `true`
   bool flarei;             // written to flarei.conf
   bool flared;             // written to flared.conf
+  // cppcheck-suppress unusedStructMember
   const char* help;
+  // cppcheck-suppress unusedStructMember
   const char* caveat;      // why flare 1.3.4 may refuse it (nullptr: it accepts it)
 };
 
@@ -3849,7 +3853,8 @@ public:
 
 private:
   struct Prefix {
-    std::string name;
+    // cppcheck-suppress unusedStructMember
+    std::string name;  // read by prefix()
     unsigned long long keys;
     std::vector<std::uint32_t> collected;
     std::vector<std::pair<std::uint32_t, unsigned long long>> buckets;
