@@ -1126,9 +1126,9 @@ int cmd_deploy(const Options& o) {
 }
 
 int cmd_keycheck(const Options& o) {
-  Context c = make_context(o, o.flag("all"));
-  KeycheckSettings s;
   const bool all = o.flag("all");
+  Context c = make_context(o, all);
+  KeycheckSettings s;
   if (all && (o.has("input") || !o.args.empty())) throw UsageError("--all reads the cluster's keys: give no --input or file");
   if (o.args.size() > 1 || (o.has("input") && !o.args.empty())) throw UsageError("give one key file (or --input FILE)");
   // With --all the cluster's own partitioning is the default: what would its keys do.
@@ -1140,9 +1140,9 @@ int cmd_keycheck(const Options& o) {
     s.virtual_buckets = p.resolver.virtual_buckets();
     s.hint = p.resolver.hint();
     s.partitions = serving_partition_count(load_cluster(*ic));
-    if (s.partitions < 1) {
+    if (s.partitions < 1 && !o.has("partition-size")) {
       std::cerr << "the cluster serves no partition yet; give --partition-size\n";
-      if (!o.has("partition-size")) return EXIT_FAIL;
+      return EXIT_FAIL;
     }
   }
   std::string algorithm = o.has("hash") ? o.get("hash") : o.get("key-hash-algorithm");

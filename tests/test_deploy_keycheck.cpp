@@ -139,7 +139,8 @@ TEST_CASE("deploy's systemd unit runs flare in the foreground unless the file sa
   CHECK(unit.find("[Install]\nWantedBy=multi-user.target\n") != std::string::npos);
 
   DeployTarget bg = plan_flared("/srv", Endpoint{"n1", 12121}, Endpoint{"idx", 12120}, "/opt/flared", {{"daemonize", "true"}});
-  const std::string& forking = file_named(deploy_files(bg, true), "flared-n1:12121.service").content;
+  auto bg_files = deploy_files(bg, true);
+  const std::string& forking = file_named(bg_files, "flared-n1:12121.service").content;
   CHECK(forking.find("Type=forking\nPIDFile=/srv/n1:12121/data/flared.pid\n") != std::string::npos);
 }
 
