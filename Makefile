@@ -15,9 +15,9 @@ SAN       = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp tests/test_cluster.cpp \
             tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp \
-            tests/test_keyhash.cpp tests/test_data.cpp tests/test_fuzz_findings.cpp
+            tests/test_keyhash.cpp tests/test_data.cpp tests/test_fuzz_findings.cpp tests/test_deploy_keycheck.cpp
 INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin.cpp tests/test_cli_data.cpp \
-            tests/test_cli_hostile.cpp tests/test_replay.cpp
+            tests/test_cli_hostile.cpp tests/test_replay.cpp tests/test_cli_deploy_keycheck.cpp
 # Prometheus output and clusters of thousands of nodes (issue 9, parts 3 and 4).
 UNIT_SRC  += tests/test_prometheus.cpp
 INTEG_SRC += tests/test_cli_scale.cpp
@@ -35,11 +35,24 @@ flare-admin: cli.cpp $(HDRS)
 flare-stats: flare-admin
 	ln -sf flare-admin $@
 
-install: flare-admin
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include
-	install -m 0755 flare-admin $(DESTDIR)$(PREFIX)/bin/flare-admin
-	ln -sf flare-admin $(DESTDIR)$(PREFIX)/bin/flare-stats
+# A program named flare-SUB runs subcommand SUB; these are 0.7.3's names. ADMIN_BIN lets the
+# tests install the binary they built.
+SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy
+ADMIN_BIN  ?= flare-admin
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+
+install: $(ADMIN_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0755 $(ADMIN_BIN) $(DESTDIR)$(PREFIX)/bin/flare-admin
 	install -m 0644 flare_tools.hpp $(DESTDIR)$(PREFIX)/include/flare_tools.hpp
+	install -m 0644 doc/flare-admin.1 $(DESTDIR)$(MANDIR)/man1/flare-admin.1
+	install -m 0644 contrib/bash-completion/flare-admin $(DESTDIR)$(BASHCOMPDIR)/flare-admin
+	for n in $(SHORT_NAMES); do \
+	  ln -sf flare-admin $(DESTDIR)$(PREFIX)/bin/$$n; \
+	  ln -sf flare-admin.1 $(DESTDIR)$(MANDIR)/man1/$$n.1; \
+	  ln -sf flare-admin $(DESTDIR)$(BASHCOMPDIR)/$$n; \
+	done
 
 # The tests build warning-free or not at all.
 test test-plain test-sanitize test-header matrix matrix-portable: WERROR = 1

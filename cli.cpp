@@ -157,10 +157,11 @@ Options parse_options(const Command& cmd, const std::vector<std::string>& argv) 
 }
 
 std::string program_name = "flare-admin";
+bool short_name = false; // run as flare-SUB: the name is the subcommand
 
 std::string help_text(const Command& c) {
   std::ostringstream out;
-  out << "Usage: " << program_name << (program_name == "flare-stats" ? "" : std::string(" ") + c.name) << " "
+  out << "Usage: " << program_name << (short_name ? "" : std::string(" ") + c.name) << " "
       << c.usage << "\n"
       << c.summary << "\n\nOptions:\n";
   for (auto& s : all_options(c)) {
@@ -1180,6 +1181,161 @@ int cmd_verify(const Options& o) {
   return good ? EXIT_OK : EXIT_FAIL;
 }
 
+// ---- deploy and keycheck ------------------------------------------------------------------
+
+int cmd_deploy(const Options& o) {
+  Context c = make_context(o, true);
+  DeploySettings settings;
+  for (const auto& s : deploy_settings()) {
+    std::string value;
+    if (s.value) {
+      if (!o.has(s.key)) continue;
+      value = o.get(s.key);
+      // A value is copied into `key = value` lines: a line break would add a setting.
+      if (value.empty() || value.find_first_of("\r\n") != std::string::npos)
+        throw UsageError("invalid --" + std::string(s.key) + " '" + detail::printable(value) + "'");
+    } else {
+      if (!o.flag(s.key)) continue;
+      value = "true";
+    }
+    settings.emplace_back(s.key, value);
+    if (s.caveat) std::cerr << "warning: --" << s.key << ": " << s.caveat << "\n";
+  }
+  const bool with_index = o.flag("deploy-index");
+  if (o.args.empty() && !with_index) throw UsageError("give HOST:PORT[:BALANCE:PARTITION] for each node, or --deploy-index");
+  std::vector<Endpoint> nodes;
+  for (const auto& a : o.args) {
+    try {
+      nodes.push_back(parse_node_arg(a, 2, 4).endpoint);
+    } catch (const Error&) {
+      std::cerr << "invalid argument '" << a << "'. it must be hostname:port[:balance:partition].\n";
+      return EXIT_FAIL;
+    }
+  }
+  char cwd[4096];
+  if (!::getcwd(cwd, sizeof cwd)) throw Error(std::string("cannot tell the current directory: ") + std::strerror(errno));
+  std::vector<DeployTarget> targets;
+  if (with_index) targets.push_back(plan_flarei(cwd, c.index, o.get("flarei", "/usr/local/bin/flarei"), settings));
+  for (const auto& n : nodes) targets.push_back(plan_flared(cwd, n, c.index, o.get("flared", "/usr/local/bin/flared"), settings));
+  // Everything is checked before the first folder is written: a refusal writes nothing.
+  const bool replace = o.flag("delete");
+  std::set<std::string> seen;
+  for (const auto& t : targets) {
+    if (!seen.insert(t.dir).second) {
+      std::cerr << t.server.key() << " is given twice (one folder per HOST:PORT).\n";
+      return EXIT_FAIL;
+    }
+    if (!replace && detail::path_exists(t.dir)) {
+      std::cerr << "directory already exists: " << t.dir << " (nothing was written; --delete replaces it)\n";
+      return EXIT_FAIL;
+    }
+  }
+  for (const auto& t : targets) {
+    std::cout << "generateing ... " << t.server.key() << "\n";  // sic: 0.7.3's wording
+    deploy_folder(t, replace, o.flag("systemd"));
+  }
+  flush_stdout();
+  return EXIT_OK;
+}
+
+int cmd_keycheck(const Options& o) {
+  const bool all = o.flag("all");
+  Context c = make_context(o, all);
+  KeycheckSettings s;
+  if (all && (o.has("input") || !o.args.empty())) throw UsageError("--all reads the cluster's keys: give no --input or file");
+  if (o.args.size() > 1 || (o.has("input") && !o.args.empty())) throw UsageError("give one key file (or --input FILE)");
+  // With --all the cluster's own partitioning is the default: what would its keys do.
+  std::optional<IndexClient> ic;
+  if (all) {
+    ic.emplace(index_client(c));
+    Partitioning p = naming_index(c.index, [&] { return partitioning_from_meta(ic->meta()); });
+    s.algorithm = p.algorithm;
+    s.virtual_buckets = p.resolver.virtual_buckets();
+    s.hint = p.resolver.hint();
+    s.partitions = serving_partition_count(load_cluster(*ic));
+    if (s.partitions < 1 && !o.has("partition-size")) {
+      std::cerr << "the cluster serves no partition yet; give --partition-size\n";
+      return EXIT_FAIL;
+    }
+  }
+  std::string algorithm = o.has("hash") ? o.get("hash") : o.get("key-hash-algorithm");
+  if ((o.has("hash") || o.has("key-hash-algorithm")) && !parse_key_hash_algorithm(algorithm, s.algorithm))
+    throw UsageError("invalid hash function '" + algorithm + "' (simple bitshift crc32 adler32 murmur jenkins)");
+  auto number = [&](const char* name, int& into) {
+    if (!o.has(name)) return;
+    auto v = to_int32(o.get(name));
+    if (!v) throw UsageError("invalid --" + std::string(name) + " '" + o.get(name) + "'");
+    into = *v;
+  };
+  number("partition-size", s.partitions);
+  number("hint", s.hint);
+  number("virtual", s.virtual_buckets);
+  if (o.has("delimiter")) s.delimiter = o.get("delimiter");
+  std::string problem = keycheck_settings_problem(s);
+  if (!problem.empty()) throw UsageError(problem);
+
+  KeyDistribution d(s);
+  if (all) {
+    Options every_master = o;  // keycheck's --partition-size is no dump range
+    every_master.values.erase("partition-size");
+    for (auto& t : data_targets(every_master, c, 0)) {
+      NodeClient node(t.endpoint, c.timeout_ms);
+      node.set_trace(c.trace);
+      dump_keys(node, t.range.partition, t.range.partition_size, [&](std::string_view key) {
+        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
+        d.add(key);
+      });
+    }
+  } else {
+    std::string path = o.has("input") ? o.get("input") : o.args.empty() ? "-" : o.args[0];
+    std::ifstream file;
+    if (path != "-") {
+      file.open(path, std::ios::binary);
+      if (!file) throw Error("cannot open '" + path + "': " + std::strerror(errno));
+    }
+    std::istream& in = path == "-" ? std::cin : file;
+    std::string key;
+    while (std::getline(in, key)) {
+      if (!key.empty() && key.back() == '\r') key.pop_back();  // CRLF files
+      if (key.empty()) continue;
+      if (g_interrupted) return EXIT_INTERRUPTED;
+      d.add(key);
+    }
+    if (in.bad()) throw Error("cannot read '" + path + "'");
+  }
+  d.finish();
+  Output out(o);
+  auto write = [&](const std::string& text) { out.writer().write(text); };
+  if (o.flag("json")) {
+    write_keycheck_json(d, write);
+  } else {
+    write_keycheck_csv(d, write);
+    const unsigned long long moved = keycheck_moved(d), placed = d.keys() - d.unplaced();
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.1f", placed ? 100.0 * static_cast<double>(moved) / static_cast<double>(placed) : 0.0);
+    std::cerr << "going from " << s.partitions << " to " << s.partitions + 1 << " partitions moves " << moved << " of "
+              << placed << " keys (" << pct << "%)\n";
+  }
+  if (d.unplaced())
+    std::cerr << d.unplaced() << " keys hash to INT_MIN, which flare cannot place with " << s.virtual_buckets
+              << " virtual buckets; they are left out\n";
+  out.commit();
+  return EXIT_OK;
+}
+
+// The options of deploy: its own, then every setting it passes through to the files.
+std::vector<OptSpec> deploy_options() {
+  std::vector<OptSpec> out = {
+      {"deploy-index", 0, nullptr, "also deploy the index server (-i/-p: HOST:PORT)"},
+      {"delete", 0, nullptr, "replace existing folders, data included"},
+      {"flarei", 0, "PATH", "flarei executable (default /usr/local/bin/flarei)"},
+      {"flared", 0, "PATH", "flared executable (default /usr/local/bin/flared)"},
+      {"systemd", 0, nullptr, "also write a systemd unit, NAME-HOST:PORT.service"},
+  };
+  for (const auto& s : deploy_settings()) out.push_back({s.key, 0, s.value, s.help});
+  return out;
+}
+
 // ---- the command table -------------------------------------------------------------------
 
 const OptSpec kJson = {"json", 0, nullptr, "print one JSON document instead of the table"};
@@ -1247,12 +1403,26 @@ std::vector<Command> commands() {
       {"verify", "", "Check that every key is stored in the partition it belongs to.", true,
        {{"key-hash-algorithm", 0, "NAME", "override the index's (simple bitshift crc32 adler32 murmur jenkins)"}},
        cmd_verify},
+      {"deploy", "[HOST:PORT[:BALANCE:PARTITION] ...]", "Write a folder per server to run flarei/flared (config, data/, scripts).",
+       true, deploy_options(), cmd_deploy},
+      {"keycheck", "[KEYFILE] | --all", "Count each key prefix's keys per partition for 1..N partitions.", true,
+       {{"delimiter", 'd', "STRING", "a key's prefix ends at its last STRING (default ::)"},
+        {"input", 'i', "FILE", "keys, one per line, as dumpkey writes them (default stdin)"},
+        {"all", 0, nullptr, "read the keys of the live cluster (dump_key on every master)"},
+        {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete)"},
+        {"partition-size", 's', "N", "partition counts 1..N (default 100; with --all the cluster's)"},
+        {"hash", 'h', "NAME", "simple bitshift crc32 adler32 murmur jenkins (default simple; --all: the index's)"},
+        {"key-hash-algorithm", 0, "NAME", "the same as --hash"},
+        {"hint", 'n', "N", "partition-modular-hint (default 1; with --all the index's)"},
+        {"virtual", 0, "N", "partition-modular-virtual (default 4096; with --all the index's)"},
+        kJson},
+       cmd_keycheck},
   };
 }
 
 void print_overview(std::ostream& out) {
   out << "Usage: flare-admin SUBCOMMAND [options] [arguments]\n"
-      << "       flare-stats [options] [HOST:PORT ...]   (same as flare-admin stats)\n\nSubcommands:\n";
+      << "       flare-SUBCOMMAND [options] [arguments]  (flare-stats is flare-admin stats, ...)\n\nSubcommands:\n";
   for (const auto& c : commands()) {
     std::string name = c.name;
     out << "  " << name << std::string(name.size() < 13 ? 13 - name.size() : 1, ' ') << c.summary << "\n";
@@ -1266,9 +1436,13 @@ int run(int argc, char** argv) {
   std::string base = argv0.substr(argv0.find_last_of('/') == std::string::npos ? 0 : argv0.find_last_of('/') + 1);
   std::vector<std::string> words(argv + (argc > 0 ? 1 : 0), argv + argc);
   std::string sub;
-  if (base == "flare-stats") {
-    program_name = "flare-stats";
-    sub = "stats";
+  // flare-SUB runs subcommand SUB (flare-stats, flare-ping, flare-part, flare-deploy, ...).
+  const auto named = commands();
+  if (base.rfind("flare-", 0) == 0 &&
+      std::any_of(named.begin(), named.end(), [&](const Command& c) { return base.substr(6) == c.name; })) {
+    program_name = base;
+    short_name = true;
+    sub = base.substr(6);
   } else {
     if (words.empty()) {
       print_overview(std::cerr);
@@ -1300,7 +1474,7 @@ int run(int argc, char** argv) {
       return c.run(o);
     } catch (const UsageError& e) {
       std::cerr << e.what() << " (see: " << program_name
-                << (program_name == "flare-stats" ? "" : std::string(" ") + c.name) << " --help)\n";
+                << (short_name ? "" : std::string(" ") + c.name) << " --help)\n";
       return EXIT_USAGE;
     } catch (const Exit& e) {
       return e.status;

@@ -16,6 +16,8 @@
 //    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
+//    9. Deploy                             (ServerConf, plan_flarei/plan_flared, deploy_folder)
+//   10. Keycheck                           (KeyDistribution: keys per partition for 1..N partitions)
 //
 //  Every network call is bounded by a deadline, the library never touches the process's
 //  signal dispositions (sends use MSG_NOSIGNAL, or SO_NOSIGPIPE where that is missing), and
@@ -127,10 +129,12 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -139,6 +143,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -4549,6 +4554,552 @@ inline std::string format_index_xml(const Cluster& cluster, long long version) {
   out += "<thread_type>" + std::to_string(cluster.nodes().empty() ? 0 : max_tt + 1) + "</thread_type>\n";
   out += "</boost_serialization>\n";
   return out;
+}
+
+// ---- 9. Deploy ---------------------------------------------------------------------------
+//
+// `deploy` writes, for each server, a folder HOST:PORT/ with its configuration file, an empty
+// data/ folder and start/stop/restart scripts for Debian's start-stop-daemon (the layout of
+// flare-tools 0.7.3), and on request a systemd unit. Keys are flare 1.3.4's own option names
+// (src/flarei/ini_option.cc, src/flared/ini_option.cc): flare refuses to start when its file
+// holds a key it does not know, so each setting goes only to the daemons that accept it.
+
+enum class Daemon { flarei, flared };
+
+inline const char* daemon_name(Daemon d) { return d == Daemon::flarei ? "flarei" : "flared"; }
+
+// A configuration file: `key = value` lines in a fixed order. Setting a key already present
+// changes its line in place; a new key is appended, so the defaults keep their order.
+class ServerConf {
+public:
+  void set(const std::string& key, const std::string& value) {
+    for (auto& e : entries_)
+      if (e.first == key) {
+        e.second = value;
+        return;
+      }
+    entries_.emplace_back(key, value);
+  }
+  void erase(const std::string& key) {
+    entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e.first == key; }),
+                   entries_.end());
+  }
+  const std::string* find(const std::string& key) const {
+    for (const auto& e : entries_)
+      if (e.first == key) return &e.second;
+    return nullptr;
+  }
+  std::string text() const {
+    std::string out;
+    for (const auto& e : entries_) out += e.first + " = " + e.second + "\n";
+    return out;
+  }
+  const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
+
+private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
+// The defaults 0.7.3 starts from (flare's sample etc/flarei.conf and an older etc/flared.conf).
+inline ServerConf flarei_defaults() {
+  ServerConf c;
+  for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"data-dir", "/tmp"}, {"log-facility", "local0"}, {"max-connection", "256"}, {"monitor-threshold", "3"},
+           {"monitor-interval", "1"}, {"server-name", "localhost"}, {"server-port", "12120"}, {"thread-pool-size", "8"}})
+    c.set(k, v);
+  return c;
+}
+
+inline ServerConf flared_defaults() {
+  ServerConf c;
+  for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"data-dir", "/tmp"}, {"index-server-name", "localhost"}, {"index-server-port", "12120"},
+           {"log-facility", "local1"}, {"max-connection", "256"}, {"mutex-slot", "32"}, {"proxy-concurrency", "2"},
+           {"server-name", "localhost"}, {"server-port", "12121"}, {"storage-type", "tch"}, {"thread-pool-size", "16"}})
+    c.set(k, v);
+  return c;
+}
+
+// One setting `deploy` passes through to the configuration files.
+// (cppcheck: the CLI reads value, help and caveat; the header alone does not.)
+struct DeploySetting {
+  const char* key;         // flare's option name, also deploy's --KEY
+  // cppcheck-suppress unusedStructMember
+  const char* value;       // placeholder of the value; nullptr: a flag, written as `true`
+  bool flarei;             // written to flarei.conf
+  bool flared;             // written to flared.conf
+  // cppcheck-suppress unusedStructMember
+  const char* help;
+  // cppcheck-suppress unusedStructMember
+  const char* caveat;      // why flare 1.3.4 may refuse it (nullptr: it accepts it)
+};
+
+// 0.7.3's pass-through settings, with three fixes: thread-pool-size replaces the default line
+// (0.7.3 added a `thread_pool_size` key, which flare rejects); back-log and net-read-timeout go
+// to flared only (flarei 1.3.4 has neither and would not start); and flarei's partition
+// settings, which keycheck simulates, can be set too.
+inline const std::vector<DeploySetting>& deploy_settings() {
+  static const std::vector<DeploySetting> table = {
+      // both daemons
+      {"thread-pool-size", "SIZE", true, true, "thread pool size", nullptr},
+      {"daemonize", "BOOL", true, true, "daemonize (start.sh passes --daemonize anyway)", nullptr},
+      {"data-dir", "PATH", true, true, "data folder instead of HOST:PORT/data", nullptr},
+      {"log-facility", "NAME", true, true, "syslog facility", nullptr},
+      {"max-connection", "SIZE", true, true, "most concurrent connections", nullptr},
+      {"stack-size", "KB", true, true, "thread stack size", nullptr},
+      // flarei
+      {"monitor-threshold", "COUNT", true, false, "flarei: failed checks before a node is down", nullptr},
+      {"monitor-interval", "SECOND", true, false, "flarei: seconds between node checks", nullptr},
+      {"monitor-read-timeout", "MILLISECOND", true, false, "flarei: read timeout of a node check", nullptr},
+      {"partition-type", "NAME", true, false, "flarei: partition type (modular)", nullptr},
+      {"key-hash-algorithm", "NAME", true, false, "flarei: simple bitshift crc32 adler32 murmur jenkins", nullptr},
+      {"partition-size", "SIZE", true, false, "flarei: most partitions (default 1024)", nullptr},
+      {"partition-modular-hint", "SIZE", true, false, "flarei: partitions placed by plain modulo", nullptr},
+      {"partition-modular-virtual", "SIZE", true, false, "flarei: virtual buckets (default 4096)", nullptr},
+      // flared
+      {"back-log", "BACKLOG", false, true, "flared: backlog of listen()", nullptr},
+      {"net-read-timeout", "SECOND", false, true, "flared: network read timeout", nullptr},
+      {"proxy-concurrency", "SIZE", false, true, "flared: proxy requests in flight per node", nullptr},
+      {"mutex-slot", "SIZE", false, true, "flared: mutex slots for storage I/O", nullptr},
+      {"reconstruction-interval", "MICROSEC", false, true, "flared: pause between items of a dump", nullptr},
+      {"reconstruction-bwlimit", "KBYTES", false, true, "flared: bandwidth of a dump, KB per second", nullptr},
+      {"storage-ap", "SIZE", false, true, "flared: record alignment, power of 2 (tch)", nullptr},
+      {"storage-bucket-size", "SIZE", false, true, "flared: bucket array elements (tch)", nullptr},
+      {"storage-cache-size", "SIZE", false, true, "flared: storage cache size", nullptr},
+      {"storage-compress", "NAME", false, true, "flared: deflate, bz2 or tcbs (tch)", nullptr},
+      {"storage-large", nullptr, false, true, "flared: large storage (tch)", nullptr},
+      {"storage-type", "NAME", false, true, "flared: tch, tcb or kch", nullptr},
+      {"proxy-prior-netmask", "SIZE", false, true, "flared: prefer proxies in this netmask (24 = /24)", nullptr},
+      {"max-total-thread-queue", "SIZE", false, true, "flared: longest thread queue", nullptr},
+      {"index-servers", "HOST:PORT,...", false, true, "flared: index servers (replaces index-server-name/port)", nullptr},
+      {"noreply-window-limit", "SIZE", false, true, "flared: noreply window limit", nullptr},
+      {"mysql-replication", nullptr, false, true, "flared: MySQL replication",
+       "flared knows it only when built with --enable-mysql-replication"},
+      {"mysql-replication-port", "PORT", false, true, "flared: MySQL replication port",
+       "flared knows it only when built with --enable-mysql-replication"},
+      {"mysql-replication-id", "ID", false, true, "flared: MySQL replication server id",
+       "flared knows it only when built with --enable-mysql-replication"},
+      {"mysql-replication-db", "NAME", false, true, "flared: MySQL replication database",
+       "flared knows it only when built with --enable-mysql-replication"},
+      {"mysql-replication-table", "NAME", false, true, "flared: MySQL replication table",
+       "flared knows it only when built with --enable-mysql-replication"},
+      {"proxy-cache-size", "SIZE", false, true, "flared: proxy cache entries (0.7.3; not in flare 1.3.4)",
+       "flared 1.3.4 has no such setting and will not start with it"},
+      {"proxy-cache-expire", "SECOND", false, true, "flared: proxy cache life time (0.7.3; not in flare 1.3.4)",
+       "flared 1.3.4 has no such setting and will not start with it"},
+  };
+  return table;
+}
+
+inline const DeploySetting* find_deploy_setting(std::string_view key) {
+  for (const auto& s : deploy_settings())
+    if (key == s.key) return &s;
+  return nullptr;
+}
+
+// One server to deploy: where its folder goes and what it holds.
+struct DeployTarget {
+  Daemon daemon = Daemon::flared;
+  Endpoint server;          // where it listens
+  std::string dir;          // BASE/HOST:PORT
+  std::string executable;   // flarei or flared binary
+  ServerConf conf;
+
+  std::string conf_path() const { return dir + "/" + daemon_name(daemon) + ".conf"; }
+  // flare writes DATA-DIR/NAME.pid itself, so the scripts look for it there (0.7.3 kept
+  // HOST:PORT/data even when --data-dir moved it, and then could not stop the server).
+  std::string pid_path() const {
+    const std::string* d = conf.find("data-dir");
+    return (d ? *d : dir + "/data") + "/" + daemon_name(daemon) + ".pid";
+  }
+  std::string unit_name() const { return std::string(daemon_name(daemon)) + "-" + server.key() + ".service"; }
+};
+
+// Settings given on the command line, in the order given: key and value (flags: "true").
+using DeploySettings = std::vector<std::pair<std::string, std::string>>;
+
+inline DeployTarget plan_flarei(const std::string& base, const Endpoint& index, const std::string& executable,
+                                const DeploySettings& settings) {
+  DeployTarget t{Daemon::flarei, index, base + "/" + index.key(), executable, flarei_defaults()};
+  t.conf.set("server-name", index.host);
+  t.conf.set("server-port", std::to_string(index.port));
+  t.conf.set("data-dir", t.dir + "/data");
+  for (const auto& [k, v] : settings) {
+    const DeploySetting* s = find_deploy_setting(k);
+    if (s && s->flarei) t.conf.set(k, v);
+  }
+  return t;
+}
+
+inline DeployTarget plan_flared(const std::string& base, const Endpoint& node, const Endpoint& index,
+                                const std::string& executable, const DeploySettings& settings) {
+  DeployTarget t{Daemon::flared, node, base + "/" + node.key(), executable, flared_defaults()};
+  t.conf.set("index-server-name", index.host);
+  t.conf.set("index-server-port", std::to_string(index.port));
+  t.conf.set("server-name", node.host);
+  t.conf.set("server-port", std::to_string(node.port));
+  t.conf.set("data-dir", t.dir + "/data");
+  for (const auto& [k, v] : settings) {
+    const DeploySetting* s = find_deploy_setting(k);
+    if (s && s->flared) t.conf.set(k, v);
+  }
+  // flared reads either index-servers or the single name/port pair.
+  if (t.conf.find("index-servers")) {
+    t.conf.erase("index-server-name");
+    t.conf.erase("index-server-port");
+  }
+  return t;
+}
+
+namespace detail {
+
+// A word for /bin/sh: left as it is when nothing in it is special, else single-quoted.
+inline std::string shell_word(const std::string& s) {
+  bool plain = !s.empty() && s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                 "0123456789_@%+=:,./-") == std::string::npos;
+  if (plain) return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// A word of a systemd ExecStart= line: `%` is systemd's specifier, quotes and spaces split.
+inline std::string systemd_word(const std::string& s) {
+  std::string esc;
+  bool quote = s.empty();
+  for (char c : s) {
+    if (c == '%') esc += "%%";
+    else if (c == '"' || c == '\\') esc += std::string("\\") + c;
+    else esc += c;
+    if (c == ' ' || c == '\t' || c == '"' || c == '\'' || c == '\\' || c == ';') quote = true;
+  }
+  return quote ? "\"" + esc + "\"" : esc;
+}
+
+} // namespace detail
+
+// A file of a deploy folder: name inside the folder, content, permission bits.
+struct DeployFile {
+  std::string name;
+  std::string content;
+  unsigned mode;
+};
+
+inline std::vector<DeployFile> deploy_files(const DeployTarget& t, bool with_systemd_unit) {
+  const std::string name = daemon_name(t.daemon);
+  const std::string pid = detail::shell_word(t.pid_path()), exec = detail::shell_word(t.executable);
+  const std::string start = "/sbin/start-stop-daemon --start --quiet --pidfile " + pid + " --exec " + exec + " -- -f " +
+                            detail::shell_word(t.conf_path()) + " --daemonize\n";
+  const std::string stop = "/sbin/start-stop-daemon --stop --retry=TERM/30/KILL/5 --quiet --pidfile " + pid +
+                           " --exec " + exec + "\n";
+  std::vector<DeployFile> files = {
+      {name + ".conf", t.conf.text(), 0644},
+      {"start.sh", "#!/bin/sh\n" + start, 0744},
+      {"stop.sh", "#!/bin/sh\n" + stop, 0744},
+      {"restart.sh", "#!/bin/sh\n" + stop + "sleep 5\n" + start, 0744},
+  };
+  if (with_systemd_unit) {
+    // Without `daemonize` flare stays in the foreground, as systemd prefers; with it, it forks
+    // and writes its pid file, which systemd must then be told about.
+    const bool forks = t.conf.find("daemonize") != nullptr;
+    std::string unit = "[Unit]\nDescription=flare " +
+                       std::string(t.daemon == Daemon::flarei ? "index server (flarei) " : "node (flared) ") +
+                       t.server.key() + "\nAfter=network-online.target\nWants=network-online.target\n\n[Service]\n";
+    unit += forks ? "Type=forking\nPIDFile=" + t.pid_path() + "\n" : "Type=simple\n";
+    unit += "ExecStart=" + detail::systemd_word(t.executable) + " -f " + detail::systemd_word(t.conf_path()) + "\n";
+    unit += "Restart=on-failure\nLimitNOFILE=65536\n\n[Install]\nWantedBy=multi-user.target\n";
+    files.push_back({t.unit_name(), unit, 0644});
+  }
+  return files;
+}
+
+namespace detail {
+
+inline bool path_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// Removes a folder and everything under it; symbolic links are removed, never followed.
+inline void remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw Error("cannot remove '" + path + "': " + errno_text(errno));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    DIR* d = ::opendir(path.c_str());
+    if (!d) throw Error("cannot remove '" + path + "': " + errno_text(errno));
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
+    for (const auto& n : names) remove_tree(path + "/" + n);
+    if (::rmdir(path.c_str()) != 0) throw Error("cannot remove '" + path + "': " + errno_text(errno));
+  } else if (::unlink(path.c_str()) != 0) {
+    throw Error("cannot remove '" + path + "': " + errno_text(errno));
+  }
+}
+
+inline void write_new_file(const std::string& path, const std::string& content, unsigned mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error("cannot create '" + path + "': " + errno_text(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      throw Error("cannot write '" + path + "': " + errno_text(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0 || ::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw Error("cannot write '" + path + "': " + errno_text(err));
+  }
+  if (::close(fd) != 0) throw Error("cannot write '" + path + "': " + errno_text(errno));
+}
+
+// A new, empty, uniquely named folder next to `path` (mkdtemp's).
+inline std::string temp_folder_beside(const std::string& path, const char* what) {
+  size_t slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string tmpl = dir + "/." + base + "." + what + ".XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!::mkdtemp(buf.data())) throw Error("cannot create a folder beside '" + path + "': " + errno_text(errno));
+  return buf.data();
+}
+
+} // namespace detail
+
+// Writes a server's folder. It is built complete under a temporary name and then renamed into
+// place, so the folder is either the old one or the whole new one, never half of each. An
+// existing folder is refused unless `replace` (--delete), which removes it with its data.
+inline void deploy_folder(const DeployTarget& t, bool replace, bool with_systemd_unit) {
+  struct stat st;
+  const bool exists = ::lstat(t.dir.c_str(), &st) == 0;
+  if (exists && !replace) throw Error("directory already exists: " + t.dir + " (--delete replaces it)");
+  if (exists && !S_ISDIR(st.st_mode)) throw Error(t.dir + " exists and is not a folder; not replacing it");
+  std::string tmp = detail::temp_folder_beside(t.dir, "new");
+  try {
+    if (::chmod(tmp.c_str(), 0755) != 0) throw Error("cannot set the mode of '" + tmp + "': " + detail::errno_text(errno));
+    if (::mkdir((tmp + "/data").c_str(), 0755) != 0)
+      throw Error("cannot create '" + tmp + "/data': " + detail::errno_text(errno));
+    for (const auto& f : deploy_files(t, with_systemd_unit)) detail::write_new_file(tmp + "/" + f.name, f.content, f.mode);
+    if (exists) {
+      // rename() may replace an empty folder only: move the old one aside onto an empty one.
+      std::string old = detail::temp_folder_beside(t.dir, "old");
+      if (std::rename(t.dir.c_str(), old.c_str()) != 0) {
+        int err = errno;
+        ::rmdir(old.c_str());
+        throw Error("cannot move '" + t.dir + "' aside: " + detail::errno_text(err));
+      }
+      if (std::rename(tmp.c_str(), t.dir.c_str()) != 0) {
+        int err = errno;
+        std::string kept = std::rename(old.c_str(), t.dir.c_str()) == 0 ? "" : " (the old folder is now '" + old + "')";
+        throw Error("cannot rename '" + tmp + "' to '" + t.dir + "': " + detail::errno_text(err) + kept);
+      }
+      detail::remove_tree(old);
+    } else if (std::rename(tmp.c_str(), t.dir.c_str()) != 0) {
+      throw Error("cannot rename '" + tmp + "' to '" + t.dir + "': " + detail::errno_text(errno));
+    }
+  } catch (...) {
+    try {
+      detail::remove_tree(tmp);
+    } catch (const Error&) {
+      // The first error is the one to report.
+    }
+    throw;
+  }
+}
+
+// ---- 10. Keycheck ------------------------------------------------------------------------
+//
+// How keys would spread over a cluster of 1..N partitions, grouped by key prefix, computed
+// with flare's own hash (key_hash) and modular resolver (section 6b): the offline planning
+// tool of 0.7.3 (flare-keychecker), which used its own approximations of both.
+
+struct KeycheckSettings {
+  KeyHashAlgorithm algorithm = KeyHashAlgorithm::simple;
+  int virtual_buckets = 4096;  // flarei's partition-modular-virtual
+  int hint = 1;                // flarei's partition-modular-hint
+  int partitions = 100;        // N: partition counts 1..N are shown
+  std::string delimiter = "::";
+};
+
+// Why the settings cannot be simulated, or "" when they can. The work is N x virtual steps
+// and the table N x N / 2 cells per prefix: the bounds keep both within reach.
+inline std::string keycheck_settings_problem(const KeycheckSettings& s) {
+  if (s.partitions < 1 || s.partitions > 4096) return "the partition size must be 1 to 4096";
+  if (s.hint < 1) return "the hint must be 1 or more";
+  if (s.virtual_buckets < 1 || s.virtual_buckets > (1 << 20)) return "the virtual size must be 1 to 1048576";
+  if (static_cast<long long>(s.partitions + 1) * s.virtual_buckets > (1LL << 28))
+    return "partition size x virtual size must stay under 2^28";
+  if (s.delimiter.empty()) return "the delimiter must not be empty";
+  return "";
+}
+
+// A key's prefix: everything before the last delimiter; "" when there is none.
+inline std::string_view key_prefix(std::string_view key, std::string_view delimiter) {
+  size_t at = delimiter.empty() ? std::string_view::npos : key.rfind(delimiter);
+  return at == std::string_view::npos ? std::string_view() : key.substr(0, at);
+}
+
+// Collects keys, then answers how many of each prefix each partition holds for any partition
+// count. Memory: 4 bytes per key while collecting, then one (bucket, count) pair per bucket
+// used by each prefix. Not thread-safe (the resolver caches rows).
+class KeyDistribution {
+public:
+  explicit KeyDistribution(const KeycheckSettings& s)
+    : settings_(s), resolver_(s.partitions + 2, s.hint, s.virtual_buckets) {}
+
+  const KeycheckSettings& settings() const { return settings_; }
+
+  void add(std::string_view key) {
+    const int bucket = resolver_.bucket_of(key_hash(key, settings_.algorithm));
+    ++keys_;
+    if (bucket < 0) {
+      // Only INT_MIN hashes with a virtual size not dividing 2^31: the server has no bucket.
+      ++unplaced_;
+      return;
+    }
+    std::string_view prefix = key_prefix(key, settings_.delimiter);
+    auto found = index_.find(std::string(prefix));
+    size_t i;
+    if (found == index_.end()) {
+      i = prefixes_.size();
+      index_.emplace(std::string(prefix), i);
+      prefixes_.push_back(Prefix{std::string(prefix), 0, {}, {}});
+    } else {
+      i = found->second;
+    }
+    prefixes_[i].keys++;
+    prefixes_[i].collected.push_back(static_cast<std::uint32_t>(bucket));
+  }
+
+  // Call once after the last add(): turns the collected buckets into counted ones.
+  void finish() {
+    for (auto& p : prefixes_) {
+      std::sort(p.collected.begin(), p.collected.end());
+      for (size_t j = 0; j < p.collected.size();) {
+        size_t k = j;
+        while (k < p.collected.size() && p.collected[k] == p.collected[j]) ++k;
+        p.buckets.emplace_back(p.collected[j], static_cast<unsigned long long>(k - j));
+        j = k;
+      }
+      std::vector<std::uint32_t>().swap(p.collected);
+    }
+    index_.clear();
+  }
+
+  unsigned long long keys() const { return keys_; }
+  // Keys the server could not place (counted in keys(), in no prefix).
+  unsigned long long unplaced() const { return unplaced_; }
+  size_t prefix_count() const { return prefixes_.size(); }
+  const std::string& prefix(size_t i) const { return prefixes_.at(i).name; }
+  unsigned long long prefix_keys(size_t i) const { return prefixes_.at(i).keys; }
+
+  // Keys of prefix i on each partition of a cluster of n partitions (1 <= n <= N + 1).
+  std::vector<unsigned long long> counts(size_t i, int n) const {
+    std::vector<unsigned long long> out(static_cast<size_t>(n > 0 ? n : 0), 0);
+    const std::vector<int>& row = resolver_.row(n);
+    if (row.empty()) return out;
+    for (const auto& [bucket, count] : prefixes_.at(i).buckets) out[static_cast<size_t>(row[bucket])] += count;
+    return out;
+  }
+
+  // Keys of prefix i whose partition differs between n and n + 1 partitions (n <= N).
+  unsigned long long moved(size_t i, int n) const {
+    if (n < 1 || n > settings_.partitions) return 0;
+    std::vector<int> before = resolver_.row(n);  // a copy: the next call may evict it
+    const std::vector<int>& after = resolver_.row(n + 1);
+    unsigned long long total = 0;
+    for (const auto& [bucket, count] : prefixes_.at(i).buckets)
+      if (before[bucket] != after[bucket]) total += count;
+    return total;
+  }
+
+private:
+  struct Prefix {
+    // cppcheck-suppress unusedStructMember
+    std::string name;  // read by prefix()
+    unsigned long long keys;
+    std::vector<std::uint32_t> collected;
+    std::vector<std::pair<std::uint32_t, unsigned long long>> buckets;
+  };
+  KeycheckSettings settings_;
+  ModularResolver resolver_;
+  std::vector<Prefix> prefixes_;  // in order of first appearance, as 0.7.3 prints them
+  std::unordered_map<std::string, size_t> index_;
+  unsigned long long keys_ = 0, unplaced_ = 0;
+};
+
+// 0.7.3's CSV, streamed to `out` a line at a time:
+//   partition size, prefix, 0 ,1 ,2
+//   1, a,2
+//   2, a,1 ,1
+// A prefix that holds a comma, a quote or edge spaces is quoted (0.7.3 wrote it raw).
+template <typename Out> inline void write_keycheck_csv(const KeyDistribution& d, Out&& out) {
+  const int n_max = d.settings().partitions;
+  std::string line = "partition size, prefix, ";
+  for (int p = 0; p < n_max; ++p) line += (p ? " ," : "") + std::to_string(p);
+  out(line + "\n");
+  for (int n = 1; n <= n_max; ++n) {
+    for (size_t i = 0; i < d.prefix_count(); ++i) {
+      line = std::to_string(n) + ", ";
+      detail::csv_cell(d.prefix(i), line);
+      line += ",";
+      const auto c = d.counts(i, n);
+      for (size_t p = 0; p < c.size(); ++p) line += (p ? " ," : "") + std::to_string(c[p]);
+      out(line + "\n");
+    }
+  }
+}
+
+// The same as one JSON document, streamed; "moved" counts the keys that change partition when
+// the cluster grows from N to N + 1 partitions.
+template <typename Out> inline void write_keycheck_json(const KeyDistribution& d, Out&& out) {
+  const KeycheckSettings& s = d.settings();
+  unsigned long long moved_total = 0;
+  std::string head = std::string("{\"key_hash_algorithm\":\"") + to_string(s.algorithm) +
+                     "\",\"partition_type\":\"modular\",\"virtual\":" + std::to_string(s.virtual_buckets) +
+                     ",\"hint\":" + std::to_string(s.hint) + ",\"partition_size\":" + std::to_string(s.partitions) +
+                     ",\"delimiter\":" + detail::json_escape(s.delimiter) + ",\"keys\":" + std::to_string(d.keys()) +
+                     ",\"unplaced\":" + std::to_string(d.unplaced()) + ",\"prefixes\":[";
+  out(head);
+  for (size_t i = 0; i < d.prefix_count(); ++i) {
+    const unsigned long long m = d.moved(i, s.partitions);
+    moved_total += m;
+    out(std::string(i ? "," : "") + "{\"prefix\":" + detail::json_escape(d.prefix(i)) +
+        ",\"keys\":" + std::to_string(d.prefix_keys(i)) + ",\"moved\":" + std::to_string(m) + "}");
+  }
+  out("],\"moves\":{\"from\":" + std::to_string(s.partitions) + ",\"to\":" + std::to_string(s.partitions + 1) +
+      ",\"keys\":" + std::to_string(moved_total) + "},\"distribution\":[");
+  for (int n = 1; n <= s.partitions; ++n) {
+    std::string line = std::string(n > 1 ? "," : "") + "{\"partitions\":" + std::to_string(n) + ",\"prefixes\":[";
+    for (size_t i = 0; i < d.prefix_count(); ++i) {
+      line += std::string(i ? "," : "") + "{\"prefix\":" + detail::json_escape(d.prefix(i)) + ",\"keys\":[";
+      const auto c = d.counts(i, n);
+      for (size_t p = 0; p < c.size(); ++p) line += (p ? "," : "") + std::to_string(c[p]);
+      line += "]}";
+    }
+    out(line + "]}");
+  }
+  out("]}\n");
+}
+
+// Keys that change partition when the cluster grows from N to N + 1 partitions, all prefixes.
+inline unsigned long long keycheck_moved(const KeyDistribution& d) {
+  unsigned long long total = 0;
+  for (size_t i = 0; i < d.prefix_count(); ++i) total += d.moved(i, d.settings().partitions);
+  return total;
 }
 
 } // namespace flare
