@@ -15,9 +15,184 @@
 //    5. Clients                            (ServerClient, IndexClient, NodeClient, gather_stats)
 //    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
+//   7b. Data                               (dump_items, restore_items, ItemReader/ItemWriter, ...)
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
+//   8b. Prometheus                         (format_prometheus: the text exposition format 0.0.4)
 //    9. Deploy                             (ServerConf, plan_flarei/plan_flared, deploy_folder)
 //   10. Keycheck                           (KeyDistribution: keys per partition for 1..N partitions)
+//
+//  Entry points at a glance (namespace flare, all inline; flare::detail is internal and not listed)
+//   0. Version and configuration macros
+//    FLARE_TOOLS_VERSION "0.1.0" (_MAJOR 0, _MINOR 1, _PATCH 0). Overridable, FLARE_TOOLS_ prefix dropped:
+//    DEFAULT_TIMEOUT_MS 10000, MAX_KEY_BYTES 65535, MAX_TEXT_KEY_BYTES 8191, MAX_LINE_BYTES
+//    (MAX_KEY_BYTES + 1024), CANCEL_CHECK_MS 200, MAX_REPLY_BYTES (4 MiB), MAX_VALUE_BYTES 2147483647LL,
+//    MAX_HELD_VALUE_BYTES (256 MiB), READ_BUFFER_BYTES 65536, RESERVED_FDS 32, GATHER_CONNECT_BATCH 64,
+//    DEFAULT_INDEX_PORT 12120, DEFAULT_NODE_PORT 12121, PORTABLE_SOCKETS (not defined; define it to force
+//    the portable socket fallback). Set by the header (0/1): FLARE_TOOLS_HAVE_MSG_NOSIGNAL, _SOCK_CLOEXEC.
+//   1. Errors and small helpers
+//    class Error : std::runtime_error -- every failure, one line. Subclasses: NetworkError (unreachable,
+//      timeout, reset), ProtocolError (not flare, over limits), ServerError (ERROR, SERVER_ERROR ...,
+//      CLIENT_ERROR ...), InputError : ProtocolError (bad dump input), Interrupted (the CancelFn said stop)
+//    using CancelFn = std::function<bool()>;   using Clock = std::chrono::steady_clock;
+//    std::optional<long long> to_int(std::string_view s);   std::optional<int> to_int32(std::string_view s);
+//   2. Addresses
+//    struct Endpoint { std::string host; int port; std::string key() const; std::string display() const; }
+//    bool operator==(const Endpoint& a, const Endpoint& b);   -- key(): literal "host:port"; display(): [v6]
+//    struct NodeArg { Endpoint endpoint; std::optional<int> balance, partition; std::string text; }
+//    Endpoint parse_host_port(std::string_view arg, int default_port);   -- "host[:port]", "[v6][:port]"
+//    NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fields);  -- host:port[:bal[:part]]
+//   3. Socket (detail::Socket)   using TraceFn = std::function<void(const std::string& line)>;  -- debug hook
+//   4. Protocol reader
+//    struct Reply { lines; status; bool ok() const; bool is_error() const; }
+//    Reply read_reply(detail::Socket& sock, const TraceFn& trace = nullptr);
+//    struct NodeStats { fields; find(name) -> const std::string*; get(name) -> std::string;
+//      number(name) -> std::optional<long long>; }   -- `stats`: name -> value, in order received
+//    NodeStats parse_stats(const std::vector<std::string>& lines);
+//    struct NodeInfo { key, host, port, role, state, partition (-1), balance, thread_type;
+//      Endpoint endpoint() const; bool is_master/is_slave/is_proxy/is_active() const; }  -- `stats nodes`
+//    bool is_known_role(std::string_view r);   bool is_known_state(std::string_view s);
+//    constexpr int kMaxPartition = 1 << 20;
+//    std::vector<NodeInfo> parse_stats_nodes(const std::vector<std::string>& lines);
+//    struct ThreadInfo { id, type, peer, op, uptime, state, info, queue; std::optional<std::string> behind; }
+//    std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines);
+//    struct Meta { fields; std::string get(name); }  Meta parse_meta(const std::vector<std::string>& lines);
+//    struct ItemHeader { key, flags, length, version, expire; }   bool valid_item_key(std::string_view k);
+//    ItemHeader parse_value_line(std::string_view line);   -- "VALUE key flags length version expire"
+//   5. Clients
+//    class ServerClient {   -- one connection, move-only, connecting lazily; `line` is const std::string&
+//      explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS); endpoint();
+//      timeout_ms(); set_trace(TraceFn t); set_cancel(CancelFn c); close(); Reply request(line); bool ping();
+//      Reply request_ok(line) (throws ServerError); std::string version(); NodeStats stats(); stats_nodes();
+//      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace(); }
+//    class IndexClient : ServerClient { Meta meta(); node_role(n, role, balance, partition);
+//      node_state(n, state); node_remove(n); }   -- node_*: status line ("OK" or refusal)
+//    class NodeClient : ServerClient { std::string flush_all(); }
+//    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
+//    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
+//      -- every node at once from one poll() loop; a failed node comes back with ok == false
+//   6. Cluster model
+//    class Cluster { Cluster(); explicit Cluster(std::vector<NodeInfo> nodes); nodes(); empty();
+//      find(const std::string& key) / find(const Endpoint& ep) -> const NodeInfo*; int partition_count();
+//      master_of(int partition) -> const NodeInfo*; masters_of(p); slaves_of(p); preserved_down_master(p);
+//      int active_slave_count(int partition, const std::string& except_key = std::string());
+//      list_order(); stats_order(); bool reconstructable(n); bool safely_reconstructable(n); }  (all const)
+//   6b. Key hashing and partitions (bit for bit as flare 1.3.4)
+//    enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
+//    bool parse_key_hash_algorithm(std::string_view name, KeyHashAlgorithm& out);   -- case-sensitive
+//    const char* to_string(KeyHashAlgorithm alg);
+//    int key_hash(std::string_view key, KeyHashAlgorithm alg);   -- [0, INT_MAX], or INT_MIN as on the server
+//    class ModularResolver { explicit ModularResolver(int max_partitions = 1024, int hint = 1,
+//      int virtual_buckets = 4096); kMaxCachedRows = 8; max_partitions(); hint(); virtual_buckets();
+//      valid(); int bucket_of(int hash); int partition_of(int hash, int partition_count);
+//      const std::vector<int>& row(int n); }   -- all const; -1 where the server would fail; not thread-safe
+//   7. Operations and waiting
+//    struct OperationIO { std::function<...> say, warn, progress, ask, interrupted; }
+//    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean (all false); retry = 10;
+//      timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; poll_interval_ms = 1000; }
+//    enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
+//    Outcome worse(Outcome a, Outcome b);   enum class WaitEnd { reached, interrupted };
+//    struct ConstructionProgress { std::string role, state; long long items, master_items; double elapsed; }
+//    std::string eta_text / format_slave_progress / format_master_progress(const ConstructionProgress& p);
+//    WaitEnd wait_for_slave_active / wait_for_master_ready(IndexClient& index, const Endpoint& node,
+//      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);
+//    WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
+//      const OperationIO& io);
+//    std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role,
+//      int balance, int partition, const OperationOptions& opt, const OperationIO& io);  -- "OK" or refusal
+//    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
+//    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
+//      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
+//      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args); }
+//   7b. Data: dump, restore, verify
+//    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
+//    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
+//      CancelFn cancel = nullptr); void consume(size_t bytes); size_t chunk(size_t most); rate(); }
+//    class FdWriter { explicit FdWriter(int fd, std::string name); void write(std::string_view s);
+//      void flush(); unsigned long long written(); }   -- 1 MiB buffer; flushes on destruction
+//    struct Item { ItemHeader header; std::string data; }   enum class DataFormat { flare, csv };
+//    std::optional<DataFormat> parse_data_format(std::string_view s);   const char* csv_header();
+//    class ItemWriter { ItemWriter(FdWriter& out, DataFormat f); write(const ItemHeader& h,
+//      std::string_view data); begin(const ItemHeader& h); data(std::string_view chunk); end(); finish(); }
+//    class ItemReader { ItemReader(int fd, const std::string& name, DataFormat f);
+//      bool next_header(ItemHeader& h); template <...> void read_data(Sink&& sink);
+//      bool next(Item& item, bool with_data = true); set_cancel(CancelFn c); offset(); position();
+//      void skip_to(unsigned long long target); }
+//    struct DumpRange { int partition = -1; int partition_size = 0; unsigned long long bwlimit = 0; }
+//    std::string dump_request(const DumpRange& r);  struct DumpTarget { Endpoint endpoint; DumpRange range; }
+//    template <...> unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range,
+//      OnHeader&& on_header, OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr);
+//    template <...> unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item);
+//    template <...> unsigned long long dump_keys(NodeClient& node, int partition, int partition_size,
+//      OnKey&& on_key);
+//    struct DumpOptions { timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; trace; cancel;
+//      on_node_start, on_node_done, on_item, on_node_error (std::function callbacks); }
+//    unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out,
+//      const DumpOptions& opt = {});   -- every node at once
+//    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
+//      OnKey&& on_key, const DumpOptions& opt = {});
+//    struct RestoreReport { sent, stored, failed, skipped, unacknowledged, resume_offset; first_failures;
+//      complete, interrupted; stopped_by; unsigned long long acknowledged() const; }
+//    class PipelinedWriter { PipelinedWriter(NodeClient& node, unsigned long long bwlimit,
+//      size_t window_bytes = 4 << 20); set(const ItemHeader& h, std::string_view data,
+//      unsigned long long offset = 0); set_streamed(h, offset, Feed&& feed); fail_locally(key, why);
+//      RestoreReport finish(); report(); unacknowledged(); first_unanswered_offset(otherwise); }
+//    struct RestoreOptions { bwlimit = 0; window_bytes = 4 << 20; resume_from = 0; select; on_key; cancel; }
+//    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
+//    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
+//    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
+//   8. Formatting
+//    std::string format_node_table / format_node_json(const std::vector<NodeInfo>& nodes);  -- `list`
+//    std::string short_duration(long long seconds);   std::string hit_rate_cell(const NodeStats& s);
+//    struct QpsSample { gets, sets, at; }   std::optional<QpsSample> qps_sample(const StatsResult& r);
+//    struct QpsRates { total, reads, writes; }   std::string qps_cell(const std::optional<double>& v);
+//    QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur);
+//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<std::string> behind; qps; }
+//    std::vector<std::string> stats_header(bool with_qps), stats_cells(const StatsRow& row, bool with_qps);
+//    std::string render_table(const std::vector<std::string>& header,
+//      const std::vector<std::vector<std::string>>& rows, size_t left_columns, const std::string& delimiter);
+//    std::string format_stats_table(const std::vector<StatsRow>& rows, bool with_qps,
+//      const std::string& delimiter = " ");
+//    std::string format_stats_json(const std::vector<StatsRow>& rows, bool with_qps);
+//    std::vector<ThreadInfo> threads_order(std::vector<ThreadInfo> threads);   -- by peer, then id
+//    std::string format_threads_table / format_threads_json(const std::vector<ThreadInfo>& threads);
+//    struct Summary { name; partitions, nodes, masters, slaves; bytes, items; unreachable_masters; }
+//    Summary summarize(const std::string& name, const Cluster& cluster,
+//      const std::vector<StatsResult>& results);
+//    std::string format_summary(const Summary& s);   std::string format_summary_json(const Summary& s);
+//    std::string format_index_xml(const Cluster& cluster, long long version);   -- flare.xml (after 8b)
+//   8b. Prometheus text exposition format 0.0.4
+//    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
+//      const std::vector<StatsResult>& results);
+//    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
+//   9. Deploy
+//    enum class Daemon { flarei, flared };   const char* daemon_name(Daemon d);
+//    class ServerConf { void set(const std::string& key, const std::string& value); erase(key);
+//      find(key) -> const std::string*; std::string text(); entries(); }   -- ordered `key = value` lines
+//    ServerConf flarei_defaults();   ServerConf flared_defaults();
+//    struct DeploySetting { const char *key, *value; bool flarei, flared; const char *help, *caveat; }
+//    const std::vector<DeploySetting>& deploy_settings();   -- the pass-through settings
+//    const DeploySetting* find_deploy_setting(std::string_view key);
+//    struct DeployTarget { Daemon daemon; Endpoint server; std::string dir, executable; ServerConf conf;
+//      std::string conf_path() const; std::string pid_path() const; std::string unit_name() const; }
+//    using DeploySettings = std::vector<std::pair<std::string, std::string>>;
+//    DeployTarget plan_flarei(const std::string& base, const Endpoint& index, const std::string& executable,
+//      const DeploySettings& settings);
+//    DeployTarget plan_flared(const std::string& base, const Endpoint& node, const Endpoint& index,
+//      const std::string& executable, const DeploySettings& settings);
+//    struct DeployFile { std::string name; std::string content; unsigned mode; }
+//    std::vector<DeployFile> deploy_files(const DeployTarget& t, bool with_systemd_unit);
+//    void deploy_folder(const DeployTarget& t, bool replace, bool with_systemd_unit);  -- atomic rename
+//  10. Keycheck
+//    struct KeycheckSettings { algorithm = KeyHashAlgorithm::simple, virtual_buckets = 4096, hint = 1,
+//      partitions = 100, delimiter = "::" }
+//    std::string keycheck_settings_problem(const KeycheckSettings& s);   -- "" when they can be simulated
+//    std::string_view key_prefix(std::string_view key, std::string_view delimiter);  -- before the last one
+//    class KeyDistribution { explicit KeyDistribution(const KeycheckSettings& s); settings();
+//      void add(std::string_view key); void finish(); keys(); unplaced(); prefix_count(); prefix(size_t i);
+//      prefix_keys(size_t i); std::vector<unsigned long long> counts(size_t i, int n);
+//      unsigned long long moved(size_t i, int n); }
+//    template <...> void write_keycheck_csv / write_keycheck_json(const KeyDistribution& d, Out&& out);
+//    unsigned long long keycheck_moved(const KeyDistribution& d);   -- keys moved from N to N + 1
 //
 //  Every network call is bounded by a deadline, the library never touches the process's
 //  signal dispositions (sends use MSG_NOSIGNAL, or SO_NOSIGPIPE where that is missing), and

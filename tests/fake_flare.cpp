@@ -33,6 +33,8 @@
 //   delay TARGET MS                    wait MS before every reply (0 = off)
 //   set-service NODE US                a service time per storage command, replies written one
 //                                      by one (0 = off); see --set-service-us
+//   dump-rate NODE KB                  serve every dump at most KB KiB/s (0 = off), as a node on
+//                                      a slow disk or link would
 //   stats-delay TARGET MS              wait MS before replies to exactly `stats`
 //   hang TARGET 0|1                    read requests, never answer
 //   refuse TARGET 0|1                  close the listening socket / listen again on the same port
@@ -495,6 +497,7 @@ struct Endpoint {
   int port = 0;
   std::atomic<int> delay_ms{0}, stats_delay_ms{0}, drip_ms{0};
   std::atomic<int64_t> set_service_us{0};
+  std::atomic<int64_t> dump_kbps{0};
   std::atomic<int64_t> cut{0};
   std::atomic<bool> hang{false}, has_override{false};
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
@@ -1948,6 +1951,8 @@ bool do_dump(Conn* c, const std::vector<std::string_view>& w, bool keys_only) {
     i++;
   }
   bool bad = wait_us < 0 || bw < 0;
+  // A node that serves dumps at a fixed pace (control `dump-rate`), the request's own limit aside.
+  if (int64_t pace = c->ep->dump_kbps.load(); pace > 0 && (bw == 0 || pace < bw)) bw = pace;
   if (have_part && part >= 0) {
     if (!have_size || psize <= part || psize > g_cfg.partition_size) bad = true;
   } else if (have_part && part < -1) {
@@ -2340,7 +2345,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     for (auto& kv : g_map) g_next_thread_type = std::max(g_next_thread_type, kv.second.thread_type + 1);
     return ok();
   }
-  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "cut", "drip", "hang", "refuse",
+  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse",
                                           "override", "kill", "start", "fill", "put", "items"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
@@ -2349,6 +2354,11 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
   if (!ep) return err("unknown target");
   FakeNode* node = ep->kind == Kind::Node ? g_nodes[static_cast<size_t>(ep->node_idx)].get() : nullptr;
   int64_t v = 0;
+  if (cmd == "dump-rate") {
+    if (!node || w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX) return err("usage: dump-rate NODE KB_PER_SEC");
+    ep->dump_kbps = v;
+    return ok();
+  }
   if (cmd == "set-service") {
     if (!node || w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > 60000000) return err("usage: set-service NODE US");
     ep->set_service_us = v;
