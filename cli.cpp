@@ -301,8 +301,29 @@ bool sleep_interruptible(double seconds) {
   return !g_interrupted;
 }
 
+// A path that exists and is not a regular file (a device such as /dev/null, a FIFO, a socket)
+// is written in place: renaming a temporary file over it would replace the device itself.
+bool is_special_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+}
+
 // Writes `data` to `path` atomically: a reader never sees a half-written file.
 void write_file_atomically(const std::string& path, const std::string& data) {
+  if (is_special_file(path)) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) throw Error("cannot write '" + path + "': " + std::strerror(errno));
+    try {
+      FdWriter out(fd, "'" + path + "'");
+      out.write(data);
+      out.flush();
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+    return;
+  }
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
@@ -757,7 +778,13 @@ int cmd_reconstruct(const Options& o) {
 class Output {
 public:
   explicit Output(const Options& o) {
-    if (o.has("output") && o.get("output") != "-") {
+    if (o.has("output") && o.get("output") != "-" && is_special_file(o.get("output"))) {
+      path_ = o.get("output");
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd_ < 0) throw Error("cannot write '" + path_ + "': " + std::strerror(errno));
+      name_ = "'" + path_ + "'";
+      own_fd_ = true;
+    } else if (o.has("output") && o.get("output") != "-") {
       path_ = o.get("output");
       tmp_ = path_ + ".tmp";
       fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -774,6 +801,9 @@ public:
       writer_.reset();
       ::close(fd_);
       ::unlink(tmp_.c_str()); // an incomplete dump never looks like a complete one
+    } else if (own_fd_) {
+      writer_.reset();
+      ::close(fd_);
     }
   }
   FdWriter& writer() { return *writer_; }
@@ -793,6 +823,7 @@ private:
   int fd_ = -1;
   std::unique_ptr<FdWriter> writer_;
   bool committed_ = false;
+  bool own_fd_ = false; // a device or FIFO written in place
 };
 
 // The nodes a dump reads: the ones named, or with --all every master; each limited to its

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <thread>
+
+#include <sys/stat.h>
 
 using harness::FakeCluster;
 using harness::run;
@@ -556,5 +559,53 @@ TEST_CASE("dump --all reads every partition at once, each record whole, and fail
     CHECK(h.out.find("checking " + f.node(0) + " (partition 0) ... " + std::to_string(f.items(0)) + " keys, 0 misplaced OK\n") !=
           std::string::npos);
     CHECK(h.out.find("checking " + f.node(2) + " (partition 2) ... failed\n") != std::string::npos);
+  }
+}
+
+TEST_CASE("output to a FIFO or a device is written in place, never replaced by a renamed file") {
+  FakeCluster f(1);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  store(f, 0, "a", "xyz", 5, 0);
+  std::string fifo = f.dir() + "/fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  for (auto& args : std::vector<std::vector<std::string>>{{"dump", "--all", "-o", fifo},
+                                                          {"dumpkey", "--all", "-o", fifo},
+                                                          {"index", "--output", fifo},
+                                                          {"stats", "--prometheus", "-o", fifo}}) {
+    CAPTURE(args[0]);
+    std::string got;
+    // Reads what the FIFO gets until its writer closes it; gives up after 20 s (if the FIFO was
+    // replaced, no writer ever comes).
+    int rfd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    REQUIRE(rfd >= 0);
+    std::thread reader([&] {
+      bool seen_writer = false;
+      for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+           std::chrono::steady_clock::now() < until;) {
+        pollfd p{rfd, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) continue;
+        char buf[4096];
+        ssize_t n = ::read(rfd, buf, sizeof buf);
+        if (n > 0) {
+          seen_writer = true;
+          got.append(buf, static_cast<size_t>(n));
+        } else if (n == 0 && seen_writer) {
+          break; // the writer closed it
+        } else if (n == 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10)); // no writer yet
+        }
+      }
+      ::close(rfd);
+    });
+    auto r = run(with(args, idx));
+    reader.join();
+    CHECK(r.status == 0);
+    struct stat st {};
+    REQUIRE(::stat(fifo.c_str(), &st) == 0);
+    CHECK(S_ISFIFO(st.st_mode)); // an atomic rename would have replaced it with a regular file
+    CHECK_FALSE(exists(fifo + ".tmp"));
+    CHECK_FALSE(got.empty());
+    if (args[0] == "dump") CHECK(got == "VALUE a 5 3 1 0\r\nxyz\r\nEND\r\n");
   }
 }
