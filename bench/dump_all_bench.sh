@@ -35,10 +35,10 @@ for p in 0 1 2 3; do ctl "dump-rate ${NODES[$p]} $RATE"; done
 for r in $(seq "$RUNS"); do
   for which in $( [ $((r % 2)) = 1 ] && echo "one all" || echo "all one"); do
     if [ "$which" = one ]; then
-      /usr/bin/time -f '%e' -o "$dir/t" "$ADMIN" dump -i "$INDEX" -o /dev/null "${NODES[0]}" 2>/dev/null
+      /usr/bin/time -f '%e' -o "$dir/t" "$ADMIN" dump -i "$INDEX" > /dev/null "${NODES[0]}" 2>/dev/null
       cat "$dir/t" >> "$dir/one"
     else
-      /usr/bin/time -f '%e %M' -o "$dir/t" "$ADMIN" dump --all -i "$INDEX" -o /dev/null 2>/dev/null
+      /usr/bin/time -f '%e %M' -o "$dir/t" "$ADMIN" dump --all -i "$INDEX" > /dev/null 2>/dev/null
       awk '{print $1}' "$dir/t" >> "$dir/all"; awk '{print $2}' "$dir/t" >> "$dir/rss"
     fi
   done
