@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::ReadResult got = fuzz::read_items(fd, flare::DataFormat::csv, true);
   ::close(fd);
   for (auto& it : got.items) {
-    if (it.header.key.empty() || it.header.key.size() > 250) fuzz::fail("CSV reader accepted a bad key");
+    if (it.header.key.empty() || it.header.key.size() > FLARE_TOOLS_MAX_KEY_BYTES) fuzz::fail("CSV reader accepted a bad key");
     if (it.header.flags > UINT32_MAX) fuzz::fail("CSV reader accepted flags out of range");
   }
   if (got.items.empty()) return 0;

@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const flare::Error&) {
     return 0;
   }
-  if (h.key.empty() || h.key.size() > 250 || h.key.find(' ') != std::string::npos)
+  if (h.key.empty() || h.key.size() > FLARE_TOOLS_MAX_KEY_BYTES || h.key.find(' ') != std::string::npos)
     fuzz::fail("parse_value_line accepted a bad key", flare::detail::printable(h.key));
   if (h.flags > UINT32_MAX) fuzz::fail("flags out of range");
   if (h.length > static_cast<size_t>(FLARE_TOOLS_MAX_VALUE_BYTES)) fuzz::fail("length over the limit");
