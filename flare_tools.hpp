@@ -296,6 +296,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -309,7 +310,6 @@
 #include <vector>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -4995,27 +4995,12 @@ inline bool path_exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// Removes a folder and everything under it; symbolic links are removed, never followed.
+// Removes a file or a folder with everything in it (symbolic links themselves, never what
+// they point to); a path that does not exist is fine.
 inline void remove_tree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;
-    throw Error("cannot remove '" + path + "': " + errno_text(errno));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    DIR* d = ::opendir(path.c_str());
-    if (!d) throw Error("cannot remove '" + path + "': " + errno_text(errno));
-    std::vector<std::string> names;
-    while (const dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-    for (const auto& n : names) remove_tree(path + "/" + n);
-    if (::rmdir(path.c_str()) != 0) throw Error("cannot remove '" + path + "': " + errno_text(errno));
-  } else if (::unlink(path.c_str()) != 0) {
-    throw Error("cannot remove '" + path + "': " + errno_text(errno));
-  }
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) throw Error("cannot remove '" + path + "': " + ec.message());
 }
 
 inline void write_new_file(const std::string& path, const std::string& content, unsigned mode) {

@@ -104,7 +104,7 @@ std::string shell(const std::string& cmd) {
 }
 
 // A word for /bin/sh, single-quoted.
-std::string quoted(const std::string& s) {
+std::string shell_quoted(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
@@ -112,9 +112,9 @@ std::string quoted(const std::string& s) {
 
 // Calls the bash completion as bash would for `line` (cursor at its end); one candidate a line.
 std::vector<std::string> complete(const std::string& line) {
-  std::string script = "source contrib/bash-completion/flare-admin; COMP_LINE=" + quoted(line) +
+  std::string script = "source contrib/bash-completion/flare-admin; COMP_LINE=" + shell_quoted(line) +
                        "; COMP_POINT=${#COMP_LINE}; _flare_admin; printf '%s\\n' \"${COMPREPLY[@]}\"";
-  auto out = lines_of(shell("env -u FLARE_INDEX_SERVER -u FLARE_INDEX_SERVER_PORT bash -c " + quoted(script)));
+  auto out = lines_of(shell("env -u FLARE_INDEX_SERVER -u FLARE_INDEX_SERVER_PORT bash -c " + shell_quoted(script)));
   out.erase(std::remove(out.begin(), out.end(), ""), out.end());
   std::sort(out.begin(), out.end());
   return out;

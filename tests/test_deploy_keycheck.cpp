@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include <dirent.h>
 #include <sys/stat.h>
 
 using namespace flare;
