@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <regex.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 namespace {
@@ -903,6 +904,26 @@ unsigned long long bwlimit_option(const Options& o) {
 
 bool interrupted() { return g_interrupted != 0; }
 
+// Several nodes read at once, on a terminal: one line redrawn with every node's count.
+// Elsewhere (scripts, logs) nothing more than before.
+std::shared_ptr<StreamsProgress> live_progress(const Terminal& term, const std::string& verb,
+                                               const std::vector<DumpTarget>& targets, const std::string& unit) {
+  if (!term.err_is_tty || targets.size() < 2) return nullptr;
+  std::vector<std::string> names;
+  for (const auto& t : targets) names.push_back(t.endpoint.display());
+  winsize ws{};
+  size_t width = ::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1u : 79u; // not the last column: no wrap
+  return std::make_shared<StreamsProgress>(verb, names, unit, width);
+}
+
+std::function<void(size_t, unsigned long long)> redraw_progress(Terminal& term, const std::shared_ptr<StreamsProgress>& live) {
+  if (!live) return nullptr;
+  return [&term, live](size_t i, unsigned long long n) {
+    live->count(i, n);
+    if (auto line = live->line_if_due()) term.progress(*line);
+  };
+}
+
 int cmd_dump(const Options& o) {
   Context c = make_context(o, true);
   auto format = parse_data_format(o.get("format", "flare"));
@@ -925,20 +946,36 @@ int cmd_dump(const Options& o) {
            std::to_string(t.range.partition_size) + " partitions ... ";
   };
   bool one = targets.size() == 1;
+  Terminal term;
+  auto live = live_progress(term, "dumping", targets, "items");
   opt.on_node_start = [&](const DumpTarget& t) {
     if (one) std::cerr << shown(t);
   };
-  opt.on_node_done = [&](const DumpTarget& t, unsigned long long n) { std::cerr << (one ? "" : shown(t)) << n << "\n"; };
+  opt.on_node_done = [&](const DumpTarget& t, unsigned long long n) {
+    if (one) {
+      std::cerr << n << "\n";
+      return;
+    }
+    term.warn(shown(t) + std::to_string(n));
+    if (live) {
+      live->finish(static_cast<size_t>(&t - targets.data()));
+      term.progress(live->line());
+    }
+  };
   opt.on_item = [&](unsigned long long n) { total = n; };
+  opt.on_node_item = redraw_progress(term, live);
   try {
     dump_items(targets, writer, opt);
     writer.finish();
     out.commit();
+    term.end_progress();
   } catch (const Interrupted&) {
-    std::cerr << "\ninterrupted after " << total << " items" << out.where() << "\n";
+    term.end_progress();
+    std::cerr << (one ? "\n" : "") << "interrupted after " << total << " items" << out.where() << "\n";
     return EXIT_INTERRUPTED;
   } catch (const Error& e) {
-    std::cerr << "\n" << e.what() << "\ndump failed after " << total << " items" << out.where() << "\n";
+    term.end_progress();
+    std::cerr << (one ? "\n" : "") << e.what() << "\ndump failed after " << total << " items" << out.where() << "\n";
     return EXIT_FAIL;
   }
   return EXIT_OK;
@@ -954,6 +991,14 @@ int cmd_dumpkey(const Options& o) {
   opt.timeout_ms = c.timeout_ms;
   opt.trace = c.trace;
   opt.cancel = interrupted;
+  Terminal term;
+  auto live = live_progress(term, "dumping keys", targets, "keys");
+  opt.on_node_item = redraw_progress(term, live);
+  opt.on_node_done = [&](const DumpTarget& t, unsigned long long) {
+    if (!live) return;
+    live->finish(static_cast<size_t>(&t - targets.data()));
+    term.progress(live->line());
+  };
   try {
     std::string line;
     dump_keys_all(
@@ -967,10 +1012,13 @@ int cmd_dumpkey(const Options& o) {
         },
         opt);
     out.commit();
+    term.end_progress();
   } catch (const Interrupted&) {
+    term.end_progress();
     std::cerr << "interrupted after " << total << " keys" << out.where() << "\n";
     return EXIT_INTERRUPTED;
   } catch (const Error& e) {
+    term.end_progress();
     std::cerr << e.what() << "\nkey dump failed after " << total << " keys" << out.where() << "\n";
     return EXIT_FAIL;
   }
@@ -1170,6 +1218,14 @@ int cmd_verify(const Options& o) {
     for (auto& ch : checks)
       if (ch.node.key == t.endpoint.key()) ch.error = e.what();
   };
+  Terminal term;
+  auto live = live_progress(term, "verifying", targets, "keys");
+  opt.on_node_item = redraw_progress(term, live);
+  opt.on_node_done = [&](const DumpTarget& t, unsigned long long) {
+    if (!live) return;
+    live->finish(static_cast<size_t>(&t - targets.data()));
+    term.progress(live->line());
+  };
   try {
     auto counts = dump_keys_all(
         targets,
@@ -1184,7 +1240,9 @@ int cmd_verify(const Options& o) {
         },
         opt);
     for (size_t k = 0; k < targets.size(); ++k) checks[of_target[k]].keys = counts[k];
+    term.end_progress();
   } catch (const Interrupted&) {
+    term.end_progress();
     std::cout << "interrupted\n";
     return EXIT_INTERRUPTED;
   }

@@ -125,7 +125,7 @@
 //    template <...> unsigned long long dump_keys(NodeClient& node, int partition, int partition_size,
 //      OnKey&& on_key);
 //    struct DumpOptions { timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; trace; cancel;
-//      on_node_start, on_node_done, on_item, on_node_error (std::function callbacks); }
+//      on_node_start, on_node_done, on_item, on_node_item, on_node_error (std::function callbacks); }
 //    unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out,
 //      const DumpOptions& opt = {});   -- every node at once
 //    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
@@ -160,6 +160,9 @@
 //      const std::vector<StatsResult>& results);
 //    std::string format_summary(const Summary& s);   std::string format_summary_json(const Summary& s);
 //    std::string format_index_xml(const Cluster& cluster, long long version);   -- flare.xml (after 8b)
+//    class StreamsProgress { StreamsProgress(verb, names, unit, width = 79); count(i, n); finish(i);
+//      std::string line() const; std::optional<std::string> line_if_due(int interval_ms = 200); }
+//      -- one terminal line for many nodes read at once (dump --all, dumpkey --all, verify)
 //   8b. Prometheus text exposition format 0.0.4
 //    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
 //      const std::vector<StatsResult>& results);
@@ -674,9 +677,11 @@ constexpr int kSendFlags = 0;
 
 // A TCP socket, close-on-exec, that does not raise SIGPIPE where the system offers a way;
 // returns -1 with errno set on failure. Every socket of the library comes from here.
+// Every socket is non-blocking: the waits are poll()'s, with their deadlines. Where socket()
+// takes the flags, that saves two fcntl calls a socket (a gather of 2,000 nodes makes 2,000).
 inline int new_socket(int family) {
 #if FLARE_TOOLS_HAVE_SOCK_CLOEXEC
-  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
 #else
   int fd = ::socket(family, SOCK_STREAM, 0);
@@ -687,6 +692,7 @@ inline int new_socket(int family) {
     errno = e;
     return -1;
   }
+  set_nonblocking(fd);
 #endif
 #if !FLARE_TOOLS_HAVE_MSG_NOSIGNAL && defined(SO_NOSIGPIPE)
   int one = 1;
@@ -707,7 +713,6 @@ inline int start_connect(const sockaddr_storage& addr, socklen_t len, int& err) 
     err = errno;
     return -1;
   }
-  set_nonblocking(fd);
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   int rc = handle_EINTR([&] { return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len); });
@@ -3489,6 +3494,7 @@ struct DumpOptions {
   std::function<void(const DumpTarget&)> on_node_start;                   // before each node
   std::function<void(const DumpTarget&, unsigned long long items)> on_node_done; // after each node
   std::function<void(unsigned long long items)> on_item; // after each item, with the count so far
+  std::function<void(size_t target, unsigned long long items)> on_node_item; // after each item: its target's count
   // dump_keys_all only: when set, a node that fails ends alone (reported here) and the others
   // go on; otherwise the first failure throws.
   std::function<void(const DumpTarget&, const Error&)> on_node_error;
@@ -3619,6 +3625,7 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
         [&] {
           out.end();
           if (opt.on_item) opt.on_item(++total);
+          if (opt.on_node_item) opt.on_node_item(0, total);
         },
         opt.cancel);
     if (opt.on_node_done) opt.on_node_done(targets[0], n);
@@ -3643,7 +3650,7 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
   };
   std::vector<State> st(targets.size());
   unsigned long long total = 0;
-  auto finish_item = [&](State& s, NodeClient& node, bool crlf) {
+  auto finish_item = [&](size_t i, State& s, NodeClient& node, bool crlf) {
     if (!crlf) {
       node.socket().close();
       throw ProtocolError("the data of '" + detail::printable(s.header.key) + "' from " + node.endpoint().display() +
@@ -3653,6 +3660,7 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
     s.has_header = false;
     ++s.items;
     if (opt.on_item) opt.on_item(++total);
+    if (opt.on_node_item) opt.on_node_item(i, s.items);
     limiter.consume(s.line_bytes + s.header.length + 4);
   };
   detail::read_streams(nodes, opt.timeout_ms, opt.cancel, [&](size_t i, detail::Socket& sock) {
@@ -3675,7 +3683,7 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
       if (sock.buffered() >= need) {
         out.begin(s.header);
         out.data(sock.take(s.header.length));
-        finish_item(s, node, sock.take(2) == "\r\n");
+        finish_item(i, s, node, sock.take(2) == "\r\n");
         continue;
       }
       if (need <= sock.capacity()) return false; // the rest is on its way
@@ -3685,7 +3693,7 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
       sock.read_exact(s.header.length, [&](std::string_view c) { out.data(c); });
       bool crlf = sock.read_line().empty();
       sock.set_idle_timeout(0);
-      finish_item(s, node, crlf);
+      finish_item(i, s, node, crlf);
     }
   });
   return total;
@@ -3736,6 +3744,7 @@ inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarge
           on_key(i, line->substr(4));
           ++counts[i];
           if (opt.on_item) opt.on_item(++total);
+          if (opt.on_node_item) opt.on_node_item(i, counts[i]);
         }
         return false;
       },
@@ -4492,6 +4501,65 @@ inline std::string format_summary_json(const Summary& s) {
          ",\"slaves\":" + std::to_string(s.slaves) + ",\"bytes\":" + std::to_string(s.bytes) +
          ",\"items\":" + std::to_string(s.items) + ",\"unreachable_masters\":" + std::to_string(s.unreachable_masters) + "}";
 }
+
+// One line for a terminal while many nodes are read at once (dump --all, dumpkey --all,
+// verify): every node's count while they all fit in `width` columns, else how many nodes are
+// done, the total, and the node furthest behind (the one an operator waits for), cut at
+// `width` (a line that wraps cannot be redrawn in place). Redrawing on
+// every item would cost more than the dump; line_if_due() says when a redraw is worth it.
+class StreamsProgress {
+public:
+  StreamsProgress(std::string verb, std::vector<std::string> names, std::string unit, size_t width = 79)
+      : verb_(std::move(verb)), unit_(std::move(unit)), names_(std::move(names)), counts_(names_.size(), 0),
+        done_(names_.size(), false), width_(width) {}
+
+  void count(size_t i, unsigned long long n) {
+    if (i < counts_.size()) counts_[i] = n;
+  }
+  void finish(size_t i) {
+    if (i < done_.size()) done_[i] = true;
+  }
+
+  std::string line() const {
+    unsigned long long total = 0;
+    size_t done = 0;
+    for (size_t i = 0; i < names_.size(); ++i) {
+      total += counts_[i];
+      done += done_[i] ? 1 : 0;
+    }
+    std::string tail = "; " + std::to_string(total) + " " + unit_;
+    std::string all = verb_ + ": ";
+    for (size_t i = 0; i < names_.size(); ++i)
+      all += (i ? ", " : "") + names_[i] + " " + std::to_string(counts_[i]) + (done_[i] ? " done" : "");
+    all += tail;
+    if (all.size() <= width_) return all;
+    std::string out = verb_ + ": " + std::to_string(done) + " of " + std::to_string(names_.size()) + " nodes done" + tail;
+    size_t behind = names_.size();
+    for (size_t i = 0; i < names_.size(); ++i)
+      if (!done_[i] && (behind == names_.size() || counts_[i] < counts_[behind])) behind = i;
+    if (behind < names_.size()) out += "; behind: " + names_[behind] + " " + std::to_string(counts_[behind]);
+    if (out.size() > width_) out.resize(width_); // a wrapped line cannot be redrawn in place
+    return out;
+  }
+
+  // The line when `interval_ms` has passed since the last one given (the first is due at once).
+  std::optional<std::string> line_if_due(int interval_ms = 200) {
+    auto now = Clock::now();
+    if (shown_ && now - last_ < std::chrono::milliseconds(interval_ms)) return std::nullopt;
+    shown_ = true;
+    last_ = now;
+    return line();
+  }
+
+private:
+  std::string verb_, unit_;
+  std::vector<std::string> names_;
+  std::vector<unsigned long long> counts_;
+  std::vector<bool> done_;
+  size_t width_;
+  bool shown_ = false;
+  Clock::time_point last_{};
+};
 
 // ---- 8b. Prometheus text exposition format, version 0.0.4 --------------------------------
 //

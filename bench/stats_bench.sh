@@ -16,7 +16,8 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %-8s %-10s %-10s %-10s\n' nodes command median_ms max_ms peak_rss_kb
 for n in $SIZES; do
   dir=$(mktemp -d)
-  "$FAKE" --nodes "$n" --stats-delay-ms 100 --ready-file "$dir/ready" >/dev/null &
+  # flarei's default partition-size (1024) would leave the nodes above it proxies.
+  "$FAKE" --nodes "$n" --stats-delay-ms 100 --partition-size 4096 --ready-file "$dir/ready" >/dev/null &
   pid=$!
   i=0; while [ ! -f "$dir/ready" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
   index=127.0.0.1:$(awk '$1=="index"{print $2}' "$dir/ready")
@@ -24,7 +25,10 @@ for n in $SIZES; do
   # Every node the master of its own partition, in one control connection.
   exec 3<>/dev/tcp/127.0.0.1/"$cport"
   awk '$1=="node"{printf "set-node 127.0.0.1:%s master active %d 1\r\n", $2, k++}' "$dir/ready" >&3
-  k=0; while [ $k -lt "$n" ] && read -r _ <&3; do k=$((k+1)); done
+  k=0; while [ $k -lt "$n" ] && read -r reply <&3; do
+    [ "${reply%$'\r'}" = OK ] || { echo "set-node: $reply" >&2; kill $pid; exit 1; }
+    k=$((k+1))
+  done
   exec 3>&-
   for cmd in stats summary list; do
     "$ADMIN" "$cmd" -i "$index" >/dev/null # warm up

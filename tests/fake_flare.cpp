@@ -1,7 +1,8 @@
 // fake_flare.cpp - a fake flare 1.3.4 cluster for the flare-tools tests: one index server (flarei)
 // and N data nodes (flared) in one process, on loopback.  Spec: shared/flare-protocol.md and the
-// raw transcripts in shared/real-flare-1.3.4/.  Standard library + POSIX only; one thread per
-// connection, one global mutex over the cluster state, one timer thread (copy / revive / dead node).
+// raw transcripts in shared/real-flare-1.3.4/.  Standard library + POSIX only; a thread per open
+// connection (kept and reused for the next one), one global mutex over the cluster state, one
+// timer thread (copy / revive / dead node).
 //
 // Build:  g++ -std=c++17 -O2 -Wall -Wextra -Werror -pthread tests/fake_flare.cpp -o tests/fake-flare
 //
@@ -517,8 +518,7 @@ struct Conn {
   int tid = 0;
   std::string peer;
   int64_t accepted_unix = 0;
-  std::atomic<bool> killed{false}, done{false};
-  std::thread th;
+  std::atomic<bool> killed{false}, done{false};  // done: its worker no longer touches it
   // guarded by g_mu
   std::list<Conn*>::iterator in_conns;  // its place in g_conns: removal in O(1)
   std::string op;
@@ -547,24 +547,32 @@ uint64_t g_reqlog_dropped = 0;       // g_mu
 std::vector<std::unique_ptr<Conn>> g_owned;  // acceptor thread, then main
 
 std::atomic<bool> g_stop{false};
-std::mutex g_sleep_mu;
-std::condition_variable g_sleep_cv;
+// Sleepers wait on one of several condition variables (by connection): 2,000 connections
+// waking together from one `stats-delay` would otherwise queue for a single mutex.
+struct SleepShard {
+  std::mutex mu;
+  std::condition_variable cv;
+};
+SleepShard g_sleep[64];
 int g_wake_pipe[2] = {-1, -1};
 int g_sig_pipe[2] = {-1, -1};
 int64_t g_start_unix = 0;
 std::atomic<int> g_next_tid{3};
 
 void wake_sleepers() {
-  { std::lock_guard<std::mutex> lk(g_sleep_mu); }
-  g_sleep_cv.notify_all();
+  for (auto& sh : g_sleep) {
+    { std::lock_guard<std::mutex> lk(sh.mu); }
+    sh.cv.notify_all();
+  }
 }
 
 // Sleep up to US microseconds; false when the connection was killed or we are stopping.
 bool nap_us(int64_t us, Conn* c) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
-  std::unique_lock<std::mutex> lk(g_sleep_mu);
+  SleepShard& sh = g_sleep[c ? static_cast<size_t>(c->tid) % std::size(g_sleep) : 0];
+  std::unique_lock<std::mutex> lk(sh.mu);
   while (!g_stop.load() && !(c && c->killed.load())) {
-    if (g_sleep_cv.wait_until(lk, deadline) == std::cv_status::timeout) break;
+    if (sh.cv.wait_until(lk, deadline) == std::cv_status::timeout) break;
   }
   return !(g_stop.load() || (c && c->killed.load()));
 }
@@ -1198,14 +1206,33 @@ void append_conn_threads(std::string& o, Conn* self, std::string_view self_op) {
   }
 }
 
+// g_mu held: the slaves of partition P, from a list rebuilt when the map changes (every change
+// bump()s its version). A master's `stats` counts its replication threads: 2,000 masters each
+// walking the whole map was the fake's hottest loop, run under g_mu.
+const std::vector<const MapEntry*>& slaves_of_partition(int p) {
+  static uint64_t built_version = UINT64_MAX;
+  static size_t built_size = 0;
+  static std::map<int, std::vector<const MapEntry*>> by_partition;
+  static const std::vector<const MapEntry*> none;
+  if (built_version != g_map_version || built_size != g_map.size()) {
+    by_partition.clear();
+    for (auto& kv : g_map)
+      if (kv.second.role == Role::Slave) by_partition[kv.second.partition].push_back(&kv.second);
+    built_version = g_map_version;
+    built_size = g_map.size();
+  }
+  auto it = by_partition.find(p);
+  return it == by_partition.end() ? none : it->second;
+}
+
 // g_mu held: replication threads of node N (one per slave when it is a master)
 size_t append_repl_threads(std::string* o, const FakeNode& n) {
   auto it = g_map.find(n.key);
   if (it == g_map.end() || it->second.role != Role::Master) return 0;
   size_t cnt = 0;
   int64_t now = unix_now();
-  for (auto& kv : g_map) {
-    const MapEntry& s = kv.second;
+  for (const MapEntry* sp : slaves_of_partition(it->second.partition)) {
+    const MapEntry& s = *sp;
     if (s.role == Role::Slave && s.partition == it->second.partition) {
       cnt++;
       if (o) thread_entry(*o, s.repl_tid, s.thread_type, s.key, "", now - s.added_unix, "wait");
@@ -2677,6 +2704,61 @@ void reconcile_listeners() {
   g_listen_cv.notify_all();
 }
 
+// Connection threads are kept and reused. Starting a thread per connection (and unmapping its
+// stack when it ended) was half of the fake's CPU when a tool asked 2,000 nodes at once, and
+// the benchmarks measure the tool, not the fake. A connection waits for an idle worker only if
+// one is already waiting for it; otherwise a new worker starts, so no connection is ever queued
+// behind another one's blocking reads.
+std::mutex g_pool_mu;
+std::condition_variable g_pool_cv;
+std::deque<Conn*> g_pool_queue;       // g_pool_mu
+size_t g_pool_waiting = 0;            // g_pool_mu: workers waiting for a connection
+bool g_pool_stop = false;             // g_pool_mu
+std::vector<std::thread> g_pool;      // g_pool_mu; joined by main once the acceptor is gone
+
+void pool_worker() {
+  std::unique_lock<std::mutex> lk(g_pool_mu);
+  for (;;) {
+    ++g_pool_waiting;
+    g_pool_cv.wait(lk, [] { return g_pool_stop || !g_pool_queue.empty(); });
+    --g_pool_waiting;
+    if (g_pool_queue.empty()) return;  // stopping
+    Conn* c = g_pool_queue.front();
+    g_pool_queue.pop_front();
+    lk.unlock();
+    conn_main(c);
+    lk.lock();
+  }
+}
+
+// Hands C to a worker; false when no thread could be started for it.
+bool pool_run(Conn* c) {
+  std::lock_guard<std::mutex> lk(g_pool_mu);
+  g_pool_queue.push_back(c);
+  if (g_pool_waiting >= g_pool_queue.size()) {
+    g_pool_cv.notify_one();
+    return true;
+  }
+  try {
+    g_pool.emplace_back(pool_worker);
+  } catch (const std::exception&) {
+    g_pool_queue.pop_back();  // nobody took it: no worker was waiting
+    return false;
+  }
+  return true;
+}
+
+void pool_stop_and_join() {
+  std::vector<std::thread> ts;
+  {
+    std::lock_guard<std::mutex> lk(g_pool_mu);
+    g_pool_stop = true;
+    ts.swap(g_pool);
+  }
+  g_pool_cv.notify_all();
+  for (auto& t : ts) t.join();
+}
+
 void spawn_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -2699,9 +2781,7 @@ void spawn_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
     ep->open_connections++;
     ep->total_connections++;
   }
-  try {
-    raw->th = std::thread(conn_main, raw);
-  } catch (const std::exception&) {
+  if (!pool_run(raw)) {
     {
       std::lock_guard<std::mutex> lk(g_mu);
       g_conns.erase(raw->in_conns);
@@ -2730,12 +2810,14 @@ void acceptor_main() {
     int r = ::poll(pfds.data(), pfds.size(), 200);
     if (g_stop.load()) break;
     if (r < 0 && errno != EINTR) break;
+    // Listeners change only on request (a wake) but the timeout re-checks them anyway; not on
+    // every accept, which with 2,000 listeners would walk them all under g_mu each time.
     if (pfds[0].revents) {
       char buf[256];
       while (::read(g_wake_pipe[0], buf, sizeof(buf)) > 0) {
       }
     }
-    reconcile_listeners();
+    if (pfds[0].revents || r == 0) reconcile_listeners();
     for (size_t i = 1; i < pfds.size(); i++) {
       if (!(pfds[i].revents & POLLIN)) continue;
       Endpoint* ep = eps[i];
@@ -2748,14 +2830,8 @@ void acceptor_main() {
         spawn_conn(ep, fd, peer);
       }
     }
-    for (auto it = g_owned.begin(); it != g_owned.end();) {
-      if ((*it)->done.load()) {
-        if ((*it)->th.joinable()) (*it)->th.join();
-        it = g_owned.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    g_owned.erase(std::remove_if(g_owned.begin(), g_owned.end(), [](const std::unique_ptr<Conn>& c) { return c->done.load(); }),
+                  g_owned.end());
   }
   for (Endpoint* ep : g_endpoints) {
     if (ep->listen_fd >= 0) {
@@ -3003,8 +3079,7 @@ int main(int argc, char** argv) {
     for (Conn* c : g_conns) ::shutdown(c->fd, SHUT_RDWR);
   }
   timer.join();
-  for (auto& c : g_owned)
-    if (c->th.joinable()) c->th.join();
+  pool_stop_and_join();
   g_owned.clear();
   return 0;
 }

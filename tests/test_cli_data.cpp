@@ -9,6 +9,7 @@
 
 using harness::FakeCluster;
 using harness::run;
+using harness::run_tty;
 using harness::with;
 
 namespace {
@@ -607,5 +608,41 @@ TEST_CASE("output to a FIFO or a device is written in place, never replaced by a
     CHECK_FALSE(exists(fifo + ".tmp"));
     CHECK_FALSE(got.empty());
     if (args[0] == "dump") CHECK(got == "VALUE a 5 3 1 0\r\nxyz\r\nEND\r\n");
+  }
+}
+
+TEST_CASE("on a terminal, dump --all, dumpkey --all and verify redraw one line with every node's count") {
+  FakeCluster f(3);
+  auto idx = f.index_args();
+  for (int p = 0; p < 2; ++p) f.must("set-node " + f.node(p) + " master active " + std::to_string(p) + " 1");
+  for (int i = 0; i < 400; ++i) store(f, 2, "item:" + std::to_string(i), std::string(100, 'x'), 1, 0);
+  const std::string n0 = std::to_string(f.items(0)), n1 = std::to_string(f.items(1));
+  REQUIRE(f.items(0) + f.items(1) == 400);
+  SUBCASE("dump --all: the line, each node's own line as it ends, and the line again with that node done") {
+    std::string path = f.dir() + "/tty.flare";
+    auto d = run_tty(with({"dump", "--all", "-o", path}, idx), {});
+    CHECK(d.status == 0);
+    CHECK(d.out.find("\rdumping: " + f.node(0) + " ") != std::string::npos);
+    CHECK(d.out.find("dumping from " + f.node(0) + "::0 of 2 partitions ... " + n0 + "\n") != std::string::npos);
+    CHECK(d.out.find("dumping from " + f.node(1) + "::1 of 2 partitions ... " + n1 + "\n") != std::string::npos);
+    CHECK(d.out.find("\rdumping: " + f.node(0) + " " + n0 + " done, " + f.node(1) + " " + n1 + " done; 400 items\x1b[K\n") !=
+          std::string::npos);
+    // not on a terminal: the lines of before, nothing redrawn
+    auto plain = run(with({"dump", "--all", "-o", path}, idx));
+    CHECK(plain.status == 0);
+    CHECK(plain.err.find('\r') == std::string::npos);
+    CHECK(plain.err.find("dumping: ") == std::string::npos);
+  }
+  SUBCASE("dumpkey --all to a file") {
+    auto k = run_tty(with({"dumpkey", "--all", "-o", f.dir() + "/keys.txt"}, idx), {});
+    CHECK(k.status == 0);
+    CHECK(k.out.find("\rdumping keys: " + f.node(0) + " " + n0 + " done, " + f.node(1) + " " + n1 + " done; 400 keys\x1b[K\n") !=
+          std::string::npos);
+  }
+  SUBCASE("verify, three nodes: too wide for 79 columns, so how many are done and the total") {
+    f.must("set-node " + f.node(2) + " slave active 1 1");
+    auto v = run_tty(with({"verify"}, idx), {});
+    CHECK(v.out.find("\rverifying: 3 of 3 nodes done; 400 keys\x1b[K\n") != std::string::npos);
+    CHECK(v.out.find("checking " + f.node(0) + " (partition 0) ... " + n0 + " keys, 0 misplaced OK\n") != std::string::npos);
   }
 }

@@ -167,3 +167,39 @@ TEST_CASE("JSON output escapes bytes that are not printable ASCII") {
   CHECK(j.find("\"node\":\"h\\u00ff:1\"") != std::string::npos);
   CHECK(j.find("\"partition\":0") != std::string::npos);
 }
+
+TEST_CASE("the progress of many nodes read at once shows each node while the line fits, else the one behind") {
+  SUBCASE("every node, its count, and the total") {
+    StreamsProgress p("dumping", {"127.0.0.1:12121", "127.0.0.1:12122", "127.0.0.1:12123"}, "items", 120);
+    CHECK(p.line() == "dumping: 127.0.0.1:12121 0, 127.0.0.1:12122 0, 127.0.0.1:12123 0; 0 items");
+    p.count(0, 5230);
+    p.count(1, 4980);
+    p.count(2, 5012);
+    p.finish(1);
+    CHECK(p.line() == "dumping: 127.0.0.1:12121 5230, 127.0.0.1:12122 4980 done, 127.0.0.1:12123 5012; 15222 items");
+    p.count(7, 1); // a target it does not know is ignored, not a crash
+    p.finish(7);
+    CHECK(p.line().find("15222 items") != std::string::npos);
+  }
+  SUBCASE("too many for one line: how many are done, the total, and the node furthest behind") {
+    std::vector<std::string> names;
+    for (int i = 0; i < 20; ++i) names.push_back("node" + std::to_string(i) + ":12121");
+    StreamsProgress p("dumping keys", names, "keys");
+    for (size_t i = 0; i < names.size(); ++i) p.count(i, 1000 + i);
+    p.count(3, 7);  // the slowest, but done: not the one waited for
+    p.finish(3);
+    p.count(11, 90);
+    p.finish(0);
+    std::string l = p.line();
+    CHECK(l == "dumping keys: 2 of 20 nodes done; 18273 keys; behind: node11:12121 90");
+    StreamsProgress narrow("dumping keys", names, "keys", 40);
+    CHECK(narrow.line() == "dumping keys: 0 of 20 nodes done; 0 keys");
+    CHECK(narrow.line().size() == 40);
+  }
+  SUBCASE("a redraw is due at once, then not again within the interval") {
+    StreamsProgress p("verifying", {"a:1", "b:2"}, "keys");
+    CHECK(p.line_if_due(60000).has_value());
+    CHECK_FALSE(p.line_if_due(60000).has_value());
+    CHECK(p.line_if_due(0).has_value());
+  }
+}
