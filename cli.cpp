@@ -904,23 +904,27 @@ unsigned long long bwlimit_option(const Options& o) {
 
 bool interrupted() { return g_interrupted != 0; }
 
-// Several nodes read at once, on a terminal: one line redrawn with every node's count.
-// Elsewhere (scripts, logs) nothing more than before.
-std::shared_ptr<StreamsProgress> live_progress(const Terminal& term, const std::string& verb,
-                                               const std::vector<DumpTarget>& targets, const std::string& unit) {
-  if (!term.err_is_tty || targets.size() < 2) return nullptr;
-  std::vector<std::string> names;
-  for (const auto& t : targets) names.push_back(t.endpoint.display());
-  winsize ws{};
-  size_t width = ::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1u : 79u; // not the last column: no wrap
-  return std::make_shared<StreamsProgress>(verb, names, unit, width);
-}
-
-std::function<void(size_t, unsigned long long)> redraw_progress(Terminal& term, const std::shared_ptr<StreamsProgress>& live) {
-  if (!live) return nullptr;
-  return [&term, live](size_t i, unsigned long long n) {
-    live->count(i, n);
-    if (auto line = live->line_if_due()) term.progress(*line);
+// Several nodes read at once, on a terminal: one line redrawn with every node's count (and
+// again as each node ends, after `on_done`). Elsewhere (scripts, logs) only `on_done`.
+void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, const std::vector<DumpTarget>& targets,
+                   const std::string& unit, std::function<void(const DumpTarget&, unsigned long long)> on_done = nullptr) {
+  std::shared_ptr<StreamsProgress> live;
+  if (term.err_is_tty && targets.size() > 1) {
+    std::vector<std::string> names;
+    for (const auto& t : targets) names.push_back(t.endpoint.display());
+    winsize ws{};
+    size_t width = ::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1u : 79u; // not the last column: no wrap
+    live = std::make_shared<StreamsProgress>(verb, names, unit, width);
+    opt.on_node_item = [&term, live](size_t i, unsigned long long n) {
+      live->count(i, n);
+      if (auto line = live->line_if_due()) term.progress(*line);
+    };
+  }
+  opt.on_node_done = [&term, &targets, live, on_done](const DumpTarget& t, unsigned long long n) {
+    if (on_done) on_done(t, n);
+    if (!live) return;
+    live->finish(static_cast<size_t>(&t - targets.data()));
+    term.progress(live->line());
   };
 }
 
@@ -947,23 +951,14 @@ int cmd_dump(const Options& o) {
   };
   bool one = targets.size() == 1;
   Terminal term;
-  auto live = live_progress(term, "dumping", targets, "items");
   opt.on_node_start = [&](const DumpTarget& t) {
     if (one) std::cerr << shown(t);
   };
-  opt.on_node_done = [&](const DumpTarget& t, unsigned long long n) {
-    if (one) {
-      std::cerr << n << "\n";
-      return;
-    }
-    term.warn(shown(t) + std::to_string(n));
-    if (live) {
-      live->finish(static_cast<size_t>(&t - targets.data()));
-      term.progress(live->line());
-    }
-  };
+  show_progress(term, opt, "dumping", targets, "items", [&](const DumpTarget& t, unsigned long long n) {
+    if (one) std::cerr << n << "\n";
+    else term.warn(shown(t) + std::to_string(n));
+  });
   opt.on_item = [&](unsigned long long n) { total = n; };
-  opt.on_node_item = redraw_progress(term, live);
   try {
     dump_items(targets, writer, opt);
     writer.finish();
@@ -992,13 +987,7 @@ int cmd_dumpkey(const Options& o) {
   opt.trace = c.trace;
   opt.cancel = interrupted;
   Terminal term;
-  auto live = live_progress(term, "dumping keys", targets, "keys");
-  opt.on_node_item = redraw_progress(term, live);
-  opt.on_node_done = [&](const DumpTarget& t, unsigned long long) {
-    if (!live) return;
-    live->finish(static_cast<size_t>(&t - targets.data()));
-    term.progress(live->line());
-  };
+  show_progress(term, opt, "dumping keys", targets, "keys");
   try {
     std::string line;
     dump_keys_all(
@@ -1219,13 +1208,7 @@ int cmd_verify(const Options& o) {
       if (ch.node.key == t.endpoint.key()) ch.error = e.what();
   };
   Terminal term;
-  auto live = live_progress(term, "verifying", targets, "keys");
-  opt.on_node_item = redraw_progress(term, live);
-  opt.on_node_done = [&](const DumpTarget& t, unsigned long long) {
-    if (!live) return;
-    live->finish(static_cast<size_t>(&t - targets.data()));
-    term.progress(live->line());
-  };
+  show_progress(term, opt, "verifying", targets, "keys");
   try {
     auto counts = dump_keys_all(
         targets,
