@@ -3,7 +3,10 @@
 // replies byte for byte. Each transcript runs on a fresh fake cluster set up as its header says,
 // with the recorded pacing (scaled by kScale, and the fake's monitor timings scaled alike), so that
 // the monitor's work (a dead node marked down, a live one brought back) falls between the same
-// exchanges as it did on the real cluster.
+// exchanges as it did on the real cluster. Where the recorder waited for a condition rather than
+// a time (the tutorial scenario, scenario_raw*.txt: "after 12122 active"), the replay polls the
+// fake's index for it too, then re-bases its clock on the next exchange. Replies the recorder
+// shortened ("... elided ...") are compared by head, tail and length.
 #include "harness.hpp"
 
 #include <arpa/inet.h>
