@@ -1,5 +1,6 @@
 // Integration: replays every exchange recorded with a real flare 1.3.4 (tests/data/transcripts/,
-// copies of shared/real-flare-1.3.4/ with their headers) against tests/fake-flare and compares the
+// copies of shared/real-flare-1.3.4/ with their headers, and node_long_key.txt, recorded the same
+// way for this project) against tests/fake-flare and compares the
 // replies byte for byte. Each transcript runs on a fresh fake cluster set up as its header says,
 // with the recorded pacing (scaled by kScale, and the fake's monitor timings scaled alike), so that
 // the monitor's work (a dead node marked down, a live one brought back) falls between the same
@@ -464,6 +465,8 @@ std::vector<Setup> setups() {
       {"node_dump_key.txt", "main", {{0, "", kMaster0}, {0, "", "replay node_dump.txt 2"}}},
       // "flared 127.0.0.1:12121 (master of partition 0)"
       {"node_misc.txt", "main", {{0, "", kMaster0}}},
+      // Recorded for this project (issue 10), the same way: "12121 = master of partition 0"
+      {"node_long_key.txt", "main", {{0, "", kMaster0}}},
       // "throwaway flarei 12130 + flared 12131 (master of partition 0)"
       {"node_gat_touch.txt", "throw1", {{0, "", "req 12130 node role 127.0.0.1 12131 master 1 0"}}},
       // "victim conn#4 local port 37572 -> thread ['6']" (its thread is in exchange 1's list);
