@@ -63,6 +63,14 @@ struct Result {
 
 // The peak memory a run may use, from $FLARE_TEST_RSS_LIMIT_KB; 0 (unset) skips the check,
 // as under AddressSanitizer, whose shadow memory makes RSS meaningless.
+// A whole file's bytes ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 inline long rss_limit_kb() { return std::atol(env_or("FLARE_TEST_RSS_LIMIT_KB", "0").c_str()); }
 
 // Environment for the child: the test's own, minus anything that would pick an index server.

@@ -8,18 +8,12 @@
 #include <sys/stat.h>
 
 using harness::FakeCluster;
+using harness::slurp;
 using harness::run;
 using harness::run_tty;
 using harness::with;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 

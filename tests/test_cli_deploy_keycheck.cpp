@@ -8,17 +8,11 @@
 #include <dirent.h>
 
 using harness::FakeCluster;
+using harness::slurp;
 using harness::run;
 using harness::with;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;

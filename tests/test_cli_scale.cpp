@@ -8,18 +8,13 @@
 
 #include <algorithm>
 #include <fstream>
-#include <iterator>
 
 using harness::FakeCluster;
+using harness::slurp;
 using harness::run;
 using harness::with;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 
 size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
