@@ -85,17 +85,34 @@ inline std::vector<std::string> child_env(const std::map<std::string, std::strin
   return env;
 }
 
-inline void exec_child(const std::string& path, const std::string& argv0, const std::vector<std::string>& args,
-                       const std::vector<std::string>& env) {
-  std::vector<char*> av, ev;
-  av.push_back(const_cast<char*>(argv0.c_str()));
-  for (auto& a : args) av.push_back(const_cast<char*>(a.c_str()));
-  av.push_back(nullptr);
-  for (auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
-  ev.push_back(nullptr);
-  ::execve(path.c_str(), av.data(), ev.data());
-  ::_exit(127);
-}
+// A program, its arguments and its environment, made ready before fork(). Between fork() and
+// execve() the child of a process with threads (the replay runs three) may only make
+// async-signal-safe calls: another thread may have held the allocator's lock at the fork, and
+// under AddressSanitizer a child that allocated there hung before its exec.
+class ChildExec {
+public:
+  ChildExec(std::string path, const std::string& argv0, const std::vector<std::string>& args, std::vector<std::string> env)
+      : path_(std::move(path)), env_(std::move(env)) {
+    args_.push_back(argv0);
+    args_.insert(args_.end(), args.begin(), args.end());
+    for (auto& a : args_) av_.push_back(a.data());
+    av_.push_back(nullptr);
+    for (auto& e : env_) ev_.push_back(e.data());
+    ev_.push_back(nullptr);
+  }
+  ChildExec(const ChildExec&) = delete;
+  ChildExec& operator=(const ChildExec&) = delete;
+  // In the child: no allocation, only execve (or _exit(127) when it fails).
+  [[noreturn]] void exec() {
+    ::execve(path_.c_str(), av_.data(), ev_.data());
+    ::_exit(127);
+  }
+
+private:
+  std::string path_;
+  std::vector<std::string> args_, env_;
+  std::vector<char*> av_, ev_;
+};
 
 // Runs the binary with `args`, feeding `input` on stdin (then EOF). Kills it after `limit_s`.
 // A forked child starts with the parent's resident pages counted as its own, and Linux keeps
@@ -115,7 +132,7 @@ inline Result run(const std::vector<std::string>& args, const std::string& input
   REQUIRE(::pipe(in) == 0);
   REQUIRE(::pipe(out) == 0);
   REQUIRE(::pipe(err) == 0);
-  auto envv = child_env(env);
+  ChildExec child(admin_binary(), name, args, child_env(env));
   release_freed_memory();
   auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
@@ -125,7 +142,7 @@ inline Result run(const std::vector<std::string>& args, const std::string& input
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
     for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
-    exec_child(admin_binary(), name, args, envv);
+    child.exec();
   }
   ::close(in[0]);
   ::close(out[1]);
@@ -175,13 +192,13 @@ inline Result run(const std::vector<std::string>& args, const std::string& input
 // end of input (Ctrl-D) is sent. `interrupt_after` sends Ctrl-C once that text has appeared.
 inline Result run_tty(const std::vector<std::string>& args, std::vector<std::string> answers,
                       const std::string& interrupt_after = "", int limit_s = 120) {
-  auto envv = child_env({});
+  ChildExec child(admin_binary(), "flare-admin", args, child_env({}));
   release_freed_memory();
   int master = -1;
   auto start = std::chrono::steady_clock::now();
   pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
   REQUIRE(pid >= 0);
-  if (pid == 0) exec_child(admin_binary(), "flare-admin", args, envv);
+  if (pid == 0) child.exec();
   Result r;
   size_t answered_upto = 0, next = 0;
   bool interrupted = false;
@@ -243,6 +260,7 @@ public:
     args.insert(args.end(), extra.begin(), extra.end());
     int in[2];
     REQUIRE(::pipe(in) == 0);
+    ChildExec child(fake_binary(), "fake-flare", args, child_env({}));
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -251,7 +269,7 @@ public:
       ::close(in[1]);
       int devnull = ::open("/dev/null", O_WRONLY);
       ::dup2(devnull, 1);
-      exec_child(fake_binary(), "fake-flare", args, child_env({}));
+      child.exec();
     }
     ::close(in[0]);
     stdin_fd_ = in[1];

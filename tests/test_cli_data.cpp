@@ -374,7 +374,7 @@ struct Interrupted {
 Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms) {
   int err[2];
   REQUIRE(::pipe(err) == 0);
-  auto env = harness::child_env({});
+  harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -384,7 +384,7 @@ Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms) 
     ::dup2(err[1], 2);
     ::close(err[0]);
     ::close(err[1]);
-    harness::exec_child(harness::admin_binary(), "flare-admin", args, env);
+    child.exec();
   }
   ::close(err[1]);
   std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));

@@ -21,20 +21,21 @@ size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count
 // Runs flare-admin with RLIMIT_NOFILE set to `nofile` (soft and hard, so it cannot raise it).
 harness::Result run_with_nofile(rlim_t nofile, const std::vector<std::string>& args, int limit_s = 120) {
   std::string dir = harness::make_temp_dir();
-  auto env = harness::child_env({});
+  const std::string out_path = dir + "/out", err_path = dir + "/err";
+  harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
   auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
     rlimit rl{nofile, nofile};
     if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(126);
-    int out = ::open((dir + "/out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open((dir + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(out, 1);
     ::dup2(err, 2);
     ::close(out);
     ::close(err);
-    harness::exec_child(harness::admin_binary(), "flare-admin", args, env);
+    child.exec();
   }
   harness::Result r;
   int st = 0;
