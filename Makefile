@@ -21,6 +21,9 @@ INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin
 # Prometheus output and clusters of thousands of nodes (issue 9, parts 3 and 4).
 UNIT_SRC  += tests/test_prometheus.cpp
 INTEG_SRC += tests/test_cli_scale.cpp
+# Files written safely (issue 23).
+INTEG_SRC += tests/test_cli_files.cpp
+UNIT_SRC  += tests/test_output_file.cpp
 UNIT_SRC += tests/test_portable_sockets.cpp
 HDRS      = flare_tools.hpp
 

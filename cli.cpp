@@ -302,42 +302,20 @@ bool sleep_interruptible(double seconds) {
   return !g_interrupted;
 }
 
-// A path that exists and is not a regular file (a device such as /dev/null, a FIFO, a socket)
-// is written in place: renaming a temporary file over it would replace the device itself.
-bool is_special_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
-}
-
-// Writes `data` to `path` atomically: a reader never sees a half-written file.
-void write_file_atomically(const std::string& path, const std::string& data) {
-  if (is_special_file(path)) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) throw Error("cannot write '" + path + "': " + std::strerror(errno));
-    try {
-      FdWriter out(fd, "'" + path + "'");
-      out.write(data);
-      out.flush();
-    } catch (...) {
-      ::close(fd);
-      throw;
-    }
-    ::close(fd);
-    return;
+// The permission bits of a file written with -o: --file-mode (octal) if given, else `def`
+// (OutputFile::kPrivate for cluster data, kShared for Prometheus' textfile collector).
+unsigned file_mode(const Options& o, unsigned def) {
+  if (!o.has("file-mode")) return def;
+  const std::string& v = o.get("file-mode");
+  unsigned mode = 0;
+  bool ok = !v.empty() && v.size() <= 4;
+  for (char ch : v) {
+    if (ch < '0' || ch > '7') ok = false;
+    else mode = mode * 8 + static_cast<unsigned>(ch - '0');
   }
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error("cannot write '" + tmp + "': " + std::strerror(errno));
-    f << data;
-    f.flush();
-    if (!f) throw Error("cannot write '" + tmp + "': " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    throw Error("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(err));
-  }
+  if (!ok || (mode & 0600) != 0600)
+    throw UsageError("invalid --file-mode '" + v + "' (give octal permission bits that let the owner read and write, e.g. 0640)");
+  return mode;
 }
 
 // ---- read-only subcommands ---------------------------------------------------------------
@@ -449,7 +427,7 @@ int stats_prometheus(const Options& o) {
       std::cout << text;
       flush_stdout();
     } else {
-      write_file_atomically(output, text);
+      write_file_atomically(output, text, file_mode(o, OutputFile::kShared));
     }
     if (round + 1 < count && !sleep_interruptible(wait)) return EXIT_INTERRUPTED;
   }
@@ -593,7 +571,7 @@ int cmd_index(const Options& o) {
     throw UsageError("--increment " + o.get("increment") + " is out of range");
   std::string xml = format_index_xml(cluster, version);
   if (o.has("output")) {
-    write_file_atomically(o.get("output"), xml);
+    write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));
   } else {
     std::cout << xml;
     flush_stdout();
@@ -775,56 +753,37 @@ int cmd_reconstruct(const Options& o) {
 
 // ---- data subcommands -------------------------------------------------------------------
 
-// Output to a file is written to FILE.tmp and renamed only once complete; stdout otherwise.
+// Output to a file goes through an OutputFile (a unique temporary beside it, renamed over it only
+// once complete, removed otherwise; mode 0600 unless --file-mode); stdout otherwise.
 class Output {
 public:
   explicit Output(const Options& o) {
-    if (o.has("output") && o.get("output") != "-" && is_special_file(o.get("output"))) {
-      path_ = o.get("output");
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd_ < 0) throw Error("cannot write '" + path_ + "': " + std::strerror(errno));
-      name_ = "'" + path_ + "'";
-      own_fd_ = true;
-    } else if (o.has("output") && o.get("output") != "-") {
-      path_ = o.get("output");
-      tmp_ = path_ + ".tmp";
-      fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd_ < 0) throw Error("cannot create '" + tmp_ + "': " + std::strerror(errno));
-      name_ = "'" + tmp_ + "'";
+    if (o.has("output") && o.get("output") != "-") {
+      file_ = std::make_unique<OutputFile>(o.get("output"), file_mode(o, OutputFile::kPrivate));
+      name_ = "'" + (file_->in_place() ? file_->path() : file_->temp_path()) + "'";
+      writer_ = std::make_unique<FdWriter>(file_->fd(), name_);
     } else {
-      fd_ = 1;
-      name_ = "standard output";
+      writer_ = std::make_unique<FdWriter>(1, "standard output");
     }
-    writer_ = std::make_unique<FdWriter>(fd_, name_);
   }
   ~Output() {
-    if (!committed_ && !tmp_.empty()) {
+    try {
       writer_.reset();
-      ::close(fd_);
-      ::unlink(tmp_.c_str()); // an incomplete dump never looks like a complete one
-    } else if (own_fd_) {
-      writer_.reset();
-      ::close(fd_);
+    } catch (...) {
     }
+    file_.reset(); // uncommitted: its temporary is removed (an incomplete dump never looks complete)
   }
   FdWriter& writer() { return *writer_; }
   void commit() {
     writer_->flush();
-    if (!tmp_.empty()) {
-      if (::fsync(fd_) != 0 || ::close(fd_) != 0) throw Error("cannot write " + name_ + ": " + std::strerror(errno));
-      if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
-        throw Error("cannot rename " + name_ + " to '" + path_ + "': " + std::strerror(errno));
-    }
-    committed_ = true;
+    if (file_) file_->commit();
   }
-  std::string where() const { return tmp_.empty() ? "" : " ('" + path_ + "' was not written)"; }
+  std::string where() const { return file_ && !file_->in_place() ? " ('" + file_->path() + "' was not written)" : ""; }
 
 private:
-  std::string path_, tmp_, name_;
-  int fd_ = -1;
+  std::unique_ptr<OutputFile> file_;
+  std::string name_;
   std::unique_ptr<FdWriter> writer_;
-  bool committed_ = false;
-  bool own_fd_ = false; // a device or FIFO written in place
 };
 
 // The nodes a dump reads: the ones named, or with --all every master; each limited to its
@@ -1429,12 +1388,13 @@ std::vector<Command> commands() {
         {"delimiter", 'd', "STRING", "column separator (default one space)"},
         kJson,
         {"prometheus", 0, nullptr, "print Prometheus text format (0.0.4) for every node and the cluster"},
-        {"output", 'o', "FILE", "with --prometheus: write FILE atomically (via FILE.tmp) instead of stdout"}},
+        {"output", 'o', "FILE", "with --prometheus: write FILE atomically instead of stdout"},
+        {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0644: a monitoring agent reads it)"}},
        cmd_stats},
       {"threads", "[HOST:PORT]", "Show the threads of the index server or of a node.", true, {kJson}, cmd_threads},
       {"summary", "", "Show a one-line summary of the cluster.", true, {kJson}, cmd_summary},
       {"index", "", "Print the node map as flare's XML document.", true,
-       {{"output", 0, "FILE", "write to FILE (atomically) instead of stdout"},
+       {{"output", 'o', "FILE", "write to FILE (atomically) instead of stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"increment", 0, "N", "add N to the node map version"}},
        cmd_index},
       {"master", "HOST:PORT:BALANCE:PARTITION ...", "Make proxies the masters of new partitions.", true,
@@ -1456,12 +1416,12 @@ std::vector<Command> commands() {
       {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
        true, {kForce, kDryRun, kRetry}, cmd_part},
       {"dump", "[HOST:PORT ...] | --all", "Dump items to a file or stdout (flare or csv format).", true,
-       {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete); - for stdout"},
+       {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all); - for stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,
         {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"}},
        cmd_dump},
       {"dumpkey", "[HOST:PORT ...] | --all", "Dump keys, one per line.", true,
-       {{"all", 0, nullptr, "every master"}, {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete)"},
+       {{"all", 0, nullptr, "every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all)"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         kBwlimit, {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"}},
        cmd_dumpkey},
       {"restore", "--input FILE [HOST:PORT]", "Write a dump back with set, pipelined (through HOST:PORT or a master).",
@@ -1481,7 +1441,7 @@ std::vector<Command> commands() {
        {{"delimiter", 'd', "STRING", "a key's prefix ends at its last STRING (default ::)"},
         {"input", 'i', "FILE", "keys, one per line, as dumpkey writes them (default stdin)"},
         {"all", 0, nullptr, "read the keys of the live cluster (dump_key on every master)"},
-        {"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed when complete)"},
+        {"output", 'o', "FILE", "write to FILE (complete or not at all)"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"partition-size", 's', "N", "partition counts 1..N (default 100; with --all the cluster's)"},
         {"hash", 'h', "NAME", "simple bitshift crc32 adler32 murmur jenkins (default simple; --all: the index's)"},
         {"key-hash-algorithm", 0, "NAME", "the same as --hash"},
@@ -1543,6 +1503,8 @@ int run(int argc, char** argv) {
         std::cout << help_text(c);
         return EXIT_OK;
       }
+      if (o.has("file-mode")) file_mode(o, 0); // checked before anything is asked or sent
+      if (o.has("file-mode") && o.get("output", "-") == "-") throw UsageError("--file-mode goes with -o FILE");
       return c.run(o);
     } catch (const UsageError& e) {
       std::cerr << e.what() << " (see: " << program_name
@@ -1567,6 +1529,9 @@ int run(int argc, char** argv) {
 #ifndef FLARE_CLI_NO_MAIN // the fuzz target for option parsing includes this file
 int main(int argc, char** argv) {
   std::signal(SIGINT, on_sigint);
+  // SIGTERM (timeout(1), a cron job's kill, systemd) stops the tool as Ctrl-C does: nothing more
+  // is sent, and a file being written is removed, not left half-written. Unless it was ignored.
+  if (std::signal(SIGTERM, on_sigint) == SIG_IGN) std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGPIPE, SIG_IGN); // the CLI may: a closed stdout must become an error, not a silent death
   return run(argc, argv);
 }

@@ -109,6 +109,10 @@
 //      CancelFn cancel = nullptr); void consume(size_t bytes); size_t chunk(size_t most); rate(); }
 //    class FdWriter { explicit FdWriter(int fd, std::string name); void write(std::string_view s);
 //      void flush(); unsigned long long written(); }   -- 1 MiB buffer; flushes on destruction
+//    class OutputFile { explicit OutputFile(std::string path, unsigned mode = kPrivate); fd(); path();
+//      temp_path(); in_place(); committed(); void commit(); kPrivate = 0600, kShared = 0644 }
+//      -- a unique mkstemp temporary beside path, renamed over it by commit(), removed otherwise
+//    void write_file_atomically(const std::string& path, std::string_view data, unsigned mode = 0600);
 //    struct Item { ItemHeader header; std::string data; }   enum class DataFormat { flare, csv };
 //    std::optional<DataFormat> parse_data_format(std::string_view s);   const char* csv_header();
 //    class ItemWriter { ItemWriter(FdWriter& out, DataFormat f); write(const ItemHeader& h,
@@ -297,6 +301,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -2985,6 +2990,148 @@ private:
   std::string buf_;
   unsigned long long written_ = 0;
 };
+
+namespace detail {
+
+// "dir/.NAME.XXXXXX" for mkstemp: beside `path`, hidden, NAME cut so the whole name stays
+// within NAME_MAX (255 bytes) on every file system we know.
+inline std::string temp_template_beside(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (base.size() > 200) base.resize(200);
+  return (dir == "/" ? "" : dir) + "/." + base + ".XXXXXX";
+}
+
+// mkstemp's unique, exclusive creation (O_CREAT | O_EXCL: a symbolic or hard link planted at the
+// name is never followed; mode 0600), close-on-exec where the system can do it atomically.
+inline int make_temp_file(std::string& tmpl) {
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+#if defined(__GLIBC__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+  int fd = ::mkostemp(buf.data(), O_CLOEXEC);
+#else
+  int fd = ::mkstemp(buf.data());
+  if (fd >= 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
+  if (fd >= 0) tmpl.assign(buf.data());
+  return fd;
+}
+
+inline bool is_stream_device(mode_t m) { return S_ISCHR(m) || S_ISFIFO(m); }
+
+} // namespace detail
+
+// A file written whole or not at all, safe in a folder other users can write to (a nightly dump
+// run as root into /tmp), with two writers to one path kept apart.
+//  - The bytes go to a new temporary beside the path, ".NAME.XXXXXX", made by mkstemp: a unique
+//    name created exclusively, so no link planted at any name is followed and no other writer's
+//    file is truncated. It is created with mode 0600 whatever the umask.
+//  - commit() sets `mode` (exactly: the umask does not apply), fsyncs, and renames it over the
+//    path. A symbolic link at the path is replaced, never written through. Of two writers to one
+//    path, the later commit wins; each leaves a complete file.
+//  - Destroyed uncommitted (an error, an exception, Interrupted), it removes its temporary only.
+//  - A path that is a character device or a FIFO (/dev/null, a pipe) is written in place, since
+//    renaming over it would replace the device; through a symbolic link only when the link is
+//    owned by root or by us (/dev/stdout). A folder, a block device or a socket is refused.
+// Modes: kPrivate (0600) for what holds cluster data (dumps, key lists, flare.xml), kShared
+// (0644) for what a monitoring agent reads. Throws Error (naming the path and the reason).
+class OutputFile {
+public:
+  static constexpr unsigned kPrivate = 0600;
+  static constexpr unsigned kShared = 0644;
+
+  explicit OutputFile(std::string path, unsigned mode = kPrivate) : path_(std::move(path)), mode_(mode & 07777) {
+    if (path_.empty()) throw Error("no file name given");
+    struct stat lst;
+    if (::lstat(path_.c_str(), &lst) == 0) {
+      struct stat st = lst;
+      const bool link = S_ISLNK(lst.st_mode);
+      if (link && ::stat(path_.c_str(), &st) != 0) st = lst; // a dangling link is replaced
+      if (S_ISDIR(st.st_mode)) throw Error("'" + path_ + "' is a directory" + (link ? " (through a symbolic link)" : ""));
+      if (S_ISBLK(st.st_mode)) throw Error("'" + path_ + "' is a block device; not writing onto it");
+      if (S_ISSOCK(st.st_mode)) throw Error("'" + path_ + "' is a socket");
+      if (detail::is_stream_device(st.st_mode)) {
+        if (link && lst.st_uid != 0 && lst.st_uid != ::geteuid())
+          throw Error("'" + path_ + "' is a symbolic link of another user's to a device; not following it");
+        open_in_place(link);
+        return;
+      }
+    } else if (errno != ENOENT) {
+      throw Error("cannot write '" + path_ + "': " + detail::errno_text(errno));
+    }
+    temp_ = detail::temp_template_beside(path_);
+    fd_ = detail::make_temp_file(temp_);
+    if (fd_ < 0) {
+      int err = errno;
+      std::string where = temp_.substr(0, temp_.find_last_of('/') + 1);
+      throw Error("cannot create a file in '" + (where.empty() ? std::string("./") : where) + "' for '" + path_ +
+                  "': " + detail::errno_text(err));
+    }
+  }
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  ~OutputFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+  }
+
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+  // The temporary's path; "" when the path is written in place (a device or a FIFO).
+  const std::string& temp_path() const { return temp_; }
+  bool in_place() const { return temp_.empty(); }
+  bool committed() const { return committed_; }
+
+  // Makes the file complete at its path (see above). Throws Error; the temporary is then
+  // removed by the destructor and the path keeps what it had.
+  void commit() {
+    if (committed_) return;
+    if (fd_ < 0) throw Error("'" + path_ + "' is not open");
+    if (!temp_.empty()) {
+      if (::fchmod(fd_, static_cast<mode_t>(mode_)) != 0 || ::fsync(fd_) != 0)
+        throw Error("cannot write '" + temp_ + "': " + detail::errno_text(errno));
+    }
+    int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0 && errno != EINTR) throw Error("cannot write '" + display_name() + "': " + detail::errno_text(errno));
+    if (!temp_.empty() && std::rename(temp_.c_str(), path_.c_str()) != 0)
+      throw Error("cannot rename '" + temp_ + "' to '" + path_ + "': " + detail::errno_text(errno));
+    committed_ = true;
+  }
+
+private:
+  std::string display_name() const { return temp_.empty() ? path_ : temp_; }
+  void open_in_place(bool through_link) {
+    fd_ = detail::handle_EINTR(
+        [&] { return ::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | (through_link ? 0 : O_NOFOLLOW)); });
+    if (fd_ < 0) throw Error("cannot write '" + path_ + "': " + detail::errno_text(errno));
+    struct stat st;
+    if (::fstat(fd_, &st) != 0 || !detail::is_stream_device(st.st_mode)) {
+      ::close(fd_);
+      fd_ = -1;
+      throw Error("'" + path_ + "' changed while being opened; not writing it in place");
+    }
+  }
+
+  std::string path_;
+  std::string temp_;
+  unsigned mode_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Writes `data` to `path` through an OutputFile: the old file or the whole new one, never a
+// part. `mode` as OutputFile's (permission bits, exact). Throws Error.
+inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode = OutputFile::kPrivate) {
+  OutputFile f(path, mode);
+  {
+    FdWriter w(f.fd(), "'" + (f.in_place() ? f.path() : f.temp_path()) + "'");
+    w.write(data);
+    w.flush();
+  }
+  f.commit();
+}
 
 // One item as it travels from a dump to a restore.
 struct Item {

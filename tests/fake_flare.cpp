@@ -28,6 +28,9 @@
 //   Nodes are registered as HOST:PORT, proxy/active, thread_type 16, 17, ...
 //   Runs until SIGTERM/SIGINT, or stdin EOF with --exit-on-stdin-eof; exits 0.
 //
+// One dump or dump_key at a time per node: another one asked meanwhile answers
+// `SERVER_ERROR database busy` (a real flared iterates its database once at a time).
+//
 // Control port (test only): one command per line, reply `OK` or `ERROR <reason>` (CRLF).
 // TARGET = a node key HOST:PORT (or just its port) or the word `index`.
 //   ping                               -> OK
@@ -477,6 +480,9 @@ struct FakeNode {
   uint64_t delete_hits = 0, delete_misses = 0, incr_hits = 0, incr_misses = 0, decr_hits = 0,
            decr_misses = 0;
   uint64_t cas_hits = 0, cas_misses = 0, cas_badval = 0, touch_hits = 0, touch_misses = 0;
+  // one iteration of the database at a time (dump, dump_key): another answers
+  // `SERVER_ERROR database busy`, as a real flared 1.3.4 does (shared/flare-protocol.md)
+  bool iterating = false;
   bool has_snapshot = false;
   NodeMap snapshot;
   uint64_t snapshot_version = 0;
@@ -2027,6 +2033,15 @@ bool do_dump(Conn* c, const std::vector<std::string_view>& w, bool keys_only) {
   bool have_cursor = false, done = false;
   auto t0 = std::chrono::steady_clock::now();
   uint64_t sent_bytes = 0;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    FakeNode& n = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    if (n.iterating) {
+      o += "SERVER_ERROR database busy\r\n";
+      return true;
+    }
+    n.iterating = true;
+  }
   set_executing(c, keys_only ? "dump_key" : "dump", true);
   bool ok = true;
   while (!done && ok) {
@@ -2098,6 +2113,10 @@ bool do_dump(Conn* c, const std::vector<std::string_view>& w, bool keys_only) {
     }
   }
   set_executing(c, "", false);
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_nodes[static_cast<size_t>(c->ep->node_idx)]->iterating = false;
+  }
   if (!ok) return false;
   o += "END\r\n";
   return true;

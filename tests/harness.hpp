@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #if defined(__GLIBC__) || __has_include(<malloc.h>)
 #include <malloc.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -69,6 +71,40 @@ inline std::string slurp(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// Writes `text` to `path` (created or truncated); fails the test if it cannot.
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.close();
+  REQUIRE_MESSAGE(f.good(), "cannot write " << path);
+}
+
+// The names in a folder, sorted, without "." and "..".
+inline std::vector<std::string> dir_entries(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") out.push_back(n);
+    }
+    ::closedir(d);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The temporaries a writer of `path` may leave beside it: ".NAME.XXXXXX" (OutputFile's) and
+// the old fixed "NAME.tmp". Empty when a writer cleaned up after itself.
+inline std::vector<std::string> temporaries_beside(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::vector<std::string> out;
+  for (const auto& n : dir_entries(dir))
+    if (n.rfind("." + base + ".", 0) == 0 || n == base + ".tmp") out.push_back(n);
+  return out;
 }
 
 inline long rss_limit_kb() { return std::atol(env_or("FLARE_TEST_RSS_LIMIT_KB", "0").c_str()); }
@@ -249,6 +285,52 @@ inline Result run_tty(const std::vector<std::string>& args, std::vector<std::str
   r.out = clean;
   return r;
 }
+
+struct Interrupted {
+  int status = -1;
+  double seconds_after_signal = 0;
+  std::string err;
+};
+
+// Starts the binary, sends it `sig` (Ctrl-C's SIGINT unless told) after `delay_ms`, and measures
+// how long it takes to exit.
+inline Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms, int sig = SIGINT) {
+  int err[2];
+  REQUIRE(::pipe(err) == 0);
+  harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_RDWR);
+    ::dup2(devnull, 0);
+    ::dup2(devnull, 1);
+    ::dup2(err[1], 2);
+    ::close(err[0]);
+    ::close(err[1]);
+    child.exec();
+  }
+  ::close(err[1]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  auto sent = std::chrono::steady_clock::now();
+  ::kill(pid, sig);
+  Interrupted r;
+  int st = 0;
+  for (int i = 0; i < 3000; ++i) { // at most 30 s, then kill
+    if (::waitpid(pid, &st, WNOHANG) == pid) break;
+    if (i == 2999) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &st, 0);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  r.seconds_after_signal = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  char buf[4096];
+  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) r.err.append(buf, static_cast<size_t>(n));
+  ::close(err[0]);
+  return r;
+}
+
 
 // A fake flare cluster (tests/fake-flare) on loopback ephemeral ports, for one test.
 class FakeCluster {

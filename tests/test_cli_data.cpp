@@ -52,7 +52,7 @@ TEST_CASE("dump, flush_all, restore, dump gives identical bytes, in both formats
     auto d = run(with({"dump", "--all", "-f", format, "-o", first}, idx));
     REQUIRE(d.status == 0);
     CHECK(d.err == "dumping from " + f.node(0) + "::-1 of 0 partitions ... 206\n");
-    CHECK_FALSE(exists(first + ".tmp"));
+    CHECK(harness::temporaries_beside(first).empty());
     flush(f, 0);
     CHECK(f.items(0) == 0);
     auto r = run(with({"restore", "--input", first}, {"--index-server", f.index()}));
@@ -100,7 +100,7 @@ TEST_CASE("a dump cut short leaves no file that looks complete") {
     CHECK(d.err.find("is longer than its VALUE line says") != std::string::npos);
   }
   CHECK_FALSE(exists(out));
-  CHECK_FALSE(exists(out + ".tmp"));
+  CHECK(harness::temporaries_beside(out).empty());
 }
 
 TEST_CASE("restore refuses a malformed file before sending anything") {
@@ -362,53 +362,7 @@ TEST_CASE("a malformed record in a piped restore stops it there, with its offset
   CHECK(f.items(0) == 2);
 }
 
-namespace {
-
-struct Interrupted {
-  int status = -1;
-  double seconds_after_signal = 0;
-  std::string err;
-};
-
-// Starts the binary, sends it SIGINT after `delay_ms`, and measures how long it takes to exit.
-Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms) {
-  int err[2];
-  REQUIRE(::pipe(err) == 0);
-  harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_RDWR);
-    ::dup2(devnull, 0);
-    ::dup2(devnull, 1);
-    ::dup2(err[1], 2);
-    ::close(err[0]);
-    ::close(err[1]);
-    child.exec();
-  }
-  ::close(err[1]);
-  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  auto sent = std::chrono::steady_clock::now();
-  ::kill(pid, SIGINT);
-  Interrupted r;
-  int st = 0;
-  for (int i = 0; i < 3000; ++i) { // at most 30 s, then kill
-    if (::waitpid(pid, &st, WNOHANG) == pid) break;
-    if (i == 2999) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &st, 0);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  r.seconds_after_signal = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  char buf[4096];
-  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) r.err.append(buf, static_cast<size_t>(n));
-  ::close(err[0]);
-  return r;
-}
-
-} // namespace
+using harness::interrupt_after;
 
 TEST_CASE("Ctrl-C stops dump, dumpkey, restore and verify within a second while a node is silent") {
   FakeCluster f(1);
@@ -428,7 +382,7 @@ TEST_CASE("Ctrl-C stops dump, dumpkey, restore and verify within a second while 
     CHECK(r.status == 130);
     CHECK(r.seconds_after_signal < 1.0); // without the cancel check it waits for the 60 s timeout
     CHECK_FALSE(exists(out));
-    CHECK_FALSE(exists(out + ".tmp"));
+    CHECK(harness::temporaries_beside(out).empty());
     if (args[0] == "restore")
       CHECK(r.err == "restore interrupted: 0 items acknowledged (0 stored, 0 failed), 10 sent but not acknowledged (their "
                      "fate is unknown); the first record not known to be stored starts at byte 0: resume with "
@@ -540,7 +494,7 @@ TEST_CASE("dump --all reads every partition at once, each record whole, and fail
     CHECK(c.status == 1);
     CHECK(c.err.find("connection closed by " + f.node(1)) != std::string::npos);
     CHECK_FALSE(exists(cut));
-    CHECK_FALSE(exists(cut + ".tmp"));
+    CHECK(harness::temporaries_beside(cut).empty());
   }
   SUBCASE("verify reads every node at once and still reports each") {
     auto v = run(with({"verify"}, idx));
@@ -599,7 +553,7 @@ TEST_CASE("output to a FIFO or a device is written in place, never replaced by a
     struct stat st {};
     REQUIRE(::stat(fifo.c_str(), &st) == 0);
     CHECK(S_ISFIFO(st.st_mode)); // an atomic rename would have replaced it with a regular file
-    CHECK_FALSE(exists(fifo + ".tmp"));
+    CHECK(harness::temporaries_beside(fifo).empty());
     CHECK_FALSE(got.empty());
     if (args[0] == "dump") CHECK(got == "VALUE a 5 3 1 0\r\nxyz\r\nEND\r\n");
   }

@@ -121,7 +121,7 @@ TEST_CASE("stats --prometheus -o FILE replaces the file atomically, and a dead i
   struct stat after {};
   REQUIRE(::stat(file.c_str(), &after) == 0);
   CHECK(after.st_ino != before.st_ino); // renamed into place, not rewritten in place
-  CHECK(::access((file + ".tmp").c_str(), F_OK) != 0);
+  CHECK(harness::temporaries_beside(file).empty());
   auto ex = prom::parse_strict(slurp(file));
   CHECK(ex.count("flare_up") == 2);
 
