@@ -122,7 +122,7 @@ inline std::vector<std::string> child_env(const std::map<std::string, std::strin
 }
 
 // A program, its arguments and its environment, made ready before fork(). Between fork() and
-// execve() the child of a process with threads (the replay runs three) may only make
+// execve() the child of a process with threads (the replay runs six) may only make
 // async-signal-safe calls: another thread may have held the allocator's lock at the fork, and
 // under AddressSanitizer a child that allocated there hung before its exec.
 class ChildExec {

@@ -51,7 +51,7 @@ void master_and_slave(FakeCluster& f) {
 
 } // namespace
 
-TEST_CASE("the seed tutorial, end to end") {
+TEST_CASE("the seed tutorial, end to end" * doctest::test_suite("slow")) {
   // Four nodes; slaves copy 4000 items per second so that progress is visible.
   FakeCluster f(4, {"--copy-rate", "4000"});
   auto idx = f.index_args();
@@ -225,7 +225,7 @@ TEST_CASE("--dry-run sends no state change") {
   CHECK(f.cluster().find(f.node(1))->role == "proxy");
 }
 
-TEST_CASE("prompt answers") {
+TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
   FakeCluster f(3, {"--copy-rate", "100000"});
   auto idx = f.index_args();
   f.must("set-node " + f.node(0) + " master active 0 1");
@@ -277,7 +277,7 @@ TEST_CASE("prompt answers") {
   }
 }
 
-TEST_CASE("reconstruct prompt answers: a, q, h") {
+TEST_CASE("reconstruct prompt answers: a, q, h" * doctest::test_suite("slow")) {
   FakeCluster f(4, {"--copy-rate", "100000"});
   auto idx = f.index_args();
   f.must("set-node " + f.node(0) + " master active 0 1");
@@ -362,7 +362,7 @@ TEST_CASE("Ctrl-C while waiting stops, says where the node is and how to go on")
                    f.node(1) + ":1") != std::string::npos);
 }
 
-TEST_CASE("a construction that makes no progress for --timeout seconds ends with a clear error") {
+TEST_CASE("a construction that makes no progress for --timeout seconds ends with a clear error" * doctest::test_suite("slow")) {
   FakeCluster f(2, {"--copy-rate", "1000"});
   auto idx = f.index_args();
   f.must("set-node " + f.node(0) + " master active 0 1");
@@ -376,7 +376,7 @@ TEST_CASE("a construction that makes no progress for --timeout seconds ends with
   f.must("stall 0");
 }
 
-TEST_CASE("on a terminal the progress line is redrawn in place") {
+TEST_CASE("on a terminal the progress line is redrawn in place" * doctest::test_suite("slow")) {
   FakeCluster f(2, {"--copy-rate", "2000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("fill " + f.node(0) + " 3000 10");
@@ -435,7 +435,7 @@ TEST_CASE("a dry run never asks, shows every request it would send, and exits 0"
   CHECK(f.state_changes().empty());
 }
 
-TEST_CASE("answers piped in drive reconstruct --all, as yes | flare-admin does") {
+TEST_CASE("answers piped in drive reconstruct --all, as yes | flare-admin does" * doctest::test_suite("slow")) {
   FakeCluster f(4, {"--copy-rate", "100000"});
   auto idx = f.index_args();
   f.must("set-node " + f.node(0) + " master active 0 1");

@@ -364,7 +364,7 @@ TEST_CASE("a malformed record in a piped restore stops it there, with its offset
 
 using harness::interrupt_after;
 
-TEST_CASE("Ctrl-C stops dump, dumpkey, restore and verify within a second while a node is silent") {
+TEST_CASE("Ctrl-C stops dump, dumpkey, restore and verify within a second while a node is silent" * doctest::test_suite("slow")) {
   FakeCluster f(1);
   auto idx = f.index_args();
   f.must("set-node " + f.node(0) + " master active 0 1");
@@ -390,7 +390,7 @@ TEST_CASE("Ctrl-C stops dump, dumpkey, restore and verify within a second while 
   }
 }
 
-TEST_CASE("a dump's deadline is idle time: a slow stream longer than --timeout still completes") {
+TEST_CASE("a dump's deadline is idle time: a slow stream longer than --timeout still completes" * doctest::test_suite("slow")) {
   FakeCluster f(1);
   f.must("set-node " + f.node(0) + " master active 0 1");
   store(f, 0, "a", std::string(40, 'v'), 0, 0);
@@ -452,7 +452,7 @@ TEST_CASE("a restore that stops halfway says how far it got, and resumes from th
   }
 }
 
-TEST_CASE("dump --all reads every partition at once, each record whole, and fails whole when one node fails") {
+TEST_CASE("dump --all reads every partition at once, each record whole, and fails whole when one node fails" * doctest::test_suite("slow")) {
   FakeCluster f(4);
   auto idx = f.index_args();
   for (int p = 0; p < 3; ++p) f.must("set-node " + f.node(p) + " master active " + std::to_string(p) + " 1");

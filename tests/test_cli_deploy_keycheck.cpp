@@ -86,7 +86,7 @@ private:
 };
 
 // A shell command's standard output.
-std::string shell(const std::string& cmd) {
+std::string shell_output(const std::string& cmd) {
   std::string out;
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -108,7 +108,7 @@ std::string shell_quoted(const std::string& s) {
 std::vector<std::string> complete(const std::string& line) {
   std::string script = "source contrib/bash-completion/flare-admin; COMP_LINE=" + shell_quoted(line) +
                        "; COMP_POINT=${#COMP_LINE}; _flare_admin; printf '%s\\n' \"${COMPREPLY[@]}\"";
-  auto out = lines_of(shell("env -u FLARE_INDEX_SERVER -u FLARE_INDEX_SERVER_PORT bash -c " + shell_quoted(script)));
+  auto out = lines_of(shell_output("env -u FLARE_INDEX_SERVER -u FLARE_INDEX_SERVER_PORT bash -c " + shell_quoted(script)));
   out.erase(std::remove(out.begin(), out.end(), ""), out.end());
   std::sort(out.begin(), out.end());
   return out;
@@ -348,9 +348,9 @@ TEST_CASE("the man page documents every subcommand and option the program knows"
   for (const char* var : {"FLARE_INDEX_SERVER\n", "FLARE_INDEX_SERVER_PORT", "FLARE_INDEX_SERVERS"}) CHECK(env.find(var) != std::string::npos);
   if (std::system("command -v man >/dev/null 2>&1") == 0) {
     // Rendered without a warning, and every subcommand shows.
-    std::string warnings = shell("MANWIDTH=100 man --warnings -l doc/flare-admin.1 2>&1 >/dev/null");
+    std::string warnings = shell_output("MANWIDTH=100 man --warnings -l doc/flare-admin.1 2>&1 >/dev/null");
     CHECK(warnings.empty());
-    std::string page = shell("MANWIDTH=100 man -l doc/flare-admin.1 2>/dev/null");
+    std::string page = shell_output("MANWIDTH=100 man -l doc/flare-admin.1 2>/dev/null");
     for (const auto& sub : subcommands())
       CHECK((page.find("\n   " + sub + " ") != std::string::npos || page.find("\n   " + sub + "\n") != std::string::npos));
   }
@@ -389,7 +389,7 @@ TEST_CASE("the bash completion offers subcommands, options and the cluster's nod
 TEST_CASE("make install puts flare-admin, its short names, the man page and the completion in place") {
   std::string dest = harness::make_temp_dir();
   // A make running these tests passes its job server down; this make is not its child job.
-  std::string out = shell("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s install DESTDIR=" + dest + " ADMIN_BIN=" + harness::admin_binary() + " 2>&1; echo rc=$?");
+  std::string out = shell_output("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s install DESTDIR=" + dest + " ADMIN_BIN=" + harness::admin_binary() + " 2>&1; echo rc=$?");
   CHECK(out == "rc=0\n");
   const std::string bin = dest + "/usr/local/bin/";
   CHECK(::access((bin + "flare-admin").c_str(), X_OK) == 0);
@@ -402,8 +402,8 @@ TEST_CASE("make install puts flare-admin, its short names, the man page and the 
     CHECK(::access((dest + "/usr/local/share/bash-completion/completions/" + name).c_str(), R_OK) == 0);
   }
   CHECK(slurp(dest + "/usr/local/share/man/man1/flare-admin.1") == slurp("doc/flare-admin.1"));
-  CHECK(shell(bin + "flare-ping 127.0.0.1:1; echo rc=$?") == "127.0.0.1:1 is down\nrc=1\n");
-  CHECK(shell(bin + "flare-deploy --help | head -1") == "Usage: flare-deploy [HOST:PORT[:BALANCE:PARTITION] ...]\n");
+  CHECK(shell_output(bin + "flare-ping 127.0.0.1:1; echo rc=$?") == "127.0.0.1:1 is down\nrc=1\n");
+  CHECK(shell_output(bin + "flare-deploy --help | head -1") == "Usage: flare-deploy [HOST:PORT[:BALANCE:PARTITION] ...]\n");
   int rc = std::system(("rm -rf '" + dest + "'").c_str());
   (void)rc;
 }

@@ -160,7 +160,7 @@ TEST_CASE("a directory given as the output file is named as one") {
   }
 }
 
-TEST_CASE("two dumps to one path at once: the file is one complete dump, a failed one removes only its own temporary") {
+TEST_CASE("two dumps to one path at once: the file is one complete dump, a failed one removes only its own temporary" * doctest::test_suite("slow")) {
   FakeCluster f(2);
   auto idx = f.index_args();
   f.must("set-node " + f.node(0) + " master active 0 1");

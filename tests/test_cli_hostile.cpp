@@ -51,7 +51,7 @@ std::vector<std::string> index_option(const std::vector<std::string>& cmd, FakeC
 
 } // namespace
 
-TEST_CASE("an index server that accepts and never answers: every command ends within --timeout") {
+TEST_CASE("an index server that accepts and never answers: every command ends within --timeout" * doctest::test_suite("slow")) {
   FakeCluster f(2);
   f.must("set-node " + f.node(0) + " master active 0 1");
   std::string file = f.dir() + "/d.flare";
@@ -164,7 +164,7 @@ TEST_CASE("a node's bad stats show as '-' or as a dead row, never spoil the tabl
   }
 }
 
-TEST_CASE("a node that misbehaves during a data command: clear error, exit 1") {
+TEST_CASE("a node that misbehaves during a data command: clear error, exit 1" * doctest::test_suite("slow")) {
   FakeCluster f(2);
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("fill " + f.node(0) + " 10 10");

@@ -207,7 +207,7 @@ TEST_CASE("a dead node shows as such in the stats table instead of failing the c
   CHECK(r.err == f.node(1) + ": Connection refused\n");
 }
 
-TEST_CASE("stats --qps shows rates between samples and --count repeats the table") {
+TEST_CASE("stats --qps shows rates between samples and --count repeats the table" * doctest::test_suite("slow")) {
   FakeCluster f(1);
   f.must("set-node " + f.node(0) + " master active 0 1");
   auto r = run(with({"stats", "--qps", "--count", "2", "--wait", "1"}, f.index_args()));

@@ -160,7 +160,7 @@ TEST_CASE("stats of 200 nodes under an open-files limit of 64 works in windows i
   CHECK(ex.count("flare_uptime_seconds") == 200);
 }
 
-TEST_CASE("2,000 fake nodes start and list, stats, summary and --prometheus see all of them") {
+TEST_CASE("2,000 fake nodes start and list, stats, summary and --prometheus see all of them" * doctest::test_suite("slow")) {
   FakeCluster f(2000);
   REQUIRE(f.node_ports.size() == 2000);
   auto list = run(with({"list"}, f.index_args()));

@@ -203,16 +203,22 @@ TEST_CASE("keycheck's counts and moves agree key by key with flare's hash and re
     ModularResolver r(1024, c.hint, c.virt);
     std::map<std::string, std::vector<std::vector<unsigned long long>>> expect;
     std::map<std::string, unsigned long long> moved;
+    // Partition count by partition count, so the resolver's cache of rows (kMaxCachedRows) holds.
+    std::vector<std::string> prefixes;
+    std::vector<int> hashes;
     for (const auto& k : keys) {
       size_t at = k.rfind("::");
-      std::string prefix = at == std::string::npos ? "" : k.substr(0, at);
-      auto& rows = expect[prefix];
+      prefixes.push_back(at == std::string::npos ? "" : k.substr(0, at));
+      hashes.push_back(key_hash(k, c.alg));
+      auto& rows = expect[prefixes.back()];
       if (rows.empty())
         for (int n = 1; n <= c.n; ++n) rows.emplace_back(static_cast<size_t>(n), 0);
-      const int h = key_hash(k, c.alg);
-      for (int n = 1; n <= c.n; ++n) rows[static_cast<size_t>(n - 1)][static_cast<size_t>(r.partition_of(h, n))]++;
-      if (r.partition_of(h, c.n) != r.partition_of(h, c.n + 1)) moved[prefix]++;
     }
+    for (int n = 1; n <= c.n; ++n)
+      for (size_t i = 0; i < keys.size(); ++i)
+        expect[prefixes[i]][static_cast<size_t>(n - 1)][static_cast<size_t>(r.partition_of(hashes[i], n))]++;
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (r.partition_of(hashes[i], c.n) != r.partition_of(hashes[i], c.n + 1)) moved[prefixes[i]]++;
     REQUIRE(d.prefix_count() == expect.size());
     unsigned long long moved_total = 0;
     for (size_t i = 0; i < d.prefix_count(); ++i) {

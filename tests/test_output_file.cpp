@@ -14,7 +14,7 @@
 
 namespace {
 
-std::string temp_dir() {
+std::string unit_temp_dir() {
   char tmpl[] = "/tmp/flare-unit-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
   return tmpl;
@@ -42,7 +42,7 @@ void remove_dir(const std::string& dir) { CHECK(std::system(("rm -rf '" + dir + 
 } // namespace
 
 TEST_CASE("an OutputFile is invisible until committed, then whole, with exactly its mode") {
-  std::string dir = temp_dir(), path = dir + "/out";
+  std::string dir = unit_temp_dir(), path = dir + "/out";
   {
     flare::OutputFile f(path, 0640);
     CHECK_FALSE(f.in_place());
@@ -65,7 +65,7 @@ TEST_CASE("an OutputFile is invisible until committed, then whole, with exactly 
 }
 
 TEST_CASE("an OutputFile destroyed uncommitted removes its temporary and leaves the old file") {
-  std::string dir = temp_dir(), path = dir + "/out";
+  std::string dir = unit_temp_dir(), path = dir + "/out";
   flare::write_file_atomically(path, "old");
   {
     flare::OutputFile f(path);
@@ -77,7 +77,7 @@ TEST_CASE("an OutputFile destroyed uncommitted removes its temporary and leaves 
 }
 
 TEST_CASE("write_file_atomically replaces a symbolic link and a dangling one, and never writes through them") {
-  std::string dir = temp_dir(), path = dir + "/out", victim = dir + "/victim";
+  std::string dir = unit_temp_dir(), path = dir + "/out", victim = dir + "/victim";
   flare::write_file_atomically(victim, "precious");
   SUBCASE("a link to a file") { REQUIRE(::symlink(victim.c_str(), path.c_str()) == 0); }
   SUBCASE("a dangling link") { REQUIRE(::symlink((dir + "/nowhere").c_str(), path.c_str()) == 0); }
@@ -93,7 +93,7 @@ TEST_CASE("write_file_atomically replaces a symbolic link and a dangling one, an
 }
 
 TEST_CASE("an OutputFile refuses what it cannot write whole, naming the reason") {
-  std::string dir = temp_dir();
+  std::string dir = unit_temp_dir();
   SUBCASE("a folder") { CHECK_THROWS_WITH_AS(flare::OutputFile{dir}, ("'" + dir + "' is a directory").c_str(), flare::Error); }
   SUBCASE("a folder through a link") {
     REQUIRE(::symlink(dir.c_str(), (dir + "/d").c_str()) == 0);
@@ -123,7 +123,7 @@ TEST_CASE("a character device is written in place, not replaced") {
 }
 
 TEST_CASE("a very long file name still gets a temporary within NAME_MAX") {
-  std::string dir = temp_dir(), path = dir + "/" + std::string(250, 'n');
+  std::string dir = unit_temp_dir(), path = dir + "/" + std::string(250, 'n');
   flare::write_file_atomically(path, "long");
   CHECK(read_all(path) == "long");
   CHECK(entries(dir) == 1);
