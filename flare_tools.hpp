@@ -14,6 +14,7 @@
 //    4. Protocol reader                    (Reply, read_reply, parse_stats, parse_stats_nodes, ...)
 //    5. Clients                            (ServerClient, IndexClient, NodeClient, gather_stats)
 //    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
+//   6c. Node map versions                  (MapVersions: the index against the nodes)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
 //   7b. Data                               (dump_items, restore_items, ItemReader/ItemWriter, ...)
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
@@ -64,8 +65,9 @@
 //      timeout_ms(); set_trace(TraceFn t); set_cancel(CancelFn c); close(); Reply request(line); bool ping();
 //      Reply request_ok(line) (throws ServerError); std::string version(); NodeStats stats(); stats_nodes();
 //      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace(); }
-//    class IndexClient : ServerClient { Meta meta(); node_role(n, role, balance, partition);
+//    class IndexClient : ServerClient { Meta meta(); void require_index(); node_role(n, role, balance, partition);
 //      node_state(n, state); node_remove(n); }   -- node_*: status line ("OK" or refusal)
+//      require_index(): throws NotAnIndexError (: Error) when the server is a flared (`meta` -> ERROR)
 //    class NodeClient : ServerClient { std::string flush_all(); }
 //    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
 //    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
@@ -85,6 +87,12 @@
 //      int virtual_buckets = 4096); kMaxCachedRows = 8; max_partitions(); hint(); virtual_buckets();
 //      valid(); int bucket_of(int hash); int partition_of(int hash, int partition_count);
 //      const std::vector<int>& row(int n); }   -- all const; -1 where the server would fail; not thread-safe
+//   6c. Node map versions
+//    struct MapVersions { long long index; std::vector<std::pair<std::string, long long>> nodes; newer();
+//      long long highest(); std::string highest_node(); long long smallest_increment(); }  (all const)
+//    MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results);
+//    std::string map_version_warning(const MapVersions& v);   -- "" unless a node holds a newer map
+//    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment N` way out
 //   7. Operations and waiting
 //    struct OperationIO { std::function<...> say, warn, progress, ask, interrupted; }
 //    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean (all false); retry = 10;
@@ -102,7 +110,9 @@
 //    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
-//      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args); }
+//      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
+//      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
+//      every change is reported done only once the nodes show the index's new node_map_version
 //   7b. Data: dump, restore, verify
 //    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
 //    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
@@ -150,7 +160,8 @@
 //    struct QpsSample { gets, sets, at; }   std::optional<QpsSample> qps_sample(const StatsResult& r);
 //    struct QpsRates { total, reads, writes; }   std::string qps_cell(const std::optional<double>& v);
 //    QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur);
-//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<std::string> behind; qps; }
+//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<std::string> behind; qps;
+//      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index
 //    std::vector<std::string> stats_header(bool with_qps), stats_cells(const StatsRow& row, bool with_qps);
 //    std::string render_table(const std::vector<std::string>& header,
 //      const std::vector<std::vector<std::string>>& rows, size_t left_columns, const std::string& delimiter);
@@ -159,7 +170,8 @@
 //    std::string format_stats_json(const std::vector<StatsRow>& rows, bool with_qps);
 //    std::vector<ThreadInfo> threads_order(std::vector<ThreadInfo> threads);   -- by peer, then id
 //    std::string format_threads_table / format_threads_json(const std::vector<ThreadInfo>& threads);
-//    struct Summary { name; partitions, nodes, masters, slaves; bytes, items; unreachable_masters; }
+//    struct Summary { name; partitions, nodes, masters, slaves; bytes, items; unreachable_masters;
+//      std::vector<std::string> warnings; }
 //    Summary summarize(const std::string& name, const Cluster& cluster,
 //      const std::vector<StatsResult>& results);
 //    std::string format_summary(const Summary& s);   std::string format_summary_json(const Summary& s);
