@@ -23,6 +23,8 @@ UNIT_SRC  += tests/test_prometheus.cpp
 INTEG_SRC += tests/test_cli_scale.cpp
 # Files written safely (issue 23).
 INTEG_SRC += tests/test_cli_files.cpp
+# Real clusters' hard cases: index identity, node map versions, smaller wrong answers (issue 17).
+INTEG_SRC += tests/test_cli_cluster_truth.cpp
 UNIT_SRC  += tests/test_output_file.cpp
 UNIT_SRC += tests/test_portable_sockets.cpp
 HDRS      = flare_tools.hpp

@@ -282,8 +282,40 @@ template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype
   }
 }
 
+// The map, from a server known to be an index (a flared's `stats nodes` is its own stale copy).
 Cluster load_cluster(IndexClient& ic) {
-  return naming_index(ic.endpoint(), [&] { return Cluster(ic.stats_nodes()); });
+  return naming_index(ic.endpoint(), [&] {
+    ic.require_index();
+    return Cluster(ic.stats_nodes());
+  });
+}
+
+// The index's node_map_version against the nodes' (`have`: stats already gathered, used where
+// they cover a node; the other nodes that are not down are asked). A node holding a newer map
+// than the index ignores its changes: say so on stderr, with the way out.
+MapVersions check_map_versions(IndexClient& ic, const Cluster& cluster, const std::vector<StatsResult>& have,
+                               int timeout_ms) {
+  long long iv = naming_index(ic.endpoint(), [&] { return ic.stats(); }).number("node_map_version").value_or(-1);
+  std::vector<StatsResult> all = have;
+  std::vector<Endpoint> rest;
+  for (const auto& n : cluster.nodes()) {
+    if (n.state == "down") continue;
+    bool known = false;
+    for (const auto& r : have)
+      if (r.endpoint.key() == n.key) known = true;
+    if (!known) rest.push_back(n.endpoint());
+  }
+  for (auto& r : gather_stats(rest, timeout_ms)) all.push_back(std::move(r));
+  MapVersions v = map_versions(iv, all);
+  std::string w = map_version_warning(v);
+  if (!w.empty()) std::cerr << "warning: " << w << " " << map_version_way_out(v) << "\n";
+  return v;
+}
+
+std::vector<std::string> map_warnings(const MapVersions& v) {
+  std::string w = map_version_warning(v);
+  if (w.empty()) return {};
+  return {w + " " + map_version_way_out(v)};
 }
 
 // stdout is written through iostreams; a closed pipe (flare-stats | head) must not kill us
@@ -321,8 +353,36 @@ unsigned file_mode(const Options& o, unsigned def) {
 // ---- read-only subcommands ---------------------------------------------------------------
 
 int cmd_ping(const Options& o) {
-  Context c = make_context(o, false);
+  Context c = make_context(o, o.args.empty());
   std::vector<Endpoint> targets;
+  if (o.args.empty()) {
+    // No argument: the index server (-i/-p, FLARE_INDEX_SERVER, --cluster), which must be a flarei.
+    bool wait = o.flag("wait");
+    for (;;) {
+      std::string why;
+      try {
+        IndexClient ic = index_client(c);
+        ic.require_index();
+        if (ic.ping()) break;
+        why = "unexpected answer to ping";
+      } catch (const NotAnIndexError& e) {
+        std::cout << c.index.display() << " is not an index server\n";
+        std::cerr << e.what() << "\n";
+        return EXIT_FAIL;
+      } catch (const Error& e) {
+        why = e.what();
+      }
+      if (!wait) {
+        std::cout << c.index.display() << " is down\n";
+        if (c.trace) std::cerr << why << "\n";
+        return EXIT_FAIL;
+      }
+      if (c.trace) std::cerr << why << "; retrying in 1 s\n";
+      if (!sleep_interruptible(1.0)) return EXIT_INTERRUPTED;
+    }
+    std::cout << "alive\n";
+    return EXIT_OK;
+  }
   for (auto& a : o.args) {
     try {
       targets.push_back(parse_node_arg(a, 2, 2).endpoint);
@@ -361,6 +421,7 @@ int cmd_list(const Options& o) {
   if (!o.args.empty()) throw UsageError("list takes no arguments");
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
+  MapVersions versions = check_map_versions(ic, cluster, {}, c.timeout_ms);
   auto nodes = cluster.list_order();
   if (o.flag("numeric-hosts")) {
     for (auto& n : nodes) {
@@ -378,7 +439,9 @@ int cmd_list(const Options& o) {
     }
   }
   if (o.flag("json")) {
-    std::cout << "{\"index\":" << detail::json_escape(c.index.display()) << ",\"nodes\":" << format_node_json(nodes) << "}\n";
+    std::cout << "{\"index\":" << detail::json_escape(c.index.display()) << ",\"nodes\":" << format_node_json(nodes)
+              << ",\"node_map_version\":" << detail::json_number_or_null(versions.index >= 0 ? std::optional<long long>(versions.index) : std::nullopt)
+              << ",\"warnings\":" << detail::json_string_array(map_warnings(versions)) << "}\n";
   } else {
     std::cout << format_node_table(nodes);
   }
@@ -454,6 +517,7 @@ int cmd_stats(const Options& o) {
   IndexClient ic = index_client(c);
   std::map<std::string, std::optional<QpsSample>> previous;
 
+  std::optional<long long> index_version;
   auto take_sample = [&](Cluster& cluster, std::map<std::string, std::string>& behind) {
     cluster = load_cluster(ic);
     behind.clear();
@@ -468,7 +532,10 @@ int cmd_stats(const Options& o) {
       if (filter.empty() || std::find(filter.begin(), filter.end(), n.key) != filter.end()) nodes.push_back(n);
     std::vector<Endpoint> eps;
     for (auto& n : nodes) eps.push_back(n.endpoint());
-    return std::make_pair(nodes, gather_stats(eps, c.timeout_ms));
+    auto results = gather_stats(eps, c.timeout_ms);
+    MapVersions v = check_map_versions(ic, cluster, results, c.timeout_ms);
+    index_version = v.index >= 0 ? std::optional<long long>(v.index) : std::nullopt;
+    return std::make_pair(nodes, std::move(results));
   };
 
   Cluster cluster;
@@ -494,6 +561,7 @@ int cmd_stats(const Options& o) {
       StatsRow r;
       r.node = nodes[i];
       r.result = &results[i];
+      r.index_map_version = index_version;
       auto b = behind.find(nodes[i].key);
       if (b != behind.end()) r.behind = b->second;
       auto cur = qps_sample(results[i]);
@@ -527,6 +595,10 @@ int cmd_threads(const Options& o) {
   }
   ServerClient sc(target, c.timeout_ms);
   sc.set_trace(c.trace);
+  if (o.args.empty()) {
+    IndexClient ic = index_client(c);
+    naming_index(target, [&] { ic.require_index(); });
+  }
   auto threads = o.args.empty() ? naming_index(target, [&] { return sc.stats_threads(); }) : sc.stats_threads();
   if (o.flag("json")) std::cout << format_threads_json(threads) << "\n";
   else std::cout << format_threads_table(threads);
@@ -543,6 +615,7 @@ int cmd_summary(const Options& o) {
     if (n.is_master()) masters.push_back(n.endpoint());
   auto results = gather_stats(masters, c.timeout_ms);
   Summary s = summarize(c.index.display(), cluster, results);
+  s.warnings = map_warnings(check_map_versions(ic, cluster, results, c.timeout_ms));
   if (o.flag("json")) std::cout << format_summary_json(s) << "\n";
   else std::cout << format_summary(s);
   flush_stdout();
@@ -566,9 +639,27 @@ int cmd_index(const Options& o) {
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   long long version = 0;
-  if (__builtin_add_overflow(naming_index(c.index, [&] { return ic.stats(); }).number("node_map_version").value_or(0),
-                             increment, &version))
+  MapVersions versions = map_versions(-1, {});
+  if (increment > 0) {
+    // The version written must be above every node's, or the nodes ignore the restarted index.
+    long long iv = naming_index(c.index, [&] { return ic.stats(); }).number("node_map_version").value_or(0);
+    std::vector<Endpoint> eps;
+    for (const auto& n : cluster.nodes())
+      if (n.state != "down") eps.push_back(n.endpoint());
+    versions = map_versions(iv, gather_stats(eps, c.timeout_ms));
+  } else {
+    versions = check_map_versions(ic, cluster, {}, c.timeout_ms);
+  }
+  if (__builtin_add_overflow(versions.index >= 0 ? versions.index : 0, increment, &version))
     throw UsageError("--increment " + o.get("increment") + " is out of range");
+  if (increment > 0 && versions.highest() >= version) {
+    std::cerr << "refused: --increment " << increment << " gives node_map_version " << version << ", not above the "
+              << versions.highest() << " that " << versions.highest_node()
+              << " holds (the nodes would ignore that map); the smallest increment that would do is "
+              << versions.smallest_increment() << ": flare-admin index --increment " << versions.smallest_increment()
+              << "\n";
+    return EXIT_FAIL;
+  }
   std::string xml = format_index_xml(cluster, version);
   if (o.has("output")) {
     write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));
@@ -818,6 +909,13 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
       if (n.state == "down") {
         std::cerr << "partition " << n.partition << " cannot be dumped: its master " << n.key << " is down\n";
         throw Exit{EXIT_FAIL};
+      }
+      if (!n.is_active()) {
+        // A new partition's master (prepare/ready) holds copies of keys the serving partitions
+        // still own and serve: each key is read from the partition that serves it, once.
+        std::cerr << "partition " << n.partition << " is skipped: its master " << n.key << " is " << n.state
+                  << ", not yet active; its keys are read from the partitions that serve them now\n";
+        continue;
       }
       nodes.push_back(n);
     }
@@ -1134,11 +1232,11 @@ int cmd_verify(const Options& o) {
     return EXIT_FAIL;
   }
   int count = serving_partition_count(cluster);
-  std::cout << "key_hash_algorithm = " << to_string(p.algorithm) << "\n";
   if (count <= 0) {
-    std::cout << "no need to verify.\n";
+    std::cerr << "cannot verify: no partition has an active master (the cluster serves no data; see flare-admin list)\n";
     return EXIT_FAIL;
   }
+  std::cout << "key_hash_algorithm = " << to_string(p.algorithm) << "\n";
   std::cout << "partition_size: " << count << "\n";
   // Every node's keys at once; the results are printed in stats order once all are in.
   struct Check {
@@ -1279,7 +1377,10 @@ int cmd_keycheck(const Options& o) {
   std::optional<IndexClient> ic;
   if (all) {
     ic.emplace(index_client(c));
-    Partitioning p = naming_index(c.index, [&] { return partitioning_from_meta(ic->meta()); });
+    Partitioning p = naming_index(c.index, [&] {
+      ic->require_index();
+      return partitioning_from_meta(ic->meta());
+    });
     s.algorithm = p.algorithm;
     s.virtual_buckets = p.resolver.virtual_buckets();
     s.hint = p.resolver.hint();
@@ -1377,7 +1478,7 @@ const OptSpec kRetry = {"retry", 0, "N", "attempts of a refused role change (def
 
 std::vector<Command> commands() {
   return {
-      {"ping", "[HOST:PORT ...]", "Check that servers answer ping.", false,
+      {"ping", "[HOST:PORT ...]", "Check that servers answer ping (none given: the index server).", true,
        {{"wait", 0, nullptr, "retry every second until each server answers"}}, cmd_ping},
       {"list", "", "Show the nodes of the cluster.", true,
        {{"numeric-hosts", 0, nullptr, "show resolved addresses instead of names"}, kJson}, cmd_list},

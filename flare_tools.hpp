@@ -14,6 +14,7 @@
 //    4. Protocol reader                    (Reply, read_reply, parse_stats, parse_stats_nodes, ...)
 //    5. Clients                            (ServerClient, IndexClient, NodeClient, gather_stats)
 //    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
+//   6c. Node map versions                  (MapVersions: the index against the nodes)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
 //   7b. Data                               (dump_items, restore_items, ItemReader/ItemWriter, ...)
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
@@ -64,8 +65,9 @@
 //      timeout_ms(); set_trace(TraceFn t); set_cancel(CancelFn c); close(); Reply request(line); bool ping();
 //      Reply request_ok(line) (throws ServerError); std::string version(); NodeStats stats(); stats_nodes();
 //      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace(); }
-//    class IndexClient : ServerClient { Meta meta(); node_role(n, role, balance, partition);
+//    class IndexClient : ServerClient { Meta meta(); void require_index(); node_role(n, role, balance, partition);
 //      node_state(n, state); node_remove(n); }   -- node_*: status line ("OK" or refusal)
+//      require_index(): throws NotAnIndexError (: Error) when the server is a flared (`meta` -> ERROR)
 //    class NodeClient : ServerClient { std::string flush_all(); }
 //    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
 //    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
@@ -85,6 +87,12 @@
 //      int virtual_buckets = 4096); kMaxCachedRows = 8; max_partitions(); hint(); virtual_buckets();
 //      valid(); int bucket_of(int hash); int partition_of(int hash, int partition_count);
 //      const std::vector<int>& row(int n); }   -- all const; -1 where the server would fail; not thread-safe
+//   6c. Node map versions
+//    struct MapVersions { long long index; std::vector<std::pair<std::string, long long>> nodes; newer();
+//      long long highest(); std::string highest_node(); long long smallest_increment(); }  (all const)
+//    MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results);
+//    std::string map_version_warning(const MapVersions& v);   -- "" unless a node holds a newer map
+//    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment N` way out
 //   7. Operations and waiting
 //    struct OperationIO { std::function<...> say, warn, progress, ask, interrupted; }
 //    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean (all false); retry = 10;
@@ -102,7 +110,9 @@
 //    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
-//      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args); }
+//      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
+//      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
+//      every change is reported done only once the nodes show the index's new node_map_version
 //   7b. Data: dump, restore, verify
 //    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
 //    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
@@ -150,7 +160,8 @@
 //    struct QpsSample { gets, sets, at; }   std::optional<QpsSample> qps_sample(const StatsResult& r);
 //    struct QpsRates { total, reads, writes; }   std::string qps_cell(const std::optional<double>& v);
 //    QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur);
-//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<std::string> behind; qps; }
+//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<std::string> behind; qps;
+//      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index
 //    std::vector<std::string> stats_header(bool with_qps), stats_cells(const StatsRow& row, bool with_qps);
 //    std::string render_table(const std::vector<std::string>& header,
 //      const std::vector<std::vector<std::string>>& rows, size_t left_columns, const std::string& delimiter);
@@ -159,7 +170,8 @@
 //    std::string format_stats_json(const std::vector<StatsRow>& rows, bool with_qps);
 //    std::vector<ThreadInfo> threads_order(std::vector<ThreadInfo> threads);   -- by peer, then id
 //    std::string format_threads_table / format_threads_json(const std::vector<ThreadInfo>& threads);
-//    struct Summary { name; partitions, nodes, masters, slaves; bytes, items; unreachable_masters; }
+//    struct Summary { name; partitions, nodes, masters, slaves; bytes, items; unreachable_masters;
+//      std::vector<std::string> warnings; }
 //    Summary summarize(const std::string& name, const Cluster& cluster,
 //      const std::vector<StatsResult>& results);
 //    std::string format_summary(const Summary& s);   std::string format_summary_json(const Summary& s);
@@ -1468,12 +1480,35 @@ protected:
   TraceFn trace_;
 };
 
+// The address given as the index server is a data node (flared): see IndexClient::require_index().
+class NotAnIndexError : public Error {
+public:
+  using Error::Error;
+};
+
 // The index server (flarei): the cluster map and the commands that change it.
 class IndexClient : public ServerClient {
 public:
   using ServerClient::ServerClient;
 
   Meta meta() { return parse_meta(request_ok("meta").lines); }
+
+  // Makes sure the server is an index server (flarei), not a data node (flared), before anything
+  // is read from or sent to it. Both answer `stats` (the same fields) and `stats nodes` (a node
+  // with its own, possibly stale, copy of the map), but a flared answers `ERROR` to `meta`, which a
+  // flarei always answers with META lines (flare 1.3.4: shared/flare-protocol.md "Hard states",
+  // real-flare-1.3.4/node_misc.txt [1]). One round trip, once per client.
+  // Throws NotAnIndexError (one line naming the address) for a node; NetworkError / ProtocolError
+  // as request(); ServerError for any other refusal of `meta`.
+  void require_index() {
+    if (is_index_) return;
+    Reply r = request("meta");
+    if (r.status == "ERROR")
+      throw NotAnIndexError(ep_.display() + " is a data node (flared), not an index server (flarei): it answers ERROR "
+                            "to `meta`; give flarei's address with -i/--index-server and -p/--index-server-port");
+    if (!r.ok()) throw ServerError(ep_.display() + ": `meta` answered '" + r.status + "'");
+    is_index_ = true;
+  }
 
   // The three changes return the server's status line ("OK" or the error) instead of
   // throwing on a refusal: callers decide whether a refusal is fatal or worth a retry.
@@ -1488,6 +1523,9 @@ public:
   std::string node_remove(const Endpoint& n) {
     return request("node remove " + n.host + " " + std::to_string(n.port)).status;
   }
+
+private:
+  bool is_index_ = false;
 };
 
 // A data node (flared).
@@ -2175,6 +2213,67 @@ private:
   mutable std::map<int, std::vector<int>> rows_;
 };
 
+// ---- 6c. Node map versions
+// flarei numbers every map it makes (`node_map_version` in `stats` of the index and of every node)
+// and pushes each new map to the nodes; a node ignores a map older than its own (flare 1.3.4
+// src/lib/cluster.cc reconstruct_node: "ignored: the current node_map_version (27) is newer than
+// (8)"). So an index restarted from an older flare.xml answers OK to every change while no node
+// routes by it (shared/flare-protocol.md, "Hard states").
+struct MapVersions {
+  long long index = -1;                                 // the index's node_map_version; -1 unknown
+  std::vector<std::pair<std::string, long long>> nodes; // each node that answered, in the order given
+
+  // The nodes holding a newer map than the index (they ignore the index's changes).
+  std::vector<std::pair<std::string, long long>> newer() const {
+    std::vector<std::pair<std::string, long long>> out;
+    if (index < 0) return out;
+    for (const auto& n : nodes)
+      if (n.second > index) out.push_back(n);
+    return out;
+  }
+  // The highest version a node holds (-1 when none answered), and that node.
+  long long highest() const {
+    long long h = -1;
+    for (const auto& n : nodes) h = std::max(h, n.second);
+    return h;
+  }
+  std::string highest_node() const {
+    for (const auto& n : nodes)
+      if (n.second == highest()) return n.first;
+    return std::string();
+  }
+  // The smallest `index --increment` that puts the index's version above every node's (>= 1).
+  long long smallest_increment() const { return std::max(1LL, highest() - std::max(index, 0LL) + 1); }
+};
+
+// The versions of the index (`stats` node_map_version of the index, -1 unknown) and of every node
+// whose `stats` answered with one (a gather_stats result; failed nodes are left out).
+inline MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results) {
+  MapVersions v;
+  v.index = index_version;
+  for (const auto& r : results)
+    if (r.ok)
+      if (auto n = r.stats.number("node_map_version")) v.nodes.emplace_back(r.endpoint.key(), *n);
+  return v;
+}
+
+// One sentence for when nodes hold a newer map than the index ("" when none does), and one that
+// says how to get out (give flarei a version above the nodes'), e.g.
+// "the nodes hold a newer node map than the index (index node_map_version 7; 127.0.0.1:23121 holds 27,
+// and 2 more nodes): they ignore every change the index makes."
+inline std::string map_version_warning(const MapVersions& v) {
+  auto newer = v.newer();
+  if (newer.empty()) return std::string();
+  std::string who = v.highest_node() + " holds " + std::to_string(v.highest());
+  if (newer.size() > 1) who += ", and " + std::to_string(newer.size() - 1) + " more node" + (newer.size() > 2 ? "s" : "");
+  return "the nodes hold a newer node map than the index (index node_map_version " + std::to_string(v.index) + "; " +
+         who + "): they ignore every change the index makes.";
+}
+inline std::string map_version_way_out(const MapVersions& v) {
+  return "To get out: flare-admin index --increment " + std::to_string(v.smallest_increment()) +
+         " -o flare.xml, stop flarei, put that file in its data dir as flare.xml, and start flarei again.";
+}
+
 // ---- 7. Operations and waiting ----------------------------------------------------------
 // The node table (section 8) is printed by the operations too.
 inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
@@ -2371,6 +2470,7 @@ public:
 
   // Proxies become masters of new partitions (args host:port:balance:partition).
   Outcome master(std::vector<NodeArg> args) {
+    if (auto refused = preflight()) return *refused;
     // Every argument first: flarei refuses a master of balance 0, after the flush_all.
     for (const auto& a : args)
       if (!a.balance || *a.balance <= 0 || !a.partition) {
@@ -2438,6 +2538,7 @@ public:
 
   // Proxies become slaves of existing partitions (host:port:balance[:partition], partition 0 by default).
   Outcome slave(std::vector<NodeArg> args) {
+    if (auto refused = preflight()) return *refused;
     Outcome result = Outcome::ok;
     for (auto& a : args) {
       Cluster c = cluster();
@@ -2474,6 +2575,7 @@ public:
 
   // Changes balances (host:port:balance).
   Outcome balance(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
     Outcome result = Outcome::ok;
     for (auto& a : args) {
       Cluster c = cluster();
@@ -2514,6 +2616,7 @@ public:
 
   // Sets nodes down (a master's partition fails over to its best active slave).
   Outcome down(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
     return set_state(args, "down", [](const NodeInfo& n, const std::string& key) {
       return n.state == "down" ? std::optional<std::string>(key + " is already down.") : std::nullopt;
     }, "turning node down");
@@ -2521,6 +2624,7 @@ public:
 
   // Sets nodes active (a `ready` master, or a down node that is running again).
   Outcome activate(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
     return set_state(args, "active", [](const NodeInfo& n, const std::string& key) {
       return n.state == "active" ? std::optional<std::string>(key + " is already active.") : std::nullopt;
     }, "turning node up");
@@ -2528,6 +2632,7 @@ public:
 
   // Removes down proxies from the node map.
   Outcome remove(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
     Outcome result = Outcome::ok;
     for (auto& a : args) {
       Cluster c = cluster();
@@ -2561,8 +2666,13 @@ public:
       bool removed = false;
       for (int attempt = 0; attempt <= std::max(0, opt_.retry) && !removed; ++attempt) {
         say("removing " + key + ".");
-        removed = change("node remove " + a.endpoint.host + " " + std::to_string(a.endpoint.port),
-                         [&] { return index_.node_remove(a.endpoint); }) == "OK";
+        std::string st = change("node remove " + a.endpoint.host + " " + std::to_string(a.endpoint.port),
+                                [&] { return index_.node_remove(a.endpoint); });
+        removed = st == "OK";
+        if (st.rfind("the index answered OK", 0) == 0) {
+          say(st);
+          break;
+        }
         if (!removed && attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
       }
       if (!removed) {
@@ -2578,6 +2688,7 @@ public:
 
   // Rebuilds nodes from their partition: down, flush, back as a slave, wait, restore balance.
   Outcome reconstruct(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
     {
       Cluster c = cluster();
       std::vector<NodeInfo> targets;
@@ -2645,6 +2756,7 @@ public:
   // Builds several partitions at once: the first node named for each partition becomes its
   // master (and is activated), the others its slaves.
   Outcome part(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
     std::vector<NodeArg> masters, slaves;
     std::vector<int> seen;
     for (auto& a : args) {
@@ -2666,8 +2778,72 @@ public:
     return worse(r, slave(slaves));
   }
 
+  // Before the first change: the index must be a flarei (IndexClient::require_index, throws
+  // NotAnIndexError), and no node may hold a newer map than the index (they would ignore every
+  // change: see MapVersions). Says why and how to get out, and returns Outcome::failed, when a node
+  // does; std::nullopt when the command may go on. Runs once per ClusterAdmin (every public
+  // command calls it first); it also records which nodes answered, those whose map
+  // in_effect() then waits for. Throws Error when the index cannot be read.
+  std::optional<Outcome> preflight() {
+    if (preflight_done_) return std::nullopt;
+    index_.require_index();
+    Cluster c = cluster();
+    long long iv = index_.stats().number("node_map_version").value_or(-1);
+    std::vector<Endpoint> eps;
+    for (const auto& n : c.nodes())
+      if (n.state != "down") eps.push_back(n.endpoint());
+    MapVersions v = map_versions(iv, gather_stats(eps, opt_.timeout_ms));
+    watched_.clear();
+    for (const auto& n : v.nodes) watched_.push_back(n.first);
+    std::string warning = map_version_warning(v);
+    if (!warning.empty()) {
+      if (io_.warn) io_.warn("refused: " + warning + " Nothing was changed. " + map_version_way_out(v));
+      return Outcome::failed;
+    }
+    preflight_done_ = true;
+    return std::nullopt;
+  }
+
 private:
   Cluster cluster() { return Cluster(index_.stats_nodes()); }
+
+  // A change is done when the nodes route by it, not when the index answers OK. After an "OK",
+  // waits (up to --timeout) until every node that is not down in the index's map, and that
+  // answered preflight(), shows a node_map_version at least the index's new one. Returns "OK",
+  // or a sentence saying which nodes have not taken the change (their version, or why they did
+  // not answer); any other status (and every status in a dry run) is returned as it is.
+  std::string in_effect(const std::string& status) {
+    if (status != "OK" || opt_.dry_run) return status;
+    long long iv = index_.stats().number("node_map_version").value_or(-1);
+    if (iv < 0) return status;
+    auto start = Clock::now();
+    auto deadline = start + std::chrono::milliseconds(opt_.timeout_ms);
+    for (;;) {
+      Cluster c = cluster();
+      std::vector<Endpoint> eps;
+      for (const auto& n : c.nodes())
+        if (n.state != "down" && std::find(watched_.begin(), watched_.end(), n.key) != watched_.end())
+          eps.push_back(n.endpoint());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      auto results = gather_stats(eps, static_cast<int>(std::max(200LL, static_cast<long long>(left))));
+      std::vector<std::string> behind;
+      for (const auto& r : results) {
+        auto nv = r.ok ? r.stats.number("node_map_version") : std::nullopt;
+        if (!r.ok) behind.push_back(r.endpoint.key() + " (" + r.error + ")");
+        else if (!nv || *nv < iv) behind.push_back(r.endpoint.key() + " (holds " + (nv ? std::to_string(*nv) : "no version") + ")");
+      }
+      if (behind.empty()) return "OK";
+      if (Clock::now() >= deadline) {
+        long long secs = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+        std::string list;
+        for (const auto& b : behind) list += (list.empty() ? "" : ", ") + b;
+        return "the index answered OK (its node_map_version is now " + std::to_string(iv) + "), but after " +
+               std::to_string(secs) + " s these nodes still do not route by that map: " + list +
+               "; the change is not in effect (check with: flare-admin stats)";
+      }
+      if (!detail::pause(100, io_)) return "interrupted";
+    }
+  }
 
   // --force, or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
   // A dry run never asks: it shows every request the whole plan would send.
@@ -2692,7 +2868,7 @@ private:
 
   // Sends a state-changing request, or with --dry-run says what it would have sent.
   template <typename Send> std::string change(const std::string& request, Send send) {
-    return change_at(index_.endpoint(), request, send);
+    return in_effect(change_at(index_.endpoint(), request, send));
   }
   template <typename Send> std::string change_at(const Endpoint& to, const std::string& request, Send send) {
     if (opt_.dry_run) {
@@ -2753,7 +2929,7 @@ private:
     std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " master " +
                                                std::to_string(bal) + " " + std::to_string(part),
                                            [] { return std::string("OK"); })
-                                  : set_role_with_retry(index_, ep, "master", bal, part, opt_, io_);
+                                  : in_effect(set_role_with_retry(index_, ep, "master", bal, part, opt_, io_));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
       say("failed to change the state.");
@@ -2774,9 +2950,9 @@ private:
             ep.key());
         return Outcome::declined;
       }
-      std::string s = index_.node_state(ep, "active");
+      std::string s = in_effect(index_.node_state(ep, "active"));
       if (s != "OK") {
-        say("failed to activate " + ep.key());
+        say("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
         return Outcome::failed;
       }
     }
@@ -2794,7 +2970,7 @@ private:
     std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " +
                                                std::to_string(part),
                                            [] { return std::string("OK"); })
-                                  : set_role_with_retry(index_, ep, "slave", 0, part, opt_, io_);
+                                  : in_effect(set_role_with_retry(index_, ep, "slave", 0, part, opt_, io_));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
       say("failed to change the state.");
@@ -2813,7 +2989,26 @@ private:
     std::string finish = bal > 0 ? " When it is slave active, give it its balance: flare-admin balance " + ep.key() + ":" +
                                        std::to_string(bal)
                                  : "";
-    if (wait_for_slave_active(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
+    WaitEnd end;
+    try {
+      end = wait_for_slave_active(index_, ep, opt_, io_, last);
+    } catch (const Error&) {
+      // A flared whose copy from the master fails (the master answers `SERVER_ERROR database busy`
+      // while a dump or another construction reads it) gives up and goes back to proxy.
+      Cluster c = cluster();
+      const NodeInfo* now = c.find(ep);
+      const NodeInfo* m = c.master_of(part);
+      if (now && now->is_proxy()) {
+        say("construction of " + ep.key() + " failed: the node fell back to proxy " + now->state + " because its copy from the master " +
+            (m ? m->key : std::string("of partition ") + std::to_string(part)) +
+            " failed (flared does so when the master is busy with a dump or another construction: SERVER_ERROR database "
+            "busy). When the master is free, try again: flare-admin slave " + ep.key() + ":" + std::to_string(std::max(bal, 0)) +
+            ":" + std::to_string(part));
+        return Outcome::failed;
+      }
+      throw;
+    }
+    if (end == WaitEnd::interrupted)
       return interrupted_at(ep, "The node keeps copying from its master." + finish);
     say("state is active -> stop waiting");
     if (bal <= 0) return Outcome::ok;
@@ -2823,12 +3018,22 @@ private:
           ep.key() + ":" + std::to_string(bal));
       return Outcome::declined;
     }
-    std::string b = index_.node_role(ep, "slave", bal, part);
+    std::string b = in_effect(index_.node_role(ep, "slave", bal, part));
     if (b != "OK") {
       say("failed to change the balance of " + ep.key() + ": " + b);
       return Outcome::failed;
     }
     return Outcome::ok;
+  }
+
+  bool answers_ping(const Endpoint& ep) {
+    try {
+      ServerClient sc(ep, opt_.timeout_ms);
+      sc.set_trace(index_.trace());
+      return sc.ping();
+    } catch (const Error&) {
+      return false;
+    }
   }
 
   Outcome reconstruct_one(const NodeInfo& n) {
@@ -2868,6 +3073,12 @@ private:
         say(*msg);
         continue;
       }
+      if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
+        // flarei answers OK and its monitor sets the node down again: it would look done.
+        say(key + " is not answering (is its flared running?): not activated.");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
       if (!ask_yes(verb + " (node=" + key + ", state=" + n->state + " -> " +
                                            (state == "active" ? std::string("activate") : state) + ") (y/n): ")) {
         declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
@@ -2890,6 +3101,8 @@ private:
   OperationOptions opt_;
   OperationIO io_;
   bool yes_to_all_ = false;
+  bool preflight_done_ = false;
+  std::vector<std::string> watched_; // nodes that answered preflight(): in_effect() waits for them
 };
 
 
@@ -4330,6 +4543,12 @@ inline std::string json_escape(std::string_view s) {
   return out;
 }
 
+inline std::string json_string_array(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + json_escape(v[i]);
+  return out + "]";
+}
+
 inline std::string json_number_or_null(const std::optional<long long>& v) {
   return v ? std::to_string(*v) : std::string("null");
 }
@@ -4427,6 +4646,7 @@ struct StatsRow {
   const StatsResult* result = nullptr; // nullptr or !ok: the node did not answer
   std::optional<std::string> behind;   // from the index's thread for this node
   QpsRates qps;
+  std::optional<long long> index_map_version; // the index's node_map_version: JSON flags a node holding a newer map
 };
 
 inline std::vector<std::string> stats_header(bool with_qps) {
@@ -4538,6 +4758,9 @@ inline std::string format_stats_json(const std::vector<StatsRow>& rows, bool wit
       out += ",\"hit\":" + hit + ",\"bytes\":" + json_number_or_null(s.number("bytes")) +
              ",\"uptime\":" + json_number_or_null(s.number("uptime")) + ",\"version\":" + json_escape(s.get("version")) +
              ",\"cmd_get\":" + json_number_or_null(gets) + ",\"cmd_set\":" + json_number_or_null(s.number("cmd_set"));
+      auto nmv = s.number("node_map_version");
+      out += ",\"node_map_version\":" + json_number_or_null(nmv);
+      if (row.index_map_version && nmv && *nmv > *row.index_map_version) out += ",\"map_newer_than_index\":true";
     } else {
       out += ",\"error\":" + json_escape(row.result ? row.result->error : std::string("not asked"));
     }
@@ -4600,6 +4823,7 @@ struct Summary {
   int partitions = 0, nodes = 0, masters = 0, slaves = 0;
   long long bytes = 0, items = 0;
   int unreachable_masters = 0; // masters whose stats could not be read (their size is missing)
+  std::vector<std::string> warnings; // e.g. map_version_warning(); JSON only (the table goes to stderr)
 };
 
 // `results` are the masters' stats (any order); nodes that did not answer are counted apart.
@@ -4647,7 +4871,8 @@ inline std::string format_summary_json(const Summary& s) {
   return "{\"cluster\":" + detail::json_escape(s.name) + ",\"partitions\":" + std::to_string(s.partitions) +
          ",\"nodes\":" + std::to_string(s.nodes) + ",\"masters\":" + std::to_string(s.masters) +
          ",\"slaves\":" + std::to_string(s.slaves) + ",\"bytes\":" + std::to_string(s.bytes) +
-         ",\"items\":" + std::to_string(s.items) + ",\"unreachable_masters\":" + std::to_string(s.unreachable_masters) + "}";
+         ",\"items\":" + std::to_string(s.items) + ",\"unreachable_masters\":" + std::to_string(s.unreachable_masters) +
+         ",\"warnings\":" + detail::json_string_array(s.warnings) + "}";
 }
 
 // One line for a terminal while many nodes are read at once (dump --all, dumpkey --all,

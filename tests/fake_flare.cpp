@@ -61,6 +61,11 @@
 //                                      (at most 100000 kept; `DROPPED N` before END if more)
 //   requests-clear                     -> OK
 //   items NODE                         -> ITEMS N
+//   index-restart VERSION              flarei restarted from an older flare.xml: its node_map_version
+//                                      becomes VERSION; each node keeps its map and ignores the index's
+//                                      until one is newer than its own (as flared's reconstruct_node)
+// A slave made (`node role ... slave`) while its master is busy with a dump/dump_key falls back to
+// proxy at once, as a real flared's construction does on `SERVER_ERROR database busy`.
 // The monitor (revive-ms after a live node was set down, or after `start`): a live node set down
 // comes back as proxy/active, a preserved master (down, still the only master of its partition)
 // as master/active; after a takeover the old master stays in the map as master/down (it may be
@@ -483,6 +488,10 @@ struct FakeNode {
   // one iteration of the database at a time (dump, dump_key): another answers
   // `SERVER_ERROR database busy`, as a real flared 1.3.4 does (shared/flare-protocol.md)
   bool iterating = false;
+  // the map a node held when the index went back to an older one (control index-restart): it
+  // ignores the index's maps until one is newer than floor_version (0 = none)
+  uint64_t floor_version = 0;
+  NodeMap floor_map;
   bool has_snapshot = false;
   NodeMap snapshot;
   uint64_t snapshot_version = 0;
@@ -809,6 +818,13 @@ bool set_role(MapEntry& e, Role role, int64_t balance, int64_t partition) {
       e.balance = m->state == State::Active ? 0 : b;
       e.reset_copy();
       bump();
+      if (FakeNode* src = node_of(*m); src && src->iterating) {
+        // The master is busy with a dump: its `dump` answers SERVER_ERROR database busy, the
+        // construction fails at once and flared falls back to proxy (log: "failed to reconstruct
+        // (SERVER_ERROR database busy)"; shared/flare-protocol.md "Hard states").
+        to_proxy(e, State::Active);
+        bump();
+      }
       return true;
     }
     case Role::Master:
@@ -895,6 +911,16 @@ bool remove_entry(const std::string& key) {
 }
 
 const NodeMap& node_view(const FakeNode& n, uint64_t& version) {
+  if (n.floor_version > 0) {
+    // A node that holds a newer map than the index's (index-restart) ignores the index's maps
+    // until one is newer than its own; from then on it follows the index again.
+    if (g_map_version <= n.floor_version) {
+      version = n.floor_version;
+      return n.floor_map;
+    }
+    const_cast<FakeNode&>(n).floor_version = 0;
+    const_cast<FakeNode&>(n).floor_map.clear();
+  }
   if (n.has_synced && n.synced_at == g_map_version) {
     version = n.synced_version;
     return n.synced;
@@ -2410,6 +2436,25 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     if (it == g_map.end()) return err("unknown node");
     it->second.thread_type = static_cast<int>(tt);
     for (auto& kv : g_map) g_next_thread_type = std::max(g_next_thread_type, kv.second.thread_type + 1);
+    return ok();
+  }
+  if (cmd == "index-restart") {
+    // index-restart VERSION: flarei restarted from an older flare.xml (same nodes, its
+    // node_map_version back to VERSION). Every node keeps the map it holds, and ignores each map
+    // from the index until one is newer than its own (flare 1.3.4 cluster::reconstruct_node:
+    // "ignored: the current node_map_version (27) is newer than (8)").
+    int64_t v;
+    if (w.size() != 2 || !parse_i64(w[1], v) || v < 1) return err("usage: index-restart VERSION");
+    std::lock_guard<std::mutex> lk(g_mu);
+    for (auto& n : g_nodes) {
+      uint64_t held = 0;
+      NodeMap copy = node_view(*n, held);
+      if (held > n->floor_version) {
+        n->floor_map = std::move(copy);
+        n->floor_version = held;
+      }
+    }
+    g_map_version = static_cast<uint64_t>(v);
     return ok();
   }
   static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse",

@@ -190,7 +190,7 @@ TEST_CASE("stats shows every node in stats order, byte for byte") {
     CHECK(r.out == "[\n  {\"node\":\"" + k0 +
                        "\",\"state\":\"active\",\"role\":\"master\",\"partition\":0,\"balance\":1,\"reachable\":true,"
                        "\"behind\":0,\"items\":20000,\"conn\":2,\"hit\":null,\"bytes\":21648704,\"uptime\":22,"
-                       "\"version\":\"1.3.4\",\"cmd_get\":0,\"cmd_set\":0}\n]\n");
+                       "\"version\":\"1.3.4\",\"cmd_get\":0,\"cmd_set\":0,\"node_map_version\":3}\n]\n");
   }
 }
 

@@ -120,7 +120,27 @@ TEST_CASE("the summary matches flare-admin summary") {
   CHECK(format_summary(s) == "#cluster                        part  node master slave            size        items\n"
                              "127.0.0.1:12120                    1     2      1     1        21648704        20000\n");
   CHECK(format_summary_json(s) == "{\"cluster\":\"127.0.0.1:12120\",\"partitions\":1,\"nodes\":2,\"masters\":1,\"slaves\":1,"
-                                  "\"bytes\":21648704,\"items\":20000,\"unreachable_masters\":0}");
+                                  "\"bytes\":21648704,\"items\":20000,\"unreachable_masters\":0,\"warnings\":[]}");
+  s.warnings.push_back("a \"quoted\" warning");
+  CHECK(format_summary_json(s).find(",\"warnings\":[\"a \\\"quoted\\\" warning\"]}") != std::string::npos);
+}
+
+TEST_CASE("node map versions: nodes newer than the index, and the smallest increment above them") {
+  Cluster c({make_node("127.0.0.1:12121", "master", "active", 0, 1), make_node("127.0.0.1:12122", "slave", "active", 0, 1)});
+  std::vector<StatsResult> r = {stats_result(*c.find("127.0.0.1:12121"), {{"node_map_version", "27"}}),
+                                stats_result(*c.find("127.0.0.1:12122"), {{"node_map_version", "26"}})};
+  MapVersions v = map_versions(7, r);
+  CHECK(v.newer().size() == 2);
+  CHECK(v.highest() == 27);
+  CHECK(v.highest_node() == "127.0.0.1:12121");
+  CHECK(v.smallest_increment() == 21);
+  CHECK(map_version_warning(v) == "the nodes hold a newer node map than the index (index node_map_version 7; 127.0.0.1:12121 "
+                                  "holds 27, and 1 more node): they ignore every change the index makes.");
+  CHECK(map_version_way_out(v).find("flare-admin index --increment 21 -o flare.xml") != std::string::npos);
+  CHECK(map_version_warning(map_versions(27, r)).empty());
+  CHECK(map_version_warning(map_versions(-1, r)).empty()); // the index's version unknown: no claim
+  r[1].ok = false;
+  CHECK(map_versions(7, r).nodes.size() == 1); // a node that did not answer is left out
 }
 
 TEST_CASE("the index document is flare's boost XML") {

@@ -1,0 +1,189 @@
+// Integration (issue 17, parts 4, 5 and 7): answers that looked right and were not. An index
+// address that is really a data node; nodes that hold a newer map than the index and ignore its
+// changes; a change reported done only when the nodes show it; ping with no argument; dump --all
+// while a new partition's master is ready; activate of a dead node; verify with no active master;
+// a slave whose copy failed because its master was busy. Each was seen on a real flare 1.3.4.
+#include "harness.hpp"
+
+#include <thread>
+
+using harness::FakeCluster;
+using harness::run;
+using harness::with;
+
+namespace {
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+size_t count_of(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = s.find(part); at != std::string::npos; at = s.find(part, at + 1)) ++n;
+  return n;
+}
+
+size_t lines(const std::string& s) { return count_of(s, "\n"); }
+
+void master_and_slave(FakeCluster& f) {
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 1");
+}
+
+} // namespace
+
+TEST_CASE("cluster_truth: an index address that is a data node is named as such, by every command") {
+  FakeCluster f(3);
+  master_and_slave(f);
+  std::vector<std::string> at_node = {"-i", f.node(1)};
+  std::string out_file = f.dir() + "/flare.xml";
+  const std::vector<std::vector<std::string>> commands = {
+      {"list"}, {"list", "--json"}, {"stats"}, {"stats", "--json"}, {"summary"}, {"index"},
+      {"index", "-o", out_file}, {"threads"}, {"down", "--force", f.node(2)}, {"balance", "--force", f.node(1) + ":2"},
+      {"remove", "--force", f.node(2)}, {"dump", "--all"}, {"dumpkey", "--all"}, {"verify"},
+  };
+  for (const auto& cmd : commands) {
+    auto r = run(with(cmd, at_node));
+    INFO(cmd[0], " ", r.out, " / ", r.err);
+    CHECK(r.status == 1);
+    CHECK(r.out.empty());
+    CHECK(lines(r.err) == 1);
+    CHECK(has(r.err, f.node(1) + " is a data node (flared), not an index server (flarei)"));
+  }
+  CHECK(access(out_file.c_str(), F_OK) != 0); // no flare.xml written from a node's stale copy
+  CHECK(f.state_changes().empty());
+  auto p = run(with({"ping"}, at_node));
+  CHECK(p.status == 1);
+  CHECK(p.out == f.node(1) + " is not an index server\n");
+}
+
+TEST_CASE("cluster_truth: nodes holding a newer map than the index: read commands warn, changes refuse") {
+  FakeCluster f(3);
+  master_and_slave(f);
+  auto idx = f.index_args();
+  long long nodes_version = -1;
+  {
+    flare::NodeClient n(flare::Endpoint{"127.0.0.1", f.node_ports[0]}, 10000);
+    nodes_version = n.stats().number("node_map_version").value_or(-1);
+  }
+  REQUIRE(nodes_version > 2);
+  f.must("index-restart 2"); // flarei restarted from an older flare.xml
+  long long need = nodes_version - 2 + 1;
+  std::string way_out = "flare-admin index --increment " + std::to_string(need);
+
+  auto l = run(with({"list"}, idx));
+  CHECK(l.status == 0);
+  CHECK(has(l.err, "warning: the nodes hold a newer node map than the index (index node_map_version 2;"));
+  CHECK(has(l.err, way_out));
+  auto lj = run(with({"list", "--json"}, idx));
+  CHECK(has(lj.out, "\"node_map_version\":2,\"warnings\":[\"the nodes hold a newer node map"));
+
+  auto s = run(with({"stats", "--json"}, idx));
+  CHECK(s.status == 0);
+  CHECK(count_of(s.out, "\"map_newer_than_index\":true") == 3);
+  CHECK(has(s.err, "warning: the nodes hold a newer node map"));
+  auto st = run(with({"stats"}, idx));
+  CHECK(has(st.err, "warning: the nodes hold a newer node map"));
+
+  auto sj = run(with({"summary", "--json"}, idx));
+  CHECK(has(sj.out, "\"warnings\":[\"the nodes hold a newer node map"));
+  CHECK(has(sj.err, "warning: the nodes hold a newer node map"));
+
+  // Every change command refuses, sends nothing, and says how to get out.
+  f.control("requests-clear");
+  const std::vector<std::vector<std::string>> changes = {
+      {"down", "--force", f.node(1)}, {"balance", "--force", f.node(1) + ":3"}, {"activate", "--force", f.node(2)},
+      {"slave", "--force", f.node(2) + ":1:0"}, {"master", "--force", f.node(2) + ":1:1"},
+      {"reconstruct", "--force", f.node(1)}, {"remove", "--force", f.node(2)}, {"down", "-n", f.node(1)},
+  };
+  for (const auto& cmd : changes) {
+    auto r = run(with(cmd, idx));
+    INFO(cmd[0], " ", r.out, " / ", r.err);
+    CHECK(r.status == 1);
+    CHECK(has(r.err, "refused: the nodes hold a newer node map than the index"));
+    CHECK(has(r.err, way_out));
+  }
+  CHECK(f.state_changes().empty());
+
+  // index --increment: above every node's version, or a refusal giving the smallest increment.
+  auto small = run(with({"index", "--increment", std::to_string(need - 1)}, idx));
+  CHECK(small.status == 1);
+  CHECK(small.out.empty());
+  CHECK(has(small.err, "the smallest increment that would do is " + std::to_string(need)));
+  auto ok = run(with({"index", "--increment", std::to_string(need)}, idx));
+  CHECK(ok.status == 0);
+  CHECK(has(ok.out, "<version>" + std::to_string(nodes_version + 1) + "</version>"));
+}
+
+TEST_CASE("cluster_truth: a change is done only when the nodes show the index's new map") {
+  FakeCluster f(3);
+  master_and_slave(f);
+  auto idx = f.index_args();
+  // 127.0.0.1:node(2) keeps an old map (its `stats` stays at node_map_version 3).
+  f.must("override " + f.node(2) + " stats " + harness::hex(harness::node_stats_reply(0, 0, 5)));
+  auto r = run(with({"balance", "--force", "--timeout", "1", f.node(1) + ":3"}, idx));
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "failed to change the balance of " + f.node(1) + ": the index answered OK"));
+  CHECK(has(r.out, "these nodes still do not route by that map: " + f.node(2) + " (holds 3)"));
+  f.must("override " + f.node(2) + " stats off");
+  auto again = run(with({"balance", "--force", f.node(1) + ":4"}, idx));
+  CHECK(again.status == 0);
+}
+
+TEST_CASE("cluster_truth: ping with no argument pings the index server") {
+  FakeCluster f(1);
+  auto idx = f.index_args();
+  auto up = run(with({"ping"}, idx));
+  CHECK(up.status == 0);
+  CHECK(up.out == "alive\n");
+  f.must("refuse index 1");
+  auto down = run(with({"ping"}, idx));
+  CHECK(down.status == 1);
+  CHECK(down.out == f.index() + " is down\n");
+}
+
+TEST_CASE("cluster_truth: dump --all while a new partition's master is ready writes each key once") {
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 200 10");
+  // The new partition's master has copied its share (the same keys) and is ready, not active.
+  f.must("set-node " + f.node(1) + " master ready 1 1");
+  f.must("fill " + f.node(1) + " 100 10");
+  auto r = run(with({"dump", "--all"}, f.index_args()));
+  CHECK(r.status == 0);
+  CHECK(count_of(r.out, "VALUE ") == 200);
+  CHECK(has(r.err, "partition 1 is skipped: its master " + f.node(1) + " is ready, not yet active"));
+}
+
+TEST_CASE("cluster_truth: activate of a node whose flared is dead says it is not answering") {
+  FakeCluster f(3);
+  master_and_slave(f);
+  f.must("kill " + f.node(2));
+  f.must("set-node " + f.node(2) + " proxy down -1 0");
+  auto r = run(with({"activate", "--force", f.node(2)}, f.index_args()));
+  CHECK(r.status == 1);
+  CHECK(has(r.out, f.node(2) + " is not answering (is its flared running?): not activated."));
+  for (const auto& c : f.state_changes()) CHECK(!has(c, "node state"));
+}
+
+TEST_CASE("cluster_truth: verify on a cluster with no active master gives one line and exit 1") {
+  FakeCluster f(2);
+  auto r = run(with({"verify"}, f.index_args()));
+  CHECK(r.status == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err == "cannot verify: no partition has an active master (the cluster serves no data; see flare-admin list)\n");
+}
+
+TEST_CASE("cluster_truth: a slave whose copy failed on a busy master says so and names the master") {
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 2000 100");
+  f.must("dump-rate " + f.node(0) + " 1"); // a dump that goes on while the slave is made
+  flare::ServerClient dumper(flare::Endpoint{"127.0.0.1", f.node_ports[0]}, 10000);
+  dumper.send_line("dump");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto r = run(with({"slave", "--force", f.node(1) + ":1:0"}, f.index_args()));
+  CHECK(r.status == 1);
+  CHECK(has(r.out, "construction of " + f.node(1) + " failed: the node fell back to proxy active because its copy from "
+                   "the master " + f.node(0) + " failed"));
+  CHECK(has(r.out, "flare-admin slave " + f.node(1) + ":1:0"));
+  dumper.close();
+}
