@@ -446,6 +446,15 @@ private:
   int stdin_fd_ = -1;
 };
 
+// Node 0 the master of partition 0, node 1 its slave (balance 1 each), as set-node forces them.
+inline void master_and_slave(FakeCluster& f) {
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 1");
+}
+
+// The number of lines of a text (its "\n" bytes).
+inline size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
 // Argument lists: with({"list"}, {"-i", index}).
 inline std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
   a.insert(a.end(), b.begin(), b.end());

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cctype>
 
+using harness::count_lines;
 using harness::FakeCluster;
+using harness::master_and_slave;
 using harness::run;
 using harness::with;
 using harness::run_tty;
@@ -44,10 +46,6 @@ std::string last_line(const std::string& s) {
   return t.substr(t.rfind('\n') == std::string::npos ? 0 : t.rfind('\n') + 1);
 }
 
-void master_and_slave(FakeCluster& f) {
-  f.must("set-node " + f.node(0) + " master active 0 1");
-  f.must("set-node " + f.node(1) + " slave active 0 1");
-}
 
 } // namespace
 

@@ -7,7 +7,9 @@
 
 #include <thread>
 
+using harness::count_lines;
 using harness::FakeCluster;
+using harness::master_and_slave;
 using harness::run;
 using harness::with;
 
@@ -21,12 +23,7 @@ size_t count_of(const std::string& s, const std::string& part) {
   return n;
 }
 
-size_t lines(const std::string& s) { return count_of(s, "\n"); }
 
-void master_and_slave(FakeCluster& f) {
-  f.must("set-node " + f.node(0) + " master active 0 1");
-  f.must("set-node " + f.node(1) + " slave active 0 1");
-}
 
 } // namespace
 
@@ -45,7 +42,7 @@ TEST_CASE("cluster_truth: an index address that is a data node is named as such,
     INFO(cmd[0], " ", r.out, " / ", r.err);
     CHECK(r.status == 1);
     CHECK(r.out.empty());
-    CHECK(lines(r.err) == 1);
+    CHECK(count_lines(r.err) == 1);
     CHECK(has(r.err, f.node(1) + " is a data node (flared), not an index server (flarei)"));
   }
   CHECK(access(out_file.c_str(), F_OK) != 0); // no flare.xml written from a node's stale copy

@@ -5,13 +5,14 @@
 
 #include <algorithm>
 
+using harness::count_lines;
 using harness::FakeCluster;
+using harness::master_and_slave;
 using harness::run;
 using harness::with;
 
 namespace {
 
-size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 // Every subcommand that asks the index server something, with arguments naming node 0/1.
 std::vector<std::vector<std::string>> index_commands(FakeCluster& f, const std::string& dump_file) {
@@ -39,7 +40,7 @@ void check_one_line_failure(const harness::Result& r, const std::string& what) {
   CAPTURE(r.out);
   CAPTURE(r.err);
   CHECK(r.status == 1);
-  CHECK(lines(r.err) >= 1);
+  CHECK(count_lines(r.err) >= 1);
   CHECK(r.err.find(what) != std::string::npos);
   if (harness::rss_limit_kb() > 0) CHECK(r.max_rss_kb < harness::rss_limit_kb());
 }
@@ -61,7 +62,7 @@ TEST_CASE("an index server that accepts and never answers: every command ends wi
     CAPTURE(cmd[0]);
     auto r = run(with(with(cmd, index_option(cmd, f)), {"--timeout", "1"}));
     check_one_line_failure(r, "timed out waiting for index server " + f.index());
-    CHECK(lines(r.err) == 1);
+    CHECK(count_lines(r.err) == 1);
     CHECK(r.seconds < 6);
   }
 }
@@ -75,10 +76,10 @@ TEST_CASE("an index server that is refused or does not resolve: one line, exit 1
     CAPTURE(cmd[0]);
     auto r = run(with(cmd, index_option(cmd, f)));
     check_one_line_failure(r, "cannot connect to index server " + f.index() + ": Connection refused");
-    CHECK(lines(r.err) == 1);
+    CHECK(count_lines(r.err) == 1);
     auto u = run(with(cmd, {cmd[0] == "restore" ? "--index-server" : "-i", "no-such-host.invalid"}));
     check_one_line_failure(u, "cannot resolve 'no-such-host.invalid'");
-    CHECK(lines(u.err) == 1);
+    CHECK(count_lines(u.err) == 1);
   }
 }
 
@@ -155,7 +156,7 @@ TEST_CASE("a node's bad stats show as '-' or as a dead row, never spoil the tabl
     f.must("hang " + f.node(2) + " 1");
     auto r = run(with({"stats", "--timeout", "1"}, f.index_args()));
     CHECK(r.status == 0);
-    CHECK(lines(r.out) == 4);
+    CHECK(count_lines(r.out) == 4);
     CHECK(r.err.find(f.node(0) + ": malformed stats line '\\x01garbage'\n") != std::string::npos);
     CHECK(r.err.find(f.node(1) + ": reply larger than 4194304 bytes\n") != std::string::npos);
     CHECK(r.err.find(f.node(2) + ": timed out\n") != std::string::npos);

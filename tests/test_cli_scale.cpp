@@ -9,14 +9,15 @@
 #include <algorithm>
 #include <fstream>
 
+using harness::count_lines;
 using harness::FakeCluster;
+using harness::master_and_slave;
 using harness::slurp;
 using harness::run;
 using harness::with;
 
 namespace {
 
-size_t count_lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 // Runs flare-admin with RLIMIT_NOFILE set to `nofile` (soft and hard, so it cannot raise it).
 harness::Result run_with_nofile(rlim_t nofile, const std::vector<std::string>& args, int limit_s = 120) {
