@@ -974,7 +974,15 @@ int cmd_dumpkey(const Options& o) {
     std::string line;
     dump_keys_all(
         targets,
-        [&](size_t, std::string_view key) {
+        [&](size_t i, std::string_view key) {
+          if (key.find('\n') != std::string_view::npos) { // a binary client's key: one per line cannot hold it
+            std::string what = "a key of " + targets[i].endpoint.display() + " cannot be written one per line: '" +
+                               detail::printable(key, 250) + "' holds a line feed";
+            if (!opt.on_unframed_key) throw Error(what + " (--skip-unframed skips it)");
+            ++unframed;
+            term.warn("skipped " + what);
+            return;
+          }
           line.assign(key.data(), key.size());
           line += '\n';
           out.writer().write(line);
@@ -986,7 +994,7 @@ int cmd_dumpkey(const Options& o) {
     term.end_progress();
     if (unframed > 0) {
       std::cerr << unframed << " key" << (unframed == 1 ? "" : "s")
-                << " skipped (named above: keys holding CR LF, which flare's text dump_key cannot frame); the other "
+                << " skipped (named above: keys holding CR LF or a line feed, which flare's text dump_key or a key per line cannot frame); the other "
                 << total << " keys were written\n";
       return EXIT_FAIL;
     }

@@ -57,7 +57,9 @@
 //    std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines);
 //    struct Meta { fields; std::string get(name); }  Meta parse_meta(const std::vector<std::string>& lines);
 //    struct ItemHeader { key, flags, length, version, expire; }   bool valid_item_key(std::string_view k);
-//    ItemHeader parse_value_line(std::string_view line);   -- "VALUE key flags length version expire"
+//    std::string text_key_problem(std::string_view k);   -- why `set` cannot carry k ("" if it can)
+//    ItemHeader parse_value_line(std::string_view line);   -- "VALUE key flags length version expire";
+//      the key may hold any byte but space and NUL (a lone CR or LF too)
 //   5. Clients
 //    class ServerClient {   -- one connection, move-only, connecting lazily; `line` is const std::string&
 //      explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS); endpoint();
@@ -123,13 +125,18 @@
 //      void skip_to(unsigned long long target); }
 //    struct DumpRange { int partition = -1; int partition_size = 0; unsigned long long bwlimit = 0; }
 //    std::string dump_request(const DumpRange& r);  struct DumpTarget { Endpoint endpoint; DumpRange range; }
+//    constexpr const char* kStreamProbe = "version";   -- sent behind every dump/dump_key: the line
+//      after END must be its answer, else a key holding CR LF put that END there (ProtocolError)
+//    struct UnframedRecord { offset, size, key, length; }   -- a dump record flared cannot frame
 //    template <...> unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range,
-//      OnHeader&& on_header, OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr);
+//      OnHeader&& on_header, OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr,
+//      const std::function<void(const UnframedRecord&)>& on_unframed = nullptr);  -- set: skip those
 //    template <...> unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item);
 //    template <...> unsigned long long dump_keys(NodeClient& node, int partition, int partition_size,
 //      OnKey&& on_key);
 //    struct DumpOptions { timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; trace; cancel;
-//      on_node_start, on_node_done, on_item, on_node_item, on_node_error (std::function callbacks); }
+//      on_node_start, on_node_done, on_item, on_node_item, on_node_error, on_unframed (dump_items),
+//      on_unframed_key (dump_keys_all) (std::function callbacks); }   -- on_unframed*: skip, name
 //    unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out,
 //      const DumpOptions& opt = {});   -- every node at once
 //    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
@@ -3763,6 +3770,10 @@ inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, On
 }
 
 // Streams a node's keys (`dump_key [PARTITION PARTITION_SIZE]`); idle deadline as dump_node.
+// Lines end at CR LF only (a key may hold a lone CR or LF). Throws ServerError on a refusal,
+// ProtocolError on a line that is not `KEY ...` or on an END not followed by the answer to
+// kStreamProbe (a key holding CR LF, stored through the binary protocol, put it there: the
+// listing is not complete); the node is named, and what was read.
 template <typename OnKey>
 inline unsigned long long dump_keys(NodeClient& node, int partition, int partition_size, OnKey&& on_key) {
   node.send_raw((partition < 0 ? std::string("dump_key")
@@ -4035,7 +4046,8 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
 }
 
 // The keys of every target at once (`dump_key`), from one poll loop; `on_key(i, key)` is told
-// which target each key came from. Returns the number of keys of each target.
+// which target each key came from. Returns the number of keys of each target. Framing and
+// errors as dump_keys; with opt.on_unframed_key a key holding CR LF is skipped and named.
 template <typename OnKey>
 inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets, OnKey&& on_key,
                                                      const DumpOptions& opt = {}) {
@@ -4267,7 +4279,7 @@ private:
 
   void failure(const std::string& key, std::string_view why) {
     ++report_.failed;
-    if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why));
+    if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why, 200));
   }
 
   // A key as a failure line names it: whole up to memcached's 250 bytes, else its start and size.

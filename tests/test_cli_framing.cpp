@@ -151,8 +151,12 @@ TEST_CASE("framing: a key only the binary protocol stores (a lone LF) is dumped,
   REQUIRE(d.status == 0);
   CHECK(slurp(out).find("VALUE lf\nx 0 1 1 0\r\nv\r\n") != std::string::npos);
   auto k = run(with({"dumpkey", "--all"}, idx));
-  CHECK(k.status == 0);
-  CHECK(k.out.find("lf\nx\n") != std::string::npos);
+  CHECK(k.status == 1);
+  CHECK(k.err.find("'lf\\x0ax' holds a line feed (--skip-unframed skips it)") != std::string::npos);
+  k = run(with({"dumpkey", "--all", "--skip-unframed"}, idx));
+  CHECK(k.status == 1);
+  CHECK(k.out == "a\n");
+  CHECK(k.err.find("1 key skipped") != std::string::npos);
   auto r = run(with({"restore", "--input", out}, {"--index-server", f.index()}));
   CAPTURE(r.err);
   CHECK(r.status == 1);
