@@ -27,6 +27,9 @@ INTEG_SRC += tests/test_cli_files.cpp
 INTEG_SRC += tests/test_cli_cluster_truth.cpp
 UNIT_SRC  += tests/test_output_file.cpp
 UNIT_SRC += tests/test_portable_sockets.cpp
+# Keys the text protocol cannot frame (issue 17, parts 1 and 2).
+INTEG_SRC += tests/test_cli_framing.cpp
+UNIT_SRC  += tests/test_framing.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check fuzz fuzz-run demo bench clean check-doctest

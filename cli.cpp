@@ -1016,11 +1016,27 @@ int cmd_dump(const Options& o) {
     else term.warn(shown(t) + std::to_string(n));
   });
   opt.on_item = [&](unsigned long long n) { total = n; };
+  unsigned long long unframed = 0;
+  if (o.flag("skip-unframed")) {
+    opt.on_unframed = [&](const DumpTarget& t, const UnframedRecord& u) {
+      if (one && unframed == 0) std::cerr << "\n";
+      ++unframed;
+      term.warn("skipped a record " + t.endpoint.display() + " cannot frame: byte " + std::to_string(u.offset) +
+                " of its dump, " + std::to_string(u.size) + " bytes, key '" + detail::printable(u.key, 250) + "' (" +
+                std::to_string(u.length) + "-byte value)");
+    };
+  }
   try {
     dump_items(targets, writer, opt);
     writer.finish();
     out.commit();
     term.end_progress();
+    if (unframed > 0) {
+      std::cerr << unframed << " record" << (unframed == 1 ? "" : "s")
+                << " skipped (named above: keys holding a space or CR LF, which flare's text dump cannot frame); the other "
+                << total << " items were written\n";
+      return EXIT_FAIL;
+    }
   } catch (const Interrupted&) {
     term.end_progress();
     std::cerr << (one ? "\n" : "") << "interrupted after " << total << " items" << out.where() << "\n";
@@ -1045,11 +1061,26 @@ int cmd_dumpkey(const Options& o) {
   opt.cancel = interrupted;
   Terminal term;
   show_progress(term, opt, "dumping keys", targets, "keys");
+  unsigned long long unframed = 0;
+  if (o.flag("skip-unframed")) {
+    opt.on_unframed_key = [&](const DumpTarget& t, const std::string& key) {
+      ++unframed;
+      term.warn("skipped a key " + t.endpoint.display() + " cannot frame: '" + detail::printable(key, 250) + "'");
+    };
+  }
   try {
     std::string line;
     dump_keys_all(
         targets,
-        [&](size_t, std::string_view key) {
+        [&](size_t i, std::string_view key) {
+          if (key.find('\n') != std::string_view::npos) { // a binary client's key: one per line cannot hold it
+            std::string what = "a key of " + targets[i].endpoint.display() + " cannot be written one per line: '" +
+                               detail::printable(key, 250) + "' holds a line feed";
+            if (!opt.on_unframed_key) throw Error(what + " (--skip-unframed skips it)");
+            ++unframed;
+            term.warn("skipped " + what);
+            return;
+          }
           line.assign(key.data(), key.size());
           line += '\n';
           out.writer().write(line);
@@ -1059,6 +1090,12 @@ int cmd_dumpkey(const Options& o) {
         opt);
     out.commit();
     term.end_progress();
+    if (unframed > 0) {
+      std::cerr << unframed << " key" << (unframed == 1 ? "" : "s")
+                << " skipped (named above: keys holding CR LF or a line feed, which flare's text dump_key or a key per line cannot frame); the other "
+                << total << " keys were written\n";
+      return EXIT_FAIL;
+    }
   } catch (const Interrupted&) {
     term.end_progress();
     std::cerr << "interrupted after " << total << " keys" << out.where() << "\n";
@@ -1519,11 +1556,13 @@ std::vector<Command> commands() {
       {"dump", "[HOST:PORT ...] | --all", "Dump items to a file or stdout (flare or csv format).", true,
        {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all); - for stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,
-        {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"}},
+        {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"},
+        {"skip-unframed", 0, nullptr, "skip and name the records flared cannot frame (a key holding a space or CR LF); write the rest; exit 1"}},
        cmd_dump},
       {"dumpkey", "[HOST:PORT ...] | --all", "Dump keys, one per line.", true,
        {{"all", 0, nullptr, "every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all)"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
-        kBwlimit, {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"}},
+        kBwlimit, {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"},
+        {"skip-unframed", 0, nullptr, "skip and name the keys flared cannot frame (a key holding CR LF); write the rest; exit 1"}},
        cmd_dumpkey},
       {"restore", "--input FILE [HOST:PORT]", "Write a dump back with set, pipelined (through HOST:PORT or a master).",
        true,

@@ -58,7 +58,9 @@
 //    std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines);
 //    struct Meta { fields; std::string get(name); }  Meta parse_meta(const std::vector<std::string>& lines);
 //    struct ItemHeader { key, flags, length, version, expire; }   bool valid_item_key(std::string_view k);
-//    ItemHeader parse_value_line(std::string_view line);   -- "VALUE key flags length version expire"
+//    std::string text_key_problem(std::string_view k);   -- why `set` cannot carry k ("" if it can)
+//    ItemHeader parse_value_line(std::string_view line);   -- "VALUE key flags length version expire";
+//      the key may hold any byte but space and NUL (a lone CR or LF too)
 //   5. Clients
 //    class ServerClient {   -- one connection, move-only, connecting lazily; `line` is const std::string&
 //      explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS); endpoint();
@@ -133,13 +135,18 @@
 //      void skip_to(unsigned long long target); }
 //    struct DumpRange { int partition = -1; int partition_size = 0; unsigned long long bwlimit = 0; }
 //    std::string dump_request(const DumpRange& r);  struct DumpTarget { Endpoint endpoint; DumpRange range; }
+//    constexpr const char* kStreamProbe = "version";   -- sent behind every dump/dump_key: the line
+//      after END must be its answer, else a key holding CR LF put that END there (ProtocolError)
+//    struct UnframedRecord { offset, size, key, length; }   -- a dump record flared cannot frame
 //    template <...> unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range,
-//      OnHeader&& on_header, OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr);
+//      OnHeader&& on_header, OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr,
+//      const std::function<void(const UnframedRecord&)>& on_unframed = nullptr);  -- set: skip those
 //    template <...> unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item);
 //    template <...> unsigned long long dump_keys(NodeClient& node, int partition, int partition_size,
 //      OnKey&& on_key);
 //    struct DumpOptions { timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; trace; cancel;
-//      on_node_start, on_node_done, on_item, on_node_item, on_node_error (std::function callbacks); }
+//      on_node_start, on_node_done, on_item, on_node_item, on_node_error, on_unframed (dump_items),
+//      on_unframed_key (dump_keys_all) (std::function callbacks); }   -- on_unframed*: skip, name
 //    unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out,
 //      const DumpOptions& opt = {});   -- every node at once
 //    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
@@ -864,15 +871,20 @@ public:
     }
   }
 
-  // Returns one line without its "\r\n" (a bare "\n" is tolerated). The view is valid until
-  // the next read. A line longer than FLARE_TOOLS_MAX_LINE_BYTES is a protocol error.
+  // Strict framing, for flare's own streams (dump, dump_key) and our dump files: only CR LF
+  // ends a line, so a lone CR or LF is part of it (a key a binary client stored may hold one).
+  // Off: a bare LF ends a line too.
+  void set_crlf_only(bool on) { crlf_only_ = on; }
+
+  // Returns one line without its "\r\n" (a bare "\n" is tolerated unless set_crlf_only). The
+  // view is valid until the next read. A line longer than FLARE_TOOLS_MAX_LINE_BYTES is a
+  // protocol error.
   std::string_view read_line() {
     size_t scanned = pos_;
     for (;;) {
       const char* base = buf_.data();
-      const void* nl = std::memchr(base + scanned, '\n', end_ - scanned);
-      if (nl) {
-        size_t nlpos = static_cast<size_t>(static_cast<const char*>(nl) - base);
+      size_t nlpos = line_end(scanned);
+      if (nlpos != std::string::npos) {
         size_t len = nlpos - pos_;
         if (len > 0 && base[nlpos - 1] == '\r') --len;
         std::string_view line(base + pos_, len);
@@ -943,7 +955,7 @@ public:
   }
   // A complete line already in the buffer (without reading), or nullopt.
   std::optional<std::string_view> buffered_line() {
-    if (!std::memchr(buf_.data() + pos_, '\n', end_ - pos_)) {
+    if (line_end(pos_) == std::string::npos) {
       if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
       return std::nullopt;
     }
@@ -974,8 +986,7 @@ public:
   // nullopt otherwise. For pipelined writers that must not block on replies.
   std::optional<std::string_view> try_read_line() {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      const void* nl = std::memchr(buf_.data() + pos_, '\n', end_ - pos_);
-      if (nl) return read_line();
+      if (line_end(pos_) != std::string::npos) return read_line();
       if (attempt == 1) break;
       if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
       if (pos_ > 0) {
@@ -1012,6 +1023,20 @@ public:
   }
 
 private:
+  // Where the LF that ends the line starting at pos_ is, searching from `from`; npos if none
+  // is buffered yet.
+  size_t line_end(size_t from) const {
+    const char* base = buf_.data();
+    while (from < end_) {
+      const void* nl = std::memchr(base + from, '\n', end_ - from);
+      if (!nl) return std::string::npos;
+      size_t at = static_cast<size_t>(static_cast<const char*>(nl) - base);
+      if (!crlf_only_ || (at > pos_ && base[at - 1] == '\r')) return at;
+      from = at + 1;
+    }
+    return std::string::npos;
+  }
+
   [[noreturn]] void fail(const std::string& what, int err) {
     close();
     throw NetworkError(what + ": " + errno_text(err));
@@ -1072,6 +1097,7 @@ private:
   std::string peer_;
   Clock::time_point deadline_ = Clock::now();
   int idle_ms_ = 0;
+  bool crlf_only_ = false;
   CancelFn cancel_;
 };
 
@@ -1352,46 +1378,84 @@ struct ItemHeader {
   long long expire = 0;
 };
 
-// A key we can carry: 1 to FLARE_TOOLS_MAX_KEY_BYTES bytes, none of them a space, CR, LF or
-// NUL (flare splits its requests on spaces and lines; everything else, tabs included, is part
-// of the key). flared stores keys longer than memcached's 250 bytes, so we do too.
+// A key a dump can carry: 1 to FLARE_TOOLS_MAX_KEY_BYTES bytes, no space (the VALUE line is
+// split there) and no NUL (flared ends a key at one when it lists it: a key stored as
+// `nul<NUL>key` through the binary protocol is listed as `nul`, seen on flare 1.3.4). Every
+// other byte may be in it: flared's text protocol splits a request on the space byte only, so
+// a key may hold a lone CR, TAB, VT, FF, control and high bytes; a binary client may store a
+// lone LF too (fact: shared/flare-protocol.md, "Hard states").
 inline bool valid_item_key(std::string_view k) {
   return !k.empty() && k.size() <= FLARE_TOOLS_MAX_KEY_BYTES &&
-         k.find_first_of(std::string_view(" \r\n\0", 4)) == std::string_view::npos;
+         k.find_first_of(std::string_view(" \0", 2)) == std::string_view::npos;
 }
 
-// Parses a VALUE line of a dump (the key may not contain spaces; numbers must be in range).
-inline ItemHeader parse_value_line(std::string_view line) {
-  auto bad = [&](const char* why) {
-    return ProtocolError(std::string("malformed VALUE line (") + why + "): '" + detail::printable(line) + "'");
-  };
-  // Six space-separated words, split by hand: this runs once per item of a dump or restore.
-  std::string_view w[6];
-  size_t count = 0, i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    size_t j = i;
-    while (j < line.size() && line[j] != ' ') ++j;
-    if (j > i) {
-      if (count == 6) throw bad("expected VALUE key flags length version expire");
-      w[count++] = line.substr(i, j - i);
-    }
-    i = j;
+// Why flared's text protocol cannot take `k` in a request (restore writes with `set`), or ""
+// when it can. flared ends a request line at LF, splits it at spaces, fails on a NUL byte
+// (seen on flare 1.3.4: `set nul<NUL>x 0 0 2` -> ERROR), and reads at most 8191 bytes of a word.
+inline std::string text_key_problem(std::string_view k) {
+  if (k.empty()) return "the key is empty";
+  if (k.size() > FLARE_TOOLS_MAX_TEXT_KEY_BYTES)
+    return "flared's text protocol takes keys of at most " + std::to_string(FLARE_TOOLS_MAX_TEXT_KEY_BYTES) + " bytes";
+  if (k.find(' ') != std::string_view::npos)
+    return "the key holds a space, where flared's text protocol splits a request (only the binary protocol stores it)";
+  if (k.find('\n') != std::string_view::npos)
+    return "the key holds a line feed, where flared's text protocol ends a request (only the binary protocol stores it)";
+  if (k.find('\0') != std::string_view::npos)
+    return "the key holds a NUL byte, which flared's text protocol refuses (only the binary protocol stores it)";
+  return "";
+}
+
+namespace detail {
+// The four numbers that end a VALUE line ("flags length version expire"), split off its end:
+// the key before them may hold anything. False if the line does not end so.
+inline bool split_value_tail(std::string_view line, std::string_view& head, unsigned long long& flags,
+                             size_t& length, unsigned long long& version, long long& expire) {
+  std::string_view f[4];
+  size_t end = line.size();
+  for (int k = 3; k >= 0; --k) {
+    size_t sp = end == 0 ? std::string_view::npos : line.rfind(' ', end - 1);
+    if (sp == std::string_view::npos) return false;
+    f[k] = line.substr(sp + 1, end - sp - 1);
+    end = sp;
   }
-  if (count != 6 || w[0] != "VALUE") throw bad("expected VALUE key flags length version expire");
+  auto fl = to_int(f[0]), len = to_int(f[1]), ver = to_int(f[2]), exp = to_int(f[3]);
+  if (!fl || *fl < 0 || *fl > UINT32_MAX || !len || *len < 0 || *len > FLARE_TOOLS_MAX_VALUE_BYTES || !ver ||
+      *ver < 0 || !exp || *exp < 0)
+    return false;
+  head = line.substr(0, end);
+  flags = static_cast<unsigned long long>(*fl);
+  length = static_cast<size_t>(*len);
+  version = static_cast<unsigned long long>(*ver);
+  expire = *exp;
+  return true;
+}
+} // namespace detail
+
+// Parses a VALUE line of a dump: "VALUE " key " " flags " " length " " version " " expire, one
+// space between fields, exactly as flared writes it. The key may hold any byte but a space (a
+// lone CR included); a line of another shape is a ProtocolError that says why (a key holding a
+// space or CR LF, stored through the binary protocol, is one flare's text dump cannot frame).
+inline ItemHeader parse_value_line(std::string_view line) {
+  auto bad = [&](const std::string& why) {
+    return ProtocolError("malformed VALUE line (" + why + "): '" + detail::printable(line) + "'");
+  };
+  if (line.rfind("VALUE ", 0) != 0) throw bad("expected VALUE key flags length version expire");
   ItemHeader h;
-  if (!valid_item_key(w[1]))
-    throw bad(("key longer than " + std::to_string(FLARE_TOOLS_MAX_KEY_BYTES) + " bytes or holding a NUL byte").c_str());
-  h.key.assign(w[1].data(), w[1].size());
-  auto flags = to_int(w[2]), len = to_int(w[3]), ver = to_int(w[4]), exp = to_int(w[5]);
-  if (!flags || *flags < 0 || *flags > UINT32_MAX) throw bad("flags");
-  if (!len || *len < 0 || *len > FLARE_TOOLS_MAX_VALUE_BYTES) throw bad("length");
-  if (!ver || *ver < 0) throw bad("version");
-  if (!exp || *exp < 0) throw bad("expire");
-  h.flags = static_cast<unsigned long long>(*flags);
-  h.length = static_cast<size_t>(*len);
-  h.version = static_cast<unsigned long long>(*ver);
-  h.expire = *exp;
+  std::string_view head;
+  if (!detail::split_value_tail(line.substr(6), head, h.flags, h.length, h.version, h.expire)) {
+    if (std::count(line.begin() + 6, line.end(), ' ') < 4)
+      throw bad("too few fields: the key may hold CR LF (stored through the binary protocol), which flare's text dump "
+                "cannot frame");
+    throw bad("expected VALUE key flags length version expire");
+  }
+  if (head.empty()) throw bad("empty key");
+  if (head.find(' ') != std::string_view::npos)
+    throw bad("the key holds a space (stored through the binary protocol), which flare's text dump cannot frame");
+  if (head.size() > FLARE_TOOLS_MAX_KEY_BYTES)
+    throw bad("key longer than " + std::to_string(FLARE_TOOLS_MAX_KEY_BYTES) + " bytes");
+  if (head.find('\0') != std::string_view::npos)
+    throw bad("the key holds a NUL byte, which flared never writes in a dump");
+  h.key.assign(head.data(), head.size());
   return h;
 }
 
@@ -3541,6 +3605,7 @@ public:
   ItemReader(int fd, const std::string& name, DataFormat f) : format_(f), name_(name) {
     in_.adopt(fd, name);
     in_.set_timeout(24 * 3600 * 1000); // a file never makes us wait; the deadline is moot
+    in_.set_crlf_only(f == DataFormat::flare); // a record's line ends at CR LF only: a key may hold a lone CR or LF
     if (format_ == DataFormat::csv) {
       if (in_.at_eof()) throw InputError(name_ + ": empty file (no CSV header)");
       std::string_view first = in_.read_line();
@@ -3705,7 +3770,10 @@ private:
       return *v;
     };
     h.key = cells_[0];
-    if (!valid_item_key(h.key)) bad("bad key '" + detail::printable(cells_[0]) + "'");
+    if (h.key.empty()) bad("empty key");
+    if (h.key.size() > FLARE_TOOLS_MAX_KEY_BYTES)
+      bad("key longer than " + std::to_string(FLARE_TOOLS_MAX_KEY_BYTES) + " bytes: '" + detail::printable(cells_[0]) + "'");
+    if (h.key.find('\0') != std::string::npos) bad("the key holds a NUL byte: '" + detail::printable(cells_[0]) + "'");
     h.flags = static_cast<unsigned long long>(num(1, "flag", UINT32_MAX));
     long long len = num(2, "len", FLARE_TOOLS_MAX_HELD_VALUE_BYTES);
     h.version = static_cast<unsigned long long>(num(3, "version", LLONG_MAX));
@@ -3741,30 +3809,95 @@ struct DumpRange {
   unsigned long long bwlimit = 0; // bytes per second, 0 = unlimited
 };
 
+// Sent right behind every dump and dump_key, whose streams end at a line END: its answer
+// (VERSION ...) is known, so the line after END tells whether that END closed the stream (the
+// answer) or was a line inside a key holding CR LF, which a binary client may store and flared
+// writes raw (more records). Fact: shared/flare-protocol.md, "Hard states".
+constexpr const char* kStreamProbe = "version";
+
+namespace detail {
+inline bool is_probe_answer(std::string_view line) { return line.rfind("VERSION ", 0) == 0; }
+
+// `refused` names the request ("the dump"), `stream` the stream ("dump", "key dump").
+[[noreturn]] inline void bad_stream_line(NodeClient& node, std::string_view line, const char* refused, const char* stream) {
+  std::string shown = printable(line);
+  node.socket().close();
+  if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
+    throw ServerError(node.endpoint().display() + " refused " + refused + ": " + shown);
+  throw ProtocolError("unexpected line in the " + std::string(stream) + " from " + node.endpoint().display() + ": '" +
+                      shown + "' (a key holding CR LF, stored through the binary protocol, ends a line inside it: " +
+                      "flare's text protocol cannot frame such a key)");
+}
+
+
+// The error for a stream whose END was not its end. `stream`: "dump" or "key listing".
+inline ProtocolError unframed_end(const Endpoint& ep, const char* stream, unsigned long long count,
+                                  std::string_view next) {
+  return ProtocolError("the " + std::string(stream) + " from " + ep.display() + " did not end at its END line: '" +
+                       printable(next) + "' came after it (a key holding CR LF, stored through the binary protocol, " +
+                       "put that END inside it; flare's text protocol cannot frame such a key); " +
+                       std::to_string(count) + (std::string(stream) == "dump" ? " records" : " keys") +
+                       " read before it, the rest unknown");
+}
+} // namespace detail
+
 inline std::string dump_request(const DumpRange& r) {
   if (r.partition < 0) return r.bwlimit ? "dump 0 -1 0 " + std::to_string(std::max(1ULL, r.bwlimit / 1024)) : "dump";
   return "dump 0 " + std::to_string(r.partition) + " " + std::to_string(r.partition_size) + " " +
          std::to_string(r.bwlimit / 1024);
 }
 
+// A record of a dump that flared wrote but cannot frame: its key holds a space or CR LF (only
+// the binary protocol stores such keys). `offset` and `size` are bytes of the node's dump
+// stream (from its VALUE line through its data's CR LF); `key` is the key as the line shows
+// it (the bytes between "VALUE " and the four numbers, lines joined by CR LF); `length` its
+// value's size.
+struct UnframedRecord {
+  unsigned long long offset = 0, size = 0;
+  std::string key;
+  size_t length = 0;
+};
+
 // Streams a node's items (`dump`) as they arrive: `on_header(const ItemHeader&)` for each item,
 // `on_data(std::string_view)` for each piece of its data (a value is never held whole), then
 // `on_end()`. Returns the number of items. The deadline is idle time (no byte for the client's
-// timeout), so a long dump or a large value on a slow link does not fail. Throws if the stream
-// is cut or malformed, after the callbacks have seen the complete items before the fault.
+// timeout), so a long dump or a large value on a slow link does not fail. Lines end at CR LF
+// only, and the END must be followed by the answer to kStreamProbe (else a key holding CR LF
+// put it there). Throws if the stream is cut or malformed, after the callbacks have seen the
+// complete items before the fault.
+// With `on_unframed`, a record whose VALUE line has the wrong shape (a key holding a space or
+// CR LF) is skipped and handed to it instead: it starts at a line "VALUE ..." that does not
+// parse and ends at the first line that ends with the four numbers, followed by that many
+// bytes and CR LF, then by a VALUE line or END. Anything else (no such line within
+// FLARE_TOOLS_MAX_LINE_BYTES, data not ended by CR LF) still throws: a wrong record is never
+// handed on.
 template <typename OnHeader, typename OnData, typename OnEnd>
 inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range, OnHeader&& on_header,
-                                             OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr) {
+                                             OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr,
+                                             const std::function<void(const UnframedRecord&)>& on_unframed = nullptr) {
   RateLimiter limiter(range.bwlimit, cancel);
-  node.send_line(dump_request(range));
+  node.send_raw(dump_request(range) + "\r\n" + kStreamProbe + "\r\n");
   auto& sock = node.socket();
   sock.set_idle_timeout(node.timeout_ms());
+  sock.set_crlf_only(true);
+  const unsigned long long start = sock.offset();
   ItemHeader header;
   unsigned long long count = 0;
+  auto restore = [&] {
+    sock.set_idle_timeout(0);
+    sock.set_crlf_only(false);
+  };
   try {
     for (;;) {
+      unsigned long long line_at = sock.offset();
       std::string_view line = sock.read_line();
-      if (line == "END") break;
+      if (line == "END") {
+        std::string_view next = sock.read_line();
+        if (detail::is_probe_answer(next)) break;
+        std::string n(next);
+        sock.close();
+        throw detail::unframed_end(node.endpoint(), "dump", count, n);
+      }
       if (line.rfind("VALUE ", 0) != 0) {
         std::string what = detail::printable(line);
         sock.close();
@@ -3773,7 +3906,44 @@ inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& 
         throw ProtocolError("unexpected line in the dump from " + node.endpoint().display() + ": '" + what + "'");
       }
       size_t line_size = line.size();
-      header = parse_value_line(line);
+      try {
+        header = parse_value_line(line);
+      } catch (const ProtocolError& e) {
+        if (!on_unframed) {
+          sock.close();
+          throw ProtocolError(std::string(e.what()) + " in the dump from " + node.endpoint().display());
+        }
+        // Resynchronise: find the line that ends this record's header.
+        UnframedRecord u;
+        u.offset = line_at - start;
+        std::string text(line.substr(6));
+        std::string_view head;
+        unsigned long long fl = 0, ver = 0;
+        long long exp = 0;
+        for (;;) {
+          if (detail::split_value_tail(text, head, fl, u.length, ver, exp) && !head.empty()) break;
+          if (text.size() > FLARE_TOOLS_MAX_LINE_BYTES) {
+            sock.close();
+            throw ProtocolError("a record from " + node.endpoint().display() + " at byte " + std::to_string(u.offset) +
+                                " of its dump cannot be framed and no end of it was found: '" +
+                                detail::printable(text) + "'");
+          }
+          text += "\r\n";
+          text += sock.read_line();
+        }
+        u.key.assign(head.data(), head.size());
+        sock.read_exact(u.length, [](std::string_view) {});
+        if (!sock.read_line().empty()) {
+          sock.close();
+          throw ProtocolError("a record from " + node.endpoint().display() + " at byte " + std::to_string(u.offset) +
+                              " of its dump cannot be framed: its data does not end where its length says ('" +
+                              detail::printable(u.key) + "')");
+        }
+        u.size = sock.offset() - start - u.offset;
+        limiter.consume(u.size);
+        on_unframed(static_cast<const UnframedRecord&>(u));
+        continue;
+      }
       on_header(static_cast<const ItemHeader&>(header));
       sock.read_exact(header.length, [&](std::string_view chunk) { on_data(chunk); });
       std::string_view crlf = sock.read_line();
@@ -3791,10 +3961,10 @@ inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& 
       }
     }
   } catch (...) {
-    sock.set_idle_timeout(0);
+    restore();
     throw;
   }
-  sock.set_idle_timeout(0);
+  restore();
   return count;
 }
 
@@ -3813,31 +3983,40 @@ inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, On
 }
 
 // Streams a node's keys (`dump_key [PARTITION PARTITION_SIZE]`); idle deadline as dump_node.
+// Lines end at CR LF only (a key may hold a lone CR or LF). Throws ServerError on a refusal,
+// ProtocolError on a line that is not `KEY ...` or on an END not followed by the answer to
+// kStreamProbe (a key holding CR LF, stored through the binary protocol, put it there: the
+// listing is not complete); the node is named, and what was read.
 template <typename OnKey>
 inline unsigned long long dump_keys(NodeClient& node, int partition, int partition_size, OnKey&& on_key) {
-  node.send_line(partition < 0 ? "dump_key" : "dump_key " + std::to_string(partition) + " " + std::to_string(partition_size));
+  node.send_raw((partition < 0 ? std::string("dump_key")
+                               : "dump_key " + std::to_string(partition) + " " + std::to_string(partition_size)) +
+                "\r\n" + kStreamProbe + "\r\n");
   auto& sock = node.socket();
   sock.set_idle_timeout(node.timeout_ms());
+  sock.set_crlf_only(true);
   unsigned long long count = 0;
   try {
     for (;;) {
       std::string_view line = sock.read_line();
-      if (line == "END") break;
-      if (line.rfind("KEY ", 0) != 0 || line.size() == 4) {
-        std::string what = detail::printable(line);
+      if (line == "END") {
+        std::string_view next = sock.read_line();
+        if (detail::is_probe_answer(next)) break;
+        std::string n(next);
         sock.close();
-        if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
-          throw ServerError(node.endpoint().display() + " refused dump_key: " + what);
-        throw ProtocolError("unexpected line in the key dump from " + node.endpoint().display() + ": '" + what + "'");
+        throw detail::unframed_end(node.endpoint(), "key listing", count, n);
       }
+      if (line.rfind("KEY ", 0) != 0 || line.size() == 4) detail::bad_stream_line(node, line, "dump_key", "key dump");
       on_key(line.substr(4));
       ++count;
     }
   } catch (...) {
     sock.set_idle_timeout(0);
+    sock.set_crlf_only(false);
     throw;
   }
   sock.set_idle_timeout(0);
+  sock.set_crlf_only(false);
   return count;
 }
 
@@ -3859,6 +4038,14 @@ struct DumpOptions {
   // dump_keys_all only: when set, a node that fails ends alone (reported here) and the others
   // go on; otherwise the first failure throws.
   std::function<void(const DumpTarget&, const Error&)> on_node_error;
+  // dump_items only: when set, records the server cannot frame are skipped and named here
+  // (see dump_node_streamed); the nodes are then read one after another.
+  std::function<void(const DumpTarget&, const UnframedRecord&)> on_unframed;
+  // dump_keys_all only: when set, a key the listing cannot frame (its lines after the first,
+  // CR LF between them, are neither `KEY ...` nor the END the probe's answer follows) is
+  // handed here with those lines joined by CR LF, not to on_key. A line of such a key that
+  // starts with "KEY " cannot be told from the next key.
+  std::function<void(const DumpTarget&, const std::string& key)> on_unframed_key;
 };
 
 namespace detail {
@@ -3954,16 +4141,6 @@ inline std::vector<std::unique_ptr<NodeClient>> open_streams(const std::vector<E
   return nodes;
 }
 
-// `refused` names the request ("the dump"), `stream` the stream ("dump", "key dump").
-[[noreturn]] inline void bad_stream_line(NodeClient& node, std::string_view line, const char* refused, const char* stream) {
-  std::string shown = printable(line);
-  node.socket().close();
-  if (line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0)
-    throw ServerError(node.endpoint().display() + " refused " + refused + ": " + shown);
-  throw ProtocolError("unexpected line in the " + std::string(stream) + " from " + node.endpoint().display() + ": '" +
-                      shown + "'");
-}
-
 } // namespace detail
 
 // Dumps the targets' items into `out` (which the caller finishes), every node at once, each
@@ -3975,22 +4152,28 @@ inline std::vector<std::unique_ptr<NodeClient>> open_streams(const std::vector<E
 inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out, const DumpOptions& opt = {}) {
   if (targets.empty()) return 0;
   unsigned long long bwlimit = targets.front().range.bwlimit;
-  if (targets.size() == 1) { // one node: the plain stream is the fastest path
-    NodeClient node(targets[0].endpoint, opt.timeout_ms);
-    node.set_trace(opt.trace);
-    node.set_cancel(opt.cancel);
-    if (opt.on_node_start) opt.on_node_start(targets[0]);
+  if (targets.size() == 1 || opt.on_unframed) { // one node: the plain stream is the fastest path
     unsigned long long total = 0;
-    unsigned long long n = dump_node_streamed(
-        node, targets[0].range, [&](const ItemHeader& h) { out.begin(h); }, [&](std::string_view c) { out.data(c); },
-        [&] {
-          out.end();
-          if (opt.on_item) opt.on_item(++total);
-          if (opt.on_node_item) opt.on_node_item(0, total);
-        },
-        opt.cancel);
-    if (opt.on_node_done) opt.on_node_done(targets[0], n);
-    return n;
+    for (size_t i = 0; i < targets.size(); ++i) {
+      NodeClient node(targets[i].endpoint, opt.timeout_ms);
+      node.set_trace(opt.trace);
+      node.set_cancel(opt.cancel);
+      if (opt.on_node_start) opt.on_node_start(targets[i]);
+      unsigned long long items = 0;
+      std::function<void(const UnframedRecord&)> unframed;
+      if (opt.on_unframed) unframed = [&](const UnframedRecord& u) { opt.on_unframed(targets[i], u); };
+      unsigned long long n = dump_node_streamed(
+          node, targets[i].range, [&](const ItemHeader& h) { out.begin(h); }, [&](std::string_view c) { out.data(c); },
+          [&] {
+            out.end();
+            ++items;
+            if (opt.on_item) opt.on_item(++total);
+            if (opt.on_node_item) opt.on_node_item(i, items);
+          },
+          opt.cancel, unframed);
+      if (opt.on_node_done) opt.on_node_done(targets[i], n);
+    }
+    return total;
   }
   std::vector<Endpoint> eps;
   for (const auto& t : targets) eps.push_back(t.endpoint);
@@ -4000,11 +4183,12 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
     // The servers share the limit; our own limiter holds the total to it exactly.
     if (r.bwlimit) r.bwlimit = std::max<unsigned long long>(1024, r.bwlimit / targets.size());
     if (opt.on_node_start) opt.on_node_start(targets[i]);
-    nodes[i]->send_line(dump_request(r));
+    nodes[i]->socket().set_crlf_only(true);
+    nodes[i]->send_raw(dump_request(r) + "\r\n" + kStreamProbe + "\r\n");
   }
   RateLimiter limiter(bwlimit, opt.cancel);
   struct State {
-    bool has_header = false;
+    bool has_header = false, after_end = false;
     ItemHeader header;
     size_t line_bytes = 0;
     unsigned long long items = 0;
@@ -4031,13 +4215,27 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
       if (!s.has_header) {
         auto line = sock.buffered_line();
         if (!line) return false;
-        if (*line == "END") {
+        if (s.after_end) {
+          if (!detail::is_probe_answer(*line)) {
+            std::string next(*line);
+            node.socket().close();
+            throw detail::unframed_end(node.endpoint(), "dump", s.items, next);
+          }
           if (opt.on_node_done) opt.on_node_done(targets[i], s.items);
           return true;
         }
+        if (*line == "END") {
+          s.after_end = true;
+          continue;
+        }
         if (line->rfind("VALUE ", 0) != 0) detail::bad_stream_line(node, *line, "the dump", "dump");
         s.line_bytes = line->size();
-        s.header = parse_value_line(*line);
+        try {
+          s.header = parse_value_line(*line);
+        } catch (const ProtocolError& e) {
+          node.socket().close();
+          throw ProtocolError(std::string(e.what()) + " in the dump from " + node.endpoint().display());
+        }
         s.has_header = true;
       }
       size_t need = s.header.length + 2;
@@ -4061,7 +4259,8 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
 }
 
 // The keys of every target at once (`dump_key`), from one poll loop; `on_key(i, key)` is told
-// which target each key came from. Returns the number of keys of each target.
+// which target each key came from. Returns the number of keys of each target. Framing and
+// errors as dump_keys; with opt.on_unframed_key a key holding CR LF is skipped and named.
 template <typename OnKey>
 inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets, OnKey&& on_key,
                                                      const DumpOptions& opt = {}) {
@@ -4076,8 +4275,10 @@ inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarge
     if (opt.on_node_start) opt.on_node_start(targets[i]);
     try {
       if (!open_errors.empty() && !open_errors[i].empty()) throw NetworkError(open_errors[i]);
-      nodes[i]->send_line(r.partition < 0 ? "dump_key"
-                                          : "dump_key " + std::to_string(r.partition) + " " + std::to_string(r.partition_size));
+      nodes[i]->socket().set_crlf_only(true);
+      nodes[i]->send_raw((r.partition < 0 ? std::string("dump_key")
+                                          : "dump_key " + std::to_string(r.partition) + " " + std::to_string(r.partition_size)) +
+                         "\r\n" + kStreamProbe + "\r\n");
     } catch (const Interrupted&) {
       throw;
     } catch (const Error& e) {
@@ -4089,6 +4290,15 @@ inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarge
     index.push_back(i);
   }
   std::vector<unsigned long long> counts(targets.size(), 0);
+  std::vector<bool> after_end(targets.size(), false);
+  // With on_unframed_key, each key is held until the next line shows where it ends: a line
+  // that is neither KEY nor the END before the probe's answer is a line of the key held.
+  const bool skip = static_cast<bool>(opt.on_unframed_key);
+  struct Pending {
+    std::string key;
+    bool held = false, continued = false;
+  };
+  std::vector<Pending> pending(targets.size());
   unsigned long long total = 0;
   std::function<void(size_t, const Error&)> on_error;
   if (opt.on_node_error) on_error = [&](size_t k, const Error& e) { opt.on_node_error(targets[index[k]], e); };
@@ -4096,16 +4306,59 @@ inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarge
       live, opt.timeout_ms, opt.cancel,
       [&](size_t k, detail::Socket& sock) {
         size_t i = index[k];
-        while (auto line = sock.buffered_line()) {
-          if (*line == "END") {
-            if (opt.on_node_done) opt.on_node_done(targets[i], counts[i]);
-            return true;
-          }
-          if (line->rfind("KEY ", 0) != 0 || line->size() == 4) detail::bad_stream_line(*live[k], *line, "dump_key", "key dump");
-          on_key(i, line->substr(4));
+        auto emit = [&](std::string_view key) {
+          on_key(i, key);
           ++counts[i];
           if (opt.on_item) opt.on_item(++total);
           if (opt.on_node_item) opt.on_node_item(i, counts[i]);
+        };
+        Pending& p = pending[i];
+        auto flush_pending = [&] {
+          if (!p.held) return;
+          p.held = false;
+          if (p.continued) opt.on_unframed_key(targets[i], p.key);
+          else emit(p.key);
+        };
+        while (auto line = sock.buffered_line()) {
+          if (after_end[i]) {
+            after_end[i] = false;
+            if (detail::is_probe_answer(*line)) {
+              flush_pending();
+              if (opt.on_node_done) opt.on_node_done(targets[i], counts[i]);
+              return true;
+            }
+            if (!skip || !p.held) {
+              std::string next(*line);
+              live[k]->socket().close();
+              throw detail::unframed_end(targets[i].endpoint, "key listing", counts[i], next);
+            }
+            p.key += "\r\nEND"; // that END was a line of the key held
+            p.continued = true;
+          }
+          if (*line == "END") {
+            after_end[i] = true;
+            continue;
+          }
+          if (line->rfind("KEY ", 0) == 0 && line->size() > 4) {
+            if (!skip) {
+              emit(line->substr(4));
+              continue;
+            }
+            flush_pending();
+            p.key.assign(line->data() + 4, line->size() - 4);
+            p.held = true;
+            p.continued = false;
+            continue;
+          }
+          if (!skip || !p.held) detail::bad_stream_line(*live[k], *line, "dump_key", "key dump");
+          if (p.key.size() > FLARE_TOOLS_MAX_LINE_BYTES) {
+            live[k]->socket().close();
+            throw ProtocolError("a key from " + targets[i].endpoint.display() + " holds CR LF and no end of it was found: '" +
+                                detail::printable(p.key) + "'");
+          }
+          p.key += "\r\n"; // a line of the key held: it holds CR LF
+          p.key.append(line->data(), line->size());
+          p.continued = true;
         }
         return false;
       },
@@ -4239,7 +4492,7 @@ private:
 
   void failure(const std::string& key, std::string_view why) {
     ++report_.failed;
-    if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why));
+    if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why, 200));
   }
 
   // A key as a failure line names it: whole up to memcached's 250 bytes, else its start and size.
@@ -4430,10 +4683,9 @@ inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const R
         ++skipped;
         continue;
       }
-      if (h.key.size() > FLARE_TOOLS_MAX_TEXT_KEY_BYTES) {
+      if (std::string why = text_key_problem(h.key); !why.empty()) {
         reader.read_data([](std::string_view) {});
-        writer.fail_locally(h.key, "not sent: flared's text protocol takes keys of at most " +
-                                std::to_string(FLARE_TOOLS_MAX_TEXT_KEY_BYTES) + " bytes");
+        writer.fail_locally(h.key, "not sent: " + why);
         continue;
       }
       if (opt.on_key) opt.on_key(h.key);

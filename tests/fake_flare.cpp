@@ -51,6 +51,8 @@
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
 //   stall 0|1                          freeze every construction (a stuck slave) / let it go on
 //   put NODE KEY [VALUE]               store one item on NODE alone (no routing, no slaves)
+//   put-hex NODE KEYHEX [VALUEHEX]     the same, key and value in hex: any byte, a space or CR LF
+//                                      too, as the binary protocol stores it (dump/dump_key write it raw)
 //   fill NODE COUNT SIZE [PREFIX]      store COUNT items PREFIX%05d (default `key`) of SIZE bytes on
 //                                      NODE and its slaves, bypassing routing
 //   set-node HOST:PORT ROLE STATE PARTITION BALANCE   force a node-map entry
@@ -2458,7 +2460,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     return ok();
   }
   static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse",
-                                          "override", "kill", "start", "fill", "put", "items"};
+                                          "override", "kill", "start", "fill", "put", "put-hex", "items"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
   if (w.size() < 2) return err("missing target");
@@ -2586,6 +2588,34 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     auto old = node->store.find(w[2]);
     it.version = old != node->store.end() ? old->second.version + 1 : 1;
     node_put(*node, w[2], it);
+    return ok();
+  }
+  if (cmd == "put-hex") {
+    // put-hex NODE KEYHEX [VALUEHEX]: as put, with the key (and value) given in hex, so that it may
+    // hold any byte, a space or CR LF included, as a binary-protocol client stores it on a real
+    // flared (which then writes it raw in dump and dump_key).
+    auto unhex = [](std::string_view h, std::string& out) {
+      out.clear();
+      if (h.size() % 2) return false;
+      for (size_t i = 0; i < h.size(); i += 2) {
+        int hi = hexval(h[i]), lo = hexval(h[i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out += static_cast<char>(hi * 16 + lo);
+      }
+      return true;
+    };
+    std::string key, value = "v";
+    if (!node || w.size() < 3 || w.size() > 4 || !unhex(w[2], key) || key.empty() || key.size() > 65535 ||
+        (w.size() == 4 && !unhex(w[3], value)))
+      return err("usage: put-hex NODE KEYHEX [VALUEHEX]");
+    BlobRef b = BlobRef::make(value.size());
+    if (!value.empty()) std::memcpy(b.wdata(), value.data(), value.size());
+    std::lock_guard<std::mutex> lk(g_mu);
+    Item it;
+    it.val = b;
+    auto old = node->store.find(key);
+    it.version = old != node->store.end() ? old->second.version + 1 : 1;
+    node_put(*node, key, it);
     return ok();
   }
   if (cmd == "items") {
