@@ -81,6 +81,9 @@ inline void write_text(const std::string& path, const std::string& text) {
   REQUIRE_MESSAGE(f.good(), "cannot write " << path);
 }
 
+// Whether anything (a file, a folder, a link) is at `path`.
+inline bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
 // The names in a folder, sorted, without "." and "..".
 inline std::vector<std::string> dir_entries(const std::string& dir) {
   std::vector<std::string> out;

@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+using harness::exists;
 using harness::FakeCluster;
 using harness::slurp;
 using harness::run;
@@ -15,7 +16,6 @@ using harness::with;
 
 namespace {
 
-bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
 // Stores items through a node with `set`, as a client would (the fake routes them).
 void store(FakeCluster& f, size_t node, const std::string& key, const std::string& data, unsigned flags, long long exptime) {

@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+using harness::exists;
 using harness::FakeCluster;
 using harness::run;
 using harness::slurp;
@@ -13,7 +14,6 @@ using harness::with;
 
 namespace {
 
-bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
 // `set` through a node, as a text client would: the key may hold any byte but space and LF.
 void store(FakeCluster& f, const std::string& key, const std::string& data) {
