@@ -67,13 +67,13 @@ test test-plain test-sanitize test-header matrix matrix-portable: WERROR = 1
 
 # ---- tests: doctest unit tests, then integration tests that run the built binary against
 # tests/fake-flare; everything again under AddressSanitizer + UndefinedBehaviorSanitizer.
-# `make test` first builds everything (TEST_JOBS compilations at once, default: the number of
-# cores), then tests/run-suites runs the four suites side by side, the integration cases in
-# TEST_RUNNERS processes each (they mostly wait on fakes and timeouts), and prints a line as each
-# suite ends and the closing count.
+# `make test` builds everything (TEST_JOBS compilations at once, default: the number of cores);
+# tests/run-suites runs each suite's unit and integration tests side by side, the integration
+# cases in TEST_RUNNERS processes (they mostly wait on fakes and timeouts), and prints a line as
+# each part ends, then the closing count.
 NPROC        := $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 TEST_JOBS    ?= $(NPROC)
-TEST_RUNNERS ?= 4
+TEST_RUNNERS ?= 6
 # The test programs are built at -O0 (3x faster to compile; what they run is the tool and the
 # fake, built optimised), each suite's test files as one translation unit (the header and
 # doctest compiled once, not once per file) beside test_main.cpp (doctest's runner) and
@@ -139,13 +139,27 @@ test-sanitize:
 test-header:
 	$(CXX) $(WARN) -pedantic -fsyntax-only -x c++ flare_tools.hpp
 
-test: | build/san
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-header test-build-plain
-	@echo "building the sanitized suite while the plain one runs (its log: build/san/build.log)"
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-build-san > build/san/build.log 2>&1 & b=$$!; \
-	  tests/run-suites -j $(TEST_RUNNERS) --no-total plain; \
-	  if ! wait $$b; then cat build/san/build.log; echo "the sanitized build failed"; exit 1; fi
+# One make builds everything, the plain suite first (its programs are ready after about a third
+# of the build); the plain suite runs as soon as they are, beside the rest of the build; then the
+# sanitized suite. The compilers' output is in build/build.log (shown if the build fails).
+test: | build/plain build/san
+	@rm -f build/plain/.ready build/san/.ready
+	@echo "building the plain and sanitized suites ($(TEST_JOBS) at a time; log: build/build.log)"
+	@start=$$(date +%s); \
+	  $(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-header build/plain/.ready build/san/.ready \
+	    > build/build.log 2>&1 & b=$$!; \
+	  while [ ! -f build/plain/.ready ] && kill -0 $$b 2>/dev/null; do sleep 0.5; done; \
+	  if [ -f build/plain/.ready ]; then \
+	    echo "plain suite built ($$(( $$(date +%s) - start )) s); it runs while the sanitized one builds"; \
+	    tests/run-suites -j $(TEST_RUNNERS) --no-total plain; \
+	  fi; \
+	  if ! wait $$b; then cat build/build.log; echo "the build failed"; exit 1; fi; \
+	  echo "sanitized suite built ($$(( $$(date +%s) - start )) s)"
 	@tests/run-suites -j $(TEST_RUNNERS) --count plain san
+build/plain/.ready: test-build-plain
+	@touch $@
+build/san/.ready: test-build-san
+	@touch $@
 
 # ---- make matrix (CI): the header alone, the CLI, fake-flare and both test binaries with each
 # compiler and standard, compiled and linked (`make test` runs the suites, once); then the
