@@ -139,21 +139,20 @@ test-sanitize:
 test-header:
 	$(CXX) $(WARN) -pedantic -fsyntax-only -x c++ flare_tools.hpp
 
-# One make builds everything, the plain suite first (its programs are ready after about a third
-# of the build); the plain suite runs as soon as they are, beside the rest of the build; then the
-# sanitized suite. The compilers' output is in build/build.log (shown if the build fails).
-test: | build/plain build/san
-	@rm -f build/plain/.ready build/san/.ready
-	@echo "building the plain and sanitized suites ($(TEST_JOBS) at a time; log: build/build.log)"
+# The two suites build at once, the sanitized one at the lowest priority (nice 19), so the plain
+# suite's programs are ready after about a third of the time and then run, beside the rest of
+# the sanitized build, at normal priority; then the sanitized suite runs. The compilers' output is
+# in build/plain/build.log and build/san/build.log (shown if a build fails).
+test: check-doctest | build/plain build/san
+	@echo "building the plain suite, and the sanitized one at low priority ($(TEST_JOBS) jobs each)"
 	@start=$$(date +%s); \
-	  $(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-header build/plain/.ready build/san/.ready \
-	    > build/build.log 2>&1 & b=$$!; \
-	  while [ ! -f build/plain/.ready ] && kill -0 $$b 2>/dev/null; do sleep 0.5; done; \
-	  if [ -f build/plain/.ready ]; then \
-	    echo "plain suite built ($$(( $$(date +%s) - start )) s); it runs while the sanitized one builds"; \
-	    tests/run-suites -j $(TEST_RUNNERS) --no-total plain; \
+	  nice -n 19 $(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) build/san/.ready > build/san/build.log 2>&1 & s=$$!; \
+	  if ! $(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-header build/plain/.ready > build/plain/build.log 2>&1; then \
+	    cat build/plain/build.log; echo "the plain build failed"; kill $$s; wait $$s; exit 1; \
 	  fi; \
-	  if ! wait $$b; then cat build/build.log; echo "the build failed"; exit 1; fi; \
+	  echo "plain suite built ($$(( $$(date +%s) - start )) s); it runs while the sanitized one builds"; \
+	  tests/run-suites -j $(TEST_RUNNERS) --no-total plain; \
+	  if ! wait $$s; then cat build/san/build.log; echo "the sanitized build failed"; exit 1; fi; \
 	  echo "sanitized suite built ($$(( $$(date +%s) - start )) s)"
 	@tests/run-suites -j $(TEST_RUNNERS) --count plain san
 build/plain/.ready: test-build-plain
