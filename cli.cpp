@@ -639,17 +639,16 @@ int cmd_index(const Options& o) {
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   long long version = 0;
-  MapVersions versions = map_versions(-1, {});
-  if (increment > 0) {
-    // The version written must be above every node's, or the nodes ignore the restarted index.
+  // With --increment, the version written must be above every node's, or the nodes ignore the
+  // restarted index; without, a node ahead of the index is only warned about.
+  auto raised_versions = [&] {
     long long iv = naming_index(c.index, [&] { return ic.stats(); }).number("node_map_version").value_or(0);
     std::vector<Endpoint> eps;
     for (const auto& n : cluster.nodes())
       if (n.state != "down") eps.push_back(n.endpoint());
-    versions = map_versions(iv, gather_stats(eps, c.timeout_ms));
-  } else {
-    versions = check_map_versions(ic, cluster, {}, c.timeout_ms);
-  }
+    return map_versions(iv, gather_stats(eps, c.timeout_ms));
+  };
+  const MapVersions versions = increment > 0 ? raised_versions() : check_map_versions(ic, cluster, {}, c.timeout_ms);
   if (__builtin_add_overflow(versions.index >= 0 ? versions.index : 0, increment, &version))
     throw UsageError("--increment " + o.get("increment") + " is out of range");
   if (increment > 0 && versions.highest() >= version) {
