@@ -352,37 +352,51 @@ unsigned file_mode(const Options& o, unsigned def) {
 
 // ---- read-only subcommands ---------------------------------------------------------------
 
+// Pings `target` with `answers` (true when it answered ping as it should); with `wait`, again
+// every second until it does. Prints "HOST:PORT is down" and fails when it does not (the reason
+// with --debug). A NotAnIndexError is not retried: it goes to the caller.
+int ping_until_alive(const Endpoint& target, const Context& c, bool wait, const std::function<bool()>& answers) {
+  for (;;) {
+    std::string why;
+    try {
+      if (answers()) return EXIT_OK;
+      why = "unexpected answer to ping";
+    } catch (const NotAnIndexError&) {
+      throw;
+    } catch (const Error& e) {
+      why = e.what();
+    }
+    if (!wait) {
+      std::cout << target.display() << " is down\n";
+      if (c.trace) std::cerr << why << "\n";
+      return EXIT_FAIL;
+    }
+    if (c.trace) std::cerr << why << "; retrying in 1 s\n";
+    if (!sleep_interruptible(1.0)) return EXIT_INTERRUPTED;
+  }
+}
+
 int cmd_ping(const Options& o) {
+  // No argument: the index server (-i/-p, FLARE_INDEX_SERVER, --cluster), which must be a flarei.
   Context c = make_context(o, o.args.empty());
-  std::vector<Endpoint> targets;
+  bool wait = o.flag("wait");
   if (o.args.empty()) {
-    // No argument: the index server (-i/-p, FLARE_INDEX_SERVER, --cluster), which must be a flarei.
-    bool wait = o.flag("wait");
-    for (;;) {
-      std::string why;
-      try {
+    try {
+      int st = ping_until_alive(c.index, c, wait, [&] {
         IndexClient ic = index_client(c);
         ic.require_index();
-        if (ic.ping()) break;
-        why = "unexpected answer to ping";
-      } catch (const NotAnIndexError& e) {
-        std::cout << c.index.display() << " is not an index server\n";
-        std::cerr << e.what() << "\n";
-        return EXIT_FAIL;
-      } catch (const Error& e) {
-        why = e.what();
-      }
-      if (!wait) {
-        std::cout << c.index.display() << " is down\n";
-        if (c.trace) std::cerr << why << "\n";
-        return EXIT_FAIL;
-      }
-      if (c.trace) std::cerr << why << "; retrying in 1 s\n";
-      if (!sleep_interruptible(1.0)) return EXIT_INTERRUPTED;
+        return ic.ping();
+      });
+      if (st != EXIT_OK) return st;
+    } catch (const NotAnIndexError& e) {
+      std::cout << c.index.display() << " is not an index server\n";
+      std::cerr << e.what() << "\n";
+      return EXIT_FAIL;
     }
     std::cout << "alive\n";
     return EXIT_OK;
   }
+  std::vector<Endpoint> targets;
   for (auto& a : o.args) {
     try {
       targets.push_back(parse_node_arg(a, 2, 2).endpoint);
@@ -391,26 +405,13 @@ int cmd_ping(const Options& o) {
       return EXIT_FAIL;
     }
   }
-  bool wait = o.flag("wait");
-  for (auto& t : targets) {
-    for (;;) {
-      std::string why;
-      try {
-        ServerClient sc(t, c.timeout_ms);
-        sc.set_trace(c.trace);
-        if (sc.ping()) break;
-        why = "unexpected answer to ping";
-      } catch (const Error& e) {
-        why = e.what();
-      }
-      if (!wait) {
-        std::cout << t.display() << " is down\n";
-        if (c.trace) std::cerr << why << "\n";
-        return EXIT_FAIL;
-      }
-      if (c.trace) std::cerr << why << "; retrying in 1 s\n";
-      if (!sleep_interruptible(1.0)) return EXIT_INTERRUPTED;
-    }
+  for (const auto& t : targets) {
+    int st = ping_until_alive(t, c, wait, [&] {
+      ServerClient sc(t, c.timeout_ms);
+      sc.set_trace(c.trace);
+      return sc.ping();
+    });
+    if (st != EXIT_OK) return st;
   }
   std::cout << "alive\n";
   return EXIT_OK;
