@@ -17,13 +17,10 @@ RAW=build/bench/raw_client
 mkdir -p build/bench
 ${CXX:-g++} -std=c++17 -O2 -Wall -Wextra -Werror -pthread -o "$RAW" bench/raw_client.cpp
 dir=$(mktemp -d /var/tmp/flare-bench-XXXXXX)
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
-"$FAKE" --nodes 1 --ready-file "$dir/ready" >/dev/null &
-pid=$!
-while [ ! -f "$dir/ready" ]; do sleep 0.05; done
-IPORT=$(awk '$1=="index"{print $2}' "$dir/ready")
-CPORT=$(awk '$1=="control"{print $2}' "$dir/ready")
-NPORT=$(awk '$1=="node"{print $2}' "$dir/ready")
+trap 'kill $FAKE_PID 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
+. "$(dirname "$0")/fake.sh"
+start_fake "$FAKE" "$dir" --nodes 1 || exit 1
+pid=$FAKE_PID IPORT=$INDEX_PORT CPORT=$CONTROL_PORT NPORT=${NODE_PORTS[0]}
 INDEX=127.0.0.1:$IPORT
 NODE=127.0.0.1:$NPORT
 ctl() { exec 3<>/dev/tcp/127.0.0.1/$CPORT; printf '%s\r\n' "$1" >&3; read -r _ <&3; exec 3>&-; }

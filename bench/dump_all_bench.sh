@@ -10,13 +10,12 @@ RUNS=${3:-3}
 RATE=${4:-20000}
 ITEMS=${5:-100000}
 dir=$(mktemp -d /var/tmp/flare-bench-XXXXXX)
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
-"$FAKE" --nodes 5 --ready-file "$dir/ready" >/dev/null &
-pid=$!
-while [ ! -f "$dir/ready" ]; do sleep 0.05; done
-IPORT=$(awk '$1=="index"{print $2}' "$dir/ready")
-CPORT=$(awk '$1=="control"{print $2}' "$dir/ready")
-mapfile -t NODES < <(awk '$1=="node"{print "127.0.0.1:" $2}' "$dir/ready")
+trap 'kill $FAKE_PID 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
+. "$(dirname "$0")/fake.sh"
+start_fake "$FAKE" "$dir" --nodes 5 || exit 1
+pid=$FAKE_PID IPORT=$INDEX_PORT CPORT=$CONTROL_PORT
+NODES=()
+for p in "${NODE_PORTS[@]}"; do NODES+=("127.0.0.1:$p"); done
 INDEX=127.0.0.1:$IPORT
 ctl() { exec 3<>/dev/tcp/127.0.0.1/$CPORT; printf '%s\r\n' "$1" >&3; read -r _ <&3; exec 3>&-; }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }

@@ -12,16 +12,14 @@ SIZES=${4:-1 10 100 1000 2000}
 [ -x /usr/bin/time ] || { echo "bench needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 # Not needed by the tools (they raise their own soft limit), but the fake needs 2 fds per node.
 ulimit -n 8192 2>/dev/null || true
+. "$(dirname "$0")/fake.sh"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %-8s %-10s %-10s %-10s\n' nodes command median_ms max_ms peak_rss_kb
 for n in $SIZES; do
   dir=$(mktemp -d)
   # flarei's default partition-size (1024) would leave the nodes above it proxies.
-  "$FAKE" --nodes "$n" --stats-delay-ms 100 --partition-size 4096 --ready-file "$dir/ready" >/dev/null &
-  pid=$!
-  i=0; while [ ! -f "$dir/ready" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
-  index=127.0.0.1:$(awk '$1=="index"{print $2}' "$dir/ready")
-  cport=$(awk '$1=="control"{print $2}' "$dir/ready")
+  start_fake "$FAKE" "$dir" --nodes "$n" --stats-delay-ms 100 --partition-size 4096 || exit 1
+  pid=$FAKE_PID index=127.0.0.1:$INDEX_PORT cport=$CONTROL_PORT
   # Every node the master of its own partition, in one control connection.
   exec 3<>/dev/tcp/127.0.0.1/"$cport"
   awk '$1=="node"{printf "set-node 127.0.0.1:%s master active %d 1\r\n", $2, k++}' "$dir/ready" >&3
