@@ -422,7 +422,9 @@ int cmd_list(const Options& o) {
   if (!o.args.empty()) throw UsageError("list takes no arguments");
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
-  MapVersions versions = check_map_versions(ic, cluster, {}, c.timeout_ms);
+  // list is the quick look (0.7.3 asked the index alone): the nodes' map versions are asked with
+  // at most 1 s, so a hung node costs that, not --timeout (stats and summary ask with --timeout).
+  MapVersions versions = check_map_versions(ic, cluster, {}, std::min(c.timeout_ms, 1000));
   auto nodes = cluster.list_order();
   if (o.flag("numeric-hosts")) {
     for (auto& n : nodes) {
