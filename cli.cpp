@@ -297,14 +297,11 @@ MapVersions check_map_versions(IndexClient& ic, const Cluster& cluster, const st
                                int timeout_ms) {
   long long iv = naming_index(ic.endpoint(), [&] { return ic.stats(); }).number("node_map_version").value_or(-1);
   std::vector<StatsResult> all = have;
+  std::set<std::string> known;
+  for (const auto& r : have) known.insert(r.endpoint.key());
   std::vector<Endpoint> rest;
-  for (const auto& n : cluster.nodes()) {
-    if (n.state == "down") continue;
-    bool known = false;
-    for (const auto& r : have)
-      if (r.endpoint.key() == n.key) known = true;
-    if (!known) rest.push_back(n.endpoint());
-  }
+  for (const auto& n : cluster.nodes())
+    if (n.state != "down" && !known.count(n.key)) rest.push_back(n.endpoint());
   for (auto& r : gather_stats(rest, timeout_ms)) all.push_back(std::move(r));
   MapVersions v = map_versions(iv, all);
   std::string w = map_version_warning(v);

@@ -3844,6 +3844,16 @@ inline ProtocolError unframed_end(const Endpoint& ep, const char* stream, unsign
                        std::to_string(count) + (std::string(stream) == "dump" ? " records" : " keys") +
                        " read before it, the rest unknown");
 }
+
+// After a stream's END line: the probe's answer must come next (the END was the stream's own),
+// or the stream is closed and unframed_end thrown. Throws NetworkError as read_line does.
+inline void expect_probe_after_end(Socket& sock, const Endpoint& ep, const char* stream, unsigned long long count) {
+  std::string_view next = sock.read_line();
+  if (is_probe_answer(next)) return;
+  std::string n(next);
+  sock.close();
+  throw unframed_end(ep, stream, count, n);
+}
 } // namespace detail
 
 inline std::string dump_request(const DumpRange& r) {
@@ -3897,11 +3907,8 @@ inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& 
       unsigned long long line_at = sock.offset();
       std::string_view line = sock.read_line();
       if (line == "END") {
-        std::string_view next = sock.read_line();
-        if (detail::is_probe_answer(next)) break;
-        std::string n(next);
-        sock.close();
-        throw detail::unframed_end(node.endpoint(), "dump", count, n);
+        detail::expect_probe_after_end(sock, node.endpoint(), "dump", count);
+        break;
       }
       if (line.rfind("VALUE ", 0) != 0) {
         std::string what = detail::printable(line);
@@ -4005,11 +4012,8 @@ inline unsigned long long dump_keys(NodeClient& node, int partition, int partiti
     for (;;) {
       std::string_view line = sock.read_line();
       if (line == "END") {
-        std::string_view next = sock.read_line();
-        if (detail::is_probe_answer(next)) break;
-        std::string n(next);
-        sock.close();
-        throw detail::unframed_end(node.endpoint(), "key listing", count, n);
+        detail::expect_probe_after_end(sock, node.endpoint(), "key listing", count);
+        break;
       }
       if (line.rfind("KEY ", 0) != 0 || line.size() == 4) detail::bad_stream_line(node, line, "dump_key", "key dump");
       on_key(line.substr(4));
