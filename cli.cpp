@@ -33,6 +33,27 @@ struct Exit {
   int status;
 };
 
+// How every message shows a user's argument: quoted, with anything that is not printable
+// ASCII (a newline, a control byte, a non-ASCII byte) escaped as \xHH, so that an argument
+// never splits a one-line error and looks the same in every message.
+std::string shown(std::string_view arg) { return "'" + detail::printable(arg, 200) + "'"; }
+
+// A message printed as one line: control bytes (a newline inside a server's answer or an
+// argument that reached the text unescaped) are escaped, other text is left as it is.
+std::string one_line(std::string_view msg) {
+  std::string out;
+  for (unsigned char ch : msg) {
+    if (ch < 0x20 || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) { g_interrupted = 1; }
 
@@ -61,7 +82,7 @@ struct Options {
 const OptSpec kCommon[] = {
     {"help", 'h', nullptr, "show this help"},
     {"debug", 0, nullptr, "log every request and reply to stderr"},
-    {"timeout", 0, "SECONDS", "deadline of each network operation (default 10)"},
+    {"timeout", 0, "SECONDS", "deadline of each network operation (default 10; more than 0, at most 86400)"},
 };
 const OptSpec kIndex[] = {
     {"index-server", 'i', "HOST[:PORT]", "index server (default $FLARE_INDEX_SERVER or 127.0.0.1)"},
@@ -76,6 +97,7 @@ struct Command {
   bool uses_index;
   std::vector<OptSpec> options;
   int (*run)(const Options&);
+  const char* notes = nullptr; // printed after the options in --help
 };
 
 std::vector<OptSpec> all_options(const Command& c) {
@@ -94,15 +116,23 @@ std::vector<OptSpec> all_options(const Command& c) {
 Options parse_options(const Command& cmd, const std::vector<std::string>& argv) {
   auto specs = all_options(cmd);
   Options o;
-  auto take = [&](const OptSpec& s, std::optional<std::string> inline_value, size_t& i, const std::string& shown) {
+  auto take = [&](const OptSpec& s, std::optional<std::string> inline_value, size_t& i, const std::string& shown_as) {
     if (s.value) {
       if (!inline_value) {
-        if (i + 1 >= argv.size()) throw UsageError("missing value for " + shown);
+        if (i + 1 >= argv.size()) throw UsageError("missing value for " + shown_as);
         inline_value = argv[++i];
+      }
+      // A single-valued option given twice is a usage error: the later one must not silently
+      // win (restore -i FILE --input OTHER, or -i meant as the index server).
+      if (o.values.count(s.name)) {
+        std::string note = s.short_name == 'i' && std::string(s.name) == "input"
+                               ? ": here -i is the input file (--input); the index server is --index-server"
+                               : "";
+        throw UsageError("--" + std::string(s.name) + " is given twice" + note);
       }
       o.values[s.name] = *inline_value;
     } else {
-      if (inline_value) throw UsageError("option " + shown + " takes no value");
+      if (inline_value) throw UsageError("option " + shown_as + " takes no value");
       o.flags.insert(s.name);
     }
   };
@@ -133,15 +163,15 @@ Options parse_options(const Command& cmd, const std::vector<std::string>& argv) 
           ++prefix_matches;
         }
       }
-      if (!match) throw UsageError("unknown option --" + body);
-      if (prefix_matches > 1) throw UsageError("ambiguous option --" + body);
+      if (!match) throw UsageError("unknown option " + shown("--" + body));
+      if (prefix_matches > 1) throw UsageError("ambiguous option " + shown("--" + body));
       take(*match, val, i, "--" + std::string(match->name));
     } else if (a.size() > 1 && a[0] == '-' && a[1] != '-') {
       for (size_t k = 1; k < a.size(); ++k) {
         const OptSpec* match = nullptr;
         for (auto& s : specs)
           if (s.short_name == a[k]) match = &s;
-        if (!match) throw UsageError(std::string("unknown option -") + a[k]);
+        if (!match) throw UsageError("unknown option " + shown(std::string("-") + a[k]));
         if (match->value) {
           std::optional<std::string> val;
           if (k + 1 < a.size()) val = a.substr(k + 1);
@@ -174,6 +204,7 @@ std::string help_text(const Command& c) {
     else out << "\n" << std::string(32, ' ');
     out << s.help << "\n";
   }
+  if (c.notes) out << "\n" << c.notes;
   return out.str();
 }
 
@@ -191,7 +222,7 @@ int parse_timeout(const Options& o) {
   char* end = nullptr;
   double secs = std::strtod(t.c_str(), &end);
   if (t.empty() || !end || *end != '\0' || !(secs > 0) || secs > 86400)
-    throw UsageError("invalid --timeout '" + t + "': give seconds, more than 0");
+    throw UsageError("invalid --timeout " + shown(t) + ": give seconds, more than 0 and at most 86400 (one day)");
   return std::max(1, static_cast<int>(secs * 1000));
 }
 
@@ -365,7 +396,8 @@ int ping_until_alive(const Endpoint& target, const Context& c, bool wait, const 
     }
     if (!wait) {
       std::cout << target.display() << " is down\n";
-      if (c.trace) std::cerr << why << "\n";
+      std::cout.flush();
+      std::cerr << target.display() << ": " << one_line(why) << "\n"; // e.g. a name that does not resolve
       return EXIT_FAIL;
     }
     if (c.trace) std::cerr << why << "; retrying in 1 s\n";
@@ -398,8 +430,7 @@ int cmd_ping(const Options& o) {
     try {
       targets.push_back(parse_node_arg(a, 2, 2).endpoint);
     } catch (const Error&) {
-      std::cerr << "invalid argument '" << a << "'. it must be hostname:port.\n";
-      return EXIT_FAIL;
+      throw UsageError("invalid argument " + shown(a) + ". it must be hostname:port.");
     }
   }
   for (const auto& t : targets) {
@@ -477,10 +508,14 @@ int stats_prometheus(const Options& o) {
       std::vector<Endpoint> eps;
       for (const auto& n : cluster.nodes()) eps.push_back(n.endpoint());
       auto results = gather_stats(eps, c.timeout_ms);
+      bool unreachable = false;
       for (const auto& r : results)
-        if (!r.ok) std::cerr << r.endpoint.display() << ": " << r.error << "\n";
+        if (!r.ok) {
+          std::cerr << r.endpoint.display() << ": " << one_line(r.error) << "\n";
+          unreachable = true;
+        }
       text = format_prometheus(c.index.display(), cluster, results);
-      status = EXIT_OK;
+      status = unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
     } catch (const Error& e) {
       std::cerr << e.what() << "\n";
       text = format_prometheus_index_down(c.index.display());
@@ -497,6 +532,21 @@ int stats_prometheus(const Options& o) {
   return status;
 }
 
+// A JSON document of ours on one line: its line breaks and the indentation after them are
+// layout only (json_escape writes a line break inside a string as \n).
+std::string compact_json(const std::string& doc) {
+  std::string out;
+  out.reserve(doc.size());
+  for (size_t i = 0; i < doc.size(); ++i) {
+    if (doc[i] != '\n') {
+      out += doc[i];
+      continue;
+    }
+    while (i + 1 < doc.size() && doc[i + 1] == ' ') ++i;
+  }
+  return out;
+}
+
 int cmd_stats(const Options& o) {
   if (o.flag("prometheus")) return stats_prometheus(o);
   if (o.has("output")) throw UsageError("--output goes with --prometheus");
@@ -510,12 +560,12 @@ int cmd_stats(const Options& o) {
     try {
       filter.push_back(parse_node_arg(a, 2, 2).endpoint.key());
     } catch (const Error& e) {
-      std::cerr << e.what() << "\n";
-      return EXIT_FAIL;
+      throw UsageError(std::string(e.what()) + " it must be hostname:port.");
     }
   }
   IndexClient ic = index_client(c);
   std::map<std::string, std::optional<QpsSample>> previous;
+  bool unreachable = false; // some node did not answer (exit 1 with --fail-on-unreachable)
 
   std::optional<long long> index_version;
   auto take_sample = [&](Cluster& cluster, std::map<std::string, std::string>& behind) {
@@ -568,17 +618,22 @@ int cmd_stats(const Options& o) {
       if (qps) r.qps = qps_between(previous[nodes[i].key], cur);
       previous[nodes[i].key] = cur;
       rows.push_back(std::move(r));
-      if (!results[i].ok) std::cerr << nodes[i].key << ": " << results[i].error << "\n";
+      if (!results[i].ok) {
+        std::cerr << nodes[i].key << ": " << one_line(results[i].error) << "\n";
+        unreachable = true;
+      }
     }
-    if (json) std::cout << format_stats_json(rows, qps) << "\n";
+    // Several samples: JSON Lines, one compact document per line (a reader of one document per
+    // line and jq both take it). One sample: the indented document, as before.
+    if (json) std::cout << (count > 1 ? compact_json(format_stats_json(rows, qps)) : format_stats_json(rows, qps)) << "\n";
     else std::cout << format_stats_table(rows, qps, delimiter);
     flush_stdout();
     if (round + 1 < count && !sleep_interruptible(wait)) {
       std::cerr << "INTERRUPTED\n";
-      return EXIT_OK;
+      return EXIT_INTERRUPTED;
     }
   }
-  return EXIT_OK;
+  return unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
 }
 
 int cmd_threads(const Options& o) {
@@ -589,8 +644,7 @@ int cmd_threads(const Options& o) {
     try {
       target = parse_node_arg(o.args[0], 2, 2).endpoint;
     } catch (const Error&) {
-      std::cerr << "invalid nodekey: " << o.args[0] << "\n";
-      return EXIT_FAIL;
+      throw UsageError("invalid nodekey: " + shown(o.args[0]) + ". it must be hostname:port.");
     }
   }
   ServerClient sc(target, c.timeout_ms);
@@ -675,19 +729,30 @@ int cmd_index(const Options& o) {
 struct Terminal {
   bool progress_open = false;
   bool err_is_tty = ::isatty(2) != 0;
+  // A redrawn counter line (dump --all's) is erased before any other line is printed, not
+  // left above it; a construction's progress line stays as the last count seen.
+  bool erase_progress = false;
 
   void end_progress() {
     if (progress_open) std::cerr << "\n";
     progress_open = false;
   }
-  void say(const std::string& s) {
+  // Before another line: the redrawn line ends there, or is erased (erase_progress).
+  void make_room() {
+    if (progress_open && erase_progress) {
+      std::cerr << "\r\x1b[K";
+      progress_open = false;
+    }
     end_progress();
+  }
+  void say(const std::string& s) {
+    make_room();
     std::cerr.flush();
     std::cout << s << "\n";
     std::cout.flush();
   }
   void warn(const std::string& s) {
-    end_progress();
+    make_room();
     std::cout.flush();
     std::cerr << s << "\n";
   }
@@ -704,7 +769,7 @@ struct Terminal {
   // drive existing scripts). A byte at a time, so that the next prompt's answer stays in the
   // pipe. End of input or Ctrl-C: no answer.
   std::optional<std::string> ask(const std::string& prompt) {
-    end_progress();
+    make_room();
     std::cout.flush();
     std::cerr << prompt;
     std::cerr.flush();
@@ -748,8 +813,7 @@ std::vector<NodeArg> node_args(const Options& o, int min_fields, int max_fields,
     try {
       out.push_back(parse_node_arg(a, min_fields, max_fields));
     } catch (const Error& e) {
-      std::cerr << e.what() << (shape.empty() ? "" : " it must be " + shape + ".") << "\n";
-      throw Exit{EXIT_FAIL};
+      throw UsageError(e.what() + (shape.empty() ? "" : " it must be " + shape + "."));
     }
   }
   return out;
@@ -794,10 +858,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
 int cmd_master(const Options& o) {
   auto args = node_args(o, 4, 4, "hostname:port:balance:partition");
   for (const auto& a : args)
-    if (*a.balance <= 0) {
-      std::cerr << "invalid balance '" << a.text << "'.\n";
-      return EXIT_FAIL;
-    }
+    if (*a.balance <= 0) throw UsageError("invalid balance " + shown(a.text) + ". it must be more than 0.");
   return run_admin(o, [&](ClusterAdmin& a) { return a.master(args); });
 }
 int cmd_slave(const Options& o) {
@@ -881,10 +942,7 @@ private:
 std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit) {
   bool all = o.flag("all");
   if (all && !o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
-  if (!all && o.args.empty()) {
-    std::cerr << "please specify --all option to get complete dump.\n";
-    throw Exit{EXIT_FAIL};
-  }
+  if (!all && o.args.empty()) throw UsageError("please specify --all option to get complete dump (or give HOST:PORT).");
   std::optional<int> part, psize;
   if (o.has("partition")) {
     part = to_int32(o.get("partition"));
@@ -924,8 +982,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
       try {
         ep = parse_node_arg(a, 2, 2).endpoint;
       } catch (const Error& e) {
-        std::cerr << e.what() << " it must be hostname:port.\n";
-        throw Exit{EXIT_FAIL};
+        throw UsageError(std::string(e.what()) + " it must be hostname:port.");
       }
       const NodeInfo* n = cluster.find(ep);
       if (!n) {
@@ -971,6 +1028,7 @@ void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, co
     winsize ws{};
     size_t width = ::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1u : 79u; // not the last column: no wrap
     live = std::make_shared<StreamsProgress>(verb, names, unit, width);
+    term.erase_progress = true;
     opt.on_node_item = [&term, live](size_t i, unsigned long long n) {
       live->count(i, n);
       if (auto line = live->line_if_due()) term.progress(*line);
@@ -987,10 +1045,7 @@ void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, co
 int cmd_dump(const Options& o) {
   Context c = make_context(o, true);
   auto format = parse_data_format(o.get("format", "flare"));
-  if (!format) {
-    std::cerr << "unknown format: " << o.get("format") << "\n";
-    return EXIT_FAIL;
-  }
+  if (!format) throw UsageError("unknown format: " + shown(o.get("format")) + " (flare or csv)");
   auto targets = data_targets(o, c, bwlimit_option(o));
   Output out(o);
   ItemWriter writer(out.writer(), *format);
@@ -1146,16 +1201,10 @@ int cmd_restore(const Options& o) {
   DataFormat format = path.size() > 4 && path.compare(path.size() - 4, 4, ".csv") == 0 ? DataFormat::csv : DataFormat::flare;
   if (o.has("format")) {
     auto f = parse_data_format(o.get("format"));
-    if (!f) {
-      std::cerr << "unknown format: " << o.get("format") << "\n";
-      return EXIT_FAIL;
-    }
+    if (!f) throw UsageError("unknown format: " + shown(o.get("format")) + " (flare or csv)");
     format = *f;
   }
-  if (o.has("include") && o.has("prefix-include")) {
-    std::cerr << "--include option is specified.\n";
-    return EXIT_FAIL;
-  }
+  if (o.has("include") && o.has("prefix-include")) throw UsageError("--include and --prefix-include cannot be combined");
   unsigned long long resume_from = 0;
   if (o.has("resume-from")) {
     auto v = to_int(o.get("resume-from"));
@@ -1167,6 +1216,14 @@ int cmd_restore(const Options& o) {
   if (o.has("include")) include = std::make_unique<KeyPattern>(o.get("include"));
   if (o.has("exclude")) exclude = std::make_unique<KeyPattern>(o.get("exclude"));
   if (o.args.size() > 1) throw UsageError("restore writes through one node: give at most one HOST:PORT");
+  std::optional<Endpoint> given_target;
+  if (!o.args.empty()) {
+    try {
+      given_target = parse_node_arg(o.args[0], 2, 2).endpoint;
+    } catch (const Error& e) {
+      throw UsageError(std::string(e.what()) + " it must be hostname:port.");
+    }
+  }
   auto selected = [&](const std::string& key) {
     if (!prefix.empty() && key.compare(0, prefix.size(), prefix) != 0) return false;
     if (include && !include->matches(key)) return false;
@@ -1213,13 +1270,8 @@ int cmd_restore(const Options& o) {
     return EXIT_INTERRUPTED;
   }
   Endpoint target;
-  if (!o.args.empty()) {
-    try {
-      target = parse_node_arg(o.args[0], 2, 2).endpoint;
-    } catch (const Error& e) {
-      std::cerr << e.what() << "\n";
-      return EXIT_FAIL;
-    }
+  if (given_target) {
+    target = *given_target;
   } else {
     IndexClient ic = index_client(c);
     Cluster cluster = load_cluster(ic);
@@ -1260,13 +1312,14 @@ int cmd_restore(const Options& o) {
 
 int cmd_verify(const Options& o) {
   Context c = make_context(o, true);
+  if (!o.args.empty()) throw UsageError("verify takes no arguments");
+  KeyHashAlgorithm forced{};
+  if (o.has("key-hash-algorithm") && !parse_key_hash_algorithm(o.get("key-hash-algorithm"), forced))
+    throw UsageError("unknown type: " + shown(o.get("key-hash-algorithm")) + " (simple bitshift crc32 adler32 murmur jenkins)");
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   Partitioning p = partitioning_from_meta(ic.meta());
-  if (o.has("key-hash-algorithm") && !parse_key_hash_algorithm(o.get("key-hash-algorithm"), p.algorithm)) {
-    std::cerr << "unknown type: " << o.get("key-hash-algorithm") << "\n";
-    return EXIT_FAIL;
-  }
+  if (o.has("key-hash-algorithm")) p.algorithm = forced;
   int count = serving_partition_count(cluster);
   if (count <= 0) {
     std::cerr << "cannot verify: no partition has an active master (the cluster serves no data; see flare-admin list)\n";
@@ -1319,7 +1372,7 @@ int cmd_verify(const Options& o) {
     term.end_progress();
   } catch (const Interrupted&) {
     term.end_progress();
-    std::cout << "interrupted\n";
+    std::cerr << "interrupted\n";
     return EXIT_INTERRUPTED;
   }
   bool good = true;
@@ -1356,9 +1409,9 @@ int cmd_deploy(const Options& o) {
     if (s.value) {
       if (!o.has(s.key)) continue;
       value = o.get(s.key);
-      // A value is copied into `key = value` lines: a line break would add a setting.
-      if (value.empty() || value.find_first_of("\r\n") != std::string::npos)
-        throw UsageError("invalid --" + std::string(s.key) + " '" + detail::printable(value) + "'");
+      // Refused before anything is written unless flarei/flared would read it as meant.
+      std::string problem = deploy_value_problem(s.key, value);
+      if (!problem.empty()) throw UsageError("invalid --" + std::string(s.key) + " " + shown(value) + ": " + problem);
     } else {
       if (!o.flag(s.key)) continue;
       value = "true";
@@ -1370,12 +1423,16 @@ int cmd_deploy(const Options& o) {
   if (o.args.empty() && !with_index) throw UsageError("give HOST:PORT[:BALANCE:PARTITION] for each node, or --deploy-index");
   std::vector<Endpoint> nodes;
   for (const auto& a : o.args) {
+    NodeArg n;
     try {
-      nodes.push_back(parse_node_arg(a, 2, 4).endpoint);
+      n = parse_node_arg(a, 2, 4);
     } catch (const Error&) {
-      std::cerr << "invalid argument '" << a << "'. it must be hostname:port[:balance:partition].\n";
-      return EXIT_FAIL;
+      n.balance = 0; // refused below
     }
+    // host:port or host:port:balance:partition; host:port:balance alone is neither.
+    if (n.text.empty() || (n.balance.has_value() != n.partition.has_value()))
+      throw UsageError("invalid argument " + shown(a) + ". it must be hostname:port[:balance:partition].");
+    nodes.push_back(n.endpoint);
   }
   char cwd[4096];
   if (!::getcwd(cwd, sizeof cwd)) throw Error(std::string("cannot tell the current directory: ") + std::strerror(errno));
@@ -1396,7 +1453,7 @@ int cmd_deploy(const Options& o) {
     }
   }
   for (const auto& t : targets) {
-    std::cout << "generateing ... " << t.server.key() << "\n";  // sic: 0.7.3's wording
+    std::cout << "generating ... " << t.server.key() << "\n";
     deploy_folder(t, replace, o.flag("systemd"));
   }
   flush_stdout();
@@ -1458,6 +1515,9 @@ int cmd_keycheck(const Options& o) {
     std::string path = o.has("input") ? o.get("input") : o.args.empty() ? "-" : o.args[0];
     std::ifstream file;
     if (path != "-") {
+      struct stat st{};
+      if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        throw Error(shown(path) + " is a directory, not a file: give the file to read");
       file.open(path, std::ios::binary);
       if (!file) throw Error("cannot open '" + path + "': " + std::strerror(errno));
     }
@@ -1521,13 +1581,17 @@ std::vector<Command> commands() {
       {"stats", "[HOST:PORT ...]", "Show statistics of every node (or of the nodes given).", true,
        {{"qps", 'q', nullptr, "add requests per second (total, reads, writes)"},
         {"wait", 'w', "SECONDS", "seconds between tables (default 1)"},
-        {"count", 'c', "N", "number of tables (default 1)"},
+        {"count", 'c', "N", "number of tables (default 1); with --json, N > 1 prints JSON Lines (one document a line)"},
         {"delimiter", 'd', "STRING", "column separator (default one space)"},
-        kJson,
-        {"prometheus", 0, nullptr, "print Prometheus text format (0.0.4) for every node and the cluster"},
+        {"json", 0, nullptr, "print one JSON document instead of the table (sizes in bytes)"},
+        {"fail-on-unreachable", 0, nullptr, "exit 1 when a node did not answer (default: exit 0, as 0.7.3)"},
+        {"prometheus", 0, nullptr, "print Prometheus text format (0.0.4) for every node and the cluster (bytes)"},
         {"output", 'o', "FILE", "with --prometheus: write FILE atomically instead of stdout"},
         {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0644: a monitoring agent reads it)"}},
-       cmd_stats},
+       cmd_stats,
+       "The size column is in whole GiB, rounded down, as 0.7.3 shows it (21 MB shows 0);\n"
+       "--json and --prometheus carry bytes. A node that does not answer is shown as such\n"
+       "(its error on stderr) and the exit status stays 0 unless --fail-on-unreachable.\n"},
       {"threads", "[HOST:PORT]", "Show the threads of the index server or of a node.", true, {kJson}, cmd_threads},
       {"summary", "", "Show a one-line summary of the cluster.", true, {kJson}, cmd_summary},
       {"index", "", "Print the node map as flare's XML document.", true,
@@ -1591,6 +1655,62 @@ std::vector<Command> commands() {
   };
 }
 
+// The subcommand nearest to a mistyped one (fewest single-character edits; a prefix of one
+// name counts as near), or "" when none is within a third of the word.
+std::string nearest_subcommand(const std::string& typed, const std::vector<Command>& named) {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  size_t best_d = std::max<size_t>(2, typed.size() / 3) + 1;
+  for (const auto& c : named) {
+    std::string name = c.name;
+    size_t d = typed.size() >= 3 && name.rfind(typed, 0) == 0 ? 1 : distance(typed, name);
+    if (d < best_d) {
+      best_d = d;
+      best = name;
+    }
+  }
+  return best;
+}
+
+// Files named by --input / --output, checked before anything is asked, sent or written: a
+// directory is named as one (not "malformed record at byte 0"); restore's and keycheck's -i is
+// the input file (0.7.3), so an -i that is no file but reads HOST:PORT was meant as the index
+// server: a usage error that says so.
+void check_file_options(const Options& o, const Command& c) {
+  auto is_dir = [](const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  };
+  if (o.has("input") && o.get("input") != "-") {
+    const std::string& path = o.get("input");
+    if (is_dir(path)) throw Error(shown(path) + " is a directory, not a file: give the file to read");
+    bool host_port = false;
+    try {
+      parse_node_arg(path, 2, 2);
+      host_port = true;
+    } catch (const Error&) {
+    }
+    if (host_port && ::access(path.c_str(), F_OK) != 0)
+      throw UsageError("no file " + shown(path) + ": in " + c.name + ", -i is the input file (--input); " +
+                       "to name the index server, use --index-server " + detail::printable(path, 200));
+  }
+  if (o.has("output") && o.get("output") != "-" && is_dir(o.get("output")))
+    throw Error(shown(o.get("output")) + " is a directory, not a file: give the file to write");
+}
+
 void print_overview(std::ostream& out) {
   out << "Usage: flare-admin SUBCOMMAND [options] [arguments]\n"
       << "       flare-SUBCOMMAND [options] [arguments]  (flare-stats is flare-admin stats, ...)\n\nSubcommands:\n";
@@ -1598,8 +1718,9 @@ void print_overview(std::ostream& out) {
     std::string name = c.name;
     out << "  " << name << std::string(name.size() < 13 ? 13 - name.size() : 1, ' ') << c.summary << "\n";
   }
-  out << "\nRun 'flare-admin SUBCOMMAND --help' for the options of each. Exit status: 0 success,\n"
-         "1 failure or refusal, 2 usage error, 130 interrupted.\n";
+  out << "\nRun 'flare-admin SUBCOMMAND --help' (or 'flare-admin help SUBCOMMAND') for the options of each.\n"
+         "Exit status: 0 done, 1 failed or refused at run time, 2 command line wrong, 130 interrupted.\n"
+         "Data goes to stdout; errors, refusals, warnings, notes and prompts go to stderr.\n";
 }
 
 int run(int argc, char** argv) {
@@ -1626,8 +1747,18 @@ int run(int argc, char** argv) {
       return EXIT_OK;
     }
     if (sub == "-h" || sub == "--help" || sub == "help") {
-      print_overview(std::cout);
-      return EXIT_OK;
+      // help SUB: SUB's own help, as SUB --help shows it.
+      if (sub == "help" && !words.empty()) {
+        if (words.size() > 1) {
+          std::cerr << "help takes one subcommand (see: flare-admin --help)\n";
+          return EXIT_USAGE;
+        }
+        sub = words.front();
+        words = {"--help"};
+      } else {
+        print_overview(std::cout);
+        return EXIT_OK;
+      }
     }
   }
   if (std::find(words.begin(), words.end(), "--version") != words.end()) {
@@ -1642,24 +1773,29 @@ int run(int argc, char** argv) {
         std::cout << help_text(c);
         return EXIT_OK;
       }
+      if (!*c.usage && !o.args.empty())
+        throw UsageError(std::string(c.name) + " takes no arguments (given: " + shown(o.args.front()) + ")");
+      check_file_options(o, c);
       if (o.has("file-mode")) file_mode(o, 0); // checked before anything is asked or sent
       if (o.has("file-mode") && o.get("output", "-") == "-") throw UsageError("--file-mode goes with -o FILE");
       return c.run(o);
     } catch (const UsageError& e) {
-      std::cerr << e.what() << " (see: " << program_name
+      std::cerr << one_line(e.what()) << " (see: " << program_name
                 << (short_name ? "" : std::string(" ") + c.name) << " --help)\n";
       return EXIT_USAGE;
     } catch (const Exit& e) {
       return e.status;
     } catch (const Error& e) {
-      std::cerr << e.what() << "\n";
+      std::cerr << one_line(e.what()) << "\n";
       return EXIT_FAIL;
     } catch (const std::bad_alloc&) {
       std::cerr << "out of memory\n";
       return EXIT_FAIL;
     }
   }
-  std::cerr << "unknown subcommand '" << sub << "' (run flare-admin --help for the list)\n";
+  std::string nearest = nearest_subcommand(sub, named);
+  std::cerr << "unknown subcommand " << shown(sub)
+            << (nearest.empty() ? "" : "; did you mean '" + nearest + "'?") << " (run flare-admin --help for the list)\n";
   return EXIT_USAGE;
 }
 

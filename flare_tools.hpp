@@ -197,6 +197,7 @@
 //    ServerConf flarei_defaults();   ServerConf flared_defaults();
 //    struct DeploySetting { const char *key, *value; bool flarei, flared; const char *help, *caveat; }
 //    const std::vector<DeploySetting>& deploy_settings();   -- the pass-through settings
+//    std::string deploy_value_problem(std::string_view key, std::string_view value);  -- "" or why flare misreads it
 //    const DeploySetting* find_deploy_setting(std::string_view key);
 //    struct DeployTarget { Daemon daemon; Endpoint server; std::string dir, executable; ServerConf conf;
 //      std::string conf_path() const; std::string pid_path() const; std::string unit_name() const; }
@@ -2347,8 +2348,8 @@ inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
 // How an operation talks to its user. The CLI wires these to the terminal; a program using
 // the library may wire them to anything (all optional except `ask` for interactive use).
 struct OperationIO {
-  std::function<void(const std::string&)> say;      // a message line (stdout in flare-admin)
-  std::function<void(const std::string&)> warn;     // a problem line (stderr)
+  std::function<void(const std::string&)> say;      // a table or a step of the change (stdout in flare-admin)
+  std::function<void(const std::string&)> warn;     // an error, refusal, warning or note (stderr)
   std::function<void(const std::string&)> progress; // a construction progress line, once a second
   // Shows `prompt` and returns the answer line, or nullopt at end of input (which means "no").
   std::function<std::optional<std::string>(const std::string& prompt)> ask;
@@ -2540,7 +2541,7 @@ public:
     // Every argument first: flarei refuses a master of balance 0, after the flush_all.
     for (const auto& a : args)
       if (!a.balance || *a.balance <= 0 || !a.partition) {
-        say("invalid balance '" + a.text + "'.");
+        complain("invalid balance '" + a.text + "'.");
         return Outcome::failed;
       }
     std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
@@ -2550,22 +2551,22 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("unknown host: " + key);
+        complain("unknown node: " + key);
         return Outcome::failed;
       }
       int part = *a.partition;
       if (n->is_master() && n->partition == part) {
-        say("no need to change the role of " + key + ".");
+        complain("no need to change the role of " + key + ".");
         continue;
       }
       const NodeInfo* existing = c.master_of(part);
       if (existing && existing->state != "down") {
-        say("the partiton already has a master " + existing->key + ".");
+        complain("the partition already has a master " + existing->key + ".");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (!n->is_proxy()) {
-        say(key + " is not a proxy.");
+        complain(key + " is not a proxy.");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2573,18 +2574,18 @@ public:
       // start empty and the index would list two masters. --force answers questions; it does
       // not choose to lose data. Only --unsafe does.
       if (existing && !opt_.unsafe) {
-        say("partition " + std::to_string(part) + " has a master that is down: " + existing->key +
+        complain("partition " + std::to_string(part) + " has a master that is down: " + existing->key +
             " holds its only copy of the data. Start its flared again (the index makes it active with its data), "
             "or, to give that data up, replace it with: flare-admin master --unsafe " + a.text);
         result = worse(result, Outcome::failed);
         continue;
       }
       if (existing)
-        say("replacing the down master " + existing->key + " of partition " + std::to_string(part) + ": " + key +
+        complain("replacing the down master " + existing->key + " of partition " + std::to_string(part) + ": " + key +
             " starts empty; the items on " + existing->key + " are lost to the cluster (its flared, if it returns, "
             "comes back as a proxy).");
       if (part > c.partition_count() || (part == c.partition_count() && has_unfinished_partition(c))) {
-        say("partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
+        complain("partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
             std::to_string(c.partition_count()) + (has_unfinished_partition(c) ? ", after the ready one is activated." : "."));
         result = worse(result, Outcome::failed);
         continue;
@@ -2611,18 +2612,18 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("invalid 'hostname:port' pair: " + key);
+        complain("invalid 'hostname:port' pair: " + key);
         return Outcome::failed;
       }
       if (!n->is_proxy()) {
-        say(key + " is not a proxy.");
+        complain(key + " is not a proxy.");
         result = worse(result, Outcome::failed);
         continue;
       }
       int part = a.partition.value_or(0);
       const NodeInfo* m = c.master_of(part);
       if (!m || m->state == "down") {
-        say("partition " + std::to_string(part) + " has no master to copy from.");
+        complain("partition " + std::to_string(part) + " has no master to copy from.");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2648,18 +2649,18 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("unknown host: " + key);
+        complain("unknown node: " + key);
         return Outcome::failed;
       }
       int bal = *a.balance;
       if (n->is_proxy()) {
         // flarei answers OK to a proxy's balance and changes nothing: say so instead.
-        say(key + " is a proxy: a balance applies to masters and slaves only.");
+        complain(key + " is a proxy: a balance applies to masters and slaves only.");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (n->balance == bal) {
-        say("no need to change the balance of " + key + ".");
+        complain("no need to change the balance of " + key + ".");
         continue;
       }
       if (!ask_yes("updating node balance (node=" + key + ", balance=" + std::to_string(n->balance) +
@@ -2672,7 +2673,7 @@ public:
                               std::to_string(bal) + " " + std::to_string(n->partition),
                               [&] { return index_.node_role(a.endpoint, n->role, bal, n->partition); });
       if (st != "OK") {
-        say("failed to change the balance of " + key + ": " + st);
+        complain("failed to change the balance of " + key + ": " + st);
         result = worse(result, Outcome::failed);
       }
     }
@@ -2705,7 +2706,7 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("node not found in cluster. (node=" + key + ")");
+        complain("node not found in cluster. (node=" + key + ")");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2713,13 +2714,13 @@ public:
       // another master; it refuses a down master that still holds its partition's only copy.
       bool replaced_master = n->is_master() && n->state == "down" && c.master_of(n->partition) != n;
       if (n->is_master() && n->state == "down" && !replaced_master) {
-        say("node is the down master of partition " + std::to_string(n->partition) +
+        complain("node is the down master of partition " + std::to_string(n->partition) +
             " and holds its only copy; the index keeps it. (node=" + key + ")");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (!(n->is_proxy() && n->state == "down") && !replaced_master) {
-        say("node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")");
+        complain("node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2736,13 +2737,13 @@ public:
                                 [&] { return index_.node_remove(a.endpoint); });
         removed = st == "OK";
         if (st.rfind("the index answered OK", 0) == 0) {
-          say(st);
+          complain(st);
           break;
         }
         if (!removed && attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
       }
       if (!removed) {
-        say("node remove failed. (node=" + key + ")");
+        complain("node remove failed. (node=" + key + ")");
         result = worse(result, Outcome::failed);
       }
     }
@@ -2769,22 +2770,22 @@ public:
       const std::string key = a.endpoint.key();
       const NodeInfo* n = c.find(a.endpoint);
       if (!n) {
-        say(key + " is not found in this cluster.");
+        complain(key + " is not found in this cluster.");
         return Outcome::failed;
       }
       if (!c.reconstructable(*n)) {
-        say(key + " is not reconstructable.");
+        complain(key + " is not reconstructable.");
         result = worse(result, Outcome::failed);
         continue;
       }
       bool safe = c.safely_reconstructable(*n);
       if (!safe && !opt_.unsafe) {
-        say("The partition needs one more slave to reconstruct " + key + " safely.");
+        complain("The partition needs one more slave to reconstruct " + key + " safely.");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
-        if (!safe) say("you are trying to reconstruct " + key + " without redanduncy.");
+        if (!safe) complain("you are trying to reconstruct " + key + " without redanduncy.");
         bool go = false, quit = false;
         for (;;) {
           auto answer = io_.ask ? io_.ask("reconstructing node (node=" + key + ", role=" + n->role + ") (y/n/a/q/h:help): ")
@@ -2801,7 +2802,7 @@ public:
           break;
         }
         if (quit) {
-          say("quit: " + key + " and the nodes after it were left as they are.");
+          complain("quit: " + key + " and the nodes after it were left as they are.");
           return worse(result, Outcome::declined);
         }
         if (!go) {
@@ -2919,6 +2920,12 @@ private:
   void say(const std::string& s) {
     if (io_.say) io_.say(s);
   }
+  // An error, refusal, warning or note (stderr in flare-admin); `say` is for tables and the
+  // step-by-step lines 0.7.3 printed (stdout).
+  void complain(const std::string& s) {
+    if (io_.warn) io_.warn(s);
+    else say(s);
+  }
   static std::string trim_newline(std::string s) {
     if (!s.empty() && s.back() == '\n') s.pop_back();
     return s;
@@ -2945,7 +2952,7 @@ private:
   }
 
   void declined(const std::string& key, const NodeInfo& n, const std::string& how) {
-    say("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
+    complain("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
         std::to_string(n.balance) + "); to do it later: " + how);
   }
 
@@ -2987,7 +2994,7 @@ private:
     int part = *a.partition, bal = *a.balance;
     if (!opt_.without_clean) {
       if (flush(ep) != "OK") {
-        say("executing flush_all failed.");
+        complain("executing flush_all failed.");
         return Outcome::failed;
       }
       if (!opt_.dry_run) say("executed flush_all command before constructing the master node.");
@@ -2998,7 +3005,7 @@ private:
                                   : in_effect(set_role_with_retry(index_, ep, "master", bal, part, opt_, io_));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
-      say("failed to change the state.");
+      complain("failed to change the state.");
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'; the node is still " + before.role + " " + before.state);
       return Outcome::failed;
     }
@@ -3008,17 +3015,17 @@ private:
     if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
       return interrupted_at(ep, "The index keeps building the partition; check it with: flare-admin list");
     if (last.state == "active" && part != 0)
-      say("The master should be ready after the reconstruction but it became active.");
+      complain("The master should be ready after the reconstruction but it became active.");
     say("state is ready -> stop waiting");
     if (last.state == "ready" && opt_.activate) {
       if (!ask_yes("changing node's state (node=" + ep.key() + ", state=ready -> active) (y/n): ")) {
-        say("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
+        complain("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
             ep.key());
         return Outcome::declined;
       }
       std::string s = in_effect(index_.node_state(ep, "active"));
       if (s != "OK") {
-        say("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
+        complain("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
         return Outcome::failed;
       }
     }
@@ -3028,7 +3035,7 @@ private:
   Outcome construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean) {
     if (clean && !opt_.without_clean) {
       if (flush(ep) != "OK") {
-        say("executing flush_all failed.");
+        complain("executing flush_all failed.");
         return Outcome::failed;
       }
       if (!opt_.dry_run) say("executed flush_all command before constructing the slave node.");
@@ -3039,7 +3046,7 @@ private:
                                   : in_effect(set_role_with_retry(index_, ep, "slave", 0, part, opt_, io_));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
-      say("failed to change the state.");
+      complain("failed to change the state.");
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'");
       return Outcome::failed;
     }
@@ -3065,7 +3072,7 @@ private:
       const NodeInfo* now = c.find(ep);
       const NodeInfo* m = c.master_of(part);
       if (now && now->is_proxy()) {
-        say("construction of " + ep.key() + " failed: the node fell back to proxy " + now->state + " because its copy from the master " +
+        complain("construction of " + ep.key() + " failed: the node fell back to proxy " + now->state + " because its copy from the master " +
             (m ? m->key : std::string("of partition ") + std::to_string(part)) +
             " failed (flared does so when the master is busy with a dump or another construction: SERVER_ERROR database "
             "busy). When the master is free, try again: flare-admin slave " + ep.key() + ":" + std::to_string(std::max(bal, 0)) +
@@ -3080,13 +3087,13 @@ private:
     if (bal <= 0) return Outcome::ok;
     if (!ask_yes("changing node's balance (node=" + ep.key() + ", balance=0 -> " + std::to_string(bal) +
                                          ") (y/n): ")) {
-      say("skipped: " + ep.key() + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
+      complain("skipped: " + ep.key() + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
           ep.key() + ":" + std::to_string(bal));
       return Outcome::declined;
     }
     std::string b = in_effect(index_.node_role(ep, "slave", bal, part));
     if (b != "OK") {
-      say("failed to change the balance of " + ep.key() + ": " + b);
+      complain("failed to change the balance of " + ep.key() + ": " + b);
       return Outcome::failed;
     }
     return Outcome::ok;
@@ -3108,7 +3115,7 @@ private:
     std::string st = change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
                             [&] { return index_.node_state(ep, "down"); });
     if (st != "OK") {
-      say("failed to turn " + n.key + " down: " + st);
+      complain("failed to turn " + n.key + " down: " + st);
       return Outcome::failed;
     }
     say("waiting for node to be active again...");
@@ -3116,7 +3123,7 @@ private:
       return interrupted_at(ep, "It was set down; to rebuild it: flare-admin slave " + n.key + ":" + std::to_string(n.balance) +
                                     ":" + std::to_string(n.partition));
     if (flush(ep) != "OK") {
-      say("executing flush_all failed.");
+      complain("executing flush_all failed.");
       return Outcome::failed;
     }
     Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false);
@@ -3132,16 +3139,16 @@ private:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("invalid 'hostname:port' pair: " + key);
+        complain("invalid 'hostname:port' pair: " + key);
         return Outcome::failed;
       }
       if (auto msg = already(*n, key)) {
-        say(*msg);
+        complain(*msg);
         continue;
       }
       if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
         // flarei answers OK and its monitor sets the node down again: it would look done.
-        say(key + " is not answering (is its flared running?): not activated.");
+        complain(key + " is not answering (is its flared running?): not activated.");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -3154,7 +3161,7 @@ private:
       std::string st = change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
                               [&] { return index_.node_state(a.endpoint, state); });
       if (st != "OK") {
-        say("failed to set " + key + " " + state + ": " + st);
+        complain("failed to set " + key + " " + state + ": " + st);
         result = worse(result, Outcome::failed);
       }
     }
@@ -5572,6 +5579,104 @@ inline const DeploySetting* find_deploy_setting(std::string_view key) {
   for (const auto& s : deploy_settings())
     if (key == s.key) return &s;
   return nullptr;
+}
+
+// Why flarei/flared would not read `value` of deploy setting `key` as meant, or "" if they
+// would. The forms are flare 1.3.4's own (src/flarei/ini_option.cc, src/flared/ini_option.cc:
+// boost::program_options int, uint32_t, uint64_t and string values; storage::type_cast,
+// storage::compress_cast, key_resolver::type_cast, storage::hash_algorithm_cast; the
+// index-servers list NAME:PORT,...), with floors where a smaller number is accepted but
+// means nothing sensible (a thread pool of -5 threads). A switch (daemonize) is on whenever
+// its line is present, whatever the value, so only "true" is written. Throws nothing.
+inline std::string deploy_value_problem(std::string_view key, std::string_view value) {
+  enum Kind { integer, unsigned32, unsigned64, choice, word, path, on, servers };
+  struct Rule {
+    const char* key;
+    Kind kind;
+    long long min, max;
+    const char* choices;
+  };
+  constexpr long long kInt = 2147483647LL, kU32 = 4294967295LL;
+  static const Rule rules[] = {
+      {"thread-pool-size", integer, 1, kInt, nullptr}, {"daemonize", on, 0, 0, nullptr},
+      {"data-dir", path, 0, 0, nullptr}, {"log-facility", word, 0, 0, nullptr},
+      {"max-connection", integer, 1, kInt, nullptr}, {"stack-size", integer, 1, kInt, nullptr},
+      {"monitor-threshold", integer, 1, kInt, nullptr}, {"monitor-interval", integer, 1, kInt, nullptr},
+      {"monitor-read-timeout", integer, 1, kInt, nullptr}, {"partition-type", choice, 0, 0, "modular"},
+      {"key-hash-algorithm", choice, 0, 0, "simple bitshift crc32 adler32 murmur jenkins"},
+      {"partition-size", integer, 1, kInt, nullptr}, {"partition-modular-hint", integer, 1, kInt, nullptr},
+      {"partition-modular-virtual", integer, 1, kInt, nullptr}, {"back-log", integer, 1, kInt, nullptr},
+      {"net-read-timeout", integer, 1, kInt, nullptr}, {"proxy-concurrency", integer, 1, kInt, nullptr},
+      {"mutex-slot", integer, 1, kInt, nullptr}, {"reconstruction-interval", integer, 0, kInt, nullptr},
+      {"reconstruction-bwlimit", integer, 0, kInt, nullptr}, {"storage-ap", unsigned32, 0, kU32, nullptr},
+      {"storage-bucket-size", unsigned64, 0, 0, nullptr}, {"storage-cache-size", integer, 0, kInt, nullptr},
+      {"storage-compress", choice, 0, 0, "deflate bz2 tcbs"}, {"storage-large", on, 0, 0, nullptr},
+      {"storage-type", choice, 0, 0, "tch tcb kch"}, {"proxy-prior-netmask", unsigned32, 0, 32, nullptr},
+      {"max-total-thread-queue", unsigned32, 0, kU32, nullptr}, {"index-servers", servers, 0, 0, nullptr},
+      {"noreply-window-limit", integer, 0, kInt, nullptr}, {"mysql-replication", on, 0, 0, nullptr},
+      {"mysql-replication-port", integer, 1, 65535, nullptr}, {"mysql-replication-id", unsigned32, 0, kU32, nullptr},
+      {"mysql-replication-db", word, 0, 0, nullptr}, {"mysql-replication-table", word, 0, 0, nullptr},
+      {"proxy-cache-size", integer, 0, kInt, nullptr}, {"proxy-cache-expire", integer, 0, kInt, nullptr},
+  };
+  const Rule* rule = nullptr;
+  for (const auto& r : rules)
+    if (key == r.key) rule = &r;
+  if (!rule) return "deploy does not know this setting";
+  // A value is copied into a `key = value` line, which boost reads up to the line's end and
+  // trims: a line break would add a setting, blanks at either end would be lost.
+  if (value.empty()) return "give a value";
+  for (unsigned char ch : value)
+    if (ch < 0x20 || ch == 0x7f) return "a value cannot hold a control character or a line break";
+  if (value.front() == ' ' || value.back() == ' ') return "a value cannot start or end with a space";
+  auto whole = [&](unsigned long long most) -> std::optional<unsigned long long> {
+    if (!detail::is_digits(value) || value.size() > 20) return std::nullopt;
+    unsigned long long v = 0;
+    for (char ch : value) {
+      if (v > (~0ULL - static_cast<unsigned>(ch - '0')) / 10) return std::nullopt;
+      v = v * 10 + static_cast<unsigned>(ch - '0');
+    }
+    if (v > most) return std::nullopt;
+    return v;
+  };
+  auto range = [&]() {
+    return "give a whole number from " + std::to_string(rule->min) + " to " + std::to_string(rule->max);
+  };
+  switch (rule->kind) {
+  case integer:
+  case unsigned32: {
+    auto v = whole(static_cast<unsigned long long>(rule->max));
+    if (!v || static_cast<long long>(*v) < rule->min) return range();
+    return "";
+  }
+  case unsigned64:
+    if (!whole(~0ULL)) return "give a whole number from 0 to 18446744073709551615";
+    return "";
+  case choice:
+    for (auto c : detail::split(rule->choices, ' '))
+      if (c == value) return "";
+    return std::string("give one of: ") + rule->choices;
+  case word:
+    if (value.find(' ') != std::string_view::npos) return "give one word";
+    return "";
+  case path:
+    return "";
+  case on:
+    if (value != "true")
+      return "flare turns it on whenever its line is present, whatever the value: give true, or leave the option out";
+    return "";
+  case servers:
+    for (auto one : detail::split(value, ',')) {
+      try {
+        NodeArg a = parse_node_arg(one, 2, 2);
+        (void)a;
+      } catch (const Error&) {
+        return "give HOST:PORT[,HOST:PORT...] (no spaces)";
+      }
+      if (one.find('[') != std::string_view::npos) return "flared reads NAME:PORT: an IPv6 address cannot be given here";
+    }
+    return "";
+  }
+  return "";
 }
 
 // One server to deploy: where its folder goes and what it holds.

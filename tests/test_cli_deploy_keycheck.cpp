@@ -192,7 +192,7 @@ TEST_CASE("deploy writes a folder per server with its configuration, data folder
                 "--flared=/opt/flare/bin/flared", "--thread-pool-size=4"},
                "", {}, "flare-admin");
   REQUIRE(r.status == 0);
-  CHECK(r.out == "generateing ... 127.0.0.1:13120\ngenerateing ... 127.0.0.1:13121\ngenerateing ... 127.0.0.1:13122\n");
+  CHECK(r.out == "generating ... 127.0.0.1:13120\ngenerating ... 127.0.0.1:13121\ngenerating ... 127.0.0.1:13122\n");
   CHECK(r.err.empty());
   CHECK(names_in(t.dir) == std::set<std::string>{"127.0.0.1:13120", "127.0.0.1:13121", "127.0.0.1:13122"});
   CHECK(names_in(t.dir + "/127.0.0.1:13120") == std::set<std::string>{"data", "flarei.conf", "restart.sh", "start.sh", "stop.sh"});
