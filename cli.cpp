@@ -954,6 +954,14 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
   }
   if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
   if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
+  std::vector<Endpoint> named; // checked before the index is asked anything
+  for (auto& a : o.args) {
+    try {
+      named.push_back(parse_node_arg(a, 2, 2).endpoint);
+    } catch (const Error& e) {
+      throw UsageError(std::string(e.what()) + " it must be hostname:port.");
+    }
+  }
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   int serving = serving_partition_count(cluster);
@@ -977,13 +985,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
       nodes.push_back(n);
     }
   } else {
-    for (auto& a : o.args) {
-      Endpoint ep;
-      try {
-        ep = parse_node_arg(a, 2, 2).endpoint;
-      } catch (const Error& e) {
-        throw UsageError(std::string(e.what()) + " it must be hostname:port.");
-      }
+    for (const auto& ep : named) {
       const NodeInfo* n = cluster.find(ep);
       if (!n) {
         std::cerr << "unknown node: " << ep.key() << "\n";
