@@ -229,8 +229,8 @@ TEST_CASE("deploy refuses existing folders without --delete, writing nothing, an
 TEST_CASE("deploy rejects bad arguments and values with one line") {
   InTempDir t;
   auto bad_node = run({"deploy", "127.0.0.1"});
-  CHECK(bad_node.status == 1);
-  CHECK(bad_node.err == "invalid argument '127.0.0.1'. it must be hostname:port[:balance:partition].\n");
+  CHECK(bad_node.status == 2);
+  CHECK(bad_node.err == "invalid argument '127.0.0.1'. it must be hostname:port[:balance:partition]. (see: flare-admin deploy --help)\n");
   auto nothing = run({"deploy"});
   CHECK(nothing.status == 2);
   CHECK(lines_of(nothing.err).size() == 1);
