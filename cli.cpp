@@ -1420,6 +1420,8 @@ int cmd_deploy(const Options& o) {
     }
     settings.emplace_back(s.key, value);
     if (s.caveat) std::cerr << "warning: --" << s.key << ": " << s.caveat << "\n";
+    if (std::string(s.key) == "storage-type" && value == "kch") // seen: flared 1.3.4 without it does not start
+      std::cerr << "warning: --storage-type=kch: flared knows kch only when built with Kyoto Cabinet\n";
   }
   const bool with_index = o.flag("deploy-index");
   if (o.args.empty() && !with_index) throw UsageError("give HOST:PORT[:BALANCE:PARTITION] for each node, or --deploy-index");
