@@ -2796,7 +2796,7 @@ public:
           else if (ans == "A") go = yes_to_all_ = true;
           else if (ans == "Q") quit = true;
           else if (ans != "N") {
-            say("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
+            complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
             continue;
           }
           break;

@@ -424,3 +424,18 @@ TEST_CASE("bash completion offers files where a file goes and values where a val
   CHECK(replies[prog + " keycheck " + dir + "/al"].find("alpha.flare") != std::string::npos);
   CHECK(replies[prog + " dump 127.0.0.1:"].find(std::to_string(f.node_ports[0])) != std::string::npos);
 }
+
+TEST_CASE("dump --all on a terminal erases its redrawn progress line before each node's own line") {
+  FakeCluster f(2);
+  for (int p = 0; p < 2; ++p) {
+    f.must("set-node " + f.node(p) + " master active " + std::to_string(p) + " 1");
+    f.must("fill " + f.node(p) + " 200 10");
+  }
+  auto d = harness::run_tty(with({"dump", "--all", "-o", f.dir() + "/tty.flare"}, f.index_args()), {});
+  CHECK(d.status == 0);
+  CAPTURE(d.out);
+  // Before: the progress line was ended with a line break and stayed above the node's line.
+  CHECK(d.out.find("\x1b[K\r\ndumping from") == std::string::npos);
+  CHECK(d.out.find("\r\x1b[Kdumping from " + f.node(0)) != std::string::npos);
+  CHECK(d.out.find("\r\x1b[Kdumping from " + f.node(1)) != std::string::npos);
+}
