@@ -23,11 +23,6 @@ constexpr int EXIT_FAIL = 1;
 constexpr int EXIT_USAGE = 2;
 constexpr int EXIT_INTERRUPTED = 130;
 
-// Thrown for bad command lines: printed with a hint and exit status 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 // A failure already explained to the user (or a refusal): exit with this status, print nothing more.
 struct Exit {
   int status;
@@ -52,6 +47,21 @@ std::string one_line(std::string_view msg) {
     }
   }
   return out;
+}
+
+// Thrown for bad command lines: printed with a hint and exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A HOST:PORT argument. Anything else is a usage error in 0.7.3's words ("invalid argument
+// 'X'. it must be hostname:port."), found before any server is asked.
+Endpoint endpoint_arg(const std::string& arg) {
+  try {
+    return parse_node_arg(arg, 2, 2).endpoint;
+  } catch (const Error& e) {
+    throw UsageError(std::string(e.what()) + " it must be hostname:port.");
+  }
 }
 
 volatile std::sig_atomic_t g_interrupted = 0;
@@ -426,13 +436,7 @@ int cmd_ping(const Options& o) {
     return EXIT_OK;
   }
   std::vector<Endpoint> targets;
-  for (auto& a : o.args) {
-    try {
-      targets.push_back(parse_node_arg(a, 2, 2).endpoint);
-    } catch (const Error&) {
-      throw UsageError("invalid argument " + shown(a) + ". it must be hostname:port.");
-    }
-  }
+  for (auto& a : o.args) targets.push_back(endpoint_arg(a));
   for (const auto& t : targets) {
     int st = ping_until_alive(t, c, wait, [&] {
       ServerClient sc(t, c.timeout_ms);
@@ -556,13 +560,7 @@ int cmd_stats(const Options& o) {
   int count = parse_positive(o, "count", 1, 1);
   std::string delimiter = o.has("delimiter") ? o.get("delimiter") : " ";
   std::vector<std::string> filter;
-  for (auto& a : o.args) {
-    try {
-      filter.push_back(parse_node_arg(a, 2, 2).endpoint.key());
-    } catch (const Error& e) {
-      throw UsageError(std::string(e.what()) + " it must be hostname:port.");
-    }
-  }
+  for (auto& a : o.args) filter.push_back(endpoint_arg(a).key());
   IndexClient ic = index_client(c);
   std::map<std::string, std::optional<QpsSample>> previous;
   bool unreachable = false; // some node did not answer (exit 1 with --fail-on-unreachable)
@@ -640,13 +638,7 @@ int cmd_threads(const Options& o) {
   Context c = make_context(o, true);
   if (o.args.size() > 1) throw UsageError("threads takes at most one HOST:PORT");
   Endpoint target = c.index;
-  if (!o.args.empty()) {
-    try {
-      target = parse_node_arg(o.args[0], 2, 2).endpoint;
-    } catch (const Error&) {
-      throw UsageError("invalid nodekey: " + shown(o.args[0]) + ". it must be hostname:port.");
-    }
-  }
+  if (!o.args.empty()) target = endpoint_arg(o.args[0]);
   ServerClient sc(target, c.timeout_ms);
   sc.set_trace(c.trace);
   if (o.args.empty()) {
@@ -955,13 +947,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
   if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
   if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
   std::vector<Endpoint> named; // checked before the index is asked anything
-  for (auto& a : o.args) {
-    try {
-      named.push_back(parse_node_arg(a, 2, 2).endpoint);
-    } catch (const Error& e) {
-      throw UsageError(std::string(e.what()) + " it must be hostname:port.");
-    }
-  }
+  for (auto& a : o.args) named.push_back(endpoint_arg(a));
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   int serving = serving_partition_count(cluster);
@@ -1219,13 +1205,7 @@ int cmd_restore(const Options& o) {
   if (o.has("exclude")) exclude = std::make_unique<KeyPattern>(o.get("exclude"));
   if (o.args.size() > 1) throw UsageError("restore writes through one node: give at most one HOST:PORT");
   std::optional<Endpoint> given_target;
-  if (!o.args.empty()) {
-    try {
-      given_target = parse_node_arg(o.args[0], 2, 2).endpoint;
-    } catch (const Error& e) {
-      throw UsageError(std::string(e.what()) + " it must be hostname:port.");
-    }
-  }
+  if (!o.args.empty()) given_target = endpoint_arg(o.args[0]);
   auto selected = [&](const std::string& key) {
     if (!prefix.empty() && key.compare(0, prefix.size(), prefix) != 0) return false;
     if (include && !include->matches(key)) return false;
@@ -1314,7 +1294,6 @@ int cmd_restore(const Options& o) {
 
 int cmd_verify(const Options& o) {
   Context c = make_context(o, true);
-  if (!o.args.empty()) throw UsageError("verify takes no arguments");
   KeyHashAlgorithm forced{};
   if (o.has("key-hash-algorithm") && !parse_key_hash_algorithm(o.get("key-hash-algorithm"), forced))
     throw UsageError("unknown type: " + shown(o.get("key-hash-algorithm")) + " (simple bitshift crc32 adler32 murmur jenkins)");

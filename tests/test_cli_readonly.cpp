@@ -240,7 +240,7 @@ TEST_CASE("threads lists the threads of the index or of a node") {
   CHECK(n.out.find("stats") != std::string::npos); // our own connection, executing stats threads
   auto bad = run(with({"threads", "nohost"}, f.index_args()));
   CHECK(bad.status == 2);
-  CHECK(bad.err == "invalid nodekey: 'nohost'. it must be hostname:port. (see: flare-admin threads --help)\n");
+  CHECK(bad.err == "invalid argument 'nohost'. it must be hostname:port. (see: flare-admin threads --help)\n");
 }
 
 TEST_CASE("summary adds up the masters") {
