@@ -52,6 +52,9 @@
 //   stall 0|1                          freeze every construction (a stuck slave) / let it go on
 //   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
 //                                      (connections are still accepted) / goes on with what was sent
+//   sync-delay MS                      after `node state HOST PORT down` of an active master that
+//                                      promotes a slave, answer OK only MS later (flarei first syncs
+//                                      the new master, which may be slow); 0 = off
 //   lag SLAVE QUEUE BEHIND [DRAIN]     its master's `stats threads slave` shows QUEUE writes waiting
 //                                      towards SLAVE, the oldest BEHIND s old (aging), draining DRAIN
 //                                      items/s (default 0); thread state execute/proxy_write meanwhile
@@ -319,6 +322,7 @@ class PartitionMap {
 PartitionMap g_pmap;
 
 bool g_stalled = false; // control `stall 1`: constructions make no progress (guarded by g_mu)
+std::atomic<int64_t> g_sync_delay_ms{0}; // control `sync-delay`: a failover's `node state` answered late
 
 // Partition of KEY when COUNT partitions exist (-1 when COUNT is out of range).
 int partition_of(std::string_view key, int count) {
@@ -1615,9 +1619,21 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
         return true;
       }
       std::string key = std::string(w[2]) + ":" + std::to_string(port);
-      std::lock_guard<std::mutex> lk(g_mu);
-      auto it = g_map.find(key);
-      bool ok = it != g_map.end() && set_state(it->second, st);
+      bool ok, promoted = false;
+      {
+        std::lock_guard<std::mutex> lk(g_mu);
+        auto it = g_map.find(key);
+        bool was_master = it != g_map.end() && it->second.role == Role::Master && it->second.state == State::Active;
+        ok = it != g_map.end() && set_state(it->second, st);
+        promoted = ok && was_master && st == State::Down && it->second.role == Role::Proxy;
+      }
+      // flarei's down_node syncs the promoted slave before it answers: a slow new master
+      // makes the answer late (control `sync-delay`), the failover being done meanwhile.
+      if (promoted && g_sync_delay_ms.load() > 0) {
+        int64_t until = mono_ms() + g_sync_delay_ms.load();
+        while (mono_ms() < until && !g_stop.load() && !c->killed.load())
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       o += ok ? "OK\r\n" : "SERVER_ERROR failed to set state\r\n";
     } else if (sub == "remove") {
       if (w.size() != 4 || !parse_i64(w[3], port)) {
@@ -2418,6 +2434,12 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     if (w[1] != "0" && w[1] != "1") return err("usage: stall 0|1");
     std::lock_guard<std::mutex> lk(g_mu);
     g_stalled = w[1] == "1";
+    return ok();
+  }
+  if (cmd == "sync-delay") {
+    int64_t v = 0;
+    if (w.size() != 2 || !parse_i64(w[1], v) || v < 0 || v > 600000) return err("usage: sync-delay MS");
+    g_sync_delay_ms = v;
     return ok();
   }
   if (cmd == "lag") {
