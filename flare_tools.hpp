@@ -3176,6 +3176,11 @@ private:
   void say(const std::string& s) {
     if (io_.say) io_.say(s);
   }
+  // A note on what is going on: part of the plan in a dry run (said), else beside the output (warn).
+  void note(const std::string& s) {
+    if (opt_.dry_run) say(s);
+    else if (io_.warn) io_.warn(s);
+  }
   static std::string trim_newline(std::string s) {
     if (!s.empty() && s.back() == '\n') s.pop_back();
     return s;
@@ -3454,7 +3459,8 @@ private:
         const SlaveLag* l = &none;
         for (const auto& x : *lags)
           if (x.slave == s->key) l = &x;
-        say("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
+        // The plan of a dry run is its output; in a real run, a note (stderr in flare-admin).
+        note("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
         if (opt_.dry_run && l->pending() > 0)
           say("dry run: a real run would wait up to " + std::to_string(opt_.timeout_ms / 1000) + " s for " + s->key +
               " to catch up, and refuse if it does not" + (opt_.unsafe ? " (--unsafe: it would go on)." : " (unless --unsafe)."));
@@ -3526,7 +3532,7 @@ private:
         Cluster after = cluster(); // a new connection: the late answer is dropped with the old one
         const NodeInfo* now = after.find(ep);
         if (!now || now->state != "down") throw;
-        say("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
+        note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
         return std::string("OK");
       }
     });
@@ -3534,8 +3540,8 @@ private:
     Cluster after = cluster();
     const NodeInfo* nm = after.master_of(m.partition);
     if (nm && nm->key != m.key && nm->is_active())
-      say("partition " + std::to_string(m.partition) + " failed over: its master is now " + nm->key + " (balance " +
-          std::to_string(nm->balance) + ").");
+      note("partition " + std::to_string(m.partition) + " failed over: its master is now " + nm->key + " (balance " +
+           std::to_string(nm->balance) + ").");
     else if (io_.warn)
       io_.warn("warning: partition " + std::to_string(m.partition) + " has no active master now" +
                (nm ? " (" + nm->key + " is master " + nm->state + ")" : std::string()) + ": its reads and writes fail.");

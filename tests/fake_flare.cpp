@@ -46,6 +46,7 @@
 //   drip TARGET MS                     send replies one byte at a time, MS apart (0 = off)
 //   override TARGET WORD HEX [REPEAT] [close]   answer requests whose first word is WORD with the
 //                                      bytes HEX (`-` = no bytes) REPEAT times, then close if asked
+//                                      (`+WORD`: only a request that is WORD alone, e.g. `+stats`)
 //   override TARGET WORD off           remove it
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
@@ -1180,9 +1181,18 @@ bool pre_reply(Conn* c, std::string_view line) {
   return true;
 }
 
-bool check_override(Conn* c, std::string_view word, Override& ov) {
+// WORD matches every request whose first word it is; `+WORD` only the request WORD alone
+// (`+stats`: a node's plain `stats`, not its `stats threads slave`).
+bool check_override(Conn* c, std::string_view word, Override& ov, bool alone = false) {
   if (!c->ep->has_override.load()) return false;
   std::lock_guard<std::mutex> lk(g_mu);
+  if (alone) {
+    auto exact = c->ep->overrides.find("+" + std::string(word));
+    if (exact != c->ep->overrides.end()) {
+      ov = exact->second;
+      return true;
+    }
+  }
   auto it = c->ep->overrides.find(word);
   if (it == c->ep->overrides.end()) return false;
   ov = it->second;
@@ -1549,7 +1559,7 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
   }
   std::string_view cmd = w[0];
   Override ov;
-  if (check_override(c, cmd, ov)) return send_override(c, ov, line);
+  if (check_override(c, cmd, ov, w.size() == 1)) return send_override(c, ov, line);
   if (cmd == "quit") return w.size() != 1;
   bool changes = (cmd == "node" && w.size() >= 2 &&
                   (w[1] == "role" || w[1] == "state" || w[1] == "remove" || w[1] == "add")) ||
@@ -2246,7 +2256,7 @@ bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w,
   }
   std::string_view cmd = w[0];
   Override ov;
-  bool has_ov = check_override(c, cmd, ov);
+  bool has_ov = check_override(c, cmd, ov, w.size() == 1);
   SCmd sc;
   if (storage_cmd(cmd, sc)) {
     log_request(c->ep, line);

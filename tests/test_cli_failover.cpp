@@ -227,14 +227,14 @@ TEST_CASE("down --force of a master reports the new master, and succeeds when th
   SUBCASE("the index answers at once") {
     auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
     CHECK(r.status == 0);
-    CHECK(r.out.find("partition 0 failed over: its master is now " + f.node(1)) != std::string::npos);
+    CHECK(r.err.find("partition 0 failed over: its master is now " + f.node(1)) != std::string::npos);
   }
   SUBCASE("the index answers after the tool's timeout (it syncs the new master first)") {
     f.must("sync-delay 4000");
     auto r = run(harness::with({"down", "--force", "--timeout", "1", f.node(0)}, f.index_args()));
     CHECK(r.status == 0);
-    CHECK(r.out.find("but made the change") != std::string::npos);
-    CHECK(r.out.find("partition 0 failed over: its master is now " + f.node(1)) != std::string::npos);
+    CHECK(r.err.find("but made the change") != std::string::npos);
+    CHECK(r.err.find("partition 0 failed over: its master is now " + f.node(1)) != std::string::npos);
   }
   CHECK(f.cluster().find(f.node(1))->role == "master");
 }
