@@ -751,7 +751,9 @@ void mark_down(MapEntry& e) {
       bool any_pos = false;
       for (auto& kv : g_map) {
         MapEntry& s = kv.second;
-        if (s.role == Role::Slave && s.partition == p && s.state == State::Active && entry_alive(s)) {
+        // As flarei's down_node: the map decides, not whether the slave's flared still runs
+        // (a slave killed a moment ago, still listed active, is promoted: issue 18 part 4).
+        if (s.role == Role::Slave && s.partition == p && s.state == State::Active) {
           if (!best || s.balance > best->balance) best = &s;
           if (s.balance > 0) any_pos = true;
         }
