@@ -3483,11 +3483,14 @@ private:
           if (l.slave == s->key && l.pending() > 0) out.push_back(l);
       return out;
     };
-    auto start = Clock::now();
+    auto start = Clock::now(), shown = start - std::chrono::seconds(1);
     std::vector<SlaveLag> late = behind(*first);
     while (!late.empty()) {
       if (Clock::now() - start >= std::chrono::milliseconds(opt_.timeout_ms)) break;
-      if (io_.progress) io_.progress("waiting for " + late.front().slave + " to catch up with " + m.key + ": " + lag_text(late.front()));
+      if (io_.progress && Clock::now() - shown >= std::chrono::seconds(1)) { // a line a second, as constructions
+        io_.progress("waiting for " + late.front().slave + " to catch up with " + m.key + ": " + lag_text(late.front()));
+        shown = Clock::now();
+      }
       if (!detail::pause(200, io_)) {
         if (io_.warn) io_.warn("interrupted while waiting for the slaves of " + m.key + " to catch up: nothing was changed.");
         return Outcome::interrupted;
@@ -3529,9 +3532,11 @@ private:
       try {
         return index_.node_state(ep, "down");
       } catch (const NetworkError& e) {
+        // The change was made if `m` is no longer its partition's master: down, or (a few
+        // seconds on, its flared being alive) back as a proxy, as seen on a real flare 1.3.4.
         Cluster after = cluster(); // a new connection: the late answer is dropped with the old one
         const NodeInfo* now = after.find(ep);
-        if (!now || now->state != "down") throw;
+        if (!now || (now->state != "down" && now->is_master())) throw;
         note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
         return std::string("OK");
       }
