@@ -131,7 +131,9 @@
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
 //      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
-//      every change is reported done only once the nodes show the index's new node_map_version
+//      every change is reported done only once the nodes show the index's new node_map_version;
+//      down/reconstruct of an active master first ask the slaves that would take over (refused if
+//      one does not answer) and wait up to timeout_ms for their lag to drain (refused unless unsafe)
 //   7b. Data: dump, restore, verify
 //    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
 //    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
@@ -2618,7 +2620,7 @@ struct OperationOptions {
   int retry = 10;             // attempts of a refused `node role` (the node may not be ready yet)
   int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // a construction without progress for this long fails
   int poll_interval_ms = 1000;
-  bool unsafe = false;        // reconstruct even without redundancy
+  bool unsafe = false;        // reconstruct without redundancy; fail a master over before its slaves caught up
   bool activate = false;      // master: move a `ready` master on to `active`
   bool without_clean = false; // master/slave: skip flush_all
 };
