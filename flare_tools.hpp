@@ -1938,7 +1938,7 @@ struct SlaveLag {
   int threads = 0;      // the master's replication threads towards it
   bool writing = false; // a thread is sending it a write now (state execute): one more in flight
   // Writes the slave has not acknowledged: the queue, and the one being sent.
-  long long pending() const { return queue + (writing ? 1 : 0); }
+  long long pending() const { return queue + (writing && queue < LLONG_MAX ? 1 : 0); }
 };
 
 // Groups a master's `stats threads slave` by slave. A thread's peer names its slave; when the
@@ -1974,7 +1974,8 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
     std::string who = namer.name(t);
     SlaveLag& l = by[who];
     l.slave = who;
-    l.queue += std::max(0LL, to_int(t.queue).value_or(0));
+    long long q = std::max(0LL, to_int(t.queue).value_or(0));
+    l.queue = q > LLONG_MAX - l.queue ? LLONG_MAX : l.queue + q; // a hostile peer's numbers never overflow
     l.behind = std::max(l.behind, t.behind ? to_int(*t.behind).value_or(0) : 0);
     l.threads += 1;
     if (t.state == "execute") l.writing = true;

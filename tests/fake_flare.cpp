@@ -2458,8 +2458,8 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     // lag SLAVE QUEUE BEHIND [DRAIN]: the slave's master shows QUEUE writes waiting towards it,
     // the oldest BEHIND s old (aging), draining DRAIN items/s (default 0: a stopped slave).
     int64_t q = 0, b = 0, d = 0;
-    if ((w.size() != 4 && w.size() != 5) || !parse_i64(w[2], q) || q < 0 || !parse_i64(w[3], b) || b < 0 ||
-        (w.size() == 5 && (!parse_i64(w[4], d) || d < 0)))
+    if ((w.size() != 4 && w.size() != 5) || !parse_i64(w[2], q) || q < 0 || q > INT32_MAX || !parse_i64(w[3], b) ||
+        b < 0 || b > INT32_MAX || (w.size() == 5 && (!parse_i64(w[4], d) || d < 0 || d > INT32_MAX)))
       return err("usage: lag SLAVE QUEUE BEHIND [DRAIN_PER_SEC]");
     std::lock_guard<std::mutex> lk(g_mu);
     Endpoint* ep = find_target(w[1]);

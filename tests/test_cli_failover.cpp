@@ -4,6 +4,7 @@
 // take over, reporting the new master, and Ctrl-C before a change is sent.
 #include "harness.hpp"
 
+#include <climits>
 #include <signal.h>
 
 using harness::FakeCluster;
@@ -52,6 +53,15 @@ TEST_CASE("a master's replication threads give each slave's lag: writes waiting 
     CHECK(lags[0].threads == 2);
     CHECK(lags[0].writing);
     CHECK(lags[0].pending() == 24942 + 25056 + 1);
+  }
+  SUBCASE("numbers no master would send add up without overflow") {
+    auto huge = flare::parse_stats_threads(failover_lines(
+        "STAT 1:type 16\r\nSTAT 1:peer h:1\r\nSTAT 1:queue 9223372036854775807\r\nSTAT 1:behind -5\r\n"
+        "STAT 2:type 16\r\nSTAT 2:peer h:1\r\nSTAT 2:queue 9223372036854775807\r\nSTAT 2:behind x\r\n"));
+    auto lags = flare::slave_lags(huge);
+    REQUIRE(lags.size() == 1);
+    CHECK(lags[0].queue == LLONG_MAX);
+    CHECK(lags[0].behind == 0);
   }
   SUBCASE("a peer the map names otherwise is matched by the thread type (the node's thread_type)") {
     std::vector<flare::NodeInfo> nodes = {failover_node("db1.example:21121", "slave", 0, 16),
