@@ -3400,10 +3400,14 @@ private:
   // The slaves the index may promote when `m` goes down: its partition's active slaves with
   // the highest balance (flarei 1.3.4's down_node takes the active slave of the highest
   // balance, the first of them on a tie; the order of a tie is the index's own).
-  static std::vector<const NodeInfo*> takeover_candidates(const Cluster& c, const NodeInfo& m) {
+  static std::vector<const NodeInfo*> active_slaves(const Cluster& c, const NodeInfo& m) {
     std::vector<const NodeInfo*> active;
     for (const auto* s : c.slaves_of(m.partition))
       if (s->is_active()) active.push_back(s);
+    return active;
+  }
+  static std::vector<const NodeInfo*> takeover_candidates(const Cluster& c, const NodeInfo& m) {
+    std::vector<const NodeInfo*> active = active_slaves(c, m);
     int top = 0;
     for (const auto* s : active) top = std::max(top, s->balance);
     std::vector<const NodeInfo*> out;
@@ -3456,7 +3460,7 @@ private:
     }
     lags = read_lags(c, m);
     if (lags) {
-      for (const auto* s : cands) {
+      for (const auto* s : active_slaves(c, m)) {
         SlaveLag none;
         none.slave = s->key;
         const SlaveLag* l = &none;
@@ -3472,13 +3476,15 @@ private:
     return std::nullopt;
   }
 
-  // Waits, up to --timeout, until the slaves that would take over from `m` have received every
-  // write `m` has queued for them (a failover before that loses those writes). Refuses with the
+  // Waits, up to --timeout, until every active slave of `m` has received every write `m` has
+  // queued for it (a failover before that loses those writes). Refuses with the
   // figures when they do not, unless --unsafe. Nothing to do in a dry run, or when the lag is
   // unknown (`m` not answering).
   std::optional<Outcome> drain_check(const Cluster& c, const NodeInfo& m, const std::optional<std::vector<SlaveLag>>& first) {
     if (opt_.dry_run || !first) return std::nullopt;
-    auto cands = takeover_candidates(c, m);
+    // Every active slave: the one promoted lacks what it has not received, the others would
+    // never receive it (they follow the new master from then on).
+    auto cands = active_slaves(c, m);
     auto behind = [&](const std::vector<SlaveLag>& lags) {
       std::vector<SlaveLag> out;
       for (const auto* s : cands)

@@ -185,6 +185,14 @@ TEST_CASE("down of a master shows its slaves' lag, waits for them to catch up, a
     CHECK(failover_state_requests(f).empty());
     CHECK(f.cluster().find(f.node(0))->role == "master");
   }
+  SUBCASE("a slave the index would not promote counts too: it would never get those writes") {
+    f.must("set-node " + f.node(2) + " slave active 0 0");
+    f.must("lag " + f.node(2) + " 500 3");
+    auto r = run(harness::with({"down", "--force", "--timeout", "1", f.node(0)}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.err.find(f.node(2) + ": 500 writes waiting") != std::string::npos);
+    CHECK(failover_state_requests(f).empty());
+  }
   SUBCASE("a slave that catches up: the failover goes on") {
     f.must("lag " + f.node(1) + " 300 1 1000");
     auto r = run(harness::with({"down", "--force", f.node(0)}, idx));
