@@ -31,6 +31,8 @@ UNIT_SRC += tests/test_portable_sockets.cpp
 INTEG_SRC += tests/test_cli_framing.cpp
 # One convention for streams, exit codes, options and completion (issue 19).
 INTEG_SRC += tests/test_cli_convention.cpp
+# Before and around a failover: replication lag, draining, the slaves asked, Ctrl-C (issues 17.3, 18.3-4).
+INTEG_SRC += tests/test_cli_failover.cpp
 UNIT_SRC  += tests/test_framing.cpp
 HDRS      = flare_tools.hpp
 

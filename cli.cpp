@@ -511,14 +511,14 @@ int stats_prometheus(const Options& o) {
       Cluster cluster = load_cluster(ic);
       std::vector<Endpoint> eps;
       for (const auto& n : cluster.nodes()) eps.push_back(n.endpoint());
-      auto results = gather_stats(eps, c.timeout_ms);
+      auto g = gather_stats_and_lag(eps, lag_masters(cluster, cluster.nodes()), c.timeout_ms, cluster.nodes());
       bool unreachable = false;
-      for (const auto& r : results)
+      for (const auto& r : g.stats)
         if (!r.ok) {
           std::cerr << r.endpoint.display() << ": " << one_line(r.error) << "\n";
           unreachable = true;
         }
-      text = format_prometheus(c.index.display(), cluster, results);
+      text = format_prometheus(c.index.display(), cluster, g.stats, g.lags);
       status = unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
     } catch (const Error& e) {
       std::cerr << e.what() << "\n";
@@ -566,28 +566,31 @@ int cmd_stats(const Options& o) {
   bool unreachable = false; // some node did not answer (exit 1 with --fail-on-unreachable)
 
   std::optional<long long> index_version;
-  auto take_sample = [&](Cluster& cluster, std::map<std::string, std::string>& behind) {
+  // A slave's behind is its lag as its master sees it: the masters of the slaves shown are
+  // asked `stats threads slave` in the same gather as every node's `stats`.
+  auto take_sample = [&](Cluster& cluster, std::map<std::string, SlaveLag>& behind) {
     cluster = load_cluster(ic);
     behind.clear();
-    try {
-      for (const auto& t : ic.stats_threads())
-        if (t.behind) behind[t.peer] = *t.behind;
-    } catch (const ServerError&) {
-      // Servers older than 1.0.10 have no `stats threads`: behind shows as "-".
-    }
     std::vector<NodeInfo> nodes;
     for (auto& n : cluster.stats_order())
       if (filter.empty() || std::find(filter.begin(), filter.end(), n.key) != filter.end()) nodes.push_back(n);
     std::vector<Endpoint> eps;
     for (auto& n : nodes) eps.push_back(n.endpoint());
-    auto results = gather_stats(eps, c.timeout_ms);
-    MapVersions v = check_map_versions(ic, cluster, results, c.timeout_ms);
+    auto g = gather_stats_and_lag(eps, lag_masters(cluster, nodes), c.timeout_ms, cluster.nodes());
+    std::set<std::string> failed;
+    for (const auto& r : g.stats)
+      if (!r.ok) failed.insert(r.endpoint.key());
+    for (const auto& l : g.lags)
+      if (!l.ok && !failed.count(l.master.key()))
+        std::cerr << l.master.key() << ": its slaves' lag is unknown: " << one_line(l.error) << "\n";
+    behind = lags_by_slave(cluster, g.lags);
+    MapVersions v = check_map_versions(ic, cluster, g.stats, c.timeout_ms);
     index_version = v.index >= 0 ? std::optional<long long>(v.index) : std::nullopt;
-    return std::make_pair(nodes, std::move(results));
+    return std::make_pair(nodes, std::move(g.stats));
   };
 
   Cluster cluster;
-  std::map<std::string, std::string> behind;
+  std::map<std::string, SlaveLag> behind;
   if (!filter.empty()) {
     cluster = load_cluster(ic);
     for (const auto& k : filter)
@@ -611,7 +614,7 @@ int cmd_stats(const Options& o) {
       r.result = &results[i];
       r.index_map_version = index_version;
       auto b = behind.find(nodes[i].key);
-      if (b != behind.end()) r.behind = b->second;
+      if (b != behind.end()) r.lag = b->second;
       auto cur = qps_sample(results[i]);
       if (qps) r.qps = qps_between(previous[nodes[i].key], cur);
       previous[nodes[i].key] = cur;
@@ -833,11 +836,30 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   io.ask = [term](const std::string& p) { return term->ask(p); };
   io.interrupted = [] { return g_interrupted != 0; };
   IndexClient ic = index_client(c);
-  load_cluster(ic); // reachability first: a clear message if the index is down
-  ClusterAdmin admin(ic, opt, io);
+  // Once Ctrl-C is seen no changing request is sent (ServerClient::request_change), and until
+  // the first one is, a wait on the index (a stalled flarei) ends at once: nothing was changed.
+  auto log = std::make_shared<ChangeLog>();
+  log->interrupted = io.interrupted;
+  ic.set_change_log(log);
+  ic.set_cancel([log] { return log->sent.empty() && g_interrupted != 0; });
   Outcome out;
   try {
+    load_cluster(ic); // reachability first: a clear message if the index is down
+    ClusterAdmin admin(ic, opt, io);
     out = body(admin);
+  } catch (const Interrupted& e) {
+    term->end_progress();
+    flush_stdout();
+    if (log->sent.empty()) {
+      std::string what = e.what();
+      std::string unsent = what.rfind("interrupted: '", 0) == 0 ? " (" + what.substr(13) + ")" : "";
+      std::cerr << "interrupted: nothing was changed" << unsent << ".\n";
+    } else {
+      std::string sent;
+      for (const auto& r : log->sent) sent += (sent.empty() ? "" : ", ") + std::string("'") + r + "'";
+      std::cerr << e.what() << ". Sent before: " << sent << "; check the cluster with: flare-admin list\n";
+    }
+    return EXIT_INTERRUPTED;
   } catch (...) {
     term->end_progress();
     throw;
@@ -1589,13 +1611,16 @@ std::vector<Command> commands() {
       {"slave", "HOST:PORT:BALANCE[:PARTITION] ...", "Make proxies slaves of a partition, then give them their balance.",
        true, {kForce, kDryRun, kRetry, {"without-clean", 0, nullptr, "do not flush_all the node first"}}, cmd_slave},
       {"balance", "HOST:PORT:BALANCE ...", "Change the balance of nodes.", true, {kForce, kDryRun}, cmd_balance},
-      {"down", "HOST:PORT ...", "Turn nodes down (a master fails over to its best slave).", true, {kForce, kDryRun}, cmd_down},
+      {"down", "HOST:PORT ...", "Turn nodes down (a master fails over to its best slave).", true,
+       {kForce, kDryRun,
+        {"unsafe", 0, nullptr, "fail a master over even if its slaves have not caught up (their missing writes are lost)"}},
+       cmd_down},
       {"activate", "HOST:PORT ...", "Turn nodes active (a ready master, a revived node).", true, {kForce, kDryRun},
        cmd_activate},
       {"remove", "HOST:PORT ...", "Remove down proxies from the cluster.", true, {kForce, kDryRun, kRetry}, cmd_remove},
       {"reconstruct", "HOST:PORT ... | --all", "Rebuild nodes from their partition.", true,
        {kForce, kDryRun, kRetry, {"all", 0, nullptr, "every master and slave"},
-        {"unsafe", 0, nullptr, "rebuild even if the partition is left without redundancy"}},
+        {"unsafe", 0, nullptr, "rebuild even without redundancy, or a master whose slaves have not caught up"}},
        cmd_reconstruct},
       {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
        true, {kForce, kDryRun, kRetry}, cmd_part},

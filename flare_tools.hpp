@@ -13,6 +13,7 @@
 //    3. Socket                             (detail::Socket: deadlines on every call, poll())
 //    4. Protocol reader                    (Reply, read_reply, parse_stats, parse_stats_nodes, ...)
 //    5. Clients                            (ServerClient, IndexClient, NodeClient, gather_stats)
+//   5b. Replication lag                    (SlaveLag, gather_slave_lag: a master's `stats threads slave`)
 //    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
 //   6c. Node map versions                  (MapVersions: the index against the nodes)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
@@ -66,7 +67,10 @@
 //      explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS); endpoint();
 //      timeout_ms(); set_trace(TraceFn t); set_cancel(CancelFn c); close(); Reply request(line); bool ping();
 //      Reply request_ok(line) (throws ServerError); std::string version(); NodeStats stats(); stats_nodes();
-//      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace(); }
+//      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace();
+//      set_change_log(std::shared_ptr<ChangeLog>); change_log(); Reply request_change(line); }
+//      -- request_change: the one way changing requests go out; none once the log's `interrupted` is true
+//    struct ChangeLog { CancelFn interrupted; std::vector<std::string> sent; }   -- shared by a command's clients
 //    class IndexClient : ServerClient { Meta meta(); void require_index(); node_role(n, role, balance, partition);
 //      node_state(n, state); node_remove(n); }   -- node_*: status line ("OK" or refusal)
 //      require_index(): throws NotAnIndexError (: Error) when the server is a flared (`meta` -> ERROR)
@@ -74,12 +78,25 @@
 //    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
 //    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
 //      -- every node at once from one poll() loop; a failed node comes back with ok == false
+//   5b. Replication lag (a master's `stats threads slave`: per slave, the writes waiting and their age)
+//    struct SlaveLag { slave (HOST:PORT); long long queue (items), behind (seconds); int threads; bool writing;
+//      long long pending() const; }   -- queue + the write being sent
+//    std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {});
+//    std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {});
+//    struct LagResult { Endpoint master; bool ok; std::string error; std::vector<SlaveLag> slaves; find(slave_key); }
+//    std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
+//      const std::vector<NodeInfo>& nodes = {});   -- every master at once, one request each
+//    struct StatsAndLag { stats; lags; }   StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints,
+//      const std::vector<Endpoint>& masters, int timeout_ms, const std::vector<NodeInfo>& nodes = {});  -- one loop
 //   6. Cluster model
 //    class Cluster { Cluster(); explicit Cluster(std::vector<NodeInfo> nodes); nodes(); empty();
 //      find(const std::string& key) / find(const Endpoint& ep) -> const NodeInfo*; int partition_count();
 //      master_of(int partition) -> const NodeInfo*; masters_of(p); slaves_of(p); preserved_down_master(p);
 //      int active_slave_count(int partition, const std::string& except_key = std::string());
 //      list_order(); stats_order(); bool reconstructable(n); bool safely_reconstructable(n); }  (all const)
+//    std::vector<Endpoint> lag_masters(const Cluster& c, const std::vector<NodeInfo>& shown);  -- their masters, once
+//    std::map<std::string, SlaveLag> lags_by_slave(const Cluster& c, const std::vector<LagResult>& lags);
+//    std::optional<SlaveLag> lag_of(const Cluster& c, const NodeInfo& slave, const std::vector<LagResult>& lags);
 //   6b. Key hashing and partitions (bit for bit as flare 1.3.4)
 //    enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
 //    bool parse_key_hash_algorithm(std::string_view name, KeyHashAlgorithm& out);   -- case-sensitive
@@ -114,7 +131,9 @@
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
 //      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
-//      every change is reported done only once the nodes show the index's new node_map_version
+//      every change is reported done only once the nodes show the index's new node_map_version;
+//      down/reconstruct of an active master first ask the slaves that would take over (refused if
+//      one does not answer) and wait up to timeout_ms for their lag to drain (refused unless unsafe)
 //   7b. Data: dump, restore, verify
 //    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
 //    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
@@ -167,8 +186,9 @@
 //    struct QpsSample { gets, sets, at; }   std::optional<QpsSample> qps_sample(const StatsResult& r);
 //    struct QpsRates { total, reads, writes; }   std::string qps_cell(const std::optional<double>& v);
 //    QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur);
-//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<std::string> behind; qps;
-//      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index
+//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<SlaveLag> lag; qps;
+//      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index; slaves: queue
+//    std::string behind_cell(const StatsRow& row);   -- a slave's lag: "0", "11s/49998" (seconds, writes), "-"
 //    std::vector<std::string> stats_header(bool with_qps), stats_cells(const StatsRow& row, bool with_qps);
 //    std::string render_table(const std::vector<std::string>& header,
 //      const std::vector<std::vector<std::string>>& rows, size_t left_columns, const std::string& delimiter);
@@ -188,7 +208,7 @@
 //      -- one terminal line for many nodes read at once (dump --all, dumpkey --all, verify)
 //   8b. Prometheus text exposition format 0.0.4
 //    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-//      const std::vector<StatsResult>& results);
+//      const std::vector<StatsResult>& results, const std::vector<LagResult>& lags = {});  -- + flare_replication_*
 //    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
 //   9. Deploy
 //    enum class Daemon { flarei, flared };   const char* daemon_name(Daemon d);
@@ -334,6 +354,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -1464,6 +1485,15 @@ inline ItemHeader parse_value_line(std::string_view line) {
 
 // ---- 5. Clients --------------------------------------------------------------------------
 
+// The requests a change command has sent that change the cluster, and the check made before
+// each one: once `interrupted` returns true (Ctrl-C), no such request is sent any more. Shared
+// by the clients a command uses (ServerClient::set_change_log); ServerClient::request_change
+// is the one place such requests are sent from.
+struct ChangeLog {
+  CancelFn interrupted;
+  std::vector<std::string> sent; // "HOST:PORT request", in the order sent
+};
+
 // One connection to a flare server (index or node) speaking the text protocol.
 // Connects lazily; every request runs under `timeout_ms` (connect, send and the whole reply).
 class ServerClient {
@@ -1507,6 +1537,24 @@ public:
 
   bool ping() { return request("ping").status == "OK"; }
 
+  // Requests that change the cluster go through here. With a change log whose `interrupted`
+  // says stop, nothing is sent: throws Interrupted ("... was not sent"). Otherwise the request
+  // is logged as sent, then sent as request(); Interrupted while waiting for its answer says
+  // that it was sent. Throws as request().
+  void set_change_log(std::shared_ptr<ChangeLog> log) { log_ = std::move(log); }
+  const std::shared_ptr<ChangeLog>& change_log() const { return log_; }
+  Reply request_change(const std::string& line) {
+    if (log_ && log_->interrupted && log_->interrupted())
+      throw Interrupted("interrupted: '" + line + "' was not sent to " + ep_.display());
+    if (log_) log_->sent.push_back(ep_.key() + " " + line);
+    try {
+      return request(line);
+    } catch (const Interrupted&) {
+      throw Interrupted("interrupted while waiting for " + ep_.display() + " to answer '" + line +
+                        "': it was sent and may have been done");
+    }
+  }
+
   std::string version() {
     send_line("version");
     auto line = sock_.read_line();
@@ -1545,6 +1593,7 @@ protected:
   int timeout_ms_;
   detail::Socket sock_;
   TraceFn trace_;
+  std::shared_ptr<ChangeLog> log_;
 };
 
 // The address given as the index server is a data node (flared): see IndexClient::require_index().
@@ -1579,16 +1628,17 @@ public:
 
   // The three changes return the server's status line ("OK" or the error) instead of
   // throwing on a refusal: callers decide whether a refusal is fatal or worth a retry.
+  // Sent through request_change(): none after Ctrl-C (see ChangeLog).
   std::string node_role(const Endpoint& n, const std::string& role, int balance, int partition) {
-    return request("node role " + n.host + " " + std::to_string(n.port) + " " + role + " " +
-                   std::to_string(balance) + " " + std::to_string(partition))
+    return request_change("node role " + n.host + " " + std::to_string(n.port) + " " + role + " " +
+                          std::to_string(balance) + " " + std::to_string(partition))
         .status;
   }
   std::string node_state(const Endpoint& n, const std::string& state) {
-    return request("node state " + n.host + " " + std::to_string(n.port) + " " + state).status;
+    return request_change("node state " + n.host + " " + std::to_string(n.port) + " " + state).status;
   }
   std::string node_remove(const Endpoint& n) {
-    return request("node remove " + n.host + " " + std::to_string(n.port)).status;
+    return request_change("node remove " + n.host + " " + std::to_string(n.port)).status;
   }
 
 private:
@@ -1600,7 +1650,7 @@ class NodeClient : public ServerClient {
 public:
   using ServerClient::ServerClient;
 
-  std::string flush_all() { return request("flush_all").status; }
+  std::string flush_all() { return request_change("flush_all").status; }
 };
 
 // Result of asking one node for `stats` during a gather.
@@ -1694,14 +1744,15 @@ inline size_t gather_window(size_t n) {
 }
 
 // Turns a complete `stats` reply (ending in END\r\n) into the probe's result.
-inline void probe_finish_reply(StatsProbe& p) {
+inline void probe_finish_reply(StatsProbe& p, const std::string& request) {
   ::close(p.fd);
   p.fd = -1;
   p.phase = StatsProbe::done;
   p.result.fetched_at = Clock::now();
   try {
     std::string_view status = last_line(p.inbuf);
-    if (status != "END") throw ServerError("answered '" + printable(status) + "' to stats");
+    if (status != "END")
+      throw ServerError("answered '" + printable(status) + "' to " + request.substr(0, request.size() - 2));
     std::vector<std::string> lines;
     std::string_view all(p.inbuf);
     all.remove_suffix(5); // END\r\n
@@ -1766,7 +1817,7 @@ inline void probe_service(StatsProbe& p, const std::string& request) {
       p.finish_error("reply larger than " + std::to_string(max_reply) + " bytes");
       return;
     }
-    if (probe_reply_complete(p.inbuf)) probe_finish_reply(p);
+    if (probe_reply_complete(p.inbuf)) probe_finish_reply(p, request);
   }
 }
 
@@ -1780,9 +1831,16 @@ inline void probe_service(StatsProbe& p, const std::string& request) {
 // an unexpected EMFILE narrows the window instead of failing the node). A node that fails
 // (refused, timeout, garbage) comes back with ok == false and a reason; the others are
 // unaffected. Results are in the order of `endpoints`.
-inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
+namespace detail {
+// gather_stats() for any `stats ...` requests whose replies are STAT lines up to END: endpoint
+// i is sent whats[i] (without CR LF); each reply parsed with parse_stats (name = up to the
+// first space). whats.size() == endpoints.size().
+inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& endpoints, int timeout_ms,
+                                                  const std::vector<std::string>& whats) {
   using detail::StatsProbe;
-  const std::string request = "stats\r\n";
+  std::vector<std::string> requests;
+  requests.reserve(whats.size());
+  for (const auto& w : whats) requests.push_back(w + "\r\n");
   const size_t n = endpoints.size();
   size_t window = detail::gather_window(n);
   std::vector<StatsProbe> probes(n);
@@ -1839,7 +1897,7 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
     auto now = Clock::now();
     for (size_t k = 0; k < fds.size(); ++k) {
       auto& p = probes[active[k]];
-      if (fds[k].revents != 0) detail::probe_service(p, request);
+      if (fds[k].revents != 0) detail::probe_service(p, requests[active[k]]);
       if (p.phase != StatsProbe::done && now >= p.deadline) p.finish_error("timed out");
     }
     active.erase(std::remove_if(active.begin(), active.end(),
@@ -1851,6 +1909,163 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
   for (auto& p : probes) {
     if (p.fd >= 0) ::close(p.fd);
     out.push_back(std::move(p.result));
+  }
+  return out;
+}
+} // namespace detail
+
+inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
+  return detail::gather_stat_lines(endpoints, timeout_ms, std::vector<std::string>(endpoints.size(), "stats"));
+}
+
+// ---- 5b. Replication lag -----------------------------------------------------------------
+//
+// A master sends each write to its slaves through replication threads of its own (flared's
+// proxy-concurrency of them per slave, 2 by default), and `stats threads slave` on the master
+// lists them. Seen on a real flare 1.3.4 (shared/flare-protocol.md "Hard states"): each thread's
+// `peer` is the slave node's own name and port as in the node map (127.0.0.1:21122, not an
+// ephemeral port), its `type` is that node's thread_type, `queue` the writes waiting in it and
+// `behind` the seconds since the oldest of them was queued; a thread sending a write shows state
+// `execute` (op proxy_write). With a slave stopped (SIGSTOP) and 50,000 writes: queue 24942 and
+// 25056 in its two threads, behind 11. The listing follows the MASTER's own map: a slave the
+// index has set down is no longer listed. A master creates the threads at its first write to a
+// slave: a slave without threads has been sent nothing since the master started (lag 0).
+
+// One slave's lag as its master sees it.
+struct SlaveLag {
+  std::string slave;    // the slave node, HOST:PORT as in the node map
+  long long queue = 0;  // writes waiting towards it, items (the sum over its threads)
+  long long behind = 0; // seconds since the oldest of them was queued (the most over its threads)
+  int threads = 0;      // the master's replication threads towards it
+  bool writing = false; // a thread is sending it a write now (state execute): one more in flight
+  // Writes the slave has not acknowledged: the queue, and the one being sent.
+  long long pending() const { return queue + (writing && queue < LLONG_MAX ? 1 : 0); }
+};
+
+// Groups a master's `stats threads slave` by slave. A thread's peer names its slave; when the
+// peer is not a key of `nodes` (the index's map, if given) the thread's type is matched against
+// the nodes' thread_type instead (the type a master gives its threads towards a node). Slaves in
+// key order. Throws nothing; a field that is not a number counts as 0.
+namespace detail {
+// Names the slave of a replication thread: its peer when the map (if any) has that key, else
+// the node whose thread_type is the thread's type. Built once per gather.
+class SlaveNamer {
+public:
+  explicit SlaveNamer(const std::vector<NodeInfo>& nodes) {
+    for (const auto& n : nodes) {
+      keys_.insert(n.key);
+      by_type_.emplace(n.thread_type, n.key);
+    }
+  }
+  std::string name(const ThreadInfo& t) const {
+    if (keys_.empty() || keys_.count(t.peer)) return t.peer;
+    auto type = to_int(t.type);
+    auto it = type ? by_type_.find(*type) : by_type_.end();
+    return it != by_type_.end() ? it->second : t.peer;
+  }
+
+private:
+  std::unordered_set<std::string> keys_;
+  std::unordered_map<long long, std::string> by_type_;
+};
+
+inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const SlaveNamer& namer) {
+  std::map<std::string, SlaveLag> by;
+  for (const auto& t : threads) {
+    std::string who = namer.name(t);
+    SlaveLag& l = by[who];
+    l.slave = who;
+    long long q = std::max(0LL, to_int(t.queue).value_or(0));
+    l.queue = q > LLONG_MAX - l.queue ? LLONG_MAX : l.queue + q; // a hostile peer's numbers never overflow
+    l.behind = std::max(l.behind, t.behind ? to_int(*t.behind).value_or(0) : 0);
+    l.threads += 1;
+    if (t.state == "execute") l.writing = true;
+  }
+  std::vector<SlaveLag> out;
+  for (auto& kv : by) out.push_back(std::move(kv.second));
+  return out;
+}
+} // namespace detail
+
+inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {}) {
+  return detail::slave_lags(threads, detail::SlaveNamer(nodes));
+}
+
+// Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
+// the lag of each slave it replicates to (slave_lags(), `nodes` as there). Throws
+// NetworkError / ProtocolError, ServerError when the master refuses the request.
+inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {}) {
+  ServerClient c(master, timeout_ms);
+  return slave_lags(parse_stats_threads(c.request_ok("stats threads slave").lines), nodes);
+}
+
+// One master's answer in a gather.
+struct LagResult {
+  Endpoint master;
+  bool ok = false;
+  std::string error; // why it failed, when !ok
+  std::vector<SlaveLag> slaves;
+  const SlaveLag* find(const std::string& slave_key) const {
+    for (const auto& l : slaves)
+      if (l.slave == slave_key) return &l;
+    return nullptr;
+  }
+};
+
+namespace detail {
+inline LagResult lag_result(StatsResult&& r, const SlaveNamer& namer) {
+  LagResult l;
+  l.master = std::move(r.endpoint);
+  l.ok = r.ok;
+  l.error = std::move(r.error);
+  if (r.ok) {
+    try {
+      std::vector<std::string> lines;
+      lines.reserve(r.stats.fields.size());
+      for (const auto& f : r.stats.fields) lines.push_back("STAT " + f.first + " " + f.second);
+      l.slaves = slave_lags(parse_stats_threads(lines), namer);
+    } catch (const Error& e) {
+      l.ok = false;
+      l.error = e.what();
+    }
+  }
+  return l;
+}
+} // namespace detail
+
+// ask_slave_lag() of every master at once, as gather_stats() (one poll() loop, `timeout_ms`
+// each): one request per master. Results in the order of `masters`; a master that fails comes
+// back with ok == false and the reason. Throws nothing of its own.
+inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
+                                               const std::vector<NodeInfo>& nodes = {}) {
+  std::vector<LagResult> out;
+  out.reserve(masters.size());
+  detail::SlaveNamer namer(nodes);
+  for (auto& r : detail::gather_stat_lines(masters, timeout_ms, std::vector<std::string>(masters.size(), "stats threads slave")))
+    out.push_back(detail::lag_result(std::move(r), namer));
+  return out;
+}
+
+// gather_stats(endpoints) and gather_slave_lag(masters) from the same poll() loop: what
+// flare-stats needs, for the price of one gather. Throws nothing of its own.
+struct StatsAndLag {
+  std::vector<StatsResult> stats; // in the order of `endpoints`
+  std::vector<LagResult> lags;    // in the order of `masters`
+};
+inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, const std::vector<Endpoint>& masters,
+                                        int timeout_ms, const std::vector<NodeInfo>& nodes = {}) {
+  std::vector<Endpoint> all = endpoints;
+  all.insert(all.end(), masters.begin(), masters.end());
+  std::vector<std::string> whats(endpoints.size(), "stats");
+  whats.resize(all.size(), "stats threads slave");
+  auto results = detail::gather_stat_lines(all, timeout_ms, whats);
+  detail::SlaveNamer namer(nodes);
+  StatsAndLag out;
+  out.stats.reserve(endpoints.size());
+  out.lags.reserve(masters.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (i < endpoints.size()) out.stats.push_back(std::move(results[i]));
+    else out.lags.push_back(detail::lag_result(std::move(results[i]), namer));
   }
   return out;
 }
@@ -1966,6 +2181,51 @@ public:
 private:
   std::vector<NodeInfo> nodes_;
 };
+
+// The masters to ask for the lag of the slaves among `shown` (each once, in order).
+inline std::vector<Endpoint> lag_masters(const Cluster& cluster, const std::vector<NodeInfo>& shown) {
+  std::vector<Endpoint> out;
+  std::unordered_set<std::string> asked;
+  for (const auto& n : shown) {
+    const NodeInfo* m = n.is_slave() ? cluster.master_of(n.partition) : nullptr;
+    if (m && asked.insert(m->key).second) out.push_back(m->endpoint());
+  }
+  return out;
+}
+
+// Every slave of `cluster` whose master answered among `lags` (a gather_slave_lag() of the
+// masters), with its lag; a master that answered with no thread towards one of its slaves has
+// sent it nothing since it started: lag 0, no threads. Slaves whose master did not answer (or
+// was not asked) are left out.
+inline std::map<std::string, SlaveLag> lags_by_slave(const Cluster& cluster, const std::vector<LagResult>& lags) {
+  std::unordered_map<std::string, const LagResult*> by_master;
+  for (const auto& l : lags) by_master.emplace(l.master.key(), &l);
+  std::map<std::string, SlaveLag> out;
+  for (const auto& n : cluster.nodes()) {
+    const NodeInfo* m = n.is_slave() ? cluster.master_of(n.partition) : nullptr;
+    auto it = m ? by_master.find(m->key) : by_master.end();
+    if (it == by_master.end() || !it->second->ok) continue;
+    const SlaveLag* l = it->second->find(n.key);
+    SlaveLag none;
+    none.slave = n.key;
+    out[n.key] = l ? *l : none;
+  }
+  return out;
+}
+
+// The lag of one slave (lags_by_slave()); nullopt when its master did not answer.
+inline std::optional<SlaveLag> lag_of(const Cluster& cluster, const NodeInfo& slave, const std::vector<LagResult>& lags) {
+  const NodeInfo* m = slave.is_slave() ? cluster.master_of(slave.partition) : nullptr;
+  for (const auto& r : lags) {
+    if (!m || r.master.key() != m->key) continue;
+    if (!r.ok) return std::nullopt;
+    if (const SlaveLag* l = r.find(slave.key)) return *l;
+    SlaveLag none;
+    none.slave = slave.key;
+    return none;
+  }
+  return std::nullopt;
+}
 
 // ---- 6b. Key hashing and partitions ------------------------------------------------------
 //
@@ -2362,7 +2622,7 @@ struct OperationOptions {
   int retry = 10;             // attempts of a refused `node role` (the node may not be ready yet)
   int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // a construction without progress for this long fails
   int poll_interval_ms = 1000;
-  bool unsafe = false;        // reconstruct even without redundancy
+  bool unsafe = false;        // reconstruct without redundancy; fail a master over before its slaves caught up
   bool activate = false;      // master: move a `ready` master on to `active`
   bool without_clean = false; // master/slave: skip flush_all
 };
@@ -2926,6 +3186,11 @@ private:
     if (io_.warn) io_.warn(s);
     else say(s);
   }
+  // A note on what is going on: part of the plan in a dry run (said), else beside the output (warn).
+  void note(const std::string& s) {
+    if (opt_.dry_run) say(s);
+    else if (io_.warn) io_.warn(s);
+  }
   static std::string trim_newline(std::string s) {
     if (!s.empty() && s.back() == '\n') s.pop_back();
     return s;
@@ -2972,6 +3237,7 @@ private:
     return change_at(ep, "flush_all", [&] {
       NodeClient node(ep, opt_.timeout_ms);
       node.set_trace(index_.trace());
+      node.set_change_log(index_.change_log());
       return node.flush_all();
     });
   }
@@ -3111,9 +3377,14 @@ private:
 
   Outcome reconstruct_one(const NodeInfo& n) {
     const Endpoint ep = n.endpoint();
+    const bool failover = n.is_master() && n.is_active();
+    if (failover) {
+      Cluster c = cluster();
+      if (auto refused = failover_checks(c, n)) return *refused;
+    }
     say("turning down...");
-    std::string st = change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
-                            [&] { return index_.node_state(ep, "down"); });
+    std::string st = failover ? down_master(n) : change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
+                                                        [&] { return index_.node_state(ep, "down"); });
     if (st != "OK") {
       complain("failed to turn " + n.key + " down: " + st);
       return Outcome::failed;
@@ -3129,6 +3400,173 @@ private:
     Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false);
     if (o == Outcome::ok) say("done.");
     return o;
+  }
+
+  // ---- before and around a failover (`down` or `reconstruct` of an active master) ----
+
+  // The slaves the index may promote when `m` goes down: its partition's active slaves with
+  // the highest balance (flarei 1.3.4's down_node takes the active slave of the highest
+  // balance, the first of them on a tie; the order of a tie is the index's own).
+  static std::vector<const NodeInfo*> active_slaves(const Cluster& c, const NodeInfo& m) {
+    std::vector<const NodeInfo*> active;
+    for (const auto* s : c.slaves_of(m.partition))
+      if (s->is_active()) active.push_back(s);
+    return active;
+  }
+  static std::vector<const NodeInfo*> takeover_candidates(const Cluster& c, const NodeInfo& m) {
+    std::vector<const NodeInfo*> active = active_slaves(c, m);
+    int top = 0;
+    for (const auto* s : active) top = std::max(top, s->balance);
+    std::vector<const NodeInfo*> out;
+    for (const auto* s : active)
+      if (s->balance == top) out.push_back(s);
+    return out;
+  }
+
+  static std::string lag_text(const SlaveLag& l) {
+    if (l.pending() == 0) return "caught up (no write waiting)";
+    return std::to_string(l.queue) + " writes waiting" + (l.writing ? " (and one being sent)" : "") + ", the oldest " +
+           std::to_string(l.behind) + " s old";
+  }
+
+  // The candidates' lag as `m` shows it; nullopt (and a warning) when `m` does not answer.
+  std::optional<std::vector<SlaveLag>> read_lags(const Cluster& c, const NodeInfo& m) {
+    try {
+      return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes());
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error& e) {
+      if (io_.warn)
+        io_.warn("warning: the replication lag of " + m.key + "'s slaves is unknown: " + m.key + " did not answer `stats threads slave` (" +
+                 e.what() + "); writes it has not sent to them yet are lost if it is down");
+      return std::nullopt;
+    }
+  }
+
+  // Before the index fails `m` over: the slaves that would take over are asked directly (the
+  // index's map may still list a slave whose flared just died: flarei would promote it and the
+  // partition would have no working master), and their lag is shown (and in a dry run, what a
+  // real run would wait for). Returns a refusal, or nullopt to go on; `lags` gets the lag read.
+  std::optional<Outcome> takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags) {
+    auto cands = takeover_candidates(c, m);
+    if (cands.empty()) return std::nullopt; // no failover: the index keeps m as a down master
+    std::vector<Endpoint> eps;
+    for (const auto* s : cands) eps.push_back(s->endpoint());
+    auto answers = gather_stats(eps, opt_.timeout_ms);
+    std::string dead;
+    for (size_t i = 0; i < answers.size(); ++i)
+      if (!answers[i].ok) dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
+    if (!dead.empty()) {
+      if (io_.warn)
+        io_.warn("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
+                 "; the index would hand the partition to " + (cands.size() == 1 ? "its slave " : "one of its slaves ") +
+                 dead + ", which does not answer: the partition would be left without a working master. Nothing was "
+                 "changed. Start that slave's flared again, or set it down first (flare-admin down " + cands.front()->key +
+                 "), then run this again.");
+      return Outcome::failed;
+    }
+    lags = read_lags(c, m);
+    if (lags) {
+      for (const auto* s : active_slaves(c, m)) {
+        SlaveLag none;
+        none.slave = s->key;
+        const SlaveLag* l = &none;
+        for (const auto& x : *lags)
+          if (x.slave == s->key) l = &x;
+        // The plan of a dry run is its output; in a real run, a note (stderr in flare-admin).
+        note("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
+        if (opt_.dry_run && l->pending() > 0)
+          say("dry run: a real run would wait up to " + std::to_string(opt_.timeout_ms / 1000) + " s for " + s->key +
+              " to catch up, and refuse if it does not" + (opt_.unsafe ? " (--unsafe: it would go on)." : " (unless --unsafe)."));
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Waits, up to --timeout, until every active slave of `m` has received every write `m` has
+  // queued for it (a failover before that loses those writes). Refuses with the
+  // figures when they do not, unless --unsafe. Nothing to do in a dry run, or when the lag is
+  // unknown (`m` not answering).
+  std::optional<Outcome> drain_check(const Cluster& c, const NodeInfo& m, const std::optional<std::vector<SlaveLag>>& first) {
+    if (opt_.dry_run || !first) return std::nullopt;
+    // Every active slave: the one promoted lacks what it has not received, the others would
+    // never receive it (they follow the new master from then on).
+    auto cands = active_slaves(c, m);
+    auto behind = [&](const std::vector<SlaveLag>& lags) {
+      std::vector<SlaveLag> out;
+      for (const auto* s : cands)
+        for (const auto& l : lags)
+          if (l.slave == s->key && l.pending() > 0) out.push_back(l);
+      return out;
+    };
+    auto start = Clock::now(), shown = start - std::chrono::seconds(1);
+    std::vector<SlaveLag> late = behind(*first);
+    while (!late.empty()) {
+      if (Clock::now() - start >= std::chrono::milliseconds(opt_.timeout_ms)) break;
+      if (io_.progress && Clock::now() - shown >= std::chrono::seconds(1)) { // a line a second, as constructions
+        io_.progress("waiting for " + late.front().slave + " to catch up with " + m.key + ": " + lag_text(late.front()));
+        shown = Clock::now();
+      }
+      if (!detail::pause(200, io_)) {
+        if (io_.warn) io_.warn("interrupted while waiting for the slaves of " + m.key + " to catch up: nothing was changed.");
+        return Outcome::interrupted;
+      }
+      auto now = read_lags(c, m);
+      if (!now) return std::nullopt; // m stopped answering: nothing more to wait for
+      late = behind(*now);
+    }
+    if (late.empty()) return std::nullopt;
+    std::string figures;
+    for (const auto& l : late) figures += (figures.empty() ? "" : "; ") + l.slave + ": " + lag_text(l);
+    long long waited = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+    if (opt_.unsafe) {
+      if (io_.warn) io_.warn("warning: --unsafe: failing " + m.key + " over although its slaves are behind (" + figures + "); those writes are lost");
+      return std::nullopt;
+    }
+    if (io_.warn)
+      io_.warn("refused: the slaves of " + m.key + " did not catch up within " + std::to_string(waited) + " s (" + figures +
+               "); a failover now would lose those writes. Nothing was changed. Run it again when they have caught up "
+               "(see flare-admin stats, column behind), with a longer --timeout, or with --unsafe to give those writes up.");
+    return Outcome::failed;
+  }
+
+  // Both checks, for reconstruct (which asks its own question before).
+  std::optional<Outcome> failover_checks(const Cluster& c, const NodeInfo& m) {
+    std::optional<std::vector<SlaveLag>> lags;
+    if (auto r = takeover_check(c, m, lags)) return r;
+    return drain_check(c, m, lags);
+  }
+
+  // `node state down` of an active master, and what came of it. flarei answers only once the
+  // promoted slave has taken the new map (cluster::down_node syncs it first): a slow or stopped
+  // new master makes that answer late, though the failover is done. When the answer does not
+  // come, the map says whether the change was made. Reports the partition's new master.
+  std::string down_master(const NodeInfo& m) {
+    const Endpoint ep = m.endpoint();
+    const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
+    std::string st = change(request, [&] {
+      try {
+        return index_.node_state(ep, "down");
+      } catch (const NetworkError& e) {
+        // The change was made if `m` is no longer its partition's master: down, or (a few
+        // seconds on, its flared being alive) back as a proxy, as seen on a real flare 1.3.4.
+        Cluster after = cluster(); // a new connection: the late answer is dropped with the old one
+        const NodeInfo* now = after.find(ep);
+        if (!now || (now->state != "down" && now->is_master())) throw;
+        note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
+        return std::string("OK");
+      }
+    });
+    if (st != "OK" || opt_.dry_run) return st;
+    Cluster after = cluster();
+    const NodeInfo* nm = after.master_of(m.partition);
+    if (nm && nm->key != m.key && nm->is_active())
+      note("partition " + std::to_string(m.partition) + " failed over: its master is now " + nm->key + " (balance " +
+           std::to_string(nm->balance) + ").");
+    else if (io_.warn)
+      io_.warn("warning: partition " + std::to_string(m.partition) + " has no active master now" +
+               (nm ? " (" + nm->key + " is master " + nm->state + ")" : std::string()) + ": its reads and writes fail.");
+    return st;
   }
 
   template <typename AlreadyFn>
@@ -3152,14 +3590,32 @@ private:
         result = worse(result, Outcome::failed);
         continue;
       }
+      // Setting an active master down makes the index fail over to one of its slaves.
+      const bool failover = state == "down" && n->is_master() && n->is_active();
+      std::optional<std::vector<SlaveLag>> lags;
+      if (failover) {
+        if (auto refused = takeover_check(c, *n, lags)) {
+          result = worse(result, *refused);
+          if (*refused == Outcome::interrupted) return *refused;
+          continue;
+        }
+      }
       if (!ask_yes(verb + " (node=" + key + ", state=" + n->state + " -> " +
                                            (state == "active" ? std::string("activate") : state) + ") (y/n): ")) {
         declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
         result = worse(result, Outcome::declined);
         continue;
       }
-      std::string st = change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
-                              [&] { return index_.node_state(a.endpoint, state); });
+      if (failover) {
+        if (auto refused = drain_check(c, *n, lags)) {
+          result = worse(result, *refused);
+          if (*refused == Outcome::interrupted) return *refused;
+          continue;
+        }
+      }
+      std::string st = failover ? down_master(*n)
+                                : change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
+                                         [&] { return index_.node_state(a.endpoint, state); });
       if (st != "OK") {
         complain("failed to set " + key + " " + state + ": " + st);
         result = worse(result, Outcome::failed);
@@ -4912,7 +5368,10 @@ inline std::string qps_cell(const std::optional<double>& v) {
 struct StatsRow {
   NodeInfo node;
   const StatsResult* result = nullptr; // nullptr or !ok: the node did not answer
-  std::optional<std::string> behind;   // from the index's thread for this node
+  // A slave's replication lag as its master sees it (gather_slave_lag / lag_of); nullopt for a
+  // slave whose master did not answer. Not used for other roles (a master or proxy is behind
+  // nobody: 0 when it answered).
+  std::optional<SlaveLag> lag;
   QpsRates qps;
   std::optional<long long> index_map_version; // the index's node_map_version: JSON flags a node holding a newer map
 };
@@ -4926,6 +5385,19 @@ inline std::vector<std::string> stats_header(bool with_qps) {
     h.push_back("qps-w");
   }
   return h;
+}
+
+// The `behind` cell: for a slave, its lag as its master sees it: the seconds since the oldest
+// write still waiting at the master for it ("0" when none waits), followed by "s/" and the
+// number of writes waiting when there are any ("11s/49998"); "-" when its master did not
+// answer. For a master or proxy "0" (behind nobody), "-" when the node did not answer.
+inline std::string behind_cell(const StatsRow& row) {
+  if (row.node.is_slave()) {
+    if (!row.lag) return "-";
+    if (row.lag->queue == 0) return std::to_string(row.lag->behind);
+    return std::to_string(row.lag->behind) + "s/" + std::to_string(row.lag->queue);
+  }
+  return row.result && row.result->ok ? "0" : "-";
 }
 
 inline std::vector<std::string> stats_cells(const StatsRow& row, bool with_qps) {
@@ -4943,7 +5415,7 @@ inline std::vector<std::string> stats_cells(const StatsRow& row, bool with_qps) 
     c.push_back("");
     c.push_back("");
   }
-  c.push_back(row.behind ? (row.behind->empty() ? std::string("-") : *row.behind) : std::string("-"));
+  c.push_back(behind_cell(row));
   if (up) {
     const NodeStats& s = row.result->stats;
     c.push_back(hit_rate_cell(s));
@@ -5009,9 +5481,15 @@ inline std::string format_stats_json(const std::vector<StatsRow>& rows, bool wit
            ",\"partition\":" + std::to_string(n.partition) + ",\"balance\":" + std::to_string(n.balance);
     bool up = row.result && row.result->ok;
     out += ",\"reachable\":" + std::string(up ? "true" : "false");
+    // behind: seconds (as the table); a slave also gets queue: the writes waiting for it
     std::optional<long long> behind;
-    if (row.behind) behind = to_int(*row.behind);
+    if (n.is_slave()) {
+      if (row.lag) behind = row.lag->behind;
+    } else if (up) {
+      behind = 0;
+    }
     out += ",\"behind\":" + json_number_or_null(behind);
+    if (n.is_slave()) out += ",\"queue\":" + json_number_or_null(row.lag ? std::optional<long long>(row.lag->queue) : std::nullopt);
     if (up) {
       const NodeStats& s = row.result->stats;
       auto gets = s.number("cmd_get"), hits = s.number("get_hits");
@@ -5307,7 +5785,7 @@ inline const std::vector<PromStat>& prom_stats() {
 // order; a node without a result, or whose result is !ok, is flare_up 0 and has no stats
 // samples). `index_name` is the index server's host:port.
 inline std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-                                     const std::vector<StatsResult>& results) {
+                                     const std::vector<StatsResult>& results, const std::vector<LagResult>& lags = {}) {
   using detail::prom_family;
   std::string out;
   const std::string index_label = "index=\"" + detail::prom_label_value(index_name) + "\"";
@@ -5379,6 +5857,22 @@ inline std::string format_prometheus(const std::string& index_name, const Cluste
       samples.push_back(std::string(m.name) + "{" + labels[i] + "} " + *v + "\n");
     }
     prom_family(out, m.name, m.type, m.help, samples);
+  }
+  // Replication lag of each slave, as its master shows it (`stats threads slave`); a slave
+  // whose master did not answer (or was not asked) has no sample.
+  if (!lags.empty()) {
+    auto by_slave = lags_by_slave(cluster, lags);
+    std::vector<std::string> queue, behind;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      auto it = by_slave.find(nodes[i].key);
+      if (it == by_slave.end()) continue;
+      queue.push_back("flare_replication_queue{" + labels[i] + "} " + std::to_string(it->second.queue) + "\n");
+      behind.push_back("flare_replication_behind_seconds{" + labels[i] + "} " + std::to_string(it->second.behind) + "\n");
+    }
+    prom_family(out, "flare_replication_queue", "gauge",
+                "Writes waiting at the slave's master to be sent to it (the master's stats threads slave).", queue);
+    prom_family(out, "flare_replication_behind_seconds", "gauge",
+                "Seconds since the oldest write waiting at the slave's master for it was queued (0: none waits).", behind);
   }
   return out;
 }

@@ -46,10 +46,19 @@
 //   drip TARGET MS                     send replies one byte at a time, MS apart (0 = off)
 //   override TARGET WORD HEX [REPEAT] [close]   answer requests whose first word is WORD with the
 //                                      bytes HEX (`-` = no bytes) REPEAT times, then close if asked
+//                                      (`+WORD`: only a request that is WORD alone, e.g. `+stats`)
 //   override TARGET WORD off           remove it
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
 //   stall 0|1                          freeze every construction (a stuck slave) / let it go on
+//   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
+//                                      (connections are still accepted) / goes on with what was sent
+//   sync-delay MS                      after `node state HOST PORT down` of an active master that
+//                                      promotes a slave, answer OK only MS later (flarei first syncs
+//                                      the new master, which may be slow); 0 = off
+//   lag SLAVE QUEUE BEHIND [DRAIN]     its master's `stats threads slave` shows QUEUE writes waiting
+//                                      towards SLAVE, the oldest BEHIND s old (aging), draining DRAIN
+//                                      items/s (default 0); thread state execute/proxy_write meanwhile
 //   put NODE KEY [VALUE]               store one item on NODE alone (no routing, no slaves)
 //   put-hex NODE KEYHEX [VALUEHEX]     the same, key and value in hex: any byte, a space or CR LF
 //                                      too, as the binary protocol stores it (dump/dump_key write it raw)
@@ -314,6 +323,7 @@ class PartitionMap {
 PartitionMap g_pmap;
 
 bool g_stalled = false; // control `stall 1`: constructions make no progress (guarded by g_mu)
+std::atomic<int64_t> g_sync_delay_ms{0}; // control `sync-delay`: a failover's `node state` answered late
 
 // Partition of KEY when COUNT partitions exist (-1 when COUNT is out of range).
 int partition_of(std::string_view key, int count) {
@@ -456,6 +466,8 @@ struct MapEntry {
   int node_idx = -1;          // fake node serving this key, -1 = nothing listens there
   int64_t down_since = 0;     // mono ms
   int64_t unreach_since = -1; // mono ms, -1 = reachable
+  // control `lag`: replication towards this slave as its master shows it (`stats threads slave`)
+  int64_t lag_queue = 0, lag_behind = 0, lag_drain = 0, lag_set_ms = 0;
   // copy job while state == prepare
   std::string cursor;
   bool cursor_valid = false;
@@ -524,6 +536,7 @@ struct Endpoint {
   std::atomic<int64_t> dump_kbps{0};
   std::atomic<int64_t> cut{0};
   std::atomic<bool> hang{false}, has_override{false};
+  std::atomic<bool> stalled{false};  // control `stall TARGET 1`: as a SIGSTOPped process
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
   // guarded by g_mu
   std::map<std::string, Override, std::less<>> overrides;
@@ -738,7 +751,9 @@ void mark_down(MapEntry& e) {
       bool any_pos = false;
       for (auto& kv : g_map) {
         MapEntry& s = kv.second;
-        if (s.role == Role::Slave && s.partition == p && s.state == State::Active && entry_alive(s)) {
+        // As flarei's down_node: the map decides, not whether the slave's flared still runs
+        // (a slave killed a moment ago, still listed active, is promoted: issue 18 part 4).
+        if (s.role == Role::Slave && s.partition == p && s.state == State::Active) {
           if (!best || s.balance > best->balance) best = &s;
           if (s.balance > 0) any_pos = true;
         }
@@ -1168,9 +1183,18 @@ bool pre_reply(Conn* c, std::string_view line) {
   return true;
 }
 
-bool check_override(Conn* c, std::string_view word, Override& ov) {
+// WORD matches every request whose first word it is; `+WORD` only the request WORD alone
+// (`+stats`: a node's plain `stats`, not its `stats threads slave`).
+bool check_override(Conn* c, std::string_view word, Override& ov, bool alone = false) {
   if (!c->ep->has_override.load()) return false;
   std::lock_guard<std::mutex> lk(g_mu);
+  if (alone) {
+    auto exact = c->ep->overrides.find("+" + std::string(word));
+    if (exact != c->ep->overrides.end()) {
+      ov = exact->second;
+      return true;
+    }
+  }
   auto it = c->ep->overrides.find(word);
   if (it == c->ep->overrides.end()) return false;
   ov = it->second;
@@ -1218,7 +1242,7 @@ void append_map(std::string& o, const NodeMap& m) {
 }
 
 void thread_entry(std::string& o, int id, int type, const std::string& peer, std::string_view op,
-                  int64_t uptime, const char* state) {
+                  int64_t uptime, const char* state, int64_t queue = 0, int64_t behind = 0) {
   std::string p = "STAT " + std::to_string(id) + ":";
   o += p + "type " + std::to_string(type) + "\r\n";
   o += p + "peer " + peer + "\r\n";
@@ -1228,8 +1252,8 @@ void thread_entry(std::string& o, int id, int type, const std::string& peer, std
   o += p + "uptime " + std::to_string(uptime) + "\r\n";
   o += p + "state " + state + "\r\n";
   o += p + "info \r\n";
-  o += p + "queue 0\r\n";
-  o += p + "behind 0\r\n";
+  o += p + "queue " + std::to_string(queue) + "\r\n";
+  o += p + "behind " + std::to_string(behind) + "\r\n";
 }
 
 // g_mu held
@@ -1275,7 +1299,20 @@ size_t append_repl_threads(std::string* o, const FakeNode& n) {
     const MapEntry& s = *sp;
     if (s.role == Role::Slave && s.partition == it->second.partition) {
       cnt++;
-      if (o) thread_entry(*o, s.repl_tid, s.thread_type, s.key, "", now - s.added_unix, "wait");
+      if (!o) continue;
+      // A lag set by control `lag`: the queue drains at lag_drain items/s; its oldest write
+      // ages meanwhile. A thread with writes waiting is sending one (a real master's
+      // `execute` / proxy_write).
+      int64_t queue = s.lag_queue, behind = 0;
+      if (queue > 0) {
+        int64_t ms = mono_ms() - s.lag_set_ms;
+        queue = std::max<int64_t>(0, queue - s.lag_drain * ms / 1000);
+        behind = queue > 0 ? s.lag_behind + ms / 1000 : 0;
+      }
+      if (queue > 0)
+        thread_entry(*o, s.repl_tid, s.thread_type, s.key, "proxy_write", now - s.added_unix, "execute", queue, behind);
+      else
+        thread_entry(*o, s.repl_tid, s.thread_type, s.key, "", now - s.added_unix, "wait");
     }
   }
   return cnt;
@@ -1524,7 +1561,7 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
   }
   std::string_view cmd = w[0];
   Override ov;
-  if (check_override(c, cmd, ov)) return send_override(c, ov, line);
+  if (check_override(c, cmd, ov, w.size() == 1)) return send_override(c, ov, line);
   if (cmd == "quit") return w.size() != 1;
   bool changes = (cmd == "node" && w.size() >= 2 &&
                   (w[1] == "role" || w[1] == "state" || w[1] == "remove" || w[1] == "add")) ||
@@ -1594,9 +1631,21 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
         return true;
       }
       std::string key = std::string(w[2]) + ":" + std::to_string(port);
-      std::lock_guard<std::mutex> lk(g_mu);
-      auto it = g_map.find(key);
-      bool ok = it != g_map.end() && set_state(it->second, st);
+      bool ok, promoted = false;
+      {
+        std::lock_guard<std::mutex> lk(g_mu);
+        auto it = g_map.find(key);
+        bool was_master = it != g_map.end() && it->second.role == Role::Master && it->second.state == State::Active;
+        ok = it != g_map.end() && set_state(it->second, st);
+        promoted = ok && was_master && st == State::Down && it->second.role == Role::Proxy;
+      }
+      // flarei's down_node syncs the promoted slave before it answers: a slow new master
+      // makes the answer late (control `sync-delay`), the failover being done meanwhile.
+      if (promoted && g_sync_delay_ms.load() > 0) {
+        int64_t until = mono_ms() + g_sync_delay_ms.load();
+        while (mono_ms() < until && !g_stop.load() && !c->killed.load())
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       o += ok ? "OK\r\n" : "SERVER_ERROR failed to set state\r\n";
     } else if (sub == "remove") {
       if (w.size() != 4 || !parse_i64(w[3], port)) {
@@ -2209,7 +2258,7 @@ bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w,
   }
   std::string_view cmd = w[0];
   Override ov;
-  bool has_ov = check_override(c, cmd, ov);
+  bool has_ov = check_override(c, cmd, ov, w.size() == 1);
   SCmd sc;
   if (storage_cmd(cmd, sc)) {
     log_request(c->ep, line);
@@ -2392,11 +2441,34 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     o += "END\r\n";
     return true;
   }
-  if (cmd == "stall") {
+  if (cmd == "stall" && w.size() == 2) {
     // stall 1: constructions stop copying (a stuck slave), stall 0: they go on.
-    if (w.size() != 2 || (w[1] != "0" && w[1] != "1")) return err("usage: stall 0|1");
+    if (w[1] != "0" && w[1] != "1") return err("usage: stall 0|1");
     std::lock_guard<std::mutex> lk(g_mu);
     g_stalled = w[1] == "1";
+    return ok();
+  }
+  if (cmd == "sync-delay") {
+    int64_t v = 0;
+    if (w.size() != 2 || !parse_i64(w[1], v) || v < 0 || v > 600000) return err("usage: sync-delay MS");
+    g_sync_delay_ms = v;
+    return ok();
+  }
+  if (cmd == "lag") {
+    // lag SLAVE QUEUE BEHIND [DRAIN]: the slave's master shows QUEUE writes waiting towards it,
+    // the oldest BEHIND s old (aging), draining DRAIN items/s (default 0: a stopped slave).
+    int64_t q = 0, b = 0, d = 0;
+    if ((w.size() != 4 && w.size() != 5) || !parse_i64(w[2], q) || q < 0 || q > INT32_MAX || !parse_i64(w[3], b) ||
+        b < 0 || b > INT32_MAX || (w.size() == 5 && (!parse_i64(w[4], d) || d < 0 || d > INT32_MAX)))
+      return err("usage: lag SLAVE QUEUE BEHIND [DRAIN_PER_SEC]");
+    std::lock_guard<std::mutex> lk(g_mu);
+    Endpoint* ep = find_target(w[1]);
+    auto it = ep && ep->kind == Kind::Node ? g_map.find(ep->key) : g_map.end();
+    if (it == g_map.end()) return err("unknown node");
+    it->second.lag_queue = q;
+    it->second.lag_behind = b;
+    it->second.lag_drain = d;
+    it->second.lag_set_ms = mono_ms();
     return ok();
   }
   if (cmd == "requests-clear") {
@@ -2459,7 +2531,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     g_map_version = static_cast<uint64_t>(v);
     return ok();
   }
-  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse",
+  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse", "stall",
                                           "override", "kill", "start", "fill", "put", "put-hex", "items"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
@@ -2479,7 +2551,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     return ok();
   }
   if (cmd == "delay" || cmd == "stats-delay" || cmd == "cut" || cmd == "drip" || cmd == "hang" ||
-      cmd == "refuse") {
+      cmd == "refuse" || cmd == "stall") {
     if (w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX) return err("bad value");
     int iv = static_cast<int>(v);
     if (cmd == "delay") ep->delay_ms = iv;
@@ -2489,6 +2561,9 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     else if (cmd == "hang") {
       if (v > 1) return err("bad value");
       ep->hang = v == 1;
+    } else if (cmd == "stall") {
+      if (v > 1) return err("bad value");
+      ep->stalled = v == 1;
     } else {
       if (v > 1) return err("bad value");
       std::unique_lock<std::mutex> lk(g_mu);
@@ -2643,6 +2718,10 @@ bool handle_line(Conn* c, std::string_view line, Pending& p) {
 // Parse and execute what is buffered; false = close the connection.
 bool process_input(Conn* c, std::vector<char>& rb, size_t& rpos, size_t rend, Pending& p) {
   bool hangable = c->ep->kind != Kind::Control;
+  // A stalled server (SIGSTOP) reads and answers nothing; what was sent meanwhile is handled
+  // once it goes on (the kernel still accepts connections and buffers the requests).
+  while (hangable && c->ep->stalled.load() && !g_stop.load() && !c->killed.load())
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   for (;;) {
     if (hangable && c->ep->hang.load()) {
       rpos = rend;

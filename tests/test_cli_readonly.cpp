@@ -29,7 +29,7 @@ void tutorial_layout(FakeCluster& f) {
 // Fixes each node's `stats` reply to a real flared's bytes so that the whole table is exact.
 void fixed_stats(FakeCluster& f, size_t i, long long items, long long bytes, long long uptime, long long gets = 0,
                  long long hits = 0) {
-  f.must("override " + f.node(i) + " stats " + harness::hex(harness::node_stats_reply(items, bytes, uptime, gets, hits)));
+  f.must("override " + f.node(i) + " +stats " + harness::hex(harness::node_stats_reply(items, bytes, uptime, gets, hits)));
 }
 
 } // namespace
