@@ -101,17 +101,24 @@
 //      timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; poll_interval_ms = 1000; }
 //    enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
 //    Outcome worse(Outcome a, Outcome b);   enum class WaitEnd { reached, interrupted };
-//    struct ConstructionProgress { std::string role, state; long long items, master_items; double elapsed; }
+//    struct ConstructionProgress { std::string role, state; long long items, master_items; double elapsed;
+//      bool copying; std::string index_error, node_error; }
 //    std::string eta_text / format_slave_progress / format_master_progress(const ConstructionProgress& p);
+//    class ConstructionStopped : Error { enum class Why { stalled, index_unreachable, lost }; Why why;
+//      ConstructionProgress last; }   -- a wait that stopped short of its goal
+//    std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms);
+//      -- the source whose copy to `node` both show running in `stats threads` ("" if none)
 //    WaitEnd wait_for_slave_active / wait_for_master_ready(IndexClient& index, const Endpoint& node,
-//      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);
+//      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);  -- ride out an
+//      index silent or gone for less than opt.timeout_ms; throw ConstructionStopped
 //    WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
 //      const OperationIO& io);
 //    std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role,
 //      int balance, int partition, const OperationOptions& opt, const OperationIO& io);  -- "OK" or refusal
 //    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
-//      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
+//      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
+//      on a node already (being) built as asked, they carry on from where it is (wait, activate, balance)
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
 //      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
 //      every change is reported done only once the nodes show the index's new node_map_version
@@ -2479,6 +2486,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
   std::vector<Endpoint> sources;
   ConstructionProgress p;
   bool seen_once = false;
+  bool second_look = false; // a stall is declared on two looks in a row (a copy's threads end just before its state changes)
   for (;;) {
     bool seen = false;
     auto asked = Clock::now();
@@ -2533,12 +2541,20 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     bool moved = !previous || previous->items != p.items || previous->state != p.state || previous->role != p.role;
     if (!moved && p.node_error.empty()) p.copying = !copy_running(node, sources, opt.timeout_ms).empty();
     last = p;
-    if (moved || p.copying) last_change = Clock::now();
+    if (moved || p.copying) {
+      last_change = Clock::now();
+      second_look = false;
+    }
     previous = p;
     if (index_gone && Clock::now() - index_gone_at >= timeout)
       throw ConstructionStopped("the index " + index.endpoint().display() + " has not answered for " + std::to_string(timeout_s) +
                                     " s (" + p.index_error + ")",
                                 ConstructionStopped::Why::index_unreachable, p);
+    if (Clock::now() - last_change >= timeout && !second_look) {
+      second_look = true;
+      if (!pause(std::min(opt.poll_interval_ms, 200), io)) return WaitEnd::interrupted;
+      continue;
+    }
     if (Clock::now() - last_change >= timeout)
       throw ConstructionStopped("construction of " + node.key() + " made no progress for " + std::to_string(timeout_s) +
                                     " s (role = " + p.role + ", state = " + p.state + ", items = " + std::to_string(p.items) + ")" +

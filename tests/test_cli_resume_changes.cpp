@@ -61,9 +61,9 @@ TEST_CASE("resume: the fake shows a running copy as a real flared does, and none
   FakeCluster f(2);
   resume_slow_copy(f, 1 << 20, 512); // about 2 s of silence after the value arrives
   REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[1]) + " slave 0 0").status == "OK");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  CHECK(f.cluster().find(f.node(1))->state == "prepare");
+  for (int i = 0; i < 100 && f.items(1) < 11; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   CHECK(f.items(1) == 11); // everything arrived, the item count is flat from here
+  CHECK(f.cluster().find(f.node(1))->state == "prepare");
   // the new node: flared's reconstruction thread (type 3) reading the master; the master: a dump
   CHECK(resume_dump_threads(f, 1) == std::vector<std::string>{"3 " + f.node(0) + " execute"});
   auto at_master = resume_dump_threads(f, 0);
