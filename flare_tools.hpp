@@ -3053,12 +3053,23 @@ private:
   // not answer); any other status (and every status in a dry run) is returned as it is.
   std::string in_effect(const std::string& status) {
     if (status != "OK" || opt_.dry_run) return status;
-    long long iv = index_.stats().number("node_map_version").value_or(-1);
-    if (iv < 0) return status;
     auto start = Clock::now();
     auto deadline = start + std::chrono::milliseconds(opt_.timeout_ms);
+    // An index that stops answering (restarted, stopped) is asked again until the deadline.
+    auto ask_index = [&](auto fn) {
+      for (;;) {
+        try {
+          return fn();
+        } catch (const NetworkError&) {
+          index_.close();
+          if (Clock::now() >= deadline || !detail::pause(200, io_)) throw;
+        }
+      }
+    };
+    long long iv = ask_index([&] { return index_.stats().number("node_map_version").value_or(-1); });
+    if (iv < 0) return status;
     for (;;) {
-      Cluster c = cluster();
+      Cluster c = ask_index([&] { return cluster(); });
       std::vector<Endpoint> eps;
       for (const auto& n : c.nodes())
         if (n.state != "down" && std::find(watched_.begin(), watched_.end(), n.key) != watched_.end())

@@ -54,12 +54,12 @@
 //   reconstruction-bwlimit NODE KB     NODE's flared.conf reconstruction-bwlimit (0 = off): a
 //                                      construction of NODE takes each item whole, then is silent
 //                                      size/rate seconds (item count flat) before the next or END
-//   index-gone MS / index-back         flarei's process gone: listener and connections closed, its
-//                                      monitor stopped; back on the same port with the same map MS
-//                                      later (0 = at index-back). `hang index 1` = flarei silent
+//   index-gone MS / index-back         flarei's process gone: its connections closed, and every new
+//                                      one at its first request; its monitor stopped. Back with the
+//                                      same map MS later (0 = at index-back). `hang index 1` = silent
 //   later MS LINE...                   run control LINE MS from now (one shot)
-//   at-items NODE K LINE...            run control LINE once NODE holds K items (one shot): a
-//                                      fault at a chosen moment of a construction
+//   at-items NODE K LINE...            run control LINE once NODE's item count reaches K from below
+//                                      (one shot): a fault at a chosen moment of a construction
 //   put NODE KEY [VALUE]               store one item on NODE alone (no routing, no slaves)
 //   put-hex NODE KEYHEX [VALUEHEX]     the same, key and value in hex: any byte, a space or CR LF
 //                                      too, as the binary protocol stores it (dump/dump_key write it raw)
@@ -329,7 +329,10 @@ class PartitionMap {
 PartitionMap g_pmap;
 
 bool g_stalled = false; // control `stall 1`: constructions make no progress (guarded by g_mu)
-bool g_index_alive = true;  // control index-gone: flarei's process gone (g_mu)
+// control index-gone: flarei's process gone. Its port stays bound meanwhile (every connection is
+// closed at its first request): on ephemeral test ports, a port let go could be taken by another
+// program, and the tool would then ask something that is not this cluster's index.
+std::atomic<bool> g_index_alive{true};
 
 // Partition of KEY when COUNT partitions exist (-1 when COUNT is out of range).
 int partition_of(std::string_view key, int count) {
@@ -2423,8 +2426,7 @@ std::string sync_listeners(std::unique_lock<std::mutex>& lk) {
 }
 
 void update_want(Endpoint* ep) {
-  bool alive = ep->kind == Kind::Index ? g_index_alive
-               : ep->kind != Kind::Node || g_nodes[static_cast<size_t>(ep->node_idx)]->alive;
+  bool alive = ep->kind != Kind::Node || g_nodes[static_cast<size_t>(ep->node_idx)]->alive;
   ep->want_listen = alive && !ep->refused;
 }
 
@@ -2471,7 +2473,8 @@ void do_fill_items(FakeNode& n, const std::string& prefix, uint64_t start, uint6
 struct ArmedFault {
   int64_t at_ms = -1;         // mono ms, or -1
   int node_idx = -1;          // at-items: the node whose item count is watched
-  uint64_t items = 0;         //   and the count that fires it
+  uint64_t items = 0;         //   and the count that fires it, reached from below
+  bool below = false;         //   the count has been under `items` since it was armed
   std::string line;
 };
 std::vector<ArmedFault> g_armed;
@@ -2487,8 +2490,13 @@ void run_armed_faults() {
     std::lock_guard<std::mutex> lk(g_mu);
     int64_t now = mono_ms();
     for (size_t i = 0; i < g_armed.size();) {
-      const ArmedFault& a = g_armed[i];
-      bool fire = a.node_idx >= 0 ? g_nodes[static_cast<size_t>(a.node_idx)]->store.size() >= a.items : now >= a.at_ms;
+      ArmedFault& a = g_armed[i];
+      bool fire = now >= a.at_ms;
+      if (a.node_idx >= 0) {
+        size_t held = g_nodes[static_cast<size_t>(a.node_idx)]->store.size();
+        a.below = a.below || held < a.items;
+        fire = a.below && held >= a.items;
+      }
       if (fire) {
         due.push_back(a.line);
         g_armed.erase(g_armed.begin() + static_cast<std::ptrdiff_t>(i));
@@ -2533,8 +2541,9 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     return ok();
   }
   if (cmd == "later" || cmd == "at-items") {
-    // later MS LINE...: run control LINE MS from now. at-items NODE K LINE...: run it once NODE
-    // holds K items (a construction reached K). One shot each; the fault "at a chosen moment".
+    // later MS LINE...: run control LINE MS from now. at-items NODE K LINE...: run it once NODE's
+    // item count reaches K from below (a construction reached K; a node that holds more is
+    // waited for to be emptied first, as a rebuild's flush_all does). One shot each.
     int64_t v;
     uint64_t k;
     ArmedFault a;
@@ -2564,7 +2573,6 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
       return err("usage: index-gone MS | index-back");
     std::unique_lock<std::mutex> lk(g_mu);
     g_index_alive = cmd == "index-back";
-    update_want(g_index_ep.get());
     if (!g_index_alive) {
       for (Conn* k : g_conns) {
         if (k->ep != g_index_ep.get()) continue;
@@ -2579,8 +2587,6 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
         g_armed.push_back(std::move(a));
       }
     }
-    std::string e = sync_listeners(lk);
-    if (!e.empty()) return err(e);
     return ok();
   }
   if (cmd == "requests-clear") {
@@ -2839,7 +2845,7 @@ bool handle_line(Conn* c, std::string_view line, Pending& p) {
   split_words(line, w);
   switch (c->ep->kind) {
     case Kind::Control: return control_cmd(c, w);
-    case Kind::Index: return index_line(c, line, w);
+    case Kind::Index: return g_index_alive.load() && index_line(c, line, w);
     case Kind::Node: return node_line(c, line, w, p);
   }
   return false;

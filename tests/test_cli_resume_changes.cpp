@@ -328,16 +328,30 @@ TEST_CASE("resume: activate of a node still copying waits for its copy instead o
   }
 }
 
-TEST_CASE("resume: a slave stopped because its partition's master died says so, and that the partition has one copy fewer") {
+TEST_CASE("resume: a slave or a rebuild stopped because its partition's master died says so, and that the partition has one copy fewer") {
   FakeCluster f(3, {"--copy-rate", "1000"});
   master_and_slave(f);
-  f.must("fill " + f.node(0) + " 3000 10");
-  f.must("at-items " + f.node(2) + " 1000 kill " + f.node(0)); // the master's flared killed mid-copy
-  auto r = run(with({"slave", "--force", "--timeout", "5", f.node(2) + ":1:0"}, f.index_args()));
-  INFO(r.out, r.err);
-  CHECK(r.status == 1);
-  CHECK(resume_has(r.err, "construction of " + f.node(2) + " stopped: the partition's master " + f.node(0) +
-                              " does not answer (its flared died?), so the copy failed and " + f.node(2) +
-                              " fell back to proxy. Partition 0 now has one copy fewer (" + f.node(0) + "'s)"));
-  CHECK(resume_has(r.err, "Then make " + f.node(2) + " a slave again: flare-admin slave " + f.node(2) + ":1:0\n"));
+  const std::string n0 = f.node(0), n1 = f.node(1), n2 = f.node(2);
+  SUBCASE("slave") {
+    f.must("fill " + n0 + " 3000 10");
+    f.must("at-items " + n2 + " 1000 kill " + n0); // the master's flared killed mid-copy
+    auto r = run(with({"slave", "--force", "--timeout", "5", n2 + ":1:0"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, "construction of " + n2 + " stopped: the partition's master " + n0 + " does not answer (its flared "
+                            "died?), so the copy failed and " + n2 + " fell back to proxy. Partition 0 now has one copy fewer (" +
+                            n0 + "'s);"));
+    CHECK(resume_has(r.err, "Then make " + n2 + " a slave again: flare-admin slave " + n2 + ":1:0\n"));
+  }
+  SUBCASE("reconstruct") {
+    f.must("set-node " + n2 + " slave active 0 1");
+    f.must("fill " + n0 + " 3000 10");
+    f.must("at-items " + n1 + " 1000 kill " + n0); // once the rebuild's copy reached 1000 items
+    auto r = run(with({"reconstruct", "--force", "--timeout", "5", n1}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, "Partition 0 now has one copy fewer (" + n0 + "'s), and " + n1 +
+                            ", flushed for the rebuild, holds none;"));
+    CHECK(resume_has(r.err, "Then make " + n1 + " a slave again: flare-admin slave " + n1 + ":1:0\n"));
+  }
 }
