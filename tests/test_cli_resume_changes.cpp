@@ -82,10 +82,10 @@ TEST_CASE("resume: the fake shows a running copy as a real flared does, and none
   CHECK(resume_dump_threads(f, 0).empty());
 }
 
-TEST_CASE("resume: a construction slowed by reconstruction-bwlimit is not a stall: waited for past --timeout, then finished") {
+TEST_CASE("resume: a construction slowed by reconstruction-bwlimit is not a stall: waited for past --timeout, then finished" * doctest::test_suite("slow")) {
   SUBCASE("slave") {
     FakeCluster f(2);
-    resume_slow_copy(f, 1 << 20, 512);
+    resume_slow_copy(f, 2 << 20, 512); // the item count flat for 4 s
     auto r = run(with({"slave", "--force", "--timeout", "1", f.node(1) + ":1:0"}, f.index_args()));
     INFO(r.out, r.err);
     CHECK(r.status == 0);
@@ -97,8 +97,8 @@ TEST_CASE("resume: a construction slowed by reconstruction-bwlimit is not a stal
     FakeCluster f(3);
     f.must("set-node " + f.node(0) + " master active 0 1");
     f.must("fill " + f.node(0) + " 20 10 a");
-    f.must("fill " + f.node(0) + " 8 262144 z"); // some of them belong to partition 1
-    f.must("reconstruction-bwlimit " + f.node(2) + " 256");
+    f.must("fill " + f.node(0) + " 6 1048576 z"); // some of them belong to partition 1: 2 s flat each
+    f.must("reconstruction-bwlimit " + f.node(2) + " 512");
     auto r = run(with({"master", "--force", "--activate", "--timeout", "1", f.node(2) + ":1:1"}, f.index_args()));
     INFO(r.out, r.err);
     CHECK(r.status == 0);
@@ -134,7 +134,7 @@ TEST_CASE("resume: a construction that shows no copy running fails after --timeo
   }
 }
 
-TEST_CASE("resume: a wait rides out an index gone and back within --timeout, and finishes the job") {
+TEST_CASE("resume: a wait rides out an index gone and back within --timeout, and finishes the job" * doctest::test_suite("slow")) {
   SUBCASE("slave") {
     FakeCluster f(2, {"--copy-rate", "1000"});
     f.must("set-node " + f.node(0) + " master active 0 1");
@@ -160,7 +160,7 @@ TEST_CASE("resume: a wait rides out an index gone and back within --timeout, and
   }
 }
 
-TEST_CASE("resume: a wait that gives up on the index says where the node was and the command that finishes the job") {
+TEST_CASE("resume: a wait that gives up on the index says where the node was and the command that finishes the job" * doctest::test_suite("slow")) {
   FakeCluster f(2, {"--copy-rate", "1000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("fill " + f.node(0) + " 3000 10");
