@@ -3421,11 +3421,13 @@ private:
     int part = *a.partition;
     if (n.state == "down") {
       say(key + " is master of partition " + std::to_string(part) + " but down.");
+      Cluster c = cluster();
+      const NodeInfo* serving = c.master_of(part);
       if (io_.warn)
         io_.warn(key + " does not run (is its flared stopped?): start its flared again; the index makes it active with its "
-                 "data" + (cluster().master_of(part) != nullptr && cluster().master_of(part)->key != key
-                               ? std::string(", unless another master took the partition over (then it comes back as a proxy)")
-                               : std::string()) + ".");
+                 "data" + (serving && serving->key != key ? ", unless another master took the partition over (" + serving->key +
+                                                                "; then it comes back as a proxy)"
+                                                          : std::string()) + ".");
       return Outcome::failed;
     }
     if (n.state == "active") {
