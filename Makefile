@@ -29,6 +29,8 @@ UNIT_SRC  += tests/test_output_file.cpp
 UNIT_SRC += tests/test_portable_sockets.cpp
 # Keys the text protocol cannot frame (issue 17, parts 1 and 2).
 INTEG_SRC += tests/test_cli_framing.cpp
+# Restore straight to every master, and safe resume advice after a failover (issues 21, 18.1).
+INTEG_SRC += tests/test_cli_restore_routing.cpp
 UNIT_SRC  += tests/test_framing.cpp
 HDRS      = flare_tools.hpp
 
