@@ -152,15 +152,29 @@
 //    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
 //      OnKey&& on_key, const DumpOptions& opt = {});
 //    struct RestoreReport { sent, stored, failed, skipped, unacknowledged, resume_offset; first_failures;
-//      complete, interrupted; stopped_by; unsigned long long acknowledged() const; }
+//      complete, interrupted; stopped_by; doubts; run_start; unsigned long long acknowledged() const; }
+//      -- doubts: nodes that acknowledged items and then failed; resume_offset is then run_start
 //    class PipelinedWriter { PipelinedWriter(NodeClient& node, unsigned long long bwlimit,
-//      size_t window_bytes = 4 << 20); set(const ItemHeader& h, std::string_view data,
-//      unsigned long long offset = 0); set_streamed(h, offset, Feed&& feed); fail_locally(key, why);
-//      RestoreReport finish(); report(); unacknowledged(); first_unanswered_offset(otherwise); }
-//    struct RestoreOptions { bwlimit = 0; window_bytes = 4 << 20; resume_from = 0; select; on_key; cancel; }
-//    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
+//      size_t window_bytes = 4 << 20); PipelinedWriter(NodeClient& node, RateLimiter& shared, size_t window);
+//      set(const ItemHeader& h, std::string_view data, unsigned long long offset = 0);
+//      set_streamed(h, offset, Feed&& feed); fail_locally(key, why); RestoreReport finish(); report();
+//      unacknowledged(); first_unanswered_offset(otherwise); endpoint(); stopped(); idle();
+//      set_wait(fn); short prepare_wait(); fd(); serve(revents); idle_deadline(); check_idle(); }
+//      -- set_wait .. check_idle: several writers driven from one poll loop
+//    struct RestoreOptions { bwlimit = 0; window_bytes = 4 << 20; resume_from = 0; select; on_key; cancel;
+//      timeout_ms; trace; std::optional<Endpoint> index; std::optional<Cluster> cluster; check_timeout_ms = 3000; }
 //    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
 //    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
+//    struct RestoreRouting { Partitioning partitioning; std::vector<NodeInfo> masters;
+//      int partition_of(std::string_view key) const; }
+//    RestoreRouting restore_routing(const Cluster& c, const Meta& meta);   -- throws Error naming every
+//      partition whose master is not the one active master (down, prepare, ready, two, none)
+//    struct Acknowledger { Endpoint node; int partition; acknowledged; bool connection_failed, keeps_items; }
+//    std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
+//      const std::vector<StatsResult>& answers, const Cluster* now);   -- one line per node doubted
+//    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
+//    RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing,
+//      const RestoreOptions& opt = {});   -- one writer per master, one poll loop, bwlimit the total
 //   8. Formatting
 //    std::string format_node_table / format_node_json(const std::vector<NodeInfo>& nodes);  -- `list`
 //    std::string short_duration(long long seconds);   std::string hit_rate_cell(const NodeStats& s);
