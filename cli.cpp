@@ -1232,12 +1232,17 @@ int cmd_restore(const Options& o) {
       std::cerr << e.what() << "\n";
       return EXIT_FAIL;
     }
-    // The map, if the index answers soon and lists the node: who acknowledges for it.
+    // The map, if the index answers soon and lists the node: who acknowledges for it, checked
+    // again afterwards. An index that does not list it is another cluster's: not asked.
+    opt.index.reset();
     try {
       IndexClient ic(c.index, std::min(c.timeout_ms, opt.check_timeout_ms));
       ic.set_trace(c.trace);
       Cluster cluster(ic.stats_nodes());
-      if (cluster.find(target)) opt.cluster = cluster;
+      if (cluster.find(target)) {
+        opt.cluster = cluster;
+        opt.index = c.index;
+      }
     } catch (const Error&) {
     }
     NodeClient node(target, c.timeout_ms);

@@ -169,7 +169,8 @@
 //      int partition_of(std::string_view key) const; }
 //    RestoreRouting restore_routing(const Cluster& c, const Meta& meta);   -- throws Error naming every
 //      partition whose master is not the one active master (down, prepare, ready, two, none)
-//    struct Acknowledger { Endpoint node; int partition; acknowledged; bool connection_failed, keeps_items; }
+//    struct Acknowledger { Endpoint node; int partition; acknowledged; bool connection_failed, keeps_items,
+//      forwarded; }
 //    std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
 //      const std::vector<StatsResult>& answers, const Cluster* now);   -- one line per node doubted
 //    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
@@ -4849,8 +4850,10 @@ struct Acknowledger {
   Endpoint node;
   int partition = -1;              // the partition it is master of (-1: not known)
   unsigned long long acknowledged = 0;
-  bool connection_failed = false;  // its connection broke (or no connection of ours: forwarded to)
+  bool connection_failed = false;  // its connection broke
   bool keeps_items = true;         // false: a proxy, which only forwards (never doubted)
+  bool forwarded = false;          // a master the node written through forwarded items to (no
+                                   // connection of ours: always asked whether it answers)
 };
 
 // Whether each node still serves what it acknowledged. `answers`: a `stats` of each node whose
@@ -4875,7 +4878,11 @@ inline std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowl
         why = "the index now lists it as " + n->role + " " + n->state +
               (m && m->key != n->key ? " (partition " + std::to_string(a.partition) + "'s master is now " + m->key + ")" : "");
     }
-    if (!why.empty())
+    if (why.empty()) continue;
+    if (a.forwarded)
+      out.push_back(a.node.key() + ", the master of partition " + std::to_string(a.partition) +
+                    " that items written through another node were forwarded to, " + why);
+    else
       out.push_back(a.node.key() + " acknowledged " + std::to_string(a.acknowledged) + " items, and then " + why);
   }
   return out;
@@ -4889,14 +4896,15 @@ inline std::vector<std::string> recheck_acknowledgers(const std::vector<Acknowle
                                                       bool interrupted) {
   std::vector<Endpoint> ask;
   for (const auto& a : nodes)
-    if (a.acknowledged > 0 && a.connection_failed && a.keeps_items) ask.push_back(a.node);
+    if (a.acknowledged > 0 && (a.connection_failed || a.forwarded) && a.keeps_items) ask.push_back(a.node);
   std::vector<StatsResult> answers;
   std::optional<Cluster> now;
   if (interrupted) {
-    for (const auto& e : ask) {
+    for (const auto& a : nodes) {
+      if (!a.connection_failed) continue;
       StatsResult r;
-      r.endpoint = e;
-      r.error = "its connection failed, not checked after the interruption";
+      r.endpoint = a.node;
+      r.error = "its connection failed; not asked again after the interruption";
       answers.push_back(r);
     }
   } else {
@@ -5091,7 +5099,7 @@ inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const R
   group.add(*writers[0]);
   // Who acknowledges: the node itself if it is a master (or its role is unknown); when it
   // forwards (a proxy, or keys of other partitions), the masters it forwards to.
-  Acknowledger self{node.endpoint(), -1, 0, false, true};
+  Acknowledger self{node.endpoint(), -1, 0, false, true, false};
   std::vector<Acknowledger> forwarded;
   if (opt.cluster) {
     const NodeInfo* me = opt.cluster->find(node.endpoint());
@@ -5099,7 +5107,7 @@ inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const R
     if (me && !me->is_master()) self.keeps_items = false; // a proxy keeps nothing: the masters count
     for (const auto& n : opt.cluster->nodes())
       if (n.is_master() && n.is_active() && !(me && n.key == me->key))
-        forwarded.push_back(Acknowledger{n.endpoint(), n.partition, 0, true, true});
+        forwarded.push_back(Acknowledger{n.endpoint(), n.partition, 0, false, true, true});
   }
   return detail::run_restore(reader, writers, group, [](const std::string&) { return 0; }, opt, {self}, forwarded);
 }
@@ -5124,7 +5132,7 @@ inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouti
     nodes.back()->set_cancel(opt.cancel);
     writers.push_back(std::make_unique<PipelinedWriter>(*nodes.back(), total, opt.window_bytes));
     group.add(*writers.back());
-    ack.push_back(Acknowledger{routing.masters[p].endpoint(), static_cast<int>(p), 0, false, true});
+    ack.push_back(Acknowledger{routing.masters[p].endpoint(), static_cast<int>(p), 0, false, true, false});
   }
   return detail::run_restore(
       reader, writers, group, [&](const std::string& key) { return routing.partition_of(key); }, opt, ack, {});

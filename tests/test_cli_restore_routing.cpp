@@ -266,7 +266,7 @@ TEST_CASE("a partition whose master cannot take writes is refused before anythin
 
 TEST_CASE("acknowledgement_doubts: a node that does not answer, or that the index lists otherwise, is doubted") {
   flare::Endpoint a{"127.0.0.1", 1}, b{"127.0.0.1", 2};
-  std::vector<flare::Acknowledger> nodes = {{a, 0, 10, true, true}, {b, 1, 5, false, true}};
+  std::vector<flare::Acknowledger> nodes = {{a, 0, 10, true, true, false}, {b, 1, 5, false, true, false}};
   flare::StatsResult dead;
   dead.endpoint = a;
   dead.error = "connect: Connection refused";
@@ -287,4 +287,27 @@ TEST_CASE("acknowledgement_doubts: a node that does not answer, or that the inde
                 "is now 127.0.0.1:3)");
   nodes[0].acknowledged = 0; // nothing acknowledged: nothing to doubt
   CHECK(flare::acknowledgement_doubts(nodes, {dead}, &now).empty());
+  // a master a node written through forwarded to, now silent; and a proxy, never doubted
+  nodes = {{a, 0, 10, false, true, true}, {b, -1, 10, true, false, false}};
+  dead.endpoint = b;
+  CHECK(flare::acknowledgement_doubts(nodes, {dead}, nullptr).empty());
+  dead.endpoint = a;
+  d = flare::acknowledgement_doubts(nodes, {dead}, nullptr);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0] == "127.0.0.1:1, the master of partition 0 that items written through another node were forwarded to, "
+                "does not answer (connect: Connection refused)");
+}
+
+TEST_CASE("Ctrl-C of a restore through one node of two partitions: the live masters' acknowledgements count") {
+  FakeCluster f(2);
+  std::string path = f.dir() + "/items.flare";
+  routing_write_dump(path, 2000, 20);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " master active 1 1");
+  f.must("set-service " + f.node(0) + " 2000"); // 500 sets a second: still going at the interrupt
+  auto r = harness::interrupt_after({"restore", "-i", path, "--index-server", f.index(), f.node(0)}, 700);
+  CHECK(r.status == 130);
+  CHECK(r.err.find("restore interrupted: ") != std::string::npos);
+  CHECK(r.err.find("do not all count") == std::string::npos);
+  CHECK(routing_advice(r.err) > 0);
 }
