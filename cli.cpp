@@ -1271,8 +1271,10 @@ int cmd_restore(const Options& o) {
   }
   if (!report.complete) {
     const bool doubted = !report.doubts.empty();
-    if (!report.interrupted && !(doubted && report.stopped_by == report.doubts.front())) std::cerr << report.stopped_by << "\n";
-    std::cerr << "restore " << (report.interrupted ? "interrupted" : "stopped") << ": " << report.acknowledged()
+    // Every record sent and answered, and then a node doubted: the restore ended, not stopped.
+    const bool ended = doubted && report.stopped_by == report.doubts.front();
+    if (!report.interrupted && !ended) std::cerr << report.stopped_by << "\n";
+    std::cerr << "restore " << (report.interrupted ? "interrupted" : ended ? "ended" : "stopped") << ": " << report.acknowledged()
               << " items acknowledged (" << report.stored << " stored, " << report.failed << " failed), "
               << report.unacknowledged << " sent but not acknowledged (their fate is unknown)";
     if (!doubted) {

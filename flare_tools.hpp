@@ -4856,8 +4856,8 @@ struct Acknowledger {
                                    // connection of ours: always asked whether it answers)
 };
 
-// Whether each node still serves what it acknowledged. `answers`: a `stats` of each node whose
-// connection failed (in any order; a node not among them is not judged on it); `now`: the
+// Whether each node still serves what it acknowledged. `answers`: a `stats` of each node asked
+// after the restore (in any order; a node not among them is not judged on it); `now`: the
 // index's map now (nullptr: unknown). A node doubted: it does not answer; or the map no longer
 // lists it as the active master of its partition. Returns one line per node doubted.
 // Fact: shared/flare-protocol.md, "A master killed mid-write" (flarei promotes the slave, which
@@ -4890,13 +4890,17 @@ inline std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowl
 
 namespace detail {
 
-// The check run after a restore (see RestoreReport::doubts). Interrupted: nothing is asked (a
-// silent node would hold up Ctrl-C); a node whose connection failed is then doubted as such.
+// The check run after a restore (see RestoreReport::doubts): each node that acknowledged items
+// answers a `stats` on a new connection (opt.check_timeout_ms), and the index's map (opt.index)
+// still lists it as its partition's active master. Interrupted: nothing is asked (a silent node
+// would hold up Ctrl-C); a node whose connection failed is then doubted as such.
 inline std::vector<std::string> recheck_acknowledgers(const std::vector<Acknowledger>& nodes, const RestoreOptions& opt,
                                                       bool interrupted) {
+  // Every node that acknowledged items is asked on a new connection, even one whose own
+  // connection ended well: a master killed right after its last answer is gone all the same.
   std::vector<Endpoint> ask;
   for (const auto& a : nodes)
-    if (a.acknowledged > 0 && (a.connection_failed || a.forwarded) && a.keeps_items) ask.push_back(a.node);
+    if (a.acknowledged > 0 && a.keeps_items) ask.push_back(a.node);
   std::vector<StatsResult> answers;
   std::optional<Cluster> now;
   if (interrupted) {

@@ -1845,6 +1845,7 @@ bool exec_storage(Conn* c, Pending& p) {
 
 std::string sync_listeners(std::unique_lock<std::mutex>& lk);
 void kill_locked(Endpoint* ep, FakeNode& n);
+void update_want(Endpoint* ep);
 
 bool finish_storage(Conn* c, Pending& p) {
   if (p.ov) {
@@ -1863,10 +1864,18 @@ bool finish_storage(Conn* c, Pending& p) {
   }
   // control kill-after: the node's process dies once it has answered that many storage commands
   if (ok && c->ep->kill_after.load() > 0 && c->ep->kill_after.fetch_sub(1) == 1) {
+    FakeNode& n = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    {
+      // Its listener closes first, so that a client that has read the last answer and then
+      // connects is refused, as by a dead process; then the answer goes out, then the rest dies.
+      std::unique_lock<std::mutex> lk(g_mu);
+      n.alive = false;
+      update_want(c->ep);
+      sync_listeners(lk);
+    }
     flush(c);
     std::unique_lock<std::mutex> lk(g_mu);
-    kill_locked(c->ep, *g_nodes[static_cast<size_t>(c->ep->node_idx)]);
-    sync_listeners(lk);
+    kill_locked(c->ep, n);
     return false;
   }
   return ok;
@@ -2390,7 +2399,6 @@ void update_want(Endpoint* ep) {
 // g_mu held: node N's process dies (kill -9): its listener and connections close, and the writes
 // it acknowledged but had not yet replicated to its slaves (control repl-lag) die with it.
 void kill_locked(Endpoint* ep, FakeNode& n) {
-  if (!n.alive) return;
   n.alive = false;
   update_want(ep);
   for (Conn* k : g_conns) {
@@ -2624,7 +2632,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     if (!node || w.size() != 2) return err("kill/start need a node target");
     std::unique_lock<std::mutex> lk(g_mu);
     if (cmd == "kill") {
-      kill_locked(ep, *node);
+      if (node->alive) kill_locked(ep, *node);
     } else if (!node->alive) {
       node->alive = true;
       node->alive_since = mono_ms();

@@ -129,6 +129,24 @@ TEST_CASE("a master of one of two partitions killed mid-restore: resuming as adv
   routing_check_placement(f, keys, {0, 2});
 }
 
+TEST_CASE("a master killed right after answering the last item: the restore ended, and the advice covers it all") {
+  FakeCluster f(3, {"--dead-after-ms", "300"});
+  std::string path = f.dir() + "/items.flare";
+  auto keys = routing_write_dump(path, 2000, 100);
+  harness::master_and_slave(f);
+  f.must("repl-lag " + f.node(1) + " 400");
+  f.must("kill-after " + f.node(0) + " 2000");
+  auto r = run({"restore", "-i", path, "--index-server", f.index()});
+  CHECK(r.status == 1);
+  CHECK(r.err.rfind("restore ended: 2000 items acknowledged (2000 stored, 0 failed), 0 sent but not acknowledged", 0) == 0);
+  CHECK(r.err.find("entries have been restored") == std::string::npos);
+  CHECK(routing_advice(r.err) == 0);
+  routing_wait_master(f, 1);
+  CHECK(f.items(1) == 1600);
+  REQUIRE(run({"restore", "-i", path, "--index-server", f.index()}).status == 0);
+  CHECK(routing_keys_on(f, 1) == std::set<std::string>(keys.begin(), keys.end()));
+}
+
 TEST_CASE("a restore whose master's connection is only cut keeps its exact advice") {
   // The node lives and is still the master: what it acknowledged is stored.
   FakeCluster f(2);
