@@ -4610,9 +4610,14 @@ private:
 
   // Replies arrive at least 7 bytes each ("ERROR\r\n"): wait for as many as are owed, up to
   // the low-water mark, so that poll wakes once per batch of replies.
+  // The bytes of a reply already read (rend_, a line not yet whole) are not owed any more: with
+  // them counted, the mark could sit above what is still to come, and only the quarter-second
+  // check would read the last replies.
   void tune_low_water() {
 #ifdef SO_RCVLOWAT
-    int want = static_cast<int>(std::min<size_t>(in_flight_.size() * 7, kLowWaterBytes));
+    size_t owed = in_flight_.size() * 7;
+    owed = owed > rend_ ? owed - rend_ : 1;
+    int want = static_cast<int>(std::min<size_t>(owed, kLowWaterBytes));
     want = std::max(want, 1);
     if (want != low_water_) {
       ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
@@ -4891,16 +4896,18 @@ inline std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowl
 namespace detail {
 
 // The check run after a restore (see RestoreReport::doubts): each node that acknowledged items
-// answers a `stats` on a new connection (opt.check_timeout_ms), and the index's map (opt.index)
-// still lists it as its partition's active master. Interrupted: nothing is asked (a silent node
+// (without opt.index: each whose connection failed) answers a `stats` on a new connection
+// (opt.check_timeout_ms), and the index's map (opt.index) still lists it as its partition's
+// active master. Interrupted: nothing is asked (a silent node
 // would hold up Ctrl-C); a node whose connection failed is then doubted as such.
 inline std::vector<std::string> recheck_acknowledgers(const std::vector<Acknowledger>& nodes, const RestoreOptions& opt,
                                                       bool interrupted) {
-  // Every node that acknowledged items is asked on a new connection, even one whose own
-  // connection ended well: a master killed right after its last answer is gone all the same.
+  // A node whose connection failed is asked on a new one. With an index to check against (a
+  // cluster restore), every node that acknowledged items is, even one whose own connection
+  // ended well: a master killed right after its last answer is gone all the same.
   std::vector<Endpoint> ask;
   for (const auto& a : nodes)
-    if (a.acknowledged > 0 && a.keeps_items) ask.push_back(a.node);
+    if (a.acknowledged > 0 && a.keeps_items && (a.connection_failed || a.forwarded || opt.index)) ask.push_back(a.node);
   std::vector<StatsResult> answers;
   std::optional<Cluster> now;
   if (interrupted) {
@@ -4961,8 +4968,13 @@ public:
       if (rc < 0 && errno != EINTR) throw NetworkError(std::string("poll failed: ") + errno_text(errno));
       if (rc == 0 && remaining_ms(deadline) == 0) break;
     }
+    // Each socket without events is also looked at (FIONREAD) every quarter second: replies
+    // below its low-water mark count as progress even while other sockets keep poll busy.
+    auto now = Clock::now();
+    bool sweep = rc == 0 || now - last_sweep_ >= std::chrono::milliseconds(250);
+    if (sweep) last_sweep_ = now;
     for (size_t k = 0; k < fds_.size(); ++k)
-      if (rc == 0 || fds_[k].revents != 0) owner_[k]->serve(rc == 0 ? 0 : fds_[k].revents);
+      if (sweep || fds_[k].revents != 0) owner_[k]->serve(rc == 0 ? 0 : fds_[k].revents);
     for (auto* w : owner_) w->check_idle();
   }
   // Waits until every writer not stopped has every reply; a writer that fails meanwhile is left
@@ -4984,6 +4996,7 @@ public:
 
 private:
   CancelFn cancel_;
+  Clock::time_point last_sweep_ = Clock::now();
   std::vector<PipelinedWriter*> writers_;
   std::vector<pollfd> fds_;
   std::vector<PipelinedWriter*> owner_;
