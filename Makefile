@@ -35,6 +35,8 @@ INTEG_SRC += tests/test_cli_framing.cpp
 INTEG_SRC += tests/test_cli_convention.cpp
 # Before and around a failover: replication lag, draining, the slaves asked, Ctrl-C (issues 17.3, 18.3-4).
 INTEG_SRC += tests/test_cli_failover.cpp
+# Restore straight to every master, and safe resume advice after a failover (issues 21, 18.1).
+INTEG_SRC += tests/test_cli_restore_routing.cpp
 UNIT_SRC  += tests/test_framing.cpp
 HDRS      = flare_tools.hpp
 

@@ -1226,6 +1226,7 @@ int cmd_restore(const Options& o) {
   if (o.has("include")) include = std::make_unique<KeyPattern>(o.get("include"));
   if (o.has("exclude")) exclude = std::make_unique<KeyPattern>(o.get("exclude"));
   if (o.args.size() > 1) throw UsageError("restore writes through one node: give at most one HOST:PORT");
+  if (o.flag("all") && !o.args.empty()) throw UsageError("restore: give HOST:PORT (write through it) or --all (every master), not both");
   std::optional<Endpoint> given_target;
   if (!o.args.empty()) given_target = endpoint_arg(o.args[0]);
   auto selected = [&](const std::string& key) {
@@ -1273,27 +1274,48 @@ int cmd_restore(const Options& o) {
     std::cerr << "interrupted while reading " << name << ": nothing was sent\n";
     return EXIT_INTERRUPTED;
   }
-  Endpoint target;
-  if (given_target) {
-    target = *given_target;
-  } else {
-    IndexClient ic = index_client(c);
-    Cluster cluster = load_cluster(ic);
-    const NodeInfo* m = nullptr;
-    for (const auto& n : cluster.list_order())
-      if (!m && n.is_master() && n.is_active()) m = cluster.find(n.key);
-    if (!m) throw Error("the cluster has no active master to restore through");
-    target = m->endpoint();
-  }
-  NodeClient node(target, c.timeout_ms);
-  node.set_trace(c.trace);
   RestoreOptions opt;
   opt.bwlimit = bwlimit_option(o);
   opt.resume_from = resume_from;
   opt.select = selected;
   if (print_keys) opt.on_key = [](const std::string& key) { std::cout << key << "\n"; };
   opt.cancel = interrupted;
-  RestoreReport report = restore_items(*reader, node, opt);
+  opt.timeout_ms = c.timeout_ms;
+  opt.trace = c.trace;
+  opt.index = c.index;
+  RestoreReport report;
+  if (!o.args.empty()) {
+    // Through one node (it forwards each key of another partition to its master), as before.
+    const Endpoint target = *given_target;
+    // The map, if the index answers soon and lists the node: who acknowledges for it, checked
+    // again afterwards. An index that does not list it is another cluster's: not asked.
+    opt.index.reset();
+    try {
+      IndexClient ic(c.index, std::min(c.timeout_ms, opt.check_timeout_ms));
+      ic.set_trace(c.trace);
+      Cluster cluster(ic.stats_nodes());
+      if (cluster.find(target)) {
+        opt.cluster = cluster;
+        opt.index = c.index;
+      }
+    } catch (const Error&) {
+    }
+    NodeClient node(target, c.timeout_ms);
+    node.set_trace(c.trace);
+    report = restore_items(*reader, node, opt);
+  } else {
+    IndexClient ic = index_client(c);
+    Cluster cluster = load_cluster(ic);
+    RestoreRouting routing;
+    try {
+      routing = restore_routing(cluster, naming_index(ic.endpoint(), [&] { return ic.meta(); }));
+    } catch (const Error& e) {
+      std::cerr << e.what() << "\n";
+      return EXIT_FAIL;
+    }
+    opt.cluster = cluster;
+    report = restore_items_routed(*reader, routing, opt);
+  }
   flush_stdout();
   if (report.complete) std::cerr << report.stored << " entries have been restored.\n";
   if (report.failed > 0) {
@@ -1303,12 +1325,29 @@ int cmd_restore(const Options& o) {
     std::cerr << "\n";
   }
   if (!report.complete) {
-    if (!report.interrupted) std::cerr << report.stopped_by << "\n";
-    std::cerr << "restore " << (report.interrupted ? "interrupted" : "stopped") << ": " << report.acknowledged()
+    const bool doubted = !report.doubts.empty();
+    // Every record sent and answered, and then a node doubted: the restore ended, not stopped.
+    const bool ended = doubted && report.stopped_by == report.doubts.front();
+    if (!report.interrupted && !ended) std::cerr << report.stopped_by << "\n";
+    std::cerr << "restore " << (report.interrupted ? "interrupted" : ended ? "ended" : "stopped") << ": " << report.acknowledged()
               << " items acknowledged (" << report.stored << " stored, " << report.failed << " failed), "
-              << report.unacknowledged << " sent but not acknowledged (their fate is unknown); the first record not "
-              << "known to be stored starts at byte " << report.resume_offset << ": resume with --resume-from "
-              << report.resume_offset << "\n";
+              << report.unacknowledged << " sent but not acknowledged (their fate is unknown)";
+    if (!doubted) {
+      std::cerr << "; the first record not known to be stored starts at byte " << report.resume_offset
+                << ": resume with --resume-from " << report.resume_offset << "\n";
+      return report.interrupted ? EXIT_INTERRUPTED : EXIT_FAIL;
+    }
+    std::cerr << "; these acknowledgements do not all count:\n";
+    for (const auto& d : report.doubts) std::cerr << "  " << d << "\n";
+    std::cerr << "a master answers STORED before its slaves have the item, and a slave promoted in its place holds only "
+              << "what reached it: every item this run sent may be missing from that partition. The first record not "
+              << "known to be stored is where this run started, byte " << report.resume_offset
+              << ": resume with --resume-from " << report.resume_offset
+              << " once every partition has an active master again (an item written twice is harmless)";
+    if (report.resume_offset > 0)
+      std::cerr << "; the records before it were written by an earlier run: if it ended only moments before this one, "
+                << "they may not have reached the slaves either, and --resume-from 0 covers them";
+    std::cerr << "\n";
     return report.interrupted ? EXIT_INTERRUPTED : EXIT_FAIL;
   }
   return report.failed > 0 ? EXIT_FAIL : EXIT_OK;
@@ -1635,9 +1674,10 @@ std::vector<Command> commands() {
         kBwlimit, {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"},
         {"skip-unframed", 0, nullptr, "skip and name the keys flared cannot frame (a key holding CR LF); write the rest; exit 1"}},
        cmd_dumpkey},
-      {"restore", "--input FILE [HOST:PORT]", "Write a dump back with set, pipelined (through HOST:PORT or a master).",
+      {"restore", "--input FILE [HOST:PORT | --all]", "Write a dump back with set, pipelined: each item straight to its partition's master, or all through HOST:PORT.",
        true,
        {{"input", 'i', "FILE", "the dump to restore (- for standard input)"},
+        {"all", 0, nullptr, "write to every master at once, each item to its partition's (the default with no HOST:PORT)"},
         {"resume-from", 0, "OFFSET", "start at the record at byte OFFSET (printed by a restore that stopped)"}, {"format", 'f', "FORMAT", "flare or csv (default: from the name)"},
         {"include", 0, "REGEX", "only keys matching REGEX"}, {"exclude", 0, "REGEX", "skip keys matching REGEX"},
         {"prefix-include", 0, "STRING", "only keys starting with STRING"},

@@ -178,15 +178,30 @@
 //    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
 //      OnKey&& on_key, const DumpOptions& opt = {});
 //    struct RestoreReport { sent, stored, failed, skipped, unacknowledged, resume_offset; first_failures;
-//      complete, interrupted; stopped_by; unsigned long long acknowledged() const; }
+//      complete, interrupted; stopped_by; doubts; run_start; unsigned long long acknowledged() const; }
+//      -- doubts: nodes that acknowledged items and then failed; resume_offset is then run_start
 //    class PipelinedWriter { PipelinedWriter(NodeClient& node, unsigned long long bwlimit,
-//      size_t window_bytes = 4 << 20); set(const ItemHeader& h, std::string_view data,
-//      unsigned long long offset = 0); set_streamed(h, offset, Feed&& feed); fail_locally(key, why);
-//      RestoreReport finish(); report(); unacknowledged(); first_unanswered_offset(otherwise); }
-//    struct RestoreOptions { bwlimit = 0; window_bytes = 4 << 20; resume_from = 0; select; on_key; cancel; }
-//    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
+//      size_t window_bytes = 4 << 20); PipelinedWriter(NodeClient& node, RateLimiter& shared, size_t window);
+//      set(const ItemHeader& h, std::string_view data, unsigned long long offset = 0);
+//      set_streamed(h, offset, Feed&& feed); fail_locally(key, why); RestoreReport finish(); report();
+//      unacknowledged(); first_unanswered_offset(otherwise); endpoint(); stopped(); idle();
+//      set_wait(fn); short prepare_wait(); fd(); serve(revents); idle_deadline(); check_idle(); }
+//      -- set_wait .. check_idle: several writers driven from one poll loop
+//    struct RestoreOptions { bwlimit = 0; window_bytes = 4 << 20; resume_from = 0; select; on_key; cancel;
+//      timeout_ms; trace; std::optional<Endpoint> index; std::optional<Cluster> cluster; check_timeout_ms = 3000; }
 //    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
 //    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
+//    struct RestoreRouting { Partitioning partitioning; std::vector<NodeInfo> masters;
+//      int partition_of(std::string_view key) const; }
+//    RestoreRouting restore_routing(const Cluster& c, const Meta& meta);   -- throws Error naming every
+//      partition whose master is not the one active master (down, prepare, ready, two, none)
+//    struct Acknowledger { Endpoint node; int partition; acknowledged; bool connection_failed, keeps_items,
+//      forwarded; }
+//    std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
+//      const std::vector<StatsResult>& answers, const Cluster* now);   -- one line per node doubted
+//    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
+//    RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing,
+//      const RestoreOptions& opt = {});   -- one writer per master, one poll loop, bwlimit the total
 //   8. Formatting
 //    std::string format_node_table / format_node_json(const std::vector<NodeInfo>& nodes);  -- `list`
 //    std::string short_duration(long long seconds);   std::string hit_rate_cell(const NodeStats& s);
@@ -5267,9 +5282,26 @@ struct RestoreReport {
   bool complete = false;                   // every record was read and every reply counted
   bool interrupted = false;                // stopped by the cancel check
   std::string stopped_by;                  // why it stopped early (empty when complete)
+  // Nodes whose acknowledgements do not count: each acknowledged items and then failed (its
+  // connection was lost and it does not answer, or the index shows its partition failed over).
+  // A master answers STORED before its slaves have the item, and the slave flarei promotes in
+  // its place holds only what reached it (shared/flare-protocol.md, "A master killed
+  // mid-write"). One line each ("HOST:PORT acknowledged N items, then ..."). When any, the
+  // restore is not complete and resume_offset is run_start.
+  std::vector<std::string> doubts;
+  unsigned long long run_start = 0; // where this run started reading (its --resume-from)
 
   unsigned long long acknowledged() const { return stored + failed; }
 };
+
+namespace detail {
+// A key as a restore's failure line names it: whole up to memcached's 250 bytes, else its start
+// and size.
+inline std::string failure_key(const std::string& key) {
+  if (key.size() <= 250) return printable(key, 1000);
+  return printable(key.substr(0, 40), 200) + "... (" + std::to_string(key.size()) + " bytes)";
+}
+} // namespace detail
 
 // Writes items with `set`, pipelined: requests keep flowing while replies are counted, with at
 // most `window_bytes` of requests unanswered, so a restore runs at the server's pace instead
@@ -5282,7 +5314,14 @@ struct RestoreReport {
 class PipelinedWriter {
 public:
   PipelinedWriter(NodeClient& node, unsigned long long bwlimit, size_t window_bytes = 4 << 20)
-      : node_(node), limiter_(bwlimit, node.socket().cancel()), window_(window_bytes) {
+      : node_(node), own_limiter_(bwlimit, node.socket().cancel()), limiter_(&own_limiter_), window_(window_bytes) {
+    node_.connect();
+    replies_.resize(kReadBytes + FLARE_TOOLS_MAX_LINE_BYTES);
+    last_progress_ = Clock::now();
+  }
+  // One of several writers whose total rate `shared` keeps (it must outlive the writer).
+  PipelinedWriter(NodeClient& node, RateLimiter& shared, size_t window_bytes)
+      : node_(node), limiter_(&shared), window_(window_bytes) {
     node_.connect();
     replies_.resize(kReadBytes + FLARE_TOOLS_MAX_LINE_BYTES);
     last_progress_ = Clock::now();
@@ -5365,6 +5404,46 @@ public:
   unsigned long long first_unanswered_offset(unsigned long long otherwise) const {
     return in_flight_.empty() ? otherwise : in_flight_.front().offset;
   }
+  const Endpoint& endpoint() const { return node_.endpoint(); }
+  // Whether its connection failed (closed, reset, timed out, or closed by us after a reply
+  // that left the stream unusable): the node may have died with what it acknowledged.
+  bool stopped() const { return stopped_; }
+  bool idle() const { return in_flight_.empty() && (sent_off_ == pending_.size() || broken_); }
+
+  // For several writers driven from one poll loop (restore_items_routed): `wait` is called
+  // instead of this writer's own wait whenever it must wait (window full, requests piled up).
+  // It must serve every writer once, through prepare_wait(), serve() and check_idle().
+  void set_wait(std::function<void()> wait) { wait_ = std::move(wait); }
+  // Sends what the socket takes now; returns the poll events to wait for (0: nothing to wait for).
+  short prepare_wait() {
+    send_some();
+    bool want_out = sent_off_ < pending_.size() && !broken_;
+    short events = static_cast<short>((want_out ? POLLOUT : 0) | (in_flight_.empty() ? 0 : POLLIN));
+    if (events) tune_low_water();
+    return events;
+  }
+  int fd() const { return node_.socket().fd(); }
+  // After a poll: `rev` its revents for this socket, 0 when the poll timed out (replies below
+  // the low-water mark are then read too).
+  void serve(short rev) {
+    if (rev & (POLLIN | POLLERR | POLLHUP)) {
+      read_replies();
+    } else if (rev == 0 && !in_flight_.empty()) {
+      int avail = 0;
+      if (::ioctl(node_.socket().fd(), FIONREAD, &avail) == 0 && avail > 0) read_replies();
+    }
+    if (rev & POLLOUT) send_some();
+  }
+  Clock::time_point idle_deadline() const { return last_progress_ + std::chrono::milliseconds(node_.timeout_ms()); }
+  // Throws NetworkError when nothing moved either way for the client's timeout.
+  void check_idle() {
+    if (Clock::now() < idle_deadline()) return;
+    std::string who = node_.endpoint().display();
+    node_.socket().close();
+    stopped_ = true;
+    throw NetworkError("timed out waiting for " + who + " (nothing sent or answered for " +
+                       std::to_string(node_.timeout_ms() / 1000) + " s)");
+  }
 
 private:
   struct Request {
@@ -5381,22 +5460,24 @@ private:
     if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why, 200));
   }
 
-  // A key as a failure line names it: whole up to memcached's 250 bytes, else its start and size.
-  static std::string shown_key(const std::string& key) {
-    if (key.size() <= 250) return detail::printable(key, 1000);
-    return detail::printable(key.substr(0, 40), 200) + "... (" + std::to_string(key.size()) + " bytes)";
-  }
+  static std::string shown_key(const std::string& key) { return detail::failure_key(key); }
 
   // Sends what the socket takes now, without waiting (and at most --bwlimit's pace).
   void send_some() {
-    while (sent_off_ < pending_.size() && !broken_) {
-      size_t want = limiter_.chunk(std::min(pending_.size() - sent_off_, kSendBytes));
-      size_t n = node_.socket().send_some(std::string_view(pending_.data() + sent_off_, want));
+    while (sent_off_ < pending_.size() && !broken_ && !stopped_) {
+      size_t want = limiter_->chunk(std::min(pending_.size() - sent_off_, kSendBytes));
+      size_t n = 0;
+      try {
+        n = node_.socket().send_some(std::string_view(pending_.data() + sent_off_, want));
+      } catch (const NetworkError&) {
+        stopped_ = true;
+        throw;
+      }
       if (n == 0) break;
       sent_off_ += n;
       sent_total_ += n;
       last_progress_ = Clock::now();
-      limiter_.consume(n);
+      limiter_->consume(n);
     }
     if (sent_off_ == pending_.size() || sent_off_ > (8 << 20)) {
       pending_.erase(0, sent_off_);
@@ -5406,9 +5487,14 @@ private:
 
   // Replies arrive at least 7 bytes each ("ERROR\r\n"): wait for as many as are owed, up to
   // the low-water mark, so that poll wakes once per batch of replies.
+  // The bytes of a reply already read (rend_, a line not yet whole) are not owed any more: with
+  // them counted, the mark could sit above what is still to come, and only the quarter-second
+  // check would read the last replies.
   void tune_low_water() {
 #ifdef SO_RCVLOWAT
-    int want = static_cast<int>(std::min<size_t>(in_flight_.size() * 7, kLowWaterBytes));
+    size_t owed = in_flight_.size() * 7;
+    owed = owed > rend_ ? owed - rend_ : 1;
+    int want = static_cast<int>(std::min<size_t>(owed, kLowWaterBytes));
     want = std::max(want, 1);
     if (want != low_water_) {
       ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
@@ -5420,31 +5506,18 @@ private:
   // One wait for the socket: send when it takes more, read the replies that are there. Fails
   // when nothing moved either way for the client's timeout.
   void pump() {
+    if (wait_) {
+      wait_();
+      return;
+    }
     auto& sock = node_.socket();
-    send_some();
-    bool want_out = sent_off_ < pending_.size() && !broken_;
-    if (in_flight_.empty() && !want_out) return;
-    short events = static_cast<short>((want_out ? POLLOUT : 0) | (in_flight_.empty() ? 0 : POLLIN));
-    tune_low_water();
-    auto idle_deadline = last_progress_ + std::chrono::milliseconds(node_.timeout_ms());
+    short events = prepare_wait();
+    if (!events) return;
     // Wake at least every quarter second: a trickle below the low-water mark still counts
-    // as progress (FIONREAD below), and the idle deadline is checked.
-    auto deadline = std::min(idle_deadline, Clock::now() + std::chrono::milliseconds(250));
-    short rev = detail::poll_until(sock.fd(), events, deadline, sock.cancel());
-    if (rev & (POLLIN | POLLERR | POLLHUP)) {
-      read_replies();
-    } else if (rev == 0 && !in_flight_.empty()) {
-      int avail = 0;
-      if (::ioctl(sock.fd(), FIONREAD, &avail) == 0 && avail > 0) read_replies();
-    }
-    if (rev & POLLOUT) send_some();
-    if (Clock::now() >= idle_deadline) {
-      std::string who = node_.endpoint().display();
-      sock.close();
-      stopped_ = true;
-      throw NetworkError("timed out waiting for " + who + " (nothing sent or answered for " +
-                         std::to_string(node_.timeout_ms() / 1000) + " s)");
-    }
+    // as progress (FIONREAD in serve), and the idle deadline is checked.
+    auto deadline = std::min(idle_deadline(), Clock::now() + std::chrono::milliseconds(250));
+    serve(detail::poll_until(sock.fd(), events, deadline, sock.cancel()));
+    check_idle();
   }
 
   // One read of everything there (up to kReadBytes); every complete line answers the oldest
@@ -5514,7 +5587,9 @@ private:
   }
 
   NodeClient& node_;
-  RateLimiter limiter_;
+  RateLimiter own_limiter_;
+  RateLimiter* limiter_;
+  std::function<void()> wait_;
   size_t window_;
   std::string pending_;   // requests not yet sent (from sent_off_ on)
   size_t sent_off_ = 0;
@@ -5537,66 +5612,18 @@ struct RestoreOptions {
   std::function<bool(const std::string& key)> select;  // false: leave the item out
   std::function<void(const std::string& key)> on_key;  // each key sent (--print-keys)
   CancelFn cancel;                                     // stop (report.interrupted) once true
+  // restore_items_routed: each master's connection (deadline in milliseconds, trace).
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS;
+  TraceFn trace;
+  // After the run, whether the nodes that acknowledged items still serve them (see
+  // RestoreReport::doubts): the index to ask for its map then (unset: the nodes are only asked
+  // whether they answer), the map as it was when the run started (restore_items: every master
+  // in it counts as acknowledging what a node given forwarded to it), and how long each check
+  // may take (milliseconds).
+  std::optional<Endpoint> index;
+  std::optional<Cluster> cluster;
+  int check_timeout_ms = 3000;
 };
-
-// Restores every item `reader` yields through `node` with pipelined `set`s. Never throws for
-// what happens once sending started: the report says how far it got (acknowledged, sent but
-// unanswered, where to resume) and why it stopped. A bad --resume-from offset, or a node that
-// cannot be reached, throws before anything is sent. Keys longer than flared's text protocol
-// takes are named as failures and not sent.
-inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {}) {
-  reader.set_cancel(opt.cancel);
-  reader.skip_to(opt.resume_from);
-  node.set_cancel(opt.cancel);
-  PipelinedWriter writer(node, opt.bwlimit, opt.window_bytes);
-  RestoreReport report;
-  unsigned long long skipped = 0;
-  unsigned long long next_record = reader.position(); // first record not yet queued whole
-  ItemHeader h;
-  auto finish_quietly = [&] {
-    try {
-      writer.finish();
-    } catch (const Error&) {
-    }
-  };
-  try {
-    for (;;) {
-      next_record = reader.position();
-      if (opt.cancel && opt.cancel()) throw Interrupted("interrupted");
-      if (!reader.next_header(h)) break;
-      if (opt.select && !opt.select(h.key)) {
-        reader.read_data([](std::string_view) {});
-        ++skipped;
-        continue;
-      }
-      if (std::string why = text_key_problem(h.key); !why.empty()) {
-        reader.read_data([](std::string_view) {});
-        writer.fail_locally(h.key, "not sent: " + why);
-        continue;
-      }
-      if (opt.on_key) opt.on_key(h.key);
-      writer.set_streamed(h, reader.offset(), [&](auto&& sink) { reader.read_data(sink); });
-    }
-    writer.finish(); // next_record stays where the records end (before END)
-    report = writer.report();
-    report.complete = true;
-  } catch (const Interrupted&) {
-    report = writer.report();
-    report.interrupted = true;
-    report.stopped_by = "interrupted";
-  } catch (const InputError& e) {
-    finish_quietly(); // the input is bad from here on; what was sent is still counted
-    report = writer.report();
-    report.stopped_by = e.what();
-  } catch (const Error& e) {
-    report = writer.report();
-    report.stopped_by = e.what();
-  }
-  report.skipped = skipped;
-  report.unacknowledged = writer.unacknowledged();
-  report.resume_offset = writer.first_unanswered_offset(next_record);
-  return report;
-}
 
 // The partitioning of a cluster as `meta` describes it.
 struct Partitioning {
@@ -5638,6 +5665,371 @@ inline int serving_partition_count(const Cluster& c) {
   for (const auto& node : c.nodes())
     if (node.is_master() && node.is_active()) n = std::max(n, node.partition + 1);
   return n;
+}
+
+// Where a restore into a cluster sends each item: straight to the master of the partition the
+// cluster itself chooses for its key (the index's key hash and partitioning, as verify and
+// keycheck compute them, bit for bit as flare 1.3.4).
+struct RestoreRouting {
+  Partitioning partitioning;
+  std::vector<NodeInfo> masters; // the active master of each partition, by partition number
+  // The partition of `key` (0 .. masters.size() - 1), or -1 where flared itself would fail.
+  int partition_of(std::string_view key) const {
+    return partitioning.resolver.partition_of(key_hash(key, partitioning.algorithm), static_cast<int>(masters.size()));
+  }
+};
+
+// The routing of a restore into `c` (the index's map) with `meta` (its `meta`). Every partition
+// from 0 to the highest listed must have exactly one active master: one that is down, in
+// `prepare` or `ready` (a partition being built), missing, or two active masters (a change under
+// way) would make flared route some keys elsewhere or refuse them. Throws Error naming every
+// such partition and what its master is, before anything is sent; Error too for a meta this
+// tool cannot compute (partitioning_from_meta).
+inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta) {
+  RestoreRouting r;
+  r.partitioning = partitioning_from_meta(meta);
+  int count = 0;
+  for (const auto& n : c.nodes())
+    if (n.is_master() && n.partition >= 0) count = std::max(count, n.partition + 1);
+  if (count == 0) throw Error("the cluster has no partition (no master in the index's map): nothing can be restored into it");
+  if (count >= r.partitioning.resolver.max_partitions())
+    throw Error("the cluster lists " + std::to_string(count) + " partitions, more than its partition-size (" +
+                std::to_string(r.partitioning.resolver.max_partitions()) + ") allows");
+  std::vector<std::string> refused;
+  for (int p = 0; p < count; ++p) {
+    std::vector<const NodeInfo*> active, other;
+    for (const NodeInfo* m : c.masters_of(p)) (m->is_active() ? active : other).push_back(m);
+    std::string why;
+    if (active.size() == 1) {
+      r.masters.push_back(*active[0]);
+      continue;
+    }
+    if (active.size() > 1) {
+      why = "two active masters (" + active[0]->key + ", " + active[1]->key + "): it is being changed";
+    } else if (other.empty()) {
+      why = "no master";
+    } else {
+      const NodeInfo* m = other[0];
+      for (const NodeInfo* o : other)
+        if (o->state != "down") m = o;
+      if (m->state == "down") why = "its master " + m->key + " is down";
+      else if (m->state == "prepare") why = "its master " + m->key + " is in prepare (the partition is being built)";
+      else if (m->state == "ready") why = "its master " + m->key + " is ready, not yet active (flare-admin activate " + m->key + ")";
+      else why = "its master " + m->key + " is " + m->state;
+    }
+    refused.push_back("partition " + std::to_string(p) + ": " + why);
+  }
+  if (!refused.empty()) {
+    std::string msg = "cannot restore into the cluster, nothing was sent: ";
+    for (size_t i = 0; i < refused.size(); ++i) msg += (i ? "; " : "") + refused[i];
+    throw Error(msg + " (name one node to write through instead, and it forwards each item as it would a client's)");
+  }
+  return r;
+}
+
+// A node whose acknowledgements a restore counted, for check_acknowledgers.
+struct Acknowledger {
+  Endpoint node;
+  int partition = -1;              // the partition it is master of (-1: not known)
+  unsigned long long acknowledged = 0;
+  bool connection_failed = false;  // its connection broke
+  bool keeps_items = true;         // false: a proxy, which only forwards (never doubted)
+  bool forwarded = false;          // a master the node written through forwarded items to (no
+                                   // connection of ours: always asked whether it answers)
+};
+
+// Whether each node still serves what it acknowledged. `answers`: a `stats` of each node asked
+// after the restore (in any order; a node not among them is not judged on it); `now`: the
+// index's map now (nullptr: unknown). A node doubted: it does not answer; or the map no longer
+// lists it as the active master of its partition. Returns one line per node doubted.
+// Fact: shared/flare-protocol.md, "A master killed mid-write" (flarei promotes the slave, which
+// holds only what was replicated).
+inline std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
+                                                       const std::vector<StatsResult>& answers, const Cluster* now) {
+  std::vector<std::string> out;
+  for (const auto& a : nodes) {
+    if (a.acknowledged == 0 || !a.keeps_items) continue;
+    std::string why;
+    for (const auto& r : answers)
+      if (r.endpoint == a.node && !r.ok) why = "does not answer (" + r.error + ")";
+    if (why.empty() && now && a.partition >= 0) {
+      const NodeInfo* n = now->find(a.node.key());
+      const NodeInfo* m = now->master_of(a.partition);
+      if (!n) why = "the index no longer lists it";
+      else if (!n->is_master() || n->partition != a.partition || !n->is_active())
+        why = "the index now lists it as " + n->role + " " + n->state +
+              (m && m->key != n->key ? " (partition " + std::to_string(a.partition) + "'s master is now " + m->key + ")" : "");
+    }
+    if (why.empty()) continue;
+    if (a.forwarded)
+      out.push_back(a.node.key() + ", the master of partition " + std::to_string(a.partition) +
+                    " that items written through another node were forwarded to, " + why);
+    else
+      out.push_back(a.node.key() + " acknowledged " + std::to_string(a.acknowledged) + " items, and then " + why);
+  }
+  return out;
+}
+
+namespace detail {
+
+// The check run after a restore (see RestoreReport::doubts): each node that acknowledged items
+// (without opt.index: each whose connection failed) answers a `stats` on a new connection
+// (opt.check_timeout_ms), and the index's map (opt.index) still lists it as its partition's
+// active master. Interrupted: nothing is asked (a silent node
+// would hold up Ctrl-C); a node whose connection failed is then doubted as such.
+inline std::vector<std::string> recheck_acknowledgers(const std::vector<Acknowledger>& nodes, const RestoreOptions& opt,
+                                                      bool interrupted) {
+  // A node whose connection failed is asked on a new one. With an index to check against (a
+  // cluster restore), every node that acknowledged items is, even one whose own connection
+  // ended well: a master killed right after its last answer is gone all the same.
+  std::vector<Endpoint> ask;
+  for (const auto& a : nodes)
+    if (a.acknowledged > 0 && a.keeps_items && (a.connection_failed || a.forwarded || opt.index)) ask.push_back(a.node);
+  std::vector<StatsResult> answers;
+  std::optional<Cluster> now;
+  if (interrupted) {
+    for (const auto& a : nodes) {
+      if (!a.connection_failed) continue;
+      StatsResult r;
+      r.endpoint = a.node;
+      r.error = "its connection failed; not asked again after the interruption";
+      answers.push_back(r);
+    }
+  } else {
+    if (!ask.empty()) answers = gather_stats(ask, opt.check_timeout_ms);
+    bool any = false;
+    for (const auto& a : nodes) any = any || a.acknowledged > 0;
+    if (opt.index && any) {
+      try {
+        IndexClient ic(*opt.index, opt.check_timeout_ms);
+        now = Cluster(ic.stats_nodes());
+      } catch (const Error&) {
+        // the index cannot say: the nodes' own answers decide
+      }
+    }
+  }
+  return acknowledgement_doubts(nodes, answers, now ? &*now : nullptr);
+}
+
+// Several PipelinedWriters driven from one poll loop: whichever must wait serves them all, each
+// at its own server's pace.
+class WriterGroup {
+public:
+  explicit WriterGroup(CancelFn cancel) : cancel_(std::move(cancel)) {}
+  void add(PipelinedWriter& w) {
+    writers_.push_back(&w);
+    w.set_wait([this] { wait(); });
+  }
+  // One wait for every writer that is not stopped. Throws what a writer throws (it is then
+  // stopped()), Interrupted on the cancel check.
+  void wait() {
+    fds_.clear();
+    owner_.clear();
+    auto deadline = Clock::now() + std::chrono::milliseconds(250);
+    for (auto* w : writers_) {
+      if (w->stopped()) continue;
+      short ev = w->prepare_wait();
+      if (!ev) continue;
+      fds_.push_back(pollfd{w->fd(), ev, 0});
+      owner_.push_back(w);
+      deadline = std::min(deadline, w->idle_deadline());
+    }
+    if (fds_.empty()) return;
+    int rc = 0;
+    for (;;) {
+      if (cancel_ && cancel_()) throw Interrupted("interrupted");
+      int ms = remaining_ms(deadline);
+      if (cancel_) ms = std::min(ms, FLARE_TOOLS_CANCEL_CHECK_MS);
+      rc = ::poll(fds_.data(), fds_.size(), ms);
+      if (rc > 0) break;
+      if (rc < 0 && errno != EINTR) throw NetworkError(std::string("poll failed: ") + errno_text(errno));
+      if (rc == 0 && remaining_ms(deadline) == 0) break;
+    }
+    // Each socket without events is also looked at (FIONREAD) every quarter second: replies
+    // below its low-water mark count as progress even while other sockets keep poll busy.
+    auto now = Clock::now();
+    bool sweep = rc == 0 || now - last_sweep_ >= std::chrono::milliseconds(250);
+    if (sweep) last_sweep_ = now;
+    for (size_t k = 0; k < fds_.size(); ++k)
+      if (sweep || fds_[k].revents != 0) owner_[k]->serve(rc == 0 ? 0 : fds_[k].revents);
+    for (auto* w : owner_) w->check_idle();
+  }
+  // Waits until every writer not stopped has every reply; a writer that fails meanwhile is left
+  // stopped and the others go on (`quiet`), or its error is thrown.
+  void finish(bool quiet) {
+    for (;;) {
+      bool waiting = false;
+      for (auto* w : writers_) waiting = waiting || (!w->stopped() && !w->idle());
+      if (!waiting) return;
+      try {
+        wait();
+      } catch (const Interrupted&) {
+        throw;
+      } catch (const Error&) {
+        if (!quiet) throw;
+      }
+    }
+  }
+
+private:
+  CancelFn cancel_;
+  Clock::time_point last_sweep_ = Clock::now();
+  std::vector<PipelinedWriter*> writers_;
+  std::vector<pollfd> fds_;
+  std::vector<PipelinedWriter*> owner_;
+};
+
+// The restore loop shared by restore_items and restore_items_routed: each record read goes to
+// writers[route(key)] (route < 0: failed locally, not sent); then the report, the check of the
+// acknowledgers (ack[i] describes writers[i]; `forwarded` are masters a node given forwarded
+// to, judged with writer 0) and where to resume.
+template <typename Route>
+inline RestoreReport run_restore(ItemReader& reader, std::vector<std::unique_ptr<PipelinedWriter>>& writers,
+                                 WriterGroup& group, Route&& route, const RestoreOptions& opt,
+                                 std::vector<Acknowledger> ack, const std::vector<Acknowledger>& forwarded) {
+  RestoreReport report, local;
+  report.run_start = opt.resume_from;
+  unsigned long long skipped = 0;
+  unsigned long long next_record = reader.position(); // first record not yet queued whole
+  ItemHeader h;
+  bool interrupted = false, complete = false;
+  std::string stopped_by;
+  try {
+    for (;;) {
+      next_record = reader.position();
+      if (opt.cancel && opt.cancel()) throw Interrupted("interrupted");
+      if (!reader.next_header(h)) break;
+      if (opt.select && !opt.select(h.key)) {
+        reader.read_data([](std::string_view) {});
+        ++skipped;
+        continue;
+      }
+      if (std::string why = text_key_problem(h.key); !why.empty()) {
+        reader.read_data([](std::string_view) {});
+        ++local.failed;
+        if (local.first_failures.size() < 10)
+          local.first_failures.push_back(failure_key(h.key) + ": " + printable("not sent: " + why, 200));
+        continue;
+      }
+      int w = route(static_cast<const std::string&>(h.key));
+      if (w < 0) {
+        reader.read_data([](std::string_view) {});
+        ++local.failed;
+        if (local.first_failures.size() < 10)
+          local.first_failures.push_back(failure_key(h.key) + ": not sent: the cluster's partitioning has no partition for it");
+        continue;
+      }
+      if (opt.on_key) opt.on_key(h.key);
+      writers[static_cast<size_t>(w)]->set_streamed(h, reader.offset(), [&](auto&& sink) { reader.read_data(sink); });
+    }
+    group.finish(false); // next_record stays where the records end (before END)
+    complete = true;
+  } catch (const Interrupted&) {
+    interrupted = true;
+    stopped_by = "interrupted";
+  } catch (const InputError& e) {
+    stopped_by = e.what();
+    try {
+      group.finish(true); // the input is bad from here on; what was sent is still counted
+    } catch (const Error&) {
+    }
+  } catch (const Error& e) {
+    stopped_by = e.what();
+    try {
+      group.finish(true); // the other writers' replies still count
+    } catch (const Error&) {
+    }
+  }
+  // The sums, local failures first (they were found first).
+  report.first_failures = local.first_failures;
+  report.failed = local.failed;
+  unsigned long long resume = next_record;
+  for (size_t i = 0; i < writers.size(); ++i) {
+    const RestoreReport& r = writers[i]->report();
+    report.sent += r.sent;
+    report.stored += r.stored;
+    report.failed += r.failed;
+    for (const auto& f : r.first_failures)
+      if (report.first_failures.size() < 10) report.first_failures.push_back(f);
+    report.unacknowledged += writers[i]->unacknowledged();
+    resume = std::min(resume, writers[i]->first_unanswered_offset(next_record));
+    ack[i].acknowledged = r.stored;
+    ack[i].connection_failed = writers[i]->stopped();
+  }
+  for (auto a : forwarded) {
+    a.acknowledged = ack.empty() ? 0 : ack[0].acknowledged;
+    ack.push_back(a);
+  }
+  report.skipped = skipped;
+  report.complete = complete;
+  report.interrupted = interrupted;
+  report.stopped_by = stopped_by;
+  report.resume_offset = resume;
+  report.doubts = recheck_acknowledgers(ack, opt, interrupted);
+  if (!report.doubts.empty()) {
+    report.complete = false;
+    report.resume_offset = report.run_start;
+    if (report.stopped_by.empty()) report.stopped_by = report.doubts.front();
+  }
+  return report;
+}
+
+} // namespace detail
+
+// Restores every item `reader` yields through `node` with pipelined `set`s (the node forwards
+// each key of another partition to its master). Never throws for what happens once sending
+// started: the report says how far it got (acknowledged, sent but unanswered, where to resume)
+// and why it stopped; afterwards the node, and the masters of opt.cluster it forwarded to, are
+// checked (RestoreReport::doubts). A bad --resume-from offset, or a node that cannot be
+// reached, throws before anything is sent. Keys longer than flared's text protocol takes are
+// named as failures and not sent.
+inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {}) {
+  reader.set_cancel(opt.cancel);
+  reader.skip_to(opt.resume_from);
+  node.set_cancel(opt.cancel);
+  std::vector<std::unique_ptr<PipelinedWriter>> writers;
+  writers.push_back(std::make_unique<PipelinedWriter>(node, opt.bwlimit, opt.window_bytes));
+  detail::WriterGroup group(opt.cancel);
+  group.add(*writers[0]);
+  // Who acknowledges: the node itself if it is a master (or its role is unknown); when it
+  // forwards (a proxy, or keys of other partitions), the masters it forwards to.
+  Acknowledger self{node.endpoint(), -1, 0, false, true, false};
+  std::vector<Acknowledger> forwarded;
+  if (opt.cluster) {
+    const NodeInfo* me = opt.cluster->find(node.endpoint());
+    if (me && me->is_master()) self.partition = me->partition;
+    if (me && !me->is_master()) self.keeps_items = false; // a proxy keeps nothing: the masters count
+    for (const auto& n : opt.cluster->nodes())
+      if (n.is_master() && n.is_active() && !(me && n.key == me->key))
+        forwarded.push_back(Acknowledger{n.endpoint(), n.partition, 0, false, true, true});
+  }
+  return detail::run_restore(reader, writers, group, [](const std::string&) { return 0; }, opt, {self}, forwarded);
+}
+
+// Restores every item `reader` yields straight to the master of its partition (`routing`, from
+// restore_routing): one pipelined connection per master, all driven from one poll loop, each at
+// its server's pace; opt.bwlimit is their total. Reports as restore_items: resume_offset is the
+// first record not known to be stored by every master; afterwards every master that
+// acknowledged items is checked (RestoreReport::doubts). Throws before anything is sent when a
+// master cannot be reached, or for a bad --resume-from offset.
+inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing, const RestoreOptions& opt = {}) {
+  reader.set_cancel(opt.cancel);
+  reader.skip_to(opt.resume_from);
+  std::vector<std::unique_ptr<NodeClient>> nodes;
+  std::vector<std::unique_ptr<PipelinedWriter>> writers;
+  std::vector<Acknowledger> ack;
+  RateLimiter total(opt.bwlimit, opt.cancel);
+  detail::WriterGroup group(opt.cancel);
+  for (size_t p = 0; p < routing.masters.size(); ++p) {
+    nodes.push_back(std::make_unique<NodeClient>(routing.masters[p].endpoint(), opt.timeout_ms));
+    nodes.back()->set_trace(opt.trace);
+    nodes.back()->set_cancel(opt.cancel);
+    writers.push_back(std::make_unique<PipelinedWriter>(*nodes.back(), total, opt.window_bytes));
+    group.add(*writers.back());
+    ack.push_back(Acknowledger{routing.masters[p].endpoint(), static_cast<int>(p), 0, false, true, false});
+  }
+  return detail::run_restore(
+      reader, writers, group, [&](const std::string& key) { return routing.partition_of(key); }, opt, ack, {});
 }
 
 // ---- 8. Formatting -----------------------------------------------------------------------

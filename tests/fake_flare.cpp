@@ -48,6 +48,12 @@
 //                                      bytes HEX (`-` = no bytes) REPEAT times, then close if asked
 //                                      (`+WORD`: only a request that is WORD alone, e.g. `+stats`)
 //   override TARGET WORD off           remove it
+//   kill-after NODE COUNT              NODE's process dies (as kill) right after it answers COUNT
+//                                      more storage commands (0 = off): a master killed mid-restore
+//   repl-lag NODE WRITES               slave NODE applies its master's writes WRITES behind (0 = at
+//                                      once, the default): the writes waiting are lost if the master
+//                                      is killed (flarei then promotes a slave that lacks them, as a
+//                                      real flared's asynchronous replication; flare-protocol.md)
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
 //   stall 0|1                          freeze every construction (a stuck slave) / let it go on;
@@ -536,6 +542,15 @@ struct FakeNode {
   bool has_snapshot = false;
   NodeMap snapshot;
   uint64_t snapshot_version = 0;
+  // replication lag (control repl-lag): writes its master replicated to it that it has not
+  // applied yet, oldest first (erase = a delete); at most repl_lag of them wait
+  struct Pending {
+    std::string key;
+    Item item;
+    bool erase = false;
+  };
+  uint64_t repl_lag = 0;
+  std::deque<Pending> repl_queue;
   // the map pushed by `node sync`, shown until the index's map changes again
   bool has_synced = false;
   NodeMap synced;
@@ -560,6 +575,7 @@ struct Endpoint {
   int port = 0;
   std::atomic<int> delay_ms{0}, stats_delay_ms{0}, drip_ms{0};
   std::atomic<int64_t> set_service_us{0};
+  std::atomic<int64_t> kill_after{0};  // control kill-after: storage commands left before it dies
   std::atomic<int64_t> dump_kbps{0};
   std::atomic<int64_t> cut{0};
   std::atomic<bool> hang{false}, has_override{false};
@@ -791,6 +807,7 @@ void mark_down(MapEntry& e) {
         best->role = Role::Master;
         best->state = State::Active;
         if (!any_pos) best->balance = 1;
+        if (FakeNode* bn = node_of(*best)) bn->repl_queue.clear();  // the old master's writes not yet replicated
         best->reset_copy();
         for (auto& kv : g_map) {
           MapEntry& s = kv.second;
@@ -1133,10 +1150,31 @@ MapEntry* preparing_target(const Route& r, std::string_view key) {
   return nullptr;
 }
 
+// A write the master replicates to slave node S: applied at once, or queued behind the writes
+// before it when S lags (control repl-lag), the oldest applied once more than the lag wait.
+void replicate_to(FakeNode& s, std::string_view key, const Item* it) {
+  if (s.repl_lag == 0 && s.repl_queue.empty()) {
+    if (it) node_put(s, key, *it);
+    else node_erase(s, key);
+    return;
+  }
+  FakeNode::Pending w;
+  w.key.assign(key.data(), key.size());
+  if (it) w.item = *it;
+  w.erase = it == nullptr;
+  s.repl_queue.push_back(std::move(w));
+  while (s.repl_queue.size() > s.repl_lag) {
+    FakeNode::Pending& f = s.repl_queue.front();
+    if (f.erase) node_erase(s, f.key);
+    else node_put(s, f.key, f.item);
+    s.repl_queue.pop_front();
+  }
+}
+
 void replicate_put(const Route& r, std::string_view key, const Item& it) {
   for (auto& kv : g_map) {
     MapEntry& s = kv.second;
-    if (s.partition == r.p && copy_target(s, r.mn)) node_put(*node_of(s), key, it);
+    if (s.partition == r.p && copy_target(s, r.mn)) replicate_to(*node_of(s), key, &it);
   }
   if (MapEntry* nm = preparing_target(r, key)) put_with_slaves(*nm, key, it);
 }
@@ -1144,7 +1182,7 @@ void replicate_put(const Route& r, std::string_view key, const Item& it) {
 void replicate_erase(const Route& r, std::string_view key) {
   for (auto& kv : g_map) {
     MapEntry& s = kv.second;
-    if (s.partition == r.p && copy_target(s, r.mn)) node_erase(*node_of(s), key);
+    if (s.partition == r.p && copy_target(s, r.mn)) replicate_to(*node_of(s), key, nullptr);
   }
   if (MapEntry* nm = preparing_target(r, key)) {
     FakeNode* mn = node_of(*nm);
@@ -1951,6 +1989,10 @@ bool exec_storage(Conn* c, Pending& p) {
   return true;
 }
 
+std::string sync_listeners(std::unique_lock<std::mutex>& lk);
+void kill_locked(Endpoint* ep, FakeNode& n);
+void update_want(Endpoint* ep);
+
 bool finish_storage(Conn* c, Pending& p) {
   if (p.ov) {
     p.blob = BlobRef();
@@ -1959,9 +2001,30 @@ bool finish_storage(Conn* c, Pending& p) {
   // A real flared's pace (--set-service-us / `set-service`): each storage command takes its
   // service time, and its reply is written on its own as soon as it is produced.
   int64_t us = c->ep->set_service_us.load();
-  if (us <= 0) return exec_storage(c, p);
-  if (!nap_us(us, c)) return false;
-  return exec_storage(c, p) && flush(c);
+  bool ok;
+  if (us <= 0) {
+    ok = exec_storage(c, p);
+  } else {
+    if (!nap_us(us, c)) return false;
+    ok = exec_storage(c, p) && flush(c);
+  }
+  // control kill-after: the node's process dies once it has answered that many storage commands
+  if (ok && c->ep->kill_after.load() > 0 && c->ep->kill_after.fetch_sub(1) == 1) {
+    FakeNode& n = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
+    {
+      // Its listener closes first, so that a client that has read the last answer and then
+      // connects is refused, as by a dead process; then the answer goes out, then the rest dies.
+      std::unique_lock<std::mutex> lk(g_mu);
+      n.alive = false;
+      update_want(c->ep);
+      sync_listeners(lk);
+    }
+    flush(c);
+    std::unique_lock<std::mutex> lk(g_mu);
+    kill_locked(c->ep, n);
+    return false;
+  }
+  return ok;
 }
 
 void do_get(Conn* c, const std::vector<std::string_view>& w, bool with_version) {
@@ -2479,6 +2542,36 @@ void update_want(Endpoint* ep) {
   ep->want_listen = alive && !ep->refused;
 }
 
+// g_mu held: node N's process dies (kill -9): its listener and connections close, and the writes
+// it acknowledged but had not yet replicated to its slaves (control repl-lag) die with it.
+void kill_locked(Endpoint* ep, FakeNode& n) {
+  // Slaves copying from it lose their dump connection: each new node falls back to proxy at
+  // once, before the index sees the master down (a real flared 1.3.4: "failed to reconstruct
+  // ( )", then slave/prepare -> proxy/active).
+  auto me = g_map.find(n.key);
+  if (me != g_map.end() && me->second.role == Role::Master)
+    for (auto& kv : g_map) {
+      MapEntry& s = kv.second;
+      if (s.role == Role::Slave && s.state == State::Prepare && s.partition == me->second.partition && node_of(s) != &n) {
+        to_proxy(s, State::Active);
+        bump();
+      }
+    }
+  n.alive = false;
+  update_want(ep);
+  for (Conn* k : g_conns) {
+    if (k->ep != ep) continue;
+    k->killed = true;
+    ::shutdown(k->fd, SHUT_RDWR);
+  }
+  auto self = g_map.find(n.key);
+  if (self != g_map.end() && self->second.role == Role::Master)
+    for (auto& kv : g_map)
+      if (kv.second.role == Role::Slave && kv.second.partition == self->second.partition)
+        if (FakeNode* s = node_of(kv.second)) s->repl_queue.clear();
+  wake_sleepers();
+}
+
 int hexval(char ch) {
   if (ch >= '0' && ch <= '9') return ch - '0';
   if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
@@ -2723,7 +2816,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
   }
   static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse", "stall",
                                           "override", "kill", "start", "fill", "put", "put-hex", "items",
-                                          "reconstruction-bwlimit"};
+                                          "reconstruction-bwlimit", "kill-after", "repl-lag"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
   if (w.size() < 2) return err("missing target");
@@ -2801,33 +2894,29 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     ep->has_override = true;
     return ok();
   }
+  if (cmd == "kill-after") {
+    if (!node || w.size() != 3 || !parse_i64(w[2], v) || v < 0) return err("usage: kill-after NODE COUNT");
+    ep->kill_after = v;
+    return ok();
+  }
+  if (cmd == "repl-lag") {
+    uint64_t lag;
+    if (!node || w.size() != 3 || !parse_u64(w[2], lag)) return err("usage: repl-lag NODE WRITES");
+    std::lock_guard<std::mutex> lk(g_mu);
+    node->repl_lag = lag;
+    while (node->repl_queue.size() > lag) {
+      FakeNode::Pending& f = node->repl_queue.front();
+      if (f.erase) node_erase(*node, f.key);
+      else node_put(*node, f.key, f.item);
+      node->repl_queue.pop_front();
+    }
+    return ok();
+  }
   if (cmd == "kill" || cmd == "start") {
     if (!node || w.size() != 2) return err("kill/start need a node target");
     std::unique_lock<std::mutex> lk(g_mu);
     if (cmd == "kill") {
-      if (node->alive) {
-        // Slaves copying from it lose their dump connection: each new node falls back to proxy
-        // at once, before the index sees the master down (a real flared 1.3.4: "failed to
-        // reconstruct ( )", then slave/prepare -> proxy/active).
-        auto me = g_map.find(node->key);
-        if (me != g_map.end() && me->second.role == Role::Master)
-          for (auto& kv : g_map) {
-            MapEntry& s = kv.second;
-            if (s.role == Role::Slave && s.state == State::Prepare && s.partition == me->second.partition &&
-                node_of(s) != node) {
-              to_proxy(s, State::Active);
-              bump();
-            }
-          }
-        node->alive = false;
-        update_want(ep);
-        for (Conn* k : g_conns) {
-          if (k->ep != ep) continue;
-          k->killed = true;
-          ::shutdown(k->fd, SHUT_RDWR);
-        }
-        wake_sleepers();
-      }
+      if (node->alive) kill_locked(ep, *node);
     } else if (!node->alive) {
       node->alive = true;
       node->alive_since = mono_ms();

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sstream>
+
 using namespace flare;
 
 namespace {
@@ -310,4 +312,53 @@ TEST_CASE("a restore against a node that answers one reply at a time, slowly, co
   CHECK(rep.first_failures[0] == "k1499: NOT_STORED");
   CHECK(rep.unacknowledged == 0);
   CHECK(rep.resume_offset == file.size() - 5);
+}
+
+namespace {
+// A `stats nodes` map from "HOST:PORT role state partition" rows.
+Cluster routing_map(const std::vector<std::string>& rows) {
+  std::vector<std::string> lines;
+  int tt = 16;
+  for (const auto& r : rows) {
+    std::istringstream in(r);
+    std::string key, role, state, part;
+    in >> key >> role >> state >> part;
+    lines.push_back("STAT " + key + ":role " + role);
+    lines.push_back("STAT " + key + ":state " + state);
+    lines.push_back("STAT " + key + ":partition " + part);
+    lines.push_back("STAT " + key + ":balance 1");
+    lines.push_back("STAT " + key + ":thread_type " + std::to_string(tt++));
+  }
+  return Cluster(parse_stats_nodes(lines));
+}
+} // namespace
+
+TEST_CASE("restore_routing: one active master per partition, the key's partition as the cluster computes it") {
+  Meta meta = parse_meta({"META partition-size 1024", "META key-hash-algorithm crc32", "META partition-type modular",
+                          "META partition-modular-hint 1", "META partition-modular-virtual 4096"});
+  // a replaced master stays listed, down, beside the new one: that partition still routes
+  auto r = restore_routing(routing_map({"h:1 master active 0", "h:2 master down 1", "h:3 master active 1",
+                                        "h:4 master active 2", "h:5 slave active 2", "h:6 proxy active -1"}),
+                           meta);
+  REQUIRE(r.masters.size() == 3);
+  CHECK(r.masters[1].key == "h:3");
+  CHECK(r.partitioning.algorithm == KeyHashAlgorithm::crc32);
+  ModularResolver m;
+  for (const char* key : {"a", "user:1", "item:00042", "zzz"})
+    CHECK(r.partition_of(key) == m.partition_of(key_hash(key, KeyHashAlgorithm::crc32), 3));
+  auto refusal = [&](const std::vector<std::string>& rows) {
+    try {
+      restore_routing(routing_map(rows), meta);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no refusal");
+  };
+  CHECK(refusal({"h:1 master active 0", "h:2 master prepare 1"}).find("partition 1: its master h:2 is in prepare") !=
+        std::string::npos);
+  CHECK(refusal({"h:1 master active 0", "h:2 master active 0"}).find("partition 0: two active masters (") !=
+        std::string::npos);
+  CHECK(refusal({"h:1 master active 0", "h:3 master active 2"}).find("partition 1: no master") != std::string::npos);
+  CHECK(refusal({"h:6 proxy active -1"}).find("the cluster has no partition") != std::string::npos);
+  CHECK(refusal({"h:1 master active 0"}) == "no refusal");
 }
