@@ -3453,16 +3453,25 @@ private:
     std::vector<Endpoint> eps;
     for (const auto* s : cands) eps.push_back(s->endpoint());
     auto answers = gather_stats(eps, opt_.timeout_ms);
-    std::string dead;
+    std::string dead, dead_keys;
+    size_t dead_count = 0;
     for (size_t i = 0; i < answers.size(); ++i)
-      if (!answers[i].ok) dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
+      if (!answers[i].ok) {
+        dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
+        dead_keys += " " + cands[i]->key;
+        ++dead_count;
+      }
     if (!dead.empty()) {
+      // The advice names the slaves that do not answer, never a live one (downing that would
+      // leave the dead one the index's only choice).
+      const bool one = dead_count == 1;
       if (io_.warn)
         io_.warn("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
                  "; the index would hand the partition to " + (cands.size() == 1 ? "its slave " : "one of its slaves ") +
-                 dead + ", which does not answer: the partition would be left without a working master. Nothing was "
-                 "changed. Start that slave's flared again, or set it down first (flare-admin down " + cands.front()->key +
-                 "), then run this again.");
+                 dead + (one ? ", which does not answer" : ", which do not answer") +
+                 ": the partition would be left without a working master. Nothing was changed. Start " +
+                 (one ? "that slave's flared" : "those slaves' flared") + " again, or set " + (one ? "it" : "them") +
+                 " down first (flare-admin down" + dead_keys + "), then run this again.");
       return Outcome::failed;
     }
     lags = read_lags(c, m);

@@ -282,3 +282,16 @@ TEST_CASE("Ctrl-C while the index is stalled cancels the change: nothing is sent
     CHECK(failover_state_requests(f).empty());
   }
 }
+
+TEST_CASE("a failover refused for a dead slave among two tells to set the dead one down, not the live one") {
+  FakeCluster f(3);
+  failover_pair(f);
+  f.must("set-node " + f.node(2) + " slave active 0 1");
+  f.must("kill " + f.node(2)); // the index still lists it slave active for a while
+  REQUIRE(f.cluster().find(f.node(2))->state == "active");
+  auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
+  CHECK(r.status == 1);
+  CHECK(r.err.find("set it down first (flare-admin down " + f.node(2) + ")") != std::string::npos);
+  CHECK(r.err.find("flare-admin down " + f.node(1)) == std::string::npos);
+  CHECK(failover_state_requests(f).empty());
+}
