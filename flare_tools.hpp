@@ -3609,11 +3609,31 @@ private:
           continue;
         }
       }
+      const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
       if (!ask_yes(verb + " (node=" + key + ", state=" + n->state + " -> " +
                                            (state == "active" ? std::string("activate") : state) + ") (y/n): ")) {
         declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
         result = worse(result, Outcome::declined);
         continue;
+      }
+      if (failover && asked) {
+        // The answer may come long after the checks above: the map, the slaves' liveness
+        // and their lag are read again, so that the change goes by what is true now.
+        c = cluster();
+        n = c.find(a.endpoint);
+        if (!n || !(n->is_master() && n->is_active())) {
+          complain(key + " changed while the question was asked (now " +
+                   (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
+                   "): nothing was sent. Run it again.");
+          result = worse(result, Outcome::failed);
+          continue;
+        }
+        lags.reset();
+        if (auto refused = takeover_check(c, *n, lags)) {
+          result = worse(result, *refused);
+          if (*refused == Outcome::interrupted) return *refused;
+          continue;
+        }
       }
       if (failover) {
         if (auto refused = drain_check(c, *n, lags)) {
