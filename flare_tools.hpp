@@ -438,6 +438,19 @@ using Clock = std::chrono::steady_clock;
 
 namespace detail {
 
+// A duration in milliseconds as a message shows it, in seconds: "10", "0.5", "2.25" (a
+// --timeout of 0.5 is not "0 s"). Never throws.
+inline std::string seconds_text(long long ms) {
+  std::string out = std::to_string(ms / 1000);
+  long long frac = ms % 1000;
+  if (frac < 0) frac = -frac;
+  if (frac == 0) return out;
+  std::string f = std::to_string(frac);
+  f = std::string(3 - f.size(), '0') + f;
+  while (!f.empty() && f.back() == '0') f.pop_back();
+  return out + "." + f;
+}
+
 // Retries a system call interrupted by a signal: the library never lets EINTR leak out,
 // and never installs handlers of its own to avoid it.
 template <typename F> inline auto handle_EINTR(F fn) -> decltype(fn()) {
@@ -2699,7 +2712,7 @@ inline WaitEnd construction_wait(const Endpoint& node, const OperationOptions& o
       last_change = Clock::now();
     previous = p;
     if (Clock::now() - last_change >= std::chrono::milliseconds(opt.timeout_ms))
-      throw Error("construction of " + node.key() + " made no progress for " + std::to_string(opt.timeout_ms / 1000) +
+      throw Error("construction of " + node.key() + " made no progress for " + detail::seconds_text(opt.timeout_ms) +
                   " s (role = " + p.role + ", state = " + p.state + ", items = " + std::to_string(p.items) + ")");
     if (!pause(opt.poll_interval_ms, io)) return WaitEnd::interrupted;
   }
@@ -2758,7 +2771,7 @@ inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, c
     if (!n) throw Error(node.key() + " disappeared from the cluster");
     if (n->is_proxy() && n->is_active()) return WaitEnd::reached;
     if (Clock::now() - start >= std::chrono::milliseconds(opt.timeout_ms))
-      throw Error(node.key() + " did not come back as proxy active within " + std::to_string(opt.timeout_ms / 1000) +
+      throw Error(node.key() + " did not come back as proxy active within " + detail::seconds_text(opt.timeout_ms) +
                   " s (it is " + n->role + " " + n->state + "); is its flared running?");
     if (!detail::pause(std::min(opt.poll_interval_ms, 200), io)) return WaitEnd::interrupted;
   }
@@ -3485,7 +3498,7 @@ private:
         // The plan of a dry run is its output; in a real run, a note (stderr in flare-admin).
         note("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
         if (opt_.dry_run && l->pending() > 0)
-          say("dry run: a real run would wait up to " + std::to_string(opt_.timeout_ms / 1000) + " s for " + s->key +
+          say("dry run: a real run would wait up to " + detail::seconds_text(opt_.timeout_ms) + " s for " + s->key +
               " to catch up, and refuse if it does not" + (opt_.unsafe ? " (--unsafe: it would go on)." : " (unless --unsafe)."));
       }
     }
@@ -3527,13 +3540,14 @@ private:
     if (late.empty()) return std::nullopt;
     std::string figures;
     for (const auto& l : late) figures += (figures.empty() ? "" : "; ") + l.slave + ": " + lag_text(l);
-    long long waited = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+    long long waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    waited = waited >= 1000 ? waited / 1000 * 1000 : waited / 100 * 100; // whole seconds, or tenths under one
     if (opt_.unsafe) {
       if (io_.warn) io_.warn("warning: --unsafe: failing " + m.key + " over although its slaves are behind (" + figures + "); those writes are lost");
       return std::nullopt;
     }
     if (io_.warn)
-      io_.warn("refused: the slaves of " + m.key + " did not catch up within " + std::to_string(waited) + " s (" + figures +
+      io_.warn("refused: the slaves of " + m.key + " did not catch up within " + detail::seconds_text(waited) + " s (" + figures +
                "); a failover now would lose those writes. Nothing was changed. Run it again when they have caught up "
                "(see flare-admin stats, column behind), with a longer --timeout, or with --unsafe to give those writes up.");
     return Outcome::failed;
@@ -4609,7 +4623,7 @@ inline void read_streams(std::vector<std::unique_ptr<NodeClient>>& nodes, int ti
       size_t i = owner[k];
       if (done[i] || now - last[i] < std::chrono::milliseconds(timeout_ms)) continue;
       NetworkError e("timed out waiting for " + nodes[i]->endpoint().display() + " (nothing received for " +
-                     std::to_string(timeout_ms / 1000) + " s)");
+                     detail::seconds_text(timeout_ms) + " s)");
       if (!on_error) throw e;
       on_error(i, e);
       done[i] = true;

@@ -386,3 +386,21 @@ TEST_CASE("down of a master asked at a prompt checks the slaves again after the 
     CHECK(f.cluster().find(f.node(1))->role == "master");
   }
 }
+
+TEST_CASE("a --timeout under a second is shown as it is in down's plan and refusal, not as 0 s") {
+  FakeCluster f(3);
+  failover_pair(f);
+  f.must("lag " + f.node(1) + " 40 3");
+  auto idx = f.index_args();
+  SUBCASE("-n") {
+    auto r = run(harness::with({"down", "-n", "--timeout", "0.5", f.node(0)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("a real run would wait up to 0.5 s") != std::string::npos);
+  }
+  SUBCASE("the refusal") {
+    auto r = run(harness::with({"down", "--force", "--timeout", "0.5", f.node(0)}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("did not catch up within 0 s") == std::string::npos);
+    CHECK(r.err.find("did not catch up within 0.") != std::string::npos);
+  }
+}
