@@ -460,6 +460,19 @@ using Clock = std::chrono::steady_clock;
 
 namespace detail {
 
+// A duration in milliseconds as a message shows it, in seconds: "10", "0.5", "2.25" (a
+// --timeout of 0.5 is not "0 s"). Never throws.
+inline std::string seconds_text(long long ms) {
+  std::string out = std::to_string(ms / 1000);
+  long long frac = ms % 1000;
+  if (frac < 0) frac = -frac;
+  if (frac == 0) return out;
+  std::string f = std::to_string(frac);
+  f = std::string(3 - f.size(), '0') + f;
+  while (!f.empty() && f.back() == '0') f.pop_back();
+  return out + "." + f;
+}
+
 // Retries a system call interrupted by a signal: the library never lets EINTR leak out,
 // and never installs handlers of its own to avoid it.
 template <typename F> inline auto handle_EINTR(F fn) -> decltype(fn()) {
@@ -2753,7 +2766,6 @@ template <typename Goal, typename Lost>
 inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool slave, const OperationOptions& opt,
                                  const OperationIO& io, Goal goal, Lost lost, ConstructionProgress& last) {
   const auto timeout = std::chrono::milliseconds(opt.timeout_ms);
-  const long long timeout_s = std::max(1, opt.timeout_ms / 1000);
   auto start = Clock::now();
   auto last_change = start;
   bool index_gone = false;           // the index has not answered since index_gone_at
@@ -2790,7 +2802,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
         index_gone_at = asked;
         if (io.warn)
           io.warn("the index " + index.endpoint().display() + " does not answer (" + e.what() + "); asking it again for up to " +
-                  std::to_string(timeout_s) + " s.");
+                  detail::seconds_text(opt.timeout_ms) + " s.");
       }
       p.index_error = e.what();
     }
@@ -2823,7 +2835,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     }
     previous = p;
     if (index_gone && Clock::now() - index_gone_at >= timeout)
-      throw ConstructionStopped("the index " + index.endpoint().display() + " has not answered for " + std::to_string(timeout_s) +
+      throw ConstructionStopped("the index " + index.endpoint().display() + " has not answered for " + detail::seconds_text(opt.timeout_ms) +
                                     " s (" + p.index_error + ")",
                                 ConstructionStopped::Why::index_unreachable, p);
     if (Clock::now() - last_change >= timeout && !second_look) {
@@ -2832,7 +2844,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
       continue;
     }
     if (Clock::now() - last_change >= timeout)
-      throw ConstructionStopped("construction of " + node.key() + " made no progress for " + std::to_string(timeout_s) +
+      throw ConstructionStopped("construction of " + node.key() + " made no progress for " + detail::seconds_text(opt.timeout_ms) +
                                     " s (role = " + p.role + ", state = " + p.state + ", items = " + std::to_string(p.items) + ")" +
                                     (p.node_error.empty() ? std::string(" and no copy is running on it")
                                                           : "; " + node.key() + " does not answer (" + p.node_error + ")"),
@@ -2875,7 +2887,7 @@ inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, c
     if (!n) throw Error(node.key() + " disappeared from the cluster");
     if (n->is_proxy() && n->is_active()) return WaitEnd::reached;
     if (Clock::now() - start >= std::chrono::milliseconds(opt.timeout_ms))
-      throw Error(node.key() + " did not come back as proxy active within " + std::to_string(opt.timeout_ms / 1000) +
+      throw Error(node.key() + " did not come back as proxy active within " + detail::seconds_text(opt.timeout_ms) +
                   " s (it is " + n->role + " " + n->state + "); is its flared running?");
     if (!detail::pause(std::min(opt.poll_interval_ms, 200), io)) return WaitEnd::interrupted;
   }
@@ -3882,16 +3894,25 @@ private:
     std::vector<Endpoint> eps;
     for (const auto* s : cands) eps.push_back(s->endpoint());
     auto answers = gather_stats(eps, opt_.timeout_ms);
-    std::string dead;
+    std::string dead, dead_keys;
+    size_t dead_count = 0;
     for (size_t i = 0; i < answers.size(); ++i)
-      if (!answers[i].ok) dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
+      if (!answers[i].ok) {
+        dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
+        dead_keys += " " + cands[i]->key;
+        ++dead_count;
+      }
     if (!dead.empty()) {
+      // The advice names the slaves that do not answer, never a live one (downing that would
+      // leave the dead one the index's only choice).
+      const bool one = dead_count == 1;
       if (io_.warn)
         io_.warn("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
                  "; the index would hand the partition to " + (cands.size() == 1 ? "its slave " : "one of its slaves ") +
-                 dead + ", which does not answer: the partition would be left without a working master. Nothing was "
-                 "changed. Start that slave's flared again, or set it down first (flare-admin down " + cands.front()->key +
-                 "), then run this again.");
+                 dead + (one ? ", which does not answer" : ", which do not answer") +
+                 ": the partition would be left without a working master. Nothing was changed. Start " +
+                 (one ? "that slave's flared" : "those slaves' flared") + " again, or set " + (one ? "it" : "them") +
+                 " down first (flare-admin down" + dead_keys + "), then run this again.");
       return Outcome::failed;
     }
     lags = read_lags(c, m);
@@ -3905,7 +3926,7 @@ private:
         // The plan of a dry run is its output; in a real run, a note (stderr in flare-admin).
         note("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
         if (opt_.dry_run && l->pending() > 0)
-          say("dry run: a real run would wait up to " + std::to_string(opt_.timeout_ms / 1000) + " s for " + s->key +
+          say("dry run: a real run would wait up to " + detail::seconds_text(opt_.timeout_ms) + " s for " + s->key +
               " to catch up, and refuse if it does not" + (opt_.unsafe ? " (--unsafe: it would go on)." : " (unless --unsafe)."));
       }
     }
@@ -3947,13 +3968,14 @@ private:
     if (late.empty()) return std::nullopt;
     std::string figures;
     for (const auto& l : late) figures += (figures.empty() ? "" : "; ") + l.slave + ": " + lag_text(l);
-    long long waited = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+    long long waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    waited = waited >= 1000 ? waited / 1000 * 1000 : waited / 100 * 100; // whole seconds, or tenths under one
     if (opt_.unsafe) {
       if (io_.warn) io_.warn("warning: --unsafe: failing " + m.key + " over although its slaves are behind (" + figures + "); those writes are lost");
       return std::nullopt;
     }
     if (io_.warn)
-      io_.warn("refused: the slaves of " + m.key + " did not catch up within " + std::to_string(waited) + " s (" + figures +
+      io_.warn("refused: the slaves of " + m.key + " did not catch up within " + detail::seconds_text(waited) + " s (" + figures +
                "); a failover now would lose those writes. Nothing was changed. Run it again when they have caught up "
                "(see flare-admin stats, column behind), with a longer --timeout, or with --unsafe to give those writes up.");
     return Outcome::failed;
@@ -4029,11 +4051,31 @@ private:
           continue;
         }
       }
+      const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
       if (!ask_yes(verb + " (node=" + key + ", state=" + n->state + " -> " +
                                            (state == "active" ? std::string("activate") : state) + ") (y/n): ")) {
         declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
         result = worse(result, Outcome::declined);
         continue;
+      }
+      if (failover && asked) {
+        // The answer may come long after the checks above: the map, the slaves' liveness
+        // and their lag are read again, so that the change goes by what is true now.
+        c = cluster();
+        n = c.find(a.endpoint);
+        if (!n || !(n->is_master() && n->is_active())) {
+          complain(key + " changed while the question was asked (now " +
+                   (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
+                   "): nothing was sent. Run it again.");
+          result = worse(result, Outcome::failed);
+          continue;
+        }
+        lags.reset();
+        if (auto refused = takeover_check(c, *n, lags)) {
+          result = worse(result, *refused);
+          if (*refused == Outcome::interrupted) return *refused;
+          continue;
+        }
       }
       if (failover) {
         if (auto refused = drain_check(c, *n, lags)) {
@@ -5009,7 +5051,7 @@ inline void read_streams(std::vector<std::unique_ptr<NodeClient>>& nodes, int ti
       size_t i = owner[k];
       if (done[i] || now - last[i] < std::chrono::milliseconds(timeout_ms)) continue;
       NetworkError e("timed out waiting for " + nodes[i]->endpoint().display() + " (nothing received for " +
-                     std::to_string(timeout_ms / 1000) + " s)");
+                     detail::seconds_text(timeout_ms) + " s)");
       if (!on_error) throw e;
       on_error(i, e);
       done[i] = true;

@@ -359,6 +359,7 @@ TEST_CASE("the man page documents every subcommand and option the program knows"
 TEST_CASE("the bash completion offers subcommands, options and the cluster's node addresses") {
   const std::string admin = harness::admin_binary();
   auto subs = subcommands();
+  subs.push_back("help");
   std::sort(subs.begin(), subs.end());
   CHECK(complete(admin + " ") == subs);
   CHECK(complete(admin + " re") == std::vector<std::string>{"reconstruct", "remove", "restore"});
@@ -384,6 +385,16 @@ TEST_CASE("the bash completion offers subcommands, options and the cluster's nod
   REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
   REQUIRE(::symlink(admin.c_str(), (dir + "/flare-stats").c_str()) == 0);
   CHECK(complete(dir + "/flare-stats --q") == std::vector<std::string>{"--qps"});
+}
+
+TEST_CASE("the bash completion offers help and, after it, the subcommands") {
+  const std::string admin = harness::admin_binary();
+  CHECK(complete(admin + " he") == std::vector<std::string>{"help"});
+  CHECK(complete(admin + " help re") == std::vector<std::string>{"reconstruct", "remove", "restore"});
+  auto subs = subcommands();
+  std::sort(subs.begin(), subs.end());
+  CHECK(complete(admin + " help ") == subs);
+  CHECK(complete(admin + " help down ").empty());
 }
 
 TEST_CASE("make install puts flare-admin, its short names, the man page and the completion in place") {

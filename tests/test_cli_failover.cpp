@@ -282,3 +282,125 @@ TEST_CASE("Ctrl-C while the index is stalled cancels the change: nothing is sent
     CHECK(failover_state_requests(f).empty());
   }
 }
+
+TEST_CASE("a failover refused for a dead slave among two tells to set the dead one down, not the live one") {
+  FakeCluster f(3);
+  failover_pair(f);
+  f.must("set-node " + f.node(2) + " slave active 0 1");
+  f.must("kill " + f.node(2)); // the index still lists it slave active for a while
+  REQUIRE(f.cluster().find(f.node(2))->state == "active");
+  auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
+  CHECK(r.status == 1);
+  CHECK(r.err.find("set it down first (flare-admin down " + f.node(2) + ")") != std::string::npos);
+  CHECK(r.err.find("flare-admin down " + f.node(1)) == std::string::npos);
+  CHECK(failover_state_requests(f).empty());
+}
+
+namespace {
+
+// Runs flare-admin with a pipe on stdin; once its stderr shows a "(y/n): " prompt, runs
+// `meanwhile` (the cluster changes while the operator reads the question), then answers.
+harness::Result failover_answer_at_prompt(const std::vector<std::string>& args, const std::function<void()>& meanwhile,
+                                          const std::string& answer) {
+  int in[2], out[2], err[2];
+  REQUIRE(::pipe(in) == 0);
+  REQUIRE(::pipe(out) == 0);
+  REQUIRE(::pipe(err) == 0);
+  harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
+  harness::release_freed_memory();
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
+    child.exec();
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  ::signal(SIGPIPE, SIG_IGN);
+  harness::Result r;
+  bool answered = false;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (open_fds > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (::poll(fds, 2, 200) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[65536];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+    if (!answered && r.err.find("(y/n): ") != std::string::npos) {
+      answered = true;
+      meanwhile();
+      std::string a = answer + "\n";
+      ssize_t n = ::write(in[1], a.data(), a.size());
+      (void)n;
+      ::close(in[1]);
+    }
+  }
+  if (!answered) ::close(in[1]);
+  if (open_fds > 0) ::kill(pid, SIGKILL);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  for (auto& p : fds)
+    if (p.fd >= 0) ::close(p.fd);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  CHECK(answered);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("down of a master asked at a prompt checks the slaves again after the answer, not only before the question") {
+  FakeCluster f(3);
+  failover_pair(f);
+  SUBCASE("the slave that would take over died while the question was asked: refused, nothing sent") {
+    auto r = failover_answer_at_prompt(harness::with({"down", f.node(0)}, f.index_args()),
+                                       [&] { f.must("kill " + f.node(1)); }, "y");
+    CHECK(r.status == 1);
+    CHECK(r.err.find("does not answer") != std::string::npos);
+    CHECK(failover_state_requests(f).empty());
+    CHECK(f.cluster().find(f.node(0))->role == "master");
+  }
+  SUBCASE("the slave fell behind while the question was asked: the wait and refusal apply") {
+    auto r = failover_answer_at_prompt(harness::with({"down", "--timeout", "1", f.node(0)}, f.index_args()),
+                                       [&] { f.must("lag " + f.node(1) + " 21572 5"); }, "y");
+    CHECK(r.status == 1);
+    CHECK(r.err.find("refused: the slaves of " + f.node(0) + " did not catch up") != std::string::npos);
+    CHECK(failover_state_requests(f).empty());
+  }
+  SUBCASE("nothing changed meanwhile: the failover goes on") {
+    auto r = failover_answer_at_prompt(harness::with({"down", f.node(0)}, f.index_args()), [] {}, "y");
+    CHECK(r.status == 0);
+    CHECK(f.cluster().find(f.node(1))->role == "master");
+  }
+}
+
+TEST_CASE("a --timeout under a second is shown as it is in down's plan and refusal, not as 0 s") {
+  FakeCluster f(3);
+  failover_pair(f);
+  f.must("lag " + f.node(1) + " 40 3");
+  auto idx = f.index_args();
+  SUBCASE("-n") {
+    auto r = run(harness::with({"down", "-n", "--timeout", "0.5", f.node(0)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("a real run would wait up to 0.5 s") != std::string::npos);
+  }
+  SUBCASE("the refusal") {
+    auto r = run(harness::with({"down", "--force", "--timeout", "0.5", f.node(0)}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("did not catch up within 0 s") == std::string::npos);
+    CHECK(r.err.find("did not catch up within 0.") != std::string::npos);
+  }
+}

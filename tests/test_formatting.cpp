@@ -222,3 +222,11 @@ TEST_CASE("the progress of many nodes read at once shows each node while the lin
     CHECK(p.line_if_due(0).has_value());
   }
 }
+
+TEST_CASE("a duration in milliseconds is shown in seconds, with the fraction when there is one") {
+  CHECK(flare::detail::seconds_text(10000) == "10");
+  CHECK(flare::detail::seconds_text(500) == "0.5");
+  CHECK(flare::detail::seconds_text(2250) == "2.25");
+  CHECK(flare::detail::seconds_text(1005) == "1.005");
+  CHECK(flare::detail::seconds_text(0) == "0");
+}
