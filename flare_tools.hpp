@@ -3498,7 +3498,7 @@ private:
       if (!ask_yes("changing node's state (node=" + ep.key() + ", state=ready -> active) (y/n): ")) {
         complain("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
             ep.key());
-        return Outcome::declined;
+        return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
       }
       std::string s = in_effect(index_.node_state(ep, "active"));
       if (s != "OK") {

@@ -398,15 +398,24 @@ TEST_CASE("resume: slave of a slave of another partition names the commands that
   CHECK(resume_has(again.out, resume_row(n2, "1", "slave", "active", "1")));
 }
 
-TEST_CASE("resume: Ctrl-C at the balance question after a slave's copy exits 130, the balance not sent, the way to finish said") {
-  FakeCluster f(2);
-  const std::string n1 = f.node(1);
+TEST_CASE("resume: Ctrl-C at the question that follows a copy exits 130, the change not sent, the way to finish said") {
+  FakeCluster f(3);
+  const std::string n1 = f.node(1), n2 = f.node(2);
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("fill " + f.node(0) + " 100 10");
-  auto r = run_tty(with({"slave", n1 + ":1:0"}, f.index_args()), {"y"}, "balance=0 -> 1) (y/n): ");
-  INFO(r.out);
-  CHECK(r.status == 130);
-  CHECK(resume_has(r.out, "to finish: flare-admin balance " + n1 + ":1"));
-  CHECK(f.cluster().find(n1)->balance == 0);
-  for (const auto& c : f.state_changes()) CHECK(!resume_has(c, " slave 1 0"));
+  SUBCASE("master --activate: the activation") {
+    auto r = run_tty(with({"master", "--activate", n2 + ":1:1"}, f.index_args()), {"y"}, "state=ready -> active) (y/n): ");
+    INFO(r.out);
+    CHECK(r.status == 130);
+    CHECK(resume_has(r.out, "to activate it: flare-admin activate " + n2));
+    CHECK(f.cluster().find(n2)->state == "ready");
+  }
+  SUBCASE("slave: the balance") {
+    auto r = run_tty(with({"slave", n1 + ":1:0"}, f.index_args()), {"y"}, "balance=0 -> 1) (y/n): ");
+    INFO(r.out);
+    CHECK(r.status == 130);
+    CHECK(resume_has(r.out, "to finish: flare-admin balance " + n1 + ":1"));
+    CHECK(f.cluster().find(n1)->balance == 0);
+    for (const auto& c : f.state_changes()) CHECK(!resume_has(c, " slave 1 0"));
+  }
 }
