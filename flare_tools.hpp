@@ -3020,7 +3020,8 @@ public:
         complain(key + " is not a proxy.");
         if (io_.warn && n->is_slave())
           io_.warn(key + " is already a slave of partition " + std::to_string(n->partition) + " (" + n->state +
-                   "); to move it, rebuild it: flare-admin reconstruct " + key);
+                   "); to move it to partition " + std::to_string(part) + " (`reconstruct` keeps its partition), turn it "
+                   "down: flare-admin down " + key + "; once the index brings it back as proxy active, run: " + again);
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -3524,7 +3525,7 @@ private:
       if (!ask_yes("changing node's state (node=" + ep.key() + ", state=ready -> active) (y/n): ")) {
         complain("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
             ep.key());
-        return Outcome::declined;
+        return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
       }
       std::string s = in_effect(index_.node_state(ep, "active"));
       if (s != "OK") {
@@ -3677,7 +3678,13 @@ private:
                  std::to_string(bal) + ") (y/n): ")) {
       complain("skipped: " + key + " is " + n.role + " " + n.state + " with balance " + std::to_string(n.balance) +
           (n.balance == 0 ? " (it serves no reads)" : "") + "; to finish: flare-admin balance " + key + ":" + std::to_string(bal));
-      return Outcome::declined;
+      return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
+    }
+    if (opt_.dry_run) { // a dry run of a run again (`slave -n`, `master -n`) changes nothing
+      change("node role " + ep.host + " " + std::to_string(ep.port) + " " + n.role + " " + std::to_string(bal) + " " +
+                 std::to_string(n.partition),
+             [] { return std::string("OK"); });
+      return Outcome::ok;
     }
     auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
     std::string b;

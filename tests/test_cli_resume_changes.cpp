@@ -355,3 +355,67 @@ TEST_CASE("resume: a slave or a rebuild stopped because its partition's master d
     CHECK(resume_has(r.err, "Then make " + n1 + " a slave again: flare-admin slave " + n1 + ":1:0\n"));
   }
 }
+
+TEST_CASE("resume: a dry run of slave or master run again on a node already there changes nothing, not even its balance") {
+  FakeCluster f(2);
+  const std::string n0 = f.node(0), n1 = f.node(1);
+  f.must("set-node " + n0 + " master active 0 1");
+  f.must("set-node " + n1 + " slave active 0 0");
+  f.control("requests-clear");
+  SUBCASE("slave -n of a slave active at balance 0") {
+    auto r = run(with({"slave", "-n", n1 + ":1:0"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.out, "dry run: would send 'node role 127.0.0.1 " + std::to_string(f.node_ports[1]) + " slave 1 0' to "));
+    CHECK(f.cluster().find(n1)->balance == 0);
+  }
+  SUBCASE("master -n of the partition's master with another balance") {
+    auto r = run(with({"master", "-n", n0 + ":3:0"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.out, "dry run: would send 'node role 127.0.0.1 " + std::to_string(f.node_ports[0]) + " master 3 0' to "));
+    CHECK(f.cluster().find(n0)->balance == 1);
+  }
+  CHECK(f.state_changes().empty());
+}
+
+TEST_CASE("resume: slave of a slave of another partition names the commands that move it, and they do") {
+  FakeCluster f(3, {"--revive-ms", "300"});
+  const std::string n0 = f.node(0), n1 = f.node(1), n2 = f.node(2);
+  f.must("set-node " + n0 + " master active 0 1");
+  f.must("set-node " + n1 + " master active 1 1");
+  f.must("set-node " + n2 + " slave active 0 1");
+  auto r = run(with({"slave", "--force", n2 + ":1:1"}, f.index_args()));
+  CHECK(r.status == 1);
+  CHECK(!resume_has(r.err, "flare-admin reconstruct"));
+  CHECK(resume_has(r.err, n2 + " is already a slave of partition 0 (active); to move it to partition 1 (`reconstruct` keeps its "
+                          "partition), turn it down: flare-admin down " + n2 + "; once the index brings it back as proxy active, "
+                          "run: flare-admin slave " + n2 + ":1:1\n"));
+  REQUIRE(run(with({"down", "--force", n2}, f.index_args())).status == 0);
+  REQUIRE(resume_until(f, n2, "proxy", "active"));
+  auto again = run(with({"slave", "--force", n2 + ":1:1"}, f.index_args()));
+  CHECK(again.status == 0);
+  CHECK(resume_has(again.out, resume_row(n2, "1", "slave", "active", "1")));
+}
+
+TEST_CASE("resume: Ctrl-C at the question that follows a copy exits 130, the change not sent, the way to finish said") {
+  FakeCluster f(3);
+  const std::string n1 = f.node(1), n2 = f.node(2);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 100 10");
+  SUBCASE("master --activate: the activation") {
+    auto r = run_tty(with({"master", "--activate", n2 + ":1:1"}, f.index_args()), {"y"}, "state=ready -> active) (y/n): ");
+    INFO(r.out);
+    CHECK(r.status == 130);
+    CHECK(resume_has(r.out, "to activate it: flare-admin activate " + n2));
+    CHECK(f.cluster().find(n2)->state == "ready");
+  }
+  SUBCASE("slave: the balance") {
+    auto r = run_tty(with({"slave", n1 + ":1:0"}, f.index_args()), {"y"}, "balance=0 -> 1) (y/n): ");
+    INFO(r.out);
+    CHECK(r.status == 130);
+    CHECK(resume_has(r.out, "to finish: flare-admin balance " + n1 + ":1"));
+    CHECK(f.cluster().find(n1)->balance == 0);
+    for (const auto& c : f.state_changes()) CHECK(!resume_has(c, " slave 1 0"));
+  }
+}
