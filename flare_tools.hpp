@@ -328,6 +328,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -1613,9 +1614,11 @@ struct StatsResult {
 
 namespace detail {
 
-// One node's progress through connect -> send "stats" -> read until END.
+// One node's progress through connect -> send its request -> read until END.
 struct StatsProbe {
   StatsResult result;
+  std::string request;            // the line sent, CR LF included
+  std::vector<std::string> lines; // the reply's lines before END, once complete
   std::vector<std::pair<sockaddr_storage, socklen_t>> addrs;
   size_t next_addr = 0;
   int fd = -1;
@@ -1692,7 +1695,7 @@ inline size_t gather_window(size_t n) {
   return std::max<size_t>(1, std::min<size_t>(n, static_cast<size_t>(w)));
 }
 
-// Turns a complete `stats` reply (ending in END\r\n) into the probe's result.
+// Turns a complete reply (ending in END\r\n) into the probe's lines (result.ok), or its error.
 inline void probe_finish_reply(StatsProbe& p) {
   ::close(p.fd);
   p.fd = -1;
@@ -1700,7 +1703,8 @@ inline void probe_finish_reply(StatsProbe& p) {
   p.result.fetched_at = Clock::now();
   try {
     std::string_view status = last_line(p.inbuf);
-    if (status != "END") throw ServerError("answered '" + printable(status) + "' to stats");
+    if (status != "END")
+      throw ServerError("answered '" + printable(status) + "' to " + printable(trim(p.request)));
     std::vector<std::string> lines;
     std::string_view all(p.inbuf);
     all.remove_suffix(5); // END\r\n
@@ -1710,11 +1714,11 @@ inline void probe_finish_reply(StatsProbe& p) {
       if (nl == std::string_view::npos) nl = all.size();
       std::string_view line = all.substr(start, nl - start);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("stats line too long");
+      if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("reply line too long");
       lines.emplace_back(line);
       start = nl + 1;
     }
-    p.result.stats = parse_stats(lines);
+    p.lines = std::move(lines);
     p.result.ok = true;
   } catch (const Error& e) {
     p.result.ok = false;
@@ -1725,7 +1729,8 @@ inline void probe_finish_reply(StatsProbe& p) {
 }
 
 // Moves a probe on after poll() saw activity on its socket.
-inline void probe_service(StatsProbe& p, const std::string& request) {
+inline void probe_service(StatsProbe& p) {
+  const std::string& request = p.request;
   const size_t max_reply = FLARE_TOOLS_MAX_REPLY_BYTES;
   if (p.phase == StatsProbe::connecting) {
     int err = connect_result(p.fd);
@@ -1771,21 +1776,24 @@ inline void probe_service(StatsProbe& p, const std::string& request) {
 
 } // namespace detail
 
-// Fetches `stats` from every endpoint from this one thread: non-blocking connects and a single
-// poll() loop, so N slow or dead nodes cost one timeout, not N. Each node has `timeout_ms` from
+// Sends one request line to each (endpoint, request) pair and reads its reply up to END, from
+// this one thread: non-blocking connects and a single poll() loop, so N slow or dead nodes cost
+// one timeout, not N. Each node has `timeout_ms` from
 // the start of its connect. Connections are started FLARE_TOOLS_GATHER_CONNECT_BATCH at a time
 // with the open ones serviced in between, and at most gather_window() are open at once (the
 // open-files limit is raised for this; above the hard limit, a node starts as another ends;
 // an unexpected EMFILE narrows the window instead of failing the node). A node that fails
 // (refused, timeout, garbage) comes back with ok == false and a reason; the others are
-// unaffected. Results are in the order of `endpoints`.
-inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
-  using detail::StatsProbe;
-  const std::string request = "stats\r\n";
-  const size_t n = endpoints.size();
+// unaffected. Probes come back in the order of `asks`.
+namespace detail {
+inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms) {
+  const size_t n = asks.size();
   size_t window = detail::gather_window(n);
   std::vector<StatsProbe> probes(n);
-  for (size_t i = 0; i < n; ++i) probes[i].result.endpoint = endpoints[i];
+  for (size_t i = 0; i < n; ++i) {
+    probes[i].result.endpoint = asks[i].first;
+    probes[i].request = asks[i].second + "\r\n";
+  }
   size_t next = 0;            // the next probe to start
   std::vector<size_t> active; // probes with an open socket
   std::vector<pollfd> fds;
@@ -1796,7 +1804,7 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
       auto& p = probes[next];
       p.deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
       try {
-        if (p.addrs.empty()) p.addrs = detail::resolve(endpoints[next]);
+        if (p.addrs.empty()) p.addrs = detail::resolve(asks[next].first);
         detail::probe_try_connect(p);
       } catch (const Error& e) {
         p.finish_error(e.what());
@@ -1838,17 +1846,65 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
     auto now = Clock::now();
     for (size_t k = 0; k < fds.size(); ++k) {
       auto& p = probes[active[k]];
-      if (fds[k].revents != 0) detail::probe_service(p, request);
+      if (fds[k].revents != 0) detail::probe_service(p);
       if (p.phase != StatsProbe::done && now >= p.deadline) p.finish_error("timed out");
     }
     active.erase(std::remove_if(active.begin(), active.end(),
                                 [&](size_t i) { return probes[i].phase == StatsProbe::done; }),
                  active.end());
   }
+  for (auto& p : probes)
+    if (p.fd >= 0) {
+      ::close(p.fd);
+      p.fd = -1;
+    }
+  return probes;
+}
+} // namespace detail
+
+// One server's reply to one request of gather_replies: its lines before END when ok, else why not.
+struct GatherReply {
+  Endpoint endpoint;
+  std::string request; // without CR LF
+  bool ok = false;
+  std::string error;
+  std::vector<std::string> lines;
+};
+
+// Every (endpoint, request line) at once, as gather_stats (one poll loop, each its own
+// `timeout_ms` from its connect; a reply must end in END, else it fails with the line it ended
+// with). An endpoint may be asked several things: one connection each. Never throws for one
+// node's failure; replies in the order of `asks`.
+inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms) {
+  auto probes = detail::gather_probes(asks, timeout_ms);
+  std::vector<GatherReply> out(probes.size());
+  for (size_t i = 0; i < probes.size(); ++i) {
+    out[i].endpoint = asks[i].first;
+    out[i].request = asks[i].second;
+    out[i].ok = probes[i].result.ok;
+    out[i].error = std::move(probes[i].result.error);
+    out[i].lines = std::move(probes[i].lines);
+  }
+  return out;
+}
+
+// Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
+inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
+  std::vector<std::pair<Endpoint, std::string>> asks;
+  asks.reserve(endpoints.size());
+  for (const auto& e : endpoints) asks.emplace_back(e, "stats");
+  auto probes = detail::gather_probes(asks, timeout_ms);
   std::vector<StatsResult> out;
   out.reserve(probes.size());
   for (auto& p : probes) {
-    if (p.fd >= 0) ::close(p.fd);
+    if (p.result.ok) {
+      try {
+        p.result.stats = parse_stats(p.lines);
+      } catch (const Error& e) {
+        p.result.ok = false;
+        p.result.error = e.what();
+      }
+    }
     out.push_back(std::move(p.result));
   }
   return out;
@@ -4763,6 +4819,72 @@ inline int serving_partition_count(const Cluster& c) {
   return n;
 }
 
+// What one node's key listing showed (verify, and check --keys).
+struct KeyPlacement {
+  NodeInfo node;
+  bool skipped = false;                 // down: not asked
+  unsigned long long keys = 0;          // keys listed (unframed ones left out)
+  unsigned long long misplaced = 0;     // keys whose partition is not the node's
+  std::vector<std::string> examples;    // the first 10: "KEY belongs to partition N" (printable)
+  unsigned long long unframed = 0;      // keys holding CR LF, skipped (with skip_unframed)
+  std::string error;                    // why the listing failed ("" when it did not)
+  bool framing_error = false;           // ... because the listing could not be framed
+};
+
+// verify's logic: every master and slave of a serving partition (0 .. serving_partition_count
+// - 1) lists its keys with `dump_key`, all at once (dump_keys_all), and each key's partition is
+// computed as flared does (key_hash, then the modular map of `count` partitions). A node down
+// in the map is skipped. `opt` gives the deadline, trace, cancel and progress callbacks; its
+// on_node_error and on_unframed_key are set here. With skip_unframed a key holding CR LF is
+// counted in `unframed` and the listing goes on; without, the listing fails (framing_error).
+// A failed node does not stop the others. Results in stats order. Throws Interrupted.
+inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, const Partitioning& p, int count,
+                                                     DumpOptions opt, bool skip_unframed = false) {
+  std::vector<KeyPlacement> checks;
+  std::vector<DumpTarget> targets;
+  std::vector<size_t> of_target;
+  std::map<std::string, size_t> by_key;
+  for (const auto& n : cluster.stats_order()) {
+    if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
+    KeyPlacement k;
+    k.node = n;
+    k.skipped = n.state == "down"; // a replaced master stays listed, down
+    checks.push_back(std::move(k));
+    if (checks.back().skipped) continue;
+    by_key[n.key] = targets.size();
+    targets.push_back(DumpTarget{n.endpoint(), {}});
+    of_target.push_back(checks.size() - 1);
+  }
+  opt.on_node_error = [&](const DumpTarget& t, const Error& e) {
+    auto it = by_key.find(t.endpoint.key());
+    if (it == by_key.end()) return;
+    KeyPlacement& k = checks[of_target[it->second]];
+    k.error = e.what();
+    k.framing_error = dynamic_cast<const ProtocolError*>(&e) != nullptr;
+  };
+  if (skip_unframed)
+    opt.on_unframed_key = [&](const DumpTarget& t, const std::string&) {
+      auto it = by_key.find(t.endpoint.key());
+      if (it != by_key.end()) ++checks[of_target[it->second]].unframed;
+    };
+  else
+    opt.on_unframed_key = nullptr;
+  auto counts = dump_keys_all(
+      targets,
+      [&](size_t i, std::string_view key) {
+        KeyPlacement& k = checks[of_target[i]];
+        int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
+        if (want != k.node.partition) {
+          ++k.misplaced;
+          if (k.examples.size() < 10)
+            k.examples.push_back(detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
+        }
+      },
+      opt);
+  for (size_t i = 0; i < targets.size(); ++i) checks[of_target[i]].keys = counts[i];
+  return checks;
+}
+
 // ---- 8. Formatting -----------------------------------------------------------------------
 
 namespace detail {
@@ -5382,6 +5504,710 @@ inline std::string format_prometheus_index_down(const std::string& index_name) {
   std::string out;
   detail::prom_family(out, "flare_index_up", "gauge", "1 when the index server answered.",
                       {"flare_index_up{index=\"" + detail::prom_label_value(index_name) + "\"} 0\n"});
+  return out;
+}
+
+// ---- 8c. Health check (`flare-admin check`) ------------------------------------------------
+//
+// The cluster's health as findings, each with a severity, the partition and/or node, the
+// figure and the command that usually fixes it; the worst severity is the verdict, as a
+// monitoring plugin's (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). collect_check() reads the
+// cluster (the index, then every node at once); evaluate_check() turns what it read into
+// findings, without the network (so every finding is testable from data).
+
+enum class Severity { ok = 0, warning = 1, critical = 2, unknown = 3 };
+
+inline const char* to_string(Severity s) {
+  switch (s) {
+  case Severity::ok: return "OK";
+  case Severity::warning: return "WARNING";
+  case Severity::critical: return "CRITICAL";
+  default: return "UNKNOWN";
+  }
+}
+
+// The worse of two verdicts: CRITICAL > UNKNOWN > WARNING > OK (the plugins' order: a known
+// outage outranks "could not tell").
+inline Severity worse(Severity a, Severity b) {
+  auto rank = [](Severity s) { return s == Severity::critical ? 3 : s == Severity::unknown ? 2 : s == Severity::warning ? 1 : 0; };
+  return rank(a) >= rank(b) ? a : b;
+}
+
+struct Finding {
+  Severity severity = Severity::warning;
+  std::string code;    // stable name (JSON, --ignore, the Prometheus alert of the same name)
+  int partition = -1;  // the partition concerned, -1 none
+  std::string node;    // the node concerned (host:port), "" none
+  std::string message; // one sentence, the summary line's text when it is the worst
+  std::string figure;  // what was measured, e.g. "queue 21572 items, 11 s behind"
+  std::string fix;     // the command that usually fixes it
+};
+
+// Every finding check can report: its code, its usual severity (slave_lag is CRITICAL above
+// the critical threshold) and what it means (the man page's list, and --ignore's check).
+struct CheckCode {
+  const char* code;
+  Severity severity;
+  const char* meaning;
+};
+inline const std::vector<CheckCode>& check_codes() {
+  static const std::vector<CheckCode> codes = {
+      {"index_down", Severity::critical, "the index server does not answer: nothing can fail over"},
+      {"index_is_node", Severity::critical, "the address given as the index server is a data node"},
+      {"no_active_master", Severity::critical, "a partition has no active master"},
+      {"master_down_no_slave", Severity::critical, "a master is down and its partition has no slave: the only copy is offline"},
+      {"map_newer_than_index", Severity::critical, "nodes hold a newer node map than the index and ignore its changes"},
+      {"keys_unframed", Severity::critical, "a key listing cannot be framed (a key holds CR LF; --keys)"},
+      {"no_active_slave", Severity::warning, "a partition has no active slave: no redundancy"},
+      {"slave_lag", Severity::warning, "a slave is behind its master by more than --lag-warning items or seconds"},
+      {"lag_unknown", Severity::warning, "a master did not answer stats threads slave: its slaves' lag is unknown"},
+      {"node_down", Severity::warning, "a node is down in the index's map"},
+      {"node_unreachable", Severity::warning, "a node the index lists as up does not answer"},
+      {"map_differs", Severity::warning, "a node holds an older node map than the index"},
+      {"master_not_serving", Severity::warning, "a partition's master is in prepare or ready: the partition does not serve"},
+      {"slaves_balance_zero", Severity::warning, "every active slave of a partition has balance 0"},
+      {"slave_same_host", Severity::warning, "a slave is on the same host as its master"},
+      {"versions_differ", Severity::warning, "the servers run different flare versions"},
+      {"items_differ", Severity::warning, "a slave's item count differs from its master's by more than a bound with nothing queued"},
+      {"keys_misplaced", Severity::warning, "a node holds keys of another partition (--keys)"},
+      {"keys_unreadable", Severity::warning, "a node's keys could not be listed (--keys)"},
+  };
+  return codes;
+}
+
+// Thresholds of the findings that have one (the options of `check`). Lag: a slave is WARNING
+// above the *_warning items or seconds, CRITICAL above the *_critical ones.
+struct CheckThresholds {
+  long long lag_warning_items = 1000, lag_critical_items = 100000;
+  long long lag_warning_seconds = 30, lag_critical_seconds = 300;
+  long long items_difference = 1000; // |master - slave| curr_items while the slave's queue is 0
+  std::set<std::string> ignore;      // finding codes left out
+};
+
+// One slave's replication lag as its master sees it: the master's `stats threads slave` has a
+// thread per slave, `peer` the slave's host:port, `queue` the writes waiting for it and
+// `behind` the seconds since the oldest of them (shared/flare-protocol.md, "Hard states": a
+// SIGSTOPped slave showed queue 21572 behind 5, then 11; the index shows 0 meanwhile).
+struct SlaveLag {
+  std::string master, slave;
+  int partition = -1;
+  long long queue = 0;                    // items
+  std::optional<long long> behind_seconds; // absent when the thread did not say
+};
+
+// The lags in a master's `stats threads slave` (threads without a peer are left out).
+inline std::vector<SlaveLag> slave_lags(const std::string& master, int partition, const std::vector<ThreadInfo>& threads) {
+  std::vector<SlaveLag> out;
+  for (const auto& t : threads) {
+    if (t.peer.empty()) continue;
+    SlaveLag l;
+    l.master = master;
+    l.slave = t.peer;
+    l.partition = partition;
+    l.queue = to_int(t.queue).value_or(0);
+    if (t.behind) l.behind_seconds = to_int(*t.behind);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+// Everything check reads.
+struct CheckData {
+  std::string index_name;            // host:port as given
+  std::string index_error;           // "" when the index answered; else why not
+  bool index_is_node = false;        // the address is a flared
+  std::string index_version;         // `stats` version of the index
+  long long index_map_version = -1;  // its node_map_version, -1 unknown
+  Cluster cluster;                   // the index's map
+  std::vector<StatsResult> stats;    // every node's `stats`, in cluster.nodes() order
+  std::map<std::string, std::vector<SlaveLag>> lags; // by master key: masters whose threads answered
+  std::map<std::string, std::string> lag_errors;     // by master key: why `stats threads slave` failed
+  bool keys_checked = false;         // --keys: placement holds every listing
+  std::vector<KeyPlacement> placement;
+};
+
+// Reads the cluster for check: the index (`meta` to be sure it is one, `stats nodes`, `stats`,
+// one connection, `timeout_ms` per request), then at once (gather_replies, one `timeout_ms` in
+// all) every node's `stats` and every master's `stats threads slave`. With `keys` (not null),
+// then every answering master and slave lists its keys (check_key_placement, unframed keys
+// counted; its options give deadline, cancel and progress). An index that does not answer, or is
+// a data node, is recorded (index_error), not thrown. Throws ProtocolError / ServerError when
+// the index answers garbage, Interrupted from the key listing.
+inline CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
+                               const TraceFn& trace = nullptr) {
+  CheckData d;
+  d.index_name = index.display();
+  IndexClient ic(index, timeout_ms);
+  ic.set_trace(trace);
+  std::optional<Partitioning> part;
+  try {
+    ic.require_index();
+    d.cluster = Cluster(ic.stats_nodes());
+    NodeStats st = ic.stats();
+    d.index_map_version = st.number("node_map_version").value_or(-1);
+    d.index_version = st.get("version");
+    if (keys) part = partitioning_from_meta(ic.meta());
+  } catch (const NotAnIndexError& e) {
+    d.index_is_node = true;
+    d.index_error = e.what();
+    return d;
+  } catch (const NetworkError& e) {
+    d.index_error = e.what();
+    return d;
+  }
+  std::vector<std::pair<Endpoint, std::string>> asks;
+  const auto& nodes = d.cluster.nodes();
+  for (const auto& n : nodes) asks.emplace_back(n.endpoint(), "stats");
+  for (const auto& n : nodes)
+    if (n.is_master() && n.state != "down") asks.emplace_back(n.endpoint(), "stats threads slave");
+  auto replies = gather_replies(asks, timeout_ms);
+  d.stats.resize(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    StatsResult& r = d.stats[i];
+    r.endpoint = replies[i].endpoint;
+    r.fetched_at = Clock::now();
+    r.ok = replies[i].ok;
+    r.error = replies[i].error;
+    if (!r.ok) continue;
+    try {
+      r.stats = parse_stats(replies[i].lines);
+    } catch (const Error& e) {
+      r.ok = false;
+      r.error = e.what();
+    }
+  }
+  for (size_t i = nodes.size(); i < replies.size(); ++i) {
+    const NodeInfo* m = d.cluster.find(replies[i].endpoint);
+    const std::string key = replies[i].endpoint.key();
+    if (!replies[i].ok) {
+      d.lag_errors[key] = replies[i].error;
+      continue;
+    }
+    try {
+      d.lags[key] = slave_lags(key, m ? m->partition : -1, parse_stats_threads(replies[i].lines));
+    } catch (const Error& e) {
+      d.lag_errors[key] = e.what();
+    }
+  }
+  if (keys) {
+    int count = serving_partition_count(d.cluster);
+    if (count > 0) {
+      // Nodes that did not answer `stats` are findings already: not asked again (a wedged node
+      // costs one timeout in all).
+      std::vector<NodeInfo> answering;
+      for (size_t i = 0; i < nodes.size(); ++i)
+        if (d.stats[i].ok) answering.push_back(nodes[i]);
+      d.placement = check_key_placement(Cluster(answering), *part, count, *keys, true);
+      d.keys_checked = true;
+    }
+  }
+  return d;
+}
+
+// The verdict, its findings (worst first, then in cluster order) and the performance data.
+struct CheckReport {
+  Severity status = Severity::ok;
+  std::vector<Finding> findings;
+  CheckThresholds thresholds;
+  int nodes = 0, partitions = 0;
+  long long max_lag_items = 0, max_lag_seconds = 0, items = 0;
+  std::string summary() const; // the first line, without the performance data
+  std::string perfdata() const;
+};
+
+namespace detail {
+
+inline std::string plural(long long n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
+  const auto& nodes = d.cluster.nodes();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const NodeInfo& n = nodes[i];
+    const StatsResult* r = i < d.stats.size() ? &d.stats[i] : nullptr;
+    if (n.state == "down") {
+      // A preserved master (the partition's only copy) is the partition's finding, not this one.
+      if (n.is_master() && d.cluster.master_of(n.partition) == &n) continue;
+      Finding f;
+      f.code = "node_down";
+      f.node = n.key;
+      f.partition = n.partition;
+      f.message = n.key + " is down";
+      f.figure = n.role + " down" + (n.partition >= 0 ? " in partition " + std::to_string(n.partition) : "") +
+                 (r && r->ok ? " (its flared answers: the index brings it back as a proxy)" : "");
+      f.fix = n.is_master() ? "its partition failed over: flare-admin remove " + n.key +
+                                  ", or restart flared there and make it a slave (flare-admin slave " + n.key + ":1:" +
+                                  std::to_string(n.partition) + ")"
+                            : "restart flared on " + n.key + " and give it a role again (flare-admin slave " + n.key +
+                                  ":1:PARTITION), or flare-admin remove " + n.key;
+      out.push_back(std::move(f));
+    } else if (r && !r->ok) {
+      Finding f;
+      f.code = "node_unreachable";
+      f.node = n.key;
+      f.partition = n.partition;
+      f.message = n.key + " (" + n.role + " " + n.state + ") does not answer";
+      f.figure = r->error;
+      f.fix = "see whether flared runs on " + n.key + " (flare-admin ping " + n.key +
+              "); the index marks it down after its monitor threshold";
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+inline void check_partition_findings(const CheckData& d, std::vector<Finding>& out) {
+  const Cluster& c = d.cluster;
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  for (int p = 0; p < c.partition_count(); ++p) {
+    const std::string part = "partition " + std::to_string(p);
+    auto masters = c.masters_of(p);
+    auto slaves = c.slaves_of(p);
+    const NodeInfo* master = nullptr;
+    for (auto* m : masters)
+      if (m->state == "active") master = m;
+    if (!master) {
+      const NodeInfo* building = nullptr;
+      for (auto* m : masters)
+        if (m->state == "prepare" || m->state == "ready") building = m;
+      Finding f;
+      f.partition = p;
+      if (building) {
+        f.code = "master_not_serving";
+        f.node = building->key;
+        f.message = part + "'s master " + building->key + " is " + building->state + ": the partition does not serve yet";
+        f.figure = "master " + building->state;
+        f.fix = building->state == "ready" ? "flare-admin activate " + building->key
+                                           : "wait for its copy (flare-admin stats " + building->key +
+                                                 " shows its items grow), else flare-admin down " + building->key;
+      } else if (!masters.empty() && slaves.empty()) {
+        f.severity = Severity::critical;
+        f.code = "master_down_no_slave";
+        f.node = masters.front()->key;
+        f.message = part + " is offline: its master " + f.node + " is down and it has no slave";
+        f.figure = "master down, 0 slaves";
+        f.fix = "start flared on " + f.node + " again (the index keeps it as " + part + "'s master)";
+      } else {
+        f.severity = Severity::critical;
+        f.code = "no_active_master";
+        f.message = part + " has no active master";
+        std::string who;
+        for (auto* m : masters) who += (who.empty() ? "" : ", ") + m->key + " " + m->state;
+        f.figure = masters.empty() ? "no master" : "master " + who;
+        if (!masters.empty()) f.node = masters.front()->key;
+        f.fix = masters.empty() ? "flare-admin master HOST:PORT:1:" + std::to_string(p) + " with a proxy node"
+                                : "start flared on " + masters.front()->key + " again, or flare-admin activate " +
+                                      masters.front()->key;
+      }
+      out.push_back(std::move(f));
+      continue;
+    }
+    std::vector<const NodeInfo*> active;
+    for (auto* s : slaves)
+      if (s->state == "active") active.push_back(s);
+    if (active.empty()) {
+      Finding f;
+      f.code = "no_active_slave";
+      f.partition = p;
+      f.node = master->key;
+      f.message = part + " has no active slave: no redundancy";
+      std::string who;
+      for (auto* s : slaves) who += (who.empty() ? "" : ", ") + s->key + " " + s->state;
+      f.figure = slaves.empty() ? "0 slaves" : "slaves: " + who;
+      f.fix = "flare-admin slave HOST:PORT:1:" + std::to_string(p) + " with a proxy node";
+      out.push_back(std::move(f));
+    } else if (std::all_of(active.begin(), active.end(), [](const NodeInfo* s) { return s->balance == 0; })) {
+      Finding f;
+      f.code = "slaves_balance_zero";
+      f.partition = p;
+      f.node = active.front()->key;
+      f.message = "every slave of " + part + " has balance 0: the master serves every read";
+      f.figure = plural(static_cast<long long>(active.size()), "active slave", "active slaves") + " at balance 0";
+      f.fix = "flare-admin balance " + active.front()->key + ":1";
+      out.push_back(std::move(f));
+    }
+    for (auto* s : slaves) {
+      if (s->state == "down" || s->host != master->host) continue;
+      Finding f;
+      f.code = "slave_same_host";
+      f.partition = p;
+      f.node = s->key;
+      f.message = "slave " + s->key + " is on its master's host: one machine failing loses " + part;
+      f.figure = "master " + master->key;
+      f.fix = "flare-admin slave OTHERHOST:PORT:1:" + std::to_string(p) + ", then flare-admin down " + s->key +
+              " and flare-admin remove " + s->key;
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+inline void check_lag_findings(const CheckData& d, const CheckThresholds& t, std::vector<Finding>& out) {
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  auto items_of = [&](const std::string& key) -> std::optional<long long> {
+    auto it = by_key.find(key);
+    if (it == by_key.end() || !it->second->ok) return std::nullopt;
+    return it->second->stats.number("curr_items");
+  };
+  for (const auto& n : d.cluster.stats_order()) {
+    if (!n.is_master() || n.state == "down") continue;
+    auto err = d.lag_errors.find(n.key);
+    auto st = by_key.find(n.key);
+    if (err != d.lag_errors.end() && st != by_key.end() && st->second->ok && !d.cluster.slaves_of(n.partition).empty()) {
+      Finding f;
+      f.code = "lag_unknown";
+      f.partition = n.partition;
+      f.node = n.key;
+      f.message = "master " + n.key + " did not tell its slaves' replication lag";
+      f.figure = "stats threads slave: " + err->second;
+      f.fix = "flare-admin threads " + n.key + " (servers older than flare 1.0.10 have no stats threads)";
+      out.push_back(std::move(f));
+    }
+    auto lags = d.lags.find(n.key);
+    if (lags == d.lags.end()) continue;
+    for (const auto& l : lags->second) {
+      const long long behind = l.behind_seconds.value_or(0);
+      Severity s = Severity::ok;
+      if (l.queue > t.lag_critical_items || behind > t.lag_critical_seconds) s = Severity::critical;
+      else if (l.queue > t.lag_warning_items || behind > t.lag_warning_seconds) s = Severity::warning;
+      if (s != Severity::ok) {
+        Finding f;
+        f.severity = s;
+        f.code = "slave_lag";
+        f.partition = l.partition;
+        f.node = l.slave;
+        f.message = "slave " + l.slave + " is " + std::to_string(l.queue) + " items, " + std::to_string(behind) +
+                    " s behind its master " + l.master;
+        f.figure = "queue " + std::to_string(l.queue) + " items, behind " + std::to_string(behind) + " s (warning above " +
+                   std::to_string(t.lag_warning_items) + " items or " + std::to_string(t.lag_warning_seconds) +
+                   " s, critical above " + std::to_string(t.lag_critical_items) + " or " +
+                   std::to_string(t.lag_critical_seconds) + " s)";
+        f.fix = "see why " + l.slave + " is slow (stopped, overloaded, its network); if it does not catch up: "
+                "flare-admin reconstruct " + l.slave;
+        out.push_back(std::move(f));
+        continue;
+      }
+      const NodeInfo* slave = d.cluster.find(l.slave);
+      if (l.queue != 0 || !slave || !slave->is_slave() || slave->state != "active") continue;
+      auto mi = items_of(n.key), si = items_of(l.slave);
+      if (!mi || !si) continue;
+      long long diff = *mi > *si ? *mi - *si : *si - *mi;
+      if (diff <= t.items_difference) continue;
+      Finding f;
+      f.code = "items_differ";
+      f.partition = l.partition;
+      f.node = l.slave;
+      f.message = "slave " + l.slave + " holds " + std::to_string(*si) + " items, its master " + n.key + " " +
+                  std::to_string(*mi) + ", with nothing queued";
+      f.figure = "difference " + std::to_string(diff) + " items (bound " + std::to_string(t.items_difference) +
+                 "; stale copies left on a master after a new partition count too)";
+      f.fix = "flare-admin reconstruct " + l.slave;
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
+  MapVersions v = map_versions(d.index_map_version, d.stats);
+  if (!v.newer().empty()) {
+    Finding f;
+    f.severity = Severity::critical;
+    f.code = "map_newer_than_index";
+    f.node = v.highest_node();
+    f.message = "nodes hold a newer node map than the index: they ignore its changes";
+    f.figure = "index node_map_version " + std::to_string(v.index) + ", " + v.highest_node() + " holds " +
+               std::to_string(v.highest()) +
+               (v.newer().size() > 1 ? " (" + plural(static_cast<long long>(v.newer().size()), "node", "nodes") + " ahead)" : "");
+    f.fix = "flare-admin index --increment " + std::to_string(v.smallest_increment()) +
+            " -o flare.xml, stop flarei, put that file in its data dir, start flarei";
+    out.push_back(std::move(f));
+  }
+  if (v.index < 0) return;
+  for (const auto& n : v.nodes) {
+    if (n.second >= v.index) continue;
+    Finding f;
+    f.code = "map_differs";
+    f.node = n.first;
+    if (const NodeInfo* ni = d.cluster.find(n.first)) f.partition = ni->partition;
+    f.message = n.first + " holds an older node map than the index";
+    f.figure = "node_map_version " + std::to_string(n.second) + ", index " + std::to_string(v.index);
+    f.fix = "restart flared on " + n.first + " (a node fetches the map when it registers)";
+    out.push_back(std::move(f));
+  }
+}
+
+inline void check_version_findings(const CheckData& d, std::vector<Finding>& out) {
+  std::map<std::string, std::vector<std::string>> by_version;
+  if (!d.index_version.empty()) by_version[d.index_version].push_back(d.index_name + " (index)");
+  for (const auto& r : d.stats)
+    if (r.ok && r.stats.find("version")) by_version[r.stats.get("version")].push_back(r.endpoint.key());
+  if (by_version.size() < 2) return;
+  // The most common version is the cluster's; the others are named.
+  auto common = by_version.begin();
+  for (auto it = by_version.begin(); it != by_version.end(); ++it)
+    if (it->second.size() > common->second.size()) common = it;
+  Finding f;
+  f.code = "versions_differ";
+  f.message = "the servers run " + std::to_string(by_version.size()) + " flare versions";
+  for (auto it = by_version.begin(); it != by_version.end(); ++it) {
+    if (!f.figure.empty()) f.figure += "; ";
+    f.figure += detail::printable(it->first, 40) + " on " + plural(static_cast<long long>(it->second.size()), "server", "servers");
+    if (it != common) {
+      f.figure += " (" + it->second.front() + (it->second.size() > 1 ? ", ..." : "") + ")";
+      if (f.node.empty()) f.node = it->second.front();
+    }
+  }
+  f.fix = "upgrade every server to one flare version (" + detail::printable(common->first, 40) + " runs on most)";
+  out.push_back(std::move(f));
+}
+
+inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
+  for (const auto& k : d.placement) {
+    if (k.skipped) continue;
+    if (k.unframed > 0 || k.framing_error) {
+      Finding f;
+      f.severity = Severity::critical;
+      f.code = "keys_unframed";
+      f.partition = k.node.partition;
+      f.node = k.node.key;
+      f.message = "the key listing of " + k.node.key + " cannot be framed: a key holds CR LF";
+      f.figure = k.framing_error ? k.error : plural(static_cast<long long>(k.unframed), "key", "keys") + " holding CR LF";
+      f.fix = "flare-admin dumpkey --skip-unframed " + k.node.key +
+              " names them; delete them through the binary protocol (the text protocol cannot)";
+      out.push_back(std::move(f));
+    } else if (!k.error.empty()) {
+      Finding f;
+      f.code = "keys_unreadable";
+      f.partition = k.node.partition;
+      f.node = k.node.key;
+      f.message = "the keys of " + k.node.key + " could not be listed";
+      f.figure = k.error;
+      f.fix = "flare-admin dumpkey " + k.node.key + " (a dump or a construction running makes it busy)";
+      out.push_back(std::move(f));
+    }
+    if (k.misplaced > 0) {
+      Finding f;
+      f.code = "keys_misplaced";
+      f.partition = k.node.partition;
+      f.node = k.node.key;
+      f.message = k.node.key + " holds keys of another partition";
+      f.figure = std::to_string(k.misplaced) + " of " + std::to_string(k.keys) + " keys" +
+                 (k.examples.empty() ? "" : ", e.g. " + k.examples.front());
+      f.fix = "flare-admin verify lists them (stale copies after a new partition: harmless but stale; else reconstruct " +
+              k.node.key + ")";
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+} // namespace detail
+
+// The findings of `d` under thresholds `t` (codes in t.ignore left out), worst first, then in
+// the order found (index, nodes, partitions, lag, map, versions, keys), and the figures of the
+// performance data: nodes, partitions, the highest lag (items and seconds), and the items of
+// the active masters. Pure: no network, never throws but std::bad_alloc.
+inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {}) {
+  CheckReport r;
+  r.thresholds = t;
+  std::vector<Finding> all;
+  if (!d.index_error.empty()) {
+    Finding f;
+    f.severity = Severity::critical;
+    f.code = d.index_is_node ? "index_is_node" : "index_down";
+    f.node = d.index_name;
+    f.message = d.index_is_node ? d.index_name + " is a data node, not the index server"
+                                : "the index server " + d.index_name + " does not answer: nothing can fail over";
+    f.figure = d.index_error;
+    f.fix = d.index_is_node ? "give flarei's address with -i/--index-server"
+                            : "start flarei on " + d.index_name + " (its data dir holds the map, flare.xml)";
+    all.push_back(std::move(f));
+  } else {
+    detail::check_node_findings(d, all);
+    detail::check_partition_findings(d, all);
+    detail::check_lag_findings(d, t, all);
+    detail::check_map_findings(d, all);
+    detail::check_version_findings(d, all);
+    detail::check_key_findings(d, all);
+  }
+  for (auto& f : all)
+    if (!t.ignore.count(f.code)) r.findings.push_back(std::move(f));
+  std::stable_sort(r.findings.begin(), r.findings.end(), [](const Finding& a, const Finding& b) {
+    return static_cast<int>(a.severity == Severity::critical) > static_cast<int>(b.severity == Severity::critical);
+  });
+  for (const auto& f : r.findings) r.status = worse(r.status, f.severity);
+  r.nodes = static_cast<int>(d.cluster.nodes().size());
+  r.partitions = d.cluster.partition_count();
+  for (const auto& [master, lags] : d.lags)
+    for (const auto& l : lags) {
+      r.max_lag_items = std::max(r.max_lag_items, l.queue);
+      r.max_lag_seconds = std::max(r.max_lag_seconds, l.behind_seconds.value_or(0));
+    }
+  const auto& nodes = d.cluster.nodes();
+  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
+    if (nodes[i].is_master() && nodes[i].is_active() && d.stats[i].ok)
+      if (__builtin_add_overflow(r.items, d.stats[i].stats.number("curr_items").value_or(0), &r.items)) r.items = LLONG_MAX;
+  return r;
+}
+
+// "FLARE CRITICAL - partition 3 has no active master; 1 more critical; 2 warnings", or
+// "FLARE OK - 4 nodes, 2 partitions, every partition has an active master and slave".
+inline std::string CheckReport::summary() const {
+  std::string out = std::string("FLARE ") + to_string(status) + " - ";
+  long long criticals = 0, warnings = 0;
+  for (const auto& f : findings) {
+    if (f.severity == Severity::critical) ++criticals;
+    else if (f.severity == Severity::warning) ++warnings;
+  }
+  if (findings.empty())
+    return out + detail::plural(nodes, "node", "nodes") + ", " + detail::plural(partitions, "partition", "partitions") +
+           ", every partition has an active master and slave";
+  out += findings.front().message;
+  if (criticals > 1) out += "; " + std::to_string(criticals - 1) + " more critical";
+  long long more_warnings = warnings - (status == Severity::warning ? 1 : 0);
+  if (more_warnings > 0)
+    out += "; " + std::to_string(more_warnings) + (status == Severity::warning ? " more" : "") +
+           (more_warnings == 1 ? " warning" : " warnings");
+  return out;
+}
+
+// The plugins' performance data: 'label'=value[unit];warn;crit;min;max, space separated.
+inline std::string CheckReport::perfdata() const {
+  const CheckThresholds& t = thresholds;
+  return "nodes=" + std::to_string(nodes) + ";;;0 partitions=" + std::to_string(partitions) + ";;;0 lag_items=" +
+         std::to_string(max_lag_items) + ";" + std::to_string(t.lag_warning_items) + ";" +
+         std::to_string(t.lag_critical_items) + ";0 lag_seconds=" + std::to_string(max_lag_seconds) + "s;" +
+         std::to_string(t.lag_warning_seconds) + ";" + std::to_string(t.lag_critical_seconds) + ";0 items=" +
+         std::to_string(items) + ";;;0";
+}
+
+// The plugin output: the summary and performance data on the first line, then one line per
+// finding: "SEVERITY code [partition N] [NODE]: message (figure); fix: command".
+inline std::string format_check_text(const CheckReport& r) {
+  std::string out = r.summary() + " | " + r.perfdata() + "\n";
+  for (const auto& f : r.findings) {
+    out += std::string(to_string(f.severity)) + " " + f.code;
+    if (f.partition >= 0) out += " partition " + std::to_string(f.partition);
+    if (!f.node.empty()) out += " " + f.node;
+    out += ": " + f.message;
+    if (!f.figure.empty()) out += " (" + f.figure + ")";
+    if (!f.fix.empty()) out += "; fix: " + f.fix;
+    out += "\n";
+  }
+  return out;
+}
+
+// The same as one JSON document: status, exit (0-3), summary, perfdata (numbers), findings.
+inline std::string format_check_json(const CheckReport& r) {
+  using detail::json_escape;
+  std::string out = "{\"status\":" + json_escape(to_string(r.status)) + ",\"exit\":" +
+                    std::to_string(static_cast<int>(r.status)) + ",\"summary\":" + json_escape(r.summary()) +
+                    ",\"perfdata\":{\"nodes\":" + std::to_string(r.nodes) + ",\"partitions\":" +
+                    std::to_string(r.partitions) + ",\"lag_items\":" + std::to_string(r.max_lag_items) +
+                    ",\"lag_seconds\":" + std::to_string(r.max_lag_seconds) + ",\"items\":" + std::to_string(r.items) +
+                    "},\"findings\":[";
+  for (size_t i = 0; i < r.findings.size(); ++i) {
+    const Finding& f = r.findings[i];
+    std::string sev = to_string(f.severity);
+    std::transform(sev.begin(), sev.end(), sev.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    out += std::string(i ? "," : "") + "{\"severity\":" + json_escape(sev) + ",\"code\":" + json_escape(f.code) +
+           ",\"partition\":" + (f.partition >= 0 ? std::to_string(f.partition) : "null") +
+           ",\"node\":" + (f.node.empty() ? "null" : json_escape(f.node)) + ",\"message\":" + json_escape(f.message) +
+           ",\"figure\":" + json_escape(f.figure) + ",\"fix\":" + json_escape(f.fix) + "}";
+  }
+  return out + "]}";
+}
+
+// The figures the check's findings are made of, as Prometheus families with an `index` label,
+// for contrib/prometheus/flare-alerts.yml to raise the same findings (appended to
+// format_prometheus's output by `flare-stats --prometheus`): the index's node map version and
+// each node's difference to it, each partition's nodes by role and state (zeros included), its
+// active slaves' balance and slaves on the master's host, each slave's replication queue, seconds
+// behind and item difference to its master, and each server's flare version.
+inline std::string format_prometheus_health(const CheckData& d) {
+  using detail::prom_family;
+  using detail::prom_label_value;
+  std::string out;
+  const std::string idx = "index=\"" + prom_label_value(d.index_name) + "\"";
+  std::vector<std::string> s;
+  if (d.index_map_version >= 0)
+    s.push_back("flare_index_node_map_version{" + idx + "} " + std::to_string(d.index_map_version) + "\n");
+  prom_family(out, "flare_index_node_map_version", "gauge", "Version of the node map the index server holds.", s);
+  s.clear();
+  const auto& nodes = d.cluster.nodes();
+  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i) {
+    if (!d.stats[i].ok || d.index_map_version < 0) continue;
+    auto v = d.stats[i].stats.number("node_map_version");
+    if (!v) continue;
+    s.push_back("flare_node_map_version_delta{" + idx + ",node=\"" + prom_label_value(nodes[i].key) + "\"} " +
+                std::to_string(*v - d.index_map_version) + "\n");
+  }
+  prom_family(out, "flare_node_map_version_delta", "gauge",
+              "The node's node_map_version less the index's (above 0: the node ignores the index's changes).", s);
+  s.clear();
+  std::vector<std::string> balance, same_host;
+  for (int p = 0; p < d.cluster.partition_count(); ++p) {
+    const std::string pl = idx + ",partition=\"" + std::to_string(p) + "\"";
+    std::map<std::pair<std::string, std::string>, long long> count;
+    for (const char* r : {"master", "slave"})
+      for (const char* st : {"active", "prepare", "down", "ready"}) count[{r, st}] = 0;
+    const NodeInfo* master = nullptr;
+    for (const auto& n : nodes)
+      if (n.partition == p && (n.is_master() || n.is_slave())) {
+        ++count[{n.role, n.state}];
+        if (n.is_master() && n.state != "down") master = &n;
+      }
+    for (const auto& [k, v] : count)
+      s.push_back("flare_partition_nodes{" + pl + ",role=\"" + prom_label_value(k.first) + "\",state=\"" +
+                  prom_label_value(k.second) + "\"} " + std::to_string(v) + "\n");
+    long long bal = 0, near = 0;
+    for (const auto& n : nodes) {
+      if (n.partition != p || !n.is_slave()) continue;
+      if (n.state == "active") bal += n.balance;
+      if (master && n.state != "down" && n.host == master->host) ++near;
+    }
+    balance.push_back("flare_partition_active_slave_balance{" + pl + "} " + std::to_string(bal) + "\n");
+    same_host.push_back("flare_partition_slaves_on_master_host{" + pl + "} " + std::to_string(near) + "\n");
+  }
+  prom_family(out, "flare_partition_nodes", "gauge", "Masters and slaves of each partition by role and state.", s);
+  prom_family(out, "flare_partition_active_slave_balance", "gauge", "Sum of the balances of the partition's active slaves.",
+              balance);
+  prom_family(out, "flare_partition_slaves_on_master_host", "gauge",
+              "Slaves of the partition on the same host as its master.", same_host);
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  auto items_of = [&](const std::string& key) -> std::optional<long long> {
+    auto it = by_key.find(key);
+    if (it == by_key.end() || !it->second->ok) return std::nullopt;
+    return it->second->stats.number("curr_items");
+  };
+  std::vector<std::string> queue, behind, diff;
+  for (const auto& n : d.cluster.stats_order()) {
+    auto it = d.lags.find(n.key);
+    if (it == d.lags.end()) continue;
+    for (const auto& l : it->second) {
+      const std::string ll = idx + ",partition=\"" + std::to_string(l.partition) + "\",master=\"" +
+                             prom_label_value(l.master) + "\",slave=\"" + prom_label_value(l.slave) + "\"";
+      queue.push_back("flare_slave_queue_items{" + ll + "} " + std::to_string(l.queue) + "\n");
+      if (l.behind_seconds) behind.push_back("flare_slave_behind_seconds{" + ll + "} " + std::to_string(*l.behind_seconds) + "\n");
+      auto mi = items_of(l.master), si = items_of(l.slave);
+      if (mi && si) diff.push_back("flare_slave_items_difference{" + ll + "} " + std::to_string(*mi > *si ? *mi - *si : *si - *mi) + "\n");
+    }
+  }
+  prom_family(out, "flare_slave_queue_items", "gauge", "Writes the master holds for the slave (its stats threads slave).",
+              queue);
+  prom_family(out, "flare_slave_behind_seconds", "gauge", "Seconds since the oldest write the master holds for the slave.",
+              behind);
+  prom_family(out, "flare_slave_items_difference", "gauge", "Items the slave and its master hold, the difference.", diff);
+  s.clear();
+  if (!d.index_version.empty())
+    s.push_back("flare_version_info{" + idx + ",node=\"" + prom_label_value(d.index_name) + "\",version=\"" +
+                prom_label_value(d.index_version) + "\"} 1\n");
+  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
+    if (d.stats[i].ok && d.stats[i].stats.find("version"))
+      s.push_back("flare_version_info{" + idx + ",node=\"" + prom_label_value(nodes[i].key) + "\",version=\"" +
+                  prom_label_value(d.stats[i].stats.get("version")) + "\"} 1\n");
+  prom_family(out, "flare_version_info", "gauge", "The flare version each server runs (the index too), as a label.", s);
   return out;
 }
 
