@@ -13,6 +13,7 @@
 //    3. Socket                             (detail::Socket: deadlines on every call, poll())
 //    4. Protocol reader                    (Reply, read_reply, parse_stats, parse_stats_nodes, ...)
 //    5. Clients                            (ServerClient, IndexClient, NodeClient, gather_stats)
+//   5b. Replication lag                    (SlaveLag, gather_slave_lag: a master's `stats threads slave`)
 //    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
 //   6c. Node map versions                  (MapVersions: the index against the nodes)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
@@ -74,12 +75,21 @@
 //    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
 //    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
 //      -- every node at once from one poll() loop; a failed node comes back with ok == false
+//   5b. Replication lag (a master's `stats threads slave`: per slave, the writes waiting and their age)
+//    struct SlaveLag { slave (HOST:PORT); long long queue (items), behind (seconds); int threads; bool writing;
+//      long long pending() const; }   -- queue + the write being sent
+//    std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {});
+//    std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {});
+//    struct LagResult { Endpoint master; bool ok; std::string error; std::vector<SlaveLag> slaves; find(slave_key); }
+//    std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
+//      const std::vector<NodeInfo>& nodes = {});   -- every master at once, one request each
 //   6. Cluster model
 //    class Cluster { Cluster(); explicit Cluster(std::vector<NodeInfo> nodes); nodes(); empty();
 //      find(const std::string& key) / find(const Endpoint& ep) -> const NodeInfo*; int partition_count();
 //      master_of(int partition) -> const NodeInfo*; masters_of(p); slaves_of(p); preserved_down_master(p);
 //      int active_slave_count(int partition, const std::string& except_key = std::string());
 //      list_order(); stats_order(); bool reconstructable(n); bool safely_reconstructable(n); }  (all const)
+//    std::optional<SlaveLag> lag_of(const Cluster& c, const NodeInfo& slave, const std::vector<LagResult>& lags);
 //   6b. Key hashing and partitions (bit for bit as flare 1.3.4)
 //    enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
 //    bool parse_key_hash_algorithm(std::string_view name, KeyHashAlgorithm& out);   -- case-sensitive
@@ -1888,11 +1898,14 @@ inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpo
   return out;
 }
 
-// Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
-inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
+namespace detail {
+// gather_stats() for any `stats ...` request whose reply is STAT lines up to END (`what`, the
+// request without CR LF); each reply parsed with parse_stats (name = up to the first space).
+inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& endpoints, int timeout_ms,
+                                                  const std::string& what) {
   std::vector<std::pair<Endpoint, std::string>> asks;
   asks.reserve(endpoints.size());
-  for (const auto& e : endpoints) asks.emplace_back(e, "stats");
+  for (const auto& e : endpoints) asks.emplace_back(e, what);
   auto probes = detail::gather_probes(asks, timeout_ms);
   std::vector<StatsResult> out;
   out.reserve(probes.size());
@@ -1906,6 +1919,110 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
       }
     }
     out.push_back(std::move(p.result));
+  }
+  return out;
+}
+} // namespace detail
+
+// Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
+inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
+  return detail::gather_stat_lines(endpoints, timeout_ms, "stats");
+}
+
+// ---- 5b. Replication lag -----------------------------------------------------------------
+//
+// A master sends each write to its slaves through replication threads of its own (flared's
+// proxy-concurrency of them per slave, 2 by default), and `stats threads slave` on the master
+// lists them. Seen on a real flare 1.3.4 (shared/flare-protocol.md "Hard states"): each thread's
+// `peer` is the slave node's own name and port as in the node map (127.0.0.1:21122, not an
+// ephemeral port), its `type` is that node's thread_type, `queue` the writes waiting in it and
+// `behind` the seconds since the oldest of them was queued; a thread sending a write shows state
+// `execute` (op proxy_write). With a slave stopped (SIGSTOP) and 50,000 writes: queue 24942 and
+// 25056 in its two threads, behind 11. The listing follows the MASTER's own map: a slave the
+// index has set down is no longer listed. A master creates the threads at its first write to a
+// slave: a slave without threads has been sent nothing since the master started (lag 0).
+
+// One slave's lag as its master sees it.
+struct SlaveLag {
+  std::string slave;    // the slave node, HOST:PORT as in the node map
+  long long queue = 0;  // writes waiting towards it, items (the sum over its threads)
+  long long behind = 0; // seconds since the oldest of them was queued (the most over its threads)
+  int threads = 0;      // the master's replication threads towards it
+  bool writing = false; // a thread is sending it a write now (state execute): one more in flight
+  // Writes the slave has not acknowledged: the queue, and the one being sent.
+  long long pending() const { return queue + (writing ? 1 : 0); }
+};
+
+// Groups a master's `stats threads slave` by slave. A thread's peer names its slave; when the
+// peer is not a key of `nodes` (the index's map, if given) the thread's type is matched against
+// the nodes' thread_type instead (the type a master gives its threads towards a node). Slaves in
+// key order. Throws nothing; a field that is not a number counts as 0.
+inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {}) {
+  std::map<std::string, SlaveLag> by;
+  for (const auto& t : threads) {
+    std::string who = t.peer;
+    if (!nodes.empty() && std::none_of(nodes.begin(), nodes.end(), [&](const NodeInfo& n) { return n.key == who; })) {
+      auto type = to_int(t.type);
+      for (const auto& n : nodes)
+        if (type && n.thread_type == *type) who = n.key;
+    }
+    SlaveLag& l = by[who];
+    l.slave = who;
+    l.queue += std::max(0LL, to_int(t.queue).value_or(0));
+    l.behind = std::max(l.behind, t.behind ? to_int(*t.behind).value_or(0) : 0);
+    l.threads += 1;
+    if (t.state == "execute") l.writing = true;
+  }
+  std::vector<SlaveLag> out;
+  for (auto& kv : by) out.push_back(std::move(kv.second));
+  return out;
+}
+
+// Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
+// the lag of each slave it replicates to (slave_lags(), `nodes` as there). Throws
+// NetworkError / ProtocolError, ServerError when the master refuses the request.
+inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {}) {
+  ServerClient c(master, timeout_ms);
+  return slave_lags(parse_stats_threads(c.request_ok("stats threads slave").lines), nodes);
+}
+
+// One master's answer in a gather.
+struct LagResult {
+  Endpoint master;
+  bool ok = false;
+  std::string error; // why it failed, when !ok
+  std::vector<SlaveLag> slaves;
+  const SlaveLag* find(const std::string& slave_key) const {
+    for (const auto& l : slaves)
+      if (l.slave == slave_key) return &l;
+    return nullptr;
+  }
+};
+
+// ask_slave_lag() of every master at once, as gather_stats() (one poll() loop, `timeout_ms`
+// each): one request per master. Results in the order of `masters`; a master that fails comes
+// back with ok == false and the reason. Throws nothing of its own.
+inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
+                                               const std::vector<NodeInfo>& nodes = {}) {
+  std::vector<LagResult> out;
+  out.reserve(masters.size());
+  for (auto& r : detail::gather_stat_lines(masters, timeout_ms, "stats threads slave")) {
+    LagResult l;
+    l.master = r.endpoint;
+    l.ok = r.ok;
+    l.error = r.error;
+    if (r.ok) {
+      try {
+        std::vector<std::string> lines;
+        lines.reserve(r.stats.fields.size());
+        for (const auto& f : r.stats.fields) lines.push_back("STAT " + f.first + " " + f.second);
+        l.slaves = slave_lags(parse_stats_threads(lines), nodes);
+      } catch (const Error& e) {
+        l.ok = false;
+        l.error = e.what();
+      }
+    }
+    out.push_back(std::move(l));
   }
   return out;
 }
@@ -2021,6 +2138,24 @@ public:
 private:
   std::vector<NodeInfo> nodes_;
 };
+
+// The lag of `slave` (a slave of `cluster`) in its master's answer among `lags` (a
+// gather_slave_lag() of the masters). nullopt when its master was not asked or did not answer;
+// a master that answered with no thread towards the slave has sent it nothing since it
+// started: lag 0, no threads.
+inline std::optional<SlaveLag> lag_of(const Cluster& cluster, const NodeInfo& slave, const std::vector<LagResult>& lags) {
+  const NodeInfo* m = cluster.master_of(slave.partition);
+  if (!m || !slave.is_slave()) return std::nullopt;
+  for (const auto& r : lags) {
+    if (r.master.key() != m->key) continue;
+    if (!r.ok) return std::nullopt;
+    if (const SlaveLag* l = r.find(slave.key)) return *l;
+    SlaveLag none;
+    none.slave = slave.key;
+    return none;
+  }
+  return std::nullopt;
+}
 
 // ---- 6b. Key hashing and partitions ------------------------------------------------------
 //
@@ -5584,33 +5719,6 @@ struct CheckThresholds {
   std::set<std::string> ignore;      // finding codes left out
 };
 
-// One slave's replication lag as its master sees it: the master's `stats threads slave` has a
-// thread per slave, `peer` the slave's host:port, `queue` the writes waiting for it and
-// `behind` the seconds since the oldest of them (shared/flare-protocol.md, "Hard states": a
-// SIGSTOPped slave showed queue 21572 behind 5, then 11; the index shows 0 meanwhile).
-struct SlaveLag {
-  std::string master, slave;
-  int partition = -1;
-  long long queue = 0;                    // items
-  std::optional<long long> behind_seconds; // absent when the thread did not say
-};
-
-// The lags in a master's `stats threads slave` (threads without a peer are left out).
-inline std::vector<SlaveLag> slave_lags(const std::string& master, int partition, const std::vector<ThreadInfo>& threads) {
-  std::vector<SlaveLag> out;
-  for (const auto& t : threads) {
-    if (t.peer.empty()) continue;
-    SlaveLag l;
-    l.master = master;
-    l.slave = t.peer;
-    l.partition = partition;
-    l.queue = to_int(t.queue).value_or(0);
-    if (t.behind) l.behind_seconds = to_int(*t.behind);
-    out.push_back(std::move(l));
-  }
-  return out;
-}
-
 // Everything check reads.
 struct CheckData {
   std::string index_name;            // host:port as given
@@ -5620,7 +5728,7 @@ struct CheckData {
   long long index_map_version = -1;  // its node_map_version, -1 unknown
   Cluster cluster;                   // the index's map
   std::vector<StatsResult> stats;    // every node's `stats`, in cluster.nodes() order
-  std::map<std::string, std::vector<SlaveLag>> lags; // by master key: masters whose threads answered
+  std::map<std::string, std::vector<SlaveLag>> lags; // by master key: its `stats threads slave` (slave_lags)
   std::map<std::string, std::string> lag_errors;     // by master key: why `stats threads slave` failed
   bool keys_checked = false;         // --keys: placement holds every listing
   std::vector<KeyPlacement> placement;
@@ -5677,14 +5785,13 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
     }
   }
   for (size_t i = nodes.size(); i < replies.size(); ++i) {
-    const NodeInfo* m = d.cluster.find(replies[i].endpoint);
     const std::string key = replies[i].endpoint.key();
     if (!replies[i].ok) {
       d.lag_errors[key] = replies[i].error;
       continue;
     }
     try {
-      d.lags[key] = slave_lags(key, m ? m->partition : -1, parse_stats_threads(replies[i].lines));
+      d.lags[key] = slave_lags(parse_stats_threads(replies[i].lines), nodes);
     } catch (const Error& e) {
       d.lag_errors[key] = e.what();
     }
@@ -5867,19 +5974,19 @@ inline void check_lag_findings(const CheckData& d, const CheckThresholds& t, std
     auto lags = d.lags.find(n.key);
     if (lags == d.lags.end()) continue;
     for (const auto& l : lags->second) {
-      const long long behind = l.behind_seconds.value_or(0);
+      const long long behind = l.behind, queue = l.pending();
       Severity s = Severity::ok;
-      if (l.queue > t.lag_critical_items || behind > t.lag_critical_seconds) s = Severity::critical;
-      else if (l.queue > t.lag_warning_items || behind > t.lag_warning_seconds) s = Severity::warning;
+      if (queue > t.lag_critical_items || behind > t.lag_critical_seconds) s = Severity::critical;
+      else if (queue > t.lag_warning_items || behind > t.lag_warning_seconds) s = Severity::warning;
       if (s != Severity::ok) {
         Finding f;
         f.severity = s;
         f.code = "slave_lag";
-        f.partition = l.partition;
+        f.partition = n.partition;
         f.node = l.slave;
-        f.message = "slave " + l.slave + " is " + std::to_string(l.queue) + " items, " + std::to_string(behind) +
-                    " s behind its master " + l.master;
-        f.figure = "queue " + std::to_string(l.queue) + " items, behind " + std::to_string(behind) + " s (warning above " +
+        f.message = "slave " + l.slave + " is " + std::to_string(queue) + " items, " + std::to_string(behind) +
+                    " s behind its master " + n.key;
+        f.figure = "queue " + std::to_string(queue) + " items, behind " + std::to_string(behind) + " s (warning above " +
                    std::to_string(t.lag_warning_items) + " items or " + std::to_string(t.lag_warning_seconds) +
                    " s, critical above " + std::to_string(t.lag_critical_items) + " or " +
                    std::to_string(t.lag_critical_seconds) + " s)";
@@ -5889,14 +5996,14 @@ inline void check_lag_findings(const CheckData& d, const CheckThresholds& t, std
         continue;
       }
       const NodeInfo* slave = d.cluster.find(l.slave);
-      if (l.queue != 0 || !slave || !slave->is_slave() || slave->state != "active") continue;
+      if (queue != 0 || !slave || !slave->is_slave() || slave->state != "active") continue;
       auto mi = items_of(n.key), si = items_of(l.slave);
       if (!mi || !si) continue;
       long long diff = *mi > *si ? *mi - *si : *si - *mi;
       if (diff <= t.items_difference) continue;
       Finding f;
       f.code = "items_differ";
-      f.partition = l.partition;
+      f.partition = n.partition;
       f.node = l.slave;
       f.message = "slave " + l.slave + " holds " + std::to_string(*si) + " items, its master " + n.key + " " +
                   std::to_string(*mi) + ", with nothing queued";
@@ -6040,8 +6147,8 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
   r.partitions = d.cluster.partition_count();
   for (const auto& [master, lags] : d.lags)
     for (const auto& l : lags) {
-      r.max_lag_items = std::max(r.max_lag_items, l.queue);
-      r.max_lag_seconds = std::max(r.max_lag_seconds, l.behind_seconds.value_or(0));
+      r.max_lag_items = std::max(r.max_lag_items, l.pending());
+      r.max_lag_seconds = std::max(r.max_lag_seconds, l.behind);
     }
   const auto& nodes = d.cluster.nodes();
   for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
@@ -6186,11 +6293,11 @@ inline std::string format_prometheus_health(const CheckData& d) {
     auto it = d.lags.find(n.key);
     if (it == d.lags.end()) continue;
     for (const auto& l : it->second) {
-      const std::string ll = idx + ",partition=\"" + std::to_string(l.partition) + "\",master=\"" +
-                             prom_label_value(l.master) + "\",slave=\"" + prom_label_value(l.slave) + "\"";
-      queue.push_back("flare_slave_queue_items{" + ll + "} " + std::to_string(l.queue) + "\n");
-      if (l.behind_seconds) behind.push_back("flare_slave_behind_seconds{" + ll + "} " + std::to_string(*l.behind_seconds) + "\n");
-      auto mi = items_of(l.master), si = items_of(l.slave);
+      const std::string ll = idx + ",partition=\"" + std::to_string(n.partition) + "\",master=\"" +
+                             prom_label_value(n.key) + "\",slave=\"" + prom_label_value(l.slave) + "\"";
+      queue.push_back("flare_slave_queue_items{" + ll + "} " + std::to_string(l.pending()) + "\n");
+      behind.push_back("flare_slave_behind_seconds{" + ll + "} " + std::to_string(l.behind) + "\n");
+      auto mi = items_of(n.key), si = items_of(l.slave);
       if (mi && si) diff.push_back("flare_slave_items_difference{" + ll + "} " + std::to_string(*mi > *si ? *mi - *si : *si - *mi) + "\n");
     }
   }

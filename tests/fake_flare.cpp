@@ -50,6 +50,11 @@
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
 //   stall 0|1                          freeze every construction (a stuck slave) / let it go on
+//   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
+//                                      (connections are still accepted) / goes on with what was sent
+//   lag SLAVE QUEUE BEHIND [DRAIN]     its master's `stats threads slave` shows QUEUE writes waiting
+//                                      towards SLAVE, the oldest BEHIND s old (aging), draining DRAIN
+//                                      items/s (default 0); thread state execute/proxy_write meanwhile
 //   put NODE KEY [VALUE]               store one item on NODE alone (no routing, no slaves)
 //   put-hex NODE KEYHEX [VALUEHEX]     the same, key and value in hex: any byte, a space or CR LF
 //                                      too, as the binary protocol stores it (dump/dump_key write it raw)
@@ -456,6 +461,8 @@ struct MapEntry {
   int node_idx = -1;          // fake node serving this key, -1 = nothing listens there
   int64_t down_since = 0;     // mono ms
   int64_t unreach_since = -1; // mono ms, -1 = reachable
+  // control `lag`: replication towards this slave as its master shows it (`stats threads slave`)
+  int64_t lag_queue = 0, lag_behind = 0, lag_drain = 0, lag_set_ms = 0;
   // copy job while state == prepare
   std::string cursor;
   bool cursor_valid = false;
@@ -524,6 +531,7 @@ struct Endpoint {
   std::atomic<int64_t> dump_kbps{0};
   std::atomic<int64_t> cut{0};
   std::atomic<bool> hang{false}, has_override{false};
+  std::atomic<bool> stalled{false};  // control `stall TARGET 1`: as a SIGSTOPped process
   std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
   // guarded by g_mu
   std::map<std::string, Override, std::less<>> overrides;
@@ -1218,7 +1226,7 @@ void append_map(std::string& o, const NodeMap& m) {
 }
 
 void thread_entry(std::string& o, int id, int type, const std::string& peer, std::string_view op,
-                  int64_t uptime, const char* state) {
+                  int64_t uptime, const char* state, int64_t queue = 0, int64_t behind = 0) {
   std::string p = "STAT " + std::to_string(id) + ":";
   o += p + "type " + std::to_string(type) + "\r\n";
   o += p + "peer " + peer + "\r\n";
@@ -1228,8 +1236,8 @@ void thread_entry(std::string& o, int id, int type, const std::string& peer, std
   o += p + "uptime " + std::to_string(uptime) + "\r\n";
   o += p + "state " + state + "\r\n";
   o += p + "info \r\n";
-  o += p + "queue 0\r\n";
-  o += p + "behind 0\r\n";
+  o += p + "queue " + std::to_string(queue) + "\r\n";
+  o += p + "behind " + std::to_string(behind) + "\r\n";
 }
 
 // g_mu held
@@ -1275,7 +1283,20 @@ size_t append_repl_threads(std::string* o, const FakeNode& n) {
     const MapEntry& s = *sp;
     if (s.role == Role::Slave && s.partition == it->second.partition) {
       cnt++;
-      if (o) thread_entry(*o, s.repl_tid, s.thread_type, s.key, "", now - s.added_unix, "wait");
+      if (!o) continue;
+      // A lag set by control `lag`: the queue drains at lag_drain items/s; its oldest write
+      // ages meanwhile. A thread with writes waiting is sending one (a real master's
+      // `execute` / proxy_write).
+      int64_t queue = s.lag_queue, behind = 0;
+      if (queue > 0) {
+        int64_t ms = mono_ms() - s.lag_set_ms;
+        queue = std::max<int64_t>(0, queue - s.lag_drain * ms / 1000);
+        behind = queue > 0 ? s.lag_behind + ms / 1000 : 0;
+      }
+      if (queue > 0)
+        thread_entry(*o, s.repl_tid, s.thread_type, s.key, "proxy_write", now - s.added_unix, "execute", queue, behind);
+      else
+        thread_entry(*o, s.repl_tid, s.thread_type, s.key, "", now - s.added_unix, "wait");
     }
   }
   return cnt;
@@ -2392,11 +2413,28 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     o += "END\r\n";
     return true;
   }
-  if (cmd == "stall") {
+  if (cmd == "stall" && w.size() == 2) {
     // stall 1: constructions stop copying (a stuck slave), stall 0: they go on.
-    if (w.size() != 2 || (w[1] != "0" && w[1] != "1")) return err("usage: stall 0|1");
+    if (w[1] != "0" && w[1] != "1") return err("usage: stall 0|1");
     std::lock_guard<std::mutex> lk(g_mu);
     g_stalled = w[1] == "1";
+    return ok();
+  }
+  if (cmd == "lag") {
+    // lag SLAVE QUEUE BEHIND [DRAIN]: the slave's master shows QUEUE writes waiting towards it,
+    // the oldest BEHIND s old (aging), draining DRAIN items/s (default 0: a stopped slave).
+    int64_t q = 0, b = 0, d = 0;
+    if ((w.size() != 4 && w.size() != 5) || !parse_i64(w[2], q) || q < 0 || !parse_i64(w[3], b) || b < 0 ||
+        (w.size() == 5 && (!parse_i64(w[4], d) || d < 0)))
+      return err("usage: lag SLAVE QUEUE BEHIND [DRAIN_PER_SEC]");
+    std::lock_guard<std::mutex> lk(g_mu);
+    Endpoint* ep = find_target(w[1]);
+    auto it = ep && ep->kind == Kind::Node ? g_map.find(ep->key) : g_map.end();
+    if (it == g_map.end()) return err("unknown node");
+    it->second.lag_queue = q;
+    it->second.lag_behind = b;
+    it->second.lag_drain = d;
+    it->second.lag_set_ms = mono_ms();
     return ok();
   }
   if (cmd == "requests-clear") {
@@ -2459,7 +2497,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     g_map_version = static_cast<uint64_t>(v);
     return ok();
   }
-  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse",
+  static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse", "stall",
                                           "override", "kill", "start", "fill", "put", "put-hex", "items"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
@@ -2479,7 +2517,7 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     return ok();
   }
   if (cmd == "delay" || cmd == "stats-delay" || cmd == "cut" || cmd == "drip" || cmd == "hang" ||
-      cmd == "refuse") {
+      cmd == "refuse" || cmd == "stall") {
     if (w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX) return err("bad value");
     int iv = static_cast<int>(v);
     if (cmd == "delay") ep->delay_ms = iv;
@@ -2489,6 +2527,9 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     else if (cmd == "hang") {
       if (v > 1) return err("bad value");
       ep->hang = v == 1;
+    } else if (cmd == "stall") {
+      if (v > 1) return err("bad value");
+      ep->stalled = v == 1;
     } else {
       if (v > 1) return err("bad value");
       std::unique_lock<std::mutex> lk(g_mu);
@@ -2643,6 +2684,10 @@ bool handle_line(Conn* c, std::string_view line, Pending& p) {
 // Parse and execute what is buffered; false = close the connection.
 bool process_input(Conn* c, std::vector<char>& rb, size_t& rpos, size_t rend, Pending& p) {
   bool hangable = c->ep->kind != Kind::Control;
+  // A stalled server (SIGSTOP) reads and answers nothing; what was sent meanwhile is handled
+  // once it goes on (the kernel still accepts connections and buffers the requests).
+  while (hangable && c->ep->stalled.load() && !g_stop.load() && !c->killed.load())
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   for (;;) {
     if (hangable && c->ep->hang.load()) {
       rpos = rend;
