@@ -29,12 +29,13 @@ UNIT_SRC  += tests/test_output_file.cpp
 UNIT_SRC += tests/test_portable_sockets.cpp
 # Keys the text protocol cannot frame (issue 17, parts 1 and 2).
 INTEG_SRC += tests/test_cli_framing.cpp
+INTEG_SRC += tests/test_cli_check.cpp
 # Before and around a failover: replication lag, draining, the slaves asked, Ctrl-C (issues 17.3, 18.3-4).
 INTEG_SRC += tests/test_cli_failover.cpp
 UNIT_SRC  += tests/test_framing.cpp
 HDRS      = flare_tools.hpp
 
-.PHONY: all install test test-plain test-sanitize test-header static-check fuzz fuzz-run demo bench clean check-doctest
+.PHONY: all install test test-plain test-sanitize test-header static-check check-rules fuzz fuzz-run demo bench clean check-doctest
 .PHONY: matrix matrix-portable
 
 all: flare-admin flare-stats
@@ -232,6 +233,12 @@ static-check:
 	cppcheck --enable=warning,style,performance,portability --std=c++17 --language=c++ --quiet \
 	  --error-exitcode=1 --inline-suppr --suppress=useStlAlgorithm --suppress=shadowFunction \
 	  -I. flare_tools.hpp cli.cpp
+
+# The Prometheus alert rules of contrib/: promtool's own check where promtool is installed
+# (Debian: prometheus); tests/test_cli_check.cpp reads them with a parser of its own always.
+check-rules:
+	@if command -v promtool >/dev/null 2>&1; then promtool check rules contrib/prometheus/flare-alerts.yml; \
+	else echo "check-rules: no promtool here; the integration tests check the rules with their own parser"; fi
 
 # libFuzzer targets for every parser (needs clang); `make fuzz-run FUZZ_SECONDS=N` runs each.
 FUZZ_SECONDS ?= 30

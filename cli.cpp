@@ -652,7 +652,8 @@ int cmd_check(const Options& o) {
   if (t.lag_warning_seconds > t.lag_critical_seconds)
     throw UsageError("--lag-warning-seconds is above --lag-critical-seconds");
   if (o.has("ignore")) {
-    for (auto code : detail::split(o.get("ignore"), ',')) {
+    const std::string list = o.get("ignore");
+    for (auto code : detail::split(list, ',')) {
       const auto& codes = check_codes();
       if (std::none_of(codes.begin(), codes.end(), [&](const CheckCode& k) { return code == k.code; }))
         throw UsageError("--ignore: unknown finding '" + std::string(code) + "' (see the man page's list)");

@@ -20,6 +20,7 @@
 //   7b. Data                               (dump_items, restore_items, ItemReader/ItemWriter, ...)
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
 //   8b. Prometheus                         (format_prometheus: the text exposition format 0.0.4)
+//   8c. Health check                       (collect_check, evaluate_check: findings for `check`)
 //    9. Deploy                             (ServerConf, plan_flarei/plan_flared, deploy_folder)
 //   10. Keycheck                           (KeyDistribution: keys per partition for 1..N partitions)
 //
@@ -75,6 +76,9 @@
 //    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
 //    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
 //      -- every node at once from one poll() loop; a failed node comes back with ok == false
+//    struct GatherReply { endpoint; request; ok; error; lines; }
+//    std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks,
+//      int timeout_ms);   -- any request lines (replies up to END), all at once, as gather_stats
 //   5b. Replication lag (a master's `stats threads slave`: per slave, the writes waiting and their age)
 //    struct SlaveLag { slave (HOST:PORT); long long queue (items), behind (seconds); int threads; bool writing;
 //      long long pending() const; }   -- queue + the write being sent
@@ -171,6 +175,9 @@
 //    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
 //    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
 //    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
+//    struct KeyPlacement { node; skipped; keys, misplaced; examples; unframed; error; framing_error; }
+//    std::vector<KeyPlacement> check_key_placement(const Cluster& c, const Partitioning& p, int count,
+//      DumpOptions opt, bool skip_unframed = false);   -- verify's logic: every node's keys at once
 //   8. Formatting
 //    std::string format_node_table / format_node_json(const std::vector<NodeInfo>& nodes);  -- `list`
 //    std::string short_duration(long long seconds);   std::string hit_rate_cell(const NodeStats& s);
@@ -200,6 +207,23 @@
 //    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
 //      const std::vector<StatsResult>& results);
 //    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
+//    std::string format_prometheus_health(const CheckData& d);   -- (after 8c) the figures of check's
+//      findings: map versions, partition nodes by role/state, slave lag, versions (contrib/prometheus)
+//   8c. Health check (`flare-admin check`; plugin statuses)
+//    enum class Severity { ok = 0, warning = 1, critical = 2, unknown = 3 };   const char* to_string(Severity);
+//    Severity worse(Severity a, Severity b);   -- CRITICAL > UNKNOWN > WARNING > OK
+//    struct Finding { severity; code; partition; node; message; figure; fix; }
+//    struct CheckCode { code; severity; meaning; }   const std::vector<CheckCode>& check_codes();
+//    struct CheckThresholds { lag_warning_items 1000, lag_critical_items 100000, lag_warning_seconds 30,
+//      lag_critical_seconds 300, items_difference 1000; std::set<std::string> ignore; }
+//    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version; cluster;
+//      stats; lags (by master); lag_errors; keys_checked; placement; }
+//    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
+//      const TraceFn& trace = nullptr);   -- the index, then every node at once (one timeout in all)
+//    struct CheckReport { status; findings; thresholds; nodes, partitions; max_lag_items, max_lag_seconds,
+//      items; std::string summary() const; std::string perfdata() const; }
+//    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
+//    std::string format_check_text(const CheckReport& r);   std::string format_check_json(const CheckReport& r);
 //   9. Deploy
 //    enum class Daemon { flarei, flared };   const char* daemon_name(Daemon d);
 //    class ServerConf { void set(const std::string& key, const std::string& value); erase(key);
@@ -5986,10 +6010,10 @@ inline void check_lag_findings(const CheckData& d, const CheckThresholds& t, std
         f.node = l.slave;
         f.message = "slave " + l.slave + " is " + std::to_string(queue) + " items, " + std::to_string(behind) +
                     " s behind its master " + n.key;
-        f.figure = "queue " + std::to_string(queue) + " items, behind " + std::to_string(behind) + " s (warning above " +
+        f.figure = "queue " + std::to_string(queue) + " items, behind " + std::to_string(behind) + " s; warning above " +
                    std::to_string(t.lag_warning_items) + " items or " + std::to_string(t.lag_warning_seconds) +
-                   " s, critical above " + std::to_string(t.lag_critical_items) + " or " +
-                   std::to_string(t.lag_critical_seconds) + " s)";
+                   " s, critical above " + std::to_string(t.lag_critical_items) + " items or " +
+                   std::to_string(t.lag_critical_seconds) + " s";
         f.fix = "see why " + l.slave + " is slow (stopped, overloaded, its network); if it does not catch up: "
                 "flare-admin reconstruct " + l.slave;
         out.push_back(std::move(f));
@@ -6306,6 +6330,16 @@ inline std::string format_prometheus_health(const CheckData& d) {
   prom_family(out, "flare_slave_behind_seconds", "gauge", "Seconds since the oldest write the master holds for the slave.",
               behind);
   prom_family(out, "flare_slave_items_difference", "gauge", "Items the slave and its master hold, the difference.", diff);
+  s.clear();
+  for (const auto& n : d.cluster.stats_order()) {
+    if (!n.is_master() || n.state == "down" || d.cluster.slaves_of(n.partition).empty()) continue;
+    auto st = by_key.find(n.key);
+    if (st == by_key.end() || !st->second->ok) continue; // flare_up 0 tells
+    s.push_back("flare_slave_lag_known{" + idx + ",master=\"" + prom_label_value(n.key) + "\"} " +
+                (d.lags.count(n.key) ? "1" : "0") + "\n");
+  }
+  prom_family(out, "flare_slave_lag_known", "gauge",
+              "1 when the master (with slaves) answered stats threads slave, 0 when its slaves' lag is unknown.", s);
   s.clear();
   if (!d.index_version.empty())
     s.push_back("flare_version_info{" + idx + ",node=\"" + prom_label_value(d.index_name) + "\",version=\"" +
