@@ -48,7 +48,7 @@ flare-stats: flare-admin
 
 # A program named flare-SUB runs subcommand SUB; these are 0.7.3's names. ADMIN_BIN lets the
 # tests install the binary they built.
-SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy
+SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy flare-check
 ADMIN_BIN  ?= flare-admin
 MANDIR     ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions

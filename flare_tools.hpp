@@ -1648,11 +1648,14 @@ struct StatsResult {
 
 namespace detail {
 
-// One node's progress through connect -> send its request -> read until END.
+// One node's progress through connect -> send its requests (pipelined) -> read a reply to each.
 struct StatsProbe {
-  StatsResult result;
-  std::string request;            // the line sent, CR LF included
-  std::vector<std::string> lines; // the reply's lines before END, once complete
+  StatsResult result;                         // the connection's outcome (ok: every reply read)
+  std::string request;                        // the lines sent, each with its CR LF
+  std::vector<std::string> asked;             // each request line, without CR LF
+  std::vector<std::vector<std::string>> lines; // each reply's lines before END, once complete
+  std::vector<std::string> reply_error;        // each reply's error ("" when it ended in END)
+  size_t scanned = 0, terminals = 0;          // reply lines looked at, and the replies ended in them
   std::vector<std::pair<sockaddr_storage, socklen_t>> addrs;
   size_t next_addr = 0;
   int fd = -1;
@@ -1698,10 +1701,23 @@ inline std::string_view last_line(const std::string& buf) {
   return std::string_view(buf).substr(start, buf.size() - 2 - start);
 }
 
-// A `stats` reply is complete at its END line, or at an error line that replaces it.
-inline bool probe_reply_complete(const std::string& buf) {
-  std::string_view last = last_line(buf);
-  return last == "END" || last == "ERROR" || last.rfind("SERVER_ERROR", 0) == 0 || last.rfind("CLIENT_ERROR", 0) == 0;
+// A reply ends at its END line, or at an error line that replaces it.
+inline bool is_reply_end(std::string_view line) {
+  return line == "END" || line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0;
+}
+
+// Whether every reply the probe waits for has ended (the lines received since the last call
+// are looked at once).
+inline bool probe_reply_complete(StatsProbe& p) {
+  for (;;) {
+    size_t nl = p.inbuf.find('\n', p.scanned);
+    if (nl == std::string::npos) break;
+    std::string_view line(p.inbuf.data() + p.scanned, nl - p.scanned);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (is_reply_end(line)) ++p.terminals;
+    p.scanned = nl + 1;
+  }
+  return p.terminals >= p.asked.size() && p.scanned == p.inbuf.size();
 }
 
 // Raises this process's soft limit on open files toward `wanted`, never above the hard limit
@@ -1729,30 +1745,33 @@ inline size_t gather_window(size_t n) {
   return std::max<size_t>(1, std::min<size_t>(n, static_cast<size_t>(w)));
 }
 
-// Turns a complete reply (ending in END\r\n) into the probe's lines (result.ok), or its error.
+// Splits the complete replies into the probe's lines, one vector per request (result.ok); a
+// reply that ended in an error line instead of END has its reply_error.
 inline void probe_finish_reply(StatsProbe& p) {
   ::close(p.fd);
   p.fd = -1;
   p.phase = StatsProbe::done;
   p.result.fetched_at = Clock::now();
+  p.lines.assign(p.asked.size(), {});
+  p.reply_error.assign(p.asked.size(), std::string());
   try {
-    std::string_view status = last_line(p.inbuf);
-    if (status != "END")
-      throw ServerError("answered '" + printable(status) + "' to " + printable(trim(p.request)));
-    std::vector<std::string> lines;
     std::string_view all(p.inbuf);
-    all.remove_suffix(5); // END\r\n
-    size_t start = 0;
-    while (start < all.size()) {
+    size_t start = 0, k = 0;
+    while (start < all.size() && k < p.asked.size()) {
       size_t nl = all.find('\n', start);
       if (nl == std::string_view::npos) nl = all.size();
       std::string_view line = all.substr(start, nl - start);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("reply line too long");
-      lines.emplace_back(line);
       start = nl + 1;
+      if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("reply line too long");
+      if (is_reply_end(line)) {
+        if (line != "END")
+          p.reply_error[k] = ServerError("answered '" + printable(line) + "' to " + printable(p.asked[k])).what();
+        ++k;
+        continue;
+      }
+      p.lines[k].emplace_back(line);
     }
-    p.lines = std::move(lines);
     p.result.ok = true;
   } catch (const Error& e) {
     p.result.ok = false;
@@ -1804,7 +1823,7 @@ inline void probe_service(StatsProbe& p) {
       p.finish_error("reply larger than " + std::to_string(max_reply) + " bytes");
       return;
     }
-    if (probe_reply_complete(p.inbuf)) probe_finish_reply(p);
+    if (probe_reply_complete(p)) probe_finish_reply(p);
   }
 }
 
@@ -1820,13 +1839,17 @@ inline void probe_service(StatsProbe& p) {
 // (refused, timeout, garbage) comes back with ok == false and a reason; the others are
 // unaffected. Probes come back in the order of `asks`.
 namespace detail {
-inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms) {
+// One probe per (endpoint, request lines) of `asks`: the requests are sent pipelined on one
+// connection (flare answers them in order: shared/real-flare-1.3.4/README.md).
+inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoint, std::vector<std::string>>>& asks,
+                                             int timeout_ms) {
   const size_t n = asks.size();
   size_t window = detail::gather_window(n);
   std::vector<StatsProbe> probes(n);
   for (size_t i = 0; i < n; ++i) {
     probes[i].result.endpoint = asks[i].first;
-    probes[i].request = asks[i].second + "\r\n";
+    probes[i].asked = asks[i].second;
+    for (const auto& r : asks[i].second) probes[i].request += r + "\r\n";
   }
   size_t next = 0;            // the next probe to start
   std::vector<size_t> active; // probes with an open socket
@@ -1905,19 +1928,30 @@ struct GatherReply {
   std::vector<std::string> lines;
 };
 
-// Every (endpoint, request line) at once, as gather_stats (one poll loop, each its own
+// Every (endpoint, request line) at once, as gather_stats (one poll loop, each endpoint its own
 // `timeout_ms` from its connect; a reply must end in END, else it fails with the line it ended
-// with). An endpoint may be asked several things: one connection each. Never throws for one
+// with). The requests to one endpoint share a connection, pipelined. Never throws for one
 // node's failure; replies in the order of `asks`.
 inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms) {
-  auto probes = detail::gather_probes(asks, timeout_ms);
-  std::vector<GatherReply> out(probes.size());
-  for (size_t i = 0; i < probes.size(); ++i) {
+  std::vector<std::pair<Endpoint, std::vector<std::string>>> grouped;
+  std::vector<std::pair<size_t, size_t>> where(asks.size()); // ask -> (probe, reply)
+  std::unordered_map<std::string, size_t> probe_of;
+  for (size_t i = 0; i < asks.size(); ++i) {
+    auto it = probe_of.emplace(asks[i].first.key(), grouped.size()).first;
+    if (it->second == grouped.size()) grouped.emplace_back(asks[i].first, std::vector<std::string>());
+    where[i] = {it->second, grouped[it->second].second.size()};
+    grouped[it->second].second.push_back(asks[i].second);
+  }
+  auto probes = detail::gather_probes(grouped, timeout_ms);
+  std::vector<GatherReply> out(asks.size());
+  for (size_t i = 0; i < asks.size(); ++i) {
+    auto& p = probes[where[i].first];
+    const size_t k = where[i].second;
     out[i].endpoint = asks[i].first;
     out[i].request = asks[i].second;
-    out[i].ok = probes[i].result.ok;
-    out[i].error = std::move(probes[i].result.error);
-    out[i].lines = std::move(probes[i].lines);
+    out[i].ok = p.result.ok && p.reply_error[k].empty();
+    out[i].error = !p.result.ok ? p.result.error : p.reply_error[k];
+    if (p.result.ok) out[i].lines = std::move(p.lines[k]);
   }
   return out;
 }
@@ -1927,16 +1961,20 @@ namespace detail {
 // request without CR LF); each reply parsed with parse_stats (name = up to the first space).
 inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& endpoints, int timeout_ms,
                                                   const std::string& what) {
-  std::vector<std::pair<Endpoint, std::string>> asks;
+  std::vector<std::pair<Endpoint, std::vector<std::string>>> asks;
   asks.reserve(endpoints.size());
-  for (const auto& e : endpoints) asks.emplace_back(e, what);
+  for (const auto& e : endpoints) asks.emplace_back(e, std::vector<std::string>{what});
   auto probes = detail::gather_probes(asks, timeout_ms);
   std::vector<StatsResult> out;
   out.reserve(probes.size());
   for (auto& p : probes) {
+    if (p.result.ok && !p.reply_error[0].empty()) {
+      p.result.ok = false;
+      p.result.error = p.reply_error[0];
+    }
     if (p.result.ok) {
       try {
-        p.result.stats = parse_stats(p.lines);
+        p.result.stats = parse_stats(p.lines[0]);
       } catch (const Error& e) {
         p.result.ok = false;
         p.result.error = e.what();

@@ -514,3 +514,21 @@ TEST_CASE("contrib/prometheus/flare-alerts.yml: every finding without --keys has
     CHECK(findings.count(code) == 1);
   }
 }
+
+TEST_CASE("gather_replies: the requests to one node share a connection, pipelined, each reply its own") {
+  FakeCluster f(2);
+  check_healthy(f);
+  auto before = flare::parse_stats(f.request(f.node_ports[0], "stats").lines).number("total_connections").value_or(-1);
+  flare::Endpoint n0{"127.0.0.1", f.node_ports[0]}, n1{"127.0.0.1", f.node_ports[1]};
+  auto r = flare::gather_replies({{n0, "stats bogus"}, {n1, "stats"}, {n0, "stats threads slave"}, {n0, "stats"}}, 5000);
+  REQUIRE(r.size() == 4);
+  CHECK_FALSE(r[0].ok);
+  CHECK(r[0].error == "answered 'ERROR' to stats bogus");
+  CHECK(r[1].ok);
+  CHECK(r[2].ok);
+  CHECK(flare::slave_lags(flare::parse_stats_threads(r[2].lines)).size() == 1);
+  CHECK(r[3].ok);
+  CHECK(flare::parse_stats(r[3].lines).number("curr_items"));
+  auto after = flare::parse_stats(f.request(f.node_ports[0], "stats").lines).number("total_connections").value_or(-1);
+  CHECK(after - before == 2); // the gather's one connection, and this request's
+}
