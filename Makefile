@@ -234,10 +234,11 @@ static-check:
 	  --error-exitcode=1 --inline-suppr --suppress=useStlAlgorithm --suppress=shadowFunction \
 	  -I. flare_tools.hpp cli.cpp
 
-# The Prometheus alert rules of contrib/: promtool's own check where promtool is installed
-# (Debian: prometheus); tests/test_cli_check.cpp reads them with a parser of its own always.
+# The Prometheus alert rules of contrib/: promtool's own check, and its unit test of them (real
+# figures in, the alerts expected out), where promtool is installed (Debian: prometheus); tests/test_cli_check.cpp reads them with a parser of its own always.
 check-rules:
-	@if command -v promtool >/dev/null 2>&1; then promtool check rules contrib/prometheus/flare-alerts.yml; \
+	@if command -v promtool >/dev/null 2>&1; then promtool check rules contrib/prometheus/flare-alerts.yml && \
+	  promtool test rules contrib/prometheus/flare-alerts.test.yml; \
 	else echo "check-rules: no promtool here; the integration tests check the rules with their own parser"; fi
 
 # libFuzzer targets for every parser (needs clang); `make fuzz-run FUZZ_SECONDS=N` runs each.

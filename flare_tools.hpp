@@ -6101,7 +6101,8 @@ inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
     if (const NodeInfo* ni = d.cluster.find(n.first)) f.partition = ni->partition;
     f.message = n.first + " holds an older node map than the index";
     f.figure = "node_map_version " + std::to_string(n.second) + ", index " + std::to_string(v.index);
-    f.fix = "restart flared on " + n.first + " (a node fetches the map when it registers)";
+    f.fix = "the index's next change sends its map to every node (a flarei restarted from a flare.xml sends none "
+            "until then): e.g. flare-admin balance of a node to another value and back; or restart flared on " + n.first;
     out.push_back(std::move(f));
   }
 }
