@@ -532,3 +532,34 @@ TEST_CASE("gather_replies: the requests to one node share a connection, pipeline
   auto after = flare::parse_stats(f.request(f.node_ports[0], "stats").lines).number("total_connections").value_or(-1);
   CHECK(after - before == 2); // the gather's one connection, and this request's
 }
+
+TEST_CASE("the bash completion offers check's finding codes after --ignore, one after another") {
+  auto complete = [](const std::string& line) {
+    std::string script = "source contrib/bash-completion/flare-admin; COMP_LINE='" + line +
+                         "'; COMP_POINT=${#COMP_LINE}; _flare_admin; printf '%s\\n' \"${COMPREPLY[@]}\"";
+    const std::string dir = harness::make_temp_dir(), path = dir + "/complete.sh";
+    harness::write_text(path, script);
+    FILE* q = ::popen(("env -u FLARE_INDEX_SERVER bash " + path + " 2>/dev/null").c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while (q && (n = std::fread(buf, 1, sizeof buf, q)) > 0) out.append(buf, n);
+    if (q) ::pclose(q);
+    int rc = std::system(("rm -rf '" + dir + "'").c_str());
+    (void)rc;
+    std::vector<std::string> words;
+    std::istringstream in(out);
+    std::string w;
+    while (in >> w) words.push_back(w);
+    std::sort(words.begin(), words.end());
+    return words;
+  };
+  const std::string admin = harness::admin_binary();
+  CHECK(complete(admin + " check --ignore no_a") == std::vector<std::string>{"no_active_master", "no_active_slave"});
+  CHECK(complete(admin + " check --ignore slave_same_host,node_") ==
+        std::vector<std::string>{"slave_same_host,node_down", "slave_same_host,node_unreachable"});
+  // Every code the program knows is offered.
+  auto all = complete(admin + " check --ignore ");
+  for (const auto& c : flare::check_codes()) CHECK(std::count(all.begin(), all.end(), c.code) == 1);
+  CHECK(all.size() == flare::check_codes().size());
+}
