@@ -563,3 +563,44 @@ TEST_CASE("the bash completion offers check's finding codes after --ignore, one 
   for (const auto& c : flare::check_codes()) CHECK(std::count(all.begin(), all.end(), c.code) == 1);
   CHECK(all.size() == flare::check_codes().size());
 }
+
+TEST_CASE("evaluate_check: the verdict and the summary line from data alone") {
+  auto node = [](int port, const char* role, const char* state, int partition, int balance) {
+    flare::NodeInfo n;
+    n.host = "10.0.0." + std::to_string(port % 10);
+    n.port = port;
+    n.key = n.host + ":" + std::to_string(port);
+    n.role = role;
+    n.state = state;
+    n.partition = partition;
+    n.balance = balance;
+    return n;
+  };
+  flare::CheckData d;
+  d.index_name = "10.0.0.9:12120";
+  d.index_map_version = 5;
+  d.cluster = flare::Cluster({node(12121, "master", "down", 0, 1), node(12132, "master", "down", 1, 1),
+                              node(12143, "master", "active", 2, 1), node(12154, "proxy", "down", -1, 0)});
+  for (const auto& n : d.cluster.nodes()) {
+    flare::StatsResult r;
+    r.endpoint = n.endpoint();
+    r.ok = n.state != "down";
+    if (r.ok) r.stats.fields = {{"version", "1.3.4"}, {"curr_items", "7"}, {"node_map_version", "5"}};
+    d.stats.push_back(r);
+  }
+  auto r = flare::evaluate_check(d);
+  CHECK(r.status == flare::Severity::critical);
+  std::vector<std::string> codes;
+  for (const auto& f : r.findings) codes.push_back(f.code);
+  CHECK(codes == std::vector<std::string>{"master_down_no_slave", "master_down_no_slave", "node_down", "no_active_slave"});
+  CHECK(r.summary() == "FLARE CRITICAL - partition 0 is offline: its master 10.0.0.1:12121 is down and it has no slave; "
+                       "1 more critical; 2 warnings");
+  CHECK(r.items == 7);
+  CHECK(flare::worse(flare::Severity::unknown, flare::Severity::critical) == flare::Severity::critical);
+  CHECK(flare::worse(flare::Severity::warning, flare::Severity::unknown) == flare::Severity::unknown);
+  flare::CheckThresholds t;
+  t.ignore = {"master_down_no_slave", "node_down"};
+  auto quiet = flare::evaluate_check(d, t);
+  CHECK(quiet.status == flare::Severity::warning);
+  CHECK(quiet.summary() == "FLARE WARNING - partition 2 has no active slave: no redundancy");
+}
