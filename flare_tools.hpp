@@ -1841,8 +1841,10 @@ inline void probe_service(StatsProbe& p) {
 namespace detail {
 // One probe per (endpoint, request lines) of `asks`: the requests are sent pipelined on one
 // connection (flare answers them in order: shared/real-flare-1.3.4/README.md).
+// `on_reply` (if set) is called for each probe as soon as its replies are in (result.ok), e.g. to
+// parse and drop its lines: 2,000 nodes' lines held until the end cost 2 MB more.
 inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoint, std::vector<std::string>>>& asks,
-                                             int timeout_ms) {
+                                             int timeout_ms, const std::function<void(StatsProbe&)>& on_reply = nullptr) {
   const size_t n = asks.size();
   size_t window = detail::gather_window(n);
   std::vector<StatsProbe> probes(n);
@@ -1903,7 +1905,10 @@ inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoin
     auto now = Clock::now();
     for (size_t k = 0; k < fds.size(); ++k) {
       auto& p = probes[active[k]];
-      if (fds[k].revents != 0) detail::probe_service(p);
+      if (fds[k].revents != 0) {
+        detail::probe_service(p);
+        if (p.phase == StatsProbe::done && p.result.ok && on_reply) on_reply(p);
+      }
       if (p.phase != StatsProbe::done && now >= p.deadline) p.finish_error("timed out");
     }
     active.erase(std::remove_if(active.begin(), active.end(),
@@ -1964,24 +1969,25 @@ inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& e
   std::vector<std::pair<Endpoint, std::vector<std::string>>> asks;
   asks.reserve(endpoints.size());
   for (const auto& e : endpoints) asks.emplace_back(e, std::vector<std::string>{what});
-  auto probes = detail::gather_probes(asks, timeout_ms);
-  std::vector<StatsResult> out;
-  out.reserve(probes.size());
-  for (auto& p : probes) {
-    if (p.result.ok && !p.reply_error[0].empty()) {
+  auto parse = [](StatsProbe& p) {
+    if (!p.reply_error[0].empty()) {
       p.result.ok = false;
       p.result.error = p.reply_error[0];
+      return;
     }
-    if (p.result.ok) {
-      try {
-        p.result.stats = parse_stats(p.lines[0]);
-      } catch (const Error& e) {
-        p.result.ok = false;
-        p.result.error = e.what();
-      }
+    try {
+      p.result.stats = parse_stats(p.lines[0]);
+    } catch (const Error& e) {
+      p.result.ok = false;
+      p.result.error = e.what();
     }
-    out.push_back(std::move(p.result));
-  }
+    p.lines.clear();
+    p.lines.shrink_to_fit();
+  };
+  auto probes = detail::gather_probes(asks, timeout_ms, parse);
+  std::vector<StatsResult> out;
+  out.reserve(probes.size());
+  for (auto& p : probes) out.push_back(std::move(p.result));
   return out;
 }
 } // namespace detail
