@@ -254,6 +254,7 @@ demo: all build/plain/fake-flare
 
 bench: all build/plain/fake-flare
 	bench/stats_bench.sh ./flare-admin build/plain/fake-flare
+	bench/check_bench.sh ./flare-admin build/plain/fake-flare
 
 clean:
 	rm -rf build flare-admin flare-stats
