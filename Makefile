@@ -29,6 +29,8 @@ UNIT_SRC  += tests/test_output_file.cpp
 UNIT_SRC += tests/test_portable_sockets.cpp
 # Keys the text protocol cannot frame (issue 17, parts 1 and 2).
 INTEG_SRC += tests/test_cli_framing.cpp
+# One convention for streams, exit codes, options and completion (issue 19).
+INTEG_SRC += tests/test_cli_convention.cpp
 INTEG_SRC += tests/test_cli_check.cpp
 # Before and around a failover: replication lag, draining, the slaves asked, Ctrl-C (issues 17.3, 18.3-4).
 INTEG_SRC += tests/test_cli_failover.cpp

@@ -23,15 +23,46 @@ constexpr int EXIT_FAIL = 1;
 constexpr int EXIT_USAGE = 2;
 constexpr int EXIT_INTERRUPTED = 130;
 
+// A failure already explained to the user (or a refusal): exit with this status, print nothing more.
+struct Exit {
+  int status;
+};
+
+// How every message shows a user's argument: quoted, with anything that is not printable
+// ASCII (a newline, a control byte, a non-ASCII byte) escaped as \xHH, so that an argument
+// never splits a one-line error and looks the same in every message.
+std::string shown(std::string_view arg) { return "'" + detail::printable(arg, 200) + "'"; }
+
+// A message printed as one line: control bytes (a newline inside a server's answer or an
+// argument that reached the text unescaped) are escaped, other text is left as it is.
+std::string one_line(std::string_view msg) {
+  std::string out;
+  for (unsigned char ch : msg) {
+    if (ch < 0x20 || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
 // Thrown for bad command lines: printed with a hint and exit status 2.
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A failure already explained to the user (or a refusal): exit with this status, print nothing more.
-struct Exit {
-  int status;
-};
+// A HOST:PORT argument. Anything else is a usage error in 0.7.3's words ("invalid argument
+// 'X'. it must be hostname:port."), found before any server is asked.
+Endpoint endpoint_arg(const std::string& arg) {
+  try {
+    return parse_node_arg(arg, 2, 2).endpoint;
+  } catch (const Error& e) {
+    throw UsageError(std::string(e.what()) + " it must be hostname:port.");
+  }
+}
 
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) { g_interrupted = 1; }
@@ -61,7 +92,7 @@ struct Options {
 const OptSpec kCommon[] = {
     {"help", 'h', nullptr, "show this help"},
     {"debug", 0, nullptr, "log every request and reply to stderr"},
-    {"timeout", 0, "SECONDS", "deadline of each network operation (default 10)"},
+    {"timeout", 0, "SECONDS", "deadline of each network operation (default 10; more than 0, at most 86400)"},
 };
 const OptSpec kIndex[] = {
     {"index-server", 'i', "HOST[:PORT]", "index server (default $FLARE_INDEX_SERVER or 127.0.0.1)"},
@@ -76,6 +107,7 @@ struct Command {
   bool uses_index;
   std::vector<OptSpec> options;
   int (*run)(const Options&);
+  const char* notes = nullptr; // printed after the options in --help
 };
 
 std::vector<OptSpec> all_options(const Command& c) {
@@ -94,15 +126,23 @@ std::vector<OptSpec> all_options(const Command& c) {
 Options parse_options(const Command& cmd, const std::vector<std::string>& argv) {
   auto specs = all_options(cmd);
   Options o;
-  auto take = [&](const OptSpec& s, std::optional<std::string> inline_value, size_t& i, const std::string& shown) {
+  auto take = [&](const OptSpec& s, std::optional<std::string> inline_value, size_t& i, const std::string& shown_as) {
     if (s.value) {
       if (!inline_value) {
-        if (i + 1 >= argv.size()) throw UsageError("missing value for " + shown);
+        if (i + 1 >= argv.size()) throw UsageError("missing value for " + shown_as);
         inline_value = argv[++i];
+      }
+      // A single-valued option given twice is a usage error: the later one must not silently
+      // win (restore -i FILE --input OTHER, or -i meant as the index server).
+      if (o.values.count(s.name)) {
+        std::string note = s.short_name == 'i' && std::string(s.name) == "input"
+                               ? ": here -i is the input file (--input); the index server is --index-server"
+                               : "";
+        throw UsageError("--" + std::string(s.name) + " is given twice" + note);
       }
       o.values[s.name] = *inline_value;
     } else {
-      if (inline_value) throw UsageError("option " + shown + " takes no value");
+      if (inline_value) throw UsageError("option " + shown_as + " takes no value");
       o.flags.insert(s.name);
     }
   };
@@ -133,15 +173,15 @@ Options parse_options(const Command& cmd, const std::vector<std::string>& argv) 
           ++prefix_matches;
         }
       }
-      if (!match) throw UsageError("unknown option --" + body);
-      if (prefix_matches > 1) throw UsageError("ambiguous option --" + body);
+      if (!match) throw UsageError("unknown option " + shown("--" + body));
+      if (prefix_matches > 1) throw UsageError("ambiguous option " + shown("--" + body));
       take(*match, val, i, "--" + std::string(match->name));
     } else if (a.size() > 1 && a[0] == '-' && a[1] != '-') {
       for (size_t k = 1; k < a.size(); ++k) {
         const OptSpec* match = nullptr;
         for (auto& s : specs)
           if (s.short_name == a[k]) match = &s;
-        if (!match) throw UsageError(std::string("unknown option -") + a[k]);
+        if (!match) throw UsageError("unknown option " + shown(std::string("-") + a[k]));
         if (match->value) {
           std::optional<std::string> val;
           if (k + 1 < a.size()) val = a.substr(k + 1);
@@ -174,6 +214,7 @@ std::string help_text(const Command& c) {
     else out << "\n" << std::string(32, ' ');
     out << s.help << "\n";
   }
+  if (c.notes) out << "\n" << c.notes;
   return out.str();
 }
 
@@ -191,7 +232,7 @@ int parse_timeout(const Options& o) {
   char* end = nullptr;
   double secs = std::strtod(t.c_str(), &end);
   if (t.empty() || !end || *end != '\0' || !(secs > 0) || secs > 86400)
-    throw UsageError("invalid --timeout '" + t + "': give seconds, more than 0");
+    throw UsageError("invalid --timeout " + shown(t) + ": give seconds, more than 0 and at most 86400 (one day)");
   return std::max(1, static_cast<int>(secs * 1000));
 }
 
@@ -365,7 +406,8 @@ int ping_until_alive(const Endpoint& target, const Context& c, bool wait, const 
     }
     if (!wait) {
       std::cout << target.display() << " is down\n";
-      if (c.trace) std::cerr << why << "\n";
+      std::cout.flush();
+      std::cerr << target.display() << ": " << one_line(why) << "\n"; // e.g. a name that does not resolve
       return EXIT_FAIL;
     }
     if (c.trace) std::cerr << why << "; retrying in 1 s\n";
@@ -394,14 +436,7 @@ int cmd_ping(const Options& o) {
     return EXIT_OK;
   }
   std::vector<Endpoint> targets;
-  for (auto& a : o.args) {
-    try {
-      targets.push_back(parse_node_arg(a, 2, 2).endpoint);
-    } catch (const Error&) {
-      std::cerr << "invalid argument '" << a << "'. it must be hostname:port.\n";
-      return EXIT_FAIL;
-    }
-  }
+  for (auto& a : o.args) targets.push_back(endpoint_arg(a));
   for (const auto& t : targets) {
     int st = ping_until_alive(t, c, wait, [&] {
       ServerClient sc(t, c.timeout_ms);
@@ -479,10 +514,14 @@ int stats_prometheus(const Options& o) {
         if (d.index_is_node) throw NotAnIndexError(d.index_error);
         naming_index(c.index, [&] { throw NetworkError(d.index_error); });
       }
+      bool unreachable = false;
       for (const auto& r : d.stats)
-        if (!r.ok) std::cerr << r.endpoint.display() << ": " << r.error << "\n";
-      text = format_prometheus(c.index.display(), d.cluster, d.stats) + format_prometheus_health(d);
-      status = EXIT_OK;
+        if (!r.ok) {
+          std::cerr << r.endpoint.display() << ": " << one_line(r.error) << "\n";
+          unreachable = true;
+        }
+      text = format_prometheus(c.index.display(), d.cluster, d.stats, lag_results(d)) + format_prometheus_health(d);
+      status = unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
     } catch (const Error& e) {
       std::cerr << e.what() << "\n";
       text = format_prometheus_index_down(c.index.display());
@@ -499,6 +538,21 @@ int stats_prometheus(const Options& o) {
   return status;
 }
 
+// A JSON document of ours on one line: its line breaks and the indentation after them are
+// layout only (json_escape writes a line break inside a string as \n).
+std::string compact_json(const std::string& doc) {
+  std::string out;
+  out.reserve(doc.size());
+  for (size_t i = 0; i < doc.size(); ++i) {
+    if (doc[i] != '\n') {
+      out += doc[i];
+      continue;
+    }
+    while (i + 1 < doc.size() && doc[i + 1] == ' ') ++i;
+  }
+  return out;
+}
+
 int cmd_stats(const Options& o) {
   if (o.flag("prometheus")) return stats_prometheus(o);
   if (o.has("output")) throw UsageError("--output goes with --prometheus");
@@ -508,40 +562,37 @@ int cmd_stats(const Options& o) {
   int count = parse_positive(o, "count", 1, 1);
   std::string delimiter = o.has("delimiter") ? o.get("delimiter") : " ";
   std::vector<std::string> filter;
-  for (auto& a : o.args) {
-    try {
-      filter.push_back(parse_node_arg(a, 2, 2).endpoint.key());
-    } catch (const Error& e) {
-      std::cerr << e.what() << "\n";
-      return EXIT_FAIL;
-    }
-  }
+  for (auto& a : o.args) filter.push_back(endpoint_arg(a).key());
   IndexClient ic = index_client(c);
   std::map<std::string, std::optional<QpsSample>> previous;
+  bool unreachable = false; // some node did not answer (exit 1 with --fail-on-unreachable)
 
   std::optional<long long> index_version;
-  auto take_sample = [&](Cluster& cluster, std::map<std::string, std::string>& behind) {
+  // A slave's behind is its lag as its master sees it: the masters of the slaves shown are
+  // asked `stats threads slave` in the same gather as every node's `stats`.
+  auto take_sample = [&](Cluster& cluster, std::map<std::string, SlaveLag>& behind) {
     cluster = load_cluster(ic);
     behind.clear();
-    try {
-      for (const auto& t : ic.stats_threads())
-        if (t.behind) behind[t.peer] = *t.behind;
-    } catch (const ServerError&) {
-      // Servers older than 1.0.10 have no `stats threads`: behind shows as "-".
-    }
     std::vector<NodeInfo> nodes;
     for (auto& n : cluster.stats_order())
       if (filter.empty() || std::find(filter.begin(), filter.end(), n.key) != filter.end()) nodes.push_back(n);
     std::vector<Endpoint> eps;
     for (auto& n : nodes) eps.push_back(n.endpoint());
-    auto results = gather_stats(eps, c.timeout_ms);
-    MapVersions v = check_map_versions(ic, cluster, results, c.timeout_ms);
+    auto g = gather_stats_and_lag(eps, lag_masters(cluster, nodes), c.timeout_ms, cluster.nodes());
+    std::set<std::string> failed;
+    for (const auto& r : g.stats)
+      if (!r.ok) failed.insert(r.endpoint.key());
+    for (const auto& l : g.lags)
+      if (!l.ok && !failed.count(l.master.key()))
+        std::cerr << l.master.key() << ": its slaves' lag is unknown: " << one_line(l.error) << "\n";
+    behind = lags_by_slave(cluster, g.lags);
+    MapVersions v = check_map_versions(ic, cluster, g.stats, c.timeout_ms);
     index_version = v.index >= 0 ? std::optional<long long>(v.index) : std::nullopt;
-    return std::make_pair(nodes, std::move(results));
+    return std::make_pair(nodes, std::move(g.stats));
   };
 
   Cluster cluster;
-  std::map<std::string, std::string> behind;
+  std::map<std::string, SlaveLag> behind;
   if (!filter.empty()) {
     cluster = load_cluster(ic);
     for (const auto& k : filter)
@@ -565,36 +616,34 @@ int cmd_stats(const Options& o) {
       r.result = &results[i];
       r.index_map_version = index_version;
       auto b = behind.find(nodes[i].key);
-      if (b != behind.end()) r.behind = b->second;
+      if (b != behind.end()) r.lag = b->second;
       auto cur = qps_sample(results[i]);
       if (qps) r.qps = qps_between(previous[nodes[i].key], cur);
       previous[nodes[i].key] = cur;
       rows.push_back(std::move(r));
-      if (!results[i].ok) std::cerr << nodes[i].key << ": " << results[i].error << "\n";
+      if (!results[i].ok) {
+        std::cerr << nodes[i].key << ": " << one_line(results[i].error) << "\n";
+        unreachable = true;
+      }
     }
-    if (json) std::cout << format_stats_json(rows, qps) << "\n";
+    // Several samples: JSON Lines, one compact document per line (a reader of one document per
+    // line and jq both take it). One sample: the indented document, as before.
+    if (json) std::cout << (count > 1 ? compact_json(format_stats_json(rows, qps)) : format_stats_json(rows, qps)) << "\n";
     else std::cout << format_stats_table(rows, qps, delimiter);
     flush_stdout();
     if (round + 1 < count && !sleep_interruptible(wait)) {
       std::cerr << "INTERRUPTED\n";
-      return EXIT_OK;
+      return EXIT_INTERRUPTED;
     }
   }
-  return EXIT_OK;
+  return unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
 }
 
 int cmd_threads(const Options& o) {
   Context c = make_context(o, true);
   if (o.args.size() > 1) throw UsageError("threads takes at most one HOST:PORT");
   Endpoint target = c.index;
-  if (!o.args.empty()) {
-    try {
-      target = parse_node_arg(o.args[0], 2, 2).endpoint;
-    } catch (const Error&) {
-      std::cerr << "invalid nodekey: " << o.args[0] << "\n";
-      return EXIT_FAIL;
-    }
-  }
+  if (!o.args.empty()) target = endpoint_arg(o.args[0]);
   ServerClient sc(target, c.timeout_ms);
   sc.set_trace(c.trace);
   if (o.args.empty()) {
@@ -729,19 +778,30 @@ int cmd_index(const Options& o) {
 struct Terminal {
   bool progress_open = false;
   bool err_is_tty = ::isatty(2) != 0;
+  // A redrawn counter line (dump --all's) is erased before any other line is printed, not
+  // left above it; a construction's progress line stays as the last count seen.
+  bool erase_progress = false;
 
   void end_progress() {
     if (progress_open) std::cerr << "\n";
     progress_open = false;
   }
-  void say(const std::string& s) {
+  // Before another line: the redrawn line ends there, or is erased (erase_progress).
+  void make_room() {
+    if (progress_open && erase_progress) {
+      std::cerr << "\r\x1b[K";
+      progress_open = false;
+    }
     end_progress();
+  }
+  void say(const std::string& s) {
+    make_room();
     std::cerr.flush();
     std::cout << s << "\n";
     std::cout.flush();
   }
   void warn(const std::string& s) {
-    end_progress();
+    make_room();
     std::cout.flush();
     std::cerr << s << "\n";
   }
@@ -758,7 +818,7 @@ struct Terminal {
   // drive existing scripts). A byte at a time, so that the next prompt's answer stays in the
   // pipe. End of input or Ctrl-C: no answer.
   std::optional<std::string> ask(const std::string& prompt) {
-    end_progress();
+    make_room();
     std::cout.flush();
     std::cerr << prompt;
     std::cerr.flush();
@@ -802,8 +862,7 @@ std::vector<NodeArg> node_args(const Options& o, int min_fields, int max_fields,
     try {
       out.push_back(parse_node_arg(a, min_fields, max_fields));
     } catch (const Error& e) {
-      std::cerr << e.what() << (shape.empty() ? "" : " it must be " + shape + ".") << "\n";
-      throw Exit{EXIT_FAIL};
+      throw UsageError(e.what() + (shape.empty() ? "" : " it must be " + shape + "."));
     }
   }
   return out;
@@ -831,11 +890,30 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   io.ask = [term](const std::string& p) { return term->ask(p); };
   io.interrupted = [] { return g_interrupted != 0; };
   IndexClient ic = index_client(c);
-  load_cluster(ic); // reachability first: a clear message if the index is down
-  ClusterAdmin admin(ic, opt, io);
+  // Once Ctrl-C is seen no changing request is sent (ServerClient::request_change), and until
+  // the first one is, a wait on the index (a stalled flarei) ends at once: nothing was changed.
+  auto log = std::make_shared<ChangeLog>();
+  log->interrupted = io.interrupted;
+  ic.set_change_log(log);
+  ic.set_cancel([log] { return log->sent.empty() && g_interrupted != 0; });
   Outcome out;
   try {
+    load_cluster(ic); // reachability first: a clear message if the index is down
+    ClusterAdmin admin(ic, opt, io);
     out = body(admin);
+  } catch (const Interrupted& e) {
+    term->end_progress();
+    flush_stdout();
+    if (log->sent.empty()) {
+      std::string what = e.what();
+      std::string unsent = what.rfind("interrupted: '", 0) == 0 ? " (" + what.substr(13) + ")" : "";
+      std::cerr << "interrupted: nothing was changed" << unsent << ".\n";
+    } else {
+      std::string sent;
+      for (const auto& r : log->sent) sent += (sent.empty() ? "" : ", ") + std::string("'") + r + "'";
+      std::cerr << e.what() << ". Sent before: " << sent << "; check the cluster with: flare-admin list\n";
+    }
+    return EXIT_INTERRUPTED;
   } catch (...) {
     term->end_progress();
     throw;
@@ -848,10 +926,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
 int cmd_master(const Options& o) {
   auto args = node_args(o, 4, 4, "hostname:port:balance:partition");
   for (const auto& a : args)
-    if (*a.balance <= 0) {
-      std::cerr << "invalid balance '" << a.text << "'.\n";
-      return EXIT_FAIL;
-    }
+    if (*a.balance <= 0) throw UsageError("invalid balance " + shown(a.text) + ". it must be more than 0.");
   return run_admin(o, [&](ClusterAdmin& a) { return a.master(args); });
 }
 int cmd_slave(const Options& o) {
@@ -935,10 +1010,7 @@ private:
 std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit) {
   bool all = o.flag("all");
   if (all && !o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
-  if (!all && o.args.empty()) {
-    std::cerr << "please specify --all option to get complete dump.\n";
-    throw Exit{EXIT_FAIL};
-  }
+  if (!all && o.args.empty()) throw UsageError("please specify --all option to get complete dump (or give HOST:PORT).");
   std::optional<int> part, psize;
   if (o.has("partition")) {
     part = to_int32(o.get("partition"));
@@ -950,6 +1022,8 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
   }
   if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
   if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
+  std::vector<Endpoint> named; // checked before the index is asked anything
+  for (auto& a : o.args) named.push_back(endpoint_arg(a));
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   int serving = serving_partition_count(cluster);
@@ -973,14 +1047,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
       nodes.push_back(n);
     }
   } else {
-    for (auto& a : o.args) {
-      Endpoint ep;
-      try {
-        ep = parse_node_arg(a, 2, 2).endpoint;
-      } catch (const Error& e) {
-        std::cerr << e.what() << " it must be hostname:port.\n";
-        throw Exit{EXIT_FAIL};
-      }
+    for (const auto& ep : named) {
       const NodeInfo* n = cluster.find(ep);
       if (!n) {
         std::cerr << "unknown node: " << ep.key() << "\n";
@@ -1025,6 +1092,7 @@ void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, co
     winsize ws{};
     size_t width = ::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1u : 79u; // not the last column: no wrap
     live = std::make_shared<StreamsProgress>(verb, names, unit, width);
+    term.erase_progress = true;
     opt.on_node_item = [&term, live](size_t i, unsigned long long n) {
       live->count(i, n);
       if (auto line = live->line_if_due()) term.progress(*line);
@@ -1046,10 +1114,7 @@ void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, co
 int cmd_dump(const Options& o) {
   Context c = make_context(o, true);
   auto format = parse_data_format(o.get("format", "flare"));
-  if (!format) {
-    std::cerr << "unknown format: " << o.get("format") << "\n";
-    return EXIT_FAIL;
-  }
+  if (!format) throw UsageError("unknown format: " + shown(o.get("format")) + " (flare or csv)");
   auto targets = data_targets(o, c, bwlimit_option(o));
   Output out(o);
   ItemWriter writer(out.writer(), *format);
@@ -1205,16 +1270,10 @@ int cmd_restore(const Options& o) {
   DataFormat format = path.size() > 4 && path.compare(path.size() - 4, 4, ".csv") == 0 ? DataFormat::csv : DataFormat::flare;
   if (o.has("format")) {
     auto f = parse_data_format(o.get("format"));
-    if (!f) {
-      std::cerr << "unknown format: " << o.get("format") << "\n";
-      return EXIT_FAIL;
-    }
+    if (!f) throw UsageError("unknown format: " + shown(o.get("format")) + " (flare or csv)");
     format = *f;
   }
-  if (o.has("include") && o.has("prefix-include")) {
-    std::cerr << "--include option is specified.\n";
-    return EXIT_FAIL;
-  }
+  if (o.has("include") && o.has("prefix-include")) throw UsageError("--include and --prefix-include cannot be combined");
   unsigned long long resume_from = 0;
   if (o.has("resume-from")) {
     auto v = to_int(o.get("resume-from"));
@@ -1226,6 +1285,8 @@ int cmd_restore(const Options& o) {
   if (o.has("include")) include = std::make_unique<KeyPattern>(o.get("include"));
   if (o.has("exclude")) exclude = std::make_unique<KeyPattern>(o.get("exclude"));
   if (o.args.size() > 1) throw UsageError("restore writes through one node: give at most one HOST:PORT");
+  std::optional<Endpoint> given_target;
+  if (!o.args.empty()) given_target = endpoint_arg(o.args[0]);
   auto selected = [&](const std::string& key) {
     if (!prefix.empty() && key.compare(0, prefix.size(), prefix) != 0) return false;
     if (include && !include->matches(key)) return false;
@@ -1272,13 +1333,8 @@ int cmd_restore(const Options& o) {
     return EXIT_INTERRUPTED;
   }
   Endpoint target;
-  if (!o.args.empty()) {
-    try {
-      target = parse_node_arg(o.args[0], 2, 2).endpoint;
-    } catch (const Error& e) {
-      std::cerr << e.what() << "\n";
-      return EXIT_FAIL;
-    }
+  if (given_target) {
+    target = *given_target;
   } else {
     IndexClient ic = index_client(c);
     Cluster cluster = load_cluster(ic);
@@ -1319,13 +1375,13 @@ int cmd_restore(const Options& o) {
 
 int cmd_verify(const Options& o) {
   Context c = make_context(o, true);
+  KeyHashAlgorithm forced{};
+  if (o.has("key-hash-algorithm") && !parse_key_hash_algorithm(o.get("key-hash-algorithm"), forced))
+    throw UsageError("unknown type: " + shown(o.get("key-hash-algorithm")) + " (simple bitshift crc32 adler32 murmur jenkins)");
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   Partitioning p = partitioning_from_meta(ic.meta());
-  if (o.has("key-hash-algorithm") && !parse_key_hash_algorithm(o.get("key-hash-algorithm"), p.algorithm)) {
-    std::cerr << "unknown type: " << o.get("key-hash-algorithm") << "\n";
-    return EXIT_FAIL;
-  }
+  if (o.has("key-hash-algorithm")) p.algorithm = forced;
   int count = serving_partition_count(cluster);
   if (count <= 0) {
     std::cerr << "cannot verify: no partition has an active master (the cluster serves no data; see flare-admin list)\n";
@@ -1350,7 +1406,7 @@ int cmd_verify(const Options& o) {
     term.end_progress();
   } catch (const Interrupted&) {
     term.end_progress();
-    std::cout << "interrupted\n";
+    std::cerr << "interrupted\n";
     return EXIT_INTERRUPTED;
   }
   bool good = true;
@@ -1387,26 +1443,32 @@ int cmd_deploy(const Options& o) {
     if (s.value) {
       if (!o.has(s.key)) continue;
       value = o.get(s.key);
-      // A value is copied into `key = value` lines: a line break would add a setting.
-      if (value.empty() || value.find_first_of("\r\n") != std::string::npos)
-        throw UsageError("invalid --" + std::string(s.key) + " '" + detail::printable(value) + "'");
+      // Refused before anything is written unless flarei/flared would read it as meant.
+      std::string problem = deploy_value_problem(s.key, value);
+      if (!problem.empty()) throw UsageError("invalid --" + std::string(s.key) + " " + shown(value) + ": " + problem);
     } else {
       if (!o.flag(s.key)) continue;
       value = "true";
     }
     settings.emplace_back(s.key, value);
     if (s.caveat) std::cerr << "warning: --" << s.key << ": " << s.caveat << "\n";
+    if (std::string(s.key) == "storage-type" && value == "kch") // seen: flared 1.3.4 without it does not start
+      std::cerr << "warning: --storage-type=kch: flared knows kch only when built with Kyoto Cabinet\n";
   }
   const bool with_index = o.flag("deploy-index");
   if (o.args.empty() && !with_index) throw UsageError("give HOST:PORT[:BALANCE:PARTITION] for each node, or --deploy-index");
   std::vector<Endpoint> nodes;
   for (const auto& a : o.args) {
+    NodeArg n;
     try {
-      nodes.push_back(parse_node_arg(a, 2, 4).endpoint);
+      n = parse_node_arg(a, 2, 4);
     } catch (const Error&) {
-      std::cerr << "invalid argument '" << a << "'. it must be hostname:port[:balance:partition].\n";
-      return EXIT_FAIL;
+      n.balance = 0; // refused below
     }
+    // host:port or host:port:balance:partition; host:port:balance alone is neither.
+    if (n.text.empty() || (n.balance.has_value() != n.partition.has_value()))
+      throw UsageError("invalid argument " + shown(a) + ". it must be hostname:port[:balance:partition].");
+    nodes.push_back(n.endpoint);
   }
   char cwd[4096];
   if (!::getcwd(cwd, sizeof cwd)) throw Error(std::string("cannot tell the current directory: ") + std::strerror(errno));
@@ -1427,7 +1489,7 @@ int cmd_deploy(const Options& o) {
     }
   }
   for (const auto& t : targets) {
-    std::cout << "generateing ... " << t.server.key() << "\n";  // sic: 0.7.3's wording
+    std::cout << "generating ... " << t.server.key() << "\n";
     deploy_folder(t, replace, o.flag("systemd"));
   }
   flush_stdout();
@@ -1489,6 +1551,9 @@ int cmd_keycheck(const Options& o) {
     std::string path = o.has("input") ? o.get("input") : o.args.empty() ? "-" : o.args[0];
     std::ifstream file;
     if (path != "-") {
+      struct stat st{};
+      if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        throw Error(shown(path) + " is a directory, not a file: give the file to read");
       file.open(path, std::ios::binary);
       if (!file) throw Error("cannot open '" + path + "': " + std::strerror(errno));
     }
@@ -1552,13 +1617,17 @@ std::vector<Command> commands() {
       {"stats", "[HOST:PORT ...]", "Show statistics of every node (or of the nodes given).", true,
        {{"qps", 'q', nullptr, "add requests per second (total, reads, writes)"},
         {"wait", 'w', "SECONDS", "seconds between tables (default 1)"},
-        {"count", 'c', "N", "number of tables (default 1)"},
+        {"count", 'c', "N", "number of tables (default 1); with --json, N > 1 prints JSON Lines (one document a line)"},
         {"delimiter", 'd', "STRING", "column separator (default one space)"},
-        kJson,
-        {"prometheus", 0, nullptr, "print Prometheus text format (0.0.4) for every node and the cluster"},
+        {"json", 0, nullptr, "print one JSON document instead of the table (sizes in bytes)"},
+        {"fail-on-unreachable", 0, nullptr, "exit 1 when a node did not answer (default: exit 0, as 0.7.3)"},
+        {"prometheus", 0, nullptr, "print Prometheus text format (0.0.4) for every node and the cluster (bytes)"},
         {"output", 'o', "FILE", "with --prometheus: write FILE atomically instead of stdout"},
         {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0644: a monitoring agent reads it)"}},
-       cmd_stats},
+       cmd_stats,
+       "The size column is in whole GiB, rounded down, as 0.7.3 shows it (21 MB shows 0);\n"
+       "--json and --prometheus carry bytes. A node that does not answer is shown as such\n"
+       "(its error on stderr) and the exit status stays 0 unless --fail-on-unreachable.\n"},
       {"threads", "[HOST:PORT]", "Show the threads of the index server or of a node.", true, {kJson}, cmd_threads},
       {"summary", "", "Show a one-line summary of the cluster.", true, {kJson}, cmd_summary},
       {"check", "", "Tell the cluster's health as a monitoring plugin (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).",
@@ -1584,13 +1653,16 @@ std::vector<Command> commands() {
       {"slave", "HOST:PORT:BALANCE[:PARTITION] ...", "Make proxies slaves of a partition, then give them their balance.",
        true, {kForce, kDryRun, kRetry, {"without-clean", 0, nullptr, "do not flush_all the node first"}}, cmd_slave},
       {"balance", "HOST:PORT:BALANCE ...", "Change the balance of nodes.", true, {kForce, kDryRun}, cmd_balance},
-      {"down", "HOST:PORT ...", "Turn nodes down (a master fails over to its best slave).", true, {kForce, kDryRun}, cmd_down},
+      {"down", "HOST:PORT ...", "Turn nodes down (a master fails over to its best slave).", true,
+       {kForce, kDryRun,
+        {"unsafe", 0, nullptr, "fail a master over even if its slaves have not caught up (their missing writes are lost)"}},
+       cmd_down},
       {"activate", "HOST:PORT ...", "Turn nodes active (a ready master, a revived node).", true, {kForce, kDryRun},
        cmd_activate},
       {"remove", "HOST:PORT ...", "Remove down proxies from the cluster.", true, {kForce, kDryRun, kRetry}, cmd_remove},
       {"reconstruct", "HOST:PORT ... | --all", "Rebuild nodes from their partition.", true,
        {kForce, kDryRun, kRetry, {"all", 0, nullptr, "every master and slave"},
-        {"unsafe", 0, nullptr, "rebuild even if the partition is left without redundancy"}},
+        {"unsafe", 0, nullptr, "rebuild even without redundancy, or a master whose slaves have not caught up"}},
        cmd_reconstruct},
       {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
        true, {kForce, kDryRun, kRetry}, cmd_part},
@@ -1633,6 +1705,62 @@ std::vector<Command> commands() {
   };
 }
 
+// The subcommand nearest to a mistyped one (fewest single-character edits; a prefix of one
+// name counts as near), or "" when none is within a third of the word.
+std::string nearest_subcommand(const std::string& typed, const std::vector<Command>& named) {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  size_t best_d = std::max<size_t>(2, typed.size() / 3) + 1;
+  for (const auto& c : named) {
+    std::string name = c.name;
+    size_t d = typed.size() >= 3 && name.rfind(typed, 0) == 0 ? 1 : distance(typed, name);
+    if (d < best_d) {
+      best_d = d;
+      best = name;
+    }
+  }
+  return best;
+}
+
+// Files named by --input / --output, checked before anything is asked, sent or written: a
+// directory is named as one (not "malformed record at byte 0"); restore's and keycheck's -i is
+// the input file (0.7.3), so an -i that is no file but reads HOST:PORT was meant as the index
+// server: a usage error that says so.
+void check_file_options(const Options& o, const Command& c) {
+  auto is_dir = [](const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  };
+  if (o.has("input") && o.get("input") != "-") {
+    const std::string& path = o.get("input");
+    if (is_dir(path)) throw Error(shown(path) + " is a directory, not a file: give the file to read");
+    bool host_port = false;
+    try {
+      parse_node_arg(path, 2, 2);
+      host_port = true;
+    } catch (const Error&) {
+    }
+    if (host_port && ::access(path.c_str(), F_OK) != 0)
+      throw UsageError("no file " + shown(path) + ": in " + c.name + ", -i is the input file (--input); " +
+                       "to name the index server, use --index-server " + detail::printable(path, 200));
+  }
+  if (o.has("output") && o.get("output") != "-" && is_dir(o.get("output")))
+    throw Error(shown(o.get("output")) + " is a directory, not a file: give the file to write");
+}
+
 void print_overview(std::ostream& out) {
   out << "Usage: flare-admin SUBCOMMAND [options] [arguments]\n"
       << "       flare-SUBCOMMAND [options] [arguments]  (flare-stats is flare-admin stats, ...)\n\nSubcommands:\n";
@@ -1640,8 +1768,10 @@ void print_overview(std::ostream& out) {
     std::string name = c.name;
     out << "  " << name << std::string(name.size() < 13 ? 13 - name.size() : 1, ' ') << c.summary << "\n";
   }
-  out << "\nRun 'flare-admin SUBCOMMAND --help' for the options of each. Exit status: 0 success,\n"
-         "1 failure or refusal, 2 usage error, 130 interrupted (check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).\n";
+  out << "\nRun 'flare-admin SUBCOMMAND --help' (or 'flare-admin help SUBCOMMAND') for the options of each.\n"
+         "Exit status: 0 done, 1 failed or refused at run time, 2 command line wrong, 130 interrupted\n"
+         "(check, a monitoring plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).\n"
+         "Data goes to stdout; errors, refusals, warnings, notes and prompts go to stderr.\n";
 }
 
 int run(int argc, char** argv) {
@@ -1668,8 +1798,18 @@ int run(int argc, char** argv) {
       return EXIT_OK;
     }
     if (sub == "-h" || sub == "--help" || sub == "help") {
-      print_overview(std::cout);
-      return EXIT_OK;
+      // help SUB: SUB's own help, as SUB --help shows it.
+      if (sub == "help" && !words.empty()) {
+        if (words.size() > 1) {
+          std::cerr << "help takes one subcommand (see: flare-admin --help)\n";
+          return EXIT_USAGE;
+        }
+        sub = words.front();
+        words = {"--help"};
+      } else {
+        print_overview(std::cout);
+        return EXIT_OK;
+      }
     }
   }
   if (std::find(words.begin(), words.end(), "--version") != words.end()) {
@@ -1692,24 +1832,29 @@ int run(int argc, char** argv) {
         std::cout << help_text(c);
         return EXIT_OK;
       }
+      if (!*c.usage && !o.args.empty())
+        throw UsageError(std::string(c.name) + " takes no arguments (given: " + shown(o.args.front()) + ")");
+      check_file_options(o, c);
       if (o.has("file-mode")) file_mode(o, 0); // checked before anything is asked or sent
       if (o.has("file-mode") && o.get("output", "-") == "-") throw UsageError("--file-mode goes with -o FILE");
       return c.run(o);
     } catch (const UsageError& e) {
-      std::cerr << e.what() << " (see: " << program_name
+      std::cerr << one_line(e.what()) << " (see: " << program_name
                 << (short_name ? "" : std::string(" ") + c.name) << " --help)\n";
       return plugin ? unknown(e.what()) : EXIT_USAGE;
     } catch (const Exit& e) {
       return e.status;
     } catch (const Error& e) {
-      std::cerr << e.what() << "\n";
+      std::cerr << one_line(e.what()) << "\n";
       return plugin ? unknown(e.what()) : EXIT_FAIL;
     } catch (const std::bad_alloc&) {
       std::cerr << "out of memory\n";
       return plugin ? unknown("out of memory") : EXIT_FAIL;
     }
   }
-  std::cerr << "unknown subcommand '" << sub << "' (run flare-admin --help for the list)\n";
+  std::string nearest = nearest_subcommand(sub, named);
+  std::cerr << "unknown subcommand " << shown(sub)
+            << (nearest.empty() ? "" : "; did you mean '" + nearest + "'?") << " (run flare-admin --help for the list)\n";
   return EXIT_USAGE;
 }
 

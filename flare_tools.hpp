@@ -68,7 +68,10 @@
 //      explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS); endpoint();
 //      timeout_ms(); set_trace(TraceFn t); set_cancel(CancelFn c); close(); Reply request(line); bool ping();
 //      Reply request_ok(line) (throws ServerError); std::string version(); NodeStats stats(); stats_nodes();
-//      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace(); }
+//      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace();
+//      set_change_log(std::shared_ptr<ChangeLog>); change_log(); Reply request_change(line); }
+//      -- request_change: the one way changing requests go out; none once the log's `interrupted` is true
+//    struct ChangeLog { CancelFn interrupted; std::vector<std::string> sent; }   -- shared by a command's clients
 //    class IndexClient : ServerClient { Meta meta(); void require_index(); node_role(n, role, balance, partition);
 //      node_state(n, state); node_remove(n); }   -- node_*: status line ("OK" or refusal)
 //      require_index(): throws NotAnIndexError (: Error) when the server is a flared (`meta` -> ERROR)
@@ -87,12 +90,16 @@
 //    struct LagResult { Endpoint master; bool ok; std::string error; std::vector<SlaveLag> slaves; find(slave_key); }
 //    std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
 //      const std::vector<NodeInfo>& nodes = {});   -- every master at once, one request each
+//    struct StatsAndLag { stats; lags; }   StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints,
+//      const std::vector<Endpoint>& masters, int timeout_ms, const std::vector<NodeInfo>& nodes = {});  -- one loop
 //   6. Cluster model
 //    class Cluster { Cluster(); explicit Cluster(std::vector<NodeInfo> nodes); nodes(); empty();
 //      find(const std::string& key) / find(const Endpoint& ep) -> const NodeInfo*; int partition_count();
 //      master_of(int partition) -> const NodeInfo*; masters_of(p); slaves_of(p); preserved_down_master(p);
 //      int active_slave_count(int partition, const std::string& except_key = std::string());
 //      list_order(); stats_order(); bool reconstructable(n); bool safely_reconstructable(n); }  (all const)
+//    std::vector<Endpoint> lag_masters(const Cluster& c, const std::vector<NodeInfo>& shown);  -- their masters, once
+//    std::map<std::string, SlaveLag> lags_by_slave(const Cluster& c, const std::vector<LagResult>& lags);
 //    std::optional<SlaveLag> lag_of(const Cluster& c, const NodeInfo& slave, const std::vector<LagResult>& lags);
 //   6b. Key hashing and partitions (bit for bit as flare 1.3.4)
 //    enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
@@ -128,7 +135,9 @@
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
 //      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
-//      every change is reported done only once the nodes show the index's new node_map_version
+//      every change is reported done only once the nodes show the index's new node_map_version;
+//      down/reconstruct of an active master first ask the slaves that would take over (refused if
+//      one does not answer) and wait up to timeout_ms for their lag to drain (refused unless unsafe)
 //   7b. Data: dump, restore, verify
 //    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
 //    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
@@ -184,8 +193,9 @@
 //    struct QpsSample { gets, sets, at; }   std::optional<QpsSample> qps_sample(const StatsResult& r);
 //    struct QpsRates { total, reads, writes; }   std::string qps_cell(const std::optional<double>& v);
 //    QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur);
-//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<std::string> behind; qps;
-//      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index
+//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<SlaveLag> lag; qps;
+//      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index; slaves: queue
+//    std::string behind_cell(const StatsRow& row);   -- a slave's lag: "0", "11s/49998" (seconds, writes), "-"
 //    std::vector<std::string> stats_header(bool with_qps), stats_cells(const StatsRow& row, bool with_qps);
 //    std::string render_table(const std::vector<std::string>& header,
 //      const std::vector<std::vector<std::string>>& rows, size_t left_columns, const std::string& delimiter);
@@ -205,7 +215,7 @@
 //      -- one terminal line for many nodes read at once (dump --all, dumpkey --all, verify)
 //   8b. Prometheus text exposition format 0.0.4
 //    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-//      const std::vector<StatsResult>& results);
+//      const std::vector<StatsResult>& results, const std::vector<LagResult>& lags = {});  -- + flare_replication_*
 //    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
 //    std::string format_prometheus_health(const CheckData& d);   -- (after 8c) the figures of check's
 //      findings: map versions, partition nodes by role/state, slave lag, versions (contrib/prometheus)
@@ -220,6 +230,7 @@
 //      stats; lags (by master); lag_errors; keys_checked; placement; }
 //    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
 //      const TraceFn& trace = nullptr);   -- the index, then every node at once (one timeout in all)
+//    std::vector<LagResult> lag_results(const CheckData& d);   -- its lags as gather_slave_lag() gives them
 //    struct CheckReport { status; findings; thresholds; nodes, partitions; max_lag_items, max_lag_seconds,
 //      items; std::string summary() const; std::string perfdata() const; }
 //    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
@@ -231,6 +242,7 @@
 //    ServerConf flarei_defaults();   ServerConf flared_defaults();
 //    struct DeploySetting { const char *key, *value; bool flarei, flared; const char *help, *caveat; }
 //    const std::vector<DeploySetting>& deploy_settings();   -- the pass-through settings
+//    std::string deploy_value_problem(std::string_view key, std::string_view value);  -- "" or why flare misreads it
 //    const DeploySetting* find_deploy_setting(std::string_view key);
 //    struct DeployTarget { Daemon daemon; Endpoint server; std::string dir, executable; ServerConf conf;
 //      std::string conf_path() const; std::string pid_path() const; std::string unit_name() const; }
@@ -368,6 +380,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -1498,6 +1511,15 @@ inline ItemHeader parse_value_line(std::string_view line) {
 
 // ---- 5. Clients --------------------------------------------------------------------------
 
+// The requests a change command has sent that change the cluster, and the check made before
+// each one: once `interrupted` returns true (Ctrl-C), no such request is sent any more. Shared
+// by the clients a command uses (ServerClient::set_change_log); ServerClient::request_change
+// is the one place such requests are sent from.
+struct ChangeLog {
+  CancelFn interrupted;
+  std::vector<std::string> sent; // "HOST:PORT request", in the order sent
+};
+
 // One connection to a flare server (index or node) speaking the text protocol.
 // Connects lazily; every request runs under `timeout_ms` (connect, send and the whole reply).
 class ServerClient {
@@ -1541,6 +1563,24 @@ public:
 
   bool ping() { return request("ping").status == "OK"; }
 
+  // Requests that change the cluster go through here. With a change log whose `interrupted`
+  // says stop, nothing is sent: throws Interrupted ("... was not sent"). Otherwise the request
+  // is logged as sent, then sent as request(); Interrupted while waiting for its answer says
+  // that it was sent. Throws as request().
+  void set_change_log(std::shared_ptr<ChangeLog> log) { log_ = std::move(log); }
+  const std::shared_ptr<ChangeLog>& change_log() const { return log_; }
+  Reply request_change(const std::string& line) {
+    if (log_ && log_->interrupted && log_->interrupted())
+      throw Interrupted("interrupted: '" + line + "' was not sent to " + ep_.display());
+    if (log_) log_->sent.push_back(ep_.key() + " " + line);
+    try {
+      return request(line);
+    } catch (const Interrupted&) {
+      throw Interrupted("interrupted while waiting for " + ep_.display() + " to answer '" + line +
+                        "': it was sent and may have been done");
+    }
+  }
+
   std::string version() {
     send_line("version");
     auto line = sock_.read_line();
@@ -1579,6 +1619,7 @@ protected:
   int timeout_ms_;
   detail::Socket sock_;
   TraceFn trace_;
+  std::shared_ptr<ChangeLog> log_;
 };
 
 // The address given as the index server is a data node (flared): see IndexClient::require_index().
@@ -1613,16 +1654,17 @@ public:
 
   // The three changes return the server's status line ("OK" or the error) instead of
   // throwing on a refusal: callers decide whether a refusal is fatal or worth a retry.
+  // Sent through request_change(): none after Ctrl-C (see ChangeLog).
   std::string node_role(const Endpoint& n, const std::string& role, int balance, int partition) {
-    return request("node role " + n.host + " " + std::to_string(n.port) + " " + role + " " +
-                   std::to_string(balance) + " " + std::to_string(partition))
+    return request_change("node role " + n.host + " " + std::to_string(n.port) + " " + role + " " +
+                          std::to_string(balance) + " " + std::to_string(partition))
         .status;
   }
   std::string node_state(const Endpoint& n, const std::string& state) {
-    return request("node state " + n.host + " " + std::to_string(n.port) + " " + state).status;
+    return request_change("node state " + n.host + " " + std::to_string(n.port) + " " + state).status;
   }
   std::string node_remove(const Endpoint& n) {
-    return request("node remove " + n.host + " " + std::to_string(n.port)).status;
+    return request_change("node remove " + n.host + " " + std::to_string(n.port)).status;
   }
 
 private:
@@ -1634,7 +1676,7 @@ class NodeClient : public ServerClient {
 public:
   using ServerClient::ServerClient;
 
-  std::string flush_all() { return request("flush_all").status; }
+  std::string flush_all() { return request_change("flush_all").status; }
 };
 
 // Result of asking one node for `stats` during a gather.
@@ -1962,13 +2004,14 @@ inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpo
 }
 
 namespace detail {
-// gather_stats() for any `stats ...` request whose reply is STAT lines up to END (`what`, the
-// request without CR LF); each reply parsed with parse_stats (name = up to the first space).
+// gather_stats() for any `stats ...` requests whose replies are STAT lines up to END: endpoint
+// i is sent whats[i] (without CR LF); each reply parsed with parse_stats (name = up to the
+// first space), as it completes. whats.size() == endpoints.size().
 inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& endpoints, int timeout_ms,
-                                                  const std::string& what) {
+                                                  const std::vector<std::string>& whats) {
   std::vector<std::pair<Endpoint, std::vector<std::string>>> asks;
   asks.reserve(endpoints.size());
-  for (const auto& e : endpoints) asks.emplace_back(e, std::vector<std::string>{what});
+  for (size_t i = 0; i < endpoints.size(); ++i) asks.emplace_back(endpoints[i], std::vector<std::string>{whats.at(i)});
   auto parse = [](StatsProbe& p) {
     if (!p.reply_error[0].empty()) {
       p.result.ok = false;
@@ -1994,7 +2037,7 @@ inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& e
 
 // Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
 inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
-  return detail::gather_stat_lines(endpoints, timeout_ms, "stats");
+  return detail::gather_stat_lines(endpoints, timeout_ms, std::vector<std::string>(endpoints.size(), "stats"));
 }
 
 // ---- 5b. Replication lag -----------------------------------------------------------------
@@ -2018,25 +2061,44 @@ struct SlaveLag {
   int threads = 0;      // the master's replication threads towards it
   bool writing = false; // a thread is sending it a write now (state execute): one more in flight
   // Writes the slave has not acknowledged: the queue, and the one being sent.
-  long long pending() const { return queue + (writing ? 1 : 0); }
+  long long pending() const { return queue + (writing && queue < LLONG_MAX ? 1 : 0); }
 };
 
 // Groups a master's `stats threads slave` by slave. A thread's peer names its slave; when the
 // peer is not a key of `nodes` (the index's map, if given) the thread's type is matched against
 // the nodes' thread_type instead (the type a master gives its threads towards a node). Slaves in
 // key order. Throws nothing; a field that is not a number counts as 0.
-inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {}) {
+namespace detail {
+// Names the slave of a replication thread: its peer when the map (if any) has that key, else
+// the node whose thread_type is the thread's type. Built once per gather.
+class SlaveNamer {
+public:
+  explicit SlaveNamer(const std::vector<NodeInfo>& nodes) {
+    for (const auto& n : nodes) {
+      keys_.insert(n.key);
+      by_type_.emplace(n.thread_type, n.key);
+    }
+  }
+  std::string name(const ThreadInfo& t) const {
+    if (keys_.empty() || keys_.count(t.peer)) return t.peer;
+    auto type = to_int(t.type);
+    auto it = type ? by_type_.find(*type) : by_type_.end();
+    return it != by_type_.end() ? it->second : t.peer;
+  }
+
+private:
+  std::unordered_set<std::string> keys_;
+  std::unordered_map<long long, std::string> by_type_;
+};
+
+inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const SlaveNamer& namer) {
   std::map<std::string, SlaveLag> by;
   for (const auto& t : threads) {
-    std::string who = t.peer;
-    if (!nodes.empty() && std::none_of(nodes.begin(), nodes.end(), [&](const NodeInfo& n) { return n.key == who; })) {
-      auto type = to_int(t.type);
-      for (const auto& n : nodes)
-        if (type && n.thread_type == *type) who = n.key;
-    }
+    std::string who = namer.name(t);
     SlaveLag& l = by[who];
     l.slave = who;
-    l.queue += std::max(0LL, to_int(t.queue).value_or(0));
+    long long q = std::max(0LL, to_int(t.queue).value_or(0));
+    l.queue = q > LLONG_MAX - l.queue ? LLONG_MAX : l.queue + q; // a hostile peer's numbers never overflow
     l.behind = std::max(l.behind, t.behind ? to_int(*t.behind).value_or(0) : 0);
     l.threads += 1;
     if (t.state == "execute") l.writing = true;
@@ -2044,6 +2106,11 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
   std::vector<SlaveLag> out;
   for (auto& kv : by) out.push_back(std::move(kv.second));
   return out;
+}
+} // namespace detail
+
+inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {}) {
+  return detail::slave_lags(threads, detail::SlaveNamer(nodes));
 }
 
 // Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
@@ -2067,6 +2134,27 @@ struct LagResult {
   }
 };
 
+namespace detail {
+inline LagResult lag_result(StatsResult&& r, const SlaveNamer& namer) {
+  LagResult l;
+  l.master = std::move(r.endpoint);
+  l.ok = r.ok;
+  l.error = std::move(r.error);
+  if (r.ok) {
+    try {
+      std::vector<std::string> lines;
+      lines.reserve(r.stats.fields.size());
+      for (const auto& f : r.stats.fields) lines.push_back("STAT " + f.first + " " + f.second);
+      l.slaves = slave_lags(parse_stats_threads(lines), namer);
+    } catch (const Error& e) {
+      l.ok = false;
+      l.error = e.what();
+    }
+  }
+  return l;
+}
+} // namespace detail
+
 // ask_slave_lag() of every master at once, as gather_stats() (one poll() loop, `timeout_ms`
 // each): one request per master. Results in the order of `masters`; a master that fails comes
 // back with ok == false and the reason. Throws nothing of its own.
@@ -2074,23 +2162,32 @@ inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& mast
                                                const std::vector<NodeInfo>& nodes = {}) {
   std::vector<LagResult> out;
   out.reserve(masters.size());
-  for (auto& r : detail::gather_stat_lines(masters, timeout_ms, "stats threads slave")) {
-    LagResult l;
-    l.master = r.endpoint;
-    l.ok = r.ok;
-    l.error = r.error;
-    if (r.ok) {
-      try {
-        std::vector<std::string> lines;
-        lines.reserve(r.stats.fields.size());
-        for (const auto& f : r.stats.fields) lines.push_back("STAT " + f.first + " " + f.second);
-        l.slaves = slave_lags(parse_stats_threads(lines), nodes);
-      } catch (const Error& e) {
-        l.ok = false;
-        l.error = e.what();
-      }
-    }
-    out.push_back(std::move(l));
+  detail::SlaveNamer namer(nodes);
+  for (auto& r : detail::gather_stat_lines(masters, timeout_ms, std::vector<std::string>(masters.size(), "stats threads slave")))
+    out.push_back(detail::lag_result(std::move(r), namer));
+  return out;
+}
+
+// gather_stats(endpoints) and gather_slave_lag(masters) from the same poll() loop: what
+// flare-stats needs, for the price of one gather. Throws nothing of its own.
+struct StatsAndLag {
+  std::vector<StatsResult> stats; // in the order of `endpoints`
+  std::vector<LagResult> lags;    // in the order of `masters`
+};
+inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, const std::vector<Endpoint>& masters,
+                                        int timeout_ms, const std::vector<NodeInfo>& nodes = {}) {
+  std::vector<Endpoint> all = endpoints;
+  all.insert(all.end(), masters.begin(), masters.end());
+  std::vector<std::string> whats(endpoints.size(), "stats");
+  whats.resize(all.size(), "stats threads slave");
+  auto results = detail::gather_stat_lines(all, timeout_ms, whats);
+  detail::SlaveNamer namer(nodes);
+  StatsAndLag out;
+  out.stats.reserve(endpoints.size());
+  out.lags.reserve(masters.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (i < endpoints.size()) out.stats.push_back(std::move(results[i]));
+    else out.lags.push_back(detail::lag_result(std::move(results[i]), namer));
   }
   return out;
 }
@@ -2207,15 +2304,42 @@ private:
   std::vector<NodeInfo> nodes_;
 };
 
-// The lag of `slave` (a slave of `cluster`) in its master's answer among `lags` (a
-// gather_slave_lag() of the masters). nullopt when its master was not asked or did not answer;
-// a master that answered with no thread towards the slave has sent it nothing since it
-// started: lag 0, no threads.
+// The masters to ask for the lag of the slaves among `shown` (each once, in order).
+inline std::vector<Endpoint> lag_masters(const Cluster& cluster, const std::vector<NodeInfo>& shown) {
+  std::vector<Endpoint> out;
+  std::unordered_set<std::string> asked;
+  for (const auto& n : shown) {
+    const NodeInfo* m = n.is_slave() ? cluster.master_of(n.partition) : nullptr;
+    if (m && asked.insert(m->key).second) out.push_back(m->endpoint());
+  }
+  return out;
+}
+
+// Every slave of `cluster` whose master answered among `lags` (a gather_slave_lag() of the
+// masters), with its lag; a master that answered with no thread towards one of its slaves has
+// sent it nothing since it started: lag 0, no threads. Slaves whose master did not answer (or
+// was not asked) are left out.
+inline std::map<std::string, SlaveLag> lags_by_slave(const Cluster& cluster, const std::vector<LagResult>& lags) {
+  std::unordered_map<std::string, const LagResult*> by_master;
+  for (const auto& l : lags) by_master.emplace(l.master.key(), &l);
+  std::map<std::string, SlaveLag> out;
+  for (const auto& n : cluster.nodes()) {
+    const NodeInfo* m = n.is_slave() ? cluster.master_of(n.partition) : nullptr;
+    auto it = m ? by_master.find(m->key) : by_master.end();
+    if (it == by_master.end() || !it->second->ok) continue;
+    const SlaveLag* l = it->second->find(n.key);
+    SlaveLag none;
+    none.slave = n.key;
+    out[n.key] = l ? *l : none;
+  }
+  return out;
+}
+
+// The lag of one slave (lags_by_slave()); nullopt when its master did not answer.
 inline std::optional<SlaveLag> lag_of(const Cluster& cluster, const NodeInfo& slave, const std::vector<LagResult>& lags) {
-  const NodeInfo* m = cluster.master_of(slave.partition);
-  if (!m || !slave.is_slave()) return std::nullopt;
+  const NodeInfo* m = slave.is_slave() ? cluster.master_of(slave.partition) : nullptr;
   for (const auto& r : lags) {
-    if (r.master.key() != m->key) continue;
+    if (!m || r.master.key() != m->key) continue;
     if (!r.ok) return std::nullopt;
     if (const SlaveLag* l = r.find(slave.key)) return *l;
     SlaveLag none;
@@ -2606,8 +2730,8 @@ inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
 // How an operation talks to its user. The CLI wires these to the terminal; a program using
 // the library may wire them to anything (all optional except `ask` for interactive use).
 struct OperationIO {
-  std::function<void(const std::string&)> say;      // a message line (stdout in flare-admin)
-  std::function<void(const std::string&)> warn;     // a problem line (stderr)
+  std::function<void(const std::string&)> say;      // a table or a step of the change (stdout in flare-admin)
+  std::function<void(const std::string&)> warn;     // an error, refusal, warning or note (stderr)
   std::function<void(const std::string&)> progress; // a construction progress line, once a second
   // Shows `prompt` and returns the answer line, or nullopt at end of input (which means "no").
   std::function<std::optional<std::string>(const std::string& prompt)> ask;
@@ -2620,7 +2744,7 @@ struct OperationOptions {
   int retry = 10;             // attempts of a refused `node role` (the node may not be ready yet)
   int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // a construction without progress for this long fails
   int poll_interval_ms = 1000;
-  bool unsafe = false;        // reconstruct even without redundancy
+  bool unsafe = false;        // reconstruct without redundancy; fail a master over before its slaves caught up
   bool activate = false;      // master: move a `ready` master on to `active`
   bool without_clean = false; // master/slave: skip flush_all
 };
@@ -2799,7 +2923,7 @@ public:
     // Every argument first: flarei refuses a master of balance 0, after the flush_all.
     for (const auto& a : args)
       if (!a.balance || *a.balance <= 0 || !a.partition) {
-        say("invalid balance '" + a.text + "'.");
+        complain("invalid balance '" + a.text + "'.");
         return Outcome::failed;
       }
     std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
@@ -2809,22 +2933,22 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("unknown host: " + key);
+        complain("unknown node: " + key);
         return Outcome::failed;
       }
       int part = *a.partition;
       if (n->is_master() && n->partition == part) {
-        say("no need to change the role of " + key + ".");
+        complain("no need to change the role of " + key + ".");
         continue;
       }
       const NodeInfo* existing = c.master_of(part);
       if (existing && existing->state != "down") {
-        say("the partiton already has a master " + existing->key + ".");
+        complain("the partition already has a master " + existing->key + ".");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (!n->is_proxy()) {
-        say(key + " is not a proxy.");
+        complain(key + " is not a proxy.");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2832,18 +2956,18 @@ public:
       // start empty and the index would list two masters. --force answers questions; it does
       // not choose to lose data. Only --unsafe does.
       if (existing && !opt_.unsafe) {
-        say("partition " + std::to_string(part) + " has a master that is down: " + existing->key +
+        complain("partition " + std::to_string(part) + " has a master that is down: " + existing->key +
             " holds its only copy of the data. Start its flared again (the index makes it active with its data), "
             "or, to give that data up, replace it with: flare-admin master --unsafe " + a.text);
         result = worse(result, Outcome::failed);
         continue;
       }
       if (existing)
-        say("replacing the down master " + existing->key + " of partition " + std::to_string(part) + ": " + key +
+        complain("replacing the down master " + existing->key + " of partition " + std::to_string(part) + ": " + key +
             " starts empty; the items on " + existing->key + " are lost to the cluster (its flared, if it returns, "
             "comes back as a proxy).");
       if (part > c.partition_count() || (part == c.partition_count() && has_unfinished_partition(c))) {
-        say("partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
+        complain("partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
             std::to_string(c.partition_count()) + (has_unfinished_partition(c) ? ", after the ready one is activated." : "."));
         result = worse(result, Outcome::failed);
         continue;
@@ -2870,18 +2994,18 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("invalid 'hostname:port' pair: " + key);
+        complain("invalid 'hostname:port' pair: " + key);
         return Outcome::failed;
       }
       if (!n->is_proxy()) {
-        say(key + " is not a proxy.");
+        complain(key + " is not a proxy.");
         result = worse(result, Outcome::failed);
         continue;
       }
       int part = a.partition.value_or(0);
       const NodeInfo* m = c.master_of(part);
       if (!m || m->state == "down") {
-        say("partition " + std::to_string(part) + " has no master to copy from.");
+        complain("partition " + std::to_string(part) + " has no master to copy from.");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2907,18 +3031,18 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("unknown host: " + key);
+        complain("unknown node: " + key);
         return Outcome::failed;
       }
       int bal = *a.balance;
       if (n->is_proxy()) {
         // flarei answers OK to a proxy's balance and changes nothing: say so instead.
-        say(key + " is a proxy: a balance applies to masters and slaves only.");
+        complain(key + " is a proxy: a balance applies to masters and slaves only.");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (n->balance == bal) {
-        say("no need to change the balance of " + key + ".");
+        complain("no need to change the balance of " + key + ".");
         continue;
       }
       if (!ask_yes("updating node balance (node=" + key + ", balance=" + std::to_string(n->balance) +
@@ -2931,7 +3055,7 @@ public:
                               std::to_string(bal) + " " + std::to_string(n->partition),
                               [&] { return index_.node_role(a.endpoint, n->role, bal, n->partition); });
       if (st != "OK") {
-        say("failed to change the balance of " + key + ": " + st);
+        complain("failed to change the balance of " + key + ": " + st);
         result = worse(result, Outcome::failed);
       }
     }
@@ -2964,7 +3088,7 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("node not found in cluster. (node=" + key + ")");
+        complain("node not found in cluster. (node=" + key + ")");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2972,13 +3096,13 @@ public:
       // another master; it refuses a down master that still holds its partition's only copy.
       bool replaced_master = n->is_master() && n->state == "down" && c.master_of(n->partition) != n;
       if (n->is_master() && n->state == "down" && !replaced_master) {
-        say("node is the down master of partition " + std::to_string(n->partition) +
+        complain("node is the down master of partition " + std::to_string(n->partition) +
             " and holds its only copy; the index keeps it. (node=" + key + ")");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (!(n->is_proxy() && n->state == "down") && !replaced_master) {
-        say("node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")");
+        complain("node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -2995,13 +3119,13 @@ public:
                                 [&] { return index_.node_remove(a.endpoint); });
         removed = st == "OK";
         if (st.rfind("the index answered OK", 0) == 0) {
-          say(st);
+          complain(st);
           break;
         }
         if (!removed && attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
       }
       if (!removed) {
-        say("node remove failed. (node=" + key + ")");
+        complain("node remove failed. (node=" + key + ")");
         result = worse(result, Outcome::failed);
       }
     }
@@ -3028,22 +3152,22 @@ public:
       const std::string key = a.endpoint.key();
       const NodeInfo* n = c.find(a.endpoint);
       if (!n) {
-        say(key + " is not found in this cluster.");
+        complain(key + " is not found in this cluster.");
         return Outcome::failed;
       }
       if (!c.reconstructable(*n)) {
-        say(key + " is not reconstructable.");
+        complain(key + " is not reconstructable.");
         result = worse(result, Outcome::failed);
         continue;
       }
       bool safe = c.safely_reconstructable(*n);
       if (!safe && !opt_.unsafe) {
-        say("The partition needs one more slave to reconstruct " + key + " safely.");
+        complain("The partition needs one more slave to reconstruct " + key + " safely.");
         result = worse(result, Outcome::failed);
         continue;
       }
       if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
-        if (!safe) say("you are trying to reconstruct " + key + " without redanduncy.");
+        if (!safe) complain("you are trying to reconstruct " + key + " without redanduncy.");
         bool go = false, quit = false;
         for (;;) {
           auto answer = io_.ask ? io_.ask("reconstructing node (node=" + key + ", role=" + n->role + ") (y/n/a/q/h:help): ")
@@ -3054,13 +3178,13 @@ public:
           else if (ans == "A") go = yes_to_all_ = true;
           else if (ans == "Q") quit = true;
           else if (ans != "N") {
-            say("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
+            complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
             continue;
           }
           break;
         }
         if (quit) {
-          say("quit: " + key + " and the nodes after it were left as they are.");
+          complain("quit: " + key + " and the nodes after it were left as they are.");
           return worse(result, Outcome::declined);
         }
         if (!go) {
@@ -3178,6 +3302,17 @@ private:
   void say(const std::string& s) {
     if (io_.say) io_.say(s);
   }
+  // An error, refusal, warning or note (stderr in flare-admin); `say` is for tables and the
+  // step-by-step lines 0.7.3 printed (stdout).
+  void complain(const std::string& s) {
+    if (io_.warn) io_.warn(s);
+    else say(s);
+  }
+  // A note on what is going on: part of the plan in a dry run (said), else beside the output (warn).
+  void note(const std::string& s) {
+    if (opt_.dry_run) say(s);
+    else if (io_.warn) io_.warn(s);
+  }
   static std::string trim_newline(std::string s) {
     if (!s.empty() && s.back() == '\n') s.pop_back();
     return s;
@@ -3204,7 +3339,7 @@ private:
   }
 
   void declined(const std::string& key, const NodeInfo& n, const std::string& how) {
-    say("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
+    complain("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
         std::to_string(n.balance) + "); to do it later: " + how);
   }
 
@@ -3224,6 +3359,7 @@ private:
     return change_at(ep, "flush_all", [&] {
       NodeClient node(ep, opt_.timeout_ms);
       node.set_trace(index_.trace());
+      node.set_change_log(index_.change_log());
       return node.flush_all();
     });
   }
@@ -3246,7 +3382,7 @@ private:
     int part = *a.partition, bal = *a.balance;
     if (!opt_.without_clean) {
       if (flush(ep) != "OK") {
-        say("executing flush_all failed.");
+        complain("executing flush_all failed.");
         return Outcome::failed;
       }
       if (!opt_.dry_run) say("executed flush_all command before constructing the master node.");
@@ -3257,7 +3393,7 @@ private:
                                   : in_effect(set_role_with_retry(index_, ep, "master", bal, part, opt_, io_));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
-      say("failed to change the state.");
+      complain("failed to change the state.");
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'; the node is still " + before.role + " " + before.state);
       return Outcome::failed;
     }
@@ -3267,17 +3403,17 @@ private:
     if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
       return interrupted_at(ep, "The index keeps building the partition; check it with: flare-admin list");
     if (last.state == "active" && part != 0)
-      say("The master should be ready after the reconstruction but it became active.");
+      complain("The master should be ready after the reconstruction but it became active.");
     say("state is ready -> stop waiting");
     if (last.state == "ready" && opt_.activate) {
       if (!ask_yes("changing node's state (node=" + ep.key() + ", state=ready -> active) (y/n): ")) {
-        say("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
+        complain("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
             ep.key());
         return Outcome::declined;
       }
       std::string s = in_effect(index_.node_state(ep, "active"));
       if (s != "OK") {
-        say("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
+        complain("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
         return Outcome::failed;
       }
     }
@@ -3287,7 +3423,7 @@ private:
   Outcome construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean) {
     if (clean && !opt_.without_clean) {
       if (flush(ep) != "OK") {
-        say("executing flush_all failed.");
+        complain("executing flush_all failed.");
         return Outcome::failed;
       }
       if (!opt_.dry_run) say("executed flush_all command before constructing the slave node.");
@@ -3298,7 +3434,7 @@ private:
                                   : in_effect(set_role_with_retry(index_, ep, "slave", 0, part, opt_, io_));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
-      say("failed to change the state.");
+      complain("failed to change the state.");
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'");
       return Outcome::failed;
     }
@@ -3324,7 +3460,7 @@ private:
       const NodeInfo* now = c.find(ep);
       const NodeInfo* m = c.master_of(part);
       if (now && now->is_proxy()) {
-        say("construction of " + ep.key() + " failed: the node fell back to proxy " + now->state + " because its copy from the master " +
+        complain("construction of " + ep.key() + " failed: the node fell back to proxy " + now->state + " because its copy from the master " +
             (m ? m->key : std::string("of partition ") + std::to_string(part)) +
             " failed (flared does so when the master is busy with a dump or another construction: SERVER_ERROR database "
             "busy). When the master is free, try again: flare-admin slave " + ep.key() + ":" + std::to_string(std::max(bal, 0)) +
@@ -3339,13 +3475,13 @@ private:
     if (bal <= 0) return Outcome::ok;
     if (!ask_yes("changing node's balance (node=" + ep.key() + ", balance=0 -> " + std::to_string(bal) +
                                          ") (y/n): ")) {
-      say("skipped: " + ep.key() + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
+      complain("skipped: " + ep.key() + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
           ep.key() + ":" + std::to_string(bal));
       return Outcome::declined;
     }
     std::string b = in_effect(index_.node_role(ep, "slave", bal, part));
     if (b != "OK") {
-      say("failed to change the balance of " + ep.key() + ": " + b);
+      complain("failed to change the balance of " + ep.key() + ": " + b);
       return Outcome::failed;
     }
     return Outcome::ok;
@@ -3363,11 +3499,16 @@ private:
 
   Outcome reconstruct_one(const NodeInfo& n) {
     const Endpoint ep = n.endpoint();
+    const bool failover = n.is_master() && n.is_active();
+    if (failover) {
+      Cluster c = cluster();
+      if (auto refused = failover_checks(c, n)) return *refused;
+    }
     say("turning down...");
-    std::string st = change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
-                            [&] { return index_.node_state(ep, "down"); });
+    std::string st = failover ? down_master(n) : change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
+                                                        [&] { return index_.node_state(ep, "down"); });
     if (st != "OK") {
-      say("failed to turn " + n.key + " down: " + st);
+      complain("failed to turn " + n.key + " down: " + st);
       return Outcome::failed;
     }
     say("waiting for node to be active again...");
@@ -3375,12 +3516,179 @@ private:
       return interrupted_at(ep, "It was set down; to rebuild it: flare-admin slave " + n.key + ":" + std::to_string(n.balance) +
                                     ":" + std::to_string(n.partition));
     if (flush(ep) != "OK") {
-      say("executing flush_all failed.");
+      complain("executing flush_all failed.");
       return Outcome::failed;
     }
     Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false);
     if (o == Outcome::ok) say("done.");
     return o;
+  }
+
+  // ---- before and around a failover (`down` or `reconstruct` of an active master) ----
+
+  // The slaves the index may promote when `m` goes down: its partition's active slaves with
+  // the highest balance (flarei 1.3.4's down_node takes the active slave of the highest
+  // balance, the first of them on a tie; the order of a tie is the index's own).
+  static std::vector<const NodeInfo*> active_slaves(const Cluster& c, const NodeInfo& m) {
+    std::vector<const NodeInfo*> active;
+    for (const auto* s : c.slaves_of(m.partition))
+      if (s->is_active()) active.push_back(s);
+    return active;
+  }
+  static std::vector<const NodeInfo*> takeover_candidates(const Cluster& c, const NodeInfo& m) {
+    std::vector<const NodeInfo*> active = active_slaves(c, m);
+    int top = 0;
+    for (const auto* s : active) top = std::max(top, s->balance);
+    std::vector<const NodeInfo*> out;
+    for (const auto* s : active)
+      if (s->balance == top) out.push_back(s);
+    return out;
+  }
+
+  static std::string lag_text(const SlaveLag& l) {
+    if (l.pending() == 0) return "caught up (no write waiting)";
+    return std::to_string(l.queue) + " writes waiting" + (l.writing ? " (and one being sent)" : "") + ", the oldest " +
+           std::to_string(l.behind) + " s old";
+  }
+
+  // The candidates' lag as `m` shows it; nullopt (and a warning) when `m` does not answer.
+  std::optional<std::vector<SlaveLag>> read_lags(const Cluster& c, const NodeInfo& m) {
+    try {
+      return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes());
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error& e) {
+      if (io_.warn)
+        io_.warn("warning: the replication lag of " + m.key + "'s slaves is unknown: " + m.key + " did not answer `stats threads slave` (" +
+                 e.what() + "); writes it has not sent to them yet are lost if it is down");
+      return std::nullopt;
+    }
+  }
+
+  // Before the index fails `m` over: the slaves that would take over are asked directly (the
+  // index's map may still list a slave whose flared just died: flarei would promote it and the
+  // partition would have no working master), and their lag is shown (and in a dry run, what a
+  // real run would wait for). Returns a refusal, or nullopt to go on; `lags` gets the lag read.
+  std::optional<Outcome> takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags) {
+    auto cands = takeover_candidates(c, m);
+    if (cands.empty()) return std::nullopt; // no failover: the index keeps m as a down master
+    std::vector<Endpoint> eps;
+    for (const auto* s : cands) eps.push_back(s->endpoint());
+    auto answers = gather_stats(eps, opt_.timeout_ms);
+    std::string dead;
+    for (size_t i = 0; i < answers.size(); ++i)
+      if (!answers[i].ok) dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
+    if (!dead.empty()) {
+      if (io_.warn)
+        io_.warn("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
+                 "; the index would hand the partition to " + (cands.size() == 1 ? "its slave " : "one of its slaves ") +
+                 dead + ", which does not answer: the partition would be left without a working master. Nothing was "
+                 "changed. Start that slave's flared again, or set it down first (flare-admin down " + cands.front()->key +
+                 "), then run this again.");
+      return Outcome::failed;
+    }
+    lags = read_lags(c, m);
+    if (lags) {
+      for (const auto* s : active_slaves(c, m)) {
+        SlaveLag none;
+        none.slave = s->key;
+        const SlaveLag* l = &none;
+        for (const auto& x : *lags)
+          if (x.slave == s->key) l = &x;
+        // The plan of a dry run is its output; in a real run, a note (stderr in flare-admin).
+        note("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
+        if (opt_.dry_run && l->pending() > 0)
+          say("dry run: a real run would wait up to " + std::to_string(opt_.timeout_ms / 1000) + " s for " + s->key +
+              " to catch up, and refuse if it does not" + (opt_.unsafe ? " (--unsafe: it would go on)." : " (unless --unsafe)."));
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Waits, up to --timeout, until every active slave of `m` has received every write `m` has
+  // queued for it (a failover before that loses those writes). Refuses with the
+  // figures when they do not, unless --unsafe. Nothing to do in a dry run, or when the lag is
+  // unknown (`m` not answering).
+  std::optional<Outcome> drain_check(const Cluster& c, const NodeInfo& m, const std::optional<std::vector<SlaveLag>>& first) {
+    if (opt_.dry_run || !first) return std::nullopt;
+    // Every active slave: the one promoted lacks what it has not received, the others would
+    // never receive it (they follow the new master from then on).
+    auto cands = active_slaves(c, m);
+    auto behind = [&](const std::vector<SlaveLag>& lags) {
+      std::vector<SlaveLag> out;
+      for (const auto* s : cands)
+        for (const auto& l : lags)
+          if (l.slave == s->key && l.pending() > 0) out.push_back(l);
+      return out;
+    };
+    auto start = Clock::now(), shown = start - std::chrono::seconds(1);
+    std::vector<SlaveLag> late = behind(*first);
+    while (!late.empty()) {
+      if (Clock::now() - start >= std::chrono::milliseconds(opt_.timeout_ms)) break;
+      if (io_.progress && Clock::now() - shown >= std::chrono::seconds(1)) { // a line a second, as constructions
+        io_.progress("waiting for " + late.front().slave + " to catch up with " + m.key + ": " + lag_text(late.front()));
+        shown = Clock::now();
+      }
+      if (!detail::pause(200, io_)) {
+        if (io_.warn) io_.warn("interrupted while waiting for the slaves of " + m.key + " to catch up: nothing was changed.");
+        return Outcome::interrupted;
+      }
+      auto now = read_lags(c, m);
+      if (!now) return std::nullopt; // m stopped answering: nothing more to wait for
+      late = behind(*now);
+    }
+    if (late.empty()) return std::nullopt;
+    std::string figures;
+    for (const auto& l : late) figures += (figures.empty() ? "" : "; ") + l.slave + ": " + lag_text(l);
+    long long waited = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+    if (opt_.unsafe) {
+      if (io_.warn) io_.warn("warning: --unsafe: failing " + m.key + " over although its slaves are behind (" + figures + "); those writes are lost");
+      return std::nullopt;
+    }
+    if (io_.warn)
+      io_.warn("refused: the slaves of " + m.key + " did not catch up within " + std::to_string(waited) + " s (" + figures +
+               "); a failover now would lose those writes. Nothing was changed. Run it again when they have caught up "
+               "(see flare-admin stats, column behind), with a longer --timeout, or with --unsafe to give those writes up.");
+    return Outcome::failed;
+  }
+
+  // Both checks, for reconstruct (which asks its own question before).
+  std::optional<Outcome> failover_checks(const Cluster& c, const NodeInfo& m) {
+    std::optional<std::vector<SlaveLag>> lags;
+    if (auto r = takeover_check(c, m, lags)) return r;
+    return drain_check(c, m, lags);
+  }
+
+  // `node state down` of an active master, and what came of it. flarei answers only once the
+  // promoted slave has taken the new map (cluster::down_node syncs it first): a slow or stopped
+  // new master makes that answer late, though the failover is done. When the answer does not
+  // come, the map says whether the change was made. Reports the partition's new master.
+  std::string down_master(const NodeInfo& m) {
+    const Endpoint ep = m.endpoint();
+    const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
+    std::string st = change(request, [&] {
+      try {
+        return index_.node_state(ep, "down");
+      } catch (const NetworkError& e) {
+        // The change was made if `m` is no longer its partition's master: down, or (a few
+        // seconds on, its flared being alive) back as a proxy, as seen on a real flare 1.3.4.
+        Cluster after = cluster(); // a new connection: the late answer is dropped with the old one
+        const NodeInfo* now = after.find(ep);
+        if (!now || (now->state != "down" && now->is_master())) throw;
+        note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
+        return std::string("OK");
+      }
+    });
+    if (st != "OK" || opt_.dry_run) return st;
+    Cluster after = cluster();
+    const NodeInfo* nm = after.master_of(m.partition);
+    if (nm && nm->key != m.key && nm->is_active())
+      note("partition " + std::to_string(m.partition) + " failed over: its master is now " + nm->key + " (balance " +
+           std::to_string(nm->balance) + ").");
+    else if (io_.warn)
+      io_.warn("warning: partition " + std::to_string(m.partition) + " has no active master now" +
+               (nm ? " (" + nm->key + " is master " + nm->state + ")" : std::string()) + ": its reads and writes fail.");
+    return st;
   }
 
   template <typename AlreadyFn>
@@ -3391,18 +3699,28 @@ private:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        say("invalid 'hostname:port' pair: " + key);
+        complain("invalid 'hostname:port' pair: " + key);
         return Outcome::failed;
       }
       if (auto msg = already(*n, key)) {
-        say(*msg);
+        complain(*msg);
         continue;
       }
       if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
         // flarei answers OK and its monitor sets the node down again: it would look done.
-        say(key + " is not answering (is its flared running?): not activated.");
+        complain(key + " is not answering (is its flared running?): not activated.");
         result = worse(result, Outcome::failed);
         continue;
+      }
+      // Setting an active master down makes the index fail over to one of its slaves.
+      const bool failover = state == "down" && n->is_master() && n->is_active();
+      std::optional<std::vector<SlaveLag>> lags;
+      if (failover) {
+        if (auto refused = takeover_check(c, *n, lags)) {
+          result = worse(result, *refused);
+          if (*refused == Outcome::interrupted) return *refused;
+          continue;
+        }
       }
       if (!ask_yes(verb + " (node=" + key + ", state=" + n->state + " -> " +
                                            (state == "active" ? std::string("activate") : state) + ") (y/n): ")) {
@@ -3410,10 +3728,18 @@ private:
         result = worse(result, Outcome::declined);
         continue;
       }
-      std::string st = change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
-                              [&] { return index_.node_state(a.endpoint, state); });
+      if (failover) {
+        if (auto refused = drain_check(c, *n, lags)) {
+          result = worse(result, *refused);
+          if (*refused == Outcome::interrupted) return *refused;
+          continue;
+        }
+      }
+      std::string st = failover ? down_master(*n)
+                                : change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
+                                         [&] { return index_.node_state(a.endpoint, state); });
       if (st != "OK") {
-        say("failed to set " + key + " " + state + ": " + st);
+        complain("failed to set " + key + " " + state + ": " + st);
         result = worse(result, Outcome::failed);
       }
     }
@@ -5230,7 +5556,10 @@ inline std::string qps_cell(const std::optional<double>& v) {
 struct StatsRow {
   NodeInfo node;
   const StatsResult* result = nullptr; // nullptr or !ok: the node did not answer
-  std::optional<std::string> behind;   // from the index's thread for this node
+  // A slave's replication lag as its master sees it (gather_slave_lag / lag_of); nullopt for a
+  // slave whose master did not answer. Not used for other roles (a master or proxy is behind
+  // nobody: 0 when it answered).
+  std::optional<SlaveLag> lag;
   QpsRates qps;
   std::optional<long long> index_map_version; // the index's node_map_version: JSON flags a node holding a newer map
 };
@@ -5244,6 +5573,19 @@ inline std::vector<std::string> stats_header(bool with_qps) {
     h.push_back("qps-w");
   }
   return h;
+}
+
+// The `behind` cell: for a slave, its lag as its master sees it: the seconds since the oldest
+// write still waiting at the master for it ("0" when none waits), followed by "s/" and the
+// number of writes waiting when there are any ("11s/49998"); "-" when its master did not
+// answer. For a master or proxy "0" (behind nobody), "-" when the node did not answer.
+inline std::string behind_cell(const StatsRow& row) {
+  if (row.node.is_slave()) {
+    if (!row.lag) return "-";
+    if (row.lag->queue == 0) return std::to_string(row.lag->behind);
+    return std::to_string(row.lag->behind) + "s/" + std::to_string(row.lag->queue);
+  }
+  return row.result && row.result->ok ? "0" : "-";
 }
 
 inline std::vector<std::string> stats_cells(const StatsRow& row, bool with_qps) {
@@ -5261,7 +5603,7 @@ inline std::vector<std::string> stats_cells(const StatsRow& row, bool with_qps) 
     c.push_back("");
     c.push_back("");
   }
-  c.push_back(row.behind ? (row.behind->empty() ? std::string("-") : *row.behind) : std::string("-"));
+  c.push_back(behind_cell(row));
   if (up) {
     const NodeStats& s = row.result->stats;
     c.push_back(hit_rate_cell(s));
@@ -5327,9 +5669,15 @@ inline std::string format_stats_json(const std::vector<StatsRow>& rows, bool wit
            ",\"partition\":" + std::to_string(n.partition) + ",\"balance\":" + std::to_string(n.balance);
     bool up = row.result && row.result->ok;
     out += ",\"reachable\":" + std::string(up ? "true" : "false");
+    // behind: seconds (as the table); a slave also gets queue: the writes waiting for it
     std::optional<long long> behind;
-    if (row.behind) behind = to_int(*row.behind);
+    if (n.is_slave()) {
+      if (row.lag) behind = row.lag->behind;
+    } else if (up) {
+      behind = 0;
+    }
     out += ",\"behind\":" + json_number_or_null(behind);
+    if (n.is_slave()) out += ",\"queue\":" + json_number_or_null(row.lag ? std::optional<long long>(row.lag->queue) : std::nullopt);
     if (up) {
       const NodeStats& s = row.result->stats;
       auto gets = s.number("cmd_get"), hits = s.number("get_hits");
@@ -5625,7 +5973,7 @@ inline const std::vector<PromStat>& prom_stats() {
 // order; a node without a result, or whose result is !ok, is flare_up 0 and has no stats
 // samples). `index_name` is the index server's host:port.
 inline std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-                                     const std::vector<StatsResult>& results) {
+                                     const std::vector<StatsResult>& results, const std::vector<LagResult>& lags = {}) {
   using detail::prom_family;
   std::string out;
   const std::string index_label = "index=\"" + detail::prom_label_value(index_name) + "\"";
@@ -5697,6 +6045,22 @@ inline std::string format_prometheus(const std::string& index_name, const Cluste
       samples.push_back(std::string(m.name) + "{" + labels[i] + "} " + *v + "\n");
     }
     prom_family(out, m.name, m.type, m.help, samples);
+  }
+  // Replication lag of each slave, as its master shows it (`stats threads slave`); a slave
+  // whose master did not answer (or was not asked) has no sample.
+  if (!lags.empty()) {
+    auto by_slave = lags_by_slave(cluster, lags);
+    std::vector<std::string> queue, behind;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      auto it = by_slave.find(nodes[i].key);
+      if (it == by_slave.end()) continue;
+      queue.push_back("flare_replication_queue{" + labels[i] + "} " + std::to_string(it->second.queue) + "\n");
+      behind.push_back("flare_replication_behind_seconds{" + labels[i] + "} " + std::to_string(it->second.behind) + "\n");
+    }
+    prom_family(out, "flare_replication_queue", "gauge",
+                "Writes waiting at the slave's master to be sent to it (the master's stats threads slave).", queue);
+    prom_family(out, "flare_replication_behind_seconds", "gauge",
+                "Seconds since the oldest write waiting at the slave's master for it was queued (0: none waits).", behind);
   }
   return out;
 }
@@ -6180,6 +6544,24 @@ inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
 
 } // namespace detail
 
+// What check read of the masters' `stats threads slave`, as gather_slave_lag() gives it (for
+// format_prometheus's flare_replication_* families): the masters in the map's order.
+inline std::vector<LagResult> lag_results(const CheckData& d) {
+  std::vector<LagResult> out;
+  for (const auto& n : d.cluster.nodes()) {
+    auto ok = d.lags.find(n.key);
+    auto bad = d.lag_errors.find(n.key);
+    if (ok == d.lags.end() && bad == d.lag_errors.end()) continue;
+    LagResult l;
+    l.master = n.endpoint();
+    l.ok = ok != d.lags.end();
+    if (l.ok) l.slaves = ok->second;
+    else l.error = bad->second;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
 // The findings of `d` under thresholds `t` (codes in t.ignore left out), worst first, then in
 // the order found (index, nodes, partitions, lag, map, versions, keys), and the figures of the
 // performance data: nodes, partitions, the highest lag (items and seconds), and the items of
@@ -6585,6 +6967,104 @@ inline const DeploySetting* find_deploy_setting(std::string_view key) {
   for (const auto& s : deploy_settings())
     if (key == s.key) return &s;
   return nullptr;
+}
+
+// Why flarei/flared would not read `value` of deploy setting `key` as meant, or "" if they
+// would. The forms are flare 1.3.4's own (src/flarei/ini_option.cc, src/flared/ini_option.cc:
+// boost::program_options int, uint32_t, uint64_t and string values; storage::type_cast,
+// storage::compress_cast, key_resolver::type_cast, storage::hash_algorithm_cast; the
+// index-servers list NAME:PORT,...), with floors where a smaller number is accepted but
+// means nothing sensible (a thread pool of -5 threads). A switch (daemonize) is on whenever
+// its line is present, whatever the value, so only "true" is written. Throws nothing.
+inline std::string deploy_value_problem(std::string_view key, std::string_view value) {
+  enum Kind { integer, unsigned32, unsigned64, choice, word, path, on, servers };
+  struct Rule {
+    const char* key;
+    Kind kind;
+    long long min, max;
+    const char* choices;
+  };
+  constexpr long long kInt = 2147483647LL, kU32 = 4294967295LL;
+  static const Rule rules[] = {
+      {"thread-pool-size", integer, 1, kInt, nullptr}, {"daemonize", on, 0, 0, nullptr},
+      {"data-dir", path, 0, 0, nullptr}, {"log-facility", word, 0, 0, nullptr},
+      {"max-connection", integer, 1, kInt, nullptr}, {"stack-size", integer, 1, kInt, nullptr},
+      {"monitor-threshold", integer, 1, kInt, nullptr}, {"monitor-interval", integer, 1, kInt, nullptr},
+      {"monitor-read-timeout", integer, 1, kInt, nullptr}, {"partition-type", choice, 0, 0, "modular"},
+      {"key-hash-algorithm", choice, 0, 0, "simple bitshift crc32 adler32 murmur jenkins"},
+      {"partition-size", integer, 1, kInt, nullptr}, {"partition-modular-hint", integer, 1, kInt, nullptr},
+      {"partition-modular-virtual", integer, 1, kInt, nullptr}, {"back-log", integer, 1, kInt, nullptr},
+      {"net-read-timeout", integer, 1, kInt, nullptr}, {"proxy-concurrency", integer, 1, kInt, nullptr},
+      {"mutex-slot", integer, 1, kInt, nullptr}, {"reconstruction-interval", integer, 0, kInt, nullptr},
+      {"reconstruction-bwlimit", integer, 0, kInt, nullptr}, {"storage-ap", unsigned32, 0, kU32, nullptr},
+      {"storage-bucket-size", unsigned64, 0, 0, nullptr}, {"storage-cache-size", integer, 0, kInt, nullptr},
+      {"storage-compress", choice, 0, 0, "deflate bz2 tcbs"}, {"storage-large", on, 0, 0, nullptr},
+      {"storage-type", choice, 0, 0, "tch tcb kch"}, {"proxy-prior-netmask", unsigned32, 0, 32, nullptr},
+      {"max-total-thread-queue", unsigned32, 0, kU32, nullptr}, {"index-servers", servers, 0, 0, nullptr},
+      {"noreply-window-limit", integer, 0, kInt, nullptr}, {"mysql-replication", on, 0, 0, nullptr},
+      {"mysql-replication-port", integer, 1, 65535, nullptr}, {"mysql-replication-id", unsigned32, 0, kU32, nullptr},
+      {"mysql-replication-db", word, 0, 0, nullptr}, {"mysql-replication-table", word, 0, 0, nullptr},
+      {"proxy-cache-size", integer, 0, kInt, nullptr}, {"proxy-cache-expire", integer, 0, kInt, nullptr},
+  };
+  const Rule* rule = nullptr;
+  for (const auto& r : rules)
+    if (key == r.key) rule = &r;
+  if (!rule) return "deploy does not know this setting";
+  // A value is copied into a `key = value` line, which boost reads up to the line's end and
+  // trims: a line break would add a setting, blanks at either end would be lost.
+  if (value.empty()) return "give a value";
+  for (unsigned char ch : value)
+    if (ch < 0x20 || ch == 0x7f) return "a value cannot hold a control character or a line break";
+  if (value.front() == ' ' || value.back() == ' ') return "a value cannot start or end with a space";
+  auto whole = [&](unsigned long long most) -> std::optional<unsigned long long> {
+    if (!detail::is_digits(value) || value.size() > 20) return std::nullopt;
+    unsigned long long v = 0;
+    for (char ch : value) {
+      if (v > (~0ULL - static_cast<unsigned>(ch - '0')) / 10) return std::nullopt;
+      v = v * 10 + static_cast<unsigned>(ch - '0');
+    }
+    if (v > most) return std::nullopt;
+    return v;
+  };
+  auto range = [&]() {
+    return "give a whole number from " + std::to_string(rule->min) + " to " + std::to_string(rule->max);
+  };
+  switch (rule->kind) {
+  case integer:
+  case unsigned32: {
+    auto v = whole(static_cast<unsigned long long>(rule->max));
+    if (!v || static_cast<long long>(*v) < rule->min) return range();
+    return "";
+  }
+  case unsigned64:
+    if (!whole(~0ULL)) return "give a whole number from 0 to 18446744073709551615";
+    return "";
+  case choice:
+    for (auto c : detail::split(rule->choices, ' '))
+      if (c == value) return "";
+    return std::string("give one of: ") + rule->choices;
+  case word:
+    if (value.find(' ') != std::string_view::npos) return "give one word";
+    return "";
+  case path:
+    return "";
+  case on:
+    if (value != "true")
+      return "flare turns it on whenever its line is present, whatever the value: give true, or leave the option out";
+    return "";
+  case servers:
+    for (auto one : detail::split(value, ',')) {
+      try {
+        NodeArg a = parse_node_arg(one, 2, 2);
+        (void)a;
+      } catch (const Error&) {
+        return "give HOST:PORT[,HOST:PORT...] (no spaces)";
+      }
+      if (one.find('[') != std::string_view::npos) return "flared reads NAME:PORT: an IPv6 address cannot be given here";
+    }
+    return "";
+  }
+  return "";
 }
 
 // One server to deploy: where its folder goes and what it holds.

@@ -46,12 +46,16 @@
 //   drip TARGET MS                     send replies one byte at a time, MS apart (0 = off)
 //   override TARGET WORD HEX [REPEAT] [close]   answer requests whose first word is WORD with the
 //                                      bytes HEX (`-` = no bytes) REPEAT times, then close if asked
+//                                      (`+WORD`: only a request that is WORD alone, e.g. `+stats`)
 //   override TARGET WORD off           remove it
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
 //   stall 0|1                          freeze every construction (a stuck slave) / let it go on
 //   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
 //                                      (connections are still accepted) / goes on with what was sent
+//   sync-delay MS                      after `node state HOST PORT down` of an active master that
+//                                      promotes a slave, answer OK only MS later (flarei first syncs
+//                                      the new master, which may be slow); 0 = off
 //   lag SLAVE QUEUE BEHIND [DRAIN]     its master's `stats threads slave` shows QUEUE writes waiting
 //                                      towards SLAVE, the oldest BEHIND s old (aging), draining DRAIN
 //                                      items/s (default 0); thread state execute/proxy_write meanwhile
@@ -319,6 +323,7 @@ class PartitionMap {
 PartitionMap g_pmap;
 
 bool g_stalled = false; // control `stall 1`: constructions make no progress (guarded by g_mu)
+std::atomic<int64_t> g_sync_delay_ms{0}; // control `sync-delay`: a failover's `node state` answered late
 
 // Partition of KEY when COUNT partitions exist (-1 when COUNT is out of range).
 int partition_of(std::string_view key, int count) {
@@ -746,7 +751,9 @@ void mark_down(MapEntry& e) {
       bool any_pos = false;
       for (auto& kv : g_map) {
         MapEntry& s = kv.second;
-        if (s.role == Role::Slave && s.partition == p && s.state == State::Active && entry_alive(s)) {
+        // As flarei's down_node: the map decides, not whether the slave's flared still runs
+        // (a slave killed a moment ago, still listed active, is promoted: issue 18 part 4).
+        if (s.role == Role::Slave && s.partition == p && s.state == State::Active) {
           if (!best || s.balance > best->balance) best = &s;
           if (s.balance > 0) any_pos = true;
         }
@@ -1176,9 +1183,18 @@ bool pre_reply(Conn* c, std::string_view line) {
   return true;
 }
 
-bool check_override(Conn* c, std::string_view word, Override& ov) {
+// WORD matches every request whose first word it is; `+WORD` only the request WORD alone
+// (`+stats`: a node's plain `stats`, not its `stats threads slave`).
+bool check_override(Conn* c, std::string_view word, Override& ov, bool alone = false) {
   if (!c->ep->has_override.load()) return false;
   std::lock_guard<std::mutex> lk(g_mu);
+  if (alone) {
+    auto exact = c->ep->overrides.find("+" + std::string(word));
+    if (exact != c->ep->overrides.end()) {
+      ov = exact->second;
+      return true;
+    }
+  }
   auto it = c->ep->overrides.find(word);
   if (it == c->ep->overrides.end()) return false;
   ov = it->second;
@@ -1545,7 +1561,7 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
   }
   std::string_view cmd = w[0];
   Override ov;
-  if (check_override(c, cmd, ov)) return send_override(c, ov, line);
+  if (check_override(c, cmd, ov, w.size() == 1)) return send_override(c, ov, line);
   if (cmd == "quit") return w.size() != 1;
   bool changes = (cmd == "node" && w.size() >= 2 &&
                   (w[1] == "role" || w[1] == "state" || w[1] == "remove" || w[1] == "add")) ||
@@ -1615,9 +1631,21 @@ bool index_line(Conn* c, std::string_view line, std::vector<std::string_view>& w
         return true;
       }
       std::string key = std::string(w[2]) + ":" + std::to_string(port);
-      std::lock_guard<std::mutex> lk(g_mu);
-      auto it = g_map.find(key);
-      bool ok = it != g_map.end() && set_state(it->second, st);
+      bool ok, promoted = false;
+      {
+        std::lock_guard<std::mutex> lk(g_mu);
+        auto it = g_map.find(key);
+        bool was_master = it != g_map.end() && it->second.role == Role::Master && it->second.state == State::Active;
+        ok = it != g_map.end() && set_state(it->second, st);
+        promoted = ok && was_master && st == State::Down && it->second.role == Role::Proxy;
+      }
+      // flarei's down_node syncs the promoted slave before it answers: a slow new master
+      // makes the answer late (control `sync-delay`), the failover being done meanwhile.
+      if (promoted && g_sync_delay_ms.load() > 0) {
+        int64_t until = mono_ms() + g_sync_delay_ms.load();
+        while (mono_ms() < until && !g_stop.load() && !c->killed.load())
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       o += ok ? "OK\r\n" : "SERVER_ERROR failed to set state\r\n";
     } else if (sub == "remove") {
       if (w.size() != 4 || !parse_i64(w[3], port)) {
@@ -2230,7 +2258,7 @@ bool node_line(Conn* c, std::string_view line, std::vector<std::string_view>& w,
   }
   std::string_view cmd = w[0];
   Override ov;
-  bool has_ov = check_override(c, cmd, ov);
+  bool has_ov = check_override(c, cmd, ov, w.size() == 1);
   SCmd sc;
   if (storage_cmd(cmd, sc)) {
     log_request(c->ep, line);
@@ -2420,12 +2448,18 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     g_stalled = w[1] == "1";
     return ok();
   }
+  if (cmd == "sync-delay") {
+    int64_t v = 0;
+    if (w.size() != 2 || !parse_i64(w[1], v) || v < 0 || v > 600000) return err("usage: sync-delay MS");
+    g_sync_delay_ms = v;
+    return ok();
+  }
   if (cmd == "lag") {
     // lag SLAVE QUEUE BEHIND [DRAIN]: the slave's master shows QUEUE writes waiting towards it,
     // the oldest BEHIND s old (aging), draining DRAIN items/s (default 0: a stopped slave).
     int64_t q = 0, b = 0, d = 0;
-    if ((w.size() != 4 && w.size() != 5) || !parse_i64(w[2], q) || q < 0 || !parse_i64(w[3], b) || b < 0 ||
-        (w.size() == 5 && (!parse_i64(w[4], d) || d < 0)))
+    if ((w.size() != 4 && w.size() != 5) || !parse_i64(w[2], q) || q < 0 || q > INT32_MAX || !parse_i64(w[3], b) ||
+        b < 0 || b > INT32_MAX || (w.size() == 5 && (!parse_i64(w[4], d) || d < 0 || d > INT32_MAX)))
       return err("usage: lag SLAVE QUEUE BEHIND [DRAIN_PER_SEC]");
     std::lock_guard<std::mutex> lk(g_mu);
     Endpoint* ep = find_target(w[1]);

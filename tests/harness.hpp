@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -295,9 +296,10 @@ struct Interrupted {
   std::string err;
 };
 
-// Starts the binary, sends it `sig` (Ctrl-C's SIGINT unless told) after `delay_ms`, and measures
-// how long it takes to exit.
-inline Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms, int sig = SIGINT) {
+// Starts the binary, sends it `sig` (Ctrl-C's SIGINT unless told) after `delay_ms`, runs
+// `after_signal` (if any: e.g. let a stalled fake go on), and measures how long it takes to exit.
+inline Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms, int sig = SIGINT,
+                                   const std::function<void()>& after_signal = nullptr) {
   int err[2];
   REQUIRE(::pipe(err) == 0);
   harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
@@ -316,6 +318,7 @@ inline Interrupted interrupt_after(const std::vector<std::string>& args, int del
   std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   auto sent = std::chrono::steady_clock::now();
   ::kill(pid, sig);
+  if (after_signal) after_signal();
   Interrupted r;
   int st = 0;
   for (int i = 0; i < 3000; ++i) { // at most 30 s, then kill

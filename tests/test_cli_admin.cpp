@@ -144,37 +144,38 @@ TEST_CASE("refusals exit 1 and change nothing") {
   SUBCASE("master of a partition that has one, even with --force") {
     auto r = run(with({"master", "--force", n2 + ":1:0"}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out == "the partiton already has a master " + n0 + ".\n" + kHeader + row(n2, "-", "proxy", "active", "0"));
+    CHECK(r.err == "the partition already has a master " + n0 + ".\n");
+    CHECK(r.out == kHeader + row(n2, "-", "proxy", "active", "0"));
   }
   SUBCASE("master of a node that is not a proxy") {
     auto r = run(with({"master", "--force", n1 + ":1:1"}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.rfind(n1 + " is not a proxy.\n", 0) == 0);
+    CHECK(r.err.rfind(n1 + " is not a proxy.\n", 0) == 0);
   }
   SUBCASE("slave of a node that is not a proxy") {
     auto r = run(with({"slave", "--force", n0 + ":1:0"}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.rfind(n0 + " is not a proxy.\n", 0) == 0);
+    CHECK(r.err.rfind(n0 + " is not a proxy.\n", 0) == 0);
   }
   SUBCASE("a new partition that is not the next one") {
     auto r = run(with({"master", "--force", n2 + ":1:5"}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.rfind("partition 5 cannot be made now: the next new partition is 1.\n", 0) == 0);
+    CHECK(r.err.rfind("partition 5 cannot be made now: the next new partition is 1.\n", 0) == 0);
   }
   SUBCASE("reconstruct that would leave the partition without redundancy") {
     auto r = run(with({"reconstruct", "--force", n0}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.find("The partition needs one more slave to reconstruct " + n0 + " safely.\n") != std::string::npos);
+    CHECK(r.err.find("The partition needs one more slave to reconstruct " + n0 + " safely.\n") != std::string::npos);
   }
   SUBCASE("reconstruct of a proxy") {
     auto r = run(with({"reconstruct", "--force", n2}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.find(n2 + " is not reconstructable.\n") != std::string::npos);
+    CHECK(r.err.find(n2 + " is not reconstructable.\n") != std::string::npos);
   }
   SUBCASE("remove of a node that is not down") {
     auto r = run(with({"remove", "--force", n1}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.rfind("node should role=proxy and state=down. (node=" + n1 + " role=slave state=active)\n", 0) == 0);
+    CHECK(r.err.rfind("node should role=proxy and state=down. (node=" + n1 + " role=slave state=active)\n", 0) == 0);
   }
   SUBCASE("unknown node") {
     for (auto& cmd : std::vector<std::vector<std::string>>{{"down", "127.0.0.1:1"},
@@ -191,11 +192,11 @@ TEST_CASE("refusals exit 1 and change nothing") {
   }
   SUBCASE("an argument of the wrong shape") {
     auto r = run(with({"master", "--force", n2 + ":1"}, idx));
-    CHECK(r.status == 1);
-    CHECK(r.err == "invalid argument '" + n2 + ":1'. it must be hostname:port:balance:partition.\n");
+    CHECK(r.status == 2);
+    CHECK(r.err == "invalid argument '" + n2 + ":1'. it must be hostname:port:balance:partition. (see: flare-admin master --help)\n");
     auto b = run(with({"master", "--force", n2 + ":0:1"}, idx));
-    CHECK(b.status == 1);
-    CHECK(b.err == "invalid balance '" + n2 + ":0:1'.\n");
+    CHECK(b.status == 2);
+    CHECK(b.err == "invalid balance '" + n2 + ":0:1'. it must be more than 0. (see: flare-admin master --help)\n");
   }
   CHECK(f.state_changes().empty());
 }
@@ -258,7 +259,8 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
   SUBCASE("an answer piped into stdin is an answer, as scripts of 0.7.3 use it (echo y |)") {
     auto r = run(with({"down", f.node(0)}, idx), "y\n");
     CHECK(r.status == 0);
-    CHECK(r.err == "turning node down (node=" + f.node(0) + ", state=active -> down) (y/n): ");
+    CHECK(r.err == "turning node down (node=" + f.node(0) + ", state=active -> down) (y/n): warning: partition 0 has no "
+                   "active master now (" + f.node(0) + " is master down): its reads and writes fail.\n");
     // a master without slave stays master of its partition, down (flarei "preserves" it)
     CHECK(r.out == kHeader + row(f.node(0), "0", "master", "down", "1") + "\n");
     CHECK(f.cluster().find(f.node(0))->state == "down");
@@ -268,7 +270,7 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
       CAPTURE(input);
       auto r = run(with({"down", f.node(0)}, idx), input);
       CHECK(r.status == 1);
-      CHECK(r.out.find("skipped: " + f.node(0) + " left as it is (role=master, state=active, balance=1); to do it later: "
+      CHECK(r.err.find("skipped: " + f.node(0) + " left as it is (role=master, state=active, balance=1); to do it later: "
                        "flare-admin down " + f.node(0)) != std::string::npos);
       CHECK(f.cluster().find(f.node(0))->state == "active");
     }
@@ -332,9 +334,9 @@ TEST_CASE("balance and activate") {
   CHECK(b.status == 0);
   CHECK(b.out == kHeader + row(f.node(1), "0", "slave", "active", "3"));
   auto same = run(with({"balance", "--force", f.node(1) + ":3"}, idx));
-  CHECK(same.out.rfind("no need to change the balance of " + f.node(1) + ".\n", 0) == 0);
+  CHECK(same.err.rfind("no need to change the balance of " + f.node(1) + ".\n", 0) == 0);
   auto a = run(with({"activate", "--force", f.node(0)}, idx));
-  CHECK(a.out.rfind(f.node(0) + " is already active.\n", 0) == 0);
+  CHECK(a.err.rfind(f.node(0) + " is already active.\n", 0) == 0);
 }
 
 TEST_CASE("a new partition's master waits for ready, and --activate makes it active") {
@@ -463,7 +465,7 @@ TEST_CASE("a master that is down keeps its partition") {
   SUBCASE("master on its partition is refused, even with --force, naming the ways out") {
     auto r = run(with({"master", "--force", n1 + ":1:0"}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.rfind("partition 0 has a master that is down: " + n0 + " holds its only copy of the data. Start its "
+    CHECK(r.err.rfind("partition 0 has a master that is down: " + n0 + " holds its only copy of the data. Start its "
                       "flared again (the index makes it active with its data), or, to give that data up, replace it "
                       "with: flare-admin master --unsafe " + n1 + ":1:0\n", 0) == 0);
     CHECK(f.state_changes().empty());
@@ -472,7 +474,7 @@ TEST_CASE("a master that is down keeps its partition") {
   SUBCASE("--unsafe replaces it knowingly") {
     auto r = run(with({"master", "--force", "--unsafe", n1 + ":1:0"}, idx));
     CHECK(r.status == 0);
-    CHECK(r.out.find("replacing the down master " + n0 + " of partition 0: " + n1 + " starts empty") != std::string::npos);
+    CHECK(r.err.find("replacing the down master " + n0 + " of partition 0: " + n1 + " starts empty") != std::string::npos);
     auto c = f.cluster();
     REQUIRE(c.master_of(0) != nullptr);
     CHECK(c.master_of(0)->key == n1);
@@ -480,7 +482,7 @@ TEST_CASE("a master that is down keeps its partition") {
   SUBCASE("remove refuses the preserved master") {
     auto r = run(with({"remove", "--force", n0}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.rfind("node is the down master of partition 0 and holds its only copy; the index keeps it. (node=" + n0 +
+    CHECK(r.err.rfind("node is the down master of partition 0 and holds its only copy; the index keeps it. (node=" + n0 +
                       ")\n", 0) == 0);
     CHECK(f.state_changes().empty());
   }
@@ -505,12 +507,12 @@ TEST_CASE("smaller refusals: part with balance 0, balance of a proxy, --retry 0"
   SUBCASE("part refuses a master of balance 0 before flushing anything") {
     auto r = run(with({"part", "--force", f.node(1) + ":0:1"}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.find("invalid balance '" + f.node(1) + ":0:1'.") != std::string::npos);
+    CHECK(r.err.find("invalid balance '" + f.node(1) + ":0:1'.") != std::string::npos);
   }
   SUBCASE("balance of a proxy") {
     auto r = run(with({"balance", "--force", f.node(1) + ":3"}, idx));
     CHECK(r.status == 1);
-    CHECK(r.out.rfind(f.node(1) + " is a proxy: a balance applies to masters and slaves only.\n", 0) == 0);
+    CHECK(r.err.rfind(f.node(1) + " is a proxy: a balance applies to masters and slaves only.\n", 0) == 0);
   }
   SUBCASE("--retry 0") {
     auto r = run(with({"slave", "--force", "--retry", "0", f.node(1) + ":1:0"}, idx));

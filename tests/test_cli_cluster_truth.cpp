@@ -118,8 +118,8 @@ TEST_CASE("cluster_truth: a change is done only when the nodes show the index's 
   f.must("override " + f.node(2) + " stats " + harness::hex(harness::node_stats_reply(0, 0, 5)));
   auto r = run(with({"balance", "--force", "--timeout", "1", f.node(1) + ":3"}, idx));
   CHECK(r.status == 1);
-  CHECK(has(r.out, "failed to change the balance of " + f.node(1) + ": the index answered OK"));
-  CHECK(has(r.out, "these nodes still do not route by that map: " + f.node(2) + " (holds 3)"));
+  CHECK(has(r.err, "failed to change the balance of " + f.node(1) + ": the index answered OK"));
+  CHECK(has(r.err, "these nodes still do not route by that map: " + f.node(2) + " (holds 3)"));
   f.must("override " + f.node(2) + " stats off");
   auto again = run(with({"balance", "--force", f.node(1) + ":4"}, idx));
   CHECK(again.status == 0);
@@ -157,7 +157,7 @@ TEST_CASE("cluster_truth: activate of a node whose flared is dead says it is not
   f.must("set-node " + f.node(2) + " proxy down -1 0");
   auto r = run(with({"activate", "--force", f.node(2)}, f.index_args()));
   CHECK(r.status == 1);
-  CHECK(has(r.out, f.node(2) + " is not answering (is its flared running?): not activated."));
+  CHECK(has(r.err, f.node(2) + " is not answering (is its flared running?): not activated."));
   for (const auto& c : f.state_changes()) CHECK(!has(c, "node state"));
 }
 
@@ -179,8 +179,8 @@ TEST_CASE("cluster_truth: a slave whose copy failed on a busy master says so and
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto r = run(with({"slave", "--force", f.node(1) + ":1:0"}, f.index_args()));
   CHECK(r.status == 1);
-  CHECK(has(r.out, "construction of " + f.node(1) + " failed: the node fell back to proxy active because its copy from "
+  CHECK(has(r.err, "construction of " + f.node(1) + " failed: the node fell back to proxy active because its copy from "
                    "the master " + f.node(0) + " failed"));
-  CHECK(has(r.out, "flare-admin slave " + f.node(1) + ":1:0"));
+  CHECK(has(r.err, "flare-admin slave " + f.node(1) + ":1:0"));
   dumper.close();
 }

@@ -161,8 +161,8 @@ TEST_CASE("dumpkey lists keys, one per line, of each master's own partition") {
   CHECK(r.status == 0);
   CHECK(r.out == "key00000\nkey00001\nkey00002\n");
   auto none = run(with({"dumpkey"}, f.index_args()));
-  CHECK(none.status == 1);
-  CHECK(none.err == "please specify --all option to get complete dump.\n");
+  CHECK(none.status == 2);
+  CHECK(none.err.rfind("please specify --all option to get complete dump", 0) == 0);
 }
 
 namespace {

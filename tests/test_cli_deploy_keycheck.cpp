@@ -192,7 +192,7 @@ TEST_CASE("deploy writes a folder per server with its configuration, data folder
                 "--flared=/opt/flare/bin/flared", "--thread-pool-size=4"},
                "", {}, "flare-admin");
   REQUIRE(r.status == 0);
-  CHECK(r.out == "generateing ... 127.0.0.1:13120\ngenerateing ... 127.0.0.1:13121\ngenerateing ... 127.0.0.1:13122\n");
+  CHECK(r.out == "generating ... 127.0.0.1:13120\ngenerating ... 127.0.0.1:13121\ngenerating ... 127.0.0.1:13122\n");
   CHECK(r.err.empty());
   CHECK(names_in(t.dir) == std::set<std::string>{"127.0.0.1:13120", "127.0.0.1:13121", "127.0.0.1:13122"});
   CHECK(names_in(t.dir + "/127.0.0.1:13120") == std::set<std::string>{"data", "flarei.conf", "restart.sh", "start.sh", "stop.sh"});
@@ -229,8 +229,8 @@ TEST_CASE("deploy refuses existing folders without --delete, writing nothing, an
 TEST_CASE("deploy rejects bad arguments and values with one line") {
   InTempDir t;
   auto bad_node = run({"deploy", "127.0.0.1"});
-  CHECK(bad_node.status == 1);
-  CHECK(bad_node.err == "invalid argument '127.0.0.1'. it must be hostname:port[:balance:partition].\n");
+  CHECK(bad_node.status == 2);
+  CHECK(bad_node.err == "invalid argument '127.0.0.1'. it must be hostname:port[:balance:partition]. (see: flare-admin deploy --help)\n");
   auto nothing = run({"deploy"});
   CHECK(nothing.status == 2);
   CHECK(lines_of(nothing.err).size() == 1);

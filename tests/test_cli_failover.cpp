@@ -4,6 +4,7 @@
 // take over, reporting the new master, and Ctrl-C before a change is sent.
 #include "harness.hpp"
 
+#include <climits>
 #include <signal.h>
 
 using harness::FakeCluster;
@@ -53,6 +54,15 @@ TEST_CASE("a master's replication threads give each slave's lag: writes waiting 
     CHECK(lags[0].writing);
     CHECK(lags[0].pending() == 24942 + 25056 + 1);
   }
+  SUBCASE("numbers no master would send add up without overflow") {
+    auto huge = flare::parse_stats_threads(failover_lines(
+        "STAT 1:type 16\r\nSTAT 1:peer h:1\r\nSTAT 1:queue 9223372036854775807\r\nSTAT 1:behind -5\r\n"
+        "STAT 2:type 16\r\nSTAT 2:peer h:1\r\nSTAT 2:queue 9223372036854775807\r\nSTAT 2:behind x\r\n"));
+    auto lags = flare::slave_lags(huge);
+    REQUIRE(lags.size() == 1);
+    CHECK(lags[0].queue == LLONG_MAX);
+    CHECK(lags[0].behind == 0);
+  }
   SUBCASE("a peer the map names otherwise is matched by the thread type (the node's thread_type)") {
     std::vector<flare::NodeInfo> nodes = {failover_node("db1.example:21121", "slave", 0, 16),
                                           failover_node("db2.example:21122", "master", 0, 18)};
@@ -86,4 +96,189 @@ TEST_CASE("the lag of every slave is asked from the masters at once, one request
   auto it = std::find_if(one.begin(), one.end(), [&](const flare::SlaveLag& l) { return l.slave == f.node(1); });
   REQUIRE(it != one.end());
   CHECK(it->queue == 21572);
+}
+
+namespace {
+
+// Node 0 master of partition 0, node 1 its slave (balance 1 each); node 2 a proxy.
+void failover_pair(FakeCluster& f) {
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 1");
+}
+
+// The fake index's `node state` requests received (state-changing requests of that kind).
+std::vector<std::string> failover_state_requests(FakeCluster& f) {
+  std::vector<std::string> out;
+  for (const auto& r : f.state_changes())
+    if (r.find("node state") != std::string::npos || r.find("node role") != std::string::npos ||
+        r.find("node remove") != std::string::npos || r.find("flush_all") != std::string::npos)
+      out.push_back(r);
+  return out;
+}
+
+std::string failover_row_of(const std::string& table, const std::string& key) {
+  size_t at = table.find(key + " ");
+  if (at == std::string::npos) return "";
+  return table.substr(at, table.find('\n', at) - at);
+}
+
+} // namespace
+
+TEST_CASE("flare-stats' behind is each slave's lag as its master sees it, in the table, JSON and Prometheus") {
+  FakeCluster f(3);
+  failover_pair(f);
+  f.must("lag " + f.node(1) + " 21572 5");
+  auto idx = f.index_args();
+  SUBCASE("table: seconds, then the writes waiting") {
+    auto r = run(harness::with({"stats"}, idx));
+    CHECK(r.status == 0);
+    std::string row = failover_row_of(r.out, f.node(1));
+    CHECK(row.find("s/21572 ") != std::string::npos);
+    CHECK(failover_row_of(r.out, f.node(0)).find(" 0   -") != std::string::npos); // a master is behind nobody
+  }
+  SUBCASE("--json: behind in seconds and the queue") {
+    auto r = run(harness::with({"stats", "--json", f.node(1)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("\"queue\":21572") != std::string::npos);
+    CHECK(r.out.find("\"behind\":0,") == std::string::npos);
+  }
+  SUBCASE("--prometheus: the queue and its age per slave") {
+    auto r = run(harness::with({"stats", "--prometheus"}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("flare_replication_queue{") != std::string::npos);
+    CHECK(r.out.find("} 21572\n") != std::string::npos);
+    CHECK(r.out.find("flare_replication_behind_seconds{") != std::string::npos);
+  }
+  SUBCASE("a slave caught up shows 0") {
+    f.must("lag " + f.node(1) + " 0 0");
+    auto r = run(harness::with({"stats", f.node(1)}, idx));
+    CHECK(failover_row_of(r.out, f.node(1)).find(" 0   -") != std::string::npos);
+  }
+  SUBCASE("a slave whose master does not answer shows -") {
+    f.must("refuse " + f.node(0) + " 1");
+    auto r = run(harness::with({"stats", f.node(1)}, idx));
+    CHECK(r.status == 0);
+    CHECK(failover_row_of(r.out, f.node(1)).find(" - ") != std::string::npos);
+  }
+}
+
+TEST_CASE("down of a master shows its slaves' lag, waits for them to catch up, and refuses if they do not") {
+  FakeCluster f(3);
+  failover_pair(f);
+  auto idx = f.index_args();
+  const std::string down_req = "node state 127.0.0.1 " + std::to_string(f.node_ports[0]) + " down";
+  SUBCASE("-n shows the lag and what a real run would do") {
+    f.must("lag " + f.node(1) + " 21572 5");
+    auto r = run(harness::with({"down", "-n", f.node(0)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("replication from " + f.node(0) + " to " + f.node(1) + ": 21572 writes waiting") != std::string::npos);
+    CHECK(r.out.find("dry run: a real run would wait up to") != std::string::npos);
+    CHECK(failover_state_requests(f).empty());
+  }
+  SUBCASE("a slave that does not catch up: refused with the figures, nothing sent") {
+    f.must("lag " + f.node(1) + " 21572 5");
+    auto r = run(harness::with({"down", "--force", "--timeout", "1", f.node(0)}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("refused: the slaves of " + f.node(0) + " did not catch up") != std::string::npos);
+    CHECK(r.err.find(f.node(1) + ": 21572 writes waiting") != std::string::npos);
+    CHECK(r.err.find("--unsafe") != std::string::npos);
+    CHECK(failover_state_requests(f).empty());
+    CHECK(f.cluster().find(f.node(0))->role == "master");
+  }
+  SUBCASE("a slave the index would not promote counts too: it would never get those writes") {
+    f.must("set-node " + f.node(2) + " slave active 0 0");
+    f.must("lag " + f.node(2) + " 500 3");
+    auto r = run(harness::with({"down", "--force", "--timeout", "1", f.node(0)}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.err.find(f.node(2) + ": 500 writes waiting") != std::string::npos);
+    CHECK(failover_state_requests(f).empty());
+  }
+  SUBCASE("a slave that catches up: the failover goes on") {
+    f.must("lag " + f.node(1) + " 300 1 1000");
+    auto r = run(harness::with({"down", "--force", f.node(0)}, idx));
+    CHECK(r.status == 0);
+    CHECK(failover_state_requests(f).size() == 1);
+    CHECK(f.cluster().find(f.node(1))->role == "master");
+  }
+  SUBCASE("--unsafe goes on, saying what is lost") {
+    f.must("lag " + f.node(1) + " 21572 5");
+    auto r = run(harness::with({"down", "--force", "--unsafe", "--timeout", "1", f.node(0)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("warning: --unsafe") != std::string::npos);
+    CHECK(f.cluster().find(f.node(1))->role == "master");
+  }
+  SUBCASE("reconstruct of a master waits for the same") {
+    f.must("set-node " + f.node(2) + " slave active 0 1");
+    f.must("lag " + f.node(1) + " 21572 5");
+    f.must("lag " + f.node(2) + " 21572 5");
+    auto r = run(harness::with({"reconstruct", "--force", "--timeout", "1", f.node(0)}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("refused: the slaves of " + f.node(0) + " did not catch up") != std::string::npos);
+    CHECK(failover_state_requests(f).empty());
+  }
+}
+
+TEST_CASE("a failover onto a slave whose flared is dead is refused, naming the slave") {
+  FakeCluster f(3);
+  failover_pair(f);
+  f.must("kill " + f.node(1)); // the index still lists it slave active for a while
+  REQUIRE(f.cluster().find(f.node(1))->state == "active");
+  SUBCASE("down") {
+    auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("refused: " + f.node(0) + " is the master of partition 0") != std::string::npos);
+    CHECK(r.err.find(f.node(1)) != std::string::npos);
+    CHECK(r.err.find("does not answer") != std::string::npos);
+  }
+  SUBCASE("reconstruct") {
+    auto r = run(harness::with({"reconstruct", "--force", "--unsafe", f.node(0)}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("does not answer") != std::string::npos);
+  }
+  CHECK(failover_state_requests(f).empty());
+  CHECK(f.cluster().find(f.node(0))->role == "master");
+}
+
+TEST_CASE("down --force of a master reports the new master, and succeeds when the index answers late") {
+  FakeCluster f(3);
+  failover_pair(f);
+  SUBCASE("the index answers at once") {
+    auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("partition 0 failed over: its master is now " + f.node(1)) != std::string::npos);
+  }
+  SUBCASE("the index answers after the tool's timeout (it syncs the new master first)") {
+    // As on a real cluster: by the time the tool gives up waiting, the old master, alive, is
+    // back as a proxy (revive-ms 1000 < --timeout 2).
+    f.must("sync-delay 5000");
+    auto r = run(harness::with({"down", "--force", "--timeout", "2", f.node(0)}, f.index_args()));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("but made the change") != std::string::npos);
+    CHECK(r.err.find("partition 0 failed over: its master is now " + f.node(1)) != std::string::npos);
+  }
+  CHECK(f.cluster().find(f.node(1))->role == "master");
+}
+
+TEST_CASE("Ctrl-C while the index is stalled cancels the change: nothing is sent afterwards, exit 130") {
+  FakeCluster f(3);
+  failover_pair(f);
+  f.must("set-node " + f.node(2) + " proxy down -1 0");
+  std::vector<std::string> args;
+  SUBCASE("down") { args = {"down", "--force", f.node(0)}; }
+  SUBCASE("remove") { args = {"remove", "--force", f.node(2)}; }
+  SUBCASE("reconstruct") { args = {"reconstruct", "--force", "--unsafe", f.node(1)}; }
+  SUBCASE("balance") { args = {"balance", "--force", f.node(1) + ":3"}; }
+  args.insert(args.end(), {"--timeout", "8", "-i", f.index()});
+  for (int sig : {SIGINT, SIGTERM}) {
+    CAPTURE(sig);
+    f.must("stall index 1");
+    auto r = harness::interrupt_after(args, 500, sig, [&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      f.must("stall index 0");
+    });
+    CHECK(r.status == 130);
+    CHECK(r.err.find("interrupted: nothing was changed") != std::string::npos);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300)); // what the index still had, handled
+    CHECK(failover_state_requests(f).empty());
+  }
 }
