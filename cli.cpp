@@ -436,7 +436,7 @@ int cmd_ping(const Options& o) {
     return EXIT_OK;
   }
   std::vector<Endpoint> targets;
-  for (auto& a : o.args) targets.push_back(endpoint_arg(a));
+  for (const auto& a : o.args) targets.push_back(endpoint_arg(a));
   for (const auto& t : targets) {
     int st = ping_until_alive(t, c, wait, [&] {
       ServerClient sc(t, c.timeout_ms);
@@ -562,7 +562,7 @@ int cmd_stats(const Options& o) {
   int count = parse_positive(o, "count", 1, 1);
   std::string delimiter = o.has("delimiter") ? o.get("delimiter") : " ";
   std::vector<std::string> filter;
-  for (auto& a : o.args) filter.push_back(endpoint_arg(a).key());
+  for (const auto& a : o.args) filter.push_back(endpoint_arg(a).key());
   IndexClient ic = index_client(c);
   std::map<std::string, std::optional<QpsSample>> previous;
   bool unreachable = false; // some node did not answer (exit 1 with --fail-on-unreachable)
@@ -1023,7 +1023,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
   if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
   if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
   std::vector<Endpoint> named; // checked before the index is asked anything
-  for (auto& a : o.args) named.push_back(endpoint_arg(a));
+  for (const auto& a : o.args) named.push_back(endpoint_arg(a));
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   int serving = serving_partition_count(cluster);
