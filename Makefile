@@ -21,6 +21,8 @@ INTEG_SRC = tests/test_main.cpp tests/test_cli_readonly.cpp tests/test_cli_admin
 # Prometheus output and clusters of thousands of nodes (issue 9, parts 3 and 4).
 UNIT_SRC  += tests/test_prometheus.cpp
 INTEG_SRC += tests/test_cli_scale.cpp
+# The waits of the construction commands, and a change run again after an interruption (issues 17, 18).
+INTEG_SRC += tests/test_cli_resume_changes.cpp
 # Files written safely (issue 23).
 INTEG_SRC += tests/test_cli_files.cpp
 # Real clusters' hard cases: index identity, node map versions, smaller wrong answers (issue 17).

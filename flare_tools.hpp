@@ -122,17 +122,24 @@
 //      timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; poll_interval_ms = 1000; }
 //    enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
 //    Outcome worse(Outcome a, Outcome b);   enum class WaitEnd { reached, interrupted };
-//    struct ConstructionProgress { std::string role, state; long long items, master_items; double elapsed; }
+//    struct ConstructionProgress { std::string role, state; long long items, master_items; double elapsed;
+//      bool copying; std::string index_error, node_error; }
 //    std::string eta_text / format_slave_progress / format_master_progress(const ConstructionProgress& p);
+//    class ConstructionStopped : Error { enum class Why { stalled, index_unreachable, lost }; Why why;
+//      ConstructionProgress last; }   -- a wait that stopped short of its goal
+//    std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms);
+//      -- the source whose copy to `node` both show running in `stats threads` ("" if none)
 //    WaitEnd wait_for_slave_active / wait_for_master_ready(IndexClient& index, const Endpoint& node,
-//      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);
+//      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);  -- ride out an
+//      index silent or gone for less than opt.timeout_ms; throw ConstructionStopped
 //    WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
 //      const OperationIO& io);
 //    std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role,
 //      int balance, int partition, const OperationOptions& opt, const OperationIO& io);  -- "OK" or refusal
 //    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
-//      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);
+//      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
+//      on a node already (being) built as asked, they carry on from where it is (wait, activate, balance)
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
 //      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
 //      every change is reported done only once the nodes show the index's new node_map_version;
@@ -2760,6 +2767,9 @@ struct ConstructionProgress {
   long long items = 0;        // slave: its curr_items; master: its own curr_items
   long long master_items = 0; // slave waits only
   double elapsed = 0;
+  bool copying = false;       // items and state flat, but the node shows its copy running (copy_running)
+  std::string index_error;    // why the index did not answer this look ("" when it did): role and state are the last seen
+  std::string node_error;     // why the node did not answer ("" when it did): items are the last seen
 };
 
 inline std::string eta_text(const ConstructionProgress& p) {
@@ -2784,6 +2794,43 @@ inline std::string format_master_progress(const ConstructionProgress& p) {
 // The end of a wait that did not reach its goal.
 enum class WaitEnd { reached, interrupted };
 
+// A construction wait that stopped short of its goal (an Error: its what() is one line).
+// `why`: stalled (neither items, state nor a running copy moved for --timeout, or the node did not
+// answer that long), index_unreachable (the index did not answer for --timeout; the copy may go
+// on), lost (the node left the role being built, e.g. it fell back to proxy). `last`: the last look.
+class ConstructionStopped : public Error {
+public:
+  enum class Why { stalled, index_unreachable, lost };
+  ConstructionStopped(const std::string& what, Why why_, ConstructionProgress last_)
+      : Error(what), why(why_), last(std::move(last_)) {}
+  Why why;
+  ConstructionProgress last;
+};
+
+// Whether `node` shows a copy running from one of `sources`: one of its threads runs `dump` with
+// that source as its peer (flared's reconstruction thread: type 3, op dump, peer = the source's
+// host:port), and the source answers and shows a `dump` thread of its own. On a real flare 1.3.4
+// with reconstruction-bwlimit 4096, a 64 MiB value arrives at once and then for 16 s the item
+// count is flat while both threads are there; a construction that failed shows neither.
+// Returns that source's key, or "" (no such threads, or a node did not answer within timeout_ms:
+// a source that stopped answering is not serving a copy). Never throws an Error.
+inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms) {
+  try {
+    NodeClient c(node, timeout_ms);
+    for (const auto& t : c.stats_threads()) {
+      if (t.op != "dump") continue;
+      for (const auto& s : sources) {
+        if (t.peer != s.key()) continue;
+        NodeClient sc(s, timeout_ms);
+        for (const auto& st : sc.stats_threads())
+          if (st.op == "dump") return s.key();
+      }
+    }
+  } catch (const Error&) {
+  }
+  return std::string();
+}
+
 namespace detail {
 
 inline long long items_of(const Endpoint& ep, int timeout_ms) {
@@ -2801,72 +2848,127 @@ inline bool pause(int ms, const OperationIO& io) {
   return !(io.interrupted && io.interrupted());
 }
 
-// The common loop of the construction waits: poll, report, stop at the goal, fail when
-// nothing has moved for `timeout_ms` (items or state), the overall wait has no other limit.
-template <typename Poll, typename Goal, typename Lost>
-inline WaitEnd construction_wait(const Endpoint& node, const OperationOptions& opt, const OperationIO& io, Poll poll,
-                                 Goal goal, Lost lost, bool slave, ConstructionProgress& last) {
+// The common loop of the construction waits. Each poll interval: the node's role and state from
+// the index, its items (and, for a slave, its master's) from the nodes; reports a progress line;
+// returns at the goal. A construction is alive while its items, role or state move, or while the
+// node shows its copy running (copy_running: a bwlimit-slowed copy is silent for size/rate
+// seconds). An index that does not answer is asked again on a new connection at the next poll,
+// for up to --timeout. Throws ConstructionStopped when the node leaves the role being built
+// (lost), when nothing moved and no copy showed for --timeout (stalled), or when the index has
+// not answered for --timeout (index_unreachable); Error when the index no longer lists the node.
+template <typename Goal, typename Lost>
+inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool slave, const OperationOptions& opt,
+                                 const OperationIO& io, Goal goal, Lost lost, ConstructionProgress& last) {
+  const auto timeout = std::chrono::milliseconds(opt.timeout_ms);
+  const long long timeout_s = std::max(1, opt.timeout_ms / 1000);
   auto start = Clock::now();
   auto last_change = start;
+  bool index_gone = false;           // the index has not answered since index_gone_at
+  Clock::time_point index_gone_at = start;
   std::optional<ConstructionProgress> previous;
+  std::vector<Endpoint> sources;
+  ConstructionProgress p;
+  bool seen_once = false;
+  bool second_look = false; // a stall is declared on two looks in a row (a copy's threads end just before its state changes)
   for (;;) {
-    ConstructionProgress p = poll();
+    bool seen = false;
+    auto asked = Clock::now();
+    try {
+      Cluster c(index.stats_nodes());
+      const NodeInfo* n = c.find(node);
+      if (!n) throw Error(node.key() + " disappeared from the cluster while it was being constructed");
+      seen = seen_once = true;
+      if (index_gone && io.warn) io.warn("the index " + index.endpoint().display() + " answers again.");
+      index_gone = false;
+      p.index_error.clear();
+      p.role = n->role;
+      p.state = n->state;
+      sources.clear();
+      if (slave) {
+        if (const NodeInfo* m = c.master_of(n->partition)) sources.push_back(m->endpoint());
+      } else {
+        for (int q = 0; q < n->partition; ++q)
+          if (const NodeInfo* m = c.master_of(q)) sources.push_back(m->endpoint());
+      }
+    } catch (const NetworkError& e) {
+      index.close(); // the next look connects again (a restarted flarei, or one that was silent)
+      if (!index_gone) {
+        index_gone = true;
+        index_gone_at = asked;
+        if (io.warn)
+          io.warn("the index " + index.endpoint().display() + " does not answer (" + e.what() + "); asking it again for up to " +
+                  std::to_string(timeout_s) + " s.");
+      }
+      p.index_error = e.what();
+    }
+    try {
+      p.items = items_of(node, opt.timeout_ms);
+      p.node_error.clear();
+    } catch (const NetworkError& e) {
+      p.node_error = e.what();
+    }
+    if (slave && !sources.empty()) {
+      try {
+        p.master_items = items_of(sources.front(), opt.timeout_ms);
+      } catch (const NetworkError&) {
+      }
+    }
     p.elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    if (io.progress) io.progress(slave ? format_slave_progress(p) : format_master_progress(p));
+    p.copying = false;
+    if (seen_once && io.progress) io.progress(slave ? format_slave_progress(p) : format_master_progress(p));
     last = p;
-    if (goal(p)) return WaitEnd::reached;
-    if (lost(p))
-      throw Error("construction of " + node.key() + " stopped: the node is now " + p.role + " " + p.state);
-    if (!previous || previous->items != p.items || previous->state != p.state || previous->role != p.role)
+    if (seen && goal(p)) return WaitEnd::reached;
+    if (seen && lost(p))
+      throw ConstructionStopped("construction of " + node.key() + " stopped: the node is now " + p.role + " " + p.state,
+                                ConstructionStopped::Why::lost, p);
+    bool moved = !previous || previous->items != p.items || previous->state != p.state || previous->role != p.role;
+    if (!moved && p.node_error.empty()) p.copying = !copy_running(node, sources, opt.timeout_ms).empty();
+    last = p;
+    if (moved || p.copying) {
       last_change = Clock::now();
+      second_look = false;
+    }
     previous = p;
-    if (Clock::now() - last_change >= std::chrono::milliseconds(opt.timeout_ms))
-      throw Error("construction of " + node.key() + " made no progress for " + std::to_string(opt.timeout_ms / 1000) +
-                  " s (role = " + p.role + ", state = " + p.state + ", items = " + std::to_string(p.items) + ")");
+    if (index_gone && Clock::now() - index_gone_at >= timeout)
+      throw ConstructionStopped("the index " + index.endpoint().display() + " has not answered for " + std::to_string(timeout_s) +
+                                    " s (" + p.index_error + ")",
+                                ConstructionStopped::Why::index_unreachable, p);
+    if (Clock::now() - last_change >= timeout && !second_look) {
+      second_look = true;
+      if (!pause(std::min(opt.poll_interval_ms, 200), io)) return WaitEnd::interrupted;
+      continue;
+    }
+    if (Clock::now() - last_change >= timeout)
+      throw ConstructionStopped("construction of " + node.key() + " made no progress for " + std::to_string(timeout_s) +
+                                    " s (role = " + p.role + ", state = " + p.state + ", items = " + std::to_string(p.items) + ")" +
+                                    (p.node_error.empty() ? std::string(" and no copy is running on it")
+                                                          : "; " + node.key() + " does not answer (" + p.node_error + ")"),
+                                ConstructionStopped::Why::stalled, p);
     if (!pause(opt.poll_interval_ms, io)) return WaitEnd::interrupted;
   }
 }
 
 } // namespace detail
 
-namespace detail {
-
-// One look at a node under construction: its role and state from the index, its items, and
-// (for a slave) its master's items.
-inline ConstructionProgress poll_construction(IndexClient& index, const Endpoint& node, int timeout_ms, bool with_master) {
-  Cluster c(index.stats_nodes());
-  const NodeInfo* n = c.find(node);
-  if (!n) throw Error(node.key() + " disappeared from the cluster while it was being constructed");
-  ConstructionProgress p;
-  p.role = n->role;
-  p.state = n->state;
-  p.items = items_of(node, timeout_ms);
-  if (with_master) {
-    const NodeInfo* m = c.master_of(n->partition);
-    p.master_items = m ? items_of(m->endpoint(), timeout_ms) : 0;
-  }
-  return p;
-}
-
-} // namespace detail
-
-// Waits until `node` is `slave active`, polling the index's `stats nodes` and both nodes'
-// `stats` once per poll interval and reporting "ITEMS/MASTER_ITEMS (role = R, state = S) [ETA...]".
+// Waits until `node` is `slave active`, once per poll interval reading the index's `stats nodes`,
+// both nodes' `stats` and, while those stand still, both nodes' `stats threads` (copy_running);
+// reports "ITEMS/MASTER_ITEMS (role = R, state = S) [ETA...]". Rides out an index that does not
+// answer for less than opt.timeout_ms. Throws ConstructionStopped (see construction_wait).
 inline WaitEnd wait_for_slave_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io, ConstructionProgress& last) {
   return detail::construction_wait(
-      node, opt, io, [&] { return detail::poll_construction(index, node, opt.timeout_ms, true); },
-      [](const ConstructionProgress& p) { return p.role == "slave" && p.state == "active"; },
-      [](const ConstructionProgress& p) { return p.role != "slave" || p.state == "down"; }, true, last);
+      index, node, true, opt, io, [](const ConstructionProgress& p) { return p.role == "slave" && p.state == "active"; },
+      [](const ConstructionProgress& p) { return p.role != "slave" || p.state == "down"; }, last);
 }
 
-// Waits until `node` is a `master` in state `ready` or `active`.
+// Waits until `node` is a `master` in state `ready` or `active` (its copies come from the masters
+// of the partitions before it). As wait_for_slave_active otherwise.
 inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io, ConstructionProgress& last) {
   return detail::construction_wait(
-      node, opt, io, [&] { return detail::poll_construction(index, node, opt.timeout_ms, false); },
+      index, node, false, opt, io,
       [](const ConstructionProgress& p) { return p.role == "master" && (p.state == "ready" || p.state == "active"); },
-      [](const ConstructionProgress& p) { return p.role != "master" || p.state == "down"; }, false, last);
+      [](const ConstructionProgress& p) { return p.role != "master" || p.state == "down"; }, last);
 }
 
 // After `node state down`, a live node comes back as `proxy active` once the index's monitor
@@ -2938,7 +3040,10 @@ public:
       }
       int part = *a.partition;
       if (n->is_master() && n->partition == part) {
-        complain("no need to change the role of " + key + ".");
+        // Run again after an interruption: carry on from where the node is.
+        Outcome o = resume_master(a, *n);
+        result = worse(result, o);
+        if (o == Outcome::interrupted) return o;
         continue;
       }
       const NodeInfo* existing = c.master_of(part);
@@ -2997,12 +3102,30 @@ public:
         complain("invalid 'hostname:port' pair: " + key);
         return Outcome::failed;
       }
+      int part = a.partition.value_or(0);
+      const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
+      if (n->is_slave() && n->partition == part && n->state != "down") {
+        // Run again after an interruption: carry on from where the node is.
+        Outcome o = resume_slave(*n, a.balance.value_or(0), again);
+        result = worse(result, o);
+        if (o == Outcome::interrupted) return o;
+        continue;
+      }
       if (!n->is_proxy()) {
         complain(key + " is not a proxy.");
+        if (io_.warn && n->is_slave())
+          io_.warn(key + " is already a slave of partition " + std::to_string(n->partition) + " (" + n->state +
+                   "); to move it, rebuild it: flare-admin reconstruct " + key);
         result = worse(result, Outcome::failed);
         continue;
       }
-      int part = a.partition.value_or(0);
+      if (n->state == "down") {
+        if (io_.warn)
+          io_.warn(key + " is proxy down: its flared is not running (or the index has not seen it back yet). Start it; "
+                   "once it is proxy active, run: " + again);
+        result = worse(result, Outcome::failed);
+        continue;
+      }
       const NodeInfo* m = c.master_of(part);
       if (!m || m->state == "down") {
         complain("partition " + std::to_string(part) + " has no master to copy from.");
@@ -3014,7 +3137,7 @@ public:
         result = worse(result, Outcome::declined);
         continue;
       }
-      Outcome o = construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true);
+      Outcome o = construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true, again, false);
       result = worse(result, o);
       if (o == Outcome::interrupted) return o;
     }
@@ -3071,12 +3194,52 @@ public:
     }, "turning node down");
   }
 
-  // Sets nodes active (a `ready` master, or a down node that is running again).
+  // Sets nodes active (a `ready` master, or a down node that is running again). A node still
+  // copying (prepare) is waited for first: flarei refuses to activate a new partition's master in
+  // prepare, and activates a slave in prepare at once, its copy unfinished, so that it would serve
+  // reads it does not hold (both seen on a real flare 1.3.4); such a slave becomes active by
+  // itself when its copy is done.
   Outcome activate(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
-    return set_state(args, "active", [](const NodeInfo& n, const std::string& key) {
+    Outcome result = Outcome::ok;
+    std::vector<NodeArg> rest;
+    for (const auto& a : args) {
+      Cluster c = cluster();
+      const NodeInfo* n = c.find(a.endpoint);
+      if (!n || n->state != "prepare" || opt_.dry_run || (!n->is_master() && !n->is_slave())) {
+        rest.push_back(a);
+        continue;
+      }
+      const std::string key = n->key;
+      Outcome o;
+      if (n->is_master()) {
+        say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");
+        NodeArg m = a;
+        m.balance = n->balance;
+        m.partition = n->partition;
+        OperationOptions saved = opt_;
+        opt_.activate = false;
+        o = finish_master(m);
+        opt_ = saved;
+        if (o == Outcome::ok) rest.push_back(a);
+        else if (o == Outcome::failed && io_.warn)
+          io_.warn("to activate it once it is ready: flare-admin activate " + key);
+      } else {
+        say(key + " is slave prepare, still copying: it becomes active by itself when its copy is done (made active now, "
+                  "it would serve reads it does not hold yet). Waiting for it.");
+        o = finish_slave(n->endpoint(), n->partition, -1, "flare-admin slave " + key + ":BALANCE:" + std::to_string(n->partition),
+                         false);
+      }
+      result = worse(result, o);
+      if (o == Outcome::interrupted) return o;
+    }
+    if (rest.empty()) {
+      print_table(args);
+      return result;
+    }
+    return worse(result, set_state(rest, "active", [](const NodeInfo& n, const std::string& key) {
       return n.state == "active" ? std::optional<std::string>(key + " is already active.") : std::nullopt;
-    }, "turning node up");
+    }, "turning node up"));
   }
 
   // Removes down proxies from the node map.
@@ -3155,8 +3318,18 @@ public:
         complain(key + " is not found in this cluster.");
         return Outcome::failed;
       }
+      if (n->is_slave() && n->state == "prepare" && !opt_.dry_run) {
+        // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
+        say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
+        Outcome o = finish_slave(a.endpoint, n->partition, -1,
+                                 "flare-admin slave " + key + ":BALANCE:" + std::to_string(n->partition), true);
+        result = worse(result, o);
+        if (o == Outcome::interrupted) return o;
+        continue;
+      }
       if (!c.reconstructable(*n)) {
         complain(key + " is not reconstructable.");
+        if (io_.warn) io_.warn(not_reconstructable_way_out(c, *n));
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -3263,12 +3436,23 @@ private:
   // not answer); any other status (and every status in a dry run) is returned as it is.
   std::string in_effect(const std::string& status) {
     if (status != "OK" || opt_.dry_run) return status;
-    long long iv = index_.stats().number("node_map_version").value_or(-1);
-    if (iv < 0) return status;
     auto start = Clock::now();
     auto deadline = start + std::chrono::milliseconds(opt_.timeout_ms);
+    // An index that stops answering (restarted, stopped) is asked again until the deadline.
+    auto ask_index = [&](auto fn) {
+      for (;;) {
+        try {
+          return fn();
+        } catch (const NetworkError&) {
+          index_.close();
+          if (Clock::now() >= deadline || !detail::pause(200, io_)) throw;
+        }
+      }
+    };
+    long long iv = ask_index([&] { return index_.stats().number("node_map_version").value_or(-1); });
+    if (iv < 0) return status;
     for (;;) {
-      Cluster c = cluster();
+      Cluster c = ask_index([&] { return cluster(); });
       std::vector<Endpoint> eps;
       for (const auto& n : c.nodes())
         if (n.state != "down" && std::find(watched_.begin(), watched_.end(), n.key) != watched_.end())
@@ -3343,8 +3527,15 @@ private:
         std::to_string(n.balance) + "); to do it later: " + how);
   }
 
+  // The nodes named, as the index lists them now; nothing when the index does not answer (a
+  // wait that gave up on it has said so, and where the node was).
   void print_table(const std::vector<NodeArg>& args) {
-    Cluster c = cluster();
+    Cluster c;
+    try {
+      c = cluster();
+    } catch (const NetworkError&) {
+      return;
+    }
     std::vector<NodeInfo> shown;
     for (auto& n : c.nodes())
       for (auto& a : args)
@@ -3399,9 +3590,28 @@ private:
     }
     if (opt_.dry_run) return Outcome::ok;
     say("started constructing the master node...");
+    return finish_master(a);
+  }
+
+  // The command that carries a new partition's master on to what `master` was asked (run again,
+  // it waits for the copy, activates with --activate, sets the balance).
+  std::string master_again(const NodeArg& a) const {
+    return std::string("flare-admin master ") + (opt_.activate ? "--activate " : "") + a.endpoint.key() + ":" +
+           std::to_string(*a.balance) + ":" + std::to_string(*a.partition);
+  }
+
+  // Waits for a new partition's master to be ready, then (--activate) activates it and gives it
+  // the balance asked. Used by a first run and by a run again after an interruption.
+  Outcome finish_master(const NodeArg& a) {
+    const Endpoint& ep = a.endpoint;
+    int part = *a.partition;
     ConstructionProgress last;
-    if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
-      return interrupted_at(ep, "The index keeps building the partition; check it with: flare-admin list");
+    try {
+      if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
+        return interrupted_at(ep, "Its copy goes on by itself; to finish the job, run again: " + master_again(a));
+    } catch (const ConstructionStopped& e) {
+      return master_stopped(e, a);
+    }
     if (last.state == "active" && part != 0)
       complain("The master should be ready after the reconstruction but it became active.");
     say("state is ready -> stop waiting");
@@ -3417,10 +3627,35 @@ private:
         return Outcome::failed;
       }
     }
+    const NodeInfo* now = nullptr;
+    Cluster c = cluster();
+    now = c.find(ep);
+    if (now && now->is_master() && now->balance != *a.balance) return give_balance(*now, *a.balance);
     return Outcome::ok;
   }
 
-  Outcome construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean) {
+  // Where a stopped master construction leaves the node, and the way out (stderr, exit 1).
+  Outcome master_stopped(const ConstructionStopped& e, const NodeArg& a) {
+    const std::string key = a.endpoint.key();
+    const ConstructionProgress& p = e.last;
+    std::string msg = e.what();
+    if (e.why == ConstructionStopped::Why::index_unreachable) {
+      msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
+             " items; its copy goes on by itself. When the index answers again, finish the job with: " + master_again(a);
+    } else if (e.why == ConstructionStopped::Why::stalled && !p.node_error.empty()) {
+      msg += ". Start its flared again, then run: " + master_again(a);
+    } else if (e.why == ConstructionStopped::Why::stalled) {
+      msg += ": flared leaves a new partition's master in prepare for good when its first copy failed. The way out: "
+             "restart the flared of " + key + ", then run the command again: " + master_again(a);
+    } else {
+      msg += ". To build the partition on it again: " + master_again(a);
+    }
+    if (io_.warn) io_.warn(msg);
+    return Outcome::failed;
+  }
+
+  Outcome construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean,
+                          const std::string& again, bool rebuild) {
     if (clean && !opt_.without_clean) {
       if (flush(ep) != "OK") {
         complain("executing flush_all failed.");
@@ -3446,6 +3681,19 @@ private:
       return Outcome::ok;
     }
     say(started);
+    return finish_slave(ep, part, bal, again, rebuild);
+  }
+
+  // Waits for a slave to be active, then gives it balance `bal` (after asking; a negative `bal`:
+  // not known, the node is left at its balance and the command to give one is said). `again`: the
+  // command that carries the job on from wherever the node is; `rebuild`: the node's own copy was
+  // flushed for this (reconstruct), so a stop leaves its partition a copy short.
+  Outcome finish_slave(const Endpoint& ep, int part, int bal, const std::string& again, bool rebuild) {
+    std::optional<Endpoint> source;
+    {
+      Cluster c = cluster();
+      if (const NodeInfo* m = c.master_of(part)) source = m->endpoint();
+    }
     ConstructionProgress last;
     std::string finish = bal > 0 ? " When it is slave active, give it its balance: flare-admin balance " + ep.key() + ":" +
                                        std::to_string(bal)
@@ -3453,38 +3701,203 @@ private:
     WaitEnd end;
     try {
       end = wait_for_slave_active(index_, ep, opt_, io_, last);
-    } catch (const Error&) {
-      // A flared whose copy from the master fails (the master answers `SERVER_ERROR database busy`
-      // while a dump or another construction reads it) gives up and goes back to proxy.
-      Cluster c = cluster();
-      const NodeInfo* now = c.find(ep);
-      const NodeInfo* m = c.master_of(part);
-      if (now && now->is_proxy()) {
-        complain("construction of " + ep.key() + " failed: the node fell back to proxy " + now->state + " because its copy from the master " +
-            (m ? m->key : std::string("of partition ") + std::to_string(part)) +
-            " failed (flared does so when the master is busy with a dump or another construction: SERVER_ERROR database "
-            "busy). When the master is free, try again: flare-admin slave " + ep.key() + ":" + std::to_string(std::max(bal, 0)) +
-            ":" + std::to_string(part));
-        return Outcome::failed;
-      }
-      throw;
+    } catch (const ConstructionStopped& e) {
+      return slave_stopped(e, ep, part, source, again, rebuild);
     }
     if (end == WaitEnd::interrupted)
       return interrupted_at(ep, "The node keeps copying from its master." + finish);
     say("state is active -> stop waiting");
-    if (bal <= 0) return Outcome::ok;
-    if (!ask_yes("changing node's balance (node=" + ep.key() + ", balance=0 -> " + std::to_string(bal) +
-                                         ") (y/n): ")) {
-      complain("skipped: " + ep.key() + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
-          ep.key() + ":" + std::to_string(bal));
+    Cluster c = cluster();
+    const NodeInfo* now = c.find(ep);
+    if (!now) return Outcome::ok;
+    if (bal < 0) {
+      if (now->balance > 0) return Outcome::ok;
+      if (io_.warn)
+        io_.warn(ep.key() + " is slave active with balance 0: it serves no reads. To finish, give it the balance it had: "
+                 "flare-admin balance " + ep.key() + ":BALANCE");
+      return Outcome::failed;
+    }
+    if (now->balance == bal) return Outcome::ok;
+    return give_balance(*now, bal);
+  }
+
+  // Where a stopped slave construction leaves the node, and the one command that finishes the job
+  // (stderr, exit 1). A node that fell back to proxy while its partition's master does not answer:
+  // the master died, the copy with it.
+  Outcome slave_stopped(const ConstructionStopped& e, const Endpoint& ep, int part, const std::optional<Endpoint>& source,
+                        const std::string& again, bool rebuild) {
+    const std::string key = ep.key();
+    const ConstructionProgress& p = e.last;
+    const std::string fewer = rebuild ? " Until it is rebuilt, partition " + std::to_string(part) + " has one copy fewer." : "";
+    std::string msg = e.what();
+    if (e.why == ConstructionStopped::Why::index_unreachable) {
+      msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
+             " items; its copy goes on by itself on the nodes." + fewer +
+             " When the index answers again, finish the job with: " + again;
+    } else if (e.why == ConstructionStopped::Why::stalled) {
+      msg += p.node_error.empty() ? ": it will not finish by itself. Restart the flared of " + key +
+                                        " (it comes back as a proxy), then run: " + again
+                                  : ". Start its flared again, then run: " + again;
+      msg += fewer;
+    } else if (p.role == "proxy" && p.state != "down" && source && !answers_ping(*source)) {
+      msg = "construction of " + key + " stopped: the partition's master " + source->key() +
+            " does not answer (its flared died?), so the copy failed and " + key + " fell back to proxy. Partition " +
+            std::to_string(part) + " now has one copy fewer (" + source->key() + "'s)" +
+            (rebuild ? ", and " + key + ", flushed for the rebuild, holds none" : std::string()) +
+            "; the index hands the partition to an active slave, if it has one, once it sees " + source->key() +
+            " down. Then make " + key + " a slave again: " + again;
+    } else if (p.role == "proxy" && p.state != "down") {
+      // A flared whose copy from the master fails (the master answers `SERVER_ERROR database busy`
+      // while a dump or another construction reads it) gives up and goes back to proxy.
+      complain("construction of " + key + " failed: the node fell back to proxy " + p.state + " because its copy from the master " +
+          (source ? source->key() : std::string("of partition ") + std::to_string(part)) +
+          " failed (flared does so when the master is busy with a dump or another construction: SERVER_ERROR database "
+          "busy). When the master is free, try again: " + again);
+      return Outcome::failed;
+    } else if (p.role == "proxy") {
+      msg += " (its flared stopped?). Start its flared again; once it is proxy active, run: " + again + fewer;
+    } else {
+      msg += "." + fewer + " To make it a slave again: " + again;
+    }
+    if (io_.warn) io_.warn(msg);
+    return Outcome::failed;
+  }
+
+  // Gives a master or slave balance `bal` (after asking), as `balance` does. The request is sent
+  // again if the index does not answer (a change of balance may be repeated), for up to --timeout.
+  Outcome give_balance(const NodeInfo& n, int bal) {
+    const std::string key = n.key;
+    const Endpoint ep = n.endpoint();
+    if (!ask_yes("changing node's balance (node=" + key + ", balance=" + std::to_string(n.balance) + " -> " +
+                 std::to_string(bal) + ") (y/n): ")) {
+      complain("skipped: " + key + " is " + n.role + " " + n.state + " with balance " + std::to_string(n.balance) +
+          (n.balance == 0 ? " (it serves no reads)" : "") + "; to finish: flare-admin balance " + key + ":" + std::to_string(bal));
       return Outcome::declined;
     }
-    std::string b = in_effect(index_.node_role(ep, "slave", bal, part));
+    auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
+    std::string b;
+    for (;;) {
+      try {
+        b = index_.node_role(ep, n.role, bal, n.partition);
+        break;
+      } catch (const NetworkError& e) {
+        index_.close();
+        if (Clock::now() >= deadline || !detail::pause(500, io_)) {
+          if (io_.warn)
+            io_.warn("the index " + index_.endpoint().display() + " did not answer (" + e.what() + "): " + key + " is " +
+                     n.role + " " + n.state + " with balance " + std::to_string(n.balance) + "; to finish: flare-admin balance " +
+                     key + ":" + std::to_string(bal));
+          return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::failed;
+        }
+        try { // the lost request may have been carried out
+          Cluster c = cluster();
+          if (const NodeInfo* now = c.find(ep); now && now->balance == bal) {
+            b = "OK";
+            break;
+          }
+        } catch (const NetworkError&) {
+          index_.close();
+        }
+      }
+    }
+    b = in_effect(b);
     if (b != "OK") {
-      complain("failed to change the balance of " + ep.key() + ": " + b);
+      complain("failed to change the balance of " + key + ": " + b);
       return Outcome::failed;
     }
     return Outcome::ok;
+  }
+
+  // `master` run again on a node that is already this partition's master (an earlier run was
+  // interrupted, or its tool killed): waits for the copy, activates (--activate), sets the balance
+  // asked; exits 1 naming the way out when the node cannot get there. Never "done" short of it.
+  Outcome resume_master(const NodeArg& a, const NodeInfo& n) {
+    const std::string key = a.endpoint.key();
+    int part = *a.partition;
+    if (n.state == "down") {
+      complain(key + " is master of partition " + std::to_string(part) + " but down.");
+      Cluster c = cluster();
+      const NodeInfo* serving = c.master_of(part);
+      if (io_.warn)
+        io_.warn(key + " does not run (is its flared stopped?): start its flared again; the index makes it active with its "
+                 "data" + (serving && serving->key != key ? ", unless another master took the partition over (" + serving->key +
+                                                                "; then it comes back as a proxy)"
+                                                          : std::string()) + ".");
+      return Outcome::failed;
+    }
+    if (n.state == "active") {
+      if (n.balance == *a.balance) {
+        say("no need to change the role of " + key + ".");
+        return Outcome::ok;
+      }
+      return give_balance(n, *a.balance);
+    }
+    if (opt_.dry_run) {
+      say("dry run: " + key + " is master " + n.state + "; would wait for it to be ready" +
+          (opt_.activate ? ", then send 'node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " active'" : "") +
+          " to " + index_.endpoint().display());
+      return Outcome::ok;
+    }
+    if (n.state == "prepare")
+      say(key + " is already master of partition " + std::to_string(part) + " and still copying (prepare): waiting for it to be ready.");
+    else
+      say(key + " is already master of partition " + std::to_string(part) + " (" + n.state + ").");
+    Outcome o = finish_master(a);
+    if (o == Outcome::ok && !opt_.activate && io_.warn) {
+      Cluster c = cluster();
+      if (const NodeInfo* now = c.find(a.endpoint); now && now->state == "ready")
+        io_.warn(key + " is master ready: built, serving no data until it is activated: flare-admin activate " + key);
+    }
+    return o;
+  }
+
+  // `slave` run again on a node that is already a slave of that partition: waits for its copy,
+  // then gives it the balance asked (after asking), as the first run would have.
+  Outcome resume_slave(const NodeInfo& n, int bal, const std::string& again) {
+    const std::string key = n.key;
+    if (n.state == "active") {
+      if (n.balance == bal) {
+        say("no need to change the role of " + key + ".");
+        return Outcome::ok;
+      }
+      say(key + " is already slave active of partition " + std::to_string(n.partition) + ", with balance " +
+          std::to_string(n.balance) + ".");
+      return give_balance(n, bal);
+    }
+    if (opt_.dry_run) {
+      say("dry run: " + key + " is slave " + n.state + "; would wait for it to be active" +
+          (bal > 0 ? ", then send 'node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(bal) + " " +
+                         std::to_string(n.partition) + "'"
+                   : std::string()) +
+          " to " + index_.endpoint().display());
+      return Outcome::ok;
+    }
+    say(key + " is already a slave of partition " + std::to_string(n.partition) + " and still copying (" + n.state +
+        "): waiting for it.");
+    return finish_slave(n.endpoint(), n.partition, bal, again, false);
+  }
+
+  // Why `reconstruct` cannot rebuild `n`, and the one command that finishes the job from here
+  // (stderr).
+  std::string not_reconstructable_way_out(const Cluster& c, const NodeInfo& n) {
+    const std::string key = n.key;
+    std::string parts = c.partition_count() == 1 ? std::string("0") : std::string("PARTITION");
+    if (n.is_proxy() && n.state == "down")
+      return key + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. Start its "
+             "flared; once it is proxy active, rebuild it with: flare-admin slave " + key + ":BALANCE:" + parts;
+    if (n.is_proxy())
+      return key + " is a proxy: it holds no partition to rebuild. If an earlier rebuild of it was cut short, make it a "
+             "slave again: flare-admin slave " + key + ":BALANCE:" + parts;
+    if (n.is_master() && (n.state == "prepare" || n.state == "ready"))
+      return key + " is a new partition's master still being built (master " + n.state + "); finish it with: flare-admin "
+             "master --activate " + key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
+    if (n.state == "down")
+      return key + " is " + n.role + " down: its flared is not running. Start its flared again.";
+    if (n.is_master())
+      return key + " is the master of partition " + std::to_string(n.partition) +
+             " and the partition has no active slave to take over while it is rebuilt; add one first: flare-admin slave "
+             "HOST:PORT:BALANCE:" + std::to_string(n.partition);
+    return key + " is " + n.role + " " + n.state + ".";
   }
 
   bool answers_ping(const Endpoint& ep) {
@@ -3519,7 +3932,8 @@ private:
       complain("executing flush_all failed.");
       return Outcome::failed;
     }
-    Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false);
+    Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false,
+                                "flare-admin slave " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition), true);
     if (o == Outcome::ok) say("done.");
     return o;
   }

@@ -50,7 +50,17 @@
 //   override TARGET WORD off           remove it
 //   kill NODE / start NODE             node "process" dies (listener + connections closed, marked
 //                                      down dead-after-ms later) / comes back (re-registers, keeps items)
-//   stall 0|1                          freeze every construction (a stuck slave) / let it go on
+//   stall 0|1                          freeze every construction (a stuck slave) / let it go on;
+//                                      a frozen construction shows no copy threads (below)
+//   reconstruction-bwlimit NODE KB     NODE's flared.conf reconstruction-bwlimit (0 = off): a
+//                                      construction of NODE takes each item whole, then is silent
+//                                      size/rate seconds (item count flat) before the next or END
+//   index-gone MS / index-back         flarei's process gone: its connections closed, and every new
+//                                      one at its first request; its monitor stopped. Back with the
+//                                      same map MS later (0 = at index-back). `hang index 1` = silent
+//   later MS LINE...                   run control LINE MS from now (one shot)
+//   at-items NODE K LINE...            run control LINE once NODE's item count reaches K from below
+//                                      (one shot): a fault at a chosen moment of a construction
 //   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
 //                                      (connections are still accepted) / goes on with what was sent
 //   sync-delay MS                      after `node state HOST PORT down` of an active master that
@@ -76,7 +86,12 @@
 //                                      becomes VERSION; each node keeps its map and ignores the index's
 //                                      until one is newer than its own (as flared's reconstruct_node)
 // A slave made (`node role ... slave`) while its master is busy with a dump/dump_key falls back to
-// proxy at once, as a real flared's construction does on `SERVER_ERROR database busy`.
+// proxy at once, as a real flared's construction does on `SERVER_ERROR database busy`; slaves
+// copying from a master that is killed fall back to proxy at once too.
+// While a construction copies, `stats threads` shows it as a real flared 1.3.4 does: on the new
+// node a thread `type 3, peer SOURCE_KEY, op dump, state execute` per source node, on each
+// source a request thread `op dump, state execute`; `node state H P active` of a new partition's
+// master still in prepare is refused (SERVER_ERROR failed to set state).
 // The monitor (revive-ms after a live node was set down, or after `start`): a live node set down
 // comes back as proxy/active, a preserved master (down, still the only master of its partition)
 // as master/active; after a takeover the old master stays in the map as master/down (it may be
@@ -324,6 +339,10 @@ PartitionMap g_pmap;
 
 bool g_stalled = false; // control `stall 1`: constructions make no progress (guarded by g_mu)
 std::atomic<int64_t> g_sync_delay_ms{0}; // control `sync-delay`: a failover's `node state` answered late
+// control index-gone: flarei's process gone. Its port stays bound meanwhile (every connection is
+// closed at its first request): on ephemeral test ports, a port let go could be taken by another
+// program, and the tool would then ask something that is not this cluster's index.
+std::atomic<bool> g_index_alive{true};
 
 // Partition of KEY when COUNT partitions exist (-1 when COUNT is out of range).
 int partition_of(std::string_view key, int count) {
@@ -462,6 +481,7 @@ struct MapEntry {
   int balance = 0;
   int thread_type = 0;
   int monitor_tid = 0, repl_tid = 0;
+  int recon_tid = 0, dump_tid = 0;  // its copy threads while it is built (stats threads)
   int64_t added_unix = 0;
   int node_idx = -1;          // fake node serving this key, -1 = nothing listens there
   int64_t down_since = 0;     // mono ms
@@ -473,11 +493,15 @@ struct MapEntry {
   bool cursor_valid = false;
   int src_part = 0;
   double allowance = 0;
+  double byte_credit = 0;      // the new node's reconstruction-bwlimit: bytes it may still take
+  int64_t copy_started_unix = 0;
   void reset_copy() {
     cursor.clear();
     cursor_valid = false;
     src_part = 0;
     allowance = 0;
+    byte_credit = 0;
+    copy_started_unix = unix_now();
   }
 };
 
@@ -506,6 +530,9 @@ struct FakeNode {
   // ignores the index's maps until one is newer than floor_version (0 = none)
   uint64_t floor_version = 0;
   NodeMap floor_map;
+  // flared's reconstruction-bwlimit (KB/s, 0 = unlimited; control reconstruction-bwlimit): a
+  // construction of this node takes each item whole, then waits size/rate before the next one
+  int64_t recon_bwlimit_kb = 0;
   bool has_snapshot = false;
   NodeMap snapshot;
   uint64_t snapshot_version = 0;
@@ -657,6 +684,8 @@ MapEntry& add_entry(const std::string& host, int port) {
   e.thread_type = g_next_thread_type++;
   e.monitor_tid = g_next_tid++;
   e.repl_tid = g_next_tid++;
+  e.recon_tid = g_next_tid++;
+  e.dump_tid = g_next_tid++;
   e.added_unix = unix_now();
   e.node_idx = resolve_node(host, port);
   std::string key = e.key;
@@ -887,6 +916,10 @@ bool set_state(MapEntry& e, State s) {
       return true;
     case State::Active:
       if (e.state == State::Active) return true;
+      // A new partition's master still copying: flarei refuses (seen on a real flare 1.3.4:
+      // `node state H P active` -> SERVER_ERROR failed to set state); a slave in prepare is
+      // made active at once, its copy unfinished (also seen there).
+      if (e.role == Role::Master && e.state == State::Prepare) return false;
       if (e.state == State::Down) {
         if (e.role == Role::Master) e.state = State::Active;
         else to_proxy(e, State::Active);
@@ -952,6 +985,15 @@ const NodeMap& node_view(const FakeNode& n, uint64_t& version) {
 
 // ---- copy jobs (timer thread)
 
+// A new node with a reconstruction-bwlimit takes each item whole and then owes its size: it
+// takes nothing more until its credit is back above 0, and its copy ends only then (a real
+// flared 1.3.4 with reconstruction-bwlimit 4096: a 64 MiB value arrives at once, then the node
+// is silent for 16 s, its item count flat, its reconstruction thread still in `dump`).
+bool byte_credit_left(const MapEntry& e, const FakeNode* dst) { return !dst || dst->recon_bwlimit_kb <= 0 || e.byte_credit > 0; }
+void owe_bytes(MapEntry& e, const FakeNode* dst, const Item& it) {
+  if (dst && dst->recon_bwlimit_kb > 0) e.byte_credit -= static_cast<double>(it.val.size());
+}
+
 void copy_slave(MapEntry& e) {
   MapEntry* m = master_of(e.partition);
   if (!m || m->state == State::Down || !entry_alive(*m) || !entry_alive(e)) return;
@@ -962,14 +1004,16 @@ void copy_slave(MapEntry& e) {
   if (src != dst) {
     auto it = e.cursor_valid ? src->store.upper_bound(e.cursor) : src->store.begin();
     auto end = src->store.end();
-    for (; it != end && n < budget; ++it, ++n) {
+    for (; it != end && n < budget && byte_credit_left(e, dst); ++it, ++n) {
       node_put(*dst, it->first, it->second);
+      owe_bytes(e, dst, it->second);
       e.cursor = it->first;
       e.cursor_valid = true;
     }
     e.allowance -= static_cast<double>(n);
     if (it != end) return;
   }
+  if (dst && dst->recon_bwlimit_kb > 0 && e.byte_credit < 0) return;  // the dump's END comes after the wait
   if (m->state != State::Prepare) {
     e.state = State::Active;
     e.reset_copy();
@@ -984,7 +1028,7 @@ void copy_master(MapEntry& e) {
   int cnt = P + 1;
   long budget = static_cast<long>(e.allowance);
   long n = 0, scanned = 0, scan_limit = budget * 8 + 4096;
-  while (e.src_part < P && n < budget && scanned < scan_limit) {
+  while (e.src_part < P && n < budget && scanned < scan_limit && byte_credit_left(e, dst)) {
     MapEntry* m = master_of(e.src_part);
     if (!m || m->state != State::Active || !entry_alive(*m) || node_of(*m) == dst) {
       e.src_part++;
@@ -994,12 +1038,13 @@ void copy_master(MapEntry& e) {
     FakeNode* src = node_of(*m);
     auto it = e.cursor_valid ? src->store.upper_bound(e.cursor) : src->store.begin();
     auto end = src->store.end();
-    for (; it != end && n < budget && scanned < scan_limit; ++it) {
+    for (; it != end && n < budget && scanned < scan_limit && byte_credit_left(e, dst); ++it) {
       ++scanned;
       e.cursor = it->first;
       e.cursor_valid = true;
       if (partition_of(it->first, cnt) == P) {
         put_with_slaves(e, it->first, it->second);
+        owe_bytes(e, dst, it->second);
         ++n;
       }
     }
@@ -1009,7 +1054,7 @@ void copy_master(MapEntry& e) {
     }
   }
   e.allowance -= static_cast<double>(n);
-  if (e.src_part >= P) {
+  if (e.src_part >= P && byte_credit_left(e, dst)) {
     e.state = State::Ready;
     e.reset_copy();
     bump();
@@ -1021,6 +1066,7 @@ void tick(double dt) {
   int64_t now = mono_ms();
   for (auto& kv : g_map) {
     MapEntry& e = kv.second;
+    if (!g_index_alive) break;  // flarei's monitor is gone with it (control index-gone)
     if (!entry_alive(e)) {
       if (e.unreach_since < 0) e.unreach_since = now;
       if (e.state != State::Down && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
@@ -1049,6 +1095,10 @@ void tick(double dt) {
     MapEntry& e = kv.second;
     if (e.state != State::Prepare || g_stalled) continue;
     e.allowance = std::min(e.allowance + g_cfg.copy_rate * dt, cap);
+    if (FakeNode* dst = node_of(e); dst && dst->recon_bwlimit_kb > 0) {
+      double rate = static_cast<double>(dst->recon_bwlimit_kb) * 1024;
+      e.byte_credit = std::min(e.byte_credit + rate * dt, rate * 0.05);
+    }
     if (e.role == Role::Slave) copy_slave(e);
     else if (e.role == Role::Master) copy_master(e);
   }
@@ -1318,6 +1368,52 @@ size_t append_repl_threads(std::string* o, const FakeNode& n) {
   return cnt;
 }
 
+// g_mu held: the nodes a construction of E is reading now (none when it is not copying: not in
+// prepare, `stall 1`, or its node or source dead). A slave reads its master; a new partition's
+// master reads every older partition's master it has not finished yet, at once.
+std::vector<const MapEntry*> copy_sources(const MapEntry& e) {
+  std::vector<const MapEntry*> out;
+  if (e.state != State::Prepare || g_stalled || !entry_alive(e)) return out;
+  if (e.role == Role::Slave) {
+    const MapEntry* m = master_of(e.partition);
+    if (m && m->state != State::Down && entry_alive(*m) && node_of(*m) != node_of(e)) out.push_back(m);
+  } else if (e.role == Role::Master) {
+    for (int p = e.src_part; p < e.partition; p++) {
+      const MapEntry* m = master_of(p);
+      if (m && m->state == State::Active && entry_alive(*m) && node_of(*m) != node_of(e)) out.push_back(m);
+    }
+  }
+  return out;
+}
+
+// g_mu held: the threads of the constructions node N takes part in, as a real flared 1.3.4 shows
+// them in `stats threads` while one runs (reconstruction-bwlimit 4096, a 64 MiB value): the node
+// being built has a reconstruction thread per source (type 3, peer = the source's key, op dump,
+// state execute), and each source serves it from a request thread (type 1, op dump, execute).
+// Returns how many; appends them to O unless null.
+size_t append_copy_threads(std::string* o, const FakeNode& n) {
+  size_t cnt = 0;
+  int64_t now = unix_now();
+  for (auto& kv : g_map) {
+    const MapEntry& e = kv.second;
+    if (e.state != State::Prepare) continue;
+    auto sources = copy_sources(e);
+    for (size_t i = 0; i < sources.size(); i++) {
+      const MapEntry& src = *sources[i];
+      if (e.key == n.key) {
+        cnt++;
+        if (o) thread_entry(*o, e.recon_tid + static_cast<int>(i) * 100000, 3, src.key, "dump", now - e.copy_started_unix, "execute");
+      } else if (src.key == n.key) {
+        cnt++;
+        if (o)
+          thread_entry(*o, e.dump_tid, 1, g_cfg.host + ":" + std::to_string(32768 + e.dump_tid % 28000), "dump",
+                       now - e.copy_started_unix, "execute");
+      }
+    }
+  }
+  return cnt;
+}
+
 // g_mu held: the index's monitor connection, seen by a registered node as a request thread
 void append_monitor_thread(std::string& o, const FakeNode& n) {
   auto it = g_map.find(n.key);
@@ -1391,7 +1487,7 @@ void do_stats(Conn* c, const std::vector<std::string_view>& w, FakeNode* node) {
     stat_line(o, "bytes_read", c->ep->bytes_read.load());
     stat_line(o, "bytes_written", c->ep->bytes_written.load());
     stat_line(o, "limit_maxbytes", 0);
-    if (node) stat_line(o, "threads", conns + 2 + append_repl_threads(nullptr, *node));
+    if (node) stat_line(o, "threads", conns + 2 + append_repl_threads(nullptr, *node) + append_copy_threads(nullptr, *node));
     else stat_line(o, "threads", conns + 2 + g_map.size());
     stat_line(o, "pool_threads", 0);
     stat_line(o, "node_map_version", version);
@@ -1413,6 +1509,7 @@ void do_stats(Conn* c, const std::vector<std::string_view>& w, FakeNode* node) {
       if (node) {
         thread_entry(o, 1, 2, ":0", "", now, "wait");
         append_repl_threads(&o, *node);
+        append_copy_threads(&o, *node);
       } else {
         thread_entry(o, 2, 2, ":0", "", now, "wait");
         thread_entry(o, 1, 4, ":0", "", now, "wait");
@@ -1499,7 +1596,7 @@ void do_show(Conn* c, const std::vector<std::string_view>& w, const FakeNode* no
     show_var(o, W, "net_read_timeout", "600");
     show_var(o, W, "proxy_concurrency", "2");
     show_var(o, W, "reconstruction_interval", "0");
-    show_var(o, W, "reconstruction_bwlimit", "0");
+    show_var(o, W, "reconstruction_bwlimit", std::to_string(node->recon_bwlimit_kb));
     show_var(o, W, "replication_type", "async");
     show_var(o, W, "server_name", g_cfg.host);
     show_var(o, W, "server_port", port);
@@ -2420,8 +2517,52 @@ void do_fill_items(FakeNode& n, const std::string& prefix, uint64_t start, uint6
   }
 }
 
-bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
-  std::string& o = c->out;
+// Faults armed for later (controls `later`, `at-items`, `index-gone`): control lines run by the
+// timer thread, outside g_mu, when their moment comes. Guarded by g_mu.
+struct ArmedFault {
+  int64_t at_ms = -1;         // mono ms, or -1
+  int node_idx = -1;          // at-items: the node whose item count is watched
+  uint64_t items = 0;         //   and the count that fires it, reached from below
+  bool below = false;         //   the count has been under `items` since it was armed
+  std::string line;
+};
+std::vector<ArmedFault> g_armed;
+
+bool control_line(std::string& o, std::vector<std::string_view>& w);
+
+bool control_cmd(Conn* c, std::vector<std::string_view>& w) { return control_line(c->out, w); }
+
+// Runs the armed faults whose moment has come (timer thread, g_mu not held).
+void run_armed_faults() {
+  std::vector<std::string> due;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < g_armed.size();) {
+      ArmedFault& a = g_armed[i];
+      bool fire = now >= a.at_ms;
+      if (a.node_idx >= 0) {
+        size_t held = g_nodes[static_cast<size_t>(a.node_idx)]->store.size();
+        a.below = a.below || held < a.items;
+        fire = a.below && held >= a.items;
+      }
+      if (fire) {
+        due.push_back(a.line);
+        g_armed.erase(g_armed.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        i++;
+      }
+    }
+  }
+  for (auto& line : due) {
+    std::vector<std::string_view> w;
+    split_words(line, w);
+    std::string ignored;
+    control_line(ignored, w);
+  }
+}
+
+bool control_line(std::string& o, std::vector<std::string_view>& w) {
   auto err = [&](const std::string& why) {
     o += "ERROR " + why + "\r\n";
     return true;
@@ -2469,6 +2610,55 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     it->second.lag_behind = b;
     it->second.lag_drain = d;
     it->second.lag_set_ms = mono_ms();
+    return ok();
+  }
+  if (cmd == "later" || cmd == "at-items") {
+    // later MS LINE...: run control LINE MS from now. at-items NODE K LINE...: run it once NODE's
+    // item count reaches K from below (a construction reached K; a node that holds more is
+    // waited for to be emptied first, as a rebuild's flush_all does). One shot each.
+    int64_t v;
+    uint64_t k;
+    ArmedFault a;
+    size_t rest = 2;
+    if (cmd == "later") {
+      if (w.size() < 3 || !parse_i64(w[1], v) || v < 0) return err("usage: later MS LINE...");
+      a.at_ms = mono_ms() + v;
+    } else {
+      Endpoint* ep = w.size() >= 4 ? find_target(w[1]) : nullptr;
+      if (!ep || ep->kind != Kind::Node || !parse_u64(w[2], k)) return err("usage: at-items NODE K LINE...");
+      a.node_idx = ep->node_idx;
+      a.items = k;
+      rest = 3;
+    }
+    for (size_t i = rest; i < w.size(); i++) a.line += (i > rest ? " " : "") + std::string(w[i]);
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_armed.push_back(std::move(a));
+    return ok();
+  }
+  if (cmd == "index-gone" || cmd == "index-back") {
+    // index-gone MS: flarei's process gone (killed): its listener and every connection to it
+    // closed; MS later (0 = until index-back) it is back on the same port with the map it had
+    // (a restarted flarei reads its flare.xml; a real one showed a slave still in prepare, its
+    // copy going on meanwhile). index-back: back now.
+    int64_t v = 0;
+    if ((cmd == "index-gone" && (w.size() != 2 || !parse_i64(w[1], v) || v < 0)) || (cmd == "index-back" && w.size() != 1))
+      return err("usage: index-gone MS | index-back");
+    std::unique_lock<std::mutex> lk(g_mu);
+    g_index_alive = cmd == "index-back";
+    if (!g_index_alive) {
+      for (Conn* k : g_conns) {
+        if (k->ep != g_index_ep.get()) continue;
+        k->killed = true;
+        ::shutdown(k->fd, SHUT_RDWR);
+      }
+      wake_sleepers();
+      if (v > 0) {
+        ArmedFault a;
+        a.at_ms = mono_ms() + v;
+        a.line = "index-back";
+        g_armed.push_back(std::move(a));
+      }
+    }
     return ok();
   }
   if (cmd == "requests-clear") {
@@ -2532,7 +2722,8 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     return ok();
   }
   static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse", "stall",
-                                          "override", "kill", "start", "fill", "put", "put-hex", "items"};
+                                          "override", "kill", "start", "fill", "put", "put-hex", "items",
+                                          "reconstruction-bwlimit"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
   if (w.size() < 2) return err("missing target");
@@ -2543,6 +2734,13 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
   if (cmd == "dump-rate") {
     if (!node || w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX) return err("usage: dump-rate NODE KB_PER_SEC");
     ep->dump_kbps = v;
+    return ok();
+  }
+  if (cmd == "reconstruction-bwlimit") {
+    if (!node || w.size() != 3 || !parse_i64(w[2], v) || v < 0 || v > INT_MAX)
+      return err("usage: reconstruction-bwlimit NODE KB_PER_SEC");
+    std::lock_guard<std::mutex> lk(g_mu);
+    node->recon_bwlimit_kb = v;
     return ok();
   }
   if (cmd == "set-service") {
@@ -2608,6 +2806,19 @@ bool control_cmd(Conn* c, std::vector<std::string_view>& w) {
     std::unique_lock<std::mutex> lk(g_mu);
     if (cmd == "kill") {
       if (node->alive) {
+        // Slaves copying from it lose their dump connection: each new node falls back to proxy
+        // at once, before the index sees the master down (a real flared 1.3.4: "failed to
+        // reconstruct ( )", then slave/prepare -> proxy/active).
+        auto me = g_map.find(node->key);
+        if (me != g_map.end() && me->second.role == Role::Master)
+          for (auto& kv : g_map) {
+            MapEntry& s = kv.second;
+            if (s.role == Role::Slave && s.state == State::Prepare && s.partition == me->second.partition &&
+                node_of(s) != node) {
+              to_proxy(s, State::Active);
+              bump();
+            }
+          }
         node->alive = false;
         update_want(ep);
         for (Conn* k : g_conns) {
@@ -2709,7 +2920,7 @@ bool handle_line(Conn* c, std::string_view line, Pending& p) {
   split_words(line, w);
   switch (c->ep->kind) {
     case Kind::Control: return control_cmd(c, w);
-    case Kind::Index: return index_line(c, line, w);
+    case Kind::Index: return g_index_alive.load() && index_line(c, line, w);
     case Kind::Node: return node_line(c, line, w, p);
   }
   return false;
@@ -3042,6 +3253,7 @@ void timer_main() {
     double dt = std::chrono::duration<double>(now - last).count();
     last = now;
     tick(dt);
+    run_armed_faults();
   }
 }
 

@@ -1,0 +1,357 @@
+// Integration (issue 17 part 6, issue 18 parts 2 and 5 and its smaller truths): the waits of the
+// construction commands, and the same command run again after an interruption. A construction
+// slowed by reconstruction-bwlimit is alive while the nodes show its copy running; a wait rides out
+// an index gone and back within --timeout; when a wait gives up it says where the node is and the
+// one command that finishes the job; a re-run carries on from where the node is. Each case was
+// seen on a real flare 1.3.4 (flarei + four flared, reconstruction-bwlimit 4096), and the fake
+// now does what it did there.
+#include "harness.hpp"
+
+#include <thread>
+
+using harness::FakeCluster;
+using harness::master_and_slave;
+using harness::run;
+using harness::run_tty;
+using harness::with;
+
+namespace {
+
+bool resume_has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A `list`-style row as the operations print it.
+std::string resume_row(const std::string& node, const std::string& part, const std::string& role, const std::string& state,
+                       const std::string& balance) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%-32s %9s %6s %6s %7s\n", node.c_str(), part.c_str(), role.c_str(), state.c_str(), balance.c_str());
+  return buf;
+}
+
+// Polls the fake's map (at most ~10 s) until NODE is ROLE STATE.
+bool resume_until(FakeCluster& f, const std::string& node, const std::string& role, const std::string& state) {
+  for (int i = 0; i < 200; ++i) {
+    auto c = f.cluster();
+    if (auto* n = c.find(node); n && n->role == role && n->state == state) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// The threads of a node whose op is `dump`, as "type peer" strings.
+std::vector<std::string> resume_dump_threads(FakeCluster& f, size_t node) {
+  flare::ServerClient c(flare::Endpoint{"127.0.0.1", f.node_ports.at(node)}, 10000);
+  std::vector<std::string> out;
+  for (const auto& t : c.stats_threads())
+    if (t.op == "dump") out.push_back(t.type + " " + t.peer + " " + t.state);
+  return out;
+}
+
+// Node 0 master of partition 0 holding 10 small items and one of SIZE bytes (sorted last, so it
+// is copied last), node 1 a new node whose flared has reconstruction-bwlimit KB.
+void resume_slow_copy(FakeCluster& f, size_t size, int kb) {
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 10 10 a");
+  f.must("fill " + f.node(0) + " 1 " + std::to_string(size) + " z");
+  f.must("reconstruction-bwlimit " + f.node(1) + " " + std::to_string(kb));
+}
+
+} // namespace
+
+TEST_CASE("resume: the fake shows a running copy as a real flared does, and none once it is over") {
+  FakeCluster f(2);
+  resume_slow_copy(f, 1 << 20, 512); // about 2 s of silence after the value arrives
+  REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[1]) + " slave 0 0").status == "OK");
+  for (int i = 0; i < 100 && f.items(1) < 11; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(f.items(1) == 11); // everything arrived, the item count is flat from here
+  CHECK(f.cluster().find(f.node(1))->state == "prepare");
+  // the new node: flared's reconstruction thread (type 3) reading the master; the master: a dump
+  CHECK(resume_dump_threads(f, 1) == std::vector<std::string>{"3 " + f.node(0) + " execute"});
+  auto at_master = resume_dump_threads(f, 0);
+  REQUIRE(at_master.size() == 1);
+  CHECK(at_master[0].rfind("1 127.0.0.1:", 0) == 0);
+  bool shown = false;
+  {
+    flare::ServerClient c(flare::Endpoint{"127.0.0.1", f.node_ports.at(1)}, 10000);
+    c.send_line("show variables");
+    for (std::string l; (l = std::string(c.socket().read_line())) != "END";)
+      shown = shown || (l.rfind("reconstruction_bwlimit:", 0) == 0 && l.substr(l.size() - 4) == " 512");
+  }
+  CHECK(shown);
+  CHECK(resume_until(f, f.node(1), "slave", "active"));
+  CHECK(resume_dump_threads(f, 1).empty());
+  CHECK(resume_dump_threads(f, 0).empty());
+}
+
+TEST_CASE("resume: a construction slowed by reconstruction-bwlimit is not a stall: waited for past --timeout, then finished" * doctest::test_suite("slow")) {
+  SUBCASE("slave") {
+    FakeCluster f(2);
+    resume_slow_copy(f, 2 << 20, 512); // the item count flat for 4 s
+    auto r = run(with({"slave", "--force", "--timeout", "1", f.node(1) + ":1:0"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.out, "state is active -> stop waiting\n"));
+    CHECK(resume_has(r.out, resume_row(f.node(1), "0", "slave", "active", "1")));
+    CHECK(!resume_has(r.err, "made no progress"));
+  }
+  SUBCASE("master of a new partition") {
+    FakeCluster f(3);
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("fill " + f.node(0) + " 20 10 a");
+    f.must("fill " + f.node(0) + " 6 1048576 z"); // some of them belong to partition 1: 2 s flat each
+    f.must("reconstruction-bwlimit " + f.node(2) + " 512");
+    auto r = run(with({"master", "--force", "--activate", "--timeout", "1", f.node(2) + ":1:1"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.out, resume_row(f.node(2), "1", "master", "active", "1")));
+  }
+}
+
+TEST_CASE("resume: a construction that shows no copy running fails after --timeout and says the way out") {
+  SUBCASE("slave") {
+    FakeCluster f(2, {"--copy-rate", "1000"});
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("fill " + f.node(0) + " 5000 10");
+    f.must("stall 1");
+    auto r = run(with({"slave", "--force", "--timeout", "1", f.node(1) + ":1:0"}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, "construction of " + f.node(1) + " made no progress for 1 s (role = slave, state = prepare, items = "));
+    CHECK(resume_has(r.err, "and no copy is running on it: it will not finish by itself. Restart the flared of " + f.node(1) +
+                                " (it comes back as a proxy), then run: flare-admin slave " + f.node(1) + ":1:0"));
+    f.must("stall 0");
+  }
+  SUBCASE("a new partition's master left in prepare for good") {
+    FakeCluster f(3, {"--copy-rate", "1000"});
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("fill " + f.node(0) + " 5000 10");
+    f.must("stall 1");
+    auto r = run(with({"master", "--force", "--activate", "--timeout", "1", f.node(2) + ":1:1"}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, "(role = master, state = prepare, items = "));
+    CHECK(resume_has(r.err, "flared leaves a new partition's master in prepare for good when its first copy failed. The way "
+                            "out: restart the flared of " + f.node(2) + ", then run the command again: flare-admin master "
+                            "--activate " + f.node(2) + ":1:1"));
+    f.must("stall 0");
+  }
+}
+
+TEST_CASE("resume: a wait rides out an index gone and back within --timeout, and finishes the job" * doctest::test_suite("slow")) {
+  SUBCASE("slave") {
+    FakeCluster f(2, {"--copy-rate", "1000"});
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("fill " + f.node(0) + " 3000 10");
+    f.must("at-items " + f.node(1) + " 1000 index-gone 1500"); // flarei killed mid-copy, back 1.5 s later
+    auto r = run(with({"slave", "--force", "--timeout", "6", f.node(1) + ":1:0"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.err, "the index " + f.index() + " does not answer ("));
+    CHECK(resume_has(r.err, "the index " + f.index() + " answers again.\n"));
+    CHECK(resume_has(r.out, resume_row(f.node(1), "0", "slave", "active", "1")));
+  }
+  SUBCASE("master of a new partition") {
+    FakeCluster f(3, {"--copy-rate", "1000"});
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("fill " + f.node(0) + " 6000 10");
+    f.must("at-items " + f.node(2) + " 1000 index-gone 1500");
+    auto r = run(with({"master", "--force", "--activate", "--timeout", "6", f.node(2) + ":1:1"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.err, "answers again."));
+    CHECK(resume_has(r.out, resume_row(f.node(2), "1", "master", "active", "1")));
+  }
+}
+
+TEST_CASE("resume: a wait that gives up on the index says where the node was and the command that finishes the job" * doctest::test_suite("slow")) {
+  FakeCluster f(2, {"--copy-rate", "1000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 3000 10");
+  std::string gone;
+  SUBCASE("the index gone for longer than --timeout") {
+    f.must("at-items " + f.node(1) + " 1000 index-gone 0");
+    gone = "index-back";
+  }
+  SUBCASE("the index silent for longer than --timeout") {
+    f.must("at-items " + f.node(1) + " 1000 hang index 1");
+    gone = "hang index 0";
+  }
+  auto r = run(with({"slave", "--force", "--timeout", "2", f.node(1) + ":1:0"}, f.index_args()));
+  CHECK(r.status == 1);
+  CHECK(resume_has(r.err, "the index " + f.index() + " has not answered for 2 s ("));
+  CHECK(resume_has(r.err, "When last seen, " + f.node(1) + " was slave prepare with "));
+  CHECK(resume_has(r.err, "its copy goes on by itself on the nodes. When the index answers again, finish the job with: "
+                          "flare-admin slave " + f.node(1) + ":1:0\n"));
+  f.must(gone);
+  REQUIRE(resume_until(f, f.node(1), "slave", "active"));
+  CHECK(f.cluster().find(f.node(1))->balance == 0);
+  // the command given finishes it
+  auto again = run(with({"slave", "--force", f.node(1) + ":1:0"}, f.index_args()));
+  CHECK(again.status == 0);
+  CHECK(resume_has(again.out, resume_row(f.node(1), "0", "slave", "active", "1")));
+}
+
+TEST_CASE("resume: master --activate run again after an interruption waits for the copy and activates") {
+  FakeCluster f(3, {"--copy-rate", "2000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 8000 10");
+  auto idx = f.index_args();
+  const std::string n2 = f.node(2);
+  SUBCASE("Ctrl-C while it copies, then the same command again") {
+    auto first = run_tty(with({"master", "--force", "--activate", n2 + ":1:1"}, idx), {}, "started constructing the master node...");
+    CHECK(first.status == 130);
+    CHECK(resume_has(first.out, "to finish the job, run again: flare-admin master --activate " + n2 + ":1:1"));
+  }
+  SUBCASE("its tool killed while it copies (the node left in prepare)") {
+    REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[2]) + " master 1 1").status == "OK");
+  }
+  SUBCASE("the node left ready, never activated") {
+    REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[2]) + " master 1 1").status == "OK");
+    REQUIRE(resume_until(f, n2, "master", "ready"));
+  }
+  auto r = run(with({"master", "--force", "--activate", n2 + ":1:1"}, idx));
+  INFO(r.out, r.err);
+  CHECK(r.status == 0);
+  CHECK(!resume_has(r.out, "no need to change the role"));
+  CHECK(resume_has(r.out, n2 + " is already master of partition 1"));
+  CHECK(resume_has(r.out, resume_row(n2, "1", "master", "active", "1")));
+  CHECK(f.cluster().find(n2)->state == "active");
+  // once there, a third run has nothing to do
+  auto third = run(with({"master", "--force", "--activate", n2 + ":1:1"}, idx));
+  CHECK(third.status == 0);
+  CHECK(resume_has(third.out, "no need to change the role of " + n2 + ".\n"));
+}
+
+TEST_CASE("resume: master without --activate run again on a master ready exits 0 and says how to activate it") {
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(2) + " master ready 1 1");
+  auto r = run(with({"master", "--force", f.node(2) + ":1:1"}, f.index_args()));
+  CHECK(r.status == 0);
+  CHECK(resume_has(r.err, f.node(2) + " is master ready: built, serving no data until it is activated: flare-admin activate " +
+                              f.node(2) + "\n"));
+}
+
+TEST_CASE("resume: slave run again on a node left a slave finishes the job") {
+  FakeCluster f(2, {"--copy-rate", "2000"});
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 4000 10");
+  const std::string n1 = f.node(1);
+  SUBCASE("left slave active at balance 0: the balance is given, after asking") {
+    f.must("set-node " + n1 + " slave active 0 0");
+    SUBCASE("yes") {
+      auto r = run_tty(with({"slave", n1 + ":1:0"}, idx), {"y"});
+      CHECK(r.status == 0);
+      CHECK(resume_has(r.out, "changing node's balance (node=" + n1 + ", balance=0 -> 1) (y/n): "));
+      CHECK(f.cluster().find(n1)->balance == 1);
+    }
+    SUBCASE("no") {
+      auto r = run_tty(with({"slave", n1 + ":1:0"}, idx), {"n"});
+      CHECK(r.status == 1);
+      CHECK(resume_has(r.out, "skipped: " + n1 + " is slave active with balance 0 (it serves no reads); to finish: "
+                              "flare-admin balance " + n1 + ":1"));
+      CHECK(f.cluster().find(n1)->balance == 0);
+    }
+  }
+  SUBCASE("left copying: waited for, then given its balance") {
+    REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[1]) + " slave 0 0").status == "OK");
+    auto r = run(with({"slave", "--force", n1 + ":1:0"}, idx));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.out, n1 + " is already a slave of partition 0 and still copying (prepare): waiting for it.\n"));
+    CHECK(resume_has(r.out, resume_row(n1, "0", "slave", "active", "1")));
+  }
+  SUBCASE("already as asked") {
+    f.must("set-node " + n1 + " slave active 0 1");
+    f.control("requests-clear");
+    auto r = run(with({"slave", "--force", n1 + ":1:0"}, idx));
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.out, "no need to change the role of " + n1 + ".\n"));
+    CHECK(f.state_changes().empty());
+  }
+}
+
+TEST_CASE("resume: reconstruct of a node it cannot rebuild names the command that does") {
+  FakeCluster f(3, {"--dead-after-ms", "300"});
+  master_and_slave(f);
+  const std::string n1 = f.node(1), n2 = f.node(2);
+  SUBCASE("a slave whose flared died") {
+    f.must("kill " + n1);
+    REQUIRE(resume_until(f, n1, "proxy", "down"));
+    auto r = run(with({"reconstruct", "--force", n1}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, n1 + " is not reconstructable.\n"));
+    CHECK(resume_has(r.err, n1 + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. "
+                            "Start its flared; once it is proxy active, rebuild it with: flare-admin slave " + n1 + ":BALANCE:0\n"));
+  }
+  SUBCASE("a proxy (a rebuild cut short after the node was set down)") {
+    auto r = run(with({"reconstruct", "--force", n2}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, "If an earlier rebuild of it was cut short, make it a slave again: flare-admin slave " + n2 + ":BALANCE:0"));
+  }
+}
+
+TEST_CASE("resume: reconstruct run again on a slave still copying waits for it and names the balance to give") {
+  FakeCluster f(3, {"--copy-rate", "2000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 4000 10");
+  REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[1]) + " slave 0 0").status == "OK");
+  auto r = run(with({"reconstruct", "--force", f.node(1)}, f.index_args()));
+  INFO(r.out, r.err);
+  CHECK(r.status == 1);
+  CHECK(resume_has(r.out, f.node(1) + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.\n"));
+  CHECK(resume_has(r.err, f.node(1) + " is slave active with balance 0: it serves no reads. To finish, give it the balance it had: "
+                          "flare-admin balance " + f.node(1) + ":BALANCE\n"));
+  CHECK(f.cluster().find(f.node(1))->state == "active");
+}
+
+TEST_CASE("resume: activate of a node still copying waits for its copy instead of activating it unfinished") {
+  FakeCluster f(3, {"--copy-rate", "2000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 6000 10");
+  SUBCASE("a new partition's master in prepare: waited for, then activated") {
+    REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[2]) + " master 1 1").status == "OK");
+    auto r = run(with({"activate", "--force", f.node(2)}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(resume_has(r.out, f.node(2) + " is master prepare, still copying: waiting for it to be ready before activating it.\n"));
+    CHECK(f.cluster().find(f.node(2))->state == "active");
+  }
+  SUBCASE("a slave in prepare: never made active by hand, it becomes active when its copy is done") {
+    REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[1]) + " slave 0 0").status == "OK");
+    f.control("requests-clear");
+    auto r = run(with({"activate", "--force", f.node(1)}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 1); // active, but at balance 0: the balance to give is said
+    CHECK(resume_has(r.err, "flare-admin balance " + f.node(1) + ":BALANCE"));
+    CHECK(f.cluster().find(f.node(1))->state == "active");
+    CHECK(f.items(1) == 6000);
+    for (const auto& c : f.state_changes()) CHECK(!resume_has(c, "node state"));
+  }
+}
+
+TEST_CASE("resume: a slave or a rebuild stopped because its partition's master died says so, and that the partition has one copy fewer") {
+  FakeCluster f(3, {"--copy-rate", "1000"});
+  master_and_slave(f);
+  const std::string n0 = f.node(0), n1 = f.node(1), n2 = f.node(2);
+  SUBCASE("slave") {
+    f.must("fill " + n0 + " 3000 10");
+    f.must("at-items " + n2 + " 1000 kill " + n0); // the master's flared killed mid-copy
+    auto r = run(with({"slave", "--force", "--timeout", "5", n2 + ":1:0"}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, "construction of " + n2 + " stopped: the partition's master " + n0 + " does not answer (its flared "
+                            "died?), so the copy failed and " + n2 + " fell back to proxy. Partition 0 now has one copy fewer (" +
+                            n0 + "'s);"));
+    CHECK(resume_has(r.err, "Then make " + n2 + " a slave again: flare-admin slave " + n2 + ":1:0\n"));
+  }
+  SUBCASE("reconstruct") {
+    f.must("set-node " + n2 + " slave active 0 1");
+    f.must("fill " + n0 + " 3000 10");
+    f.must("at-items " + n1 + " 1000 kill " + n0); // once the rebuild's copy reached 1000 items
+    auto r = run(with({"reconstruct", "--force", "--timeout", "5", n1}, f.index_args()));
+    INFO(r.out, r.err);
+    CHECK(r.status == 1);
+    CHECK(resume_has(r.err, "Partition 0 now has one copy fewer (" + n0 + "'s), and " + n1 +
+                            ", flushed for the rebuild, holds none;"));
+    CHECK(resume_has(r.err, "Then make " + n1 + " a slave again: flare-admin slave " + n1 + ":1:0\n"));
+  }
+}
