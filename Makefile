@@ -33,6 +33,7 @@ UNIT_SRC += tests/test_portable_sockets.cpp
 INTEG_SRC += tests/test_cli_framing.cpp
 # One convention for streams, exit codes, options and completion (issue 19).
 INTEG_SRC += tests/test_cli_convention.cpp
+INTEG_SRC += tests/test_cli_check.cpp
 # Before and around a failover: replication lag, draining, the slaves asked, Ctrl-C (issues 17.3, 18.3-4).
 INTEG_SRC += tests/test_cli_failover.cpp
 # Restore straight to every master, and safe resume advice after a failover (issues 21, 18.1).
@@ -40,7 +41,7 @@ INTEG_SRC += tests/test_cli_restore_routing.cpp
 UNIT_SRC  += tests/test_framing.cpp
 HDRS      = flare_tools.hpp
 
-.PHONY: all install test test-plain test-sanitize test-header static-check fuzz fuzz-run demo bench clean check-doctest
+.PHONY: all install test test-plain test-sanitize test-header static-check check-rules fuzz fuzz-run demo bench clean check-doctest
 .PHONY: matrix matrix-portable
 
 all: flare-admin flare-stats
@@ -53,7 +54,7 @@ flare-stats: flare-admin
 
 # A program named flare-SUB runs subcommand SUB; these are 0.7.3's names. ADMIN_BIN lets the
 # tests install the binary they built.
-SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy
+SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy flare-check
 ADMIN_BIN  ?= flare-admin
 MANDIR     ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
@@ -239,6 +240,13 @@ static-check:
 	  --error-exitcode=1 --inline-suppr --suppress=useStlAlgorithm --suppress=shadowFunction \
 	  -I. flare_tools.hpp cli.cpp
 
+# The Prometheus alert rules of contrib/: promtool's own check, and its unit test of them (real
+# figures in, the alerts expected out), where promtool is installed (Debian: prometheus); tests/test_cli_check.cpp reads them with a parser of its own always.
+check-rules:
+	@if command -v promtool >/dev/null 2>&1; then promtool check rules contrib/prometheus/flare-alerts.yml && \
+	  promtool test rules contrib/prometheus/flare-alerts.test.yml; \
+	else echo "check-rules: no promtool here; the integration tests check the rules with their own parser"; fi
+
 # libFuzzer targets for every parser (needs clang); `make fuzz-run FUZZ_SECONDS=N` runs each.
 FUZZ_SECONDS ?= 30
 fuzz:
@@ -252,6 +260,7 @@ demo: all build/plain/fake-flare
 
 bench: all build/plain/fake-flare
 	bench/stats_bench.sh ./flare-admin build/plain/fake-flare
+	bench/check_bench.sh ./flare-admin build/plain/fake-flare
 
 clean:
 	rm -rf build flare-admin flare-stats

@@ -436,7 +436,7 @@ int cmd_ping(const Options& o) {
     return EXIT_OK;
   }
   std::vector<Endpoint> targets;
-  for (auto& a : o.args) targets.push_back(endpoint_arg(a));
+  for (const auto& a : o.args) targets.push_back(endpoint_arg(a));
   for (const auto& t : targets) {
     int st = ping_until_alive(t, c, wait, [&] {
       ServerClient sc(t, c.timeout_ms);
@@ -503,22 +503,24 @@ int stats_prometheus(const Options& o) {
   int wait = parse_positive(o, "wait", 1, 0);
   int count = parse_positive(o, "count", 1, 1);
   std::string output = o.get("output", "-");
-  IndexClient ic = index_client(c);
   int status = EXIT_OK;
   for (int round = 0; round < count; ++round) {
     std::string text;
     try {
-      Cluster cluster = load_cluster(ic);
-      std::vector<Endpoint> eps;
-      for (const auto& n : cluster.nodes()) eps.push_back(n.endpoint());
-      auto g = gather_stats_and_lag(eps, lag_masters(cluster, cluster.nodes()), c.timeout_ms, cluster.nodes());
+      // The same reading as check's (every node's stats and every master's replication
+      // threads at once): the figures of its findings follow the nodes' families.
+      CheckData d = collect_check(c.index, c.timeout_ms, nullptr, c.trace);
+      if (!d.index_error.empty()) {
+        if (d.index_is_node) throw NotAnIndexError(d.index_error);
+        naming_index(c.index, [&] { throw NetworkError(d.index_error); });
+      }
       bool unreachable = false;
-      for (const auto& r : g.stats)
+      for (const auto& r : d.stats)
         if (!r.ok) {
           std::cerr << r.endpoint.display() << ": " << one_line(r.error) << "\n";
           unreachable = true;
         }
-      text = format_prometheus(c.index.display(), cluster, g.stats, g.lags);
+      text = format_prometheus(c.index.display(), d.cluster, d.stats, lag_results(d)) + format_prometheus_health(d);
       status = unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
     } catch (const Error& e) {
       std::cerr << e.what() << "\n";
@@ -560,7 +562,7 @@ int cmd_stats(const Options& o) {
   int count = parse_positive(o, "count", 1, 1);
   std::string delimiter = o.has("delimiter") ? o.get("delimiter") : " ";
   std::vector<std::string> filter;
-  for (auto& a : o.args) filter.push_back(endpoint_arg(a).key());
+  for (const auto& a : o.args) filter.push_back(endpoint_arg(a).key());
   IndexClient ic = index_client(c);
   std::map<std::string, std::optional<QpsSample>> previous;
   bool unreachable = false; // some node did not answer (exit 1 with --fail-on-unreachable)
@@ -675,6 +677,58 @@ int cmd_summary(const Options& o) {
     return EXIT_FAIL;
   }
   return EXIT_OK;
+}
+
+// flare-admin check: the cluster's health as a monitoring plugin reports it. Prints the verdict
+// and one line per finding (or --json) on stdout; exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+// (run() maps a bad command line and an error to 3 for this command).
+int cmd_check(const Options& o) {
+  Context c = make_context(o, true);
+  if (!o.args.empty()) throw UsageError("check takes no arguments");
+  CheckThresholds t;
+  auto number = [&](const char* name, long long& into) {
+    if (!o.has(name)) return;
+    auto v = to_int(o.get(name));
+    if (!v || *v < 0) throw UsageError("invalid --" + std::string(name) + " '" + o.get(name) + "': give a number, 0 or more");
+    into = *v;
+  };
+  number("lag-warning", t.lag_warning_items);
+  number("lag-critical", t.lag_critical_items);
+  number("lag-warning-seconds", t.lag_warning_seconds);
+  number("lag-critical-seconds", t.lag_critical_seconds);
+  number("items-difference", t.items_difference);
+  if (t.lag_warning_items > t.lag_critical_items) throw UsageError("--lag-warning is above --lag-critical");
+  if (t.lag_warning_seconds > t.lag_critical_seconds)
+    throw UsageError("--lag-warning-seconds is above --lag-critical-seconds");
+  if (o.has("ignore")) {
+    const std::string list = o.get("ignore");
+    for (auto code : detail::split(list, ',')) {
+      const auto& codes = check_codes();
+      if (std::none_of(codes.begin(), codes.end(), [&](const CheckCode& k) { return code == k.code; }))
+        throw UsageError("--ignore: unknown finding '" + std::string(code) + "' (see the man page's list)");
+      t.ignore.insert(std::string(code));
+    }
+  }
+  std::optional<DumpOptions> keys;
+  if (o.flag("keys")) {
+    keys.emplace();
+    keys->timeout_ms = c.timeout_ms;
+    keys->trace = c.trace;
+    keys->cancel = [] { return g_interrupted != 0; };
+  }
+  CheckData d;
+  try {
+    d = collect_check(c.index, c.timeout_ms, keys ? &*keys : nullptr, c.trace);
+  } catch (const Interrupted&) {
+    std::cerr << "interrupted\n";
+    return EXIT_INTERRUPTED;
+  }
+  CheckReport r = evaluate_check(d, t);
+  if (o.flag("json")) std::cout << format_check_json(r) << "\n";
+  else std::cout << format_check_text(r);
+  std::cout.flush();
+  if (!std::cout) throw Error("cannot write the report to stdout");
+  return static_cast<int>(r.status);
 }
 
 int cmd_index(const Options& o) {
@@ -969,7 +1023,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
   if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
   if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
   std::vector<Endpoint> named; // checked before the index is asked anything
-  for (auto& a : o.args) named.push_back(endpoint_arg(a));
+  for (const auto& a : o.args) named.push_back(endpoint_arg(a));
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
   int serving = serving_partition_count(cluster);
@@ -1044,10 +1098,15 @@ void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, co
       if (auto line = live->line_if_due()) term.progress(*line);
     };
   }
-  opt.on_node_done = [&term, &targets, live, on_done](const DumpTarget& t, unsigned long long n) {
+  // By address: the library may hand back its own copy of the targets (check_key_placement).
+  auto position = std::make_shared<std::map<std::string, size_t>>();
+  if (live)
+    for (size_t i = 0; i < targets.size(); ++i) (*position)[targets[i].endpoint.key()] = i;
+  opt.on_node_done = [&term, live, position, on_done](const DumpTarget& t, unsigned long long n) {
     if (on_done) on_done(t, n);
     if (!live) return;
-    live->finish(static_cast<size_t>(&t - targets.data()));
+    auto it = position->find(t.endpoint.key());
+    if (it != position->end()) live->finish(it->second);
     term.progress(live->line());
   };
 }
@@ -1369,48 +1428,20 @@ int cmd_verify(const Options& o) {
   }
   std::cout << "key_hash_algorithm = " << to_string(p.algorithm) << "\n";
   std::cout << "partition_size: " << count << "\n";
-  // Every node's keys at once; the results are printed in stats order once all are in.
-  struct Check {
-    NodeInfo node;
-    unsigned long long misplaced = 0, keys = 0;
-    std::vector<std::string> examples;
-    std::string error;
-    bool skipped = false;
-  };
-  std::vector<Check> checks;
+  // Every node's keys at once (check_key_placement); the results are printed in stats order.
   std::vector<DumpTarget> targets;
-  std::vector<size_t> of_target;
-  for (const auto& n : cluster.stats_order()) {
-    if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
-    checks.push_back(Check{n, 0, 0, {}, "", n.state == "down"}); // a replaced master stays listed, down
-    if (checks.back().skipped) continue;
-    targets.push_back(DumpTarget{n.endpoint(), {}});
-    of_target.push_back(checks.size() - 1);
-  }
+  for (const auto& n : cluster.stats_order())
+    if (n.partition >= 0 && n.partition < count && (n.is_master() || n.is_slave()) && n.state != "down")
+      targets.push_back(DumpTarget{n.endpoint(), {}});
   DumpOptions opt;
   opt.timeout_ms = c.timeout_ms;
   opt.trace = c.trace;
   opt.cancel = interrupted;
-  opt.on_node_error = [&](const DumpTarget& t, const Error& e) {
-    for (auto& ch : checks)
-      if (ch.node.key == t.endpoint.key()) ch.error = e.what();
-  };
   Terminal term;
   show_progress(term, opt, "verifying", targets, "keys");
+  std::vector<KeyPlacement> checks;
   try {
-    auto counts = dump_keys_all(
-        targets,
-        [&](size_t i, std::string_view key) {
-          Check& ch = checks[of_target[i]];
-          int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
-          if (want != ch.node.partition) {
-            ++ch.misplaced;
-            if (ch.examples.size() < 10)
-              ch.examples.push_back("  " + detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
-          }
-        },
-        opt);
-    for (size_t k = 0; k < targets.size(); ++k) checks[of_target[k]].keys = counts[k];
+    checks = check_key_placement(cluster, p, count, opt);
     term.end_progress();
   } catch (const Interrupted&) {
     term.end_progress();
@@ -1432,7 +1463,7 @@ int cmd_verify(const Options& o) {
       continue;
     }
     std::cout << ch.keys << " keys, " << ch.misplaced << " misplaced " << (ch.misplaced ? "NG" : "OK") << "\n";
-    for (const auto& e : ch.examples) std::cout << e << "\n";
+    for (const auto& e : ch.examples) std::cout << "  " << e << "\n";
     if (ch.misplaced > ch.examples.size()) std::cout << "  ...\n";
     if (ch.misplaced) good = false;
   }
@@ -1638,6 +1669,17 @@ std::vector<Command> commands() {
        "(its error on stderr) and the exit status stays 0 unless --fail-on-unreachable.\n"},
       {"threads", "[HOST:PORT]", "Show the threads of the index server or of a node.", true, {kJson}, cmd_threads},
       {"summary", "", "Show a one-line summary of the cluster.", true, {kJson}, cmd_summary},
+      {"check", "", "Tell the cluster's health as a monitoring plugin (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).",
+       true,
+       {{"json", 0, nullptr, "print one JSON document instead of the plugin's lines"},
+        {"keys", 0, nullptr, "also list every node's keys: placement and framing (as verify)"},
+        {"lag-warning", 0, "ITEMS", "a slave more items behind is a warning (default 1000)"},
+        {"lag-critical", 0, "ITEMS", "... critical (default 100000)"},
+        {"lag-warning-seconds", 0, "SECONDS", "a slave more seconds behind is a warning (default 30)"},
+        {"lag-critical-seconds", 0, "SECONDS", "... critical (default 300)"},
+        {"items-difference", 0, "ITEMS", "a slave and its master differing by more items, nothing queued (default 1000)"},
+        {"ignore", 0, "CODE,...", "leave these findings out (e.g. slave_same_host on a one-host test cluster)"}},
+       cmd_check},
       {"index", "", "Print the node map as flare's XML document.", true,
        {{"output", 'o', "FILE", "write to FILE (atomically) instead of stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"increment", 0, "N", "add N to the node map version"}},
@@ -1767,7 +1809,8 @@ void print_overview(std::ostream& out) {
     out << "  " << name << std::string(name.size() < 13 ? 13 - name.size() : 1, ' ') << c.summary << "\n";
   }
   out << "\nRun 'flare-admin SUBCOMMAND --help' (or 'flare-admin help SUBCOMMAND') for the options of each.\n"
-         "Exit status: 0 done, 1 failed or refused at run time, 2 command line wrong, 130 interrupted.\n"
+         "Exit status: 0 done, 1 failed or refused at run time, 2 command line wrong, 130 interrupted\n"
+         "(check, a monitoring plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).\n"
          "Data goes to stdout; errors, refusals, warnings, notes and prompts go to stderr.\n";
 }
 
@@ -1815,6 +1858,14 @@ int run(int argc, char** argv) {
   }
   for (auto& c : commands()) {
     if (sub != c.name) continue;
+    // check follows the monitoring plugins' convention: UNKNOWN (3) when it cannot tell, with
+    // the verdict line on stdout (what Nagios shows) and the reason on stderr too.
+    const bool plugin = std::string(c.name) == "check";
+    auto unknown = [](const std::string& why) {
+      std::cout << "FLARE UNKNOWN - " << detail::printable(why, 300) << "\n";
+      std::cout.flush();
+      return 3;
+    };
     try {
       Options o = parse_options(c, words);
       if (o.flag("help")) {
@@ -1830,15 +1881,15 @@ int run(int argc, char** argv) {
     } catch (const UsageError& e) {
       std::cerr << one_line(e.what()) << " (see: " << program_name
                 << (short_name ? "" : std::string(" ") + c.name) << " --help)\n";
-      return EXIT_USAGE;
+      return plugin ? unknown(e.what()) : EXIT_USAGE;
     } catch (const Exit& e) {
       return e.status;
     } catch (const Error& e) {
       std::cerr << one_line(e.what()) << "\n";
-      return EXIT_FAIL;
+      return plugin ? unknown(e.what()) : EXIT_FAIL;
     } catch (const std::bad_alloc&) {
       std::cerr << "out of memory\n";
-      return EXIT_FAIL;
+      return plugin ? unknown("out of memory") : EXIT_FAIL;
     }
   }
   std::string nearest = nearest_subcommand(sub, named);

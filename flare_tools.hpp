@@ -20,6 +20,7 @@
 //   7b. Data                               (dump_items, restore_items, ItemReader/ItemWriter, ...)
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
 //   8b. Prometheus                         (format_prometheus: the text exposition format 0.0.4)
+//   8c. Health check                       (collect_check, evaluate_check: findings for `check`)
 //    9. Deploy                             (ServerConf, plan_flarei/plan_flared, deploy_folder)
 //   10. Keycheck                           (KeyDistribution: keys per partition for 1..N partitions)
 //
@@ -78,6 +79,9 @@
 //    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
 //    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
 //      -- every node at once from one poll() loop; a failed node comes back with ok == false
+//    struct GatherReply { endpoint; request; ok; error; lines; }
+//    std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks,
+//      int timeout_ms);   -- any request lines (replies up to END), all at once, as gather_stats
 //   5b. Replication lag (a master's `stats threads slave`: per slave, the writes waiting and their age)
 //    struct SlaveLag { slave (HOST:PORT); long long queue (items), behind (seconds); int threads; bool writing;
 //      long long pending() const; }   -- queue + the write being sent
@@ -202,6 +206,9 @@
 //    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
 //    RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing,
 //      const RestoreOptions& opt = {});   -- one writer per master, one poll loop, bwlimit the total
+//    struct KeyPlacement { node; skipped; keys, misplaced; examples; unframed; error; framing_error; }
+//    std::vector<KeyPlacement> check_key_placement(const Cluster& c, const Partitioning& p, int count,
+//      DumpOptions opt, bool skip_unframed = false);   -- verify's logic: every node's keys at once
 //   8. Formatting
 //    std::string format_node_table / format_node_json(const std::vector<NodeInfo>& nodes);  -- `list`
 //    std::string short_duration(long long seconds);   std::string hit_rate_cell(const NodeStats& s);
@@ -232,6 +239,24 @@
 //    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
 //      const std::vector<StatsResult>& results, const std::vector<LagResult>& lags = {});  -- + flare_replication_*
 //    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
+//    std::string format_prometheus_health(const CheckData& d);   -- (after 8c) the figures of check's
+//      findings: map versions, partition nodes by role/state, slave lag, versions (contrib/prometheus)
+//   8c. Health check (`flare-admin check`; plugin statuses)
+//    enum class Severity { ok = 0, warning = 1, critical = 2, unknown = 3 };   const char* to_string(Severity);
+//    Severity worse(Severity a, Severity b);   -- CRITICAL > UNKNOWN > WARNING > OK
+//    struct Finding { severity; code; partition; node; message; figure; fix; }
+//    struct CheckCode { code; severity; meaning; }   const std::vector<CheckCode>& check_codes();
+//    struct CheckThresholds { lag_warning_items 1000, lag_critical_items 100000, lag_warning_seconds 30,
+//      lag_critical_seconds 300, items_difference 1000; std::set<std::string> ignore; }
+//    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version; cluster;
+//      stats; lags (by master); lag_errors; keys_checked; placement; }
+//    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
+//      const TraceFn& trace = nullptr);   -- the index, then every node at once (one timeout in all)
+//    std::vector<LagResult> lag_results(const CheckData& d);   -- its lags as gather_slave_lag() gives them
+//    struct CheckReport { status; findings; thresholds; nodes, partitions; max_lag_items, max_lag_seconds,
+//      items; std::string summary() const; std::string perfdata() const; }
+//    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
+//    std::string format_check_text(const CheckReport& r);   std::string format_check_json(const CheckReport& r);
 //   9. Deploy
 //    enum class Daemon { flarei, flared };   const char* daemon_name(Daemon d);
 //    class ServerConf { void set(const std::string& key, const std::string& value); erase(key);
@@ -371,6 +396,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -1699,9 +1725,14 @@ struct StatsResult {
 
 namespace detail {
 
-// One node's progress through connect -> send "stats" -> read until END.
+// One node's progress through connect -> send its requests (pipelined) -> read a reply to each.
 struct StatsProbe {
-  StatsResult result;
+  StatsResult result;                         // the connection's outcome (ok: every reply read)
+  std::string request;                        // the lines sent, each with its CR LF
+  std::vector<std::string> asked;             // each request line, without CR LF
+  std::vector<std::vector<std::string>> lines; // each reply's lines before END, once complete
+  std::vector<std::string> reply_error;        // each reply's error ("" when it ended in END)
+  size_t scanned = 0, terminals = 0;          // reply lines looked at, and the replies ended in them
   std::vector<std::pair<sockaddr_storage, socklen_t>> addrs;
   size_t next_addr = 0;
   int fd = -1;
@@ -1747,10 +1778,23 @@ inline std::string_view last_line(const std::string& buf) {
   return std::string_view(buf).substr(start, buf.size() - 2 - start);
 }
 
-// A `stats` reply is complete at its END line, or at an error line that replaces it.
-inline bool probe_reply_complete(const std::string& buf) {
-  std::string_view last = last_line(buf);
-  return last == "END" || last == "ERROR" || last.rfind("SERVER_ERROR", 0) == 0 || last.rfind("CLIENT_ERROR", 0) == 0;
+// A reply ends at its END line, or at an error line that replaces it.
+inline bool is_reply_end(std::string_view line) {
+  return line == "END" || line == "ERROR" || line.rfind("SERVER_ERROR", 0) == 0 || line.rfind("CLIENT_ERROR", 0) == 0;
+}
+
+// Whether every reply the probe waits for has ended (the lines received since the last call
+// are looked at once).
+inline bool probe_reply_complete(StatsProbe& p) {
+  for (;;) {
+    size_t nl = p.inbuf.find('\n', p.scanned);
+    if (nl == std::string::npos) break;
+    std::string_view line(p.inbuf.data() + p.scanned, nl - p.scanned);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (is_reply_end(line)) ++p.terminals;
+    p.scanned = nl + 1;
+  }
+  return p.terminals >= p.asked.size() && p.scanned == p.inbuf.size();
 }
 
 // Raises this process's soft limit on open files toward `wanted`, never above the hard limit
@@ -1778,30 +1822,33 @@ inline size_t gather_window(size_t n) {
   return std::max<size_t>(1, std::min<size_t>(n, static_cast<size_t>(w)));
 }
 
-// Turns a complete `stats` reply (ending in END\r\n) into the probe's result.
-inline void probe_finish_reply(StatsProbe& p, const std::string& request) {
+// Splits the complete replies into the probe's lines, one vector per request (result.ok); a
+// reply that ended in an error line instead of END has its reply_error.
+inline void probe_finish_reply(StatsProbe& p) {
   ::close(p.fd);
   p.fd = -1;
   p.phase = StatsProbe::done;
   p.result.fetched_at = Clock::now();
+  p.lines.assign(p.asked.size(), {});
+  p.reply_error.assign(p.asked.size(), std::string());
   try {
-    std::string_view status = last_line(p.inbuf);
-    if (status != "END")
-      throw ServerError("answered '" + printable(status) + "' to " + request.substr(0, request.size() - 2));
-    std::vector<std::string> lines;
     std::string_view all(p.inbuf);
-    all.remove_suffix(5); // END\r\n
-    size_t start = 0;
-    while (start < all.size()) {
+    size_t start = 0, k = 0;
+    while (start < all.size() && k < p.asked.size()) {
       size_t nl = all.find('\n', start);
       if (nl == std::string_view::npos) nl = all.size();
       std::string_view line = all.substr(start, nl - start);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("stats line too long");
-      lines.emplace_back(line);
       start = nl + 1;
+      if (line.size() > FLARE_TOOLS_MAX_LINE_BYTES) throw ProtocolError("reply line too long");
+      if (is_reply_end(line)) {
+        if (line != "END")
+          p.reply_error[k] = ServerError("answered '" + printable(line) + "' to " + printable(p.asked[k])).what();
+        ++k;
+        continue;
+      }
+      p.lines[k].emplace_back(line);
     }
-    p.result.stats = parse_stats(lines);
     p.result.ok = true;
   } catch (const Error& e) {
     p.result.ok = false;
@@ -1812,7 +1859,8 @@ inline void probe_finish_reply(StatsProbe& p, const std::string& request) {
 }
 
 // Moves a probe on after poll() saw activity on its socket.
-inline void probe_service(StatsProbe& p, const std::string& request) {
+inline void probe_service(StatsProbe& p) {
+  const std::string& request = p.request;
   const size_t max_reply = FLARE_TOOLS_MAX_REPLY_BYTES;
   if (p.phase == StatsProbe::connecting) {
     int err = connect_result(p.fd);
@@ -1852,34 +1900,36 @@ inline void probe_service(StatsProbe& p, const std::string& request) {
       p.finish_error("reply larger than " + std::to_string(max_reply) + " bytes");
       return;
     }
-    if (probe_reply_complete(p.inbuf)) probe_finish_reply(p, request);
+    if (probe_reply_complete(p)) probe_finish_reply(p);
   }
 }
 
 } // namespace detail
 
-// Fetches `stats` from every endpoint from this one thread: non-blocking connects and a single
-// poll() loop, so N slow or dead nodes cost one timeout, not N. Each node has `timeout_ms` from
+// Sends one request line to each (endpoint, request) pair and reads its reply up to END, from
+// this one thread: non-blocking connects and a single poll() loop, so N slow or dead nodes cost
+// one timeout, not N. Each node has `timeout_ms` from
 // the start of its connect. Connections are started FLARE_TOOLS_GATHER_CONNECT_BATCH at a time
 // with the open ones serviced in between, and at most gather_window() are open at once (the
 // open-files limit is raised for this; above the hard limit, a node starts as another ends;
 // an unexpected EMFILE narrows the window instead of failing the node). A node that fails
 // (refused, timeout, garbage) comes back with ok == false and a reason; the others are
-// unaffected. Results are in the order of `endpoints`.
+// unaffected. Probes come back in the order of `asks`.
 namespace detail {
-// gather_stats() for any `stats ...` requests whose replies are STAT lines up to END: endpoint
-// i is sent whats[i] (without CR LF); each reply parsed with parse_stats (name = up to the
-// first space). whats.size() == endpoints.size().
-inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& endpoints, int timeout_ms,
-                                                  const std::vector<std::string>& whats) {
-  using detail::StatsProbe;
-  std::vector<std::string> requests;
-  requests.reserve(whats.size());
-  for (const auto& w : whats) requests.push_back(w + "\r\n");
-  const size_t n = endpoints.size();
+// One probe per (endpoint, request lines) of `asks`: the requests are sent pipelined on one
+// connection (flare answers them in order: shared/real-flare-1.3.4/README.md).
+// `on_reply` (if set) is called for each probe as soon as its replies are in (result.ok), e.g. to
+// parse and drop its lines: 2,000 nodes' lines held until the end cost 2 MB more.
+inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoint, std::vector<std::string>>>& asks,
+                                             int timeout_ms, const std::function<void(StatsProbe&)>& on_reply = nullptr) {
+  const size_t n = asks.size();
   size_t window = detail::gather_window(n);
   std::vector<StatsProbe> probes(n);
-  for (size_t i = 0; i < n; ++i) probes[i].result.endpoint = endpoints[i];
+  for (size_t i = 0; i < n; ++i) {
+    probes[i].result.endpoint = asks[i].first;
+    probes[i].asked = asks[i].second;
+    for (const auto& r : asks[i].second) probes[i].request += r + "\r\n";
+  }
   size_t next = 0;            // the next probe to start
   std::vector<size_t> active; // probes with an open socket
   std::vector<pollfd> fds;
@@ -1890,7 +1940,7 @@ inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& e
       auto& p = probes[next];
       p.deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
       try {
-        if (p.addrs.empty()) p.addrs = detail::resolve(endpoints[next]);
+        if (p.addrs.empty()) p.addrs = detail::resolve(asks[next].first);
         detail::probe_try_connect(p);
       } catch (const Error& e) {
         p.finish_error(e.what());
@@ -1932,23 +1982,95 @@ inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& e
     auto now = Clock::now();
     for (size_t k = 0; k < fds.size(); ++k) {
       auto& p = probes[active[k]];
-      if (fds[k].revents != 0) detail::probe_service(p, requests[active[k]]);
+      if (fds[k].revents != 0) {
+        detail::probe_service(p);
+        if (p.phase == StatsProbe::done && p.result.ok && on_reply) on_reply(p);
+      }
       if (p.phase != StatsProbe::done && now >= p.deadline) p.finish_error("timed out");
     }
     active.erase(std::remove_if(active.begin(), active.end(),
                                 [&](size_t i) { return probes[i].phase == StatsProbe::done; }),
                  active.end());
   }
+  for (auto& p : probes)
+    if (p.fd >= 0) {
+      ::close(p.fd);
+      p.fd = -1;
+    }
+  return probes;
+}
+} // namespace detail
+
+// One server's reply to one request of gather_replies: its lines before END when ok, else why not.
+struct GatherReply {
+  Endpoint endpoint;
+  std::string request; // without CR LF
+  bool ok = false;
+  std::string error;
+  std::vector<std::string> lines;
+};
+
+// Every (endpoint, request line) at once, as gather_stats (one poll loop, each endpoint its own
+// `timeout_ms` from its connect; a reply must end in END, else it fails with the line it ended
+// with). The requests to one endpoint share a connection, pipelined. Never throws for one
+// node's failure; replies in the order of `asks`.
+inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms) {
+  std::vector<std::pair<Endpoint, std::vector<std::string>>> grouped;
+  std::vector<std::pair<size_t, size_t>> where(asks.size()); // ask -> (probe, reply)
+  std::unordered_map<std::string, size_t> probe_of;
+  for (size_t i = 0; i < asks.size(); ++i) {
+    auto it = probe_of.emplace(asks[i].first.key(), grouped.size()).first;
+    if (it->second == grouped.size()) grouped.emplace_back(asks[i].first, std::vector<std::string>());
+    where[i] = {it->second, grouped[it->second].second.size()};
+    grouped[it->second].second.push_back(asks[i].second);
+  }
+  auto probes = detail::gather_probes(grouped, timeout_ms);
+  std::vector<GatherReply> out(asks.size());
+  for (size_t i = 0; i < asks.size(); ++i) {
+    auto& p = probes[where[i].first];
+    const size_t k = where[i].second;
+    out[i].endpoint = asks[i].first;
+    out[i].request = asks[i].second;
+    out[i].ok = p.result.ok && p.reply_error[k].empty();
+    out[i].error = !p.result.ok ? p.result.error : p.reply_error[k];
+    if (p.result.ok) out[i].lines = std::move(p.lines[k]);
+  }
+  return out;
+}
+
+namespace detail {
+// gather_stats() for any `stats ...` requests whose replies are STAT lines up to END: endpoint
+// i is sent whats[i] (without CR LF); each reply parsed with parse_stats (name = up to the
+// first space), as it completes. whats.size() == endpoints.size().
+inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& endpoints, int timeout_ms,
+                                                  const std::vector<std::string>& whats) {
+  std::vector<std::pair<Endpoint, std::vector<std::string>>> asks;
+  asks.reserve(endpoints.size());
+  for (size_t i = 0; i < endpoints.size(); ++i) asks.emplace_back(endpoints[i], std::vector<std::string>{whats.at(i)});
+  auto parse = [](StatsProbe& p) {
+    if (!p.reply_error[0].empty()) {
+      p.result.ok = false;
+      p.result.error = p.reply_error[0];
+      return;
+    }
+    try {
+      p.result.stats = parse_stats(p.lines[0]);
+    } catch (const Error& e) {
+      p.result.ok = false;
+      p.result.error = e.what();
+    }
+    p.lines.clear();
+    p.lines.shrink_to_fit();
+  };
+  auto probes = detail::gather_probes(asks, timeout_ms, parse);
   std::vector<StatsResult> out;
   out.reserve(probes.size());
-  for (auto& p : probes) {
-    if (p.fd >= 0) ::close(p.fd);
-    out.push_back(std::move(p.result));
-  }
+  for (auto& p : probes) out.push_back(std::move(p.result));
   return out;
 }
 } // namespace detail
 
+// Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
 inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
   return detail::gather_stat_lines(endpoints, timeout_ms, std::vector<std::string>(endpoints.size(), "stats"));
 }
@@ -6081,6 +6203,72 @@ inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouti
       reader, writers, group, [&](const std::string& key) { return routing.partition_of(key); }, opt, ack, {});
 }
 
+// What one node's key listing showed (verify, and check --keys).
+struct KeyPlacement {
+  NodeInfo node;
+  bool skipped = false;                 // down: not asked
+  unsigned long long keys = 0;          // keys listed (unframed ones left out)
+  unsigned long long misplaced = 0;     // keys whose partition is not the node's
+  std::vector<std::string> examples;    // the first 10: "KEY belongs to partition N" (printable)
+  unsigned long long unframed = 0;      // keys holding CR LF, skipped (with skip_unframed)
+  std::string error;                    // why the listing failed ("" when it did not)
+  bool framing_error = false;           // ... because the listing could not be framed
+};
+
+// verify's logic: every master and slave of a serving partition (0 .. serving_partition_count
+// - 1) lists its keys with `dump_key`, all at once (dump_keys_all), and each key's partition is
+// computed as flared does (key_hash, then the modular map of `count` partitions). A node down
+// in the map is skipped. `opt` gives the deadline, trace, cancel and progress callbacks; its
+// on_node_error and on_unframed_key are set here. With skip_unframed a key holding CR LF is
+// counted in `unframed` and the listing goes on; without, the listing fails (framing_error).
+// A failed node does not stop the others. Results in stats order. Throws Interrupted.
+inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, const Partitioning& p, int count,
+                                                     DumpOptions opt, bool skip_unframed = false) {
+  std::vector<KeyPlacement> checks;
+  std::vector<DumpTarget> targets;
+  std::vector<size_t> of_target;
+  std::map<std::string, size_t> by_key;
+  for (const auto& n : cluster.stats_order()) {
+    if (n.partition < 0 || n.partition >= count || !(n.is_master() || n.is_slave())) continue;
+    KeyPlacement k;
+    k.node = n;
+    k.skipped = n.state == "down"; // a replaced master stays listed, down
+    checks.push_back(std::move(k));
+    if (checks.back().skipped) continue;
+    by_key[n.key] = targets.size();
+    targets.push_back(DumpTarget{n.endpoint(), {}});
+    of_target.push_back(checks.size() - 1);
+  }
+  opt.on_node_error = [&](const DumpTarget& t, const Error& e) {
+    auto it = by_key.find(t.endpoint.key());
+    if (it == by_key.end()) return;
+    KeyPlacement& k = checks[of_target[it->second]];
+    k.error = e.what();
+    k.framing_error = dynamic_cast<const ProtocolError*>(&e) != nullptr;
+  };
+  if (skip_unframed)
+    opt.on_unframed_key = [&](const DumpTarget& t, const std::string&) {
+      auto it = by_key.find(t.endpoint.key());
+      if (it != by_key.end()) ++checks[of_target[it->second]].unframed;
+    };
+  else
+    opt.on_unframed_key = nullptr;
+  auto counts = dump_keys_all(
+      targets,
+      [&](size_t i, std::string_view key) {
+        KeyPlacement& k = checks[of_target[i]];
+        int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
+        if (want != k.node.partition) {
+          ++k.misplaced;
+          if (k.examples.size() < 10)
+            k.examples.push_back(detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
+        }
+      },
+      opt);
+  for (size_t i = 0; i < targets.size(); ++i) checks[of_target[i]].keys = counts[i];
+  return checks;
+}
+
 // ---- 8. Formatting -----------------------------------------------------------------------
 
 namespace detail {
@@ -6738,6 +6926,712 @@ inline std::string format_prometheus_index_down(const std::string& index_name) {
   std::string out;
   detail::prom_family(out, "flare_index_up", "gauge", "1 when the index server answered.",
                       {"flare_index_up{index=\"" + detail::prom_label_value(index_name) + "\"} 0\n"});
+  return out;
+}
+
+// ---- 8c. Health check (`flare-admin check`) ------------------------------------------------
+//
+// The cluster's health as findings, each with a severity, the partition and/or node, the
+// figure and the command that usually fixes it; the worst severity is the verdict, as a
+// monitoring plugin's (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). collect_check() reads the
+// cluster (the index, then every node at once); evaluate_check() turns what it read into
+// findings, without the network (so every finding is testable from data).
+
+enum class Severity { ok = 0, warning = 1, critical = 2, unknown = 3 };
+
+inline const char* to_string(Severity s) {
+  switch (s) {
+  case Severity::ok: return "OK";
+  case Severity::warning: return "WARNING";
+  case Severity::critical: return "CRITICAL";
+  default: return "UNKNOWN";
+  }
+}
+
+// The worse of two verdicts: CRITICAL > UNKNOWN > WARNING > OK (the plugins' order: a known
+// outage outranks "could not tell").
+inline Severity worse(Severity a, Severity b) {
+  auto rank = [](Severity s) { return s == Severity::critical ? 3 : s == Severity::unknown ? 2 : s == Severity::warning ? 1 : 0; };
+  return rank(a) >= rank(b) ? a : b;
+}
+
+struct Finding {
+  Severity severity = Severity::warning;
+  std::string code;    // stable name (JSON, --ignore, the Prometheus alert of the same name)
+  int partition = -1;  // the partition concerned, -1 none
+  std::string node;    // the node concerned (host:port), "" none
+  std::string message; // one sentence, the summary line's text when it is the worst
+  std::string figure;  // what was measured, e.g. "queue 21572 items, 11 s behind"
+  std::string fix;     // the command that usually fixes it
+};
+
+// Every finding check can report: its code, its usual severity (slave_lag is CRITICAL above
+// the critical threshold) and what it means (the man page's list, and --ignore's check).
+// (A table for callers and tests: cppcheck sees no use of its members in this file.)
+struct CheckCode {
+  const char* code;   // cppcheck-suppress unusedStructMember
+  Severity severity;  // cppcheck-suppress unusedStructMember
+  const char* meaning; // cppcheck-suppress unusedStructMember
+};
+inline const std::vector<CheckCode>& check_codes() {
+  static const std::vector<CheckCode> codes = {
+      {"index_down", Severity::critical, "the index server does not answer: nothing can fail over"},
+      {"index_is_node", Severity::critical, "the address given as the index server is a data node"},
+      {"no_active_master", Severity::critical, "a partition has no active master"},
+      {"master_down_no_slave", Severity::critical, "a master is down and its partition has no slave: the only copy is offline"},
+      {"map_newer_than_index", Severity::critical, "nodes hold a newer node map than the index and ignore its changes"},
+      {"keys_unframed", Severity::critical, "a key listing cannot be framed (a key holds CR LF; --keys)"},
+      {"no_active_slave", Severity::warning, "a partition has no active slave: no redundancy"},
+      {"slave_lag", Severity::warning, "a slave is behind its master by more than --lag-warning items or seconds"},
+      {"lag_unknown", Severity::warning, "a master did not answer stats threads slave: its slaves' lag is unknown"},
+      {"node_down", Severity::warning, "a node is down in the index's map"},
+      {"node_unreachable", Severity::warning, "a node the index lists as up does not answer"},
+      {"map_differs", Severity::warning, "a node holds an older node map than the index"},
+      {"master_not_serving", Severity::warning, "a partition's master is in prepare or ready: the partition does not serve"},
+      {"slaves_balance_zero", Severity::warning, "every active slave of a partition has balance 0"},
+      {"slave_same_host", Severity::warning, "a slave is on the same host as its master"},
+      {"versions_differ", Severity::warning, "the servers run different flare versions"},
+      {"items_differ", Severity::warning, "a slave's item count differs from its master's by more than a bound with nothing queued"},
+      {"keys_misplaced", Severity::warning, "a node holds keys of another partition (--keys)"},
+      {"keys_unreadable", Severity::warning, "a node's keys could not be listed (--keys)"},
+  };
+  return codes;
+}
+
+// Thresholds of the findings that have one (the options of `check`). Lag: a slave is WARNING
+// above the *_warning items or seconds, CRITICAL above the *_critical ones.
+struct CheckThresholds {
+  long long lag_warning_items = 1000, lag_critical_items = 100000;
+  long long lag_warning_seconds = 30, lag_critical_seconds = 300;
+  long long items_difference = 1000; // |master - slave| curr_items while the slave's queue is 0
+  std::set<std::string> ignore;      // finding codes left out
+};
+
+// Everything check reads.
+struct CheckData {
+  std::string index_name;            // host:port as given
+  std::string index_error;           // "" when the index answered; else why not
+  bool index_is_node = false;        // the address is a flared
+  std::string index_version;         // `stats` version of the index
+  long long index_map_version = -1;  // its node_map_version, -1 unknown
+  Cluster cluster;                   // the index's map
+  std::vector<StatsResult> stats;    // every node's `stats`, in cluster.nodes() order
+  std::map<std::string, std::vector<SlaveLag>> lags; // by master key: its `stats threads slave` (slave_lags)
+  std::map<std::string, std::string> lag_errors;     // by master key: why `stats threads slave` failed
+  bool keys_checked = false;         // --keys: placement holds every listing
+  std::vector<KeyPlacement> placement;
+};
+
+// Reads the cluster for check: the index (`meta` to be sure it is one, `stats nodes`, `stats`,
+// one connection, `timeout_ms` per request), then at once (gather_replies, one `timeout_ms` in
+// all) every node's `stats` and every master's `stats threads slave`. With `keys` (not null),
+// then every answering master and slave lists its keys (check_key_placement, unframed keys
+// counted; its options give deadline, cancel and progress). An index that does not answer, or is
+// a data node, is recorded (index_error), not thrown. Throws ProtocolError / ServerError when
+// the index answers garbage, Interrupted from the key listing.
+inline CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
+                               const TraceFn& trace = nullptr) {
+  CheckData d;
+  d.index_name = index.display();
+  IndexClient ic(index, timeout_ms);
+  ic.set_trace(trace);
+  std::optional<Partitioning> part;
+  try {
+    ic.require_index();
+    d.cluster = Cluster(ic.stats_nodes());
+    NodeStats st = ic.stats();
+    d.index_map_version = st.number("node_map_version").value_or(-1);
+    d.index_version = st.get("version");
+    if (keys) part = partitioning_from_meta(ic.meta());
+  } catch (const NotAnIndexError& e) {
+    d.index_is_node = true;
+    d.index_error = e.what();
+    return d;
+  } catch (const NetworkError& e) {
+    d.index_error = e.what();
+    return d;
+  }
+  std::vector<std::pair<Endpoint, std::string>> asks;
+  const auto& nodes = d.cluster.nodes();
+  for (const auto& n : nodes) asks.emplace_back(n.endpoint(), "stats");
+  for (const auto& n : nodes)
+    if (n.is_master() && n.state != "down") asks.emplace_back(n.endpoint(), "stats threads slave");
+  auto replies = gather_replies(asks, timeout_ms);
+  d.stats.resize(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    StatsResult& r = d.stats[i];
+    r.endpoint = replies[i].endpoint;
+    r.fetched_at = Clock::now();
+    r.ok = replies[i].ok;
+    r.error = replies[i].error;
+    if (!r.ok) continue;
+    try {
+      r.stats = parse_stats(replies[i].lines);
+    } catch (const Error& e) {
+      r.ok = false;
+      r.error = e.what();
+    }
+  }
+  for (size_t i = nodes.size(); i < replies.size(); ++i) {
+    const std::string key = replies[i].endpoint.key();
+    if (!replies[i].ok) {
+      d.lag_errors[key] = replies[i].error;
+      continue;
+    }
+    try {
+      d.lags[key] = slave_lags(parse_stats_threads(replies[i].lines), nodes);
+    } catch (const Error& e) {
+      d.lag_errors[key] = e.what();
+    }
+  }
+  if (keys) {
+    int count = serving_partition_count(d.cluster);
+    if (count > 0) {
+      // Nodes that did not answer `stats` are findings already: not asked again (a wedged node
+      // costs one timeout in all).
+      std::vector<NodeInfo> answering;
+      for (size_t i = 0; i < nodes.size(); ++i)
+        if (d.stats[i].ok) answering.push_back(nodes[i]);
+      d.placement = check_key_placement(Cluster(answering), *part, count, *keys, true);
+      d.keys_checked = true;
+    }
+  }
+  return d;
+}
+
+// The verdict, its findings (worst first, then in cluster order) and the performance data.
+struct CheckReport {
+  Severity status = Severity::ok;
+  std::vector<Finding> findings;
+  CheckThresholds thresholds;
+  int nodes = 0, partitions = 0;
+  long long max_lag_items = 0, max_lag_seconds = 0, items = 0;
+  std::string summary() const; // the first line, without the performance data
+  std::string perfdata() const;
+};
+
+namespace detail {
+
+inline std::string plural(long long n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
+  const auto& nodes = d.cluster.nodes();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const NodeInfo& n = nodes[i];
+    const StatsResult* r = i < d.stats.size() ? &d.stats[i] : nullptr;
+    if (n.state == "down") {
+      // A preserved master (the partition's only copy) is the partition's finding, not this one.
+      if (n.is_master() && d.cluster.master_of(n.partition) == &n) continue;
+      Finding f;
+      f.code = "node_down";
+      f.node = n.key;
+      f.partition = n.partition;
+      f.message = n.key + " is down";
+      f.figure = n.role + " down" + (n.partition >= 0 ? " in partition " + std::to_string(n.partition) : "") +
+                 (r && r->ok ? " (its flared answers: the index brings it back as a proxy)" : "");
+      f.fix = n.is_master() ? "its partition failed over: flare-admin remove " + n.key +
+                                  ", or restart flared there and make it a slave (flare-admin slave " + n.key + ":1:" +
+                                  std::to_string(n.partition) + ")"
+                            : "restart flared on " + n.key + " and give it a role again (flare-admin slave " + n.key +
+                                  ":1:PARTITION), or flare-admin remove " + n.key;
+      out.push_back(std::move(f));
+    } else if (r && !r->ok) {
+      Finding f;
+      f.code = "node_unreachable";
+      f.node = n.key;
+      f.partition = n.partition;
+      f.message = n.key + " (" + n.role + " " + n.state + ") does not answer";
+      f.figure = r->error;
+      f.fix = "see whether flared runs on " + n.key + " (flare-admin ping " + n.key +
+              "); the index marks it down after its monitor threshold";
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+inline void check_partition_findings(const CheckData& d, std::vector<Finding>& out) {
+  const Cluster& c = d.cluster;
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  for (int p = 0; p < c.partition_count(); ++p) {
+    const std::string part = "partition " + std::to_string(p);
+    auto masters = c.masters_of(p);
+    auto slaves = c.slaves_of(p);
+    const NodeInfo* master = nullptr;
+    for (auto* m : masters)
+      if (m->state == "active") master = m;
+    if (!master) {
+      const NodeInfo* building = nullptr;
+      for (auto* m : masters)
+        if (m->state == "prepare" || m->state == "ready") building = m;
+      Finding f;
+      f.partition = p;
+      if (building) {
+        f.code = "master_not_serving";
+        f.node = building->key;
+        f.message = part + "'s master " + building->key + " is " + building->state + ": the partition does not serve yet";
+        f.figure = "master " + building->state;
+        f.fix = building->state == "ready" ? "flare-admin activate " + building->key
+                                           : "wait for its copy (flare-admin stats " + building->key +
+                                                 " shows its items grow), else flare-admin down " + building->key;
+      } else if (!masters.empty() && slaves.empty()) {
+        f.severity = Severity::critical;
+        f.code = "master_down_no_slave";
+        f.node = masters.front()->key;
+        f.message = part + " is offline: its master " + f.node + " is down and it has no slave";
+        f.figure = "master down, 0 slaves";
+        f.fix = "start flared on " + f.node + " again (the index keeps it as " + part + "'s master)";
+      } else {
+        f.severity = Severity::critical;
+        f.code = "no_active_master";
+        f.message = part + " has no active master";
+        std::string who;
+        for (auto* m : masters) who += (who.empty() ? "" : ", ") + m->key + " " + m->state;
+        f.figure = masters.empty() ? "no master" : "master " + who;
+        if (!masters.empty()) f.node = masters.front()->key;
+        f.fix = masters.empty() ? "flare-admin master HOST:PORT:1:" + std::to_string(p) + " with a proxy node"
+                                : "start flared on " + masters.front()->key + " again, or flare-admin activate " +
+                                      masters.front()->key;
+      }
+      out.push_back(std::move(f));
+      continue;
+    }
+    std::vector<const NodeInfo*> active;
+    for (auto* s : slaves)
+      if (s->state == "active") active.push_back(s);
+    if (active.empty()) {
+      Finding f;
+      f.code = "no_active_slave";
+      f.partition = p;
+      f.node = master->key;
+      f.message = part + " has no active slave: no redundancy";
+      std::string who;
+      for (auto* s : slaves) who += (who.empty() ? "" : ", ") + s->key + " " + s->state;
+      f.figure = slaves.empty() ? "0 slaves" : "slaves: " + who;
+      f.fix = "flare-admin slave HOST:PORT:1:" + std::to_string(p) + " with a proxy node";
+      out.push_back(std::move(f));
+    } else if (std::all_of(active.begin(), active.end(), [](const NodeInfo* s) { return s->balance == 0; })) {
+      Finding f;
+      f.code = "slaves_balance_zero";
+      f.partition = p;
+      f.node = active.front()->key;
+      f.message = "every slave of " + part + " has balance 0: the master serves every read";
+      f.figure = plural(static_cast<long long>(active.size()), "active slave", "active slaves") + " at balance 0";
+      f.fix = "flare-admin balance " + active.front()->key + ":1";
+      out.push_back(std::move(f));
+    }
+    for (auto* s : slaves) {
+      if (s->state == "down" || s->host != master->host) continue;
+      Finding f;
+      f.code = "slave_same_host";
+      f.partition = p;
+      f.node = s->key;
+      f.message = "slave " + s->key + " is on its master's host: one machine failing loses " + part;
+      f.figure = "master " + master->key;
+      f.fix = "flare-admin slave OTHERHOST:PORT:1:" + std::to_string(p) + ", then flare-admin down " + s->key +
+              " and flare-admin remove " + s->key;
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+inline void check_lag_findings(const CheckData& d, const CheckThresholds& t, std::vector<Finding>& out) {
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  auto items_of = [&](const std::string& key) -> std::optional<long long> {
+    auto it = by_key.find(key);
+    if (it == by_key.end() || !it->second->ok) return std::nullopt;
+    return it->second->stats.number("curr_items");
+  };
+  for (const auto& n : d.cluster.stats_order()) {
+    if (!n.is_master() || n.state == "down") continue;
+    auto err = d.lag_errors.find(n.key);
+    auto st = by_key.find(n.key);
+    if (err != d.lag_errors.end() && st != by_key.end() && st->second->ok && !d.cluster.slaves_of(n.partition).empty()) {
+      Finding f;
+      f.code = "lag_unknown";
+      f.partition = n.partition;
+      f.node = n.key;
+      f.message = "master " + n.key + " did not tell its slaves' replication lag";
+      f.figure = "stats threads slave: " + err->second;
+      f.fix = "flare-admin threads " + n.key + " (servers older than flare 1.0.10 have no stats threads)";
+      out.push_back(std::move(f));
+    }
+    auto lags = d.lags.find(n.key);
+    if (lags == d.lags.end()) continue;
+    for (const auto& l : lags->second) {
+      const long long behind = l.behind, queue = l.pending();
+      Severity s = Severity::ok;
+      if (queue > t.lag_critical_items || behind > t.lag_critical_seconds) s = Severity::critical;
+      else if (queue > t.lag_warning_items || behind > t.lag_warning_seconds) s = Severity::warning;
+      if (s != Severity::ok) {
+        Finding f;
+        f.severity = s;
+        f.code = "slave_lag";
+        f.partition = n.partition;
+        f.node = l.slave;
+        f.message = "slave " + l.slave + " is " + std::to_string(queue) + " items, " + std::to_string(behind) +
+                    " s behind its master " + n.key;
+        f.figure = "queue " + std::to_string(queue) + " items, behind " + std::to_string(behind) + " s; warning above " +
+                   std::to_string(t.lag_warning_items) + " items or " + std::to_string(t.lag_warning_seconds) +
+                   " s, critical above " + std::to_string(t.lag_critical_items) + " items or " +
+                   std::to_string(t.lag_critical_seconds) + " s";
+        f.fix = "see why " + l.slave + " is slow (stopped, overloaded, its network); if it does not catch up: "
+                "flare-admin reconstruct " + l.slave;
+        out.push_back(std::move(f));
+        continue;
+      }
+      const NodeInfo* slave = d.cluster.find(l.slave);
+      if (queue != 0 || !slave || !slave->is_slave() || slave->state != "active") continue;
+      auto mi = items_of(n.key), si = items_of(l.slave);
+      if (!mi || !si) continue;
+      long long diff = *mi > *si ? *mi - *si : *si - *mi;
+      if (diff <= t.items_difference) continue;
+      Finding f;
+      f.code = "items_differ";
+      f.partition = n.partition;
+      f.node = l.slave;
+      f.message = "slave " + l.slave + " holds " + std::to_string(*si) + " items, its master " + n.key + " " +
+                  std::to_string(*mi) + ", with nothing queued";
+      f.figure = "difference " + std::to_string(diff) + " items (bound " + std::to_string(t.items_difference) +
+                 "; stale copies left on a master after a new partition count too)";
+      f.fix = "flare-admin reconstruct " + l.slave;
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
+  MapVersions v = map_versions(d.index_map_version, d.stats);
+  if (!v.newer().empty()) {
+    Finding f;
+    f.severity = Severity::critical;
+    f.code = "map_newer_than_index";
+    f.node = v.highest_node();
+    f.message = "nodes hold a newer node map than the index: they ignore its changes";
+    f.figure = "index node_map_version " + std::to_string(v.index) + ", " + v.highest_node() + " holds " +
+               std::to_string(v.highest()) +
+               (v.newer().size() > 1 ? " (" + plural(static_cast<long long>(v.newer().size()), "node", "nodes") + " ahead)" : "");
+    f.fix = "flare-admin index --increment " + std::to_string(v.smallest_increment()) +
+            " -o flare.xml, stop flarei, put that file in its data dir, start flarei";
+    out.push_back(std::move(f));
+  }
+  if (v.index < 0) return;
+  for (const auto& n : v.nodes) {
+    if (n.second >= v.index) continue;
+    Finding f;
+    f.code = "map_differs";
+    f.node = n.first;
+    if (const NodeInfo* ni = d.cluster.find(n.first)) f.partition = ni->partition;
+    f.message = n.first + " holds an older node map than the index";
+    f.figure = "node_map_version " + std::to_string(n.second) + ", index " + std::to_string(v.index);
+    f.fix = "the index's next change sends its map to every node (a flarei restarted from a flare.xml sends none "
+            "until then): e.g. flare-admin balance of a node to another value and back; or restart flared on " + n.first;
+    out.push_back(std::move(f));
+  }
+}
+
+inline void check_version_findings(const CheckData& d, std::vector<Finding>& out) {
+  std::map<std::string, std::vector<std::string>> by_version;
+  if (!d.index_version.empty()) by_version[d.index_version].push_back(d.index_name + " (index)");
+  for (const auto& r : d.stats)
+    if (r.ok && r.stats.find("version")) by_version[r.stats.get("version")].push_back(r.endpoint.key());
+  if (by_version.size() < 2) return;
+  // The most common version is the cluster's; the others are named.
+  auto common = by_version.begin();
+  for (auto it = by_version.begin(); it != by_version.end(); ++it)
+    if (it->second.size() > common->second.size()) common = it;
+  Finding f;
+  f.code = "versions_differ";
+  f.message = "the servers run " + std::to_string(by_version.size()) + " flare versions";
+  for (auto it = by_version.begin(); it != by_version.end(); ++it) {
+    if (!f.figure.empty()) f.figure += "; ";
+    f.figure += detail::printable(it->first, 40) + " on " + plural(static_cast<long long>(it->second.size()), "server", "servers");
+    if (it != common) {
+      f.figure += " (" + it->second.front() + (it->second.size() > 1 ? ", ..." : "") + ")";
+      if (f.node.empty()) f.node = it->second.front();
+    }
+  }
+  f.fix = "upgrade every server to one flare version (" + detail::printable(common->first, 40) + " runs on most)";
+  out.push_back(std::move(f));
+}
+
+inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
+  for (const auto& k : d.placement) {
+    if (k.skipped) continue;
+    if (k.unframed > 0 || k.framing_error) {
+      Finding f;
+      f.severity = Severity::critical;
+      f.code = "keys_unframed";
+      f.partition = k.node.partition;
+      f.node = k.node.key;
+      f.message = "the key listing of " + k.node.key + " cannot be framed: a key holds CR LF";
+      f.figure = k.framing_error ? k.error : plural(static_cast<long long>(k.unframed), "key", "keys") + " holding CR LF";
+      f.fix = "flare-admin dumpkey --skip-unframed " + k.node.key +
+              " names them; delete them through the binary protocol (the text protocol cannot)";
+      out.push_back(std::move(f));
+    } else if (!k.error.empty()) {
+      Finding f;
+      f.code = "keys_unreadable";
+      f.partition = k.node.partition;
+      f.node = k.node.key;
+      f.message = "the keys of " + k.node.key + " could not be listed";
+      f.figure = k.error;
+      f.fix = "flare-admin dumpkey " + k.node.key + " (a dump or a construction running makes it busy)";
+      out.push_back(std::move(f));
+    }
+    if (k.misplaced > 0) {
+      Finding f;
+      f.code = "keys_misplaced";
+      f.partition = k.node.partition;
+      f.node = k.node.key;
+      f.message = k.node.key + " holds keys of another partition";
+      f.figure = std::to_string(k.misplaced) + " of " + std::to_string(k.keys) + " keys" +
+                 (k.examples.empty() ? "" : ", e.g. " + k.examples.front());
+      f.fix = "flare-admin verify lists them (stale copies after a new partition: harmless but stale; else reconstruct " +
+              k.node.key + ")";
+      out.push_back(std::move(f));
+    }
+  }
+}
+
+} // namespace detail
+
+// What check read of the masters' `stats threads slave`, as gather_slave_lag() gives it (for
+// format_prometheus's flare_replication_* families): the masters in the map's order.
+inline std::vector<LagResult> lag_results(const CheckData& d) {
+  std::vector<LagResult> out;
+  for (const auto& n : d.cluster.nodes()) {
+    auto ok = d.lags.find(n.key);
+    auto bad = d.lag_errors.find(n.key);
+    if (ok == d.lags.end() && bad == d.lag_errors.end()) continue;
+    LagResult l;
+    l.master = n.endpoint();
+    l.ok = ok != d.lags.end();
+    if (l.ok) l.slaves = ok->second;
+    else l.error = bad->second;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+// The findings of `d` under thresholds `t` (codes in t.ignore left out), worst first, then in
+// the order found (index, nodes, partitions, lag, map, versions, keys), and the figures of the
+// performance data: nodes, partitions, the highest lag (items and seconds), and the items of
+// the active masters. Pure: no network, never throws but std::bad_alloc.
+inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {}) {
+  CheckReport r;
+  r.thresholds = t;
+  std::vector<Finding> all;
+  if (!d.index_error.empty()) {
+    Finding f;
+    f.severity = Severity::critical;
+    f.code = d.index_is_node ? "index_is_node" : "index_down";
+    f.node = d.index_name;
+    f.message = d.index_is_node ? d.index_name + " is a data node, not the index server"
+                                : "the index server " + d.index_name + " does not answer: nothing can fail over";
+    f.figure = d.index_error;
+    f.fix = d.index_is_node ? "give flarei's address with -i/--index-server"
+                            : "start flarei on " + d.index_name + " (its data dir holds the map, flare.xml)";
+    all.push_back(std::move(f));
+  } else {
+    detail::check_node_findings(d, all);
+    detail::check_partition_findings(d, all);
+    detail::check_lag_findings(d, t, all);
+    detail::check_map_findings(d, all);
+    detail::check_version_findings(d, all);
+    detail::check_key_findings(d, all);
+  }
+  for (auto& f : all)
+    if (!t.ignore.count(f.code)) r.findings.push_back(std::move(f));
+  std::stable_sort(r.findings.begin(), r.findings.end(), [](const Finding& a, const Finding& b) {
+    return static_cast<int>(a.severity == Severity::critical) > static_cast<int>(b.severity == Severity::critical);
+  });
+  for (const auto& f : r.findings) r.status = worse(r.status, f.severity);
+  r.nodes = static_cast<int>(d.cluster.nodes().size());
+  r.partitions = d.cluster.partition_count();
+  for (const auto& [master, lags] : d.lags)
+    for (const auto& l : lags) {
+      r.max_lag_items = std::max(r.max_lag_items, l.pending());
+      r.max_lag_seconds = std::max(r.max_lag_seconds, l.behind);
+    }
+  const auto& nodes = d.cluster.nodes();
+  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
+    if (nodes[i].is_master() && nodes[i].is_active() && d.stats[i].ok)
+      if (__builtin_add_overflow(r.items, d.stats[i].stats.number("curr_items").value_or(0), &r.items)) r.items = LLONG_MAX;
+  return r;
+}
+
+// "FLARE CRITICAL - partition 3 has no active master; 1 more critical; 2 warnings", or
+// "FLARE OK - 4 nodes, 2 partitions, every partition has an active master and slave".
+inline std::string CheckReport::summary() const {
+  std::string out = std::string("FLARE ") + to_string(status) + " - ";
+  long long criticals = 0, warnings = 0;
+  for (const auto& f : findings) {
+    if (f.severity == Severity::critical) ++criticals;
+    else if (f.severity == Severity::warning) ++warnings;
+  }
+  if (findings.empty())
+    return out + detail::plural(nodes, "node", "nodes") + ", " + detail::plural(partitions, "partition", "partitions") +
+           ", every partition has an active master and slave";
+  out += findings.front().message;
+  if (criticals > 1) out += "; " + std::to_string(criticals - 1) + " more critical";
+  long long more_warnings = warnings - (status == Severity::warning ? 1 : 0);
+  if (more_warnings > 0)
+    out += "; " + std::to_string(more_warnings) + (status == Severity::warning ? " more" : "") +
+           (more_warnings == 1 ? " warning" : " warnings");
+  return out;
+}
+
+// The plugins' performance data: 'label'=value[unit];warn;crit;min;max, space separated.
+inline std::string CheckReport::perfdata() const {
+  const CheckThresholds& t = thresholds;
+  return "nodes=" + std::to_string(nodes) + ";;;0 partitions=" + std::to_string(partitions) + ";;;0 lag_items=" +
+         std::to_string(max_lag_items) + ";" + std::to_string(t.lag_warning_items) + ";" +
+         std::to_string(t.lag_critical_items) + ";0 lag_seconds=" + std::to_string(max_lag_seconds) + "s;" +
+         std::to_string(t.lag_warning_seconds) + ";" + std::to_string(t.lag_critical_seconds) + ";0 items=" +
+         std::to_string(items) + ";;;0";
+}
+
+// The plugin output: the summary and performance data on the first line, then one line per
+// finding: "SEVERITY code [partition N] [NODE]: message (figure); fix: command".
+inline std::string format_check_text(const CheckReport& r) {
+  std::string out = r.summary() + " | " + r.perfdata() + "\n";
+  for (const auto& f : r.findings) {
+    out += std::string(to_string(f.severity)) + " " + f.code;
+    if (f.partition >= 0) out += " partition " + std::to_string(f.partition);
+    if (!f.node.empty()) out += " " + f.node;
+    out += ": " + f.message;
+    if (!f.figure.empty()) out += " (" + f.figure + ")";
+    if (!f.fix.empty()) out += "; fix: " + f.fix;
+    out += "\n";
+  }
+  return out;
+}
+
+// The same as one JSON document: status, exit (0-3), summary, perfdata (numbers), findings.
+inline std::string format_check_json(const CheckReport& r) {
+  using detail::json_escape;
+  std::string out = "{\"status\":" + json_escape(to_string(r.status)) + ",\"exit\":" +
+                    std::to_string(static_cast<int>(r.status)) + ",\"summary\":" + json_escape(r.summary()) +
+                    ",\"perfdata\":{\"nodes\":" + std::to_string(r.nodes) + ",\"partitions\":" +
+                    std::to_string(r.partitions) + ",\"lag_items\":" + std::to_string(r.max_lag_items) +
+                    ",\"lag_seconds\":" + std::to_string(r.max_lag_seconds) + ",\"items\":" + std::to_string(r.items) +
+                    "},\"findings\":[";
+  for (size_t i = 0; i < r.findings.size(); ++i) {
+    const Finding& f = r.findings[i];
+    std::string sev = to_string(f.severity);
+    std::transform(sev.begin(), sev.end(), sev.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    out += std::string(i ? "," : "") + "{\"severity\":" + json_escape(sev) + ",\"code\":" + json_escape(f.code) +
+           ",\"partition\":" + (f.partition >= 0 ? std::to_string(f.partition) : "null") +
+           ",\"node\":" + (f.node.empty() ? "null" : json_escape(f.node)) + ",\"message\":" + json_escape(f.message) +
+           ",\"figure\":" + json_escape(f.figure) + ",\"fix\":" + json_escape(f.fix) + "}";
+  }
+  return out + "]}";
+}
+
+// The figures the check's findings are made of, as Prometheus families with an `index` label,
+// for contrib/prometheus/flare-alerts.yml to raise the same findings (appended to
+// format_prometheus's output by `flare-stats --prometheus`): the index's node map version and
+// each node's difference to it, each partition's nodes by role and state (zeros included), its
+// active slaves' balance and slaves on the master's host, each slave's replication queue, seconds
+// behind and item difference to its master, and each server's flare version.
+inline std::string format_prometheus_health(const CheckData& d) {
+  using detail::prom_family;
+  using detail::prom_label_value;
+  std::string out;
+  const std::string idx = "index=\"" + prom_label_value(d.index_name) + "\"";
+  std::vector<std::string> s;
+  if (d.index_map_version >= 0)
+    s.push_back("flare_index_node_map_version{" + idx + "} " + std::to_string(d.index_map_version) + "\n");
+  prom_family(out, "flare_index_node_map_version", "gauge", "Version of the node map the index server holds.", s);
+  s.clear();
+  const auto& nodes = d.cluster.nodes();
+  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i) {
+    if (!d.stats[i].ok || d.index_map_version < 0) continue;
+    auto v = d.stats[i].stats.number("node_map_version");
+    if (!v) continue;
+    s.push_back("flare_node_map_version_delta{" + idx + ",node=\"" + prom_label_value(nodes[i].key) + "\"} " +
+                std::to_string(*v - d.index_map_version) + "\n");
+  }
+  prom_family(out, "flare_node_map_version_delta", "gauge",
+              "The node's node_map_version less the index's (above 0: the node ignores the index's changes).", s);
+  s.clear();
+  std::vector<std::string> balance, same_host;
+  for (int p = 0; p < d.cluster.partition_count(); ++p) {
+    const std::string pl = idx + ",partition=\"" + std::to_string(p) + "\"";
+    std::map<std::pair<std::string, std::string>, long long> count;
+    for (const char* r : {"master", "slave"})
+      for (const char* st : {"active", "prepare", "down", "ready"}) count[{r, st}] = 0;
+    const NodeInfo* master = nullptr;
+    for (const auto& n : nodes)
+      if (n.partition == p && (n.is_master() || n.is_slave())) {
+        ++count[{n.role, n.state}];
+        if (n.is_master() && n.state != "down") master = &n;
+      }
+    for (const auto& [k, v] : count)
+      s.push_back("flare_partition_nodes{" + pl + ",role=\"" + prom_label_value(k.first) + "\",state=\"" +
+                  prom_label_value(k.second) + "\"} " + std::to_string(v) + "\n");
+    long long bal = 0, near = 0;
+    for (const auto& n : nodes) {
+      if (n.partition != p || !n.is_slave()) continue;
+      if (n.state == "active") bal += n.balance;
+      if (master && n.state != "down" && n.host == master->host) ++near;
+    }
+    balance.push_back("flare_partition_active_slave_balance{" + pl + "} " + std::to_string(bal) + "\n");
+    same_host.push_back("flare_partition_slaves_on_master_host{" + pl + "} " + std::to_string(near) + "\n");
+  }
+  prom_family(out, "flare_partition_nodes", "gauge", "Masters and slaves of each partition by role and state.", s);
+  prom_family(out, "flare_partition_active_slave_balance", "gauge", "Sum of the balances of the partition's active slaves.",
+              balance);
+  prom_family(out, "flare_partition_slaves_on_master_host", "gauge",
+              "Slaves of the partition on the same host as its master.", same_host);
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  auto items_of = [&](const std::string& key) -> std::optional<long long> {
+    auto it = by_key.find(key);
+    if (it == by_key.end() || !it->second->ok) return std::nullopt;
+    return it->second->stats.number("curr_items");
+  };
+  std::vector<std::string> queue, behind, diff;
+  for (const auto& n : d.cluster.stats_order()) {
+    auto it = d.lags.find(n.key);
+    if (it == d.lags.end()) continue;
+    for (const auto& l : it->second) {
+      const std::string ll = idx + ",partition=\"" + std::to_string(n.partition) + "\",master=\"" +
+                             prom_label_value(n.key) + "\",slave=\"" + prom_label_value(l.slave) + "\"";
+      queue.push_back("flare_slave_queue_items{" + ll + "} " + std::to_string(l.pending()) + "\n");
+      behind.push_back("flare_slave_behind_seconds{" + ll + "} " + std::to_string(l.behind) + "\n");
+      auto mi = items_of(n.key), si = items_of(l.slave);
+      if (mi && si) diff.push_back("flare_slave_items_difference{" + ll + "} " + std::to_string(*mi > *si ? *mi - *si : *si - *mi) + "\n");
+    }
+  }
+  prom_family(out, "flare_slave_queue_items", "gauge", "Writes the master holds for the slave (its stats threads slave).",
+              queue);
+  prom_family(out, "flare_slave_behind_seconds", "gauge", "Seconds since the oldest write the master holds for the slave.",
+              behind);
+  prom_family(out, "flare_slave_items_difference", "gauge", "Items the slave and its master hold, the difference.", diff);
+  s.clear();
+  for (const auto& n : d.cluster.stats_order()) {
+    if (!n.is_master() || n.state == "down" || d.cluster.slaves_of(n.partition).empty()) continue;
+    auto st = by_key.find(n.key);
+    if (st == by_key.end() || !st->second->ok) continue; // flare_up 0 tells
+    s.push_back("flare_slave_lag_known{" + idx + ",master=\"" + prom_label_value(n.key) + "\"} " +
+                (d.lags.count(n.key) ? "1" : "0") + "\n");
+  }
+  prom_family(out, "flare_slave_lag_known", "gauge",
+              "1 when the master (with slaves) answered stats threads slave, 0 when its slaves' lag is unknown.", s);
+  s.clear();
+  if (!d.index_version.empty())
+    s.push_back("flare_version_info{" + idx + ",node=\"" + prom_label_value(d.index_name) + "\",version=\"" +
+                prom_label_value(d.index_version) + "\"} 1\n");
+  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
+    if (d.stats[i].ok && d.stats[i].stats.find("version"))
+      s.push_back("flare_version_info{" + idx + ",node=\"" + prom_label_value(nodes[i].key) + "\",version=\"" +
+                  prom_label_value(d.stats[i].stats.get("version")) + "\"} 1\n");
+  prom_family(out, "flare_version_info", "gauge", "The flare version each server runs (the index too), as a label.", s);
   return out;
 }
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# check: wall time and peak memory against 1, 100, 1,000 and 2,000 fake nodes, each delaying its
+# `stats` reply by 100 ms: half the nodes masters of their own partition, the other half their
+# slaves (so check asks every node's stats and every master's `stats threads slave` at once).
+# Then one node wedged (it reads, never answers): check must cost one --timeout, not one per node.
+# Usage: bench/check_bench.sh [flare-admin] [fake-flare] [runs] [sizes]
+# Prints one line per size: median and worst wall time over the runs, and the peak RSS; then the
+# wedged run; then the load average, since the figures mean little on a busy machine.
+set -e
+ADMIN=${1:-./flare-admin}
+FAKE=${2:-build/plain/fake-flare}
+RUNS=${3:-11}
+SIZES=${4:-1 100 1000 2000}
+[ -x /usr/bin/time ] || { echo "bench needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+ulimit -n 8192 2>/dev/null || true
+. "$(dirname "$0")/fake.sh"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-8s %-10s %-10s %-10s %s\n' nodes command median_ms max_ms peak_rss_kb verdict
+last=
+for n in $SIZES; do
+  dir=$(mktemp -d)
+  start_fake "$FAKE" "$dir" --nodes "$n" --stats-delay-ms 100 --partition-size 4096 || exit 1
+  pid=$FAKE_PID index=127.0.0.1:$INDEX_PORT cport=$CONTROL_PORT
+  # Node 2k the master of partition k, node 2k+1 its slave (balance 1); an odd last node a master.
+  exec 3<>/dev/tcp/127.0.0.1/"$cport"
+  awk '$1=="node"{k=i++; if (k%2==0) printf "set-node 127.0.0.1:%s master active %d 1\r\n", $2, k/2;
+                         else printf "set-node 127.0.0.1:%s slave active %d 1\r\n", $2, (k-1)/2}' "$dir/ready" >&3
+  k=0; while [ $k -lt "$n" ] && read -r reply <&3; do
+    [ "${reply%$'\r'}" = OK ] || { echo "set-node: $reply" >&2; kill $pid; exit 1; }
+    k=$((k+1))
+  done
+  exec 3>&-
+  args=(check -i "$index" --ignore slave_same_host)
+  "$ADMIN" "${args[@]}" >/dev/null || true # warm up
+  : > "$dir/times"
+  r=0
+  while [ $r -lt "$RUNS" ]; do
+    /usr/bin/time -q -f '%e %M' -o "$dir/one" "$ADMIN" "${args[@]}" > "$dir/out" || true
+    head -n 1 "$dir/out" | grep -q "nodes=$n;" || { echo "check: not $n nodes: $(head -n 1 "$dir/out")" >&2; kill $pid; exit 1; }
+    cat "$dir/one" >> "$dir/times"
+    r=$((r+1))
+  done
+  verdict=$(head -n 1 "$dir/out" | cut -d' ' -f2)
+  sort -n "$dir/times" | awk -v n="$n" -v v="$verdict" \
+    '{t[NR]=$1*1000; if ($2>m) m=$2} END {printf "%-6s %-8s %-10.0f %-10.0f %-10s %s\n", n, "check", t[int((NR+1)/2)], t[NR], m, v}'
+  # stats on the same cluster, for scale: the same gather without the replication threads.
+  : > "$dir/times"
+  r=0
+  while [ $r -lt "$RUNS" ]; do
+    /usr/bin/time -q -f '%e %M' -o "$dir/one" "$ADMIN" stats -i "$index" > /dev/null
+    cat "$dir/one" >> "$dir/times"
+    r=$((r+1))
+  done
+  sort -n "$dir/times" | awk -v n="$n" \
+    '{t[NR]=$1*1000; if ($2>m) m=$2} END {printf "%-6s %-8s %-10.0f %-10.0f %-10s %s\n", n, "stats", t[int((NR+1)/2)], t[NR], m, "-"}'
+  if [ "$n" = "${SIZES##* }" ]; then
+    # One node wedged: with --timeout 1, check ends after about one second, naming it.
+    exec 3<>/dev/tcp/127.0.0.1/"$cport"
+    printf 'hang 127.0.0.1:%s 1\r\n' "${NODE_PORTS[1]}" >&3
+    read -r reply <&3
+    exec 3>&-
+    /usr/bin/time -q -f '%e %M' -o "$dir/one" "$ADMIN" "${args[@]}" --timeout 1 > "$dir/out" || true
+    printf '%-6s %-8s %-10.0f %-10s %-10s %s\n' "$n" "wedged" "$(awk '{print $1*1000}' "$dir/one")" - \
+      "$(awk '{print $2}' "$dir/one")" "$(head -n 1 "$dir/out" | cut -d' ' -f2) ($(grep -c node_unreachable "$dir/out") node_unreachable)"
+  fi
+  kill $pid; wait $pid 2>/dev/null || true
+  rm -rf "$dir"
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,608 @@
+// Integration (issue 20): `flare-admin check`, the cluster's health as a monitoring plugin
+// tells it. Every finding has a case that makes the fake cluster unhealthy in that one way and
+// sees exactly that finding and the plugin's exit status (0 OK, 1 WARNING, 2 CRITICAL,
+// 3 UNKNOWN); then --json, the thresholds, flare-stats --prometheus's health figures, and the
+// alert rules of contrib/prometheus read by a parser of our own.
+#include "harness.hpp"
+#include "prom_check.hpp"
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <thread>
+
+using harness::FakeCluster;
+using harness::run;
+using harness::with;
+
+namespace {
+
+struct CheckOutcome {
+  int status = -1;
+  std::string out, err, first;
+  std::vector<std::string> codes; // the code of each finding line, in order
+  std::vector<std::string> lines; // the finding lines
+  std::string line(size_t i) const { return i < lines.size() ? lines[i] : std::string(); }
+};
+
+// Runs check against the fake; slave_same_host is ignored unless `same_host` (every fake node is
+// on 127.0.0.1).
+CheckOutcome check_run(FakeCluster& f, std::vector<std::string> extra = {}, bool same_host = false) {
+  std::vector<std::string> args = {"check", "-i", f.index(), "--timeout", "2"};
+  // An option is given once (issue 19): a case's own --ignore replaces this one.
+  if (!same_host && std::find(extra.begin(), extra.end(), "--ignore") == extra.end())
+    args.insert(args.end(), {"--ignore", "slave_same_host"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = run(args);
+  CheckOutcome o;
+  o.status = r.status;
+  o.out = r.out;
+  o.err = r.err;
+  std::istringstream in(r.out);
+  std::string line;
+  std::getline(in, o.first);
+  while (std::getline(in, line)) {
+    o.lines.push_back(line);
+    std::istringstream words(line);
+    std::string sev, code;
+    words >> sev >> code;
+    o.codes.push_back(code);
+  }
+  return o;
+}
+
+bool check_has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// The healthy fake: node 0 the master of partition 0, node 1 its slave, node 2 a proxy.
+void check_healthy(FakeCluster& f) { harness::master_and_slave(f); }
+
+// Waits (bounded) until the index lists `key` in `state`.
+void check_wait_state(FakeCluster& f, const std::string& key, const std::string& state) {
+  for (int i = 0; i < 1000; ++i) {
+    const flare::NodeInfo* n = nullptr;
+    flare::Cluster c = f.cluster();
+    n = c.find(key);
+    if (n && n->state == state) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  FAIL("the index never listed " << key << " " << state);
+}
+
+// A node's real `stats` reply with one field changed, installed as that node's answer to
+// every `stats ...` request (control override).
+void check_override_stat(FakeCluster& f, size_t node, const std::string& field, const std::string& value) {
+  auto reply = f.request(f.node_ports.at(node), "stats");
+  std::string text;
+  for (const auto& l : reply.lines) {
+    std::string name = l.substr(5, l.find(' ', 5) - 5);
+    text += name == field ? "STAT " + field + " " + value + "\r\n" : l + "\r\n";
+  }
+  text += "END\r\n";
+  f.must("override " + f.node(node) + " stats " + harness::hex(text));
+}
+
+} // namespace
+
+TEST_CASE("check: a healthy cluster is OK, exit 0, with its figures as performance data") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("fill " + f.node(0) + " 5 10");
+  auto o = check_run(f);
+  INFO(o.out, o.err);
+  CHECK(o.status == 0);
+  CHECK(o.codes.empty());
+  CHECK(o.first ==
+        "FLARE OK - 3 nodes, 1 partition, every partition has an active master and slave | nodes=3;;;0 partitions=1;;;0 "
+        "lag_items=0;1000;100000;0 lag_seconds=0s;30;300;0 items=5;;;0");
+  CHECK(o.err.empty());
+  SUBCASE("--json: the same as one document") {
+    auto r = run({"check", "-i", f.index(), "--ignore", "slave_same_host", "--json"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "{\"status\":\"OK\",\"exit\":0,\"summary\":\"FLARE OK - 3 nodes, 1 partition, every partition has an "
+                   "active master and slave\",\"perfdata\":{\"nodes\":3,\"partitions\":1,\"lag_items\":0,"
+                   "\"lag_seconds\":0,\"items\":5},\"findings\":[]}\n");
+  }
+  SUBCASE("flare-check is check") {
+    auto r = run({"-i", f.index(), "--ignore", "slave_same_host"}, "", {}, "flare-check");
+    CHECK(r.status == 0);
+    CHECK(r.out.rfind("FLARE OK - ", 0) == 0);
+  }
+}
+
+TEST_CASE("check: the index server does not answer: CRITICAL index_down") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("refuse index 1");
+  auto o = check_run(f);
+  CHECK(o.status == 2);
+  CHECK(o.codes == std::vector<std::string>{"index_down"});
+  CHECK(o.first.rfind("FLARE CRITICAL - the index server " + f.index() + " does not answer: nothing can fail over | ", 0) == 0);
+}
+
+TEST_CASE("check: the index address is a data node: CRITICAL index_is_node") {
+  FakeCluster f(3);
+  check_healthy(f);
+  auto r = run({"check", "-i", f.node(1)});
+  CHECK(r.status == 2);
+  CHECK(r.out.rfind("FLARE CRITICAL - " + f.node(1) + " is a data node, not the index server | ", 0) == 0);
+  CHECK(check_has(r.out, "\nCRITICAL index_is_node " + f.node(1) + ": "));
+}
+
+TEST_CASE("check: a partition with no active master: CRITICAL no_active_master") {
+  SUBCASE("its master is down while a slave is listed") {
+    FakeCluster f(3, {"--revive-ms", "600000"});
+    check_healthy(f);
+    f.must("set-node " + f.node(0) + " master down 0 1");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"no_active_master"});
+    CHECK(check_has(o.first, "FLARE CRITICAL - partition 0 has no active master | "));
+    CHECK(check_has(o.line(0), "(master " + f.node(0) + " down)"));
+  }
+  SUBCASE("no node is its master (partition 1 has one)") {
+    FakeCluster f(3);
+    f.must("set-node " + f.node(0) + " master active 1 1");
+    f.must("set-node " + f.node(1) + " slave active 1 1");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"no_active_master"});
+    CHECK(check_has(o.line(0), "CRITICAL no_active_master partition 0: partition 0 has no active master (no master)"));
+  }
+}
+
+TEST_CASE("check: a killed master with no slave: CRITICAL master_down_no_slave") {
+  FakeCluster f(3, {"--dead-after-ms", "100", "--revive-ms", "600000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("kill " + f.node(0));
+  check_wait_state(f, f.node(0), "down");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 2);
+  CHECK(o.codes == std::vector<std::string>{"master_down_no_slave"});
+  CHECK(check_has(o.first, "FLARE CRITICAL - partition 0 is offline: its master " + f.node(0) +
+                               " is down and it has no slave | "));
+}
+
+TEST_CASE("check: nodes hold a newer map than the index: CRITICAL map_newer_than_index") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("index-restart 1");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 2);
+  CHECK(o.codes == std::vector<std::string>{"map_newer_than_index"});
+  CHECK(check_has(o.line(0), "fix: flare-admin index --increment "));
+}
+
+TEST_CASE("check --keys: a key listing that cannot be framed: CRITICAL keys_unframed") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("fill " + f.node(0) + " 3 4");
+  f.must("put-hex " + f.node(0) + " " + harness::hex("bad\r\nEND") + " " + harness::hex("v"));
+  auto o = check_run(f, {"--keys"});
+  INFO(o.out, o.err);
+  CHECK(o.status == 2);
+  CHECK(o.codes == std::vector<std::string>{"keys_unframed"});
+  CHECK(check_has(o.line(0), "CRITICAL keys_unframed partition 0 " + f.node(0) + ": "));
+  SUBCASE("without --keys no key is listed") {
+    auto plain = check_run(f);
+    CHECK(plain.status == 0);
+  }
+}
+
+TEST_CASE("check: a partition without an active slave: WARNING no_active_slave") {
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"no_active_slave"});
+  CHECK(check_has(o.first, "FLARE WARNING - partition 0 has no active slave: no redundancy | "));
+}
+
+TEST_CASE("check: a slave behind its master: slave_lag, WARNING or CRITICAL by the thresholds") {
+  FakeCluster f(3);
+  check_healthy(f);
+  SUBCASE("more items than --lag-warning: WARNING") {
+    f.must("lag " + f.node(1) + " 5000 1");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"slave_lag"});
+    CHECK(check_has(o.line(0), "WARNING slave_lag partition 0 " + f.node(1) + ": slave " + f.node(1) + " is 5001 items"));
+    CHECK(check_has(o.first, " lag_items=5001;1000;100000;0 ")); // 5000 queued and the one being sent
+    SUBCASE("a higher --lag-warning: OK") {
+      auto ok = check_run(f, {"--lag-warning", "10000"});
+      CHECK(ok.status == 0);
+    }
+  }
+  SUBCASE("more items than --lag-critical: CRITICAL") {
+    f.must("lag " + f.node(1) + " 200000 1");
+    auto o = check_run(f);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"slave_lag"});
+    CHECK(o.line(0).rfind("CRITICAL slave_lag ", 0) == 0);
+  }
+  SUBCASE("more seconds than --lag-critical-seconds: CRITICAL") {
+    f.must("lag " + f.node(1) + " 10 400");
+    auto o = check_run(f);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"slave_lag"});
+  }
+}
+
+TEST_CASE("check: a master that does not tell its replication threads: WARNING lag_unknown") {
+  FakeCluster f(3);
+  check_healthy(f);
+  // Its answer to every `stats ...` is its plain stats: `stats threads slave` cannot be read.
+  check_override_stat(f, 0, "pid", "1");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"lag_unknown"});
+}
+
+TEST_CASE("check: a node down or not answering: WARNING node_down / node_unreachable") {
+  SUBCASE("a killed proxy the index has marked down") {
+    FakeCluster f(3, {"--dead-after-ms", "100", "--revive-ms", "600000"});
+    check_healthy(f);
+    f.must("kill " + f.node(2));
+    check_wait_state(f, f.node(2), "down");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"node_down"});
+    CHECK(check_has(o.first, "FLARE WARNING - " + f.node(2) + " is down | "));
+  }
+  SUBCASE("a stopped node the index still lists active costs one --timeout") {
+    FakeCluster f(3);
+    check_healthy(f);
+    f.must("stall " + f.node(2) + " 1");
+    auto o = check_run(f);
+    INFO(o.out);
+    f.must("stall " + f.node(2) + " 0");
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"node_unreachable"});
+    CHECK(check_has(o.line(0), "timed out"));
+  }
+}
+
+TEST_CASE("check: a node holding an older map than the index: WARNING map_differs") {
+  FakeCluster f(3);
+  check_healthy(f);
+  check_override_stat(f, 2, "node_map_version", "1");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"map_differs"});
+  CHECK(check_has(o.line(0), f.node(2) + " holds an older node map than the index (node_map_version 1, index "));
+}
+
+TEST_CASE("check: a new partition's master in ready or prepare: WARNING master_not_serving") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("set-node " + f.node(2) + " master ready 1 1");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
+  CHECK(check_has(o.line(0), "fix: flare-admin activate " + f.node(2)));
+}
+
+TEST_CASE("check: every slave of a partition at balance 0: WARNING slaves_balance_zero") {
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 0");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"slaves_balance_zero"});
+  CHECK(check_has(o.line(0), "fix: flare-admin balance " + f.node(1) + ":1"));
+}
+
+TEST_CASE("check: a slave on its master's host: WARNING slave_same_host (unless ignored)") {
+  FakeCluster f(3);
+  check_healthy(f);
+  auto o = check_run(f, {}, true);
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"slave_same_host"});
+}
+
+TEST_CASE("check: servers on different flare versions: WARNING versions_differ") {
+  FakeCluster f(3);
+  check_healthy(f);
+  check_override_stat(f, 2, "version", "1.3.3");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"versions_differ"});
+  CHECK(check_has(o.line(0), "1.3.3 on 1 server (" + f.node(2) + ")"));
+}
+
+TEST_CASE("check: a slave whose items differ from its master's with nothing queued: WARNING items_differ") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("put " + f.node(0) + " only-on-master v");
+  CHECK(check_run(f).status == 0); // 1 item apart: within the default 1000
+  auto o = check_run(f, {"--items-difference", "0"});
+  INFO(o.out);
+  CHECK(o.status == 1);
+  CHECK(o.codes == std::vector<std::string>{"items_differ"});
+  SUBCASE("a queue towards the slave explains the difference: no finding") {
+    f.must("lag " + f.node(1) + " 1 0");
+    CHECK(check_run(f, {"--items-difference", "0"}).status == 0);
+  }
+}
+
+TEST_CASE("check --keys: a node holding another partition's key: WARNING keys_misplaced; a busy one: keys_unreadable") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("set-node " + f.node(2) + " master active 1 1");
+  flare::ModularResolver resolver;
+  std::string key;
+  for (int i = 0; key.empty(); ++i)
+    if (resolver.partition_of(flare::key_hash("k" + std::to_string(i), flare::KeyHashAlgorithm::simple), 2) == 0)
+      key = "k" + std::to_string(i);
+  SUBCASE("misplaced") {
+    f.must("put " + f.node(2) + " " + key + " v");
+    auto o = check_run(f, {"--keys", "--ignore", "slave_same_host,no_active_slave"});
+    INFO(o.out, o.err);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"keys_misplaced"});
+    CHECK(check_has(o.line(0), "1 of 1 keys, e.g. " + key + " belongs to partition 0"));
+  }
+  SUBCASE("unreadable") {
+    f.must("override " + f.node(2) + " dump_key " + harness::hex("SERVER_ERROR database busy\r\n"));
+    auto o = check_run(f, {"--keys", "--ignore", "slave_same_host,no_active_slave"});
+    INFO(o.out, o.err);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"keys_unreadable"});
+  }
+}
+
+TEST_CASE("check: several findings: the worst first, the summary counts the rest") {
+  FakeCluster f(3, {"--revive-ms", "600000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " master down 1 1");
+  f.must("set-node " + f.node(2) + " slave active 1 1");
+  auto o = check_run(f);
+  INFO(o.out);
+  CHECK(o.status == 2);
+  CHECK(o.codes == std::vector<std::string>{"no_active_master", "no_active_slave"});
+  CHECK(check_has(o.first, "FLARE CRITICAL - partition 1 has no active master; 1 warning | "));
+  auto j = run({"check", "-i", f.index(), "--ignore", "slave_same_host", "--json"});
+  CHECK(j.status == 2);
+  CHECK(check_has(j.out, "\"findings\":[{\"severity\":\"critical\",\"code\":\"no_active_master\",\"partition\":1,\"node\":\"" +
+                             f.node(1) + "\""));
+  auto ignored = check_run(f, {"--ignore", "no_active_master,no_active_slave"});
+  CHECK(ignored.status == 0);
+}
+
+TEST_CASE("check: what it cannot tell is UNKNOWN, exit 3") {
+  FakeCluster f(1);
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--lag-warning", "x"},
+                                                               {"--lag-warning", "10", "--lag-critical", "5"},
+                                                               {"--ignore", "no_such_finding"},
+                                                               {"--bogus"},
+                                                               {"extra-argument"}}) {
+    auto r = run(with({"check", "-i", f.index()}, bad));
+    INFO(bad[0]);
+    CHECK(r.status == 3);
+    CHECK(r.out.rfind("FLARE UNKNOWN - ", 0) == 0);
+    CHECK(!r.err.empty());
+  }
+}
+
+TEST_CASE("flare-stats --prometheus: the figures of check's findings, valid exposition") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("lag " + f.node(1) + " 42 7");
+  auto r = run({"stats", "-i", f.index(), "--prometheus"});
+  REQUIRE(r.status == 0);
+  auto ex = prom::parse_strict(r.out);
+  const std::string idx = f.index();
+  CHECK(ex.value("flare_slave_queue_items", {{"index", idx}, {"master", f.node(0)}, {"slave", f.node(1)}}) == "43");
+  CHECK(std::stoll(ex.value("flare_slave_behind_seconds", {{"slave", f.node(1)}})) >= 7);
+  CHECK(ex.value("flare_partition_nodes", {{"partition", "0"}, {"role", "master"}, {"state", "active"}}) == "1");
+  CHECK(ex.value("flare_partition_nodes", {{"partition", "0"}, {"role", "slave"}, {"state", "down"}}) == "0");
+  CHECK(ex.value("flare_node_map_version_delta", {{"node", f.node(2)}}) == "0");
+  CHECK(ex.value("flare_version_info", {{"node", f.node(0)}, {"version", "1.3.4"}}) == "1");
+  CHECK(ex.value("flare_slave_lag_known", {{"master", f.node(0)}}) == "1");
+  CHECK(ex.value("flare_partition_slaves_on_master_host", {{"partition", "0"}}) == "1");
+  CHECK(ex.value("flare_index_node_map_version", {{"index", idx}}) != "");
+}
+
+namespace {
+
+struct CheckRule {
+  std::string alert, expr, for_, severity, finding;
+};
+
+// The alert rules file, read by a parser of our own for its one shape (groups: - name: rules:
+// - alert: / expr: (inline or `|` block) / for: / labels: / annotations:).
+std::vector<CheckRule> check_read_rules(const std::string& text) {
+  std::vector<CheckRule> rules;
+  std::istringstream in(text);
+  std::string line;
+  std::string section;
+  size_t block_indent = 0;
+  bool in_block = false;
+  auto indent_of = [](const std::string& l) { return l.find_first_not_of(' '); };
+  while (std::getline(in, line)) {
+    if (line.find('\t') != std::string::npos) throw std::runtime_error("a tab in the rules: " + line);
+    size_t ind = indent_of(line);
+    if (ind == std::string::npos || line[ind] == '#') continue;
+    if (in_block) {
+      if (ind >= block_indent) {
+        rules.back().expr += line.substr(block_indent) + "\n";
+        continue;
+      }
+      in_block = false;
+    }
+    std::string body = line.substr(ind);
+    if (body.rfind("- alert: ", 0) == 0) {
+      rules.push_back(CheckRule{body.substr(9), "", "", "", ""});
+      section.clear();
+      continue;
+    }
+    if (rules.empty()) continue;
+    if (body.rfind("expr: ", 0) == 0) {
+      std::string v = body.substr(6);
+      if (v == "|") {
+        in_block = true;
+        block_indent = ind + 2;
+      } else {
+        rules.back().expr = v;
+      }
+    } else if (body.rfind("for: ", 0) == 0) {
+      rules.back().for_ = body.substr(5);
+    } else if (body == "labels:" || body == "annotations:") {
+      section = body;
+    } else if (section == "labels:" && body.rfind("severity: ", 0) == 0) {
+      rules.back().severity = body.substr(10);
+    } else if (section == "labels:" && body.rfind("finding: ", 0) == 0) {
+      rules.back().finding = body.substr(9);
+    } else if (section.empty()) {
+      throw std::runtime_error("unexpected line in a rule: " + line);
+    }
+  }
+  return rules;
+}
+
+} // namespace
+
+TEST_CASE("contrib/prometheus/flare-alerts.yml: every finding without --keys has its alert, on exported figures") {
+  std::ifstream file("contrib/prometheus/flare-alerts.yml");
+  REQUIRE_MESSAGE(file.good(), "run the tests from the source tree");
+  std::stringstream text;
+  text << file.rdbuf();
+  auto rules = check_read_rules(text.str());
+  REQUIRE(rules.size() >= 10);
+  // Every family the expressions use is one flare-stats --prometheus writes.
+  FakeCluster f(3);
+  check_healthy(f);
+  auto r = run({"stats", "-i", f.index(), "--prometheus"});
+  REQUIRE(r.status == 0);
+  auto ex = prom::parse_strict(r.out);
+  std::set<std::string> findings, names;
+  std::regex metric("flare_[a-z_]+");
+  for (const auto& rule : rules) {
+    INFO(rule.alert);
+    CHECK(!rule.expr.empty());
+    CHECK((rule.severity == "warning" || rule.severity == "critical"));
+    CHECK(std::regex_match(rule.for_, std::regex("[0-9]+[smh]")));
+    CHECK(names.insert(rule.alert).second);
+    int depth = 0;
+    for (char ch : rule.expr) {
+      depth += ch == '(' ? 1 : ch == ')' ? -1 : 0;
+      CHECK(depth >= 0);
+    }
+    CHECK(depth == 0);
+    for (std::sregex_iterator it(rule.expr.begin(), rule.expr.end(), metric), end; it != end; ++it) {
+      INFO(it->str());
+      CHECK(ex.types.count(it->str()) == 1);
+    }
+    const auto& codes = flare::check_codes();
+    CHECK(std::any_of(codes.begin(), codes.end(), [&](const flare::CheckCode& c) { return rule.finding == c.code; }));
+    findings.insert(rule.finding);
+  }
+  for (const auto& c : flare::check_codes()) {
+    std::string code = c.code;
+    if (code.rfind("keys_", 0) == 0 || code == "index_is_node" || code == "node_unreachable") continue;
+    INFO(code);
+    CHECK(findings.count(code) == 1);
+  }
+}
+
+TEST_CASE("gather_replies: the requests to one node share a connection, pipelined, each reply its own") {
+  FakeCluster f(2);
+  check_healthy(f);
+  auto before = flare::parse_stats(f.request(f.node_ports[0], "stats").lines).number("total_connections").value_or(-1);
+  flare::Endpoint n0{"127.0.0.1", f.node_ports[0]}, n1{"127.0.0.1", f.node_ports[1]};
+  auto r = flare::gather_replies({{n0, "stats bogus"}, {n1, "stats"}, {n0, "stats threads slave"}, {n0, "stats"}}, 5000);
+  REQUIRE(r.size() == 4);
+  CHECK_FALSE(r[0].ok);
+  CHECK(r[0].error == "answered 'ERROR' to stats bogus");
+  CHECK(r[1].ok);
+  CHECK(r[2].ok);
+  CHECK(flare::slave_lags(flare::parse_stats_threads(r[2].lines)).size() == 1);
+  CHECK(r[3].ok);
+  CHECK(flare::parse_stats(r[3].lines).number("curr_items"));
+  auto after = flare::parse_stats(f.request(f.node_ports[0], "stats").lines).number("total_connections").value_or(-1);
+  CHECK(after - before == 2); // the gather's one connection, and this request's
+}
+
+TEST_CASE("the bash completion offers check's finding codes after --ignore, one after another") {
+  auto complete = [](const std::string& line) {
+    std::string script = "source contrib/bash-completion/flare-admin; COMP_LINE='" + line +
+                         "'; COMP_POINT=${#COMP_LINE}; _flare_admin; printf '%s\\n' \"${COMPREPLY[@]}\"";
+    const std::string dir = harness::make_temp_dir(), path = dir + "/complete.sh";
+    harness::write_text(path, script);
+    FILE* q = ::popen(("env -u FLARE_INDEX_SERVER bash " + path + " 2>/dev/null").c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while (q && (n = std::fread(buf, 1, sizeof buf, q)) > 0) out.append(buf, n);
+    if (q) ::pclose(q);
+    int rc = std::system(("rm -rf '" + dir + "'").c_str());
+    (void)rc;
+    std::vector<std::string> words;
+    std::istringstream in(out);
+    std::string w;
+    while (in >> w) words.push_back(w);
+    std::sort(words.begin(), words.end());
+    return words;
+  };
+  const std::string admin = harness::admin_binary();
+  CHECK(complete(admin + " check --ignore no_a") == std::vector<std::string>{"no_active_master", "no_active_slave"});
+  CHECK(complete(admin + " check --ignore slave_same_host,node_") ==
+        std::vector<std::string>{"slave_same_host,node_down", "slave_same_host,node_unreachable"});
+  // Every code the program knows is offered.
+  auto all = complete(admin + " check --ignore ");
+  for (const auto& c : flare::check_codes()) CHECK(std::count(all.begin(), all.end(), c.code) == 1);
+  CHECK(all.size() == flare::check_codes().size());
+}
+
+TEST_CASE("evaluate_check: the verdict and the summary line from data alone") {
+  auto node = [](int port, const char* role, const char* state, int partition, int balance) {
+    flare::NodeInfo n;
+    n.host = "10.0.0." + std::to_string(port % 10);
+    n.port = port;
+    n.key = n.host + ":" + std::to_string(port);
+    n.role = role;
+    n.state = state;
+    n.partition = partition;
+    n.balance = balance;
+    return n;
+  };
+  flare::CheckData d;
+  d.index_name = "10.0.0.9:12120";
+  d.index_map_version = 5;
+  d.cluster = flare::Cluster({node(12121, "master", "down", 0, 1), node(12132, "master", "down", 1, 1),
+                              node(12143, "master", "active", 2, 1), node(12154, "proxy", "down", -1, 0)});
+  for (const auto& n : d.cluster.nodes()) {
+    flare::StatsResult r;
+    r.endpoint = n.endpoint();
+    r.ok = n.state != "down";
+    if (r.ok) r.stats.fields = {{"version", "1.3.4"}, {"curr_items", "7"}, {"node_map_version", "5"}};
+    d.stats.push_back(r);
+  }
+  auto r = flare::evaluate_check(d);
+  CHECK(r.status == flare::Severity::critical);
+  std::vector<std::string> codes;
+  for (const auto& f : r.findings) codes.push_back(f.code);
+  CHECK(codes == std::vector<std::string>{"master_down_no_slave", "master_down_no_slave", "node_down", "no_active_slave"});
+  CHECK(r.summary() == "FLARE CRITICAL - partition 0 is offline: its master 10.0.0.1:12121 is down and it has no slave; "
+                       "1 more critical; 2 warnings");
+  CHECK(r.items == 7);
+  CHECK(flare::worse(flare::Severity::unknown, flare::Severity::critical) == flare::Severity::critical);
+  CHECK(flare::worse(flare::Severity::warning, flare::Severity::unknown) == flare::Severity::unknown);
+  flare::CheckThresholds t;
+  t.ignore = {"master_down_no_slave", "node_down"};
+  auto quiet = flare::evaluate_check(d, t);
+  CHECK(quiet.status == flare::Severity::warning);
+  CHECK(quiet.summary() == "FLARE WARNING - partition 2 has no active slave: no redundancy");
+}
