@@ -5681,7 +5681,7 @@ private:
       wait_();
       return;
     }
-    auto& sock = node_.socket();
+    const auto& sock = node_.socket();
     short events = prepare_wait();
     if (!events) return;
     // Wake at least every quarter second: a trickle below the low-water mark still counts
@@ -5869,7 +5869,10 @@ inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta) {
   std::vector<std::string> refused;
   for (int p = 0; p < count; ++p) {
     std::vector<const NodeInfo*> active, other;
-    for (const NodeInfo* m : c.masters_of(p)) (m->is_active() ? active : other).push_back(m);
+    for (const NodeInfo* m : c.masters_of(p)) {
+      if (m->is_active()) active.push_back(m);
+      else other.push_back(m);
+    }
     std::string why;
     if (active.size() == 1) {
       r.masters.push_back(*active[0]);
@@ -6030,7 +6033,7 @@ public:
   void finish(bool quiet) {
     for (;;) {
       bool waiting = false;
-      for (auto* w : writers_) waiting = waiting || (!w->stopped() && !w->idle());
+      for (const auto* w : writers_) waiting = waiting || (!w->stopped() && !w->idle());
       if (!waiting) return;
       try {
         wait();
