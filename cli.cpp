@@ -520,7 +520,7 @@ int stats_prometheus(const Options& o) {
           std::cerr << r.endpoint.display() << ": " << one_line(r.error) << "\n";
           unreachable = true;
         }
-      text = format_prometheus(c.index.display(), d.cluster, d.stats, lag_results(d)) + format_prometheus_health(d);
+      text = format_prometheus(c.index.display(), d.cluster, d.stats) + format_prometheus_health(d);
       status = unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
     } catch (const Error& e) {
       std::cerr << e.what() << "\n";

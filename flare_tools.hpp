@@ -237,7 +237,7 @@
 //      -- one terminal line for many nodes read at once (dump --all, dumpkey --all, verify)
 //   8b. Prometheus text exposition format 0.0.4
 //    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-//      const std::vector<StatsResult>& results, const std::vector<LagResult>& lags = {});  -- + flare_replication_*
+//      const std::vector<StatsResult>& results);   -- per node; the slaves' lag is in format_prometheus_health
 //    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
 //    std::string format_prometheus_health(const CheckData& d);   -- (after 8c) the figures of check's
 //      findings: map versions, partition nodes by role/state, slave lag, versions (contrib/prometheus)
@@ -6831,7 +6831,7 @@ inline const std::vector<PromStat>& prom_stats() {
 // order; a node without a result, or whose result is !ok, is flare_up 0 and has no stats
 // samples). `index_name` is the index server's host:port.
 inline std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-                                     const std::vector<StatsResult>& results, const std::vector<LagResult>& lags = {}) {
+                                     const std::vector<StatsResult>& results) {
   using detail::prom_family;
   std::string out;
   const std::string index_label = "index=\"" + detail::prom_label_value(index_name) + "\"";
@@ -6903,22 +6903,6 @@ inline std::string format_prometheus(const std::string& index_name, const Cluste
       samples.push_back(std::string(m.name) + "{" + labels[i] + "} " + *v + "\n");
     }
     prom_family(out, m.name, m.type, m.help, samples);
-  }
-  // Replication lag of each slave, as its master shows it (`stats threads slave`); a slave
-  // whose master did not answer (or was not asked) has no sample.
-  if (!lags.empty()) {
-    auto by_slave = lags_by_slave(cluster, lags);
-    std::vector<std::string> queue, behind;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      auto it = by_slave.find(nodes[i].key);
-      if (it == by_slave.end()) continue;
-      queue.push_back("flare_replication_queue{" + labels[i] + "} " + std::to_string(it->second.queue) + "\n");
-      behind.push_back("flare_replication_behind_seconds{" + labels[i] + "} " + std::to_string(it->second.behind) + "\n");
-    }
-    prom_family(out, "flare_replication_queue", "gauge",
-                "Writes waiting at the slave's master to be sent to it (the master's stats threads slave).", queue);
-    prom_family(out, "flare_replication_behind_seconds", "gauge",
-                "Seconds since the oldest write waiting at the slave's master for it was queued (0: none waits).", behind);
   }
   return out;
 }
@@ -7403,7 +7387,7 @@ inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
 } // namespace detail
 
 // What check read of the masters' `stats threads slave`, as gather_slave_lag() gives it (for
-// format_prometheus's flare_replication_* families): the masters in the map's order.
+// format_prometheus_health's flare_slave_* families): the masters in the map's order.
 inline std::vector<LagResult> lag_results(const CheckData& d) {
   std::vector<LagResult> out;
   for (const auto& n : d.cluster.nodes()) {

@@ -145,9 +145,9 @@ TEST_CASE("flare-stats' behind is each slave's lag as its master sees it, in the
   SUBCASE("--prometheus: the queue and its age per slave") {
     auto r = run(harness::with({"stats", "--prometheus"}, idx));
     CHECK(r.status == 0);
-    CHECK(r.out.find("flare_replication_queue{") != std::string::npos);
-    CHECK(r.out.find("} 21572\n") != std::string::npos);
-    CHECK(r.out.find("flare_replication_behind_seconds{") != std::string::npos);
+    CHECK(r.out.find("flare_slave_queue_items{") != std::string::npos);
+    CHECK(r.out.find(",slave=\"" + f.node(1) + "\"} 2157") != std::string::npos);
+    CHECK(r.out.find("flare_slave_behind_seconds{") != std::string::npos);
   }
   SUBCASE("a slave caught up shows 0") {
     f.must("lag " + f.node(1) + " 0 0");
