@@ -1016,6 +1016,9 @@ void copy_slave(MapEntry& e) {
   if (!m || m->state == State::Down || !entry_alive(*m) || !entry_alive(e)) return;
   FakeNode* src = node_of(*m);
   FakeNode* dst = node_of(e);
+  // A master stopped as on SIGSTOP (`stall MASTER 1`) sends nothing: the copy waits, its
+  // reconstruction thread still shown on the new node, blocked reading (copy_sources).
+  if (src != dst && src->ep->stalled.load()) return;
   long budget = static_cast<long>(e.allowance);
   long n = 0;
   if (src != dst) {
@@ -1053,6 +1056,7 @@ void copy_master(MapEntry& e) {
       continue;
     }
     FakeNode* src = node_of(*m);
+    if (src->ep->stalled.load()) break;  // a source stopped as on SIGSTOP sends nothing (copy_slave)
     auto it = e.cursor_valid ? src->store.upper_bound(e.cursor) : src->store.begin();
     auto end = src->store.end();
     for (; it != end && n < budget && scanned < scan_limit && byte_credit_left(e, dst); ++it) {
