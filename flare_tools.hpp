@@ -2934,8 +2934,10 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     }
     const auto ask_until = std::max(Clock::now() + std::chrono::milliseconds(200), last_change + timeout);
     auto ask_ms = [&] { return std::max(200, std::min(opt.timeout_ms, remaining_ms(ask_until))); };
+    auto node_answered = Clock::now();
     try {
       p.items = items_of(node, ask_ms());
+      node_answered = Clock::now();
       p.node_error.clear();
     } catch (const NetworkError& e) {
       p.node_error = e.what();
@@ -2962,7 +2964,9 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     if (!moved && p.node_error.empty() && p.source_error.empty()) p.copying = !copy_running(node, sources, ask_ms()).empty();
     last = p;
     if (moved || p.copying) {
-      last_change = previous ? Clock::now() : start; // the first look is no progress of its own
+      // progress dates from the node's answer, not from the end of the questions (a silent master
+      // after it); the first look is no progress of its own
+      last_change = !previous ? start : p.copying ? Clock::now() : node_answered;
       second_look = false;
     }
     previous = p;

@@ -68,7 +68,9 @@
 //   at-items NODE K LINE...            run control LINE once NODE's item count reaches K from below
 //                                      (one shot): a fault at a chosen moment of a construction
 //   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
-//                                      (connections are still accepted) / goes on with what was sent
+//                                      (connections are still accepted) / goes on with what was sent;
+//                                      a stalled master sends nothing to a construction copying from
+//                                      it (the new node still shows its copy thread, blocked reading)
 //   sync-delay MS                      after `node state HOST PORT down` of an active master that
 //                                      promotes a slave, answer OK only MS later (flarei first syncs
 //                                      the new master, which may be slow); 0 = off
