@@ -2798,6 +2798,8 @@ struct ConstructionProgress {
   bool copying = false;       // items and state flat, but the node shows its copy running (copy_running)
   std::string index_error;    // why the index did not answer this look ("" when it did): role and state are the last seen
   std::string node_error;     // why the node did not answer ("" when it did): items are the last seen
+  std::string source;         // slave waits: the partition's master asked this look ("" when none listed)
+  std::string source_error;   // why that master did not answer ("" when it did): master_items are the last seen
 };
 
 inline std::string eta_text(const ConstructionProgress& p) {
@@ -2881,7 +2883,9 @@ inline bool pause(int ms, const OperationIO& io) {
 // returns at the goal. A construction is alive while its items, role or state move, or while the
 // node shows its copy running (copy_running: a bwlimit-slowed copy is silent for size/rate
 // seconds). An index that does not answer is asked again on a new connection at the next poll,
-// for up to --timeout. Throws ConstructionStopped when the node leaves the role being built
+// for up to --timeout. The node questions of a poll share one deadline: the stall deadline (last
+// progress + --timeout), at least 200 ms each, so a silent node or master (SIGSTOP) ends the wait
+// within about --timeout plus a poll of its last progress. Throws ConstructionStopped when the node leaves the role being built
 // (lost), when nothing moved and no copy showed for --timeout (stalled), or when the index has
 // not answered for --timeout (index_unreachable); Error when the index no longer lists the node.
 template <typename Goal, typename Lost>
@@ -2928,16 +2932,24 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
       }
       p.index_error = e.what();
     }
+    const auto ask_until = std::max(Clock::now() + std::chrono::milliseconds(200), last_change + timeout);
+    auto ask_ms = [&] { return std::max(200, std::min(opt.timeout_ms, remaining_ms(ask_until))); };
+    auto node_answered = Clock::now();
     try {
-      p.items = items_of(node, opt.timeout_ms);
+      p.items = items_of(node, ask_ms());
+      node_answered = Clock::now();
       p.node_error.clear();
     } catch (const NetworkError& e) {
       p.node_error = e.what();
     }
+    p.source.clear();
+    p.source_error.clear();
     if (slave && !sources.empty()) {
+      p.source = sources.front().key();
       try {
-        p.master_items = items_of(sources.front(), opt.timeout_ms);
-      } catch (const NetworkError&) {
+        p.master_items = items_of(sources.front(), ask_ms());
+      } catch (const NetworkError& e) {
+        p.source_error = e.what();
       }
     }
     p.elapsed = std::chrono::duration<double>(Clock::now() - start).count();
@@ -2949,10 +2961,12 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
       throw ConstructionStopped("construction of " + node.key() + " stopped: the node is now " + p.role + " " + p.state,
                                 ConstructionStopped::Why::lost, p);
     bool moved = !previous || previous->items != p.items || previous->state != p.state || previous->role != p.role;
-    if (!moved && p.node_error.empty()) p.copying = !copy_running(node, sources, opt.timeout_ms).empty();
+    if (!moved && p.node_error.empty() && p.source_error.empty()) p.copying = !copy_running(node, sources, ask_ms()).empty();
     last = p;
     if (moved || p.copying) {
-      last_change = Clock::now();
+      // progress dates from the node's answer, not from the end of the questions (a silent master
+      // after it); the first look is no progress of its own
+      last_change = !previous ? start : p.copying ? Clock::now() : node_answered;
       second_look = false;
     }
     previous = p;
@@ -2968,8 +2982,10 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     if (Clock::now() - last_change >= timeout)
       throw ConstructionStopped("construction of " + node.key() + " made no progress for " + detail::seconds_text(opt.timeout_ms) +
                                     " s (role = " + p.role + ", state = " + p.state + ", items = " + std::to_string(p.items) + ")" +
-                                    (p.node_error.empty() ? std::string(" and no copy is running on it")
-                                                          : "; " + node.key() + " does not answer (" + p.node_error + ")"),
+                                    (!p.node_error.empty()     ? "; " + node.key() + " does not answer (" + p.node_error + ")"
+                                     : !p.source_error.empty() ? "; the partition's master " + p.source + " does not answer (" +
+                                                                     p.source_error + ")"
+                                                               : std::string(" and no copy is running on it")),
                                 ConstructionStopped::Why::stalled, p);
     if (!pause(opt.poll_interval_ms, io)) return WaitEnd::interrupted;
   }
@@ -3738,6 +3754,7 @@ private:
     Cluster c = cluster();
     const NodeInfo* now = c.find(ep);
     if (!now) return Outcome::ok;
+    if (auto refused = masterless_slave(c, ep, part, again)) return *refused;
     if (bal < 0) {
       if (now->balance > 0) return Outcome::ok;
       if (io_.warn)
@@ -3747,6 +3764,23 @@ private:
     }
     if (now->balance == bal) return Outcome::ok;
     return give_balance(*now, bal);
+  }
+
+  // A slave of a partition without a master that is not down (the index failed the master over
+  // onto nothing, or it is down and preserved): refused (stderr, exit 1), since giving the slave a
+  // balance or waiting for its copy serves nothing until the partition has a master again.
+  // Returns nothing when the partition has one.
+  std::optional<Outcome> masterless_slave(const Cluster& c, const Endpoint& ep, int part, const std::string& again) {
+    const NodeInfo* m = c.master_of(part);
+    if (m && m->state != "down") return std::nullopt;
+    complain("partition " + std::to_string(part) + " has no active master" +
+             (m ? " (its master " + m->key + " is down)" : std::string(" (the index lists none)")) + ": " + ep.key() +
+             " is not given a balance and its copy is not waited for.");
+    if (io_.warn)
+      io_.warn(m ? "Start the flared of " + m->key + " again (the index keeps it as the partition's master and brings it back "
+                   "with its data), then run: " + again
+                 : "Make a node master of partition " + std::to_string(part) + " first, then run: " + again);
+    return Outcome::failed;
   }
 
   // Where a stopped slave construction leaves the node, and the one command that finishes the job
@@ -3763,9 +3797,15 @@ private:
              " items; its copy goes on by itself on the nodes." + fewer +
              " When the index answers again, finish the job with: " + again;
     } else if (e.why == ConstructionStopped::Why::stalled) {
-      msg += p.node_error.empty() ? ": it will not finish by itself. Restart the flared of " + key +
-                                        " (it comes back as a proxy), then run: " + again
-                                  : ". Start its flared again, then run: " + again;
+      if (!p.node_error.empty())
+        msg += ". Start its flared again, then run: " + again;
+      else if (!p.source_error.empty())
+        msg += ": no data reaches " + key + " while " + p.source + " is silent (stopped, e.g. SIGSTOP, or overloaded); "
+               "restarting " + key + " does not help. If " + p.source + " answers again, the copy resumes by itself; finish "
+               "the job with: " + again + ". If the index fails " + p.source + " over instead (it shows it down), the copy "
+               "fails and " + key + " falls back to proxy; once it is proxy active, run: " + again;
+      else
+        msg += ": it will not finish by itself. Restart the flared of " + key + " (it comes back as a proxy), then run: " + again;
       msg += fewer;
     } else if (p.role == "proxy" && p.state != "down" && source && !answers_ping(*source)) {
       msg = "construction of " + key + " stopped: the partition's master " + source->key() +
@@ -3889,6 +3929,7 @@ private:
   // then gives it the balance asked (after asking), as the first run would have.
   Outcome resume_slave(const NodeInfo& n, int bal, const std::string& again) {
     const std::string key = n.key;
+    if (auto refused = masterless_slave(cluster(), n.endpoint(), n.partition, again)) return *refused;
     if (n.state == "active") {
       if (n.balance == bal) {
         say("no need to change the role of " + key + ".");

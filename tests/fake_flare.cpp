@@ -68,7 +68,9 @@
 //   at-items NODE K LINE...            run control LINE once NODE's item count reaches K from below
 //                                      (one shot): a fault at a chosen moment of a construction
 //   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
-//                                      (connections are still accepted) / goes on with what was sent
+//                                      (connections are still accepted) / goes on with what was sent;
+//                                      a stalled master sends nothing to a construction copying from
+//                                      it (the new node still shows its copy thread, blocked reading)
 //   sync-delay MS                      after `node state HOST PORT down` of an active master that
 //                                      promotes a slave, answer OK only MS later (flarei first syncs
 //                                      the new master, which may be slow); 0 = off
@@ -1016,6 +1018,9 @@ void copy_slave(MapEntry& e) {
   if (!m || m->state == State::Down || !entry_alive(*m) || !entry_alive(e)) return;
   FakeNode* src = node_of(*m);
   FakeNode* dst = node_of(e);
+  // A master stopped as on SIGSTOP (`stall MASTER 1`) sends nothing: the copy waits, its
+  // reconstruction thread still shown on the new node, blocked reading (copy_sources).
+  if (src != dst && src->ep->stalled.load()) return;
   long budget = static_cast<long>(e.allowance);
   long n = 0;
   if (src != dst) {
@@ -1053,6 +1058,7 @@ void copy_master(MapEntry& e) {
       continue;
     }
     FakeNode* src = node_of(*m);
+    if (src->ep->stalled.load()) break;  // a source stopped as on SIGSTOP sends nothing (copy_slave)
     auto it = e.cursor_valid ? src->store.upper_bound(e.cursor) : src->store.begin();
     auto end = src->store.end();
     for (; it != end && n < budget && scanned < scan_limit && byte_credit_left(e, dst); ++it) {

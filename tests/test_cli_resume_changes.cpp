@@ -419,3 +419,50 @@ TEST_CASE("resume: Ctrl-C at the question that follows a copy exits 130, the cha
     for (const auto& c : f.state_changes()) CHECK(!resume_has(c, " slave 1 0"));
   }
 }
+
+TEST_CASE("resume: a slave construction whose master freezes mid-copy gives up within its bound, naming the silent master") {
+  FakeCluster f(2, {"--copy-rate", "1000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 3000 10");
+  f.must("at-items " + f.node(1) + " 1000 stall " + f.node(0) + " 1"); // SIGSTOP of the master mid-copy
+  // the harness's own limit (20 s) ends a run that waits on the silent master without bound
+  auto r = run(with({"slave", "--force", "--timeout", "2", f.node(1) + ":1:0"}, f.index_args()), "", {}, "flare-admin", 20);
+  INFO(r.out, r.err);
+  CHECK(r.status == 1);
+  CHECK(resume_has(r.err, "construction of " + f.node(1) + " made no progress for 2 s (role = slave, state = prepare, items = "));
+  CHECK(resume_has(r.err, "; the partition's master " + f.node(0) + " does not answer ("));
+  CHECK(resume_has(r.err, "If " + f.node(0) + " answers again, the copy resumes by itself; finish the job with: flare-admin slave " +
+                              f.node(1) + ":1:0."));
+  CHECK(resume_has(r.err, "If the index fails " + f.node(0) + " over instead"));
+  CHECK(!resume_has(r.err, "Restart the flared of"));
+  CHECK(!resume_has(r.err, "no copy is running"));
+  // the copy stood still while the master was stopped, its thread still shown on the new node
+  long long items = f.items(1);
+  CHECK(items < 3000);
+  CHECK(resume_dump_threads(f, 1) == std::vector<std::string>{"3 " + f.node(0) + " execute"});
+  // the master comes back: the copy resumes by itself and the command given finishes the job
+  f.must("stall " + f.node(0) + " 0");
+  REQUIRE(resume_until(f, f.node(1), "slave", "active"));
+  auto again = run(with({"slave", "--force", f.node(1) + ":1:0"}, f.index_args()));
+  CHECK(again.status == 0);
+  CHECK(resume_has(again.out, resume_row(f.node(1), "0", "slave", "active", "1")));
+}
+
+TEST_CASE("resume: slave run again on an active slave whose partition has no active master is refused") {
+  FakeCluster f(2);
+  // the master's flared gone (as SIGSTOPped then failed over by flarei), the balance-0 slave left
+  f.must("kill " + f.node(0));
+  f.must("set-node " + f.node(0) + " master down 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 0");
+  REQUIRE(f.cluster().find(f.node(0))->state == "down");
+  REQUIRE(f.cluster().find(f.node(1))->role == "slave");
+  auto r = run(with({"slave", "--force", f.node(1) + ":1:0"}, f.index_args()));
+  INFO(r.out, r.err);
+  CHECK(r.status == 1);
+  CHECK(resume_has(r.err, "partition 0 has no active master (its master " + f.node(0) + " is down): " + f.node(1) +
+                              " is not given a balance"));
+  CHECK(resume_has(r.err, "Start the flared of " + f.node(0) + " again"));
+  CHECK(resume_has(r.err, "then run: flare-admin slave " + f.node(1) + ":1:0\n"));
+  CHECK(!resume_has(r.out, "changing node's balance"));
+  CHECK(f.cluster().find(f.node(1))->balance == 0);
+}
