@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -222,12 +223,17 @@ inline void exercise_stats(const flare::NodeStats& s) {
   std::vector<flare::StatsRow> rows(3);
   rows[0].node = n1;
   rows[0].result = &up;
-  if (auto* b = s.find("behind")) rows[0].behind = *b;
   // The counters since a first sample of zero one second earlier (a node that just started).
   rows[0].qps = flare::qps_between(flare::QpsSample{0, 0, t0}, flare::qps_sample(up));
   rows[1].node = n2;
   rows[1].result = &down;
-  rows[1].behind = s.get("uptime");
+  // A slave's lag from the fuzzed figures (any value, negative and huge too).
+  flare::SlaveLag lag;
+  lag.slave = n2.key;
+  lag.queue = std::strtoll(s.get("uptime").c_str(), nullptr, 10);
+  if (auto* b = s.find("behind")) lag.behind = std::strtoll(b->c_str(), nullptr, 10);
+  lag.writing = lag.queue % 2 != 0;
+  rows[1].lag = lag;
   rows[1].qps = flare::qps_between(flare::qps_sample(up), flare::qps_sample(up));
   rows[2].node = n3; // never asked
 
