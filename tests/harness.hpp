@@ -165,16 +165,13 @@ inline void release_freed_memory() {
 #endif
 }
 
-inline Result run(const std::vector<std::string>& args, const std::string& input = "",
-                  const std::map<std::string, std::string>& env = {}, const std::string& name = "flare-admin",
-                  int limit_s = 120) {
-  int in[2], out[2], err[2];
+// Starts `child` with its stdin, stdout and stderr on the three pipes (made here) and returns
+// its pid; the test keeps in[1] (to write), out[0] and err[0] (to read).
+inline pid_t spawn_with_pipes(ChildExec& child, int (&in)[2], int (&out)[2], int (&err)[2]) {
   REQUIRE(::pipe(in) == 0);
   REQUIRE(::pipe(out) == 0);
   REQUIRE(::pipe(err) == 0);
-  ChildExec child(admin_binary(), name, args, child_env(env));
   release_freed_memory();
-  auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -187,6 +184,16 @@ inline Result run(const std::vector<std::string>& args, const std::string& input
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
+  return pid;
+}
+
+inline Result run(const std::vector<std::string>& args, const std::string& input = "",
+                  const std::map<std::string, std::string>& env = {}, const std::string& name = "flare-admin",
+                  int limit_s = 120) {
+  int in[2], out[2], err[2];
+  ChildExec child(admin_binary(), name, args, child_env(env));
+  auto start = std::chrono::steady_clock::now();
+  pid_t pid = spawn_with_pipes(child, in, out, err);
   ::signal(SIGPIPE, SIG_IGN);
   if (!input.empty()) {
     ssize_t n = ::write(in[1], input.data(), input.size());

@@ -303,23 +303,8 @@ namespace {
 harness::Result failover_answer_at_prompt(const std::vector<std::string>& args, const std::function<void()>& meanwhile,
                                           const std::string& answer) {
   int in[2], out[2], err[2];
-  REQUIRE(::pipe(in) == 0);
-  REQUIRE(::pipe(out) == 0);
-  REQUIRE(::pipe(err) == 0);
   harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
-  harness::release_freed_memory();
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(in[0], 0);
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
-    child.exec();
-  }
-  ::close(in[0]);
-  ::close(out[1]);
-  ::close(err[1]);
+  pid_t pid = harness::spawn_with_pipes(child, in, out, err);
   ::signal(SIGPIPE, SIG_IGN);
   harness::Result r;
   bool answered = false;
