@@ -344,7 +344,7 @@ MapVersions check_map_versions(IndexClient& ic, const Cluster& cluster, const st
   for (const auto& n : cluster.nodes())
     if (n.state != "down" && !known.count(n.key)) rest.push_back(n.endpoint());
   for (auto& r : gather_stats(rest, timeout_ms)) all.push_back(std::move(r));
-  MapVersions v = map_versions(iv, all);
+  MapVersions v = settle_map_versions(map_versions(iv, all), [&] { return ic.stats().number("node_map_version").value_or(-1); });
   std::string w = map_version_warning(v);
   if (!w.empty()) std::cerr << "warning: " << w << " " << map_version_way_out(v) << "\n";
   return v;
@@ -697,6 +697,7 @@ int cmd_check(const Options& o) {
   number("lag-warning-seconds", t.lag_warning_seconds);
   number("lag-critical-seconds", t.lag_critical_seconds);
   number("items-difference", t.items_difference);
+  number("prepare-seconds", t.prepare_seconds);
   if (t.lag_warning_items > t.lag_critical_items) throw UsageError("--lag-warning is above --lag-critical");
   if (t.lag_warning_seconds > t.lag_critical_seconds)
     throw UsageError("--lag-warning-seconds is above --lag-critical-seconds");
@@ -749,7 +750,8 @@ int cmd_index(const Options& o) {
     std::vector<Endpoint> eps;
     for (const auto& n : cluster.nodes())
       if (n.state != "down") eps.push_back(n.endpoint());
-    return map_versions(iv, gather_stats(eps, c.timeout_ms));
+    return settle_map_versions(map_versions(iv, gather_stats(eps, c.timeout_ms)),
+                               [&] { return ic.stats().number("node_map_version").value_or(0); });
   };
   const MapVersions versions = increment > 0 ? raised_versions() : check_map_versions(ic, cluster, {}, c.timeout_ms);
   if (__builtin_add_overflow(versions.index >= 0 ? versions.index : 0, increment, &version))
@@ -1678,6 +1680,7 @@ std::vector<Command> commands() {
         {"lag-warning-seconds", 0, "SECONDS", "a slave more seconds behind is a warning (default 30)"},
         {"lag-critical-seconds", 0, "SECONDS", "... critical (default 300)"},
         {"items-difference", 0, "ITEMS", "a slave and its master differing by more items, nothing queued (default 1000)"},
+        {"prepare-seconds", 0, "SECONDS", "a new partition's master copying for longer is a warning (default 1800)"},
         {"ignore", 0, "CODE,...", "leave these findings out (e.g. slave_same_host on a one-host test cluster)"}},
        cmd_check},
       {"index", "", "Print the node map as flare's XML document.", true,

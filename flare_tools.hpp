@@ -114,6 +114,8 @@
 //    struct MapVersions { long long index; std::vector<std::pair<std::string, long long>> nodes; newer();
 //      long long highest(); std::string highest_node(); long long smallest_increment(); }  (all const)
 //    MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results);
+//    MapVersions settle_map_versions(MapVersions v, const std::function<long long()>& index_version_now);
+//      -- a node that seems ahead is compared with the index's version read again (after the nodes')
 //    std::string map_version_warning(const MapVersions& v);   -- "" unless a node holds a newer map
 //    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment N` way out
 //   7. Operations and waiting
@@ -247,9 +249,9 @@
 //    struct Finding { severity; code; partition; node; message; figure; fix; }
 //    struct CheckCode { code; severity; meaning; }   const std::vector<CheckCode>& check_codes();
 //    struct CheckThresholds { lag_warning_items 1000, lag_critical_items 100000, lag_warning_seconds 30,
-//      lag_critical_seconds 300, items_difference 1000; std::set<std::string> ignore; }
+//      lag_critical_seconds 300, items_difference 1000, prepare_seconds 1800; std::set<std::string> ignore; }
 //    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version; cluster;
-//      stats; lags (by master); lag_errors; keys_checked; placement; }
+//      stats; lags (by master); lag_errors; copy_seconds (by master in prepare); keys_checked; placement; }
 //    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
 //      const TraceFn& trace = nullptr);   -- the index, then every node at once (one timeout in all)
 //    std::vector<LagResult> lag_results(const CheckData& d);   -- its lags as gather_slave_lag() gives them
@@ -2741,6 +2743,21 @@ inline MapVersions map_versions(long long index_version, const std::vector<Stats
   return v;
 }
 
+// map_versions() made sure of: when a node seems to hold a newer map than the index, the index's
+// version is read again (`index_version_now`, -1 unknown) and v.index becomes it when higher. The
+// index's version is read before the nodes' (one after another, or while a gather waits on a slow
+// node), and a change made in between (another command, the index's monitor setting a node down)
+// bumps it and makes a node look ahead when it is not. A node that is ahead of the index read
+// after it is truly ahead. An Error from `index_version_now` leaves v as it was.
+inline MapVersions settle_map_versions(MapVersions v, const std::function<long long()>& index_version_now) {
+  if (v.newer().empty() || !index_version_now) return v;
+  try {
+    v.index = std::max(v.index, index_version_now());
+  } catch (const Error&) {
+  }
+  return v;
+}
+
 // One sentence for when nodes hold a newer map than the index ("" when none does), and one that
 // says how to get out (give flarei a version above the nodes'), e.g.
 // "the nodes hold a newer node map than the index (index node_map_version 7; 127.0.0.1:23121 holds 27,
@@ -3458,7 +3475,8 @@ public:
     std::vector<Endpoint> eps;
     for (const auto& n : c.nodes())
       if (n.state != "down") eps.push_back(n.endpoint());
-    MapVersions v = map_versions(iv, gather_stats(eps, opt_.timeout_ms));
+    MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms)),
+                                        [&] { return index_.stats().number("node_map_version").value_or(-1); });
     watched_.clear();
     for (const auto& n : v.nodes) watched_.push_back(n.first);
     std::string warning = map_version_warning(v);
@@ -7015,7 +7033,10 @@ inline const std::vector<CheckCode>& check_codes() {
       {"node_down", Severity::warning, "a node is down in the index's map"},
       {"node_unreachable", Severity::warning, "a node the index lists as up does not answer"},
       {"map_differs", Severity::warning, "a node holds an older node map than the index"},
-      {"master_not_serving", Severity::warning, "a partition's master is in prepare or ready: the partition does not serve"},
+      {"master_not_serving", Severity::warning,
+       "a partition's master is ready, or in prepare with no copy running or copying for over --prepare-seconds: "
+       "the partition does not serve"},
+      {"master_building", Severity::ok, "a new partition's master is copying its data (prepare): not serving yet, not late"},
       {"slaves_balance_zero", Severity::warning, "every active slave of a partition has balance 0"},
       {"slave_same_host", Severity::warning, "a slave is on the same host as its master"},
       {"versions_differ", Severity::warning, "the servers run different flare versions"},
@@ -7032,6 +7053,7 @@ struct CheckThresholds {
   long long lag_warning_items = 1000, lag_critical_items = 100000;
   long long lag_warning_seconds = 30, lag_critical_seconds = 300;
   long long items_difference = 1000; // |master - slave| curr_items while the slave's queue is 0
+  long long prepare_seconds = 1800;  // a new partition's master copying longer is a warning (the alert rule's 30m)
   std::set<std::string> ignore;      // finding codes left out
 };
 
@@ -7041,11 +7063,16 @@ struct CheckData {
   std::string index_error;           // "" when the index answered; else why not
   bool index_is_node = false;        // the address is a flared
   std::string index_version;         // `stats` version of the index
-  long long index_map_version = -1;  // its node_map_version, -1 unknown
+  long long index_map_version = -1;  // its node_map_version, -1 unknown (read before the nodes')
+  long long index_map_version_now = -1; // read again after the nodes' when one seemed ahead (else -1)
   Cluster cluster;                   // the index's map
   std::vector<StatsResult> stats;    // every node's `stats`, in cluster.nodes() order
   std::map<std::string, std::vector<SlaveLag>> lags; // by master key: its `stats threads slave` (slave_lags)
   std::map<std::string, std::string> lag_errors;     // by master key: why `stats threads slave` failed
+  // By the key of a master in prepare whose `stats threads` answered: for how long its copy has run,
+  // in seconds (the oldest of its reconstruction threads: op dump, peer a node of the map; flared
+  // sets a thread's uptime when it takes the job, src/lib/thread.cc), -1 when none runs.
+  std::map<std::string, long long> copy_seconds;
   bool keys_checked = false;         // --keys: placement holds every listing
   std::vector<KeyPlacement> placement;
 };
@@ -7084,6 +7111,9 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
   for (const auto& n : nodes) asks.emplace_back(n.endpoint(), "stats");
   for (const auto& n : nodes)
     if (n.is_master() && n.state != "down") asks.emplace_back(n.endpoint(), "stats threads slave");
+  const size_t lag_end = asks.size();
+  for (const auto& n : nodes)
+    if (n.is_master() && n.state == "prepare") asks.emplace_back(n.endpoint(), "stats threads");
   auto replies = gather_replies(asks, timeout_ms);
   d.stats.resize(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -7100,16 +7130,51 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
       r.error = e.what();
     }
   }
-  for (size_t i = nodes.size(); i < replies.size(); ++i) {
+  // A node that seems ahead of the index: the index is asked again (as settle_map_versions does).
+  if (!map_versions(d.index_map_version, d.stats).newer().empty()) {
+    try {
+      d.index_map_version_now = ic.stats().number("node_map_version").value_or(-1);
+    } catch (const Error&) {
+    }
+  }
+  const detail::SlaveNamer namer(nodes); // once: 2,000 nodes x 1,000 masters would be 2M inserts
+  for (size_t i = nodes.size(); i < lag_end; ++i) {
     const std::string key = replies[i].endpoint.key();
     if (!replies[i].ok) {
       d.lag_errors[key] = replies[i].error;
       continue;
     }
     try {
-      d.lags[key] = slave_lags(parse_stats_threads(replies[i].lines), nodes);
+      d.lags[key] = detail::slave_lags(parse_stats_threads(replies[i].lines), namer);
     } catch (const Error& e) {
       d.lag_errors[key] = e.what();
+    }
+  }
+  for (size_t i = lag_end; i < replies.size(); ++i) {
+    if (!replies[i].ok) continue; // not known: the finding says prepare, without a figure
+    try {
+      long long oldest = -1;
+      for (const auto& t : parse_stats_threads(replies[i].lines))
+        if (t.op == "dump" && d.cluster.find(t.peer)) oldest = std::max(oldest, std::max(0LL, to_int(t.uptime).value_or(0)));
+      d.copy_seconds[replies[i].endpoint.key()] = oldest;
+    } catch (const Error&) {
+    }
+  }
+  // A copy that ended between `stats nodes` and the gather leaves no thread behind: the index is
+  // asked again, and a master that has moved on (ready) is shown as it is now, not as stuck.
+  if (std::any_of(d.copy_seconds.begin(), d.copy_seconds.end(), [](const auto& kv) { return kv.second < 0; })) {
+    try {
+      Cluster now(ic.stats_nodes());
+      std::vector<NodeInfo> updated = d.cluster.nodes();
+      for (auto& n : updated) {
+        auto it = d.copy_seconds.find(n.key);
+        const NodeInfo* m = now.find(n.key);
+        if (it == d.copy_seconds.end() || it->second >= 0 || !m || m->state == "prepare") continue;
+        n = *m;
+        d.copy_seconds.erase(it);
+      }
+      d.cluster = Cluster(std::move(updated));
+    } catch (const NetworkError&) {
     }
   }
   if (keys) {
@@ -7179,7 +7244,7 @@ inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
   }
 }
 
-inline void check_partition_findings(const CheckData& d, std::vector<Finding>& out) {
+inline void check_partition_findings(const CheckData& d, const CheckThresholds& t, std::vector<Finding>& out) {
   const Cluster& c = d.cluster;
   std::map<std::string, const StatsResult*> by_key;
   for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
@@ -7197,13 +7262,40 @@ inline void check_partition_findings(const CheckData& d, std::vector<Finding>& o
       Finding f;
       f.partition = p;
       if (building) {
+        // A master in prepare copies every older partition's share of the keys (its flared's
+        // reconstruction threads); it is late only past --prepare-seconds, and stuck with none
+        // running: flared leaves a master whose first copy failed in prepare for good (seen on
+        // a real flare 1.3.4). A ready one waits for the operator's activate.
+        auto copy = d.copy_seconds.find(building->key);
+        const std::string again = "restart the flared of " + building->key + ", then flare-admin master " +
+                                  building->key + ":" + std::to_string(building->balance) + ":" + std::to_string(p) +
+                                  " --activate";
         f.code = "master_not_serving";
         f.node = building->key;
         f.message = part + "'s master " + building->key + " is " + building->state + ": the partition does not serve yet";
         f.figure = "master " + building->state;
-        f.fix = building->state == "ready" ? "flare-admin activate " + building->key
-                                           : "wait for its copy (flare-admin stats " + building->key +
-                                                 " shows its items grow), else flare-admin down " + building->key;
+        if (building->state == "ready") {
+          f.fix = "flare-admin activate " + building->key;
+        } else if (copy == d.copy_seconds.end()) {
+          f.fix = "wait for its copy (flare-admin stats " + building->key + " shows its items grow); if it stopped, " +
+                  again;
+        } else if (copy->second < 0) {
+          f.message = part + "'s master " + building->key + " is in prepare with no copy running: the partition does not serve";
+          f.figure = "master prepare, no reconstruction thread";
+          f.fix = again;
+        } else if (copy->second > t.prepare_seconds) {
+          f.message = part + "'s master " + building->key + " has been copying for " + std::to_string(copy->second) +
+                      " s: the partition does not serve yet";
+          f.figure = "prepare for " + std::to_string(copy->second) + " s, over " + std::to_string(t.prepare_seconds) + " s";
+          f.fix = "see that its items grow (flare-admin stats " + building->key + "; its flared's reconstruction-bwlimit slows it); if "
+                  "it stopped, " + again;
+        } else {
+          f.severity = Severity::ok;
+          f.code = "master_building";
+          f.message = part + "'s master " + building->key + " is copying its data: the partition serves once it is active";
+          f.figure = "prepare for " + std::to_string(copy->second) + " s of " + std::to_string(t.prepare_seconds) + " s";
+          f.fix = "";
+        }
       } else if (!masters.empty() && slaves.empty()) {
         f.severity = Severity::critical;
         f.code = "master_down_no_slave";
@@ -7332,7 +7424,9 @@ inline void check_lag_findings(const CheckData& d, const CheckThresholds& t, std
 }
 
 inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
-  MapVersions v = map_versions(d.index_map_version, d.stats);
+  // Ahead of the index: of its version read after the nodes' (if it was), since a change made
+  // while check asked bumps it; behind it: of its version read before (settle_map_versions).
+  MapVersions v = map_versions(std::max(d.index_map_version, d.index_map_version_now), d.stats);
   if (!v.newer().empty()) {
     Finding f;
     f.severity = Severity::critical;
@@ -7346,6 +7440,7 @@ inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
             " -o flare.xml, stop flarei, put that file in its data dir, start flarei";
     out.push_back(std::move(f));
   }
+  v.index = d.index_map_version;
   if (v.index < 0) return;
   for (const auto& n : v.nodes) {
     if (n.second >= v.index) continue;
@@ -7466,7 +7561,7 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
     all.push_back(std::move(f));
   } else {
     detail::check_node_findings(d, all);
-    detail::check_partition_findings(d, all);
+    detail::check_partition_findings(d, t, all);
     detail::check_lag_findings(d, t, all);
     detail::check_map_findings(d, all);
     detail::check_version_findings(d, all);
@@ -7474,8 +7569,9 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
   }
   for (auto& f : all)
     if (!t.ignore.count(f.code)) r.findings.push_back(std::move(f));
+  // Worst first (an OK finding, such as master_building, after every warning), then cluster order.
   std::stable_sort(r.findings.begin(), r.findings.end(), [](const Finding& a, const Finding& b) {
-    return static_cast<int>(a.severity == Severity::critical) > static_cast<int>(b.severity == Severity::critical);
+    return static_cast<int>(a.severity) > static_cast<int>(b.severity);
   });
   for (const auto& f : r.findings) r.status = worse(r.status, f.severity);
   r.nodes = static_cast<int>(d.cluster.nodes().size());

@@ -134,6 +134,9 @@
 #include <poll.h>
 #include <string>
 #include <string_view>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -591,6 +594,7 @@ struct Endpoint {
   size_t open_connections = 0;  // its entries in g_conns (O(1) for 2,000 nodes' stats)
   // acceptor thread only (main before the acceptor starts)
   int listen_fd = -1;
+  uint64_t listen_opens = 0;  // listeners opened so far: a reopened one may reuse its fd number
 };
 
 struct Conn {
@@ -623,8 +627,11 @@ std::unique_ptr<Endpoint> g_index_ep, g_control_ep;
 std::vector<std::unique_ptr<Endpoint>> g_node_eps;
 std::vector<Endpoint*> g_endpoints;  // fixed after startup
 std::list<Conn*> g_conns;            // g_mu
-std::deque<std::string> g_reqlog;    // g_mu
-uint64_t g_reqlog_dropped = 0;       // g_mu
+// The request log has a mutex of its own: every request of 2,000 connections at once taking
+// g_mu for it made them queue behind each other.
+std::mutex g_reqlog_mu;
+std::deque<std::string> g_reqlog;    // g_reqlog_mu
+uint64_t g_reqlog_dropped = 0;       // g_reqlog_mu
 std::vector<std::unique_ptr<Conn>> g_owned;  // acceptor thread, then main
 
 std::atomic<bool> g_stop{false};
@@ -661,7 +668,7 @@ bool nap_us(int64_t us, Conn* c) {
 bool nap_ms(int64_t ms, Conn* c) { return nap_us(ms * 1000, c); }
 
 void log_request(const Endpoint* ep, std::string_view line) {
-  std::lock_guard<std::mutex> lk(g_mu);
+  std::lock_guard<std::mutex> lk(g_reqlog_mu);
   if (g_reqlog.size() >= kReqLogMax) {
     g_reqlog_dropped++;
     return;
@@ -679,6 +686,12 @@ void log_request(const Endpoint* ep, std::string_view line) {
 FakeNode* node_of(const MapEntry& e) {
   return e.node_idx >= 0 ? g_nodes[static_cast<size_t>(e.node_idx)].get() : nullptr;
 }
+// g_mu held: a node's process starts or dies. Counted, so that tick() can tell nothing changed.
+uint64_t g_alive_edits = 0;
+void set_alive(FakeNode& n, bool alive) {
+  n.alive = alive;
+  g_alive_edits++;
+}
 bool entry_alive(const MapEntry& e) {
   FakeNode* n = node_of(e);
   return n && n->alive;
@@ -692,7 +705,13 @@ int resolve_node(const std::string& host, int port) {
   return -1;
 }
 
-void bump() { g_map_version++; }
+// Every change of the map: the version goes up, and so does g_map_edits, which never goes back
+// (index-restart lowers the version) and keys the caches built from the map.
+uint64_t g_map_edits = 0;
+void bump() {
+  g_map_version++;
+  g_map_edits++;
+}
 
 MapEntry& add_entry(const std::string& host, int port) {
   MapEntry e;
@@ -1084,13 +1103,37 @@ void copy_master(MapEntry& e) {
   }
 }
 
+// g_mu held: the entries in prepare, from a list rebuilt when the map changes (as
+// slaves_of_partition: every `stats` of 2,000 nodes walking the whole map was 4M steps).
+const std::vector<MapEntry*>& entries_in_prepare() {
+  static uint64_t built_version = UINT64_MAX;
+  static size_t built_size = 0;
+  static std::vector<MapEntry*> list;
+  if (built_version != g_map_edits || built_size != g_map.size()) {
+    list.clear();
+    for (auto& kv : g_map)
+      if (kv.second.state == State::Prepare) list.push_back(&kv.second);
+    built_version = g_map_edits;
+    built_size = g_map.size();
+  }
+  return list;
+}
+
 void tick(double dt) {
   std::lock_guard<std::mutex> lk(g_mu);
   int64_t now = mono_ms();
-  for (auto& kv : g_map) {
-    MapEntry& e = kv.second;
+  // The monitor's walk over the map finds nothing to do while every node is alive and none is
+  // down; it is skipped until the map or a node's life changes (2,000 entries every 10 ms held
+  // g_mu for most of a millisecond, and cost the fake 7% of a core while idle).
+  static uint64_t quiet_edits = UINT64_MAX, quiet_alive = UINT64_MAX;
+  bool quiet = g_index_alive && quiet_edits == g_map_edits && quiet_alive == g_alive_edits;
+  bool all_well = g_index_alive.load();
+  for (auto it = g_map.begin(); !quiet && it != g_map.end(); ++it) {
+    MapEntry& e = it->second;
     if (!g_index_alive) break;  // flarei's monitor is gone with it (control index-gone)
+    if (e.state == State::Down) all_well = false;
     if (!entry_alive(e)) {
+      all_well = false;
       if (e.unreach_since < 0) e.unreach_since = now;
       if (e.state != State::Down && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
     } else {
@@ -1113,9 +1156,15 @@ void tick(double dt) {
       }
     }
   }
+  if (!quiet) {
+    quiet_edits = all_well ? g_map_edits : UINT64_MAX;
+    quiet_alive = all_well ? g_alive_edits : UINT64_MAX;
+  }
   double cap = std::max(g_cfg.copy_rate * 0.05, 1.0);
-  for (auto& kv : g_map) {
-    MapEntry& e = kv.second;
+  // A copy, since a copy step may change the map (and so the list).
+  std::vector<MapEntry*> preparing = entries_in_prepare();
+  for (MapEntry* pe : preparing) {
+    MapEntry& e = *pe;
     if (e.state != State::Prepare || g_stalled) continue;
     e.allowance = std::min(e.allowance + g_cfg.copy_rate * dt, cap);
     if (FakeNode* dst = node_of(e); dst && dst->recon_bwlimit_kb > 0) {
@@ -1365,18 +1414,18 @@ void append_conn_threads(std::string& o, Conn* self, std::string_view self_op) {
 }
 
 // g_mu held: the slaves of partition P, from a list rebuilt when the map changes (every change
-// bump()s its version). A master's `stats` counts its replication threads: 2,000 masters each
+// bump()s g_map_edits). A master's `stats` counts its replication threads: 2,000 masters each
 // walking the whole map was the fake's hottest loop, run under g_mu.
 const std::vector<const MapEntry*>& slaves_of_partition(int p) {
   static uint64_t built_version = UINT64_MAX;
   static size_t built_size = 0;
   static std::map<int, std::vector<const MapEntry*>> by_partition;
   static const std::vector<const MapEntry*> none;
-  if (built_version != g_map_version || built_size != g_map.size()) {
+  if (built_version != g_map_edits || built_size != g_map.size()) {
     by_partition.clear();
     for (auto& kv : g_map)
       if (kv.second.role == Role::Slave) by_partition[kv.second.partition].push_back(&kv.second);
-    built_version = g_map_version;
+    built_version = g_map_edits;
     built_size = g_map.size();
   }
   auto it = by_partition.find(p);
@@ -1438,8 +1487,8 @@ std::vector<const MapEntry*> copy_sources(const MapEntry& e) {
 size_t append_copy_threads(std::string* o, const FakeNode& n) {
   size_t cnt = 0;
   int64_t now = unix_now();
-  for (auto& kv : g_map) {
-    const MapEntry& e = kv.second;
+  for (const MapEntry* ep : entries_in_prepare()) {
+    const MapEntry& e = *ep;
     if (e.state != State::Prepare) continue;
     auto sources = copy_sources(e);
     for (size_t i = 0; i < sources.size(); i++) {
@@ -2021,7 +2070,7 @@ bool finish_storage(Conn* c, Pending& p) {
       // Its listener closes first, so that a client that has read the last answer and then
       // connects is refused, as by a dead process; then the answer goes out, then the rest dies.
       std::unique_lock<std::mutex> lk(g_mu);
-      n.alive = false;
+      set_alive(n, false);
       update_want(c->ep);
       sync_listeners(lk);
     }
@@ -2563,7 +2612,7 @@ void kill_locked(Endpoint* ep, FakeNode& n) {
         bump();
       }
     }
-  n.alive = false;
+  set_alive(n, false);
   update_want(ep);
   for (Conn* k : g_conns) {
     if (k->ep != ep) continue;
@@ -2675,7 +2724,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
   if (cmd == "quit") return false;
   if (cmd == "ping") return ok();
   if (cmd == "requests") {
-    std::lock_guard<std::mutex> lk(g_mu);
+    std::lock_guard<std::mutex> lk(g_reqlog_mu);
     for (auto& s : g_reqlog) o += "REQ " + s + "\r\n";
     if (g_reqlog_dropped) o += "DROPPED " + std::to_string(g_reqlog_dropped) + "\r\n";
     o += "END\r\n";
@@ -2761,7 +2810,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     return ok();
   }
   if (cmd == "requests-clear") {
-    std::lock_guard<std::mutex> lk(g_mu);
+    std::lock_guard<std::mutex> lk(g_reqlog_mu);
     g_reqlog.clear();
     g_reqlog_dropped = 0;
     return ok();
@@ -2924,7 +2973,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     if (cmd == "kill") {
       if (node->alive) kill_locked(ep, *node);
     } else if (!node->alive) {
-      node->alive = true;
+      set_alive(*node, true);
       node->alive_since = mono_ms();
       node->start_unix = unix_now();
       node->reset_counters();
@@ -3192,6 +3241,7 @@ void reconcile_listeners() {
   for (Endpoint* ep : g_endpoints) {
     if (ep->want_listen && ep->listen_fd < 0) {
       ep->listen_fd = open_listener(g_cfg.host, ep->port, ep->listen_err, nullptr);
+      ep->listen_opens++;
     } else if (!ep->want_listen && ep->listen_fd >= 0) {
       ::close(ep->listen_fd);
       ep->listen_fd = -1;
@@ -3293,6 +3343,101 @@ void spawn_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
   g_owned.push_back(std::move(c));
 }
 
+// Accepts up to 64 waiting connections of EP's listener (non-blocking).
+void accept_some(Endpoint* ep) {
+  for (int k = 0; k < 64; k++) {
+    struct sockaddr_in peer;
+    socklen_t len = sizeof(peer);
+    int fd = ::accept4(ep->listen_fd, reinterpret_cast<struct sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    spawn_conn(ep, fd, peer);
+  }
+}
+
+// Forgets the connections that ended; not on every accept (g_owned holds 2,000 at a time).
+void reap_conns() {
+  g_owned.erase(std::remove_if(g_owned.begin(), g_owned.end(), [](const std::unique_ptr<Conn>& c) { return c->done.load(); }),
+                g_owned.end());
+}
+
+// Listeners change only on request (a wake), but a timeout (200 ms idle) re-checks them anyway;
+// not on every accept, which with 2,000 listeners would walk them all under g_mu each time.
+// On Linux the listeners sit in an epoll set kept in step with them: poll() over 2,001 listeners
+// for every few accepts was most of the fake's kernel time when a tool asked 2,000 nodes at once.
+#ifdef __linux__
+void acceptor_main() {
+  int ep_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep_fd < 0) {
+    std::perror("fake-flare: epoll_create1");
+    std::exit(1);
+  }
+  // listener fd -> its endpoint and which of its listeners, as registered in ep_fd
+  std::map<int, std::pair<Endpoint*, uint64_t>> watched;
+  auto resync = [&] {
+    for (auto it = watched.begin(); it != watched.end();) {
+      const Endpoint* ep = it->second.first;
+      if (ep->listen_fd == it->first && ep->listen_opens == it->second.second) {
+        ++it;
+        continue;
+      }
+      ::epoll_ctl(ep_fd, EPOLL_CTL_DEL, it->first, nullptr);  // fails harmlessly once closed
+      it = watched.erase(it);
+    }
+    for (Endpoint* ep : g_endpoints) {
+      if (ep->listen_fd < 0 || watched.count(ep->listen_fd)) continue;
+      struct epoll_event ev {};
+      ev.events = EPOLLIN;
+      ev.data.fd = ep->listen_fd;
+      if (::epoll_ctl(ep_fd, EPOLL_CTL_ADD, ep->listen_fd, &ev) == 0) watched[ep->listen_fd] = {ep, ep->listen_opens};
+    }
+  };
+  {
+    struct epoll_event ev {};
+    ev.events = EPOLLIN;
+    ev.data.fd = g_wake_pipe[0];
+    ::epoll_ctl(ep_fd, EPOLL_CTL_ADD, g_wake_pipe[0], &ev);
+  }
+  resync();
+  std::vector<struct epoll_event> events(256);
+  size_t accepted = 0;
+  while (!g_stop.load()) {
+    int r = ::epoll_wait(ep_fd, events.data(), static_cast<int>(events.size()), 200);
+    if (g_stop.load()) break;
+    if (r < 0 && errno != EINTR) break;
+    bool woken = false;
+    for (int i = 0; i < r; i++)
+      if (events[static_cast<size_t>(i)].data.fd == g_wake_pipe[0]) woken = true;
+    if (woken) {
+      char buf[256];
+      while (::read(g_wake_pipe[0], buf, sizeof(buf)) > 0) {
+      }
+    }
+    if (woken || r == 0) {
+      reconcile_listeners();
+      resync();
+      reap_conns();
+    }
+    for (int i = 0; i < r; i++) {
+      int fd = events[static_cast<size_t>(i)].data.fd;
+      auto it = watched.find(fd);
+      if (fd == g_wake_pipe[0] || it == watched.end() || it->second.first->listen_fd != fd) continue;  // closed by reconcile
+      accept_some(it->second.first);
+      accepted++;
+    }
+    if (accepted >= 256) {
+      reap_conns();
+      accepted = 0;
+    }
+  }
+  ::close(ep_fd);
+  for (Endpoint* ep : g_endpoints) {
+    if (ep->listen_fd >= 0) {
+      ::close(ep->listen_fd);
+      ep->listen_fd = -1;
+    }
+  }
+}
+#else
 void acceptor_main() {
   std::vector<struct pollfd> pfds;
   std::vector<Endpoint*> eps;
@@ -3310,8 +3455,6 @@ void acceptor_main() {
     int r = ::poll(pfds.data(), pfds.size(), 200);
     if (g_stop.load()) break;
     if (r < 0 && errno != EINTR) break;
-    // Listeners change only on request (a wake) but the timeout re-checks them anyway; not on
-    // every accept, which with 2,000 listeners would walk them all under g_mu each time.
     if (pfds[0].revents) {
       char buf[256];
       while (::read(g_wake_pipe[0], buf, sizeof(buf)) > 0) {
@@ -3322,16 +3465,9 @@ void acceptor_main() {
       if (!(pfds[i].revents & POLLIN)) continue;
       Endpoint* ep = eps[i];
       if (ep->listen_fd != pfds[i].fd) continue;  // closed by reconcile
-      for (int k = 0; k < 64; k++) {
-        struct sockaddr_in peer;
-        socklen_t len = sizeof(peer);
-        int fd = ::accept4(ep->listen_fd, reinterpret_cast<struct sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-        if (fd < 0) break;
-        spawn_conn(ep, fd, peer);
-      }
+      accept_some(ep);
     }
-    g_owned.erase(std::remove_if(g_owned.begin(), g_owned.end(), [](const std::unique_ptr<Conn>& c) { return c->done.load(); }),
-                  g_owned.end());
+    reap_conns();
   }
   for (Endpoint* ep : g_endpoints) {
     if (ep->listen_fd >= 0) {
@@ -3340,6 +3476,7 @@ void acceptor_main() {
     }
   }
 }
+#endif
 
 void timer_main() {
   auto last = std::chrono::steady_clock::now();
@@ -3458,6 +3595,7 @@ std::unique_ptr<Endpoint> bind_endpoint(Kind kind, int port, const char* what) {
   std::string err;
   int bound = 0;
   ep->listen_fd = open_listener(g_cfg.host, port, err, &bound);
+  ep->listen_opens++;
   if (ep->listen_fd < 0) {
     std::fprintf(stderr, "fake-flare: %s: %s\n", what, err.c_str());
     std::exit(1);
@@ -3524,7 +3662,7 @@ int main(int argc, char** argv) {
         continue;
       }
       // A stopped node: not in the map, its port closed until `start`.
-      n->alive = false;
+      set_alive(*n, false);
       n->ep->want_listen = false;
       ::close(n->ep->listen_fd);
       n->ep->listen_fd = -1;
