@@ -1095,14 +1095,16 @@ public:
     return std::nullopt;
   }
 
-  // Sends what it can without blocking; returns the number of bytes taken.
+  // Sends what it can without blocking; returns the number of bytes taken. Throws NetworkError
+  // when the send fails, and leaves the socket open, unlike every other failure here: the
+  // replies the peer sent before it went are still there to read (the caller closes it).
   size_t send_some(std::string_view data) {
     // kSendFlags is 0 on the fallback (which is what cppcheck, without system headers, sees).
     // cppcheck-suppress badBitmaskCheck
     ssize_t n = handle_EINTR([&] { return ::send(fd_, data.data(), data.size(), kSendFlags | MSG_DONTWAIT); });
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      fail("send to " + peer_ + " failed", errno);
+      throw NetworkError("send to " + peer_ + " failed: " + errno_text(errno));
     }
     return static_cast<size_t>(n);
   }
@@ -5700,6 +5702,8 @@ private:
       try {
         n = node_.socket().send_some(std::string_view(pending_.data() + sent_off_, want));
       } catch (const NetworkError&) {
+        read_what_is_left();
+        node_.socket().close();
         stopped_ = true;
         throw;
       }
@@ -5748,6 +5752,22 @@ private:
     auto deadline = std::min(idle_deadline(), Clock::now() + std::chrono::milliseconds(250));
     serve(detail::poll_until(sock.fd(), events, deadline, sock.cancel()));
     check_idle();
+  }
+
+  // When a send fails (the node died: EPIPE, ECONNRESET), the replies it sent before are still
+  // in the socket's receive queue, and each one is an acknowledgement that counts: a master
+  // killed after its 3,000th answer once made the next send fail before they were read, and
+  // the restore reported 0 acknowledged. Reads them (bounded: what is queued now); never throws.
+  void read_what_is_left() {
+    try {
+      auto& sock = node_.socket();
+      for (int rounds = 0; rounds < 4096 && sock.is_open() && !in_flight_.empty(); ++rounds) {
+        int avail = 0;
+        if (::ioctl(sock.fd(), FIONREAD, &avail) != 0 || avail <= 0) break;
+        read_replies();
+      }
+    } catch (const Error&) {
+    }
   }
 
   // One read of everything there (up to kReadBytes); every complete line answers the oldest

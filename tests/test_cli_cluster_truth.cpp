@@ -148,6 +148,7 @@ TEST_CASE("cluster_truth: a change is done only when the nodes show the index's 
   // 127.0.0.1:node(2) keeps an old map (its `stats` stays at node_map_version 3).
   f.must("override " + f.node(2) + " stats " + harness::hex(harness::node_stats_reply(0, 0, 5)));
   auto r = run(with({"balance", "--force", "--timeout", "1", f.node(1) + ":3"}, idx));
+  INFO(r.err);
   CHECK(r.status == 1);
   CHECK(has(r.err, "failed to change the balance of " + f.node(1) + ": the index answered OK"));
   CHECK(has(r.err, "these nodes still do not route by that map: " + f.node(2) + " (holds 3)"));

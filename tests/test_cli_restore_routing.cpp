@@ -92,6 +92,7 @@ TEST_CASE("a master killed mid-restore: the advice covers what its slave never g
   SUBCASE("into the cluster") {}
   SUBCASE("through the master named") { args.push_back(f.node(0)); }
   auto r = run(args);
+  INFO(r.err);
   CHECK(r.status == 1);
   CHECK(r.err.find("restore stopped: 3000 items acknowledged (3000 stored, 0 failed)") != std::string::npos);
   CHECK(r.err.find("these acknowledgements do not all count:\n  " + f.node(0) +
@@ -118,6 +119,7 @@ TEST_CASE("a master of one of two partitions killed mid-restore: resuming as adv
   f.must("repl-lag " + f.node(2) + " 500");
   f.must("kill-after " + f.node(1) + " 1500");
   auto r = run({"restore", "-i", path, "--index-server", f.index()});
+  INFO(r.err);
   CHECK(r.status == 1);
   CHECK(r.err.find("  " + f.node(1) + " acknowledged 1500 items, and then does not answer") != std::string::npos);
   CHECK(r.err.find(f.node(0) + " acknowledged") == std::string::npos); // the live master's count
@@ -137,6 +139,7 @@ TEST_CASE("a master killed right after answering the last item: the restore ende
   f.must("repl-lag " + f.node(1) + " 400");
   f.must("kill-after " + f.node(0) + " 2000");
   auto r = run({"restore", "-i", path, "--index-server", f.index()});
+  INFO(r.err);
   CHECK(r.status == 1);
   CHECK(r.err.rfind("restore ended: 2000 items acknowledged (2000 stored, 0 failed), 0 sent but not acknowledged", 0) == 0);
   CHECK(r.err.find("entries have been restored") == std::string::npos);
@@ -156,6 +159,7 @@ TEST_CASE("a restore whose master's connection is only cut keeps its exact advic
   f.must("set-node " + f.node(1) + " slave active 0 1");
   f.must("cut " + f.node(0) + " " + std::to_string(300 * 8));
   auto r = run({"restore", "-i", path, "--index-server", f.index()});
+  INFO(r.err);
   CHECK(r.status == 1);
   CHECK(r.err.find("restore stopped: 300 items acknowledged (300 stored, 0 failed)") != std::string::npos);
   CHECK(r.err.find("do not all count") == std::string::npos);
@@ -262,6 +266,7 @@ TEST_CASE("a partition whose master cannot take writes is refused before anythin
   f.must("set-node " + f.node(2) + " master ready 2 1");
   f.control("requests-clear");
   auto r = run({"restore", "-i", path, "--index-server", f.index()});
+  INFO(r.err);
   CHECK(r.status == 1);
   CHECK(r.err == "cannot restore into the cluster, nothing was sent: partition 1: its master " + f.node(1) +
                      " is down; partition 2: its master " + f.node(2) + " is ready, not yet active (flare-admin activate " +
