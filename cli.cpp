@@ -1864,8 +1864,10 @@ int run(int argc, char** argv) {
     // check follows the monitoring plugins' convention: UNKNOWN (3) when it cannot tell, with
     // the verdict line on stdout (what Nagios shows) and the reason on stderr too.
     const bool plugin = std::string(c.name) == "check";
-    auto unknown = [](const std::string& why) {
-      std::cout << "FLARE UNKNOWN - " << detail::printable(why, 300) << "\n";
+    // Asked for JSON, a monitoring agent gets JSON even when the rest of the line was wrong.
+    const bool json = std::find(words.begin(), words.end(), "--json") != words.end();
+    auto unknown = [json](const std::string& why) {
+      std::cout << format_check_unknown(why, json);
       std::cout.flush();
       return 3;
     };

@@ -251,14 +251,16 @@
 //    struct CheckThresholds { lag_warning_items 1000, lag_critical_items 100000, lag_warning_seconds 30,
 //      lag_critical_seconds 300, items_difference 1000, prepare_seconds 1800; std::set<std::string> ignore; }
 //    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version; cluster;
-//      stats; lags (by master); lag_errors; copy_seconds (by master in prepare); keys_checked; placement; }
+//      stats; lags (by master); lag_errors; copies (by master in prepare: CopyThread { source, seconds });
+//      keys_checked; placement; }
 //    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
 //      const TraceFn& trace = nullptr);   -- the index, then every node at once (one timeout in all)
 //    std::vector<LagResult> lag_results(const CheckData& d);   -- its lags as gather_slave_lag() gives them
-//    struct CheckReport { status; findings; thresholds; nodes, partitions; max_lag_items, max_lag_seconds,
+//    struct CheckReport { status; findings; thresholds; nodes, partitions, ignored; max_lag_items, max_lag_seconds,
 //      items; std::string summary() const; std::string perfdata() const; }
 //    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
 //    std::string format_check_text(const CheckReport& r);   std::string format_check_json(const CheckReport& r);
+//    std::string format_check_unknown(const std::string& why, bool json);   -- the UNKNOWN verdict (exit 3)
 //   9. Deploy
 //    enum class Daemon { flarei, flared };   const char* daemon_name(Daemon d);
 //    class ServerConf { void set(const std::string& key, const std::string& value); erase(key);
@@ -7089,10 +7091,14 @@ struct CheckData {
   std::vector<StatsResult> stats;    // every node's `stats`, in cluster.nodes() order
   std::map<std::string, std::vector<SlaveLag>> lags; // by master key: its `stats threads slave` (slave_lags)
   std::map<std::string, std::string> lag_errors;     // by master key: why `stats threads slave` failed
-  // By the key of a master in prepare whose `stats threads` answered: for how long its copy has run,
-  // in seconds (the oldest of its reconstruction threads: op dump, peer a node of the map; flared
-  // sets a thread's uptime when it takes the job, src/lib/thread.cc), -1 when none runs.
-  std::map<std::string, long long> copy_seconds;
+  // By the key of a master in prepare whose `stats threads` answered: its reconstruction threads
+  // (op dump, peer a node of the map, one per source at once; flared sets a thread's uptime when it
+  // takes the job, src/lib/thread.cc; seen on a real flare 1.3.4), none when no copy runs.
+  struct CopyThread {
+    std::string source;  // the node it reads
+    long long seconds;   // for how long
+  };
+  std::map<std::string, std::vector<CopyThread>> copies;
   bool keys_checked = false;         // --keys: placement holds every listing
   std::vector<KeyPlacement> placement;
 };
@@ -7173,25 +7179,25 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
   for (size_t i = lag_end; i < replies.size(); ++i) {
     if (!replies[i].ok) continue; // not known: the finding says prepare, without a figure
     try {
-      long long oldest = -1;
+      std::vector<CheckData::CopyThread> threads;
       for (const auto& t : parse_stats_threads(replies[i].lines))
-        if (t.op == "dump" && d.cluster.find(t.peer)) oldest = std::max(oldest, std::max(0LL, to_int(t.uptime).value_or(0)));
-      d.copy_seconds[replies[i].endpoint.key()] = oldest;
+        if (t.op == "dump" && d.cluster.find(t.peer)) threads.push_back({t.peer, std::max(0LL, to_int(t.uptime).value_or(0))});
+      d.copies[replies[i].endpoint.key()] = std::move(threads);
     } catch (const Error&) {
     }
   }
   // A copy that ended between `stats nodes` and the gather leaves no thread behind: the index is
   // asked again, and a master that has moved on (ready) is shown as it is now, not as stuck.
-  if (std::any_of(d.copy_seconds.begin(), d.copy_seconds.end(), [](const auto& kv) { return kv.second < 0; })) {
+  if (std::any_of(d.copies.begin(), d.copies.end(), [](const auto& kv) { return kv.second.empty(); })) {
     try {
       Cluster now(ic.stats_nodes());
       std::vector<NodeInfo> updated = d.cluster.nodes();
       for (auto& n : updated) {
-        auto it = d.copy_seconds.find(n.key);
+        auto it = d.copies.find(n.key);
         const NodeInfo* m = now.find(n.key);
-        if (it == d.copy_seconds.end() || it->second >= 0 || !m || m->state == "prepare") continue;
+        if (it == d.copies.end() || !it->second.empty() || !m || m->state == "prepare") continue;
         n = *m;
-        d.copy_seconds.erase(it);
+        d.copies.erase(it);
       }
       d.cluster = Cluster(std::move(updated));
     } catch (const NetworkError&) {
@@ -7218,6 +7224,7 @@ struct CheckReport {
   std::vector<Finding> findings;
   CheckThresholds thresholds;
   int nodes = 0, partitions = 0;
+  std::set<std::string> ignored; // codes of the findings left out by thresholds.ignore
   long long max_lag_items = 0, max_lag_seconds = 0, items = 0;
   std::string summary() const; // the first line, without the performance data
   std::string perfdata() const;
@@ -7282,11 +7289,21 @@ inline void check_partition_findings(const CheckData& d, const CheckThresholds& 
       Finding f;
       f.partition = p;
       if (building) {
-        // A master in prepare copies every older partition's share of the keys (its flared's
-        // reconstruction threads); it is late only past --prepare-seconds, and stuck with none
-        // running: flared leaves a master whose first copy failed in prepare for good (seen on
-        // a real flare 1.3.4). A ready one waits for the operator's activate.
-        auto copy = d.copy_seconds.find(building->key);
+        // A master in prepare copies every older partition's share of the keys at once (its
+        // flared's reconstruction threads, one per source); it is late past --prepare-seconds,
+        // and not copying with no thread, or with one whose source is no longer an active master
+        // (a source SIGSTOPped and failed over leaves its thread blocked; seen on a real flare
+        // 1.3.4). A ready one waits for the operator's activate.
+        auto copy = d.copies.find(building->key);
+        long long seconds = 0;
+        std::string blocked;
+        if (copy != d.copies.end())
+          for (const auto& th : copy->second) {
+            seconds = std::max(seconds, th.seconds);
+            const NodeInfo* src = c.find(th.source);
+            if (blocked.empty() && !(src && src->is_master() && src->is_active()))
+              blocked = th.source + (src ? " (now " + src->role + " " + src->state + ")" : "");
+          }
         const std::string again = "restart the flared of " + building->key + ", then flare-admin master " +
                                   building->key + ":" + std::to_string(building->balance) + ":" + std::to_string(p) +
                                   " --activate";
@@ -7296,24 +7313,30 @@ inline void check_partition_findings(const CheckData& d, const CheckThresholds& 
         f.figure = "master " + building->state;
         if (building->state == "ready") {
           f.fix = "flare-admin activate " + building->key;
-        } else if (copy == d.copy_seconds.end()) {
+        } else if (copy == d.copies.end()) {
           f.fix = "wait for its copy (flare-admin stats " + building->key + " shows its items grow); if it stopped, " +
                   again;
-        } else if (copy->second < 0) {
+        } else if (copy->second.empty()) {
           f.message = part + "'s master " + building->key + " is in prepare with no copy running: the partition does not serve";
           f.figure = "master prepare, no reconstruction thread";
           f.fix = again;
-        } else if (copy->second > t.prepare_seconds) {
-          f.message = part + "'s master " + building->key + " has been copying for " + std::to_string(copy->second) +
+        } else if (!blocked.empty()) {
+          f.message = part + "'s master " + building->key + " is copying from " + blocked +
+                      ": its copy does not move, the partition does not serve";
+          f.figure = "prepare for " + std::to_string(seconds) + " s";
+          f.fix = "start the flared of " + blocked.substr(0, blocked.find(' ')) + " again (a stopped process: SIGCONT); if "
+                  "the copy does not go on, " + again;
+        } else if (seconds > t.prepare_seconds) {
+          f.message = part + "'s master " + building->key + " has been copying for " + std::to_string(seconds) +
                       " s: the partition does not serve yet";
-          f.figure = "prepare for " + std::to_string(copy->second) + " s, over " + std::to_string(t.prepare_seconds) + " s";
+          f.figure = "prepare for " + std::to_string(seconds) + " s, over " + std::to_string(t.prepare_seconds) + " s";
           f.fix = "see that its items grow (flare-admin stats " + building->key + "; its flared's reconstruction-bwlimit slows it); if "
                   "it stopped, " + again;
         } else {
           f.severity = Severity::ok;
           f.code = "master_building";
           f.message = part + "'s master " + building->key + " is copying its data: the partition serves once it is active";
-          f.figure = "prepare for " + std::to_string(copy->second) + " s of " + std::to_string(t.prepare_seconds) + " s";
+          f.figure = "prepare for " + std::to_string(seconds) + " s of " + std::to_string(t.prepare_seconds) + " s";
           f.fix = "";
         }
       } else if (!masters.empty() && slaves.empty()) {
@@ -7587,8 +7610,10 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
     detail::check_version_findings(d, all);
     detail::check_key_findings(d, all);
   }
-  for (auto& f : all)
+  for (auto& f : all) {
     if (!t.ignore.count(f.code)) r.findings.push_back(std::move(f));
+    else r.ignored.insert(f.code);
+  }
   // Worst first (an OK finding, such as master_building, after every warning), then cluster order.
   std::stable_sort(r.findings.begin(), r.findings.end(), [](const Finding& a, const Finding& b) {
     return static_cast<int>(a.severity) > static_cast<int>(b.severity);
@@ -7617,6 +7642,13 @@ inline std::string CheckReport::summary() const {
     if (f.severity == Severity::critical) ++criticals;
     else if (f.severity == Severity::warning) ++warnings;
   }
+  // The claim below is not made when a finding that denies it was left out (--ignore).
+  static const char* const denying[] = {"no_active_master", "master_down_no_slave", "no_active_slave",
+                                        "master_not_serving", "master_building", "index_down", "index_is_node"};
+  for (const char* code : denying)
+    if (findings.empty() && ignored.count(code))
+      return out + detail::plural(nodes, "node", "nodes") + ", " + detail::plural(partitions, "partition", "partitions") +
+             ", nothing found but what --ignore left out (" + code + ")";
   if (findings.empty())
     return out + detail::plural(nodes, "node", "nodes") + ", " + detail::plural(partitions, "partition", "partitions") +
            ", every partition has an active master and slave";
@@ -7653,6 +7685,16 @@ inline std::string format_check_text(const CheckReport& r) {
     out += "\n";
   }
   return out;
+}
+
+// The verdict when check could not tell (a bad command line, an error): "FLARE UNKNOWN - why"
+// and a newline, or with `json` one JSON document as format_check_json's (exit 3, perfdata null,
+// no findings). `why` is made printable and cut to 300 bytes.
+inline std::string format_check_unknown(const std::string& why, bool json) {
+  std::string summary = "FLARE UNKNOWN - " + detail::printable(why, 300);
+  if (!json) return summary + "\n";
+  return "{\"status\":\"UNKNOWN\",\"exit\":3,\"summary\":" + detail::json_escape(summary) +
+         ",\"perfdata\":null,\"findings\":[]}\n";
 }
 
 // The same as one JSON document: status, exit (0-3), summary, perfdata (numbers), findings.

@@ -506,10 +506,15 @@ struct MapEntry {
   double allowance = 0;
   double byte_credit = 0;      // the new node's reconstruction-bwlimit: bytes it may still take
   int64_t copy_started_unix = 0;
+  // A new partition's master: the node it reads partition src_part's share from, fixed once it
+  // began (a real flared reads it over one connection: a failover meanwhile does not move the
+  // copy, a SIGSTOPped source leaves it blocked, a source that dies fails it).
+  std::string copy_from;
   void reset_copy() {
     cursor.clear();
     cursor_valid = false;
     src_part = 0;
+    copy_from.clear();
     allowance = 0;
     byte_credit = 0;
     copy_started_unix = unix_now();
@@ -1070,12 +1075,21 @@ void copy_master(MapEntry& e) {
   long budget = static_cast<long>(e.allowance);
   long n = 0, scanned = 0, scan_limit = budget * 8 + 4096;
   while (e.src_part < P && n < budget && scanned < scan_limit && byte_credit_left(e, dst)) {
-    MapEntry* m = master_of(e.src_part);
-    if (!m || m->state != State::Active || !entry_alive(*m) || node_of(*m) == dst) {
+    MapEntry* m = nullptr;
+    if (!e.copy_from.empty()) {
+      auto from = g_map.find(e.copy_from);
+      m = from != g_map.end() && entry_alive(from->second) ? &from->second : nullptr;
+    } else {
+      m = master_of(e.src_part);
+      if (m && (m->state != State::Active || !entry_alive(*m) || node_of(*m) == dst)) m = nullptr;
+    }
+    if (!m) {
       e.src_part++;
       e.cursor_valid = false;
+      e.copy_from.clear();
       continue;
     }
+    e.copy_from = m->key;
     FakeNode* src = node_of(*m);
     if (src->ep->stalled.load()) break;  // a source stopped as on SIGSTOP sends nothing (copy_slave)
     auto it = e.cursor_valid ? src->store.upper_bound(e.cursor) : src->store.begin();
@@ -1093,6 +1107,7 @@ void copy_master(MapEntry& e) {
     if (it == end) {
       e.src_part++;
       e.cursor_valid = false;
+      e.copy_from.clear();
     }
   }
   e.allowance -= static_cast<double>(n);
@@ -1472,11 +1487,29 @@ std::vector<const MapEntry*> copy_sources(const MapEntry& e) {
     if (m && m->state != State::Down && entry_alive(*m) && node_of(*m) != node_of(e)) out.push_back(m);
   } else if (e.role == Role::Master) {
     for (int p = e.src_part; p < e.partition; p++) {
+      if (p == e.src_part && !e.copy_from.empty()) {
+        // The source it began with, whatever the map says of it now (copy_master).
+        auto from = g_map.find(e.copy_from);
+        if (from != g_map.end() && entry_alive(from->second)) out.push_back(&from->second);
+        continue;
+      }
       const MapEntry* m = master_of(p);
       if (m && m->state == State::Active && entry_alive(*m) && node_of(*m) != node_of(e)) out.push_back(m);
     }
   }
   return out;
+}
+
+// g_mu held: whether new partition master E still has to read from node KEY (copy_sources,
+// whether or not KEY's node is alive now).
+bool copies_from(const MapEntry& e, const std::string& key) {
+  if (e.role != Role::Master || e.state != State::Prepare) return false;
+  if (e.copy_from == key) return true;
+  for (int p = e.src_part + (e.copy_from.empty() ? 0 : 1); p < e.partition; p++) {
+    const MapEntry* m = master_of(p);
+    if (m && m->key == key && m->state == State::Active) return true;
+  }
+  return false;
 }
 
 // g_mu held: the threads of the constructions node N takes part in, as a real flared 1.3.4 shows
@@ -2602,12 +2635,15 @@ void update_want(Endpoint* ep) {
 void kill_locked(Endpoint* ep, FakeNode& n) {
   // Slaves copying from it lose their dump connection: each new node falls back to proxy at
   // once, before the index sees the master down (a real flared 1.3.4: "failed to reconstruct
-  // ( )", then slave/prepare -> proxy/active).
+  // ( )", then slave/prepare -> proxy/active). So does a new partition's master that still had
+  // to read from it (a real flared 1.3.4, the source killed -9 mid-copy: "failed to
+  // reconstruct", then master/prepare -> proxy/active).
   auto me = g_map.find(n.key);
   if (me != g_map.end() && me->second.role == Role::Master)
     for (auto& kv : g_map) {
       MapEntry& s = kv.second;
-      if (s.role == Role::Slave && s.state == State::Prepare && s.partition == me->second.partition && node_of(s) != &n) {
+      if (node_of(s) == &n || s.state != State::Prepare) continue;
+      if ((s.role == Role::Slave && s.partition == me->second.partition) || copies_from(s, n.key)) {
         to_proxy(s, State::Active);
         bump();
       }

@@ -310,6 +310,13 @@ TEST_CASE("check: a new partition's master copying is OK until --prepare-seconds
     CHECK(check_has(o.line(0), "(prepare for "));
     CHECK(check_has(o.line(0), " s of 1800 s)"));
   }
+  SUBCASE("with master_building ignored, the summary claims nothing about the partitions") {
+    auto o = check_run(f, {"--ignore", "slave_same_host,master_building"});
+    INFO(o.out);
+    CHECK(o.status == 0);
+    CHECK(o.codes.empty());
+    CHECK(check_has(o.first, "FLARE OK - 3 nodes, 2 partitions, nothing found but what --ignore left out (master_building) |"));
+  }
   SUBCASE("copying for longer than --prepare-seconds: WARNING, with the way out") {
     std::this_thread::sleep_for(std::chrono::milliseconds(2100));
     auto o = check_run(f, {"--prepare-seconds", "1"});
@@ -343,6 +350,29 @@ TEST_CASE("check: a new partition's master copying is OK until --prepare-seconds
     CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
     CHECK(check_has(o.line(0), "is ready: the partition does not serve yet"));
     CHECK(check_has(o.line(0), "fix: flare-admin activate " + f.node(2)));
+  }
+  SUBCASE("copying from a source that stopped and was failed over: WARNING, the copy does not move") {
+    // A real flare 1.3.4: the source SIGSTOPped, flarei fails its partition over; the new
+    // master's reconstruction thread still reads the old source, blocked.
+    for (int i = 0; i < 500 && f.items(2) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(f.items(2) > 0); // its copy from node 0 has begun
+    f.must("stall " + f.node(0) + " 1");
+    f.must("set-node " + f.node(0) + " proxy down -1 0");
+    f.must("set-node " + f.node(1) + " master active 0 1");
+    // (The fake's monitor may bring the stopped node back as proxy active: it only sees deaths.)
+    auto o = check_run(f, {"--ignore", "slave_same_host,no_active_slave,node_down"});
+    INFO(o.out);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
+    CHECK(check_has(o.line(0), "partition 1's master " + f.node(2) + " is copying from " + f.node(0) + " (now proxy "));
+    CHECK(check_has(o.line(0), "): its copy does not move"));
+    CHECK(check_has(o.line(0), "fix: start the flared of " + f.node(0) + " again"));
+    f.must("stall " + f.node(0) + " 0");
+  }
+  SUBCASE("a source killed: the new master falls back to proxy, as a real flared does") {
+    f.must("kill " + f.node(0));
+    check_wait_state(f, f.node(2), "active");
+    CHECK(f.cluster().find(f.node(2))->role == "proxy");
   }
   SUBCASE("a warning elsewhere comes first in the summary, the OK finding after it") {
     f.must("kill " + f.node(1));
@@ -459,6 +489,11 @@ TEST_CASE("check: what it cannot tell is UNKNOWN, exit 3") {
     CHECK(r.out.rfind("FLARE UNKNOWN - ", 0) == 0);
     CHECK(!r.err.empty());
   }
+  // With --json, one JSON document still (a monitoring agent parses stdout).
+  auto j = run({"check", "-i", f.index(), "--json", "--prepare-seconds", "abc"});
+  CHECK(j.status == 3);
+  CHECK(j.out == "{\"status\":\"UNKNOWN\",\"exit\":3,\"summary\":\"FLARE UNKNOWN - invalid --prepare-seconds 'abc': give "
+                 "a number, 0 or more\",\"perfdata\":null,\"findings\":[]}\n");
 }
 
 TEST_CASE("flare-stats --prometheus: the figures of check's findings, valid exposition") {
