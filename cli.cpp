@@ -741,19 +741,36 @@ int cmd_index(const Options& o) {
     increment = *v;
   }
   IndexClient ic = index_client(c);
-  Cluster cluster = load_cluster(ic);
-  long long version = 0;
-  // With --increment, the version written must be above every node's, or the nodes ignore the
-  // restarted index; without, a node ahead of the index is only warned about.
-  auto raised_versions = [&] {
-    long long iv = naming_index(c.index, [&] { return ic.stats(); }).number("node_map_version").value_or(0);
-    std::vector<Endpoint> eps;
-    for (const auto& n : cluster.nodes())
-      if (n.state != "down") eps.push_back(n.endpoint());
-    return settle_map_versions(map_versions(iv, gather_stats(eps, c.timeout_ms)),
-                               [&] { return ic.stats().number("node_map_version").value_or(0); });
+  auto index_version = [&] {
+    return naming_index(c.index, [&] { return ic.stats(); }).number("node_map_version").value_or(-1);
   };
-  const MapVersions versions = increment > 0 ? raised_versions() : check_map_versions(ic, cluster, {}, c.timeout_ms);
+  // The map, its version and the nodes' versions are read one after another: a change made
+  // meanwhile (another admin, the index's monitor) would write a map that is not the version's,
+  // or a version the nodes already hold. Read again until the index's version stood still.
+  Cluster cluster;
+  MapVersions versions;
+  for (int attempt = 1;; ++attempt) {
+    cluster = load_cluster(ic);
+    const long long before = index_version();
+    // With --increment, the version written must be above every node's, or the nodes ignore the
+    // restarted index; without, a node ahead of the index is only warned about.
+    if (increment > 0) {
+      std::vector<Endpoint> eps;
+      for (const auto& n : cluster.nodes())
+        if (n.state != "down") eps.push_back(n.endpoint());
+      versions = map_versions(before, gather_stats(eps, c.timeout_ms));
+    } else {
+      versions = check_map_versions(ic, cluster, {}, c.timeout_ms);
+    }
+    const long long after = index_version();
+    if (after == before) break;
+    if (attempt == 3) {
+      std::cerr << "refused: the node map changed while it was read (node_map_version " << before << ", then " << after
+                << "), three times; nothing was written. Run it again when no change is under way.\n";
+      return EXIT_FAIL;
+    }
+  }
+  long long version = 0;
   if (__builtin_add_overflow(versions.index >= 0 ? versions.index : 0, increment, &version))
     throw UsageError("--increment " + o.get("increment") + " is out of range");
   if (increment > 0 && versions.highest() >= version) {

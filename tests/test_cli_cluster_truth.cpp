@@ -139,6 +139,20 @@ TEST_CASE("cluster_truth: a map change made while the nodes are asked is not a n
   INFO(b.err);
   CHECK(b.status == 0);
   CHECK(!has(b.err, "refused"));
+  // index: the map written is the one of the version written (read again once it stood still).
+  std::thread change([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    f.must("set-node " + f.node(1) + " slave active 0 7");
+  });
+  auto x = run(with({"index", "--increment", "1"}, idx));
+  change.join();
+  INFO(x.err);
+  CHECK(x.status == 0);
+  flare::IndexClient ic(flare::Endpoint{"127.0.0.1", f.index_port}, 10000);
+  const long long now = ic.stats().number("node_map_version").value_or(-1);
+  CHECK(has(x.out, "<version>" + std::to_string(now + 1) + "</version>"));
+  CHECK(has(x.out, "<node_server_port>" + std::to_string(f.node_ports[1]) + "</node_server_port>\n\t\t\t<node_role>1</node_role>\n"
+                   "\t\t\t<node_state>0</node_state>\n\t\t\t<node_partition>0</node_partition>\n\t\t\t<node_balance>7</node_balance>"));
 }
 
 TEST_CASE("cluster_truth: a change is done only when the nodes show the index's new map") {
