@@ -125,11 +125,13 @@
 //    enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
 //    Outcome worse(Outcome a, Outcome b);   enum class WaitEnd { reached, interrupted };
 //    struct ConstructionProgress { std::string role, state; long long items, master_items; double elapsed;
-//      bool copying; std::string index_error, node_error; }
+//      bool copying; std::string index_error, node_error, source, source_error, blocked_on; }
 //    std::string eta_text / format_slave_progress / format_master_progress(const ConstructionProgress& p);
 //    class ConstructionStopped : Error { enum class Why { stalled, index_unreachable, lost }; Why why;
 //      ConstructionProgress last; }   -- a wait that stopped short of its goal
 //    std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms);
+//    std::string copy_blocked_on(const Endpoint& node, int timeout_ms);   -- a reconstruction thread's
+//      source that does not answer or serve it ("" if none)
 //      -- the source whose copy to `node` both show running in `stats threads` ("" if none)
 //    WaitEnd wait_for_slave_active / wait_for_master_ready(IndexClient& index, const Endpoint& node,
 //      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);  -- ride out an
@@ -2821,6 +2823,8 @@ struct ConstructionProgress {
   std::string node_error;     // why the node did not answer ("" when it did): items are the last seen
   std::string source;         // slave waits: the partition's master asked this look ("" when none listed)
   std::string source_error;   // why that master did not answer ("" when it did): master_items are the last seen
+  std::string blocked_on;     // master waits, nothing moving: the source a reconstruction thread of the node still
+                              // reads though it does not answer or serve it (copy_blocked_on; "" when none)
 };
 
 inline std::string eta_text(const ConstructionProgress& p) {
@@ -2875,6 +2879,37 @@ inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint
         NodeClient sc(s, timeout_ms);
         for (const auto& st : sc.stats_threads())
           if (st.op == "dump") return s.key();
+      }
+    }
+  } catch (const Error&) {
+  }
+  return std::string();
+}
+
+// The source `node`'s copy is blocked on: the peer of one of its reconstruction threads (op dump)
+// that does not answer within timeout_ms or shows no dump of its own. On a real flare 1.3.4 a
+// source SIGSTOPped mid-copy, and failed over by the index, leaves the new master's thread reading
+// it: no longer a master, so copy_running() does not ask it; the copy goes on after SIGCONT.
+// Returns "" when there is none (or `node` does not answer). Never throws an Error.
+inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms) {
+  try {
+    NodeClient c(node, timeout_ms);
+    for (const auto& t : c.stats_threads()) {
+      if (t.op != "dump") continue;
+      Endpoint src;
+      try {
+        src = parse_host_port(t.peer, 0);
+      } catch (const Error&) {
+        continue;
+      }
+      if (src.port <= 0) continue;
+      try {
+        NodeClient sc(src, timeout_ms);
+        bool serving = false;
+        for (const auto& st : sc.stats_threads()) serving = serving || st.op == "dump";
+        if (!serving) return t.peer;
+      } catch (const Error&) {
+        return t.peer;
       }
     }
   } catch (const Error&) {
@@ -2983,6 +3018,9 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
                                 ConstructionStopped::Why::lost, p);
     bool moved = !previous || previous->items != p.items || previous->state != p.state || previous->role != p.role;
     if (!moved && p.node_error.empty() && p.source_error.empty()) p.copying = !copy_running(node, sources, ask_ms()).empty();
+    p.blocked_on.clear();
+    if (!slave && !moved && !p.copying && p.node_error.empty() && Clock::now() - last_change >= timeout)
+      p.blocked_on = copy_blocked_on(node, ask_ms());
     last = p;
     if (moved || p.copying) {
       // progress dates from the node's answer, not from the end of the questions (a silent master
@@ -3006,6 +3044,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
                                     (!p.node_error.empty()     ? "; " + node.key() + " does not answer (" + p.node_error + ")"
                                      : !p.source_error.empty() ? "; the partition's master " + p.source + " does not answer (" +
                                                                      p.source_error + ")"
+                                     : !p.blocked_on.empty()   ? "; its copy reads " + p.blocked_on + ", which does not answer or serve it"
                                                                : std::string(" and no copy is running on it")),
                                 ConstructionStopped::Why::stalled, p);
     if (!pause(opt.poll_interval_ms, io)) return WaitEnd::interrupted;
@@ -3710,6 +3749,10 @@ private:
              " items; its copy goes on by itself. When the index answers again, finish the job with: " + master_again(a);
     } else if (e.why == ConstructionStopped::Why::stalled && !p.node_error.empty()) {
       msg += ". Start its flared again, then run: " + master_again(a);
+    } else if (e.why == ConstructionStopped::Why::stalled && !p.blocked_on.empty()) {
+      msg += " (stopped, e.g. SIGSTOP, or overloaded); restarting " + key + " does not help. If " + p.blocked_on +
+             " answers again, the copy goes on by itself; finish the job with: " + master_again(a) + ". If its flared "
+             "died, the copy fails and " + key + " falls back to proxy; once it is proxy active, run it again.";
     } else if (e.why == ConstructionStopped::Why::stalled) {
       msg += ": flared leaves a new partition's master in prepare for good when its first copy failed. The way out: "
              "restart the flared of " + key + ", then run the command again: " + master_again(a);

@@ -448,6 +448,37 @@ TEST_CASE("resume: a slave construction whose master freezes mid-copy gives up w
   CHECK(resume_has(again.out, resume_row(f.node(1), "0", "slave", "active", "1")));
 }
 
+// A real flare 1.3.4: the source of a new partition's master SIGSTOPped mid-copy and failed
+// over by the index; the new master's reconstruction thread still reads it, and its copy went on
+// after SIGCONT. The wait once said "no copy is running" and told to restart the new master.
+TEST_CASE("resume: a master construction whose source stops and is failed over names the source it is blocked on") {
+  FakeCluster f(3, {"--copy-rate", "1000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 1");
+  f.must("fill " + f.node(0) + " 6000 10");
+  for (const char* line : {"stall NODE0 1", "set-node NODE0 proxy down -1 0", "set-node NODE1 master active 0 1"}) {
+    std::string l = line;
+    l.replace(l.find("NODE"), 5, l.find("NODE0") != std::string::npos ? f.node(0) : f.node(1));
+    f.must("at-items " + f.node(2) + " 500 " + l);
+  }
+  auto r = run(with({"master", "--force", "--activate", "--timeout", "2", f.node(2) + ":1:1"}, f.index_args()), "", {},
+               "flare-admin", 30);
+  INFO(r.out, r.err);
+  CHECK(r.status == 1);
+  CHECK(resume_has(r.err, "construction of " + f.node(2) + " made no progress for 2 s (role = master, state = prepare, items = "));
+  CHECK(resume_has(r.err, "; its copy reads " + f.node(0) + ", which does not answer or serve it (stopped, e.g. SIGSTOP, or "
+                          "overloaded); restarting " + f.node(2) + " does not help. If " + f.node(0) +
+                          " answers again, the copy goes on by itself; finish the job with: flare-admin master --activate " +
+                          f.node(2) + ":1:1."));
+  CHECK(!resume_has(r.err, "no copy is running"));
+  CHECK(resume_dump_threads(f, 2) == std::vector<std::string>{"3 " + f.node(0) + " execute"});
+  // SIGCONT: the copy goes on from the old source, and the command given finishes the job
+  f.must("stall " + f.node(0) + " 0");
+  REQUIRE(resume_until(f, f.node(2), "master", "ready"));
+  auto again = run(with({"master", "--force", "--activate", f.node(2) + ":1:1"}, f.index_args()));
+  CHECK(again.status == 0);
+}
+
 TEST_CASE("resume: slave run again on an active slave whose partition has no active master is refused") {
   FakeCluster f(2);
   // the master's flared gone (as SIGSTOPped then failed over by flarei), the balance-0 slave left
