@@ -5805,7 +5805,7 @@ private:
   // the restore reported 0 acknowledged. Reads them (bounded: what is queued now); never throws.
   void read_what_is_left() {
     try {
-      auto& sock = node_.socket();
+      const auto& sock = node_.socket();
       for (int rounds = 0; rounds < 4096 && sock.is_open() && !in_flight_.empty(); ++rounds) {
         int avail = 0;
         if (::ioctl(sock.fd(), FIONREAD, &avail) != 0 || avail <= 0) break;
@@ -7138,8 +7138,8 @@ struct CheckData {
   // (op dump, peer a node of the map, one per source at once; flared sets a thread's uptime when it
   // takes the job, src/lib/thread.cc; seen on a real flare 1.3.4), none when no copy runs.
   struct CopyThread {
-    std::string source;  // the node it reads
-    long long seconds;   // for how long
+    std::string source;  // cppcheck-suppress unusedStructMember ; the node it reads (read in section 8c)
+    long long seconds;   // cppcheck-suppress unusedStructMember ; for how long
   };
   std::map<std::string, std::vector<CopyThread>> copies;
   bool keys_checked = false;         // --keys: placement holds every listing
