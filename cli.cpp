@@ -679,59 +679,6 @@ int cmd_summary(const Options& o) {
   return EXIT_OK;
 }
 
-// flare-admin check: the cluster's health as a monitoring plugin reports it. Prints the verdict
-// and one line per finding (or --json) on stdout; exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
-// (run() maps a bad command line and an error to 3 for this command).
-int cmd_check(const Options& o) {
-  Context c = make_context(o, true);
-  if (!o.args.empty()) throw UsageError("check takes no arguments");
-  CheckThresholds t;
-  auto number = [&](const char* name, long long& into) {
-    if (!o.has(name)) return;
-    auto v = to_int(o.get(name));
-    if (!v || *v < 0) throw UsageError("invalid --" + std::string(name) + " '" + o.get(name) + "': give a number, 0 or more");
-    into = *v;
-  };
-  number("lag-warning", t.lag_warning_items);
-  number("lag-critical", t.lag_critical_items);
-  number("lag-warning-seconds", t.lag_warning_seconds);
-  number("lag-critical-seconds", t.lag_critical_seconds);
-  number("items-difference", t.items_difference);
-  number("prepare-seconds", t.prepare_seconds);
-  if (t.lag_warning_items > t.lag_critical_items) throw UsageError("--lag-warning is above --lag-critical");
-  if (t.lag_warning_seconds > t.lag_critical_seconds)
-    throw UsageError("--lag-warning-seconds is above --lag-critical-seconds");
-  if (o.has("ignore")) {
-    const std::string list = o.get("ignore");
-    for (auto code : detail::split(list, ',')) {
-      const auto& codes = check_codes();
-      if (std::none_of(codes.begin(), codes.end(), [&](const CheckCode& k) { return code == k.code; }))
-        throw UsageError("--ignore: unknown finding '" + std::string(code) + "' (see the man page's list)");
-      t.ignore.insert(std::string(code));
-    }
-  }
-  std::optional<DumpOptions> keys;
-  if (o.flag("keys")) {
-    keys.emplace();
-    keys->timeout_ms = c.timeout_ms;
-    keys->trace = c.trace;
-    keys->cancel = [] { return g_interrupted != 0; };
-  }
-  CheckData d;
-  try {
-    d = collect_check(c.index, c.timeout_ms, keys ? &*keys : nullptr, c.trace);
-  } catch (const Interrupted&) {
-    std::cerr << "interrupted\n";
-    return EXIT_INTERRUPTED;
-  }
-  CheckReport r = evaluate_check(d, t);
-  if (o.flag("json")) std::cout << format_check_json(r) << "\n";
-  else std::cout << format_check_text(r);
-  std::cout.flush();
-  if (!std::cout) throw Error("cannot write the report to stdout");
-  return static_cast<int>(r.status);
-}
-
 int cmd_index(const Options& o) {
   Context c = make_context(o, true);
   long long increment = 0;
@@ -1100,6 +1047,12 @@ unsigned long long bwlimit_option(const Options& o) {
 
 bool interrupted() { return g_interrupted != 0; }
 
+// The width a redrawn line may take on stderr's terminal: not the last column (no wrap).
+size_t progress_width() {
+  winsize ws{};
+  return ::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1u : 79u;
+}
+
 // Several nodes read at once, on a terminal: one line redrawn with every node's count (and
 // again as each node ends, after `on_done`). Elsewhere (scripts, logs) only `on_done`.
 void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, const std::vector<DumpTarget>& targets,
@@ -1108,9 +1061,7 @@ void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, co
   if (term.err_is_tty && targets.size() > 1) {
     std::vector<std::string> names;
     for (const auto& t : targets) names.push_back(t.endpoint.display());
-    winsize ws{};
-    size_t width = ::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col - 1u : 79u; // not the last column: no wrap
-    live = std::make_shared<StreamsProgress>(verb, names, unit, width);
+    live = std::make_shared<StreamsProgress>(verb, names, unit, progress_width());
     term.erase_progress = true;
     opt.on_node_item = [&term, live](size_t i, unsigned long long n) {
       live->count(i, n);
@@ -1128,6 +1079,92 @@ void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, co
     if (it != position->end()) live->finish(it->second);
     term.progress(live->line());
   };
+}
+
+// show_progress for a listing whose nodes are known only when it starts (check --keys reads the
+// map itself): the line is set up from the targets on_node_start names, before the first key.
+void show_progress_as_started(Terminal& term, DumpOptions& opt, const std::string& verb, const std::string& unit) {
+  if (!term.err_is_tty) return;
+  term.erase_progress = true;
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto position = std::make_shared<std::map<std::string, size_t>>();
+  auto live = std::make_shared<std::shared_ptr<StreamsProgress>>();
+  auto line = [names, live, verb, unit]() -> StreamsProgress& {
+    if (!*live) *live = std::make_shared<StreamsProgress>(verb, *names, unit, progress_width());
+    return **live;
+  };
+  opt.on_node_start = [names, position](const DumpTarget& t) {
+    (*position)[t.endpoint.key()] = names->size();
+    names->push_back(t.endpoint.display());
+  };
+  opt.on_node_item = [&term, line](size_t i, unsigned long long n) {
+    StreamsProgress& l = line();
+    l.count(i, n);
+    if (auto s = l.line_if_due()) term.progress(*s);
+  };
+  opt.on_node_done = [&term, line, position](const DumpTarget& t, unsigned long long) {
+    StreamsProgress& l = line();
+    auto it = position->find(t.endpoint.key());
+    if (it != position->end()) l.finish(it->second);
+    term.progress(l.line());
+  };
+}
+
+// flare-admin check: the cluster's health as a monitoring plugin reports it. Prints the verdict
+// and one line per finding (or --json) on stdout; exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+// (run() maps a bad command line and an error to 3 for this command).
+int cmd_check(const Options& o) {
+  Context c = make_context(o, true);
+  if (!o.args.empty()) throw UsageError("check takes no arguments");
+  CheckThresholds t;
+  auto number = [&](const char* name, long long& into) {
+    if (!o.has(name)) return;
+    auto v = to_int(o.get(name));
+    if (!v || *v < 0) throw UsageError("invalid --" + std::string(name) + " '" + o.get(name) + "': give a number, 0 or more");
+    into = *v;
+  };
+  number("lag-warning", t.lag_warning_items);
+  number("lag-critical", t.lag_critical_items);
+  number("lag-warning-seconds", t.lag_warning_seconds);
+  number("lag-critical-seconds", t.lag_critical_seconds);
+  number("items-difference", t.items_difference);
+  number("prepare-seconds", t.prepare_seconds);
+  if (t.lag_warning_items > t.lag_critical_items) throw UsageError("--lag-warning is above --lag-critical");
+  if (t.lag_warning_seconds > t.lag_critical_seconds)
+    throw UsageError("--lag-warning-seconds is above --lag-critical-seconds");
+  if (o.has("ignore")) {
+    const std::string list = o.get("ignore");
+    for (auto code : detail::split(list, ',')) {
+      const auto& codes = check_codes();
+      if (std::none_of(codes.begin(), codes.end(), [&](const CheckCode& k) { return code == k.code; }))
+        throw UsageError("--ignore: unknown finding '" + std::string(code) + "' (see the man page's list)");
+      t.ignore.insert(std::string(code));
+    }
+  }
+  std::optional<DumpOptions> keys;
+  if (o.flag("keys")) {
+    keys.emplace();
+    keys->timeout_ms = c.timeout_ms;
+    keys->trace = c.trace;
+    keys->cancel = [] { return g_interrupted != 0; };
+  }
+  Terminal term;
+  if (keys) show_progress_as_started(term, *keys, "checking keys", "keys");
+  CheckData d;
+  try {
+    d = collect_check(c.index, c.timeout_ms, keys ? &*keys : nullptr, c.trace);
+    term.end_progress();
+  } catch (const Interrupted&) {
+    term.end_progress();
+    std::cerr << "interrupted\n";
+    return EXIT_INTERRUPTED;
+  }
+  CheckReport r = evaluate_check(d, t);
+  if (o.flag("json")) std::cout << format_check_json(r) << "\n";
+  else std::cout << format_check_text(r);
+  std::cout.flush();
+  if (!std::cout) throw Error("cannot write the report to stdout");
+  return static_cast<int>(r.status);
 }
 
 int cmd_dump(const Options& o) {

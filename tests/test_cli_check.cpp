@@ -458,6 +458,21 @@ TEST_CASE("check --keys: a node holding another partition's key: WARNING keys_mi
   }
 }
 
+TEST_CASE("check --keys on a terminal redraws one progress line while the nodes list their keys; elsewhere none") {
+  FakeCluster f(3);
+  check_healthy(f);
+  f.must("fill " + f.node(0) + " 200 4");
+  auto t = harness::run_tty({"check", "-i", f.index(), "--keys", "--ignore", "slave_same_host"}, {});
+  INFO(t.out);
+  CHECK(t.status == 0);
+  CHECK(t.out.find("\rchecking keys: " + f.node(0) + " 200 done, " + f.node(1) + " 200 done; 400 keys\x1b[K") !=
+        std::string::npos);
+  CHECK(t.out.find("FLARE OK - ") != std::string::npos);
+  auto plain = check_run(f, {"--keys"});
+  CHECK(plain.status == 0);
+  CHECK(plain.err.empty());
+}
+
 TEST_CASE("check: several findings: the worst first, the summary counts the rest") {
   FakeCluster f(3, {"--revive-ms", "600000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
