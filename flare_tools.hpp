@@ -252,7 +252,7 @@
 //    struct CheckCode { code; severity; meaning; }   const std::vector<CheckCode>& check_codes();
 //    struct CheckThresholds { lag_warning_items 1000, lag_critical_items 100000, lag_warning_seconds 30,
 //      lag_critical_seconds 300, items_difference 1000, prepare_seconds 1800; std::set<std::string> ignore; }
-//    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version; cluster;
+//    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version, index_map_version_now; cluster;
 //      stats; lags (by master); lag_errors; copies (by master in prepare: CopyThread { source, seconds });
 //      keys_checked; placement; }
 //    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
@@ -7148,7 +7148,10 @@ struct CheckData {
 
 // Reads the cluster for check: the index (`meta` to be sure it is one, `stats nodes`, `stats`,
 // one connection, `timeout_ms` per request), then at once (gather_replies, one `timeout_ms` in
-// all) every node's `stats` and every master's `stats threads slave`. With `keys` (not null),
+// all) every node's `stats`, every master's `stats threads slave` and the `stats threads` of a
+// master in prepare (copies). The index is asked again when a node seems ahead of it
+// (index_map_version_now) and when a master in prepare shows no copy (it may have just ended:
+// its entry then shows it as the index does now). With `keys` (not null),
 // then every answering master and slave lists its keys (check_key_placement, unframed keys
 // counted; its options give deadline, cancel and progress). An index that does not answer, or is
 // a data node, is recorded (index_error), not thrown. Throws ProtocolError / ServerError when
