@@ -2830,8 +2830,12 @@ struct ConstructionProgress {
 inline std::string eta_text(const ConstructionProgress& p) {
   if (p.items <= 0 || p.elapsed <= 0) return "n/a";
   double rate = static_cast<double>(p.items) / p.elapsed;
-  long long eta = static_cast<long long>(static_cast<double>(p.master_items - p.items) / rate);
-  return std::to_string(std::max(0LL, eta));
+  // In double throughout: the master's count comes from a peer, and a long long difference or a
+  // quotient beyond its range would be undefined behaviour (as fuzzing found in hit_rate_cell).
+  double eta = (static_cast<double>(p.master_items) - static_cast<double>(p.items)) / rate;
+  if (!(eta > 0)) return "0";
+  if (eta >= 9.2e18) return "n/a";
+  return std::to_string(static_cast<long long>(eta));
 }
 
 // "20000/20000 (role = slave, state = active) [ETA: 0 sec (elapsed = 1 sec)]"
@@ -6485,10 +6489,13 @@ inline std::string short_duration(long long seconds) {
   return std::to_string(h / 24) + "d";
 }
 
-// get_hits / cmd_get in percent, rounded half away from zero; "-" when there were no gets.
+// get_hits / cmd_get in percent, rounded half away from zero; "-" when there were no gets; "?"
+// when the node's counters make no sense (negative, or more hits than gets: a rate outside
+// 0-100 would be a made-up figure, and one beyond long long's range undefined behaviour).
 inline std::string hit_rate_cell(const NodeStats& s) {
   auto gets = s.number("cmd_get"), hits = s.number("get_hits");
   if (!gets || *gets == 0 || !hits) return "-";
+  if (*gets < 0 || *hits < 0 || *hits > *gets) return "?";
   double pct = 100.0 * static_cast<double>(*hits) / static_cast<double>(*gets);
   return std::to_string(static_cast<long long>(std::floor(pct + 0.5)));
 }
@@ -6666,7 +6673,7 @@ inline std::string format_stats_json(const std::vector<StatsRow>& rows, bool wit
       out += ",\"items\":" + json_number_or_null(s.number("curr_items")) +
              ",\"conn\":" + json_number_or_null(s.number("curr_connections"));
       std::string hit = "null";
-      if (gets && *gets > 0 && hits) {
+      if (gets && *gets > 0 && hits && *hits >= 0 && *hits <= *gets) { // as hit_rate_cell: no made-up rate
         char buf[64];
         std::snprintf(buf, sizeof buf, "%.2f", 100.0 * static_cast<double>(*hits) / static_cast<double>(*gets));
         hit = buf;

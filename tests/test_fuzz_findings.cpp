@@ -92,6 +92,30 @@ TEST_CASE("sums and rates of huge counters saturate instead of overflowing") {
   CHECK(*q.total > 9e18);
 }
 
+TEST_CASE("a hit rate from counters that make no sense is '?', not a conversion out of range") {
+  // tests/fuzz/crashes/fuzz_stats-hit-rate-out-of-range: get_hits 973232236854775806, cmd_get 2
+  NodeStats s;
+  s.fields = {{"cmd_get", "2"}, {"get_hits", "973232236854775806"}};
+  CHECK(hit_rate_cell(s) == "?");
+  s.fields = {{"cmd_get", "5"}, {"get_hits", "7"}}; // more hits than gets
+  CHECK(hit_rate_cell(s) == "?");
+  s.fields = {{"cmd_get", "9223372036854775807"}, {"get_hits", "9223372036854775807"}};
+  CHECK(hit_rate_cell(s) == "100");
+}
+
+TEST_CASE("an ETA from counters beyond range is n/a, and one already passed is 0") {
+  ConstructionProgress p;
+  p.items = 1;
+  p.elapsed = 1e6; // one item in eleven days
+  p.master_items = LLONG_MAX;
+  CHECK(eta_text(p) == "n/a");
+  p.master_items = LLONG_MIN; // a hostile master's count: no overflow
+  CHECK(eta_text(p) == "0");
+  p.elapsed = 1;
+  p.master_items = 11;
+  CHECK(eta_text(p) == "10");
+}
+
 TEST_CASE("partition numbers and thread types at the int limits") {
   CHECK_THROWS_AS(parse_stats_nodes({"STAT h:1:role master", "STAT h:1:state active", "STAT h:1:partition 2147483647",
                                      "STAT h:1:balance 1"}),
