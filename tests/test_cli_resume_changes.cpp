@@ -456,11 +456,10 @@ TEST_CASE("resume: a master construction whose source stops and is failed over n
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("set-node " + f.node(1) + " slave active 0 1");
   f.must("fill " + f.node(0) + " 6000 10");
-  for (const char* line : {"stall NODE0 1", "set-node NODE0 proxy down -1 0", "set-node NODE1 master active 0 1"}) {
-    std::string l = line;
-    l.replace(l.find("NODE"), 5, l.find("NODE0") != std::string::npos ? f.node(0) : f.node(1));
-    f.must("at-items " + f.node(2) + " 500 " + l);
-  }
+  // at 500 items: the source stops, and the index fails partition 0 over to node 1
+  f.must("at-items " + f.node(2) + " 500 stall " + f.node(0) + " 1");
+  f.must("at-items " + f.node(2) + " 500 set-node " + f.node(0) + " proxy down -1 0");
+  f.must("at-items " + f.node(2) + " 500 set-node " + f.node(1) + " master active 0 1");
   auto r = run(with({"master", "--force", "--activate", "--timeout", "2", f.node(2) + ":1:1"}, f.index_args()), "", {},
                "flare-admin", 30);
   INFO(r.out, r.err);
