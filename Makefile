@@ -36,6 +36,8 @@ INTEG_SRC += tests/test_cli_framing.cpp
 # One convention for streams, exit codes, options and completion (issue 19).
 INTEG_SRC += tests/test_cli_convention.cpp
 INTEG_SRC += tests/test_cli_check.cpp
+# The fake's event loop answers as its worker threads do (issue 20's benchmark needs it).
+INTEG_SRC += tests/test_fake_event_loop.cpp
 # Before and around a failover: replication lag, draining, the slaves asked, Ctrl-C (issues 17.3, 18.3-4).
 INTEG_SRC += tests/test_cli_failover.cpp
 # Restore straight to every master, and safe resume advice after a failover (issues 21, 18.1).

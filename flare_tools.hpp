@@ -2241,25 +2241,28 @@ inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, 
 class Cluster {
 public:
   Cluster() = default;
-  explicit Cluster(std::vector<NodeInfo> nodes) : nodes_(std::move(nodes)) {}
+  explicit Cluster(std::vector<NodeInfo> nodes) : nodes_(std::move(nodes)) {
+    // Indexes, so that a question about one node or partition does not walk 2,000 nodes (check
+    // asks one per partition and per node: O(n^2) was a tenth of its time at 2,000 nodes).
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      by_key_.emplace(nodes_[i].key, i); // the first of a key listed twice, as a walk finds it
+      if (nodes_[i].partition >= 0) by_partition_[nodes_[i].partition].push_back(i);
+      partition_count_ = std::max(partition_count_, nodes_[i].partition + 1);
+    }
+  }
 
   // Nodes in the server's order.
   const std::vector<NodeInfo>& nodes() const { return nodes_; }
   bool empty() const { return nodes_.empty(); }
 
   const NodeInfo* find(const std::string& key) const {
-    for (auto& n : nodes_)
-      if (n.key == key) return &n;
-    return nullptr;
+    auto it = by_key_.find(key);
+    return it == by_key_.end() ? nullptr : &nodes_[it->second];
   }
   const NodeInfo* find(const Endpoint& ep) const { return find(ep.key()); }
 
   // 1 + the highest partition number in use (0 when there is none).
-  int partition_count() const {
-    int maxp = -1;
-    for (const auto& n : nodes_) maxp = std::max(maxp, n.partition);
-    return maxp + 1;
-  }
+  int partition_count() const { return partition_count_; }
 
   // The partition's master. After a takeover the index lists two: the old one `master down`
   // (kept in the map until removed) and the new one; the one that is not down is the master.
@@ -2275,9 +2278,10 @@ public:
   // Every node listed as master of the partition (more than one only after a takeover).
   std::vector<const NodeInfo*> masters_of(int partition) const {
     std::vector<const NodeInfo*> out;
-    if (partition < 0) return out;
-    for (auto& n : nodes_)
-      if (n.partition == partition && n.is_master()) out.push_back(&n);
+    auto it = by_partition_.find(partition);
+    if (it == by_partition_.end()) return out;
+    for (size_t i : it->second)
+      if (nodes_[i].is_master()) out.push_back(&nodes_[i]);
     return out;
   }
 
@@ -2290,9 +2294,10 @@ public:
 
   std::vector<const NodeInfo*> slaves_of(int partition) const {
     std::vector<const NodeInfo*> out;
-    if (partition < 0) return out;
-    for (auto& n : nodes_)
-      if (n.partition == partition && n.is_slave()) out.push_back(&n);
+    auto it = by_partition_.find(partition);
+    if (it == by_partition_.end()) return out;
+    for (size_t i : it->second)
+      if (nodes_[i].is_slave()) out.push_back(&nodes_[i]);
     return out;
   }
 
@@ -2345,6 +2350,9 @@ public:
 
 private:
   std::vector<NodeInfo> nodes_;
+  std::unordered_map<std::string, size_t> by_key_;            // key -> its first place in nodes_
+  std::unordered_map<int, std::vector<size_t>> by_partition_; // partition -> its nodes, in order
+  int partition_count_ = 0;
 };
 
 // The masters to ask for the lag of the slaves among `shown` (each once, in order).

@@ -1,20 +1,23 @@
 // fake_flare.cpp - a fake flare 1.3.4 cluster for the flare-tools tests: one index server (flarei)
 // and N data nodes (flared) in one process, on loopback.  Spec: shared/flare-protocol.md and the
-// raw transcripts in shared/real-flare-1.3.4/.  Standard library + POSIX only; a thread per open
-// connection (kept and reused for the next one), one global mutex over the cluster state, one
-// timer thread (copy / revive / dead node).
+// raw transcripts in shared/real-flare-1.3.4/.  Standard library + POSIX only; one global mutex
+// over the cluster state, one timer thread (copy / revive / dead node). On Linux the acceptor's
+// event loop answers a connection while it asks only stats, meta, ping or version with no fault
+// armed (EventLoop, below); any other connection has a thread of its own (kept and reused).
 //
 // Build:  g++ -std=c++17 -O2 -Wall -Wextra -Werror -pthread tests/fake_flare.cpp -o tests/fake-flare
 //
 // Usage:
 //   tests/fake-flare [--host 127.0.0.1] [--index-port N] [--nodes N] [--node-port P]...
-//       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]
+//       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N] [--thread-per-connection]
 //       [--copy-rate ITEMS_PER_SEC] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]
 //       [--set-service-us US] [--stopped-node-port P]...
 //       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size 1024]
 //       [--partition-type modular] [--partition-modular-hint 1] [--partition-modular-virtual 4096]
 //   Port 0 = ephemeral.  Defaults: 3 nodes (or one per --node-port), copy-rate 100000 items/s,
 //   revive-ms 1000, dead-after-ms 3000, stats-delay-ms 0 (applies to the nodes' plain `stats`).
+//   --thread-per-connection: no event loop, every connection its own thread from the start (as
+//   on systems without epoll); the same answers, for comparing the two.
 //   --set-service-us US: a real node's pace. Every storage command (set/add/replace/append/
 //   prepend/cas) on a node takes US microseconds, and its reply is written by itself as soon as
 //   it is produced (one small write per reply, not batched), so a pipelining client sees the
@@ -125,6 +128,7 @@
 #include <iterator>
 #include <list>
 #include <map>
+#include <unordered_set>
 #include <memory>
 #include <mutex>
 #include <netdb.h>
@@ -143,6 +147,7 @@
 #include <sys/types.h>
 #include <thread>
 #include <unistd.h>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -172,6 +177,7 @@ struct Config {
   int modular_virtual = 4096;
   int control_port = 0;
   bool exit_on_stdin_eof = false;
+  bool thread_per_connection = false;  // --thread-per-connection: no event loop (Linux), as elsewhere
 };
 
 Config g_cfg;
@@ -613,10 +619,13 @@ struct Conn {
   std::list<Conn*>::iterator in_conns;  // its place in g_conns: removal in O(1)
   std::string op;
   bool executing = false;
-  // owner thread only
+  // owner thread only (the acceptor's event loop, then the worker it is handed to)
   std::string out;
   uint64_t sent = 0;
   std::vector<std::string_view> words;
+  std::string pending_in;         // read by the event loop, not yet answered: the worker's first input
+  bool skip_stats_delay = false;  // the event loop has waited stats-delay for the next `stats` already
+  bool stats_timer = false;       // the event loop: waiting out stats-delay
 };
 
 // ------------------------------------------------------------------------------------------ globals
@@ -1333,6 +1342,7 @@ bool pre_reply(Conn* c, std::string_view line) {
   }
   if (line == "stats") {
     int sd = c->ep->stats_delay_ms.load();
+    if (std::exchange(c->skip_stats_delay, false)) sd = 0;
     if (sd > 0) {
       if (!flush(c)) return false;
       if (!nap_ms(sd, c)) return false;
@@ -3186,11 +3196,16 @@ void graceful_close(int fd, bool drain) {
 void conn_main(Conn* c) {
   // Starts small and grows to kReadBuf on demand: 2,000 connections at once must not each
   // zero (and fault in) 256 KB.
-  std::vector<char> rb(4096);
-  size_t rpos = 0, rend = 0;
+  std::vector<char> rb(std::max<size_t>(4096, c->pending_in.size()));
+  size_t rpos = 0, rend = c->pending_in.size();
+  if (rend) std::memcpy(rb.data(), c->pending_in.data(), rend);
+  c->pending_in.clear();
+  c->pending_in.shrink_to_fit();
   Pending p;
   bool we_close = false;
   try {
+    // Handed over by the event loop: what it could not send goes first.
+    if (!flush(c)) throw std::runtime_error("flush");
     while (!g_stop.load() && !c->killed.load()) {
       if (!process_input(c, rb, rpos, rend, p)) {
         we_close = true;
@@ -3345,7 +3360,9 @@ void pool_stop_and_join() {
   for (auto& t : ts) t.join();
 }
 
-void spawn_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
+// Registers an accepted connection (g_conns, the endpoint's counters, g_owned); nullptr when its
+// node is dead (the socket closed).
+Conn* register_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   auto c = std::make_unique<Conn>();
@@ -3361,22 +3378,35 @@ void spawn_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
     std::lock_guard<std::mutex> lk(g_mu);
     if (ep->kind == Kind::Node && !g_nodes[static_cast<size_t>(ep->node_idx)]->alive) {
       ::close(fd);
-      return;
+      return nullptr;
     }
     raw->in_conns = g_conns.insert(g_conns.end(), raw);
     ep->open_connections++;
     ep->total_connections++;
   }
-  if (!pool_run(raw)) {
-    {
-      std::lock_guard<std::mutex> lk(g_mu);
-      g_conns.erase(raw->in_conns);
-      ep->open_connections--;
-    }
-    ::close(fd);
-    return;
-  }
   g_owned.push_back(std::move(c));
+  return raw;
+}
+
+// Forgets a registered connection and closes its socket (no worker has it, or its worker is done).
+void drop_conn(Conn* c) {
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_conns.erase(c->in_conns);
+    c->ep->open_connections--;
+  }
+  ::close(c->fd);
+  c->fd = -1;
+  c->done = true;
+}
+
+// Hands a registered connection to a worker thread for good; closes it if none can start.
+void start_worker(Conn* c) {
+  if (!pool_run(c)) drop_conn(c);
+}
+
+void spawn_conn(Endpoint* ep, int fd, const struct sockaddr_in& peer) {
+  if (Conn* c = register_conn(ep, fd, peer)) start_worker(c);
 }
 
 // Accepts up to 64 waiting connections of EP's listener (non-blocking).
@@ -3401,12 +3431,189 @@ void reap_conns() {
 // On Linux the listeners sit in an epoll set kept in step with them: poll() over 2,001 listeners
 // for every few accepts was most of the fake's kernel time when a tool asked 2,000 nodes at once.
 #ifdef __linux__
+// The event loop (Linux, unless --thread-per-connection). A new connection to the index or a
+// node is first served by the acceptor thread itself, from its epoll set, for as long as it asks
+// only what never blocks: `stats ...`, `meta`, `ping`, `version`, with no fault armed on its
+// server (delay, drip, cut, hang, override, stall; index alive). Its first other request (a
+// storage command, a dump, anything while a fault is armed) hands it, with what it has buffered
+// and what could not be sent yet, to a worker thread for good, which answers exactly as before.
+// stats-delay is waited out on a timer instead of a sleeping thread. Why: 2,000 nodes asked at
+// once meant 2,000 thread wake-ups, each through a futex, and the fake's CPU time (twice the
+// tool's own on two cores) was most of what the check and stats benchmarks measured.
+class EventLoop {
+ public:
+  explicit EventLoop(int ep_fd) : ep_fd_(ep_fd) {}
+  static constexpr uint64_t kConnTag = uint64_t(1) << 63;  // epoll data: a Conn*, not a listener's fd
+
+  // Takes an accepted, registered, non-blocking connection.
+  void adopt(Conn* c) {
+    struct epoll_event ev {};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.u64 = kConnTag | static_cast<uint64_t>(reinterpret_cast<uintptr_t>(c));
+    if (::epoll_ctl(ep_fd_, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+      hand_off(c);
+      return;
+    }
+    conns_.insert(c);
+  }
+
+  // An epoll event for a connection (data.u64 with kConnTag).
+  void on_event(uint64_t data) {
+    Conn* c = reinterpret_cast<Conn*>(static_cast<uintptr_t>(data & ~kConnTag));
+    if (!conns_.count(c)) return;  // closed or handed off earlier in this batch
+    char buf[16384];
+    bool eof = false;
+    for (;;) {
+      ssize_t n = ::recv(c->fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        c->pending_in.append(buf, static_cast<size_t>(n));
+        c->ep->bytes_read.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        if (c->pending_in.size() > kMaxLine) break;  // a worker answers it as it answers any client
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) eof = true;
+      break;
+    }
+    if (eof && (c->killed.load() || c->pending_in.empty())) {
+      close_conn(c);
+      return;
+    }
+    if (eof) {
+      // The client sent its requests and shut its side: a worker answers them and closes, as
+      // when it read them itself (after the stats-delay under way, if one is).
+      if (!c->stats_timer) return hand_off(c);
+      ::epoll_ctl(ep_fd_, EPOLL_CTL_DEL, c->fd, nullptr);  // no more events from this socket
+      eof_.insert(c);
+      return;
+    }
+    if (!c->stats_timer) serve(c);
+  }
+
+  // Answers the connections whose stats-delay is over; the next timer's wait in ms (-1: none).
+  int run_timers(int cap_ms) {
+    auto now = std::chrono::steady_clock::now();
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      Conn* c = timers_.begin()->second;
+      timers_.erase(timers_.begin());
+      c->stats_timer = false;
+      if (eof_.count(c)) hand_off(c);
+      else serve(c);
+    }
+    if (timers_.empty()) return cap_ms;
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(timers_.begin()->first - now).count() + 1;
+    return static_cast<int>(std::min<int64_t>(cap_ms, wait));
+  }
+
+  // At exit: every connection still here closed.
+  void close_all() {
+    while (!conns_.empty()) close_conn(*conns_.begin());
+  }
+
+ private:
+  static bool quick_request(const Conn* c, std::string_view line) {
+    const Endpoint* ep = c->ep;
+    if (c->killed.load() || ep->delay_ms.load() || ep->drip_ms.load() || ep->cut.load() || ep->hang.load() ||
+        ep->has_override.load() || ep->stalled.load())
+      return false;
+    if (ep->kind == Kind::Control || (ep->kind == Kind::Index && !g_index_alive.load())) return false;
+    size_t sp = line.find(' ');
+    std::string_view cmd = line.substr(0, sp);
+    return cmd == "stats" || cmd == "meta" || cmd == "ping" || cmd == "version";
+  }
+
+  // Answers C's buffered requests while they are quick ones, then sends the replies.
+  void serve(Conn* c) {
+    for (;;) {
+      size_t nl = c->pending_in.find('\n');
+      if (nl == std::string::npos) {
+        if (c->pending_in.size() > kMaxLine) return hand_off(c);
+        break;
+      }
+      std::string_view line(c->pending_in.data(), nl);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!quick_request(c, line)) return hand_off(c);
+      if (line == "stats" && !c->skip_stats_delay) {
+        int sd = c->ep->stats_delay_ms.load();
+        if (sd > 0) {
+          c->skip_stats_delay = true;
+          c->stats_timer = true;
+          timers_.emplace(std::chrono::steady_clock::now() + std::chrono::milliseconds(sd), c);
+          break;  // what is already answered goes out now, as a worker flushes before it sleeps
+        }
+      }
+      Pending p;
+      bool ok = handle_line(c, line, p);
+      c->pending_in.erase(0, nl + 1);
+      if (!ok) {
+        send_some(c);
+        return close_conn(c);
+      }
+    }
+    if (!send_some(c)) return close_conn(c);
+    if (!c->out.empty()) hand_off(c);  // the client reads slowly: a worker blocks on it
+  }
+
+  // Sends what it can of C's replies without blocking; false when the peer is gone.
+  static bool send_some(Conn* c) {
+    size_t done = 0;
+    while (done < c->out.size()) {
+      ssize_t w = ::send(c->fd, c->out.data() + done, c->out.size() - done, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return false;
+      }
+      done += static_cast<size_t>(w);
+      c->sent += static_cast<uint64_t>(w);
+      c->ep->bytes_written.fetch_add(static_cast<uint64_t>(w), std::memory_order_relaxed);
+    }
+    c->out.erase(0, done);
+    return true;
+  }
+
+  void forget(Conn* c) {
+    conns_.erase(c);
+    eof_.erase(c);
+    if (c->stats_timer) {
+      for (auto it = timers_.begin(); it != timers_.end(); ++it)
+        if (it->second == c) {
+          timers_.erase(it);
+          break;
+        }
+      c->stats_timer = false;
+    }
+  }
+
+  void close_conn(Conn* c) {
+    ::epoll_ctl(ep_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+    forget(c);
+    drop_conn(c);
+  }
+
+  // From now on a worker thread owns C (its socket blocking again).
+  void hand_off(Conn* c) {
+    ::epoll_ctl(ep_fd_, EPOLL_CTL_DEL, c->fd, nullptr);  // ENOENT if no longer watched: harmless
+    forget(c);
+    int fl = ::fcntl(c->fd, F_GETFL);
+    if (fl >= 0) ::fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+    start_worker(c);
+  }
+
+  int ep_fd_;
+  std::unordered_set<Conn*> conns_;  // in the loop
+  std::unordered_set<Conn*> eof_;    // in the loop, their client done sending, a stats-delay pending
+  std::multimap<std::chrono::steady_clock::time_point, Conn*> timers_;
+};
+
 void acceptor_main() {
   int ep_fd = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep_fd < 0) {
     std::perror("fake-flare: epoll_create1");
     std::exit(1);
   }
+  EventLoop loop(ep_fd);
+  const bool events = !g_cfg.thread_per_connection;
   // listener fd -> its endpoint and which of its listeners, as registered in ep_fd
   std::map<int, std::pair<Endpoint*, uint64_t>> watched;
   auto resync = [&] {
@@ -3434,15 +3641,16 @@ void acceptor_main() {
     ::epoll_ctl(ep_fd, EPOLL_CTL_ADD, g_wake_pipe[0], &ev);
   }
   resync();
-  std::vector<struct epoll_event> events(256);
+  std::vector<struct epoll_event> evs(256);
   size_t accepted = 0;
+  int timeout_ms = 200;
   while (!g_stop.load()) {
-    int r = ::epoll_wait(ep_fd, events.data(), static_cast<int>(events.size()), 200);
+    int r = ::epoll_wait(ep_fd, evs.data(), static_cast<int>(evs.size()), timeout_ms);
     if (g_stop.load()) break;
     if (r < 0 && errno != EINTR) break;
     bool woken = false;
     for (int i = 0; i < r; i++)
-      if (events[static_cast<size_t>(i)].data.fd == g_wake_pipe[0]) woken = true;
+      if (evs[static_cast<size_t>(i)].data.u64 == static_cast<uint64_t>(g_wake_pipe[0])) woken = true;
     if (woken) {
       char buf[256];
       while (::read(g_wake_pipe[0], buf, sizeof(buf)) > 0) {
@@ -3454,17 +3662,35 @@ void acceptor_main() {
       reap_conns();
     }
     for (int i = 0; i < r; i++) {
-      int fd = events[static_cast<size_t>(i)].data.fd;
+      const uint64_t data = evs[static_cast<size_t>(i)].data.u64;
+      if (data & EventLoop::kConnTag) {
+        loop.on_event(data);
+        continue;
+      }
+      int fd = static_cast<int>(data);
       auto it = watched.find(fd);
       if (fd == g_wake_pipe[0] || it == watched.end() || it->second.first->listen_fd != fd) continue;  // closed by reconcile
-      accept_some(it->second.first);
+      Endpoint* lep = it->second.first;
+      if (!events || lep->kind == Kind::Control) {
+        accept_some(lep);
+      } else {
+        for (int k = 0; k < 64; k++) {
+          struct sockaddr_in peer;
+          socklen_t len = sizeof(peer);
+          int cfd = ::accept4(lep->listen_fd, reinterpret_cast<struct sockaddr*>(&peer), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          if (cfd < 0) break;
+          if (Conn* c = register_conn(lep, cfd, peer)) loop.adopt(c);
+        }
+      }
       accepted++;
     }
+    timeout_ms = loop.run_timers(200);
     if (accepted >= 256) {
       reap_conns();
       accepted = 0;
     }
   }
+  loop.close_all();
   ::close(ep_fd);
   for (Endpoint* ep : g_endpoints) {
     if (ep->listen_fd >= 0) {
@@ -3539,7 +3765,7 @@ void on_signal(int) {
   if (msg && *msg) std::fprintf(stderr, "fake-flare: %s\n", msg);
   std::fprintf(stderr,
                "usage: fake-flare [--host H] [--index-port N] [--nodes N] [--node-port P]...\n"
-               "       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N]\n"
+               "       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N] [--thread-per-connection]\n"
                "       [--copy-rate N] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]\n"
                "       [--set-service-us US] [--stopped-node-port P]...\n"
                "       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size N]\n"
@@ -3567,6 +3793,10 @@ void parse_args(int argc, char** argv) {
     }
     if (a == "--exit-on-stdin-eof") {
       g_cfg.exit_on_stdin_eof = true;
+      continue;
+    }
+    if (a == "--thread-per-connection") {
+      g_cfg.thread_per_connection = true;
       continue;
     }
     if (a == "--help" || a == "-h") usage("");

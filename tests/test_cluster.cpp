@@ -38,6 +38,29 @@ TEST_CASE("the cluster knows its partitions, masters and slaves") {
   CHECK(Cluster().partition_count() == 0);
 }
 
+TEST_CASE("the cluster's lookups answer in the index's order, a copy of a cluster as the original") {
+  // After a takeover the index lists two masters; a key listed twice is found at its first place.
+  Cluster c({make_node("h:2", "master", "down", 3, 1), make_node("h:1", "slave", "active", 3, 1),
+             make_node("h:3", "master", "active", 3, 1), make_node("h:2", "proxy", "active", -1),
+             make_node("h:4", "slave", "prepare", 3, 0)});
+  Cluster copy = c;
+  for (const Cluster* k : {&c, &copy}) {
+    CHECK(k->partition_count() == 4);
+    REQUIRE(k->masters_of(3).size() == 2);
+    CHECK(k->masters_of(3)[0]->key == "h:2");
+    CHECK(k->masters_of(3)[1]->key == "h:3");
+    CHECK(k->master_of(3)->key == "h:3");
+    REQUIRE(k->slaves_of(3).size() == 2);
+    CHECK(k->slaves_of(3)[0]->key == "h:1");
+    CHECK(k->slaves_of(3)[1]->key == "h:4");
+    CHECK(k->masters_of(0).empty());
+    CHECK(k->slaves_of(-1).empty());
+    REQUIRE(k->find("h:2") != nullptr);
+    CHECK(k->find("h:2")->role == "master");
+    CHECK(k->find("h:2") == &k->nodes()[0]); // a pointer into this cluster, not the one copied
+  }
+}
+
 TEST_CASE("list order puts proxies last, stats order puts them first") {
   Cluster c = five_nodes();
   CHECK(keys(c.list_order()) == std::vector<std::string>{"h:12122", "h:12123", "h:12124", "h:12125", "h:12121"});
