@@ -334,15 +334,25 @@ Cluster load_cluster(IndexClient& ic) {
 // The index's node_map_version against the nodes' (`have`: stats already gathered, used where
 // they cover a node; the other nodes that are not down are asked). A node holding a newer map
 // than the index ignores its changes: say so on stderr, with the way out.
+// `asked` and then every other node of the map that is not down: the nodes whose `stats` the map
+// versions need. A command that shows some nodes asks them all in one gather, so that a wedged
+// node it does not show costs the same one --timeout, not a second gather's.
+std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& cluster) {
+  std::set<std::string> known;
+  for (const auto& e : asked) known.insert(e.key());
+  for (const auto& n : cluster.nodes())
+    if (n.state != "down" && known.insert(n.key).second) asked.push_back(n.endpoint());
+  return asked;
+}
+
 MapVersions check_map_versions(IndexClient& ic, const Cluster& cluster, const std::vector<StatsResult>& have,
                                int timeout_ms) {
   long long iv = naming_index(ic.endpoint(), [&] { return ic.stats(); }).number("node_map_version").value_or(-1);
   std::vector<StatsResult> all = have;
-  std::set<std::string> known;
-  for (const auto& r : have) known.insert(r.endpoint.key());
-  std::vector<Endpoint> rest;
-  for (const auto& n : cluster.nodes())
-    if (n.state != "down" && !known.count(n.key)) rest.push_back(n.endpoint());
+  std::vector<Endpoint> asked;
+  for (const auto& r : have) asked.push_back(r.endpoint);
+  std::vector<Endpoint> rest = with_version_nodes(asked, cluster);
+  rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(asked.size()));
   for (auto& r : gather_stats(rest, timeout_ms)) all.push_back(std::move(r));
   MapVersions v = settle_map_versions(map_versions(iv, all), [&] { return ic.stats().number("node_map_version").value_or(-1); });
   std::string w = map_version_warning(v);
@@ -578,16 +588,19 @@ int cmd_stats(const Options& o) {
       if (filter.empty() || std::find(filter.begin(), filter.end(), n.key) != filter.end()) nodes.push_back(n);
     std::vector<Endpoint> eps;
     for (auto& n : nodes) eps.push_back(n.endpoint());
-    auto g = gather_stats_and_lag(eps, lag_masters(cluster, nodes), c.timeout_ms, cluster.nodes());
-    std::set<std::string> failed;
-    for (const auto& r : g.stats)
-      if (!r.ok) failed.insert(r.endpoint.key());
+    // The nodes shown, then the others the map versions need: one gather, one --timeout.
+    auto g = gather_stats_and_lag(with_version_nodes(eps, cluster), lag_masters(cluster, nodes), c.timeout_ms,
+                                  cluster.nodes());
+    std::set<std::string> failed; // rows that will say so themselves
+    for (size_t i = 0; i < nodes.size(); ++i)
+      if (!g.stats[i].ok) failed.insert(g.stats[i].endpoint.key());
     for (const auto& l : g.lags)
       if (!l.ok && !failed.count(l.master.key()))
         std::cerr << l.master.key() << ": its slaves' lag is unknown: " << one_line(l.error) << "\n";
     behind = lags_by_slave(cluster, g.lags);
     MapVersions v = check_map_versions(ic, cluster, g.stats, c.timeout_ms);
     index_version = v.index >= 0 ? std::optional<long long>(v.index) : std::nullopt;
+    g.stats.resize(nodes.size()); // the table's rows
     return std::make_pair(nodes, std::move(g.stats));
   };
 
@@ -664,9 +677,11 @@ int cmd_summary(const Options& o) {
   std::vector<Endpoint> masters;
   for (const auto& n : cluster.stats_order())
     if (n.is_master()) masters.push_back(n.endpoint());
-  auto results = gather_stats(masters, c.timeout_ms);
+  // The masters, then the other nodes the map versions need: one gather, one --timeout.
+  auto all = gather_stats(with_version_nodes(masters, cluster), c.timeout_ms);
+  const std::vector<StatsResult> results(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(masters.size()));
   Summary s = summarize(c.index.display(), cluster, results);
-  s.warnings = map_warnings(check_map_versions(ic, cluster, results, c.timeout_ms));
+  s.warnings = map_warnings(check_map_versions(ic, cluster, all, c.timeout_ms));
   if (o.flag("json")) std::cout << format_summary_json(s) << "\n";
   else std::cout << format_summary(s);
   flush_stdout();

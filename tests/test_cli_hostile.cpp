@@ -205,6 +205,41 @@ TEST_CASE("a node that misbehaves during a data command: clear error, exit 1" * 
   }
 }
 
+TEST_CASE("a wedged node that stats or summary does not show costs one --timeout, not a second gather's") {
+  // stats NODE and summary ask, besides what they show, every other node for its map version
+  // (and the masters of the slaves shown for their lag): all of it in one gather. They used to
+  // ask the others in a second gather once the first had ended, 2 x --timeout in all.
+  FakeCluster f(3);
+  master_and_slave(f);
+  SUBCASE("stats of the slave, its master wedged") {
+    f.must("hang " + f.node(0) + " 1");
+    auto r = run(with({"stats", "--timeout", "2", f.node(1)}, f.index_args()));
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find(f.node(1) + " active slave") != std::string::npos);
+    CHECK(r.err == f.node(0) + ": its slaves' lag is unknown: timed out\n");
+    CHECK(r.seconds < 3.5); // one 2 s deadline, not two after one another
+  }
+  SUBCASE("summary, the master and the proxy wedged") {
+    f.must("hang " + f.node(0) + " 1");
+    f.must("hang " + f.node(2) + " 1");
+    auto r = run(with({"summary", "--timeout", "2"}, f.index_args()));
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err == f.node(0) + ": timed out\nsummary is incomplete: 1 master(s) did not answer\n");
+    CHECK(r.seconds < 3.5);
+  }
+  SUBCASE("stats of the master, it and the proxy wedged") {
+    f.must("hang " + f.node(0) + " 1");
+    f.must("hang " + f.node(2) + " 1");
+    auto r = run(with({"stats", "--timeout", "2", f.node(0)}, f.index_args()));
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.err == f.node(0) + ": timed out\n");
+    CHECK(r.seconds < 3.5);
+  }
+}
+
 TEST_CASE("a slow peer, one byte per 100 ms: correct, or a timeout, never a hang") {
   FakeCluster f(1);
   SUBCASE("a short reply arrives in time and is right") {
