@@ -1070,54 +1070,39 @@ size_t progress_width() {
 
 // Several nodes read at once, on a terminal: one line redrawn with every node's count (and
 // again as each node ends, after `on_done`). Elsewhere (scripts, logs) only `on_done`.
-void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, const std::vector<DumpTarget>& targets,
+// `targets` null: the nodes are known only as the listing starts them (check --keys reads the map
+// itself); the line is then made of the nodes on_node_start names, before their first count.
+void show_progress(Terminal& term, DumpOptions& opt, const std::string& verb, const std::vector<DumpTarget>* targets,
                    const std::string& unit, std::function<void(const DumpTarget&, unsigned long long)> on_done = nullptr) {
-  std::shared_ptr<StreamsProgress> live;
-  if (term.err_is_tty && targets.size() > 1) {
-    std::vector<std::string> names;
-    for (const auto& t : targets) names.push_back(t.endpoint.display());
-    live = std::make_shared<StreamsProgress>(verb, names, unit, progress_width());
-    term.erase_progress = true;
-    opt.on_node_item = [&term, live](size_t i, unsigned long long n) {
-      live->count(i, n);
-      if (auto line = live->line_if_due()) term.progress(*line);
-    };
-  }
+  using Line = std::shared_ptr<StreamsProgress>;
+  const bool live = term.err_is_tty && (!targets || targets->size() > 1);
+  auto names = std::make_shared<std::vector<std::string>>();
   // By address: the library may hand back its own copy of the targets (check_key_placement).
   auto position = std::make_shared<std::map<std::string, size_t>>();
-  if (live)
-    for (size_t i = 0; i < targets.size(); ++i) (*position)[targets[i].endpoint.key()] = i;
-  opt.on_node_done = [&term, live, position, on_done](const DumpTarget& t, unsigned long long n) {
-    if (on_done) on_done(t, n);
-    if (!live) return;
-    auto it = position->find(t.endpoint.key());
-    if (it != position->end()) live->finish(it->second);
-    term.progress(live->line());
-  };
-}
-
-// show_progress for a listing whose nodes are known only when it starts (check --keys reads the
-// map itself): the line is set up from the targets on_node_start names, before the first key.
-void show_progress_as_started(Terminal& term, DumpOptions& opt, const std::string& verb, const std::string& unit) {
-  if (!term.err_is_tty) return;
-  term.erase_progress = true;
-  auto names = std::make_shared<std::vector<std::string>>();
-  auto position = std::make_shared<std::map<std::string, size_t>>();
-  auto live = std::make_shared<std::shared_ptr<StreamsProgress>>();
-  auto line = [names, live, verb, unit]() -> StreamsProgress& {
-    if (!*live) *live = std::make_shared<StreamsProgress>(verb, *names, unit, progress_width());
-    return **live;
-  };
-  opt.on_node_start = [names, position](const DumpTarget& t) {
+  auto add = [names, position](const DumpTarget& t) {
     (*position)[t.endpoint.key()] = names->size();
     names->push_back(t.endpoint.display());
   };
-  opt.on_node_item = [&term, line](size_t i, unsigned long long n) {
-    StreamsProgress& l = line();
-    l.count(i, n);
-    if (auto s = l.line_if_due()) term.progress(*s);
+  auto made = std::make_shared<Line>();
+  auto line = [names, made, verb, unit]() -> StreamsProgress& {
+    if (!*made) *made = std::make_shared<StreamsProgress>(verb, *names, unit, progress_width());
+    return **made;
   };
-  opt.on_node_done = [&term, line, position](const DumpTarget& t, unsigned long long) {
+  if (live) {
+    term.erase_progress = true;
+    if (targets)
+      for (const auto& t : *targets) add(t);
+    else
+      opt.on_node_start = add;
+    opt.on_node_item = [&term, line](size_t i, unsigned long long n) {
+      StreamsProgress& l = line();
+      l.count(i, n);
+      if (auto s = l.line_if_due()) term.progress(*s);
+    };
+  }
+  opt.on_node_done = [&term, live, line, position, on_done](const DumpTarget& t, unsigned long long n) {
+    if (on_done) on_done(t, n);
+    if (!live) return;
     StreamsProgress& l = line();
     auto it = position->find(t.endpoint.key());
     if (it != position->end()) l.finish(it->second);
@@ -1164,7 +1149,7 @@ int cmd_check(const Options& o) {
     keys->cancel = [] { return g_interrupted != 0; };
   }
   Terminal term;
-  if (keys) show_progress_as_started(term, *keys, "checking keys", "keys");
+  if (keys) show_progress(term, *keys, "checking keys", nullptr, "keys");
   CheckData d;
   try {
     d = collect_check(c.index, c.timeout_ms, keys ? &*keys : nullptr, c.trace);
@@ -1205,7 +1190,7 @@ int cmd_dump(const Options& o) {
   opt.on_node_start = [&](const DumpTarget& t) {
     if (one) std::cerr << shown(t);
   };
-  show_progress(term, opt, "dumping", targets, "items", [&](const DumpTarget& t, unsigned long long n) {
+  show_progress(term, opt, "dumping", &targets, "items", [&](const DumpTarget& t, unsigned long long n) {
     if (one) std::cerr << n << "\n";
     else term.warn(shown(t) + std::to_string(n));
   });
@@ -1254,7 +1239,7 @@ int cmd_dumpkey(const Options& o) {
   opt.trace = c.trace;
   opt.cancel = interrupted;
   Terminal term;
-  show_progress(term, opt, "dumping keys", targets, "keys");
+  show_progress(term, opt, "dumping keys", &targets, "keys");
   unsigned long long unframed = 0;
   if (o.flag("skip-unframed")) {
     opt.on_unframed_key = [&](const DumpTarget& t, const std::string& key) {
@@ -1509,7 +1494,7 @@ int cmd_verify(const Options& o) {
   opt.trace = c.trace;
   opt.cancel = interrupted;
   Terminal term;
-  show_progress(term, opt, "verifying", targets, "keys");
+  show_progress(term, opt, "verifying", &targets, "keys");
   std::vector<KeyPlacement> checks;
   try {
     checks = check_key_placement(cluster, p, count, opt);
