@@ -3322,11 +3322,21 @@ public:
     for (const auto& a : args) {
       Cluster c = cluster();
       const NodeInfo* n = c.find(a.endpoint);
-      if (!n || n->state != "prepare" || opt_.dry_run || (!n->is_master() && !n->is_slave())) {
+      if (!n || n->state != "prepare" || (!n->is_master() && !n->is_slave())) {
         rest.push_back(a);
         continue;
       }
       const std::string key = n->key;
+      if (opt_.dry_run) {
+        // The plan of a real run: a master waits for its copy, then is activated; a slave becomes
+        // active by itself when its copy is done, and is sent nothing.
+        if (n->is_master())
+          say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
+              " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
+        else
+          say("dry run: " + key + " is slave prepare; would wait for it to be active (its copy done), and send nothing");
+        continue;
+      }
       Outcome o;
       if (n->is_master()) {
         say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");

@@ -432,6 +432,21 @@ TEST_CASE("a dry run never asks, shows every request it would send, and exits 0"
     CHECK(r.err.find("(y/n/a/q/h:help)") == std::string::npos);
     CHECK(r.out.find("dry run: would send 'node state 127.0.0.1 " + port1 + " down'") != std::string::npos);
   }
+  SUBCASE("activate of nodes in prepare: the wait a real run does, not an activation at once") {
+    f.must("stall 1"); // the copies stand still: both stay in prepare
+    f.must("set-node " + n1 + " master prepare 1 1");
+    f.must("set-node " + f.node(2) + " slave prepare 0 1");
+    f.control("requests-clear");
+    auto r = run(with({"activate", "-n", n1, f.node(2)}, idx));
+    f.must("stall 0");
+    INFO(r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("dry run: " + n1 + " is master prepare; would wait for it to be ready, then send 'node state 127.0.0.1 " +
+                     port1 + " active' to " + f.index() + "\n") != std::string::npos);
+    CHECK(r.out.find("dry run: " + f.node(2) + " is slave prepare; would wait for it to be active (its copy done), and send "
+                     "nothing\n") != std::string::npos);
+    CHECK(r.out.find("dry run: would send") == std::string::npos);
+  }
   CHECK(f.state_changes().empty());
 }
 
