@@ -1903,6 +1903,11 @@ int run(int argc, char** argv) {
         }
         sub = words.front();
         words = {"--help"};
+        if (sub == "help" || sub == "-h" || sub == "--help" || sub == "version" || sub == "--version") {
+          // not subcommands of their own: help on help is the overview, as `flare-admin --help`
+          print_overview(std::cout);
+          return EXIT_OK;
+        }
       } else {
         print_overview(std::cout);
         return EXIT_OK;

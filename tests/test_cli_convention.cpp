@@ -223,6 +223,10 @@ TEST_CASE("an unknown subcommand suggests the nearest one, and help SUB shows SU
   CHECK(h.status == 0);
   CHECK(h.out == run({"dump", "--help"}).out);
   CHECK(run({"help", "nosuch"}).status == 2);
+  auto hh = run({"help", "help"}); // help on help: the overview, as --help
+  CHECK(hh.status == 0);
+  CHECK(hh.out == run({"--help"}).out);
+  CHECK(hh.err.empty());
 }
 
 TEST_CASE("--timeout states its real range in the error and in --help") {
