@@ -73,7 +73,9 @@
 //   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
 //                                      (connections are still accepted) / goes on with what was sent;
 //                                      a stalled master sends nothing to a construction copying from
-//                                      it (the new node still shows its copy thread, blocked reading)
+//                                      it (the new node still shows its copy thread, blocked reading);
+//                                      the index's monitor marks a stalled node down after
+//                                      dead-after-ms, as a dead one (it does not answer its ping)
 //   sync-delay MS                      after `node state HOST PORT down` of an active master that
 //                                      promotes a slave, answer OK only MS later (flarei first syncs
 //                                      the new master, which may be slow); 0 = off
@@ -706,9 +708,18 @@ void set_alive(FakeNode& n, bool alive) {
   n.alive = alive;
   g_alive_edits++;
 }
+// A node whose flared process runs (killed: not; stopped by `stall`, as SIGSTOP: still runs).
 bool entry_alive(const MapEntry& e) {
   FakeNode* n = node_of(e);
   return n && n->alive;
+}
+
+// What flarei's monitor sees: a node that answers its ping. A stopped process (`stall NODE 1`,
+// as SIGSTOP) does not: the monitor marks it down after its threshold as it does a dead one, as
+// a real flarei does (handler_monitor pings each node and counts the failures).
+bool monitor_alive(const MapEntry& e) {
+  FakeNode* n = node_of(e);
+  return n && n->alive && !n->ep->stalled.load();
 }
 
 int resolve_node(const std::string& host, int port) {
@@ -975,7 +986,7 @@ bool set_state(MapEntry& e, State s) {
       if (e.state == State::Down) {
         if (e.role == Role::Master) e.state = State::Active;
         else to_proxy(e, State::Active);
-        e.unreach_since = entry_alive(e) ? -1 : mono_ms();
+        e.unreach_since = monitor_alive(e) ? -1 : mono_ms();
       } else {
         e.state = State::Active;
       }
@@ -1156,7 +1167,7 @@ void tick(double dt) {
     MapEntry& e = it->second;
     if (!g_index_alive) break;  // flarei's monitor is gone with it (control index-gone)
     if (e.state == State::Down) all_well = false;
-    if (!entry_alive(e)) {
+    if (!monitor_alive(e)) {
       all_well = false;
       if (e.unreach_since < 0) e.unreach_since = now;
       if (e.state != State::Down && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
@@ -2955,7 +2966,9 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
       ep->hang = v == 1;
     } else if (cmd == "stall") {
       if (v > 1) return err("bad value");
+      std::lock_guard<std::mutex> lk(g_mu);
       ep->stalled = v == 1;
+      g_alive_edits++;  // the monitor's view of the node changes (entry_alive)
     } else {
       if (v > 1) return err("bad value");
       std::unique_lock<std::mutex> lk(g_mu);

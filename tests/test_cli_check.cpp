@@ -256,6 +256,19 @@ TEST_CASE("check: a node down or not answering: WARNING node_down / node_unreach
     CHECK(o.codes == std::vector<std::string>{"node_down"});
     CHECK(check_has(o.first, "FLARE WARNING - " + f.node(2) + " is down | "));
   }
+  SUBCASE("a slave stopped longer than the index's monitor waits: down, as on a real flare") {
+    // Seen on a real flare 1.3.4: a SIGSTOPped slave is set down by flarei's monitor (its pings
+    // time out), and check then reports it down and the partition without an active slave.
+    FakeCluster f(3, {"--dead-after-ms", "200", "--revive-ms", "600000"});
+    check_healthy(f);
+    f.must("stall " + f.node(1) + " 1");
+    check_wait_state(f, f.node(1), "down");
+    auto o = check_run(f);
+    INFO(o.out);
+    f.must("stall " + f.node(1) + " 0");
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"node_down", "no_active_slave"});
+  }
   SUBCASE("a stopped node the index still lists active costs one --timeout") {
     FakeCluster f(3);
     check_healthy(f);
@@ -359,7 +372,7 @@ TEST_CASE("check: a new partition's master copying is OK until --prepare-seconds
     f.must("stall " + f.node(0) + " 1");
     f.must("set-node " + f.node(0) + " proxy down -1 0");
     f.must("set-node " + f.node(1) + " master active 0 1");
-    // (The fake's monitor may bring the stopped node back as proxy active: it only sees deaths.)
+    // (The fake's monitor would do the same after --dead-after-ms: a stopped node does not answer it.)
     auto o = check_run(f, {"--ignore", "slave_same_host,no_active_slave,node_down"});
     INFO(o.out);
     CHECK(o.status == 1);

@@ -421,7 +421,9 @@ TEST_CASE("resume: Ctrl-C at the question that follows a copy exits 130, the cha
 }
 
 TEST_CASE("resume: a slave construction whose master freezes mid-copy gives up within its bound, naming the silent master") {
-  FakeCluster f(2, {"--copy-rate", "1000"});
+  // The index's monitor has not noticed the stopped master yet (a real flarei's default: 3 pings
+  // 5 s apart); the fake's would mark it down after --dead-after-ms.
+  FakeCluster f(2, {"--copy-rate", "1000", "--dead-after-ms", "600000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("fill " + f.node(0) + " 3000 10");
   f.must("at-items " + f.node(1) + " 1000 stall " + f.node(0) + " 1"); // SIGSTOP of the master mid-copy
@@ -452,7 +454,8 @@ TEST_CASE("resume: a slave construction whose master freezes mid-copy gives up w
 // over by the index; the new master's reconstruction thread still reads it, and its copy went on
 // after SIGCONT. The wait once said "no copy is running" and told to restart the new master.
 TEST_CASE("resume: a master construction whose source stops and is failed over names the source it is blocked on") {
-  FakeCluster f(3, {"--copy-rate", "1000"});
+  // The failover is set below, at a known point; the fake's monitor would do it after --dead-after-ms.
+  FakeCluster f(3, {"--copy-rate", "1000", "--dead-after-ms", "600000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("set-node " + f.node(1) + " slave active 0 1");
   f.must("fill " + f.node(0) + " 6000 10");
