@@ -732,17 +732,28 @@ int cmd_index(const Options& o) {
       return EXIT_FAIL;
     }
   }
+  // Nodes ahead of the index: the index's map is not the cluster's; the nodes' newest is written.
+  IndexMapChoice choice = choose_index_map(cluster, versions, c.timeout_ms);
+  if (!choice.from.empty()) {
+    std::cerr << "note: the nodes hold a newer node map than the index (index node_map_version " << versions.index
+              << ", nodes " << choice.version << "): the file holds the map they route by, read from " << choice.from;
+    if (choice.agreeing > 1) std::cerr << " (and the same on " << choice.agreeing - 1 << " more)";
+    std::cerr << ", not the index's, " << (choice.differences.empty() ? "which lists the same nodes the same way"
+                                                                      : "which differs:") << "\n";
+    const size_t shown = std::min<size_t>(choice.differences.size(), 20);
+    for (size_t i = 0; i < shown; ++i) std::cerr << "  " << choice.differences[i] << "\n";
+    if (shown < choice.differences.size()) std::cerr << "  (" << choice.differences.size() - shown << " more)\n";
+  }
   long long version = 0;
-  if (__builtin_add_overflow(versions.index >= 0 ? versions.index : 0, increment, &version))
+  if (__builtin_add_overflow(choice.version >= 0 ? choice.version : 0, increment, &version))
     throw UsageError("--increment " + o.get("increment") + " is out of range");
   if (increment > 0 && versions.highest() >= version) {
+    // Not reached: the version written starts from the newest a node holds when any is ahead.
     std::cerr << "refused: --increment " << increment << " gives node_map_version " << version << ", not above the "
-              << versions.highest() << " that " << versions.highest_node()
-              << " holds (the nodes would ignore that map); the smallest increment that would do is "
-              << versions.smallest_increment() << ": flare-admin index --increment " << versions.smallest_increment()
-              << "\n";
+              << versions.highest() << " that " << versions.highest_node() << " holds (the nodes would ignore that map)\n";
     return EXIT_FAIL;
   }
+  cluster = choice.cluster;
   std::string xml = format_index_xml(cluster, version);
   if (o.has("output")) {
     write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));

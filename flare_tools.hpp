@@ -112,12 +112,16 @@
 //      const std::vector<int>& row(int n); }   -- all const; -1 where the server would fail; not thread-safe
 //   6c. Node map versions
 //    struct MapVersions { long long index; std::vector<std::pair<std::string, long long>> nodes; newer();
-//      long long highest(); std::string highest_node(); long long smallest_increment(); }  (all const)
+//      long long highest(); std::string highest_node(); }  (all const)
 //    MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results);
 //    MapVersions settle_map_versions(MapVersions v, const std::function<long long()>& index_version_now);
 //      -- a node that seems ahead is compared with the index's version read again (after the nodes')
 //    std::string map_version_warning(const MapVersions& v);   -- "" unless a node holds a newer map
-//    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment N` way out
+//    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment 1` way out
+//    struct IndexMapChoice { cluster; version; from; agreeing; differences; }
+//    IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersions& v, int timeout_ms);
+//      -- the map flare.xml is to hold: the nodes' newest when they are ahead of the index, not its own
+//    std::vector<std::string> node_map_differences(const Cluster& ours, const Cluster& theirs);
 //   7. Operations and waiting
 //    struct OperationIO { std::function<...> say, warn, progress, ask, interrupted; }
 //    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean (all false); retry = 10;
@@ -2742,8 +2746,6 @@ struct MapVersions {
       if (n.second == highest()) return n.first;
     return std::string();
   }
-  // The smallest `index --increment` that puts the index's version above every node's (>= 1).
-  long long smallest_increment() const { return std::max(1LL, highest() - std::max(index, 0LL) + 1); }
 };
 
 // The versions of the index (`stats` node_map_version of the index, -1 unknown) and of every node
@@ -2784,9 +2786,97 @@ inline std::string map_version_warning(const MapVersions& v) {
   return "the nodes hold a newer node map than the index (index node_map_version " + std::to_string(v.index) + "; " +
          who + "): they ignore every change the index makes.";
 }
-inline std::string map_version_way_out(const MapVersions& v) {
-  return "To get out: flare-admin index --increment " + std::to_string(v.smallest_increment()) +
-         " -o flare.xml, stop flarei, put that file in its data dir as flare.xml, and start flarei again.";
+inline std::string map_version_way_out(const MapVersions&) {
+  return "To get out: flare-admin index --increment 1 -o flare.xml (it writes the map the nodes hold, not the index's "
+         "older one, one version above theirs), stop flarei, put that file in its data dir as flare.xml, and start "
+         "flarei again.";
+}
+
+// The map the index's flare.xml is to hold (flare-admin index), and its version. Normally the
+// index's own. When nodes hold a newer map than the index (an index restarted from an old
+// flare.xml), the index's map is not the one the cluster routes by, and may list other roles and
+// partitions: written back with a higher version, it would make the nodes take it (a partition
+// gone, its keys served from stale copies; seen on a real flare 1.3.4). The map written is then
+// the one the nodes holding the newest version answer to `stats nodes` (a flared's own copy of
+// the map: shared/real-flare-1.3.4/node_stats.txt), and every one of them asked must agree.
+struct IndexMapChoice {
+  Cluster cluster;                      // the map to write
+  long long version = -1;               // its node_map_version
+  std::string from;                     // "" the index's map; else the node it was read from
+  size_t agreeing = 0;                  // nodes at that version whose maps were read (all the same)
+  std::vector<std::string> differences; // how the index's map differs from it, one line a node
+};
+
+namespace detail {
+inline std::string map_entry_text(const NodeInfo* n) {
+  if (!n) return "not listed";
+  return n->role + " " + n->state + " partition " + std::to_string(n->partition) + " balance " +
+         std::to_string(n->balance) + " thread_type " + std::to_string(n->thread_type);
+}
+} // namespace detail
+
+// Where two maps differ, one line a node ("KEY: the index's map: ROLE STATE partition P balance B
+// thread_type T; the nodes': ..."), in `theirs`' order, then the nodes only `ours` lists.
+inline std::vector<std::string> node_map_differences(const Cluster& ours, const Cluster& theirs) {
+  std::vector<std::string> out;
+  auto line = [&](const std::string& key) {
+    const NodeInfo* a = ours.find(key);
+    const NodeInfo* b = theirs.find(key);
+    const std::string ta = detail::map_entry_text(a), tb = detail::map_entry_text(b);
+    if (ta != tb) out.push_back(key + ": the index's map: " + ta + "; the nodes': " + tb);
+  };
+  for (const auto& n : theirs.nodes()) line(n.key);
+  for (const auto& n : ours.nodes())
+    if (!theirs.find(n.key)) line(n.key);
+  return out;
+}
+
+// choose_index_map: `index_map` and `v` as read from the index and the nodes (settled). Asks the
+// nodes at the newest version for `stats nodes`, all at once (one `timeout_ms`), when any holds a
+// newer map than the index. Throws Error when none of them answers, or when they answer different
+// maps (then no map is known to be the cluster's).
+inline IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersions& v, int timeout_ms) {
+  IndexMapChoice c;
+  c.cluster = index_map;
+  c.version = v.index;
+  if (v.newer().empty()) return c;
+  const long long newest = v.highest();
+  std::vector<std::pair<Endpoint, std::string>> asks;
+  for (const auto& n : v.nodes)
+    if (n.second == newest)
+      if (const NodeInfo* node = index_map.find(n.first)) asks.emplace_back(node->endpoint(), "stats nodes");
+  std::optional<Cluster> agreed;
+  std::string errors;
+  for (auto& r : gather_replies(asks, timeout_ms)) {
+    const std::string key = r.endpoint.key();
+    std::optional<Cluster> map;
+    if (r.ok) {
+      try {
+        map = Cluster(parse_stats_nodes(r.lines));
+      } catch (const Error& e) {
+        r.error = e.what();
+      }
+    }
+    if (!map) {
+      errors += (errors.empty() ? "" : "; ") + key + ": " + r.error;
+      continue;
+    }
+    if (!agreed) {
+      agreed = std::move(map);
+      c.from = key;
+    } else if (!node_map_differences(*agreed, *map).empty()) {
+      throw ServerError("the nodes holding node_map_version " + std::to_string(newest) + " answer different maps (" + c.from +
+                        " and " + key + ": " + node_map_differences(*agreed, *map).front() +
+                        "): no map is known to be the cluster's");
+    }
+    ++c.agreeing;
+  }
+  if (!agreed)
+    throw NetworkError("no node holding node_map_version " + std::to_string(newest) + " answered `stats nodes` (" + errors + ")");
+  c.differences = node_map_differences(index_map, *agreed);
+  c.cluster = std::move(*agreed);
+  c.version = newest;
+  return c;
 }
 
 // ---- 7. Operations and waiting ----------------------------------------------------------
@@ -7549,9 +7639,12 @@ inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
     f.message = "nodes hold a newer node map than the index: they ignore its changes";
     f.figure = "index node_map_version " + std::to_string(v.index) + ", " + v.highest_node() + " holds " +
                std::to_string(v.highest()) +
-               (v.newer().size() > 1 ? " (" + plural(static_cast<long long>(v.newer().size()), "node", "nodes") + " ahead)" : "");
-    f.fix = "flare-admin index --increment " + std::to_string(v.smallest_increment()) +
-            " -o flare.xml, stop flarei, put that file in its data dir, start flarei";
+               (v.newer().size() > 1 ? " (" + plural(static_cast<long long>(v.newer().size()), "node holds", "nodes hold") +
+                                           " a newer map than the index)"
+                                     : "");
+    // The map the nodes hold, not the index's older one (flare-admin index writes theirs then).
+    f.fix = "flare-admin index --increment 1 -o flare.xml (the nodes' map, one version above theirs), stop flarei, put "
+            "that file in its data dir, start flarei";
     out.push_back(std::move(f));
   }
   v.index = d.index_map_version;

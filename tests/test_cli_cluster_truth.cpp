@@ -63,8 +63,7 @@ TEST_CASE("cluster_truth: nodes holding a newer map than the index: read command
   }
   REQUIRE(nodes_version > 2);
   f.must("index-restart 2"); // flarei restarted from an older flare.xml
-  long long need = nodes_version - 2 + 1;
-  std::string way_out = "flare-admin index --increment " + std::to_string(need);
+  std::string way_out = "flare-admin index --increment 1 -o flare.xml (it writes the map the nodes hold";
 
   auto l = run(with({"list"}, idx));
   CHECK(l.status == 0);
@@ -100,14 +99,44 @@ TEST_CASE("cluster_truth: nodes holding a newer map than the index: read command
   }
   CHECK(f.state_changes().empty());
 
-  // index --increment: above every node's version, or a refusal giving the smallest increment.
-  auto small = run(with({"index", "--increment", std::to_string(need - 1)}, idx));
-  CHECK(small.status == 1);
-  CHECK(small.out.empty());
-  CHECK(has(small.err, "the smallest increment that would do is " + std::to_string(need)));
-  auto ok = run(with({"index", "--increment", std::to_string(need)}, idx));
+  // index: the map the nodes hold, one version above theirs with --increment 1 (below).
+  auto ok = run(with({"index", "--increment", "1"}, idx));
+  INFO(ok.err);
   CHECK(ok.status == 0);
   CHECK(has(ok.out, "<version>" + std::to_string(nodes_version + 1) + "</version>"));
+  CHECK(has(ok.err, "which lists the same nodes the same way"));
+}
+
+// A real flare 1.3.4: flarei restarted from an old flare.xml whose map has node 3 as a proxy,
+// while the nodes route by a newer one where it is partition 1's master. `index --increment N`
+// once wrote the index's old map above the nodes' version: put back, the nodes took it, partition
+// 1 was gone, its keys served from stale copies, and check said OK.
+TEST_CASE("cluster_truth: index of an index restored from an old map writes the nodes' map, not its own") {
+  FakeCluster f(3);
+  master_and_slave(f);
+  f.must("set-node " + f.node(2) + " master active 1 1");
+  auto idx = f.index_args();
+  long long nodes_version = -1;
+  {
+    flare::NodeClient n(flare::Endpoint{"127.0.0.1", f.node_ports[0]}, 10000);
+    nodes_version = n.stats().number("node_map_version").value_or(-1);
+  }
+  f.must("index-restart 2");
+  f.must("set-node " + f.node(2) + " proxy active -1 0"); // the old file's map: node 3 a proxy
+  for (const char* increment : {"0", "1", "5"}) {
+    CAPTURE(increment);
+    auto r = run(with({"index", "--increment", increment}, idx));
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(has(r.out, "<version>" + std::to_string(nodes_version + std::stoll(increment)) + "</version>"));
+    CHECK(has(r.out, "<node_server_port>" + std::to_string(f.node_ports[2]) + "</node_server_port>\n\t\t\t<node_role>0</node_role>\n"
+                     "\t\t\t<node_state>0</node_state>\n\t\t\t<node_partition>1</node_partition>"));
+    CHECK(has(r.err, "note: the nodes hold a newer node map than the index (index node_map_version 3, nodes " +
+                         std::to_string(nodes_version) + "): the file holds the map they route by, read from "));
+    CHECK(has(r.err, "(and the same on 2 more), not the index's, which differs:\n  " + f.node(2) +
+                         ": the index's map: proxy active partition -1 balance 0 thread_type "));
+    CHECK(has(r.err, "; the nodes': master active partition 1 balance 1 thread_type "));
+  }
 }
 
 // The index's version is read before the nodes'; a change made while a slow node is asked (here

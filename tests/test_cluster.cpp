@@ -1,6 +1,10 @@
 // Section 6 of flare_tools.hpp: the cluster model.
 #include "flare_tools.hpp"
 #include "test_nodes.hpp"
+#include "test_server.hpp"
+
+#include <atomic>
+#include <mutex>
 
 #include <doctest/doctest.h>
 
@@ -94,4 +98,82 @@ TEST_CASE("any other active slave makes a slave safe to rebuild, wherever it is 
   CHECK(c.safely_reconstructable(*c.find("h:2")));
   CHECK(c.safely_reconstructable(*c.find("h:3")));
   CHECK(c.safely_reconstructable(*c.find("h:1")));
+}
+
+namespace {
+// A node that answers `stats nodes` with its map (STAT lines, END; set once the ports are known),
+// and counts what it was asked.
+struct MapNode {
+  MapNode()
+      : server([this](int fd) {
+          std::string line;
+          while (TestServer::read_line(fd, line)) {
+            ++asked;
+            std::string reply = "ERROR\r\n";
+            if (line == "stats nodes") {
+              std::lock_guard<std::mutex> lock(mu);
+              reply = map + "END\r\n";
+            }
+            TestServer::send_all(fd, reply);
+          }
+        }) {}
+  std::string key() const { return "127.0.0.1:" + std::to_string(server.port()); }
+  void set_map(const std::string& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    map = m;
+  }
+  std::mutex mu;
+  std::string map;
+  std::atomic<int> asked{0};
+  TestServer server;
+};
+
+std::string map_lines(const std::string& key, const std::string& role, int partition) {
+  return "STAT " + key + ":role " + role + "\r\nSTAT " + key + ":state active\r\nSTAT " + key + ":partition " +
+         std::to_string(partition) + "\r\nSTAT " + key + ":balance " + (role == "proxy" ? "0" : "1") + "\r\nSTAT " + key +
+         ":thread_type 16\r\n";
+}
+} // namespace
+
+TEST_CASE("the index's flare.xml holds the nodes' newest map when they are ahead of the index, if they agree") {
+  // The nodes route by a map where b is partition 1's master; the index was restored from one
+  // where b is a proxy.
+  MapNode a, b;
+  const std::string a_key = a.key(), b_key = b.key();
+  const std::string newest = map_lines(a_key, "master", 0) + map_lines(b_key, "master", 1);
+  a.set_map(newest);
+  b.set_map(newest);
+  Cluster index_map({make_node(a_key, "master", "active", 0, 1), make_node(b_key, "proxy", "active", -1, 0)});
+  MapVersions v;
+  v.index = 3;
+  v.nodes = {{a_key, 9}, {b_key, 9}};
+  SUBCASE("ahead and agreeing: their map, their version, and how the index's differs") {
+    IndexMapChoice c = choose_index_map(index_map, v, 2000);
+    CHECK(c.version == 9);
+    CHECK(c.from == a_key);
+    CHECK(c.agreeing == 2);
+    REQUIRE(c.cluster.find(b_key) != nullptr);
+    CHECK(c.cluster.find(b_key)->role == "master");
+    CHECK(c.cluster.find(b_key)->partition == 1);
+    CHECK(c.differences == std::vector<std::string>{b_key + ": the index's map: proxy active partition -1 balance 0 "
+                                                            "thread_type 16; the nodes': master active partition 1 balance 1 "
+                                                            "thread_type 16"});
+  }
+  SUBCASE("not ahead: the index's own map, no node asked") {
+    v.nodes = {{a_key, 3}, {b_key, 2}};
+    IndexMapChoice c = choose_index_map(index_map, v, 2000);
+    CHECK(c.version == 3);
+    CHECK(c.from.empty());
+    CHECK(c.cluster.find(b_key)->role == "proxy");
+    CHECK(a.asked == 0);
+    CHECK(b.asked == 0);
+  }
+  SUBCASE("ahead but disagreeing: no map is known to be the cluster's") {
+    b.set_map(map_lines(a_key, "master", 0));
+    CHECK_THROWS_WITH_AS(choose_index_map(index_map, v, 2000), doctest::Contains("answer different maps"), ServerError);
+  }
+  SUBCASE("ahead and the only newest node silent: an error, not the index's old map") {
+    v.nodes = {{a_key, 3}, {"127.0.0.1:1", 9}};
+    CHECK_THROWS_AS(choose_index_map(index_map, v, 2000), NetworkError);
+  }
 }
