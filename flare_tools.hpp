@@ -263,7 +263,7 @@
 //      const TraceFn& trace = nullptr);   -- the index, then every node at once (one timeout in all)
 //    std::vector<LagResult> lag_results(const CheckData& d);   -- its lags as gather_slave_lag() gives them
 //    struct CheckReport { status; findings; thresholds; nodes, partitions, ignored; max_lag_items, max_lag_seconds,
-//      items; std::string summary() const; std::string perfdata() const; }
+//      items, keys (-1 without --keys); std::string summary() const; std::string perfdata() const; }
 //    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
 //    std::string format_check_text(const CheckReport& r);   std::string format_check_json(const CheckReport& r);
 //    std::string format_check_unknown(const std::string& why, bool json);   -- the UNKNOWN verdict (exit 3)
@@ -7204,7 +7204,7 @@ inline const std::vector<CheckCode>& check_codes() {
       {"index_down", Severity::critical, "the index server does not answer: nothing can fail over"},
       {"index_is_node", Severity::critical, "the address given as the index server is a data node"},
       {"no_active_master", Severity::critical, "a partition has no active master"},
-      {"master_down_no_slave", Severity::critical, "a master is down and its partition has no slave: the only copy is offline"},
+      {"master_down_no_slave", Severity::critical, "a master is down or does not answer and its partition has no active slave: the only copy is offline"},
       {"map_newer_than_index", Severity::critical, "nodes hold a newer node map than the index and ignore its changes"},
       {"keys_unframed", Severity::critical, "a key listing cannot be framed (a key holds CR LF; --keys)"},
       {"no_active_slave", Severity::warning, "a partition has no active slave: no redundancy"},
@@ -7387,6 +7387,7 @@ struct CheckReport {
   int nodes = 0, partitions = 0;
   std::set<std::string> ignored; // codes of the findings left out by thresholds.ignore
   long long max_lag_items = 0, max_lag_seconds = 0, items = 0;
+  long long keys = -1;         // with --keys: keys listed on the nodes asked (each copy counted); else -1
   std::string summary() const; // the first line, without the performance data
   std::string perfdata() const;
 };
@@ -7395,6 +7396,16 @@ namespace detail {
 
 inline std::string plural(long long n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// An active master whose partition has no active slave: nothing to fail over to, so when it does
+// not answer, the partition's data is offline (a real flare 1.3.4's flarei keeps such a master as
+// master, down, once its monitor notices: shared/real-flare-1.3.4/index_master_down_no_slave.txt).
+inline bool only_copy(const Cluster& c, const NodeInfo& n) {
+  if (!n.is_master() || n.state != "active" || c.master_of(n.partition) != &n) return false;
+  for (const NodeInfo* s : c.slaves_of(n.partition))
+    if (s->state == "active") return false;
+  return true;
 }
 
 inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
@@ -7411,14 +7422,20 @@ inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
       f.partition = n.partition;
       f.message = n.key + " is down";
       f.figure = n.role + " down" + (n.partition >= 0 ? " in partition " + std::to_string(n.partition) : "") +
-                 (r && r->ok ? " (its flared answers: the index brings it back as a proxy)" : "");
-      f.fix = n.is_master() ? "its partition failed over: flare-admin remove " + n.key +
+                 (r && r->ok ? "; its flared answers: the index brings it back as a proxy" : "");
+      const bool answers = r && r->ok;
+      f.fix = answers ? "no restart needed: once the index lists it as a proxy (its monitor's next pings), give it a role "
+                        "again (flare-admin slave " + n.key + ":1:" + (n.partition >= 0 ? std::to_string(n.partition) : std::string("PARTITION")) +
+                        "; it copies its data anew), or stop it and flare-admin remove " + n.key
+              : n.is_master() ? "its partition failed over: flare-admin remove " + n.key +
                                   ", or restart flared there and make it a slave (flare-admin slave " + n.key + ":1:" +
                                   std::to_string(n.partition) + ")"
                             : "restart flared on " + n.key + " and give it a role again (flare-admin slave " + n.key +
                                   ":1:PARTITION), or flare-admin remove " + n.key;
       out.push_back(std::move(f));
     } else if (r && !r->ok) {
+      // A master that is its partition's only copy: the partition's finding (master_down_no_slave).
+      if (only_copy(d.cluster, n)) continue;
       Finding f;
       f.code = "node_unreachable";
       f.node = n.key;
@@ -7525,6 +7542,23 @@ inline void check_partition_findings(const CheckData& d, const CheckThresholds& 
     std::vector<const NodeInfo*> active;
     for (auto* s : slaves)
       if (s->state == "active") active.push_back(s);
+    auto answer = by_key.find(master->key);
+    if (active.empty() && answer != by_key.end() && !answer->second->ok) {
+      // The index still lists it active (its monitor has not noticed, or cannot see what we see):
+      // there is no slave to fail over to, so the partition's only copy is offline.
+      Finding f;
+      f.severity = Severity::critical;
+      f.code = "master_down_no_slave";
+      f.partition = p;
+      f.node = master->key;
+      f.message = part + " is offline: its master " + master->key + " does not answer and it has no active slave";
+      f.figure = "master active in the index, " + answer->second->error + "; " +
+                 (slaves.empty() ? std::string("0 slaves") : plural(static_cast<long long>(slaves.size()), "slave", "slaves") + ", none active");
+      f.fix = "see whether flared runs on " + master->key + " (flare-admin ping " + master->key +
+              "; a stopped process: SIGCONT) and start it again; the index keeps it as " + part + "'s master";
+      out.push_back(std::move(f));
+      continue;
+    }
     if (active.empty()) {
       Finding f;
       f.code = "no_active_slave";
@@ -7762,9 +7796,14 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
     f.node = d.index_name;
     f.message = d.index_is_node ? d.index_name + " is a data node, not the index server"
                                 : "the index server " + d.index_name + " does not answer: nothing can fail over";
-    f.figure = d.index_error;
+    // A flared answers ERROR to `meta`: the message says so; the figure need not repeat it.
+    f.figure = d.index_is_node ? "it answers ERROR to `meta`, as a flared does" : d.index_error;
+    // Connected but no answer in time (a stopped or hung flarei) is not a flarei that is not running.
+    const bool hung = d.index_error.rfind("timed out", 0) == 0;
     f.fix = d.index_is_node ? "give flarei's address with -i/--index-server"
-                            : "start flarei on " + d.index_name + " (its data dir holds the map, flare.xml)";
+            : hung ? "flarei on " + d.index_name + " accepts connections but does not answer in time: see whether it is "
+                     "stopped (SIGCONT) or hung (restart it; its data dir holds the map, flare.xml)"
+                   : "start flarei on " + d.index_name + " (its data dir holds the map, flare.xml)";
     all.push_back(std::move(f));
   } else {
     detail::check_node_findings(d, all);
@@ -7794,6 +7833,11 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
   for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
     if (nodes[i].is_master() && nodes[i].is_active() && d.stats[i].ok)
       if (__builtin_add_overflow(r.items, d.stats[i].stats.number("curr_items").value_or(0), &r.items)) r.items = LLONG_MAX;
+  if (d.keys_checked) {
+    r.keys = 0;
+    for (const auto& k : d.placement)
+      if (!k.skipped) r.keys = k.keys > static_cast<unsigned long long>(LLONG_MAX - r.keys) ? LLONG_MAX : r.keys + static_cast<long long>(k.keys);
+  }
   return r;
 }
 
@@ -7815,7 +7859,8 @@ inline std::string CheckReport::summary() const {
              ", nothing found but what --ignore left out (" + code + ")";
   if (findings.empty())
     return out + detail::plural(nodes, "node", "nodes") + ", " + detail::plural(partitions, "partition", "partitions") +
-           ", every partition has an active master and slave";
+           ", every partition has an active master and slave" +
+           (keys >= 0 ? ", " + detail::plural(keys, "key", "keys") + " listed, each in its partition" : "");
   out += findings.front().message;
   if (criticals > 1) out += "; " + std::to_string(criticals - 1) + " more critical";
   long long more_warnings = warnings - (status == Severity::warning ? 1 : 0);
@@ -7832,7 +7877,7 @@ inline std::string CheckReport::perfdata() const {
          std::to_string(max_lag_items) + ";" + std::to_string(t.lag_warning_items) + ";" +
          std::to_string(t.lag_critical_items) + ";0 lag_seconds=" + std::to_string(max_lag_seconds) + "s;" +
          std::to_string(t.lag_warning_seconds) + ";" + std::to_string(t.lag_critical_seconds) + ";0 items=" +
-         std::to_string(items) + ";;;0";
+         std::to_string(items) + ";;;0" + (keys >= 0 ? " keys=" + std::to_string(keys) + ";;;0" : "");
 }
 
 // The plugin output: the summary and performance data on the first line, then one line per
@@ -7869,7 +7914,7 @@ inline std::string format_check_json(const CheckReport& r) {
                     ",\"perfdata\":{\"nodes\":" + std::to_string(r.nodes) + ",\"partitions\":" +
                     std::to_string(r.partitions) + ",\"lag_items\":" + std::to_string(r.max_lag_items) +
                     ",\"lag_seconds\":" + std::to_string(r.max_lag_seconds) + ",\"items\":" + std::to_string(r.items) +
-                    "},\"findings\":[";
+                    ",\"keys\":" + (r.keys >= 0 ? std::to_string(r.keys) : "null") + "},\"findings\":[";
   for (size_t i = 0; i < r.findings.size(); ++i) {
     const Finding& f = r.findings[i];
     std::string sev = to_string(f.severity);
@@ -7909,7 +7954,9 @@ inline std::string format_prometheus_health(const CheckData& d) {
   prom_family(out, "flare_node_map_version_delta", "gauge",
               "The node's node_map_version less the index's (above 0: the node ignores the index's changes).", s);
   s.clear();
-  std::vector<std::string> balance, same_host;
+  std::map<std::string, const StatsResult*> by_key;
+  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  std::vector<std::string> balance, same_host, master_up;
   for (int p = 0; p < d.cluster.partition_count(); ++p) {
     const std::string pl = idx + ",partition=\"" + std::to_string(p) + "\"";
     std::map<std::pair<std::string, std::string>, long long> count;
@@ -7931,6 +7978,11 @@ inline std::string format_prometheus_health(const CheckData& d) {
       if (master && n.state != "down" && n.host == master->host) ++near;
     }
     balance.push_back("flare_partition_active_slave_balance{" + pl + "} " + std::to_string(bal) + "\n");
+    if (const NodeInfo* m = d.cluster.master_of(p); m && m->state == "active") {
+      auto st = by_key.find(m->key);
+      master_up.push_back("flare_partition_master_up{" + pl + ",node=\"" + prom_label_value(m->key) + "\"} " +
+                          (st != by_key.end() && st->second->ok ? "1" : "0") + "\n");
+    }
     same_host.push_back("flare_partition_slaves_on_master_host{" + pl + "} " + std::to_string(near) + "\n");
   }
   prom_family(out, "flare_partition_nodes", "gauge", "Masters and slaves of each partition by role and state.", s);
@@ -7938,8 +7990,9 @@ inline std::string format_prometheus_health(const CheckData& d) {
               balance);
   prom_family(out, "flare_partition_slaves_on_master_host", "gauge",
               "Slaves of the partition on the same host as its master.", same_host);
-  std::map<std::string, const StatsResult*> by_key;
-  for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
+  prom_family(out, "flare_partition_master_up", "gauge",
+              "1 when the partition's active master answered stats, 0 when it did not (no sample: no active master).",
+              master_up);
   auto items_of = [&](const std::string& key) -> std::optional<long long> {
     auto it = by_key.find(key);
     if (it == by_key.end() || !it->second->ok) return std::nullopt;

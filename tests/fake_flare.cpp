@@ -608,6 +608,10 @@ struct Endpoint {
   // acceptor thread only (main before the acceptor starts)
   int listen_fd = -1;
   uint64_t listen_opens = 0;  // listeners opened so far: a reopened one may reuse its fd number
+  // A closed listener's socket, shut down but still bound: the port refuses connections (as a
+  // dead process's) yet stays this process's. Closed, it went back to the ephemeral pool, and
+  // another test's fake running at the same time could listen on it and answer in its place.
+  int parked_fd = -1;
 };
 
 struct Conn {
@@ -3261,7 +3265,10 @@ void conn_main(Conn* c) {
   c->done = true;
 }
 
-int open_listener(const std::string& host, int port, std::string& err, int* bound_port) {
+// A socket bound to host:port (0 = ephemeral; *bound_port gets it) and listening, or with
+// listen = false only bound: a bound socket that does not listen refuses connections and holds
+// the port, so that no other process can take it (park_listener).
+int open_listener(const std::string& host, int port, std::string& err, int* bound_port, bool listen = true) {
   struct sockaddr_in sa;
   std::memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
@@ -3286,7 +3293,7 @@ int open_listener(const std::string& host, int port, std::string& err, int* boun
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) != 0 || ::listen(fd, 512) != 0) {
+  if (::bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof(sa)) != 0 || (listen && ::listen(fd, 512) != 0)) {
     err = "bind/listen " + host + ":" + std::to_string(port) + ": " + std::strerror(errno);
     ::close(fd);
     return -1;
@@ -3300,15 +3307,33 @@ int open_listener(const std::string& host, int port, std::string& err, int* boun
   return fd;
 }
 
+// Stops listening and keeps the port: the listener is closed and a socket bound to the same
+// port, not listening, takes its place until the endpoint listens again (on that socket).
+// Closed alone, the port went back to the ephemeral pool, and another test's fake running at
+// the same time could listen on it and answer in this node's place (a refused node seen
+// "answering" with another cluster's map).
+void park_listener(Endpoint& ep) {
+  ::close(ep.listen_fd);
+  ep.listen_fd = -1;
+  std::string err;
+  ep.parked_fd = open_listener(g_cfg.host, ep.port, err, nullptr, false);
+}
+
 void reconcile_listeners() {
   std::lock_guard<std::mutex> lk(g_mu);
   for (Endpoint* ep : g_endpoints) {
     if (ep->want_listen && ep->listen_fd < 0) {
-      ep->listen_fd = open_listener(g_cfg.host, ep->port, ep->listen_err, nullptr);
+      if (ep->parked_fd >= 0 && ::listen(ep->parked_fd, 512) == 0) {
+        ep->listen_fd = ep->parked_fd;
+        ep->listen_err.clear();
+      } else {
+        if (ep->parked_fd >= 0) ::close(ep->parked_fd);
+        ep->listen_fd = open_listener(g_cfg.host, ep->port, ep->listen_err, nullptr);
+      }
+      ep->parked_fd = -1;
       ep->listen_opens++;
     } else if (!ep->want_listen && ep->listen_fd >= 0) {
-      ::close(ep->listen_fd);
-      ep->listen_fd = -1;
+      park_listener(*ep);
       ep->listen_err.clear();
     } else {
       ep->listen_err.clear();
@@ -3943,8 +3968,7 @@ int main(int argc, char** argv) {
       // A stopped node: not in the map, its port closed until `start`.
       set_alive(*n, false);
       n->ep->want_listen = false;
-      ::close(n->ep->listen_fd);
-      n->ep->listen_fd = -1;
+      park_listener(*n->ep);
     }
   }
 

@@ -100,7 +100,7 @@ TEST_CASE("check: a healthy cluster is OK, exit 0, with its figures as performan
     CHECK(r.status == 0);
     CHECK(r.out == "{\"status\":\"OK\",\"exit\":0,\"summary\":\"FLARE OK - 3 nodes, 1 partition, every partition has an "
                    "active master and slave\",\"perfdata\":{\"nodes\":3,\"partitions\":1,\"lag_items\":0,"
-                   "\"lag_seconds\":0,\"items\":5},\"findings\":[]}\n");
+                   "\"lag_seconds\":0,\"items\":5,\"keys\":null},\"findings\":[]}\n");
   }
   SUBCASE("flare-check is check") {
     auto r = run({"-i", f.index(), "--ignore", "slave_same_host"}, "", {}, "flare-check");
@@ -117,6 +117,20 @@ TEST_CASE("check: the index server does not answer: CRITICAL index_down") {
   CHECK(o.status == 2);
   CHECK(o.codes == std::vector<std::string>{"index_down"});
   CHECK(o.first.rfind("FLARE CRITICAL - the index server " + f.index() + " does not answer: nothing can fail over | ", 0) == 0);
+  CHECK(check_has(o.line(0), "; fix: start flarei on " + f.index() + " (its data dir holds the map"));
+  // Seen on a real flare 1.3.4 (SIGSTOP): it accepts, then says nothing; starting it is not the fix.
+  SUBCASE("stopped: it accepts but does not answer") {
+    f.must("refuse index 0");
+    f.must("stall index 1");
+    auto s = run({"check", "-i", f.index(), "--timeout", "1"});
+    f.must("stall index 0");
+    INFO(s.out);
+    CHECK(s.status == 2);
+    CHECK(check_has(s.out, "\nCRITICAL index_down " + f.index() + ": the index server " + f.index() +
+                               " does not answer: nothing can fail over (timed out"));
+    CHECK(check_has(s.out, "; fix: flarei on " + f.index() + " accepts connections but does not answer in time: see "
+                               "whether it is stopped (SIGCONT) or hung"));
+  }
 }
 
 TEST_CASE("check: the index address is a data node: CRITICAL index_is_node") {
@@ -125,7 +139,9 @@ TEST_CASE("check: the index address is a data node: CRITICAL index_is_node") {
   auto r = run({"check", "-i", f.node(1)});
   CHECK(r.status == 2);
   CHECK(r.out.rfind("FLARE CRITICAL - " + f.node(1) + " is a data node, not the index server | ", 0) == 0);
-  CHECK(check_has(r.out, "\nCRITICAL index_is_node " + f.node(1) + ": "));
+  CHECK(check_has(r.out, "\nCRITICAL index_is_node " + f.node(1) + ": " + f.node(1) +
+                             " is a data node, not the index server (it answers ERROR to `meta`, as a flared does); fix: "
+                             "give flarei's address with -i/--index-server\n"));
 }
 
 TEST_CASE("check: a partition with no active master: CRITICAL no_active_master") {
@@ -153,16 +169,63 @@ TEST_CASE("check: a partition with no active master: CRITICAL no_active_master")
 }
 
 TEST_CASE("check: a killed master with no slave: CRITICAL master_down_no_slave") {
-  FakeCluster f(3, {"--dead-after-ms", "100", "--revive-ms", "600000"});
-  f.must("set-node " + f.node(0) + " master active 0 1");
-  f.must("kill " + f.node(0));
-  check_wait_state(f, f.node(0), "down");
-  auto o = check_run(f);
-  INFO(o.out);
-  CHECK(o.status == 2);
-  CHECK(o.codes == std::vector<std::string>{"master_down_no_slave"});
-  CHECK(check_has(o.first, "FLARE CRITICAL - partition 0 is offline: its master " + f.node(0) +
-                               " is down and it has no slave | "));
+  SUBCASE("the index has marked it down") {
+    FakeCluster f(3, {"--dead-after-ms", "100", "--revive-ms", "600000"});
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("kill " + f.node(0));
+    check_wait_state(f, f.node(0), "down");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"master_down_no_slave"});
+    CHECK(check_has(o.first, "FLARE CRITICAL - partition 0 is offline: its master " + f.node(0) +
+                                 " is down and it has no slave | "));
+  }
+  // Seen on a real flare 1.3.4: until flarei's monitor notices (monitor-threshold pings), a killed
+  // or stopped master stays `master active` in the index; with no slave to fail over to, the
+  // partition's only copy is offline from the first second, not a node merely not answering.
+  SUBCASE("the index still lists it active: it does not answer") {
+    FakeCluster f(3, {"--dead-after-ms", "600000"});
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("kill " + f.node(0));
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"master_down_no_slave"});
+    CHECK(check_has(o.first, "FLARE CRITICAL - partition 0 is offline: its master " + f.node(0) +
+                                 " does not answer and it has no active slave | "));
+    CHECK(check_has(o.line(0), "(master active in the index, "));
+    CHECK(check_has(o.line(0), "; 0 slaves); fix: see whether flared runs on " + f.node(0)));
+    // The figure the alert rule FlareMasterDownNoSlave reads for this case.
+    auto r = run({"stats", "-i", f.index(), "--prometheus"});
+    auto ex = prom::parse_strict(r.out);
+    CHECK(ex.value("flare_partition_master_up", {{"index", f.index()}, {"partition", "0"}, {"node", f.node(0)}}) == "0");
+    f.must("start " + f.node(0));
+    r = run({"stats", "-i", f.index(), "--prometheus"});
+    CHECK(prom::parse_strict(r.out).value("flare_partition_master_up", {{"partition", "0"}}) == "1");
+  }
+  SUBCASE("stopped, its only slave down: still the only copy") {
+    FakeCluster f(3, {"--dead-after-ms", "600000"});
+    f.must("set-node " + f.node(0) + " master active 0 1");
+    f.must("set-node " + f.node(1) + " slave down 0 1");
+    f.must("stall " + f.node(0) + " 1");
+    auto o = check_run(f);
+    INFO(o.out);
+    f.must("stall " + f.node(0) + " 0");
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"master_down_no_slave", "node_down"});
+    CHECK(check_has(o.line(0), "timed out"));
+    CHECK(check_has(o.line(0), "; 1 slave, none active)"));
+  }
+  SUBCASE("not answering with an active slave: the index fails over, a warning") {
+    FakeCluster f(3, {"--dead-after-ms", "600000"});
+    check_healthy(f);
+    f.must("kill " + f.node(0));
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"node_unreachable"});
+  }
 }
 
 TEST_CASE("check: nodes hold a newer map than the index: CRITICAL map_newer_than_index") {
@@ -268,6 +331,16 @@ TEST_CASE("check: a node down or not answering: WARNING node_down / node_unreach
     f.must("stall " + f.node(1) + " 0");
     CHECK(o.status == 1);
     CHECK(o.codes == std::vector<std::string>{"node_down", "no_active_slave"});
+    SUBCASE("then continued (SIGCONT): its flared answers, the fix is a role, not a restart") {
+      auto c = check_run(f);
+      INFO(c.out);
+      CHECK(c.codes == std::vector<std::string>{"node_down", "no_active_slave"});
+      // A real flarei lists a slave it set down as `proxy down` (its partition -1).
+      CHECK(check_has(c.line(0), "(proxy down; its flared answers: the index brings it back as a proxy); "
+                                 "fix: no restart needed: once the index lists it as a proxy (its monitor's next pings), "
+                                 "give it a role again (flare-admin slave " + f.node(1) + ":1:PARTITION; it copies its data anew)"));
+      CHECK(!check_has(c.out, "restart flared on " + f.node(1)));
+    }
   }
   SUBCASE("a stopped node the index still lists active costs one --timeout") {
     FakeCluster f(3);
@@ -484,6 +557,11 @@ TEST_CASE("check --keys on a terminal redraws one progress line while the nodes 
   auto plain = check_run(f, {"--keys"});
   CHECK(plain.status == 0);
   CHECK(plain.err.empty());
+  // How many keys it looked at: a nightly job's log says that the listing ran, not only OK.
+  CHECK(check_has(plain.first, "every partition has an active master and slave, 400 keys listed, each in its partition | "));
+  CHECK(check_has(plain.first, " items=200;;;0 keys=400;;;0"));
+  auto j = run({"check", "-i", f.index(), "--keys", "--json", "--ignore", "slave_same_host"});
+  CHECK(check_has(j.out, "\"items\":200,\"keys\":400}"));
 }
 
 TEST_CASE("check: several findings: the worst first, the summary counts the rest") {
