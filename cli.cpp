@@ -66,6 +66,7 @@ Endpoint endpoint_arg(const std::string& arg) {
 
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) { g_interrupted = 1; }
+bool interrupted() { return g_interrupted != 0; }
 
 // ---- option parsing --------------------------------------------------------------------
 
@@ -304,11 +305,17 @@ Context make_context(const Options& o, bool uses_index) {
   return c;
 }
 
+// A client of the index that stops its waits at Ctrl-C (Interrupted: exit 130). The commands
+// that change the cluster narrow that to "until the first change is sent" (run_admin).
 IndexClient index_client(const Context& c) {
   IndexClient ic(c.index, c.timeout_ms);
   ic.set_trace(c.trace);
+  ic.set_cancel(interrupted);
   return ic;
 }
+
+// What every gather of a command is given: Ctrl-C stops it, --debug shows its requests.
+GatherHooks hooks(const Context& c) { return GatherHooks{interrupted, c.trace}; }
 
 // Runs `fn`, naming the index server in its network errors: "cannot connect to index server H:P: ...".
 template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype(fn()) {
@@ -346,14 +353,14 @@ std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Clus
 }
 
 MapVersions check_map_versions(IndexClient& ic, const Cluster& cluster, const std::vector<StatsResult>& have,
-                               int timeout_ms) {
+                               int timeout_ms, const GatherHooks& hooks) {
   long long iv = naming_index(ic.endpoint(), [&] { return ic.stats(); }).number("node_map_version").value_or(-1);
   std::vector<StatsResult> all = have;
   std::vector<Endpoint> asked;
   for (const auto& r : have) asked.push_back(r.endpoint);
   std::vector<Endpoint> rest = with_version_nodes(asked, cluster);
   rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(asked.size()));
-  for (auto& r : gather_stats(rest, timeout_ms)) all.push_back(std::move(r));
+  for (auto& r : gather_stats(rest, timeout_ms, hooks)) all.push_back(std::move(r));
   MapVersions v = settle_map_versions(map_versions(iv, all), [&] { return ic.stats().number("node_map_version").value_or(-1); });
   std::string w = map_version_warning(v);
   if (!w.empty()) std::cerr << "warning: " << w << " " << map_version_way_out(v) << "\n";
@@ -411,6 +418,8 @@ int ping_until_alive(const Endpoint& target, const Context& c, bool wait, const 
       why = "unexpected answer to ping";
     } catch (const NotAnIndexError&) {
       throw;
+    } catch (const Interrupted&) {
+      throw;
     } catch (const Error& e) {
       why = e.what();
     }
@@ -466,7 +475,7 @@ int cmd_list(const Options& o) {
   Cluster cluster = load_cluster(ic);
   // list is the quick look (0.7.3 asked the index alone): the nodes' map versions are asked with
   // at most 1 s, so a hung node costs that, not --timeout (stats and summary ask with --timeout).
-  MapVersions versions = check_map_versions(ic, cluster, {}, std::min(c.timeout_ms, 1000));
+  MapVersions versions = check_map_versions(ic, cluster, {}, std::min(c.timeout_ms, 1000), hooks(c));
   auto nodes = cluster.list_order();
   if (o.flag("numeric-hosts")) {
     for (auto& n : nodes) {
@@ -519,7 +528,7 @@ int stats_prometheus(const Options& o) {
     try {
       // The same reading as check's (every node's stats and every master's replication
       // threads at once): the figures of its findings follow the nodes' families.
-      CheckData d = collect_check(c.index, c.timeout_ms, nullptr, c.trace);
+      CheckData d = collect_check(c.index, c.timeout_ms, nullptr, c.trace, interrupted);
       if (!d.index_error.empty()) {
         if (d.index_is_node) throw NotAnIndexError(d.index_error);
         naming_index(c.index, [&] { throw NetworkError(d.index_error); });
@@ -532,6 +541,8 @@ int stats_prometheus(const Options& o) {
         }
       text = format_prometheus(c.index.display(), d.cluster, d.stats) + format_prometheus_health(d);
       status = unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
+    } catch (const Interrupted&) {
+      throw; // nothing written: an interrupted reading is not an index that is down
     } catch (const Error& e) {
       std::cerr << e.what() << "\n";
       text = format_prometheus_index_down(c.index.display());
@@ -563,9 +574,21 @@ std::string compact_json(const std::string& doc) {
   return out;
 }
 
+int stats_table(const Options& o);
+
 int cmd_stats(const Options& o) {
   if (o.flag("prometheus")) return stats_prometheus(o);
   if (o.has("output")) throw UsageError("--output goes with --prometheus");
+  try {
+    return stats_table(o);
+  } catch (const Interrupted&) {
+    std::cerr << "INTERRUPTED\n"; // 0.7.3's word, as between --count rounds
+    return EXIT_INTERRUPTED;
+  }
+}
+
+// The table (or JSON) of stats, --count times.
+int stats_table(const Options& o) {
   Context c = make_context(o, true);
   bool qps = o.flag("qps"), json = o.flag("json");
   int wait = parse_positive(o, "wait", 1, 0);
@@ -590,7 +613,7 @@ int cmd_stats(const Options& o) {
     for (auto& n : nodes) eps.push_back(n.endpoint());
     // The nodes shown, then the others the map versions need: one gather, one --timeout.
     auto g = gather_stats_and_lag(with_version_nodes(eps, cluster), lag_masters(cluster, nodes), c.timeout_ms,
-                                  cluster.nodes());
+                                  cluster.nodes(), hooks(c));
     std::set<std::string> failed; // rows that will say so themselves
     for (size_t i = 0; i < nodes.size(); ++i)
       if (!g.stats[i].ok) failed.insert(g.stats[i].endpoint.key());
@@ -598,7 +621,7 @@ int cmd_stats(const Options& o) {
       if (!l.ok && !failed.count(l.master.key()))
         std::cerr << l.master.key() << ": its slaves' lag is unknown: " << one_line(l.error) << "\n";
     behind = lags_by_slave(cluster, g.lags);
-    MapVersions v = check_map_versions(ic, cluster, g.stats, c.timeout_ms);
+    MapVersions v = check_map_versions(ic, cluster, g.stats, c.timeout_ms, hooks(c));
     index_version = v.index >= 0 ? std::optional<long long>(v.index) : std::nullopt;
     g.stats.resize(nodes.size()); // the table's rows
     return std::make_pair(nodes, std::move(g.stats));
@@ -678,10 +701,10 @@ int cmd_summary(const Options& o) {
   for (const auto& n : cluster.stats_order())
     if (n.is_master()) masters.push_back(n.endpoint());
   // The masters, then the other nodes the map versions need: one gather, one --timeout.
-  auto all = gather_stats(with_version_nodes(masters, cluster), c.timeout_ms);
+  auto all = gather_stats(with_version_nodes(masters, cluster), c.timeout_ms, hooks(c));
   const std::vector<StatsResult> results(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(masters.size()));
   Summary s = summarize(c.index.display(), cluster, results);
-  s.warnings = map_warnings(check_map_versions(ic, cluster, all, c.timeout_ms));
+  s.warnings = map_warnings(check_map_versions(ic, cluster, all, c.timeout_ms, hooks(c)));
   if (o.flag("json")) std::cout << format_summary_json(s) << "\n";
   else std::cout << format_summary(s);
   flush_stdout();
@@ -720,9 +743,9 @@ int cmd_index(const Options& o) {
       std::vector<Endpoint> eps;
       for (const auto& n : cluster.nodes())
         if (n.state != "down") eps.push_back(n.endpoint());
-      versions = map_versions(before, gather_stats(eps, c.timeout_ms));
+      versions = map_versions(before, gather_stats(eps, c.timeout_ms, hooks(c)));
     } else {
-      versions = check_map_versions(ic, cluster, {}, c.timeout_ms);
+      versions = check_map_versions(ic, cluster, {}, c.timeout_ms, hooks(c));
     }
     const long long after = index_version();
     if (after == before) break;
@@ -1071,8 +1094,6 @@ unsigned long long bwlimit_option(const Options& o) {
   return *v;
 }
 
-bool interrupted() { return g_interrupted != 0; }
-
 // The width a redrawn line may take on stderr's terminal: not the last column (no wrap).
 size_t progress_width() {
   winsize ws{};
@@ -1163,7 +1184,7 @@ int cmd_check(const Options& o) {
   if (keys) show_progress(term, *keys, "checking keys", nullptr, "keys");
   CheckData d;
   try {
-    d = collect_check(c.index, c.timeout_ms, keys ? &*keys : nullptr, c.trace);
+    d = collect_check(c.index, c.timeout_ms, keys ? &*keys : nullptr, c.trace, interrupted);
     term.end_progress();
   } catch (const Interrupted&) {
     term.end_progress();
@@ -1435,6 +1456,8 @@ int cmd_restore(const Options& o) {
     RestoreRouting routing;
     try {
       routing = restore_routing(cluster, naming_index(ic.endpoint(), [&] { return ic.meta(); }));
+    } catch (const Interrupted&) {
+      throw;
     } catch (const Error& e) {
       std::cerr << e.what() << "\n";
       return EXIT_FAIL;
@@ -1959,6 +1982,10 @@ int run(int argc, char** argv) {
       return plugin ? unknown(e.what()) : EXIT_USAGE;
     } catch (const Exit& e) {
       return e.status;
+    } catch (const Interrupted&) {
+      // Ctrl-C or SIGTERM while a read-only command waited: no verdict, no half a table.
+      std::cerr << "interrupted\n";
+      return EXIT_INTERRUPTED;
     } catch (const Error& e) {
       std::cerr << one_line(e.what()) << "\n";
       return plugin ? unknown(e.what()) : EXIT_FAIL;

@@ -77,11 +77,12 @@
 //      require_index(): throws NotAnIndexError (: Error) when the server is a flared (`meta` -> ERROR)
 //    class NodeClient : ServerClient { std::string flush_all(); }
 //    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
-//    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms);
-//      -- every node at once from one poll() loop; a failed node comes back with ok == false
+//    struct GatherHooks { CancelFn cancel; TraceFn trace; }   -- Ctrl-C and --debug for every gather below
+//    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms,
+//      const GatherHooks& hooks = {});   -- every node at once from one poll() loop; a failed node: ok == false
 //    struct GatherReply { endpoint; request; ok; error; lines; }
 //    std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks,
-//      int timeout_ms);   -- any request lines (replies up to END), all at once, as gather_stats
+//      int timeout_ms, const GatherHooks& hooks = {});   -- any request lines (replies up to END), as gather_stats
 //   5b. Replication lag (a master's `stats threads slave`: per slave, the writes waiting and their age)
 //    struct SlaveLag { slave (HOST:PORT); long long queue (items), behind (seconds); int threads; bool writing;
 //      long long pending() const; }   -- queue + the write being sent
@@ -89,9 +90,10 @@
 //    std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {});
 //    struct LagResult { Endpoint master; bool ok; std::string error; std::vector<SlaveLag> slaves; find(slave_key); }
 //    std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
-//      const std::vector<NodeInfo>& nodes = {});   -- every master at once, one request each
+//      const std::vector<NodeInfo>& nodes = {}, const GatherHooks& hooks = {});   -- every master at once
 //    struct StatsAndLag { stats; lags; }   StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints,
-//      const std::vector<Endpoint>& masters, int timeout_ms, const std::vector<NodeInfo>& nodes = {});  -- one loop
+//      const std::vector<Endpoint>& masters, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
+//      const GatherHooks& hooks = {});  -- one loop
 //   6. Cluster model
 //    class Cluster { Cluster(); explicit Cluster(std::vector<NodeInfo> nodes); nodes(); empty();
 //      find(const std::string& key) / find(const Endpoint& ep) -> const NodeInfo*; int partition_count();
@@ -260,10 +262,11 @@
 //      stats; lags (by master); lag_errors; copies (by master in prepare: CopyThread { source, seconds });
 //      keys_checked; placement; }
 //    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
-//      const TraceFn& trace = nullptr);   -- the index, then every node at once (one timeout in all)
+//      const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr);   -- the index, then every node at
+//      once (one timeout in all); cancel: Interrupted
 //    std::vector<LagResult> lag_results(const CheckData& d);   -- its lags as gather_slave_lag() gives them
 //    struct CheckReport { status; findings; thresholds; nodes, partitions, ignored; max_lag_items, max_lag_seconds,
-//      items, keys (-1 without --keys); std::string summary() const; std::string perfdata() const; }
+//      items, keys (-1 without --keys), figures_known; std::string summary() const; std::string perfdata() const; }
 //    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
 //    std::string format_check_text(const CheckReport& r);   std::string format_check_json(const CheckReport& r);
 //    std::string format_check_unknown(const std::string& why, bool json);   -- the UNKNOWN verdict (exit 3)
@@ -1749,6 +1752,7 @@ struct StatsProbe {
   size_t next_addr = 0;
   int fd = -1;
   enum Phase { waiting, connecting, sending, reading, done } phase = waiting;
+  bool traced = false; // its requests were given to GatherHooks::trace (a probe may start twice)
   size_t sent = 0;
   std::string inbuf;
   Clock::time_point deadline{}; // from the moment its connect starts
@@ -1927,13 +1931,36 @@ inline void probe_service(StatsProbe& p) {
 // an unexpected EMFILE narrows the window instead of failing the node). A node that fails
 // (refused, timeout, garbage) comes back with ok == false and a reason; the others are
 // unaffected. Probes come back in the order of `asks`.
+// What a gather may be given besides its requests: `cancel`, asked every
+// FLARE_TOOLS_CANCEL_CHECK_MS (true: every connection is closed and Interrupted thrown, e.g.
+// after Ctrl-C), and `trace`, given each request as it is sent ("--> HOST:PORT request") and each
+// node's reply lines once it is in ("<-- HOST:PORT line", its END too), or why it failed.
+struct GatherHooks {
+  CancelFn cancel; // cppcheck-suppress unusedStructMember ; read by gather_probes
+  TraceFn trace;   // cppcheck-suppress unusedStructMember ; read by gather_probes
+};
+
 namespace detail {
+// The trace of one probe that has ended: its replies' lines, or why it failed.
+inline void trace_probe(const StatsProbe& p, const TraceFn& trace) {
+  const std::string who = "<-- " + p.result.endpoint.display() + " ";
+  if (!p.result.ok) {
+    trace(who + "(" + p.result.error + ")");
+    return;
+  }
+  for (size_t k = 0; k < p.lines.size(); ++k) {
+    for (const auto& line : p.lines[k]) trace(who + printable(line));
+    trace(who + (p.reply_error[k].empty() ? std::string("END") : p.reply_error[k]));
+  }
+}
+
 // One probe per (endpoint, request lines) of `asks`: the requests are sent pipelined on one
 // connection (flare answers them in order: shared/real-flare-1.3.4/README.md).
 // `on_reply` (if set) is called for each probe as soon as its replies are in (result.ok), e.g. to
 // parse and drop its lines: 2,000 nodes' lines held until the end cost 2 MB more.
 inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoint, std::vector<std::string>>>& asks,
-                                             int timeout_ms, const std::function<void(StatsProbe&)>& on_reply = nullptr) {
+                                             int timeout_ms, const std::function<void(StatsProbe&)>& on_reply = nullptr,
+                                             const GatherHooks& hooks = {}) {
   const size_t n = asks.size();
   size_t window = detail::gather_window(n);
   std::vector<StatsProbe> probes(n);
@@ -1945,12 +1972,26 @@ inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoin
   size_t next = 0;            // the next probe to start
   std::vector<size_t> active; // probes with an open socket
   std::vector<pollfd> fds;
+  auto close_all = [&] {
+    for (auto& p : probes)
+      if (p.fd >= 0) {
+        ::close(p.fd);
+        p.fd = -1;
+      }
+  };
   for (;;) {
+    if (hooks.cancel && hooks.cancel()) {
+      close_all();
+      throw Interrupted("interrupted");
+    }
     // Start a batch of connections, as far as the window allows.
     for (size_t started = 0; next < n && active.size() < window && started < FLARE_TOOLS_GATHER_CONNECT_BATCH;
          ++started) {
       auto& p = probes[next];
       p.deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+      if (hooks.trace && !p.traced)
+        for (const auto& r : p.asked) hooks.trace("--> " + p.result.endpoint.display() + " " + printable(r));
+      p.traced = true;
       try {
         if (p.addrs.empty()) p.addrs = detail::resolve(asks[next].first);
         detail::probe_try_connect(p);
@@ -1967,6 +2008,7 @@ inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoin
         break;
       }
       if (p.phase != StatsProbe::done) active.push_back(next);
+      else if (hooks.trace) trace_probe(p, hooks.trace);
       ++next;
     }
     if (active.empty()) {
@@ -1982,7 +2024,8 @@ inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoin
     }
     bool more_to_start = next < n && active.size() < window;
     int ms = more_to_start ? 0 : detail::remaining_ms(soonest);
-    // A signal ends poll early; the next round waits for the time left only.
+    if (hooks.cancel) ms = std::min(ms, FLARE_TOOLS_CANCEL_CHECK_MS);
+    // A signal ends poll early; the next round asks `cancel`, then waits for the time left only.
     int rc = ::poll(fds.data(), fds.size(), ms);
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0) {
@@ -1996,19 +2039,19 @@ inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoin
       auto& p = probes[active[k]];
       if (fds[k].revents != 0) {
         detail::probe_service(p);
+        if (p.phase == StatsProbe::done && hooks.trace) trace_probe(p, hooks.trace);
         if (p.phase == StatsProbe::done && p.result.ok && on_reply) on_reply(p);
       }
-      if (p.phase != StatsProbe::done && now >= p.deadline) p.finish_error("timed out");
+      if (p.phase != StatsProbe::done && now >= p.deadline) {
+        p.finish_error("timed out");
+        if (hooks.trace) trace_probe(p, hooks.trace);
+      }
     }
     active.erase(std::remove_if(active.begin(), active.end(),
                                 [&](size_t i) { return probes[i].phase == StatsProbe::done; }),
                  active.end());
   }
-  for (auto& p : probes)
-    if (p.fd >= 0) {
-      ::close(p.fd);
-      p.fd = -1;
-    }
+  close_all();
   return probes;
 }
 } // namespace detail
@@ -2025,8 +2068,9 @@ struct GatherReply {
 // Every (endpoint, request line) at once, as gather_stats (one poll loop, each endpoint its own
 // `timeout_ms` from its connect; a reply must end in END, else it fails with the line it ended
 // with). The requests to one endpoint share a connection, pipelined. Never throws for one
-// node's failure; replies in the order of `asks`.
-inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms) {
+// node's failure; replies in the order of `asks`. Throws Interrupted when hooks.cancel says stop.
+inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms,
+                                               const GatherHooks& hooks = {}) {
   std::vector<std::pair<Endpoint, std::vector<std::string>>> grouped;
   std::vector<std::pair<size_t, size_t>> where(asks.size()); // ask -> (probe, reply)
   std::unordered_map<std::string, size_t> probe_of;
@@ -2036,7 +2080,7 @@ inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpo
     where[i] = {it->second, grouped[it->second].second.size()};
     grouped[it->second].second.push_back(asks[i].second);
   }
-  auto probes = detail::gather_probes(grouped, timeout_ms);
+  auto probes = detail::gather_probes(grouped, timeout_ms, nullptr, hooks);
   std::vector<GatherReply> out(asks.size());
   for (size_t i = 0; i < asks.size(); ++i) {
     auto& p = probes[where[i].first];
@@ -2055,7 +2099,7 @@ namespace detail {
 // i is sent whats[i] (without CR LF); each reply parsed with parse_stats (name = up to the
 // first space), as it completes. whats.size() == endpoints.size().
 inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& endpoints, int timeout_ms,
-                                                  const std::vector<std::string>& whats) {
+                                                  const std::vector<std::string>& whats, const GatherHooks& hooks = {}) {
   std::vector<std::pair<Endpoint, std::vector<std::string>>> asks;
   asks.reserve(endpoints.size());
   for (size_t i = 0; i < endpoints.size(); ++i) asks.emplace_back(endpoints[i], std::vector<std::string>{whats.at(i)});
@@ -2074,7 +2118,7 @@ inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& e
     p.lines.clear();
     p.lines.shrink_to_fit();
   };
-  auto probes = detail::gather_probes(asks, timeout_ms, parse);
+  auto probes = detail::gather_probes(asks, timeout_ms, parse, hooks);
   std::vector<StatsResult> out;
   out.reserve(probes.size());
   for (auto& p : probes) out.push_back(std::move(p.result));
@@ -2083,8 +2127,10 @@ inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& e
 } // namespace detail
 
 // Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
-inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms) {
-  return detail::gather_stat_lines(endpoints, timeout_ms, std::vector<std::string>(endpoints.size(), "stats"));
+// Throws Interrupted when hooks.cancel says stop.
+inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms,
+                                             const GatherHooks& hooks = {}) {
+  return detail::gather_stat_lines(endpoints, timeout_ms, std::vector<std::string>(endpoints.size(), "stats"), hooks);
 }
 
 // ---- 5b. Replication lag -----------------------------------------------------------------
@@ -2144,9 +2190,18 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
     std::string who = namer.name(t);
     SlaveLag& l = by[who];
     l.slave = who;
-    long long q = std::max(0LL, to_int(t.queue).value_or(0));
+    // A count that is not one is not 0: the lag would read as none (every flared 1.3.4 thread
+    // shows queue and behind, whole numbers from 0: shared/real-flare-1.3.4/index_stats_threads.txt).
+    auto count = [&](const std::string& field, const std::string& v) {
+      auto n = to_int(v);
+      if (!n || *n < 0)
+        throw ProtocolError("stats threads: thread " + printable(t.id) + "'s " + field + " is '" + printable(v) +
+                            "', not a count");
+      return *n;
+    };
+    long long q = count("queue", t.queue);
     l.queue = q > LLONG_MAX - l.queue ? LLONG_MAX : l.queue + q; // a hostile peer's numbers never overflow
-    l.behind = std::max(l.behind, t.behind ? to_int(*t.behind).value_or(0) : 0);
+    if (t.behind) l.behind = std::max(l.behind, count("behind", *t.behind));
     l.threads += 1;
     if (t.state == "execute") l.writing = true;
   }
@@ -2204,30 +2259,32 @@ inline LagResult lag_result(StatsResult&& r, const SlaveNamer& namer) {
 
 // ask_slave_lag() of every master at once, as gather_stats() (one poll() loop, `timeout_ms`
 // each): one request per master. Results in the order of `masters`; a master that fails comes
-// back with ok == false and the reason. Throws nothing of its own.
+// back with ok == false and the reason. Throws Interrupted when hooks.cancel says stop.
 inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
-                                               const std::vector<NodeInfo>& nodes = {}) {
+                                               const std::vector<NodeInfo>& nodes = {}, const GatherHooks& hooks = {}) {
   std::vector<LagResult> out;
   out.reserve(masters.size());
   detail::SlaveNamer namer(nodes);
-  for (auto& r : detail::gather_stat_lines(masters, timeout_ms, std::vector<std::string>(masters.size(), "stats threads slave")))
+  for (auto& r : detail::gather_stat_lines(masters, timeout_ms, std::vector<std::string>(masters.size(), "stats threads slave"),
+                                           hooks))
     out.push_back(detail::lag_result(std::move(r), namer));
   return out;
 }
 
 // gather_stats(endpoints) and gather_slave_lag(masters) from the same poll() loop: what
-// flare-stats needs, for the price of one gather. Throws nothing of its own.
+// flare-stats needs, for the price of one gather. Throws Interrupted when hooks.cancel says stop.
 struct StatsAndLag {
   std::vector<StatsResult> stats; // in the order of `endpoints`
   std::vector<LagResult> lags;    // in the order of `masters`
 };
 inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, const std::vector<Endpoint>& masters,
-                                        int timeout_ms, const std::vector<NodeInfo>& nodes = {}) {
+                                        int timeout_ms, const std::vector<NodeInfo>& nodes = {},
+                                        const GatherHooks& hooks = {}) {
   std::vector<Endpoint> all = endpoints;
   all.insert(all.end(), masters.begin(), masters.end());
   std::vector<std::string> whats(endpoints.size(), "stats");
   whats.resize(all.size(), "stats threads slave");
-  auto results = detail::gather_stat_lines(all, timeout_ms, whats);
+  auto results = detail::gather_stat_lines(all, timeout_ms, whats, hooks);
   detail::SlaveNamer namer(nodes);
   StatsAndLag out;
   out.stats.reserve(endpoints.size());
@@ -7204,7 +7261,9 @@ inline const std::vector<CheckCode>& check_codes() {
       {"index_down", Severity::critical, "the index server does not answer: nothing can fail over"},
       {"index_is_node", Severity::critical, "the address given as the index server is a data node"},
       {"no_active_master", Severity::critical, "a partition has no active master"},
-      {"master_down_no_slave", Severity::critical, "a master is down or does not answer and its partition has no active slave: the only copy is offline"},
+      {"no_partition", Severity::critical, "the cluster has no partition (no master at all): it serves no data"},
+      {"master_down_no_slave", Severity::critical,
+       "a master is down or does not answer and its partition has no active slave that answers: every copy is offline"},
       {"map_newer_than_index", Severity::critical, "nodes hold a newer node map than the index and ignore its changes"},
       {"keys_unframed", Severity::critical, "a key listing cannot be framed (a key holds CR LF; --keys)"},
       {"no_active_slave", Severity::warning, "a partition has no active slave: no redundancy"},
@@ -7215,7 +7274,7 @@ inline const std::vector<CheckCode>& check_codes() {
       {"map_differs", Severity::warning, "a node holds an older node map than the index"},
       {"master_not_serving", Severity::warning,
        "a partition's master is ready, or in prepare with no copy running or copying for over --prepare-seconds: "
-       "the partition does not serve"},
+       "the partition does not serve (critical when no partition has an active master)"},
       {"master_building", Severity::ok, "a new partition's master is copying its data (prepare): not serving yet, not late"},
       {"slaves_balance_zero", Severity::warning, "every active slave of a partition has balance 0"},
       {"slave_same_host", Severity::warning, "a slave is on the same host as its master"},
@@ -7270,13 +7329,14 @@ struct CheckData {
 // then every answering master and slave lists its keys (check_key_placement, unframed keys
 // counted; its options give deadline, cancel and progress). An index that does not answer, or is
 // a data node, is recorded (index_error), not thrown. Throws ProtocolError / ServerError when
-// the index answers garbage, Interrupted from the key listing.
+// the index answers garbage; Interrupted from the key listing, or once `cancel` says stop.
 inline CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
-                               const TraceFn& trace = nullptr) {
+                               const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr) {
   CheckData d;
   d.index_name = index.display();
   IndexClient ic(index, timeout_ms);
   ic.set_trace(trace);
+  ic.set_cancel(cancel);
   std::optional<Partitioning> part;
   try {
     ic.require_index();
@@ -7301,7 +7361,7 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
   const size_t lag_end = asks.size();
   for (const auto& n : nodes)
     if (n.is_master() && n.state == "prepare") asks.emplace_back(n.endpoint(), "stats threads");
-  auto replies = gather_replies(asks, timeout_ms);
+  auto replies = gather_replies(asks, timeout_ms, GatherHooks{cancel, trace});
   d.stats.resize(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
     StatsResult& r = d.stats[i];
@@ -7312,6 +7372,11 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
     if (!r.ok) continue;
     try {
       r.stats = parse_stats(replies[i].lines);
+      // The counts the findings are made of: one that is not a count would read as none (no
+      // items, no map), and hide a finding. flared gives whole numbers from 0 (node_stats.txt).
+      for (const char* field : {"curr_items", "node_map_version"})
+        if (const std::string* v = r.stats.find(field); v && !(to_int(*v) && *to_int(*v) >= 0))
+          throw ProtocolError(std::string("its stats give ") + field + " '" + detail::printable(*v) + "', not a count");
     } catch (const Error& e) {
       r.ok = false;
       r.error = e.what();
@@ -7388,6 +7453,7 @@ struct CheckReport {
   std::set<std::string> ignored; // codes of the findings left out by thresholds.ignore
   long long max_lag_items = 0, max_lag_seconds = 0, items = 0;
   long long keys = -1;         // with --keys: keys listed on the nodes asked (each copy counted); else -1
+  bool figures_known = true;   // false when the index was not read: perfdata U, JSON null (not 0s)
   std::string summary() const; // the first line, without the performance data
   std::string perfdata() const;
 };
@@ -7398,14 +7464,29 @@ inline std::string plural(long long n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-// An active master whose partition has no active slave: nothing to fail over to, so when it does
-// not answer, the partition's data is offline (a real flare 1.3.4's flarei keeps such a master as
-// master, down, once its monitor notices: shared/real-flare-1.3.4/index_master_down_no_slave.txt).
-inline bool only_copy(const Cluster& c, const NodeInfo& n) {
-  if (!n.is_master() || n.state != "active" || c.master_of(n.partition) != &n) return false;
-  for (const NodeInfo* s : c.slaves_of(n.partition))
-    if (s->state == "active") return false;
+// Whether node `key` answered its `stats` in this check (a node not asked counts as answering).
+inline bool answered(const CheckData& d, const std::string& key) {
+  const auto& nodes = d.cluster.nodes();
+  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
+    if (nodes[i].key == key) return d.stats[i].ok;
   return true;
+}
+
+// The active slaves of partition p (in the index's map) whose flared answered.
+inline size_t answering_active_slaves(const CheckData& d, int p) {
+  size_t n = 0;
+  for (const NodeInfo* s : d.cluster.slaves_of(p))
+    if (s->state == "active" && answered(d, s->key)) ++n;
+  return n;
+}
+
+// An active master whose partition has no active slave that answers: nothing to fail over to
+// (or only to a slave that is as silent), so when it does not answer, the partition's data is
+// offline (a real flare 1.3.4's flarei keeps such a master as master, down, once its monitor
+// notices: shared/real-flare-1.3.4/index_master_down_no_slave.txt).
+inline bool only_copy(const CheckData& d, const NodeInfo& n) {
+  return n.is_master() && n.state == "active" && d.cluster.master_of(n.partition) == &n &&
+         answering_active_slaves(d, n.partition) == 0;
 }
 
 inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
@@ -7435,12 +7516,14 @@ inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
       out.push_back(std::move(f));
     } else if (r && !r->ok) {
       // A master that is its partition's only copy: the partition's finding (master_down_no_slave).
-      if (only_copy(d.cluster, n)) continue;
+      if (only_copy(d, n)) continue;
       Finding f;
       f.code = "node_unreachable";
       f.node = n.key;
       f.partition = n.partition;
-      f.message = n.key + " (" + n.role + " " + n.state + ") does not answer";
+      const bool garbled = r->error.rfind("its stats give ", 0) == 0;
+      f.message = n.key + " (" + n.role + " " + n.state + ")" +
+                  (garbled ? " answers stats that cannot be read" : " does not answer");
       f.figure = r->error;
       f.fix = "see whether flared runs on " + n.key + " (flare-admin ping " + n.key +
               "); the index marks it down after its monitor threshold";
@@ -7451,6 +7534,19 @@ inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
 
 inline void check_partition_findings(const CheckData& d, const CheckThresholds& t, std::vector<Finding>& out) {
   const Cluster& c = d.cluster;
+  if (c.partition_count() == 0) {
+    // Nothing serves: a client's set answers SERVER_ERROR no partition available (flare-protocol.md).
+    Finding f;
+    f.severity = Severity::critical;
+    f.code = "no_partition";
+    f.message = "the cluster has no partition: it serves no data";
+    const auto n = static_cast<long long>(c.nodes().size());
+    f.figure = n == 0 ? "no node registered with the index" : plural(n, "node", "nodes") + ", no master";
+    f.fix = n == 0 ? "start flared with the index as its index-servers, then flare-admin master HOST:PORT:1:0"
+                   : "flare-admin master HOST:PORT:1:0 with one of its proxy nodes";
+    out.push_back(std::move(f));
+    return;
+  }
   std::map<std::string, const StatsResult*> by_key;
   for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
   for (int p = 0; p < c.partition_count(); ++p) {
@@ -7536,6 +7632,19 @@ inline void check_partition_findings(const CheckData& d, const CheckThresholds& 
                                 : "start flared on " + masters.front()->key + " again, or flare-admin activate " +
                                       masters.front()->key;
       }
+      // No partition has an active master: a new cluster's first master still in prepare or
+      // ready is not a partition on its way while others serve, it is a cluster serving nothing.
+      if (building && serving_partition_count(c) == 0) {
+        f.severity = Severity::critical;
+        f.code = "master_not_serving";
+        f.message = part + "'s master " + building->key + " is " +
+                    (building->state == "prepare" ? std::string("in prepare") : building->state) +
+                    " and no partition has an active master: the cluster serves no data";
+        if (f.fix.empty())
+          f.fix = "wait for its copy to end (flare-admin list); if it stays in prepare, restart the flared of " +
+                  building->key + ", then flare-admin master " + building->key + ":" + std::to_string(building->balance) +
+                  ":" + std::to_string(p) + " --activate";
+      }
       out.push_back(std::move(f));
       continue;
     }
@@ -7543,19 +7652,30 @@ inline void check_partition_findings(const CheckData& d, const CheckThresholds& 
     for (auto* s : slaves)
       if (s->state == "active") active.push_back(s);
     auto answer = by_key.find(master->key);
-    if (active.empty() && answer != by_key.end() && !answer->second->ok) {
-      // The index still lists it active (its monitor has not noticed, or cannot see what we see):
-      // there is no slave to fail over to, so the partition's only copy is offline.
+    if (answer != by_key.end() && !answer->second->ok && answering_active_slaves(d, p) == 0) {
+      // The index still lists it active (its monitor has not noticed, or cannot see what we see),
+      // and no slave to fail over to answers either: every copy of the partition is offline.
       Finding f;
       f.severity = Severity::critical;
       f.code = "master_down_no_slave";
       f.partition = p;
       f.node = master->key;
-      f.message = part + " is offline: its master " + master->key + " does not answer and it has no active slave";
-      f.figure = "master active in the index, " + answer->second->error + "; " +
-                 (slaves.empty() ? std::string("0 slaves") : plural(static_cast<long long>(slaves.size()), "slave", "slaves") + ", none active");
-      f.fix = "see whether flared runs on " + master->key + " (flare-admin ping " + master->key +
-              "; a stopped process: SIGCONT) and start it again; the index keeps it as " + part + "'s master";
+      std::string silent;
+      for (auto* s : active) silent += " " + s->key;
+      if (active.empty()) {
+        f.message = part + " is offline: its master " + master->key + " does not answer and it has no active slave";
+        f.figure = "master active in the index, " + answer->second->error + "; " +
+                   (slaves.empty() ? std::string("0 slaves")
+                                   : plural(static_cast<long long>(slaves.size()), "slave", "slaves") + ", none active");
+        f.fix = "see whether flared runs on " + master->key + " (flare-admin ping " + master->key +
+                "; a stopped process: SIGCONT) and start it again; the index keeps it as " + part + "'s master";
+      } else {
+        f.message = part + " is offline: its master " + master->key + " does not answer, nor do its active slaves";
+        f.figure = "master active in the index, " + answer->second->error + "; " +
+                   plural(static_cast<long long>(active.size()), "active slave", "active slaves") + ", none answers";
+        f.fix = "see whether flared runs on " + master->key + " and" + silent + " (flare-admin ping " + master->key +
+                silent + "; a stopped process: SIGCONT) and start them again";
+      }
       out.push_back(std::move(f));
       continue;
     }
@@ -7822,6 +7942,9 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
     return static_cast<int>(a.severity) > static_cast<int>(b.severity);
   });
   for (const auto& f : r.findings) r.status = worse(r.status, f.severity);
+  // The index not read and its finding left out: nothing was looked at, which is not OK.
+  if (!d.index_error.empty() && r.findings.empty()) r.status = Severity::unknown;
+  r.figures_known = d.index_error.empty();
   r.nodes = static_cast<int>(d.cluster.nodes().size());
   r.partitions = d.cluster.partition_count();
   for (const auto& [master, lags] : d.lags)
@@ -7851,8 +7974,12 @@ inline std::string CheckReport::summary() const {
     else if (f.severity == Severity::warning) ++warnings;
   }
   // The claim below is not made when a finding that denies it was left out (--ignore).
-  static const char* const denying[] = {"no_active_master", "master_down_no_slave", "no_active_slave",
+  static const char* const denying[] = {"no_active_master", "no_partition", "master_down_no_slave", "no_active_slave",
                                         "master_not_serving", "master_building", "index_down", "index_is_node"};
+  if (status == Severity::unknown && findings.empty())
+    for (const char* code : {"index_down", "index_is_node"})
+      if (ignored.count(code))
+        return out + "the index server was not read and --ignore left out why (" + code + "): nothing was checked";
   for (const char* code : denying)
     if (findings.empty() && ignored.count(code))
       return out + detail::plural(nodes, "node", "nodes") + ", " + detail::plural(partitions, "partition", "partitions") +
@@ -7871,13 +7998,16 @@ inline std::string CheckReport::summary() const {
 }
 
 // The plugins' performance data: 'label'=value[unit];warn;crit;min;max, space separated.
+// A figure that could not be read (the index was not) is U, as the plugins' guidelines say: a
+// graph then shows a gap, not a cluster of 0 nodes.
 inline std::string CheckReport::perfdata() const {
   const CheckThresholds& t = thresholds;
-  return "nodes=" + std::to_string(nodes) + ";;;0 partitions=" + std::to_string(partitions) + ";;;0 lag_items=" +
-         std::to_string(max_lag_items) + ";" + std::to_string(t.lag_warning_items) + ";" +
-         std::to_string(t.lag_critical_items) + ";0 lag_seconds=" + std::to_string(max_lag_seconds) + "s;" +
-         std::to_string(t.lag_warning_seconds) + ";" + std::to_string(t.lag_critical_seconds) + ";0 items=" +
-         std::to_string(items) + ";;;0" + (keys >= 0 ? " keys=" + std::to_string(keys) + ";;;0" : "");
+  auto v = [&](long long x, const char* unit = "") { return figures_known ? std::to_string(x) + unit : std::string("U"); };
+  return "nodes=" + v(nodes) + ";;;0 partitions=" + v(partitions) + ";;;0 lag_items=" + v(max_lag_items) + ";" +
+         std::to_string(t.lag_warning_items) + ";" + std::to_string(t.lag_critical_items) + ";0 lag_seconds=" +
+         v(max_lag_seconds, "s") + ";" + std::to_string(t.lag_warning_seconds) + ";" +
+         std::to_string(t.lag_critical_seconds) + ";0 items=" + v(items) + ";;;0" +
+         (keys >= 0 ? " keys=" + std::to_string(keys) + ";;;0" : "");
 }
 
 // The plugin output: the summary and performance data on the first line, then one line per
@@ -7909,12 +8039,12 @@ inline std::string format_check_unknown(const std::string& why, bool json) {
 // The same as one JSON document: status, exit (0-3), summary, perfdata (numbers), findings.
 inline std::string format_check_json(const CheckReport& r) {
   using detail::json_escape;
+  auto known = [&](long long x) { return r.figures_known ? std::to_string(x) : std::string("null"); };
   std::string out = "{\"status\":" + json_escape(to_string(r.status)) + ",\"exit\":" +
                     std::to_string(static_cast<int>(r.status)) + ",\"summary\":" + json_escape(r.summary()) +
-                    ",\"perfdata\":{\"nodes\":" + std::to_string(r.nodes) + ",\"partitions\":" +
-                    std::to_string(r.partitions) + ",\"lag_items\":" + std::to_string(r.max_lag_items) +
-                    ",\"lag_seconds\":" + std::to_string(r.max_lag_seconds) + ",\"items\":" + std::to_string(r.items) +
-                    ",\"keys\":" + (r.keys >= 0 ? std::to_string(r.keys) : "null") + "},\"findings\":[";
+                    ",\"perfdata\":{\"nodes\":" + known(r.nodes) + ",\"partitions\":" + known(r.partitions) +
+                    ",\"lag_items\":" + known(r.max_lag_items) + ",\"lag_seconds\":" + known(r.max_lag_seconds) +
+                    ",\"items\":" + known(r.items) + ",\"keys\":" + (r.keys >= 0 ? std::to_string(r.keys) : "null") + "},\"findings\":[";
   for (size_t i = 0; i < r.findings.size(); ++i) {
     const Finding& f = r.findings[i];
     std::string sev = to_string(f.severity);
@@ -7956,7 +8086,7 @@ inline std::string format_prometheus_health(const CheckData& d) {
   s.clear();
   std::map<std::string, const StatsResult*> by_key;
   for (const auto& r : d.stats) by_key[r.endpoint.key()] = &r;
-  std::vector<std::string> balance, same_host, master_up;
+  std::vector<std::string> balance, same_host, master_up, slaves_up;
   for (int p = 0; p < d.cluster.partition_count(); ++p) {
     const std::string pl = idx + ",partition=\"" + std::to_string(p) + "\"";
     std::map<std::pair<std::string, std::string>, long long> count;
@@ -7978,6 +8108,8 @@ inline std::string format_prometheus_health(const CheckData& d) {
       if (master && n.state != "down" && n.host == master->host) ++near;
     }
     balance.push_back("flare_partition_active_slave_balance{" + pl + "} " + std::to_string(bal) + "\n");
+    slaves_up.push_back("flare_partition_active_slaves_up{" + pl + "} " +
+                        std::to_string(detail::answering_active_slaves(d, p)) + "\n");
     if (const NodeInfo* m = d.cluster.master_of(p); m && m->state == "active") {
       auto st = by_key.find(m->key);
       master_up.push_back("flare_partition_master_up{" + pl + ",node=\"" + prom_label_value(m->key) + "\"} " +
@@ -7993,6 +8125,8 @@ inline std::string format_prometheus_health(const CheckData& d) {
   prom_family(out, "flare_partition_master_up", "gauge",
               "1 when the partition's active master answered stats, 0 when it did not (no sample: no active master).",
               master_up);
+  prom_family(out, "flare_partition_active_slaves_up", "gauge",
+              "Active slaves of the partition (in the index's map) that answered stats.", slaves_up);
   auto items_of = [&](const std::string& key) -> std::optional<long long> {
     auto it = by_key.find(key);
     if (it == by_key.end() || !it->second->ok) return std::nullopt;

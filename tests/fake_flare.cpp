@@ -75,7 +75,9 @@
 //                                      a stalled master sends nothing to a construction copying from
 //                                      it (the new node still shows its copy thread, blocked reading);
 //                                      the index's monitor marks a stalled node down after
-//                                      dead-after-ms, as a dead one (it does not answer its ping)
+//                                      dead-after-ms, as a dead one (it does not answer its ping),
+//                                      except a stalled slave it has just promoted to master: that
+//                                      one stays master/active while stalled (flarei blocks syncing it)
 //   sync-delay MS                      after `node state HOST PORT down` of an active master that
 //                                      promotes a slave, answer OK only MS later (flarei first syncs
 //                                      the new master, which may be slow); 0 = off
@@ -505,6 +507,10 @@ struct MapEntry {
   int node_idx = -1;          // fake node serving this key, -1 = nothing listens there
   int64_t down_since = 0;     // mono ms
   int64_t unreach_since = -1; // mono ms, -1 = reachable
+  // Promoted by the monitor while stopped (stall): flarei's down handler syncs the new master
+  // first and blocks on it, so it is not marked down while it stays stopped (a real flare 1.3.4:
+  // master and slave SIGSTOPped, the slave promoted and listed master active for over a minute).
+  bool sync_blocked = false;
   // control `lag`: replication towards this slave as its master shows it (`stats threads slave`)
   int64_t lag_queue = 0, lag_behind = 0, lag_drain = 0, lag_set_ms = 0;
   // copy job while state == prepare
@@ -856,6 +862,7 @@ void mark_down(MapEntry& e) {
       if (best) {
         best->role = Role::Master;
         best->state = State::Active;
+        if (FakeNode* bn = node_of(*best); bn && bn->ep->stalled.load()) best->sync_blocked = true;
         if (!any_pos) best->balance = 1;
         if (FakeNode* bn = node_of(*best)) bn->repl_queue.clear();  // the old master's writes not yet replicated
         best->reset_copy();
@@ -1174,9 +1181,10 @@ void tick(double dt) {
     if (!monitor_alive(e)) {
       all_well = false;
       if (e.unreach_since < 0) e.unreach_since = now;
-      if (e.state != State::Down && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
+      if (e.state != State::Down && !e.sync_blocked && now - e.unreach_since >= g_cfg.dead_after_ms) mark_down(e);
     } else {
       e.unreach_since = -1;
+      e.sync_blocked = false;
       int64_t since = std::max(e.down_since, node_of(e)->alive_since);
       if (e.state == State::Down && now - since >= g_cfg.revive_ms) {
         // The monitor's next good ping: a live node set down comes back as proxy/active, except a

@@ -303,10 +303,13 @@ struct Interrupted {
   std::string err;
 };
 
-// Starts the binary, sends it `sig` (Ctrl-C's SIGINT unless told) after `delay_ms`, runs
-// `after_signal` (if any: e.g. let a stalled fake go on), and measures how long it takes to exit.
+// Starts the binary, sends it `sig` (Ctrl-C's SIGINT unless told) after `delay_ms` and, if
+// `ready` is given, once it holds too (asked every 10 ms, for at most 60 s: a point in the run
+// that a fixed delay reaches only on an idle machine), runs `after_signal` (if any: e.g. let a
+// stalled fake go on), and measures how long it takes to exit.
 inline Interrupted interrupt_after(const std::vector<std::string>& args, int delay_ms, int sig = SIGINT,
-                                   const std::function<void()>& after_signal = nullptr) {
+                                   const std::function<void()>& after_signal = nullptr,
+                                   const std::function<bool()>& ready = nullptr) {
   int err[2];
   REQUIRE(::pipe(err) == 0);
   harness::ChildExec child(harness::admin_binary(), "flare-admin", args, harness::child_env({}));
@@ -323,6 +326,7 @@ inline Interrupted interrupt_after(const std::vector<std::string>& args, int del
   }
   ::close(err[1]);
   std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  for (int i = 0; ready && i < 6000 && !ready(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto sent = std::chrono::steady_clock::now();
   ::kill(pid, sig);
   if (after_signal) after_signal();

@@ -46,6 +46,7 @@ CheckOutcome check_run(FakeCluster& f, std::vector<std::string> extra = {}, bool
     std::istringstream words(line);
     std::string sev, code;
     words >> sev >> code;
+    if (!code.empty() && code.back() == ':') code.pop_back(); // a finding of no partition or node
     o.codes.push_back(code);
   }
   return o;
@@ -117,6 +118,11 @@ TEST_CASE("check: the index server does not answer: CRITICAL index_down") {
   CHECK(o.status == 2);
   CHECK(o.codes == std::vector<std::string>{"index_down"});
   CHECK(o.first.rfind("FLARE CRITICAL - the index server " + f.index() + " does not answer: nothing can fail over | ", 0) == 0);
+  // Nothing was read: the figures are unknown (U, as the plugins' guidelines say), not 0.
+  CHECK(check_has(o.first, " | nodes=U;;;0 partitions=U;;;0 lag_items=U;1000;100000;0 lag_seconds=U;30;300;0 items=U;;;0"));
+  auto j = run({"check", "-i", f.index(), "--json"});
+  CHECK(check_has(j.out, "\"perfdata\":{\"nodes\":null,\"partitions\":null,\"lag_items\":null,\"lag_seconds\":null,"
+                         "\"items\":null,\"keys\":null}"));
   CHECK(check_has(o.line(0), "; fix: start flarei on " + f.index() + " (its data dir holds the map"));
   // Seen on a real flare 1.3.4 (SIGSTOP): it accepts, then says nothing; starting it is not the fix.
   SUBCASE("stopped: it accepts but does not answer") {
@@ -130,6 +136,23 @@ TEST_CASE("check: the index server does not answer: CRITICAL index_down") {
                                " does not answer: nothing can fail over (timed out"));
     CHECK(check_has(s.out, "; fix: flarei on " + f.index() + " accepts connections but does not answer in time: see "
                                "whether it is stopped (SIGCONT) or hung"));
+  }
+}
+
+TEST_CASE("check: the index not read and its finding left out by --ignore: UNKNOWN, nothing was checked") {
+  FakeCluster f(3);
+  check_healthy(f);
+  SUBCASE("index_down") {
+    f.must("refuse index 1");
+    auto r = run({"check", "-i", f.index(), "--ignore", "index_down"});
+    CHECK(r.status == 3);
+    CHECK(r.out.rfind("FLARE UNKNOWN - the index server was not read and --ignore left out why (index_down): nothing was "
+                      "checked | ", 0) == 0);
+  }
+  SUBCASE("index_is_node") {
+    auto r = run({"check", "-i", f.node(1), "--ignore", "index_is_node", "--json"});
+    CHECK(r.status == 3);
+    CHECK(check_has(r.out, "\"status\":\"UNKNOWN\",\"exit\":3,"));
   }
 }
 
@@ -226,6 +249,81 @@ TEST_CASE("check: a killed master with no slave: CRITICAL master_down_no_slave")
     CHECK(o.status == 1);
     CHECK(o.codes == std::vector<std::string>{"node_unreachable"});
   }
+  // A slave that does not answer either is no copy to fail over to: every copy is offline.
+  SUBCASE("neither it nor its active slave answers") {
+    FakeCluster f(3, {"--dead-after-ms", "600000"});
+    check_healthy(f);
+    SUBCASE("both killed") {
+      f.must("kill " + f.node(0));
+      f.must("kill " + f.node(1));
+    }
+    SUBCASE("both stopped") {
+      f.must("stall " + f.node(0) + " 1");
+      f.must("stall " + f.node(1) + " 1");
+    }
+    auto o = check_run(f);
+    auto r = run({"stats", "-i", f.index(), "--prometheus", "--timeout", "1"});
+    f.must("stall " + f.node(0) + " 0");
+    f.must("stall " + f.node(1) + " 0");
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"master_down_no_slave", "node_unreachable"});
+    CHECK(check_has(o.first, "FLARE CRITICAL - partition 0 is offline: its master " + f.node(0) +
+                                 " does not answer, nor do its active slaves; 1 warning | "));
+    CHECK(check_has(o.line(0), "; 1 active slave, none answers); fix: see whether flared runs on " + f.node(0) + " and " +
+                                   f.node(1) + " (flare-admin ping " + f.node(0) + " " + f.node(1)));
+    CHECK(check_has(o.line(1), "WARNING node_unreachable partition 0 " + f.node(1) + ": "));
+    // The figures the alert rule FlareMasterDownNoSlave reads for this case.
+    auto ex = prom::parse_strict(r.out);
+    CHECK(ex.value("flare_partition_master_up", {{"partition", "0"}}) == "0");
+    CHECK(ex.value("flare_partition_active_slaves_up", {{"index", f.index()}, {"partition", "0"}}) == "0");
+  }
+  // Seen on a real flare 1.3.4 (master and slave SIGSTOPped): flarei's monitor sets the master
+  // down and promotes the stopped slave, then blocks syncing it, which stays master active.
+  SUBCASE("both stopped until the index fails over to the stopped slave") {
+    FakeCluster f(3, {"--dead-after-ms", "300", "--revive-ms", "600000"});
+    check_healthy(f);
+    f.must("stall " + f.node(0) + " 1");
+    // The master first, as the real monitor noticed it first (stopped together, each node's
+    // monitor pings on its own schedule: either may be seen first).
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    f.must("stall " + f.node(1) + " 1");
+    check_wait_state(f, f.node(0), "down");
+    auto o = check_run(f);
+    const flare::Cluster c = f.cluster();
+    f.must("stall " + f.node(0) + " 0");
+    f.must("stall " + f.node(1) + " 0");
+    INFO(o.out);
+    REQUIRE(c.find(f.node(1)));
+    CHECK(c.find(f.node(1))->is_master());
+    CHECK(c.find(f.node(1))->state == "active");
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"master_down_no_slave", "node_down"});
+    CHECK(check_has(o.first, "FLARE CRITICAL - partition 0 is offline: its master " + f.node(1) +
+                                 " does not answer and it has no active slave; 1 warning | "));
+  }
+}
+
+TEST_CASE("check: a cluster with no partition serves nothing: CRITICAL no_partition") {
+  SUBCASE("nodes, all proxies") {
+    FakeCluster f(3);
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"no_partition"});
+    CHECK(check_has(o.first, "FLARE CRITICAL - the cluster has no partition: it serves no data | nodes=3;;;0 partitions=0;;;0"));
+    CHECK(check_has(o.line(0), "(3 nodes, no master); fix: flare-admin master HOST:PORT:1:0 with one of its proxy nodes"));
+    auto r = run({"stats", "-i", f.index(), "--prometheus"});
+    CHECK(prom::parse_strict(r.out).value("flare_cluster_partitions", {{"index", f.index()}}) == "0");
+  }
+  SUBCASE("no node at all") {
+    FakeCluster f(0);
+    auto o = check_run(f, {"--json"});
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(check_has(o.out, "\"code\":\"no_partition\""));
+    CHECK(check_has(o.out, "\"figure\":\"no node registered with the index\""));
+  }
 }
 
 TEST_CASE("check: nodes hold a newer map than the index: CRITICAL map_newer_than_index") {
@@ -307,6 +405,86 @@ TEST_CASE("check: a master that does not tell its replication threads: WARNING l
   CHECK(o.codes == std::vector<std::string>{"lag_unknown"});
 }
 
+TEST_CASE("check: a figure that is not a count is not read as 0: lag_unknown, node_unreachable") {
+  FakeCluster f(3);
+  check_healthy(f);
+  SUBCASE("a replication thread's queue") {
+    // The master's real `stats threads slave` with its queue made unreadable.
+    auto threads = f.request(f.node_ports.at(0), "stats threads slave");
+    std::string text;
+    for (const auto& l : threads.lines) {
+      const bool queue = l.find(":queue ") != std::string::npos;
+      text += (queue ? l.substr(0, l.find(":queue ")) + ":queue 5000x" : l) + "\r\n";
+    }
+    REQUIRE(check_has(text, ":queue 5000x"));
+    std::string plain; // its own `stats`, still answered as it is
+    for (const auto& l : f.request(f.node_ports.at(0), "stats").lines) plain += l + "\r\n";
+    f.must("override " + f.node(0) + " stats " + harness::hex(text + "END\r\n"));
+    f.must("override " + f.node(0) + " +stats " + harness::hex(plain + "END\r\n"));
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"lag_unknown"});
+    CHECK(check_has(o.line(0), "'s queue is '5000x', not a count"));
+  }
+  SUBCASE("a node's curr_items") {
+    check_override_stat(f, 1, "curr_items", "12abc");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 1);
+    CHECK(o.codes == std::vector<std::string>{"node_unreachable"});
+    CHECK(check_has(o.line(0), f.node(1) + " (slave active) answers stats that cannot be read (its stats give curr_items "
+                                           "'12abc', not a count)"));
+  }
+}
+
+TEST_CASE("check, stats, list, summary: Ctrl-C while nodes are silent ends at once, exit 130, no verdict") {
+  FakeCluster f(3, {"--dead-after-ms", "600000"});
+  check_healthy(f);
+  f.must("stall " + f.node(1) + " 1");
+  // Ctrl-C once the tool has asked node 2 (a proxy that answers): it is then in the gather, its
+  // handler long installed (a fixed delay could come first under a sanitizer's slow start).
+  auto asked_node2 = [&f] {
+    return [&f, calls = 0LL, base = -1LL]() mutable {
+      auto n = flare::parse_stats(f.request(f.node_ports.at(2), "stats").lines).number("total_connections").value_or(0);
+      if (base < 0) base = n; // each call of ours adds a connection too
+      return n > base + calls++;
+    };
+  };
+  for (const auto& cmd : std::vector<std::vector<std::string>>{
+           {"check"}, {"stats"}, {"stats", "--prometheus"}, {"list"}, {"summary"}}) {
+    INFO(cmd[0] << (cmd.size() > 1 ? " " + cmd[1] : ""));
+    auto args = with(cmd, {"-i", f.index(), "--timeout", "20"});
+    auto r = harness::interrupt_after(args, 0, SIGINT, nullptr, asked_node2());
+    CHECK(r.status == 130);
+    CHECK(r.seconds_after_signal < 5);
+    CHECK(r.err == (cmd == std::vector<std::string>{"stats"} ? "INTERRUPTED\n" : "interrupted\n")); // stats: 0.7.3's word
+  }
+  SUBCASE("the index stopped") {
+    f.must("stall " + f.node(1) + " 0");
+    f.must("stall index 1");
+    // (No sign to wait for: the tool's first request is to the stopped index.)
+    auto r = harness::interrupt_after({"check", "-i", f.index(), "--timeout", "20"}, 1500);
+    f.must("stall index 0");
+    CHECK(r.status == 130);
+    CHECK(r.seconds_after_signal < 5);
+  }
+  f.must("stall " + f.node(1) + " 0");
+}
+
+TEST_CASE("check --debug shows every node's requests and replies, not only the index's") {
+  FakeCluster f(3);
+  check_healthy(f);
+  auto r = run({"check", "-i", f.index(), "--debug"});
+  CHECK(r.status == 1); // slave_same_host
+  CHECK(check_has(r.err, "--> " + f.index() + " stats nodes\n"));
+  CHECK(check_has(r.err, "--> " + f.node(0) + " stats\n"));
+  CHECK(check_has(r.err, "--> " + f.node(0) + " stats threads slave\n"));
+  CHECK(check_has(r.err, "--> " + f.node(2) + " stats\n"));
+  CHECK(check_has(r.err, "<-- " + f.node(1) + " STAT curr_items "));
+  CHECK(check_has(r.err, "<-- " + f.node(1) + " END\n"));
+}
+
 TEST_CASE("check: a node down or not answering: WARNING node_down / node_unreachable") {
   SUBCASE("a killed proxy the index has marked down") {
     FakeCluster f(3, {"--dead-after-ms", "100", "--revive-ms", "600000"});
@@ -375,6 +553,30 @@ TEST_CASE("check: a new partition's master in ready or prepare: WARNING master_n
   CHECK(o.status == 1);
   CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
   CHECK(check_has(o.line(0), "fix: flare-admin activate " + f.node(2)));
+}
+
+TEST_CASE("check: a new cluster's first master not yet active serves nothing: CRITICAL master_not_serving") {
+  FakeCluster f(3, {"--copy-rate", "1"});
+  SUBCASE("ready, waiting for activate") {
+    f.must("set-node " + f.node(0) + " master ready 0 1");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
+    CHECK(check_has(o.first, "FLARE CRITICAL - partition 0's master " + f.node(0) +
+                                 " is ready and no partition has an active master: the cluster serves no data | "));
+    CHECK(check_has(o.line(0), "fix: flare-admin activate " + f.node(0)));
+  }
+  SUBCASE("in prepare: not OK as a partition building beside serving ones is") {
+    f.must("set-node " + f.node(0) + " master prepare 0 1");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
+    // (With nothing to copy the fake's master may already be ready: critical either way.)
+    CHECK((check_has(o.first, " is in prepare and no partition has an active master: the cluster serves no data | ") ||
+           check_has(o.first, " is ready and no partition has an active master: the cluster serves no data | ")));
+  }
 }
 
 // As on a real flare 1.3.4 (a master of partition 1 copying 15 MB from partition 0's master at

@@ -56,12 +56,22 @@ TEST_CASE("a master's replication threads give each slave's lag: writes waiting 
   }
   SUBCASE("numbers no master would send add up without overflow") {
     auto huge = flare::parse_stats_threads(failover_lines(
-        "STAT 1:type 16\r\nSTAT 1:peer h:1\r\nSTAT 1:queue 9223372036854775807\r\nSTAT 1:behind -5\r\n"
-        "STAT 2:type 16\r\nSTAT 2:peer h:1\r\nSTAT 2:queue 9223372036854775807\r\nSTAT 2:behind x\r\n"));
+        "STAT 1:type 16\r\nSTAT 1:peer h:1\r\nSTAT 1:queue 9223372036854775807\r\nSTAT 1:behind 0\r\n"
+        "STAT 2:type 16\r\nSTAT 2:peer h:1\r\nSTAT 2:queue 9223372036854775807\r\nSTAT 2:behind 7\r\n"));
     auto lags = flare::slave_lags(huge);
     REQUIRE(lags.size() == 1);
     CHECK(lags[0].queue == LLONG_MAX);
-    CHECK(lags[0].behind == 0);
+    CHECK(lags[0].behind == 7);
+  }
+  SUBCASE("a figure that is not a count is an error, not a lag of 0") {
+    for (const char* bad : {"STAT 1:queue 5000x\r\nSTAT 1:behind 0\r\n", "STAT 1:queue \r\nSTAT 1:behind 0\r\n",
+                            "STAT 1:queue 9223372036854775808\r\nSTAT 1:behind 0\r\n",
+                            "STAT 1:queue 3\r\nSTAT 1:behind -5\r\n", "STAT 1:queue abc\r\nSTAT 1:behind 0\r\n",
+                            "STAT 1:behind 0\r\n"}) {
+      INFO(bad);
+      const auto lines = failover_lines(std::string("STAT 1:type 16\r\nSTAT 1:peer h:1\r\n") + bad);
+      CHECK_THROWS_AS(flare::slave_lags(flare::parse_stats_threads(lines)), flare::ProtocolError);
+    }
   }
   SUBCASE("a peer the map names otherwise is matched by the thread type (the node's thread_type)") {
     std::vector<flare::NodeInfo> nodes = {failover_node("db1.example:21121", "slave", 0, 16),

@@ -225,13 +225,29 @@ TEST_CASE("a four-partition restore stopped halfway resumes to exactly the file'
   for (int p = 0; p < 4; ++p) f.must("set-node " + f.node(static_cast<size_t>(p)) + " master active " + std::to_string(p) + " 1");
   SUBCASE("Ctrl-C while one master is silent") {
     f.must("hang " + f.node(2) + " 1");
-    auto r = harness::interrupt_after({"restore", "-i", path, "--index-server", f.index(), "--timeout", "60"}, 700);
-    CHECK(r.status == 130);
-    CHECK(r.err.find("restore interrupted: ") != std::string::npos);
-    long long at = routing_advice(r.err);
     // the first record of partition 2: the first one its silent master never answered
     size_t first = 0;
     while (routing_partition(keys[first], 4) != 2) ++first;
+    // Ctrl-C once the other masters hold records read after it (more than the `first` records
+    // before it) and their count has stood still for 1 s: the tool has done all it can while
+    // the silent master holds its window, and every acknowledgement of the others is in. Not
+    // after a fixed time, which under load could come before the tool read that far.
+    long long last = -1;
+    auto still_since = std::chrono::steady_clock::now();
+    auto done_all_it_can = [&] {
+      long long total = f.items(0) + f.items(1) + f.items(3);
+      auto now = std::chrono::steady_clock::now();
+      if (total != last) {
+        last = total;
+        still_since = now;
+      }
+      return static_cast<size_t>(total) > first && now - still_since >= std::chrono::milliseconds(1000);
+    };
+    auto r = harness::interrupt_after({"restore", "-i", path, "--index-server", f.index(), "--timeout", "60"}, 300,
+                                      SIGINT, nullptr, done_all_it_can);
+    CHECK(r.status == 130);
+    CHECK(r.err.find("restore interrupted: ") != std::string::npos);
+    long long at = routing_advice(r.err);
     std::string file = harness::slurp(path);
     REQUIRE(at >= 0);
     CHECK(file.compare(static_cast<size_t>(at), 6 + keys[first].size() + 1, "VALUE " + keys[first] + " ") == 0);
@@ -328,7 +344,10 @@ TEST_CASE("Ctrl-C of a restore through one node of two partitions: the live mast
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("set-node " + f.node(1) + " master active 1 1");
   f.must("set-service " + f.node(0) + " 2000"); // 500 sets a second: still going at the interrupt
-  auto r = harness::interrupt_after({"restore", "-i", path, "--index-server", f.index(), f.node(0)}, 700);
+  // Ctrl-C once the restore is well under way (200 items stored: the first ones' acknowledgements
+  // are in), not after a fixed time.
+  auto r = harness::interrupt_after({"restore", "-i", path, "--index-server", f.index(), f.node(0)}, 300, SIGINT, nullptr,
+                                    [&] { return f.items(0) + f.items(1) > 200; });
   CHECK(r.status == 130);
   CHECK(r.err.find("restore interrupted: ") != std::string::npos);
   CHECK(r.err.find("do not all count") == std::string::npos);
