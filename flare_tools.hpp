@@ -7320,6 +7320,12 @@ struct CheckData {
   std::vector<KeyPlacement> placement;
 };
 
+namespace detail {
+// The start of the error of a node whose `stats` answered with a figure that is not a count
+// (collect_check; check_node_findings says so instead of "does not answer").
+constexpr const char* kStatsNotACount = "its stats give ";
+} // namespace detail
+
 // Reads the cluster for check: the index (`meta` to be sure it is one, `stats nodes`, `stats`,
 // one connection, `timeout_ms` per request), then at once (gather_replies, one `timeout_ms` in
 // all) every node's `stats`, every master's `stats threads slave` and the `stats threads` of a
@@ -7376,7 +7382,7 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
       // items, no map), and hide a finding. flared gives whole numbers from 0 (node_stats.txt).
       for (const char* field : {"curr_items", "node_map_version"})
         if (const std::string* v = r.stats.find(field); v && !(to_int(*v) && *to_int(*v) >= 0))
-          throw ProtocolError(std::string("its stats give ") + field + " '" + detail::printable(*v) + "', not a count");
+          throw ProtocolError(detail::kStatsNotACount + std::string(field) + " '" + detail::printable(*v) + "', not a count");
     } catch (const Error& e) {
       r.ok = false;
       r.error = e.what();
@@ -7464,19 +7470,20 @@ inline std::string plural(long long n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-// Whether node `key` answered its `stats` in this check (a node not asked counts as answering).
-inline bool answered(const CheckData& d, const std::string& key) {
+// Whether node `n` (an entry of d.cluster.nodes(), whose order d.stats follows) answered its
+// `stats` in this check; a node not asked counts as answering.
+inline bool answered(const CheckData& d, const NodeInfo& n) {
   const auto& nodes = d.cluster.nodes();
-  for (size_t i = 0; i < nodes.size() && i < d.stats.size(); ++i)
-    if (nodes[i].key == key) return d.stats[i].ok;
-  return true;
+  if (nodes.empty() || &n < nodes.data() || &n >= nodes.data() + nodes.size()) return true;
+  const auto i = static_cast<size_t>(&n - nodes.data());
+  return i >= d.stats.size() || d.stats[i].ok;
 }
 
 // The active slaves of partition p (in the index's map) whose flared answered.
 inline size_t answering_active_slaves(const CheckData& d, int p) {
   size_t n = 0;
   for (const NodeInfo* s : d.cluster.slaves_of(p))
-    if (s->state == "active" && answered(d, s->key)) ++n;
+    if (s->state == "active" && answered(d, *s)) ++n;
   return n;
 }
 
@@ -7502,9 +7509,9 @@ inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
       f.node = n.key;
       f.partition = n.partition;
       f.message = n.key + " is down";
-      f.figure = n.role + " down" + (n.partition >= 0 ? " in partition " + std::to_string(n.partition) : "") +
-                 (r && r->ok ? "; its flared answers: the index brings it back as a proxy" : "");
       const bool answers = r && r->ok;
+      f.figure = n.role + " down" + (n.partition >= 0 ? " in partition " + std::to_string(n.partition) : "") +
+                 (answers ? "; its flared answers: the index brings it back as a proxy" : "");
       f.fix = answers ? "no restart needed: once the index lists it as a proxy (its monitor's next pings), give it a role "
                         "again (flare-admin slave " + n.key + ":1:" + (n.partition >= 0 ? std::to_string(n.partition) : std::string("PARTITION")) +
                         "; it copies its data anew), or stop it and flare-admin remove " + n.key
@@ -7521,7 +7528,7 @@ inline void check_node_findings(const CheckData& d, std::vector<Finding>& out) {
       f.code = "node_unreachable";
       f.node = n.key;
       f.partition = n.partition;
-      const bool garbled = r->error.rfind("its stats give ", 0) == 0;
+      const bool garbled = r->error.rfind(kStatsNotACount, 0) == 0;
       f.message = n.key + " (" + n.role + " " + n.state + ")" +
                   (garbled ? " answers stats that cannot be read" : " does not answer");
       f.figure = r->error;

@@ -614,9 +614,8 @@ struct Endpoint {
   // acceptor thread only (main before the acceptor starts)
   int listen_fd = -1;
   uint64_t listen_opens = 0;  // listeners opened so far: a reopened one may reuse its fd number
-  // A closed listener's socket, shut down but still bound: the port refuses connections (as a
-  // dead process's) yet stays this process's. Closed, it went back to the ephemeral pool, and
-  // another test's fake running at the same time could listen on it and answer in its place.
+  // While it does not listen: a socket bound to its port, not listening (park_listener). The
+  // port refuses connections (as a dead process's) yet stays this process's.
   int parked_fd = -1;
 };
 
@@ -862,9 +861,11 @@ void mark_down(MapEntry& e) {
       if (best) {
         best->role = Role::Master;
         best->state = State::Active;
-        if (FakeNode* bn = node_of(*best); bn && bn->ep->stalled.load()) best->sync_blocked = true;
         if (!any_pos) best->balance = 1;
-        if (FakeNode* bn = node_of(*best)) bn->repl_queue.clear();  // the old master's writes not yet replicated
+        if (FakeNode* bn = node_of(*best)) {
+          bn->repl_queue.clear();  // the old master's writes not yet replicated
+          if (bn->ep->stalled.load()) best->sync_blocked = true;
+        }
         best->reset_copy();
         for (auto& kv : g_map) {
           MapEntry& s = kv.second;
