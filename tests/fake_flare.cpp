@@ -97,6 +97,11 @@
 //                                      (at most 100000 kept; `DROPPED N` before END if more)
 //   requests-clear                     -> OK
 //   items NODE                         -> ITEMS N
+//   connections TARGET                 -> COUNT N: the connections TARGET accepted so far (a
+//                                      stalled one accepts too), so that a test acts once the
+//                                      tool is seen to have connected, not after a guessed delay
+//   received TARGET                    -> COUNT N: the request bytes TARGET has read so far (a
+//                                      hung one reads too)
 //   index-restart VERSION              flarei restarted from an older flare.xml: its node_map_version
 //                                      becomes VERSION; each node keeps its map and ignores the index's
 //                                      until one is newer than its own (as flared's reconstruct_node)
@@ -2941,7 +2946,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
   }
   static const char* const kTargeted[] = {"delay", "stats-delay", "set-service", "dump-rate", "cut", "drip", "hang", "refuse", "stall",
                                           "override", "kill", "start", "fill", "put", "put-hex", "items",
-                                          "reconstruction-bwlimit", "kill-after", "repl-lag"};
+                                          "reconstruction-bwlimit", "kill-after", "repl-lag", "connections", "received"};
   if (std::none_of(std::begin(kTargeted), std::end(kTargeted), [&](const char* k) { return cmd == k; }))
     return err("unknown command");
   if (w.size() < 2) return err("missing target");
@@ -3124,6 +3129,15 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     if (!node) return err("items needs a node target");
     std::lock_guard<std::mutex> lk(g_mu);
     o += "ITEMS " + std::to_string(node->store.size()) + "\r\n";
+    return true;
+  }
+  if (cmd == "connections") {
+    std::lock_guard<std::mutex> lk(g_mu);
+    o += "COUNT " + std::to_string(ep->total_connections) + "\r\n";
+    return true;
+  }
+  if (cmd == "received") {
+    o += "COUNT " + std::to_string(ep->bytes_read.load()) + "\r\n";
     return true;
   }
   return err("unknown command");

@@ -424,12 +424,21 @@ public:
       std::string l(c.socket().read_line());
       if (!out.empty()) out += "\n";
       out += l;
-      if (l == "OK" || l == "END" || l.rfind("ERROR", 0) == 0 || l.rfind("ITEMS", 0) == 0) break;
+      if (l == "OK" || l == "END" || l.rfind("ERROR", 0) == 0 || l.rfind("ITEMS", 0) == 0 || l.rfind("COUNT", 0) == 0) break;
     }
     c.socket().close();
     return out;
   }
   void must(const std::string& line) { REQUIRE_MESSAGE(control(line) == "OK", line); }
+  // The connections TARGET (a node key or "index") has accepted so far (control `connections`).
+  long long connections(const std::string& target) { return count("connections " + target); }
+  // The request bytes TARGET has read so far (control `received`).
+  long long received(const std::string& target) { return count("received " + target); }
+  long long count(const std::string& line) {
+    std::string r = control(line);
+    REQUIRE_MESSAGE(r.rfind("COUNT ", 0) == 0, r);
+    return std::atoll(r.c_str() + 6);
+  }
 
   // A request to the index or a node, as a raw protocol client.
   flare::Reply request(int port, const std::string& line) {

@@ -463,8 +463,10 @@ TEST_CASE("check, stats, list, summary: Ctrl-C while nodes are silent ends at on
   SUBCASE("the index stopped") {
     f.must("stall " + f.node(1) + " 0");
     f.must("stall index 1");
-    // (No sign to wait for: the tool's first request is to the stopped index.)
-    auto r = harness::interrupt_after({"check", "-i", f.index(), "--timeout", "20"}, 1500);
+    // Once the tool has connected to the stopped index (it accepts, as a SIGSTOPped one's kernel does).
+    const long long before = f.connections("index");
+    auto r = harness::interrupt_after({"check", "-i", f.index(), "--timeout", "20"}, 0, SIGINT, nullptr,
+                                      [&] { return f.connections("index") > before; });
     f.must("stall index 0");
     CHECK(r.status == 130);
     CHECK(r.seconds_after_signal < 5);

@@ -378,7 +378,12 @@ TEST_CASE("Ctrl-C stops dump, dumpkey, restore and verify within a second while 
                                                           {"verify"},
                                                           {"restore", "-i", path, f.node(0)}}) {
     CAPTURE(args[0]);
-    auto r = interrupt_after(with(with(args, {"--index-server", f.index()}), {"--timeout", "60"}), 700);
+    // Once the silent node has read the tool's request (restore: all 10 items, 33 bytes each:
+    // "set key00000 0 0 10\r\n" and 10 bytes of value with their CR LF), not after a guessed delay.
+    const long long before = f.received(f.node(0));
+    const long long want = args[0] == "restore" ? 10 * 33 : 1;
+    auto r = interrupt_after(with(with(args, {"--index-server", f.index()}), {"--timeout", "60"}), 0, SIGINT, nullptr,
+                             [&] { return f.received(f.node(0)) - before >= want; });
     CHECK(r.status == 130);
     CHECK(r.seconds_after_signal < 1.0); // without the cancel check it waits for the 60 s timeout
     CHECK_FALSE(exists(out));

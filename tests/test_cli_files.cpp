@@ -211,7 +211,10 @@ TEST_CASE("SIGTERM stops a dump as Ctrl-C does: no file, no temporary, nothing h
     f.must("fill " + f.node(0) + " 40 1000");
     f.must("dump-rate " + f.node(0) + " 10"); // about 4 s
     std::string out = f.dir() + "/term.flare";
-    auto r = harness::interrupt_after(with({"dump", "--all", "-o", out}, f.index_args()), 700, sig);
+    // Once the dump has connected to the node (its stream then takes about 4 s).
+    const long long before = f.connections(f.node(0));
+    auto r = harness::interrupt_after(with({"dump", "--all", "-o", out}, f.index_args()), 0, sig, nullptr,
+                                      [&] { return f.connections(f.node(0)) > before; });
     CHECK(r.status == 130);
     CHECK(r.seconds_after_signal < 1.0);
     CHECK(::access(out.c_str(), F_OK) != 0);

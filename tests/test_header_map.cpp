@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -44,7 +45,17 @@ TEST_CASE("every type and function the header's map names exists in the header's
     const std::string kind = (*it)[1], name = (*it)[2];
     types.insert(name);
     INFO(kind, " ", name);
-    CHECK(std::regex_search(t.code, std::regex("\\b" + kind + " " + name + "\\b")));
+    // A plain search with a word boundary after the name (a std::regex over the 400 KB of code,
+    // per type, took 8 s under the sanitizers).
+    const std::string decl = kind + " " + name;
+    bool found = false;
+    for (size_t at = t.code.find(decl); at != std::string::npos && !found; at = t.code.find(decl, at + 1)) {
+      const size_t after = at + decl.size();
+      const bool starts = at == 0 || !(std::isalnum(static_cast<unsigned char>(t.code[at - 1])) || t.code[at - 1] == '_');
+      const bool ends = after == t.code.size() || !(std::isalnum(static_cast<unsigned char>(t.code[after])) || t.code[after] == '_');
+      found = starts && ends;
+    }
+    CHECK(found);
   }
   CHECK(types.count("ClusterAdmin") == 1);
   CHECK(types.count("CheckReport") == 1);
