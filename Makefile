@@ -11,7 +11,10 @@ WARN      = -std=$(STD) $(WFLAGS)
 LDSTATIC ?= -static
 PREFIX   ?= /usr/local
 DESTDIR  ?=
-SAN       = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# UBSan's vptr check is left out: it instruments every member access of a polymorphic type, a
+# fifth of the sanitized builds' compile time (cli.cpp: 36 s of CPU -> 29 s), for a code base
+# whose one class hierarchy is its exceptions.
+SAN       = -fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 UNIT_SRC  = tests/test_main.cpp tests/test_addresses.cpp tests/test_protocol.cpp tests/test_cluster.cpp \
             tests/test_formatting.cpp tests/test_socket.cpp tests/test_second_unit.cpp \
@@ -42,6 +45,8 @@ INTEG_SRC += tests/test_fake_event_loop.cpp
 INTEG_SRC += tests/test_cli_failover.cpp
 # Restore straight to every master, and safe resume advice after a failover (issues 21, 18.1).
 INTEG_SRC += tests/test_cli_restore_routing.cpp
+# The process's edges: closed descriptors, failed writes, every signal, leftovers (issue 33).
+INTEG_SRC += tests/test_cli_edges.cpp
 UNIT_SRC  += tests/test_framing.cpp
 HDRS      = flare_tools.hpp
 

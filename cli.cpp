@@ -21,7 +21,6 @@ using namespace flare;
 constexpr int EXIT_OK = 0;
 constexpr int EXIT_FAIL = 1;
 constexpr int EXIT_USAGE = 2;
-constexpr int EXIT_INTERRUPTED = 130;
 
 // A failure already explained to the user (or a refusal): exit with this status, print nothing more.
 struct Exit {
@@ -64,9 +63,20 @@ Endpoint endpoint_arg(const std::string& arg) {
   }
 }
 
+// The number of the first signal that asked the tool to stop (SIGINT, SIGTERM, SIGHUP, ...), 0
+// until one did. Every terminating signal an operator meets is handled alike: nothing more is
+// sent, a file being written is removed, the same "how far it got" line, exit 128 + N.
 volatile std::sig_atomic_t g_interrupted = 0;
-extern "C" void on_sigint(int) { g_interrupted = 1; }
+extern "C" void on_stop_signal(int sig) {
+  if (!g_interrupted) g_interrupted = sig;
+}
 bool interrupted() { return g_interrupted != 0; }
+// The exit status of a command a signal stopped: 128 + its number, as a shell reports a process
+// that signal killed (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+int exit_interrupted() { return 128 + (g_interrupted ? static_cast<int>(g_interrupted) : SIGINT); }
+
+// The standard descriptors that were closed when the tool started (see occupy_standard_fds).
+bool g_std_closed[3] = {false, false, false};
 
 // ---- option parsing --------------------------------------------------------------------
 
@@ -256,7 +266,7 @@ Endpoint resolve_index(const Options& o) {
   if (o.has("index-server-port")) {
     std::string v = o.get("index-server-port");
     auto p = detail::parse_port(v);
-    if (!p) throw UsageError("invalid --index-server-port '" + v + "'");
+    if (!p) throw UsageError("invalid --index-server-port " + shown(v) + "");
     from_p = *p;
   }
   Endpoint ep{"127.0.0.1", FLARE_TOOLS_DEFAULT_INDEX_PORT};
@@ -373,11 +383,101 @@ std::vector<std::string> map_warnings(const MapVersions& v) {
   return {w + " " + map_version_way_out(v)};
 }
 
+// std::cout's buffer: written to descriptor 1 with write(2), EINTR retried, and the first
+// failure's errno kept (stdio's buffer lost it: a full disk was reported as "write error").
+// After a failure nothing more is written. main() installs it before anything is printed.
+class StdoutBuf : public std::streambuf {
+public:
+  StdoutBuf() { setp(buf_, buf_ + sizeof buf_); }
+  int error() const { return error_; }
+
+protected:
+  int_type overflow(int_type ch) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(ch, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(ch);
+      pbump(1);
+    }
+    return traits_type::not_eof(ch);
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+private:
+  bool drain() {
+    const char* p = pbase();
+    while (!error_ && p < pptr()) {
+      ssize_t n = ::write(1, p, static_cast<size_t>(pptr() - p));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) error_ = n < 0 ? errno : EIO;
+      else p += n;
+    }
+    setp(buf_, buf_ + sizeof buf_);
+    return !error_;
+  }
+  char buf_[1 << 16];
+  int error_ = 0;
+};
+// Never destroyed: std::cout may still be flushed at exit, after this file's globals are gone.
+StdoutBuf& g_stdout_buf = *new StdoutBuf;
+
 // stdout is written through iostreams; a closed pipe (flare-stats | head) must not kill us
-// silently with SIGPIPE, it must end with a status.
-void flush_stdout() {
+// silently with SIGPIPE, it must end with a status, and say why on stderr.
+void say_stdout_failed(int err) {
+  std::cerr << "cannot write standard output: "
+            << (g_std_closed[1] ? std::string("it is closed") : err ? detail::errno_text(err) : std::string("write error"))
+            << "\n";
+}
+// Descriptors 0, 1 and 2 are open before anything else is: a closed one is opened on /dev/null
+// the way that makes its use fail (stdin for writing only: a read is an error, end of input, so
+// a prompt's answer is "no"; stdout and stderr for reading only: a write is an error, exit 1).
+// Without this the first socket took the closed number: a prompt read the index's connection,
+// and `list >&-` wrote its table into it. False (after saying so where it can) if not possible.
+[[maybe_unused]] bool occupy_standard_fds() {
+  for (int fd = 0; fd < 3; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    g_std_closed[fd] = true;
+    int got = ::open("/dev/null", (fd == 0 ? O_WRONLY : O_RDONLY) | O_NOCTTY);
+    if (got >= 0 && got != fd) {
+      // not reached while 0..fd-1 are open (open takes the lowest free number); kept for safety
+      int moved = ::dup2(got, fd);
+      ::close(got);
+      got = moved;
+    }
+    if (got != fd) {
+      static const char msg[] = "flare-admin: cannot open /dev/null in place of a closed standard descriptor\n";
+      if (!g_std_closed[2]) {
+        ssize_t n = ::write(2, msg, sizeof msg - 1);
+        (void)n;
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
+bool g_stdout_failure_said = false;
+// True when everything written to stdout so far has reached it; else says why, once.
+bool stdout_written() {
+  if (g_stdout_failure_said) return false;
   std::cout.flush();
-  if (!std::cout) throw Exit{EXIT_FAIL};
+  if (std::cout && !g_stdout_buf.error()) return true;
+  say_stdout_failed(g_stdout_buf.error());
+  g_stdout_failure_said = true;
+  return false;
+}
+void flush_stdout() {
+  if (!stdout_written()) throw Exit{EXIT_FAIL};
+}
+
+// At exit: whatever is still buffered for stdout is written, and a write that failed anywhere
+// (a full disk, a closed pipe, a closed descriptor) is said on stderr and makes the status 1,
+// never 0. A closed stderr cannot say anything, but the status says it (1, not 0).
+[[maybe_unused]] int finish_streams(int status) {
+  const bool out_failed = !stdout_written();
+  std::cerr.flush();
+  const bool err_failed = !std::cerr || std::ferror(stderr);
+  if ((out_failed || err_failed) && status == EXIT_OK) return EXIT_FAIL;
+  return status;
 }
 
 bool sleep_interruptible(double seconds) {
@@ -401,8 +501,29 @@ unsigned file_mode(const Options& o, unsigned def) {
     else mode = mode * 8 + static_cast<unsigned>(ch - '0');
   }
   if (!ok || (mode & 0600) != 0600)
-    throw UsageError("invalid --file-mode '" + v + "' (give octal permission bits that let the owner read and write, e.g. 0640)");
+    throw UsageError("invalid --file-mode " + shown(v) + " (give octal permission bits that let the owner read and write, e.g. 0640)");
   return mode;
+}
+
+// Before a file is written: the temporaries an earlier write beside it left when it was killed
+// (kill -9, a crash) are named on stderr with the way to remove them. They hold private cluster
+// data on a disk that fills; only their owner may remove them (the tool cannot prove it left them).
+void note_leftovers_beside(const std::string& path) {
+  auto left = leftover_temporaries(detail::dir_of(path));
+  if (left.empty()) return;
+  unsigned long long bytes = 0;
+  std::string rm, pids;
+  for (const auto& l : left) {
+    bytes += l.bytes;
+    rm += " '" + l.path + "'";
+    pids += (pids.empty() ? "" : ", ") + std::to_string(l.pid);
+  }
+  const bool one = left.size() == 1;
+  std::cerr << "note: " << (one ? "a temporary" : std::to_string(left.size()) + " temporaries") << " of an earlier write "
+            << (one ? "that was" : "that were") << " killed before finishing (process " << pids << ", gone) "
+            << (one ? "is" : "are") << " beside " << shown(path) << ": " << bytes << " bytes of partial, private cluster data, "
+            << (one ? "not a complete copy" : "not complete copies") << " of anything; to remove "
+            << (one ? "it" : "them") << ": rm --" << one_line(rm) << "\n";
 }
 
 // ---- read-only subcommands ---------------------------------------------------------------
@@ -430,7 +551,7 @@ int ping_until_alive(const Endpoint& target, const Context& c, bool wait, const 
       return EXIT_FAIL;
     }
     if (c.trace) std::cerr << why << "; retrying in 1 s\n";
-    if (!sleep_interruptible(1.0)) return EXIT_INTERRUPTED;
+    if (!sleep_interruptible(1.0)) return exit_interrupted();
   }
 }
 
@@ -506,7 +627,7 @@ int cmd_list(const Options& o) {
 int parse_positive(const Options& o, const std::string& name, int def, int min) {
   if (!o.has(name)) return def;
   auto v = to_int32(o.get(name));
-  if (!v || *v < min) throw UsageError("invalid --" + name + " '" + o.get(name) + "'");
+  if (!v || *v < min) throw UsageError("invalid --" + name + " " + shown(o.get(name)) + "");
   return *v;
 }
 
@@ -552,9 +673,10 @@ int stats_prometheus(const Options& o) {
       std::cout << text;
       flush_stdout();
     } else {
+      note_leftovers_beside(output);
       write_file_atomically(output, text, file_mode(o, OutputFile::kShared));
     }
-    if (round + 1 < count && !sleep_interruptible(wait)) return EXIT_INTERRUPTED;
+    if (round + 1 < count && !sleep_interruptible(wait)) return exit_interrupted();
   }
   return status;
 }
@@ -583,7 +705,7 @@ int cmd_stats(const Options& o) {
     return stats_table(o);
   } catch (const Interrupted&) {
     std::cerr << "INTERRUPTED\n"; // 0.7.3's word, as between --count rounds
-    return EXIT_INTERRUPTED;
+    return exit_interrupted();
   }
 }
 
@@ -633,7 +755,7 @@ int stats_table(const Options& o) {
     cluster = load_cluster(ic);
     for (const auto& k : filter)
       if (!cluster.find(k)) {
-        std::cerr << "unknown node: " << k << "\n";
+        std::cerr << one_line(unknown_node_text("unknown node: ", parse_host_port(k, 0))) << "\n";
         return EXIT_FAIL;
       }
   }
@@ -641,7 +763,7 @@ int stats_table(const Options& o) {
     // A first sample, so that even a single table shows real rates.
     auto [nodes, results] = take_sample(cluster, behind);
     for (size_t i = 0; i < nodes.size(); ++i) previous[nodes[i].key] = qps_sample(results[i]);
-    if (!sleep_interruptible(std::max(wait, 1))) return EXIT_INTERRUPTED;
+    if (!sleep_interruptible(std::max(wait, 1))) return exit_interrupted();
   }
   for (int round = 0; round < count; ++round) {
     auto [nodes, results] = take_sample(cluster, behind);
@@ -669,7 +791,7 @@ int stats_table(const Options& o) {
     flush_stdout();
     if (round + 1 < count && !sleep_interruptible(wait)) {
       std::cerr << "INTERRUPTED\n";
-      return EXIT_INTERRUPTED;
+      return exit_interrupted();
     }
   }
   return unreachable && o.flag("fail-on-unreachable") ? EXIT_FAIL : EXIT_OK;
@@ -722,7 +844,7 @@ int cmd_index(const Options& o) {
   long long increment = 0;
   if (o.has("increment")) {
     auto v = to_int(o.get("increment"));
-    if (!v) throw UsageError("invalid --increment '" + o.get("increment") + "'");
+    if (!v) throw UsageError("invalid --increment " + shown(o.get("increment")) + "");
     increment = *v;
   }
   IndexClient ic = index_client(c);
@@ -769,7 +891,7 @@ int cmd_index(const Options& o) {
   }
   long long version = 0;
   if (__builtin_add_overflow(choice.version >= 0 ? choice.version : 0, increment, &version))
-    throw UsageError("--increment " + o.get("increment") + " is out of range");
+    throw UsageError("--increment " + shown(o.get("increment")) + " is out of range");
   if (increment > 0 && versions.highest() >= version) {
     // Not reached: the version written starts from the newest a node holds when any is ahead.
     std::cerr << "refused: --increment " << increment << " gives node_map_version " << version << ", not above the "
@@ -779,6 +901,7 @@ int cmd_index(const Options& o) {
   cluster = choice.cluster;
   std::string xml = format_index_xml(cluster, version);
   if (o.has("output")) {
+    note_leftovers_beside(o.get("output"));
     write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));
   } else {
     std::cout << xml;
@@ -831,12 +954,15 @@ struct Terminal {
   }
   // Reads one answer line from stdin, a terminal or not (`echo y |`, `yes |` and here-docs
   // drive existing scripts). A byte at a time, so that the next prompt's answer stays in the
-  // pipe. End of input or Ctrl-C: no answer.
+  // pipe. The answer is the last line, with or without its newline (`printf y |`, as 0.7.3
+  // took it). End of input with nothing typed, Ctrl-C, or a question that could not be shown
+  // (stderr closed): no answer.
   std::optional<std::string> ask(const std::string& prompt) {
     make_room();
     std::cout.flush();
     std::cerr << prompt;
     std::cerr.flush();
+    if (g_std_closed[2] || !std::cerr) return std::nullopt; // a question nobody saw is not answered yes
     std::string line;
     for (;;) {
       if (g_interrupted) {
@@ -848,6 +974,11 @@ struct Terminal {
       char ch;
       ssize_t n = ::read(0, &ch, 1);
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n == 0 && !line.empty()) {
+        std::cerr << "\n";
+        if (line.back() == '\r') line.pop_back();
+        return line; // a last line without its newline
+      }
       if (n <= 0) {
         std::cerr << "\n";
         return std::nullopt; // end of input means no
@@ -864,7 +995,7 @@ struct Terminal {
 int exit_status(Outcome o) {
   switch (o) {
   case Outcome::ok: return EXIT_OK;
-  case Outcome::interrupted: return EXIT_INTERRUPTED;
+  case Outcome::interrupted: return exit_interrupted();
   default: return EXIT_FAIL;
   }
 }
@@ -894,7 +1025,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   opt.without_clean = o.flag("without-clean");
   if (o.has("retry")) {
     auto v = to_int32(o.get("retry"));
-    if (!v || *v < 1 || *v > 1000) throw UsageError("invalid --retry '" + o.get("retry") + "': give attempts, 1 to 1000");
+    if (!v || *v < 1 || *v > 1000) throw UsageError("invalid --retry " + shown(o.get("retry")) + ": give attempts, 1 to 1000");
     opt.retry = *v;
   }
   auto term = std::make_shared<Terminal>();
@@ -928,7 +1059,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
       for (const auto& r : log->sent) sent += (sent.empty() ? "" : ", ") + std::string("'") + r + "'";
       std::cerr << e.what() << ". Sent before: " << sent << "; check the cluster with: flare-admin list\n";
     }
-    return EXIT_INTERRUPTED;
+    return exit_interrupted();
   } catch (...) {
     term->end_progress();
     throw;
@@ -993,6 +1124,7 @@ class Output {
 public:
   explicit Output(const Options& o) {
     if (o.has("output") && o.get("output") != "-") {
+      note_leftovers_beside(o.get("output"));
       file_ = std::make_unique<OutputFile>(o.get("output"), file_mode(o, OutputFile::kPrivate));
       name_ = "'" + (file_->in_place() ? file_->path() : file_->temp_path()) + "'";
       writer_ = std::make_unique<FdWriter>(file_->fd(), name_);
@@ -1029,11 +1161,11 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
   std::optional<int> part, psize;
   if (o.has("partition")) {
     part = to_int32(o.get("partition"));
-    if (!part || *part < 0) throw UsageError("invalid --partition '" + o.get("partition") + "'");
+    if (!part || *part < 0) throw UsageError("invalid --partition " + shown(o.get("partition")) + "");
   }
   if (o.has("partition-size")) {
     psize = to_int32(o.get("partition-size"));
-    if (!psize || *psize <= 0) throw UsageError("invalid --partition-size '" + o.get("partition-size") + "'");
+    if (!psize || *psize <= 0) throw UsageError("invalid --partition-size " + shown(o.get("partition-size")) + "");
   }
   if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
   if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
@@ -1065,7 +1197,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
     for (const auto& ep : named) {
       const NodeInfo* n = cluster.find(ep);
       if (!n) {
-        std::cerr << "unknown node: " << ep.key() << "\n";
+        std::cerr << one_line(unknown_node_text("unknown node: ", ep)) << "\n";
         throw Exit{EXIT_FAIL};
       }
       nodes.push_back(*n);
@@ -1090,7 +1222,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
 unsigned long long bwlimit_option(const Options& o) {
   if (!o.has("bwlimit")) return 0;
   auto v = parse_bandwidth(o.get("bwlimit"));
-  if (!v) throw UsageError("invalid --bwlimit '" + o.get("bwlimit") + "' (bits per second, at least 8; k, M, G multiply by 1024; a trailing B means bytes; 0: no limit)");
+  if (!v) throw UsageError("invalid --bwlimit " + shown(o.get("bwlimit")) + " (bits per second, at least 8; k, M, G multiply by 1024; a trailing B means bytes; 0: no limit)");
   return *v;
 }
 
@@ -1152,7 +1284,7 @@ int cmd_check(const Options& o) {
   auto number = [&](const char* name, long long& into) {
     if (!o.has(name)) return;
     auto v = to_int(o.get(name));
-    if (!v || *v < 0) throw UsageError("invalid --" + std::string(name) + " '" + o.get(name) + "': give a number, 0 or more");
+    if (!v || *v < 0) throw UsageError("invalid --" + std::string(name) + " " + shown(o.get(name)) + ": give a number, 0 or more");
     into = *v;
   };
   number("lag-warning", t.lag_warning_items);
@@ -1169,7 +1301,7 @@ int cmd_check(const Options& o) {
     for (auto code : detail::split(list, ',')) {
       const auto& codes = check_codes();
       if (std::none_of(codes.begin(), codes.end(), [&](const CheckCode& k) { return code == k.code; }))
-        throw UsageError("--ignore: unknown finding '" + std::string(code) + "' (see the man page's list)");
+        throw UsageError("--ignore: unknown finding " + shown(std::string(code)) + " (see the man page's list)");
       t.ignore.insert(std::string(code));
     }
   }
@@ -1189,13 +1321,13 @@ int cmd_check(const Options& o) {
   } catch (const Interrupted&) {
     term.end_progress();
     std::cerr << "interrupted\n";
-    return EXIT_INTERRUPTED;
+    return exit_interrupted();
   }
   CheckReport r = evaluate_check(d, t);
   if (o.flag("json")) std::cout << format_check_json(r) << "\n";
   else std::cout << format_check_text(r);
-  std::cout.flush();
-  if (!std::cout) throw Error("cannot write the report to stdout");
+  // A report that did not reach stdout is no verdict: UNKNOWN, with the reason on stderr.
+  if (!stdout_written()) return static_cast<int>(Severity::unknown);
   return static_cast<int>(r.status);
 }
 
@@ -1251,7 +1383,7 @@ int cmd_dump(const Options& o) {
   } catch (const Interrupted&) {
     term.end_progress();
     std::cerr << (one ? "\n" : "") << "interrupted after " << total << " items" << out.where() << "\n";
-    return EXIT_INTERRUPTED;
+    return exit_interrupted();
   } catch (const Error& e) {
     term.end_progress();
     std::cerr << (one ? "\n" : "") << e.what() << "\ndump failed after " << total << " items" << out.where() << "\n";
@@ -1310,7 +1442,7 @@ int cmd_dumpkey(const Options& o) {
   } catch (const Interrupted&) {
     term.end_progress();
     std::cerr << "interrupted after " << total << " keys" << out.where() << "\n";
-    return EXIT_INTERRUPTED;
+    return exit_interrupted();
   } catch (const Error& e) {
     term.end_progress();
     std::cerr << e.what() << "\nkey dump failed after " << total << " keys" << out.where() << "\n";
@@ -1324,7 +1456,7 @@ class KeyPattern {
 public:
   explicit KeyPattern(const std::string& pattern) {
     if (::regcomp(&re_, pattern.c_str(), REG_EXTENDED | REG_NOSUB) != 0)
-      throw UsageError(pattern + " isn't a valid regular expression.");
+      throw UsageError(shown(pattern) + " isn't a valid regular expression.");
   }
   ~KeyPattern() { ::regfree(&re_); }
   KeyPattern(const KeyPattern&) = delete;
@@ -1365,7 +1497,7 @@ int cmd_restore(const Options& o) {
   unsigned long long resume_from = 0;
   if (o.has("resume-from")) {
     auto v = to_int(o.get("resume-from"));
-    if (!v || *v < 0) throw UsageError("invalid --resume-from '" + o.get("resume-from") + "': give a byte offset");
+    if (!v || *v < 0) throw UsageError("invalid --resume-from " + shown(o.get("resume-from")) + ": give a byte offset");
     resume_from = static_cast<unsigned long long>(*v);
   }
   std::unique_ptr<KeyPattern> include, exclude;
@@ -1419,7 +1551,7 @@ int cmd_restore(const Options& o) {
     }
   } catch (const Interrupted&) {
     std::cerr << "interrupted while reading " << name << ": nothing was sent\n";
-    return EXIT_INTERRUPTED;
+    return exit_interrupted();
   }
   RestoreOptions opt;
   opt.bwlimit = bwlimit_option(o);
@@ -1484,7 +1616,7 @@ int cmd_restore(const Options& o) {
     if (!doubted) {
       std::cerr << "; the first record not known to be stored starts at byte " << report.resume_offset
                 << ": resume with --resume-from " << report.resume_offset << "\n";
-      return report.interrupted ? EXIT_INTERRUPTED : EXIT_FAIL;
+      return report.interrupted ? exit_interrupted() : EXIT_FAIL;
     }
     std::cerr << "; these acknowledgements do not all count:\n";
     for (const auto& d : report.doubts) std::cerr << "  " << d << "\n";
@@ -1497,7 +1629,7 @@ int cmd_restore(const Options& o) {
       std::cerr << "; the records before it were written by an earlier run: if it ended only moments before this one, "
                 << "they may not have reached the slaves either, and --resume-from 0 covers them";
     std::cerr << "\n";
-    return report.interrupted ? EXIT_INTERRUPTED : EXIT_FAIL;
+    return report.interrupted ? exit_interrupted() : EXIT_FAIL;
   }
   return report.failed > 0 ? EXIT_FAIL : EXIT_OK;
 }
@@ -1536,7 +1668,7 @@ int cmd_verify(const Options& o) {
   } catch (const Interrupted&) {
     term.end_progress();
     std::cerr << "interrupted\n";
-    return EXIT_INTERRUPTED;
+    return exit_interrupted();
   }
   bool good = true;
   for (const auto& ch : checks) {
@@ -1650,11 +1782,11 @@ int cmd_keycheck(const Options& o) {
   }
   std::string algorithm = o.has("hash") ? o.get("hash") : o.get("key-hash-algorithm");
   if ((o.has("hash") || o.has("key-hash-algorithm")) && !parse_key_hash_algorithm(algorithm, s.algorithm))
-    throw UsageError("invalid hash function '" + algorithm + "' (simple bitshift crc32 adler32 murmur jenkins)");
+    throw UsageError("invalid hash function " + shown(algorithm) + " (simple bitshift crc32 adler32 murmur jenkins)");
   auto number = [&](const char* name, int& into) {
     if (!o.has(name)) return;
     auto v = to_int32(o.get(name));
-    if (!v) throw UsageError("invalid --" + std::string(name) + " '" + o.get(name) + "'");
+    if (!v) throw UsageError("invalid --" + std::string(name) + " " + shown(o.get(name)) + "");
     into = *v;
   };
   number("partition-size", s.partitions);
@@ -1672,7 +1804,7 @@ int cmd_keycheck(const Options& o) {
       NodeClient node(t.endpoint, c.timeout_ms);
       node.set_trace(c.trace);
       dump_keys(node, t.range.partition, t.range.partition_size, [&](std::string_view key) {
-        if (g_interrupted) throw Exit{EXIT_INTERRUPTED};
+        if (g_interrupted) throw Exit{exit_interrupted()};
         d.add(key);
       });
     }
@@ -1691,7 +1823,7 @@ int cmd_keycheck(const Options& o) {
     while (std::getline(in, key)) {
       if (!key.empty() && key.back() == '\r') key.pop_back();  // CRLF files
       if (key.empty()) continue;
-      if (g_interrupted) return EXIT_INTERRUPTED;
+      if (g_interrupted) return exit_interrupted();
       d.add(key);
     }
     if (in.bad()) throw Error("cannot read '" + path + "'");
@@ -1900,7 +2032,8 @@ void print_overview(std::ostream& out) {
     out << "  " << name << std::string(name.size() < 13 ? 13 - name.size() : 1, ' ') << c.summary << "\n";
   }
   out << "\nRun 'flare-admin SUBCOMMAND --help' (or 'flare-admin help SUBCOMMAND') for the options of each.\n"
-         "Exit status: 0 done, 1 failed or refused at run time, 2 command line wrong, 130 interrupted\n"
+         "Exit status: 0 done, 1 failed or refused at run time (or its output could not be written),\n"
+         "2 command line wrong, 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)\n"
          "(check, a monitoring plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).\n"
          "Data goes to stdout; errors, refusals, warnings, notes and prompts go to stderr.\n";
 }
@@ -1985,7 +2118,7 @@ int run(int argc, char** argv) {
     } catch (const Interrupted&) {
       // Ctrl-C or SIGTERM while a read-only command waited: no verdict, no half a table.
       std::cerr << "interrupted\n";
-      return EXIT_INTERRUPTED;
+      return exit_interrupted();
     } catch (const Error& e) {
       std::cerr << one_line(e.what()) << "\n";
       return plugin ? unknown(e.what()) : EXIT_FAIL;
@@ -2004,11 +2137,17 @@ int run(int argc, char** argv) {
 
 #ifndef FLARE_CLI_NO_MAIN // the fuzz target for option parsing includes this file
 int main(int argc, char** argv) {
-  std::signal(SIGINT, on_sigint);
-  // SIGTERM (timeout(1), a cron job's kill, systemd) stops the tool as Ctrl-C does: nothing more
-  // is sent, and a file being written is removed, not left half-written. Unless it was ignored.
-  if (std::signal(SIGTERM, on_sigint) == SIG_IGN) std::signal(SIGTERM, SIG_IGN);
+  // Before anything else: no socket or file may take descriptor 0, 1 or 2.
+  if (!occupy_standard_fds()) return EXIT_FAIL;
+  std::cout.rdbuf(&g_stdout_buf);
+  // Every terminating signal an operator meets (Ctrl-C, SIGTERM from timeout(1), cron or systemd,
+  // SIGHUP from a dropped ssh session, Ctrl-\, a CPU or file-size limit, an alarm or a user
+  // signal) stops the tool as Ctrl-C does: nothing more is sent, a file being written is removed,
+  // not left half-written, exit 128 + N. A signal the caller ignored (nohup) stays ignored.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ}) {
+    if (std::signal(sig, on_stop_signal) == SIG_IGN) std::signal(sig, SIG_IGN);
+  }
   std::signal(SIGPIPE, SIG_IGN); // the CLI may: a closed stdout must become an error, not a silent death
-  return run(argc, argv);
+  return finish_streams(run(argc, argv));
 }
 #endif

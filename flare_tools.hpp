@@ -163,7 +163,13 @@
 //      void flush(); unsigned long long written(); }   -- 1 MiB buffer; flushes on destruction
 //    class OutputFile { explicit OutputFile(std::string path, unsigned mode = kPrivate); fd(); path();
 //      temp_path(); in_place(); committed(); void commit(); kPrivate = 0600, kShared = 0644 }
-//      -- a unique mkstemp temporary beside path, renamed over it by commit(), removed otherwise
+//      -- a unique mkstemp temporary beside path (".NAME.flare-tmp-PID.XXXXXX"), renamed over it
+//      by commit(), removed otherwise
+//    std::string unknown_node_text(const std::string& prefix, const Endpoint& ep);  -- a node the
+//      index does not list: why (its name does not resolve, or no such node)
+//    struct LeftoverTemporary { path; bytes; pid; }
+//    std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir);  -- those whose
+//      writer's process is gone (kill -9): named, never removed
 //    void write_file_atomically(const std::string& path, std::string_view data, unsigned mode = 0600);
 //    struct Item { ItemHeader header; std::string data; }   enum class DataFormat { flare, csv };
 //    std::optional<DataFormat> parse_data_format(std::string_view s);   const char* csv_header();
@@ -420,11 +426,13 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -786,6 +794,24 @@ inline std::vector<std::pair<sockaddr_storage, socklen_t>> resolve(const Endpoin
   if (out.empty()) throw NetworkError("cannot resolve '" + printable(ep.host) + "'");
   return out;
 }
+
+} // namespace detail
+
+// The line for a node the index does not list: `prefix` (0.7.3's words, which scripts match)
+// and the node, then why: its host name does not resolve (a typo or a DNS failure, not a wrong
+// argument form), or the index lists no such node. Asks the resolver; throws nothing.
+inline std::string unknown_node_text(const std::string& prefix, const Endpoint& ep) {
+  std::string why;
+  try {
+    detail::resolve(ep);
+    why = "the index lists no such node (see: flare-admin list)";
+  } catch (const Error& e) {
+    why = std::string(e.what()) + " (the name does not resolve)";
+  }
+  return prefix + ep.key() + ": " + why;
+}
+
+namespace detail {
 
 // The flags of every send: no SIGPIPE where the system has MSG_NOSIGNAL (see "Socket
 // portability" at the top; elsewhere new_socket sets SO_NOSIGPIPE).
@@ -3297,7 +3323,7 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        complain("unknown node: " + key);
+        complain(unknown_node_text("unknown node: ", a.endpoint));
         return Outcome::failed;
       }
       int part = *a.partition;
@@ -3361,7 +3387,7 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        complain("invalid 'hostname:port' pair: " + key);
+        complain(unknown_node_text("invalid 'hostname:port' pair: ", a.endpoint));
         return Outcome::failed;
       }
       int part = a.partition.value_or(0);
@@ -3417,7 +3443,7 @@ public:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        complain("unknown node: " + key);
+        complain(unknown_node_text("unknown node: ", a.endpoint));
         return Outcome::failed;
       }
       int bal = *a.balance;
@@ -3796,7 +3822,10 @@ private:
     return send();
   }
 
+  // A question answered no. Not said when the answer was Ctrl-C: the interruption's own line
+  // ("interrupted: nothing was changed.") is then the one true message.
   void declined(const std::string& key, const NodeInfo& n, const std::string& how) {
+    if (io_.interrupted && io_.interrupted()) return;
     complain("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
         std::to_string(n.balance) + "); to do it later: " + how);
   }
@@ -4432,7 +4461,7 @@ private:
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
-        complain("invalid 'hostname:port' pair: " + key);
+        complain(unknown_node_text("invalid 'hostname:port' pair: ", a.endpoint));
         return Outcome::failed;
       }
       if (auto msg = already(*n, key)) {
@@ -4612,12 +4641,22 @@ namespace detail {
 
 // "dir/.NAME.XXXXXX" for mkstemp: beside `path`, hidden, NAME cut so the whole name stays
 // within NAME_MAX (255 bytes) on every file system we know.
+// The folder of a path ("." for a bare name, "/" at the root).
+inline std::string dir_of(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+// The mark in a temporary's name that says it is ours and which process wrote it:
+// ".NAME.flare-tmp-PID.XXXXXX" (see leftover_temporaries()).
+constexpr const char* kTempMark = ".flare-tmp-";
+
 inline std::string temp_template_beside(const std::string& path) {
   size_t slash = path.find_last_of('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  std::string dir = dir_of(path);
   std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   if (base.size() > 200) base.resize(200);
-  return (dir == "/" ? "" : dir) + "/." + base + ".XXXXXX";
+  return (dir == "/" ? "" : dir) + "/." + base + kTempMark + std::to_string(static_cast<long>(::getpid())) + ".XXXXXX";
 }
 
 // mkstemp's unique, exclusive creation (O_CREAT | O_EXCL: a symbolic or hard link planted at the
@@ -4653,6 +4692,46 @@ inline bool is_stream_device(mode_t m) { return S_ISCHR(m) || S_ISFIFO(m); }
 //    owned by root or by us (/dev/stdout). A folder, a block device or a socket is refused.
 // Modes: kPrivate (0600) for what holds cluster data (dumps, key lists, flare.xml), kShared
 // (0644) for what a monitoring agent reads. Throws Error (naming the path and the reason).
+// A temporary of this library's left in a folder by a process that no longer runs (kill -9, a
+// crash, a power cut): named ".NAME.flare-tmp-PID.XXXXXX", PID gone. It holds a part of what
+// was being written (private cluster data, often large); nothing removes it but its owner.
+struct LeftoverTemporary {
+  std::string path;
+  unsigned long long bytes = 0;
+  long pid = 0; // the process that wrote it
+};
+
+// The leftover temporaries in `dir`, by name. Only names of our form whose writer's process is
+// gone (kill(pid, 0) says ESRCH): a temporary of a write still going on is never named. A
+// process id can be reused, so a leftover can be missed, never misnamed as one of a live writer.
+// Regular files only. Throws nothing: a folder that cannot be read has none to name.
+inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir) {
+  std::vector<LeftoverTemporary> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  const std::string mark = detail::kTempMark;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() < 1 + 1 + mark.size() + 1 + 7 || name[0] != '.') continue;
+    const size_t at = name.rfind(mark);
+    if (at == std::string::npos || at < 2) continue;
+    const size_t dot = name.find('.', at + mark.size());
+    if (dot == std::string::npos || name.size() - dot - 1 != 6) continue;
+    const std::string digits = name.substr(at + mark.size(), dot - at - mark.size());
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::stol(digits);
+    if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue; // its writer runs
+    const std::string path = (dir == "/" ? "" : dir) + "/" + name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    out.push_back({path, static_cast<unsigned long long>(st.st_size), pid});
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end(), [](const LeftoverTemporary& a, const LeftoverTemporary& b) { return a.path < b.path; });
+  return out;
+}
+
 class OutputFile {
 public:
   static constexpr unsigned kPrivate = 0600;
