@@ -1200,6 +1200,15 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
         std::cerr << one_line(unknown_node_text("unknown node: ", ep)) << "\n";
         throw Exit{EXIT_FAIL};
       }
+      // A backup that is not a whole copy of a partition is never exit 0 by accident: refused
+      // (nothing written) unless the operator asks for what the node holds, as it is.
+      if (auto why = partial_copy_reason(cluster, *n)) {
+        if (!o.flag("partial")) {
+          std::cerr << "refused: " << one_line(*why) << " (--partial dumps what it holds anyway, knowing it is not a whole copy)\n";
+          throw Exit{EXIT_FAIL};
+        }
+        std::cerr << "warning: " << one_line(*why) << "; dumping what it holds (--partial)\n";
+      }
       nodes.push_back(*n);
     }
   }
@@ -1671,9 +1680,13 @@ int cmd_verify(const Options& o) {
     return exit_interrupted();
   }
   bool good = true;
+  // A node that was not read, or read while its copy is still being made, is no "OK": the
+  // verdict is NG and the line says why (a killed slave is listed `proxy down`, without its
+  // partition: every down node is named, since it may have held a copy).
   for (const auto& ch : checks) {
     if (ch.skipped) {
-      std::cout << "skipping " << ch.node.key << " (partition " << ch.node.partition << "): it is down\n";
+      std::cout << "skipping " << ch.node.key << " (partition " << ch.node.partition << "): it is down, not read NG\n";
+      good = false;
       continue;
     }
     std::cout << "checking " << ch.node.key << " (partition " << ch.node.partition << ") ... ";
@@ -1684,11 +1697,19 @@ int cmd_verify(const Options& o) {
       good = false;
       continue;
     }
-    std::cout << ch.keys << " keys, " << ch.misplaced << " misplaced " << (ch.misplaced ? "NG" : "OK") << "\n";
+    const bool partial = ch.node.state == "prepare";
+    std::cout << ch.keys << " keys, " << ch.misplaced << " misplaced "
+              << (ch.misplaced ? "NG" : partial ? "PARTIAL (in prepare: its copy is still being made) NG" : "OK") << "\n";
+    if (partial) good = false;
     for (const auto& e : ch.examples) std::cout << "  " << e << "\n";
     if (ch.misplaced > ch.examples.size()) std::cout << "  ...\n";
     if (ch.misplaced) good = false;
   }
+  for (const auto& n : cluster.stats_order())
+    if (n.state == "down" && (n.partition < 0 || n.partition >= count)) {
+      std::cout << "skipping " << n.key << " (" << n.role << " down): it is down, not read NG\n";
+      good = false;
+    }
   std::cout << (good ? "OK" : "NG") << "\n";
   flush_stdout();
   return good ? EXIT_OK : EXIT_FAIL;
@@ -1867,6 +1888,7 @@ const OptSpec kJson = {"json", 0, nullptr, "print one JSON document instead of t
 const OptSpec kForce = {"force", 0, nullptr, "answer every question yes (the safety checks still apply)"};
 const OptSpec kDryRun = {"dry-run", 'n', nullptr, "show what would be sent; change nothing"};
 const OptSpec kBwlimit = {"bwlimit", 0, "RATE", "bits per second (k/M/G x1024; trailing B: bytes)"};
+const OptSpec kPartial = {"partial", 0, nullptr, "dump a node that is not an active master or slave (a proxy, a slave in prepare, a down node) anyway: not a whole copy of a partition"};
 const OptSpec kRetry = {"retry", 0, "N", "attempts of a refused role change (default 10)"};
 
 std::vector<Command> commands() {
@@ -1932,12 +1954,14 @@ std::vector<Command> commands() {
        {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all); - for stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,
         {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"},
-        {"skip-unframed", 0, nullptr, "skip and name the records flared cannot frame (a key holding a space or CR LF); write the rest; exit 1"}},
+        {"skip-unframed", 0, nullptr, "skip and name the records flared cannot frame (a key holding a space or CR LF); write the rest; exit 1"},
+        kPartial},
        cmd_dump},
       {"dumpkey", "[HOST:PORT ...] | --all", "Dump keys, one per line.", true,
        {{"all", 0, nullptr, "every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all)"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         kBwlimit, {"partition", 0, "N", "only keys of partition N ..."}, {"partition-size", 0, "N", "... of N partitions"},
-        {"skip-unframed", 0, nullptr, "skip and name the keys flared cannot frame (a key holding CR LF); write the rest; exit 1"}},
+        {"skip-unframed", 0, nullptr, "skip and name the keys flared cannot frame (a key holding CR LF); write the rest; exit 1"},
+        kPartial},
        cmd_dumpkey},
       {"restore", "--input FILE [HOST:PORT | --all]", "Write a dump back with set, pipelined: each item straight to its partition's master, or all through HOST:PORT.",
        true,

@@ -211,6 +211,8 @@
 //      timeout_ms; trace; std::optional<Endpoint> index; std::optional<Cluster> cluster; check_timeout_ms = 3000; }
 //    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
 //    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
+//    std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node);  -- why
+//      a dump of node is not a whole copy of its partition (not an active master or slave), or nothing
 //    struct RestoreRouting { Partitioning partitioning; std::vector<NodeInfo> masters;
 //      int partition_of(std::string_view key) const; }
 //    RestoreRouting restore_routing(const Cluster& c, const Meta& meta);   -- throws Error naming every
@@ -6208,6 +6210,44 @@ inline int serving_partition_count(const Cluster& c) {
   for (const auto& node : c.nodes())
     if (node.is_master() && node.is_active()) n = std::max(n, node.partition + 1);
   return n;
+}
+
+// Why a dump of `node` would not be a whole copy of its partition, or nothing when it would be
+// one: an active master, or an active slave (replication keeps it whole). Anything else is
+// refused by `dump` and `dumpkey` unless the operator asks for a partial copy, and the reason
+// names the node to dump instead. Seen on a real flare 1.3.4 (index + 4 nodes): a proxy's dump
+// held only END; a slave stopped until the index set it down (it comes back as a proxy with
+// its old items) held 25,000 of its master's 25,050; a slave in prepare, 1,558 of 25,050 while
+// its copy ran. Pure; throws nothing.
+inline std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node) {
+  if ((node.is_master() || node.is_slave()) && node.is_active()) return std::nullopt;
+  std::string what;
+  if (node.is_proxy())
+    what = node.key + " is a proxy" + (node.state == "active" ? "" : " (" + node.state + ")") +
+           ": it holds no partition, only what it kept from an earlier role, if anything";
+  else if (node.state == "prepare" || node.state == "ready")
+    what = node.key + " is a " + node.role + " of partition " + std::to_string(node.partition) + " in " + node.state +
+           ": " + (node.state == "prepare" ? "its copy is still being made, so it holds a part of the partition"
+                                           : "it serves no data yet");
+  else
+    what = node.key + " is " + node.role + " " + node.state + " (partition " + std::to_string(node.partition) +
+           "): it holds what it had when it went down, not what the partition holds now";
+  std::string instead;
+  if (node.partition >= 0) {
+    const NodeInfo* m = c.master_of(node.partition);
+    const NodeInfo* copy = m && m->is_active() && m->key != node.key ? m : nullptr;
+    if (!copy)
+      for (const auto* s : c.slaves_of(node.partition))
+        if (s->is_active() && s->key != node.key) {
+          copy = s;
+          break;
+        }
+    instead = copy ? "; dump partition " + std::to_string(node.partition) + " from its active " + copy->role + " instead: flare-admin dump " + copy->key
+                   : "; partition " + std::to_string(node.partition) + " has no active master or slave to dump now";
+  } else {
+    instead = "; to dump the cluster: flare-admin dump --all";
+  }
+  return what + instead;
 }
 
 // Where a restore into a cluster sends each item: straight to the master of the partition the

@@ -136,7 +136,7 @@ TEST_CASE("restore filters keys, prints them, and a dry run sends nothing") {
   CHECK(f.items(0) == 4);
   auto bad = run(with({"restore", "-i", path, "--include", "("}, {"--index-server", f.index()}));
   CHECK(bad.status == 2);
-  CHECK(bad.err.rfind("( isn't a valid regular expression.", 0) == 0);
+  CHECK(bad.err.rfind("'(' isn't a valid regular expression.", 0) == 0); // quoted, as every echoed value
 }
 
 TEST_CASE("a restore whose sets fail says which keys failed and exits 1") {
@@ -597,5 +597,73 @@ TEST_CASE("on a terminal, dump --all, dumpkey --all and verify redraw one line w
     auto v = run_tty(with({"verify"}, idx), {});
     CHECK(v.out.find("\rverifying: 3 of 3 nodes done; 400 keys\x1b[K\n") != std::string::npos);
     CHECK(v.out.find("checking " + f.node(0) + " (partition 0) ... " + n0 + " keys, 0 misplaced OK\n") != std::string::npos);
+  }
+}
+
+// Issue 32.1, seen on a real flare 1.3.4: dumps of a proxy (only END), of a slave that came back
+// from down as a proxy (25,000 of 25,050) and of a slave in prepare (1,558 of 25,050) all exited 0.
+TEST_CASE("dump and dumpkey of a node that is not an active master or slave are refused, naming the node to dump instead") {
+  FakeCluster f(4);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 50 10");
+  f.must("stall 1"); // constructions frozen: node 1 stays in prepare
+  f.must("set-node " + f.node(1) + " slave prepare 0 0");
+  f.must("put " + f.node(2) + " stale x"); // a proxy keeping an item of an earlier role
+  f.must("set-node " + f.node(3) + " slave active 0 1");
+  for (const std::string sub : {"dump", "dumpkey"}) {
+    CAPTURE(sub);
+    const std::string out = f.dir() + "/part-" + sub;
+    SUBCASE("a proxy") {
+      auto r = run(with({sub, f.node(2), "-o", out}, idx));
+      CHECK(r.status == 1);
+      CHECK(r.err.find("refused: " + f.node(2) + " is a proxy: it holds no partition") == 0);
+      CHECK(r.err.find("flare-admin dump --all") != std::string::npos);
+      CHECK_FALSE(harness::exists(out));
+    }
+    SUBCASE("a slave in prepare") {
+      auto r = run(with({sub, f.node(1), "-o", out}, idx));
+      CHECK(r.status == 1);
+      CHECK(r.err.find("refused: " + f.node(1) + " is a slave of partition 0 in prepare") == 0);
+      CHECK(r.err.find("flare-admin dump " + f.node(0)) != std::string::npos);
+      CHECK_FALSE(harness::exists(out));
+      auto partial = run(with({sub, f.node(1), "--partial", "-o", out}, idx));
+      CHECK(partial.status == 0);
+      CHECK(partial.err.find("warning: " + f.node(1) + " is a slave of partition 0 in prepare") != std::string::npos);
+      CHECK(harness::exists(out));
+    }
+    SUBCASE("an active master and an active slave are dumped as before") {
+      CHECK(run(with({sub, f.node(0), "-o", out}, idx)).status == 0);
+      CHECK(run(with({sub, f.node(3), "-o", out}, idx)).status == 0);
+    }
+  }
+}
+
+// Issue 32.1: verify said OK, exit 0, while a slave it could not read was down (a killed slave is
+// listed `proxy down`), and a slave in prepare read OK for a partial copy.
+TEST_CASE("verify is NG, not OK, when a node is down or a slave is still being copied, and names it") {
+  FakeCluster f(3);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 20 10");
+  auto before = run(with({"verify"}, idx));
+  CHECK(before.status == 0);
+  SUBCASE("a killed slave, listed proxy down") {
+    f.must("set-node " + f.node(1) + " proxy down -1 0");
+    auto r = run(with({"verify"}, idx));
+    CAPTURE(r.out);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("skipping " + f.node(1) + " (proxy down): it is down, not read NG\n") != std::string::npos);
+    CHECK(r.out.substr(r.out.size() - 3) == "NG\n");
+  }
+  SUBCASE("a slave in prepare") {
+    f.must("stall 1");
+    f.must("set-node " + f.node(2) + " slave prepare 0 0");
+    auto r = run(with({"verify"}, idx));
+    CAPTURE(r.out);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("checking " + f.node(2) + " (partition 0) ... ") != std::string::npos);
+    CHECK(r.out.find("PARTIAL (in prepare: its copy is still being made) NG\n") != std::string::npos);
+    CHECK(r.out.substr(r.out.size() - 3) == "NG\n");
   }
 }

@@ -177,7 +177,7 @@ TEST_CASE("stats shows every node in stats order, byte for byte") {
   SUBCASE("an unknown node argument is refused") {
     auto r = run(with({"stats", "127.0.0.1:1"}, f.index_args()));
     CHECK(r.status == 1);
-    CHECK(r.err == "unknown node: 127.0.0.1:1\n");
+    CHECK(r.err == "unknown node: 127.0.0.1:1: the index lists no such node (see: flare-admin list)\n");
   }
   SUBCASE("a delimiter goes between the padded cells") {
     auto r = run(with({"stats", "-d", ",", k0}, f.index_args()));

@@ -177,3 +177,36 @@ TEST_CASE("the index's flare.xml holds the nodes' newest map when they are ahead
     CHECK_THROWS_AS(choose_index_map(index_map, v, 2000), NetworkError);
   }
 }
+
+TEST_CASE("a dump is a whole copy of a partition only from its active master or an active slave") {
+  Cluster c = five_nodes();
+  SUBCASE("an active master or slave: nothing to say") {
+    CHECK_FALSE(partial_copy_reason(c, *c.find("h:12122")).has_value());
+    CHECK_FALSE(partial_copy_reason(c, *c.find("h:12123")).has_value());
+  }
+  SUBCASE("a slave in prepare: part of the partition; its master named instead") {
+    auto why = partial_copy_reason(c, *c.find("h:12124"));
+    REQUIRE(why);
+    CHECK(why->find("h:12124 is a slave of partition 0 in prepare: its copy is still being made") == 0);
+    CHECK(why->find("flare-admin dump h:12122") != std::string::npos);
+  }
+  SUBCASE("a proxy, down or not: no partition; dump --all named") {
+    auto why = partial_copy_reason(c, *c.find("h:12121"));
+    REQUIRE(why);
+    CHECK(why->find("h:12121 is a proxy (down): it holds no partition") == 0);
+    CHECK(why->find("flare-admin dump --all") != std::string::npos);
+  }
+  SUBCASE("a master in ready serves nothing yet, and its partition has no other copy") {
+    auto why = partial_copy_reason(c, *c.find("h:12125"));
+    REQUIRE(why);
+    CHECK(why->find("in ready: it serves no data yet") != std::string::npos);
+    CHECK(why->find("partition 1 has no active master or slave to dump now") != std::string::npos);
+  }
+  SUBCASE("a down master: its partition's new master named") {
+    Cluster d({make_node("h:1", "master", "down", 0, 1), make_node("h:2", "master", "active", 0, 1)});
+    auto why = partial_copy_reason(d, *d.find("h:1"));
+    REQUIRE(why);
+    CHECK(why->find("h:1 is master down (partition 0): it holds what it had when it went down") == 0);
+    CHECK(why->find("flare-admin dump h:2") != std::string::npos);
+  }
+}

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -47,7 +48,8 @@ TEST_CASE("an OutputFile is invisible until committed, then whole, with exactly 
     flare::OutputFile f(path, 0640);
     CHECK_FALSE(f.in_place());
     CHECK(f.temp_path().rfind(dir + "/.out.", 0) == 0);
-    CHECK(f.temp_path().size() == (dir + "/.out.XXXXXX").size());
+    CHECK(f.temp_path().size() == (dir + "/.out.flare-tmp-" + std::to_string(::getpid()) + ".XXXXXX").size());
+    CHECK(f.temp_path().find(".flare-tmp-" + std::to_string(::getpid()) + ".") != std::string::npos);
     CHECK(::access(path.c_str(), F_OK) != 0);
     REQUIRE(::write(f.fd(), "abc", 3) == 3);
     struct stat st {};
@@ -128,4 +130,30 @@ TEST_CASE("a very long file name still gets a temporary within NAME_MAX") {
   CHECK(read_all(path) == "long");
   CHECK(entries(dir) == 1);
   remove_dir(dir);
+}
+
+TEST_CASE("leftover_temporaries names only our temporaries whose writer is gone, and removes nothing") {
+  std::string dir = unit_temp_dir();
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  int st = 0;
+  ::waitpid(child, &st, 0);
+  const std::string dead = dir + "/.f.flare-tmp-" + std::to_string(child) + ".Ab12Cd";
+  const std::string live = dir + "/.g.flare-tmp-" + std::to_string(::getpid()) + ".Ab12Cd";
+  const std::string parent = dir + "/.h.flare-tmp-" + std::to_string(::getppid()) + ".Ab12Cd";
+  for (const auto& p : {dead, live, parent, dir + "/.f.Ab12Cd", dir + "/.f.flare-tmp-12x.Ab12Cd", dir + "/.f.flare-tmp-" +
+                                                                                                     std::to_string(child) + ".short"}) {
+    std::ofstream(p) << "12345";
+  }
+  REQUIRE(::mkdir((dir + "/.d.flare-tmp-" + std::to_string(child) + ".Zz99Yy").c_str(), 0700) == 0); // not a file
+  auto left = flare::leftover_temporaries(dir);
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].path == dead);
+  CHECK(left[0].bytes == 5);
+  CHECK(left[0].pid == static_cast<long>(child));
+  CHECK(::access(dead.c_str(), F_OK) == 0);
+  CHECK(flare::leftover_temporaries(dir + "/no-such-folder").empty());
+  std::string rm = "rm -rf '" + dir + "'";
+  CHECK(std::system(rm.c_str()) == 0);
 }
