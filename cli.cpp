@@ -1541,18 +1541,25 @@ int cmd_restore(const Options& o) {
   bool print_keys = o.flag("print-keys");
   try {
     if (regular || o.flag("dry-run")) {
-      unsigned long long items = 0, chosen = 0;
+      unsigned long long items = 0, chosen = 0, expired = 0;
       reader->skip_to(resume_from);
       Item item;
+      const long long now = static_cast<long long>(std::time(nullptr));
       while (reader->next(item, false)) {
         ++items;
         if (selected(item.header.key)) {
+          if (expired_at(item.header, now)) {
+            ++expired;
+            continue;
+          }
           ++chosen;
           if (print_keys && o.flag("dry-run")) std::cout << item.header.key << "\n";
         }
       }
       if (o.flag("dry-run")) {
-        std::cerr << "dry run: " << chosen << " of " << items << " entries would be restored; nothing was sent.\n";
+        std::cerr << "dry run: " << chosen << " of " << items << " entries would be restored";
+        if (expired) std::cerr << "; " << expired << " already expired would not be sent";
+        std::cerr << "; nothing was sent.\n";
         flush_stdout();
         return EXIT_OK;
       }
@@ -1608,6 +1615,8 @@ int cmd_restore(const Options& o) {
   }
   flush_stdout();
   if (report.complete) std::cerr << report.stored << " entries have been restored.\n";
+  // Items whose expire time had passed are not sent, and not counted as restored.
+  if (report.expired) std::cerr << report.expired << " entries had already expired: not sent.\n";
   if (report.failed > 0) {
     std::cerr << report.failed << " entries failed:";
     for (const auto& f : report.first_failures) std::cerr << "\n  " << f;

@@ -60,6 +60,7 @@
 //    std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines);
 //    struct Meta { fields; std::string get(name); }  Meta parse_meta(const std::vector<std::string>& lines);
 //    struct ItemHeader { key, flags, length, version, expire; }   bool valid_item_key(std::string_view k);
+//    bool expired_at(const ItemHeader& h, long long now_unix);   -- expire (absolute, 0 never) is past
 //    std::string text_key_problem(std::string_view k);   -- why `set` cannot carry k ("" if it can)
 //    ItemHeader parse_value_line(std::string_view line);   -- "VALUE key flags length version expire";
 //      the key may hold any byte but space and NUL (a lone CR or LF too)
@@ -197,7 +198,7 @@
 //      const DumpOptions& opt = {});   -- every node at once
 //    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
 //      OnKey&& on_key, const DumpOptions& opt = {});
-//    struct RestoreReport { sent, stored, failed, skipped, unacknowledged, resume_offset; first_failures;
+//    struct RestoreReport { sent, stored, failed, skipped, expired, unacknowledged, resume_offset; first_failures;
 //      complete, interrupted; stopped_by; doubts; run_start; unsigned long long acknowledged() const; }
 //      -- doubts: nodes that acknowledged items and then failed; resume_offset is then run_start
 //    class PipelinedWriter { PipelinedWriter(NodeClient& node, unsigned long long bwlimit,
@@ -411,6 +412,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -1503,6 +1505,11 @@ struct ItemHeader {
   unsigned long long version = 0;
   long long expire = 0;
 };
+
+// Whether an item had expired by `now_unix` (seconds since the epoch): a dump's expire is an
+// absolute unix time, 0 = never (real-flare-1.3.4/README.md, dump). A restore does not send
+// such an item: flared would answer STORED for an item nobody can read.
+inline bool expired_at(const ItemHeader& h, long long now_unix) { return h.expire > 0 && h.expire <= now_unix; }
 
 // A key a dump can carry: 1 to FLARE_TOOLS_MAX_KEY_BYTES bytes, no space (the VALUE line is
 // split there) and no NUL (flared ends a key at one when it lists it: a key stored as
@@ -5595,7 +5602,8 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
           [&] {
             out.end();
             ++items;
-            if (opt.on_item) opt.on_item(++total);
+            ++total; // counted whether or not a hook is set: the return value is the item count
+            if (opt.on_item) opt.on_item(total);
             if (opt.on_node_item) opt.on_node_item(i, items);
           },
           opt.cancel, unframed);
@@ -5632,7 +5640,8 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
     out.end();
     s.has_header = false;
     ++s.items;
-    if (opt.on_item) opt.on_item(++total);
+    ++total; // counted whether or not a hook is set
+    if (opt.on_item) opt.on_item(total);
     if (opt.on_node_item) opt.on_node_item(i, s.items);
     limiter.consume(s.line_bytes + s.header.length + 4);
   };
@@ -5800,6 +5809,7 @@ struct RestoreReport {
   unsigned long long stored = 0;         // answered STORED
   unsigned long long failed = 0;         // answered otherwise, or refused before sending (named below)
   unsigned long long skipped = 0;        // left out by the caller's filter
+  unsigned long long expired = 0;        // already expired when read (expired_at): not sent, not counted as restored
   unsigned long long unacknowledged = 0; // sent, and no answer when the restore stopped: fate unknown
   // Where the first record whose fate is unknown starts (not sent, or sent and unanswered):
   // a restore resumed there (--resume-from) re-sends only what may be missing. At the end of
@@ -6475,7 +6485,7 @@ inline RestoreReport run_restore(ItemReader& reader, std::vector<std::unique_ptr
                                  std::vector<Acknowledger> ack, const std::vector<Acknowledger>& forwarded) {
   RestoreReport report, local;
   report.run_start = opt.resume_from;
-  unsigned long long skipped = 0;
+  unsigned long long skipped = 0, expired = 0;
   unsigned long long next_record = reader.position(); // first record not yet queued whole
   ItemHeader h;
   bool interrupted = false, complete = false;
@@ -6488,6 +6498,11 @@ inline RestoreReport run_restore(ItemReader& reader, std::vector<std::unique_ptr
       if (opt.select && !opt.select(h.key)) {
         reader.read_data([](std::string_view) {});
         ++skipped;
+        continue;
+      }
+      if (expired_at(h, static_cast<long long>(std::time(nullptr)))) {
+        reader.read_data([](std::string_view) {});
+        ++expired;
         continue;
       }
       if (std::string why = text_key_problem(h.key); !why.empty()) {
@@ -6547,6 +6562,7 @@ inline RestoreReport run_restore(ItemReader& reader, std::vector<std::unique_ptr
     ack.push_back(a);
   }
   report.skipped = skipped;
+  report.expired = expired;
   report.complete = complete;
   report.interrupted = interrupted;
   report.stopped_by = stopped_by;

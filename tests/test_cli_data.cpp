@@ -667,3 +667,21 @@ TEST_CASE("verify is NG, not OK, when a node is down or a slave is still being c
     CHECK(r.out.substr(r.out.size() - 3) == "NG\n");
   }
 }
+
+// Issue 32.3: an item already expired when restored was counted as restored ("3 entries have
+// been restored" while 2 are alive; the dry run said the same).
+TEST_CASE("restore does not send an item already expired, and counts it apart, in the run and the dry run") {
+  FakeCluster f(1);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  const std::string path = f.dir() + "/exp.flare";
+  harness::write_text(path, "VALUE alive 0 1 1 0\r\na\r\nVALUE dead 0 1 1 1000000000\r\nd\r\nVALUE later 0 1 1 4000000000\r\nl\r\nEND\r\n");
+  auto dry = run({"restore", "-i", path, "--dry-run", "--index-server", f.index()});
+  CHECK(dry.status == 0);
+  CHECK(dry.err == "dry run: 2 of 3 entries would be restored; 1 already expired would not be sent; nothing was sent.\n");
+  auto r = run({"restore", "-i", path, "--index-server", f.index()});
+  CAPTURE(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.err == "2 entries have been restored.\n1 entries had already expired: not sent.\n");
+  CHECK(f.items(0) == 2);
+  for (const auto& req : f.state_changes()) CHECK(req.find(" dead ") == std::string::npos);
+}

@@ -362,3 +362,35 @@ TEST_CASE("restore_routing: one active master per partition, the key's partition
   CHECK(refusal({"h:6 proxy active -1"}).find("the cluster has no partition") != std::string::npos);
   CHECK(refusal({"h:1 master active 0"}) == "no refusal");
 }
+
+// Issue 32.3: dump_items returned 0 unless DumpOptions::on_item was set, though it says it
+// returns the item count.
+TEST_CASE("dump_items returns the item count with no hook set, from one node and from several") {
+  auto serve = [](const std::string& items) {
+    return [items](int fd) {
+      std::string line;
+      while (TestServer::read_line(fd, line)) {
+        if (line.rfind("dump", 0) == 0) TestServer::send_all(fd, items + "END\r\n");
+        else if (line == "version") TestServer::send_all(fd, "VERSION flare-1.3.4\r\n");
+      }
+    };
+  };
+  TestServer a(serve("VALUE a 0 1 0 0\r\nx\r\nVALUE b 0 1 0 0\r\ny\r\n"));
+  TestServer b(serve("VALUE c 0 1 0 0\r\nz\r\n"));
+  TempFile t;
+  int fd = ::open(t.path.c_str(), O_WRONLY | O_TRUNC);
+  REQUIRE(fd >= 0);
+  {
+    FdWriter out(fd, t.path);
+    ItemWriter w(out, DataFormat::flare);
+    DumpOptions none; // no hook at all
+    none.timeout_ms = 5000;
+    SUBCASE("one node") { CHECK(dump_items({DumpTarget{Endpoint{"127.0.0.1", a.port()}, {}}}, w, none) == 2); }
+    SUBCASE("two nodes at once") {
+      CHECK(dump_items({DumpTarget{Endpoint{"127.0.0.1", a.port()}, {}}, DumpTarget{Endpoint{"127.0.0.1", b.port()}, {}}}, w,
+                       none) == 3);
+    }
+    w.finish();
+  }
+  ::close(fd);
+}
