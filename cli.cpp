@@ -1023,6 +1023,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   opt.unsafe = o.flag("unsafe");
   opt.activate = o.flag("activate");
   opt.without_clean = o.flag("without-clean");
+  opt.discard_items = o.flag("discard-items");
   if (o.has("retry")) {
     auto v = to_int32(o.get("retry"));
     if (!v || *v < 1 || *v > 1000) throw UsageError("invalid --retry " + shown(o.get("retry")) + ": give attempts, 1 to 1000");
@@ -1154,7 +1155,9 @@ private:
 
 // The nodes a dump reads: the ones named, or with --all every master; each limited to its
 // own partition's keys (so stale copies left by a partition split are not dumped twice).
-std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit) {
+// `command`: the subcommand the advice names ("dump", "dumpkey").
+std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit,
+                                     const std::string& command = "dump") {
   bool all = o.flag("all");
   if (all && !o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
   if (!all && o.args.empty()) throw UsageError("please specify --all option to get complete dump (or give HOST:PORT).");
@@ -1202,7 +1205,7 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
       }
       // A backup that is not a whole copy of a partition is never exit 0 by accident: refused
       // (nothing written) unless the operator asks for what the node holds, as it is.
-      if (auto why = partial_copy_reason(cluster, *n)) {
+      if (auto why = partial_copy_reason(cluster, *n, command)) {
         if (!o.flag("partial")) {
           std::cerr << "refused: " << one_line(*why) << " (--partial dumps what it holds anyway, knowing it is not a whole copy)\n";
           throw Exit{EXIT_FAIL};
@@ -1403,7 +1406,7 @@ int cmd_dump(const Options& o) {
 
 int cmd_dumpkey(const Options& o) {
   Context c = make_context(o, true);
-  auto targets = data_targets(o, c, bwlimit_option(o));
+  auto targets = data_targets(o, c, bwlimit_option(o), "dumpkey");
   Output out(o);
   unsigned long long total = 0;
   RateLimiter limiter(targets.empty() ? 0 : targets.front().range.bwlimit, interrupted);
@@ -1897,6 +1900,7 @@ const OptSpec kJson = {"json", 0, nullptr, "print one JSON document instead of t
 const OptSpec kForce = {"force", 0, nullptr, "answer every question yes (the safety checks still apply)"};
 const OptSpec kDryRun = {"dry-run", 'n', nullptr, "show what would be sent; change nothing"};
 const OptSpec kBwlimit = {"bwlimit", 0, "RATE", "bits per second (k/M/G x1024; trailing B: bytes)"};
+const OptSpec kDiscardItems = {"discard-items", 0, nullptr, "flush a proxy that holds items (they are deleted; refused without this)"};
 const OptSpec kPartial = {"partial", 0, nullptr, "dump a node that is not an active master or slave (a proxy, a slave in prepare, a down node) anyway: not a whole copy of a partition"};
 const OptSpec kRetry = {"retry", 0, "N", "attempts of a refused role change (default 10)"};
 
@@ -1941,10 +1945,10 @@ std::vector<Command> commands() {
       {"master", "HOST:PORT:BALANCE:PARTITION ...", "Make proxies the masters of new partitions.", true,
        {kForce, kDryRun, kRetry, {"activate", 0, nullptr, "activate a master that ends ready"},
         {"unsafe", 0, nullptr, "replace a partition's down master (its data is lost)"},
-        {"without-clean", 0, nullptr, "do not flush_all the node first"}},
+        {"without-clean", 0, nullptr, "do not flush_all the node first"}, kDiscardItems},
        cmd_master},
       {"slave", "HOST:PORT:BALANCE[:PARTITION] ...", "Make proxies slaves of a partition, then give them their balance.",
-       true, {kForce, kDryRun, kRetry, {"without-clean", 0, nullptr, "do not flush_all the node first"}}, cmd_slave},
+       true, {kForce, kDryRun, kRetry, {"without-clean", 0, nullptr, "do not flush_all the node first"}, kDiscardItems}, cmd_slave},
       {"balance", "HOST:PORT:BALANCE ...", "Change the balance of nodes.", true, {kForce, kDryRun}, cmd_balance},
       {"down", "HOST:PORT ...", "Turn nodes down (a master fails over to its best slave).", true,
        {kForce, kDryRun,
@@ -1958,7 +1962,7 @@ std::vector<Command> commands() {
         {"unsafe", 0, nullptr, "rebuild even without redundancy, or a master whose slaves have not caught up"}},
        cmd_reconstruct},
       {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
-       true, {kForce, kDryRun, kRetry}, cmd_part},
+       true, {kForce, kDryRun, kRetry, kDiscardItems}, cmd_part},
       {"dump", "[HOST:PORT ...] | --all", "Dump items to a file or stdout (flare or csv format).", true,
        {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all); - for stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,

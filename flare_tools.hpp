@@ -212,7 +212,8 @@
 //      timeout_ms; trace; std::optional<Endpoint> index; std::optional<Cluster> cluster; check_timeout_ms = 3000; }
 //    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
 //    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
-//    std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node);  -- why
+//    std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node,
+//      const std::string& command = "dump");  -- why
 //      a dump of node is not a whole copy of its partition (not an active master or slave), or nothing
 //    struct RestoreRouting { Partitioning partitioning; std::vector<NodeInfo> masters;
 //      int partition_of(std::string_view key) const; }
@@ -2995,6 +2996,7 @@ struct OperationOptions {
   bool unsafe = false;        // reconstruct without redundancy; fail a master over before its slaves caught up
   bool activate = false;      // master: move a `ready` master on to `active`
   bool without_clean = false; // master/slave: skip flush_all
+  bool discard_items = false; // master/slave: flush a proxy that holds items (refused without it)
 };
 
 // How an operation ended, worst first when several nodes were handled.
@@ -3374,7 +3376,12 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
-      if (!ask_yes("making the node master (node=" + key + ", role=" + n->role + " -> master) (y/n): ")) {
+      auto flushing = flush_plan(*n, "flare-admin master --discard-items " + a.text);
+      if (!flushing) {
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!ask_yes("making the node master (node=" + key + ", role=" + n->role + " -> master" + *flushing + ") (y/n): ")) {
         declined(key, *n, "flare-admin master " + a.text);
         result = worse(result, Outcome::declined);
         continue;
@@ -3430,7 +3437,12 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
-      if (!ask_yes("making node slave (node=" + key + ", role=" + n->role + " -> slave) (y/n): ")) {
+      auto flushing = flush_plan(*n, "flare-admin slave --discard-items " + a.text);
+      if (!flushing) {
+        result = worse(result, Outcome::failed);
+        continue;
+      }
+      if (!ask_yes("making node slave (node=" + key + ", role=" + n->role + " -> slave" + *flushing + ") (y/n): ")) {
         declined(key, *n, "flare-admin slave " + a.text);
         result = worse(result, Outcome::declined);
         continue;
@@ -3856,6 +3868,35 @@ private:
           break;
         }
     say(trim_newline(format_node_table(shown)));
+  }
+
+  // Before a proxy is made master or slave: flush_all empties it first. A proxy holding items
+  // may hold the only copy of a partition (an index that lost its map re-registers the nodes as
+  // proxies with their data: seen on a real flare 1.3.4, where `master --force` then emptied the
+  // node the others still routed partition 0 to). Refused, naming the count, unless
+  // discard_items; otherwise said in the plan and returned as the prompt's words ("" when the
+  // node is empty or nothing is flushed). std::nullopt: refused (said).
+  std::optional<std::string> flush_plan(const NodeInfo& n, const std::string& discard_again) {
+    if (opt_.without_clean) return std::string();
+    long long items = -1;
+    try {
+      items = detail::items_of(n.endpoint(), opt_.timeout_ms);
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error&) {
+      return std::string(); // its flush_all fails the same way, and says so
+    }
+    if (items <= 0) return std::string();
+    const std::string count = std::to_string(items) + (items == 1 ? " item" : " items");
+    if (n.is_proxy() && !opt_.discard_items) {
+      complain("refused: " + n.key + " is a proxy holding " + count + ", and flush_all would delete them before it is "
+               "made a copy of a partition. A proxy holds items only from an earlier role: if the index lost its map (see "
+               "flare-admin list and check), give it its map back first (flare-admin index, from a node's map); to delete "
+               "them: " + discard_again);
+      return std::nullopt;
+    }
+    note("flush_all deletes the " + count + " " + n.key + " holds (--discard-items)");
+    return "; flush_all deletes its " + count;
   }
 
   std::string flush(const Endpoint& ep) {
@@ -6229,7 +6270,8 @@ inline int serving_partition_count(const Cluster& c) {
 // held only END; a slave stopped until the index set it down (it comes back as a proxy with
 // its old items) held 25,000 of its master's 25,050; a slave in prepare, 1,558 of 25,050 while
 // its copy ran. Pure; throws nothing.
-inline std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node) {
+// `command` is what the advice names ("dump", "dumpkey").
+inline std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node, const std::string& command = "dump") {
   if ((node.is_master() || node.is_slave()) && node.is_active()) return std::nullopt;
   std::string what;
   if (node.is_proxy())
@@ -6252,10 +6294,10 @@ inline std::optional<std::string> partial_copy_reason(const Cluster& c, const No
           copy = s;
           break;
         }
-    instead = copy ? "; dump partition " + std::to_string(node.partition) + " from its active " + copy->role + " instead: flare-admin dump " + copy->key
+    instead = copy ? "; read partition " + std::to_string(node.partition) + " from its active " + copy->role + " instead: flare-admin " + command + " " + copy->key
                    : "; partition " + std::to_string(node.partition) + " has no active master or slave to dump now";
   } else {
-    instead = "; to dump the cluster: flare-admin dump --all";
+    instead = "; for the whole cluster: flare-admin " + command + " --all";
   }
   return what + instead;
 }

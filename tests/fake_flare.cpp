@@ -32,7 +32,8 @@
 //   Runs until SIGTERM/SIGINT, or stdin EOF with --exit-on-stdin-eof; exits 0.
 //
 // One dump or dump_key at a time per node: another one asked meanwhile answers
-// `SERVER_ERROR database busy` (a real flared iterates its database once at a time).
+// `SERVER_ERROR database busy` (a real flared iterates its database once at a time), and so does
+// one asked of a node a construction is copying from (a master while its slave is in prepare).
 //
 // Control port (test only): one command per line, reply `OK` or `ERROR <reason>` (CRLF).
 // TARGET = a node key HOST:PORT (or just its port) or the word `index`.
@@ -1551,6 +1552,16 @@ bool copies_from(const MapEntry& e, const std::string& key) {
   return false;
 }
 
+// g_mu held: whether a construction is reading from node N now. Its flared then answers every
+// other dump or dump_key `SERVER_ERROR database busy` (seen on a real flare 1.3.4: a master
+// refused `dump` and `dump_key` while a slave of it was in prepare).
+bool serving_a_copy(const FakeNode& n) {
+  for (const MapEntry* ep : entries_in_prepare())
+    for (const MapEntry* src : copy_sources(*ep))
+      if (src->key == n.key) return true;
+  return false;
+}
+
 // g_mu held: the threads of the constructions node N takes part in, as a real flared 1.3.4 shows
 // them in `stats threads` while one runs (reconstruction-bwlimit 4096, a 64 MiB value): the node
 // being built has a reconstruction thread per source (type 3, peer = the source's key, op dump,
@@ -2400,7 +2411,7 @@ bool do_dump(Conn* c, const std::vector<std::string_view>& w, bool keys_only) {
   {
     std::lock_guard<std::mutex> lk(g_mu);
     FakeNode& n = *g_nodes[static_cast<size_t>(c->ep->node_idx)];
-    if (n.iterating) {
+    if (n.iterating || serving_a_copy(n)) {
       o += "SERVER_ERROR database busy\r\n";
       return true;
     }

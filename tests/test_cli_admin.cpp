@@ -120,7 +120,14 @@ TEST_CASE("the seed tutorial, end to end" * doctest::test_suite("slow")) {
   CHECK(d.out == kHeader + row(n2, "-", "proxy", "down", "0") + "\n"); // 0.7.3's empty line after down's table
   for (int i = 0; i < 100 && f.cluster().find(n2)->state != "active"; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  auto again = run(with({"slave", "--force", n2 + ":1:0"}, idx));
+  // It came back holding its old items: flush_all would delete them, so it is refused unless
+  // the operator says they may go (issue 32.2: a proxy with items may hold a partition's only copy).
+  auto refused = run(with({"slave", "--force", n2 + ":1:0"}, idx));
+  CHECK(refused.status == 1);
+  CHECK(refused.err.find("refused: " + n2 + " is a proxy holding ") != std::string::npos);
+  CHECK(refused.err.find("flare-admin slave --discard-items " + n2 + ":1:0") != std::string::npos);
+  CHECK(f.cluster().find(n2)->role == "proxy");
+  auto again = run(with({"slave", "--force", "--discard-items", n2 + ":1:0"}, idx));
   CHECK(again.status == 0);
   CHECK(again.out.find(row(n2, "0", "slave", "active", "1")) != std::string::npos);
 

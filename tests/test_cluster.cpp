@@ -188,7 +188,7 @@ TEST_CASE("a dump is a whole copy of a partition only from its active master or 
     auto why = partial_copy_reason(c, *c.find("h:12124"));
     REQUIRE(why);
     CHECK(why->find("h:12124 is a slave of partition 0 in prepare: its copy is still being made") == 0);
-    CHECK(why->find("flare-admin dump h:12122") != std::string::npos);
+    CHECK(why->find("read partition 0 from its active master instead: flare-admin dump h:12122") != std::string::npos);
   }
   SUBCASE("a proxy, down or not: no partition; dump --all named") {
     auto why = partial_copy_reason(c, *c.find("h:12121"));
