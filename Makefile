@@ -115,10 +115,14 @@ build/plain/flare-admin: cli.cpp $(HDRS) | build/plain
 	$(CXX) $(WARN) -O1 $(TEST_G) -o $@ cli.cpp
 build/plain/fake-flare: tests/fake_flare.cpp | build/plain
 	$(CXX) $(WARN) -O2 $(TEST_G) -pthread -o $@ tests/fake_flare.cpp
+# The sanitized tool and fake are linked as position-dependent executables: the suites start
+# them thousands of times, and a PIE of their size spent half its start-up relocating itself
+# (`--version`: 64 ms of CPU against 30 ms here; perf: _dl_relocate_object and page faults).
+SAN_EXE   = -fno-pie -no-pie
 build/san/flare-admin: cli.cpp $(HDRS) | build/san
-	$(CXX) $(WARN) -O0 $(TEST_G) $(SAN) -o $@ cli.cpp
+	$(CXX) $(WARN) -O0 $(TEST_G) $(SAN) $(SAN_EXE) -o $@ cli.cpp
 build/san/fake-flare: tests/fake_flare.cpp | build/san
-	$(CXX) $(WARN) -O1 $(TEST_G) $(SAN) -pthread -o $@ tests/fake_flare.cpp
+	$(CXX) $(WARN) -O1 $(TEST_G) $(SAN) $(SAN_EXE) -pthread -o $@ tests/fake_flare.cpp
 
 # $(1): plain or san; $(2): its extra flags; $(3): its integration test program, if its own;
 # $(4): its unit test program's objects beside unit_all.o (the two-unit link check, a test of
