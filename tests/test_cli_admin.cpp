@@ -224,7 +224,7 @@ TEST_CASE("--dry-run sends no state change") {
   SUBCASE("master, balance, down, activate, remove, reconstruct") {
     CHECK(run(with({"master", "-n", "--force", f.node(1) + ":1:1"}, idx)).status == 0);
     CHECK(run(with({"balance", "-n", "--force", f.node(0) + ":5"}, idx)).status == 0);
-    CHECK(run(with({"down", "-n", "--force", f.node(0)}, idx)).status == 0);
+    CHECK(run(with({"down", "-n", "--force", "--unsafe", f.node(0)}, idx)).status == 0); // its only copy: --unsafe
     CHECK(run(with({"activate", "-n", "--force", f.node(0)}, idx)).status == 0);
   }
   CHECK(f.state_changes().empty());
@@ -264,9 +264,10 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
     CHECK(n->balance == 0);
   }
   SUBCASE("an answer piped into stdin is an answer, as scripts of 0.7.3 use it (echo y |)") {
-    auto r = run(with({"down", f.node(0)}, idx), "y\n");
+    auto r = run(with({"down", "--unsafe", f.node(0)}, idx), "y\n"); // the partition's only copy: --unsafe
     CHECK(r.status == 0);
-    CHECK(r.err == "turning node down (node=" + f.node(0) + ", state=active -> down) (y/n): warning: partition 0 has no "
+    CHECK(r.err == "--unsafe: " + f.node(0) + " is the only active copy of partition 0: the partition serves nothing while it is down.\n"
+                   "turning node down (node=" + f.node(0) + ", state=active -> down) (y/n): warning: partition 0 has no "
                    "active master now (" + f.node(0) + " is master down): its reads and writes fail.\n");
     // a master without slave stays master of its partition, down (flarei "preserves" it)
     CHECK(r.out == kHeader + row(f.node(0), "0", "master", "down", "1") + "\n");
@@ -275,10 +276,10 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
   SUBCASE("a piped n, and a pipe that ends before the answer, are no") {
     for (const char* input : {"n\n", ""}) {
       CAPTURE(input);
-      auto r = run(with({"down", f.node(0)}, idx), input);
+      auto r = run(with({"down", "--unsafe", f.node(0)}, idx), input);
       CHECK(r.status == 1);
       CHECK(r.err.find("skipped: " + f.node(0) + " left as it is (role=master, state=active, balance=1); to do it later: "
-                       "flare-admin down " + f.node(0)) != std::string::npos);
+                       "flare-admin down --unsafe " + f.node(0)) != std::string::npos);
       CHECK(f.cluster().find(f.node(0))->state == "active");
     }
   }
@@ -427,7 +428,7 @@ TEST_CASE("a dry run never asks, shows every request it would send, and exits 0"
     CHECK(r.out.find("executed flush_all") == std::string::npos);
   }
   SUBCASE("down and reconstruct") {
-    auto d = run(with({"down", "-n", f.node(0)}, idx));
+    auto d = run(with({"down", "-n", "--unsafe", f.node(0)}, idx)); // its only copy: --unsafe
     CHECK(d.status == 0);
     CHECK(d.out.find("dry run: would send 'node state 127.0.0.1 " + std::to_string(f.node_ports[0]) + " down'") !=
           std::string::npos);

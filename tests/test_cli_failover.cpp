@@ -304,7 +304,8 @@ TEST_CASE("a failover refused for a dead slave among two tells to set the dead o
   REQUIRE(f.cluster().find(f.node(2))->state == "active");
   auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
   CHECK(r.status == 1);
-  CHECK(r.err.find("set it down first (flare-admin down " + f.node(2) + ")") != std::string::npos);
+  CHECK(r.err.find("then set the dead one down (flare-admin down " + f.node(2) + ")") != std::string::npos);
+  CHECK(r.err.find("give the partition a working slave first (flare-admin slave HOST:PORT:1:0 on a proxy)") != std::string::npos);
   CHECK(r.err.find("flare-admin down " + f.node(1)) == std::string::npos);
   CHECK(failover_state_requests(f).empty());
 }
@@ -400,5 +401,34 @@ TEST_CASE("a --timeout under a second is shown as it is in down's plan and refus
     CHECK(r.status == 1);
     CHECK(r.err.find("did not catch up within 0 s") == std::string::npos);
     CHECK(r.err.find("did not catch up within 0.") != std::string::npos);
+  }
+}
+
+// Issue 32.2, seen on a real flare 1.3.4: `down --force` of a live master with no slave printed a
+// warning, exited 0 and showed `master down`; 100 of 100 gets failed, and about a second later
+// flarei made it `master active` again: an outage, nothing lasting.
+TEST_CASE("down of a partition's only active copy, and balance 0 that leaves none to read, are refused without --unsafe") {
+  FakeCluster f(3, {"--revive-ms", "600000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  SUBCASE("down of a master with no slave") {
+    auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("refused: " + f.node(0) + " is the master of partition 0 and it has no active slave to take over") == 0);
+    CHECK(r.err.find("give the partition a slave first (flare-admin slave HOST:PORT:1:0 on a proxy)") != std::string::npos);
+    CHECK(f.state_changes().empty());
+    auto dry = run(harness::with({"down", "-n", f.node(0)}, f.index_args()));
+    CHECK(dry.status == 1); // the dry run refuses as the real run does
+    auto unsafe = run(harness::with({"down", "--force", "--unsafe", f.node(0)}, f.index_args()));
+    CHECK(unsafe.status == 0);
+    CHECK(f.cluster().find(f.node(0))->state == "down");
+  }
+  SUBCASE("balance 0 on the only node of balance above 0") {
+    f.must("set-node " + f.node(1) + " slave active 0 0");
+    auto r = run(harness::with({"balance", "--force", f.node(0) + ":0"}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("refused: balance 0 on " + f.node(0) + " leaves partition 0 no active node of balance above 0 to read from.") == 0);
+    CHECK(f.state_changes().empty());
+    f.must("set-node " + f.node(1) + " slave active 0 1");
+    CHECK(run(harness::with({"balance", "--force", f.node(0) + ":0"}, f.index_args())).status == 0); // its slave serves reads
   }
 }
