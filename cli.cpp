@@ -266,7 +266,7 @@ Endpoint resolve_index(const Options& o) {
   if (o.has("index-server-port")) {
     std::string v = o.get("index-server-port");
     auto p = detail::parse_port(v);
-    if (!p) throw UsageError("invalid --index-server-port " + shown(v) + "");
+    if (!p) throw UsageError("invalid --index-server-port " + shown(v));
     from_p = *p;
   }
   Endpoint ep{"127.0.0.1", FLARE_TOOLS_DEFAULT_INDEX_PORT};
@@ -627,7 +627,7 @@ int cmd_list(const Options& o) {
 int parse_positive(const Options& o, const std::string& name, int def, int min) {
   if (!o.has(name)) return def;
   auto v = to_int32(o.get(name));
-  if (!v || *v < min) throw UsageError("invalid --" + name + " " + shown(o.get(name)) + "");
+  if (!v || *v < min) throw UsageError("invalid --" + name + " " + shown(o.get(name)));
   return *v;
 }
 
@@ -844,8 +844,29 @@ int cmd_index(const Options& o) {
   long long increment = 0;
   if (o.has("increment")) {
     auto v = to_int(o.get("increment"));
-    if (!v) throw UsageError("invalid --increment " + shown(o.get("increment")) + "");
+    if (!v) throw UsageError("invalid --increment " + shown(o.get("increment")));
     increment = *v;
+  }
+  if (o.has("from-node")) {
+    // The index lost its map: the one the nodes route by, read from the node named; no index asked.
+    Endpoint node = endpoint_arg(o.get("from-node"));
+    IndexMapChoice choice = map_from_node(node, c.timeout_ms);
+    long long version = 0;
+    if (__builtin_add_overflow(choice.version, increment, &version))
+      throw UsageError("--increment " + shown(o.get("increment")) + " is out of range");
+    std::cerr << "note: the map of node_map_version " << choice.version << " read from " << choice.from;
+    if (choice.agreeing > 1) std::cerr << " (and the same on " << choice.agreeing - 1 << " more)";
+    if (choice.from != node.key()) std::cerr << ", which holds a newer one than " << node.key();
+    std::cerr << "; start flarei with this file as its flare.xml, before any node is restarted or rebuilt\n";
+    std::string xml = format_index_xml(choice.cluster, version);
+    if (o.has("output")) {
+      note_leftovers_beside(o.get("output"));
+      write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));
+    } else {
+      std::cout << xml;
+      flush_stdout();
+    }
+    return EXIT_OK;
   }
   IndexClient ic = index_client(c);
   auto index_version = [&] {
@@ -1164,11 +1185,11 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
   std::optional<int> part, psize;
   if (o.has("partition")) {
     part = to_int32(o.get("partition"));
-    if (!part || *part < 0) throw UsageError("invalid --partition " + shown(o.get("partition")) + "");
+    if (!part || *part < 0) throw UsageError("invalid --partition " + shown(o.get("partition")));
   }
   if (o.has("partition-size")) {
     psize = to_int32(o.get("partition-size"));
-    if (!psize || *psize <= 0) throw UsageError("invalid --partition-size " + shown(o.get("partition-size")) + "");
+    if (!psize || *psize <= 0) throw UsageError("invalid --partition-size " + shown(o.get("partition-size")));
   }
   if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
   if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
@@ -1819,7 +1840,7 @@ int cmd_keycheck(const Options& o) {
   auto number = [&](const char* name, int& into) {
     if (!o.has(name)) return;
     auto v = to_int32(o.get(name));
-    if (!v) throw UsageError("invalid --" + std::string(name) + " " + shown(o.get(name)) + "");
+    if (!v) throw UsageError("invalid --" + std::string(name) + " " + shown(o.get(name)));
     into = *v;
   };
   number("partition-size", s.partitions);
@@ -1940,7 +1961,8 @@ std::vector<Command> commands() {
        cmd_check},
       {"index", "", "Print the node map as flare's XML document.", true,
        {{"output", 'o', "FILE", "write to FILE (atomically) instead of stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
-        {"increment", 0, "N", "add N to the node map version"}},
+        {"increment", 0, "N", "add N to the node map version"},
+        {"from-node", 0, "HOST:PORT", "write the map this data node holds (and routes by), not the index's: for an index that lost its flare.xml"}},
        cmd_index},
       {"master", "HOST:PORT:BALANCE:PARTITION ...", "Make proxies the masters of new partitions.", true,
        {kForce, kDryRun, kRetry, {"activate", 0, nullptr, "activate a master that ends ready"},
@@ -2178,6 +2200,7 @@ int main(int argc, char** argv) {
   // Before anything else: no socket or file may take descriptor 0, 1 or 2.
   if (!occupy_standard_fds()) return EXIT_FAIL;
   std::cout.rdbuf(&g_stdout_buf);
+  if (::isatty(1)) std::cout << std::unitbuf; // a terminal sees each line as it is printed, as stdio's did
   // Every terminating signal an operator meets (Ctrl-C, SIGTERM from timeout(1), cron or systemd,
   // SIGHUP from a dropped ssh session, Ctrl-\, a CPU or file-size limit, an alarm or a user
   // signal) stops the tool as Ctrl-C does: nothing more is sent, a file being written is removed,

@@ -125,6 +125,9 @@
 //    IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersions& v, int timeout_ms);
 //      -- the map flare.xml is to hold: the nodes' newest when they are ahead of the index, not its own
 //    std::vector<std::string> node_map_differences(const Cluster& ours, const Cluster& theirs);
+//    IndexMapChoice map_from_node(const Endpoint& node, int timeout_ms);   -- the map a node routes by
+//      (its `stats nodes` and node_map_version, or a newer one its nodes agree on): flare.xml for an
+//      index that lost its own
 //   7. Operations and waiting
 //    struct OperationIO { std::function<...> say, warn, progress, ask, interrupted; }
 //    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean (all false); retry = 10;
@@ -1733,7 +1736,8 @@ public:
     Reply r = request("meta");
     if (r.status == "ERROR")
       throw NotAnIndexError(ep_.display() + " is a data node (flared), not an index server (flarei): it answers ERROR "
-                            "to `meta`; give flarei's address with -i/--index-server and -p/--index-server-port");
+                            "to `meta`; give flarei's address with -i/--index-server and -p/--index-server-port (to "
+                            "write flare.xml from the map this node holds: flare-admin index --from-node " + ep_.key() + ")");
     if (!r.ok()) throw ServerError(ep_.display() + ": `meta` answered '" + r.status + "'");
     is_index_ = true;
   }
@@ -2972,6 +2976,31 @@ inline IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersio
   return c;
 }
 
+// The map flare.xml is to hold when the index lost its own (flarei restarted on an empty data
+// dir: node_map_version 0, no node listed, while the nodes keep serving by the map they hold;
+// seen on a real flare 1.3.4): the map `node` holds (flared answers `stats nodes` with its own
+// copy, and `stats` with its node_map_version), then, as choose_index_map() does, the newest map
+// the nodes it lists agree on. `from` names the node read. Throws NetworkError when `node` does
+// not answer, ProtocolError when it answers no map, ServerError when the newest maps differ.
+inline IndexMapChoice map_from_node(const Endpoint& node, int timeout_ms) {
+  NodeClient n(node, timeout_ms);
+  const long long version = n.stats().number("node_map_version").value_or(-1);
+  Cluster map(n.stats_nodes());
+  if (map.nodes().empty() || version < 0)
+    throw ProtocolError(node.display() + " answers no node map (`stats nodes` lists no node, or `stats` has no node_map_version)");
+  std::vector<Endpoint> others;
+  for (const auto& x : map.nodes())
+    if (x.state != "down" && x.key != node.key()) others.push_back(x.endpoint());
+  // `node` stands for the index here: a listed node holding a newer map is read instead.
+  MapVersions v = map_versions(version, gather_stats(others, timeout_ms));
+  IndexMapChoice c = choose_index_map(map, v, timeout_ms);
+  if (c.from.empty()) {
+    c.from = node.key();
+    c.agreeing = 1;
+  }
+  return c;
+}
+
 // ---- 7. Operations and waiting ----------------------------------------------------------
 // The node table (section 8) is printed by the operations too.
 inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
@@ -3896,8 +3925,8 @@ private:
     if (n.is_proxy() && !opt_.discard_items) {
       complain("refused: " + n.key + " is a proxy holding " + count + ", and flush_all would delete them before it is "
                "made a copy of a partition. A proxy holds items only from an earlier role: if the index lost its map (see "
-               "flare-admin list and check), give it its map back first (flare-admin index, from a node's map); to delete "
-               "them: " + discard_again);
+               "flare-admin list and check), give flarei its flare.xml back first (a copy flare-admin index -o wrote) and "
+               "rebuild no node before it; to delete them: " + discard_again);
       return std::nullopt;
     }
     note("flush_all deletes the " + count + " " + n.key + " holds (--discard-items)");
@@ -7764,8 +7793,14 @@ inline void check_partition_findings(const CheckData& d, const CheckThresholds& 
     f.message = "the cluster has no partition: it serves no data";
     const auto n = static_cast<long long>(c.nodes().size());
     f.figure = n == 0 ? "no node registered with the index" : plural(n, "node", "nodes") + ", no master";
-    f.fix = n == 0 ? "start flared with the index as its index-servers, then flare-admin master HOST:PORT:1:0"
-                   : "flare-admin master HOST:PORT:1:0 with one of its proxy nodes";
+    // A new cluster looks like this, and so does an index that lost its flare.xml (restarted on
+    // an empty data dir: version 0, no node listed, while the nodes still serve by their own map,
+    // seen on a real flare 1.3.4). The advice never flushes a node that may hold the data.
+    const std::string lost = "if this cluster held data, the index may have lost its map: rebuild no node; write flare.xml "
+                             "from a node's own map (flare-admin index --from-node HOST:PORT -o flare.xml) and restart flarei "
+                             "with it. A new cluster: ";
+    f.fix = lost + (n == 0 ? "start flared with the index as its index-servers, then flare-admin master HOST:PORT:1:0"
+                           : "flare-admin master HOST:PORT:1:0 with one of its proxy nodes (refused while it holds items)");
     out.push_back(std::move(f));
     return;
   }

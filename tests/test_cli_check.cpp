@@ -312,7 +312,10 @@ TEST_CASE("check: a cluster with no partition serves nothing: CRITICAL no_partit
     CHECK(o.status == 2);
     CHECK(o.codes == std::vector<std::string>{"no_partition"});
     CHECK(check_has(o.first, "FLARE CRITICAL - the cluster has no partition: it serves no data | nodes=3;;;0 partitions=0;;;0"));
-    CHECK(check_has(o.line(0), "(3 nodes, no master); fix: flare-admin master HOST:PORT:1:0 with one of its proxy nodes"));
+    CHECK(check_has(o.line(0), "(3 nodes, no master); fix: if this cluster held data, the index may have lost its map: rebuild "
+                               "no node; write flare.xml from a node's own map (flare-admin index --from-node HOST:PORT -o "
+                               "flare.xml) and restart flarei with it. A new cluster: flare-admin master HOST:PORT:1:0 with one "
+                               "of its proxy nodes (refused while it holds items)"));
     auto r = run({"stats", "-i", f.index(), "--prometheus"});
     CHECK(prom::parse_strict(r.out).value("flare_cluster_partitions", {{"index", f.index()}}) == "0");
   }

@@ -259,3 +259,39 @@ TEST_CASE("cluster_truth: a slave whose copy failed on a busy master says so and
   CHECK(has(r.err, "flare-admin slave " + f.node(1) + ":1:0"));
   dumper.close();
 }
+
+// Issue 32.2, seen on a real flare 1.3.4: flarei restarted on an empty data dir lists no node at
+// node_map_version 0, while the nodes serve by the map they hold; `index -i NODE` was refused as a
+// data node and the tool had no way to write flare.xml from the only copies of the map left.
+TEST_CASE("cluster_truth: index --from-node writes the map a node routes by, asking no index") {
+  FakeCluster f(3);
+  master_and_slave(f);
+  f.must("set-node " + f.node(2) + " master active 1 1");
+  auto before = run(with({"index"}, f.index_args()));
+  REQUIRE(before.status == 0);
+  f.must("index-restart 1"); // the index's map no longer the cluster's; the nodes keep theirs
+  f.must("set-node " + f.node(2) + " proxy active -1 0");
+  SUBCASE("from a node: the map the cluster had, at its version, whatever the index holds") {
+    auto r = run({"index", "--from-node", f.node(1), "-i", "127.0.0.1:1"}); // the index is not asked
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out == before.out);
+    CHECK(has(r.err, "note: the map of node_map_version "));
+    CHECK(has(r.err, "start flarei with this file as its flare.xml, before any node is restarted or rebuilt"));
+    auto file = run({"index", "--from-node", f.node(0), "-o", f.dir() + "/flare.xml"});
+    CHECK(file.status == 0);
+    CHECK(harness::slurp(f.dir() + "/flare.xml") == before.out);
+  }
+  SUBCASE("a data node given as the index names the way") {
+    auto r = run({"index", "-i", f.node(1)});
+    CHECK(r.status == 1);
+    CHECK(has(r.err, "is a data node (flared), not an index server"));
+    CHECK(has(r.err, "flare-admin index --from-node " + f.node(1)));
+  }
+  SUBCASE("a node that does not answer: exit 1, nothing written") {
+    f.must("kill " + f.node(1));
+    auto r = run({"index", "--from-node", f.node(1), "-o", f.dir() + "/never.xml"});
+    CHECK(r.status == 1);
+    CHECK_FALSE(harness::exists(f.dir() + "/never.xml"));
+  }
+}
