@@ -1065,27 +1065,32 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   ic.set_change_log(log);
   ic.set_cancel([log] { return log->sent.empty() && g_interrupted != 0; });
   Outcome out;
-  try {
-    load_cluster(ic); // reachability first: a clear message if the index is down
-    ClusterAdmin admin(ic, opt, io);
-    out = body(admin);
-  } catch (const Interrupted& e) {
+  auto interrupted_here = [&](const std::string& what) {
     term->end_progress();
     flush_stdout();
     if (log->sent.empty()) {
-      std::string what = e.what();
       std::string unsent = what.rfind("interrupted: '", 0) == 0 ? " (" + what.substr(13) + ")" : "";
       std::cerr << "interrupted: nothing was changed" << unsent << ".\n";
     } else {
       std::string sent;
       for (const auto& r : log->sent) sent += (sent.empty() ? "" : ", ") + std::string("'") + r + "'";
-      std::cerr << e.what() << ". Sent before: " << sent << "; check the cluster with: flare-admin list\n";
+      std::cerr << what << ". Sent before: " << sent << "; check the cluster with: flare-admin list\n";
     }
     return exit_interrupted();
+  };
+  try {
+    load_cluster(ic); // reachability first: a clear message if the index is down
+    ClusterAdmin admin(ic, opt, io);
+    out = body(admin);
+  } catch (const Interrupted& e) {
+    return interrupted_here(e.what());
   } catch (...) {
     term->end_progress();
     throw;
   }
+  // Ctrl-C at a question ends the command as the question's "no" (said nowhere): whether a later
+  // request saw it and threw is a race, so the interruption is said here, once, either way.
+  if (g_interrupted && out != Outcome::interrupted) return interrupted_here("interrupted");
   term->end_progress();
   flush_stdout();
   return exit_status(out);

@@ -3405,6 +3405,15 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
+      if (auto why = copy_source_problem(c, part)) {
+        // Sent anyway, the node is flushed and stays master prepare with nothing, and each run
+        // again says to restart its flared (seen on a real flare 1.3.4). Nothing is sent.
+        complain("refused: partition " + std::to_string(part) + "'s master copies its keys from the master of every "
+                 "older partition, and " + *why + ". Nothing was changed. Start that flared again (the index makes it "
+                 "active with its data), then run this again: flare-admin master " + a.text);
+        result = worse(result, Outcome::failed);
+        continue;
+      }
       auto flushing = flush_plan(*n, "flare-admin master --discard-items " + a.text);
       if (!flushing) {
         result = worse(result, Outcome::failed);
@@ -3925,8 +3934,8 @@ private:
     if (n.is_proxy() && !opt_.discard_items) {
       complain("refused: " + n.key + " is a proxy holding " + count + ", and flush_all would delete them before it is "
                "made a copy of a partition. A proxy holds items only from an earlier role: if the index lost its map (see "
-               "flare-admin list and check), give flarei its flare.xml back first (a copy flare-admin index -o wrote) and "
-               "rebuild no node before it; to delete them: " + discard_again);
+               "flare-admin list and check), give flarei its flare.xml back first (flare-admin index --from-node HOST:PORT "
+               "-o flare.xml writes it from a node's own map) and rebuild no node before it; to delete them: " + discard_again);
       return std::nullopt;
     }
     note("flush_all deletes the " + count + " " + n.key + " holds (--discard-items)");
@@ -4406,6 +4415,27 @@ private:
   // partition would have no working master), and their lag is shown (and in a dry run, what a
   // real run would wait for). Returns a refusal, or nullopt to go on; `lags` gets the lag read.
   std::set<std::string> said_only_copy_; // masters whose --unsafe note was said
+
+  // Why a new master of partition `part` could not copy its keys now: an older partition whose
+  // master is not active in the map, or does not answer (the index lists a killed master active
+  // until its monitor notices), or nothing. Asks those masters for `stats`, at once.
+  std::optional<std::string> copy_source_problem(const Cluster& c, int part) {
+    std::vector<Endpoint> eps;
+    std::vector<std::string> keys;
+    for (int p = 0; p < part; ++p) {
+      const NodeInfo* m = c.master_of(p);
+      if (!m) return "partition " + std::to_string(p) + " has no master";
+      if (!m->is_active())
+        return "partition " + std::to_string(p) + "'s master " + m->key + " is " + m->state + ", not active";
+      eps.push_back(m->endpoint());
+      keys.push_back(m->key);
+    }
+    auto answers = gather_stats(eps, opt_.timeout_ms);
+    for (size_t i = 0; i < answers.size(); ++i)
+      if (!answers[i].ok)
+        return "partition " + std::to_string(i) + "'s master " + keys[i] + " does not answer (" + answers[i].error + ")";
+    return std::nullopt;
+  }
 
   // Why a balance of `bal` on `n` leaves its partition no node to read from (a master at 0 with
   // no active slave of balance above 0), or nothing.

@@ -432,3 +432,30 @@ TEST_CASE("down of a partition's only active copy, and balance 0 that leaves non
     CHECK(run(harness::with({"balance", "--force", f.node(0) + ":0"}, f.index_args())).status == 0); // its slave serves reads
   }
 }
+
+// Issue 32.4, seen on a real flare 1.3.4: `master --force --activate H:1:1` while partition 0's
+// only master (its copy source) was killed flushed H, left it master prepare with nothing, and
+// each run again said to restart H's flared, forever.
+TEST_CASE("a new partition's master is refused, nothing sent, while a partition it copies from has no working master") {
+  FakeCluster f(3, {"--dead-after-ms", "600000"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 20 10");
+  SUBCASE("killed, still listed active") {
+    f.must("kill " + f.node(0));
+    auto r = run(harness::with({"master", "--force", "--activate", f.node(1) + ":1:1"}, f.index_args()));
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("refused: partition 1's master copies its keys from the master of every older partition, and partition "
+                     "0's master " + f.node(0) + " does not answer") == 0);
+    CHECK(f.state_changes().empty()); // no flush_all, no node role
+    auto dry = run(harness::with({"master", "-n", f.node(1) + ":1:1"}, f.index_args()));
+    CHECK(dry.status == 1);
+  }
+  SUBCASE("listed down") {
+    f.must("set-node " + f.node(0) + " master down 0 1");
+    auto r = run(harness::with({"master", "--force", f.node(1) + ":1:1"}, f.index_args()));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("partition 0's master " + f.node(0) + " is down, not active") != std::string::npos);
+    CHECK(f.state_changes().empty());
+  }
+}
