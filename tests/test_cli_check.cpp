@@ -319,6 +319,18 @@ TEST_CASE("check: a cluster with no partition serves nothing: CRITICAL no_partit
     auto r = run({"stats", "-i", f.index(), "--prometheus"});
     CHECK(prom::parse_strict(r.out).value("flare_cluster_partitions", {{"index", f.index()}}) == "0");
   }
+  // Seen on a real flare 1.3.4: after flarei lost its flare.xml, a restarted flared registers as
+  // a proxy holding its data; `master` of it would flush it.
+  SUBCASE("proxies holding items: the index has likely lost its map") {
+    FakeCluster f(3);
+    f.must("put " + f.node(1) + " kept x");
+    auto o = check_run(f);
+    INFO(o.out);
+    CHECK(o.status == 2);
+    CHECK(check_has(o.line(0), "it serves no data; proxies hold items (" + f.node(1) +
+                                   " 1 item): the index has likely lost its map (3 nodes, no master); fix: if this cluster "
+                                   "held data, the index may have lost its map"));
+  }
   SUBCASE("no node at all") {
     FakeCluster f(0);
     auto o = check_run(f, {"--json"});
