@@ -273,7 +273,7 @@ Endpoint resolve_index(const Options& o) {
   if (o.has("cluster") && !from_i && !from_p) {
     std::string name = o.get("cluster");
     const char* servers = std::getenv("FLARE_INDEX_SERVERS");
-    if (!servers) throw Error("unknown cluster '" + name + "': FLARE_INDEX_SERVERS is not set");
+    if (!servers) throw Error("unknown cluster " + shown(name) + ": FLARE_INDEX_SERVERS is not set");
     for (auto entry : detail::split(servers, ';')) {
       auto f = detail::split(detail::trim(entry), ':');
       if (f.size() >= 3 && f[0] == name) {
@@ -282,7 +282,7 @@ Endpoint resolve_index(const Options& o) {
         return Endpoint{std::string(f[1]), *p};
       }
     }
-    throw Error("unknown cluster '" + name + "': not in FLARE_INDEX_SERVERS");
+    throw Error("unknown cluster " + shown(name) + ": not in FLARE_INDEX_SERVERS");
   }
   if (env_server && *env_server) {
     Endpoint e;
@@ -508,6 +508,28 @@ unsigned file_mode(const Options& o, unsigned def) {
 // Before a file is written: the temporaries an earlier write beside it left when it was killed
 // (kill -9, a crash) are named on stderr with the way to remove them. They hold private cluster
 // data on a disk that fills; only their owner may remove them (the tool cannot prove it left them).
+// A path as a shell reads it back exactly: '...' (a quote as '\''), or, when it holds a byte that
+// is not printable ASCII (a line break), bash's $'...' with \xHH escapes, so that the command
+// stays on one line. For commands printed to be pasted (rm of a leftover).
+std::string shell_quoted(const std::string& path) {
+  bool plain = true;
+  for (unsigned char ch : path)
+    if (ch < 0x20 || ch >= 0x7f) plain = false;
+  std::string out = plain ? "'" : "$'";
+  for (unsigned char ch : path) {
+    if (plain) {
+      out += ch == '\'' ? std::string("'\\''") : std::string(1, static_cast<char>(ch));
+    } else if (ch < 0x20 || ch >= 0x7f || ch == '\'' || ch == '\\') {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out + "'";
+}
+
 void note_leftovers_beside(const std::string& path) {
   auto left = leftover_temporaries(detail::dir_of(path));
   if (left.empty()) return;
@@ -515,15 +537,16 @@ void note_leftovers_beside(const std::string& path) {
   std::string rm, pids;
   for (const auto& l : left) {
     bytes += l.bytes;
-    rm += " '" + l.path + "'";
+    rm += " " + shell_quoted(l.path);
     pids += (pids.empty() ? "" : ", ") + std::to_string(l.pid);
   }
   const bool one = left.size() == 1;
-  std::cerr << "note: " << (one ? "a temporary" : std::to_string(left.size()) + " temporaries") << " of an earlier write "
-            << (one ? "that was" : "that were") << " killed before finishing (process " << pids << ", gone) "
+  std::cerr << "note: " << (one ? "a temporary" : std::to_string(left.size()) + " temporaries") << " of "
+            << (one ? "an earlier write that was" : "earlier writes that were") << " killed before finishing (process"
+            << (one ? " " : "es ") << pids << ", gone) "
             << (one ? "is" : "are") << " beside " << shown(path) << ": " << bytes << " bytes of partial, private cluster data, "
             << (one ? "not a complete copy" : "not complete copies") << " of anything; to remove "
-            << (one ? "it" : "them") << ": rm --" << one_line(rm) << "\n";
+            << (one ? "it" : "them") << ": rm --" << rm << "\n";
 }
 
 // ---- read-only subcommands ---------------------------------------------------------------
@@ -1006,6 +1029,7 @@ struct Terminal {
       }
       if (ch == '\n') {
         if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (!::isatty(0)) std::cerr << "\n"; // a piped answer is not echoed: the prompt's line ends here
         return line;
       }
       if (line.size() < 1024) line += ch;
@@ -1037,6 +1061,13 @@ std::vector<NodeArg> node_args(const Options& o, int min_fields, int max_fields,
 
 int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& body) {
   Context c = make_context(o, true);
+  // A change whose steps (stdout) or refusals and warnings (stderr) nobody can read is refused,
+  // before the index is asked: done, it could only end in a status that reads as a failure.
+  if (g_std_closed[1] || g_std_closed[2]) {
+    std::cerr << "refused: standard " << (g_std_closed[1] ? "output" : "error")
+              << " is closed: the steps and the outcome of a change would be lost. Nothing was changed.\n";
+    return EXIT_FAIL;
+  }
   OperationOptions opt;
   opt.force = o.flag("force");
   opt.dry_run = o.flag("dry-run");
@@ -1156,6 +1187,10 @@ public:
       name_ = "'" + (file_->in_place() ? file_->path() : file_->temp_path()) + "'";
       writer_ = std::make_unique<FdWriter>(file_->fd(), name_);
     } else {
+      if (g_std_closed[1]) { // found before the cluster is read, in the words of every command
+        say_stdout_failed(0);
+        throw Exit{EXIT_FAIL};
+      }
       writer_ = std::make_unique<FdWriter>(1, "standard output");
     }
   }

@@ -1684,7 +1684,9 @@ public:
   std::vector<NodeInfo> stats_nodes() { return parse_stats_nodes(request_ok("stats nodes").lines); }
 
   // For streaming commands: direct access after send_line().
+  // Nothing is sent once the cancel hook (set_cancel) says stop: Interrupted, before the bytes.
   void send_line(const std::string& line) {
+    if (sock_.cancel() && sock_.cancel()()) throw Interrupted("interrupted");
     if (trace_) trace_("--> " + ep_.display() + " " + line);
     if (!sock_.is_open()) {
       sock_.connect(ep_, timeout_ms_);
@@ -1693,6 +1695,7 @@ public:
     sock_.send_all(line + "\r\n");
   }
   void send_raw(std::string_view bytes) {
+    if (sock_.cancel() && sock_.cancel()()) throw Interrupted("interrupted");
     if (!sock_.is_open()) sock_.connect(ep_, timeout_ms_);
     sock_.set_timeout(timeout_ms_);
     sock_.send_all(bytes);
@@ -3333,10 +3336,21 @@ inline std::string set_role_with_retry(IndexClient& index, const Endpoint& node,
 }
 
 // Questions: "y" (any case) is yes; anything else, or end of input, is no.
+// An answer of yes: "y" or "yes" in any case, blanks around it ignored (0.7.3 took "y"; an
+// operator types "yes" too). Anything else is no.
+inline bool is_yes(std::string a) {
+  while (!a.empty() && (a.back() == ' ' || a.back() == '\t')) a.pop_back();
+  size_t i = 0;
+  while (i < a.size() && (a[i] == ' ' || a[i] == '\t')) ++i;
+  a.erase(0, i);
+  for (auto& ch : a) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return a == "y" || a == "yes";
+}
+
 inline bool confirm(const OperationIO& io, const std::string& prompt) {
   if (!io.ask) return false;
   auto a = io.ask(prompt);
-  return a && (*a == "y" || *a == "Y");
+  return a && is_yes(*a);
 }
 
 // The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
@@ -3897,6 +3911,7 @@ private:
   // The nodes named, as the index lists them now; nothing when the index does not answer (a
   // wait that gave up on it has said so, and where the node was).
   void print_table(const std::vector<NodeArg>& args) {
+    if (io_.interrupted && io_.interrupted()) return; // nothing more is asked after Ctrl-C
     Cluster c;
     try {
       c = cluster();

@@ -267,7 +267,7 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
     auto r = run(with({"down", "--unsafe", f.node(0)}, idx), "y\n"); // the partition's only copy: --unsafe
     CHECK(r.status == 0);
     CHECK(r.err == "--unsafe: " + f.node(0) + " is the only active copy of partition 0: the partition serves nothing while it is down.\n"
-                   "turning node down (node=" + f.node(0) + ", state=active -> down) (y/n): warning: partition 0 has no "
+                   "turning node down (node=" + f.node(0) + ", state=active -> down) (y/n): \nwarning: partition 0 has no "
                    "active master now (" + f.node(0) + " is master down): its reads and writes fail.\n");
     // a master without slave stays master of its partition, down (flarei "preserves" it)
     CHECK(r.out == kHeader + row(f.node(0), "0", "master", "down", "1") + "\n");

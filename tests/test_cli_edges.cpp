@@ -87,6 +87,13 @@ TEST_CASE("an answer without its final newline is the answer, as 0.7.3 took it")
     CHECK(r.status == 1);
     CHECK(f.cluster().find(f.node(0))->balance == 1);
   }
+  SUBCASE("yes, as an operator types it") {
+    auto r = edges_sh(f.dir(), with({"balance", f.node(0) + ":2"}, f.index_args()), "", "printf ' Yes \\n'");
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+    CHECK(f.cluster().find(f.node(0))->balance == 2);
+    CHECK(r.err.find("(y/n): \n") != std::string::npos); // a piped answer ends the prompt's line
+  }
 }
 
 TEST_CASE("a closed stdout is an error, and nothing meant for it reaches a peer") {
@@ -103,6 +110,20 @@ TEST_CASE("a closed stdout is an error, and nothing meant for it reaches a peer"
   CHECK(closed.status == 1); // before: 0, the table written into the index's connection
   CHECK(closed.err == "cannot write standard output: it is closed\n");
   CHECK(c - b == b - a);
+  SUBCASE("a change is refused before anything is sent: its steps would be lost") {
+    auto r = edges_sh(f.dir(), with({"balance", "--force", f.node(0) + ":2"}, f.index_args()), ">&-");
+    CHECK(r.status == 1);
+    CHECK(r.err == "refused: standard output is closed: the steps and the outcome of a change would be lost. Nothing was changed.\n");
+    CHECK(f.state_changes().empty());
+    CHECK(f.cluster().find(f.node(0))->balance == 1);
+  }
+  SUBCASE("a dump to stdout fails before the cluster is read, in the same words") {
+    const long long before = f.received(f.node(0));
+    auto r = edges_sh(f.dir(), with({"dump", "--all"}, f.index_args()), ">&-");
+    CHECK(r.status == 1);
+    CHECK(r.err == "cannot write standard output: it is closed\n");
+    CHECK(f.received(f.node(0)) == before);
+  }
   SUBCASE("ping and --version too") {
     CHECK(edges_sh(f.dir(), {"ping", f.node(0)}, ">&-").status == 1);
     CHECK(edges_sh(f.dir(), {"--version"}, ">&-").status == 1);
@@ -116,6 +137,8 @@ TEST_CASE("a closed stderr: a question nobody saw is not answered yes; an error 
   CHECK(r.status == 1);
   CHECK(f.cluster().find(f.node(0))->balance == 1);
   CHECK(f.state_changes().empty());
+  CHECK(edges_sh(f.dir(), with({"balance", "--force", f.node(0) + ":3"}, f.index_args()), "2>&-").status == 1);
+  CHECK(f.cluster().find(f.node(0))->balance == 1); // --force too: its refusals would be unseen
   CHECK(edges_sh(f.dir(), {"list", "-i", "127.0.0.1:1"}, "2>&-").status == 1);
 }
 
@@ -184,6 +207,24 @@ TEST_CASE("a temporary left by a killed write is named by the next write beside 
     CHECK(r.err.find(".bashrc") == std::string::npos);
     CHECK(harness::exists(left));
   }
+  SUBCASE("the rm command printed removes exactly the leftover, whatever its name holds") {
+    for (const std::string name : {"it's", "new\nline", "a'; touch PWNED; echo '"}) {
+      CAPTURE(name);
+      const std::string odd = f.dir() + "/." + name + ".flare-tmp-" + std::to_string(dead) + ".Qq11Rr";
+      harness::write_text(odd, "x");
+      auto r = run(with({"index", "-o", f.dir() + "/again.xml"}, f.index_args()));
+      REQUIRE(r.status == 0);
+      const size_t at = r.err.find("to remove them: rm -- ");
+      REQUIRE(at != std::string::npos);
+      const std::string cmd = r.err.substr(at + 16, r.err.find('\n', at) - at - 16);
+      // bash: a name holding a line break is printed as $'...' (one line; POSIX sh has no such quote)
+      CHECK(std::system(("cd '" + f.dir() + "' && bash -c " + edges_quote(cmd) + " >/dev/null 2>&1").c_str()) == 0);
+      CHECK_FALSE(harness::exists(odd));
+      CHECK_FALSE(harness::exists(f.dir() + "/PWNED"));
+      CHECK_FALSE(harness::exists(left)); // removed by the command too: both were named
+      harness::write_text(left, std::string(4096, 'x'));
+    }
+  }
 }
 
 TEST_CASE("a host name that does not resolve is named as such, and a node the index lacks as that") {
@@ -240,5 +281,6 @@ TEST_CASE("Ctrl-C at a question says one thing: nothing was changed") {
   CHECK(r.status == 130);
   CHECK(r.out.find("interrupted: nothing was changed.") != std::string::npos);
   CHECK(r.out.find("skipped:") == std::string::npos); // before: both lines
+  CHECK(r.out.find("partition   role") == std::string::npos); // nothing asked after the signal: no table
   CHECK(f.cluster().find(f.node(0))->balance == 1);
 }
