@@ -862,6 +862,18 @@ int cmd_summary(const Options& o) {
   return EXIT_OK;
 }
 
+// flare.xml to -o FILE (private, atomically) or stdout.
+int write_index_xml(const Options& o, const std::string& xml) {
+  if (o.has("output")) {
+    note_leftovers_beside(o.get("output"));
+    write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));
+  } else {
+    std::cout << xml;
+    flush_stdout();
+  }
+  return EXIT_OK;
+}
+
 int cmd_index(const Options& o) {
   Context c = make_context(o, true);
   long long increment = 0;
@@ -881,15 +893,7 @@ int cmd_index(const Options& o) {
     if (choice.agreeing > 1) std::cerr << " (and the same on " << choice.agreeing - 1 << " more)";
     if (choice.from != node.key()) std::cerr << ", which holds a newer one than " << node.key();
     std::cerr << "; start flarei with this file as its flare.xml, before any node is restarted or rebuilt\n";
-    std::string xml = format_index_xml(choice.cluster, version);
-    if (o.has("output")) {
-      note_leftovers_beside(o.get("output"));
-      write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));
-    } else {
-      std::cout << xml;
-      flush_stdout();
-    }
-    return EXIT_OK;
+    return write_index_xml(o, format_index_xml(choice.cluster, version));
   }
   IndexClient ic = index_client(c);
   auto index_version = [&] {
@@ -942,16 +946,7 @@ int cmd_index(const Options& o) {
               << versions.highest() << " that " << versions.highest_node() << " holds (the nodes would ignore that map)\n";
     return EXIT_FAIL;
   }
-  cluster = choice.cluster;
-  std::string xml = format_index_xml(cluster, version);
-  if (o.has("output")) {
-    note_leftovers_beside(o.get("output"));
-    write_file_atomically(o.get("output"), xml, file_mode(o, OutputFile::kPrivate));
-  } else {
-    std::cout << xml;
-    flush_stdout();
-  }
-  return EXIT_OK;
+  return write_index_xml(o, format_index_xml(choice.cluster, version));
 }
 
 // ---- cluster-changing subcommands -------------------------------------------------------

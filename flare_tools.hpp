@@ -434,7 +434,6 @@
 #include <vector>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -4889,11 +4888,12 @@ struct LeftoverTemporary {
 // Regular files only. Throws nothing: a folder that cannot be read has none to name.
 inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir) {
   std::vector<LeftoverTemporary> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return out;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
   const std::string mark = detail::kTempMark;
-  while (dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
     if (name.size() < 1 + 1 + mark.size() + 1 + 7 || name[0] != '.') continue;
     const size_t at = name.rfind(mark);
     if (at == std::string::npos || at < 2) continue;
@@ -4909,7 +4909,6 @@ inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& di
     if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     out.push_back({path, static_cast<unsigned long long>(st.st_size), pid});
   }
-  ::closedir(d);
   std::sort(out.begin(), out.end(), [](const LeftoverTemporary& a, const LeftoverTemporary& b) { return a.path < b.path; });
   return out;
 }
