@@ -1054,6 +1054,16 @@ std::vector<NodeArg> node_args(const Options& o, int min_fields, int max_fields,
   return out;
 }
 
+// Where a slave construction keeps the balance it is to give (BalanceRecord): $FLARE_ADMIN_STATE_DIR,
+// else ~/.flare-admin; "" (nothing kept) when neither is known.
+std::string balance_record_path() {
+  const char* dir = std::getenv("FLARE_ADMIN_STATE_DIR");
+  if (dir && *dir) return std::string(dir) + "/balances";
+  const char* home = std::getenv("HOME");
+  if (home && *home == '/') return std::string(home) + "/.flare-admin/balances";
+  return std::string();
+}
+
 int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& body) {
   Context c = make_context(o, true);
   // A change whose steps (stdout) or refusals and warnings (stderr) nobody can read is refused,
@@ -1071,6 +1081,7 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   opt.activate = o.flag("activate");
   opt.without_clean = o.flag("without-clean");
   opt.discard_items = o.flag("discard-items");
+  opt.balance_record = balance_record_path();
   if (o.has("retry")) {
     auto v = to_int32(o.get("retry"));
     if (!v || *v < 1 || *v > 1000) throw UsageError("invalid --retry " + shown(o.get("retry")) + ": give attempts, 1 to 1000");
@@ -1802,8 +1813,6 @@ int cmd_deploy(const Options& o) {
     }
     settings.emplace_back(s.key, value);
     if (s.caveat) std::cerr << "warning: --" << s.key << ": " << s.caveat << "\n";
-    if (std::string(s.key) == "storage-type" && value == "kch") // seen: flared 1.3.4 without it does not start
-      std::cerr << "warning: --storage-type=kch: flared knows kch only when built with Kyoto Cabinet\n";
   }
   const bool with_index = o.flag("deploy-index");
   if (o.args.empty() && !with_index) throw UsageError("give HOST:PORT[:BALANCE:PARTITION] for each node, or --deploy-index");
@@ -1820,6 +1829,7 @@ int cmd_deploy(const Options& o) {
       throw UsageError("invalid argument " + shown(a) + ". it must be hostname:port[:balance:partition].");
     nodes.push_back(n.endpoint);
   }
+  if (std::string why = deploy_settings_problem(settings, nodes.size()); !why.empty()) throw UsageError(why);
   char cwd[4096];
   if (!::getcwd(cwd, sizeof cwd)) throw Error(std::string("cannot tell the current directory: ") + std::strerror(errno));
   std::vector<DeployTarget> targets;

@@ -130,12 +130,13 @@
 //      index that lost its own
 //   7. Operations and waiting
 //    struct OperationIO { std::function<...> say, warn, progress, ask, interrupted; }
-//    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean (all false); retry = 10;
-//      timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; poll_interval_ms = 1000; }
+//    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean, discard_items (all false);
+//      retry = 10; timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; poll_interval_ms = 1000; balance_record ("" none) }
 //    enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
 //    Outcome worse(Outcome a, Outcome b);   enum class WaitEnd { reached, interrupted };
-//    struct ConstructionProgress { std::string role, state; long long items, master_items; double elapsed;
-//      bool copying; std::string index_error, node_error, source, source_error, blocked_on; }
+//    struct ConstructionProgress { std::string role, state; long long items, master_items;
+//      bool master_total_is_bound; double elapsed; bool copying; std::string index_error, node_error, source,
+//      source_error, blocked_on; }   -- master_total_is_bound: several partitions, the copy skips stale keys
 //    std::string eta_text / format_slave_progress / format_master_progress(const ConstructionProgress& p);
 //    class ConstructionStopped : Error { enum class Why { stalled, index_unreachable, lost }; Why why;
 //      ConstructionProgress last; }   -- a wait that stopped short of its goal
@@ -147,9 +148,13 @@
 //      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);  -- ride out an
 //      index silent or gone for less than opt.timeout_ms; throw ConstructionStopped
 //    WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
-//      const OperationIO& io);
+//      const OperationIO& io);   -- rides out an index gone for less than opt.timeout_ms, as they do
 //    std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role,
 //      int balance, int partition, const OperationOptions& opt, const OperationIO& io);  -- "OK" or refusal
+//    struct PendingBalance { index, node; int partition, balance; long long since; }
+//    class BalanceRecord { explicit BalanceRecord(std::string path); path(); find(index, node) ->
+//      std::optional<PendingBalance>; keep(const PendingBalance&); forget(index, node); }  -- the balance a slave
+//      construction is to give, kept in a private file so that a run cut short leaves it to the next
 //    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
@@ -158,7 +163,10 @@
 //      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
 //      every change is reported done only once the nodes show the index's new node_map_version;
 //      down/reconstruct of an active master first ask the slaves that would take over (refused if
-//      one does not answer) and wait up to timeout_ms for their lag to drain (refused unless unsafe)
+//      one does not answer) and wait up to timeout_ms for their lag to drain (refused unless unsafe);
+//      an index that stops answering is asked again for up to timeout_ms (a change whose answer was lost
+//      is looked for in the map, sent again only if not made); past that, NetworkError says where the
+//      node was last seen and the command that finishes the job
 //   7b. Data: dump, restore, verify
 //    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
 //    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
@@ -292,6 +300,8 @@
 //    const std::vector<DeploySetting>& deploy_settings();   -- the pass-through settings
 //    std::string deploy_value_problem(std::string_view key, std::string_view value);  -- "" or why flare misreads it
 //    const DeploySetting* find_deploy_setting(std::string_view key);
+//    std::string deploy_settings_problem(const DeploySettings& settings, size_t flared_count);  -- "" or why
+//      they do not go together (the key table's size; one --data-dir for several flared)
 //    struct DeployTarget { Daemon daemon; Endpoint server; std::string dir, executable; ServerConf conf;
 //      std::string conf_path() const; std::string pid_path() const; std::string unit_name() const; }
 //    using DeploySettings = std::vector<std::pair<std::string, std::string>>;
@@ -3028,6 +3038,7 @@ struct OperationOptions {
   bool activate = false;      // master: move a `ready` master on to `active`
   bool without_clean = false; // master/slave: skip flush_all
   bool discard_items = false; // master/slave: flush a proxy that holds items (refused without it)
+  std::string balance_record; // BalanceRecord's file ("" = none): the balance a cut-short run was to give
 };
 
 // How an operation ended, worst first when several nodes were handled.
@@ -3040,6 +3051,10 @@ struct ConstructionProgress {
   std::string role, state;
   long long items = 0;        // slave: its curr_items; master: its own curr_items
   long long master_items = 0; // slave waits only
+  bool master_total_is_bound = false; // slave waits: the cluster has more than one partition, so the
+                              // master may keep stale copies of keys that moved to a later partition
+                              // (normal after a partition was added), which the copy skips:
+                              // master_items is at most what will be copied, not the total
   double elapsed = 0;
   bool copying = false;       // items and state flat, but the node shows its copy running (copy_running)
   std::string index_error;    // why the index did not answer this look ("" when it did): role and state are the last seen
@@ -3051,7 +3066,7 @@ struct ConstructionProgress {
 };
 
 inline std::string eta_text(const ConstructionProgress& p) {
-  if (p.items <= 0 || p.elapsed <= 0) return "n/a";
+  if (p.items <= 0 || p.elapsed <= 0 || p.master_total_is_bound) return "n/a";
   double rate = static_cast<double>(p.items) / p.elapsed;
   // In double throughout: the master's count comes from a peer, and a long long difference or a
   // quotient beyond its range would be undefined behaviour (as fuzzing found in hit_rate_cell).
@@ -3061,9 +3076,13 @@ inline std::string eta_text(const ConstructionProgress& p) {
   return std::to_string(static_cast<long long>(eta));
 }
 
-// "20000/20000 (role = slave, state = active) [ETA: 0 sec (elapsed = 1 sec)]"
+// "20000/20000 (role = slave, state = active) [ETA: 0 sec (elapsed = 1 sec)]"; with more than one
+// partition "15000/30000 at most (...) [ETA: n/a ...]": the copy takes only the partition's keys
+// and the master's count may include other partitions' stale copies (seen on a real flare 1.3.4
+// after a partition was added: the copy ended at 15,000 of the master's 30,000).
 inline std::string format_slave_progress(const ConstructionProgress& p) {
-  return std::to_string(p.items) + "/" + std::to_string(p.master_items) + " (role = " + p.role + ", state = " + p.state +
+  return std::to_string(p.items) + "/" + std::to_string(p.master_items) + (p.master_total_is_bound ? " at most" : "") +
+         " (role = " + p.role + ", state = " + p.state +
          ") [ETA: " + eta_text(p) + " sec (elapsed = " + std::to_string(static_cast<long long>(p.elapsed)) + " sec)]";
 }
 
@@ -3161,6 +3180,44 @@ inline bool pause(int ms, const OperationIO& io) {
   return !(io.interrupted && io.interrupted());
 }
 
+// Asks the index `fn` again, on a new connection, while it does not answer (a flarei killed and
+// restarted, or silent), for up to opt.timeout_ms from the start of the first question that
+// failed; says once (io.warn) that it does not answer and once that it answers again. A real
+// flarei restarted from its flare.xml answers within seconds with the map it had. When the time
+// is up, throws NetworkError with give_up(why) as its message ("the index H:P has not answered
+// for N s (why)" when give_up is empty); Interrupted when io.interrupted() says stop meanwhile.
+template <typename Fn>
+auto ride_out_index(IndexClient& index, const OperationOptions& opt, const OperationIO& io, Fn fn,
+                    const std::function<std::string(const std::string&)>& give_up = nullptr, bool* was_gone = nullptr)
+    -> decltype(fn()) {
+  bool gone = false;
+  Clock::time_point gone_at{};
+  for (;;) {
+    auto asked = Clock::now();
+    try {
+      auto r = fn();
+      if (gone && io.warn) io.warn("the index " + index.endpoint().display() + " answers again.");
+      if (was_gone) *was_gone = gone;
+      return r;
+    } catch (const NetworkError& e) {
+      index.close(); // the next question connects again
+      if (!gone) {
+        gone = true;
+        gone_at = asked;
+        if (io.warn && Clock::now() - gone_at < std::chrono::milliseconds(opt.timeout_ms))
+          io.warn("the index " + index.endpoint().display() + " does not answer (" + e.what() + "); asking it again for up to " +
+                  seconds_text(opt.timeout_ms) + " s.");
+      }
+      if (Clock::now() - gone_at >= std::chrono::milliseconds(opt.timeout_ms)) {
+        std::string why = "the index " + index.endpoint().display() + " has not answered for " + seconds_text(opt.timeout_ms) +
+                          " s (" + e.what() + ")";
+        throw NetworkError(give_up ? give_up(why) : why);
+      }
+      if (!pause(200, io)) throw Interrupted("interrupted while the index " + index.endpoint().display() + " did not answer");
+    }
+  }
+}
+
 // The common loop of the construction waits. Each poll interval: the node's role and state from
 // the index, its items (and, for a slave, its master's) from the nodes; reports a progress line;
 // returns at the goal. A construction is alive while its items, role or state move, or while the
@@ -3198,6 +3255,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
       p.role = n->role;
       p.state = n->state;
       sources.clear();
+      p.master_total_is_bound = slave && c.partition_count() > 1;
       if (slave) {
         if (const NodeInfo* m = c.master_of(n->partition)) sources.push_back(m->endpoint());
       } else {
@@ -3302,12 +3360,18 @@ inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, c
 }
 
 // After `node state down`, a live node comes back as `proxy active` once the index's monitor
-// sees it again (about a second on a real cluster). Waits for that instead of sleeping blindly.
+// sees it again (about a second on a real cluster). Waits for that instead of sleeping blindly,
+// up to opt.timeout_ms, polling every 200 ms; an index that does not answer meanwhile (a flarei
+// killed and restarted) is asked again for up to opt.timeout_ms (see detail::ride_out_index).
+// Throws Error when the node leaves the map or does not come back; NetworkError when the index
+// is gone for longer.
 inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io) {
   auto start = Clock::now();
   for (;;) {
-    Cluster c(index.stats_nodes());
+    bool was_gone = false;
+    Cluster c(detail::ride_out_index(index, opt, io, [&] { return index.stats_nodes(); }, nullptr, &was_gone));
+    if (was_gone) start = Clock::now(); // its monitor, which brings the node back, was gone with it
     const NodeInfo* n = c.find(node);
     if (!n) throw Error(node.key() + " disappeared from the cluster");
     if (n->is_proxy() && n->is_active()) return WaitEnd::reached;
@@ -3334,6 +3398,83 @@ inline std::string set_role_with_retry(IndexClient& index, const Endpoint& node,
   return status;
 }
 
+inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode); // (7b)
+
+// The balance a slave construction is to give its node once it is slave active. flarei 1.3.4 makes
+// a new slave of a serving partition balance 0 whatever it is given (src/lib/cluster.cc
+// set_node_role), so the index's map holds the figure nowhere; a run cut short (Ctrl-C, kill, an
+// index lost) would leave the next run only a placeholder. Kept in a small private file (0600,
+// its folder 0700, written whole through a temporary), one line per node:
+// "INDEX NODE PARTITION BALANCE UNIX_TIME". An empty path keeps nothing. find() never throws;
+// keep() and forget() throw Error when the file cannot be written.
+struct PendingBalance {
+  std::string index, node; // HOST:PORT each
+  int partition = -1, balance = 0;
+  long long since = 0; // unix seconds when it was kept
+};
+
+class BalanceRecord {
+public:
+  explicit BalanceRecord(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  std::optional<PendingBalance> find(const std::string& index, const std::string& node) const {
+    for (const auto& b : read())
+      if (b.index == index && b.node == node) return b;
+    return std::nullopt;
+  }
+  void keep(const PendingBalance& b) {
+    auto all = read();
+    all.erase(std::remove_if(all.begin(), all.end(), [&](const PendingBalance& x) { return x.index == b.index && x.node == b.node; }),
+              all.end());
+    all.push_back(b);
+    write(all);
+  }
+  void forget(const std::string& index, const std::string& node) {
+    auto all = read();
+    auto before = all.size();
+    all.erase(std::remove_if(all.begin(), all.end(), [&](const PendingBalance& x) { return x.index == index && x.node == node; }),
+              all.end());
+    if (all.size() != before) write(all);
+  }
+
+private:
+  static constexpr size_t kMaxBytes = 1 << 20; // a bound on what is read back
+  std::vector<PendingBalance> read() const {
+    std::vector<PendingBalance> out;
+    if (path_.empty()) return out;
+    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return out;
+    std::string text;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = detail::handle_EINTR([&] { return ::read(fd, buf, sizeof buf); });
+      if (n <= 0 || text.size() > kMaxBytes) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    for (auto line : detail::split(text, '\n')) {
+      auto w = detail::split(line, ' ');
+      if (w.size() != 5) continue;
+      auto part = to_int32(w[2]), bal = to_int32(w[3]);
+      auto since = to_int(w[4]);
+      if (!part || !bal || !since || *bal <= 0) continue;
+      out.push_back({std::string(w[0]), std::string(w[1]), *part, *bal, *since});
+    }
+    return out;
+  }
+  void write(const std::vector<PendingBalance>& all) const {
+    if (path_.empty()) return;
+    auto slash = path_.find_last_of('/');
+    if (slash != std::string::npos && slash > 0) ::mkdir(path_.substr(0, slash).c_str(), 0700); // exists: fine
+    std::string text;
+    for (const auto& b : all)
+      text += b.index + " " + b.node + " " + std::to_string(b.partition) + " " + std::to_string(b.balance) + " " +
+              std::to_string(b.since) + "\n";
+    write_file_atomically(path_, text, 0600);
+  }
+  std::string path_;
+};
+
 // Questions: "y" (any case) is yes; anything else, or end of input, is no.
 // An answer of yes: "y" or "yes" in any case, blanks around it ignored (0.7.3 took "y"; an
 // operator types "yes" too). Anything else is no.
@@ -3358,7 +3499,7 @@ inline bool confirm(const OperationIO& io, const std::string& prompt) {
 class ClusterAdmin {
 public:
   ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io)
-      : index_(index), opt_(std::move(opt)), io_(std::move(io)) {}
+      : index_(index), opt_(std::move(opt)), io_(std::move(io)), balances_(opt_.balance_record) {}
 
   // Proxies become masters of new partitions (args host:port:balance:partition).
   Outcome master(std::vector<NodeArg> args) {
@@ -3380,6 +3521,8 @@ public:
         return Outcome::failed;
       }
       int part = *a.partition;
+      working_on(a.endpoint, master_again(a));
+      job_seen_ = *n;
       if (n->is_master() && n->partition == part) {
         // Run again after an interruption: carry on from where the node is.
         Outcome o = resume_master(a, *n);
@@ -3459,6 +3602,8 @@ public:
       }
       int part = a.partition.value_or(0);
       const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
+      working_on(a.endpoint, again);
+      job_seen_ = *n;
       if (n->is_slave() && n->partition == part && n->state != "down") {
         // Run again after an interruption: carry on from where the node is.
         Outcome o = resume_slave(*n, a.balance.value_or(0), again);
@@ -3519,6 +3664,8 @@ public:
         return Outcome::failed;
       }
       int bal = *a.balance;
+      working_on(a.endpoint, "flare-admin balance " + a.text);
+      job_seen_ = *n;
       if (n->is_proxy()) {
         // flarei answers OK to a proxy's balance and changes nothing: say so instead.
         complain(key + " is a proxy: a balance applies to masters and slaves only.");
@@ -3542,7 +3689,11 @@ public:
       }
       std::string st = change("node role " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + n->role + " " +
                               std::to_string(bal) + " " + std::to_string(n->partition),
-                              [&] { return index_.node_role(a.endpoint, n->role, bal, n->partition); });
+                              [&] { return index_.node_role(a.endpoint, n->role, bal, n->partition); },
+                              [&, role = n->role](const Cluster& now) {
+                                const NodeInfo* x = now.find(a.endpoint);
+                                return x && x->role == role && x->balance == bal;
+                              });
       if (st != "OK") {
         complain("failed to change the balance of " + key + ": " + st);
         result = worse(result, Outcome::failed);
@@ -3603,8 +3754,8 @@ public:
       } else {
         say(key + " is slave prepare, still copying: it becomes active by itself when its copy is done (made active now, "
                   "it would serve reads it does not hold yet). Waiting for it.");
-        o = finish_slave(n->endpoint(), n->partition, -1, "flare-admin slave " + key + ":BALANCE:" + std::to_string(n->partition),
-                         false);
+        o = finish_slave(n->endpoint(), n->partition, -1,
+                         "flare-admin slave " + key + ":" + kept_balance_text(n->endpoint(), n->partition), false);
       }
       result = worse(result, o);
       if (o == Outcome::interrupted) return o;
@@ -3631,6 +3782,8 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
+      working_on(a.endpoint, "flare-admin remove " + key);
+      job_seen_ = *n;
       // The index removes a down proxy, and a down master whose partition was taken over by
       // another master; it refuses a down master that still holds its partition's only copy.
       bool replaced_master = n->is_master() && n->state == "down" && c.master_of(n->partition) != n;
@@ -3655,7 +3808,8 @@ public:
       for (int attempt = 0; attempt <= std::max(0, opt_.retry) && !removed; ++attempt) {
         say("removing " + key + ".");
         std::string st = change("node remove " + a.endpoint.host + " " + std::to_string(a.endpoint.port),
-                                [&] { return index_.node_remove(a.endpoint); });
+                                [&] { return index_.node_remove(a.endpoint); },
+                                [&](const Cluster& now) { return now.find(a.endpoint) == nullptr; });
         removed = st == "OK";
         if (st.rfind("the index answered OK", 0) == 0) {
           complain(st);
@@ -3698,7 +3852,7 @@ public:
         // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
         say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
         Outcome o = finish_slave(a.endpoint, n->partition, -1,
-                                 "flare-admin slave " + key + ":BALANCE:" + std::to_string(n->partition), true);
+                                 "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n->partition), true);
         result = worse(result, o);
         if (o == Outcome::interrupted) return o;
         continue;
@@ -3804,7 +3958,68 @@ public:
   }
 
 private:
-  Cluster cluster() { return Cluster(index_.stats_nodes()); }
+  // The index's map. An index that does not answer (a flarei killed and restarted, or silent) is
+  // asked again for up to --timeout (detail::ride_out_index); past that, the NetworkError names
+  // where the node being changed was last seen and the command that finishes its job.
+  Cluster cluster() {
+    Cluster c(detail::ride_out_index(index_, opt_, io_, [&] { return index_.stats_nodes(); },
+                                     [&](const std::string& why) { return lost_index_text(why); }));
+    if (job_)
+      if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
+    return c;
+  }
+
+  // The node a command is changing, and the command that carries its job on from wherever the
+  // node is: said when the index is lost for good in the middle of the job.
+  struct Job {
+    Endpoint node;
+    std::string again;
+  };
+  std::optional<Job> job_;
+  std::optional<NodeInfo> job_seen_; // the node as the index last listed it
+  void working_on(const Endpoint& node, const std::string& again) {
+    if (!job_ || !(job_->node == node)) job_seen_.reset();
+    job_ = Job{node, again};
+  }
+  std::string lost_index_text(const std::string& why) const {
+    if (!job_) return why + ". When the index answers again, see where the cluster is: flare-admin list";
+    std::string seen;
+    if (job_seen_)
+      seen = "When last seen, " + job_seen_->key + " was " + job_seen_->role + " " + job_seen_->state +
+             (job_seen_->partition >= 0 ? " (balance " + std::to_string(job_seen_->balance) + ", partition " +
+                                              std::to_string(job_seen_->partition) + ")"
+                                        : std::string()) + ". ";
+    return why + ". " + seen + "When the index answers again, finish the job with: " + job_->again;
+  }
+
+  // Sends a changing request to the index through `send`. When the index does not answer it (a
+  // flarei killed or restarted meanwhile), nobody knows whether it took the change: its map is
+  // read again (riding out the index, see cluster()), and the change counts as made when
+  // `applied` says so of the map; else it is sent again, until --timeout. Without `applied`,
+  // the NetworkError is thrown with where the job was left.
+  template <typename Send>
+  std::string send_to_index(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
+    for (;;) {
+      try {
+        return send();
+      } catch (const NetworkError& e) {
+        index_.close();
+        if (!applied) throw NetworkError(lost_index_text(std::string(e.what()) + " (sending '" + request + "')"));
+        Cluster now = cluster();
+        if (applied(now)) {
+          note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
+          return "OK";
+        }
+        if (Clock::now() >= deadline)
+          throw NetworkError(lost_index_text("the index " + index_.endpoint().display() + " did not answer '" + request +
+                                             "' within " + detail::seconds_text(opt_.timeout_ms) + " s (" + e.what() + ")"));
+        if (said_.insert("resend " + request).second)
+          note("the index did not answer '" + request + "' (" + e.what() + ") and has not made the change: sending it again.");
+        if (!detail::pause(200, io_)) return "interrupted";
+      }
+    }
+  }
 
   // A change is done when the nodes route by it, not when the index answers OK. After an "OK",
   // waits (up to --timeout) until every node that is not down in the index's map, and that
@@ -3815,21 +4030,16 @@ private:
     if (status != "OK" || opt_.dry_run) return status;
     auto start = Clock::now();
     auto deadline = start + std::chrono::milliseconds(opt_.timeout_ms);
-    // An index that stops answering (restarted, stopped) is asked again until the deadline.
+    // An index that stops answering (restarted, stopped) is asked again for up to --timeout.
     auto ask_index = [&](auto fn) {
-      for (;;) {
-        try {
-          return fn();
-        } catch (const NetworkError&) {
-          index_.close();
-          if (Clock::now() >= deadline || !detail::pause(200, io_)) throw;
-        }
-      }
+      return detail::ride_out_index(index_, opt_, io_, fn, [&](const std::string& why) { return lost_index_text(why); });
     };
     long long iv = ask_index([&] { return index_.stats().number("node_map_version").value_or(-1); });
     if (iv < 0) return status;
     for (;;) {
-      Cluster c = ask_index([&] { return cluster(); });
+      Cluster c = ask_index([&] { return Cluster(index_.stats_nodes()); });
+      if (job_)
+        if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
       std::vector<Endpoint> eps;
       for (const auto& n : c.nodes())
         if (n.state != "down" && std::find(watched_.begin(), watched_.end(), n.key) != watched_.end())
@@ -3888,8 +4098,9 @@ private:
   }
 
   // Sends a state-changing request, or with --dry-run says what it would have sent.
-  template <typename Send> std::string change(const std::string& request, Send send) {
-    return in_effect(change_at(index_.endpoint(), request, send));
+  template <typename Send>
+  std::string change(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied = nullptr) {
+    return in_effect(change_at(index_.endpoint(), request, [&] { return send_to_index(request, send, applied); }));
   }
   template <typename Send> std::string change_at(const Endpoint& to, const std::string& request, Send send) {
     if (opt_.dry_run) {
@@ -3956,6 +4167,36 @@ private:
     return "; flush_all deletes its " + count;
   }
 
+  // `node role` until the index accepts it (set_role_with_retry), riding out an index that does
+  // not answer: the role counts as given once the map shows the node in it.
+  std::string send_role(const Endpoint& ep, const std::string& role, int bal, int part) {
+    return send_to_index("node role " + ep.host + " " + std::to_string(ep.port) + " " + role + " " + std::to_string(bal) + " " +
+                             std::to_string(part),
+                         [&] { return set_role_with_retry(index_, ep, role, bal, part, opt_, io_); },
+                         [&](const Cluster& c) {
+                           const NodeInfo* x = c.find(ep);
+                           return x && x->role == role && x->partition == part;
+                         });
+  }
+
+  // send_role, and once the index took it the node is `ROLE prepare` (cluster::set_node_role; a
+  // master of partition 0 is active at once): from there the way on is `again`, the command
+  // that waits for its copy.
+  std::string given_role(const Endpoint& ep, const std::string& role, int bal, int part, const std::string& again) {
+    std::string st = send_role(ep, role, bal, part);
+    if (st != "OK") return st;
+    working_on(ep, again);
+    if (!job_seen_) job_seen_ = NodeInfo();
+    job_seen_->key = ep.key();
+    job_seen_->host = ep.host;
+    job_seen_->port = ep.port;
+    job_seen_->role = role;
+    job_seen_->state = role == "master" && part == 0 ? "active" : "prepare";
+    job_seen_->partition = part;
+    job_seen_->balance = role == "master" ? bal : 0;
+    return st;
+  }
+
   std::string flush(const Endpoint& ep) {
     return change_at(ep, "flush_all", [&] {
       NodeClient node(ep, opt_.timeout_ms);
@@ -3966,15 +4207,24 @@ private:
   }
 
   Outcome interrupted_at(const Endpoint& ep, const std::string& resume) {
+    return interrupted_at(ep, [&](const NodeInfo*) { return resume; });
+  }
+  // The way on may depend on where the node is by now (a copy that ended meanwhile): `resume` is
+  // given the node as the index lists it (nullptr when unknown).
+  Outcome interrupted_at(const Endpoint& ep, const std::function<std::string(const NodeInfo*)>& resume) {
     std::string now = "unknown";
+    std::optional<NodeInfo> seen;
     try {
-      Cluster c = cluster();
-      if (auto* n = c.find(ep))
+      // one look, without riding out an index that does not answer: Ctrl-C was pressed
+      Cluster c(index_.stats_nodes());
+      if (auto* n = c.find(ep)) {
+        seen = *n;
         now = n->role + " " + n->state + ", balance " + std::to_string(n->balance) + ", " +
               std::to_string(detail::items_of(ep, opt_.timeout_ms)) + " items";
+      }
     } catch (const Error&) {
     }
-    if (io_.warn) io_.warn("interrupted: " + ep.key() + " is now " + now + ". " + resume);
+    if (io_.warn) io_.warn("interrupted: " + ep.key() + " is now " + now + ". " + resume(seen ? &*seen : nullptr));
     return Outcome::interrupted;
   }
 
@@ -3991,7 +4241,7 @@ private:
     std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " master " +
                                                std::to_string(bal) + " " + std::to_string(part),
                                            [] { return std::string("OK"); })
-                                  : in_effect(set_role_with_retry(index_, ep, "master", bal, part, opt_, io_));
+                                  : in_effect(given_role(ep, "master", bal, part, master_again(a)));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
       complain("failed to change the state.");
@@ -4001,6 +4251,16 @@ private:
     if (opt_.dry_run) return Outcome::ok;
     say("started constructing the master node...");
     return finish_master(a);
+  }
+
+  // `flare-admin slave|master ...` with --discard-items: the command again for a node whose copy was
+  // cut short (a proxy holding part of a copy is refused without it; see flush_plan).
+  static std::string with_discard(const std::string& cmd) {
+    for (const char* verb : {"flare-admin slave ", "flare-admin master "}) {
+      std::string v = verb;
+      if (cmd.rfind(v, 0) == 0 && cmd.find("--discard-items") == std::string::npos) return v + "--discard-items " + cmd.substr(v.size());
+    }
+    return cmd;
   }
 
   // The command that carries a new partition's master on to what `master` was asked (run again,
@@ -4031,7 +4291,12 @@ private:
             ep.key());
         return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
       }
-      std::string s = in_effect(index_.node_state(ep, "active"));
+      std::string s = in_effect(send_to_index("node state " + ep.host + " " + std::to_string(ep.port) + " active",
+                                              [&] { return index_.node_state(ep, "active"); },
+                                              [&](const Cluster& c) {
+                                                const NodeInfo* x = c.find(ep);
+                                                return x && x->is_master() && x->state == "active";
+                                              }));
       if (s != "OK") {
         complain("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
         return Outcome::failed;
@@ -4047,17 +4312,19 @@ private:
   // Where a stopped master construction leaves the node, and the way out (stderr, exit 1).
   Outcome master_stopped(const ConstructionStopped& e, const NodeArg& a) {
     const std::string key = a.endpoint.key();
+    // A copy cut short leaves items on the node: back as a proxy, `master` deletes them only when told.
+    auto master_again = [&](const NodeArg& x) { return with_discard(this->master_again(x)); };
     const ConstructionProgress& p = e.last;
     std::string msg = e.what();
     if (e.why == ConstructionStopped::Why::index_unreachable) {
       msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
-             " items; its copy goes on by itself. When the index answers again, finish the job with: " + master_again(a);
+             " items; its copy goes on by itself. When the index answers again, finish the job with: " + this->master_again(a);
     } else if (e.why == ConstructionStopped::Why::stalled && !p.node_error.empty()) {
       msg += ". Start its flared again, then run: " + master_again(a);
     } else if (e.why == ConstructionStopped::Why::stalled && !p.blocked_on.empty()) {
       msg += " (stopped, e.g. SIGSTOP, or overloaded); restarting " + key + " does not help. If " + p.blocked_on +
-             " answers again, the copy goes on by itself; finish the job with: " + master_again(a) + ". If its flared "
-             "died, the copy fails and " + key + " falls back to proxy; once it is proxy active, run it again.";
+             " answers again, the copy goes on by itself; finish the job with: " + this->master_again(a) + ". If its flared "
+             "died, the copy fails and " + key + " falls back to proxy; once it is proxy active, run: " + master_again(a) + ".";
     } else if (e.why == ConstructionStopped::Why::stalled) {
       msg += ": flared leaves a new partition's master in prepare for good when its first copy failed. The way out: "
              "restart the flared of " + key + ", then run the command again: " + master_again(a);
@@ -4077,16 +4344,18 @@ private:
       }
       if (!opt_.dry_run) say("executed flush_all command before constructing the slave node.");
     }
+    keep_balance(ep, part, bal);
     std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " +
                                                std::to_string(part),
                                            [] { return std::string("OK"); })
-                                  : in_effect(set_role_with_retry(index_, ep, "slave", 0, part, opt_, io_));
+                                  : in_effect(given_role(ep, "slave", 0, part, again));
     if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
     if (st != "OK") {
       complain("failed to change the state.");
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'");
       return Outcome::failed;
     }
+
     if (opt_.dry_run) {
       if (bal > 0)
         change("node role " + ep.host + " " + std::to_string(ep.port) + " slave " + std::to_string(bal) + " " +
@@ -4103,6 +4372,12 @@ private:
   // command that carries the job on from wherever the node is; `rebuild`: the node's own copy was
   // flushed for this (reconstruct), so a stop leaves its partition a copy short.
   Outcome finish_slave(const Endpoint& ep, int part, int bal, const std::string& again, bool rebuild) {
+    if (bal < 0)
+      if (auto k = kept_balance(ep, part)) {
+        bal = k->balance;
+        note("the balance to give " + ep.key() + " once it is slave active: " + std::to_string(bal) +
+             " (kept by the run that started its copy)");
+      }
     std::optional<Endpoint> source;
     {
       Cluster c = cluster();
@@ -4119,7 +4394,13 @@ private:
       return slave_stopped(e, ep, part, source, again, rebuild);
     }
     if (end == WaitEnd::interrupted)
-      return interrupted_at(ep, "The node keeps copying from its master." + finish);
+      return interrupted_at(ep, [&](const NodeInfo* n) -> std::string {
+        if (n && n->is_slave() && n->is_active())
+          return bal > 0 && n->balance != bal ? "Its copy is done; give it its balance: flare-admin balance " + ep.key() + ":" +
+                                                    std::to_string(bal)
+                                              : std::string("Its copy is done.");
+        return "The node keeps copying from its master." + finish;
+      });
     say("state is active -> stop waiting");
     Cluster c = cluster();
     const NodeInfo* now = c.find(ep);
@@ -4132,8 +4413,13 @@ private:
                  "flare-admin balance " + ep.key() + ":BALANCE");
       return Outcome::failed;
     }
-    if (now->balance == bal) return Outcome::ok;
-    return give_balance(*now, bal);
+    if (now->balance == bal) {
+      forget_balance(ep);
+      return Outcome::ok;
+    }
+    Outcome given = give_balance(*now, bal);
+    if (given == Outcome::ok) forget_balance(ep);
+    return given;
   }
 
   // A slave of a partition without a master that is not down (the index failed the master over
@@ -4157,22 +4443,24 @@ private:
   // (stderr, exit 1). A node that fell back to proxy while its partition's master does not answer:
   // the master died, the copy with it.
   Outcome slave_stopped(const ConstructionStopped& e, const Endpoint& ep, int part, const std::optional<Endpoint>& source,
-                        const std::string& again, bool rebuild) {
+                        const std::string& again_asked, bool rebuild) {
     const std::string key = ep.key();
+    // A copy cut short leaves items on the node: back as a proxy, `slave` deletes them only when told.
+    const std::string again = with_discard(again_asked);
     const ConstructionProgress& p = e.last;
     const std::string fewer = rebuild ? " Until it is rebuilt, partition " + std::to_string(part) + " has one copy fewer." : "";
     std::string msg = e.what();
     if (e.why == ConstructionStopped::Why::index_unreachable) {
       msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
              " items; its copy goes on by itself on the nodes." + fewer +
-             " When the index answers again, finish the job with: " + again;
+             " When the index answers again, finish the job with: " + again_asked;
     } else if (e.why == ConstructionStopped::Why::stalled) {
       if (!p.node_error.empty())
         msg += ". Start its flared again, then run: " + again;
       else if (!p.source_error.empty())
         msg += ": no data reaches " + key + " while " + p.source + " is silent (stopped, e.g. SIGSTOP, or overloaded); "
                "restarting " + key + " does not help. If " + p.source + " answers again, the copy resumes by itself; finish "
-               "the job with: " + again + ". If the index fails " + p.source + " over instead (it shows it down), the copy "
+               "the job with: " + again_asked + ". If the index fails " + p.source + " over instead (it shows it down), the copy "
                "fails and " + key + " falls back to proxy; once it is proxy active, run: " + again;
       else
         msg += ": it will not finish by itself. Restart the flared of " + key + " (it comes back as a proxy), then run: " + again;
@@ -4326,13 +4614,14 @@ private:
   // (stderr).
   std::string not_reconstructable_way_out(const Cluster& c, const NodeInfo& n) {
     const std::string key = n.key;
-    std::string parts = c.partition_count() == 1 ? std::string("0") : std::string("PARTITION");
+    const auto kept = kept_balance(n.endpoint());
+    const std::string figures = kept_balance_text(n.endpoint(), kept ? kept->partition : c.partition_count() == 1 ? 0 : -1);
     if (n.is_proxy() && n.state == "down")
       return key + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. Start its "
-             "flared; once it is proxy active, rebuild it with: flare-admin slave " + key + ":BALANCE:" + parts;
+             "flared; once it is proxy active, rebuild it with: flare-admin slave --discard-items " + key + ":" + figures;
     if (n.is_proxy())
       return key + " is a proxy: it holds no partition to rebuild. If an earlier rebuild of it was cut short, make it a "
-             "slave again: flare-admin slave " + key + ":BALANCE:" + parts;
+             "slave again: flare-admin slave --discard-items " + key + ":" + figures;
     if (n.is_master() && (n.state == "prepare" || n.state == "ready"))
       return key + " is a new partition's master still being built (master " + n.state + "); finish it with: flare-admin "
              "master --activate " + key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
@@ -4358,27 +4647,52 @@ private:
   Outcome reconstruct_one(const NodeInfo& n) {
     const Endpoint ep = n.endpoint();
     const bool failover = n.is_master() && n.is_active();
+    const std::string rebuild = "flare-admin slave " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
+    // Set down and not yet flushed, it is a proxy holding its old copy, which `slave` refuses to
+    // delete unless told: the partition's master holds the data it is rebuilt from.
+    const std::string rebuild_unflushed =
+        "flare-admin slave --discard-items " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
+    working_on(ep, "flare-admin reconstruct " + n.key);
+    job_seen_ = n;
     if (failover) {
       Cluster c = cluster();
       if (auto refused = failover_checks(c, n)) return *refused;
     }
     say("turning down...");
-    std::string st = failover ? down_master(n) : change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
-                                                        [&] { return index_.node_state(ep, "down"); });
+    std::string st = failover ? down_master(n)
+                              : change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
+                                       [&] { return index_.node_state(ep, "down"); },
+                                       [&](const Cluster& now) {
+                                         const NodeInfo* x = now.find(ep);
+                                         return x && (x->state == "down" || x->is_proxy());
+                                       });
     if (st != "OK") {
       complain("failed to turn " + n.key + " down: " + st);
       return Outcome::failed;
     }
+    // Set down, it is out of its partition: from here on, the way to finish is to make it a slave.
+    working_on(ep, rebuild_unflushed + " (once it is proxy active; it was set down to be rebuilt)");
+    job_seen_ = n; // what the index makes of a node set down: a slave proxy down, a master failed over master down
+    job_seen_->state = "down";
+    if (!failover) {
+      job_seen_->role = "proxy";
+      job_seen_->partition = -1;
+      job_seen_->balance = 0;
+    }
+    if (!opt_.dry_run) cluster(); // where it is now, for a message if the index is lost from here on
     say("waiting for node to be active again...");
-    if (!opt_.dry_run && wait_for_proxy_active(index_, ep, opt_, io_) == WaitEnd::interrupted)
-      return interrupted_at(ep, "It was set down; to rebuild it: flare-admin slave " + n.key + ":" + std::to_string(n.balance) +
-                                    ":" + std::to_string(n.partition));
+    WaitEnd back = WaitEnd::reached;
+    try {
+      if (!opt_.dry_run) back = wait_for_proxy_active(index_, ep, opt_, io_);
+    } catch (const NetworkError& e) {
+      throw NetworkError(lost_index_text(e.what()));
+    }
+    if (back == WaitEnd::interrupted) return interrupted_at(ep, "It was set down; to rebuild it: " + rebuild_unflushed);
     if (flush(ep) != "OK") {
       complain("executing flush_all failed.");
       return Outcome::failed;
     }
-    Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false,
-                                "flare-admin slave " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition), true);
+    Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false, rebuild, true);
     if (o == Outcome::ok) say("done.");
     return o;
   }
@@ -4649,6 +4963,8 @@ private:
         complain(*msg);
         continue;
       }
+      working_on(a.endpoint, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
+      job_seen_ = *n;
       if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
         // flarei answers OK and its monitor sets the node down again: it would look done.
         complain(key + " is not answering (is its flared running?): not activated.");
@@ -4700,7 +5016,12 @@ private:
       }
       std::string st = failover ? down_master(*n)
                                 : change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
-                                         [&] { return index_.node_state(a.endpoint, state); });
+                                         [&] { return index_.node_state(a.endpoint, state); },
+                                         [&, was_proxy = n->is_proxy()](const Cluster& now) {
+                                           const NodeInfo* x = now.find(a.endpoint);
+                                           // set down, a live node comes back as a proxy a second later
+                                           return x && (x->state == state || (state == "down" && !was_proxy && x->is_proxy()));
+                                         });
       if (st != "OK") {
         complain("failed to set " + key + " " + state + ": " + st);
         result = worse(result, Outcome::failed);
@@ -4717,6 +5038,38 @@ private:
   bool yes_to_all_ = false;
   bool preflight_done_ = false;
   std::vector<std::string> watched_; // nodes that answered preflight(): in_effect() waits for them
+  BalanceRecord balances_;           // the balance a slave construction is to give (a re-run finds it)
+
+  // ---- the balance a slave construction is to give, kept for a run cut short ----
+  void keep_balance(const Endpoint& ep, int part, int bal) {
+    if (bal <= 0 || opt_.dry_run || balances_.path().empty()) return;
+    try {
+      balances_.keep({index_.endpoint().key(), ep.key(), part, bal, static_cast<long long>(std::time(nullptr))});
+    } catch (const Error& e) {
+      if (said_.insert("balance record").second)
+        complain(std::string("warning: the balance to give ") + ep.key() + " could not be kept (" + e.what() +
+                 "); if this run is cut short, the next one will not know it");
+    }
+  }
+  void forget_balance(const Endpoint& ep) {
+    if (opt_.dry_run || balances_.path().empty()) return;
+    try {
+      balances_.forget(index_.endpoint().key(), ep.key());
+    } catch (const Error&) {
+    }
+  }
+  std::optional<PendingBalance> kept_balance(const Endpoint& ep, int part = -1) const {
+    auto b = balances_.find(index_.endpoint().key(), ep.key());
+    if (b && (part < 0 || b->partition == part)) return b;
+    return std::nullopt;
+  }
+  // "BALANCE:PARTITION" for the command that makes `ep` a slave again: the balance a run that
+  // built it was to give (BALANCE when none is kept), the partition known or kept.
+  std::string kept_balance_text(const Endpoint& ep, int part) const {
+    auto b = kept_balance(ep, part);
+    return (b ? std::to_string(b->balance) : std::string("BALANCE")) + ":" +
+           (part >= 0 ? std::to_string(part) : b ? std::to_string(b->partition) : std::string("PARTITION"));
+  }
 };
 
 
@@ -8638,32 +8991,32 @@ inline const std::vector<DeploySetting>& deploy_settings() {
       // both daemons
       {"thread-pool-size", "SIZE", true, true, "thread pool size", nullptr},
       {"daemonize", "BOOL", true, true, "daemonize (start.sh passes --daemonize anyway)", nullptr},
-      {"data-dir", "PATH", true, true, "data folder instead of HOST:PORT/data", nullptr},
-      {"log-facility", "NAME", true, true, "syslog facility", nullptr},
-      {"max-connection", "SIZE", true, true, "most concurrent connections", nullptr},
-      {"stack-size", "KB", true, true, "thread stack size", nullptr},
+      {"data-dir", "PATH", true, true, "data folder instead of HOST:PORT/data (absolute, existing; one flared)", nullptr},
+      {"log-facility", "NAME", true, true, "syslog facility: auth daemon user local0..local7", nullptr},
+      {"max-connection", "SIZE", true, true, "most concurrent connections, up to 524280", nullptr},
+      {"stack-size", "KB", true, true, "thread stack size, 32 to 2097151", nullptr},
       // flarei
       {"monitor-threshold", "COUNT", true, false, "flarei: failed checks before a node is down", nullptr},
-      {"monitor-interval", "SECOND", true, false, "flarei: seconds between node checks", nullptr},
+      {"monitor-interval", "SECOND", true, false, "flarei: seconds between node checks, 1 to 3600", nullptr},
       {"monitor-read-timeout", "MILLISECOND", true, false, "flarei: read timeout of a node check", nullptr},
       {"partition-type", "NAME", true, false, "flarei: partition type (modular)", nullptr},
-      {"key-hash-algorithm", "NAME", true, false, "flarei: simple bitshift crc32 adler32 murmur jenkins", nullptr},
-      {"partition-size", "SIZE", true, false, "flarei: most partitions (default 1024)", nullptr},
+      {"key-hash-algorithm", "NAME", true, false, "flarei: simple, crc32 or jenkins", nullptr},
+      {"partition-size", "SIZE", true, false, "flarei: most partitions + 1, 2 to 65536 (default 1024)", nullptr},
       {"partition-modular-hint", "SIZE", true, false, "flarei: partitions placed by plain modulo", nullptr},
-      {"partition-modular-virtual", "SIZE", true, false, "flarei: virtual buckets (default 4096)", nullptr},
+      {"partition-modular-virtual", "SIZE", true, false, "flarei: virtual buckets, 1 to 65536 (default 4096)", nullptr},
       // flared
       {"back-log", "BACKLOG", false, true, "flared: backlog of listen()", nullptr},
-      {"net-read-timeout", "SECOND", false, true, "flared: network read timeout", nullptr},
-      {"proxy-concurrency", "SIZE", false, true, "flared: proxy requests in flight per node", nullptr},
-      {"mutex-slot", "SIZE", false, true, "flared: mutex slots for storage I/O", nullptr},
+      {"net-read-timeout", "SECOND", false, true, "flared: network read timeout, up to 2147483", nullptr},
+      {"proxy-concurrency", "SIZE", false, true, "flared: proxy threads per node, 1 to 4096", nullptr},
+      {"mutex-slot", "SIZE", false, true, "flared: mutex slots for storage I/O, up to 1048576", nullptr},
       {"reconstruction-interval", "MICROSEC", false, true, "flared: pause between items of a dump", nullptr},
       {"reconstruction-bwlimit", "KBYTES", false, true, "flared: bandwidth of a dump, KB per second", nullptr},
-      {"storage-ap", "SIZE", false, true, "flared: record alignment, power of 2 (tch)", nullptr},
-      {"storage-bucket-size", "SIZE", false, true, "flared: bucket array elements (tch)", nullptr},
+      {"storage-ap", "SIZE", false, true, "flared: record alignment, power of 2, 0 to 16 (tch)", nullptr},
+      {"storage-bucket-size", "SIZE", false, true, "flared: bucket array elements, up to 4294967295 (tch; 4-8 bytes each on disk)", nullptr},
       {"storage-cache-size", "SIZE", false, true, "flared: storage cache size", nullptr},
       {"storage-compress", "NAME", false, true, "flared: deflate, bz2 or tcbs (tch)", nullptr},
       {"storage-large", nullptr, false, true, "flared: large storage (tch)", nullptr},
-      {"storage-type", "NAME", false, true, "flared: tch, tcb or kch", nullptr},
+      {"storage-type", "NAME", false, true, "flared: tch or tcb", nullptr},
       {"proxy-prior-netmask", "SIZE", false, true, "flared: prefer proxies in this netmask (24 = /24)", nullptr},
       {"max-total-thread-queue", "SIZE", false, true, "flared: longest thread queue", nullptr},
       {"index-servers", "HOST:PORT,...", false, true, "flared: index servers (replaces index-server-name/port)", nullptr},
@@ -8710,19 +9063,20 @@ inline std::string deploy_value_problem(std::string_view key, std::string_view v
   constexpr long long kInt = 2147483647LL, kU32 = 4294967295LL;
   static const Rule rules[] = {
       {"thread-pool-size", integer, 1, kInt, nullptr}, {"daemonize", on, 0, 0, nullptr},
-      {"data-dir", path, 0, 0, nullptr}, {"log-facility", word, 0, 0, nullptr},
-      {"max-connection", integer, 1, kInt, nullptr}, {"stack-size", integer, 1, kInt, nullptr},
-      {"monitor-threshold", integer, 1, kInt, nullptr}, {"monitor-interval", integer, 1, kInt, nullptr},
+      {"data-dir", path, 0, 0, nullptr},
+      {"log-facility", choice, 0, 0, "auth daemon user local0 local1 local2 local3 local4 local5 local6 local7"},
+      {"max-connection", integer, 1, 524280, nullptr}, {"stack-size", integer, 32, 2097151, nullptr},
+      {"monitor-threshold", integer, 1, kInt, nullptr}, {"monitor-interval", integer, 1, 3600, nullptr},
       {"monitor-read-timeout", integer, 1, kInt, nullptr}, {"partition-type", choice, 0, 0, "modular"},
-      {"key-hash-algorithm", choice, 0, 0, "simple bitshift crc32 adler32 murmur jenkins"},
-      {"partition-size", integer, 1, kInt, nullptr}, {"partition-modular-hint", integer, 1, kInt, nullptr},
-      {"partition-modular-virtual", integer, 1, kInt, nullptr}, {"back-log", integer, 1, kInt, nullptr},
-      {"net-read-timeout", integer, 1, kInt, nullptr}, {"proxy-concurrency", integer, 1, kInt, nullptr},
-      {"mutex-slot", integer, 1, kInt, nullptr}, {"reconstruction-interval", integer, 0, kInt, nullptr},
-      {"reconstruction-bwlimit", integer, 0, kInt, nullptr}, {"storage-ap", unsigned32, 0, kU32, nullptr},
-      {"storage-bucket-size", unsigned64, 0, 0, nullptr}, {"storage-cache-size", integer, 0, kInt, nullptr},
+      {"key-hash-algorithm", choice, 0, 0, "simple crc32 jenkins"},
+      {"partition-size", integer, 2, 65536, nullptr}, {"partition-modular-hint", integer, 1, kInt, nullptr},
+      {"partition-modular-virtual", integer, 1, 65536, nullptr}, {"back-log", integer, 1, kInt, nullptr},
+      {"net-read-timeout", integer, 1, 2147483, nullptr}, {"proxy-concurrency", integer, 1, 4096, nullptr},
+      {"mutex-slot", integer, 1, 1048576, nullptr}, {"reconstruction-interval", integer, 0, kInt, nullptr},
+      {"reconstruction-bwlimit", integer, 0, kInt, nullptr}, {"storage-ap", unsigned32, 0, 16, nullptr},
+      {"storage-bucket-size", unsigned32, 0, kU32, nullptr}, {"storage-cache-size", integer, 0, kInt, nullptr},
       {"storage-compress", choice, 0, 0, "deflate bz2 tcbs"}, {"storage-large", on, 0, 0, nullptr},
-      {"storage-type", choice, 0, 0, "tch tcb kch"}, {"proxy-prior-netmask", unsigned32, 0, 32, nullptr},
+      {"storage-type", choice, 0, 0, "tch tcb"}, {"proxy-prior-netmask", unsigned32, 0, 32, nullptr},
       {"max-total-thread-queue", unsigned32, 0, kU32, nullptr}, {"index-servers", servers, 0, 0, nullptr},
       {"noreply-window-limit", integer, 0, kInt, nullptr}, {"mysql-replication", on, 0, 0, nullptr},
       {"mysql-replication-port", integer, 1, 65535, nullptr}, {"mysql-replication-id", unsigned32, 0, kU32, nullptr},
@@ -8765,11 +9119,21 @@ inline std::string deploy_value_problem(std::string_view key, std::string_view v
   case choice:
     for (auto c : detail::split(rule->choices, ' '))
       if (c == value) return "";
+    if (key == "key-hash-algorithm" && (value == "bitshift" || value == "adler32" || value == "murmur"))
+      return "flarei 1.3.4 refuses it and exits at once, saying nothing (src/flarei/flarei.cc keeps it for its own use); "
+             "give one of: " + std::string(rule->choices);
+    if (key == "storage-type" && value == "kch")
+      return "flared 1.3.4 knows kch only when built with Kyoto Cabinet, and otherwise exits 'unknown storage type [kch]'; "
+             "give one of: " + std::string(rule->choices);
+    if (key == "log-facility")
+      return "flare sends any other name to facility kern (src/lib/logger.cc); give one of: " + std::string(rule->choices);
     return std::string("give one of: ") + rule->choices;
   case word:
     if (value.find(' ') != std::string_view::npos) return "give one word";
     return "";
   case path:
+    // flarei and flared 1.3.4 exit when it is relative or missing (src/lib/app.cc, storage_tch.cc)
+    if (value.front() != '/') return "give an absolute path (flarei and flared do not start with a relative one)";
     return "";
   case on:
     if (value != "true")
@@ -8787,6 +9151,33 @@ inline std::string deploy_value_problem(std::string_view key, std::string_view v
     }
     return "";
   }
+  return "";
+}
+
+// Settings given on the command line, in the order given: key and value (flags: "true").
+using DeploySettings = std::vector<std::pair<std::string, std::string>>;
+
+// Why settings that are each accepted do not go together, or "" when they do: flarei 1.3.4's
+// modular key table holds partition-size x partition-modular-virtual entries of 4 bytes
+// (src/lib/key_resolver_modular.cc; flared builds the same table from the index's values): at
+// 2147483647 virtual buckets it aborts with std::bad_alloc (seen). Bounded here at 2^26 entries
+// (256 MiB); the defaults make 1024 x 4096. `flared_count`: the flared deployed at once, which
+// cannot share one --data-dir (one flare.hdb, one flared.pid). Throws nothing.
+inline std::string deploy_settings_problem(const DeploySettings& settings, size_t flared_count) {
+  long long size = 1024, virt = 4096;
+  bool data_dir = false;
+  for (const auto& [k, v] : settings) {
+    if (k == "partition-size") size = to_int(v).value_or(size);
+    if (k == "partition-modular-virtual") virt = to_int(v).value_or(virt);
+    if (k == "data-dir") data_dir = true;
+  }
+  if (size * virt > (1LL << 26))
+    return "--partition-size " + std::to_string(size) + " with --partition-modular-virtual " + std::to_string(virt) +
+           " makes a key table of " + std::to_string(size * virt) + " entries (4 bytes each) in flarei and every flared; "
+           "give a product of at most 67108864";
+  if (data_dir && flared_count > 1)
+    return "--data-dir would be shared by " + std::to_string(flared_count) + " flared (one flare.hdb, one flared.pid): "
+           "deploy each node on its own with its own --data-dir, or leave it out (HOST:PORT/data each)";
   return "";
 }
 
@@ -8808,8 +9199,6 @@ struct DeployTarget {
   std::string unit_name() const { return std::string(daemon_name(daemon)) + "-" + server.key() + ".service"; }
 };
 
-// Settings given on the command line, in the order given: key and value (flags: "true").
-using DeploySettings = std::vector<std::pair<std::string, std::string>>;
 
 inline DeployTarget plan_flarei(const std::string& base, const Endpoint& index, const std::string& executable,
                                 const DeploySettings& settings) {

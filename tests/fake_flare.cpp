@@ -48,8 +48,9 @@
 //   refuse TARGET 0|1                  close the listening socket / listen again on the same port
 //   cut TARGET N                       close each connection after N bytes of reply (0 = off)
 //   drip TARGET MS                     send replies one byte at a time, MS apart (0 = off)
-//   override TARGET WORD HEX [REPEAT] [close]   answer requests whose first word is WORD with the
-//                                      bytes HEX (`-` = no bytes) REPEAT times, then close if asked
+//   override TARGET WORD HEX [REPEAT] [close] [once]   answer requests whose first word is WORD with
+//                                      the bytes HEX (`-` = no bytes) REPEAT times, then close if asked
+//                                      (once: the first such request only)
 //                                      (`+WORD`: only a request that is WORD alone, e.g. `+stats`)
 //   override TARGET WORD off           remove it
 //   kill-after NODE COUNT              NODE's process dies (as kill) right after it answers COUNT
@@ -71,6 +72,8 @@
 //   later MS LINE...                   run control LINE MS from now (one shot)
 //   at-items NODE K LINE...            run control LINE once NODE's item count reaches K from below
 //                                      (one shot): a fault at a chosen moment of a construction
+//   at-state HOST:PORT ROLE STATE LINE...  run control LINE once the index lists the node as ROLE
+//                                      STATE (one shot): a fault at a chosen step of a change
 //   stall TARGET 0|1                   the server stops as on SIGSTOP: it reads and answers nothing
 //                                      (connections are still accepted) / goes on with what was sent;
 //                                      a stalled master sends nothing to a construction copying from
@@ -595,6 +598,7 @@ struct FakeNode {
 struct Override {
   std::string bytes;
   uint64_t repeat = 1;
+  bool once = false; // the first request only, then gone
   bool close = false;
 };
 
@@ -1396,6 +1400,10 @@ bool check_override(Conn* c, std::string_view word, Override& ov, bool alone = f
   auto it = c->ep->overrides.find(word);
   if (it == c->ep->overrides.end()) return false;
   ov = it->second;
+  if (ov.once) {
+    c->ep->overrides.erase(it);
+    c->ep->has_override = !c->ep->overrides.empty();
+  }
   return true;
 }
 
@@ -2758,6 +2766,9 @@ struct ArmedFault {
   int node_idx = -1;          // at-items: the node whose item count is watched
   uint64_t items = 0;         //   and the count that fires it, reached from below
   bool below = false;         //   the count has been under `items` since it was armed
+  std::string state_key;      // at-state: the node whose map entry is watched
+  Role role = Role::Proxy;    //   and the role
+  State state = State::Active; //   and state that fire it
   std::string line;
 };
 std::vector<ArmedFault> g_armed;
@@ -2779,6 +2790,10 @@ void run_armed_faults() {
         size_t held = g_nodes[static_cast<size_t>(a.node_idx)]->store.size();
         a.below = a.below || held < a.items;
         fire = a.below && held >= a.items;
+      }
+      if (!a.state_key.empty()) {
+        auto it = g_map.find(a.state_key);
+        fire = it != g_map.end() && it->second.role == a.role && it->second.state == a.state;
       }
       if (fire) {
         due.push_back(a.line);
@@ -2844,6 +2859,18 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     it->second.lag_behind = b;
     it->second.lag_drain = d;
     it->second.lag_set_ms = mono_ms();
+    return ok();
+  }
+  if (cmd == "at-state") {
+    // at-state HOST:PORT ROLE STATE LINE...: run control LINE once the index lists the node as
+    // ROLE STATE (one shot): a fault at a chosen step of a change (a slave set down to be rebuilt).
+    ArmedFault a;
+    if (w.size() < 5 || !parse_role(w[2], a.role) || !parse_state(w[3], a.state)) return err("usage: at-state HOST:PORT ROLE STATE LINE...");
+    a.state_key = std::string(w[1]);
+    for (size_t i = 4; i < w.size(); i++) a.line += (i > 4 ? " " : "") + std::string(w[i]);
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (g_map.find(a.state_key) == g_map.end()) return err("unknown node");
+    g_armed.push_back(std::move(a));
     return ok();
   }
   if (cmd == "later" || cmd == "at-items") {
@@ -3030,6 +3057,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     for (size_t i = 4; i < w.size(); i++) {
       uint64_t rep;
       if (w[i] == "close") ov.close = true;
+      else if (w[i] == "once") ov.once = true;
       else if (parse_u64(w[i], rep)) ov.repeat = rep;
       else return err("bad override option");
     }

@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -123,6 +124,24 @@ inline std::vector<std::string> child_env(const std::map<std::string, std::strin
     env.push_back(kv);
   }
   for (auto& [k, v] : extra) env.push_back(k + "=" + v);
+  // The balances a slave construction keeps (BalanceRecord) go to a folder of this test process,
+  // never to the user's ~/.flare-admin.
+  if (!extra.count("FLARE_ADMIN_STATE_DIR")) {
+    struct StateDir {
+      std::string path;
+      StateDir() {
+        char tmpl[] = "/tmp/flare-test-state.XXXXXX";
+        const char* d = ::mkdtemp(tmpl);
+        path = d ? d : "/nonexistent";
+      }
+      ~StateDir() {
+        std::error_code ec;
+        if (path != "/nonexistent") std::filesystem::remove_all(path, ec);
+      }
+    };
+    static const StateDir dir;
+    env.push_back("FLARE_ADMIN_STATE_DIR=" + dir.path);
+  }
   return env;
 }
 

@@ -4,6 +4,8 @@
 #include "test_server.hpp"
 
 #include <atomic>
+#include <filesystem>
+#include <sys/stat.h>
 #include <mutex>
 
 #include <doctest/doctest.h>
@@ -209,4 +211,49 @@ TEST_CASE("a dump is a whole copy of a partition only from its active master or 
     CHECK(why->find("h:1 is master down (partition 0): it holds what it had when it went down") == 0);
     CHECK(why->find("flare-admin dump h:2") != std::string::npos);
   }
+}
+
+TEST_CASE("a slave's progress names the master's count an upper bound when the cluster has several partitions") {
+  ConstructionProgress p;
+  p.role = "slave";
+  p.state = "prepare";
+  p.items = 15000;
+  p.master_items = 30000;
+  p.elapsed = 10;
+  SUBCASE("one partition: the master's count is the total, and the ETA follows from it") {
+    CHECK(format_slave_progress(p) == "15000/30000 (role = slave, state = prepare) [ETA: 10 sec (elapsed = 10 sec)]");
+  }
+  SUBCASE("several: the copy skips other partitions' stale keys, so no ETA is made up from that count") {
+    p.master_total_is_bound = true;
+    CHECK(format_slave_progress(p) == "15000/30000 at most (role = slave, state = prepare) [ETA: n/a sec (elapsed = 10 sec)]");
+  }
+}
+
+TEST_CASE("the balance record keeps one figure per node and index, and forgets it once given") {
+  char tmpl[] = "/tmp/flare-balance-test.XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  BalanceRecord r(dir + "/state/balances"); // its folder is made, private
+  CHECK_FALSE(r.find("i:1", "n:2"));
+  r.keep({"i:1", "n:2", 0, 3, 100});
+  r.keep({"i:1", "n:3", 1, 2, 101});
+  r.keep({"i:9", "n:2", 0, 7, 102});
+  r.keep({"i:1", "n:2", 0, 4, 103}); // replaces the node's line
+  REQUIRE(r.find("i:1", "n:2"));
+  CHECK(r.find("i:1", "n:2")->balance == 4);
+  CHECK(r.find("i:9", "n:2")->balance == 7);
+  CHECK(r.find("i:1", "n:3")->partition == 1);
+  struct stat st {};
+  REQUIRE(::stat((dir + "/state/balances").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(::stat((dir + "/state").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0700);
+  r.forget("i:1", "n:2");
+  CHECK_FALSE(r.find("i:1", "n:2"));
+  CHECK(r.find("i:9", "n:2"));
+  BalanceRecord none("");
+  none.keep({"i:1", "n:2", 0, 3, 100}); // keeps nothing, fails nothing
+  CHECK_FALSE(none.find("i:1", "n:2"));
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }

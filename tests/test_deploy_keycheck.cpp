@@ -270,3 +270,51 @@ TEST_CASE("keycheck refuses settings it cannot simulate") {
                 s.virtual_buckets = 1 << 20;
               }).empty());
 }
+
+TEST_CASE("deploy accepts only the values flarei and flared 1.3.4 start with, as a real start of each showed") {
+  // Each refused value was deployed and started on a real flare 1.3.4 (deploy exited 0 before):
+  // the daemon exited at once (bitshift: status 255, no message anywhere), crashed (partition-size
+  // 1: flared SIGSEGV on the first set; stack-size 16: SIGSEGV on the first request), aborted
+  // (virtual 2147483647: bad_alloc), never answered (stack-size 2097152: pthread_create failed;
+  // storage-bucket-size 2^40: a zero-filled bucket array of 4 TiB), or misread it silently
+  // (log-facility foo: facility kern).
+  SUBCASE("refused") {
+    const std::pair<const char*, const char*> refused[] = {
+        {"key-hash-algorithm", "bitshift"}, {"key-hash-algorithm", "adler32"}, {"key-hash-algorithm", "murmur"},
+        {"partition-size", "1"},          {"partition-size", "2147483647"}, {"partition-modular-virtual", "2147483647"},
+        {"max-connection", "1073741816"}, {"max-connection", "524281"},     {"stack-size", "16"},
+        {"stack-size", "2097152"},        {"mutex-slot", "2147483647"},     {"storage-type", "kch"},
+        {"storage-bucket-size", "1099511627776"}, {"storage-ap", "17"},     {"log-facility", "kern"},
+        {"log-facility", "foo"},          {"log-facility", "LOCAL0"},       {"data-dir", "relative/dir"},
+        {"net-read-timeout", "2147484"},  {"monitor-interval", "2147483647"}, {"proxy-concurrency", "2147483647"}};
+    for (const auto& [k, v] : refused) {
+      CAPTURE(k);
+      CAPTURE(v);
+      CHECK(deploy_value_problem(k, v) != "");
+    }
+    CHECK(deploy_value_problem("key-hash-algorithm", "bitshift").find("exits at once, saying nothing") != std::string::npos);
+  }
+  SUBCASE("accepted: each started and answered ping and stats") {
+    const std::pair<const char*, const char*> accepted[] = {
+        {"key-hash-algorithm", "simple"}, {"key-hash-algorithm", "crc32"}, {"key-hash-algorithm", "jenkins"},
+        {"partition-size", "2"},          {"partition-size", "1024"},      {"partition-modular-virtual", "1"},
+        {"max-connection", "1"},          {"max-connection", "9992"},      {"stack-size", "32"},
+        {"stack-size", "2097151"},        {"storage-type", "tch"},         {"storage-type", "tcb"},
+        {"storage-bucket-size", "0"},     {"storage-ap", "0"},             {"storage-ap", "16"},
+        {"log-facility", "local0"},       {"log-facility", "local7"},      {"log-facility", "user"},
+        {"log-facility", "daemon"},       {"log-facility", "auth"},        {"data-dir", "/var/lib/flare"},
+        {"thread-pool-size", "2147483647"}, {"monitor-interval", "1"},      {"storage-compress", "bz2"}};
+    for (const auto& [k, v] : accepted) {
+      CAPTURE(k);
+      CAPTURE(v);
+      CHECK(deploy_value_problem(k, v) == "");
+    }
+  }
+  SUBCASE("settings that do not go together") {
+    CHECK(deploy_settings_problem({}, 4) == "");
+    CHECK(deploy_settings_problem({{"partition-size", "65536"}, {"partition-modular-virtual", "65536"}}, 1) != "");
+    CHECK(deploy_settings_problem({{"partition-size", "16384"}, {"partition-modular-virtual", "4096"}}, 1) == "");
+    CHECK(deploy_settings_problem({{"data-dir", "/srv/flare"}}, 1) == "");
+    CHECK(deploy_settings_problem({{"data-dir", "/srv/flare"}}, 2).find("shared by 2 flared") != std::string::npos);
+  }
+}
