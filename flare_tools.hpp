@@ -3972,7 +3972,9 @@ private:
   // The node a command is changing, and the command that carries its job on from wherever the
   // node is: said when the index is lost for good in the middle of the job.
   struct Job {
+    // cppcheck-suppress unusedStructMember
     Endpoint node;
+    // cppcheck-suppress unusedStructMember
     std::string again;
   };
   std::optional<Job> job_;

@@ -287,7 +287,8 @@ TEST_CASE("deploy accepts only the values flarei and flared 1.3.4 start with, as
         {"storage-bucket-size", "1099511627776"}, {"storage-ap", "17"},     {"log-facility", "kern"},
         {"log-facility", "foo"},          {"log-facility", "LOCAL0"},       {"data-dir", "relative/dir"},
         {"net-read-timeout", "2147484"},  {"monitor-interval", "2147483647"}, {"proxy-concurrency", "2147483647"}};
-    for (const auto& [k, v] : refused) {
+    for (const auto& kv : refused) {
+      const std::string k = kv.first, v = kv.second;
       CAPTURE(k);
       CAPTURE(v);
       CHECK(deploy_value_problem(k, v) != "");
@@ -304,7 +305,8 @@ TEST_CASE("deploy accepts only the values flarei and flared 1.3.4 start with, as
         {"log-facility", "local0"},       {"log-facility", "local7"},      {"log-facility", "user"},
         {"log-facility", "daemon"},       {"log-facility", "auth"},        {"data-dir", "/var/lib/flare"},
         {"thread-pool-size", "2147483647"}, {"monitor-interval", "1"},      {"storage-compress", "bz2"}};
-    for (const auto& [k, v] : accepted) {
+    for (const auto& kv : accepted) {
+      const std::string k = kv.first, v = kv.second;
       CAPTURE(k);
       CAPTURE(v);
       CHECK(deploy_value_problem(k, v) == "");
