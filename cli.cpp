@@ -1111,7 +1111,8 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
     } else {
       std::string sent;
       for (const auto& r : log->sent) sent += (sent.empty() ? "" : ", ") + std::string("'") + r + "'";
-      std::cerr << what << ". Sent before: " << sent << "; check the cluster with: flare-admin list\n";
+      std::cerr << what << ". Sent before: " << sent << "; check the cluster with: "
+                << with_index_option("flare-admin list", ic.endpoint()) << "\n";
     }
     return exit_interrupted();
   };
@@ -1274,7 +1275,8 @@ std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigne
       // (nothing written) unless the operator asks for what the node holds, as it is.
       if (auto why = partial_copy_reason(cluster, *n, command)) {
         if (!o.flag("partial")) {
-          std::cerr << "refused: " << one_line(*why) << " (--partial dumps what it holds anyway, knowing it is not a whole copy)\n";
+          std::cerr << "refused: " << one_line(with_index_option(*why, ic.endpoint()))
+                    << " (--partial dumps what it holds anyway, knowing it is not a whole copy)\n";
           throw Exit{EXIT_FAIL};
         }
         std::cerr << "warning: " << one_line(*why) << "; dumping what it holds (--partial)\n";
@@ -1733,7 +1735,8 @@ int cmd_verify(const Options& o) {
   if (o.has("key-hash-algorithm")) p.algorithm = forced;
   int count = serving_partition_count(cluster);
   if (count <= 0) {
-    std::cerr << "cannot verify: no partition has an active master (the cluster serves no data; see flare-admin list)\n";
+    std::cerr << "cannot verify: no partition has an active master (the cluster serves no data; see "
+              << with_index_option("flare-admin list", ic.endpoint()) << ")\n";
     return EXIT_FAIL;
   }
   std::cout << "key_hash_algorithm = " << to_string(p.algorithm) << "\n";

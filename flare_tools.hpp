@@ -3028,6 +3028,34 @@ struct OperationIO {
   std::function<bool()> interrupted; // true once the user asked to stop (Ctrl-C)
 };
 
+// `text` with "-i HOST:PORT" after each "flare-admin SUB" of a subcommand that asks an index,
+// unless one is named there already: a command the tool advises then goes to the index it was run
+// against, not to whatever FLARE_INDEX_SERVER (or the default 127.0.0.1:12120) says in the shell
+// or cron job that runs it (seen: advice followed as printed went to another index). Throws nothing.
+inline std::string with_index_option(const std::string& text, const Endpoint& index) {
+  static const char* const kAsksIndex[] = {"list",  "stats",  "check", "master",      "slave", "balance", "down", "activate",
+                                           "remove", "reconstruct", "part", "dump", "dumpkey", "verify", "summary", "threads"};
+  const std::string prefix = "flare-admin ";
+  std::string out;
+  size_t at = 0;
+  for (;;) {
+    size_t hit = text.find(prefix, at);
+    if (hit == std::string::npos) break;
+    size_t word_end = hit + prefix.size();
+    while (word_end < text.size() && std::islower(static_cast<unsigned char>(text[word_end]))) ++word_end;
+    const std::string word = text.substr(hit + prefix.size(), word_end - hit - prefix.size());
+    bool asks = false;
+    for (const char* w : kAsksIndex) asks = asks || word == w;
+    // the subcommand as a whole word (not "listing"), followed by nothing, a blank or punctuation
+    bool whole = word_end >= text.size() || !std::isalnum(static_cast<unsigned char>(text[word_end]));
+    out.append(text, at, word_end - at);
+    if (asks && whole && text.compare(word_end, 4, " -i ") != 0) out += " -i " + index.key();
+    at = word_end;
+  }
+  out.append(text, at, std::string::npos);
+  return out;
+}
+
 struct OperationOptions {
   bool force = false;         // answer every question "yes" (the refusals still hold)
   bool dry_run = false;       // send nothing that changes state; say what would be sent
@@ -3499,7 +3527,8 @@ inline bool confirm(const OperationIO& io, const std::string& prompt) {
 class ClusterAdmin {
 public:
   ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io)
-      : index_(index), opt_(std::move(opt)), io_(std::move(io)), balances_(opt_.balance_record) {}
+      : index_(index), opt_(std::move(opt)), io_(advising(std::move(io), index.endpoint())),
+        balances_(opt_.balance_record) {}
 
   // Proxies become masters of new partitions (args host:port:balance:partition).
   Outcome master(std::vector<NodeArg> args) {
@@ -3983,7 +4012,17 @@ private:
     if (!job_ || !(job_->node == node)) job_seen_.reset();
     job_ = Job{node, again};
   }
+  // Every line said names the index in the commands it advises (with_index_option).
+  static OperationIO advising(OperationIO io, const Endpoint& index) {
+    for (auto* f : {&io.say, &io.warn, &io.progress})
+      if (*f) *f = [inner = *f, index](const std::string& s) { inner(with_index_option(s, index)); };
+    return io;
+  }
+
   std::string lost_index_text(const std::string& why) const {
+    return with_index_option(lost_index_text_plain(why), index_.endpoint());
+  }
+  std::string lost_index_text_plain(const std::string& why) const {
     if (!job_) return why + ". When the index answers again, see where the cluster is: flare-admin list";
     std::string seen;
     if (job_seen_)
@@ -3991,7 +4030,13 @@ private:
              (job_seen_->partition >= 0 ? " (balance " + std::to_string(job_seen_->balance) + ", partition " +
                                               std::to_string(job_seen_->partition) + ")"
                                         : std::string()) + ". ";
-    return why + ". " + seen + "When the index answers again, finish the job with: " + job_->again;
+    std::string stuck;
+    if (job_seen_ && job_seen_->state == "prepare" && (job_seen_->is_slave() || job_seen_->is_master()))
+      // seen on a real flare 1.3.4: a copy that ended while flarei was gone for longer than flared
+      // retries its report (about 8 s, cluster::activate_node) leaves the node in prepare for good
+      stuck = " If its copy ended while the index was gone, flared could not report it and the node stays in prepare "
+              "(that command then says so): restart its flared, then run: " + with_discard(job_->again);
+    return why + ". " + seen + "When the index answers again, finish the job with: " + job_->again + "." + stuck;
   }
 
   // Sends a changing request to the index through `send`. When the index does not answer it (a
@@ -4455,7 +4500,9 @@ private:
     if (e.why == ConstructionStopped::Why::index_unreachable) {
       msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
              " items; its copy goes on by itself on the nodes." + fewer +
-             " When the index answers again, finish the job with: " + again_asked;
+             " When the index answers again, finish the job with: " + again_asked + ". If its copy ended while the index "
+             "was gone, flared could not report it and the node stays in prepare (that command then says so): restart its "
+             "flared, then run: " + again;
     } else if (e.why == ConstructionStopped::Why::stalled) {
       if (!p.node_error.empty())
         msg += ". Start its flared again, then run: " + again;

@@ -11,11 +11,13 @@
 //   tests/fake-flare [--host 127.0.0.1] [--index-port N] [--nodes N] [--node-port P]...
 //       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N] [--thread-per-connection]
 //       [--copy-rate ITEMS_PER_SEC] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]
+//       [--report-retry-ms MS]
 //       [--set-service-us US] [--stopped-node-port P]...
 //       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size 1024]
 //       [--partition-type modular] [--partition-modular-hint 1] [--partition-modular-virtual 4096]
 //   Port 0 = ephemeral.  Defaults: 3 nodes (or one per --node-port), copy-rate 100000 items/s,
-//   revive-ms 1000, dead-after-ms 3000, stats-delay-ms 0 (applies to the nodes' plain `stats`).
+//   revive-ms 1000, dead-after-ms 3000, stats-delay-ms 0 (applies to the nodes' plain `stats`),
+//   report-retry-ms 8000 (a slave whose copy ends while the index is gone reports it for that long).
 //   --thread-per-connection: no event loop, every connection its own thread from the start (as
 //   on systems without epoll); the same answers, for comparing the two.
 //   --set-service-us US: a real node's pace. Every storage command (set/add/replace/append/
@@ -180,6 +182,7 @@ struct Config {
   std::string ready_file;
   double copy_rate = 100000;
   int64_t revive_ms = 1000;
+  int64_t report_retry_ms = 8000; // --report-retry-ms: how long a node retries reporting its copy done
   int64_t dead_after_ms = 3000;
   int stats_delay_ms = 0;
   int64_t set_service_us = 0;
@@ -533,7 +536,14 @@ struct MapEntry {
   // began (a real flared reads it over one connection: a failover meanwhile does not move the
   // copy, a SIGSTOPped source leaves it blocked, a source that dies fails it).
   std::string copy_from;
+  // A slave whose copy ended while the index was gone (control index-gone): flared 1.3.4 retries
+  // its report (cluster::activate_node, 16 tries 500 ms apart) and then gives up, leaving the node
+  // slave prepare for good with no copy running (seen on a real cluster, flarei killed for 20 s).
+  int64_t done_at = -1; // mono ms the copy ended unreported, -1 none
+  bool report_lost = false;
   void reset_copy() {
+    done_at = -1;
+    report_lost = false;
     cursor.clear();
     cursor_valid = false;
     src_part = 0;
@@ -1080,6 +1090,18 @@ void owe_bytes(MapEntry& e, const FakeNode* dst, const Item& it) {
 }
 
 void copy_slave(MapEntry& e) {
+  if (e.done_at >= 0) { // the copy is over; its report waits for the index
+    if (e.report_lost) return;
+    if (mono_ms() - e.done_at > g_cfg.report_retry_ms) {
+      e.report_lost = true;
+      return;
+    }
+    if (!g_index_alive) return;
+    e.state = State::Active;
+    e.reset_copy();
+    bump();
+    return;
+  }
   MapEntry* m = master_of(e.partition);
   if (!m || m->state == State::Down || !entry_alive(*m) || !entry_alive(e)) return;
   FakeNode* src = node_of(*m);
@@ -1102,6 +1124,10 @@ void copy_slave(MapEntry& e) {
     if (it != end) return;
   }
   if (dst && dst->recon_bwlimit_kb > 0 && e.byte_credit < 0) return;  // the dump's END comes after the wait
+  if (m->state != State::Prepare && !g_index_alive) {
+    e.done_at = mono_ms(); // reported when the index is back within report-retry-ms, else never
+    return;
+  }
   if (m->state != State::Prepare) {
     e.state = State::Active;
     e.reset_copy();
@@ -1529,7 +1555,7 @@ size_t append_repl_threads(std::string* o, const FakeNode& n) {
 // master reads every older partition's master it has not finished yet, at once.
 std::vector<const MapEntry*> copy_sources(const MapEntry& e) {
   std::vector<const MapEntry*> out;
-  if (e.state != State::Prepare || g_stalled || !entry_alive(e)) return out;
+  if (e.state != State::Prepare || g_stalled || !entry_alive(e) || e.done_at >= 0) return out;
   if (e.role == Role::Slave) {
     const MapEntry* m = master_of(e.partition);
     if (m && m->state != State::Down && entry_alive(*m) && node_of(*m) != node_of(e)) out.push_back(m);
@@ -3866,7 +3892,7 @@ void on_signal(int) {
   std::fprintf(stderr,
                "usage: fake-flare [--host H] [--index-port N] [--nodes N] [--node-port P]...\n"
                "       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N] [--thread-per-connection]\n"
-               "       [--copy-rate N] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]\n"
+               "       [--copy-rate N] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS] [--report-retry-ms MS]\n"
                "       [--set-service-us US] [--stopped-node-port P]...\n"
                "       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size N]\n"
                "       [--partition-type modular] [--partition-modular-hint N]\n"
@@ -3918,6 +3944,7 @@ void parse_args(int argc, char** argv) {
       if (!end || *end || !(d > 0)) usage("bad --copy-rate");
       g_cfg.copy_rate = d;
     } else if (a == "--revive-ms") g_cfg.revive_ms = num_arg(a, val, 0, INT64_C(1) << 40);
+    else if (a == "--report-retry-ms") g_cfg.report_retry_ms = num_arg(a, val, 0, INT64_C(1) << 40);
     else if (a == "--dead-after-ms") g_cfg.dead_after_ms = num_arg(a, val, 0, INT64_C(1) << 40);
     else if (a == "--stats-delay-ms") g_cfg.stats_delay_ms = static_cast<int>(num_arg(a, val, 0, INT_MAX));
     else if (a == "--set-service-us") g_cfg.set_service_us = num_arg(a, val, 0, 60000000);

@@ -125,7 +125,7 @@ TEST_CASE("the seed tutorial, end to end" * doctest::test_suite("slow")) {
   auto refused = run(with({"slave", "--force", n2 + ":1:0"}, idx));
   CHECK(refused.status == 1);
   CHECK(refused.err.find("refused: " + n2 + " is a proxy holding ") != std::string::npos);
-  CHECK(refused.err.find("flare-admin slave --discard-items " + n2 + ":1:0") != std::string::npos);
+  CHECK(refused.err.find("flare-admin slave -i " + f.index() + " --discard-items " + n2 + ":1:0") != std::string::npos);
   CHECK(f.cluster().find(n2)->role == "proxy");
   auto again = run(with({"slave", "--force", "--discard-items", n2 + ":1:0"}, idx));
   CHECK(again.status == 0);
@@ -248,7 +248,7 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
   SUBCASE("n leaves the node as it is, says so, and exits 1") {
     auto r = run_tty(with({"slave", n1 + ":1:0"}, idx), {"n"});
     CHECK(r.status == 1);
-    CHECK(r.out.find("skipped: " + n1 + " left as it is (role=proxy, state=active, balance=0); to do it later: flare-admin slave " +
+    CHECK(r.out.find("skipped: " + n1 + " left as it is (role=proxy, state=active, balance=0); to do it later: flare-admin slave -i " + f.index() + " " +
                      n1 + ":1:0") != std::string::npos);
     CHECK(r.out.find(row(n1, "-", "proxy", "active", "0")) != std::string::npos);
     CHECK(f.cluster().find(n1)->role == "proxy");
@@ -256,7 +256,7 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
   SUBCASE("end of input at the balance question leaves a built slave at balance 0, and says how to finish") {
     auto r = run_tty(with({"slave", n1 + ":1:0"}, idx), {"y"});
     CHECK(r.status == 1);
-    CHECK(r.out.find("skipped: " + n1 + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance " +
+    CHECK(r.out.find("skipped: " + n1 + " is slave active with balance 0 (it serves no reads); to finish: flare-admin balance -i " + f.index() + " " +
                      n1 + ":1") != std::string::npos);
     auto cluster = f.cluster();
     auto n = cluster.find(n1);
@@ -279,7 +279,7 @@ TEST_CASE("prompt answers" * doctest::test_suite("slow")) {
       auto r = run(with({"down", "--unsafe", f.node(0)}, idx), input);
       CHECK(r.status == 1);
       CHECK(r.err.find("skipped: " + f.node(0) + " left as it is (role=master, state=active, balance=1); to do it later: "
-                       "flare-admin down --unsafe " + f.node(0)) != std::string::npos);
+                       "flare-admin down -i " + f.index() + " --unsafe " + f.node(0)) != std::string::npos);
       CHECK(f.cluster().find(f.node(0))->state == "active");
     }
   }
@@ -366,7 +366,7 @@ TEST_CASE("Ctrl-C while waiting stops, says where the node is and how to go on")
   auto r = run_tty(with({"slave", "--force", f.node(1) + ":1:0"}, idx), {}, "started constructing slave node...");
   CHECK(r.status == 130);
   CHECK(r.out.find("interrupted: " + f.node(1) + " is now slave prepare, balance 0, ") != std::string::npos);
-  CHECK(r.out.find("The node keeps copying from its master. When it is slave active, give it its balance: flare-admin balance " +
+  CHECK(r.out.find("The node keeps copying from its master. When it is slave active, give it its balance: flare-admin balance -i " + f.index() + " " +
                    f.node(1) + ":1") != std::string::npos);
 }
 
@@ -490,7 +490,7 @@ TEST_CASE("a master that is down keeps its partition") {
     CHECK(r.status == 1);
     CHECK(r.err.rfind("partition 0 has a master that is down: " + n0 + " holds its only copy of the data. Start its "
                       "flared again (the index makes it active with its data), or, to give that data up, replace it "
-                      "with: flare-admin master --unsafe " + n1 + ":1:0\n", 0) == 0);
+                      "with: flare-admin master -i " + f.index() + " --unsafe " + n1 + ":1:0\n", 0) == 0);
     CHECK(f.state_changes().empty());
     CHECK(f.cluster().find(n1)->role == "proxy");
   }

@@ -241,7 +241,7 @@ TEST_CASE("cluster_truth: verify on a cluster with no active master gives one li
   auto r = run(with({"verify"}, f.index_args()));
   CHECK(r.status == 1);
   CHECK(r.out.empty());
-  CHECK(r.err == "cannot verify: no partition has an active master (the cluster serves no data; see flare-admin list)\n");
+  CHECK(r.err == "cannot verify: no partition has an active master (the cluster serves no data; see flare-admin list -i " + f.index() + ")\n");
 }
 
 TEST_CASE("cluster_truth: a slave whose copy failed on a busy master says so and names the master") {
@@ -256,7 +256,7 @@ TEST_CASE("cluster_truth: a slave whose copy failed on a busy master says so and
   CHECK(r.status == 1);
   CHECK(has(r.err, "construction of " + f.node(1) + " failed: the node fell back to proxy active because its copy from "
                    "the master " + f.node(0) + " failed"));
-  CHECK(has(r.err, "flare-admin slave --discard-items " + f.node(1) + ":1:0")); // what its cut copy left is deleted
+  CHECK(has(r.err, "flare-admin slave -i " + f.index() + " --discard-items " + f.node(1) + ":1:0")); // what its cut copy left is deleted
   dumper.close();
 }
 

@@ -618,14 +618,14 @@ TEST_CASE("dump and dumpkey of a node that is not an active master or slave are 
       auto r = run(with({sub, f.node(2), "-o", out}, idx));
       CHECK(r.status == 1);
       CHECK(r.err.find("refused: " + f.node(2) + " is a proxy: it holds no partition") == 0);
-      CHECK(r.err.find("flare-admin " + sub + " --all") != std::string::npos);
+      CHECK(r.err.find("flare-admin " + sub + " -i " + f.index() + " --all") != std::string::npos);
       CHECK_FALSE(harness::exists(out));
     }
     SUBCASE("a slave in prepare") {
       auto r = run(with({sub, f.node(1), "-o", out}, idx));
       CHECK(r.status == 1);
       CHECK(r.err.find("refused: " + f.node(1) + " is a slave of partition 0 in prepare") == 0);
-      CHECK(r.err.find("flare-admin " + sub + " " + f.node(0)) != std::string::npos);
+      CHECK(r.err.find("flare-admin " + sub + " -i " + f.index() + " " + f.node(0)) != std::string::npos);
       CHECK_FALSE(harness::exists(out));
       auto partial = run(with({sub, f.node(1), "--partial", "-o", out}, idx));
       CHECK(partial.status == 0);

@@ -304,8 +304,8 @@ TEST_CASE("a failover refused for a dead slave among two tells to set the dead o
   REQUIRE(f.cluster().find(f.node(2))->state == "active");
   auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
   CHECK(r.status == 1);
-  CHECK(r.err.find("then set the dead one down (flare-admin down " + f.node(2) + ")") != std::string::npos);
-  CHECK(r.err.find("give the partition a working slave first (flare-admin slave HOST:PORT:1:0 on a proxy)") != std::string::npos);
+  CHECK(r.err.find("then set the dead one down (flare-admin down -i " + f.index() + " " + f.node(2) + ")") != std::string::npos);
+  CHECK(r.err.find("give the partition a working slave first (flare-admin slave -i " + f.index() + " HOST:PORT:1:0 on a proxy)") != std::string::npos);
   CHECK(r.err.find("flare-admin down " + f.node(1)) == std::string::npos);
   CHECK(failover_state_requests(f).empty());
 }
@@ -414,7 +414,7 @@ TEST_CASE("down of a partition's only active copy, and balance 0 that leaves non
     auto r = run(harness::with({"down", "--force", f.node(0)}, f.index_args()));
     CHECK(r.status == 1);
     CHECK(r.err.find("refused: " + f.node(0) + " is the master of partition 0 and it has no active slave to take over") == 0);
-    CHECK(r.err.find("give the partition a slave first (flare-admin slave HOST:PORT:1:0 on a proxy)") != std::string::npos);
+    CHECK(r.err.find("give the partition a slave first (flare-admin slave -i " + f.index() + " HOST:PORT:1:0 on a proxy)") != std::string::npos);
     CHECK(f.state_changes().empty());
     auto dry = run(harness::with({"down", "-n", f.node(0)}, f.index_args()));
     CHECK(dry.status == 1); // the dry run refuses as the real run does

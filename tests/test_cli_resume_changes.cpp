@@ -116,7 +116,7 @@ TEST_CASE("resume: a construction that shows no copy running fails after --timeo
     CHECK(r.status == 1);
     CHECK(resume_has(r.err, "construction of " + f.node(1) + " made no progress for 1 s (role = slave, state = prepare, items = "));
     CHECK(resume_has(r.err, "and no copy is running on it: it will not finish by itself. Restart the flared of " + f.node(1) +
-                                " (it comes back as a proxy), then run: flare-admin slave --discard-items " + f.node(1) + ":1:0"));
+                                " (it comes back as a proxy), then run: flare-admin slave -i " + f.index() + " --discard-items " + f.node(1) + ":1:0"));
     f.must("stall 0");
   }
   SUBCASE("a new partition's master left in prepare for good") {
@@ -128,7 +128,7 @@ TEST_CASE("resume: a construction that shows no copy running fails after --timeo
     CHECK(r.status == 1);
     CHECK(resume_has(r.err, "(role = master, state = prepare, items = "));
     CHECK(resume_has(r.err, "flared leaves a new partition's master in prepare for good when its first copy failed. The way "
-                            "out: restart the flared of " + f.node(2) + ", then run the command again: flare-admin master "
+                            "out: restart the flared of " + f.node(2) + ", then run the command again: flare-admin master -i " + f.index() + " "
                             "--discard-items --activate " + f.node(2) + ":1:1"));
     f.must("stall 0");
   }
@@ -178,7 +178,8 @@ TEST_CASE("resume: a wait that gives up on the index says where the node was and
   CHECK(resume_has(r.err, "the index " + f.index() + " has not answered for 2 s ("));
   CHECK(resume_has(r.err, "When last seen, " + f.node(1) + " was slave prepare with "));
   CHECK(resume_has(r.err, "its copy goes on by itself on the nodes. When the index answers again, finish the job with: "
-                          "flare-admin slave " + f.node(1) + ":1:0\n"));
+                          "flare-admin slave -i " + f.index() + " " + f.node(1) + ":1:0. If its copy ended while the index "
+                          "was gone, flared could not report it and the node stays in prepare"));
   f.must(gone);
   REQUIRE(resume_until(f, f.node(1), "slave", "active"));
   CHECK(f.cluster().find(f.node(1))->balance == 0);
@@ -224,7 +225,7 @@ TEST_CASE("resume: a rebuild that gives up on the index says where the node was 
   CHECK(r.status == 1);
   CHECK(resume_has(r.err, "the index " + f.index() + " has not answered for 2 s ("));
   CHECK(resume_has(r.err, "When last seen, " + f.node(1) + " was proxy down."));
-  CHECK(resume_has(r.err, "When the index answers again, finish the job with: flare-admin slave --discard-items " + f.node(1) +
+  CHECK(resume_has(r.err, "When the index answers again, finish the job with: flare-admin slave -i " + f.index() + " --discard-items " + f.node(1) +
                           ":2:0 (once it is proxy active"));
   f.must("index-back");
   REQUIRE(resume_until(f, f.node(1), "proxy", "active"));
@@ -249,6 +250,39 @@ TEST_CASE("resume: a change whose answer the index never sent is checked in its 
   }
 }
 
+TEST_CASE("resume: a copy that ended while the index was gone past flared's retries: each message leads out" * doctest::test_suite("slow")) {
+  // Seen on a real flare 1.3.4: flarei killed for 20 s while a slave copied; the copy ended
+  // meanwhile, flared's report of it was lost (cluster::activate_node gave up), and the node
+  // stayed slave prepare for good. The way out given at each step finishes the job.
+  FakeCluster f(2, {"--copy-rate", "1000", "--report-retry-ms", "300"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 2000 10");
+  f.must("at-items " + f.node(1) + " 500 index-gone 0");
+  auto r = run(with({"slave", "--force", "--timeout", "3", f.node(1) + ":1:0"}, f.index_args()));
+  INFO(r.out, r.err);
+  CHECK(r.status == 1);
+  CHECK(resume_has(r.err, "If its copy ended while the index was gone, flared could not report it and the node stays in prepare "
+                          "(that command then says so): restart its flared, then run: flare-admin slave -i " + f.index() +
+                          " --discard-items " + f.node(1) + ":1:0"));
+  REQUIRE(f.items(1) == 2000); // the copy ended, unreported
+  f.must("index-back");
+  auto again = run(with({"slave", "--force", "--timeout", "2", f.node(1) + ":1:0"}, f.index_args()));
+  INFO(again.out, again.err);
+  CHECK(again.status == 1);
+  CHECK(resume_has(again.err, "no copy is running on it: it will not finish by itself. Restart the flared of " + f.node(1) +
+                                  " (it comes back as a proxy), then run: flare-admin slave -i " + f.index() + " --discard-items " +
+                                  f.node(1) + ":1:0"));
+  f.must("kill " + f.node(1)); // its flared restarted: the index sees it gone, then back as a proxy
+  REQUIRE(resume_until(f, f.node(1), "proxy", "down"));
+  f.must("start " + f.node(1));
+  REQUIRE(resume_until(f, f.node(1), "proxy", "active"));
+  auto last = run(with({"slave", "--force", "--discard-items", f.node(1) + ":1:0"}, f.index_args()));
+  INFO(last.out, last.err);
+  CHECK(last.status == 0);
+  CHECK(resume_has(last.out, resume_row(f.node(1), "0", "slave", "active", "1")));
+  CHECK(f.items(1) == 2000);
+}
+
 TEST_CASE("resume: master --activate run again after an interruption waits for the copy and activates") {
   FakeCluster f(3, {"--copy-rate", "2000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
@@ -258,7 +292,7 @@ TEST_CASE("resume: master --activate run again after an interruption waits for t
   SUBCASE("Ctrl-C while it copies, then the same command again") {
     auto first = run_tty(with({"master", "--force", "--activate", n2 + ":1:1"}, idx), {}, "started constructing the master node...");
     CHECK(first.status == 130);
-    CHECK(resume_has(first.out, "to finish the job, run again: flare-admin master --activate " + n2 + ":1:1"));
+    CHECK(resume_has(first.out, "to finish the job, run again: flare-admin master -i " + f.index() + " --activate " + n2 + ":1:1"));
   }
   SUBCASE("its tool killed while it copies (the node left in prepare)") {
     REQUIRE(f.request(f.index_port, "node role 127.0.0.1 " + std::to_string(f.node_ports[2]) + " master 1 1").status == "OK");
@@ -286,7 +320,7 @@ TEST_CASE("resume: master without --activate run again on a master ready exits 0
   f.must("set-node " + f.node(2) + " master ready 1 1");
   auto r = run(with({"master", "--force", f.node(2) + ":1:1"}, f.index_args()));
   CHECK(r.status == 0);
-  CHECK(resume_has(r.err, f.node(2) + " is master ready: built, serving no data until it is activated: flare-admin activate " +
+  CHECK(resume_has(r.err, f.node(2) + " is master ready: built, serving no data until it is activated: flare-admin activate -i " + f.index() + " " +
                               f.node(2) + "\n"));
 }
 
@@ -308,7 +342,7 @@ TEST_CASE("resume: slave run again on a node left a slave finishes the job") {
       auto r = run_tty(with({"slave", n1 + ":1:0"}, idx), {"n"});
       CHECK(r.status == 1);
       CHECK(resume_has(r.out, "skipped: " + n1 + " is slave active with balance 0 (it serves no reads); to finish: "
-                              "flare-admin balance " + n1 + ":1"));
+                              "flare-admin balance -i " + f.index() + " " + n1 + ":1"));
       CHECK(f.cluster().find(n1)->balance == 0);
     }
   }
@@ -341,12 +375,12 @@ TEST_CASE("resume: reconstruct of a node it cannot rebuild names the command tha
     CHECK(r.status == 1);
     CHECK(resume_has(r.err, n1 + " is not reconstructable.\n"));
     CHECK(resume_has(r.err, n1 + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. "
-                            "Start its flared; once it is proxy active, rebuild it with: flare-admin slave --discard-items " + n1 + ":BALANCE:0\n"));
+                            "Start its flared; once it is proxy active, rebuild it with: flare-admin slave -i " + f.index() + " --discard-items " + n1 + ":BALANCE:0\n"));
   }
   SUBCASE("a proxy (a rebuild cut short after the node was set down)") {
     auto r = run(with({"reconstruct", "--force", n2}, f.index_args()));
     CHECK(r.status == 1);
-    CHECK(resume_has(r.err, "If an earlier rebuild of it was cut short, make it a slave again: flare-admin slave --discard-items " + n2 + ":BALANCE:0"));
+    CHECK(resume_has(r.err, "If an earlier rebuild of it was cut short, make it a slave again: flare-admin slave -i " + f.index() + " --discard-items " + n2 + ":BALANCE:0"));
   }
 }
 
@@ -360,7 +394,7 @@ TEST_CASE("resume: reconstruct run again on a slave still copying waits for it a
   CHECK(r.status == 1);
   CHECK(resume_has(r.out, f.node(1) + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.\n"));
   CHECK(resume_has(r.err, f.node(1) + " is slave active with balance 0: it serves no reads. To finish, give it the balance it had: "
-                          "flare-admin balance " + f.node(1) + ":BALANCE\n"));
+                          "flare-admin balance -i " + f.index() + " " + f.node(1) + ":BALANCE\n"));
   CHECK(f.cluster().find(f.node(1))->state == "active");
 }
 
@@ -377,7 +411,7 @@ TEST_CASE("resume: a rebuild cut short and run again gives the balance the first
     return n && n->role == "slave" && n->state == "prepare";
   });
   CHECK(first.status == 130);
-  CHECK(resume_has(first.err, "give it its balance: flare-admin balance " + f.node(1) + ":3"));
+  CHECK(resume_has(first.err, "give it its balance: flare-admin balance -i " + f.index() + " " + f.node(1) + ":3"));
   SUBCASE("reconstruct run again") {
     auto r = run(with({"reconstruct", "--force", f.node(1)}, f.index_args()));
     INFO(r.out, r.err);
@@ -414,7 +448,7 @@ TEST_CASE("resume: activate of a node still copying waits for its copy instead o
     auto r = run(with({"activate", "--force", f.node(1)}, f.index_args()));
     INFO(r.out, r.err);
     CHECK(r.status == 1); // active, but at balance 0: the balance to give is said
-    CHECK(resume_has(r.err, "flare-admin balance " + f.node(1) + ":BALANCE"));
+    CHECK(resume_has(r.err, "flare-admin balance -i " + f.index() + " " + f.node(1) + ":BALANCE"));
     CHECK(f.cluster().find(f.node(1))->state == "active");
     CHECK(f.items(1) == 6000);
     for (const auto& c : f.state_changes()) CHECK(!resume_has(c, "node state"));
@@ -434,7 +468,7 @@ TEST_CASE("resume: a slave or a rebuild stopped because its partition's master d
     CHECK(resume_has(r.err, "construction of " + n2 + " stopped: the partition's master " + n0 + " does not answer (its flared "
                             "died?), so the copy failed and " + n2 + " fell back to proxy. Partition 0 now has one copy fewer (" +
                             n0 + "'s);"));
-    CHECK(resume_has(r.err, "Then make " + n2 + " a slave again: flare-admin slave --discard-items " + n2 + ":1:0\n"));
+    CHECK(resume_has(r.err, "Then make " + n2 + " a slave again: flare-admin slave -i " + f.index() + " --discard-items " + n2 + ":1:0\n"));
   }
   SUBCASE("reconstruct") {
     f.must("set-node " + n2 + " slave active 0 1");
@@ -445,7 +479,7 @@ TEST_CASE("resume: a slave or a rebuild stopped because its partition's master d
     CHECK(r.status == 1);
     CHECK(resume_has(r.err, "Partition 0 now has one copy fewer (" + n0 + "'s), and " + n1 +
                             ", flushed for the rebuild, holds none;"));
-    CHECK(resume_has(r.err, "Then make " + n1 + " a slave again: flare-admin slave --discard-items " + n1 + ":1:0\n"));
+    CHECK(resume_has(r.err, "Then make " + n1 + " a slave again: flare-admin slave -i " + f.index() + " --discard-items " + n1 + ":1:0\n"));
   }
 }
 
@@ -482,8 +516,8 @@ TEST_CASE("resume: slave of a slave of another partition names the commands that
   CHECK(r.status == 1);
   CHECK(!resume_has(r.err, "flare-admin reconstruct"));
   CHECK(resume_has(r.err, n2 + " is already a slave of partition 0 (active); to move it to partition 1 (`reconstruct` keeps its "
-                          "partition), turn it down: flare-admin down " + n2 + "; once the index brings it back as proxy active, "
-                          "run: flare-admin slave " + n2 + ":1:1\n"));
+                          "partition), turn it down: flare-admin down -i " + f.index() + " " + n2 + "; once the index brings it back as proxy active, "
+                          "run: flare-admin slave -i " + f.index() + " " + n2 + ":1:1\n"));
   REQUIRE(run(with({"down", "--force", n2}, f.index_args())).status == 0);
   REQUIRE(resume_until(f, n2, "proxy", "active"));
   auto again = run(with({"slave", "--force", n2 + ":1:1"}, f.index_args()));
@@ -500,14 +534,14 @@ TEST_CASE("resume: Ctrl-C at the question that follows a copy exits 130, the cha
     auto r = run_tty(with({"master", "--activate", n2 + ":1:1"}, f.index_args()), {"y"}, "state=ready -> active) (y/n): ");
     INFO(r.out);
     CHECK(r.status == 130);
-    CHECK(resume_has(r.out, "to activate it: flare-admin activate " + n2));
+    CHECK(resume_has(r.out, "to activate it: flare-admin activate -i " + f.index() + " " + n2));
     CHECK(f.cluster().find(n2)->state == "ready");
   }
   SUBCASE("slave: the balance") {
     auto r = run_tty(with({"slave", n1 + ":1:0"}, f.index_args()), {"y"}, "balance=0 -> 1) (y/n): ");
     INFO(r.out);
     CHECK(r.status == 130);
-    CHECK(resume_has(r.out, "to finish: flare-admin balance " + n1 + ":1"));
+    CHECK(resume_has(r.out, "to finish: flare-admin balance -i " + f.index() + " " + n1 + ":1"));
     CHECK(f.cluster().find(n1)->balance == 0);
     for (const auto& c : f.state_changes()) CHECK(!resume_has(c, " slave 1 0"));
   }
@@ -526,7 +560,7 @@ TEST_CASE("resume: a slave construction whose master freezes mid-copy gives up w
   CHECK(r.status == 1);
   CHECK(resume_has(r.err, "construction of " + f.node(1) + " made no progress for 2 s (role = slave, state = prepare, items = "));
   CHECK(resume_has(r.err, "; the partition's master " + f.node(0) + " does not answer ("));
-  CHECK(resume_has(r.err, "If " + f.node(0) + " answers again, the copy resumes by itself; finish the job with: flare-admin slave " +
+  CHECK(resume_has(r.err, "If " + f.node(0) + " answers again, the copy resumes by itself; finish the job with: flare-admin slave -i " + f.index() + " " +
                               f.node(1) + ":1:0."));
   CHECK(resume_has(r.err, "If the index fails " + f.node(0) + " over instead"));
   CHECK(!resume_has(r.err, "Restart the flared of"));
@@ -563,7 +597,7 @@ TEST_CASE("resume: a master construction whose source stops and is failed over n
   CHECK(resume_has(r.err, "construction of " + f.node(2) + " made no progress for 2 s (role = master, state = prepare, items = "));
   CHECK(resume_has(r.err, "; its copy reads " + f.node(0) + ", which does not answer or serve it (stopped, e.g. SIGSTOP, or "
                           "overloaded); restarting " + f.node(2) + " does not help. If " + f.node(0) +
-                          " answers again, the copy goes on by itself; finish the job with: flare-admin master --activate " +
+                          " answers again, the copy goes on by itself; finish the job with: flare-admin master -i " + f.index() + " --activate " +
                           f.node(2) + ":1:1."));
   CHECK(!resume_has(r.err, "no copy is running"));
   CHECK(resume_dump_threads(f, 2) == std::vector<std::string>{"3 " + f.node(0) + " execute"});
@@ -588,7 +622,7 @@ TEST_CASE("resume: slave run again on an active slave whose partition has no act
   CHECK(resume_has(r.err, "partition 0 has no active master (its master " + f.node(0) + " is down): " + f.node(1) +
                               " is not given a balance"));
   CHECK(resume_has(r.err, "Start the flared of " + f.node(0) + " again"));
-  CHECK(resume_has(r.err, "then run: flare-admin slave " + f.node(1) + ":1:0\n"));
+  CHECK(resume_has(r.err, "then run: flare-admin slave -i " + f.index() + " " + f.node(1) + ":1:0\n"));
   CHECK(!resume_has(r.out, "changing node's balance"));
   CHECK(f.cluster().find(f.node(1))->balance == 0);
 }

@@ -257,3 +257,18 @@ TEST_CASE("the balance record keeps one figure per node and index, and forgets i
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }
+
+TEST_CASE("advised commands name the index the tool was run against") {
+  const Endpoint idx{"10.0.0.5", 13120};
+  CHECK(with_index_option("run: flare-admin slave 10.0.0.7:12121:1:0", idx) == "run: flare-admin slave -i 10.0.0.5:13120 10.0.0.7:12121:1:0");
+  CHECK(with_index_option("flare-admin slave --discard-items h:1:1:0; then flare-admin balance h:1:2.", idx) ==
+        "flare-admin slave -i 10.0.0.5:13120 --discard-items h:1:1:0; then flare-admin balance -i 10.0.0.5:13120 h:1:2.");
+  CHECK(with_index_option("see flare-admin list", idx) == "see flare-admin list -i 10.0.0.5:13120");
+  SUBCASE("left as they are") {
+    for (const char* same : {"flare-admin slave -i 1.2.3.4:5 h:1:1:0", "flare-admin keycheck --partitions 4",
+                             "flare-admin listing", "flare-admin deploy h:1", "no command here", "flare-admin "}) {
+      CAPTURE(same);
+      CHECK(with_index_option(same, idx) == same);
+    }
+  }
+}
