@@ -4005,12 +4005,15 @@ private:
     Endpoint node;
     // cppcheck-suppress unusedStructMember
     std::string again;
+    // cppcheck-suppress unusedStructMember
+    std::string if_taken; // the way on instead when the request in doubt was taken ("" = the same)
   };
   std::optional<Job> job_;
   std::optional<NodeInfo> job_seen_; // the node as the index last listed it
-  void working_on(const Endpoint& node, const std::string& again) {
+  std::string in_doubt_;             // a changing request whose answer never came, while its fate is unknown
+  void working_on(const Endpoint& node, const std::string& again, const std::string& if_taken = std::string()) {
     if (!job_ || !(job_->node == node)) job_seen_.reset();
-    job_ = Job{node, again};
+    job_ = Job{node, again, if_taken};
   }
   // Every line said names the index in the commands it advises (with_index_option).
   static OperationIO advising(OperationIO io, const Endpoint& index) {
@@ -4036,7 +4039,11 @@ private:
       // retries its report (about 8 s, cluster::activate_node) leaves the node in prepare for good
       stuck = " If its copy ended while the index was gone, flared could not report it and the node stays in prepare "
               "(that command then says so): restart its flared, then run: " + with_discard(job_->again);
-    return why + ". " + seen + "When the index answers again, finish the job with: " + job_->again + "." + stuck;
+    std::string doubt;
+    if (!in_doubt_.empty() && !job_->if_taken.empty())
+      doubt = " The index may have taken '" + in_doubt_ + "' before it stopped answering: if flare-admin list shows it did, run "
+              "instead: " + job_->if_taken + ".";
+    return why + ". " + seen + "When the index answers again, finish the job with: " + job_->again + "." + doubt + stuck;
   }
 
   // Sends a changing request to the index through `send`. When the index does not answer it (a
@@ -4052,8 +4059,10 @@ private:
         return send();
       } catch (const NetworkError& e) {
         index_.close();
+        in_doubt_ = request;
         if (!applied) throw NetworkError(lost_index_text(std::string(e.what()) + " (sending '" + request + "')"));
-        Cluster now = cluster();
+        Cluster now = cluster(); // rides out the index; its give-up names the request in doubt
+        in_doubt_.clear();
         if (applied(now)) {
           note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
           return "OK";
@@ -4698,14 +4707,18 @@ private:
     const bool failover = n.is_master() && n.is_active();
     const std::string rebuild = "flare-admin slave " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
     // Set down and not yet flushed, it is a proxy holding its old copy, which `slave` refuses to
-    // delete unless told: the partition's master holds the data it is rebuilt from.
+    // delete unless told: the partition's master holds the data it is rebuilt from (rebuild_unflushed).
     const std::string rebuild_unflushed =
         "flare-admin slave --discard-items " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
-    working_on(ep, "flare-admin reconstruct " + n.key);
+    working_on(ep, "flare-admin reconstruct " + n.key, rebuild_unflushed + " (once it is proxy active)");
     job_seen_ = n;
+    keep_balance(ep, n.partition, n.balance); // a run cut short from here on leaves the figure to the next
     if (failover) {
       Cluster c = cluster();
-      if (auto refused = failover_checks(c, n)) return *refused;
+      if (auto refused = failover_checks(c, n)) {
+        forget_balance(ep);
+        return *refused;
+      }
     }
     say("turning down...");
     std::string st = failover ? down_master(n)
@@ -4716,6 +4729,7 @@ private:
                                          return x && (x->state == "down" || x->is_proxy());
                                        });
     if (st != "OK") {
+      forget_balance(ep);
       complain("failed to turn " + n.key + " down: " + st);
       return Outcome::failed;
     }
