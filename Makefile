@@ -91,7 +91,7 @@ test test-plain test-sanitize test-header matrix matrix-portable: WERROR = 1
 # each part ends, then the closing count.
 NPROC        := $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 TEST_JOBS    ?= $(NPROC)
-TEST_RUNNERS ?= 6
+TEST_RUNNERS ?= 10
 # The test programs are built at -O0 (3x faster to compile; what they run is the tool and the
 # fake, built optimised), each suite's test files as one translation unit (the header and
 # doctest compiled once, not once per file) beside test_main.cpp (doctest's runner) and

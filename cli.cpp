@@ -1762,6 +1762,8 @@ int cmd_verify(const Options& o) {
     return exit_interrupted();
   }
   bool good = true;
+  unsigned long long stale = 0;
+  std::vector<std::string> lost_on;
   // A node that was not read, or read while its copy is still being made, is no "OK": the
   // verdict is NG and the line says why (a killed slave is listed `proxy down`, without its
   // partition: every down node is named, since it may have held a copy).
@@ -1780,13 +1782,33 @@ int cmd_verify(const Options& o) {
       continue;
     }
     const bool partial = ch.node.state == "prepare";
-    std::cout << ch.keys << " keys, " << ch.misplaced << " misplaced "
-              << (ch.misplaced ? "NG" : partial ? "PARTIAL (in prepare: its copy is still being made) NG" : "OK") << "\n";
+    // A misplaced key that the master of its partition holds too is a stale copy (normal once a
+    // partition was added; never read); one it does not hold is lost to readers.
+    const bool bad = ch.lost + ch.unchecked > 0;
+    std::string split;
+    if (ch.misplaced)
+      split = " (" + std::to_string(ch.stale) + " stale copies, " + std::to_string(ch.lost) + " lost" +
+              (ch.unchecked ? ", " + std::to_string(ch.unchecked) + " not looked up" : std::string()) + ")";
+    std::cout << ch.keys << " keys, " << ch.misplaced << " misplaced" << split << " "
+              << (bad ? "NG" : partial ? "PARTIAL (in prepare: its copy is still being made) NG" : "OK") << "\n";
     if (partial) good = false;
     for (const auto& e : ch.examples) std::cout << "  " << e << "\n";
     if (ch.misplaced > ch.examples.size()) std::cout << "  ...\n";
-    if (ch.misplaced) good = false;
+    if (bad) good = false;
+    stale += ch.stale;
+    if (ch.lost + ch.unchecked) lost_on.push_back(ch.node.key);
   }
+  if (stale)
+    std::cout << "stale copies: keys also held by the master of the partition they belong to (flare leaves them on the old "
+                 "partition when one is added); never read, harmless. Rebuilding the node drops them ("
+              << with_index_option("flare-admin reconstruct", ic.endpoint()) << " NODE).\n";
+  for (const auto& key : lost_on)
+    std::cout << "lost keys on " << key << ": the master of their partition does not hold them, so readers miss them and "
+              << key << " holds their only copy. Do not rebuild or flush " << key << "; copy them to their partition: "
+              << with_index_option("flare-admin dump", ic.endpoint()) << " --partial " << key
+              << " -o FILE, then flare-admin restore --index-server " << ic.endpoint().key()
+              << " --input FILE --include 'REGEX' naming only those keys (restoring "
+                 "every key would write its stale copies over newer values).\n";
   for (const auto& n : cluster.stats_order())
     if (n.state == "down" && (n.partition < 0 || n.partition >= count)) {
       std::cout << "skipping " << n.key << " (" << n.role << " down): it is down, not read NG\n";

@@ -237,7 +237,8 @@
 //    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
 //    RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing,
 //      const RestoreOptions& opt = {});   -- one writer per master, one poll loop, bwlimit the total
-//    struct KeyPlacement { node; skipped; keys, misplaced; examples; unframed; error; framing_error; }
+//    struct KeyPlacement { node; skipped; keys, misplaced; stale, lost, unchecked; examples; unframed; error;
+//      framing_error; }   -- misplaced = stale (its partition's master holds it too) + lost + unchecked
 //    std::vector<KeyPlacement> check_key_placement(const Cluster& c, const Partitioning& p, int count,
 //      DumpOptions opt, bool skip_unframed = false);   -- verify's logic: every node's keys at once
 //   8. Formatting
@@ -7228,8 +7229,12 @@ struct KeyPlacement {
   NodeInfo node;
   bool skipped = false;                 // down: not asked
   unsigned long long keys = 0;          // keys listed (unframed ones left out)
-  unsigned long long misplaced = 0;     // keys whose partition is not the node's
-  std::vector<std::string> examples;    // the first 10: "KEY belongs to partition N" (printable)
+  unsigned long long misplaced = 0;     // keys whose partition is not the node's: stale + lost + unchecked
+  unsigned long long stale = 0;         //   also on the master of the partition they belong to: a stale
+                                        //   copy, never read (normal once a partition was added)
+  unsigned long long lost = 0;          //   not there: readers miss them, this node holds the only copy
+  unsigned long long unchecked = 0;     //   not looked up (that master unreadable, or over the bound)
+  std::vector<std::string> examples;    // the first 10: "KEY belongs to partition N (...)" (printable)
   unsigned long long unframed = 0;      // keys holding CR LF, skipped (with skip_unframed)
   std::string error;                    // why the listing failed ("" when it did not)
   bool framing_error = false;           // ... because the listing could not be framed
@@ -7273,19 +7278,95 @@ inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, con
     };
   else
     opt.on_unframed_key = nullptr;
+  // A misplaced key is looked up afterwards on the master of the partition it belongs to (a
+  // second listing of those masters only): there too, it is a stale copy; not there, it is lost
+  // to readers. The keys kept for that are bounded (kMaxTracked keys, kMaxTrackedBytes bytes);
+  // those over the bound are counted unchecked.
+  constexpr size_t kMaxTracked = 1000000, kMaxTrackedBytes = 64u << 20;
+  std::map<int, std::unordered_map<std::string, std::vector<size_t>>> tracked; // partition -> key -> checks holding it
+  size_t tracked_keys = 0, tracked_bytes = 0;
+  struct Example {
+    size_t check;
+    std::string key;
+    int want;
+  };
+  std::vector<Example> examples;
   auto counts = dump_keys_all(
       targets,
       [&](size_t i, std::string_view key) {
-        KeyPlacement& k = checks[of_target[i]];
+        const size_t ci = of_target[i];
+        KeyPlacement& k = checks[ci];
         int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
-        if (want != k.node.partition) {
-          ++k.misplaced;
-          if (k.examples.size() < 10)
-            k.examples.push_back(detail::printable(key, 250) + " belongs to partition " + std::to_string(want));
+        if (want == k.node.partition) return;
+        ++k.misplaced;
+        if (k.examples.size() < 10) {
+          k.examples.emplace_back();
+          examples.push_back({ci, std::string(key), want});
         }
+        if (tracked_keys >= kMaxTracked || tracked_bytes + key.size() > kMaxTrackedBytes) {
+          ++k.unchecked;
+          return;
+        }
+        auto& holders = tracked[want][std::string(key)];
+        if (holders.empty()) {
+          ++tracked_keys;
+          tracked_bytes += key.size() + 64;
+        }
+        holders.push_back(ci);
       },
       opt);
   for (size_t i = 0; i < targets.size(); ++i) checks[of_target[i]].keys = counts[i];
+  // The second look: each master a misplaced key belongs to lists its keys once more.
+  std::vector<DumpTarget> masters;
+  std::vector<int> master_part;
+  for (const auto& [part, keys] : tracked) {
+    const NodeInfo* m = cluster.master_of(part);
+    if (!m || !m->is_active()) continue;
+    masters.push_back(DumpTarget{m->endpoint(), {}});
+    master_part.push_back(part);
+  }
+  std::set<std::pair<int, std::string>> found;
+  std::vector<bool> master_failed(masters.size(), false);
+  DumpOptions again = opt;
+  again.on_node_start = nullptr;
+  again.on_node_done = nullptr;
+  again.on_node_error = [&](const DumpTarget& t, const Error&) {
+    for (size_t i = 0; i < masters.size(); ++i)
+      if (masters[i].endpoint == t.endpoint) master_failed[i] = true;
+  };
+  again.on_unframed_key = [](const DumpTarget&, const std::string&) {};
+  if (!masters.empty())
+    dump_keys_all(
+        masters,
+        [&](size_t i, std::string_view key) {
+          const auto& keys = tracked.at(master_part[i]);
+          auto it = keys.find(std::string(key));
+          if (it != keys.end()) found.insert({master_part[i], it->first});
+        },
+        again);
+  std::set<int> readable;
+  for (size_t i = 0; i < masters.size(); ++i)
+    if (!master_failed[i]) readable.insert(master_part[i]);
+  for (const auto& [part, keys] : tracked)
+    for (const auto& [key, holders] : keys) {
+      const bool known = readable.count(part) > 0;
+      const bool there = known && found.count({part, key}) > 0;
+      for (size_t ci : holders) {
+        if (!known) ++checks[ci].unchecked;
+        else if (there) ++checks[ci].stale;
+        else ++checks[ci].lost;
+      }
+    }
+  std::vector<size_t> next(checks.size(), 0);
+  for (const auto& e : examples) {
+    auto t = tracked.find(e.want);
+    const bool known = readable.count(e.want) > 0 && t != tracked.end() && t->second.count(e.key) > 0;
+    const bool there = known && found.count({e.want, e.key}) > 0;
+    checks[e.check].examples[next[e.check]++] =
+        detail::printable(e.key, 250) + " belongs to partition " + std::to_string(e.want) +
+        (!known ? " (not looked up on its master)" : there ? " (a stale copy: its master holds it too)"
+                                                            : " (lost: its master does not hold it)");
+  }
   return checks;
 }
 
@@ -8613,16 +8694,21 @@ inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
       f.fix = "flare-admin dumpkey " + k.node.key + " (a dump or a construction running makes it busy)";
       out.push_back(std::move(f));
     }
-    if (k.misplaced > 0) {
+    if (k.lost + k.unchecked > 0) {
+      // Stale copies alone (the partition's master holds the key too) are normal once a partition
+      // was added, and never read: no finding. A key only here is lost to readers, and rebuilding
+      // this node would delete its only copy.
       Finding f;
       f.code = "keys_misplaced";
       f.partition = k.node.partition;
       f.node = k.node.key;
-      f.message = k.node.key + " holds keys of another partition";
-      f.figure = std::to_string(k.misplaced) + " of " + std::to_string(k.keys) + " keys" +
+      f.message = k.node.key + " holds keys of another partition that its master does not hold" +
+                  (k.unchecked ? " (or that could not be looked up)" : "");
+      f.figure = std::to_string(k.lost) + " lost, " + std::to_string(k.unchecked) + " not looked up, " +
+                 std::to_string(k.stale) + " stale copies, of " + std::to_string(k.keys) + " keys" +
                  (k.examples.empty() ? "" : ", e.g. " + k.examples.front());
-      f.fix = "flare-admin verify lists them (stale copies after a new partition: harmless but stale; else reconstruct " +
-              k.node.key + ")";
+      f.fix = "do not rebuild or flush " + k.node.key + " (it holds their only copy): flare-admin verify lists them; dump " +
+              k.node.key + " with --partial and restore only those keys (restore --include)";
       out.push_back(std::move(f));
     }
   }

@@ -737,7 +737,7 @@ TEST_CASE("check: a slave whose items differ from its master's with nothing queu
   }
 }
 
-TEST_CASE("check --keys: a node holding another partition's key: WARNING keys_misplaced; a busy one: keys_unreadable") {
+TEST_CASE("check --keys: a key only on another partition: WARNING keys_misplaced; a stale copy: none; a busy node: keys_unreadable") {
   FakeCluster f(3);
   check_healthy(f);
   f.must("set-node " + f.node(2) + " master active 1 1");
@@ -746,13 +746,22 @@ TEST_CASE("check --keys: a node holding another partition's key: WARNING keys_mi
   for (int i = 0; key.empty(); ++i)
     if (resolver.partition_of(flare::key_hash("k" + std::to_string(i), flare::KeyHashAlgorithm::simple), 2) == 0)
       key = "k" + std::to_string(i);
-  SUBCASE("misplaced") {
+  SUBCASE("misplaced, and its partition's master does not hold it: lost to readers") {
     f.must("put " + f.node(2) + " " + key + " v");
     auto o = check_run(f, {"--keys", "--ignore", "slave_same_host,no_active_slave"});
     INFO(o.out, o.err);
     CHECK(o.status == 1);
     CHECK(o.codes == std::vector<std::string>{"keys_misplaced"});
-    CHECK(check_has(o.line(0), "1 of 1 keys, e.g. " + key + " belongs to partition 0"));
+    CHECK(check_has(o.line(0), "1 lost, 0 not looked up, 0 stale copies, of 1 keys, e.g. " + key +
+                                   " belongs to partition 0 (lost: its master does not hold it)"));
+    CHECK(check_has(o.out, "do not rebuild or flush " + f.node(2)));
+  }
+  SUBCASE("a stale copy (its partition's master holds it too): normal after a partition is added") {
+    f.must("put " + f.node(2) + " " + key + " v");
+    f.must("put " + f.node(0) + " " + key + " v");
+    auto o = check_run(f, {"--keys", "--ignore", "slave_same_host,no_active_slave"});
+    INFO(o.out, o.err);
+    CHECK(o.codes.empty());
   }
   SUBCASE("unreadable") {
     f.must("override " + f.node(2) + " dump_key " + harness::hex("SERVER_ERROR database busy\r\n"));

@@ -191,7 +191,7 @@ std::vector<std::pair<std::string, int>> upstream_partitions(const std::string& 
 
 } // namespace
 
-TEST_CASE("verify passes a correct cluster and catches a misplaced key, for every hash algorithm") {
+TEST_CASE("verify passes a correct cluster, tells a stale copy from a lost key, for every hash algorithm") {
   for (std::string alg : {"simple", "bitshift", "crc32", "adler32", "murmur", "jenkins"}) {
     CAPTURE(alg);
     FakeCluster f(3, {"--key-hash-algorithm", alg});
@@ -201,13 +201,15 @@ TEST_CASE("verify passes a correct cluster and catches a misplaced key, for ever
     f.must("set-node " + f.node(2) + " slave active 0 1");
     auto keys = upstream_partitions(alg);
     REQUIRE(keys.size() >= 10);
-    std::string wrong_key;
+    std::string wrong_key, lost_key;
     int in_zero = 0;
     for (auto& [key, part] : keys) {
       if (part == 0) {
         f.must("put " + f.node(0) + " " + key);
         f.must("put " + f.node(2) + " " + key);
         ++in_zero;
+      } else if (lost_key.empty()) {
+        lost_key = key; // on no node yet
       } else {
         f.must("put " + f.node(1) + " " + key);
         wrong_key = key;
@@ -222,11 +224,25 @@ TEST_CASE("verify passes a correct cluster and catches a misplaced key, for ever
           std::string::npos);
     CHECK(ok.out.substr(ok.out.size() - 3) == "OK\n");
 
-    f.must("put " + f.node(2) + " " + wrong_key); // a partition-1 key on a partition-0 slave
+    // A partition-1 key on a partition-0 slave that partition 1's master holds too: a stale copy
+    // (what a partition added leaves behind), never read: OK, and said.
+    f.must("put " + f.node(2) + " " + wrong_key);
+    auto stale = run(with({"verify"}, idx));
+    CHECK(stale.status == 0);
+    CHECK(stale.out.find("checking " + f.node(2) + " (partition 0) ... " + std::to_string(in_zero + 1) +
+                         " keys, 1 misplaced (1 stale copies, 0 lost) OK\n  " + wrong_key +
+                         " belongs to partition 1 (a stale copy: its master holds it too)\n") != std::string::npos);
+    CHECK(stale.out.find("stale copies: keys also held by the master of the partition they belong to") != std::string::npos);
+    CHECK(stale.out.substr(stale.out.size() - 3) == "OK\n");
+    // One partition 1's master does not hold: its only copy is on the wrong partition, lost to readers.
+    f.must("put " + f.node(2) + " " + lost_key);
     auto ng = run(with({"verify"}, idx));
     CHECK(ng.status == 1);
-    CHECK(ng.out.find("checking " + f.node(2) + " (partition 0) ... " + std::to_string(in_zero + 1) +
-                      " keys, 1 misplaced NG\n  " + wrong_key + " belongs to partition 1\n") != std::string::npos);
+    CHECK(ng.out.find("checking " + f.node(2) + " (partition 0) ... " + std::to_string(in_zero + 2) +
+                      " keys, 2 misplaced (1 stale copies, 1 lost) NG\n") != std::string::npos);
+    CHECK(ng.out.find("  " + lost_key + " belongs to partition 1 (lost: its master does not hold it)\n") != std::string::npos);
+    CHECK(ng.out.find("lost keys on " + f.node(2) + ": the master of their partition does not hold them") != std::string::npos);
+    CHECK(ng.out.find("Do not rebuild or flush " + f.node(2)) != std::string::npos);
     CHECK(ng.out.substr(ng.out.size() - 3) == "NG\n");
   }
 }
