@@ -1733,7 +1733,8 @@ int cmd_verify(const Options& o) {
   Cluster cluster = load_cluster(ic);
   Partitioning p = partitioning_from_meta(ic.meta());
   if (o.has("key-hash-algorithm")) p.algorithm = forced;
-  int count = serving_partition_count(cluster);
+  // Keys are placed by the partitions flare routes by: a down master's partition counts too.
+  int count = serving_partition_count(cluster) > 0 ? routing_partition_count(cluster) : 0;
   if (count <= 0) {
     std::cerr << "cannot verify: no partition has an active master (the cluster serves no data; see "
               << with_index_option("flare-admin list", ic.endpoint()) << ")\n";
@@ -1763,7 +1764,7 @@ int cmd_verify(const Options& o) {
   }
   bool good = true;
   unsigned long long stale = 0;
-  std::vector<std::string> lost_on;
+  std::vector<const KeyPlacement*> lost_on;
   // A node that was not read, or read while its copy is still being made, is no "OK": the
   // verdict is NG and the line says why (a killed slave is listed `proxy down`, without its
   // partition: every down node is named, since it may have held a copy).
@@ -1784,10 +1785,10 @@ int cmd_verify(const Options& o) {
     const bool partial = ch.node.state == "prepare";
     // A misplaced key that the master of its partition holds too is a stale copy (normal once a
     // partition was added; never read); one it does not hold is lost to readers.
-    const bool bad = ch.lost + ch.unchecked > 0;
+    const bool bad = ch.only_here + ch.unchecked > 0;
     std::string split;
     if (ch.misplaced)
-      split = " (" + std::to_string(ch.stale) + " stale copies, " + std::to_string(ch.lost) + " lost" +
+      split = " (" + std::to_string(ch.stale) + " stale copies, " + std::to_string(ch.only_here) + " only here" +
               (ch.unchecked ? ", " + std::to_string(ch.unchecked) + " not looked up" : std::string()) + ")";
     std::cout << ch.keys << " keys, " << ch.misplaced << " misplaced" << split << " "
               << (bad ? "NG" : partial ? "PARTIAL (in prepare: its copy is still being made) NG" : "OK") << "\n";
@@ -1796,19 +1797,25 @@ int cmd_verify(const Options& o) {
     if (ch.misplaced > ch.examples.size()) std::cout << "  ...\n";
     if (bad) good = false;
     stale += ch.stale;
-    if (ch.lost + ch.unchecked) lost_on.push_back(ch.node.key);
+    if (ch.only_here + ch.unchecked) lost_on.push_back(&ch);
   }
   if (stale)
     std::cout << "stale copies: keys also held by the master of the partition they belong to (flare leaves them on the old "
                  "partition when one is added); never read, harmless. Rebuilding the node drops them ("
               << with_index_option("flare-admin reconstruct", ic.endpoint()) << " NODE).\n";
-  for (const auto& key : lost_on)
-    std::cout << "lost keys on " << key << ": the master of their partition does not hold them, so readers miss them and "
-              << key << " holds their only copy. Do not rebuild or flush " << key << "; copy them to their partition: "
-              << with_index_option("flare-admin dump", ic.endpoint()) << " --partial " << key
-              << " -o FILE, then flare-admin restore --index-server " << ic.endpoint().key()
-              << " --input FILE --include 'REGEX' naming only those keys (restoring "
-                 "every key would write its stale copies over newer values).\n";
+  for (const KeyPlacement* ch : lost_on) {
+    const std::string& key = ch->node.key;
+    std::cout << "keys only on " << key << ": the master of their partition does not hold them. Deleted or expired "
+                 "there since the partition was added (a delete reaches the new master only), nothing is lost: a "
+                 "rebuild of " << key << " drops them. If that master lost its data, readers miss them and " << key
+              << " holds their only copy: do not rebuild or flush it; copy them back:";
+    for (int q : ch->only_here_partitions)
+      std::cout << " " << with_index_option("flare-admin dump", ic.endpoint()) << " --partition " << q << " --partition-size "
+                << count << " " << key << " -o FILE" << q << ", then flare-admin restore --index-server " << ic.endpoint().key()
+                << " --input FILE" << q << " --include 'REGEX';";
+    std::cout << " REGEX naming only the keys its master lacks (restoring every key would write stale copies over newer "
+                 "values).\n";
+  }
   for (const auto& n : cluster.stats_order())
     if (n.state == "down" && (n.partition < 0 || n.partition >= count)) {
       std::cout << "skipping " << n.key << " (" << n.role << " down): it is down, not read NG\n";

@@ -237,8 +237,10 @@
 //    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
 //    RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing,
 //      const RestoreOptions& opt = {});   -- one writer per master, one poll loop, bwlimit the total
-//    struct KeyPlacement { node; skipped; keys, misplaced; stale, lost, unchecked; examples; unframed; error;
-//      framing_error; }   -- misplaced = stale (its partition's master holds it too) + lost + unchecked
+//    struct KeyPlacement { node; skipped; keys, misplaced; stale, only_here, unchecked; only_here_partitions;
+//      examples; unframed; error; framing_error; }   -- misplaced = stale (its partition's master holds it
+//      too) + only_here (it does not: deleted or expired there, or lost) + unchecked
+//    int routing_partition_count(const Cluster& c);   -- partitions flare routes by (a down master's kept)
 //    std::vector<KeyPlacement> check_key_placement(const Cluster& c, const Partitioning& p, int count,
 //      DumpOptions opt, bool skip_unframed = false);   -- verify's logic: every node's keys at once
 //   8. Formatting
@@ -4722,27 +4724,39 @@ private:
       }
     }
     say("turning down...");
-    std::string st = failover ? down_master(n)
-                              : change("node state " + ep.host + " " + std::to_string(ep.port) + " down",
-                                       [&] { return index_.node_state(ep, "down"); },
-                                       [&](const Cluster& now) {
-                                         const NodeInfo* x = now.find(ep);
-                                         return x && (x->state == "down" || x->is_proxy());
-                                       });
+    // Set down, it is out of its partition: from there on, the way to finish is to make it a slave.
+    // Said as soon as the index takes the down, before the wait for the nodes to route by it.
+    auto set_down = [&] {
+      working_on(ep, rebuild_unflushed + " (once it is proxy active; it was set down to be rebuilt)");
+      job_seen_ = n; // what the index makes of a node set down: a slave proxy down, a master failed over master down
+      job_seen_->state = "down";
+      if (!failover) {
+        job_seen_->role = "proxy";
+        job_seen_->partition = -1;
+        job_seen_->balance = 0;
+      }
+    };
+    std::string st;
+    if (failover) {
+      st = down_master(n);
+    } else {
+      const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
+      st = change_at(index_.endpoint(), request, [&] {
+        return send_to_index(request, [&] { return index_.node_state(ep, "down"); },
+                             [&](const Cluster& now) {
+                               const NodeInfo* x = now.find(ep);
+                               return x && (x->state == "down" || x->is_proxy());
+                             });
+      });
+      if (st == "OK" && !opt_.dry_run) set_down();
+      st = in_effect(st);
+    }
     if (st != "OK") {
-      forget_balance(ep);
+      if (!job_ || job_->again.rfind("flare-admin reconstruct", 0) == 0) forget_balance(ep); // not set down: nothing to finish
       complain("failed to turn " + n.key + " down: " + st);
       return Outcome::failed;
     }
-    // Set down, it is out of its partition: from here on, the way to finish is to make it a slave.
-    working_on(ep, rebuild_unflushed + " (once it is proxy active; it was set down to be rebuilt)");
-    job_seen_ = n; // what the index makes of a node set down: a slave proxy down, a master failed over master down
-    job_seen_->state = "down";
-    if (!failover) {
-      job_seen_->role = "proxy";
-      job_seen_->partition = -1;
-      job_seen_->balance = 0;
-    }
+    set_down();
     if (!opt_.dry_run) cluster(); // where it is now, for a message if the index is lost from here on
     say("waiting for node to be active again...");
     WaitEnd back = WaitEnd::reached;
@@ -6804,6 +6818,17 @@ inline Partitioning partitioning_from_meta(const Meta& m) {
 
 // Partitions that serve data: those whose master is active (a new partition's master that is
 // still preparing or ready holds copies, not the keys' home).
+// The partitions flare routes keys by: every partition with a master that is active or down (the
+// index keeps a down master's partition, even empty: src/lib/cluster.cc), not the ones still
+// being built (prepare, ready). Seen on a real flare 1.3.4: with partition 2's master killed,
+// writes of its keys failed, so verify must place keys by 3 partitions, not 2. Throws nothing.
+inline int routing_partition_count(const Cluster& c) {
+  int n = 0;
+  for (const auto& node : c.nodes())
+    if (node.is_master() && (node.is_active() || node.state == "down")) n = std::max(n, node.partition + 1);
+  return n;
+}
+
 inline int serving_partition_count(const Cluster& c) {
   int n = 0;
   for (const auto& node : c.nodes())
@@ -7229,12 +7254,15 @@ struct KeyPlacement {
   NodeInfo node;
   bool skipped = false;                 // down: not asked
   unsigned long long keys = 0;          // keys listed (unframed ones left out)
-  unsigned long long misplaced = 0;     // keys whose partition is not the node's: stale + lost + unchecked
+  unsigned long long misplaced = 0;     // keys whose partition is not the node's: stale + only_here + unchecked
   unsigned long long stale = 0;         //   also on the master of the partition they belong to: a stale
                                         //   copy, never read (normal once a partition was added)
-  unsigned long long lost = 0;          //   not there: readers miss them, this node holds the only copy
+  unsigned long long only_here = 0;     //   not there: deleted or expired there since (seen on a real
+                                        //   flare 1.3.4: a delete reaches the new master only), or lost
+                                        //   with its data; then readers miss them, this node holds the copy
   unsigned long long unchecked = 0;     //   not looked up (that master unreadable, or over the bound)
-  std::vector<std::string> examples;    // the first 10: "KEY belongs to partition N (...)" (printable)
+  std::set<int> only_here_partitions;   // the partitions those only-here keys belong to
+  std::vector<std::string> examples;    // 10 at most, only-here keys first (printable)
   unsigned long long unframed = 0;      // keys holding CR LF, skipped (with skip_unframed)
   std::string error;                    // why the listing failed ("" when it did not)
   bool framing_error = false;           // ... because the listing could not be framed
@@ -7291,6 +7319,7 @@ inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, con
     int want;
   };
   std::vector<Example> examples;
+  std::vector<int> candidates(checks.size(), 0); // examples kept per node, chosen from afterwards
   auto counts = dump_keys_all(
       targets,
       [&](size_t i, std::string_view key) {
@@ -7299,8 +7328,8 @@ inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, con
         int want = p.resolver.partition_of(key_hash(key, p.algorithm), count);
         if (want == k.node.partition) return;
         ++k.misplaced;
-        if (k.examples.size() < 10) {
-          k.examples.emplace_back();
+        if (candidates[ci] < 100) {
+          ++candidates[ci];
           examples.push_back({ci, std::string(key), want});
         }
         if (tracked_keys >= kMaxTracked || tracked_bytes + key.size() > kMaxTrackedBytes) {
@@ -7354,19 +7383,26 @@ inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, con
       for (size_t ci : holders) {
         if (!known) ++checks[ci].unchecked;
         else if (there) ++checks[ci].stale;
-        else ++checks[ci].lost;
+        else {
+          ++checks[ci].only_here;
+          checks[ci].only_here_partitions.insert(part);
+        }
       }
     }
-  std::vector<size_t> next(checks.size(), 0);
-  for (const auto& e : examples) {
-    auto t = tracked.find(e.want);
-    const bool known = readable.count(e.want) > 0 && t != tracked.end() && t->second.count(e.key) > 0;
-    const bool there = known && found.count({e.want, e.key}) > 0;
-    checks[e.check].examples[next[e.check]++] =
-        detail::printable(e.key, 250) + " belongs to partition " + std::to_string(e.want) +
-        (!known ? " (not looked up on its master)" : there ? " (a stale copy: its master holds it too)"
-                                                            : " (lost: its master does not hold it)");
-  }
+  // Examples: the keys only here first (the ones that may need the operator), then the others.
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& e : examples) {
+      auto t = tracked.find(e.want);
+      const bool known = readable.count(e.want) > 0 && t != tracked.end() && t->second.count(e.key) > 0;
+      const bool there = known && found.count({e.want, e.key}) > 0;
+      const bool here_only = known && !there;
+      if ((pass == 0) != here_only || checks[e.check].examples.size() >= 10) continue;
+      checks[e.check].examples.push_back(
+          detail::printable(e.key, 250) + " belongs to partition " + std::to_string(e.want) +
+          (!known ? " (not looked up on its master)"
+           : there ? " (a stale copy: its master holds it too)"
+                   : " (only here: its master does not hold it)"));
+    }
   return checks;
 }
 
@@ -8241,7 +8277,7 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
     }
   }
   if (keys) {
-    int count = serving_partition_count(d.cluster);
+    int count = serving_partition_count(d.cluster) > 0 ? routing_partition_count(d.cluster) : 0;
     if (count > 0) {
       // Nodes that did not answer `stats` are findings already: not asked again (a wedged node
       // costs one timeout in all).
@@ -8694,7 +8730,7 @@ inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
       f.fix = "flare-admin dumpkey " + k.node.key + " (a dump or a construction running makes it busy)";
       out.push_back(std::move(f));
     }
-    if (k.lost + k.unchecked > 0) {
+    if (k.only_here + k.unchecked > 0) {
       // Stale copies alone (the partition's master holds the key too) are normal once a partition
       // was added, and never read: no finding. A key only here is lost to readers, and rebuilding
       // this node would delete its only copy.
@@ -8703,12 +8739,13 @@ inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
       f.partition = k.node.partition;
       f.node = k.node.key;
       f.message = k.node.key + " holds keys of another partition that its master does not hold" +
-                  (k.unchecked ? " (or that could not be looked up)" : "");
-      f.figure = std::to_string(k.lost) + " lost, " + std::to_string(k.unchecked) + " not looked up, " +
+                  (k.unchecked ? " (or that could not be looked up)" : "") +
+                  ": deleted or expired there since the partition was added, or lost with that master's data";
+      f.figure = std::to_string(k.only_here) + " only here, " + std::to_string(k.unchecked) + " not looked up, " +
                  std::to_string(k.stale) + " stale copies, of " + std::to_string(k.keys) + " keys" +
                  (k.examples.empty() ? "" : ", e.g. " + k.examples.front());
-      f.fix = "do not rebuild or flush " + k.node.key + " (it holds their only copy): flare-admin verify lists them; dump " +
-              k.node.key + " with --partial and restore only those keys (restore --include)";
+      f.fix = "flare-admin verify names them; if that master lost its data, do not rebuild or flush " + k.node.key +
+              " (it holds their only copy) and copy them back as verify says";
       out.push_back(std::move(f));
     }
   }

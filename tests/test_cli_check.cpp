@@ -752,9 +752,9 @@ TEST_CASE("check --keys: a key only on another partition: WARNING keys_misplaced
     INFO(o.out, o.err);
     CHECK(o.status == 1);
     CHECK(o.codes == std::vector<std::string>{"keys_misplaced"});
-    CHECK(check_has(o.line(0), "1 lost, 0 not looked up, 0 stale copies, of 1 keys, e.g. " + key +
-                                   " belongs to partition 0 (lost: its master does not hold it)"));
-    CHECK(check_has(o.out, "do not rebuild or flush " + f.node(2)));
+    CHECK(check_has(o.line(0), "1 only here, 0 not looked up, 0 stale copies, of 1 keys, e.g. " + key +
+                                   " belongs to partition 0 (only here: its master does not hold it)"));
+    CHECK(check_has(o.out, "if that master lost its data, do not rebuild or flush " + f.node(2)));
   }
   SUBCASE("a stale copy (its partition's master holds it too): normal after a partition is added") {
     f.must("put " + f.node(2) + " " + key + " v");

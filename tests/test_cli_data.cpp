@@ -230,7 +230,7 @@ TEST_CASE("verify passes a correct cluster, tells a stale copy from a lost key, 
     auto stale = run(with({"verify"}, idx));
     CHECK(stale.status == 0);
     CHECK(stale.out.find("checking " + f.node(2) + " (partition 0) ... " + std::to_string(in_zero + 1) +
-                         " keys, 1 misplaced (1 stale copies, 0 lost) OK\n  " + wrong_key +
+                         " keys, 1 misplaced (1 stale copies, 0 only here) OK\n  " + wrong_key +
                          " belongs to partition 1 (a stale copy: its master holds it too)\n") != std::string::npos);
     CHECK(stale.out.find("stale copies: keys also held by the master of the partition they belong to") != std::string::npos);
     CHECK(stale.out.substr(stale.out.size() - 3) == "OK\n");
@@ -239,10 +239,21 @@ TEST_CASE("verify passes a correct cluster, tells a stale copy from a lost key, 
     auto ng = run(with({"verify"}, idx));
     CHECK(ng.status == 1);
     CHECK(ng.out.find("checking " + f.node(2) + " (partition 0) ... " + std::to_string(in_zero + 2) +
-                      " keys, 2 misplaced (1 stale copies, 1 lost) NG\n") != std::string::npos);
-    CHECK(ng.out.find("  " + lost_key + " belongs to partition 1 (lost: its master does not hold it)\n") != std::string::npos);
-    CHECK(ng.out.find("lost keys on " + f.node(2) + ": the master of their partition does not hold them") != std::string::npos);
-    CHECK(ng.out.find("Do not rebuild or flush " + f.node(2)) != std::string::npos);
+                      " keys, 2 misplaced (1 stale copies, 1 only here) NG\n") != std::string::npos);
+    // listed first, before the stale copy
+    CHECK(ng.out.find("NG\n  " + lost_key + " belongs to partition 1 (only here: its master does not hold it)\n") != std::string::npos);
+    CHECK(ng.out.find("keys only on " + f.node(2) + ": the master of their partition does not hold them") != std::string::npos);
+    CHECK(ng.out.find("do not rebuild or flush it; copy them back: flare-admin dump -i " + f.index() + " --partition 1 "
+                      "--partition-size 2 " + f.node(2) + " -o FILE1") != std::string::npos);
+    // the way back given works: that dump holds the key, and a restore of it alone puts it on its partition
+    const std::string back = f.dir() + "/back.flare";
+    auto d = run(with({"dump", "--partition", "1", "--partition-size", "2", f.node(2), "-o", back}, idx));
+    CHECK(d.status == 0);
+    auto r = run({"restore", "--index-server", f.index(), "--input", back, "--include", "^" + lost_key + "$"});
+    CHECK(r.status == 0);
+    auto fixed = run(with({"verify"}, idx));
+    CHECK(fixed.status == 0);
+    CHECK(fixed.out.find("(2 stale copies, 0 only here) OK") != std::string::npos);
     CHECK(ng.out.substr(ng.out.size() - 3) == "NG\n");
   }
 }

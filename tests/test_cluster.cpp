@@ -272,3 +272,18 @@ TEST_CASE("advised commands name the index the tool was run against") {
     }
   }
 }
+
+TEST_CASE("keys are placed by every partition flare routes by: a down master's counts, one being built does not") {
+  auto node = [](const char* key, const char* role, const char* state, int part) {
+    NodeInfo n;
+    n.key = key;
+    n.role = role;
+    n.state = state;
+    n.partition = part;
+    return n;
+  };
+  Cluster c({node("h:1", "master", "active", 0), node("h:2", "master", "active", 1), node("h:3", "master", "down", 2),
+             node("h:4", "master", "prepare", 3)});
+  CHECK(routing_partition_count(c) == 3);
+  CHECK(serving_partition_count(c) == 2);
+}
