@@ -4025,6 +4025,19 @@ private:
     return io;
   }
 
+  // The node as the index makes it on a change it has taken (src/lib/cluster.cc set_node_role,
+  // set_node_state), for a message if the index is lost before the map is read again.
+  void expect_seen(const Endpoint& ep, const std::string& role, const std::string& state, int part, int bal) {
+    NodeInfo n;
+    n.key = ep.key();
+    n.host = ep.host;
+    n.port = ep.port;
+    n.role = role;
+    n.state = state;
+    n.partition = part;
+    n.balance = bal;
+    job_seen_ = n;
+  }
   std::string lost_index_text(const std::string& why) const {
     return with_index_option(lost_index_text_plain(why), index_.endpoint());
   }
@@ -4245,14 +4258,7 @@ private:
     std::string st = send_role(ep, role, bal, part);
     if (st != "OK") return st;
     working_on(ep, again);
-    if (!job_seen_) job_seen_ = NodeInfo();
-    job_seen_->key = ep.key();
-    job_seen_->host = ep.host;
-    job_seen_->port = ep.port;
-    job_seen_->role = role;
-    job_seen_->state = role == "master" && part == 0 ? "active" : "prepare";
-    job_seen_->partition = part;
-    job_seen_->balance = role == "master" ? bal : 0;
+    expect_seen(ep, role, role == "master" && part == 0 ? "active" : "prepare", part, role == "master" ? bal : 0);
     return st;
   }
 
@@ -4728,13 +4734,9 @@ private:
     // Said as soon as the index takes the down, before the wait for the nodes to route by it.
     auto set_down = [&] {
       working_on(ep, rebuild_unflushed + " (once it is proxy active; it was set down to be rebuilt)");
-      job_seen_ = n; // what the index makes of a node set down: a slave proxy down, a master failed over master down
-      job_seen_->state = "down";
-      if (!failover) {
-        job_seen_->role = "proxy";
-        job_seen_->partition = -1;
-        job_seen_->balance = 0;
-      }
+      // what the index makes of a node set down: a slave proxy down, a master failed over master down
+      if (failover) expect_seen(ep, "master", "down", n.partition, n.balance);
+      else expect_seen(ep, "proxy", "down", -1, 0);
     };
     std::string st;
     if (failover) {

@@ -55,6 +55,15 @@ void resume_slow_copy(FakeCluster& f, size_t size, int kb) {
   f.must("reconstruction-bwlimit " + f.node(1) + " " + std::to_string(kb));
 }
 
+// Node 0 master of partition 0 holding ITEMS items, nodes 1 and 2 its slaves of balance BALANCE;
+// FAULT (a control line) runs once the index lists node 1 proxy down: a rebuild set it down.
+void resume_two_slaves(FakeCluster& f, int balance, int items, const std::string& fault) {
+  f.must("set-node " + f.node(0) + " master active 0 " + std::to_string(balance + 1));
+  for (size_t i : {1, 2}) f.must("set-node " + f.node(i) + " slave active 0 " + std::to_string(balance));
+  f.must("fill " + f.node(0) + " " + std::to_string(items) + " 10");
+  f.must("at-state " + f.node(1) + " proxy down " + fault);
+}
+
 } // namespace
 
 TEST_CASE("resume: the fake shows a running copy as a real flared does, and none once it is over") {
@@ -194,11 +203,7 @@ TEST_CASE("resume: a rebuild rides out an index killed and restarted while the n
   // slave proxy down and restarted 3 s later: "connection closed", exit 1 in 0.3 s, the node left
   // proxy active (its partition a copy short).
   FakeCluster f(3);
-  f.must("set-node " + f.node(0) + " master active 0 1");
-  f.must("set-node " + f.node(1) + " slave active 0 1");
-  f.must("set-node " + f.node(2) + " slave active 0 1");
-  f.must("fill " + f.node(0) + " 200 10");
-  f.must("at-state " + f.node(1) + " proxy down index-gone 1500");
+  resume_two_slaves(f, 1, 200, "index-gone 1500");
   auto r = run(with({"reconstruct", "--force", "--timeout", "8", f.node(1)}, f.index_args()));
   INFO(r.out, r.err);
   CHECK(r.status == 0);
@@ -215,11 +220,7 @@ TEST_CASE("resume: a rebuild rides out an index killed and restarted while the n
 
 TEST_CASE("resume: a rebuild that gives up on the index says where the node was and the command that finishes it" * doctest::test_suite("slow")) {
   FakeCluster f(3);
-  f.must("set-node " + f.node(0) + " master active 0 3");
-  f.must("set-node " + f.node(1) + " slave active 0 2");
-  f.must("set-node " + f.node(2) + " slave active 0 2");
-  f.must("fill " + f.node(0) + " 50 10");
-  f.must("at-state " + f.node(1) + " proxy down index-gone 0");
+  resume_two_slaves(f, 2, 50, "index-gone 0");
   auto r = run(with({"reconstruct", "--force", "--timeout", "2", f.node(1)}, f.index_args()));
   INFO(r.out, r.err);
   CHECK(r.status == 1);

@@ -278,40 +278,36 @@ TEST_CASE("deploy accepts only the values flarei and flared 1.3.4 start with, as
   // (virtual 2147483647: bad_alloc), never answered (stack-size 2097152: pthread_create failed;
   // storage-bucket-size 2^40: a zero-filled bucket array of 4 TiB), or misread it silently
   // (log-facility foo: facility kern).
-  SUBCASE("refused") {
-    const std::pair<const char*, const char*> refused[] = {
-        {"key-hash-algorithm", "bitshift"}, {"key-hash-algorithm", "adler32"}, {"key-hash-algorithm", "murmur"},
-        {"partition-size", "1"},          {"partition-size", "2147483647"}, {"partition-modular-virtual", "2147483647"},
-        {"max-connection", "1073741816"}, {"max-connection", "524281"},     {"stack-size", "16"},
-        {"stack-size", "2097152"},        {"mutex-slot", "2147483647"},     {"storage-type", "kch"},
-        {"storage-bucket-size", "1099511627776"}, {"storage-ap", "17"},     {"log-facility", "kern"},
-        {"log-facility", "foo"},          {"log-facility", "LOCAL0"},       {"data-dir", "relative/dir"},
-        {"net-read-timeout", "2147484"},  {"monitor-interval", "2147483647"}, {"proxy-concurrency", "2147483647"}};
-    for (const auto& kv : refused) {
-      const std::string k = kv.first, v = kv.second;
-      CAPTURE(k);
-      CAPTURE(v);
-      CHECK(deploy_value_problem(k, v) != "");
-    }
-    CHECK(deploy_value_problem("key-hash-algorithm", "bitshift").find("exits at once, saying nothing") != std::string::npos);
+  struct Value {
+    const char *key, *value;
+    bool accepted;
+  };
+  const Value values[] = {
+      // refused
+      {"key-hash-algorithm", "bitshift", false}, {"key-hash-algorithm", "adler32", false},
+      {"key-hash-algorithm", "murmur", false}, {"partition-size", "1", false}, {"partition-size", "2147483647", false},
+      {"partition-modular-virtual", "2147483647", false}, {"max-connection", "1073741816", false},
+      {"max-connection", "524281", false}, {"stack-size", "16", false}, {"stack-size", "2097152", false},
+      {"mutex-slot", "2147483647", false}, {"storage-type", "kch", false}, {"storage-bucket-size", "1099511627776", false},
+      {"storage-ap", "17", false}, {"log-facility", "kern", false}, {"log-facility", "foo", false},
+      {"log-facility", "LOCAL0", false}, {"data-dir", "relative/dir", false}, {"net-read-timeout", "2147484", false},
+      {"monitor-interval", "2147483647", false}, {"proxy-concurrency", "2147483647", false},
+      // accepted: each started and answered ping and stats
+      {"key-hash-algorithm", "simple", true}, {"key-hash-algorithm", "crc32", true}, {"key-hash-algorithm", "jenkins", true},
+      {"partition-size", "2", true}, {"partition-size", "1024", true}, {"partition-modular-virtual", "1", true},
+      {"max-connection", "1", true}, {"max-connection", "9992", true}, {"stack-size", "32", true},
+      {"stack-size", "2097151", true}, {"storage-type", "tch", true}, {"storage-type", "tcb", true},
+      {"storage-bucket-size", "0", true}, {"storage-ap", "0", true}, {"storage-ap", "16", true},
+      {"log-facility", "local0", true}, {"log-facility", "local7", true}, {"log-facility", "user", true},
+      {"log-facility", "daemon", true}, {"log-facility", "auth", true}, {"data-dir", "/var/lib/flare", true},
+      {"thread-pool-size", "2147483647", true}, {"monitor-interval", "1", true}, {"storage-compress", "bz2", true}};
+  for (const auto& x : values) {
+    const std::string k = x.key, v = x.value;
+    CAPTURE(k);
+    CAPTURE(v);
+    CHECK((deploy_value_problem(k, v) == "") == x.accepted);
   }
-  SUBCASE("accepted: each started and answered ping and stats") {
-    const std::pair<const char*, const char*> accepted[] = {
-        {"key-hash-algorithm", "simple"}, {"key-hash-algorithm", "crc32"}, {"key-hash-algorithm", "jenkins"},
-        {"partition-size", "2"},          {"partition-size", "1024"},      {"partition-modular-virtual", "1"},
-        {"max-connection", "1"},          {"max-connection", "9992"},      {"stack-size", "32"},
-        {"stack-size", "2097151"},        {"storage-type", "tch"},         {"storage-type", "tcb"},
-        {"storage-bucket-size", "0"},     {"storage-ap", "0"},             {"storage-ap", "16"},
-        {"log-facility", "local0"},       {"log-facility", "local7"},      {"log-facility", "user"},
-        {"log-facility", "daemon"},       {"log-facility", "auth"},        {"data-dir", "/var/lib/flare"},
-        {"thread-pool-size", "2147483647"}, {"monitor-interval", "1"},      {"storage-compress", "bz2"}};
-    for (const auto& kv : accepted) {
-      const std::string k = kv.first, v = kv.second;
-      CAPTURE(k);
-      CAPTURE(v);
-      CHECK(deploy_value_problem(k, v) == "");
-    }
-  }
+  CHECK(deploy_value_problem("key-hash-algorithm", "bitshift").find("exits at once, saying nothing") != std::string::npos);
   SUBCASE("settings that do not go together") {
     CHECK(deploy_settings_problem({}, 4) == "");
     CHECK(deploy_settings_problem({{"partition-size", "65536"}, {"partition-modular-virtual", "65536"}}, 1) != "");
