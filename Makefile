@@ -48,6 +48,9 @@ INTEG_SRC += tests/test_cli_restore_routing.cpp
 # The process's edges: closed descriptors, failed writes, every signal, leftovers (issue 33).
 INTEG_SRC += tests/test_cli_edges.cpp
 UNIT_SRC  += tests/test_framing.cpp
+# Layouts and the plans that reach them: flare-admin apply (issue 34).
+UNIT_SRC  += tests/test_layout.cpp
+INTEG_SRC += tests/test_cli_apply.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check check-rules fuzz fuzz-run demo bench clean check-doctest

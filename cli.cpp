@@ -1181,6 +1181,85 @@ int cmd_reconstruct(const Options& o) {
   return run_admin(o, [&](ClusterAdmin& a) { return a.reconstruct(args); });
 }
 
+// flare-admin apply LAYOUT: the cluster made to match a layout (what `list` prints). The plan
+// and its run are ClusterAdmin::apply's; --diff and --plan-out only read.
+int cmd_apply(const Options& o) {
+  const bool diff = o.flag("diff");
+  const bool saved = o.has("plan");
+  if (saved && !o.args.empty()) throw UsageError("give a layout file or --plan FILE, not both");
+  if (!saved && o.args.size() != 1) throw UsageError("give one layout file (as flare-admin list prints it; - for stdin), or --plan FILE");
+  if (diff && (o.flag("force") || o.flag("dry-run") || o.has("plan-out") || saved))
+    throw UsageError("--diff only compares: it takes none of --force, --dry-run, --plan-out, --plan");
+  if (o.has("plan-out") && (saved || o.flag("force"))) throw UsageError("--plan-out writes a plan to review: not with --plan or --force");
+  if (saved && o.flag("prune")) throw UsageError("--prune is recorded in the plan: give it when the plan is made");
+  LayoutOptions lo;
+  lo.prune = o.flag("prune");
+  Layout layout;
+  long long made_from = -1;
+  std::string name = saved ? o.get("plan") : o.args[0];
+  Context c = make_context(o, true);
+  auto load = [&] {
+    std::string text = read_layout_text(name);
+    try {
+      if (saved) {
+        SavedPlan p = parse_saved_plan(text);
+        if (p.index != c.index.key())
+          throw Error("refused: the plan " + name + " was made for the index " + p.index + ", not " + c.index.key() + ". Nothing was changed.");
+        layout = p.layout;
+        lo.prune = p.prune;
+        made_from = p.node_map_version;
+      } else {
+        layout = parse_layout(text);
+      }
+    } catch (const InputError& e) {
+      throw Error(name + ": " + e.what());
+    }
+  };
+  if (diff) {
+    // kubectl diff's statuses: 0 the same, 1 different, 2 an error (cron and CI tell them apart).
+    try {
+      load();
+      IndexClient ic = index_client(c);
+      naming_index(c.index, [&] { ic.require_index(); });
+      IndexReading r = naming_index(c.index, [&] { return read_index_map(ic); });
+      auto d = layout_differences(r.cluster, layout, lo);
+      for (const auto& line : d) std::cout << line << "\n";
+      if (d.empty()) std::cout << "the cluster matches " << name << " (node_map_version " << r.node_map_version << ")\n";
+      flush_stdout();
+      return d.empty() ? EXIT_OK : EXIT_FAIL;
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error& e) {
+      std::cerr << e.what() << "\n";
+      return EXIT_USAGE;
+    }
+  }
+  load();
+  if (o.has("plan-out")) {
+    IndexClient ic = index_client(c);
+    naming_index(c.index, [&] { ic.require_index(); });
+    IndexReading r = naming_index(c.index, [&] { return read_index_map(ic); });
+    LayoutPlan plan = plan_layout(r.cluster, layout, lo);
+    for (const auto& why : plan.refusals) std::cerr << "refused: " << why << "\n";
+    if (!plan.refusals.empty()) {
+      std::cerr << "Nothing was written.\n";
+      return EXIT_FAIL;
+    }
+    // The commands name the index they are for, in the file as on the screen.
+    std::cout << "plan (node_map_version " << r.node_map_version << ", " << plan.steps.size()
+              << (plan.steps.size() == 1 ? " step" : " steps") << "):\n"
+              << with_index_option(format_layout_plan(plan), c.index);
+    for (const auto& w : plan.warnings) std::cerr << "warning: " << w << "\n";
+    SavedPlan p{c.index.key(), r.node_map_version, lo.prune, layout};
+    write_file_atomically(o.get("plan-out"), with_index_option(format_saved_plan(p, plan), c.index), 0600);
+    std::cout << "wrote the plan to " << o.get("plan-out") << "; run it with: "
+              << with_index_option("flare-admin apply --plan " + o.get("plan-out"), c.index) << "\n";
+    flush_stdout();
+    return EXIT_OK;
+  }
+  return run_admin(o, [&](ClusterAdmin& a) { return a.apply(layout, lo, made_from); });
+}
+
 // ---- data subcommands -------------------------------------------------------------------
 
 // Output to a file goes through an OutputFile (a unique temporary beside it, renamed over it only
@@ -1386,6 +1465,17 @@ int cmd_check(const Options& o) {
       t.ignore.insert(std::string(code));
     }
   }
+  std::optional<Layout> layout;
+  if (o.has("layout")) {
+    try {
+      layout = parse_layout(read_layout_text(o.get("layout")));
+    } catch (const Error& e) {
+      // A layout that cannot be read gives no verdict: UNKNOWN, before the cluster is asked.
+      std::cout << format_check_unknown(o.get("layout") + ": " + e.what(), o.flag("json"));
+      flush_stdout();
+      return static_cast<int>(Severity::unknown);
+    }
+  }
   std::optional<DumpOptions> keys;
   if (o.flag("keys")) {
     keys.emplace();
@@ -1404,6 +1494,8 @@ int cmd_check(const Options& o) {
     std::cerr << "interrupted\n";
     return exit_interrupted();
   }
+  d.layout = layout;
+  d.layout_name = o.get("layout");
   CheckReport r = evaluate_check(d, t);
   if (o.flag("json")) std::cout << format_check_json(r) << "\n";
   else std::cout << format_check_text(r);
@@ -2034,7 +2126,8 @@ std::vector<Command> commands() {
         {"lag-critical-seconds", 0, "SECONDS", "... critical (default 300)"},
         {"items-difference", 0, "ITEMS", "a slave and its master differing by more items, nothing queued (default 1000)"},
         {"prepare-seconds", 0, "SECONDS", "a new partition's master copying for longer is a warning (default 1800)"},
-        {"ignore", 0, "CODE,...", "leave these findings out (e.g. slave_same_host on a one-host test cluster)"}},
+        {"ignore", 0, "CODE,...", "leave these findings out (e.g. slave_same_host on a one-host test cluster)"},
+        {"layout", 0, "FILE", "also compare the cluster with a layout (as apply reads it): a difference is the warning layout_drift"}},
        cmd_check},
       {"index", "", "Print the node map as flare's XML document.", true,
        {{"output", 'o', "FILE", "write to FILE (atomically) instead of stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
@@ -2063,6 +2156,18 @@ std::vector<Command> commands() {
        cmd_reconstruct},
       {"part", "HOST:PORT:BALANCE:PARTITION ...", "Build partitions: the first node of each is its master, the rest slaves.",
        true, {kForce, kDryRun, kRetry, kDiscardItems}, cmd_part},
+      {"apply", "LAYOUT | --plan FILE", "Make the cluster match a layout (what list prints): plan, ask once, run each step.",
+       true,
+       {kForce, kDryRun, kRetry, kDiscardItems,
+        {"diff", 0, nullptr, "only compare: print where the cluster differs; exit 0 same, 1 different, 2 error"},
+        {"prune", 0, nullptr, "also take out of service the masters and slaves the layout leaves out (they become proxies), and remove down proxies it leaves out"},
+        {"plan-out", 0, "FILE", "write the plan, with the node_map_version it was made from, to FILE; change nothing"},
+        {"plan", 0, "FILE", "run a plan written by --plan-out (refused if the cluster changed since)"}},
+       cmd_apply,
+       "The layout is what flare-admin list prints: node, partition (- for a proxy), role, state\n"
+       "(ignored), balance; # comments and blank lines are allowed. Nodes the cluster has and the\n"
+       "layout leaves out are left as they are unless --prune. Run it again at any point: it plans\n"
+       "from the cluster as it is.\n"},
       {"dump", "[HOST:PORT ...] | --all", "Dump items to a file or stdout (flare or csv format).", true,
        {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all); - for stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,

@@ -17,6 +17,7 @@
 //    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
 //   6c. Node map versions                  (MapVersions: the index against the nodes)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
+//   7a. Layouts                            (parse_layout, plan_layout: the plan `apply` runs)
 //   7b. Data                               (dump_items, restore_items, ItemReader/ItemWriter, ...)
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
 //   8b. Prometheus                         (format_prometheus: the text exposition format 0.0.4)
@@ -156,10 +157,30 @@
 //      std::optional<PendingBalance>; keep(const PendingBalance&); forget(index, node); }  -- the balance a slave
 //      construction is to give, kept in a private file so that a run cut short leaves it to the next
 //    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
+//   7a. Layouts: the cluster an operator declares (`list`'s table), and the plan that reaches it (apply)
+//    struct LayoutNode { node; role; partition (-1); balance; line; }   struct Layout { nodes; find(node); }
+//    Layout parse_layout(std::string_view text);   -- throws InputError("line N: why: the line")
+//    struct PlanStep { enum class Kind { master, slave, failover, release, balance, remove }; kind; node; partition;
+//      balance; discard; source; items (-1 unknown); items_bound; what; commands; }
+//    struct LayoutPlan { steps; refusals; warnings; not_in_layout; bool converged() const; }
+//    struct LayoutOptions { bool prune = false; }
+//    LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o = {});  -- pure: reads and
+//      sends nothing; builds first, then failovers (to the slave flare 1.3.4 promotes), releases, balances
+//    void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items);  -- items each copy reads
+//    std::string format_layout_plan(const LayoutPlan& plan);   std::string format_layout(const Layout& l);
+//    std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o = {});
+//    struct SavedPlan { index; node_map_version; prune; layout; }   kSavedPlanFirstLine
+//    std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan);   SavedPlan parse_saved_plan(text);
+//    std::string read_layout_text(const std::string& path);   -- at most 16 MiB; "-" is stdin; throws Error
+//    struct IndexReading { cluster; node_map_version; }   IndexReading read_index_map(IndexClient& index);
+//      -- the map and its version read as one (the version read before and after agree)
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
 //      on a node already (being) built as asked, they carry on from where it is (wait, activate, balance)
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
+//      Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1);  -- plan_layout,
+//      shown, asked once, each step run through its command (map read again before each); made_from >= 0: a
+//      saved plan's node_map_version, refused if the index's moved; a dry run (-n) plans what its run would do
 //      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
 //      every change is reported done only once the nodes show the index's new node_map_version;
 //      down/reconstruct of an active master first ask the slaves that would take over (refused if
@@ -284,7 +305,7 @@
 //      lag_critical_seconds 300, items_difference 1000, prepare_seconds 1800; std::set<std::string> ignore; }
 //    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version, index_map_version_now; cluster;
 //      stats; lags (by master); lag_errors; copies (by master in prepare: CopyThread { source, seconds });
-//      keys_checked; placement; }
+//      keys_checked; placement; layout, layout_name (set by the caller: layout_drift); }
 //    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
 //      const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr);   -- the index, then every node at
 //      once (one timeout in all); cancel: Interrupted
@@ -3037,7 +3058,7 @@ struct OperationIO {
 // or cron job that runs it (seen: advice followed as printed went to another index). Throws nothing.
 inline std::string with_index_option(const std::string& text, const Endpoint& index) {
   static const char* const kAsksIndex[] = {"list",  "stats",  "check", "master",      "slave", "balance", "down", "activate",
-                                           "remove", "reconstruct", "part", "dump", "dumpkey", "verify", "summary", "threads"};
+                                           "remove", "reconstruct", "part", "dump", "dumpkey", "verify", "summary", "threads", "apply"};
   const std::string prefix = "flare-admin ";
   std::string out;
   size_t at = 0;
@@ -3524,6 +3545,616 @@ inline bool confirm(const OperationIO& io, const std::string& prompt) {
   return a && is_yes(*a);
 }
 
+// ---- 7a. Layouts: the cluster an operator declares, and the plan that gets there (apply) ----
+//
+// A layout is what `flare-admin list` prints: one node a line, "node partition role state
+// balance" (the state column is read and ignored; "-" is a proxy's partition), `#` comments and
+// blank lines allowed, the header line optional. plan_layout() turns the cluster as the index
+// lists it and a layout into the ordered steps that make the one the other, the refusals (a
+// layout it will not carry out, with the reason and the way out) and the warnings; it reads
+// nothing and sends nothing, so that a dry run and a real run follow the same plan.
+// The order keeps every partition's copies: new masters and slaves are built first, a planned
+// failover (a master swapped for its slave) next, nodes taken out of a partition after that, and
+// balances last. A failover goes to the slave flare 1.3.4 promotes (src/lib/cluster.cc,
+// cluster::down_node: the active slave of the highest balance, the first by node key on a tie).
+
+struct LayoutNode {
+  std::string node;   // HOST:PORT as the index lists it
+  std::string role;   // master, slave or proxy
+  int partition = -1; // -1 for a proxy
+  int balance = 0;
+  int line = 0;       // where it was read, for messages
+};
+
+struct Layout {
+  std::vector<LayoutNode> nodes;
+  const LayoutNode* find(const std::string& node) const {
+    for (const auto& n : nodes)
+      if (n.node == node) return &n;
+    return nullptr;
+  }
+};
+
+// One step of a plan: what it does to which node, and the flare-admin commands an operator would
+// type for it (run one after another). The executor (ClusterAdmin::apply) runs each step through
+// the same command code, with that command's own checks and waits.
+struct PlanStep {
+  enum class Kind {
+    master,   // a proxy becomes the master of a new partition, and is activated
+    slave,    // a proxy becomes a slave, is copied to, then gets its balance
+    failover, // a partition's master is set down: the slave flare promotes takes over
+    release,  // a slave (or a master a failover replaced) is set down: it comes back a proxy
+    balance,  // a master's or slave's balance changes
+    remove    // a down proxy leaves the map (--prune)
+  };
+  Kind kind = Kind::balance;
+  std::string node;        // HOST:PORT
+  int partition = -1;      // the partition it concerns (the new one for master and slave)
+  int balance = 0;         // the balance it ends with (master, slave, balance)
+  bool discard = false;    // a slave/master built from a node this plan released: its items go
+  bool resume = false;     // master and slave: the node's copy is under way (a run cut short): waited for
+  std::string source;      // master and slave: the node the copy comes from; failover: the new master
+  long long items = -1;    // master and slave: the items the copy reads (-1 not known; annotate_plan)
+  bool items_bound = false; // a part of them only: several partitions (stale keys are not copied)
+  long long held = -1;      // master and slave: the items the node holds now, which its flush deletes (-1 not known)
+  std::string what;        // one line, for the plan
+  std::vector<std::string> commands; // the equivalent flare-admin commands
+};
+
+struct LayoutPlan {
+  std::vector<PlanStep> steps;
+  std::vector<std::string> refusals;      // each a reason and the way out; any: nothing is to be done
+  std::vector<std::string> warnings;      // said with the plan, before the question
+  std::vector<std::string> not_in_layout; // "HOST:PORT (role state)": left as they are
+  bool converged() const { return steps.empty() && refusals.empty(); }
+};
+
+struct LayoutOptions {
+  bool prune = false; // nodes the layout leaves out are released (a master or slave) or removed (a down proxy)
+};
+
+// Throws InputError("line N: ...") for a line that is not a node of a layout, a node listed
+// twice, a role not master/slave/proxy, a master or slave without a partition, a proxy with one,
+// a balance below 0 or a partition above kMaxPartition.
+inline Layout parse_layout(std::string_view text) {
+  Layout l;
+  int line_no = 0;
+  for (auto raw : detail::split(text, '\n')) {
+    ++line_no;
+    std::string_view line = detail::trim(raw);
+    size_t hash = line.find('#');
+    if (hash != std::string_view::npos) line = detail::trim(line.substr(0, hash));
+    if (line.empty()) continue;
+    std::vector<std::string> w;
+    for (auto part : detail::split(line, ' '))
+      for (auto word : detail::split(part, '\t'))
+        if (!word.empty()) w.emplace_back(word);
+    auto fail = [&](const std::string& why) {
+      throw InputError("line " + std::to_string(line_no) + ": " + why + ": " + std::string(line));
+    };
+    if (w.size() == 5 && w[0] == "node" && w[1] == "partition" && w[2] == "role") continue; // list's header
+    if (w.size() != 5 && w.size() != 4)
+      fail("a node is 'HOST:PORT PARTITION ROLE STATE BALANCE' as flare-admin list prints it (STATE may be left out)");
+    LayoutNode n;
+    n.line = line_no;
+    NodeArg a;
+    try {
+      a = parse_node_arg(w[0], 2, 2);
+    } catch (const Error& e) {
+      fail("'" + w[0] + "' is not HOST:PORT");
+    }
+    n.node = a.endpoint.key();
+    n.role = w[2];
+    if (n.role != "master" && n.role != "slave" && n.role != "proxy") fail("the role is master, slave or proxy");
+    if (w[1] == "-" || w[1] == "-1") {
+      if (n.role != "proxy") fail("a " + n.role + " needs a partition");
+    } else {
+      auto p = to_int32(w[1]);
+      if (!p || *p < 0 || *p > kMaxPartition || !detail::is_digits(w[1])) fail("the partition is a number (or - for a proxy)");
+      if (n.role == "proxy") fail("a proxy has no partition (write -)");
+      n.partition = *p;
+    }
+    auto b = to_int32(w.back());
+    if (!b || *b < 0 || !detail::is_digits(w.back())) fail("the balance is a number, 0 or more");
+    n.balance = *b;
+    if (n.role == "proxy" && n.balance != 0) fail("a proxy's balance is 0");
+    if (n.role == "master" && n.balance == 0) fail("a master's balance is more than 0 (flarei refuses a master of balance 0)");
+    if (auto* before = l.find(n.node)) fail(n.node + " is listed twice (line " + std::to_string(before->line) + " too)");
+    l.nodes.push_back(std::move(n));
+  }
+  return l;
+}
+
+namespace detail {
+
+// A node as a plan expects it to be after the steps planned so far.
+struct PlannedNode {
+  std::string role, state;
+  int partition = -1, balance = 0;
+  bool released = false; // set down by this plan: it holds a copy it may drop
+};
+
+// The slave flare 1.3.4 promotes when the master of `partition` is set down: among its active
+// slaves in node-key order (the index's std::map), the first of the highest balance; "" none.
+inline std::string failover_candidate(const std::map<std::string, PlannedNode>& nodes, int partition) {
+  std::string best;
+  int best_balance = 0;
+  for (const auto& [key, n] : nodes)
+    if (n.role == "slave" && n.partition == partition && n.state == "active" && (best.empty() || n.balance > best_balance)) {
+      best = key;
+      best_balance = n.balance;
+    }
+  return best;
+}
+
+inline std::string node_words(const std::string& key, const PlannedNode& n) {
+  return key + " (" + n.role + " " + n.state + (n.partition >= 0 ? ", partition " + std::to_string(n.partition) : "") + ")";
+}
+
+} // namespace detail
+
+// The steps that take the cluster `c` (the index's map) to layout `l`, or the refusals that stop
+// it; pure: it reads and sends nothing. Items are not known here (-1): annotate_plan() adds them.
+inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o = {}) {
+  using detail::PlannedNode;
+  LayoutPlan plan;
+  std::map<std::string, PlannedNode> sim;
+  for (const auto& n : c.nodes()) sim[n.key] = PlannedNode{n.role, n.state, n.partition, n.balance, false};
+  auto refuse = [&](const std::string& why) { plan.refusals.push_back(why); };
+
+  // The layout's partitions: each a master, numbered from 0 without a gap, none dropped.
+  std::map<int, const LayoutNode*> masters;
+  std::set<int> parts;
+  for (const auto& n : l.nodes) {
+    if (n.partition >= 0) parts.insert(n.partition);
+    if (n.role != "master") continue;
+    if (masters.count(n.partition))
+      refuse("partition " + std::to_string(n.partition) + " has two masters in the layout: " + masters[n.partition]->node + " and " +
+             n.node + " (lines " + std::to_string(masters[n.partition]->line) + ", " + std::to_string(n.line) + ")");
+    else masters[n.partition] = &n;
+  }
+  for (int p : parts)
+    if (!masters.count(p))
+      refuse("partition " + std::to_string(p) + " has slaves but no master in the layout: name its master");
+  // A partition the layout does not mention at all is left as it is (its nodes are not in the
+  // layout), unless --prune would take its master away, or the layout moves its master elsewhere.
+  std::set<int> kept; // partitions served after the plan: the layout's, and those left alone
+  for (const auto& [p, m] : masters) kept.insert(p);
+  for (int p = 0; p < c.partition_count(); ++p) {
+    if (kept.count(p) || parts.count(p)) continue;
+    const NodeInfo* m = c.master_of(p);
+    if (!m) continue;
+    if (o.prune || l.find(m->key))
+      refuse("the layout has no partition " + std::to_string(p) + ", which the cluster serves" +
+             (l.find(m->key) ? " (it moves its master " + m->key + " elsewhere)" : " (--prune would take its master " + m->key + " away)") +
+             ": flare 1.3.4 cannot take a partition away (its keys would be lost to readers); list its master in the layout");
+    else kept.insert(p);
+  }
+  const int layout_parts = kept.empty() ? 0 : *kept.rbegin() + 1;
+  for (int p = 0; p < layout_parts; ++p)
+    if (!kept.count(p) && !parts.count(p))
+      refuse("partition " + std::to_string(p) + " has no master in the layout, though partition " + std::to_string(layout_parts - 1) +
+             " has: flare numbers its partitions from 0 without a gap");
+
+  // Every node named must be one the index lists, able to take its part.
+  for (const auto& n : l.nodes) {
+    const NodeInfo* now = c.find(n.node);
+    if (!now) {
+      refuse(n.node + " (line " + std::to_string(n.line) + ") is not in the cluster: start its flared with this index as its "
+             "index-servers (it registers as a proxy), then run apply again");
+      continue;
+    }
+    const bool same = now->role == n.role && now->partition == n.partition;
+    if (now->state == "down" && !(n.role == "proxy" && now->is_proxy())) {
+      refuse(n.node + " is " + now->role + " down: start its flared (the index brings it back" +
+             (now->is_master() ? " with its data" : " as a proxy") + "), then run apply again");
+      continue;
+    }
+    if ((now->state == "prepare" || now->state == "ready") && !same)
+      refuse(n.node + " is " + now->role + " " + now->state + " of partition " + std::to_string(now->partition) +
+             " (a copy under way): let it finish (flare-admin " + (now->is_master() ? "master --activate " : "slave ") + n.node +
+             ":" + std::to_string(std::max(1, now->balance)) + ":" + std::to_string(now->partition) + "), then run apply again");
+  }
+  // A partition whose master changes: only to the slave flare promotes, with the old master named.
+  for (const auto& [p, want] : masters) {
+    const NodeInfo* cur = c.master_of(p);
+    if (!cur || cur->key == want->node) continue;
+    if (cur->state == "down") {
+      refuse("partition " + std::to_string(p) + "'s master " + cur->key + " is down: start its flared (it comes back with its "
+             "data), or replace it by hand (flare-admin master --unsafe), then run apply again");
+      continue;
+    }
+    if (!cur->is_active()) continue; // its own refusal above (prepare / ready)
+    const NodeInfo* w = c.find(want->node);
+    if (!l.find(cur->key) && !o.prune)
+      refuse("partition " + std::to_string(p) + "'s master " + cur->key + " is not in the layout, which makes " + want->node +
+             " its master: list " + cur->key + " (a slave of partition " + std::to_string(p) + " keeps a copy; a proxy holds none)");
+    if (!w) continue;
+    if (!(w->is_slave() && w->partition == p)) {
+      refuse(want->node + " would become the master of partition " + std::to_string(p) + " with none of its data: make it a "
+             "slave of partition " + std::to_string(p) + " first (apply a layout with it as a slave), then make it the master");
+      continue;
+    }
+    if (!w->is_active()) continue; // prepare: refused above
+    std::string cand = detail::failover_candidate(sim, p);
+    if (cand != want->node)
+      refuse("a failover of partition " + std::to_string(p) + " goes to " + cand + ", not " + want->node + ": flare 1.3.4 "
+             "promotes the active slave of the highest balance (the first by name on a tie). Give " + want->node +
+             " the highest balance first (flare-admin balance " + want->node + ":N), or make " + cand + " the master in the layout");
+  }
+  if (!plan.refusals.empty()) return plan;
+
+  // Where each node is to end. Nodes left out stay as they are (with --prune: a master or
+  // slave becomes a proxy, a down proxy is removed).
+  std::map<std::string, LayoutNode> goal;
+  for (const auto& n : l.nodes) goal[n.node] = n;
+  for (const auto& n : c.list_order()) {
+    if (goal.count(n.key)) continue;
+    if (!o.prune || n.is_proxy()) {
+      if (!(o.prune && n.is_proxy() && n.state == "down"))
+        plan.not_in_layout.push_back(n.key + " (" + n.role + " " + n.state +
+                                     (n.partition >= 0 ? ", partition " + std::to_string(n.partition) : "") + ")");
+      continue;
+    }
+    LayoutNode g;
+    g.node = n.key;
+    g.role = "proxy";
+    goal[n.key] = g;
+  }
+
+  auto partitions_now = [&] {
+    int count = 0;
+    for (const auto& [key, n] : sim)
+      if (n.role == "master") count = std::max(count, n.partition + 1);
+    return count;
+  };
+  auto active_master = [&](int p) -> std::string {
+    for (const auto& [key, n] : sim)
+      if (n.role == "master" && n.partition == p && n.state == "active") return key;
+    return std::string();
+  };
+  auto at_goal = [&](const std::string& key) {
+    const PlannedNode& n = sim[key];
+    const LayoutNode& g = goal[key];
+    if (g.role == "proxy") return n.role == "proxy";
+    return n.role == g.role && n.partition == g.partition && n.state == "active";
+  };
+  auto node_text = [](const std::string& key, int b, int p) { return key + ":" + std::to_string(b) + ":" + std::to_string(p); };
+
+  const size_t most = 4 * (goal.size() + sim.size()) + 8; // every node moves at most a few times
+  while (plan.steps.size() < most) {
+    PlanStep s;
+    bool found = false;
+    // 1. Build: a proxy that is to be a master (of the next new partition) or a slave (of a
+    //    partition with an active master), or a node whose build was cut short (run again).
+    for (int pass = 0; pass < 2 && !found; ++pass)
+      for (auto& [key, g] : goal) {
+        if (found) break;
+        PlannedNode& n = sim[key];
+        if (at_goal(key) || g.role == "proxy") continue;
+        const bool resume = n.role == g.role && n.partition == g.partition && (n.state == "prepare" || n.state == "ready");
+        const bool is_proxy = n.role == "proxy" && n.state == "active";
+        if (!resume && !is_proxy) continue;
+        if (pass == 0 && g.role != "master") continue; // masters first: a slave needs its partition
+        if (g.role == "master") {
+          if (!resume && g.partition != partitions_now()) continue;
+          // The copy reads every older partition's master (flare's reconstruction of a new partition).
+          bool sources = true;
+          for (int q = 0; q < g.partition; ++q) sources = sources && !active_master(q).empty();
+          if (!sources) continue;
+          s.kind = PlanStep::Kind::master;
+          s.source = g.partition > 0 ? active_master(0) : std::string();
+          s.items_bound = g.partition > 0;
+          s.what = (resume ? "finish " + key + " as" : "make " + key) + " the master of new partition " +
+                   std::to_string(g.partition) + " (balance " + std::to_string(g.balance) + "), and activate it";
+          s.commands.push_back("flare-admin master --activate " + std::string(n.released ? "--discard-items " : "") +
+                               node_text(key, g.balance, g.partition));
+        } else {
+          std::string m = active_master(g.partition);
+          if (m.empty()) continue;
+          // A failover still to come in this partition must go to the layout's master: a new
+          // slave that would outrank it is built at balance 0 and gets its balance last.
+          int bal = g.balance;
+          auto w = masters.find(g.partition);
+          if (w != masters.end() && w->second->node != m && !resume) {
+            const std::string built = key;
+            const int part = g.partition;
+            auto promoted_with = [&](int b) {
+              auto trial = sim;
+              trial[built] = PlannedNode{"slave", "active", part, b, false};
+              return detail::failover_candidate(trial, part) == w->second->node;
+            };
+            if (!promoted_with(bal)) bal = 0;
+            if (!promoted_with(bal)) continue; // after the failover, then
+          }
+          s.kind = PlanStep::Kind::slave;
+          s.source = m;
+          s.items_bound = partitions_now() > 1; // a master keeps stale keys of other partitions: not copied
+          s.what = (resume ? "finish building " + key + " as" : "build " + key + " as") + " a slave of partition " +
+                   std::to_string(g.partition) + " from " + m + ", then give it balance " + std::to_string(bal) +
+                   (bal != g.balance ? " (" + std::to_string(g.balance) + " once the failover is made)" : "");
+          s.commands.push_back("flare-admin slave " + std::string(n.released ? "--discard-items " : "") +
+                               node_text(key, bal, g.partition));
+          s.balance = bal;
+        }
+        s.node = key;
+        s.partition = g.partition;
+        s.resume = resume;
+        if (s.kind == PlanStep::Kind::master) s.balance = g.balance;
+        s.discard = n.released;
+        n = PlannedNode{g.role, "active", g.partition, s.balance, false};
+        found = true;
+      }
+    // 2. A planned failover: the layout's master of a partition is its slave flare promotes.
+    if (!found)
+      for (const auto& [p, want] : masters) {
+        std::string cur = active_master(p);
+        if (cur.empty() || cur == want->node) continue;
+        if (detail::failover_candidate(sim, p) != want->node) continue;
+        PlannedNode& w = sim[want->node];
+        int slaves_balance = 0;
+        for (const auto& [key, n] : sim)
+          if (n.role == "slave" && n.partition == p) slaves_balance += n.balance;
+        s.kind = PlanStep::Kind::failover;
+        s.node = cur;
+        s.partition = p;
+        s.source = want->node;
+        s.what = "fail partition " + std::to_string(p) + " over from " + cur + " to its slave " + want->node +
+                 " (once the slave has caught up); " + cur + " comes back a proxy";
+        s.commands.push_back("flare-admin down " + cur);
+        w.role = "master";
+        if (slaves_balance == 0) ++w.balance;
+        s.balance = w.balance;
+        sim[cur] = PlannedNode{"proxy", "active", -1, 0, true};
+        found = true;
+        break;
+      }
+    // 3. Release: a slave to be a proxy, or to go to another partition.
+    if (!found)
+      for (auto& [key, g] : goal) {
+        PlannedNode& n = sim[key];
+        if (n.role != "slave" || n.state != "active" || (g.role == "slave" && g.partition == n.partition)) continue;
+        s.kind = PlanStep::Kind::release;
+        s.node = key;
+        s.partition = n.partition;
+        s.what = "take " + key + " out of partition " + std::to_string(n.partition) + (g.role == "proxy" ? ": it becomes a proxy" : " (it is to be a " + g.role + " of partition " + std::to_string(g.partition) + ")");
+        s.commands.push_back("flare-admin down " + key);
+        n = PlannedNode{"proxy", "active", -1, 0, true};
+        found = true;
+        break;
+      }
+    // 4. Balances, last.
+    if (!found)
+      for (auto& [key, g] : goal) {
+        PlannedNode& n = sim[key];
+        if (g.role == "proxy" || !at_goal(key) || n.balance == g.balance) continue;
+        s.kind = PlanStep::Kind::balance;
+        s.node = key;
+        s.partition = g.partition;
+        s.balance = g.balance;
+        s.what = "change the balance of " + key + " from " + std::to_string(n.balance) + " to " + std::to_string(g.balance);
+        s.commands.push_back("flare-admin balance " + key + ":" + std::to_string(g.balance));
+        n.balance = g.balance;
+        found = true;
+        break;
+      }
+    if (!found) break;
+    plan.steps.push_back(std::move(s));
+  }
+  // --prune: down proxies the layout leaves out leave the map.
+  if (o.prune)
+    for (const auto& n : c.list_order())
+      if (!l.find(n.key) && n.is_proxy() && n.state == "down") {
+        PlanStep s;
+        s.kind = PlanStep::Kind::remove;
+        s.node = n.key;
+        s.what = "remove the down proxy " + n.key + " from the map";
+        s.commands.push_back("flare-admin remove " + n.key);
+        plan.steps.push_back(std::move(s));
+      }
+  // Whatever the steps cannot reach is said, and nothing is done.
+  for (const auto& [p, want] : masters) {
+    std::string cur = active_master(p);
+    if (cur.empty() || cur == want->node) continue;
+    const std::string cand = detail::failover_candidate(sim, p);
+    if (cand.empty()) {
+      refuse("partition " + std::to_string(p) + " has no active slave to fail over to " + want->node);
+      continue;
+    }
+    refuse("a failover of partition " + std::to_string(p) + " would go to " + cand + ", not " +
+           want->node + " (flare 1.3.4 promotes the active slave of the highest balance, the first by name on a tie): give " +
+           want->node + " the highest balance first, or make the other the master in the layout");
+  }
+  for (const auto& [key, g] : goal)
+    if (!at_goal(key))
+      refuse("no step takes " + detail::node_words(key, sim[key]) + " to " +
+             (g.role == "proxy" ? std::string("proxy") : g.role + " of partition " + std::to_string(g.partition)) +
+             ": change the layout, or do that part by hand first");
+  if (!plan.refusals.empty()) plan.steps.clear();
+  bool swap = false;
+  for (const auto& s : plan.steps) swap = swap || s.kind == PlanStep::Kind::failover;
+  if (swap)
+    plan.warnings.push_back("a failover loses the writes its master takes after the slave last caught up (flare replicates "
+                            "asynchronously): stop the writers, or accept that loss");
+  return plan;
+}
+
+// What each copy of the plan reads and each flush deletes, from the nodes' `stats` curr_items
+// (`items` by node key; a node missing from it is not known): a slave's copy, its master's items;
+// a new partition's master, a part of every active master's (`masters`); a node a step builds, the
+// items it holds now (flushed first).
+inline void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items,
+                          const std::vector<std::string>& masters) {
+  for (auto& s : plan.steps) {
+    if (s.kind != PlanStep::Kind::slave && s.kind != PlanStep::Kind::master) continue;
+    if (s.kind == PlanStep::Kind::slave) {
+      auto it = items.find(s.source);
+      if (it != items.end()) s.items = it->second;
+    } else {
+      long long all = 0;
+      bool known = !masters.empty();
+      for (const auto& m : masters) {
+        auto it = items.find(m);
+        if (it == items.end()) known = false;
+        else all += it->second;
+      }
+      if (known) s.items = all;
+    }
+    auto held = items.find(s.node);
+    if (held != items.end() && !s.resume) s.held = held->second;
+  }
+}
+
+// The plan as `apply -n` and the question show it: numbered steps, each with its commands.
+inline std::string format_layout_plan(const LayoutPlan& plan) {
+  std::string out;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const auto& s = plan.steps[i];
+    out += "  " + std::to_string(i + 1) + ". " + s.what;
+    if (s.items >= 0 && (s.kind != PlanStep::Kind::master || s.items_bound))
+      out += s.kind == PlanStep::Kind::master ? " (copies its part of " + std::to_string(s.items) + " items)"
+             : s.items_bound                  ? " (copies at most " + std::to_string(s.items) + " items)"
+                                              : " (copies " + std::to_string(s.items) + " items)";
+    if (s.held > 0) out += "; flush_all first deletes the " + std::to_string(s.held) + " items it holds";
+    out += "\n";
+    for (const auto& cmd : s.commands) out += "       " + cmd + "\n";
+  }
+  for (const auto& n : plan.not_in_layout) out += "  not in the layout, left as it is: " + n + "\n";
+  return out;
+}
+
+// Where the cluster differs from the layout, a line a node ("" none): a node not in the map, or
+// not in the role, partition, balance or state (active) the layout gives it; with `prune`, also a
+// master or slave, or a down proxy, the layout leaves out. `apply --diff` and `check --layout`.
+inline std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o = {}) {
+  std::vector<std::string> out;
+  auto where = [](const std::string& role, int part, int bal, const std::string& state) {
+    return role + (state.empty() ? "" : " " + state) + (part >= 0 ? " of partition " + std::to_string(part) : "") +
+           (role != "proxy" ? ", balance " + std::to_string(bal) : "");
+  };
+  for (const auto& want : l.nodes) {
+    const NodeInfo* n = c.find(want.node);
+    const std::string wanted = where(want.role, want.partition, want.balance, "");
+    if (!n) out.push_back(want.node + ": not in the cluster; the layout: " + wanted);
+    else if (want.role == "proxy" ? !n->is_proxy()
+                                  : n->role != want.role || n->partition != want.partition || n->balance != want.balance ||
+                                        n->state != "active")
+      out.push_back(want.node + ": " + where(n->role, n->partition, n->balance, n->state) + "; the layout: " + wanted);
+  }
+  if (o.prune)
+    for (const auto& n : c.list_order())
+      if (!l.find(n.key) && (!n.is_proxy() || n.state == "down"))
+        out.push_back(n.key + ": " + where(n.role, n.partition, n.balance, n.state) + "; not in the layout (--prune)");
+  return out;
+}
+
+// A layout as `list` prints it (the state column says what the layout asks for: active).
+inline std::string format_layout(const Layout& l) {
+  std::vector<NodeInfo> nodes;
+  for (const auto& n : l.nodes) {
+    NodeInfo x;
+    x.key = n.node;
+    x.role = n.role;
+    x.state = "active";
+    x.partition = n.partition;
+    x.balance = n.balance;
+    nodes.push_back(std::move(x));
+  }
+  return format_node_table(Cluster(std::move(nodes)).list_order());
+}
+
+// A plan kept for later (`apply -n --plan-out FILE`, then `apply --plan FILE`): the index and the
+// node_map_version it was made from, --prune, the steps (comments, for the reader) and the
+// layout. A run of it is refused when the index's map moved since (ClusterAdmin::apply's made_from).
+struct SavedPlan {
+  std::string index;             // HOST:PORT
+  long long node_map_version = -1;
+  bool prune = false;
+  Layout layout;
+};
+
+inline constexpr const char* kSavedPlanFirstLine = "# flare-admin-plan 1";
+
+inline std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan) {
+  std::string out = std::string(kSavedPlanFirstLine) + " (a plan of flare-admin apply; run it with: flare-admin apply --plan FILE)\n";
+  out += "# index " + p.index + "\n# node_map_version " + std::to_string(p.node_map_version) + "\n# prune " +
+         (p.prune ? "yes" : "no") + "\n";
+  const std::string steps = format_layout_plan(plan);
+  for (auto line : detail::split(steps, '\n'))
+    if (!line.empty()) out += "#" + std::string(line) + "\n";
+  return out + format_layout(p.layout);
+}
+
+// Throws InputError when the text is not a saved plan (its first line, index, version) or its
+// layout does not parse (parse_layout's errors).
+inline SavedPlan parse_saved_plan(std::string_view text) {
+  if (text.substr(0, std::string_view(kSavedPlanFirstLine).size()) != kSavedPlanFirstLine)
+    throw InputError("not a saved plan: its first line is not '" + std::string(kSavedPlanFirstLine) + " ...' (write one with "
+                     "flare-admin apply -n --plan-out FILE LAYOUT)");
+  SavedPlan p;
+  bool prune_seen = false;
+  for (auto raw : detail::split(text, '\n')) {
+    std::string_view line = detail::trim(raw);
+    auto value = [&](std::string_view name) -> std::optional<std::string_view> {
+      std::string head = "# " + std::string(name) + " ";
+      if (line.substr(0, head.size()) != head) return std::nullopt;
+      return detail::trim(line.substr(head.size()));
+    };
+    if (auto v = value("index")) p.index = std::string(*v);
+    else if (auto v = value("node_map_version")) p.node_map_version = to_int(*v).value_or(-1);
+    else if (auto v = value("prune")) {
+      prune_seen = *v == "yes" || *v == "no";
+      p.prune = *v == "yes";
+    }
+  }
+  if (p.index.empty() || p.node_map_version < 0 || !prune_seen)
+    throw InputError("a saved plan names its index, node_map_version and prune (# index HOST:PORT, # node_map_version N, "
+                     "# prune yes|no): this one does not");
+  p.layout = parse_layout(text);
+  return p;
+}
+
+// Reads a layout or saved plan file (at most 16 MiB; "-" is standard input). Throws Error.
+inline std::string read_layout_text(const std::string& path) {
+  constexpr size_t kMax = 16u << 20;
+  int fd = path == "-" ? ::dup(0) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot read " + path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = detail::handle_EINTR([&] { return ::read(fd, buf, sizeof buf); });
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw Error("cannot read " + path + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMax) {
+      ::close(fd);
+      throw Error(path + " is over 16 MiB: not a layout");
+    }
+  }
+  ::close(fd);
+  return text;
+}
+
+// The index's map and node_map_version read as one (the version read before and after the map
+// agree; three moves in a row throw Error), for a plan or a diff made outside ClusterAdmin.
+struct IndexReading {
+  Cluster cluster;
+  long long node_map_version = -1;
+};
+inline IndexReading read_index_map(IndexClient& index) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    long long before = index.stats().number("node_map_version").value_or(-1);
+    Cluster c(index.stats_nodes());
+    long long after = index.stats().number("node_map_version").value_or(-1);
+    if (before == after) return IndexReading{std::move(c), after};
+  }
+  throw Error("the index's node_map_version moved three times while its map was read (a change under way): try again");
+}
+
 // The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
 // messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
 // and every question's "no" leaving the node in a state that is said out loud.
@@ -3545,7 +4176,7 @@ public:
     std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
     Outcome result = Outcome::ok;
     for (auto& a : args) {
-      Cluster c = cluster();
+      Cluster c = as_planned(cluster());
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
@@ -3625,7 +4256,7 @@ public:
     if (auto refused = preflight()) return *refused;
     Outcome result = Outcome::ok;
     for (auto& a : args) {
-      Cluster c = cluster();
+      Cluster c = as_planned(cluster());
       const NodeInfo* n = c.find(a.endpoint);
       const std::string key = a.endpoint.key();
       if (!n) {
@@ -3830,6 +4461,16 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
+      if (n->is_proxy() && answers_ping(a.endpoint)) {
+        // Its flared runs: set down a moment ago, the index brings it back as a proxy. flarei
+        // removes it all the same, and it then stays out of the map while it runs, until its
+        // flared is restarted (seen on a real flare 1.3.4).
+        complain("refused: " + key + " is proxy down, but its flared answers: the index brings it back as a proxy in a "
+                 "moment, and removed now it would stay out of the map while it runs. Stop its flared first, then remove it. "
+                 "(node=" + key + ")");
+        result = worse(result, Outcome::failed);
+        continue;
+      }
       if (!ask_yes("remove the node from a cluster (node=" + key + ", role=" + n->role + ", state=" +
                                            n->state + ") (y/n): ")) {
         declined(key, *n, "flare-admin remove " + key);
@@ -3960,6 +4601,98 @@ public:
     if (r == Outcome::interrupted || r == Outcome::failed) return r;
     say("slaves:");
     return worse(r, slave(slaves));
+  }
+
+  // flare-admin apply: takes the cluster to `layout`. It reads the map, plans (plan_layout: the
+  // same plan a dry run prints), shows the plan with the items each copy reads, asks once (a
+  // dry run stops there), then runs each step through the command it names, with that command's
+  // own checks, waits and advice, its questions answered by the one yes. Before each step the
+  // map is read again; a step whose node is no longer where the plan left it stops the run
+  // (nothing of it sent). A run cut short (a failure, Ctrl-C, the tool killed) is finished by
+  // running apply again: it plans from where the cluster is. `made_from` (>= 0): the
+  // node_map_version a saved plan was made from; the run is refused, nothing sent, when the
+  // index's differs. Returns ok once the map matches the layout (read again at the end), declined
+  // at a no, failed on a refusal or a step that failed; throws NetworkError as the commands do.
+  Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1) {
+    if (auto refused = preflight()) return *refused;
+    Cluster c = cluster();
+    const long long version = index_.stats().number("node_map_version").value_or(-1);
+    if (made_from >= 0 && version != made_from) {
+      complain("refused: the plan was made from node_map_version " + std::to_string(made_from) + "; the index is at " +
+               std::to_string(version) + " now: the cluster changed since. Nothing was changed. Make a new plan "
+               "(flare-admin apply -n --plan-out FILE LAYOUT) and review it.");
+      return Outcome::failed;
+    }
+    LayoutPlan plan = planned_layout(c, layout, lo);
+    for (const auto& r : plan.refusals) complain("refused: " + r);
+    if (!plan.refusals.empty()) {
+      complain("Nothing was changed.");
+      return Outcome::failed;
+    }
+    if (plan.steps.empty()) {
+      say("the cluster matches the layout (node_map_version " + std::to_string(version) + "): nothing to do.");
+      for (const auto& n : plan.not_in_layout) say("  not in the layout, left as it is: " + n);
+      return Outcome::ok;
+    }
+    say("plan (node_map_version " + std::to_string(version) + ", " + std::to_string(plan.steps.size()) +
+        (plan.steps.size() == 1 ? " step" : " steps") + "):");
+    say(trim_newline(format_layout_plan(plan)));
+    for (const auto& w : plan.warnings) complain("warning: " + w);
+    // A node the plan builds that holds items it did not put there (a copy from an earlier role,
+    // or a partition's only copy when the index lost its map) is flushed only when told.
+    bool holding = false;
+    for (const auto& s : plan.steps)
+      if (s.held > 0 && !s.discard && !opt_.discard_items) {
+        complain("refused: " + s.node + " is a proxy holding " + std::to_string(s.held) + " items, which step " +
+                 std::to_string(&s - plan.steps.data() + 1) + " deletes (flush_all) before it copies. If they are a stale "
+                 "copy, give --discard-items; if the index may have lost its map, they may be a partition's only copy: see "
+                 "flare-admin check first.");
+        holding = true;
+      }
+    if (holding) {
+      complain("Nothing was changed.");
+      return Outcome::failed;
+    }
+    if (opt_.dry_run) {
+      say("dry run: nothing was changed.");
+      return Outcome::ok;
+    }
+    if (!ask_yes("apply the plan (" + std::to_string(plan.steps.size()) + (plan.steps.size() == 1 ? " step" : " steps") +
+                 ") (y/n): ")) {
+      if (!(io_.interrupted && io_.interrupted())) complain("nothing was changed.");
+      return Outcome::declined;
+    }
+    const OperationOptions saved = opt_;
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      const PlanStep& s = plan.steps[i];
+      const std::string at = "step " + std::to_string(i + 1) + "/" + std::to_string(plan.steps.size());
+      say("");
+      say(at + ": " + s.what);
+      opt_.force = true; // the one question was asked above
+      opt_.activate = s.kind == PlanStep::Kind::master;
+      opt_.discard_items = saved.discard_items || s.discard;
+      Outcome o = Outcome::failed;
+      std::string moved = step_moved(s);
+      if (!moved.empty()) complain(at + " was not run: " + moved + ". Nothing of it was sent.");
+      else o = run_step(s);
+      opt_ = saved;
+      if (o != Outcome::ok) {
+        if (o != Outcome::interrupted)
+          complain(at + " did not finish" + (i ? " (the steps before it did)" : "") + ". Once the way out said above is "
+                   "taken, run apply again: it plans from where the cluster is now (apply -n shows what is left).");
+        return o;
+      }
+    }
+    LayoutPlan left = planned_layout(cluster(), layout, lo);
+    if (!left.converged()) {
+      complain("the plan ran, but the cluster does not match the layout yet (" + std::to_string(left.steps.size()) +
+               (left.steps.size() == 1 ? " step" : " steps") + " left" +
+               (left.refusals.empty() ? "" : ", " + left.refusals.front()) + "): run apply again.");
+      return Outcome::failed;
+    }
+    say("");
+    say("the cluster matches the layout.");
+    return Outcome::ok;
   }
 
   // Before the first change: the index must be a flarei (IndexClient::require_index, throws
@@ -4313,7 +5046,14 @@ private:
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'; the node is still " + before.role + " " + before.state);
       return Outcome::failed;
     }
-    if (opt_.dry_run) return Outcome::ok;
+    if (opt_.dry_run) {
+      // Partition 0's master is active at once; a later one ends ready (or active with --activate).
+      if (part != 0 && opt_.activate)
+        say("dry run: would wait for it to be ready, then send 'node state " + ep.host + " " + std::to_string(ep.port) +
+            " active' to " + index_.endpoint().display());
+      planned_as(before, "master", part == 0 || opt_.activate ? "active" : "ready", part, bal);
+      return Outcome::ok;
+    }
     say("started constructing the master node...");
     return finish_master(a);
   }
@@ -4426,6 +5166,11 @@ private:
         change("node role " + ep.host + " " + std::to_string(ep.port) + " slave " + std::to_string(bal) + " " +
                    std::to_string(part),
                [] { return std::string("OK"); });
+      NodeInfo n;
+      n.key = ep.key();
+      n.host = ep.host;
+      n.port = ep.port;
+      planned_as(n, "slave", "active", part, std::max(0, bal));
       return Outcome::ok;
     }
     say(started);
@@ -5119,6 +5864,106 @@ private:
   bool preflight_done_ = false;
   std::vector<std::string> watched_; // nodes that answered preflight(): in_effect() waits for them
   BalanceRecord balances_;           // the balance a slave construction is to give (a re-run finds it)
+
+  // ---- a dry run: the nodes as the real run would have left them ----
+  // A dry run changes nothing, so its later checks would read the map as it was: `part -n` of a
+  // new partition 0 and 1 refused partition 1 ("cannot be made now") where the real run builds
+  // both. The commands read the map through as_planned(), which lays what the dry run would have
+  // made over it.
+  std::map<std::string, NodeInfo> planned_;
+  void planned_as(NodeInfo n, const std::string& role, const std::string& state, int part, int bal) {
+    n.role = role;
+    n.state = state;
+    n.partition = part;
+    n.balance = bal;
+    planned_[n.key] = std::move(n);
+  }
+  Cluster as_planned(Cluster c) const {
+    if (!opt_.dry_run || planned_.empty()) return c;
+    std::vector<NodeInfo> nodes = c.nodes();
+    for (auto& n : nodes) {
+      auto it = planned_.find(n.key);
+      if (it != planned_.end()) n = it->second;
+    }
+    return Cluster(std::move(nodes));
+  }
+
+  // ---- apply: one step of a plan, through the command it names ----
+  // The plan for the cluster as read: plan_layout, with the items of every node that is not down
+  // (one gather), and without the removal of a down proxy whose flared answers: set down a moment
+  // ago, the index brings it back as a proxy (removed now, it would be left out of the map while it
+  // runs: seen on a real flare 1.3.4 after --prune).
+  LayoutPlan planned_layout(const Cluster& c, const Layout& layout, const LayoutOptions& lo) {
+    LayoutPlan plan = plan_layout(c, layout, lo);
+    std::vector<Endpoint> eps;
+    std::vector<std::string> masters;
+    for (const auto& n : c.nodes()) {
+      if (n.state != "down") eps.push_back(n.endpoint());
+      if (n.is_master() && n.is_active()) masters.push_back(n.key);
+    }
+    std::map<std::string, long long> items;
+    for (const auto& r : gather_stats(eps, opt_.timeout_ms))
+      if (r.ok)
+        if (auto v = r.stats.number("curr_items")) items[r.endpoint.key()] = *v;
+    annotate_plan(plan, items, masters);
+    for (auto it = plan.steps.begin(); it != plan.steps.end();) {
+      if (it->kind == PlanStep::Kind::remove && answers_ping(parse_host_port(it->node, FLARE_TOOLS_DEFAULT_NODE_PORT))) {
+        plan.not_in_layout.push_back(it->node + " (proxy down, but its flared answers: the index brings it back as a proxy)");
+        it = plan.steps.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return plan;
+  }
+  // Why the step's node is no longer where the plan left it ("" if it is), from the map now.
+  std::string step_moved(const PlanStep& s) {
+    Cluster c = cluster();
+    const NodeInfo* n = c.find(s.node);
+    if (!n) return s.node + " is no longer in the map";
+    const std::string now = s.node + " is " + n->role + " " + n->state;
+    switch (s.kind) {
+    case PlanStep::Kind::master:
+    case PlanStep::Kind::slave: {
+      const std::string role = s.kind == PlanStep::Kind::master ? "master" : "slave";
+      if (n->role == role && n->partition == s.partition) return "";
+      if (!n->is_proxy()) return now;
+      if (n->state == "down") {
+        // Set down by an earlier step, its flared still running: the index brings it back.
+        say(s.node + " is proxy down: waiting for the index to bring it back as a proxy.");
+        if (wait_for_proxy_active(index_, n->endpoint(), opt_, io_) != WaitEnd::reached) return now + " (interrupted)";
+      }
+      return "";
+    }
+    case PlanStep::Kind::failover: {
+      if (!(n->is_master() && n->is_active() && n->partition == s.partition)) return now;
+      std::map<std::string, detail::PlannedNode> sim;
+      for (const auto& x : c.nodes()) sim[x.key] = detail::PlannedNode{x.role, x.state, x.partition, x.balance, false};
+      std::string cand = detail::failover_candidate(sim, s.partition);
+      return cand == s.source ? "" : "a failover of partition " + std::to_string(s.partition) + " would now go to " +
+                                         (cand.empty() ? std::string("no slave") : cand) + ", not " + s.source;
+    }
+    case PlanStep::Kind::release:
+      return n->is_slave() && n->partition == s.partition && n->is_active() ? "" : now;
+    case PlanStep::Kind::balance:
+      return n->is_proxy() ? now : "";
+    case PlanStep::Kind::remove:
+      return n->is_proxy() && n->state == "down" ? "" : now;
+    }
+    return now;
+  }
+  Outcome run_step(const PlanStep& s) {
+    NodeArg a{parse_host_port(s.node, FLARE_TOOLS_DEFAULT_NODE_PORT), s.balance, s.partition, s.node};
+    switch (s.kind) {
+    case PlanStep::Kind::master: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return master({a});
+    case PlanStep::Kind::slave: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return slave({a});
+    case PlanStep::Kind::failover:
+    case PlanStep::Kind::release: return down({a});
+    case PlanStep::Kind::balance: a.text = s.node + ":" + std::to_string(s.balance); return balance({a});
+    case PlanStep::Kind::remove: return remove({a});
+    }
+    return Outcome::failed;
+  }
 
   // ---- the balance a slave construction is to give, kept for a run cut short ----
   void keep_balance(const Endpoint& ep, int part, int bal) {
@@ -8125,6 +8970,7 @@ inline const std::vector<CheckCode>& check_codes() {
       {"items_differ", Severity::warning, "a slave's item count differs from its master's by more than a bound with nothing queued"},
       {"keys_misplaced", Severity::warning, "a node holds keys of another partition (--keys)"},
       {"keys_unreadable", Severity::warning, "a node's keys could not be listed (--keys)"},
+      {"layout_drift", Severity::warning, "the cluster differs from the layout given with --layout (apply would change it)"},
   };
   return codes;
 }
@@ -8161,6 +9007,8 @@ struct CheckData {
   std::map<std::string, std::vector<CopyThread>> copies;
   bool keys_checked = false;         // --keys: placement holds every listing
   std::vector<KeyPlacement> placement;
+  std::optional<Layout> layout;      // --layout: the layout the cluster is to match (set by the caller)
+  std::string layout_name;           // its file, for the finding
 };
 
 namespace detail {
@@ -8683,6 +9531,22 @@ inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
   }
 }
 
+inline void check_layout_findings(const CheckData& d, std::vector<Finding>& out) {
+  if (!d.layout) return;
+  auto diff = layout_differences(d.cluster, *d.layout);
+  if (diff.empty()) return;
+  Finding f;
+  f.code = "layout_drift";
+  f.message = "the cluster differs from the layout " + d.layout_name + " on " + std::to_string(diff.size()) +
+              (diff.size() == 1 ? " node" : " nodes");
+  f.figure = diff.front() + (diff.size() > 1 ? " (and " + std::to_string(diff.size() - 1) + " more)" : "");
+  LayoutPlan plan = plan_layout(d.cluster, *d.layout);
+  f.fix = plan.refusals.empty() ? "flare-admin apply --diff " + d.layout_name + " lists them; flare-admin apply -n " + d.layout_name +
+                                      " shows the plan that converges"
+                                : "apply refuses that layout (" + plan.refusals.front() + "): change the layout or the cluster";
+  out.push_back(std::move(f));
+}
+
 inline void check_version_findings(const CheckData& d, std::vector<Finding>& out) {
   std::map<std::string, std::vector<std::string>> by_version;
   if (!d.index_version.empty()) by_version[d.index_version].push_back(d.index_name + " (index)");
@@ -8804,6 +9668,7 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
     detail::check_map_findings(d, all);
     detail::check_version_findings(d, all);
     detail::check_key_findings(d, all);
+    detail::check_layout_findings(d, all);
   }
   for (auto& f : all) {
     if (!t.ignore.count(f.code)) r.findings.push_back(std::move(f));

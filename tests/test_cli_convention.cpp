@@ -51,7 +51,7 @@ struct ConventionCmd {
   bool talks_to_server;          // with `good`, it asks the index server (or a node) something
 };
 
-std::map<std::string, ConventionCmd> convention_table(const std::string& dump_file) {
+std::map<std::string, ConventionCmd> convention_table(const std::string& dump_file, const std::string& layout_file) {
   const std::string node = "127.0.0.1:2";
   return {
       {"ping", {{node}, false, true}},
@@ -74,6 +74,7 @@ std::map<std::string, ConventionCmd> convention_table(const std::string& dump_fi
       {"verify", {{}, false, true}},
       {"deploy", {{"--deploy-index"}, true, false}},
       {"keycheck", {{"--all"}, false, true}},
+      {"apply", {{"--force", layout_file}, true, true}},
   };
 }
 
@@ -110,7 +111,9 @@ TEST_CASE("every subcommand takes bad input the same way: the stream and the exi
   const std::string dir = harness::make_temp_dir();
   const std::string dump_file = dir + "/all.flare";
   harness::write_text(dump_file, "");
-  const auto table = convention_table(dump_file);
+  const std::string layout_file = dir + "/layout";
+  harness::write_text(layout_file, "127.0.0.1:2 0 master active 1\n");
+  const auto table = convention_table(dump_file, layout_file);
   const std::vector<std::string> unreachable = {"--index-server", "127.0.0.1:1", "--timeout", "2"};
   for (const auto& sub : convention_subcommands()) {
     if (kConventionExceptions.count(sub)) continue;
