@@ -5,6 +5,7 @@
 // and check --layout's verdicts, and `part -n` plans what `part` makes.
 #include "harness.hpp"
 
+#include <memory>
 #include <thread>
 
 using harness::FakeCluster;
@@ -300,4 +301,103 @@ TEST_CASE("apply names the items a flush deletes, and refuses a proxy holding it
   auto r = run(with({"apply", "--force", "--discard-items", layout}, idx));
   CHECK(r.status == 0);
   CHECK(f.items(2) == 40);
+}
+
+namespace {
+
+// The requests a dry run names ("... send 'REQUEST' to TARGET"), each as the fake logs a request
+// it received: "TARGET REQUEST", the index's target "index".
+std::vector<std::string> apply_dry_requests(const std::string& out, const std::string& index) {
+  std::vector<std::string> out_requests;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    const size_t at = line.find("send '"), to = line.rfind("' to ");
+    if (line.rfind("dry run: ", 0) != 0 || at == std::string::npos || to == std::string::npos || to < at) continue;
+    const std::string target = line.substr(to + 5);
+    out_requests.push_back((target == index ? std::string("index") : target) + " " + line.substr(at + 6, to - at - 6));
+  }
+  return out_requests;
+}
+
+} // namespace
+
+TEST_CASE("the dry run of every change command names the requests its real run sends, in order" * doctest::test_suite("slow")) {
+  // (apply's dry run is its plan of steps, each a command whose own dry run names its requests:
+  // the first apply case compares its steps with the real run's.)
+  std::unique_ptr<FakeCluster> fp;
+  std::string n0, n1, n2, n3;
+  auto start = [&](const std::vector<std::string>& extra) {
+    fp = std::make_unique<FakeCluster>(4, extra);
+    n0 = fp->node(0), n1 = fp->node(1), n2 = fp->node(2), n3 = fp->node(3);
+  };
+  std::vector<std::string> args;
+  SUBCASE("master of partition 0") {
+    start({});
+    args = {"master", n0 + ":1:0"};
+  }
+  SUBCASE("master --activate of a new partition") {
+    start({});
+    apply_set_nodes(*fp, {n0 + " master active 0 1"});
+    args = {"master", "--activate", n1 + ":1:1"};
+  }
+  SUBCASE("slave") {
+    start({});
+    apply_set_nodes(*fp, {n0 + " master active 0 1"});
+    fp->must("fill " + n0 + " 30 10");
+    args = {"slave", n1 + ":2:0"};
+  }
+  SUBCASE("balance") {
+    start({});
+    apply_set_nodes(*fp, {n0 + " master active 0 1", n1 + " slave active 0 1"});
+    args = {"balance", n1 + ":3"};
+  }
+  SUBCASE("down of a slave") {
+    start({});
+    apply_set_nodes(*fp, {n0 + " master active 0 1", n1 + " slave active 0 1"});
+    args = {"down", n1};
+  }
+  SUBCASE("down of a master: a failover") {
+    start({});
+    apply_set_nodes(*fp, {n0 + " master active 0 1", n1 + " slave active 0 1", n2 + " slave active 0 1"});
+    args = {"down", n0};
+  }
+  SUBCASE("activate of a down node that answers") {
+    start({"--revive-ms", "600000"}); // not brought back by the fake's monitor first
+    apply_set_nodes(*fp, {n2 + " proxy down -1 0"});
+    args = {"activate", n2};
+  }
+  SUBCASE("remove of a dead proxy") {
+    start({});
+    fp->must("kill " + n3);
+    apply_set_nodes(*fp, {n3 + " proxy down -1 0"});
+    args = {"remove", n3};
+  }
+  SUBCASE("reconstruct of a slave") {
+    start({});
+    apply_set_nodes(*fp, {n0 + " master active 0 1", n1 + " slave active 0 1", n2 + " slave active 0 1"});
+    args = {"reconstruct", n1};
+  }
+  SUBCASE("part") {
+    start({});
+    args = {"part", n0 + ":1:0", n1 + ":1:0", n2 + ":1:1"};
+  }
+  REQUIRE(fp);
+  FakeCluster& f = *fp;
+  const auto idx = f.index_args();
+  CAPTURE(args);
+  const size_t before = f.state_changes().size();
+  auto dry = run(with(with(args, {"-n"}), idx));
+  CAPTURE(dry.out);
+  CAPTURE(dry.err);
+  REQUIRE(dry.status == 0);
+  REQUIRE(f.state_changes().size() == before);
+  const auto planned = apply_dry_requests(dry.out, f.index());
+  CHECK_FALSE(planned.empty());
+  auto real = run(with(with(args, {"--force"}), idx));
+  CAPTURE(real.out);
+  CAPTURE(real.err);
+  REQUIRE(real.status == 0);
+  auto all = f.state_changes();
+  const std::vector<std::string> sent(all.begin() + static_cast<long>(before), all.end());
+  CHECK(sent == planned);
 }
