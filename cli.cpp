@@ -1223,10 +1223,15 @@ int cmd_apply(const Options& o) {
       naming_index(c.index, [&] { ic.require_index(); });
       IndexReading r = naming_index(c.index, [&] { return read_index_map(ic); });
       auto d = layout_differences(r.cluster, layout, lo);
+      // A layout apply refuses is said too: with no difference, it is an error (a layout that
+      // cannot be right, e.g. a slave whose partition has no master in it), not a match.
+      const LayoutPlan plan = plan_layout(r.cluster, layout, lo);
       for (const auto& line : d) std::cout << line << "\n";
-      if (d.empty()) std::cout << "the cluster matches " << name << " (node_map_version " << r.node_map_version << ")\n";
+      for (const auto& why : plan.refusals) std::cerr << "apply would refuse it: " << why << "\n";
+      if (d.empty() && plan.refusals.empty())
+        std::cout << "the cluster matches " << name << " (node_map_version " << r.node_map_version << ")\n";
       flush_stdout();
-      return d.empty() ? EXIT_OK : EXIT_FAIL;
+      return !d.empty() ? EXIT_FAIL : plan.refusals.empty() ? EXIT_OK : EXIT_USAGE;
     } catch (const Interrupted&) {
       throw;
     } catch (const Error& e) {

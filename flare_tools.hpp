@@ -9534,13 +9534,20 @@ inline void check_map_findings(const CheckData& d, std::vector<Finding>& out) {
 inline void check_layout_findings(const CheckData& d, std::vector<Finding>& out) {
   if (!d.layout) return;
   auto diff = layout_differences(d.cluster, *d.layout);
-  if (diff.empty()) return;
+  LayoutPlan plan = plan_layout(d.cluster, *d.layout);
+  if (diff.empty() && plan.refusals.empty()) return;
   Finding f;
   f.code = "layout_drift";
+  if (diff.empty()) { // nothing differs, but the layout cannot be applied as it stands
+    f.message = "apply refuses the layout " + d.layout_name;
+    f.figure = plan.refusals.front();
+    f.fix = "correct the layout";
+    out.push_back(std::move(f));
+    return;
+  }
   f.message = "the cluster differs from the layout " + d.layout_name + " on " + std::to_string(diff.size()) +
               (diff.size() == 1 ? " node" : " nodes");
   f.figure = diff.front() + (diff.size() > 1 ? " (and " + std::to_string(diff.size() - 1) + " more)" : "");
-  LayoutPlan plan = plan_layout(d.cluster, *d.layout);
   f.fix = plan.refusals.empty() ? "flare-admin apply --diff " + d.layout_name + " lists them; flare-admin apply -n " + d.layout_name +
                                       " shows the plan that converges"
                                 : "apply refuses that layout (" + plan.refusals.front() + "): change the layout or the cluster";

@@ -401,3 +401,19 @@ TEST_CASE("the dry run of every change command names the requests its real run s
   const std::vector<std::string> sent(all.begin() + static_cast<long>(before), all.end());
   CHECK(sent == planned);
 }
+
+TEST_CASE("apply --diff of a layout apply refuses is an error (2), not a match; check --layout says it") {
+  FakeCluster f(3);
+  const auto idx = f.index_args();
+  const std::string n0 = f.node(0), n1 = f.node(1), n2 = f.node(2);
+  apply_set_nodes(f, {n0 + " master active 0 1", n1 + " master active 1 1", n2 + " slave active 1 1"});
+  // Partition 1's slave listed, its master not: nothing differs, but the layout is wrong.
+  const std::string layout = apply_layout_file(n0 + " 0 master - 1\n" + n2 + " 1 slave - 1\n");
+  auto d = run(with({"apply", "--diff", layout}, idx));
+  CHECK(d.status == 2);
+  CHECK(d.out.empty());
+  CHECK(d.err == "apply would refuse it: partition 1 has slaves but no master in the layout: name its master\n");
+  auto c = run(with({"check", "--layout", layout}, idx));
+  CHECK(c.status == 1);
+  CHECK(apply_has(c.out, "layout_drift: apply refuses the layout " + layout));
+}
