@@ -51,6 +51,8 @@ UNIT_SRC  += tests/test_framing.cpp
 # Layouts and the plans that reach them: flare-admin apply (issue 34).
 UNIT_SRC  += tests/test_layout.cpp
 INTEG_SRC += tests/test_cli_apply.cpp
+# The programs of examples/ against the fake (issue 36).
+INTEG_SRC += tests/test_examples.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check check-rules fuzz fuzz-run demo bench clean check-doctest
@@ -161,12 +163,21 @@ endef
 $(eval $(call test_suite_rules,plain,,build/plain/integration,build/plain/obj/test_second_unit.o))
 $(eval $(call test_suite_rules,san,$(SAN),,))
 
+# The programs of examples/ (what a vendoring user writes; the README shows them): built beside
+# the plain suite and run against the fake by tests/test_examples.cpp, in both suites.
+EXAMPLES     := $(wildcard examples/*.cpp)
+EXAMPLE_BINS := $(patsubst examples/%.cpp,build/plain/examples/%,$(EXAMPLES))
+build/plain/examples/%: examples/%.cpp $(HDRS) | build/plain
+	@mkdir -p $(@D)
+	$(CXX) $(WARN) -O0 -I. -o $@ $<
+test-build-plain: $(EXAMPLE_BINS)
+
 .PHONY: test-build-plain test-build-san
 test-plain:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-build-plain
 	@tests/run-suites -j $(TEST_RUNNERS) plain
 test-sanitize:
-	@$(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-build-san build/plain/integration
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) WERROR=$(WERROR) test-build-san build/plain/integration $(EXAMPLE_BINS)
 	@tests/run-suites -j $(TEST_RUNNERS) san
 
 # The header must compile on its own, pedantic.

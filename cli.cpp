@@ -1305,83 +1305,33 @@ private:
   std::unique_ptr<FdWriter> writer_;
 };
 
-// The nodes a dump reads: the ones named, or with --all every master; each limited to its
-// own partition's keys (so stale copies left by a partition split are not dumped twice).
+// The nodes a dump reads (dump_targets): the ones named, or with --all every master.
 // `command`: the subcommand the advice names ("dump", "dumpkey").
 std::vector<DumpTarget> data_targets(const Options& o, const Context& c, unsigned long long bwlimit,
                                      const std::string& command = "dump") {
-  bool all = o.flag("all");
-  if (all && !o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
-  if (!all && o.args.empty()) throw UsageError("please specify --all option to get complete dump (or give HOST:PORT).");
-  std::optional<int> part, psize;
+  DumpSelection s;
+  s.all = o.flag("all");
+  if (s.all && !o.args.empty()) throw UsageError("don't specify any nodes with --all option.");
+  if (!s.all && o.args.empty()) throw UsageError("please specify --all option to get complete dump (or give HOST:PORT).");
   if (o.has("partition")) {
-    part = to_int32(o.get("partition"));
-    if (!part || *part < 0) throw UsageError("invalid --partition " + shown(o.get("partition")));
+    s.partition = to_int32(o.get("partition"));
+    if (!s.partition || *s.partition < 0) throw UsageError("invalid --partition " + shown(o.get("partition")));
   }
   if (o.has("partition-size")) {
-    psize = to_int32(o.get("partition-size"));
-    if (!psize || *psize <= 0) throw UsageError("invalid --partition-size " + shown(o.get("partition-size")));
+    s.partition_size = to_int32(o.get("partition-size"));
+    if (!s.partition_size || *s.partition_size <= 0) throw UsageError("invalid --partition-size " + shown(o.get("partition-size")));
   }
-  if (part.has_value() != psize.has_value()) throw UsageError("--partition and --partition-size go together");
-  if (part && *part >= *psize) throw UsageError("--partition must be less than --partition-size");
-  std::vector<Endpoint> named; // checked before the index is asked anything
-  for (const auto& a : o.args) named.push_back(endpoint_arg(a));
+  if (s.partition.has_value() != s.partition_size.has_value()) throw UsageError("--partition and --partition-size go together");
+  if (s.partition && *s.partition >= *s.partition_size) throw UsageError("--partition must be less than --partition-size");
+  for (const auto& a : o.args) s.nodes.push_back(endpoint_arg(a)); // checked before the index is asked anything
+  s.bwlimit = bwlimit;
+  s.partial = o.flag("partial");
+  s.command = command;
   IndexClient ic = index_client(c);
   Cluster cluster = load_cluster(ic);
-  int serving = serving_partition_count(cluster);
-  std::vector<NodeInfo> nodes;
-  if (all) {
-    // Each partition's master: after a takeover the old one is listed too, down; a partition
-    // whose only master is down cannot be dumped, and a dump without it is not complete.
-    for (auto& n : cluster.list_order()) {
-      if (!n.is_master() || cluster.master_of(n.partition)->key != n.key) continue;
-      if (n.state == "down") {
-        std::cerr << "partition " << n.partition << " cannot be dumped: its master " << n.key << " is down\n";
-        throw Exit{EXIT_FAIL};
-      }
-      if (!n.is_active()) {
-        // A new partition's master (prepare/ready) holds copies of keys the serving partitions
-        // still own and serve: each key is read from the partition that serves it, once.
-        std::cerr << "partition " << n.partition << " is skipped: its master " << n.key << " is " << n.state
-                  << ", not yet active; its keys are read from the partitions that serve them now\n";
-        continue;
-      }
-      nodes.push_back(n);
-    }
-  } else {
-    for (const auto& ep : named) {
-      const NodeInfo* n = cluster.find(ep);
-      if (!n) {
-        std::cerr << one_line(unknown_node_text("unknown node: ", ep)) << "\n";
-        throw Exit{EXIT_FAIL};
-      }
-      // A backup that is not a whole copy of a partition is never exit 0 by accident: refused
-      // (nothing written) unless the operator asks for what the node holds, as it is.
-      if (auto why = partial_copy_reason(cluster, *n, command)) {
-        if (!o.flag("partial")) {
-          std::cerr << "refused: " << one_line(with_index_option(*why, ic.endpoint()))
-                    << " (--partial dumps what it holds anyway, knowing it is not a whole copy)\n";
-          throw Exit{EXIT_FAIL};
-        }
-        std::cerr << "warning: " << one_line(*why) << "; dumping what it holds (--partial)\n";
-      }
-      nodes.push_back(*n);
-    }
-  }
-  std::vector<DumpTarget> out;
-  for (auto& n : nodes) {
-    DumpTarget t{n.endpoint(), {}};
-    t.range.bwlimit = bwlimit;
-    if (part) {
-      t.range.partition = *part;
-      t.range.partition_size = *psize;
-    } else if (n.partition >= 0 && n.partition < serving && serving > 1) {
-      t.range.partition = n.partition;
-      t.range.partition_size = serving;
-    }
-    out.push_back(t);
-  }
-  return out;
+  DumpChoice choice = dump_targets(cluster, s, ic.endpoint());
+  for (const auto& note : choice.notes) std::cerr << one_line(note) << "\n";
+  return choice.targets;
 }
 
 unsigned long long bwlimit_option(const Options& o) {

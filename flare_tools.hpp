@@ -11,10 +11,11 @@
 //    1. Errors and small helpers           (flare::Error, detail::handle_EINTR, to_int)
 //    2. Addresses                          (parse_host_port, parse_node_arg)
 //    3. Socket                             (detail::Socket: deadlines on every call, poll())
-//    4. Protocol reader                    (Reply, read_reply, parse_stats, parse_stats_nodes, ...)
+//    4. Protocol reader                    (Reply, read_reply, parse_stats, NodeInfo, parse_stats_nodes, ...)
 //    5. Clients                            (ServerClient, IndexClient, NodeClient, gather_stats)
 //   5b. Replication lag                    (SlaveLag, gather_slave_lag: a master's `stats threads slave`)
-//    6. Cluster model                      (NodeInfo, Cluster, orderings, reconstructability)
+//    6. Cluster model                      (Cluster, orderings, reconstructability)
+//   6b. Key hashing and partitions         (key_hash, ModularResolver: bit for bit as flare 1.3.4)
 //   6c. Node map versions                  (MapVersions: the index against the nodes)
 //    7. Operations and waiting             (wait_for_slave_active, wait_for_master_ready, ...)
 //   7a. Layouts                            (parse_layout, plan_layout: the plan `apply` runs)
@@ -244,6 +245,10 @@
 //      timeout_ms; trace; std::optional<Endpoint> index; std::optional<Cluster> cluster; check_timeout_ms = 3000; }
 //    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
 //    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
+//    struct DumpSelection { all; nodes; partition, partition_size; bwlimit; partial; command; }
+//    struct DumpChoice { targets; notes; }   DumpChoice dump_targets(const Cluster& cluster, const DumpSelection& s,
+//      const Endpoint& index);   -- what `dump`/`dumpkey` read: each partition's master once, each limited to
+//      its own keys (no stale copy read twice); throws Error for a down master, an unknown node, a partial copy
 //    std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node,
 //      const std::string& command = "dump");  -- why
 //      a dump of node is not a whole copy of its partition (not an active master or slave), or nothing
@@ -1007,7 +1012,6 @@ public:
     pos_ = end_ = 0;
   }
 
-  void set_deadline(Clock::time_point d) { deadline_ = d; }
   void set_timeout(int timeout_ms) { deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms); }
   Clock::time_point deadline() const { return deadline_; }
   // With an idle timeout every byte received moves the deadline on: a stream fails only when
@@ -1143,34 +1147,6 @@ public:
       return true;
     }
     return false;
-  }
-
-  // A complete line if one is already buffered or arrives with one non-blocking read;
-  // nullopt otherwise. For pipelined writers that must not block on replies.
-  std::optional<std::string_view> try_read_line() {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (line_end(pos_) != std::string::npos) return read_line();
-      if (attempt == 1) break;
-      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
-      if (pos_ > 0) {
-        std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
-        end_ -= pos_;
-        pos_ = 0;
-      }
-      ssize_t n = handle_EINTR([&] { return ::read(fd_, buf_.data() + end_, buf_.size() - end_); });
-      if (n == 0) {
-        std::string peer = peer_;
-        close();
-        throw NetworkError("connection closed by " + peer);
-      }
-      if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-        fail("receive from " + peer_ + " failed", errno);
-      }
-      end_ += static_cast<size_t>(n);
-      total_read_ += static_cast<unsigned long long>(n);
-    }
-    return std::nullopt;
   }
 
   // Sends what it can without blocking; returns the number of bytes taken. Throws NetworkError
@@ -1553,7 +1529,7 @@ inline bool expired_at(const ItemHeader& h, long long now_unix) { return h.expir
 // `nul<NUL>key` through the binary protocol is listed as `nul`, seen on flare 1.3.4). Every
 // other byte may be in it: flared's text protocol splits a request on the space byte only, so
 // a key may hold a lone CR, TAB, VT, FF, control and high bytes; a binary client may store a
-// lone LF too (fact: shared/flare-protocol.md, "Hard states"), but not CR LF, where a record's
+// lone LF too (fact: tests/data/flare-protocol.md, "Hard states"), but not CR LF, where a record's
 // line ends (such a key, stored through the binary protocol, cannot be framed: found by
 // fuzz_csv, a CSV key holding CR LF written in the flare format did not read back).
 inline bool valid_item_key(std::string_view k) {
@@ -1763,7 +1739,7 @@ public:
   // Makes sure the server is an index server (flarei), not a data node (flared), before anything
   // is read from or sent to it. Both answer `stats` (the same fields) and `stats nodes` (a node
   // with its own, possibly stale, copy of the map), but a flared answers `ERROR` to `meta`, which a
-  // flarei always answers with META lines (flare 1.3.4: shared/flare-protocol.md "Hard states",
+  // flarei always answers with META lines (flare 1.3.4: tests/data/flare-protocol.md "Hard states",
   // real-flare-1.3.4/node_misc.txt [1]). One round trip, once per client.
   // Throws NotAnIndexError (one line naming the address) for a node; NetworkError / ProtocolError
   // as request(); ServerError for any other refusal of `meta`.
@@ -2031,7 +2007,7 @@ inline void trace_probe(const StatsProbe& p, const TraceFn& trace) {
 }
 
 // One probe per (endpoint, request lines) of `asks`: the requests are sent pipelined on one
-// connection (flare answers them in order: shared/real-flare-1.3.4/README.md).
+// connection (flare answers them in order: tests/data/transcripts/README.md).
 // `on_reply` (if set) is called for each probe as soon as its replies are in (result.ok), e.g. to
 // parse and drop its lines: 2,000 nodes' lines held until the end cost 2 MB more.
 inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoint, std::vector<std::string>>>& asks,
@@ -2213,7 +2189,7 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
 //
 // A master sends each write to its slaves through replication threads of its own (flared's
 // proxy-concurrency of them per slave, 2 by default), and `stats threads slave` on the master
-// lists them. Seen on a real flare 1.3.4 (shared/flare-protocol.md "Hard states"): each thread's
+// lists them. Seen on a real flare 1.3.4 (tests/data/flare-protocol.md "Hard states"): each thread's
 // `peer` is the slave node's own name and port as in the node map (127.0.0.1:21122, not an
 // ephemeral port), its `type` is that node's thread_type, `queue` the writes waiting in it and
 // `behind` the seconds since the oldest of them was queued; a thread sending a write shows state
@@ -2267,7 +2243,7 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
     SlaveLag& l = by[who];
     l.slave = who;
     // A count that is not one is not 0: the lag would read as none (every flared 1.3.4 thread
-    // shows queue and behind, whole numbers from 0: shared/real-flare-1.3.4/index_stats_threads.txt).
+    // shows queue and behind, whole numbers from 0: tests/data/transcripts/index_stats_threads.txt).
     auto count = [&](const std::string& field, const std::string& v) {
       auto n = to_int(v);
       if (!n || *n < 0)
@@ -2356,18 +2332,73 @@ struct StatsAndLag {
 inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, const std::vector<Endpoint>& masters,
                                         int timeout_ms, const std::vector<NodeInfo>& nodes = {},
                                         const GatherHooks& hooks = {}) {
-  std::vector<Endpoint> all = endpoints;
-  all.insert(all.end(), masters.begin(), masters.end());
-  std::vector<std::string> whats(endpoints.size(), "stats");
-  whats.resize(all.size(), "stats threads slave");
-  auto results = detail::gather_stat_lines(all, timeout_ms, whats, hooks);
+  // One connection per node: a master shown is asked `stats` and `stats threads slave` on it,
+  // pipelined, so that its curr_connections counts the tool once, as a raw `stats` (and 0.7.3)
+  // does (two connections showed 3 where flare 1.3.4 has 2).
+  std::vector<std::pair<Endpoint, std::vector<std::string>>> asks;
+  std::unordered_map<std::string, size_t> probe_of; // endpoint key -> its `stats` probe
+  asks.reserve(endpoints.size() + masters.size());
+  for (const auto& e : endpoints) {
+    probe_of.emplace(e.key(), asks.size());
+    asks.emplace_back(e, std::vector<std::string>{"stats"});
+  }
+  std::vector<std::pair<size_t, size_t>> lag_at; // master i -> (probe, reply)
+  for (const auto& m : masters) {
+    auto it = probe_of.find(m.key());
+    if (it != probe_of.end()) {
+      lag_at.emplace_back(it->second, asks[it->second].second.size());
+      asks[it->second].second.push_back("stats threads slave");
+    } else {
+      lag_at.emplace_back(asks.size(), 0);
+      asks.emplace_back(m, std::vector<std::string>{"stats threads slave"});
+    }
+  }
+  // Each `stats` reply is parsed as its node's replies are in, and its lines dropped (2,000
+  // nodes' lines held to the end cost 2 MB more); the few lines of `stats threads slave` stay.
+  auto parse = [](detail::StatsProbe& p) {
+    for (size_t k = 0; k < p.asked.size() && k < p.lines.size() && k < p.reply_error.size(); ++k) {
+      if (p.asked[k] != "stats" || !p.reply_error[k].empty()) continue;
+      try {
+        p.result.stats = parse_stats(p.lines[k]);
+      } catch (const Error& e) {
+        p.reply_error[k] = e.what();
+      }
+      std::vector<std::string>().swap(p.lines[k]);
+    }
+  };
+  auto probes = detail::gather_probes(asks, timeout_ms, parse, hooks);
+  auto reply = [&](size_t probe, size_t k) {
+    detail::StatsProbe& p = probes[probe];
+    StatsResult r;
+    r.endpoint = p.result.endpoint;
+    r.ok = p.result.ok;
+    r.error = p.result.error;
+    r.fetched_at = p.result.fetched_at;
+    if (p.asked.at(k) == "stats") r.stats = std::move(p.result.stats); // each read once: moved, not copied
+    if (r.ok && k < p.reply_error.size() && !p.reply_error[k].empty()) {
+      r.ok = false;
+      r.error = p.reply_error[k];
+    }
+    if (r.ok && p.asked.at(k) != "stats") {
+      try {
+        r.stats = parse_stats(p.lines.at(k));
+      } catch (const Error& e) {
+        r.ok = false;
+        r.error = e.what();
+      }
+    }
+    if (!r.ok) r.stats = NodeStats();
+    return r;
+  };
   detail::SlaveNamer namer(nodes);
   StatsAndLag out;
   out.stats.reserve(endpoints.size());
   out.lags.reserve(masters.size());
-  for (size_t i = 0; i < results.size(); ++i) {
-    if (i < endpoints.size()) out.stats.push_back(std::move(results[i]));
-    else out.lags.push_back(detail::lag_result(std::move(results[i]), namer));
+  for (size_t i = 0; i < endpoints.size(); ++i) out.stats.push_back(reply(i, 0));
+  for (size_t i = 0; i < masters.size(); ++i) {
+    StatsResult r = reply(lag_at[i].first, lag_at[i].second);
+    r.endpoint = masters[i];
+    out.lags.push_back(detail::lag_result(std::move(r), namer));
   }
   return out;
 }
@@ -2855,7 +2886,7 @@ private:
 // and pushes each new map to the nodes; a node ignores a map older than its own (flare 1.3.4
 // src/lib/cluster.cc reconstruct_node: "ignored: the current node_map_version (27) is newer than
 // (8)"). So an index restarted from an older flare.xml answers OK to every change while no node
-// routes by it (shared/flare-protocol.md, "Hard states").
+// routes by it (tests/data/flare-protocol.md, "Hard states").
 struct MapVersions {
   long long index = -1;                                 // the index's node_map_version; -1 unknown
   std::vector<std::pair<std::string, long long>> nodes; // each node that answered, in the order given
@@ -2931,7 +2962,7 @@ inline std::string map_version_way_out(const MapVersions&) {
 // partitions: written back with a higher version, it would make the nodes take it (a partition
 // gone, its keys served from stale copies; seen on a real flare 1.3.4). The map written is then
 // the one the nodes holding the newest version answer to `stats nodes` (a flared's own copy of
-// the map: shared/real-flare-1.3.4/node_stats.txt), and every one of them asked must agree.
+// the map: tests/data/transcripts/node_stats.txt), and every one of them asked must agree.
 struct IndexMapChoice {
   Cluster cluster;                      // the map to write
   long long version = -1;               // its node_map_version
@@ -6693,7 +6724,7 @@ struct DumpRange {
 // Sent right behind every dump and dump_key, whose streams end at a line END: its answer
 // (VERSION ...) is known, so the line after END tells whether that END closed the stream (the
 // answer) or was a line inside a key holding CR LF, which a binary client may store and flared
-// writes raw (more records). Fact: shared/flare-protocol.md, "Hard states".
+// writes raw (more records). Fact: tests/data/flare-protocol.md, "Hard states".
 constexpr const char* kStreamProbe = "version";
 
 namespace detail {
@@ -7272,7 +7303,7 @@ struct RestoreReport {
   // Nodes whose acknowledgements do not count: each acknowledged items and then failed (its
   // connection was lost and it does not answer, or the index shows its partition failed over).
   // A master answers STORED before its slaves have the item, and the slave flarei promotes in
-  // its place holds only what reached it (shared/flare-protocol.md, "A master killed
+  // its place holds only what reached it (tests/data/flare-protocol.md, "A master killed
   // mid-write"). One line each ("HOST:PORT acknowledged N items, then ..."). When any, the
   // restore is not complete and resume_offset is run_start.
   std::vector<std::string> doubts;
@@ -7722,6 +7753,74 @@ inline std::optional<std::string> partial_copy_reason(const Cluster& c, const No
   return what + instead;
 }
 
+// What a dump or dumpkey reads (dump_targets): every serving partition's master, or the nodes named.
+struct DumpSelection {
+  bool all = false;                      // every partition's master (else `nodes`)
+  std::vector<Endpoint> nodes;           // the nodes named
+  std::optional<int> partition;          // only the keys of `partition` ...
+  std::optional<int> partition_size;     // ... of `partition_size` partitions (both or neither)
+  unsigned long long bwlimit = 0;        // bytes per second, per node (0: none)
+  bool partial = false;                  // read a node that is not an active master or slave anyway
+  std::string command = "dump";          // the subcommand advice names (dump, dumpkey)
+};
+
+struct DumpChoice {
+  std::vector<DumpTarget> targets;       // each node once, with the key range it is to give
+  std::vector<std::string> notes;        // what to tell the operator (a partition skipped, a partial copy)
+};
+
+// The nodes a dump reads and the keys each gives, from the index's map: with `all`, each
+// partition's master (the one that is not down after a takeover), a new partition's master in
+// prepare or ready skipped (its keys are read from the partitions that still serve them); else
+// the nodes named. Each node is limited to its own partition's keys when several partitions
+// serve, so the stale copies a partition split leaves on the old master are not read twice (a
+// dump of every master_of(p) without that read 45,000 records for 30,000 keys). Throws Error
+// (one line) when a partition's only master is down, a node is unknown, or a node named is not
+// a whole copy of its partition (partial_copy_reason) and `partial` is not set; the advice names
+// `index` (-i) where it names a command.
+inline DumpChoice dump_targets(const Cluster& cluster, const DumpSelection& s, const Endpoint& index) {
+  const int serving = serving_partition_count(cluster);
+  DumpChoice out;
+  std::vector<NodeInfo> nodes;
+  if (s.all) {
+    for (auto& n : cluster.list_order()) {
+      if (!n.is_master() || cluster.master_of(n.partition)->key != n.key) continue;
+      if (n.state == "down") throw Error("partition " + std::to_string(n.partition) + " cannot be dumped: its master " + n.key + " is down");
+      if (!n.is_active()) {
+        out.notes.push_back("partition " + std::to_string(n.partition) + " is skipped: its master " + n.key + " is " + n.state +
+                            ", not yet active; its keys are read from the partitions that serve them now");
+        continue;
+      }
+      nodes.push_back(n);
+    }
+  } else {
+    for (const auto& ep : s.nodes) {
+      const NodeInfo* n = cluster.find(ep);
+      if (!n) throw Error(unknown_node_text("unknown node: ", ep));
+      if (auto why = partial_copy_reason(cluster, *n, s.command)) {
+        if (!s.partial)
+          throw Error("refused: " + with_index_option(*why, index) +
+                      " (--partial dumps what it holds anyway, knowing it is not a whole copy)");
+        out.notes.push_back("warning: " + *why + "; dumping what it holds (--partial)");
+      }
+      nodes.push_back(*n);
+    }
+  }
+  for (const auto& n : nodes) {
+    DumpTarget t{n.endpoint(), {}};
+    t.range.bwlimit = s.bwlimit;
+    if (s.partition && s.partition_size) {
+      t.range.partition = *s.partition;
+      t.range.partition_size = *s.partition_size;
+    } else if (n.partition >= 0 && n.partition < serving && serving > 1) {
+      t.range.partition = n.partition;
+      t.range.partition_size = serving;
+    }
+    out.targets.push_back(t);
+  }
+  return out;
+}
+
 // Where a restore into a cluster sends each item: straight to the master of the partition the
 // cluster itself chooses for its key (the index's key hash and partitioning, as verify and
 // keycheck compute them, bit for bit as flare 1.3.4).
@@ -7800,7 +7899,7 @@ struct Acknowledger {
 // after the restore (in any order; a node not among them is not judged on it); `now`: the
 // index's map now (nullptr: unknown). A node doubted: it does not answer; or the map no longer
 // lists it as the active master of its partition. Returns one line per node doubted.
-// Fact: shared/flare-protocol.md, "A master killed mid-write" (flarei promotes the slave, which
+// Fact: tests/data/flare-protocol.md, "A master killed mid-write" (flarei promotes the slave, which
 // holds only what was replicated).
 inline std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
                                                        const std::vector<StatsResult>& answers, const Cluster* now) {
@@ -9181,7 +9280,7 @@ inline size_t answering_active_slaves(const CheckData& d, int p) {
 // An active master whose partition has no active slave that answers: nothing to fail over to
 // (or only to a slave that is as silent), so when it does not answer, the partition's data is
 // offline (a real flare 1.3.4's flarei keeps such a master as master, down, once its monitor
-// notices: shared/real-flare-1.3.4/index_master_down_no_slave.txt).
+// notices: tests/data/transcripts/index_master_down_no_slave.txt).
 inline bool only_copy(const CheckData& d, const NodeInfo& n) {
   return n.is_master() && n.state == "active" && d.cluster.master_of(n.partition) == &n &&
          answering_active_slaves(d, n.partition) == 0;

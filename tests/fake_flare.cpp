@@ -1,6 +1,6 @@
 // fake_flare.cpp - a fake flare 1.3.4 cluster for the flare-tools tests: one index server (flarei)
-// and N data nodes (flared) in one process, on loopback.  Spec: shared/flare-protocol.md and the
-// raw transcripts in shared/real-flare-1.3.4/.  Standard library + POSIX only; one global mutex
+// and N data nodes (flared) in one process, on loopback.  Spec: tests/data/flare-protocol.md and the
+// raw transcripts in tests/data/transcripts/.  Standard library + POSIX only; one global mutex
 // over the cluster state, one timer thread (copy / revive / dead node). On Linux the acceptor's
 // event loop answers a connection while it asks only stats, meta, ping or version with no fault
 // armed (EventLoop, below); any other connection has a thread of its own (kept and reused).
@@ -573,7 +573,7 @@ struct FakeNode {
            decr_misses = 0;
   uint64_t cas_hits = 0, cas_misses = 0, cas_badval = 0, touch_hits = 0, touch_misses = 0;
   // one iteration of the database at a time (dump, dump_key): another answers
-  // `SERVER_ERROR database busy`, as a real flared 1.3.4 does (shared/flare-protocol.md)
+  // `SERVER_ERROR database busy`, as a real flared 1.3.4 does (tests/data/flare-protocol.md)
   bool iterating = false;
   // the map a node held when the index went back to an older one (control index-restart): it
   // ignores the index's maps until one is newer than floor_version (0 = none)
@@ -962,7 +962,7 @@ bool set_role(MapEntry& e, Role role, int64_t balance, int64_t partition) {
       if (FakeNode* src = node_of(*m); src && src->iterating) {
         // The master is busy with a dump: its `dump` answers SERVER_ERROR database busy, the
         // construction fails at once and flared falls back to proxy (log: "failed to reconstruct
-        // (SERVER_ERROR database busy)"; shared/flare-protocol.md "Hard states").
+        // (SERVER_ERROR database busy)"; tests/data/flare-protocol.md "Hard states").
         to_proxy(e, State::Active);
         bump();
       }

@@ -1,6 +1,6 @@
 // Integration (issue 17, parts 1 and 2): every key flared stores can be backed up, and a listing
 // the server cannot frame is never reported complete. The built binary against tests/fake-flare,
-// which stores and writes such keys raw, as a real flare 1.3.4 does (shared/flare-protocol.md,
+// which stores and writes such keys raw, as a real flare 1.3.4 does (tests/data/flare-protocol.md,
 // "Hard states").
 #include "harness.hpp"
 

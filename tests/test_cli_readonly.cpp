@@ -304,3 +304,16 @@ TEST_CASE("usage errors exit 2 with a one-line hint") {
     CHECK(r.out.rfind("Usage: flare-admin stats", 0) == 0);
   }
 }
+
+TEST_CASE("flare-stats asks each node on one connection: a master's `stats` and `stats threads slave` share it") {
+  // Two connections made a master's `conn` column one more than the node has (real flare 1.3.4:
+  // 3 where a raw `stats`, and 0.7.3, show 2).
+  harness::FakeCluster f(3);
+  harness::master_and_slave(f);
+  const std::string n0 = f.node(0), n1 = f.node(1);
+  const long long m = f.connections(n0), s = f.connections(n1);
+  auto r = harness::run(harness::with({"stats"}, f.index_args()));
+  CHECK(r.status == 0);
+  CHECK(f.connections(n0) - m == 1);
+  CHECK(f.connections(n1) - s == 1);
+}

@@ -1,4 +1,4 @@
-// Section 8 of flare_tools.hpp: the tables, byte for byte as ../shared/flare-tools-contract.md.
+// Section 8 of flare_tools.hpp: the tables, byte for byte as flare-tools 0.7.3 prints them (the contract this project keeps).
 #include "flare_tools.hpp"
 #include "test_nodes.hpp"
 

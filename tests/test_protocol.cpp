@@ -1,5 +1,5 @@
 // Section 4 of flare_tools.hpp: the protocol reader and the reply parsers, fed with the
-// exact bytes a real flare 1.3.4 sends (../shared/flare-protocol.md, real-flare-1.3.4/).
+// exact bytes a real flare 1.3.4 sends (tests/data/flare-protocol.md, tests/data/transcripts/).
 #include "flare_tools.hpp"
 
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
 // Integration: replays every exchange recorded with a real flare 1.3.4 (tests/data/transcripts/,
-// copies of shared/real-flare-1.3.4/ with their headers, and node_long_key.txt, recorded the same
+// the recorded real-flare transcripts with their headers, and node_long_key.txt, recorded the same
 // way for this project) against tests/fake-flare and compares the
 // replies byte for byte. Each transcript runs on a fresh fake cluster set up as its header says,
 // with the recorded pacing (scaled by kScale, and the fake's monitor timings scaled alike), so that

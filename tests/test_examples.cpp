@@ -1,0 +1,92 @@
+// Integration (issue 36): the programs of examples/, what a user who vendors the header writes,
+// run against the fake cluster. A program that needs anything the header does not offer would
+// not build; one that gets a wrong answer from the surface fails here.
+#include "harness.hpp"
+
+#include <fcntl.h>
+
+using harness::FakeCluster;
+
+namespace {
+
+// build/plain/examples/NAME (make test builds them beside the plain suite; the tests run from
+// the source tree).
+harness::Result example_run(const std::string& name, const std::vector<std::string>& args) {
+  const std::string path = "build/plain/examples/" + name;
+  REQUIRE_MESSAGE(::access(path.c_str(), X_OK) == 0, path << " is not built (make test builds it)");
+  std::string command = path;
+  for (const auto& a : args) command += " '" + a + "'";
+  const std::string dir = harness::make_temp_dir();
+  int rc = std::system((command + " > " + dir + "/out 2> " + dir + "/err").c_str());
+  harness::Result r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+  r.out = harness::slurp(dir + "/out");
+  r.err = harness::slurp(dir + "/err");
+  return r;
+}
+
+// Node 0 the master of partition 0 holding 100 keys, node 1 the master of partition 1 built
+// from them by flare-admin (node 0 keeps its stale copies of partition 1's keys).
+void example_two_partitions(FakeCluster& f) {
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 100 10");
+  REQUIRE(harness::run(harness::with({"master", "--force", "--activate", f.node(1) + ":1:1"}, f.index_args())).status == 0);
+  REQUIRE(f.items(0) == 100);
+  REQUIRE(f.items(1) > 0);
+}
+
+} // namespace
+
+TEST_CASE("examples/nodes_and_stats lists every node with its items") {
+  FakeCluster f(3);
+  example_two_partitions(f);
+  auto r = example_run("nodes_and_stats", {f.index()});
+  CHECK(r.status == 0);
+  CHECK(r.out == f.node(0) + " master active partition 0 items 100\n" + f.node(1) + " master active partition 1 items " +
+                     std::to_string(f.items(1)) + "\n" + f.node(2) + " proxy active partition -1 items 0\n");
+  auto bad = example_run("nodes_and_stats", {f.node(0)}); // a data node given as the index
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("is a data node (flared), not an index server") != std::string::npos);
+}
+
+TEST_CASE("examples/dump_cluster dumps each key exactly once after a partition was added") {
+  FakeCluster f(3);
+  example_two_partitions(f);
+  auto r = example_run("dump_cluster", {f.index()});
+  CHECK(r.status == 0);
+  CHECK(r.err == "100 items\n");
+  // Read back with the header's own reader: 100 records, 100 distinct keys.
+  const std::string path = harness::make_temp_dir() + "/backup";
+  harness::write_text(path, r.out);
+  int fd = ::open(path.c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  flare::ItemReader reader(fd, path, flare::DataFormat::flare); // it owns fd from here
+  std::set<std::string> keys;
+  size_t records = 0;
+  flare::Item item;
+  while (reader.next(item)) {
+    ++records;
+    keys.insert(item.header.key);
+  }
+  CHECK(records == 100);
+  CHECK(keys.size() == 100);
+}
+
+TEST_CASE("examples/add_slave makes a proxy a slave and waits until it holds its partition") {
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 40 10");
+  auto r = example_run("add_slave", {f.index(), f.node(2) + ":1:0"});
+  CHECK(r.status == 0);
+  CHECK(r.out.find("state is active -> stop waiting\n") != std::string::npos);
+  auto c = f.cluster();
+  REQUIRE(c.find(f.node(2)));
+  CHECK(c.find(f.node(2))->role == "slave");
+  CHECK(c.find(f.node(2))->state == "active");
+  CHECK(c.find(f.node(2))->balance == 1);
+  CHECK(f.items(2) == 40);
+  // The header's refusals reach the program: a node that is not a proxy.
+  auto again = example_run("add_slave", {f.index(), f.node(0) + ":1:0"});
+  CHECK(again.status == 1);
+  CHECK(again.err.find(f.node(0) + " is not a proxy.") != std::string::npos);
+}
