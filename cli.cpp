@@ -3,6 +3,8 @@
 #include "flare_tools.hpp"
 
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -30,7 +32,7 @@ struct Exit {
 // How every message shows a user's argument: quoted, with anything that is not printable
 // ASCII (a newline, a control byte, a non-ASCII byte) escaped as \xHH, so that an argument
 // never splits a one-line error and looks the same in every message.
-std::string shown(std::string_view arg) { return "'" + detail::printable(arg, 200) + "'"; }
+std::string shown(std::string_view arg) { return "'" + printable(arg, 200) + "'"; }
 
 // A message printed as one line: control bytes (a newline inside a server's answer or an
 // argument that reached the text unescaped) are escaped, other text is left as it is.
@@ -265,7 +267,7 @@ Endpoint resolve_index(const Options& o) {
   std::optional<int> from_p;
   if (o.has("index-server-port")) {
     std::string v = o.get("index-server-port");
-    auto p = detail::parse_port(v);
+    auto p = parse_port(v);
     if (!p) throw UsageError("invalid --index-server-port " + shown(v));
     from_p = *p;
   }
@@ -274,14 +276,7 @@ Endpoint resolve_index(const Options& o) {
     std::string name = o.get("cluster");
     const char* servers = std::getenv("FLARE_INDEX_SERVERS");
     if (!servers) throw Error("unknown cluster " + shown(name) + ": FLARE_INDEX_SERVERS is not set");
-    for (auto entry : detail::split(servers, ';')) {
-      auto f = detail::split(detail::trim(entry), ':');
-      if (f.size() >= 3 && f[0] == name) {
-        auto p = detail::parse_port(f[2]);
-        if (!p) throw Error("invalid port for cluster '" + name + "' in FLARE_INDEX_SERVERS");
-        return Endpoint{std::string(f[1]), *p};
-      }
-    }
+    if (auto named = cluster_index_server(servers, name)) return *named;
     throw Error("unknown cluster " + shown(name) + ": not in FLARE_INDEX_SERVERS");
   }
   if (env_server && *env_server) {
@@ -295,7 +290,7 @@ Endpoint resolve_index(const Options& o) {
     if (e.port) ep.port = e.port;
   }
   if (env_port && *env_port) {
-    auto p = detail::parse_port(env_port);
+    auto p = parse_port(env_port);
     if (!p) throw Error(std::string("invalid FLARE_INDEX_SERVER_PORT '") + env_port + "'");
     ep.port = *p;
   }
@@ -424,7 +419,7 @@ StdoutBuf& g_stdout_buf = *new StdoutBuf;
 // silently with SIGPIPE, it must end with a status, and say why on stderr.
 void say_stdout_failed(int err) {
   std::cerr << "cannot write standard output: "
-            << (g_std_closed[1] ? std::string("it is closed") : err ? detail::errno_text(err) : std::string("write error"))
+            << (g_std_closed[1] ? std::string("it is closed") : err ? std::string(std::strerror(err)) : std::string("write error"))
             << "\n";
 }
 // Descriptors 0, 1 and 2 are open before anything else is: a closed one is opened on /dev/null
@@ -531,7 +526,8 @@ std::string shell_quoted(const std::string& path) {
 }
 
 void note_leftovers_beside(const std::string& path) {
-  auto left = leftover_temporaries(detail::dir_of(path));
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  auto left = leftover_temporaries(dir.empty() ? "." : dir);
   if (left.empty()) return;
   unsigned long long bytes = 0;
   std::string rm, pids;
@@ -637,9 +633,7 @@ int cmd_list(const Options& o) {
     }
   }
   if (o.flag("json")) {
-    std::cout << "{\"index\":" << detail::json_escape(c.index.display()) << ",\"nodes\":" << format_node_json(nodes)
-              << ",\"node_map_version\":" << detail::json_number_or_null(versions.index >= 0 ? std::optional<long long>(versions.index) : std::nullopt)
-              << ",\"warnings\":" << detail::json_string_array(map_warnings(versions)) << "}\n";
+    std::cout << format_list_json(c.index, nodes, versions) << "\n";
   } else {
     std::cout << format_node_table(nodes);
   }
@@ -1413,7 +1407,8 @@ int cmd_check(const Options& o) {
     throw UsageError("--lag-warning-seconds is above --lag-critical-seconds");
   if (o.has("ignore")) {
     const std::string list = o.get("ignore");
-    for (auto code : detail::split(list, ',')) {
+    std::istringstream codes_in(list);
+    for (std::string code; std::getline(codes_in, code, ',');) {
       const auto& codes = check_codes();
       if (std::none_of(codes.begin(), codes.end(), [&](const CheckCode& k) { return code == k.code; }))
         throw UsageError("--ignore: unknown finding " + shown(std::string(code)) + " (see the man page's list)");
@@ -1493,7 +1488,7 @@ int cmd_dump(const Options& o) {
       if (one && unframed == 0) std::cerr << "\n";
       ++unframed;
       term.warn("skipped a record " + t.endpoint.display() + " cannot frame: byte " + std::to_string(u.offset) +
-                " of its dump, " + std::to_string(u.size) + " bytes, key '" + detail::printable(u.key, 250) + "' (" +
+                " of its dump, " + std::to_string(u.size) + " bytes, key '" + printable(u.key, 250) + "' (" +
                 std::to_string(u.length) + "-byte value)");
     };
   }
@@ -1536,7 +1531,7 @@ int cmd_dumpkey(const Options& o) {
   if (o.flag("skip-unframed")) {
     opt.on_unframed_key = [&](const DumpTarget& t, const std::string& key) {
       ++unframed;
-      term.warn("skipped a key " + t.endpoint.display() + " cannot frame: '" + detail::printable(key, 250) + "'");
+      term.warn("skipped a key " + t.endpoint.display() + " cannot frame: '" + printable(key, 250) + "'");
     };
   }
   try {
@@ -1546,7 +1541,7 @@ int cmd_dumpkey(const Options& o) {
         [&](size_t i, std::string_view key) {
           if (key.find('\n') != std::string_view::npos) { // a binary client's key: one per line cannot hold it
             std::string what = "a key of " + targets[i].endpoint.display() + " cannot be written one per line: '" +
-                               detail::printable(key, 250) + "' holds a line feed";
+                               printable(key, 250) + "' holds a line feed";
             if (!opt.on_unframed_key) throw Error(what + " (--skip-unframed skips it)");
             ++unframed;
             term.warn("skipped " + what);
@@ -1922,7 +1917,7 @@ int cmd_deploy(const Options& o) {
       std::cerr << t.server.key() << " is given twice (one folder per HOST:PORT).\n";
       return EXIT_FAIL;
     }
-    if (!replace && detail::path_exists(t.dir)) {
+    if (!replace && std::filesystem::exists(std::filesystem::symlink_status(t.dir))) {
       std::cerr << "directory already exists: " << t.dir << " (nothing was written; --delete replaces it)\n";
       return EXIT_FAIL;
     }
@@ -2215,7 +2210,7 @@ void check_file_options(const Options& o, const Command& c) {
     }
     if (host_port && ::access(path.c_str(), F_OK) != 0)
       throw UsageError("no file " + shown(path) + ": in " + c.name + ", -i is the input file (--input); " +
-                       "to name the index server, use --index-server " + detail::printable(path, 200));
+                       "to name the index server, use --index-server " + printable(path, 200));
   }
   if (o.has("output") && o.get("output") != "-" && is_dir(o.get("output")))
     throw Error(shown(o.get("output")) + " is a directory, not a file: give the file to write");

@@ -46,6 +46,9 @@
 //    struct NodeArg { Endpoint endpoint; std::optional<int> balance, partition; std::string text; }
 //    Endpoint parse_host_port(std::string_view arg, int default_port);   -- "host[:port]", "[v6][:port]"
 //    NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fields);  -- host:port[:bal[:part]]
+//    std::optional<int> parse_port(std::string_view s);   std::string printable(std::string_view s, size_t max = 80);
+//    std::optional<Endpoint> cluster_index_server(std::string_view servers, std::string_view name);
+//      -- the entry `name` of a $FLARE_INDEX_SERVERS list (name:host:port;...)
 //   3. Socket (detail::Socket)   using TraceFn = std::function<void(const std::string& line)>;  -- debug hook
 //   4. Protocol reader
 //    struct Reply { lines; status; bool ok() const; bool is_error() const; }
@@ -271,6 +274,7 @@
 //      DumpOptions opt, bool skip_unframed = false);   -- verify's logic: every node's keys at once
 //   8. Formatting
 //    std::string format_node_table / format_node_json(const std::vector<NodeInfo>& nodes);  -- `list`
+//    std::string format_list_json(const Endpoint& index, const std::vector<NodeInfo>& nodes, const MapVersions& v);
 //    std::string short_duration(long long seconds);   std::string hit_rate_cell(const NodeStats& s);
 //    struct QpsSample { gets, sets, at; }   std::optional<QpsSample> qps_sample(const StatsResult& r);
 //    struct QpsRates { total, reads, writes; }   std::string qps_cell(const std::optional<double>& v);
@@ -642,6 +646,10 @@ inline std::string errno_text(int err) { return std::strerror(err); }
 
 } // namespace detail
 
+// Bytes a peer or a user gave, made fit for a one-line message: control bytes and non-ASCII
+// escaped (\r, \n, \xNN), cut to at most `max` bytes with "..." marking the cut. Throws nothing.
+inline std::string printable(std::string_view s, size_t max = 80) { return detail::printable(s, max); }
+
 // Strict decimal integer parsing: optional '-', digits only, no overflow.
 // Used for everything a peer or a user gives us, so that "12x", "" or 2^64 never pass.
 inline std::optional<long long> to_int(std::string_view s) {
@@ -781,6 +789,24 @@ inline NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fiel
     out.partition = *p;
   }
   return out;
+}
+
+// A port number, 1 to 65535, digits only ("" or "0x50" or "65536": nullopt). Throws nothing.
+inline std::optional<int> parse_port(std::string_view s) { return detail::parse_port(s); }
+
+// The index server named `name` in a list as $FLARE_INDEX_SERVERS holds it
+// ("name:host:port;name:host:port;...", blanks around an entry ignored), nullopt when no entry has
+// that name. Throws Error when that entry's port is not a port.
+inline std::optional<Endpoint> cluster_index_server(std::string_view servers, std::string_view name) {
+  for (auto entry : detail::split(servers, ';')) {
+    auto f = detail::split(detail::trim(entry), ':');
+    if (f.size() >= 3 && f[0] == name) {
+      auto p = detail::parse_port(f[2]);
+      if (!p) throw Error("invalid port for cluster '" + std::string(name) + "' in FLARE_INDEX_SERVERS");
+      return Endpoint{std::string(f[1]), *p};
+    }
+  }
+  return std::nullopt;
 }
 
 // ---- 3. Socket ---------------------------------------------------------------------------
@@ -8429,6 +8455,18 @@ inline std::string format_node_json(const std::vector<NodeInfo>& nodes) {
   }
   out += nodes.empty() ? "]" : "\n]";
   return out;
+}
+
+// `list --json`: the index (as given), its nodes (format_node_json), the index's
+// node_map_version (null when unknown) and the warnings about the nodes' maps (map_version_warning
+// and its way out; none when no node holds a newer map).
+inline std::string format_list_json(const Endpoint& index, const std::vector<NodeInfo>& nodes, const MapVersions& v) {
+  std::vector<std::string> warnings;
+  const std::string w = map_version_warning(v);
+  if (!w.empty()) warnings.push_back(w + " " + map_version_way_out(v));
+  return "{\"index\":" + detail::json_escape(index.display()) + ",\"nodes\":" + format_node_json(nodes) +
+         ",\"node_map_version\":" + detail::json_number_or_null(v.index >= 0 ? std::optional<long long>(v.index) : std::nullopt) +
+         ",\"warnings\":" + detail::json_string_array(warnings) + "}";
 }
 
 // 12913 -> "3h", 200000 -> "2d": the largest whole unit, as flare-stats shows uptime.

@@ -71,3 +71,14 @@ TEST_CASE("every type and function the header's map names exists in the header's
   CHECK(names.count("settle_map_versions") == 1);
   CHECK(names.count("copy_blocked_on") == 1);
 }
+
+TEST_CASE("cli.cpp calls nothing of flare::detail: what the CLI needs, a vendoring user gets from the header's surface") {
+  std::ifstream in("cli.cpp");
+  REQUIRE_MESSAGE(in.good(), "run the tests from the source tree (cli.cpp)");
+  int line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    INFO("cli.cpp:", line_no, ": ", line);
+    CHECK(line.find("detail::") == std::string::npos);
+  }
+}
