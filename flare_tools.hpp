@@ -4042,12 +4042,20 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
 // items it holds now (flushed first).
 inline void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items,
                           const std::vector<std::string>& masters) {
+  std::map<std::string, const PlanStep*> built; // masters the plan makes: what they hold is their copy's part
   for (auto& s : plan.steps) {
     if (s.kind != PlanStep::Kind::slave && s.kind != PlanStep::Kind::master) continue;
     if (s.kind == PlanStep::Kind::slave) {
+      auto made = built.find(s.source);
       auto it = items.find(s.source);
-      if (it != items.end()) s.items = it->second;
+      if (made != built.end()) {
+        s.items = made->second->items; // a part of these: the keys its master copied
+        s.items_bound = true;
+      } else if (it != items.end()) {
+        s.items = it->second;
+      }
     } else {
+      built[s.node] = &s;
       long long all = 0;
       bool known = !masters.empty();
       for (const auto& m : masters) {
@@ -4596,6 +4604,10 @@ public:
       bool safe = c.safely_reconstructable(*n);
       if (!safe && !opt_.unsafe) {
         complain("The partition needs one more slave to reconstruct " + key + " safely.");
+        if (io_.warn)
+          io_.warn("--unsafe rebuilds it anyway: its partition then has no other copy that serves until the rebuild is done; "
+                   "or give the partition another slave first (flare-admin slave HOST:PORT:BALANCE:" +
+                   std::to_string(n->partition) + ", then run this again).");
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -5823,6 +5835,9 @@ private:
       note("partition " + std::to_string(m.partition) + " failed over: its master is now " + nm->key + " (balance " +
            std::to_string(nm->balance) + "). Writes made while it switched may be lost (flare replicates "
            "asynchronously): writes " + nm->key + " had not received when the switch was sent: " + lacked + ".");
+      if (after.active_slave_count(m.partition) == 0)
+        note("partition " + std::to_string(m.partition) + " has no active slave now: no redundancy until one is built "
+             "(flare-admin slave HOST:PORT:BALANCE:" + std::to_string(m.partition) + ").");
     }
     else if (io_.warn)
       io_.warn("warning: partition " + std::to_string(m.partition) + " has no active master now" +
@@ -5855,6 +5870,10 @@ private:
       }
       // Setting an active master down makes the index fail over to one of its slaves.
       const bool failover = state == "down" && n->is_master() && n->is_active();
+      if (state == "down" && n->is_slave() && n->is_active() && c.active_slave_count(n->partition, n->key) == 0)
+        note("warning: " + key + " is the last active slave of partition " + std::to_string(n->partition) +
+             ": set down, the partition has no redundancy until a slave is built (flare-admin slave HOST:PORT:BALANCE:" +
+             std::to_string(n->partition) + ").");
       std::optional<std::vector<SlaveLag>> lags;
       if (failover) {
         if (auto refused = takeover_check(c, *n, lags)) {
@@ -9814,7 +9833,15 @@ inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t =
     detail::check_key_findings(d, all);
     detail::check_layout_findings(d, all);
   }
+  // A fix names the index it was found on (-i), as every piece of advice does: followed as
+  // printed, it must not go to the default index (seen on a real cluster: `slave HOST:PORT:1:0`).
+  std::optional<Endpoint> index;
+  try {
+    if (!d.index_name.empty()) index = parse_host_port(d.index_name, FLARE_TOOLS_DEFAULT_INDEX_PORT);
+  } catch (const Error&) {
+  }
   for (auto& f : all) {
+    if (index) f.fix = with_index_option(f.fix, *index);
     if (!t.ignore.count(f.code)) r.findings.push_back(std::move(f));
     else r.ignored.insert(f.code);
   }

@@ -544,3 +544,29 @@ TEST_CASE("smaller refusals: part with balance 0, balance of a proxy, --retry 0"
   }
   CHECK(f.state_changes().empty());
 }
+
+TEST_CASE("a change that leaves a partition without redundancy says so, and a refused rebuild names --unsafe") {
+  FakeCluster f(3);
+  auto idx = f.index_args();
+  master_and_slave(f);
+  SUBCASE("down of the last active slave warns in the plan and in the run") {
+    auto dry = run(with({"down", "-n", f.node(1)}, idx));
+    CHECK(dry.status == 0);
+    CHECK(dry.out.find("warning: " + f.node(1) + " is the last active slave of partition 0: set down, the partition has no "
+                       "redundancy until a slave is built") != std::string::npos);
+    auto r = run(with({"down", "--force", f.node(1)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("is the last active slave of partition 0") != std::string::npos);
+  }
+  SUBCASE("a failover to the only slave says the partition has none left") {
+    auto r = run(with({"down", "--force", f.node(0)}, idx));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("partition 0 has no active slave now: no redundancy until one is built") != std::string::npos);
+  }
+  SUBCASE("reconstruct of the only slave: refused, naming --unsafe and the slave to add first") {
+    auto r = run(with({"reconstruct", "--force", f.node(1)}, idx));
+    CHECK(r.status == 1);
+    CHECK(r.err.find("The partition needs one more slave to reconstruct " + f.node(1) + " safely.\n--unsafe rebuilds it anyway") !=
+          std::string::npos);
+  }
+}

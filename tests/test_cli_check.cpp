@@ -314,7 +314,7 @@ TEST_CASE("check: a cluster with no partition serves nothing: CRITICAL no_partit
     CHECK(check_has(o.first, "FLARE CRITICAL - the cluster has no partition: it serves no data | nodes=3;;;0 partitions=0;;;0"));
     CHECK(check_has(o.line(0), "(3 nodes, no master); fix: if this cluster held data, the index may have lost its map: rebuild "
                                "no node; write flare.xml from a node's own map (flare-admin index --from-node HOST:PORT -o "
-                               "flare.xml) and restart flarei with it. A new cluster: flare-admin master HOST:PORT:1:0 with one "
+                               "flare.xml) and restart flarei with it. A new cluster: flare-admin master -i " + f.index() + " HOST:PORT:1:0 with one "
                                "of its proxy nodes (refused while it holds items)"));
     auto r = run({"stats", "-i", f.index(), "--prometheus"});
     CHECK(prom::parse_strict(r.out).value("flare_cluster_partitions", {{"index", f.index()}}) == "0");
@@ -533,7 +533,7 @@ TEST_CASE("check: a node down or not answering: WARNING node_down / node_unreach
       // A real flarei lists a slave it set down as `proxy down` (its partition -1).
       CHECK(check_has(c.line(0), "(proxy down; its flared answers: the index brings it back as a proxy); "
                                  "fix: no restart needed: once the index lists it as a proxy (its monitor's next pings), "
-                                 "give it a role again (flare-admin slave " + f.node(1) + ":1:PARTITION; it copies its data anew)"));
+                                 "give it a role again (flare-admin slave -i " + f.index() + " " + f.node(1) + ":1:PARTITION; it copies its data anew)"));
       CHECK(!check_has(c.out, "restart flared on " + f.node(1)));
     }
   }
@@ -569,7 +569,7 @@ TEST_CASE("check: a new partition's master in ready or prepare: WARNING master_n
   INFO(o.out);
   CHECK(o.status == 1);
   CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
-  CHECK(check_has(o.line(0), "fix: flare-admin activate " + f.node(2)));
+  CHECK(check_has(o.line(0), "fix: flare-admin activate -i " + f.index() + " " + f.node(2)));
 }
 
 TEST_CASE("check: a new cluster's first master not yet active serves nothing: CRITICAL master_not_serving") {
@@ -582,7 +582,7 @@ TEST_CASE("check: a new cluster's first master not yet active serves nothing: CR
     CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
     CHECK(check_has(o.first, "FLARE CRITICAL - partition 0's master " + f.node(0) +
                                  " is ready and no partition has an active master: the cluster serves no data | "));
-    CHECK(check_has(o.line(0), "fix: flare-admin activate " + f.node(0)));
+    CHECK(check_has(o.line(0), "fix: flare-admin activate -i " + f.index() + " " + f.node(0)));
   }
   SUBCASE("in prepare: not OK as a partition building beside serving ones is") {
     f.must("set-node " + f.node(0) + " master prepare 0 1");
@@ -629,7 +629,7 @@ TEST_CASE("check: a new partition's master copying is OK until --prepare-seconds
     CHECK(o.status == 1);
     CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
     CHECK(check_has(o.line(0), f.node(2) + " has been copying for "));
-    CHECK(check_has(o.line(0), "then flare-admin master " + f.node(2) + ":1:1 --activate"));
+    CHECK(check_has(o.line(0), "then flare-admin master -i " + f.index() + " " + f.node(2) + ":1:1 --activate"));
   }
   SUBCASE("in prepare with no copy running: WARNING at once") {
     f.must("stall 1");
@@ -638,7 +638,7 @@ TEST_CASE("check: a new partition's master copying is OK until --prepare-seconds
     CHECK(o.status == 1);
     CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
     CHECK(check_has(o.line(0), "is in prepare with no copy running"));
-    CHECK(check_has(o.line(0), "fix: restart the flared of " + f.node(2) + ", then flare-admin master " + f.node(2) + ":1:1 --activate"));
+    CHECK(check_has(o.line(0), "fix: restart the flared of " + f.node(2) + ", then flare-admin master -i " + f.index() + " " + f.node(2) + ":1:1 --activate"));
     f.must("stall 0");
   }
   SUBCASE("a copy that ends while check asks is shown as it ends (ready), not as stuck") {
@@ -654,7 +654,7 @@ TEST_CASE("check: a new partition's master copying is OK until --prepare-seconds
     CHECK(o.status == 1);
     CHECK(o.codes == std::vector<std::string>{"master_not_serving"});
     CHECK(check_has(o.line(0), "is ready: the partition does not serve yet"));
-    CHECK(check_has(o.line(0), "fix: flare-admin activate " + f.node(2)));
+    CHECK(check_has(o.line(0), "fix: flare-admin activate -i " + f.index() + " " + f.node(2)));
   }
   SUBCASE("copying from a source that stopped and was failed over: WARNING, the copy does not move") {
     // A real flare 1.3.4: the source SIGSTOPped, flarei fails its partition over; the new
@@ -699,7 +699,7 @@ TEST_CASE("check: every slave of a partition at balance 0: WARNING slaves_balanc
   INFO(o.out);
   CHECK(o.status == 1);
   CHECK(o.codes == std::vector<std::string>{"slaves_balance_zero"});
-  CHECK(check_has(o.line(0), "fix: flare-admin balance " + f.node(1) + ":1"));
+  CHECK(check_has(o.line(0), "fix: flare-admin balance -i " + f.index() + " " + f.node(1) + ":1"));
 }
 
 TEST_CASE("check: a slave on its master's host: WARNING slave_same_host (unless ignored)") {
