@@ -1546,7 +1546,7 @@ struct ItemHeader {
 };
 
 // Whether an item had expired by `now_unix` (seconds since the epoch): a dump's expire is an
-// absolute unix time, 0 = never (real-flare-1.3.4/README.md, dump). A restore does not send
+// absolute unix time, 0 = never (tests/data/transcripts/README.md, dump). A restore does not send
 // such an item: flared would answer STORED for an item nobody can read.
 inline bool expired_at(const ItemHeader& h, long long now_unix) { return h.expire > 0 && h.expire <= now_unix; }
 

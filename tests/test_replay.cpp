@@ -752,7 +752,7 @@ struct Replayer {
 std::string transcript_dir() { return harness::env_or("FLARE_TRANSCRIPTS", "tests/data/transcripts"); }
 
 // Known differences between the fake and a real flare 1.3.4, one exchange each, with the reason.
-// The README's section on the fake lists the same.
+// doc/development.md's section on the fake lists the same.
 const std::map<std::string, std::string>& known_differences() {
   static const std::map<std::string, std::string> k = {};
   return k;
