@@ -50,9 +50,13 @@ INTEG_SRC += tests/test_cli_edges.cpp
 UNIT_SRC  += tests/test_framing.cpp
 # Layouts and the plans that reach them: flare-admin apply (issue 34).
 UNIT_SRC  += tests/test_layout.cpp
+# The exporter's HTTP server (issue 37).
+UNIT_SRC  += tests/test_exporter.cpp
 INTEG_SRC += tests/test_cli_apply.cpp
 # The programs of examples/ against the fake (issue 36).
 INTEG_SRC += tests/test_examples.cpp
+# flare-exporter as a process (issue 37).
+INTEG_SRC += tests/test_cli_exporter.cpp
 HDRS      = flare_tools.hpp
 
 .PHONY: all install test test-plain test-sanitize test-header static-check check-rules fuzz fuzz-run demo bench clean check-doctest
@@ -68,7 +72,7 @@ flare-stats: flare-admin
 
 # A program named flare-SUB runs subcommand SUB; these are 0.7.3's names. ADMIN_BIN lets the
 # tests install the binary they built.
-SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy flare-check
+SHORT_NAMES = flare-stats flare-ping flare-part flare-deploy flare-check flare-exporter
 ADMIN_BIN  ?= flare-admin
 MANDIR     ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
@@ -278,7 +282,8 @@ static-check:
 # figures in, the alerts expected out), where promtool is installed (Debian: prometheus); tests/test_cli_check.cpp reads them with a parser of its own always.
 check-rules:
 	@if command -v promtool >/dev/null 2>&1; then promtool check rules contrib/prometheus/flare-alerts.yml && \
-	  promtool test rules contrib/prometheus/flare-alerts.test.yml; \
+	  promtool test rules contrib/prometheus/flare-alerts.test.yml && \
+	  promtool check config contrib/prometheus/scrape-config.yml; \
 	else echo "check-rules: no promtool here; the integration tests check the rules with their own parser"; fi
 
 # libFuzzer targets for every parser (needs clang); `make fuzz-run FUZZ_SECONDS=N` runs each.

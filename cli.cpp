@@ -1259,6 +1259,49 @@ int cmd_apply(const Options& o) {
   return run_admin(o, [&](ClusterAdmin& a) { return a.apply(layout, lo, made_from); });
 }
 
+// flare-admin exporter (flare-exporter): serves /metrics over HTTP until SIGTERM or SIGINT, then
+// exits 0. The server is the header's Exporter; this parses its flags and logs.
+int cmd_exporter(const Options& o) {
+  if (!o.args.empty()) throw UsageError("exporter takes no arguments (the index server: -i, -p, --cluster)");
+  Context c = make_context(o, true);
+  ExporterOptions x;
+  x.index = c.index;
+  x.timeout_ms = c.timeout_ms;
+  std::string listen = o.get("web.listen-address", ":12119");
+  if (!listen.empty() && listen[0] == ':') listen = "0.0.0.0" + listen;
+  try {
+    // Port 0: any free port (the log line says which), for tests and ad-hoc runs.
+    const bool any = listen.size() > 2 && listen.compare(listen.size() - 2, 2, ":0") == 0;
+    x.listen = parse_host_port(any ? listen.substr(0, listen.size() - 2) : listen, 12119);
+    if (any) x.listen.port = 0;
+  } catch (const Error& e) {
+    throw UsageError("--web.listen-address: " + std::string(e.what()));
+  }
+  x.telemetry_path = o.get("web.telemetry-path", "/metrics");
+  if (x.telemetry_path.empty() || x.telemetry_path[0] != '/' || x.telemetry_path == "/" || x.telemetry_path == "/probe")
+    throw UsageError("--web.telemetry-path is a path other than / and /probe, starting with /");
+  if (o.has("web.allowed-targets")) {
+    std::istringstream in(o.get("web.allowed-targets"));
+    for (std::string t; std::getline(in, t, ',');) {
+      if (t.empty()) continue;
+      try {
+        x.allowed_targets.insert(parse_host_port(t, FLARE_TOOLS_DEFAULT_INDEX_PORT).key());
+      } catch (const Error& e) {
+        throw UsageError("--web.allowed-targets: " + std::string(e.what()));
+      }
+    }
+  }
+  if (const char* servers = std::getenv("FLARE_INDEX_SERVERS"); servers && *servers) x.clusters = index_servers(servers);
+  Exporter server(x);
+  server.bind(); // an address in use: Error, one line, exit 1
+  std::cerr << "flare-exporter listening on " << Endpoint{x.listen.host, server.port()}.display() << " ("
+            << x.telemetry_path << ": the cluster of " << x.index.display() << "; /probe?cluster=NAME: "
+            << x.clusters.size() << " in FLARE_INDEX_SERVERS)" << std::endl;
+  server.serve([] { return g_interrupted != 0; }, [](const std::string& line) { std::cerr << one_line(line) << std::endl; });
+  std::cerr << "flare-exporter stopped (signal " << static_cast<int>(g_interrupted) << ")" << std::endl;
+  return EXIT_OK;
+}
+
 // ---- data subcommands -------------------------------------------------------------------
 
 // Output to a file goes through an OutputFile (a unique temporary beside it, renamed over it only
@@ -2118,6 +2161,15 @@ std::vector<Command> commands() {
        "(ignored), balance; # comments and blank lines are allowed. Nodes the cluster has and the\n"
        "layout leaves out are left as they are unless --prune. Run it again at any point: it plans\n"
        "from the cluster as it is.\n"},
+      {"exporter", "", "Serve Prometheus metrics over HTTP (also flare-exporter): one gather of the cluster per scrape.",
+       true,
+       {{"web.listen-address", 0, "ADDRESS", "HOST:PORT or :PORT to listen on (default :12119)"},
+        {"web.telemetry-path", 0, "PATH", "the path of the metrics (default /metrics)"},
+        {"web.allowed-targets", 0, "HOST:PORT,...", "index servers /probe?target= may read (default: none)"}},
+       cmd_exporter,
+       "GET /metrics reads the cluster of -i (or $FLARE_INDEX_SERVER); /probe?cluster=NAME one of\n"
+       "$FLARE_INDEX_SERVERS. A cluster that does not answer gives 200 with flare_index_up 0. It runs in\n"
+       "the foreground, logs one line per error on stderr, and exits 0 on SIGTERM or SIGINT.\n"},
       {"dump", "[HOST:PORT ...] | --all", "Dump items to a file or stdout (flare or csv format).", true,
        {{"all", 0, nullptr, "dump every master"}, {"output", 'o', "FILE", "write to FILE (complete or not at all); - for stdout"}, {"file-mode", 0, "MODE", "permission bits of FILE, octal (default 0600)"},
         {"format", 'f', "FORMAT", "flare (default) or csv"}, kBwlimit,

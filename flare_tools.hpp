@@ -23,6 +23,7 @@
 //    8. Formatting                         (list, stats, threads, summary tables, index XML, JSON)
 //   8b. Prometheus                         (format_prometheus: the text exposition format 0.0.4)
 //   8c. Health check                       (collect_check, evaluate_check: findings for `check`)
+//   8d. Exporter                           (prometheus_scrape, Exporter: /metrics over HTTP, flare-exporter)
 //    9. Deploy                             (ServerConf, plan_flarei/plan_flared, deploy_folder)
 //   10. Keycheck                           (KeyDistribution: keys per partition for 1..N partitions)
 //
@@ -301,7 +302,8 @@
 //      -- one terminal line for many nodes read at once (dump --all, dumpkey --all, verify)
 //   8b. Prometheus text exposition format 0.0.4
 //    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-//      const std::vector<StatsResult>& results);   -- per node; the slaves' lag is in format_prometheus_health
+//      const std::vector<StatsResult>& results);   -- per node, labelled index and node only (a failover keeps
+//      every series), flare_node_info{role,state,partition,version} beside; the slaves' lag is in format_prometheus_health
 //    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
 //    std::string format_prometheus_health(const CheckData& d);   -- (after 8c) the figures of check's
 //      findings: map versions, partition nodes by role/state, slave lag, versions (contrib/prometheus)
@@ -324,6 +326,16 @@
 //    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
 //    std::string format_check_text(const CheckReport& r);   std::string format_check_json(const CheckReport& r);
 //    std::string format_check_unknown(const std::string& why, bool json);   -- the UNKNOWN verdict (exit 3)
+//   8d. Exporter: /metrics over HTTP (one poll() loop; each gather in a thread, shared by the scrapes that wait)
+//    struct ScrapeResult { text; errors; index_up; }
+//    ScrapeResult prometheus_scrape(const Endpoint& index, int timeout_ms, const CancelFn& cancel = nullptr);
+//      -- format_prometheus + format_prometheus_health, or format_prometheus_index_down; throws Interrupted only
+//    std::map<std::string, Endpoint> index_servers(std::string_view servers);  -- $FLARE_INDEX_SERVERS, all
+//    struct ExporterOptions { listen (:12119); telemetry_path; index; clusters; allowed_targets; timeout_ms;
+//      client_timeout_ms (10000); max_connections (512); max_request_bytes (16384); }
+//    class Exporter { Exporter(ExporterOptions o, ScrapeFn scrape = nullptr); void bind(); int port();
+//      size_t parked(); void serve(const CancelFn& stop, log = nullptr); }  -- bind throws Error (address in
+//      use); 200 /metrics, /probe?cluster=|target=; 404, 405, 431, 400, 403; a silent client dropped at its deadline
 //   9. Deploy
 //    enum class Daemon { flarei, flared };   const char* daemon_name(Daemon d);
 //    class ServerConf { void set(const std::string& key, const std::string& value); erase(key);
@@ -448,6 +460,7 @@
 // fallback is built and tested on Linux too. See "Socket portability" below the includes.
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -8917,9 +8930,11 @@ inline void prom_family(std::string& out, const char* name, const char* type, co
   for (const auto& s : samples) out += s;
 }
 
-inline std::string prom_node_labels(const NodeInfo& n) {
-  return "node=\"" + prom_label_value(n.key) + "\",role=\"" + prom_label_value(n.role) + "\",state=\"" +
-         prom_label_value(n.state) + "\",partition=\"" + std::to_string(n.partition) + "\"";
+// A node's series are labelled by its cluster and itself only: its role, state and partition
+// change (a failover, a rebuild) and would start new series, breaking rate() across the change;
+// they are the labels of flare_node_info instead (as redis_exporter's redis_instance_info).
+inline std::string prom_node_labels(const std::string& index_label, const NodeInfo& n) {
+  return index_label + ",node=\"" + prom_label_value(n.key) + "\"";
 }
 
 // The node `stats` fields exported, in output order.
@@ -9021,12 +9036,21 @@ inline std::string format_prometheus(const std::string& index_name, const Cluste
   std::vector<std::string> labels;
   std::vector<const StatsResult*> answered;
   for (const auto& n : nodes) {
-    labels.push_back(detail::prom_node_labels(n));
+    labels.push_back(detail::prom_node_labels(index_label, n));
     auto it = by_key.find(n.key);
     answered.push_back(it != by_key.end() && it->second->ok ? it->second : nullptr);
   }
   std::vector<std::string> samples;
   samples.reserve(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const std::string* version = answered[i] ? answered[i]->stats.find("version") : nullptr;
+    samples.push_back("flare_node_info{" + labels[i] + ",role=\"" + detail::prom_label_value(nodes[i].role) + "\",state=\"" +
+                      detail::prom_label_value(nodes[i].state) + "\",partition=\"" + std::to_string(nodes[i].partition) +
+                      "\",version=\"" + (version ? detail::prom_label_value(*version) : std::string()) + "\"} 1\n");
+  }
+  prom_family(out, "flare_node_info", "gauge",
+              "The node's role, state, partition and flare version, from the index and its stats (1 for each node).", samples);
+  samples.clear();
   for (size_t i = 0; i < nodes.size(); ++i)
     samples.push_back("flare_up{" + labels[i] + "} " + (answered[i] ? "1" : "0") + "\n");
   prom_family(out, "flare_up", "gauge", "1 when the node answered stats, 0 when it did not.", samples);
@@ -10127,6 +10151,448 @@ inline std::string format_index_xml(const Cluster& cluster, long long version) {
   out += "</boost_serialization>\n";
   return out;
 }
+
+// ---- 8d. Exporter: /metrics over HTTP (flare-exporter) -----------------------------------------
+//
+// One gather of a cluster per scrape, as `flare-stats --prometheus` reads it (every node's stats,
+// every master's replication threads and check's findings, in one poll loop), served over HTTP by
+// one poll() loop: a deadline on every client, a bounded request, a bounded number of
+// connections, no thread per connection. A gather runs in a thread of its own, so a slow cluster
+// never holds the loop, and scrapes of the same cluster that arrive while it runs share it.
+// A cluster that does not answer still gives 200 with flare_index_up 0 (the exporters'
+// convention), never a 500.
+
+// What one gather gives: the exposition text, and the errors met (an index or node that did not
+// answer), each one line.
+struct ScrapeResult {
+  std::string text;
+  std::vector<std::string> errors;
+  bool index_up = false;
+};
+
+// The Prometheus text of the cluster whose index is `index`: format_prometheus and
+// format_prometheus_health over collect_check's reading (requests `timeout_ms` each), or
+// format_prometheus_index_down when the index cannot be read. Throws Interrupted only.
+inline ScrapeResult prometheus_scrape(const Endpoint& index, int timeout_ms, const CancelFn& cancel = nullptr) {
+  ScrapeResult r;
+  try {
+    CheckData d = collect_check(index, timeout_ms, nullptr, nullptr, cancel);
+    if (!d.index_error.empty()) {
+      r.errors.push_back("index server " + index.display() + ": " + d.index_error);
+      r.text = format_prometheus_index_down(index.display());
+      return r;
+    }
+    for (const auto& s : d.stats)
+      if (!s.ok) r.errors.push_back(s.endpoint.display() + ": " + s.error);
+    r.text = format_prometheus(index.display(), d.cluster, d.stats) + format_prometheus_health(d);
+    r.index_up = true;
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& e) {
+    r.errors.push_back("index server " + index.display() + ": " + e.what());
+    r.text = format_prometheus_index_down(index.display());
+  }
+  return r;
+}
+
+// Every entry of a $FLARE_INDEX_SERVERS list ("name:host:port;..."), by name. Throws Error for
+// an entry that is not name:host:port.
+inline std::map<std::string, Endpoint> index_servers(std::string_view servers) {
+  std::map<std::string, Endpoint> out;
+  for (auto entry : detail::split(servers, ';')) {
+    entry = detail::trim(entry);
+    if (entry.empty()) continue;
+    auto f = detail::split(entry, ':');
+    auto port = f.size() == 3 ? detail::parse_port(f[2]) : std::nullopt;
+    if (f.size() != 3 || f[0].empty() || f[1].empty() || !port)
+      throw Error("FLARE_INDEX_SERVERS: '" + detail::printable(entry) + "' is not NAME:HOST:PORT");
+    out[std::string(f[0])] = Endpoint{std::string(f[1]), *port};
+  }
+  return out;
+}
+
+struct ExporterOptions {
+  Endpoint listen{"0.0.0.0", 12119};           // 12119: outside 9100-9999, all allocated by Prometheus' list
+  std::string telemetry_path = "/metrics";
+  Endpoint index{"127.0.0.1", FLARE_TOOLS_DEFAULT_INDEX_PORT}; // what /metrics reads
+  std::map<std::string, Endpoint> clusters;    // /probe?cluster=NAME
+  std::set<std::string> allowed_targets;       // /probe?target=HOST:PORT, by key ("" none: refused)
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // each request of a gather
+  int client_timeout_ms = 10000;               // a client's request arrives, and its reply is taken, within it
+  size_t max_connections = 512;                // beyond it a new connection is closed at once
+  size_t max_request_bytes = 16384;            // the request line and headers
+};
+
+// The HTTP server of flare-exporter. bind() throws Error (the address in use, or not one);
+// serve() runs until `stop` says so (checked at least every 200 ms), then closes every socket and
+// waits for the gathers under way (each bounded by its deadlines). `log` gets one line per error.
+// `scrape` is prometheus_scrape unless given (the tests give their own).
+class Exporter {
+public:
+  using ScrapeFn = std::function<ScrapeResult(const Endpoint& index)>;
+  explicit Exporter(ExporterOptions o, ScrapeFn scrape = nullptr) : opt_(std::move(o)), scrape_(std::move(scrape)) {
+    if (!scrape_) scrape_ = [t = opt_.timeout_ms](const Endpoint& ep) { return prometheus_scrape(ep, t); };
+  }
+  Exporter(const Exporter&) = delete;
+  Exporter& operator=(const Exporter&) = delete;
+  ~Exporter() { shut(); }
+
+  void bind() {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    const std::string port = std::to_string(opt_.listen.port);
+    int rc = ::getaddrinfo(opt_.listen.host.empty() ? nullptr : opt_.listen.host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0 || !res) throw Error("cannot listen on " + opt_.listen.display() + ": " + ::gai_strerror(rc));
+    std::string why;
+    for (addrinfo* a = res; a && listen_fd_ < 0; a = a->ai_next) {
+      int fd = detail::new_socket(a->ai_family); // close-on-exec, non-blocking, no SIGPIPE
+      if (fd < 0) continue;
+      int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 128) == 0) {
+        listen_fd_ = fd;
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+          bound_port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                                       : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+      } else {
+        why = std::strerror(errno);
+        ::close(fd);
+      }
+    }
+    ::freeaddrinfo(res);
+    if (listen_fd_ < 0) throw Error("cannot listen on " + opt_.listen.display() + ": " + why);
+    if (::pipe(wake_) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+    for (int fd : wake_) {
+      detail::set_nonblocking(fd);
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+  }
+  int port() const { return bound_port_; }
+  // Clients whose scrape waits for a gather (another thread may read it: the tests do).
+  size_t parked() const { return parked_.load(); }
+
+  void serve(const CancelFn& stop, const std::function<void(const std::string&)>& log = nullptr) {
+    log_ = log;
+    while (!(stop && stop())) {
+      std::vector<pollfd> fds;
+      fds.push_back({listen_fd_, static_cast<short>(clients_.size() < opt_.max_connections ? POLLIN : 0), 0});
+      fds.push_back({wake_[0], POLLIN, 0});
+      for (auto& c : clients_)
+        fds.push_back({c.fd, static_cast<short>(c.phase == Client::writing ? POLLOUT
+                                                : c.phase == Client::reading || c.phase == Client::draining ? POLLIN : 0), 0});
+      int wait_ms = 200;
+      const auto now = Clock::now();
+      for (auto& c : clients_)
+        wait_ms = std::max(0, std::min<int>(wait_ms, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count())));
+      int n = detail::handle_EINTR([&] { return ::poll(fds.data(), fds.size(), wait_ms); });
+      if (n < 0) throw Error(std::string("poll: ") + std::strerror(errno));
+      if (fds[1].revents) drain_wake();
+      if (fds[0].revents & POLLIN) accept_all();
+      for (size_t i = 2; i < fds.size(); ++i) {
+        if (!fds[i].revents) continue;
+        auto it = std::find_if(clients_.begin(), clients_.end(), [&](const Client& c) { return c.fd == fds[i].fd; });
+        if (it == clients_.end()) continue;
+        if (it->phase == Client::reading) read_from(*it);
+        else if (it->phase == Client::writing) write_to(*it);
+        else if (it->phase == Client::draining) drain(*it);
+      }
+      finish_gathers();
+      const auto later = Clock::now();
+      for (auto& c : clients_)
+        if (c.fd >= 0 && later >= c.deadline) {
+          if (c.phase == Client::reading && log_) log_("client " + c.peer + ": no whole request within the deadline; dropped");
+          ::close(c.fd);
+          c.fd = -1;
+        }
+      clients_.erase(std::remove_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.fd < 0; }), clients_.end());
+      parked_ = static_cast<size_t>(std::count_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.phase == Client::waiting; }));
+    }
+    shut();
+  }
+
+private:
+  struct Client {
+    int fd = -1;
+    std::string peer, in, out;
+    size_t sent = 0;
+    enum Phase { reading, waiting, writing, draining } phase = reading;
+    Clock::time_point deadline;
+    std::string gather; // the index key it waits for
+    bool head = false;
+  };
+  struct Gather {
+    Endpoint index;
+    std::thread thread;
+    std::shared_ptr<std::pair<std::atomic<bool>, ScrapeResult>> result;
+    Clock::time_point started;
+  };
+
+  void accept_all() {
+    for (;;) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      int fd = detail::handle_EINTR([&] { return ::accept(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len); });
+      if (fd < 0) return;
+      if (clients_.size() >= opt_.max_connections) {
+        ::close(fd);
+        continue;
+      }
+      detail::set_nonblocking(fd);
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+#ifdef SO_NOSIGPIPE
+      int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+      Client c;
+      c.fd = fd;
+      char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+      ::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+      c.peer = std::string(host) + ":" + serv;
+      c.deadline = Clock::now() + std::chrono::milliseconds(opt_.client_timeout_ms);
+      clients_.push_back(std::move(c));
+    }
+  }
+
+  void read_from(Client& c) {
+    char buf[4096];
+    ssize_t n = detail::handle_EINTR([&] { return ::recv(c.fd, buf, sizeof buf, 0); });
+    if (n <= 0) {
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      ::close(c.fd);
+      c.fd = -1;
+      return;
+    }
+    c.in.append(buf, static_cast<size_t>(n));
+    size_t end = c.in.find("\r\n\r\n");
+    if (end == std::string::npos && c.in.size() > opt_.max_request_bytes) {
+      reply(c, 431, "Request Header Fields Too Large", "text/plain", "request line and headers over " +
+                                                                         std::to_string(opt_.max_request_bytes) + " bytes\n");
+      return;
+    }
+    if (end == std::string::npos) return;
+    if (end > opt_.max_request_bytes) {
+      reply(c, 431, "Request Header Fields Too Large", "text/plain", "request line and headers over " +
+                                                                         std::to_string(opt_.max_request_bytes) + " bytes\n");
+      return;
+    }
+    route(c, c.in.substr(0, c.in.find("\r\n")));
+  }
+
+  static std::string url_decode(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+        out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else {
+        out += s[i] == '+' ? ' ' : s[i];
+      }
+    }
+    return out;
+  }
+
+  void route(Client& c, const std::string& request_line) {
+    auto w = detail::split(request_line, ' ');
+    if (w.size() != 3 || w[2].substr(0, 5) != "HTTP/") {
+      reply(c, 400, "Bad Request", "text/plain", "not an HTTP request line\n");
+      return;
+    }
+    const std::string method(w[0]), target(w[1]);
+    c.head = method == "HEAD";
+    if (method != "GET" && method != "HEAD") {
+      reply(c, 405, "Method Not Allowed", "text/plain", "only GET and HEAD\n", "Allow: GET, HEAD\r\n");
+      return;
+    }
+    const size_t q = target.find('?');
+    const std::string path = target.substr(0, q);
+    std::map<std::string, std::string> query;
+    if (q != std::string::npos)
+      for (auto kv : detail::split(std::string_view(target).substr(q + 1), '&')) {
+        size_t eq = kv.find('=');
+        query[url_decode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(kv.substr(eq + 1));
+      }
+    if (path == "/") {
+      std::string body = "<html><head><title>flare exporter</title></head><body><h1>flare exporter</h1>"
+                         "<p><a href=\"" + opt_.telemetry_path + "\">Metrics</a> of " + opt_.index.display() + "</p>";
+      for (const auto& [name, ep] : opt_.clusters)
+        body += "<p><a href=\"/probe?cluster=" + name + "\">" + name + "</a> (" + ep.display() + ")</p>";
+      reply(c, 200, "OK", "text/html; charset=utf-8", body + "</body></html>\n");
+    } else if (path == opt_.telemetry_path) {
+      start_scrape(c, opt_.index);
+    } else if (path == "/probe") {
+      if (query.count("cluster")) {
+        auto it = opt_.clusters.find(query["cluster"]);
+        if (it == opt_.clusters.end())
+          reply(c, 404, "Not Found", "text/plain", "no cluster '" + detail::printable(query["cluster"]) + "' in FLARE_INDEX_SERVERS\n");
+        else start_scrape(c, it->second);
+      } else if (query.count("target")) {
+        Endpoint ep;
+        try {
+          ep = parse_host_port(query["target"], FLARE_TOOLS_DEFAULT_INDEX_PORT);
+        } catch (const Error&) {
+          reply(c, 400, "Bad Request", "text/plain", "target is HOST[:PORT]\n");
+          return;
+        }
+        if (!opt_.allowed_targets.count(ep.key()))
+          reply(c, 403, "Forbidden", "text/plain", "target " + detail::printable(ep.key()) +
+                                                       " is not allowed (the exporter's --web.allowed-targets)\n");
+        else start_scrape(c, ep);
+      } else {
+        reply(c, 400, "Bad Request", "text/plain", "give ?cluster=NAME (from FLARE_INDEX_SERVERS) or ?target=HOST:PORT\n");
+      }
+    } else {
+      reply(c, 404, "Not Found", "text/plain", "not found: try " + opt_.telemetry_path + "\n");
+    }
+  }
+
+  void reply(Client& c, int code, const char* reason, const char* type, const std::string& body, const std::string& extra = "") {
+    c.out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + type + "\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" + (c.head ? std::string() : body);
+    c.sent = 0;
+    c.phase = Client::writing;
+    c.deadline = Clock::now() + std::chrono::milliseconds(opt_.client_timeout_ms);
+    write_to(c);
+  }
+
+  void write_to(Client& c) {
+    while (c.sent < c.out.size()) {
+      ssize_t n = detail::handle_EINTR([&] {
+        return ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, detail::kSendFlags);
+      });
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) break;
+      c.sent += static_cast<size_t>(n);
+    }
+    // The reply is out: the write side is closed and what the client still sends is read and
+    // dropped until it closes (or a short deadline): closed with unread bytes, the socket would
+    // reset, and the client could lose the reply (a 431 sent before the whole request was read).
+    ::shutdown(c.fd, SHUT_WR);
+    c.phase = Client::draining;
+    c.deadline = Clock::now() + std::chrono::milliseconds(std::min(opt_.client_timeout_ms, 2000));
+  }
+
+  void drain(Client& c) {
+    char buf[4096];
+    for (;;) {
+      ssize_t n = detail::handle_EINTR([&] { return ::recv(c.fd, buf, sizeof buf, 0); });
+      if (n > 0) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      ::close(c.fd);
+      c.fd = -1;
+      return;
+    }
+  }
+
+  void start_scrape(Client& c, const Endpoint& index) {
+    c.phase = Client::waiting;
+    c.gather = index.key();
+    // Parked until its gather ends: the gather's own deadlines bound it; the client's runs after.
+    c.deadline = Clock::time_point::max();
+    if (gathers_.count(c.gather)) return; // a gather of this cluster is under way: shared
+    Gather g;
+    g.index = index;
+    g.started = Clock::now();
+    g.result = std::make_shared<std::pair<std::atomic<bool>, ScrapeResult>>();
+    g.result->first = false;
+    auto result = g.result;
+    ScrapeFn scrape = scrape_;
+    const int wake = wake_[1];
+    g.thread = std::thread([result, scrape, index, wake] {
+      ScrapeResult r;
+      try {
+        r = scrape(index);
+      } catch (const std::exception& e) {
+        r.errors.push_back(e.what());
+        r.text = format_prometheus_index_down(index.display());
+      }
+      result->second = std::move(r);
+      result->first = true;
+      char b = 1;
+      ssize_t ignored = ::write(wake, &b, 1);
+      (void)ignored;
+    });
+    gathers_.emplace(c.gather, std::move(g));
+  }
+
+  void drain_wake() {
+    char buf[64];
+    while (::read(wake_[0], buf, sizeof buf) > 0) {
+    }
+  }
+
+  void finish_gathers() {
+    for (auto it = gathers_.begin(); it != gathers_.end();) {
+      Gather& g = it->second;
+      if (!g.result->first) {
+        ++it;
+        continue;
+      }
+      g.thread.join();
+      const ScrapeResult& r = g.result->second;
+      const double seconds = std::chrono::duration<double>(Clock::now() - g.started).count();
+      const std::string label = "index=\"" + detail::prom_label_value(g.index.display()) + "\"";
+      if (!r.errors.empty()) {
+        ++errors_[g.index.display()];
+        if (log_)
+          for (const auto& e : r.errors) log_("scrape of " + g.index.display() + ": " + detail::printable(e, 300));
+      }
+      char dur[64];
+      std::snprintf(dur, sizeof dur, "%.6f", seconds);
+      std::string own;
+      detail::prom_family(own, "flare_exporter_scrape_duration_seconds", "gauge",
+                          "How long the gather behind this reply took.",
+                          {"flare_exporter_scrape_duration_seconds{" + label + "} " + dur + "\n"});
+      std::vector<std::string> errs;
+      for (const auto& [idx, count] : errors_)
+        errs.push_back("flare_exporter_scrape_errors_total{index=\"" + detail::prom_label_value(idx) + "\"} " +
+                       std::to_string(count) + "\n");
+      if (errs.empty()) errs.push_back("flare_exporter_scrape_errors_total{" + label + "} 0\n");
+      detail::prom_family(own, "flare_exporter_scrape_errors_total", "counter",
+                          "Gathers that met an error (an index or a node that did not answer), since the exporter started.",
+                          errs);
+      detail::prom_family(own, "flare_exporter_build_info", "gauge", "The exporter's version.",
+                          {std::string("flare_exporter_build_info{version=\"") + FLARE_TOOLS_VERSION + "\"} 1\n"});
+      const std::string body = r.text + own;
+      for (auto& c : clients_)
+        if (c.fd >= 0 && c.phase == Client::waiting && c.gather == it->first)
+          reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+      it = gathers_.erase(it);
+    }
+  }
+
+  void shut() {
+    for (auto& [key, g] : gathers_)
+      if (g.thread.joinable()) g.thread.join();
+    gathers_.clear();
+    for (auto& c : clients_)
+      if (c.fd >= 0) ::close(c.fd);
+    clients_.clear();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    listen_fd_ = -1;
+    for (int& fd : wake_)
+      if (fd >= 0) {
+        ::close(fd);
+        fd = -1;
+      }
+  }
+
+  ExporterOptions opt_;
+  ScrapeFn scrape_;
+  int listen_fd_ = -1;
+  int bound_port_ = 0;
+  int wake_[2] = {-1, -1};
+  std::vector<Client> clients_;
+  std::map<std::string, Gather> gathers_;
+  std::map<std::string, long long> errors_; // by index display
+  std::function<void(const std::string&)> log_;
+  std::atomic<size_t> parked_{0};
+};
 
 // ---- 9. Deploy ---------------------------------------------------------------------------
 //

@@ -69,9 +69,18 @@ TEST_CASE("the prometheus exposition passes a strict format check and carries ev
   prom::Exposition ex;
   REQUIRE_NOTHROW(ex = prom::parse_strict(text));
 
-  std::map<std::string, std::string> ml = {{"node", "10.0.0.1:12121"}, {"role", "master"}, {"state", "active"},
-                                           {"partition", "0"}};
+  // A node's series carry its cluster and itself only; its role, state, partition and version
+  // are flare_node_info's labels (a failover changes them, and must not start new series).
+  std::map<std::string, std::string> ml = {{"index", "10.0.0.9:12120"}, {"node", "10.0.0.1:12121"}};
   CHECK(ex.value("flare_up", ml) == "1");
+  for (const auto& smp : ex.samples)
+    if (smp.labels.count("node") && smp.name != "flare_node_info" && smp.name != "flare_version_info") {
+      INFO(smp.name);
+      CHECK(smp.labels.size() == 2);
+    }
+  CHECK(ex.value("flare_node_info", {{"node", "10.0.0.1:12121"}, {"role", "master"}, {"state", "active"}, {"partition", "0"},
+                                     {"version", "1.3.4"}}) == "1");
+  CHECK(ex.value("flare_node_info", {{"node", "10.0.0.3:12121"}, {"role", "proxy"}, {"partition", "-1"}, {"version", ""}}) == "1");
   CHECK(ex.value("flare_current_items", ml) == "20000");
   CHECK(ex.value("flare_bytes", ml) == "21648704");
   CHECK(ex.value("flare_uptime_seconds", ml) == "22");
@@ -83,11 +92,11 @@ TEST_CASE("the prometheus exposition passes a strict format check and carries ev
   // A malformed value is left out, not guessed.
   CHECK(ex.count("flare_cmd_get_total") == 1);
   // The unreachable node is there, as down, and has no stats samples.
-  CHECK(ex.value("flare_up", {{"node", "10.0.0.3:12121"}, {"partition", "-1"}, {"role", "proxy"}}) == "0");
+  CHECK(ex.value("flare_up", {{"node", "10.0.0.3:12121"}}) == "0");
   for (const auto& smp : ex.samples) {
     auto it = smp.labels.find("node");
     if (it != smp.labels.end() && it->second == "10.0.0.3:12121")
-      CHECK((smp.name == "flare_up" || smp.name == "flare_balance"));
+      CHECK((smp.name == "flare_up" || smp.name == "flare_balance" || smp.name == "flare_node_info"));
   }
   // Cluster-level gauges: the masters' sums and the nodes by role and state (zeros included).
   CHECK(ex.value("flare_index_up", {{"index", "10.0.0.9:12120"}}) == "1");
@@ -110,7 +119,7 @@ TEST_CASE("the unreachable node of a prometheus exposition has flare_up 0 and no
   for (const auto& smp : ex.samples) {
     auto it = smp.labels.find("node");
     if (it != smp.labels.end() && it->second == "10.0.0.2:12121")
-      CHECK((smp.name == "flare_up" || smp.name == "flare_balance"));
+      CHECK((smp.name == "flare_up" || smp.name == "flare_balance" || smp.name == "flare_node_info"));
   }
   CHECK(ex.value("flare_cluster_unreachable_masters") == "1");
   CHECK(ex.value("flare_cluster_items") == "5");
@@ -164,4 +173,26 @@ TEST_CASE("a gather raises the soft open-files limit as far as it needs, never p
     ::getrlimit(RLIMIT_NOFILE, &rl);
     return rl.rlim_cur == 64;
   }));
+}
+
+TEST_CASE("a failover keeps every per-node series: only flare_node_info's labels change") {
+  // Before: 10.0.0.1 master, 10.0.0.2 its slave. After: 10.0.0.2 master, 10.0.0.1 a proxy.
+  auto m = node("10.0.0.1", 12121, "master", "active", 0, 1);
+  auto s = node("10.0.0.2", 12121, "slave", "active", 0, 1);
+  auto m2 = node("10.0.0.1", 12121, "proxy", "active", -1, 0);
+  auto s2 = node("10.0.0.2", 12121, "master", "active", 0, 1);
+  auto series = [](const std::string& text) {
+    std::set<std::string> out;
+    for (const auto& smp : prom::parse_strict(text).samples) {
+      if (!smp.labels.count("node") || smp.name == "flare_node_info") continue;
+      std::string id = smp.name;
+      for (const auto& [k, v] : smp.labels) id += "," + k + "=" + v;
+      out.insert(id);
+    }
+    return out;
+  };
+  auto before = series(format_prometheus("i:1", Cluster({m, s}), {answered(m, {{"curr_items", "5"}}), answered(s, {{"curr_items", "5"}})}));
+  auto after = series(format_prometheus("i:1", Cluster({m2, s2}), {answered(m2, {{"curr_items", "5"}}), answered(s2, {{"curr_items", "5"}})}));
+  CHECK(before.size() > 4);
+  CHECK(before == after);
 }

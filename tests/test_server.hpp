@@ -95,3 +95,20 @@ private:
   std::mutex mu_;
   std::vector<std::thread> workers_;
 };
+
+// A client socket connected to 127.0.0.1:port (-1 when the connect fails), its reads bounded by
+// 30 s (a bound on a test gone wrong, not a wait for a state).
+inline int loopback_connect(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
