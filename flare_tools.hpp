@@ -10318,7 +10318,8 @@ public:
 private:
   struct Client {
     int fd = -1;
-    std::string peer, in, out;
+    std::string peer, in, out;                    // out: the status line and headers (and a small body)
+    std::shared_ptr<const std::string> body;      // a scrape's body, one copy shared by every client of its gather
     size_t sent = 0;
     enum Phase { reading, waiting, writing, draining } phase = reading;
     Clock::time_point deadline;
@@ -10452,8 +10453,13 @@ private:
   }
 
   void reply(Client& c, int code, const char* reason, const char* type, const std::string& body, const std::string& extra = "") {
+    reply(c, code, reason, type, std::make_shared<const std::string>(body), extra);
+  }
+  void reply(Client& c, int code, const char* reason, const char* type, std::shared_ptr<const std::string> body,
+             const std::string& extra = "") {
     c.out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + type + "\r\nContent-Length: " +
-            std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra + "\r\n" + (c.head ? std::string() : body);
+            std::to_string(body->size()) + "\r\nConnection: close\r\n" + extra + "\r\n";
+    c.body = c.head ? nullptr : std::move(body);
     c.sent = 0;
     c.phase = Client::writing;
     c.deadline = Clock::now() + std::chrono::milliseconds(opt_.client_timeout_ms);
@@ -10461,14 +10467,17 @@ private:
   }
 
   void write_to(Client& c) {
-    while (c.sent < c.out.size()) {
-      ssize_t n = detail::handle_EINTR([&] {
-        return ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, detail::kSendFlags);
-      });
+    const size_t total = c.out.size() + (c.body ? c.body->size() : 0);
+    while (c.sent < total) {
+      const bool in_head = c.sent < c.out.size();
+      const char* from = in_head ? c.out.data() + c.sent : c.body->data() + (c.sent - c.out.size());
+      const size_t left = in_head ? c.out.size() - c.sent : total - c.sent;
+      ssize_t n = detail::handle_EINTR([&] { return ::send(c.fd, from, left, detail::kSendFlags); });
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
       if (n <= 0) break;
       c.sent += static_cast<size_t>(n);
     }
+    c.body.reset();
     // The reply is out: the write side is closed and what the client still sends is read and
     // dropped until it closes (or a short deadline): closed with unread bytes, the socket would
     // reset, and the client could lose the reply (a 431 sent before the whole request was read).
@@ -10558,7 +10567,7 @@ private:
                           errs);
       detail::prom_family(own, "flare_exporter_build_info", "gauge", "The exporter's version.",
                           {std::string("flare_exporter_build_info{version=\"") + FLARE_TOOLS_VERSION + "\"} 1\n"});
-      const std::string body = r.text + own;
+      auto body = std::make_shared<const std::string>(r.text + own);
       for (auto& c : clients_)
         if (c.fd >= 0 && c.phase == Client::waiting && c.gather == it->first)
           reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
