@@ -1279,7 +1279,7 @@ int cmd_exporter(const Options& o) {
   }
   x.telemetry_path = o.get("web.telemetry-path", "/metrics");
   if (x.telemetry_path.empty() || x.telemetry_path[0] != '/' || x.telemetry_path == "/" || x.telemetry_path == "/probe")
-    throw UsageError("--web.telemetry-path is a path other than / and /probe, starting with /");
+    throw UsageError("invalid --web.telemetry-path " + shown(x.telemetry_path) + ": a path starting with /, other than / and /probe");
   if (o.has("web.allowed-targets")) {
     std::istringstream in(o.get("web.allowed-targets"));
     for (std::string t; std::getline(in, t, ',');) {
@@ -2278,7 +2278,8 @@ void print_overview(std::ostream& out) {
   out << "\nRun 'flare-admin SUBCOMMAND --help' (or 'flare-admin help SUBCOMMAND') for the options of each.\n"
          "Exit status: 0 done, 1 failed or refused at run time (or its output could not be written),\n"
          "2 command line wrong, 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)\n"
-         "(check, a monitoring plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).\n"
+         "(check, a monitoring plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; exporter, a service: 0 once\n"
+         "stopped by SIGTERM or SIGINT).\n"
          "Data goes to stdout; errors, refusals, warnings, notes and prompts go to stderr.\n";
 }
 

@@ -10231,7 +10231,11 @@ class Exporter {
 public:
   using ScrapeFn = std::function<ScrapeResult(const Endpoint& index)>;
   explicit Exporter(ExporterOptions o, ScrapeFn scrape = nullptr) : opt_(std::move(o)), scrape_(std::move(scrape)) {
-    if (!scrape_) scrape_ = [t = opt_.timeout_ms](const Endpoint& ep) { return prometheus_scrape(ep, t); };
+    // A gather under way when the exporter stops ends at once (Interrupted), not at its deadline.
+    if (!scrape_)
+      scrape_ = [t = opt_.timeout_ms, stopping = stopping_](const Endpoint& ep) {
+        return prometheus_scrape(ep, t, [stopping] { return stopping->load(); });
+      };
   }
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
@@ -10304,14 +10308,14 @@ public:
       finish_gathers();
       const auto later = Clock::now();
       for (auto& c : clients_)
-        if (c.fd >= 0 && later >= c.deadline) {
-          if (c.phase == Client::reading && log_) log_("client " + c.peer + ": no whole request within the deadline; dropped");
+        if (c.fd >= 0 && later >= c.deadline) { // a silent or slow client: dropped, not logged (a flood could fill the log)
           ::close(c.fd);
           c.fd = -1;
         }
       clients_.erase(std::remove_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.fd < 0; }), clients_.end());
       parked_ = static_cast<size_t>(std::count_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.phase == Client::waiting; }));
     }
+    *stopping_ = true;
     shut();
   }
 
@@ -10369,7 +10373,15 @@ private:
       return;
     }
     c.in.append(buf, static_cast<size_t>(n));
+    // Headers end at an empty line; a line may end in a bare LF (RFC 9112 allows it), and empty
+    // lines before the request line are skipped.
+    while (!c.in.empty() && (c.in[0] == '\r' || c.in[0] == '\n')) c.in.erase(0, 1);
     size_t end = c.in.find("\r\n\r\n");
+    if (end == std::string::npos) end = c.in.find("\n\n");
+    if (end == std::string::npos) {
+      size_t mixed = c.in.find("\n\r\n");
+      if (mixed != std::string::npos) end = mixed;
+    }
     if (end == std::string::npos && c.in.size() > opt_.max_request_bytes) {
       reply(c, 431, "Request Header Fields Too Large", "text/plain", "request line and headers over " +
                                                                          std::to_string(opt_.max_request_bytes) + " bytes\n");
@@ -10381,7 +10393,9 @@ private:
                                                                          std::to_string(opt_.max_request_bytes) + " bytes\n");
       return;
     }
-    route(c, c.in.substr(0, c.in.find("\r\n")));
+    std::string line = c.in.substr(0, c.in.find('\n'));
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    route(c, line);
   }
 
   static std::string url_decode(std::string_view s) {
@@ -10410,11 +10424,16 @@ private:
       reply(c, 405, "Method Not Allowed", "text/plain", "only GET and HEAD\n", "Allow: GET, HEAD\r\n");
       return;
     }
-    const size_t q = target.find('?');
-    const std::string path = target.substr(0, q);
+    std::string target_path = target;
+    if (target_path.rfind("http://", 0) == 0 || target_path.rfind("https://", 0) == 0) { // absolute form
+      size_t slash = target_path.find('/', target_path.find("//") + 2);
+      target_path = slash == std::string::npos ? "/" : target_path.substr(slash);
+    }
+    const size_t q = target_path.find('?');
+    const std::string path = target_path.substr(0, q);
     std::map<std::string, std::string> query;
     if (q != std::string::npos)
-      for (auto kv : detail::split(std::string_view(target).substr(q + 1), '&')) {
+      for (auto kv : detail::split(std::string_view(target_path).substr(q + 1), '&')) {
         size_t eq = kv.find('=');
         query[url_decode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(kv.substr(eq + 1));
       }
@@ -10427,7 +10446,9 @@ private:
     } else if (path == opt_.telemetry_path) {
       start_scrape(c, opt_.index);
     } else if (path == "/probe") {
-      if (query.count("cluster")) {
+      if (query.count("cluster") && query.count("target")) {
+        reply(c, 400, "Bad Request", "text/plain", "give ?cluster=NAME or ?target=HOST:PORT, not both\n");
+      } else if (query.count("cluster")) {
         auto it = opt_.clusters.find(query["cluster"]);
         if (it == opt_.clusters.end())
           reply(c, 404, "Not Found", "text/plain", "no cluster '" + detail::printable(query["cluster"]) + "' in FLARE_INDEX_SERVERS\n");
@@ -10557,14 +10578,10 @@ private:
       detail::prom_family(own, "flare_exporter_scrape_duration_seconds", "gauge",
                           "How long the gather behind this reply took.",
                           {"flare_exporter_scrape_duration_seconds{" + label + "} " + dur + "\n"});
-      std::vector<std::string> errs;
-      for (const auto& [idx, count] : errors_)
-        errs.push_back("flare_exporter_scrape_errors_total{index=\"" + detail::prom_label_value(idx) + "\"} " +
-                       std::to_string(count) + "\n");
-      if (errs.empty()) errs.push_back("flare_exporter_scrape_errors_total{" + label + "} 0\n");
+      // This cluster's count only: a /probe of one cluster does not carry another's.
       detail::prom_family(own, "flare_exporter_scrape_errors_total", "counter",
-                          "Gathers that met an error (an index or a node that did not answer), since the exporter started.",
-                          errs);
+                          "Gathers of this cluster that met an error (its index or a node did not answer), since the exporter started.",
+                          {"flare_exporter_scrape_errors_total{" + label + "} " + std::to_string(errors_[g.index.display()]) + "\n"});
       detail::prom_family(own, "flare_exporter_build_info", "gauge", "The exporter's version.",
                           {std::string("flare_exporter_build_info{version=\"") + FLARE_TOOLS_VERSION + "\"} 1\n"});
       auto body = std::make_shared<const std::string>(r.text + own);
@@ -10576,11 +10593,20 @@ private:
   }
 
   void shut() {
+    *stopping_ = true;
     for (auto& [key, g] : gathers_)
       if (g.thread.joinable()) g.thread.join();
     gathers_.clear();
-    for (auto& c : clients_)
-      if (c.fd >= 0) ::close(c.fd);
+    for (auto& c : clients_) {
+      if (c.fd < 0) continue;
+      if (c.phase == Client::waiting) { // its scrape will not be answered: said, not left to time out
+        static const char kBye[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n"
+                                   "Connection: close\r\n\r\nthe exporter is stopping";
+        ssize_t ignored = ::send(c.fd, kBye, sizeof kBye - 1, detail::kSendFlags);
+        (void)ignored;
+      }
+      ::close(c.fd);
+    }
     clients_.clear();
     if (listen_fd_ >= 0) ::close(listen_fd_);
     listen_fd_ = -1;
@@ -10601,6 +10627,7 @@ private:
   std::map<std::string, long long> errors_; // by index display
   std::function<void(const std::string&)> log_;
   std::atomic<size_t> parked_{0};
+  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 // ---- 9. Deploy ---------------------------------------------------------------------------

@@ -191,3 +191,60 @@ TEST_CASE("index_servers reads every entry of FLARE_INDEX_SERVERS, and refuses o
   CHECK(m["west"].key() == "10.0.0.2:12121");
   CHECK_THROWS_WITH_AS(index_servers("east:10.0.0.1"), "FLARE_INDEX_SERVERS: 'east:10.0.0.1' is not NAME:HOST:PORT", Error);
 }
+
+TEST_CASE("the exporter takes a request with bare LF line ends and an absolute-form target, and refuses both probe keys") {
+  TestScrape scrape;
+  ExporterOptions o;
+  o.clusters["east"] = Endpoint{"10.0.0.1", 12120};
+  RunningExporter x(o, [&](const Endpoint& ep) { return scrape(ep); });
+  CHECK(exporter_get(x.port(), "\r\nGET /metrics HTTP/1.1\nHost: x\n\n").rfind("HTTP/1.1 200 OK", 0) == 0);
+  CHECK(exporter_get(x.port(), "GET http://exporter.example:12119/metrics HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 200 OK", 0) == 0);
+  CHECK(exporter_get(x.port(), "GET /probe?cluster=east&target=10.0.0.1 HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 400 ", 0) == 0);
+}
+
+TEST_CASE("a /probe of one cluster carries that cluster's error count only") {
+  ExporterOptions o;
+  o.clusters["east"] = Endpoint{"10.0.0.1", 12120};
+  RunningExporter x(o, [](const Endpoint& ep) {
+    ScrapeResult r;
+    r.text = format_prometheus_index_down(ep.display());
+    r.errors.push_back("down");
+    return r;
+  });
+  exporter_get(x.port(), "GET /metrics HTTP/1.1\r\n\r\n");
+  auto ex = prom::parse_strict(exporter_body(exporter_get(x.port(), "GET /probe?cluster=east HTTP/1.1\r\n\r\n")));
+  CHECK(ex.count("flare_exporter_scrape_errors_total") == 1);
+  CHECK(ex.value("flare_exporter_scrape_errors_total", {{"index", "10.0.0.1:12120"}}) == "1");
+}
+
+TEST_CASE("stopped while a gather waits on a silent index, the exporter ends the gather and tells its scrape 503") {
+  // An index that takes the connection and never answers: only the exporter's cancel ends the
+  // gather before its deadline (60 s here), and the index then sees the connection closed.
+  std::atomic<bool> index_saw_close{false};
+  TestServer silent([&](int fd) {
+    char buf[256];
+    while (::recv(fd, buf, sizeof buf, 0) > 0) {
+    }
+    index_saw_close = true;
+  });
+  ExporterOptions o;
+  o.index = Endpoint{"127.0.0.1", silent.port()};
+  o.timeout_ms = 60000;
+  std::atomic<bool> stop{false};
+  Exporter server(o);
+  server.bind();
+  std::thread loop([&] { server.serve([&] { return stop.load(); }); });
+  int fd = exporter_connect(server.port());
+  exporter_send(fd, "GET /metrics HTTP/1.1\r\n\r\n");
+  ::shutdown(fd, SHUT_WR);
+  for (int i = 0; i < 30000 && server.parked() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(server.parked() == 1);
+  stop = true;
+  std::string r = exporter_read_all(fd);
+  CHECK(r.rfind("HTTP/1.1 503 Service Unavailable", 0) == 0);
+  loop.join();
+  // The state: the gather's connection to the index was closed (within the test's bound of 30 s,
+  // half the gather's deadline: a gather left to its deadline fails this).
+  for (int i = 0; i < 30000 && !index_saw_close; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(index_saw_close);
+}
