@@ -179,6 +179,10 @@
 //    std::string read_layout_text(const std::string& path);   -- at most 16 MiB; "-" is stdin; throws Error
 //    struct IndexReading { cluster; node_map_version; }   IndexReading read_index_map(IndexClient& index);
 //      -- the map and its version read as one (the version read before and after agree)
+//    struct NodeDecision { enum class Kind { send, skip, refuse, unknown }; kind; message; request; prompt; }
+//    NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe);   -- balance's rules, pure
+//    NodeDecision decide_remove(const Cluster& c, const NodeArg& a);   -- remove's rules, pure (liveness apart)
+//    std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal);
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
 //      on a node already (being) built as asked, they carry on from where it is (wait, activate, balance)
@@ -4233,6 +4237,96 @@ inline IndexReading read_index_map(IndexClient& index) {
   throw Error("the index's node_map_version moved three times while its map was read (a change under way): try again");
 }
 
+// ---- one node's part of a change, decided from the map alone ----
+// The rules of `balance` and `remove` as pure functions (what ClusterAdmin then shows, asks, sends
+// and waits for): unit-tested without a process or a fake (tests/test_layout.cpp).
+struct NodeDecision {
+  enum class Kind {
+    send,    // ask, then send `request`
+    skip,    // nothing to do (said: `message`), not a failure
+    refuse,  // not done (`message`): a failure
+    unknown  // the node is not in the map (`message`): the command stops
+  };
+  Kind kind = Kind::refuse;
+  std::string message; // skip, refuse, unknown: one line
+  std::string request; // send: the request to the index
+  std::string prompt;  // send: 0.7.3's question
+};
+
+// Why a balance of `bal` on `n` leaves its partition no node to read from (a master at 0 with
+// no active slave of balance above 0), or nothing.
+inline std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal) {
+  if (bal > 0 || !n.is_active() || n.partition < 0 || !(n.is_master() || n.is_slave())) return std::nullopt;
+  for (const auto* s : c.slaves_of(n.partition))
+    if (s->key != n.key && s->is_active() && s->balance > 0) return std::nullopt;
+  const NodeInfo* m = c.master_of(n.partition);
+  if (n.is_slave() && m && m->is_active() && m->balance > 0) return std::nullopt;
+  return "balance 0 on " + n.key + " leaves partition " + std::to_string(n.partition) +
+         " no active node of balance above 0 to read from.";
+}
+
+// `balance HOST:PORT:BALANCE` for one node: a proxy is refused (flarei answers OK to a proxy's
+// balance and changes nothing), the same balance is skipped, a 0 that leaves its partition no
+// node to read from is refused unless `unsafe`.
+inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe) {
+  NodeDecision d;
+  const NodeInfo* n = c.find(a.endpoint);
+  const std::string key = a.endpoint.key();
+  if (!n) {
+    d.kind = NodeDecision::Kind::unknown;
+    d.message = unknown_node_text("unknown node: ", a.endpoint);
+    return d;
+  }
+  const int bal = a.balance.value_or(0);
+  if (n->is_proxy()) {
+    d.message = key + " is a proxy: a balance applies to masters and slaves only.";
+    return d;
+  }
+  if (n->balance == bal) {
+    d.kind = NodeDecision::Kind::skip;
+    d.message = "no need to change the balance of " + key + ".";
+    return d;
+  }
+  if (auto why = no_reader_left(c, *n, bal); why && !unsafe) {
+    d.message = "refused: " + *why + " Nothing was changed; --unsafe sets it anyway.";
+    return d;
+  }
+  d.kind = NodeDecision::Kind::send;
+  d.request = "node role " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + n->role + " " +
+              std::to_string(bal) + " " + std::to_string(n->partition);
+  d.prompt = "updating node balance (node=" + key + ", balance=" + std::to_string(n->balance) + " -> " +
+             std::to_string(bal) + ") (y/n): ";
+  return d;
+}
+
+// `remove HOST:PORT` for one node, from the map: the index removes a down proxy, and a down
+// master whose partition another master took over; it keeps a down master that holds its
+// partition's only copy. (Whether a down proxy's flared still answers is asked by the executor:
+// removed while it runs, it would stay out of the map.)
+inline NodeDecision decide_remove(const Cluster& c, const NodeArg& a) {
+  NodeDecision d;
+  const NodeInfo* n = c.find(a.endpoint);
+  const std::string key = a.endpoint.key();
+  if (!n) {
+    d.message = "node not found in cluster. (node=" + key + ")";
+    return d;
+  }
+  const bool replaced_master = n->is_master() && n->state == "down" && c.master_of(n->partition) != n;
+  if (n->is_master() && n->state == "down" && !replaced_master) {
+    d.message = "node is the down master of partition " + std::to_string(n->partition) +
+                " and holds its only copy; the index keeps it. (node=" + key + ")";
+    return d;
+  }
+  if (!(n->is_proxy() && n->state == "down") && !replaced_master) {
+    d.message = "node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")";
+    return d;
+  }
+  d.kind = NodeDecision::Kind::send;
+  d.request = "node remove " + a.endpoint.host + " " + std::to_string(a.endpoint.port);
+  d.prompt = "remove the node from a cluster (node=" + key + ", role=" + n->role + ", state=" + n->state + ") (y/n): ";
+  return d;
+}
+
 // The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
 // messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
 // and every question's "no" leaving the node in a state that is said out loud.
@@ -4407,29 +4501,18 @@ public:
       int bal = *a.balance;
       working_on(a.endpoint, "flare-admin balance " + a.text);
       job_seen_ = *n;
-      if (n->is_proxy()) {
-        // flarei answers OK to a proxy's balance and changes nothing: say so instead.
-        complain(key + " is a proxy: a balance applies to masters and slaves only.");
-        result = worse(result, Outcome::failed);
+      const NodeDecision d = decide_balance(c, a, opt_.unsafe);
+      if (d.kind != NodeDecision::Kind::send) {
+        complain(d.message);
+        if (d.kind != NodeDecision::Kind::skip) result = worse(result, Outcome::failed);
         continue;
       }
-      if (n->balance == bal) {
-        complain("no need to change the balance of " + key + ".");
-        continue;
-      }
-      if (auto why = no_reader_left(c, *n, bal); why && !opt_.unsafe) {
-        complain("refused: " + *why + " Nothing was changed; --unsafe sets it anyway.");
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      if (!ask_yes("updating node balance (node=" + key + ", balance=" + std::to_string(n->balance) +
-                                           " -> " + std::to_string(bal) + ") (y/n): ")) {
+      if (!ask_yes(d.prompt)) {
         declined(key, *n, "flare-admin balance " + a.text);
         result = worse(result, Outcome::declined);
         continue;
       }
-      std::string st = change("node role " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + n->role + " " +
-                              std::to_string(bal) + " " + std::to_string(n->partition),
+      std::string st = change(d.request,
                               [&] { return index_.node_role(a.endpoint, n->role, bal, n->partition); },
                               [&, role = n->role](const Cluster& now) {
                                 const NodeInfo* x = now.find(a.endpoint);
@@ -4525,17 +4608,9 @@ public:
       }
       working_on(a.endpoint, "flare-admin remove " + key);
       job_seen_ = *n;
-      // The index removes a down proxy, and a down master whose partition was taken over by
-      // another master; it refuses a down master that still holds its partition's only copy.
-      bool replaced_master = n->is_master() && n->state == "down" && c.master_of(n->partition) != n;
-      if (n->is_master() && n->state == "down" && !replaced_master) {
-        complain("node is the down master of partition " + std::to_string(n->partition) +
-            " and holds its only copy; the index keeps it. (node=" + key + ")");
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      if (!(n->is_proxy() && n->state == "down") && !replaced_master) {
-        complain("node should role=proxy and state=down. (node=" + key + " role=" + n->role + " state=" + n->state + ")");
+      const NodeDecision d = decide_remove(c, a);
+      if (d.kind != NodeDecision::Kind::send) {
+        complain(d.message);
         result = worse(result, Outcome::failed);
         continue;
       }
@@ -4549,8 +4624,7 @@ public:
         result = worse(result, Outcome::failed);
         continue;
       }
-      if (!ask_yes("remove the node from a cluster (node=" + key + ", role=" + n->role + ", state=" +
-                                           n->state + ") (y/n): ")) {
+      if (!ask_yes(d.prompt)) {
         declined(key, *n, "flare-admin remove " + key);
         result = worse(result, Outcome::declined);
         continue;
@@ -4558,7 +4632,7 @@ public:
       bool removed = false;
       for (int attempt = 0; attempt <= std::max(0, opt_.retry) && !removed; ++attempt) {
         say("removing " + key + ".");
-        std::string st = change("node remove " + a.endpoint.host + " " + std::to_string(a.endpoint.port),
+        std::string st = change(d.request,
                                 [&] { return index_.node_remove(a.endpoint); },
                                 [&](const Cluster& now) { return now.find(a.endpoint) == nullptr; });
         removed = st == "OK";
@@ -5670,18 +5744,6 @@ private:
       if (!answers[i].ok)
         return "partition " + std::to_string(i) + "'s master " + keys[i] + " does not answer (" + answers[i].error + ")";
     return std::nullopt;
-  }
-
-  // Why a balance of `bal` on `n` leaves its partition no node to read from (a master at 0 with
-  // no active slave of balance above 0), or nothing.
-  static std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal) {
-    if (bal > 0 || !n.is_active() || n.partition < 0 || !(n.is_master() || n.is_slave())) return std::nullopt;
-    for (const auto* s : c.slaves_of(n.partition))
-      if (s->key != n.key && s->is_active() && s->balance > 0) return std::nullopt;
-    const NodeInfo* m = c.master_of(n.partition);
-    if (n.is_slave() && m && m->is_active() && m->balance > 0) return std::nullopt;
-    return "balance 0 on " + n.key + " leaves partition " + std::to_string(n.partition) +
-           " no active node of balance above 0 to read from.";
   }
 
   std::optional<Outcome> takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags) {

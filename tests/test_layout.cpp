@@ -319,3 +319,47 @@ TEST_CASE("a saved plan keeps its index, version, --prune and layout, and nothin
   CHECK_THROWS_AS(parse_saved_plan("h:1 0 master active 1\n"), InputError);
   CHECK_THROWS_AS(parse_saved_plan(std::string(kSavedPlanFirstLine) + "\n# index h:1\nh:1 0 master - 1\n"), InputError);
 }
+
+TEST_CASE("balance's rules, decided from the map: a proxy refused, the same balance skipped, no reader left refused") {
+  Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 0),
+             make_node("h:3", "proxy", "active", -1)});
+  auto arg = [](const std::string& text) { return parse_node_arg(text, 3, 3); };
+  SUBCASE("a change: the request and 0.7.3's question") {
+    NodeDecision d = decide_balance(c, arg("h:2:3"), false);
+    CHECK(d.kind == NodeDecision::Kind::send);
+    CHECK(d.request == "node role h 2 slave 3 0");
+    CHECK(d.prompt == "updating node balance (node=h:2, balance=0 -> 3) (y/n): ");
+  }
+  SUBCASE("a proxy") {
+    NodeDecision d = decide_balance(c, arg("h:3:1"), false);
+    CHECK(d.kind == NodeDecision::Kind::refuse);
+    CHECK(d.message == "h:3 is a proxy: a balance applies to masters and slaves only.");
+  }
+  SUBCASE("the same balance") {
+    CHECK(decide_balance(c, arg("h:1:1"), false).kind == NodeDecision::Kind::skip);
+  }
+  SUBCASE("the master to 0 while its only slave reads nothing: refused, unless --unsafe") {
+    NodeDecision d = decide_balance(c, arg("h:1:0"), false);
+    CHECK(d.kind == NodeDecision::Kind::refuse);
+    CHECK(d.message == "refused: balance 0 on h:1 leaves partition 0 no active node of balance above 0 to read from. "
+                       "Nothing was changed; --unsafe sets it anyway.");
+    CHECK(decide_balance(c, arg("h:1:0"), true).kind == NodeDecision::Kind::send);
+  }
+  SUBCASE("a node the map does not list") {
+    CHECK(decide_balance(c, arg("h:9:1"), false).kind == NodeDecision::Kind::unknown);
+  }
+}
+
+TEST_CASE("remove's rules, decided from the map: a down proxy or a replaced down master goes, nothing else") {
+  Cluster c({make_node("h:1", "master", "down", 0, 1), make_node("h:2", "master", "active", 0, 1),
+             make_node("h:3", "proxy", "down", -1), make_node("h:4", "slave", "active", 0, 1),
+             make_node("h:5", "master", "down", 1, 1)});
+  auto arg = [](const std::string& text) { return parse_node_arg(text, 2, 2); };
+  CHECK(decide_remove(c, arg("h:3")).request == "node remove h 3");
+  CHECK(decide_remove(c, arg("h:1")).kind == NodeDecision::Kind::send); // its partition has another master
+  NodeDecision only = decide_remove(c, arg("h:5"));
+  CHECK(only.kind == NodeDecision::Kind::refuse);
+  CHECK(only.message == "node is the down master of partition 1 and holds its only copy; the index keeps it. (node=h:5)");
+  CHECK(decide_remove(c, arg("h:4")).message == "node should role=proxy and state=down. (node=h:4 role=slave state=active)");
+  CHECK(decide_remove(c, arg("h:9")).message == "node not found in cluster. (node=h:9)");
+}
