@@ -182,6 +182,7 @@
 //    struct NodeDecision { enum class Kind { send, skip, refuse, unknown }; kind; message; request; prompt; }
 //    NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe);   -- balance's rules, pure
 //    NodeDecision decide_remove(const Cluster& c, const NodeArg& a);   -- remove's rules, pure (liveness apart)
+//    NodeDecision decide_slave(const Cluster& c, const NodeArg& a);   -- slave's rules, pure (the items held apart)
 //    std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal);
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
@@ -4242,13 +4243,15 @@ inline IndexReading read_index_map(IndexClient& index) {
 // and waits for): unit-tested without a process or a fake (tests/test_layout.cpp).
 struct NodeDecision {
   enum class Kind {
-    send,    // ask, then send `request`
+    send,    // ask, then send `request` (or, for slave, build the node)
+    resume,  // the node is already (being) made what was asked: carry on from where it is
     skip,    // nothing to do (said: `message`), not a failure
     refuse,  // not done (`message`): a failure
     unknown  // the node is not in the map (`message`): the command stops
   };
   Kind kind = Kind::refuse;
   std::string message; // skip, refuse, unknown: one line
+  std::string advice;  // refuse: a second line, the way on ("" none)
   std::string request; // send: the request to the index
   std::string prompt;  // send: 0.7.3's question
 };
@@ -4296,6 +4299,48 @@ inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsa
               std::to_string(bal) + " " + std::to_string(n->partition);
   d.prompt = "updating node balance (node=" + key + ", balance=" + std::to_string(n->balance) + " -> " +
              std::to_string(bal) + ") (y/n): ";
+  return d;
+}
+
+// `slave HOST:PORT:BALANCE[:PARTITION]` for one node, from the map: a slave of that partition
+// already (a run cut short) is carried on; a node that is not a proxy, a proxy that is down (its
+// flared not running, or not seen back yet), or a partition with no master to copy from is
+// refused, with the way on. (What the node holds, flushed first, is asked by the executor.)
+inline NodeDecision decide_slave(const Cluster& c, const NodeArg& a) {
+  NodeDecision d;
+  const NodeInfo* n = c.find(a.endpoint);
+  const std::string key = a.endpoint.key();
+  if (!n) {
+    d.kind = NodeDecision::Kind::unknown;
+    d.message = unknown_node_text("invalid 'hostname:port' pair: ", a.endpoint);
+    return d;
+  }
+  const int part = a.partition.value_or(0);
+  const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
+  if (n->is_slave() && n->partition == part && n->state != "down") {
+    d.kind = NodeDecision::Kind::resume;
+    return d;
+  }
+  if (!n->is_proxy()) {
+    d.message = key + " is not a proxy.";
+    if (n->is_slave())
+      d.advice = key + " is already a slave of partition " + std::to_string(n->partition) + " (" + n->state +
+                 "); to move it to partition " + std::to_string(part) + " (`reconstruct` keeps its partition), turn it "
+                 "down: flare-admin down " + key + "; once the index brings it back as proxy active, run: " + again;
+    return d;
+  }
+  if (n->state == "down") {
+    d.advice = key + " is proxy down: its flared is not running (or the index has not seen it back yet). Start it; "
+               "once it is proxy active, run: " + again;
+    return d;
+  }
+  const NodeInfo* m = c.master_of(part);
+  if (!m || m->state == "down") {
+    d.message = "partition " + std::to_string(part) + " has no master to copy from.";
+    return d;
+  }
+  d.kind = NodeDecision::Kind::send;
+  d.request = "node role " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " slave 0 " + std::to_string(part);
   return d;
 }
 
@@ -4439,32 +4484,17 @@ public:
       const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
       working_on(a.endpoint, again);
       job_seen_ = *n;
-      if (n->is_slave() && n->partition == part && n->state != "down") {
+      const NodeDecision d = decide_slave(c, a);
+      if (d.kind == NodeDecision::Kind::resume) {
         // Run again after an interruption: carry on from where the node is.
         Outcome o = resume_slave(*n, a.balance.value_or(0), again);
         result = worse(result, o);
         if (o == Outcome::interrupted) return o;
         continue;
       }
-      if (!n->is_proxy()) {
-        complain(key + " is not a proxy.");
-        if (io_.warn && n->is_slave())
-          io_.warn(key + " is already a slave of partition " + std::to_string(n->partition) + " (" + n->state +
-                   "); to move it to partition " + std::to_string(part) + " (`reconstruct` keeps its partition), turn it "
-                   "down: flare-admin down " + key + "; once the index brings it back as proxy active, run: " + again);
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      if (n->state == "down") {
-        if (io_.warn)
-          io_.warn(key + " is proxy down: its flared is not running (or the index has not seen it back yet). Start it; "
-                   "once it is proxy active, run: " + again);
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      const NodeInfo* m = c.master_of(part);
-      if (!m || m->state == "down") {
-        complain("partition " + std::to_string(part) + " has no master to copy from.");
+      if (d.kind != NodeDecision::Kind::send) {
+        if (!d.message.empty()) complain(d.message);
+        if (!d.advice.empty() && io_.warn) io_.warn(d.advice);
         result = worse(result, Outcome::failed);
         continue;
       }

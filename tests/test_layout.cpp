@@ -363,3 +363,26 @@ TEST_CASE("remove's rules, decided from the map: a down proxy or a replaced down
   CHECK(decide_remove(c, arg("h:4")).message == "node should role=proxy and state=down. (node=h:4 role=slave state=active)");
   CHECK(decide_remove(c, arg("h:9")).message == "node not found in cluster. (node=h:9)");
 }
+
+TEST_CASE("slave's rules, decided from the map: resume, not a proxy (with the way to move it), proxy down, no master") {
+  Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "prepare", 0, 0),
+             make_node("h:3", "proxy", "down", -1), make_node("h:4", "proxy", "active", -1),
+             make_node("h:5", "master", "down", 1, 1)});
+  auto arg = [](const std::string& text) { return parse_node_arg(text, 3, 4); };
+  CHECK(decide_slave(c, arg("h:2:1:0")).kind == NodeDecision::Kind::resume);
+  NodeDecision send = decide_slave(c, arg("h:4:1:0"));
+  CHECK(send.kind == NodeDecision::Kind::send);
+  CHECK(send.request == "node role h 4 slave 0 0");
+  NodeDecision moved = decide_slave(c, arg("h:2:1:1"));
+  CHECK(moved.kind == NodeDecision::Kind::refuse);
+  CHECK(moved.message == "h:2 is not a proxy.");
+  CHECK(moved.advice == "h:2 is already a slave of partition 0 (prepare); to move it to partition 1 (`reconstruct` keeps "
+                        "its partition), turn it down: flare-admin down h:2; once the index brings it back as proxy active, "
+                        "run: flare-admin slave h:2:1:1");
+  NodeDecision down = decide_slave(c, arg("h:3:1:0"));
+  CHECK(down.kind == NodeDecision::Kind::refuse);
+  CHECK(down.message.empty());
+  CHECK(down.advice.rfind("h:3 is proxy down: its flared is not running", 0) == 0);
+  CHECK(decide_slave(c, arg("h:4:1:1")).message == "partition 1 has no master to copy from.");
+  CHECK(decide_slave(c, arg("h:9:1:0")).kind == NodeDecision::Kind::unknown);
+}
