@@ -183,6 +183,8 @@
 //    NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe);   -- balance's rules, pure
 //    NodeDecision decide_remove(const Cluster& c, const NodeArg& a);   -- remove's rules, pure (liveness apart)
 //    NodeDecision decide_slave(const Cluster& c, const NodeArg& a);   -- slave's rules, pure (the items held apart)
+//    NodeDecision decide_master(const Cluster& c, const NodeArg& a, bool unsafe);   -- master's rules, pure (the
+//      copy's sources answering, and the items held, apart)
 //    std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal);
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
@@ -4251,10 +4253,23 @@ struct NodeDecision {
   };
   Kind kind = Kind::refuse;
   std::string message; // skip, refuse, unknown: one line
-  std::string advice;  // refuse: a second line, the way on ("" none)
+  std::string advice;  // refuse: a second line, the way on ("" none); send: a warning said first
   std::string request; // send: the request to the index
   std::string prompt;  // send: 0.7.3's question
 };
+
+namespace detail {
+// The node `a` names, as the map lists it; when the map does not, null, and `d` says so (its
+// message starting with `prefix`, as each command words it).
+inline const NodeInfo* decided_node(const Cluster& c, const NodeArg& a, const char* prefix, NodeDecision& d) {
+  const NodeInfo* n = c.find(a.endpoint);
+  if (!n) {
+    d.kind = NodeDecision::Kind::unknown;
+    d.message = unknown_node_text(prefix, a.endpoint);
+  }
+  return n;
+}
+} // namespace detail
 
 // Why a balance of `bal` on `n` leaves its partition no node to read from (a master at 0 with
 // no active slave of balance above 0), or nothing.
@@ -4273,13 +4288,9 @@ inline std::optional<std::string> no_reader_left(const Cluster& c, const NodeInf
 // node to read from is refused unless `unsafe`.
 inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe) {
   NodeDecision d;
-  const NodeInfo* n = c.find(a.endpoint);
+  const NodeInfo* n = detail::decided_node(c, a, "unknown node: ", d);
+  if (!n) return d;
   const std::string key = a.endpoint.key();
-  if (!n) {
-    d.kind = NodeDecision::Kind::unknown;
-    d.message = unknown_node_text("unknown node: ", a.endpoint);
-    return d;
-  }
   const int bal = a.balance.value_or(0);
   if (n->is_proxy()) {
     d.message = key + " is a proxy: a balance applies to masters and slaves only.";
@@ -4308,13 +4319,9 @@ inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsa
 // refused, with the way on. (What the node holds, flushed first, is asked by the executor.)
 inline NodeDecision decide_slave(const Cluster& c, const NodeArg& a) {
   NodeDecision d;
-  const NodeInfo* n = c.find(a.endpoint);
+  const NodeInfo* n = detail::decided_node(c, a, "invalid 'hostname:port' pair: ", d);
+  if (!n) return d;
   const std::string key = a.endpoint.key();
-  if (!n) {
-    d.kind = NodeDecision::Kind::unknown;
-    d.message = unknown_node_text("invalid 'hostname:port' pair: ", a.endpoint);
-    return d;
-  }
   const int part = a.partition.value_or(0);
   const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
   if (n->is_slave() && n->partition == part && n->state != "down") {
@@ -4341,6 +4348,55 @@ inline NodeDecision decide_slave(const Cluster& c, const NodeArg& a) {
   }
   d.kind = NodeDecision::Kind::send;
   d.request = "node role " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " slave 0 " + std::to_string(part);
+  return d;
+}
+
+// `master HOST:PORT:BALANCE:PARTITION` for one node, from the map: a master of that partition
+// already (a run cut short) is carried on; a partition that has a live master, a node that is not
+// a proxy, or a partition that cannot be made yet (the next new one is partition_count(), after a
+// ready one is activated) is refused. A partition whose master is down holds its only copy there:
+// replacing it is refused unless `unsafe`, and then said. (Whether the older partitions' masters,
+// the copy's sources, answer, and what the node holds, are asked by the executor.)
+inline NodeDecision decide_master(const Cluster& c, const NodeArg& a, bool unsafe) {
+  NodeDecision d;
+  const NodeInfo* n = detail::decided_node(c, a, "unknown node: ", d);
+  if (!n) return d;
+  const std::string key = a.endpoint.key();
+  const int part = a.partition.value_or(0);
+  if (n->is_master() && n->partition == part) {
+    d.kind = NodeDecision::Kind::resume;
+    return d;
+  }
+  const NodeInfo* existing = c.master_of(part);
+  if (existing && existing->state != "down") {
+    d.message = "the partition already has a master " + existing->key + ".";
+    return d;
+  }
+  if (!n->is_proxy()) {
+    d.message = key + " is not a proxy.";
+    return d;
+  }
+  if (existing && !unsafe) {
+    d.message = "partition " + std::to_string(part) + " has a master that is down: " + existing->key +
+                " holds its only copy of the data. Start its flared again (the index makes it active with its data), "
+                "or, to give that data up, replace it with: flare-admin master --unsafe " + a.text;
+    return d;
+  }
+  bool unfinished = false;
+  for (const auto& x : c.nodes())
+    unfinished = unfinished || (x.is_master() && (x.state == "prepare" || x.state == "ready"));
+  if (part > c.partition_count() || (part == c.partition_count() && unfinished)) {
+    d.message = "partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
+                std::to_string(c.partition_count()) + (unfinished ? ", after the ready one is activated." : ".");
+    return d;
+  }
+  if (existing)
+    d.advice = "replacing the down master " + existing->key + " of partition " + std::to_string(part) + ": " + key +
+               " starts empty; the items on " + existing->key + " are lost to the cluster (its flared, if it returns, "
+               "comes back as a proxy).";
+  d.kind = NodeDecision::Kind::send;
+  d.request = "node role " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " master " +
+              std::to_string(a.balance.value_or(0)) + " " + std::to_string(part);
   return d;
 }
 
@@ -4403,44 +4459,23 @@ public:
       int part = *a.partition;
       working_on(a.endpoint, master_again(a));
       job_seen_ = *n;
-      if (n->is_master() && n->partition == part) {
+      // A down master with no replacement holds the partition's only copy: a new master would
+      // start empty and the index would list two masters. --force answers questions; it does
+      // not choose to lose data. Only --unsafe does (decide_master).
+      const NodeDecision d = decide_master(c, a, opt_.unsafe);
+      if (d.kind == NodeDecision::Kind::resume) {
         // Run again after an interruption: carry on from where the node is.
         Outcome o = resume_master(a, *n);
         result = worse(result, o);
         if (o == Outcome::interrupted) return o;
         continue;
       }
-      const NodeInfo* existing = c.master_of(part);
-      if (existing && existing->state != "down") {
-        complain("the partition already has a master " + existing->key + ".");
+      if (d.kind != NodeDecision::Kind::send) {
+        complain(d.message);
         result = worse(result, Outcome::failed);
         continue;
       }
-      if (!n->is_proxy()) {
-        complain(key + " is not a proxy.");
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      // A down master with no replacement holds the partition's only copy: a new master would
-      // start empty and the index would list two masters. --force answers questions; it does
-      // not choose to lose data. Only --unsafe does.
-      if (existing && !opt_.unsafe) {
-        complain("partition " + std::to_string(part) + " has a master that is down: " + existing->key +
-            " holds its only copy of the data. Start its flared again (the index makes it active with its data), "
-            "or, to give that data up, replace it with: flare-admin master --unsafe " + a.text);
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      if (existing)
-        complain("replacing the down master " + existing->key + " of partition " + std::to_string(part) + ": " + key +
-            " starts empty; the items on " + existing->key + " are lost to the cluster (its flared, if it returns, "
-            "comes back as a proxy).");
-      if (part > c.partition_count() || (part == c.partition_count() && has_unfinished_partition(c))) {
-        complain("partition " + std::to_string(part) + " cannot be made now: the next new partition is " +
-            std::to_string(c.partition_count()) + (has_unfinished_partition(c) ? ", after the ready one is activated." : "."));
-        result = worse(result, Outcome::failed);
-        continue;
-      }
+      if (!d.advice.empty()) complain(d.advice);
       if (auto why = copy_source_problem(c, part)) {
         // Sent anyway, the node is flushed and stays master prepare with nothing, and each run
         // again says to restart its flared (seen on a real flare 1.3.4). Nothing is sent.
@@ -5078,14 +5113,6 @@ private:
   static std::string trim_newline(std::string s) {
     if (!s.empty() && s.back() == '\n') s.pop_back();
     return s;
-  }
-
-  // A partition whose master is still being built (prepare/ready) must be activated before
-  // another new partition can be made.
-  static bool has_unfinished_partition(const Cluster& c) {
-    for (const auto& n : c.nodes())
-      if (n.is_master() && (n.state == "prepare" || n.state == "ready")) return true;
-    return false;
   }
 
   // Sends a state-changing request, or with --dry-run says what it would have sent.

@@ -386,3 +386,23 @@ TEST_CASE("slave's rules, decided from the map: resume, not a proxy (with the wa
   CHECK(decide_slave(c, arg("h:4:1:1")).message == "partition 1 has no master to copy from.");
   CHECK(decide_slave(c, arg("h:9:1:0")).kind == NodeDecision::Kind::unknown);
 }
+
+TEST_CASE("master's rules, decided from the map: resume, a live master, not a proxy, a down master's only copy, not yet") {
+  auto arg = [](const std::string& text) { return parse_node_arg(text, 4, 4); };
+  Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "master", "ready", 1, 1),
+             make_node("h:3", "proxy", "active", -1), make_node("h:4", "slave", "active", 0, 1)});
+  CHECK(decide_master(c, arg("h:2:1:1"), false).kind == NodeDecision::Kind::resume);
+  CHECK(decide_master(c, arg("h:3:1:0"), false).message == "the partition already has a master h:1.");
+  CHECK(decide_master(c, arg("h:4:1:2"), false).message == "h:4 is not a proxy.");
+  CHECK(decide_master(c, arg("h:3:1:2"), false).message ==
+        "partition 2 cannot be made now: the next new partition is 2, after the ready one is activated.");
+  CHECK(decide_master(c, arg("h:3:1:5"), false).kind == NodeDecision::Kind::refuse);
+  Cluster down({make_node("h:1", "master", "down", 0, 1), make_node("h:3", "proxy", "active", -1)});
+  NodeDecision kept = decide_master(down, arg("h:3:1:0"), false);
+  CHECK(kept.kind == NodeDecision::Kind::refuse);
+  CHECK(kept.message.find("h:1 holds its only copy of the data") != std::string::npos);
+  NodeDecision replaced = decide_master(down, arg("h:3:1:0"), true);
+  CHECK(replaced.kind == NodeDecision::Kind::send);
+  CHECK(replaced.advice.rfind("replacing the down master h:1 of partition 0: h:3 starts empty", 0) == 0);
+  CHECK(replaced.request == "node role h 3 master 1 0");
+}
