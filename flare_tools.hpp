@@ -4450,19 +4450,19 @@ public:
     Outcome result = Outcome::ok;
     for (auto& a : args) {
       Cluster c = as_planned(cluster());
-      const NodeInfo* n = c.find(a.endpoint);
-      const std::string key = a.endpoint.key();
-      if (!n) {
-        complain(unknown_node_text("unknown node: ", a.endpoint));
-        return Outcome::failed;
-      }
-      int part = *a.partition;
-      working_on(a.endpoint, master_again(a));
-      job_seen_ = *n;
       // A down master with no replacement holds the partition's only copy: a new master would
       // start empty and the index would list two masters. --force answers questions; it does
       // not choose to lose data. Only --unsafe does (decide_master).
       const NodeDecision d = decide_master(c, a, opt_.unsafe);
+      if (d.kind == NodeDecision::Kind::unknown) {
+        complain(d.message);
+        return Outcome::failed;
+      }
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
+      int part = *a.partition;
+      working_on(a.endpoint, master_again(a));
+      job_seen_ = *n;
       if (d.kind == NodeDecision::Kind::resume) {
         // Run again after an interruption: carry on from where the node is.
         Outcome o = resume_master(a, *n);
@@ -4509,17 +4509,17 @@ public:
     Outcome result = Outcome::ok;
     for (auto& a : args) {
       Cluster c = as_planned(cluster());
-      const NodeInfo* n = c.find(a.endpoint);
-      const std::string key = a.endpoint.key();
-      if (!n) {
-        complain(unknown_node_text("invalid 'hostname:port' pair: ", a.endpoint));
+      const NodeDecision d = decide_slave(c, a);
+      if (d.kind == NodeDecision::Kind::unknown) {
+        complain(d.message);
         return Outcome::failed;
       }
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
       int part = a.partition.value_or(0);
       const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
       working_on(a.endpoint, again);
       job_seen_ = *n;
-      const NodeDecision d = decide_slave(c, a);
       if (d.kind == NodeDecision::Kind::resume) {
         // Run again after an interruption: carry on from where the node is.
         Outcome o = resume_slave(*n, a.balance.value_or(0), again);
@@ -4557,16 +4557,16 @@ public:
     Outcome result = Outcome::ok;
     for (auto& a : args) {
       Cluster c = cluster();
-      const NodeInfo* n = c.find(a.endpoint);
-      const std::string key = a.endpoint.key();
-      if (!n) {
-        complain(unknown_node_text("unknown node: ", a.endpoint));
+      const NodeDecision d = decide_balance(c, a, opt_.unsafe);
+      if (d.kind == NodeDecision::Kind::unknown) {
+        complain(d.message);
         return Outcome::failed;
       }
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
       int bal = *a.balance;
       working_on(a.endpoint, "flare-admin balance " + a.text);
       job_seen_ = *n;
-      const NodeDecision d = decide_balance(c, a, opt_.unsafe);
       if (d.kind != NodeDecision::Kind::send) {
         complain(d.message);
         if (d.kind != NodeDecision::Kind::skip) result = worse(result, Outcome::failed);
@@ -4664,21 +4664,16 @@ public:
     Outcome result = Outcome::ok;
     for (auto& a : args) {
       Cluster c = cluster();
-      const NodeInfo* n = c.find(a.endpoint);
-      const std::string key = a.endpoint.key();
-      if (!n) {
-        complain("node not found in cluster. (node=" + key + ")");
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      working_on(a.endpoint, "flare-admin remove " + key);
-      job_seen_ = *n;
       const NodeDecision d = decide_remove(c, a);
       if (d.kind != NodeDecision::Kind::send) {
         complain(d.message);
         result = worse(result, Outcome::failed);
         continue;
       }
+      const NodeInfo* n = c.find(a.endpoint);
+      const std::string key = a.endpoint.key();
+      working_on(a.endpoint, "flare-admin remove " + key);
+      job_seen_ = *n;
       if (n->is_proxy() && answers_ping(a.endpoint)) {
         // Its flared runs: set down a moment ago, the index brings it back as a proxy. flarei
         // removes it all the same, and it then stays out of the map while it runs, until its

@@ -4,23 +4,10 @@
 // names is one it read, and its own table (format_layout) parses back to the same nodes.
 #include "../../flare_tools.hpp"
 #include "fuzz_util.hpp"
+#include "../test_nodes.hpp"
 
 #include <cstddef>
 #include <cstdint>
-
-namespace {
-flare::NodeInfo fuzz_node(const std::string& key, const char* role, const char* state, int part, int bal) {
-  flare::NodeInfo n;
-  n.key = key;
-  n.host = key.substr(0, key.rfind(':'));
-  n.port = std::stoi(key.substr(key.rfind(':') + 1));
-  n.role = role;
-  n.state = state;
-  n.partition = part;
-  n.balance = bal;
-  return n;
-}
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -34,9 +21,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const flare::Error&) {
     return 0;
   }
-  static const flare::Cluster cluster({fuzz_node("h:1", "master", "active", 0, 1), fuzz_node("h:2", "slave", "active", 0, 1),
-                                       fuzz_node("h:3", "proxy", "active", -1, 0), fuzz_node("h:4", "master", "down", 1, 1),
-                                       fuzz_node("h:5", "slave", "prepare", 1, 0)});
+  static const flare::Cluster cluster({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1),
+                                       make_node("h:3", "proxy", "active", -1, 0), make_node("h:4", "master", "down", 1, 1),
+                                       make_node("h:5", "slave", "prepare", 1, 0)});
   for (bool prune : {false, true}) {
     flare::LayoutOptions o;
     o.prune = prune;
