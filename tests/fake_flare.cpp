@@ -10,6 +10,7 @@
 // Usage:
 //   tests/fake-flare [--host 127.0.0.1] [--index-port N] [--nodes N] [--node-port P]...
 //       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N] [--thread-per-connection]
+//       [--test-monitor-clock]
 //       [--copy-rate ITEMS_PER_SEC] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS]
 //       [--report-retry-ms MS]
 //       [--set-service-us US] [--stopped-node-port P]...
@@ -32,6 +33,8 @@
 //       a --stopped-node-port)
 //   Nodes are registered as HOST:PORT, proxy/active, thread_type 16, 17, ...
 //   Runs until SIGTERM/SIGINT, or stdin EOF with --exit-on-stdin-eof; exits 0.
+//   --test-monitor-clock: the index's monitor (dead-after-ms, revive-ms) runs on a clock the
+//   test sets with control `monitor-clock`, not on the real one.
 //
 // One dump or dump_key at a time per node: another one asked meanwhile answers
 // `SERVER_ERROR database busy` (a real flared iterates its database once at a time), and so does
@@ -40,6 +43,9 @@
 // Control port (test only): one command per line, reply `OK` or `ERROR <reason>` (CRLF).
 // TARGET = a node key HOST:PORT (or just its port) or the word `index`.
 //   ping                               -> OK
+//   monitor-clock MS                   (--test-monitor-clock) the index's monitor's time is MS now
+//                                      (from 0 at the start, never backwards); it looks at every
+//                                      node at once, before the reply
 //   delay TARGET MS                    wait MS before every reply (0 = off)
 //   set-service NODE US                a service time per storage command, replies written one
 //                                      by one (0 = off); see --set-service-us
@@ -194,6 +200,7 @@ struct Config {
   int control_port = 0;
   bool exit_on_stdin_eof = false;
   bool thread_per_connection = false;  // --thread-per-connection: no event loop (Linux), as elsewhere
+  bool test_monitor_clock = false;     // --test-monitor-clock: the monitor reads the test's clock
 };
 
 Config g_cfg;
@@ -220,6 +227,13 @@ int64_t mono_ms() {
 }
 
 int64_t unix_now() { return static_cast<int64_t>(::time(nullptr)); }
+
+// The clock of the index's monitor (when a node died, was set down, was started; when it is
+// marked down or brought back): the real one, or with --test-monitor-clock the one the test
+// sets (control `monitor-clock MS`, from 0), so that what the monitor has done by a given moment
+// of a test does not depend on how fast a busy machine ran the test.
+std::atomic<int64_t> g_monitor_clock{0};
+int64_t monitor_ms() { return g_cfg.test_monitor_clock ? g_monitor_clock.load() : mono_ms(); }
 
 bool parse_i64(std::string_view s, int64_t& out) {
   if (s.empty()) return false;
@@ -903,7 +917,7 @@ void mark_down(MapEntry& e) {
   } else {
     to_proxy(e, State::Down);
   }
-  e.down_since = mono_ms();
+  e.down_since = monitor_ms();
   bump();
 }
 
@@ -1018,7 +1032,7 @@ bool set_state(MapEntry& e, State s) {
       if (e.state == State::Down) {
         if (e.role == Role::Master) e.state = State::Active;
         else to_proxy(e, State::Active);
-        e.unreach_since = monitor_alive(e) ? -1 : mono_ms();
+        e.unreach_since = monitor_alive(e) ? -1 : monitor_ms();
       } else {
         e.state = State::Active;
       }
@@ -1202,9 +1216,8 @@ const std::vector<MapEntry*>& entries_in_prepare() {
   return list;
 }
 
-void tick(double dt) {
-  std::lock_guard<std::mutex> lk(g_mu);
-  int64_t now = mono_ms();
+// g_mu held: the index's monitor looks at every node once, at monitor time `now`.
+void monitor_walk(int64_t now) {
   // The monitor's walk over the map finds nothing to do while every node is alive and none is
   // down; it is skipped until the map or a node's life changes (2,000 entries every 10 ms held
   // g_mu for most of a millisecond, and cost the fake 7% of a core while idle).
@@ -1244,6 +1257,11 @@ void tick(double dt) {
     quiet_edits = all_well ? g_map_edits : UINT64_MAX;
     quiet_alive = all_well ? g_alive_edits : UINT64_MAX;
   }
+}
+
+void tick(double dt) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  monitor_walk(monitor_ms());
   double cap = std::max(g_cfg.copy_rate * 0.05, 1.0);
   // A copy, since a copy step may change the map (and so the list).
   std::vector<MapEntry*> preparing = entries_in_prepare();
@@ -2850,6 +2868,19 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
   std::string_view cmd = w[0];
   if (cmd == "quit") return false;
   if (cmd == "ping") return ok();
+  if (cmd == "monitor-clock") {
+    int64_t v = 0;
+    if (!g_cfg.test_monitor_clock) return err("the monitor reads the real clock (start with --test-monitor-clock)");
+    if (w.size() != 2 || !parse_i64(w[1], v) || v < 0) return err("usage: monitor-clock MS");
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (v < g_monitor_clock.load()) return err("the monitor's clock never goes back");
+    // What changed since the clock was last set (a node killed, stopped, started) happened then:
+    // the monitor notes it at that time first, as its own timer may not have looked yet.
+    monitor_walk(g_monitor_clock.load());
+    g_monitor_clock = v;
+    monitor_walk(v);
+    return ok();
+  }
   if (cmd == "requests") {
     std::lock_guard<std::mutex> lk(g_reqlog_mu);
     for (auto& s : g_reqlog) o += "REQ " + s + "\r\n";
@@ -2973,7 +3004,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     e.partition = static_cast<int>(part);
     e.balance = static_cast<int>(bal);
     e.reset_copy();
-    if (st == State::Down) e.down_since = mono_ms();
+    if (st == State::Down) e.down_since = monitor_ms();
     bump();
     return ok();
   }
@@ -3116,7 +3147,7 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
       if (node->alive) kill_locked(ep, *node);
     } else if (!node->alive) {
       set_alive(*node, true);
-      node->alive_since = mono_ms();
+      node->alive_since = monitor_ms();
       node->start_unix = unix_now();
       node->reset_counters();
       update_want(ep);
@@ -3892,6 +3923,7 @@ void on_signal(int) {
   std::fprintf(stderr,
                "usage: fake-flare [--host H] [--index-port N] [--nodes N] [--node-port P]...\n"
                "       [--ready-file PATH] [--exit-on-stdin-eof] [--control-port N] [--thread-per-connection]\n"
+               "       [--test-monitor-clock]\n"
                "       [--copy-rate N] [--revive-ms MS] [--dead-after-ms MS] [--stats-delay-ms MS] [--report-retry-ms MS]\n"
                "       [--set-service-us US] [--stopped-node-port P]...\n"
                "       [--key-hash-algorithm simple|bitshift|crc32] [--partition-size N]\n"
@@ -3923,6 +3955,10 @@ void parse_args(int argc, char** argv) {
     }
     if (a == "--thread-per-connection") {
       g_cfg.thread_per_connection = true;
+      continue;
+    }
+    if (a == "--test-monitor-clock") {
+      g_cfg.test_monitor_clock = true;
       continue;
     }
     if (a == "--help" || a == "-h") usage("");

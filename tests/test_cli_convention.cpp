@@ -366,7 +366,10 @@ TEST_CASE("deploy refuses a value flarei/flared would not read as meant, before 
   CHECK(std::system(rm.c_str()) == 0);
 }
 
-TEST_CASE("bash completion offers files where a file goes and values where a value goes, for every option that takes one" * doctest::test_suite("slow")) {
+// A test of the completion script: its cost is bash's (8 s of CPU), the tool only prints its
+// --help; in test suite "slow-script", which the sanitized suite leaves out (tests/run-suites).
+TEST_CASE("bash completion offers files where a file goes and values where a value goes, for every option that takes one" *
+          doctest::test_suite("slow-script")) {
   harness::SurfaceRuns surface; // usage errors and --help: no leak check at exit (harness.hpp)
   if (std::system("command -v bash >/dev/null 2>&1") != 0) {
     MESSAGE("bash is not installed: completion not tested");

@@ -209,14 +209,14 @@ TEST_CASE("SIGTERM stops a dump as Ctrl-C does: no file, no temporary, nothing h
     FakeCluster f(1); // a fresh node: one whose dump was dropped stays busy for a moment
     f.must("set-node " + f.node(0) + " master active 0 1");
     f.must("fill " + f.node(0) + " 40 1000");
-    f.must("dump-rate " + f.node(0) + " 10"); // about 4 s
+    f.must("dump-rate " + f.node(0) + " 1"); // about 40 s: a stop in time is told from the end by far
     std::string out = f.dir() + "/term.flare";
-    // Once the dump has connected to the node (its stream then takes about 4 s).
+    // Once the dump has connected to the node (its stream then takes about 40 s).
     const long long before = f.connections(f.node(0));
     auto r = harness::interrupt_after(with({"dump", "--all", "-o", out}, f.index_args()), 0, sig, nullptr,
                                       [&] { return f.connections(f.node(0)) > before; });
     CHECK(r.status == 128 + sig);
-    CHECK(r.seconds_after_signal < 1.0);
+    CHECK(r.seconds_after_signal < 20);
     CHECK(::access(out.c_str(), F_OK) != 0);
     CHECK(harness::temporaries_beside(out).empty());
   }

@@ -136,7 +136,7 @@ TEST_CASE("an unreachable index server is one line on stderr and exit 1") {
     auto r = run({"list", "-i", f.index(), "--timeout", "1"});
     CHECK(r.status == 1);
     CHECK(r.err == "timed out waiting for index server " + f.index() + "\n");
-    CHECK(r.seconds < 5); // bounded by the 1 s deadline, not by the fake
+    CHECK(r.seconds < 30); // ended by the 1 s deadline, not hung on the fake (a busy machine's margin)
   }
   SUBCASE("a name that does not resolve") {
     auto r = run({"stats", "-i", "no-such-host.invalid"});

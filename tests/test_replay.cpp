@@ -30,8 +30,9 @@ namespace {
 // flarei (monitor-interval 1 s, threshold 3) marked a dead node down 2.5-3.6 s after it died, and
 // brought a live node set down back at its next monitor tick. index_master_down_no_slave.txt
 // pins that tick between 0.50 s (exchange [4]: still down) and 1.06 s ([5]: back) after the down,
-// so the fake revives at 0.8 s, the middle: at 0.5 s or less the replay raced the recording and
-// failed under load. kScale 0.5 leaves about 0.13 s of slack either side.
+// so the fake revives at 0.8 s, the middle. The fakes' monitors run on the replay's own clock
+// (Replayer::set_monitor_clock): each exchange meets the monitor as it was when the exchange was
+// due, on a busy machine too (on the real clock a replay running late failed).
 constexpr double kScale = 0.5;
 constexpr int kDeadAfterMs = 2500;
 constexpr int kReviveMs = 800;
@@ -525,7 +526,7 @@ struct Replayer {
   std::vector<std::string> fake_args(int index_off, std::vector<int> node_offs, std::vector<int> late) {
     std::vector<std::string> a = {"--index-port", std::to_string(base + index_off), "--dead-after-ms",
                                   std::to_string(static_cast<int>(kDeadAfterMs * kScale)), "--revive-ms",
-                                  std::to_string(static_cast<int>(kReviveMs * kScale))};
+                                  std::to_string(static_cast<int>(kReviveMs * kScale)), "--test-monitor-clock"};
     for (int o : node_offs) a.insert(a.end(), {"--node-port", std::to_string(base + o)});
     for (int o : late) a.insert(a.end(), {"--stopped-node-port", std::to_string(base + o)});
     return a;
@@ -554,6 +555,25 @@ struct Replayer {
   void control(FakeCluster& f, const std::string& cmd) {
     std::string r = f.control(map_ports(cmd, base));
     if (r != "OK") out.errors.push_back(setup.file + ": control `" + cmd + "` -> " + r);
+  }
+
+  // The fakes' monitors run on the replay's clock (--test-monitor-clock): what they have done
+  // by an exchange is what a monitor would have done by the moment that exchange was due, however
+  // late a busy machine runs it (on the real clock, a replay that fell behind met a node the
+  // monitor had not brought back yet). Milliseconds since the replay began; never backwards.
+  std::chrono::steady_clock::time_point began;
+  long long monitor_clock = 0;
+  void set_monitor_clock(std::chrono::steady_clock::time_point at) {
+    long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - began).count();
+    if (ms <= monitor_clock) return;
+    monitor_clock = ms;
+    // Straight to the fake, not through control(): its map_ports would take a time such as
+    // 12121 ms for a recorded port and rewrite it.
+    for (FakeCluster* f : {main.get(), other.get()})
+      if (f) {
+        const std::string cmd = "monitor-clock " + std::to_string(ms), r = f->control(cmd);
+        if (r != "OK") out.errors.push_back(setup.file + ": control `" + cmd + "` -> " + r);
+      }
   }
 
   std::string apply_tids(std::string req) {
@@ -663,6 +683,7 @@ struct Replayer {
       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kAwaitSeconds);
       std::string seen;
       for (;;) {
+        set_monitor_clock(std::chrono::steady_clock::now()); // the monitor's time goes on as the wait does
         Conn c(base);
         seen = c.request("stats nodes\r\n", 1);
         if (seen.find(want_role) != std::string::npos && seen.find(want_state) != std::string::npos) break;
@@ -682,10 +703,11 @@ struct Replayer {
     out.file = tr.name;
     start();
     const double t0 = tr.ex.empty() ? 0 : tr.ex.front().t;
-    auto start_at = std::chrono::steady_clock::now();
+    auto start_at = began = std::chrono::steady_clock::now();
     auto due = [&](double t) { return start_at + std::chrono::microseconds(static_cast<long long>((t - t0) * kScale * 1e6)); };
     auto wait_until = [&](double t) { std::this_thread::sleep_until(due(t)); };
     std::vector<bool> done(setup.steps.size());
+    auto last_due = began;
     for (const Exchange& e : tr.ex) {
       bool waited = false;
       for (size_t k = 0; k < setup.steps.size(); ++k) {
@@ -693,6 +715,8 @@ struct Replayer {
         if (done[k] || s.before > e.number) continue;
         done[k] = true;
         if (!s.at.empty()) wait_until(clock_of(s.at));
+        // A step with no recorded time happened right after the exchange before it.
+        set_monitor_clock(s.at.empty() ? last_due : due(clock_of(s.at)));
         step(s, tr, all);
         waited = waited || s.what.rfind("await ", 0) == 0 || s.what.rfind("bulk ", 0) == 0;
       }
@@ -701,6 +725,7 @@ struct Replayer {
       // their recorded spacing from it instead of rushing to catch up.
       auto now = std::chrono::steady_clock::now();
       if (waited && now > due(e.t)) start_at += now - due(e.t);
+      set_monitor_clock(last_due = due(e.t));
       wait_until(e.t);
       auto& c = conns[e.conn];
       if (!c) c = std::make_unique<Conn>(base + port_offsets()[std::to_string(e.port)]);
