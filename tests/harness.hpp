@@ -162,8 +162,13 @@ public:
   }
   ChildExec(const ChildExec&) = delete;
   ChildExec& operator=(const ChildExec&) = delete;
-  // In the child: no allocation, only execve (or _exit(127) when it fails).
+  // In the child: no allocation, only execve (or _exit(127) when it fails). The signals a test
+  // sends get their default disposition first: a suite started under nohup or as a shell's
+  // background job runs with SIGHUP, SIGINT and SIGQUIT ignored, and the tool keeps a signal its
+  // parent ignored (as it should), so a test of its handling would test the environment.
   [[noreturn]] void exec() {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, SIGXFSZ})
+      ::signal(sig, SIG_DFL);
     ::execve(path_.c_str(), av_.data(), ev_.data());
     ::_exit(127);
   }
