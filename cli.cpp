@@ -899,8 +899,10 @@ int cmd_index(const Options& o) {
   Cluster cluster;
   MapVersions versions;
   for (int attempt = 1;; ++attempt) {
-    cluster = load_cluster(ic);
+    // The version first, then the map: a change between the two (read the other way round) wrote
+    // the old map under the new version (seen under load: the test's change landed between them).
     const long long before = index_version();
+    cluster = load_cluster(ic);
     // With --increment, the version written must be above every node's, or the nodes ignore the
     // restarted index; without, a node ahead of the index is only warned about.
     if (increment > 0) {
