@@ -4831,8 +4831,22 @@ public:
   // at a no, failed on a refusal or a step that failed; throws NetworkError as the commands do.
   Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1) {
     if (auto refused = preflight()) return *refused;
-    Cluster c = cluster();
-    const long long version = index_.stats().number("node_map_version").value_or(-1);
+    // The map and its version read as one (the version before and after the map agree): read
+    // the other way round, a change between them passed a saved plan against the old map.
+    Cluster c;
+    long long version = -1;
+    for (int attempt = 1;; ++attempt) {
+      const long long before = index_.stats().number("node_map_version").value_or(-1);
+      c = cluster();
+      version = index_.stats().number("node_map_version").value_or(-1);
+      if (version == before) break;
+      if (attempt == 3) {
+        complain("refused: the node map changed while it was read (node_map_version " + std::to_string(before) +
+                 ", then " + std::to_string(version) + "), three times. Nothing was changed. Run it again when no "
+                 "change is under way.");
+        return Outcome::failed;
+      }
+    }
     if (made_from >= 0 && version != made_from) {
       complain("refused: the plan was made from node_map_version " + std::to_string(made_from) + "; the index is at " +
                std::to_string(version) + " now: the cluster changed since. Nothing was changed. Make a new plan "
