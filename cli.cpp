@@ -1249,7 +1249,7 @@ int cmd_apply(const Options& o) {
     // The commands name the index they are for, in the file as on the screen.
     std::cout << "plan (node_map_version " << r.node_map_version << ", " << plan.steps.size()
               << (plan.steps.size() == 1 ? " step" : " steps") << "):\n"
-              << with_index_option(format_layout_plan(plan), c.index);
+              << with_index_option(format_layout_plan(plan, true), c.index);
     for (const auto& w : plan.warnings) std::cerr << "warning: " << w << "\n";
     SavedPlan p{c.index.key(), r.node_map_version, lo.prune, layout};
     write_file_atomically(o.get("plan-out"), with_index_option(format_saved_plan(p, plan), c.index), 0600);

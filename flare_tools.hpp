@@ -94,7 +94,8 @@
 //    struct SlaveLag { slave (HOST:PORT); long long queue (items), behind (seconds); int threads; bool writing;
 //      long long pending() const; }   -- queue + the write being sent
 //    std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {});
-//    std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {});
+//    std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
+//      const TraceFn& trace = nullptr);
 //    struct LagResult { Endpoint master; bool ok; std::string error; std::vector<SlaveLag> slaves; find(slave_key); }
 //    std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
 //      const std::vector<NodeInfo>& nodes = {}, const GatherHooks& hooks = {});   -- every master at once
@@ -146,8 +147,9 @@
 //    std::string eta_text / format_slave_progress / format_master_progress(const ConstructionProgress& p);
 //    class ConstructionStopped : Error { enum class Why { stalled, index_unreachable, lost }; Why why;
 //      ConstructionProgress last; }   -- a wait that stopped short of its goal
-//    std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms);
-//    std::string copy_blocked_on(const Endpoint& node, int timeout_ms);   -- a reconstruction thread's
+//    std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms,
+//      const TraceFn& trace = nullptr);
+//    std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace = nullptr);   -- a reconstruction thread's
 //      source that does not answer or serve it ("" if none)
 //      -- the source whose copy to `node` both show running in `stats threads` ("" if none)
 //    WaitEnd wait_for_slave_active / wait_for_master_ready(IndexClient& index, const Endpoint& node,
@@ -166,30 +168,43 @@
 //    struct LayoutNode { node; role; partition (-1); balance; line; }   struct Layout { nodes; find(node); }
 //    Layout parse_layout(std::string_view text);   -- throws InputError("line N: why: the line")
 //    struct PlanStep { enum class Kind { master, slave, failover, release, balance, remove }; kind; node; partition;
-//      balance; discard; source; items (-1 unknown); items_bound; what; commands; }
+//      balance; discard; resume; source; items (-1 unknown); items_bound; held; what; commands;
+//      struct Request { to ("" the index); line; then; }; requests; }   -- requests: what the step sends, in order
 //    struct LayoutPlan { steps; refusals; warnings; not_in_layout; bool converged() const; }
 //    struct LayoutOptions { bool prune = false; }
 //    LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o = {});  -- pure: reads and
 //      sends nothing; builds first, then failovers (to the slave flare 1.3.4 promotes), releases, balances
-//    void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items);  -- items each copy reads
-//    std::string format_layout_plan(const LayoutPlan& plan);   std::string format_layout(const Layout& l);
+//    void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items, const std::vector<std::string>& masters);
+//      -- the items each copy reads (masters: the active ones), and those each flush deletes
+//    std::string format_layout_plan(const LayoutPlan& plan, bool requests = false);   -- requests: each step's too
+//    std::string format_layout(const Layout& l);
 //    std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o = {});
 //    struct SavedPlan { index; node_map_version; prune; layout; }   kSavedPlanFirstLine
 //    std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan);   SavedPlan parse_saved_plan(text);
 //    std::string read_layout_text(const std::string& path);   -- at most 16 MiB; "-" is stdin; throws Error
 //    struct IndexReading { cluster; node_map_version; }   IndexReading read_index_map(IndexClient& index);
 //      -- the map and its version read as one (the version read before and after agree)
-//    struct NodeDecision { enum class Kind { send, skip, refuse, unknown }; kind; message; request; prompt; }
+//    struct NodeDecision { enum class Kind { send, resume, skip, refuse, unknown }; kind; message; advice; request;
+//      prompt; }   -- one node's part of a command, from the map alone; ClusterAdmin's one loop (each_node) runs it
 //    NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe);   -- balance's rules, pure
 //    NodeDecision decide_remove(const Cluster& c, const NodeArg& a);   -- remove's rules, pure (liveness apart)
 //    NodeDecision decide_slave(const Cluster& c, const NodeArg& a);   -- slave's rules, pure (the items held apart)
 //    NodeDecision decide_master(const Cluster& c, const NodeArg& a, bool unsafe);   -- master's rules, pure (the
 //      copy's sources answering, and the items held, apart)
+//    NodeDecision decide_down(const Cluster& c, const NodeArg& a);   -- down's rules, pure (a failover's checks apart)
+//    NodeDecision decide_activate(const Cluster& c, const NodeArg& a);   -- activate's rules, pure (liveness apart)
+//    NodeDecision decide_reconstruct(const Cluster& c, const NodeArg& a, bool unsafe,
+//      const std::optional<PendingBalance>& kept = std::nullopt);   -- reconstruct's rules, pure
+//    std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, const std::optional<PendingBalance>& kept);
+//    struct PartPlan { masters, slaves; }   PartPlan plan_part(const std::vector<NodeArg>& args);  -- part's split
 //    std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal);
 //    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
-//      Outcome master(std::vector<NodeArg> args); Outcome slave(std::vector<NodeArg> args);  -- run again
+//      Outcome master(std::vector<NodeArg> args); Outcome slave(const std::vector<NodeArg>& args);  -- run again
 //      on a node already (being) built as asked, they carry on from where it is (wait, activate, balance)
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
+//      -- every per-node command runs one loop (each_node): per node, the map read again, its decide_*
+//      (pure: send, resume, skip, refuse, unknown), then the checks that need the network, the question,
+//      the requests, the waits and the report; Ctrl-C after a request says whether the index took it
 //      Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1);  -- plan_layout,
 //      shown, asked once, each step run through its command (map read again before each); made_from >= 0: a
 //      saved plan's node_map_version, refused if the index's moved; a dry run (-n) plans what its run would do
@@ -2316,8 +2331,10 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
 // Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
 // the lag of each slave it replicates to (slave_lags(), `nodes` as there). Throws
 // NetworkError / ProtocolError, ServerError when the master refuses the request.
-inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {}) {
+inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
+                                           const TraceFn& trace = nullptr) {
   ServerClient c(master, timeout_ms);
+  c.set_trace(trace);
   return slave_lags(parse_stats_threads(c.request_ok("stats threads slave").lines), nodes);
 }
 
@@ -3244,14 +3261,17 @@ public:
 // count is flat while both threads are there; a construction that failed shows neither.
 // Returns that source's key, or "" (no such threads, or a node did not answer within timeout_ms:
 // a source that stopped answering is not serving a copy). Never throws an Error.
-inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms) {
+inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms,
+                                const TraceFn& trace = nullptr) {
   try {
     NodeClient c(node, timeout_ms);
+    c.set_trace(trace);
     for (const auto& t : c.stats_threads()) {
       if (t.op != "dump") continue;
       for (const auto& s : sources) {
         if (t.peer != s.key()) continue;
         NodeClient sc(s, timeout_ms);
+        sc.set_trace(trace);
         for (const auto& st : sc.stats_threads())
           if (st.op == "dump") return s.key();
       }
@@ -3266,9 +3286,10 @@ inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint
 // source SIGSTOPped mid-copy, and failed over by the index, leaves the new master's thread reading
 // it: no longer a master, so copy_running() does not ask it; the copy goes on after SIGCONT.
 // Returns "" when there is none (or `node` does not answer). Never throws an Error.
-inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms) {
+inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace = nullptr) {
   try {
     NodeClient c(node, timeout_ms);
+    c.set_trace(trace);
     for (const auto& t : c.stats_threads()) {
       if (t.op != "dump") continue;
       Endpoint src;
@@ -3280,6 +3301,7 @@ inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms) {
       if (src.port <= 0) continue;
       try {
         NodeClient sc(src, timeout_ms);
+        sc.set_trace(trace);
         bool serving = false;
         for (const auto& st : sc.stats_threads()) serving = serving || st.op == "dump";
         if (!serving) return t.peer;
@@ -3294,8 +3316,9 @@ inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms) {
 
 namespace detail {
 
-inline long long items_of(const Endpoint& ep, int timeout_ms) {
+inline long long items_of(const Endpoint& ep, int timeout_ms, const TraceFn& trace = nullptr) {
   NodeClient c(ep, timeout_ms);
+  c.set_trace(trace);
   return c.stats().number("curr_items").value_or(0);
 }
 
@@ -3406,7 +3429,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     auto ask_ms = [&] { return std::max(200, std::min(opt.timeout_ms, remaining_ms(ask_until))); };
     auto node_answered = Clock::now();
     try {
-      p.items = items_of(node, ask_ms());
+      p.items = items_of(node, ask_ms(), index.trace());
       node_answered = Clock::now();
       p.node_error.clear();
     } catch (const NetworkError& e) {
@@ -3417,7 +3440,7 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     if (slave && !sources.empty()) {
       p.source = sources.front().key();
       try {
-        p.master_items = items_of(sources.front(), ask_ms());
+        p.master_items = items_of(sources.front(), ask_ms(), index.trace());
       } catch (const NetworkError& e) {
         p.source_error = e.what();
       }
@@ -3431,10 +3454,10 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
       throw ConstructionStopped("construction of " + node.key() + " stopped: the node is now " + p.role + " " + p.state,
                                 ConstructionStopped::Why::lost, p);
     bool moved = !previous || previous->items != p.items || previous->state != p.state || previous->role != p.role;
-    if (!moved && p.node_error.empty() && p.source_error.empty()) p.copying = !copy_running(node, sources, ask_ms()).empty();
+    if (!moved && p.node_error.empty() && p.source_error.empty()) p.copying = !copy_running(node, sources, ask_ms(), index.trace()).empty();
     p.blocked_on.clear();
     if (!slave && !moved && !p.copying && p.node_error.empty() && Clock::now() - last_change >= timeout)
-      p.blocked_on = copy_blocked_on(node, ask_ms());
+      p.blocked_on = copy_blocked_on(node, ask_ms(), index.trace());
     last = p;
     if (moved || p.copying) {
       // progress dates from the node's answer, not from the end of the questions (a silent master
@@ -3676,6 +3699,14 @@ struct PlanStep {
   long long held = -1;      // master and slave: the items the node holds now, which its flush deletes (-1 not known)
   std::string what;        // one line, for the plan
   std::vector<std::string> commands; // the equivalent flare-admin commands
+  // The changing requests the step sends, in order (its command's own requests: `-n` of that
+  // command names the same), and what it waits for after each.
+  struct Request {
+    std::string to;   // "" the index, else the node's HOST:PORT
+    std::string line; // e.g. "node role 127.0.0.1 12121 slave 0 0", "flush_all"
+    std::string then; // what the step waits for after it ("" nothing)
+  };
+  std::vector<Request> requests;
 };
 
 struct LayoutPlan {
@@ -3897,6 +3928,12 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
     return n.role == g.role && n.partition == g.partition && n.state == "active";
   };
   auto node_text = [](const std::string& key, int b, int p) { return key + ":" + std::to_string(b) + ":" + std::to_string(p); };
+  // "HOST PORT" of a node, as the index's requests name it.
+  auto host_port = [](const std::string& key) {
+    const Endpoint ep = parse_host_port(key, FLARE_TOOLS_DEFAULT_NODE_PORT);
+    return ep.host + " " + std::to_string(ep.port);
+  };
+  const std::string in_effect = "the nodes to route by the index's new map";
 
   const size_t most = 4 * (goal.size() + sim.size()) + 8; // every node moves at most a few times
   while (plan.steps.size() < most) {
@@ -3926,6 +3963,20 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
                    std::to_string(g.partition) + " (balance " + std::to_string(g.balance) + "), and activate it";
           s.commands.push_back("flare-admin master --activate " + std::string(n.released ? "--discard-items " : "") +
                                node_text(key, g.balance, g.partition));
+          // As `master --activate` sends them (ClusterAdmin::construct_master, finish_master);
+          // partition 0's master is active at once, a later one copies, is ready, then activated.
+          const std::string hp = host_port(key);
+          const std::string ready = "its copy from the older partitions' masters, until it is master ready";
+          if (!resume) {
+            s.requests.push_back({key, "flush_all", ""});
+            s.requests.push_back({"", "node role " + hp + " master " + std::to_string(g.balance) + " " + std::to_string(g.partition),
+                                  in_effect + (g.partition > 0 ? "; then for " + ready : std::string())});
+          }
+          if (g.partition > 0 && !(resume && n.state == "active"))
+            s.requests.push_back({"", "node state " + hp + " active", in_effect});
+          if (resume && n.balance != g.balance)
+            s.requests.push_back({"", "node role " + hp + " master " + std::to_string(g.balance) + " " + std::to_string(g.partition),
+                                  in_effect});
         } else {
           std::string m = active_master(g.partition);
           if (m.empty()) continue;
@@ -3953,6 +4004,16 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
           s.commands.push_back("flare-admin slave " + std::string(n.released ? "--discard-items " : "") +
                                node_text(key, bal, g.partition));
           s.balance = bal;
+          // As `slave` sends them (ClusterAdmin::construct_slave, finish_slave): built at balance
+          // 0, given its balance once its copy is done.
+          const std::string hp = host_port(key);
+          if (!resume) {
+            s.requests.push_back({key, "flush_all", ""});
+            s.requests.push_back({"", "node role " + hp + " slave 0 " + std::to_string(g.partition),
+                                  in_effect + "; then for its copy from " + m + ", until it is slave active"});
+          }
+          if (bal > 0 && (!resume || n.balance != bal))
+            s.requests.push_back({"", "node role " + hp + " slave " + std::to_string(bal) + " " + std::to_string(g.partition), in_effect});
         }
         s.node = key;
         s.partition = g.partition;
@@ -3979,6 +4040,7 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
         s.what = "fail partition " + std::to_string(p) + " over from " + cur + " to its slave " + want->node +
                  " (once the slave has caught up); " + cur + " comes back a proxy";
         s.commands.push_back("flare-admin down " + cur);
+        s.requests.push_back({"", "node state " + host_port(cur) + " down", in_effect + " (" + want->node + " its master)"});
         w.role = "master";
         if (slaves_balance == 0) ++w.balance;
         s.balance = w.balance;
@@ -3996,6 +4058,7 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
         s.partition = n.partition;
         s.what = "take " + key + " out of partition " + std::to_string(n.partition) + (g.role == "proxy" ? ": it becomes a proxy" : " (it is to be a " + g.role + " of partition " + std::to_string(g.partition) + ")");
         s.commands.push_back("flare-admin down " + key);
+        s.requests.push_back({"", "node state " + host_port(key) + " down", in_effect});
         n = PlannedNode{"proxy", "active", -1, 0, true};
         found = true;
         break;
@@ -4011,6 +4074,9 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
         s.balance = g.balance;
         s.what = "change the balance of " + key + " from " + std::to_string(n.balance) + " to " + std::to_string(g.balance);
         s.commands.push_back("flare-admin balance " + key + ":" + std::to_string(g.balance));
+        s.requests.push_back({"", "node role " + host_port(key) + " " + n.role + " " + std::to_string(g.balance) + " " +
+                                      std::to_string(n.partition),
+                              in_effect});
         n.balance = g.balance;
         found = true;
         break;
@@ -4027,6 +4093,7 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
         s.node = n.key;
         s.what = "remove the down proxy " + n.key + " from the map";
         s.commands.push_back("flare-admin remove " + n.key);
+        s.requests.push_back({"", "node remove " + n.endpoint().host + " " + std::to_string(n.endpoint().port), in_effect});
         plan.steps.push_back(std::move(s));
       }
   // Whatever the steps cannot reach is said, and nothing is done.
@@ -4087,11 +4154,17 @@ inline void annotate_plan(LayoutPlan& plan, const std::map<std::string, long lon
     }
     auto held = items.find(s.node);
     if (held != items.end() && !s.resume) s.held = held->second;
+    // Run by hand, the step's command refuses to flush what the node holds unless told.
+    if (s.held > 0)
+      for (auto& cmd : s.commands)
+        for (const std::string verb : {"flare-admin slave ", "flare-admin master --activate "})
+          if (cmd.rfind(verb, 0) == 0 && cmd.find("--discard-items") == std::string::npos) cmd.insert(verb.size(), "--discard-items ");
   }
 }
 
-// The plan as `apply -n` and the question show it: numbered steps, each with its commands.
-inline std::string format_layout_plan(const LayoutPlan& plan) {
+// The plan as `apply` shows it before its question: numbered steps, each with its commands; with
+// `requests` (`apply -n`, a saved plan), each step's requests too, and what it waits for.
+inline std::string format_layout_plan(const LayoutPlan& plan, bool requests = false) {
   std::string out;
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const auto& s = plan.steps[i];
@@ -4103,6 +4176,9 @@ inline std::string format_layout_plan(const LayoutPlan& plan) {
     if (s.held > 0) out += "; flush_all first deletes the " + std::to_string(s.held) + " items it holds";
     out += "\n";
     for (const auto& cmd : s.commands) out += "       " + cmd + "\n";
+    for (const auto& r : requests ? s.requests : std::vector<PlanStep::Request>())
+      out += "         sends '" + r.line + "' to " + (r.to.empty() ? std::string("the index") : r.to) +
+             (r.then.empty() ? std::string() : "; waits for " + r.then) + "\n";
   }
   for (const auto& n : plan.not_in_layout) out += "  not in the layout, left as it is: " + n + "\n";
   return out;
@@ -4164,7 +4240,7 @@ inline std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan)
   std::string out = std::string(kSavedPlanFirstLine) + " (a plan of flare-admin apply; run it with: flare-admin apply --plan FILE)\n";
   out += "# index " + p.index + "\n# node_map_version " + std::to_string(p.node_map_version) + "\n# prune " +
          (p.prune ? "yes" : "no") + "\n";
-  const std::string steps = format_layout_plan(plan);
+  const std::string steps = format_layout_plan(plan, true);
   for (auto line : detail::split(steps, '\n'))
     if (!line.empty()) out += "#" + std::string(line) + "\n";
   return out + format_layout(p.layout);
@@ -4428,6 +4504,134 @@ inline NodeDecision decide_remove(const Cluster& c, const NodeArg& a) {
   return d;
 }
 
+// `down HOST:PORT` for one node, from the map: a node already down is skipped. An active master
+// set down is failed over by the index to its partition's best active slave (the executor first
+// asks those slaves, and waits for their lag to drain: takeover_check, drain_check); the last
+// active slave of a partition goes down with a warning (`advice`: no redundancy until a slave is
+// built). (src/lib/cluster.cc set_node_state, down_node.)
+inline NodeDecision decide_down(const Cluster& c, const NodeArg& a) {
+  NodeDecision d;
+  const NodeInfo* n = detail::decided_node(c, a, "invalid 'hostname:port' pair: ", d);
+  if (!n) return d;
+  const std::string key = a.endpoint.key();
+  if (n->state == "down") {
+    d.kind = NodeDecision::Kind::skip;
+    d.message = key + " is already down.";
+    return d;
+  }
+  if (n->is_slave() && n->is_active() && c.active_slave_count(n->partition, n->key) == 0)
+    d.advice = "warning: " + key + " is the last active slave of partition " + std::to_string(n->partition) +
+               ": set down, the partition has no redundancy until a slave is built (flare-admin slave HOST:PORT:BALANCE:" +
+               std::to_string(n->partition) + ").";
+  d.kind = NodeDecision::Kind::send;
+  d.request = "node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " down";
+  d.prompt = "turning node down (node=" + key + ", state=" + n->state + " -> down) (y/n): ";
+  return d;
+}
+
+// `activate HOST:PORT` for one node, from the map: a node already active is skipped; a master or
+// slave still copying (prepare) is waited for (resume), not activated: flarei refuses to activate
+// a new partition's master in prepare, and activates a slave in prepare at once, its copy
+// unfinished, so that it would serve reads it does not hold (both seen on a real flare 1.3.4);
+// such a slave becomes active by itself when its copy is done. (Whether the node's flared
+// answers, without which the index's monitor sets it down again, is asked by the executor.)
+inline NodeDecision decide_activate(const Cluster& c, const NodeArg& a) {
+  NodeDecision d;
+  const NodeInfo* n = detail::decided_node(c, a, "invalid 'hostname:port' pair: ", d);
+  if (!n) return d;
+  const std::string key = a.endpoint.key();
+  if (n->state == "prepare" && (n->is_master() || n->is_slave())) {
+    d.kind = NodeDecision::Kind::resume;
+    return d;
+  }
+  if (n->state == "active") {
+    d.kind = NodeDecision::Kind::skip;
+    d.message = key + " is already active.";
+    return d;
+  }
+  d.kind = NodeDecision::Kind::send;
+  d.request = "node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " active";
+  d.prompt = "turning node up (node=" + key + ", state=" + n->state + " -> activate) (y/n): ";
+  return d;
+}
+
+// Why `reconstruct` cannot rebuild `n`, and the one command that finishes the job from there.
+// `kept`: the balance an earlier, cut-short run was to give it (BalanceRecord), if any.
+inline std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, const std::optional<PendingBalance>& kept) {
+  const std::string key = n.key;
+  const int part = kept ? kept->partition : c.partition_count() == 1 ? 0 : -1;
+  const std::string figures = (kept ? std::to_string(kept->balance) : std::string("BALANCE")) + ":" +
+                              (part >= 0 ? std::to_string(part) : std::string("PARTITION"));
+  if (n.is_proxy() && n.state == "down")
+    return key + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. Start its "
+           "flared; once it is proxy active, rebuild it with: flare-admin slave --discard-items " + key + ":" + figures;
+  if (n.is_proxy())
+    return key + " is a proxy: it holds no partition to rebuild. If an earlier rebuild of it was cut short, make it a "
+           "slave again: flare-admin slave --discard-items " + key + ":" + figures;
+  if (n.is_master() && (n.state == "prepare" || n.state == "ready"))
+    return key + " is a new partition's master still being built (master " + n.state + "); finish it with: flare-admin "
+           "master --activate " + key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
+  if (n.state == "down") return key + " is " + n.role + " down: its flared is not running. Start its flared again.";
+  if (n.is_master())
+    return key + " is the master of partition " + std::to_string(n.partition) +
+           " and the partition has no active slave to take over while it is rebuilt; add one first: flare-admin slave "
+           "HOST:PORT:BALANCE:" + std::to_string(n.partition);
+  return key + " is " + n.role + " " + n.state + ".";
+}
+
+// `reconstruct HOST:PORT` for one node, from the map: a slave still copying (an earlier rebuild
+// cut short) is waited for (resume); a node that cannot be rebuilt without losing its
+// partition's only serving copy is refused with the way out (`kept`: see reconstruct_way_out);
+// one whose partition would be left with no other serving copy while it is rebuilt is refused
+// unless `unsafe` (then `advice` says so). The first request is the node's down; the executor
+// then waits for it to come back as a proxy, flushes it and builds it as a slave.
+inline NodeDecision decide_reconstruct(const Cluster& c, const NodeArg& a, bool unsafe,
+                                       const std::optional<PendingBalance>& kept = std::nullopt) {
+  NodeDecision d;
+  const NodeInfo* n = c.find(a.endpoint);
+  const std::string key = a.endpoint.key();
+  if (!n) {
+    d.kind = NodeDecision::Kind::unknown;
+    d.message = key + " is not found in this cluster.";
+    return d;
+  }
+  if (n->is_slave() && n->state == "prepare") {
+    d.kind = NodeDecision::Kind::resume;
+    return d;
+  }
+  if (!c.reconstructable(*n)) {
+    d.message = key + " is not reconstructable.";
+    d.advice = reconstruct_way_out(c, *n, kept);
+    return d;
+  }
+  const bool safe = c.safely_reconstructable(*n);
+  if (!safe && !unsafe) {
+    d.message = "The partition needs one more slave to reconstruct " + key + " safely.";
+    d.advice = "--unsafe rebuilds it anyway: its partition then has no other copy that serves until the rebuild is done; "
+               "or give the partition another slave first (flare-admin slave HOST:PORT:BALANCE:" +
+               std::to_string(n->partition) + ", then run this again).";
+    return d;
+  }
+  if (!safe) d.advice = "you are trying to reconstruct " + key + " without redanduncy.";
+  d.kind = NodeDecision::Kind::send;
+  d.request = "node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " down";
+  d.prompt = "reconstructing node (node=" + key + ", role=" + n->role + ") (y/n/a/q/h:help): ";
+  return d;
+}
+
+// `part HOST:PORT:BALANCE:PARTITION ...`: the first node named for each partition becomes its
+// master (activated), the others its slaves, in the order given. Pure.
+struct PartPlan {
+  std::vector<NodeArg> masters, slaves;
+};
+inline PartPlan plan_part(const std::vector<NodeArg>& args) {
+  PartPlan p;
+  std::set<int> seen;
+  for (const auto& a : args)
+    (seen.insert(a.partition.value_or(0)).second ? p.masters : p.slaves).push_back(a);
+  return p;
+}
+
 // The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
 // messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
 // and every question's "no" leaving the node in a state that is said out loud.
@@ -4447,34 +4651,16 @@ public:
         return Outcome::failed;
       }
     std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
-    Outcome result = Outcome::ok;
-    for (auto& a : args) {
-      Cluster c = as_planned(cluster());
-      // A down master with no replacement holds the partition's only copy: a new master would
-      // start empty and the index would list two masters. --force answers questions; it does
-      // not choose to lose data. Only --unsafe does (decide_master).
-      const NodeDecision d = decide_master(c, a, opt_.unsafe);
-      if (d.kind == NodeDecision::Kind::unknown) {
-        complain(d.message);
-        return Outcome::failed;
-      }
-      const NodeInfo* n = c.find(a.endpoint);
+    // A down master with no replacement holds the partition's only copy: a new master would
+    // start empty and the index would list two masters. --force answers questions; it does
+    // not choose to lose data. Only --unsafe does (decide_master).
+    Outcome result = each_node(args, [&](const Cluster& c, const NodeArg& a) { return decide_master(c, a, opt_.unsafe); },
+                               [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
       const std::string key = a.endpoint.key();
-      int part = *a.partition;
+      const int part = *a.partition;
       working_on(a.endpoint, master_again(a));
-      job_seen_ = *n;
-      if (d.kind == NodeDecision::Kind::resume) {
-        // Run again after an interruption: carry on from where the node is.
-        Outcome o = resume_master(a, *n);
-        result = worse(result, o);
-        if (o == Outcome::interrupted) return o;
-        continue;
-      }
-      if (d.kind != NodeDecision::Kind::send) {
-        complain(d.message);
-        result = worse(result, Outcome::failed);
-        continue;
-      }
+      job_seen_ = n;
+      if (d.kind == NodeDecision::Kind::resume) return resume_master(a, n); // run again after an interruption
       if (!d.advice.empty()) complain(d.advice);
       if (auto why = copy_source_problem(c, part)) {
         // Sent anyway, the node is flushed and stays master prepare with nothing, and each run
@@ -4482,231 +4668,167 @@ public:
         complain("refused: partition " + std::to_string(part) + "'s master copies its keys from the master of every "
                  "older partition, and " + *why + ". Nothing was changed. Start that flared again (the index makes it "
                  "active with its data), then run this again: flare-admin master " + a.text);
-        result = worse(result, Outcome::failed);
-        continue;
+        return Outcome::failed;
       }
-      auto flushing = flush_plan(*n, "flare-admin master --discard-items " + a.text);
-      if (!flushing) {
-        result = worse(result, Outcome::failed);
-        continue;
+      auto flushing = flush_plan(n, "flare-admin master --discard-items " + a.text);
+      if (!flushing) return Outcome::failed;
+      if (!ask_yes("making the node master (node=" + key + ", role=" + n.role + " -> master" + *flushing + ") (y/n): ")) {
+        declined(key, n, "flare-admin master " + a.text);
+        return Outcome::declined;
       }
-      if (!ask_yes("making the node master (node=" + key + ", role=" + n->role + " -> master" + *flushing + ") (y/n): ")) {
-        declined(key, *n, "flare-admin master " + a.text);
-        result = worse(result, Outcome::declined);
-        continue;
-      }
-      Outcome o = construct_master(a, *n);
-      result = worse(result, o);
-      if (o == Outcome::interrupted) return o;
-    }
-    print_table(args);
+      return construct_master(a, n);
+    });
+    if (result != Outcome::interrupted && !stopped_) print_table(args);
     return result;
   }
 
   // Proxies become slaves of existing partitions (host:port:balance[:partition], partition 0 by default).
-  Outcome slave(std::vector<NodeArg> args) {
+  Outcome slave(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
-    Outcome result = Outcome::ok;
-    for (auto& a : args) {
-      Cluster c = as_planned(cluster());
-      const NodeDecision d = decide_slave(c, a);
-      if (d.kind == NodeDecision::Kind::unknown) {
-        complain(d.message);
-        return Outcome::failed;
-      }
-      const NodeInfo* n = c.find(a.endpoint);
+    Outcome result = each_node(args, decide_slave, [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
       const std::string key = a.endpoint.key();
-      int part = a.partition.value_or(0);
+      const int part = a.partition.value_or(0);
       const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
       working_on(a.endpoint, again);
-      job_seen_ = *n;
-      if (d.kind == NodeDecision::Kind::resume) {
-        // Run again after an interruption: carry on from where the node is.
-        Outcome o = resume_slave(*n, a.balance.value_or(0), again);
-        result = worse(result, o);
-        if (o == Outcome::interrupted) return o;
-        continue;
+      job_seen_ = n;
+      if (d.kind == NodeDecision::Kind::resume) return resume_slave(n, a.balance.value_or(0), again); // run again
+      auto flushing = flush_plan(n, "flare-admin slave --discard-items " + a.text);
+      if (!flushing) return Outcome::failed;
+      if (!ask_yes("making node slave (node=" + key + ", role=" + n.role + " -> slave" + *flushing + ") (y/n): ")) {
+        declined(key, n, "flare-admin slave " + a.text);
+        return Outcome::declined;
       }
-      if (d.kind != NodeDecision::Kind::send) {
-        if (!d.message.empty()) complain(d.message);
-        if (!d.advice.empty() && io_.warn) io_.warn(d.advice);
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      auto flushing = flush_plan(*n, "flare-admin slave --discard-items " + a.text);
-      if (!flushing) {
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      if (!ask_yes("making node slave (node=" + key + ", role=" + n->role + " -> slave" + *flushing + ") (y/n): ")) {
-        declined(key, *n, "flare-admin slave " + a.text);
-        result = worse(result, Outcome::declined);
-        continue;
-      }
-      Outcome o = construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true, again, false);
-      result = worse(result, o);
-      if (o == Outcome::interrupted) return o;
-    }
-    print_table(args);
+      return construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true, again, false);
+    });
+    if (result != Outcome::interrupted && !stopped_) print_table(args);
     return result;
   }
 
   // Changes balances (host:port:balance).
   Outcome balance(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
-    Outcome result = Outcome::ok;
-    for (auto& a : args) {
-      Cluster c = cluster();
-      const NodeDecision d = decide_balance(c, a, opt_.unsafe);
-      if (d.kind == NodeDecision::Kind::unknown) {
-        complain(d.message);
-        return Outcome::failed;
-      }
-      const NodeInfo* n = c.find(a.endpoint);
+    Outcome result = each_node(args, [&](const Cluster& c, const NodeArg& a) { return decide_balance(c, a, opt_.unsafe); },
+                               [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
       const std::string key = a.endpoint.key();
-      int bal = *a.balance;
+      const int bal = *a.balance;
       working_on(a.endpoint, "flare-admin balance " + a.text);
-      job_seen_ = *n;
-      if (d.kind != NodeDecision::Kind::send) {
-        complain(d.message);
-        if (d.kind != NodeDecision::Kind::skip) result = worse(result, Outcome::failed);
-        continue;
-      }
+      job_seen_ = n;
       if (!ask_yes(d.prompt)) {
-        declined(key, *n, "flare-admin balance " + a.text);
-        result = worse(result, Outcome::declined);
-        continue;
+        declined(key, n, "flare-admin balance " + a.text);
+        return Outcome::declined;
       }
-      std::string st = change(d.request,
-                              [&] { return index_.node_role(a.endpoint, n->role, bal, n->partition); },
-                              [&, role = n->role](const Cluster& now) {
+      std::string st = change(d.request, [&] { return index_.node_role(a.endpoint, n.role, bal, n.partition); },
+                              [&, role = n.role](const Cluster& now) {
                                 const NodeInfo* x = now.find(a.endpoint);
                                 return x && x->role == role && x->balance == bal;
                               });
-      if (st != "OK") {
-        complain("failed to change the balance of " + key + ": " + st);
-        result = worse(result, Outcome::failed);
-      }
-    }
-    print_table(args);
+      if (st == "OK") return Outcome::ok;
+      if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin balance " + a.text, "");
+      complain("failed to change the balance of " + key + ": " + st);
+      return Outcome::failed;
+    });
+    if (result != Outcome::interrupted) print_table(args);
     return result;
   }
 
   // Sets nodes down (a master's partition fails over to its best active slave).
   Outcome down(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
-    return set_state(args, "down", [](const NodeInfo& n, const std::string& key) {
-      return n.state == "down" ? std::optional<std::string>(key + " is already down.") : std::nullopt;
-    }, "turning node down");
+    Outcome result = each_node(args, decide_down, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+      return set_state(c, n, a, d, "down");
+    });
+    if (result != Outcome::interrupted) {
+      print_table(args);
+      say(""); // 0.7.3 ends down's table (not activate's) with an empty line
+    }
+    return result;
   }
 
   // Sets nodes active (a `ready` master, or a down node that is running again). A node still
-  // copying (prepare) is waited for first: flarei refuses to activate a new partition's master in
-  // prepare, and activates a slave in prepare at once, its copy unfinished, so that it would serve
-  // reads it does not hold (both seen on a real flare 1.3.4); such a slave becomes active by
-  // itself when its copy is done.
+  // copying (prepare) is waited for first (decide_activate): a master is then activated; a slave
+  // becomes active by itself when its copy is done.
   Outcome activate(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
-    Outcome result = Outcome::ok;
-    std::vector<NodeArg> rest;
-    for (const auto& a : args) {
-      Cluster c = cluster();
-      const NodeInfo* n = c.find(a.endpoint);
-      if (!n || n->state != "prepare" || (!n->is_master() && !n->is_slave())) {
-        rest.push_back(a);
-        continue;
-      }
-      const std::string key = n->key;
+    Outcome result = each_node(args, decide_activate, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+      if (d.kind == NodeDecision::Kind::send) return set_state(c, n, a, d, "active");
+      const std::string key = n.key;
+      working_on(a.endpoint, "flare-admin activate " + key);
+      job_seen_ = n;
       if (opt_.dry_run) {
         // The plan of a real run: a master waits for its copy, then is activated; a slave becomes
         // active by itself when its copy is done, and is sent nothing.
-        if (n->is_master())
+        if (n.is_master())
           say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
               " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
         else
           say("dry run: " + key + " is slave prepare; would wait for it to be active (its copy done), and send nothing");
-        continue;
+        return Outcome::ok;
       }
-      Outcome o;
-      if (n->is_master()) {
-        say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");
-        NodeArg m = a;
-        m.balance = n->balance;
-        m.partition = n->partition;
-        OperationOptions saved = opt_;
-        opt_.activate = false;
-        o = finish_master(m);
-        opt_ = saved;
-        if (o == Outcome::ok) rest.push_back(a);
-        else if (o == Outcome::failed && io_.warn)
-          io_.warn("to activate it once it is ready: flare-admin activate " + key);
-      } else {
+      if (n.is_slave()) {
         say(key + " is slave prepare, still copying: it becomes active by itself when its copy is done (made active now, "
                   "it would serve reads it does not hold yet). Waiting for it.");
-        o = finish_slave(n->endpoint(), n->partition, -1,
-                         "flare-admin slave " + key + ":" + kept_balance_text(n->endpoint(), n->partition), false);
+        return finish_slave(n.endpoint(), n.partition, -1,
+                            "flare-admin slave " + key + ":" + kept_balance_text(n.endpoint(), n.partition), false);
       }
-      result = worse(result, o);
-      if (o == Outcome::interrupted) return o;
-    }
-    if (rest.empty()) {
-      print_table(args);
-      return result;
-    }
-    return worse(result, set_state(rest, "active", [](const NodeInfo& n, const std::string& key) {
-      return n.state == "active" ? std::optional<std::string>(key + " is already active.") : std::nullopt;
-    }, "turning node up"));
+      say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");
+      NodeArg m = a;
+      m.balance = n.balance;
+      m.partition = n.partition;
+      OperationOptions saved = opt_;
+      opt_.activate = false;
+      Outcome o = finish_master(m);
+      opt_ = saved;
+      if (o == Outcome::failed && io_.warn) io_.warn("to activate it once it is ready: flare-admin activate " + key);
+      if (o != Outcome::ok) return o;
+      // Ready now: activated as any other node, from the map as it is now.
+      Cluster now = cluster();
+      const NodeDecision ready = decide_activate(now, a);
+      if (ready.kind != NodeDecision::Kind::send) {
+        complain(ready.message.empty() ? key + " is still in prepare." : ready.message);
+        return ready.kind == NodeDecision::Kind::skip ? Outcome::ok : Outcome::failed;
+      }
+      return set_state(now, *now.find(a.endpoint), a, ready, "active");
+    });
+    if (result != Outcome::interrupted) print_table(args);
+    return result;
   }
 
   // Removes down proxies from the node map.
   Outcome remove(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
-    Outcome result = Outcome::ok;
-    for (auto& a : args) {
-      Cluster c = cluster();
-      const NodeDecision d = decide_remove(c, a);
-      if (d.kind != NodeDecision::Kind::send) {
-        complain(d.message);
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      const NodeInfo* n = c.find(a.endpoint);
+    Outcome result = each_node(args, decide_remove, [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
       const std::string key = a.endpoint.key();
       working_on(a.endpoint, "flare-admin remove " + key);
-      job_seen_ = *n;
-      if (n->is_proxy() && answers_ping(a.endpoint)) {
+      job_seen_ = n;
+      if (n.is_proxy() && answers_ping(a.endpoint)) {
         // Its flared runs: set down a moment ago, the index brings it back as a proxy. flarei
         // removes it all the same, and it then stays out of the map while it runs, until its
         // flared is restarted (seen on a real flare 1.3.4).
         complain("refused: " + key + " is proxy down, but its flared answers: the index brings it back as a proxy in a "
                  "moment, and removed now it would stay out of the map while it runs. Stop its flared first, then remove it. "
                  "(node=" + key + ")");
-        result = worse(result, Outcome::failed);
-        continue;
+        return Outcome::failed;
       }
       if (!ask_yes(d.prompt)) {
-        declined(key, *n, "flare-admin remove " + key);
-        result = worse(result, Outcome::declined);
-        continue;
+        declined(key, n, "flare-admin remove " + key);
+        return Outcome::declined;
       }
-      bool removed = false;
-      for (int attempt = 0; attempt <= std::max(0, opt_.retry) && !removed; ++attempt) {
+      for (int attempt = 0; attempt <= std::max(0, opt_.retry); ++attempt) {
         say("removing " + key + ".");
-        std::string st = change(d.request,
-                                [&] { return index_.node_remove(a.endpoint); },
+        std::string st = change(d.request, [&] { return index_.node_remove(a.endpoint); },
                                 [&](const Cluster& now) { return now.find(a.endpoint) == nullptr; });
-        removed = st == "OK";
+        if (st == "OK") return Outcome::ok;
+        if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin remove " + key, "");
         if (st.rfind("the index answered OK", 0) == 0) {
           complain(st);
           break;
         }
-        if (!removed && attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
+        if (attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
       }
-      if (!removed) {
-        complain("node remove failed. (node=" + key + ")");
-        result = worse(result, Outcome::failed);
-      }
-    }
+      complain("node remove failed. (node=" + key + ")");
+      return Outcome::failed;
+    });
+    if (result == Outcome::interrupted) return result;
     say("");
     say(trim_newline(format_node_table(cluster().nodes())));
     say("");
@@ -4724,99 +4846,57 @@ public:
       say(trim_newline(format_node_table(targets)));
       say("");
     }
-    Outcome result = Outcome::ok;
-    for (auto& a : args) {
-      Cluster c = cluster();
+    auto decide = [&](const Cluster& c, const NodeArg& a) {
+      return decide_reconstruct(c, a, opt_.unsafe, kept_balance(a.endpoint));
+    };
+    Outcome result = each_node(args, decide, [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
       const std::string key = a.endpoint.key();
-      const NodeInfo* n = c.find(a.endpoint);
-      if (!n) {
-        complain(key + " is not found in this cluster.");
-        return Outcome::failed;
-      }
-      if (n->is_slave() && n->state == "prepare" && !opt_.dry_run) {
+      if (d.kind == NodeDecision::Kind::resume) {
         // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
+        const std::string again = "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n.partition);
+        if (opt_.dry_run) {
+          say("dry run: " + key + " is slave prepare: its copy from the master is under way (an earlier rebuild?); would "
+              "wait for it, and send nothing");
+          return Outcome::ok;
+        }
         say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
-        Outcome o = finish_slave(a.endpoint, n->partition, -1,
-                                 "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n->partition), true);
-        result = worse(result, o);
-        if (o == Outcome::interrupted) return o;
-        continue;
-      }
-      if (!c.reconstructable(*n)) {
-        complain(key + " is not reconstructable.");
-        if (io_.warn) io_.warn(not_reconstructable_way_out(c, *n));
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      bool safe = c.safely_reconstructable(*n);
-      if (!safe && !opt_.unsafe) {
-        complain("The partition needs one more slave to reconstruct " + key + " safely.");
-        if (io_.warn)
-          io_.warn("--unsafe rebuilds it anyway: its partition then has no other copy that serves until the rebuild is done; "
-                   "or give the partition another slave first (flare-admin slave HOST:PORT:BALANCE:" +
-                   std::to_string(n->partition) + ", then run this again).");
-        result = worse(result, Outcome::failed);
-        continue;
+        return finish_slave(a.endpoint, n.partition, -1, again, true);
       }
       if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
-        if (!safe) complain("you are trying to reconstruct " + key + " without redanduncy.");
-        bool go = false, quit = false;
-        for (;;) {
-          auto answer = io_.ask ? io_.ask("reconstructing node (node=" + key + ", role=" + n->role + ") (y/n/a/q/h:help): ")
-                                : std::nullopt;
-          std::string ans = answer ? *answer : "n";
-          for (auto& ch : ans) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-          if (ans == "Y") go = true;
-          else if (ans == "A") go = yes_to_all_ = true;
-          else if (ans == "Q") quit = true;
-          else if (ans != "N") {
-            complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
-            continue;
-          }
-          break;
-        }
-        if (quit) {
+        if (!d.advice.empty()) complain(d.advice);
+        switch (ask_each(d.prompt)) {
+        case Answer::yes: break;
+        case Answer::quit:
           complain("quit: " + key + " and the nodes after it were left as they are.");
-          return worse(result, Outcome::declined);
-        }
-        if (!go) {
-          declined(key, *n, "flare-admin reconstruct " + key);
-          result = worse(result, Outcome::declined);
-          continue;
+          stopped_ = true;
+          return Outcome::declined;
+        case Answer::no:
+          declined(key, n, "flare-admin reconstruct " + key);
+          return Outcome::declined;
         }
       }
-      Outcome o = reconstruct_one(*n);
-      result = worse(result, o);
-      if (o == Outcome::interrupted) return o;
+      return reconstruct_one(n);
+    });
+    if (result != Outcome::interrupted && !stopped_) {
+      print_table(args);
+      say("");
     }
-    print_table(args);
-    say("");
     return result;
   }
 
-  // Builds several partitions at once: the first node named for each partition becomes its
-  // master (and is activated), the others its slaves.
+  // Builds several partitions at once (plan_part): the first node named for each partition
+  // becomes its master (and is activated), the others its slaves.
   Outcome part(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
-    std::vector<NodeArg> masters, slaves;
-    std::vector<int> seen;
-    for (auto& a : args) {
-      int p = *a.partition;
-      if (std::find(seen.begin(), seen.end(), p) == seen.end()) {
-        seen.push_back(p);
-        masters.push_back(a);
-      } else {
-        slaves.push_back(a);
-      }
-    }
+    const PartPlan plan = plan_part(args);
     say("master:");
     OperationOptions saved = opt_;
     opt_.activate = true;
-    Outcome r = master(masters);
+    Outcome r = master(plan.masters);
     opt_ = saved;
     if (r == Outcome::interrupted || r == Outcome::failed) return r;
     say("slaves:");
-    return worse(r, slave(slaves));
+    return worse(r, slave(plan.slaves));
   }
 
   // flare-admin apply: takes the cluster to `layout`. It reads the map, plans (plan_layout: the
@@ -4866,7 +4946,7 @@ public:
     }
     say("plan (node_map_version " + std::to_string(version) + ", " + std::to_string(plan.steps.size()) +
         (plan.steps.size() == 1 ? " step" : " steps") + "):");
-    say(trim_newline(format_layout_plan(plan)));
+    say(trim_newline(format_layout_plan(plan, opt_.dry_run)));
     for (const auto& w : plan.warnings) complain("warning: " + w);
     // A node the plan builds that holds items it did not put there (a copy from an earlier role,
     // or a partition's only copy when the index lost its map) is flushed only when told.
@@ -4907,7 +4987,11 @@ public:
       else o = run_step(s);
       opt_ = saved;
       if (o != Outcome::ok) {
-        if (o != Outcome::interrupted)
+        if (o == Outcome::interrupted)
+          complain(at + " was interrupted" + (i ? " (the steps before it are done)" : "") + ". To finish the plan, run apply "
+                   "again with the same layout: it plans from where the cluster is now, and carries a copy under way on "
+                   "(apply -n shows what is left).");
+        else
           complain(at + " did not finish" + (i ? " (the steps before it did)" : "") + ". Once the way out said above is "
                    "taken, run apply again: it plans from where the cluster is now (apply -n shows what is left).");
         return o;
@@ -4939,7 +5023,7 @@ public:
     std::vector<Endpoint> eps;
     for (const auto& n : c.nodes())
       if (n.state != "down") eps.push_back(n.endpoint());
-    MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms)),
+    MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms, hooks())),
                                         [&] { return index_.stats().number("node_map_version").value_or(-1); });
     watched_.clear();
     for (const auto& n : v.nodes) watched_.push_back(n.first);
@@ -5060,7 +5144,8 @@ private:
   // waits (up to --timeout) until every node that is not down in the index's map, and that
   // answered preflight(), shows a node_map_version at least the index's new one. Returns "OK",
   // or a sentence saying which nodes have not taken the change (their version, or why they did
-  // not answer); any other status (and every status in a dry run) is returned as it is.
+  // not answer); any other status (and every status in a dry run) is returned as it is. Ctrl-C
+  // while it waits returns kInterruptedTaken: the index has taken the change.
   std::string in_effect(const std::string& status) {
     if (status != "OK" || opt_.dry_run) return status;
     auto start = Clock::now();
@@ -5080,7 +5165,12 @@ private:
         if (n.state != "down" && std::find(watched_.begin(), watched_.end(), n.key) != watched_.end())
           eps.push_back(n.endpoint());
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      auto results = gather_stats(eps, static_cast<int>(std::max(200LL, static_cast<long long>(left))));
+      std::vector<StatsResult> results;
+      try {
+        results = gather_stats(eps, static_cast<int>(std::max(200LL, static_cast<long long>(left))), hooks());
+      } catch (const Interrupted&) {
+        return kInterruptedTaken;
+      }
       std::vector<std::string> behind;
       for (const auto& r : results) {
         auto nv = r.ok ? r.stats.number("node_map_version") : std::nullopt;
@@ -5096,9 +5186,27 @@ private:
                std::to_string(secs) + " s these nodes still do not route by that map: " + list +
                "; the change is not in effect (check with: flare-admin stats)";
       }
-      if (!detail::pause(100, io_)) return "interrupted";
+      if (!detail::pause(100, io_)) return kInterruptedTaken;
     }
   }
+
+  // The status of a change Ctrl-C stopped: "interrupted" (the index has not taken it: nothing was
+  // changed by it), or kInterruptedTaken (the index took it, and the nodes were still taking the
+  // new map: it is made).
+  static constexpr const char* kInterruptedTaken = "interrupted after the index took the change";
+  static bool interrupted_status(const std::string& st) { return st == "interrupted" || st == kInterruptedTaken; }
+  // Says where `ep` is and what the interrupted change `request` did. `again`: the command that
+  // does the job when the index did not take it; `finish`: the one that finishes it when it did
+  // ("" when nothing is left but for the nodes to take the index's new map).
+  Outcome interrupted_change(const Endpoint& ep, const std::string& st, const std::string& request, const std::string& again,
+                             const std::string& finish) {
+    if (st == kInterruptedTaken)
+      return interrupted_at(ep, "The index took '" + request + "'; not every node routed by its new map yet (see their "
+                                "node_map_version: flare-admin stats)" + (finish.empty() ? "." : ". To finish the job, run: " + finish));
+    return interrupted_at(ep, "The index did not take '" + request + "': nothing was changed by it; to do it, run: " + again);
+  }
+  // Every read a change command makes beside its index client: Ctrl-C stops it, --debug shows it.
+  GatherHooks hooks() const { return GatherHooks{io_.interrupted, index_.trace()}; }
 
   // --force, or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
   // A dry run never asks: it shows every request the whole plan would send.
@@ -5175,7 +5283,7 @@ private:
     if (opt_.without_clean) return std::string();
     long long items = -1;
     try {
-      items = detail::items_of(n.endpoint(), opt_.timeout_ms);
+      items = detail::items_of(n.endpoint(), opt_.timeout_ms, index_.trace());
     } catch (const Interrupted&) {
       throw;
     } catch (const Error&) {
@@ -5240,7 +5348,7 @@ private:
       if (auto* n = c.find(ep)) {
         seen = *n;
         now = n->role + " " + n->state + ", balance " + std::to_string(n->balance) + ", " +
-              std::to_string(detail::items_of(ep, opt_.timeout_ms)) + " items";
+              std::to_string(detail::items_of(ep, opt_.timeout_ms, index_.trace())) + " items";
       }
     } catch (const Error&) {
     }
@@ -5262,7 +5370,9 @@ private:
                                                std::to_string(bal) + " " + std::to_string(part),
                                            [] { return std::string("OK"); })
                                   : in_effect(given_role(ep, "master", bal, part, master_again(a)));
-    if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
+    if (interrupted_status(st))
+      return interrupted_change(ep, st, "node role " + ep.host + " " + std::to_string(ep.port) + " master " + std::to_string(bal) +
+                                            " " + std::to_string(part), master_again(a), master_again(a));
     if (st != "OK") {
       complain("failed to change the state.");
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'; the node is still " + before.role + " " + before.state);
@@ -5324,6 +5434,9 @@ private:
                                                 const NodeInfo* x = c.find(ep);
                                                 return x && x->is_master() && x->state == "active";
                                               }));
+      if (interrupted_status(s))
+        return interrupted_change(ep, s, "node state " + ep.host + " " + std::to_string(ep.port) + " active", master_again(a),
+                                  master_again(a));
       if (s != "OK") {
         complain("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
         return Outcome::failed;
@@ -5376,7 +5489,9 @@ private:
                                                std::to_string(part),
                                            [] { return std::string("OK"); })
                                   : in_effect(given_role(ep, "slave", 0, part, again));
-    if (st == "interrupted") return interrupted_at(ep, "Nothing was changed by the last attempt.");
+    if (interrupted_status(st))
+      return interrupted_change(ep, st, "node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " + std::to_string(part),
+                                again, again);
     if (st != "OK") {
       complain("failed to change the state.");
       if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'");
@@ -5567,6 +5682,10 @@ private:
       }
     }
     b = in_effect(b);
+    if (interrupted_status(b))
+      return interrupted_change(ep, b, "node role " + ep.host + " " + std::to_string(ep.port) + " " + n.role + " " +
+                                           std::to_string(bal) + " " + std::to_string(n.partition),
+                                "flare-admin balance " + key + ":" + std::to_string(bal), "");
     if (b != "OK") {
       complain("failed to change the balance of " + key + ": " + b);
       return Outcome::failed;
@@ -5644,30 +5763,6 @@ private:
     return finish_slave(n.endpoint(), n.partition, bal, again, false);
   }
 
-  // Why `reconstruct` cannot rebuild `n`, and the one command that finishes the job from here
-  // (stderr).
-  std::string not_reconstructable_way_out(const Cluster& c, const NodeInfo& n) {
-    const std::string key = n.key;
-    const auto kept = kept_balance(n.endpoint());
-    const std::string figures = kept_balance_text(n.endpoint(), kept ? kept->partition : c.partition_count() == 1 ? 0 : -1);
-    if (n.is_proxy() && n.state == "down")
-      return key + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. Start its "
-             "flared; once it is proxy active, rebuild it with: flare-admin slave --discard-items " + key + ":" + figures;
-    if (n.is_proxy())
-      return key + " is a proxy: it holds no partition to rebuild. If an earlier rebuild of it was cut short, make it a "
-             "slave again: flare-admin slave --discard-items " + key + ":" + figures;
-    if (n.is_master() && (n.state == "prepare" || n.state == "ready"))
-      return key + " is a new partition's master still being built (master " + n.state + "); finish it with: flare-admin "
-             "master --activate " + key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
-    if (n.state == "down")
-      return key + " is " + n.role + " down: its flared is not running. Start its flared again.";
-    if (n.is_master())
-      return key + " is the master of partition " + std::to_string(n.partition) +
-             " and the partition has no active slave to take over while it is rebuilt; add one first: flare-admin slave "
-             "HOST:PORT:BALANCE:" + std::to_string(n.partition);
-    return key + " is " + n.role + " " + n.state + ".";
-  }
-
   bool answers_ping(const Endpoint& ep) {
     try {
       ServerClient sc(ep, opt_.timeout_ms);
@@ -5706,10 +5801,10 @@ private:
       else expect_seen(ep, "proxy", "down", -1, 0);
     };
     std::string st;
+    const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
     if (failover) {
       st = down_master(n);
     } else {
-      const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
       st = change_at(index_.endpoint(), request, [&] {
         return send_to_index(request, [&] { return index_.node_state(ep, "down"); },
                              [&](const Cluster& now) {
@@ -5720,8 +5815,13 @@ private:
       if (st == "OK" && !opt_.dry_run) set_down();
       st = in_effect(st);
     }
+    if (st == kInterruptedTaken) {
+      set_down();
+      return interrupted_change(ep, st, request, "flare-admin reconstruct " + n.key, rebuild_unflushed + " (once it is proxy active)");
+    }
     if (st != "OK") {
       if (!job_ || job_->again.rfind("flare-admin reconstruct", 0) == 0) forget_balance(ep); // not set down: nothing to finish
+      if (st == "interrupted") return interrupted_change(ep, st, request, "flare-admin reconstruct " + n.key, "");
       complain("failed to turn " + n.key + " down: " + st);
       return Outcome::failed;
     }
@@ -5774,7 +5874,7 @@ private:
   // The candidates' lag as `m` shows it; nullopt (and a warning) when `m` does not answer.
   std::optional<std::vector<SlaveLag>> read_lags(const Cluster& c, const NodeInfo& m) {
     try {
-      return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes());
+      return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes(), index_.trace());
     } catch (const Interrupted&) {
       throw;
     } catch (const Error& e) {
@@ -5805,7 +5905,7 @@ private:
       eps.push_back(m->endpoint());
       keys.push_back(m->key);
     }
-    auto answers = gather_stats(eps, opt_.timeout_ms);
+    auto answers = gather_stats(eps, opt_.timeout_ms, hooks());
     for (size_t i = 0; i < answers.size(); ++i)
       if (!answers[i].ok)
         return "partition " + std::to_string(i) + "'s master " + keys[i] + " does not answer (" + answers[i].error + ")";
@@ -5837,7 +5937,7 @@ private:
     }
     std::vector<Endpoint> eps;
     for (const auto* s : cands) eps.push_back(s->endpoint());
-    auto answers = gather_stats(eps, opt_.timeout_ms);
+    auto answers = gather_stats(eps, opt_.timeout_ms, hooks());
     std::string dead, dead_keys;
     size_t dead_count = 0;
     for (size_t i = 0; i < answers.size(); ++i)
@@ -5986,92 +6086,120 @@ private:
     return st;
   }
 
-  template <typename AlreadyFn>
-  Outcome set_state(const std::vector<NodeArg>& args, const std::string& state, AlreadyFn already, const std::string& verb) {
+  // ---- the executor: one loop for every per-node command ----
+  // For each argument, in order: the map read again (as a dry run would have left it:
+  // as_planned), the command's pure decision (decide_*), then: `unknown` stops the command
+  // (failed, nothing more asked or shown: stopped_), `refuse` fails the node (its message and
+  // way on said) and goes on, `skip` says why and goes on, `send` and `resume` run `act` (the
+  // checks that need the network, the question, the requests, the waits, the report). Ctrl-C
+  // (an `act` that returns interrupted) stops at once; an `act` that sets stopped_ (a `q`
+  // answer) stops after it. Returns the worst outcome.
+  template <typename Decide, typename Act>
+  Outcome each_node(const std::vector<NodeArg>& args, Decide decide, Act act) {
+    stopped_ = false;
     Outcome result = Outcome::ok;
-    for (auto& a : args) {
-      Cluster c = cluster();
-      const NodeInfo* n = c.find(a.endpoint);
-      const std::string key = a.endpoint.key();
-      if (!n) {
-        complain(unknown_node_text("invalid 'hostname:port' pair: ", a.endpoint));
+    for (const auto& a : args) {
+      const Cluster c = as_planned(cluster());
+      const NodeDecision d = decide(c, a);
+      switch (d.kind) {
+      case NodeDecision::Kind::unknown:
+        complain(d.message);
+        stopped_ = true;
+        return Outcome::failed;
+      case NodeDecision::Kind::skip:
+        complain(d.message);
+        continue;
+      case NodeDecision::Kind::refuse:
+        if (!d.message.empty()) complain(d.message);
+        if (!d.advice.empty()) complain(d.advice);
+        result = worse(result, Outcome::failed);
+        continue;
+      case NodeDecision::Kind::send:
+      case NodeDecision::Kind::resume:
+        break;
+      }
+      const Outcome o = act(c, *c.find(a.endpoint), a, d);
+      result = worse(result, o);
+      if (o == Outcome::interrupted || stopped_) return result;
+    }
+    return result;
+  }
+  bool stopped_ = false; // each_node stopped short: the command shows no table
+
+  // reconstruct's per-node question (0.7.3's): y, n, a (yes to this and every node after it),
+  // q (quit: this node and those after it left as they are), h (help, asked again).
+  enum class Answer { yes, no, quit };
+  Answer ask_each(const std::string& prompt) {
+    for (;;) {
+      auto answer = io_.ask ? io_.ask(prompt) : std::nullopt;
+      std::string ans = answer ? *answer : "n";
+      for (auto& ch : ans) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      if (ans == "Y") return Answer::yes;
+      if (ans == "A") {
+        yes_to_all_ = true;
+        return Answer::yes;
+      }
+      if (ans == "Q") return Answer::quit;
+      if (ans == "N") return Answer::no;
+      complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
+    }
+  }
+
+  // `down` or `activate` of one node the decision says to send (decide_down, decide_activate):
+  // a node to activate must answer (flarei answers OK, and its monitor sets a dead node down
+  // again: it would look done); an active master set down is a failover, whose slaves are asked
+  // before the question and again after it (the answer may come long after), and whose lag is
+  // drained first (takeover_check, drain_check).
+  Outcome set_state(Cluster c, const NodeInfo& node, const NodeArg& a, const NodeDecision& d, const std::string& state) {
+    const NodeInfo* n = &node;
+    const std::string key = a.endpoint.key();
+    working_on(a.endpoint, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
+    job_seen_ = *n;
+    if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
+      // flarei answers OK and its monitor sets the node down again: it would look done.
+      complain(key + " is not answering (is its flared running?): not activated.");
+      return Outcome::failed;
+    }
+    // Setting an active master down makes the index fail over to one of its slaves.
+    const bool failover = state == "down" && n->is_master() && n->is_active();
+    if (!d.advice.empty()) note(d.advice);
+    std::optional<std::vector<SlaveLag>> lags;
+    if (failover)
+      if (auto refused = takeover_check(c, *n, lags)) return *refused;
+    const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
+    if (!ask_yes(d.prompt)) {
+      declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : opt_.unsafe ? "down --unsafe " : "down ") + key);
+      return Outcome::declined;
+    }
+    if (failover && asked) {
+      // The answer may come long after the checks above: the map, the slaves' liveness
+      // and their lag are read again, so that the change goes by what is true now.
+      c = cluster();
+      n = c.find(a.endpoint);
+      if (!n || !(n->is_master() && n->is_active())) {
+        complain(key + " changed while the question was asked (now " +
+                 (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
+                 "): nothing was sent. Run it again.");
         return Outcome::failed;
       }
-      if (auto msg = already(*n, key)) {
-        complain(*msg);
-        continue;
-      }
-      working_on(a.endpoint, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
-      job_seen_ = *n;
-      if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
-        // flarei answers OK and its monitor sets the node down again: it would look done.
-        complain(key + " is not answering (is its flared running?): not activated.");
-        result = worse(result, Outcome::failed);
-        continue;
-      }
-      // Setting an active master down makes the index fail over to one of its slaves.
-      const bool failover = state == "down" && n->is_master() && n->is_active();
-      if (state == "down" && n->is_slave() && n->is_active() && c.active_slave_count(n->partition, n->key) == 0)
-        note("warning: " + key + " is the last active slave of partition " + std::to_string(n->partition) +
-             ": set down, the partition has no redundancy until a slave is built (flare-admin slave HOST:PORT:BALANCE:" +
-             std::to_string(n->partition) + ").");
-      std::optional<std::vector<SlaveLag>> lags;
-      if (failover) {
-        if (auto refused = takeover_check(c, *n, lags)) {
-          result = worse(result, *refused);
-          if (*refused == Outcome::interrupted) return *refused;
-          continue;
-        }
-      }
-      const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
-      if (!ask_yes(verb + " (node=" + key + ", state=" + n->state + " -> " +
-                                           (state == "active" ? std::string("activate") : state) + ") (y/n): ")) {
-        declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : opt_.unsafe ? "down --unsafe " : "down ") + key);
-        result = worse(result, Outcome::declined);
-        continue;
-      }
-      if (failover && asked) {
-        // The answer may come long after the checks above: the map, the slaves' liveness
-        // and their lag are read again, so that the change goes by what is true now.
-        c = cluster();
-        n = c.find(a.endpoint);
-        if (!n || !(n->is_master() && n->is_active())) {
-          complain(key + " changed while the question was asked (now " +
-                   (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
-                   "): nothing was sent. Run it again.");
-          result = worse(result, Outcome::failed);
-          continue;
-        }
-        lags.reset();
-        if (auto refused = takeover_check(c, *n, lags)) {
-          result = worse(result, *refused);
-          if (*refused == Outcome::interrupted) return *refused;
-          continue;
-        }
-      }
-      if (failover) {
-        if (auto refused = drain_check(c, *n, lags)) {
-          result = worse(result, *refused);
-          if (*refused == Outcome::interrupted) return *refused;
-          continue;
-        }
-      }
-      std::string st = failover ? down_master(*n)
-                                : change("node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " " + state,
-                                         [&] { return index_.node_state(a.endpoint, state); },
-                                         [&, was_proxy = n->is_proxy()](const Cluster& now) {
-                                           const NodeInfo* x = now.find(a.endpoint);
-                                           // set down, a live node comes back as a proxy a second later
-                                           return x && (x->state == state || (state == "down" && !was_proxy && x->is_proxy()));
-                                         });
-      if (st != "OK") {
-        complain("failed to set " + key + " " + state + ": " + st);
-        result = worse(result, Outcome::failed);
-      }
+      lags.reset();
+      if (auto refused = takeover_check(c, *n, lags)) return *refused;
     }
-    print_table(args);
-    if (state == "down") say(""); // 0.7.3 ends down's table (not activate's) with an empty line
-    return result;
+    if (failover)
+      if (auto refused = drain_check(c, *n, lags)) return *refused;
+    std::string st = failover ? down_master(*n)
+                              : change(d.request, [&] { return index_.node_state(a.endpoint, state); },
+                                       [&, was_proxy = n->is_proxy()](const Cluster& now) {
+                                         const NodeInfo* x = now.find(a.endpoint);
+                                         // set down, a live node comes back as a proxy a second later
+                                         return x && (x->state == state || (state == "down" && !was_proxy && x->is_proxy()));
+                                       });
+    if (st == "OK") return Outcome::ok;
+    if (interrupted_status(st))
+      return interrupted_change(a.endpoint, st, d.request, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key,
+                                "");
+    complain("failed to set " + key + " " + state + ": " + st);
+    return Outcome::failed;
   }
 
   IndexClient& index_;
@@ -6119,7 +6247,7 @@ private:
       if (n.is_master() && n.is_active()) masters.push_back(n.key);
     }
     std::map<std::string, long long> items;
-    for (const auto& r : gather_stats(eps, opt_.timeout_ms))
+    for (const auto& r : gather_stats(eps, opt_.timeout_ms, hooks()))
       if (r.ok)
         if (auto v = r.stats.number("curr_items")) items[r.endpoint.key()] = *v;
     annotate_plan(plan, items, masters);

@@ -114,6 +114,8 @@
 //                                      tool is seen to have connected, not after a guessed delay
 //   received TARGET                    -> COUNT N: the request bytes TARGET has read so far (a
 //                                      hung one reads too)
+//   map-hold NODE 1|0                  NODE keeps the map (and node_map_version) it holds and takes
+//                                      none of the index's, until 0: a change not yet in effect there
 //   index-restart VERSION              flarei restarted from an older flare.xml: its node_map_version
 //                                      becomes VERSION; each node keeps its map and ignores the index's
 //                                      until one is newer than its own (as flared's reconstruct_node)
@@ -593,6 +595,11 @@ struct FakeNode {
   // ignores the index's maps until one is newer than floor_version (0 = none)
   uint64_t floor_version = 0;
   NodeMap floor_map;
+  // control `map-hold`: the node keeps the map it holds and takes none of the index's (a node
+  // the index's pushes do not reach), until `map-hold NODE 0`
+  bool map_held = false;
+  uint64_t held_version = 0;
+  NodeMap held_map;
   // flared's reconstruction-bwlimit (KB/s, 0 = unlimited; control reconstruction-bwlimit): a
   // construction of this node takes each item whole, then waits size/rate before the next one
   int64_t recon_bwlimit_kb = 0;
@@ -1070,6 +1077,10 @@ bool remove_entry(const std::string& key) {
 }
 
 const NodeMap& node_view(const FakeNode& n, uint64_t& version) {
+  if (n.map_held) {
+    version = n.held_version;
+    return n.held_map;
+  }
   if (n.floor_version > 0) {
     // A node that holds a newer map than the index's (index-restart) ignores the index's maps
     // until one is newer than its own; from then on it follows the index again.
@@ -3018,6 +3029,21 @@ bool control_line(std::string& o, std::vector<std::string_view>& w) {
     if (it == g_map.end()) return err("unknown node");
     it->second.thread_type = static_cast<int>(tt);
     for (auto& kv : g_map) g_next_thread_type = std::max(g_next_thread_type, kv.second.thread_type + 1);
+    return ok();
+  }
+  if (cmd == "map-hold") {
+    // map-hold NODE 1|0: NODE keeps the map it holds now and takes none of the index's until 0.
+    if (w.size() != 3 || (w[2] != "0" && w[2] != "1")) return err("usage: map-hold NODE 0|1");
+    std::lock_guard<std::mutex> lk(g_mu);
+    Endpoint* ep = find_target(w[1]);
+    if (!ep || ep->kind != Kind::Node) return err("unknown node");
+    FakeNode& n = *g_nodes[static_cast<size_t>(ep->node_idx)];
+    if (w[2] == "1" && !n.map_held) {
+      uint64_t held = 0;
+      n.held_map = node_view(n, held);
+      n.held_version = held;
+    }
+    n.map_held = w[2] == "1";
     return ok();
   }
   if (cmd == "index-restart") {

@@ -51,9 +51,12 @@ inline std::string absolute(const std::string& p) {
 inline std::string admin_binary() { return absolute(env_or("FLARE_ADMIN", "build/plain/flare-admin")); }
 inline std::string fake_binary() { return absolute(env_or("FAKE_FLARE", "build/plain/fake-flare")); }
 
-inline std::string make_temp_dir() {
-  char tmpl[] = "/tmp/flare-test-XXXXXX";
-  char* d = ::mkdtemp(tmpl);
+// A new private folder under $TMPDIR (/tmp if unset). tests/run-suites gives each case a TMPDIR
+// of its own, removed when the case passes and kept (its path said) when it fails.
+inline std::string make_temp_dir(const char* name = "flare-test-XXXXXX") {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + name;
+  char* d = ::mkdtemp(tmpl.data());
   REQUIRE(d != nullptr);
   return d;
 }
@@ -130,8 +133,9 @@ inline std::vector<std::string> child_env(const std::map<std::string, std::strin
     struct StateDir {
       std::string path;
       StateDir() {
-        char tmpl[] = "/tmp/flare-test-state.XXXXXX";
-        const char* d = ::mkdtemp(tmpl);
+        const char* base = std::getenv("TMPDIR");
+        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/flare-test-state.XXXXXX";
+        const char* d = ::mkdtemp(tmpl.data());
         path = d ? d : "/nonexistent";
       }
       ~StateDir() {

@@ -162,7 +162,8 @@ TEST_CASE("a slave added and a partition added to a running cluster: additions o
   CHECK(p.steps[1].held == 7);
   CHECK(format_layout_plan(p).find("  2. build h:4 as a slave of partition 1 from h:3, then give it balance 1 (copies at most 50 "
                                    "items); flush_all first deletes the 7 items it holds\n"
-                                   "       flare-admin slave h:4:1:1\n") != std::string::npos);
+                                   "       flare-admin slave --discard-items h:4:1:1\n") != std::string::npos);
+  CHECK(commands_of(p)[0] == "flare-admin master --activate h:5:1:2"); // holds nothing: no --discard-items
   CHECK(plan_layout(after(c, p), l).converged());
 }
 
@@ -405,4 +406,146 @@ TEST_CASE("master's rules, decided from the map: resume, a live master, not a pr
   CHECK(replaced.kind == NodeDecision::Kind::send);
   CHECK(replaced.advice.rfind("replacing the down master h:1 of partition 0: h:3 starts empty", 0) == 0);
   CHECK(replaced.request == "node role h 3 master 1 0");
+}
+
+TEST_CASE("down's rules, decided from the map: already down skipped, the last active slave warned of, a master failed over") {
+  Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1),
+             make_node("h:3", "proxy", "down", -1), make_node("h:4", "slave", "active", 1, 1),
+             make_node("h:5", "slave", "active", 1, 1), make_node("h:6", "master", "active", 1, 1)});
+  auto arg = [](const std::string& text) { return parse_node_arg(text, 2, 2); };
+  SUBCASE("a master: the request and 0.7.3's question; the failover is the executor's") {
+    NodeDecision d = decide_down(c, arg("h:1"));
+    CHECK(d.kind == NodeDecision::Kind::send);
+    CHECK(d.request == "node state h 1 down");
+    CHECK(d.prompt == "turning node down (node=h:1, state=active -> down) (y/n): ");
+    CHECK(d.advice.empty());
+  }
+  SUBCASE("the last active slave of its partition: sent, with the warning said first") {
+    NodeDecision d = decide_down(c, arg("h:2"));
+    CHECK(d.kind == NodeDecision::Kind::send);
+    CHECK(d.advice == "warning: h:2 is the last active slave of partition 0: set down, the partition has no redundancy "
+                      "until a slave is built (flare-admin slave HOST:PORT:BALANCE:0).");
+    CHECK(decide_down(c, arg("h:4")).advice.empty()); // h:5 is still there
+  }
+  SUBCASE("already down, and a node the map does not list") {
+    NodeDecision d = decide_down(c, arg("h:3"));
+    CHECK(d.kind == NodeDecision::Kind::skip);
+    CHECK(d.message == "h:3 is already down.");
+    NodeDecision unknown = decide_down(c, arg("h:9"));
+    CHECK(unknown.kind == NodeDecision::Kind::unknown);
+    CHECK(unknown.message.rfind("invalid 'hostname:port' pair: ", 0) == 0);
+  }
+}
+
+TEST_CASE("activate's rules, decided from the map: a copy under way waited for, never activated; already active skipped") {
+  Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "prepare", 0, 1),
+             make_node("h:3", "master", "prepare", 1, 1), make_node("h:4", "master", "ready", 2, 1),
+             make_node("h:5", "proxy", "down", -1)});
+  auto arg = [](const std::string& text) { return parse_node_arg(text, 2, 2); };
+  CHECK(decide_activate(c, arg("h:2")).kind == NodeDecision::Kind::resume);
+  CHECK(decide_activate(c, arg("h:3")).kind == NodeDecision::Kind::resume);
+  NodeDecision ready = decide_activate(c, arg("h:4"));
+  CHECK(ready.kind == NodeDecision::Kind::send);
+  CHECK(ready.request == "node state h 4 active");
+  CHECK(ready.prompt == "turning node up (node=h:4, state=ready -> activate) (y/n): ");
+  CHECK(decide_activate(c, arg("h:5")).request == "node state h 5 active");
+  NodeDecision active = decide_activate(c, arg("h:1"));
+  CHECK(active.kind == NodeDecision::Kind::skip);
+  CHECK(active.message == "h:1 is already active.");
+  CHECK(decide_activate(c, arg("h:9")).kind == NodeDecision::Kind::unknown);
+}
+
+TEST_CASE("reconstruct's rules, decided from the map: the only serving copy refused with the way out, no redundancy only --unsafe") {
+  auto arg = [](const std::string& text) { return parse_node_arg(text, 2, 2); };
+  SUBCASE("a master with two active slaves, or a slave beside another: rebuilt safely") {
+    Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1),
+               make_node("h:3", "slave", "active", 0, 1)});
+    for (const char* node : {"h:1", "h:2"}) {
+      NodeDecision d = decide_reconstruct(c, arg(node), false);
+      CHECK(d.kind == NodeDecision::Kind::send);
+      CHECK(d.advice.empty());
+    }
+    NodeDecision d = decide_reconstruct(c, arg("h:1"), false);
+    CHECK(d.request == "node state h 1 down");
+    CHECK(d.prompt == "reconstructing node (node=h:1, role=master) (y/n/a/q/h:help): ");
+  }
+  SUBCASE("a master with one active slave: refused, unless --unsafe, which says it") {
+    Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1)});
+    NodeDecision d = decide_reconstruct(c, arg("h:1"), false);
+    CHECK(d.kind == NodeDecision::Kind::refuse);
+    CHECK(d.message == "The partition needs one more slave to reconstruct h:1 safely.");
+    CHECK(d.advice.find("flare-admin slave HOST:PORT:BALANCE:0, then run this again") != std::string::npos);
+    NodeDecision unsafe = decide_reconstruct(c, arg("h:1"), true);
+    CHECK(unsafe.kind == NodeDecision::Kind::send);
+    CHECK(unsafe.advice == "you are trying to reconstruct h:1 without redanduncy.");
+  }
+  SUBCASE("a master alone, a proxy, a node down: not reconstructable, each with its way out") {
+    Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "proxy", "active", -1),
+               make_node("h:3", "proxy", "down", -1), make_node("h:4", "master", "ready", 1, 2)});
+    NodeDecision alone = decide_reconstruct(c, arg("h:1"), true);
+    CHECK(alone.kind == NodeDecision::Kind::refuse);
+    CHECK(alone.message == "h:1 is not reconstructable.");
+    CHECK(alone.advice.find("has no active slave to take over while it is rebuilt") != std::string::npos);
+    CHECK(decide_reconstruct(c, arg("h:2"), false).advice.find("flare-admin slave --discard-items h:2:BALANCE:PARTITION") !=
+          std::string::npos);
+    // The balance an earlier run cut short was to give is named, not a placeholder.
+    PendingBalance kept{"i:1", "h:3", 0, 5, 0};
+    CHECK(decide_reconstruct(c, arg("h:3"), false, kept).advice.find("flare-admin slave --discard-items h:3:5:0") !=
+          std::string::npos);
+    CHECK(decide_reconstruct(c, arg("h:4"), false).advice.find("flare-admin master --activate h:4:2:1") != std::string::npos);
+  }
+  SUBCASE("a slave still copying: waited for, not rebuilt again; a node not in the map stops the command") {
+    Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "prepare", 0, 1)});
+    CHECK(decide_reconstruct(c, arg("h:2"), false).kind == NodeDecision::Kind::resume);
+    NodeDecision unknown = decide_reconstruct(c, arg("h:9"), false);
+    CHECK(unknown.kind == NodeDecision::Kind::unknown);
+    CHECK(unknown.message == "h:9 is not found in this cluster.");
+  }
+}
+
+TEST_CASE("part's plan: the first node named for each partition is its master, the others its slaves, in the order given") {
+  std::vector<NodeArg> args;
+  for (const char* text : {"h:1:1:1", "h:2:1:0", "h:3:1:1", "h:4:2:0", "h:5:1:2"}) args.push_back(parse_node_arg(text, 4, 4));
+  const PartPlan p = plan_part(args);
+  std::vector<std::string> masters, slaves;
+  for (const auto& a : p.masters) masters.push_back(a.text);
+  for (const auto& a : p.slaves) slaves.push_back(a.text);
+  CHECK(masters == std::vector<std::string>{"h:1:1:1", "h:2:1:0", "h:5:1:2"});
+  CHECK(slaves == std::vector<std::string>{"h:3:1:1", "h:4:2:0"});
+}
+
+TEST_CASE("each step of a plan names the requests its command sends, in order, and what it waits for") {
+  auto lines = [](const PlanStep& s) {
+    std::vector<std::string> out;
+    for (const auto& r : s.requests) out.push_back((r.to.empty() ? std::string("index") : r.to) + " " + r.line);
+    return out;
+  };
+  SUBCASE("a new partition's master, a slave, a balance") {
+    Cluster c = two_partitions();
+    LayoutPlan p = plan_layout(c, layout_of("h:1 0 master - 1\nh:2 0 slave - 3\nh:3 1 master - 1\nh:4 1 slave - 1\nh:5 2 master - 2\n"));
+    REQUIRE(p.steps.size() == 3);
+    CHECK(lines(p.steps[0]) == std::vector<std::string>{"h:5 flush_all", "index node role h 5 master 2 2", "index node state h 5 active"});
+    CHECK(p.steps[0].requests[1].then.find("until it is master ready") != std::string::npos);
+    CHECK(lines(p.steps[1]) == std::vector<std::string>{"h:4 flush_all", "index node role h 4 slave 0 1", "index node role h 4 slave 1 1"});
+    CHECK(p.steps[1].requests[1].then.find("its copy from h:3, until it is slave active") != std::string::npos);
+    CHECK(lines(p.steps[2]) == std::vector<std::string>{"index node role h 2 slave 3 0"});
+  }
+  SUBCASE("partition 0's master is active at once: no activation") {
+    Cluster c({make_node("h:1", "proxy", "active", -1)});
+    LayoutPlan p = plan_layout(c, layout_of("h:1 0 master - 1\n"));
+    REQUIRE(p.steps.size() == 1);
+    CHECK(lines(p.steps[0]) == std::vector<std::string>{"h:1 flush_all", "index node role h 1 master 1 0"});
+  }
+  SUBCASE("a failover and a release send a down each; a copy under way sends nothing until it is done") {
+    Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1),
+               make_node("h:3", "slave", "prepare", 0, 0), make_node("h:4", "slave", "active", 0, 1)});
+    LayoutPlan p = plan_layout(c, layout_of("h:2 0 master - 1\nh:3 0 slave - 1\nh:1 - proxy - 0\n"));
+    REQUIRE(p.refusals.empty());
+    std::vector<std::string> all;
+    for (const auto& s : p.steps)
+      for (const auto& l : lines(s)) all.push_back(l);
+    CHECK(all.front() == "index node role h 3 slave 1 0"); // finish h:3: its balance once its copy is done
+    CHECK(std::find(all.begin(), all.end(), "index node state h 1 down") != all.end());
+    CHECK(std::count(all.begin(), all.end(), "h:3 flush_all") == 0);
+  }
 }
