@@ -343,39 +343,18 @@ Cluster load_cluster(IndexClient& ic) {
   });
 }
 
-// The index's node_map_version against the nodes' (`have`: stats already gathered, used where
-// they cover a node; the other nodes that are not down are asked). A node holding a newer map
-// than the index ignores its changes: say so on stderr, with the way out.
-// `asked` and then every other node of the map that is not down: the nodes whose `stats` the map
-// versions need. A command that shows some nodes asks them all in one gather, so that a wedged
-// node it does not show costs the same one --timeout, not a second gather's.
-std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& cluster) {
-  std::set<std::string> known;
-  for (const auto& e : asked) known.insert(e.key());
-  for (const auto& n : cluster.nodes())
-    if (n.state != "down" && known.insert(n.key).second) asked.push_back(n.endpoint());
-  return asked;
-}
-
-MapVersions check_map_versions(IndexClient& ic, const Cluster& cluster, const std::vector<StatsResult>& have,
-                               int timeout_ms, const GatherHooks& hooks) {
-  long long iv = naming_index(ic.endpoint(), [&] { return ic.stats(); }).number("node_map_version").value_or(-1);
-  std::vector<StatsResult> all = have;
-  std::vector<Endpoint> asked;
-  for (const auto& r : have) asked.push_back(r.endpoint);
-  std::vector<Endpoint> rest = with_version_nodes(asked, cluster);
-  rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(asked.size()));
-  for (auto& r : gather_stats(rest, timeout_ms, hooks)) all.push_back(std::move(r));
-  MapVersions v = settle_map_versions(map_versions(iv, all), [&] { return ic.stats().number("node_map_version").value_or(-1); });
-  std::string w = map_version_warning(v);
-  if (!w.empty()) std::cerr << "warning: " << w << " " << map_version_way_out(v) << "\n";
-  return v;
-}
-
-std::vector<std::string> map_warnings(const MapVersions& v) {
-  std::string w = map_version_warning(v);
-  if (w.empty()) return {};
-  return {w + " " + map_version_way_out(v)};
+// One reading of the cluster (read_cluster: the index's version, its map, the nodes' stats, the
+// version again), the index's errors naming it; a node holding a newer map than the index is
+// warned of on stderr, with the way out (a node ahead ignores every change the index makes).
+ClusterReading reading(IndexClient& ic, const Context& c, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
+                       int tries = 1) {
+  ClusterReading r = naming_index(ic.endpoint(), [&] {
+    ic.require_index();
+    return read_cluster(ic, timeout_ms, shown, lags, hooks(c), tries);
+  });
+  const std::string problem = map_version_problem(r.versions);
+  if (!problem.empty()) std::cerr << "warning: " << problem << "\n";
+  return r;
 }
 
 // std::cout's buffer: written to descriptor 1 with write(2), EINTR retried, and the first
@@ -612,11 +591,11 @@ int cmd_list(const Options& o) {
   Context c = make_context(o, true);
   if (!o.args.empty()) throw UsageError("list takes no arguments");
   IndexClient ic = index_client(c);
-  Cluster cluster = load_cluster(ic);
   // list is the quick look (0.7.3 asked the index alone): the nodes' map versions are asked with
   // at most 1 s, so a hung node costs that, not --timeout (stats and summary ask with --timeout).
-  MapVersions versions = check_map_versions(ic, cluster, {}, std::min(c.timeout_ms, 1000), hooks(c));
-  auto nodes = cluster.list_order();
+  const ClusterReading r = reading(ic, c, std::min(c.timeout_ms, 1000));
+  const MapVersions& versions = r.versions;
+  auto nodes = r.cluster.list_order();
   if (o.flag("numeric-hosts")) {
     for (auto& n : nodes) {
       addrinfo hints{};
@@ -736,75 +715,40 @@ int stats_table(const Options& o) {
   std::vector<std::string> filter;
   for (const auto& a : o.args) filter.push_back(endpoint_arg(a).key());
   IndexClient ic = index_client(c);
-  std::map<std::string, std::optional<QpsSample>> previous;
   bool unreachable = false; // some node did not answer (exit 1 with --fail-on-unreachable)
-
-  std::optional<long long> index_version;
-  // A slave's behind is its lag as its master sees it: the masters of the slaves shown are
-  // asked `stats threads slave` in the same gather as every node's `stats`.
-  auto take_sample = [&](Cluster& cluster, std::map<std::string, SlaveLag>& behind) {
-    cluster = load_cluster(ic);
-    behind.clear();
-    std::vector<NodeInfo> nodes;
-    for (auto& n : cluster.stats_order())
-      if (filter.empty() || std::find(filter.begin(), filter.end(), n.key) != filter.end()) nodes.push_back(n);
-    std::vector<Endpoint> eps;
-    for (auto& n : nodes) eps.push_back(n.endpoint());
-    // The nodes shown, then the others the map versions need: one gather, one --timeout.
-    auto g = gather_stats_and_lag(with_version_nodes(eps, cluster), lag_masters(cluster, nodes), c.timeout_ms,
-                                  cluster.nodes(), hooks(c));
-    std::set<std::string> failed; // rows that will say so themselves
-    for (size_t i = 0; i < nodes.size(); ++i)
-      if (!g.stats[i].ok) failed.insert(g.stats[i].endpoint.key());
-    for (const auto& l : g.lags)
-      if (!l.ok && !failed.count(l.master.key()))
-        std::cerr << l.master.key() << ": its slaves' lag is unknown: " << one_line(l.error) << "\n";
-    behind = lags_by_slave(cluster, g.lags);
-    MapVersions v = check_map_versions(ic, cluster, g.stats, c.timeout_ms, hooks(c));
-    index_version = v.index >= 0 ? std::optional<long long>(v.index) : std::nullopt;
-    g.stats.resize(nodes.size()); // the table's rows
-    return std::make_pair(nodes, std::move(g.stats));
-  };
-
-  Cluster cluster;
-  std::map<std::string, SlaveLag> behind;
   if (!filter.empty()) {
-    cluster = load_cluster(ic);
+    Cluster cluster = load_cluster(ic);
     for (const auto& k : filter)
       if (!cluster.find(k)) {
         std::cerr << one_line(unknown_node_text("unknown node: ", parse_host_port(k, 0))) << "\n";
         return EXIT_FAIL;
       }
   }
+  // Each round one reading of the cluster: a slave's behind is its lag as its master sees it,
+  // asked in the same gather as every node's `stats` (StatsSampler).
+  StatsSampler sampler(ic, c.timeout_ms, filter, hooks(c));
+  auto sample = [&] {
+    auto s = naming_index(c.index, [&] {
+      ic.require_index();
+      return sampler.sample();
+    });
+    for (const auto& e : s.lag_errors) std::cerr << one_line(e) << "\n";
+    if (const std::string problem = map_version_problem(s.reading.versions); !problem.empty())
+      std::cerr << "warning: " << problem << "\n";
+    return s;
+  };
   if (qps) {
-    // A first sample, so that even a single table shows real rates.
-    auto [nodes, results] = take_sample(cluster, behind);
-    for (size_t i = 0; i < nodes.size(); ++i) previous[nodes[i].key] = qps_sample(results[i]);
+    sample(); // a first sample, so that even a single table shows real rates
     if (!sleep_interruptible(std::max(wait, 1))) return exit_interrupted();
   }
   for (int round = 0; round < count; ++round) {
-    auto [nodes, results] = take_sample(cluster, behind);
-    std::vector<StatsRow> rows;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      StatsRow r;
-      r.node = nodes[i];
-      r.result = &results[i];
-      r.index_map_version = index_version;
-      auto b = behind.find(nodes[i].key);
-      if (b != behind.end()) r.lag = b->second;
-      auto cur = qps_sample(results[i]);
-      if (qps) r.qps = qps_between(previous[nodes[i].key], cur);
-      previous[nodes[i].key] = cur;
-      rows.push_back(std::move(r));
-      if (!results[i].ok) {
-        std::cerr << nodes[i].key << ": " << one_line(results[i].error) << "\n";
-        unreachable = true;
-      }
-    }
+    const StatsSampler::Sample s = sample();
+    for (const auto& u : s.unreachable) std::cerr << one_line(u) << "\n";
+    unreachable = unreachable || !s.unreachable.empty();
     // Several samples: JSON Lines, one compact document per line (a reader of one document per
     // line and jq both take it). One sample: the indented document, as before.
-    if (json) std::cout << (count > 1 ? compact_json(format_stats_json(rows, qps)) : format_stats_json(rows, qps)) << "\n";
-    else std::cout << format_stats_table(rows, qps, delimiter);
+    if (json) std::cout << (count > 1 ? compact_json(format_stats_json(s.rows, qps)) : format_stats_json(s.rows, qps)) << "\n";
+    else std::cout << format_stats_table(s.rows, qps, delimiter);
     flush_stdout();
     if (round + 1 < count && !sleep_interruptible(wait)) {
       std::cerr << "INTERRUPTED\n";
@@ -835,20 +779,21 @@ int cmd_threads(const Options& o) {
 int cmd_summary(const Options& o) {
   Context c = make_context(o, true);
   IndexClient ic = index_client(c);
-  Cluster cluster = load_cluster(ic);
-  std::vector<Endpoint> masters;
-  for (const auto& n : cluster.stats_order())
-    if (n.is_master()) masters.push_back(n.endpoint());
   // The masters, then the other nodes the map versions need: one gather, one --timeout.
-  auto all = gather_stats(with_version_nodes(masters, cluster), c.timeout_ms, hooks(c));
-  const std::vector<StatsResult> results(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(masters.size()));
-  Summary s = summarize(c.index.display(), cluster, results);
-  s.warnings = map_warnings(check_map_versions(ic, cluster, all, c.timeout_ms, hooks(c)));
+  const ClusterReading r = reading(ic, c, c.timeout_ms, [](const Cluster& cluster) {
+    std::vector<NodeInfo> masters;
+    for (const auto& n : cluster.stats_order())
+      if (n.is_master()) masters.push_back(n);
+    return masters;
+  });
+  const std::vector<StatsResult> results(r.stats.begin(), r.stats.begin() + static_cast<std::ptrdiff_t>(r.shown.size()));
+  Summary s = summarize(c.index.display(), r.cluster, results);
+  if (const std::string problem = map_version_problem(r.versions); !problem.empty()) s.warnings.push_back(problem);
   if (o.flag("json")) std::cout << format_summary_json(s) << "\n";
   else std::cout << format_summary(s);
   flush_stdout();
-  for (auto& r : results)
-    if (!r.ok) std::cerr << r.endpoint.display() << ": " << r.error << "\n";
+  for (auto& result : results)
+    if (!result.ok) std::cerr << result.endpoint.display() << ": " << result.error << "\n";
   if (s.unreachable_masters > 0) {
     std::cerr << "summary is incomplete: " << s.unreachable_masters << " master(s) did not answer\n";
     return EXIT_FAIL;
@@ -890,37 +835,23 @@ int cmd_index(const Options& o) {
     return write_index_xml(o, format_index_xml(choice.cluster, version));
   }
   IndexClient ic = index_client(c);
-  auto index_version = [&] {
-    return naming_index(c.index, [&] { return ic.stats(); }).number("node_map_version").value_or(-1);
-  };
-  // The map, its version and the nodes' versions are read one after another: a change made
-  // meanwhile (another admin, the index's monitor) would write a map that is not the version's,
-  // or a version the nodes already hold. Read again until the index's version stood still.
-  Cluster cluster;
-  MapVersions versions;
-  for (int attempt = 1;; ++attempt) {
-    // The version first, then the map: a change between the two (read the other way round) wrote
-    // the old map under the new version (seen under load: the test's change landed between them).
-    const long long before = index_version();
-    cluster = load_cluster(ic);
-    // With --increment, the version written must be above every node's, or the nodes ignore the
-    // restarted index; without, a node ahead of the index is only warned about.
-    if (increment > 0) {
-      std::vector<Endpoint> eps;
-      for (const auto& n : cluster.nodes())
-        if (n.state != "down") eps.push_back(n.endpoint());
-      versions = map_versions(before, gather_stats(eps, c.timeout_ms, hooks(c)));
-    } else {
-      versions = check_map_versions(ic, cluster, {}, c.timeout_ms, hooks(c));
-    }
-    const long long after = index_version();
-    if (after == before) break;
-    if (attempt == 3) {
-      std::cerr << "refused: the node map changed while it was read (node_map_version " << before << ", then " << after
-                << "), three times; nothing was written. Run it again when no change is under way.\n";
-      return EXIT_FAIL;
-    }
+  // The map, its version and the nodes' versions as one reading: a change made meanwhile (another
+  // admin, the index's monitor) would write a map that is not the version's, or a version the
+  // nodes already hold; read again until the index's version stood still (read_cluster). With
+  // --increment the version written must be above every node's, or the nodes ignore the
+  // restarted index; without, a node ahead of the index is only warned about.
+  ClusterReading r = increment > 0 ? naming_index(c.index, [&] {
+                                       ic.require_index();
+                                       return read_cluster(ic, c.timeout_ms, nullptr, false, hooks(c), 3);
+                                     })
+                                   : reading(ic, c, c.timeout_ms, nullptr, false, 3);
+  if (!r.stable) {
+    std::cerr << "refused: the node map changed while it was read (node_map_version " << r.node_map_version
+              << " before, another after), three times; nothing was written. Run it again when no change is under way.\n";
+    return EXIT_FAIL;
   }
+  const Cluster& cluster = r.cluster;
+  const MapVersions& versions = r.versions;
   // Nodes ahead of the index: the index's map is not the cluster's; the nodes' newest is written.
   IndexMapChoice choice = choose_index_map(cluster, versions, c.timeout_ms);
   if (!choice.from.empty()) {

@@ -128,6 +128,13 @@
 //      -- a node that seems ahead is compared with the index's version read again (after the nodes')
 //    std::string map_version_warning(const MapVersions& v);   -- "" unless a node holds a newer map
 //    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment 1` way out
+//    std::string map_version_problem(const MapVersions& v);   -- both, one line ("" none)
+//    std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& c);  -- asked, then the rest
+//    struct ClusterReading { cluster; node_map_version; shown; stats; lags; versions; stable; }
+//    using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
+//    ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
+//      const GatherHooks& hooks = {}, int tries = 1);   -- the index's version, its map, every node's stats (one
+//      gather), the version again, read again up to `tries` until they agree: what list/stats/summary/index read
 //    struct IndexMapChoice { cluster; version; from; agreeing; differences; }
 //    IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersions& v, int timeout_ms);
 //      -- the map flare.xml is to hold: the nodes' newest when they are ahead of the index, not its own
@@ -305,6 +312,9 @@
 //    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<SlaveLag> lag; qps;
 //      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index; slaves: queue
 //    std::string behind_cell(const StatsRow& row);   -- a slave's lag: "0", "11s/49998" (seconds, writes), "-"
+//    class StatsSampler { StatsSampler(IndexClient& index, int timeout_ms, std::vector<std::string> filter = {},
+//      GatherHooks hooks = {}); struct Sample { reading; rows; lag_errors; unreachable; }; Sample sample(); }
+//      -- flare-stats' rounds: one read_cluster each, its rows with each node's rates since the last sample()
 //    std::vector<std::string> stats_header(bool with_qps), stats_cells(const StatsRow& row, bool with_qps);
 //    std::string render_table(const std::vector<std::string>& header,
 //      const std::vector<std::vector<std::string>>& rows, size_t left_columns, const std::string& delimiter);
@@ -3019,6 +3029,75 @@ inline std::string map_version_way_out(const MapVersions&) {
          "flarei again.";
 }
 
+// ---- one reading of a cluster: the index's map, its version, and the nodes' ----
+
+// `asked` first, in order, then every other node of the map that is not down: the nodes whose
+// `stats` a reading needs (their node_map_version is compared with the index's). One gather for
+// both, so that a wedged node costs one timeout, not two.
+inline std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& c) {
+  std::set<std::string> known;
+  for (const auto& e : asked) known.insert(e.key());
+  for (const auto& n : c.nodes())
+    if (n.state != "down" && known.insert(n.key).second) asked.push_back(n.endpoint());
+  return asked;
+}
+
+// What `list`, `stats`, `summary` and `index` read: the index's node_map_version, then its map,
+// then every node's `stats` (and, with `lags`, the lag of the shown slaves from their masters,
+// `stats threads slave`) in one gather, then the index's version again. When the two versions
+// differ (a change landed meanwhile: another admin, the index's monitor), it is read again, up to
+// `tries` times; `stable` says whether the last try's versions agreed. Read the other way round
+// (the map before the version) a change between them gave the old map under the new version
+// (`index` wrote it; seen under load).
+struct ClusterReading {
+  Cluster cluster;
+  long long node_map_version = -1; // the index's, read before the map (-1 not reported)
+  std::vector<NodeInfo> shown;     // the nodes `shown` chose, in its order
+  std::vector<StatsResult> stats;  // shown's first (stats[i] is shown[i]'s), then the other nodes not down
+  std::vector<LagResult> lags;     // with `lags`: the shown slaves' masters' answers
+  MapVersions versions;            // the index's against the nodes' (settled: settle_map_versions)
+  bool stable = false;             // the index's version was the same before the map and after the nodes
+};
+using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
+
+// Throws NetworkError when the index does not answer (the nodes' failures are in `stats`),
+// Interrupted when hooks.cancel says so. timeout_ms bounds each gather and each index request.
+inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
+                                   const GatherHooks& hooks = {}, int tries = 1) {
+  auto version_now = [&] { return index.stats().number("node_map_version").value_or(-1); };
+  ClusterReading r;
+  for (int attempt = 1; attempt <= std::max(1, tries); ++attempt) {
+    const long long before = version_now();
+    r.cluster = Cluster(index.stats_nodes());
+    r.shown = shown ? shown(r.cluster) : std::vector<NodeInfo>();
+    std::vector<Endpoint> eps;
+    for (const auto& n : r.shown) eps.push_back(n.endpoint());
+    eps = with_version_nodes(std::move(eps), r.cluster);
+    if (lags) {
+      StatsAndLag g = gather_stats_and_lag(eps, lag_masters(r.cluster, r.shown), timeout_ms, r.cluster.nodes(), hooks);
+      r.stats = std::move(g.stats);
+      r.lags = std::move(g.lags);
+    } else {
+      r.stats = gather_stats(eps, timeout_ms, hooks);
+    }
+    const long long after = version_now();
+    r.node_map_version = before;
+    r.stable = after == before;
+    r.versions = map_versions(before, r.stats);
+    if (r.stable) break;
+    // Reported as it stands after the last try: a node that seems ahead is compared with the
+    // version read after it.
+    r.versions = settle_map_versions(r.versions, [after] { return after; });
+  }
+  return r;
+}
+
+// "" when no node holds a newer map than the index; else the warning and the way out, one line.
+inline std::string map_version_problem(const MapVersions& v) {
+  const std::string w = map_version_warning(v);
+  return w.empty() ? w : w + " " + map_version_way_out(v);
+}
+
 // The map the index's flare.xml is to hold (flare-admin index), and its version. Normally the
 // index's own. When nodes hold a newer map than the index (an index restarted from an old
 // flare.xml), the index's map is not the one the cluster routes by, and may list other roles and
@@ -3702,8 +3781,11 @@ struct PlanStep {
   // The changing requests the step sends, in order (its command's own requests: `-n` of that
   // command names the same), and what it waits for after each.
   struct Request {
+    // cppcheck-suppress unusedStructMember
     std::string to;   // "" the index, else the node's HOST:PORT
+    // cppcheck-suppress unusedStructMember
     std::string line; // e.g. "node role 127.0.0.1 12121 slave 0 0", "flush_all"
+    // cppcheck-suppress unusedStructMember
     std::string then; // what the step waits for after it ("" nothing)
   };
   std::vector<Request> requests;
@@ -8829,6 +8911,65 @@ struct StatsRow {
   std::optional<SlaveLag> lag;
   QpsRates qps;
   std::optional<long long> index_map_version; // the index's node_map_version: JSON flags a node holding a newer map
+};
+
+// flare-stats' rounds, for a program of its own: each sample() is one reading of the cluster
+// (read_cluster, with the shown slaves' lag from their masters, in one gather bounded by
+// timeout_ms), turned into the table's rows, each with the node's request rates since the
+// previous sample() (qps: the first sample has none; sample() twice, `wait` seconds apart, for
+// rates in the first table). `filter`: the nodes shown ("HOST:PORT" keys; empty: every node, in
+// stats_order()). Throws what read_cluster throws.
+class StatsSampler {
+public:
+  StatsSampler(IndexClient& index, int timeout_ms, std::vector<std::string> filter = {}, GatherHooks hooks = {})
+      : index_(index), timeout_ms_(timeout_ms), filter_(std::move(filter)), hooks_(std::move(hooks)) {}
+
+  struct Sample {
+    ClusterReading reading;               // rows[i].result points into reading.stats: keep the Sample whole
+    std::vector<StatsRow> rows;           // the nodes shown, in order
+    std::vector<std::string> lag_errors;  // "MASTER: its slaves' lag is unknown: WHY" (a master whose row says nothing)
+    std::vector<std::string> unreachable; // "HOST:PORT: WHY", a node shown that did not answer
+  };
+
+  Sample sample() {
+    Sample s;
+    s.reading = read_cluster(index_, timeout_ms_, [this](const Cluster& c) {
+      std::vector<NodeInfo> out;
+      for (const auto& n : c.stats_order())
+        if (filter_.empty() || std::find(filter_.begin(), filter_.end(), n.key) != filter_.end()) out.push_back(n);
+      return out;
+    }, true, hooks_);
+    const ClusterReading& r = s.reading;
+    std::set<std::string> failed; // rows that say so themselves
+    const std::map<std::string, SlaveLag> behind = lags_by_slave(r.cluster, r.lags);
+    for (size_t i = 0; i < r.shown.size(); ++i) {
+      const StatsResult& result = r.stats[i];
+      StatsRow row;
+      row.node = r.shown[i];
+      row.result = &result;
+      row.index_map_version = r.versions.index >= 0 ? std::optional<long long>(r.versions.index) : std::nullopt;
+      auto b = behind.find(row.node.key);
+      if (b != behind.end()) row.lag = b->second;
+      auto now = qps_sample(result);
+      row.qps = qps_between(previous_[row.node.key], now);
+      previous_[row.node.key] = now;
+      if (!result.ok) {
+        failed.insert(row.node.key);
+        s.unreachable.push_back(row.node.key + ": " + result.error);
+      }
+      s.rows.push_back(std::move(row));
+    }
+    for (const auto& l : r.lags)
+      if (!l.ok && !failed.count(l.master.key())) s.lag_errors.push_back(l.master.key() + ": its slaves' lag is unknown: " + l.error);
+    return s;
+  }
+
+private:
+  IndexClient& index_;
+  int timeout_ms_;
+  std::vector<std::string> filter_;
+  GatherHooks hooks_;
+  std::map<std::string, std::optional<QpsSample>> previous_;
 };
 
 inline std::vector<std::string> stats_header(bool with_qps) {

@@ -90,3 +90,41 @@ TEST_CASE("examples/add_slave makes a proxy a slave and waits until it holds its
   CHECK(again.status == 1);
   CHECK(again.err.find(f.node(0) + " is not a proxy.") != std::string::npos);
 }
+
+TEST_CASE("StatsSampler, as a program of its own uses it: each node's row, its rates since the last sample, a slave's lag") {
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("set-node " + f.node(1) + " slave active 0 1");
+  f.must("fill " + f.node(0) + " 20 10");
+  flare::IndexClient index(flare::parse_host_port(f.index(), 0), 5000);
+  flare::StatsSampler sampler(index, 5000);
+  const auto first = sampler.sample();
+  REQUIRE(first.rows.size() == 3);
+  CHECK(first.unreachable.empty());
+  CHECK(first.reading.stable);
+  for (const auto& row : first.rows) CHECK_FALSE(row.qps.reads); // no earlier sample: no rate
+  {
+    flare::ServerClient node(flare::parse_host_port(f.node(0), 0), 5000);
+    for (int i = 0; i < 5; ++i) node.request("get no-such-key" + std::to_string(i)); // a miss counts as a get
+  }
+  const auto second = sampler.sample();
+  REQUIRE(second.rows.size() == 3);
+  const flare::StatsRow* master = nullptr;
+  const flare::StatsRow* slave = nullptr;
+  for (const auto& row : second.rows) {
+    if (row.node.key == f.node(0)) master = &row;
+    if (row.node.key == f.node(1)) slave = &row;
+  }
+  REQUIRE(master);
+  REQUIRE(slave);
+  REQUIRE(master->result);
+  CHECK(master->result->stats.get("curr_items") == "20");
+  REQUIRE(master->qps.reads);
+  CHECK(*master->qps.reads > 0);
+  REQUIRE(slave->lag); // asked of its master in the same gather
+  CHECK(slave->lag->pending() == 0);
+  f.must("kill " + f.node(1));
+  const auto third = sampler.sample();
+  REQUIRE(third.unreachable.size() == 1);
+  CHECK(third.unreachable[0].rfind(f.node(1) + ": ", 0) == 0);
+}
