@@ -1022,25 +1022,14 @@ int run_admin(const Options& o, const std::function<Outcome(ClusterAdmin&)>& bod
   io.ask = [term](const std::string& p) { return term->ask(p); };
   io.interrupted = [] { return g_interrupted != 0; };
   IndexClient ic = index_client(c);
-  // Once Ctrl-C is seen no changing request is sent (ServerClient::request_change), and until
-  // the first one is, a wait on the index (a stalled flarei) ends at once: nothing was changed.
-  auto log = std::make_shared<ChangeLog>();
-  log->interrupted = io.interrupted;
-  ic.set_change_log(log);
-  ic.set_cancel([log] { return log->sent.empty() && g_interrupted != 0; });
+  // Once Ctrl-C is seen no changing request is sent, and until the first one is, a wait on the
+  // index (a stalled flarei) ends at once: nothing was changed (guard_changes).
+  auto log = guard_changes(ic, io.interrupted);
   Outcome out;
   auto interrupted_here = [&](const std::string& what) {
     term->end_progress();
     flush_stdout();
-    if (log->sent.empty()) {
-      std::string unsent = what.rfind("interrupted: '", 0) == 0 ? " (" + what.substr(13) + ")" : "";
-      std::cerr << "interrupted: nothing was changed" << unsent << ".\n";
-    } else {
-      std::string sent;
-      for (const auto& r : log->sent) sent += (sent.empty() ? "" : ", ") + std::string("'") + r + "'";
-      std::cerr << what << ". Sent before: " << sent << "; check the cluster with: "
-                << with_index_option("flare-admin list", ic.endpoint()) << "\n";
-    }
+    std::cerr << interruption_text(*log, what, ic.endpoint()) << "\n";
     return exit_interrupted();
   };
   try {

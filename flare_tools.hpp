@@ -171,6 +171,9 @@
 //      std::optional<PendingBalance>; keep(const PendingBalance&); forget(index, node); }  -- the balance a slave
 //      construction is to give, kept in a private file so that a run cut short leaves it to the next
 //    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
+//    std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const CancelFn& interrupted);   -- the
+//      cancellation rule: no change after Ctrl-C; before the first change, every wait ends at once
+//    std::string interruption_text(const ChangeLog& log, const std::string& what, const Endpoint& index);
 //   7a. Layouts: the cluster an operator declares (`list`'s table), and the plan that reaches it (apply)
 //    struct LayoutNode { node; role; partition (-1); balance; line; }   struct Layout { nodes; find(node); }
 //    Layout parse_layout(std::string_view text);   -- throws InputError("line N: why: the line")
@@ -3724,6 +3727,33 @@ inline bool confirm(const OperationIO& io, const std::string& prompt) {
   return a && is_yes(*a);
 }
 
+// The cancellation rule of a command that changes the cluster (ClusterAdmin's): once
+// `interrupted` says so, no changing request goes out (ServerClient::request_change throws
+// Interrupted); until the first one has gone, a wait on the index ends at once too (Interrupted:
+// nothing was changed); after it, a wait goes on to where the change can be said (a change half
+// made is finished or its state said: ClusterAdmin's interrupted messages). Returns the log of
+// the changes sent, shared by `index` and the clients the commands make from it.
+inline std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const CancelFn& interrupted) {
+  auto log = std::make_shared<ChangeLog>();
+  log->interrupted = interrupted;
+  index.set_change_log(log);
+  index.set_cancel([log, interrupted] { return log->sent.empty() && interrupted && interrupted(); });
+  return log;
+}
+
+// What an interruption (Interrupted's `what`) left, one line: "interrupted: nothing was changed."
+// (naming the request not sent, when `what` does), or `what` and every request sent before it,
+// with the command that shows where the cluster is.
+inline std::string interruption_text(const ChangeLog& log, const std::string& what, const Endpoint& index) {
+  if (log.sent.empty()) {
+    const std::string unsent = what.rfind("interrupted: '", 0) == 0 ? " (" + what.substr(13) + ")" : "";
+    return "interrupted: nothing was changed" + unsent + ".";
+  }
+  std::string sent;
+  for (const auto& r : log.sent) sent += (sent.empty() ? "" : ", ") + std::string("'") + r + "'";
+  return what + ". Sent before: " + sent + "; check the cluster with: " + with_index_option("flare-admin list", index);
+}
+
 // ---- 7a. Layouts: the cluster an operator declares, and the plan that gets there (apply) ----
 //
 // A layout is what `flare-admin list` prints: one node a line, "node partition role state
@@ -4442,8 +4472,9 @@ inline std::optional<std::string> no_reader_left(const Cluster& c, const NodeInf
 }
 
 // `balance HOST:PORT:BALANCE` for one node: a proxy is refused (flarei answers OK to a proxy's
-// balance and changes nothing), the same balance is skipped, a 0 that leaves its partition no
-// node to read from is refused unless `unsafe`.
+// balance and changes nothing), the same balance is skipped, a slave still copying is refused
+// with the way on (flarei refuses it), a 0 that leaves its partition no node to read from is
+// refused unless `unsafe`.
 inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe) {
   NodeDecision d;
   const NodeInfo* n = detail::decided_node(c, a, "unknown node: ", d);
@@ -4457,6 +4488,14 @@ inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsa
   if (n->balance == bal) {
     d.kind = NodeDecision::Kind::skip;
     d.message = "no need to change the balance of " + key + ".";
+    return d;
+  }
+  if (n->is_slave() && n->state == "prepare") {
+    // flarei refuses a slave's balance while it copies (SERVER_ERROR failed to set role: a real
+    // flare 1.3.4, tests/data/transcripts/SCENARIO.md (c)).
+    d.message = key + " is slave prepare, still copying: the index refuses its balance until its copy is done.";
+    d.advice = "To give it balance " + std::to_string(bal) + " once it is, run: flare-admin slave " + key + ":" + std::to_string(bal) +
+               ":" + std::to_string(n->partition) + " (it waits for the copy, then gives the balance)";
     return d;
   }
   if (auto why = no_reader_left(c, *n, bal); why && !unsafe) {
@@ -4839,11 +4878,9 @@ public:
       if (opt_.dry_run) {
         // The plan of a real run: a master waits for its copy, then is activated; a slave becomes
         // active by itself when its copy is done, and is sent nothing.
-        if (n.is_master())
-          say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
-              " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
-        else
-          say("dry run: " + key + " is slave prepare; would wait for it to be active (its copy done), and send nothing");
+        if (n.is_slave()) return dry_finish_slave(n, "it becomes active by itself when its copy is done");
+        say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
+            " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
         return Outcome::ok;
       }
       if (n.is_slave()) {
@@ -4936,11 +4973,7 @@ public:
       if (d.kind == NodeDecision::Kind::resume) {
         // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
         const std::string again = "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n.partition);
-        if (opt_.dry_run) {
-          say("dry run: " + key + " is slave prepare: its copy from the master is under way (an earlier rebuild?); would "
-              "wait for it, and send nothing");
-          return Outcome::ok;
-        }
+        if (opt_.dry_run) return dry_finish_slave(n, "its copy from the master is under way (an earlier rebuild?)");
         say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
         return finish_slave(a.endpoint, n.partition, -1, again, true);
       }
@@ -5613,8 +5646,10 @@ private:
       if (const NodeInfo* m = c.master_of(part)) source = m->endpoint();
     }
     ConstructionProgress last;
-    std::string finish = bal > 0 ? " When it is slave active, give it its balance: flare-admin balance " + ep.key() + ":" +
-                                       std::to_string(bal)
+    // Run now, `balance` is refused while the node copies (flarei: SERVER_ERROR failed to set
+    // role, seen on a real flare 1.3.4); `slave` run again waits for the copy, then gives it.
+    std::string finish = bal > 0 ? " To finish the job (it waits for the copy, then gives balance " + std::to_string(bal) +
+                                       "), run: flare-admin slave " + ep.key() + ":" + std::to_string(bal) + ":" + std::to_string(part)
                                  : "";
     WaitEnd end;
     try {
@@ -6207,6 +6242,22 @@ private:
     return result;
   }
   bool stopped_ = false; // each_node stopped short: the command shows no table
+
+  // The dry run of finish_slave(n, -1): the wait for a slave still copying, then, as the real run
+  // does, the balance a run cut short kept for it (BalanceRecord), when it has not that one yet.
+  Outcome dry_finish_slave(const NodeInfo& n, const std::string& why) {
+    const auto kept = kept_balance(n.endpoint(), n.partition);
+    if (!kept || kept->balance <= 0 || kept->balance == n.balance) {
+      say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, and send nothing");
+      return Outcome::ok;
+    }
+    say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, then give it the balance " +
+        "kept by the run that started its copy (" + std::to_string(kept->balance) + ")");
+    change("node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(kept->balance) + " " +
+               std::to_string(n.partition),
+           [] { return std::string("OK"); });
+    return Outcome::ok;
+  }
 
   // reconstruct's per-node question (0.7.3's): y, n, a (yes to this and every node after it),
   // q (quit: this node and those after it left as they are), h (help, asked again).

@@ -349,6 +349,13 @@ TEST_CASE("balance's rules, decided from the map: a proxy refused, the same bala
   SUBCASE("a node the map does not list") {
     CHECK(decide_balance(c, arg("h:9:1"), false).kind == NodeDecision::Kind::unknown);
   }
+  SUBCASE("a slave still copying: flarei refuses it; the way on is slave again, which waits for the copy") {
+    Cluster copying({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "prepare", 0, 0)});
+    NodeDecision d = decide_balance(copying, arg("h:2:3"), false);
+    CHECK(d.kind == NodeDecision::Kind::refuse);
+    CHECK(d.message == "h:2 is slave prepare, still copying: the index refuses its balance until its copy is done.");
+    CHECK(d.advice == "To give it balance 3 once it is, run: flare-admin slave h:2:3:0 (it waits for the copy, then gives the balance)");
+  }
 }
 
 TEST_CASE("remove's rules, decided from the map: a down proxy or a replaced down master goes, nothing else") {
