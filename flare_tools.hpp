@@ -208,7 +208,15 @@
 //    std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, const std::optional<PendingBalance>& kept);
 //    struct PartPlan { masters, slaves; }   PartPlan plan_part(const std::vector<NodeArg>& args);  -- part's split
 //    std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal);
-//    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);
+//    class ChangeExecutor { ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io);
+//      std::optional<Outcome> preflight(); template <...> Outcome run(args, decide, &ChangeExecutor::X_node);
+//      template <...> Outcome each_node(args, decide, act); Outcome master_node|slave_node|balance_node|down_node|
+//      activate_node|remove_node|reconstruct_node(const Cluster& c, const NodeInfo& n, const NodeArg& a,
+//      const NodeDecision& d); Outcome run_layout(layout, lo, made_from, run_step); Outcome set_state(...);
+//      say(s); complain(s); Cluster cluster(); print_table(args); show_nodes(nodes); kept_balance(ep, part);
+//      stopped(); OperationOptions& options(); }   -- the one executor: per node the map read again, the
+//      decision, the checks that need the network, the question, the requests, the waits, the report
+//    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);   -- the facade
 //      Outcome master(std::vector<NodeArg> args); Outcome slave(const std::vector<NodeArg>& args);  -- run again
 //      on a node already (being) built as asked, they carry on from where it is (wait, activate, balance)
 //      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
@@ -4753,279 +4761,420 @@ inline PartPlan plan_part(const std::vector<NodeArg>& args) {
   return p;
 }
 
-// The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
-// messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
-// and every question's "no" leaving the node in a state that is said out loud.
-class ClusterAdmin {
+// The one executor of every change flare-admin makes (ClusterAdmin is its facade): it reads the
+// map (riding out an index that stops answering for up to opt.timeout_ms), runs a command's
+// decisions node by node (each_node: the checks that need the network, the question, the
+// requests, the waits, the report), sends every changing request through one path (a dry run
+// says it instead, as "dry run: would send 'REQUEST' to TARGET"), waits until the nodes route
+// by the index's new map before it calls a change done, and says on a failure, a fault or
+// Ctrl-C where the node is and the command that finishes the job. Throws NetworkError when the
+// index is gone for longer than opt.timeout_ms, Interrupted before the first change at Ctrl-C.
+class ChangeExecutor {
 public:
-  ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io)
+  ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io)
       : index_(index), opt_(std::move(opt)), io_(advising(std::move(io), index.endpoint())),
         balances_(opt_.balance_record) {}
 
-  // Proxies become masters of new partitions (args host:port:balance:partition).
-  Outcome master(std::vector<NodeArg> args) {
-    if (auto refused = preflight()) return *refused;
-    // Every argument first: flarei refuses a master of balance 0, after the flush_all.
-    for (const auto& a : args)
-      if (!a.balance || *a.balance <= 0 || !a.partition) {
-        complain("invalid balance '" + a.text + "'.");
-        return Outcome::failed;
-      }
-    std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
-    // A down master with no replacement holds the partition's only copy: a new master would
-    // start empty and the index would list two masters. --force answers questions; it does
-    // not choose to lose data. Only --unsafe does (decide_master).
-    Outcome result = each_node(args, [&](const Cluster& c, const NodeArg& a) { return decide_master(c, a, opt_.unsafe); },
-                               [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      const std::string key = a.endpoint.key();
-      const int part = *a.partition;
-      working_on(a.endpoint, master_again(a));
-      job_seen_ = n;
-      if (d.kind == NodeDecision::Kind::resume) return resume_master(a, n); // run again after an interruption
-      if (!d.advice.empty()) complain(d.advice);
-      if (auto why = copy_source_problem(c, part)) {
-        // Sent anyway, the node is flushed and stays master prepare with nothing, and each run
-        // again says to restart its flared (seen on a real flare 1.3.4). Nothing is sent.
-        complain("refused: partition " + std::to_string(part) + "'s master copies its keys from the master of every "
-                 "older partition, and " + *why + ". Nothing was changed. Start that flared again (the index makes it "
-                 "active with its data), then run this again: flare-admin master " + a.text);
-        return Outcome::failed;
-      }
-      auto flushing = flush_plan(n, "flare-admin master --discard-items " + a.text);
-      if (!flushing) return Outcome::failed;
-      if (!ask_yes("making the node master (node=" + key + ", role=" + n.role + " -> master" + *flushing + ") (y/n): ")) {
-        declined(key, n, "flare-admin master " + a.text);
-        return Outcome::declined;
-      }
-      return construct_master(a, n);
-    });
-    if (result != Outcome::interrupted && !stopped_) print_table(args);
-    return result;
-  }
-
-  // Proxies become slaves of existing partitions (host:port:balance[:partition], partition 0 by default).
-  Outcome slave(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    Outcome result = each_node(args, decide_slave, [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      const std::string key = a.endpoint.key();
-      const int part = a.partition.value_or(0);
-      const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
-      working_on(a.endpoint, again);
-      job_seen_ = n;
-      if (d.kind == NodeDecision::Kind::resume) return resume_slave(n, a.balance.value_or(0), again); // run again
-      auto flushing = flush_plan(n, "flare-admin slave --discard-items " + a.text);
-      if (!flushing) return Outcome::failed;
-      if (!ask_yes("making node slave (node=" + key + ", role=" + n.role + " -> slave" + *flushing + ") (y/n): ")) {
-        declined(key, n, "flare-admin slave " + a.text);
-        return Outcome::declined;
-      }
-      return construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true, again, false);
-    });
-    if (result != Outcome::interrupted && !stopped_) print_table(args);
-    return result;
-  }
-
-  // Changes balances (host:port:balance).
-  Outcome balance(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    Outcome result = each_node(args, [&](const Cluster& c, const NodeArg& a) { return decide_balance(c, a, opt_.unsafe); },
-                               [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      const std::string key = a.endpoint.key();
-      const int bal = *a.balance;
-      working_on(a.endpoint, "flare-admin balance " + a.text);
-      job_seen_ = n;
-      if (!ask_yes(d.prompt)) {
-        declined(key, n, "flare-admin balance " + a.text);
-        return Outcome::declined;
-      }
-      std::string st = change(d.request, [&] { return index_.node_role(a.endpoint, n.role, bal, n.partition); },
-                              [&, role = n.role](const Cluster& now) {
-                                const NodeInfo* x = now.find(a.endpoint);
-                                return x && x->role == role && x->balance == bal;
-                              });
-      if (st == "OK") return Outcome::ok;
-      if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin balance " + a.text, "");
-      complain("failed to change the balance of " + key + ": " + st);
+  // Before the first change: the index must be a flarei (IndexClient::require_index, throws
+  // NotAnIndexError), and no node may hold a newer map than the index (they would ignore every
+  // change: see MapVersions). Says why and how to get out, and returns Outcome::failed, when a node
+  // does; std::nullopt when the command may go on. Runs once per ClusterAdmin (every public
+  // command calls it first); it also records which nodes answered, those whose map
+  // in_effect() then waits for. Throws Error when the index cannot be read.
+  std::optional<Outcome> preflight() {
+    if (preflight_done_) return std::nullopt;
+    index_.require_index();
+    Cluster c = cluster();
+    long long iv = index_.stats().number("node_map_version").value_or(-1);
+    std::vector<Endpoint> eps;
+    for (const auto& n : c.nodes())
+      if (n.state != "down") eps.push_back(n.endpoint());
+    MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms, hooks())),
+                                        [&] { return index_.stats().number("node_map_version").value_or(-1); });
+    watched_.clear();
+    for (const auto& n : v.nodes) watched_.push_back(n.first);
+    std::string warning = map_version_warning(v);
+    if (!warning.empty()) {
+      if (io_.warn) io_.warn("refused: " + warning + " Nothing was changed. " + map_version_way_out(v));
       return Outcome::failed;
-    });
-    if (result != Outcome::interrupted) print_table(args);
-    return result;
-  }
-
-  // Sets nodes down (a master's partition fails over to its best active slave).
-  Outcome down(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    Outcome result = each_node(args, decide_down, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      return set_state(c, n, a, d, "down");
-    });
-    if (result != Outcome::interrupted) {
-      print_table(args);
-      say(""); // 0.7.3 ends down's table (not activate's) with an empty line
     }
-    return result;
+    preflight_done_ = true;
+    return std::nullopt;
   }
 
-  // Sets nodes active (a `ready` master, or a down node that is running again). A node still
-  // copying (prepare) is waited for first (decide_activate): a master is then activated; a slave
-  // becomes active by itself when its copy is done.
-  Outcome activate(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    Outcome result = each_node(args, decide_activate, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      if (d.kind == NodeDecision::Kind::send) return set_state(c, n, a, d, "active");
-      const std::string key = n.key;
-      working_on(a.endpoint, "flare-admin activate " + key);
-      job_seen_ = n;
-      if (opt_.dry_run) {
-        // The plan of a real run: a master waits for its copy, then is activated; a slave becomes
-        // active by itself when its copy is done, and is sent nothing.
-        if (n.is_slave()) return dry_finish_slave(n, "it becomes active by itself when its copy is done");
-        say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
-            " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
-        return Outcome::ok;
-      }
-      if (n.is_slave()) {
-        say(key + " is slave prepare, still copying: it becomes active by itself when its copy is done (made active now, "
-                  "it would serve reads it does not hold yet). Waiting for it.");
-        return finish_slave(n.endpoint(), n.partition, -1,
-                            "flare-admin slave " + key + ":" + kept_balance_text(n.endpoint(), n.partition), false);
-      }
-      say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");
-      NodeArg m = a;
-      m.balance = n.balance;
-      m.partition = n.partition;
-      OperationOptions saved = opt_;
-      opt_.activate = false;
-      Outcome o = finish_master(m);
-      opt_ = saved;
-      if (o == Outcome::failed && io_.warn) io_.warn("to activate it once it is ready: flare-admin activate " + key);
-      if (o != Outcome::ok) return o;
-      // Ready now: activated as any other node, from the map as it is now.
-      Cluster now = cluster();
-      const NodeDecision ready = decide_activate(now, a);
-      if (ready.kind != NodeDecision::Kind::send) {
-        complain(ready.message.empty() ? key + " is still in prepare." : ready.message);
-        return ready.kind == NodeDecision::Kind::skip ? Outcome::ok : Outcome::failed;
-      }
-      return set_state(now, *now.find(a.endpoint), a, ready, "active");
+  // A per-node command: each_node with `act` one of the *_node methods below, then the nodes
+  // named as the map lists them now (not after Ctrl-C, nor when the command stopped short).
+  template <typename Decide>
+  Outcome run(const std::vector<NodeArg>& args, Decide decide,
+              Outcome (ChangeExecutor::*act)(const Cluster&, const NodeInfo&, const NodeArg&, const NodeDecision&)) {
+    Outcome result = each_node(args, decide, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+      return (this->*act)(c, n, a, d);
     });
-    if (result != Outcome::interrupted) print_table(args);
+    if (result != Outcome::interrupted && !stopped_) print_table(args);
     return result;
   }
+  bool stopped() const { return stopped_; }
+  OperationOptions& options() { return opt_; }
+  void show_nodes(const std::vector<NodeInfo>& nodes) { say(trim_newline(format_node_table(nodes))); }
 
-  // Removes down proxies from the node map.
-  Outcome remove(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    Outcome result = each_node(args, decide_remove, [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      const std::string key = a.endpoint.key();
-      working_on(a.endpoint, "flare-admin remove " + key);
-      job_seen_ = n;
-      if (n.is_proxy() && answers_ping(a.endpoint)) {
-        // Its flared runs: set down a moment ago, the index brings it back as a proxy. flarei
-        // removes it all the same, and it then stays out of the map while it runs, until its
-        // flared is restarted (seen on a real flare 1.3.4).
-        complain("refused: " + key + " is proxy down, but its flared answers: the index brings it back as a proxy in a "
-                 "moment, and removed now it would stay out of the map while it runs. Stop its flared first, then remove it. "
-                 "(node=" + key + ")");
-        return Outcome::failed;
-      }
-      if (!ask_yes(d.prompt)) {
-        declined(key, n, "flare-admin remove " + key);
-        return Outcome::declined;
-      }
-      for (int attempt = 0; attempt <= std::max(0, opt_.retry); ++attempt) {
-        say("removing " + key + ".");
-        std::string st = change(d.request, [&] { return index_.node_remove(a.endpoint); },
-                                [&](const Cluster& now) { return now.find(a.endpoint) == nullptr; });
-        if (st == "OK") return Outcome::ok;
-        if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin remove " + key, "");
-        if (st.rfind("the index answered OK", 0) == 0) {
-          complain(st);
+  // A line for the operator (stdout in flare-admin): tables and the step-by-step lines 0.7.3 printed.
+  void say(const std::string& s) {
+    if (io_.say) io_.say(s);
+  }
+  // An error, refusal, warning or note (stderr in flare-admin); `say` is for tables and the
+  // step-by-step lines 0.7.3 printed (stdout).
+  void complain(const std::string& s) {
+    if (io_.warn) io_.warn(s);
+    else say(s);
+  }
+  // The index's map. An index that does not answer (a flarei killed and restarted, or silent) is
+  // asked again for up to --timeout (detail::ride_out_index); past that, the NetworkError names
+  // where the node being changed was last seen and the command that finishes its job.
+  Cluster cluster() {
+    Cluster c(detail::ride_out_index(index_, opt_, io_, [&] { return index_.stats_nodes(); },
+                                     [&](const std::string& why) { return lost_index_text(why); }));
+    if (job_)
+      if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
+    return c;
+  }
+  // The nodes named, as the index lists them now; nothing when the index does not answer (a
+  // wait that gave up on it has said so, and where the node was).
+  void print_table(const std::vector<NodeArg>& args) {
+    if (io_.interrupted && io_.interrupted()) return; // nothing more is asked after Ctrl-C
+    Cluster c;
+    try {
+      c = cluster();
+    } catch (const NetworkError&) {
+      return;
+    }
+    std::vector<NodeInfo> shown;
+    for (auto& n : c.nodes())
+      for (auto& a : args)
+        if (a.endpoint.key() == n.key) {
+          shown.push_back(n);
           break;
         }
-        if (attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
-      }
-      complain("node remove failed. (node=" + key + ")");
-      return Outcome::failed;
-    });
-    if (result == Outcome::interrupted) return result;
-    say("");
-    say(trim_newline(format_node_table(cluster().nodes())));
-    say("");
-    return result;
+    say(trim_newline(format_node_table(shown)));
+  }
+  // The balance a construction cut short was to give `ep` (of partition `part`; -1 any), if kept.
+  std::optional<PendingBalance> kept_balance(const Endpoint& ep, int part = -1) const {
+    auto b = balances_.find(index_.endpoint().key(), ep.key());
+    if (b && (part < 0 || b->partition == part)) return b;
+    return std::nullopt;
   }
 
-  // Rebuilds nodes from their partition: down, flush, back as a slave, wait, restore balance.
-  Outcome reconstruct(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    {
-      Cluster c = cluster();
-      std::vector<NodeInfo> targets;
-      for (const auto& a : args)
-        if (auto* n = c.find(a.endpoint)) targets.push_back(*n);
-      say(trim_newline(format_node_table(targets)));
-      say("");
-    }
-    auto decide = [&](const Cluster& c, const NodeArg& a) {
-      return decide_reconstruct(c, a, opt_.unsafe, kept_balance(a.endpoint));
-    };
-    Outcome result = each_node(args, decide, [&](const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      const std::string key = a.endpoint.key();
-      if (d.kind == NodeDecision::Kind::resume) {
-        // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
-        const std::string again = "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n.partition);
-        if (opt_.dry_run) return dry_finish_slave(n, "its copy from the master is under way (an earlier rebuild?)");
-        say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
-        return finish_slave(a.endpoint, n.partition, -1, again, true);
-      }
-      if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
+  // ---- the executor: one loop for every per-node command ----
+  // For each argument, in order: the map read again (as a dry run would have left it:
+  // as_planned), the command's pure decision (decide_*), then: `unknown` stops the command
+  // (failed, nothing more asked or shown: stopped_), `refuse` fails the node (its message and
+  // way on said) and goes on, `skip` says why and goes on, `send` and `resume` run `act` (the
+  // checks that need the network, the question, the requests, the waits, the report). Ctrl-C
+  // (an `act` that returns interrupted) stops at once; an `act` that sets stopped_ (a `q`
+  // answer) stops after it. Returns the worst outcome.
+  template <typename Decide, typename Act>
+  Outcome each_node(const std::vector<NodeArg>& args, Decide decide, Act act) {
+    stopped_ = false;
+    Outcome result = Outcome::ok;
+    for (const auto& a : args) {
+      const Cluster c = as_planned(cluster());
+      const NodeDecision d = decide(c, a);
+      switch (d.kind) {
+      case NodeDecision::Kind::unknown:
+        complain(d.message);
+        stopped_ = true;
+        return Outcome::failed;
+      case NodeDecision::Kind::skip:
+        complain(d.message);
+        continue;
+      case NodeDecision::Kind::refuse:
+        if (!d.message.empty()) complain(d.message);
         if (!d.advice.empty()) complain(d.advice);
-        switch (ask_each(d.prompt)) {
-        case Answer::yes: break;
-        case Answer::quit:
-          complain("quit: " + key + " and the nodes after it were left as they are.");
-          stopped_ = true;
-          return Outcome::declined;
-        case Answer::no:
-          declined(key, n, "flare-admin reconstruct " + key);
-          return Outcome::declined;
-        }
+        result = worse(result, Outcome::failed);
+        continue;
+      case NodeDecision::Kind::send:
+      case NodeDecision::Kind::resume:
+        break;
       }
-      return reconstruct_one(n);
-    });
-    if (result != Outcome::interrupted && !stopped_) {
-      print_table(args);
-      say("");
+      const Outcome o = act(c, *c.find(a.endpoint), a, d);
+      result = worse(result, o);
+      if (o == Outcome::interrupted || stopped_) return result;
     }
     return result;
   }
 
-  // Builds several partitions at once (plan_part): the first node named for each partition
-  // becomes its master (and is activated), the others its slaves.
-  Outcome part(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    const PartPlan plan = plan_part(args);
-    say("master:");
-    OperationOptions saved = opt_;
-    opt_.activate = true;
-    Outcome r = master(plan.masters);
-    opt_ = saved;
-    if (r == Outcome::interrupted || r == Outcome::failed) return r;
-    say("slaves:");
-    return worse(r, slave(plan.slaves));
+  // The dry run of finish_slave(n, -1): the wait for a slave still copying, then, as the real run
+  // does, the balance a run cut short kept for it (BalanceRecord), when it has not that one yet.
+  Outcome dry_finish_slave(const NodeInfo& n, const std::string& why) {
+    const auto kept = kept_balance(n.endpoint(), n.partition);
+    if (!kept || kept->balance <= 0 || kept->balance == n.balance) {
+      say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, and send nothing");
+      return Outcome::ok;
+    }
+    say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, then give it the balance " +
+        "kept by the run that started its copy (" + std::to_string(kept->balance) + ")");
+    change("node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(kept->balance) + " " +
+               std::to_string(n.partition),
+           [] { return std::string("OK"); });
+    return Outcome::ok;
   }
 
-  // flare-admin apply: takes the cluster to `layout`. It reads the map, plans (plan_layout: the
-  // same plan a dry run prints), shows the plan with the items each copy reads, asks once (a
-  // dry run stops there), then runs each step through the command it names, with that command's
-  // own checks, waits and advice, its questions answered by the one yes. Before each step the
-  // map is read again; a step whose node is no longer where the plan left it stops the run
-  // (nothing of it sent). A run cut short (a failure, Ctrl-C, the tool killed) is finished by
-  // running apply again: it plans from where the cluster is. `made_from` (>= 0): the
-  // node_map_version a saved plan was made from; the run is refused, nothing sent, when the
-  // index's differs. Returns ok once the map matches the layout (read again at the end), declined
-  // at a no, failed on a refusal or a step that failed; throws NetworkError as the commands do.
-  Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1) {
-    if (auto refused = preflight()) return *refused;
+  // reconstruct's per-node question (0.7.3's): y, n, a (yes to this and every node after it),
+  // q (quit: this node and those after it left as they are), h (help, asked again).
+  enum class Answer { yes, no, quit };
+  Answer ask_each(const std::string& prompt) {
+    for (;;) {
+      auto answer = io_.ask ? io_.ask(prompt) : std::nullopt;
+      std::string ans = answer ? *answer : "n";
+      for (auto& ch : ans) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      if (ans == "Y") return Answer::yes;
+      if (ans == "A") {
+        yes_to_all_ = true;
+        return Answer::yes;
+      }
+      if (ans == "Q") return Answer::quit;
+      if (ans == "N") return Answer::no;
+      complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
+    }
+  }
+
+  // `down` or `activate` of one node the decision says to send (decide_down, decide_activate):
+  // a node to activate must answer (flarei answers OK, and its monitor sets a dead node down
+  // again: it would look done); an active master set down is a failover, whose slaves are asked
+  // before the question and again after it (the answer may come long after), and whose lag is
+  // drained first (takeover_check, drain_check).
+  Outcome set_state(Cluster c, const NodeInfo& node, const NodeArg& a, const NodeDecision& d, const std::string& state) {
+    const NodeInfo* n = &node;
+    const std::string key = a.endpoint.key();
+    working_on(a.endpoint, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
+    job_seen_ = *n;
+    if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
+      // flarei answers OK and its monitor sets the node down again: it would look done.
+      complain(key + " is not answering (is its flared running?): not activated.");
+      return Outcome::failed;
+    }
+    // Setting an active master down makes the index fail over to one of its slaves.
+    const bool failover = state == "down" && n->is_master() && n->is_active();
+    if (!d.advice.empty()) note(d.advice);
+    std::optional<std::vector<SlaveLag>> lags;
+    if (failover)
+      if (auto refused = takeover_check(c, *n, lags)) return *refused;
+    const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
+    if (!ask_yes(d.prompt)) {
+      declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : opt_.unsafe ? "down --unsafe " : "down ") + key);
+      return Outcome::declined;
+    }
+    if (failover && asked) {
+      // The answer may come long after the checks above: the map, the slaves' liveness
+      // and their lag are read again, so that the change goes by what is true now.
+      c = cluster();
+      n = c.find(a.endpoint);
+      if (!n || !(n->is_master() && n->is_active())) {
+        complain(key + " changed while the question was asked (now " +
+                 (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
+                 "): nothing was sent. Run it again.");
+        return Outcome::failed;
+      }
+      lags.reset();
+      if (auto refused = takeover_check(c, *n, lags)) return *refused;
+    }
+    if (failover)
+      if (auto refused = drain_check(c, *n, lags)) return *refused;
+    std::string st = failover ? down_master(*n)
+                              : change(d.request, [&] { return index_.node_state(a.endpoint, state); },
+                                       [&, was_proxy = n->is_proxy()](const Cluster& now) {
+                                         const NodeInfo* x = now.find(a.endpoint);
+                                         // set down, a live node comes back as a proxy a second later
+                                         return x && (x->state == state || (state == "down" && !was_proxy && x->is_proxy()));
+                                       });
+    if (st == "OK") return Outcome::ok;
+    if (interrupted_status(st))
+      return interrupted_change(a.endpoint, st, d.request, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key,
+                                "");
+    complain("failed to set " + key + " " + state + ": " + st);
+    return Outcome::failed;
+  }
+
+  // master's part for one node (decide_master said send or resume): a run again carries on
+  // (resume_master); else the older partitions' masters must answer (the copy's sources), what the
+  // node holds is flushed only when told, the question, then the construction (construct_master).
+  Outcome master_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    const std::string key = a.endpoint.key();
+    const int part = *a.partition;
+    working_on(a.endpoint, master_again(a));
+    job_seen_ = n;
+    if (d.kind == NodeDecision::Kind::resume) return resume_master(a, n); // run again after an interruption
+    if (!d.advice.empty()) complain(d.advice);
+    if (auto why = copy_source_problem(c, part)) {
+      // Sent anyway, the node is flushed and stays master prepare with nothing, and each run
+      // again says to restart its flared (seen on a real flare 1.3.4). Nothing is sent.
+      complain("refused: partition " + std::to_string(part) + "'s master copies its keys from the master of every "
+               "older partition, and " + *why + ". Nothing was changed. Start that flared again (the index makes it "
+               "active with its data), then run this again: flare-admin master " + a.text);
+      return Outcome::failed;
+    }
+    auto flushing = flush_plan(n, "flare-admin master --discard-items " + a.text);
+    if (!flushing) return Outcome::failed;
+    if (!ask_yes("making the node master (node=" + key + ", role=" + n.role + " -> master" + *flushing + ") (y/n): ")) {
+      declined(key, n, "flare-admin master " + a.text);
+      return Outcome::declined;
+    }
+    return construct_master(a, n);
+  }
+
+  // slave's part for one node (decide_slave said send or resume): a run again carries on
+  // (resume_slave); else the flush is planned (flush_plan), the question, the construction.
+  Outcome slave_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    const std::string key = a.endpoint.key();
+    const int part = a.partition.value_or(0);
+    const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
+    working_on(a.endpoint, again);
+    job_seen_ = n;
+    if (d.kind == NodeDecision::Kind::resume) return resume_slave(n, a.balance.value_or(0), again); // run again
+    auto flushing = flush_plan(n, "flare-admin slave --discard-items " + a.text);
+    if (!flushing) return Outcome::failed;
+    if (!ask_yes("making node slave (node=" + key + ", role=" + n.role + " -> slave" + *flushing + ") (y/n): ")) {
+      declined(key, n, "flare-admin slave " + a.text);
+      return Outcome::declined;
+    }
+    return construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true, again, false);
+  }
+
+  // balance's part for one node (decide_balance said send): the question, `node role`, the wait
+  // for the nodes to route by the new map.
+  Outcome balance_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    const std::string key = a.endpoint.key();
+    const int bal = *a.balance;
+    working_on(a.endpoint, "flare-admin balance " + a.text);
+    job_seen_ = n;
+    if (!ask_yes(d.prompt)) {
+      declined(key, n, "flare-admin balance " + a.text);
+      return Outcome::declined;
+    }
+    std::string st = change(d.request, [&] { return index_.node_role(a.endpoint, n.role, bal, n.partition); },
+                            [&, role = n.role](const Cluster& now) {
+                              const NodeInfo* x = now.find(a.endpoint);
+                              return x && x->role == role && x->balance == bal;
+                            });
+    if (st == "OK") return Outcome::ok;
+    if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin balance " + a.text, "");
+    complain("failed to change the balance of " + key + ": " + st);
+    return Outcome::failed;
+  }
+
+  // activate's part for one node (decide_activate said send or resume): a node still copying is
+  // waited for (a master then activated: set_state), else set_state.
+  Outcome activate_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    if (d.kind == NodeDecision::Kind::send) return set_state(c, n, a, d, "active");
+    const std::string key = n.key;
+    working_on(a.endpoint, "flare-admin activate " + key);
+    job_seen_ = n;
+    if (opt_.dry_run) {
+      // The plan of a real run: a master waits for its copy, then is activated; a slave becomes
+      // active by itself when its copy is done, and is sent nothing.
+      if (n.is_slave()) return dry_finish_slave(n, "it becomes active by itself when its copy is done");
+      say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
+          " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
+      return Outcome::ok;
+    }
+    if (n.is_slave()) {
+      say(key + " is slave prepare, still copying: it becomes active by itself when its copy is done (made active now, "
+                "it would serve reads it does not hold yet). Waiting for it.");
+      return finish_slave(n.endpoint(), n.partition, -1,
+                          "flare-admin slave " + key + ":" + kept_balance_text(n.endpoint(), n.partition), false);
+    }
+    say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");
+    NodeArg m = a;
+    m.balance = n.balance;
+    m.partition = n.partition;
+    OperationOptions saved = opt_;
+    opt_.activate = false;
+    Outcome o = finish_master(m);
+    opt_ = saved;
+    if (o == Outcome::failed && io_.warn) io_.warn("to activate it once it is ready: flare-admin activate " + key);
+    if (o != Outcome::ok) return o;
+    // Ready now: activated as any other node, from the map as it is now.
+    Cluster now = cluster();
+    const NodeDecision ready = decide_activate(now, a);
+    if (ready.kind != NodeDecision::Kind::send) {
+      complain(ready.message.empty() ? key + " is still in prepare." : ready.message);
+      return ready.kind == NodeDecision::Kind::skip ? Outcome::ok : Outcome::failed;
+    }
+    return set_state(now, *now.find(a.endpoint), a, ready, "active");
+  }
+
+  // remove's part for one node (decide_remove said send): a down proxy whose flared answers is
+  // refused (removed, it would stay out of the map while it runs), the question, `node remove`.
+  Outcome remove_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    const std::string key = a.endpoint.key();
+    working_on(a.endpoint, "flare-admin remove " + key);
+    job_seen_ = n;
+    if (n.is_proxy() && answers_ping(a.endpoint)) {
+      // Its flared runs: set down a moment ago, the index brings it back as a proxy. flarei
+      // removes it all the same, and it then stays out of the map while it runs, until its
+      // flared is restarted (seen on a real flare 1.3.4).
+      complain("refused: " + key + " is proxy down, but its flared answers: the index brings it back as a proxy in a "
+               "moment, and removed now it would stay out of the map while it runs. Stop its flared first, then remove it. "
+               "(node=" + key + ")");
+      return Outcome::failed;
+    }
+    if (!ask_yes(d.prompt)) {
+      declined(key, n, "flare-admin remove " + key);
+      return Outcome::declined;
+    }
+    for (int attempt = 0; attempt <= std::max(0, opt_.retry); ++attempt) {
+      say("removing " + key + ".");
+      std::string st = change(d.request, [&] { return index_.node_remove(a.endpoint); },
+                              [&](const Cluster& now) { return now.find(a.endpoint) == nullptr; });
+      if (st == "OK") return Outcome::ok;
+      if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin remove " + key, "");
+      if (st.rfind("the index answered OK", 0) == 0) {
+        complain(st);
+        break;
+      }
+      if (attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
+    }
+    complain("node remove failed. (node=" + key + ")");
+    return Outcome::failed;
+  }
+
+  // reconstruct's part for one node (decide_reconstruct said send or resume): a slave still
+  // copying is waited for; else 0.7.3's y/n/a/q question, then reconstruct_one.
+  Outcome reconstruct_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    const std::string key = a.endpoint.key();
+    if (d.kind == NodeDecision::Kind::resume) {
+      // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
+      const std::string again = "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n.partition);
+      if (opt_.dry_run) return dry_finish_slave(n, "its copy from the master is under way (an earlier rebuild?)");
+      say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
+      return finish_slave(a.endpoint, n.partition, -1, again, true);
+    }
+    if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
+      if (!d.advice.empty()) complain(d.advice);
+      switch (ask_each(d.prompt)) {
+      case Answer::yes: break;
+      case Answer::quit:
+        complain("quit: " + key + " and the nodes after it were left as they are.");
+        stopped_ = true;
+        return Outcome::declined;
+      case Answer::no:
+        declined(key, n, "flare-admin reconstruct " + key);
+        return Outcome::declined;
+      }
+    }
+    return reconstruct_one(n);
+  }
+
+  // down's part for one node (decide_down said send): set_state, a failover for an active master.
+  Outcome down_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    return set_state(c, n, a, d, "down");
+  }
+
+  // apply's run (ClusterAdmin::apply, after preflight): the map and its version read as one, the
+  // plan (planned_layout: plan_layout with the items each copy reads), shown, asked once, then
+  // each step run by `run_step` (the command it names), the map read again before each
+  // (step_moved) and at the end. See ClusterAdmin::apply.
+  Outcome run_layout(const Layout& layout, const LayoutOptions& lo, long long made_from,
+                     const std::function<Outcome(const PlanStep&)>& run_step) {
     // The map and its version read as one (the version before and after the map agree): read
     // the other way round, a change between them passed a saved plan against the old map.
     Cluster c;
@@ -5124,44 +5273,9 @@ public:
     return Outcome::ok;
   }
 
-  // Before the first change: the index must be a flarei (IndexClient::require_index, throws
-  // NotAnIndexError), and no node may hold a newer map than the index (they would ignore every
-  // change: see MapVersions). Says why and how to get out, and returns Outcome::failed, when a node
-  // does; std::nullopt when the command may go on. Runs once per ClusterAdmin (every public
-  // command calls it first); it also records which nodes answered, those whose map
-  // in_effect() then waits for. Throws Error when the index cannot be read.
-  std::optional<Outcome> preflight() {
-    if (preflight_done_) return std::nullopt;
-    index_.require_index();
-    Cluster c = cluster();
-    long long iv = index_.stats().number("node_map_version").value_or(-1);
-    std::vector<Endpoint> eps;
-    for (const auto& n : c.nodes())
-      if (n.state != "down") eps.push_back(n.endpoint());
-    MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms, hooks())),
-                                        [&] { return index_.stats().number("node_map_version").value_or(-1); });
-    watched_.clear();
-    for (const auto& n : v.nodes) watched_.push_back(n.first);
-    std::string warning = map_version_warning(v);
-    if (!warning.empty()) {
-      if (io_.warn) io_.warn("refused: " + warning + " Nothing was changed. " + map_version_way_out(v));
-      return Outcome::failed;
-    }
-    preflight_done_ = true;
-    return std::nullopt;
-  }
 
 private:
-  // The index's map. An index that does not answer (a flarei killed and restarted, or silent) is
-  // asked again for up to --timeout (detail::ride_out_index); past that, the NetworkError names
-  // where the node being changed was last seen and the command that finishes its job.
-  Cluster cluster() {
-    Cluster c(detail::ride_out_index(index_, opt_, io_, [&] { return index_.stats_nodes(); },
-                                     [&](const std::string& why) { return lost_index_text(why); }));
-    if (job_)
-      if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
-    return c;
-  }
+  bool stopped_ = false; // each_node stopped short: the command shows no table
 
   // The node a command is changing, and the command that carries its job on from wherever the
   // node is: said when the index is lost for good in the middle of the job.
@@ -5328,15 +5442,6 @@ private:
   bool ask_yes(const std::string& prompt) {
     return opt_.force || opt_.dry_run || yes_to_all_ || confirm(io_, prompt);
   }
-  void say(const std::string& s) {
-    if (io_.say) io_.say(s);
-  }
-  // An error, refusal, warning or note (stderr in flare-admin); `say` is for tables and the
-  // step-by-step lines 0.7.3 printed (stdout).
-  void complain(const std::string& s) {
-    if (io_.warn) io_.warn(s);
-    else say(s);
-  }
   // A note on what is going on: part of the plan in a dry run (said), else beside the output (warn).
   void note(const std::string& s) {
     if (opt_.dry_run) say(s);
@@ -5368,25 +5473,6 @@ private:
         std::to_string(n.balance) + "); to do it later: " + how);
   }
 
-  // The nodes named, as the index lists them now; nothing when the index does not answer (a
-  // wait that gave up on it has said so, and where the node was).
-  void print_table(const std::vector<NodeArg>& args) {
-    if (io_.interrupted && io_.interrupted()) return; // nothing more is asked after Ctrl-C
-    Cluster c;
-    try {
-      c = cluster();
-    } catch (const NetworkError&) {
-      return;
-    }
-    std::vector<NodeInfo> shown;
-    for (auto& n : c.nodes())
-      for (auto& a : args)
-        if (a.endpoint.key() == n.key) {
-          shown.push_back(n);
-          break;
-        }
-    say(trim_newline(format_node_table(shown)));
-  }
 
   // Before a proxy is made master or slave: flush_all empties it first. A proxy holding items
   // may hold the only copy of a partition (an index that lost its map re-registers the nodes as
@@ -6203,138 +6289,6 @@ private:
     return st;
   }
 
-  // ---- the executor: one loop for every per-node command ----
-  // For each argument, in order: the map read again (as a dry run would have left it:
-  // as_planned), the command's pure decision (decide_*), then: `unknown` stops the command
-  // (failed, nothing more asked or shown: stopped_), `refuse` fails the node (its message and
-  // way on said) and goes on, `skip` says why and goes on, `send` and `resume` run `act` (the
-  // checks that need the network, the question, the requests, the waits, the report). Ctrl-C
-  // (an `act` that returns interrupted) stops at once; an `act` that sets stopped_ (a `q`
-  // answer) stops after it. Returns the worst outcome.
-  template <typename Decide, typename Act>
-  Outcome each_node(const std::vector<NodeArg>& args, Decide decide, Act act) {
-    stopped_ = false;
-    Outcome result = Outcome::ok;
-    for (const auto& a : args) {
-      const Cluster c = as_planned(cluster());
-      const NodeDecision d = decide(c, a);
-      switch (d.kind) {
-      case NodeDecision::Kind::unknown:
-        complain(d.message);
-        stopped_ = true;
-        return Outcome::failed;
-      case NodeDecision::Kind::skip:
-        complain(d.message);
-        continue;
-      case NodeDecision::Kind::refuse:
-        if (!d.message.empty()) complain(d.message);
-        if (!d.advice.empty()) complain(d.advice);
-        result = worse(result, Outcome::failed);
-        continue;
-      case NodeDecision::Kind::send:
-      case NodeDecision::Kind::resume:
-        break;
-      }
-      const Outcome o = act(c, *c.find(a.endpoint), a, d);
-      result = worse(result, o);
-      if (o == Outcome::interrupted || stopped_) return result;
-    }
-    return result;
-  }
-  bool stopped_ = false; // each_node stopped short: the command shows no table
-
-  // The dry run of finish_slave(n, -1): the wait for a slave still copying, then, as the real run
-  // does, the balance a run cut short kept for it (BalanceRecord), when it has not that one yet.
-  Outcome dry_finish_slave(const NodeInfo& n, const std::string& why) {
-    const auto kept = kept_balance(n.endpoint(), n.partition);
-    if (!kept || kept->balance <= 0 || kept->balance == n.balance) {
-      say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, and send nothing");
-      return Outcome::ok;
-    }
-    say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, then give it the balance " +
-        "kept by the run that started its copy (" + std::to_string(kept->balance) + ")");
-    change("node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(kept->balance) + " " +
-               std::to_string(n.partition),
-           [] { return std::string("OK"); });
-    return Outcome::ok;
-  }
-
-  // reconstruct's per-node question (0.7.3's): y, n, a (yes to this and every node after it),
-  // q (quit: this node and those after it left as they are), h (help, asked again).
-  enum class Answer { yes, no, quit };
-  Answer ask_each(const std::string& prompt) {
-    for (;;) {
-      auto answer = io_.ask ? io_.ask(prompt) : std::nullopt;
-      std::string ans = answer ? *answer : "n";
-      for (auto& ch : ans) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-      if (ans == "Y") return Answer::yes;
-      if (ans == "A") {
-        yes_to_all_ = true;
-        return Answer::yes;
-      }
-      if (ans == "Q") return Answer::quit;
-      if (ans == "N") return Answer::no;
-      complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
-    }
-  }
-
-  // `down` or `activate` of one node the decision says to send (decide_down, decide_activate):
-  // a node to activate must answer (flarei answers OK, and its monitor sets a dead node down
-  // again: it would look done); an active master set down is a failover, whose slaves are asked
-  // before the question and again after it (the answer may come long after), and whose lag is
-  // drained first (takeover_check, drain_check).
-  Outcome set_state(Cluster c, const NodeInfo& node, const NodeArg& a, const NodeDecision& d, const std::string& state) {
-    const NodeInfo* n = &node;
-    const std::string key = a.endpoint.key();
-    working_on(a.endpoint, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
-    job_seen_ = *n;
-    if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
-      // flarei answers OK and its monitor sets the node down again: it would look done.
-      complain(key + " is not answering (is its flared running?): not activated.");
-      return Outcome::failed;
-    }
-    // Setting an active master down makes the index fail over to one of its slaves.
-    const bool failover = state == "down" && n->is_master() && n->is_active();
-    if (!d.advice.empty()) note(d.advice);
-    std::optional<std::vector<SlaveLag>> lags;
-    if (failover)
-      if (auto refused = takeover_check(c, *n, lags)) return *refused;
-    const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
-    if (!ask_yes(d.prompt)) {
-      declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : opt_.unsafe ? "down --unsafe " : "down ") + key);
-      return Outcome::declined;
-    }
-    if (failover && asked) {
-      // The answer may come long after the checks above: the map, the slaves' liveness
-      // and their lag are read again, so that the change goes by what is true now.
-      c = cluster();
-      n = c.find(a.endpoint);
-      if (!n || !(n->is_master() && n->is_active())) {
-        complain(key + " changed while the question was asked (now " +
-                 (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
-                 "): nothing was sent. Run it again.");
-        return Outcome::failed;
-      }
-      lags.reset();
-      if (auto refused = takeover_check(c, *n, lags)) return *refused;
-    }
-    if (failover)
-      if (auto refused = drain_check(c, *n, lags)) return *refused;
-    std::string st = failover ? down_master(*n)
-                              : change(d.request, [&] { return index_.node_state(a.endpoint, state); },
-                                       [&, was_proxy = n->is_proxy()](const Cluster& now) {
-                                         const NodeInfo* x = now.find(a.endpoint);
-                                         // set down, a live node comes back as a proxy a second later
-                                         return x && (x->state == state || (state == "down" && !was_proxy && x->is_proxy()));
-                                       });
-    if (st == "OK") return Outcome::ok;
-    if (interrupted_status(st))
-      return interrupted_change(a.endpoint, st, d.request, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key,
-                                "");
-    complain("failed to set " + key + " " + state + ": " + st);
-    return Outcome::failed;
-  }
-
   IndexClient& index_;
   OperationOptions opt_;
   OperationIO io_;
@@ -6430,18 +6384,6 @@ private:
     }
     return now;
   }
-  Outcome run_step(const PlanStep& s) {
-    NodeArg a{parse_host_port(s.node, FLARE_TOOLS_DEFAULT_NODE_PORT), s.balance, s.partition, s.node};
-    switch (s.kind) {
-    case PlanStep::Kind::master: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return master({a});
-    case PlanStep::Kind::slave: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return slave({a});
-    case PlanStep::Kind::failover:
-    case PlanStep::Kind::release: return down({a});
-    case PlanStep::Kind::balance: a.text = s.node + ":" + std::to_string(s.balance); return balance({a});
-    case PlanStep::Kind::remove: return remove({a});
-    }
-    return Outcome::failed;
-  }
 
   // ---- the balance a slave construction is to give, kept for a run cut short ----
   void keep_balance(const Endpoint& ep, int part, int bal) {
@@ -6461,17 +6403,155 @@ private:
     } catch (const Error&) {
     }
   }
-  std::optional<PendingBalance> kept_balance(const Endpoint& ep, int part = -1) const {
-    auto b = balances_.find(index_.endpoint().key(), ep.key());
-    if (b && (part < 0 || b->partition == part)) return b;
-    return std::nullopt;
-  }
   // "BALANCE:PARTITION" for the command that makes `ep` a slave again: the balance a run that
   // built it was to give (BALANCE when none is kept), the partition known or kept.
   std::string kept_balance_text(const Endpoint& ep, int part) const {
     auto b = kept_balance(ep, part);
     return (b ? std::to_string(b->balance) : std::string("BALANCE")) + ":" +
            (part >= 0 ? std::to_string(part) : b ? std::to_string(b->partition) : std::string("PARTITION"));
+  }
+};
+
+// The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
+// messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
+// and every question's "no" leaving the node in a state that is said out loud. A facade: each
+// command is its planner (decide_*, plan_part, plan_layout: pure, unit-tested) run by the one
+// executor (ChangeExecutor: the map read again per node, the checks that need the network, the
+// question, the requests, the waits, the report).
+class ClusterAdmin {
+public:
+  ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io) : x_(index, std::move(opt), std::move(io)) {}
+
+  // Proxies become masters of new partitions (args host:port:balance:partition).
+  Outcome master(std::vector<NodeArg> args) {
+    if (auto refused = preflight()) return *refused;
+    // Every argument first: flarei refuses a master of balance 0, after the flush_all.
+    for (const auto& a : args)
+      if (!a.balance || *a.balance <= 0 || !a.partition) {
+        x_.complain("invalid balance '" + a.text + "'.");
+        return Outcome::failed;
+      }
+    std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
+    // A down master with no replacement holds the partition's only copy: a new master would
+    // start empty and the index would list two masters. --force answers questions; it does
+    // not choose to lose data. Only --unsafe does (decide_master).
+    const bool unsafe = x_.options().unsafe;
+    return x_.run(args, [unsafe](const Cluster& c, const NodeArg& a) { return decide_master(c, a, unsafe); },
+                  &ChangeExecutor::master_node);
+  }
+
+  // Proxies become slaves of existing partitions (host:port:balance[:partition], partition 0 by default).
+  Outcome slave(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
+    return x_.run(args, decide_slave, &ChangeExecutor::slave_node);
+  }
+
+  // Changes balances (host:port:balance).
+  Outcome balance(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
+    const bool unsafe = x_.options().unsafe;
+    return x_.run(args, [unsafe](const Cluster& c, const NodeArg& a) { return decide_balance(c, a, unsafe); },
+                  &ChangeExecutor::balance_node);
+  }
+
+  // Sets nodes down (a master's partition fails over to its best active slave).
+  Outcome down(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
+    Outcome result = x_.run(args, decide_down, &ChangeExecutor::down_node);
+    if (result != Outcome::interrupted && !x_.stopped()) x_.say(""); // 0.7.3 ends down's table (not activate's) with an empty line
+    return result;
+  }
+
+  // Sets nodes active (a `ready` master, or a down node that is running again). A node still
+  // copying (prepare) is waited for first (decide_activate): a master is then activated; a slave
+  // becomes active by itself when its copy is done.
+  Outcome activate(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
+    return x_.run(args, decide_activate, &ChangeExecutor::activate_node);
+  }
+
+  // Removes down proxies from the node map; shows the whole map after.
+  Outcome remove(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
+    Outcome result = x_.each_node(args, decide_remove, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a,
+                                                           const NodeDecision& d) { return x_.remove_node(c, n, a, d); });
+    if (result == Outcome::interrupted) return result;
+    x_.say("");
+    x_.show_nodes(x_.cluster().nodes());
+    x_.say("");
+    return result;
+  }
+
+  // Rebuilds nodes from their partition: down, flush, back as a slave, wait, restore balance.
+  Outcome reconstruct(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
+    {
+      Cluster c = x_.cluster();
+      std::vector<NodeInfo> targets;
+      for (const auto& a : args)
+        if (auto* n = c.find(a.endpoint)) targets.push_back(*n);
+      x_.show_nodes(targets);
+      x_.say("");
+    }
+    const bool unsafe = x_.options().unsafe;
+    auto decide = [&, unsafe](const Cluster& c, const NodeArg& a) {
+      return decide_reconstruct(c, a, unsafe, x_.kept_balance(a.endpoint));
+    };
+    Outcome result = x_.run(args, decide, &ChangeExecutor::reconstruct_node);
+    if (result != Outcome::interrupted && !x_.stopped()) x_.say("");
+    return result;
+  }
+
+  // Builds several partitions at once (plan_part): the first node named for each partition
+  // becomes its master (and is activated), the others its slaves.
+  Outcome part(const std::vector<NodeArg>& args) {
+    if (auto refused = preflight()) return *refused;
+    const PartPlan plan = plan_part(args);
+    x_.say("master:");
+    const OperationOptions saved = x_.options();
+    x_.options().activate = true;
+    Outcome r = master(plan.masters);
+    x_.options() = saved;
+    if (r == Outcome::interrupted || r == Outcome::failed) return r;
+    x_.say("slaves:");
+    return worse(r, slave(plan.slaves));
+  }
+
+  // flare-admin apply: takes the cluster to `layout`. It reads the map, plans (plan_layout: the
+  // same plan a dry run prints, there with each step's requests), shows the plan with the items
+  // each copy reads, asks once (a dry run stops there), then runs each step through the command
+  // it names, with that command's own checks, waits and advice, its questions answered by the one
+  // yes. Before each step the map is read again; a step whose node is no longer where the plan
+  // left it stops the run (nothing of it sent). A run cut short (a failure, Ctrl-C, the tool
+  // killed) is finished by running apply again: it plans from where the cluster is. `made_from`
+  // (>= 0): the node_map_version a saved plan was made from; the run is refused, nothing sent,
+  // when the index's differs. Returns ok once the map matches the layout (read again at the end),
+  // declined at a no, failed on a refusal or a step that failed; throws NetworkError as the
+  // commands do.
+  Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1) {
+    if (auto refused = preflight()) return *refused;
+    return x_.run_layout(layout, lo, made_from, [this](const PlanStep& s) { return run_step(s); });
+  }
+
+  // Before the first change: the index must be a flarei, and no node may hold a newer map than
+  // the index (ChangeExecutor::preflight). Every command runs it first.
+  std::optional<Outcome> preflight() { return x_.preflight(); }
+
+private:
+  ChangeExecutor x_;
+
+  // One step of apply's plan, through the command it names.
+  Outcome run_step(const PlanStep& s) {
+    NodeArg a{parse_host_port(s.node, FLARE_TOOLS_DEFAULT_NODE_PORT), s.balance, s.partition, s.node};
+    switch (s.kind) {
+    case PlanStep::Kind::master: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return master({a});
+    case PlanStep::Kind::slave: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return slave({a});
+    case PlanStep::Kind::failover:
+    case PlanStep::Kind::release: return down({a});
+    case PlanStep::Kind::balance: a.text = s.node + ":" + std::to_string(s.balance); return balance({a});
+    case PlanStep::Kind::remove: return remove({a});
+    }
+    return Outcome::failed;
   }
 };
 

@@ -452,8 +452,8 @@ TEST_CASE("a dry run never asks, shows every request it would send, and exits 0"
     CHECK(r.status == 0);
     CHECK(r.out.find("dry run: " + n1 + " is master prepare; would wait for it to be ready, then send 'node state 127.0.0.1 " +
                      port1 + " active' to " + f.index() + "\n") != std::string::npos);
-    CHECK(r.out.find("dry run: " + f.node(2) + " is slave prepare; would wait for it to be active (its copy done), and send "
-                     "nothing\n") != std::string::npos);
+    CHECK(r.out.find("dry run: " + f.node(2) + " is slave prepare: it becomes active by itself when its copy is done; would "
+                     "wait for it to be active, and send nothing\n") != std::string::npos);
     CHECK(r.out.find("dry run: would send") == std::string::npos);
   }
   CHECK(f.state_changes().empty());
