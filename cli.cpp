@@ -322,19 +322,6 @@ IndexClient index_client(const Context& c) {
 // What every gather of a command is given: Ctrl-C stops it, --debug shows its requests.
 GatherHooks hooks(const Context& c) { return GatherHooks{interrupted, c.trace}; }
 
-// Runs `fn`, naming the index server in its network errors: "cannot connect to index server H:P: ...".
-template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const NetworkError& e) {
-    std::string msg = e.what();
-    std::string who = index.display();
-    size_t at = msg.find(who);
-    if (at != std::string::npos) throw Error(msg.insert(at, "index server "));
-    throw Error("index server " + who + ": " + msg);
-  }
-}
-
 // The map, from a server known to be an index (a flared's `stats nodes` is its own stale copy).
 Cluster load_cluster(IndexClient& ic) {
   return naming_index(ic.endpoint(), [&] {
@@ -846,8 +833,8 @@ int cmd_index(const Options& o) {
                                      })
                                    : reading(ic, c, c.timeout_ms, nullptr, false, 3);
   if (!r.stable) {
-    std::cerr << "refused: the node map changed while it was read (node_map_version " << r.node_map_version
-              << " before, another after), three times; nothing was written. Run it again when no change is under way.\n";
+    std::cerr << "refused: the node map changed while it was read (node_map_version " << r.node_map_version << ", then "
+              << r.version_after << "), three times; nothing was written. Run it again when no change is under way.\n";
     return EXIT_FAIL;
   }
   const Cluster& cluster = r.cluster;
@@ -1648,87 +1635,34 @@ int cmd_restore(const Options& o) {
     std::cerr << "interrupted while reading " << name << ": nothing was sent\n";
     return exit_interrupted();
   }
-  RestoreOptions opt;
-  opt.bwlimit = bwlimit_option(o);
-  opt.resume_from = resume_from;
-  opt.select = selected;
-  if (print_keys) opt.on_key = [](const std::string& key) { std::cout << key << "\n"; };
-  opt.cancel = interrupted;
-  opt.timeout_ms = c.timeout_ms;
-  opt.trace = c.trace;
-  opt.index = c.index;
+  RestoreJob job;
+  job.options.bwlimit = bwlimit_option(o);
+  job.options.resume_from = resume_from;
+  job.options.select = selected;
+  if (print_keys) job.options.on_key = [](const std::string& key) { std::cout << key << "\n"; };
+  job.options.cancel = interrupted;
+  job.options.timeout_ms = c.timeout_ms;
+  job.options.trace = c.trace;
+  job.index = c.index;
+  job.through = given_target; // none: every key to its partition's master (--all)
   RestoreReport report;
-  if (!o.args.empty()) {
-    // Through one node (it forwards each key of another partition to its master), as before.
-    const Endpoint target = *given_target;
-    // The map, if the index answers soon and lists the node: who acknowledges for it, checked
-    // again afterwards. An index that does not list it is another cluster's: not asked.
-    opt.index.reset();
-    try {
-      IndexClient ic(c.index, std::min(c.timeout_ms, opt.check_timeout_ms));
-      ic.set_trace(c.trace);
-      Cluster cluster(ic.stats_nodes());
-      if (cluster.find(target)) {
-        opt.cluster = cluster;
-        opt.index = c.index;
-      }
-    } catch (const Error&) {
-    }
-    NodeClient node(target, c.timeout_ms);
-    node.set_trace(c.trace);
-    report = restore_items(*reader, node, opt);
-  } else {
-    IndexClient ic = index_client(c);
-    Cluster cluster = load_cluster(ic);
-    RestoreRouting routing;
-    try {
-      routing = restore_routing(cluster, naming_index(ic.endpoint(), [&] { return ic.meta(); }));
-    } catch (const Interrupted&) {
-      throw;
-    } catch (const Error& e) {
-      std::cerr << e.what() << "\n";
-      return EXIT_FAIL;
-    }
-    opt.cluster = cluster;
-    report = restore_items_routed(*reader, routing, opt);
+  try {
+    report = run_restore(*reader, job);
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& e) {
+    std::cerr << one_line(e.what()) << "\n";
+    return EXIT_FAIL;
   }
   flush_stdout();
-  if (report.complete) std::cerr << report.stored << " entries have been restored.\n";
-  // Items whose expire time had passed are not sent, and not counted as restored.
-  if (report.expired) std::cerr << report.expired << " entries had already expired: not sent.\n";
-  if (report.failed > 0) {
-    std::cerr << report.failed << " entries failed:";
-    for (const auto& f : report.first_failures) std::cerr << "\n  " << f;
-    if (report.failed > report.first_failures.size()) std::cerr << "\n  ...";
-    std::cerr << "\n";
+  const RestoreSummary summary = summarize_restore(report);
+  for (const auto& line : summary.lines) std::cerr << line << "\n";
+  switch (summary.end) {
+  case RestoreSummary::End::interrupted: return exit_interrupted();
+  case RestoreSummary::End::stopped: return EXIT_FAIL;
+  case RestoreSummary::End::complete: break;
   }
-  if (!report.complete) {
-    const bool doubted = !report.doubts.empty();
-    // Every record sent and answered, and then a node doubted: the restore ended, not stopped.
-    const bool ended = doubted && report.stopped_by == report.doubts.front();
-    if (!report.interrupted && !ended) std::cerr << report.stopped_by << "\n";
-    std::cerr << "restore " << (report.interrupted ? "interrupted" : ended ? "ended" : "stopped") << ": " << report.acknowledged()
-              << " items acknowledged (" << report.stored << " stored, " << report.failed << " failed), "
-              << report.unacknowledged << " sent but not acknowledged (their fate is unknown)";
-    if (!doubted) {
-      std::cerr << "; the first record not known to be stored starts at byte " << report.resume_offset
-                << ": resume with --resume-from " << report.resume_offset << "\n";
-      return report.interrupted ? exit_interrupted() : EXIT_FAIL;
-    }
-    std::cerr << "; these acknowledgements do not all count:\n";
-    for (const auto& d : report.doubts) std::cerr << "  " << d << "\n";
-    std::cerr << "a master answers STORED before its slaves have the item, and a slave promoted in its place holds only "
-              << "what reached it: every item this run sent may be missing from that partition. The first record not "
-              << "known to be stored is where this run started, byte " << report.resume_offset
-              << ": resume with --resume-from " << report.resume_offset
-              << " once every partition has an active master again (an item written twice is harmless)";
-    if (report.resume_offset > 0)
-      std::cerr << "; the records before it were written by an earlier run: if it ended only moments before this one, "
-                << "they may not have reached the slaves either, and --resume-from 0 covers them";
-    std::cerr << "\n";
-    return report.interrupted ? exit_interrupted() : EXIT_FAIL;
-  }
-  return report.failed > 0 ? EXIT_FAIL : EXIT_OK;
+  return summary.failures ? EXIT_FAIL : EXIT_OK;
 }
 
 int cmd_verify(const Options& o) {

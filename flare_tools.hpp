@@ -130,7 +130,7 @@
 //    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment 1` way out
 //    std::string map_version_problem(const MapVersions& v);   -- both, one line ("" none)
 //    std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& c);  -- asked, then the rest
-//    struct ClusterReading { cluster; node_map_version; shown; stats; lags; versions; stable; }
+//    struct ClusterReading { cluster; node_map_version; version_after; shown; stats; lags; versions; stable; }
 //    using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
 //    ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
 //      const GatherHooks& hooks = {}, int tries = 1);   -- the index's version, its map, every node's stats (one
@@ -307,6 +307,12 @@
 //    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
 //    RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing,
 //      const RestoreOptions& opt = {});   -- one writer per master, one poll loop, bwlimit the total
+//    template <typename F> auto naming_index(const Endpoint& index, F fn);   -- the index named in its network errors
+//    struct RestoreJob { RestoreOptions options; Endpoint index; std::optional<Endpoint> through; }
+//    RestoreReport run_restore(ItemReader& reader, const RestoreJob& job);   -- `restore` as one call: through a
+//      node, or each key to its partition's master (restore_routing); throws only before anything is sent
+//    struct RestoreSummary { enum class End { complete, stopped, interrupted } end; bool failures; lines; }
+//    RestoreSummary summarize_restore(const RestoreReport& r);   -- what the report means, a line each
 //    struct KeyPlacement { node; skipped; keys, misplaced; stale, only_here, unchecked; only_here_partitions;
 //      examples; unframed; error; framing_error; }   -- misplaced = stale (its partition's master holds it
 //      too) + only_here (it does not: deleted or expired there, or lost) + unchecked
@@ -3063,6 +3069,7 @@ inline std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, con
 struct ClusterReading {
   Cluster cluster;
   long long node_map_version = -1; // the index's, read before the map (-1 not reported)
+  long long version_after = -1;    // the index's, read again after the nodes (== node_map_version: stable)
   std::vector<NodeInfo> shown;     // the nodes `shown` chose, in its order
   std::vector<StatsResult> stats;  // shown's first (stats[i] is shown[i]'s), then the other nodes not down
   std::vector<LagResult> lags;     // with `lags`: the shown slaves' masters' answers
@@ -3093,6 +3100,7 @@ inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const Sho
     }
     const long long after = version_now();
     r.node_map_version = before;
+    r.version_after = after;
     r.stable = after == before;
     r.versions = map_versions(before, r.stats);
     if (r.stable) break;
@@ -4814,6 +4822,7 @@ public:
     return result;
   }
   bool stopped() const { return stopped_; }
+  bool interrupted() const { return io_.interrupted && io_.interrupted(); } // Ctrl-C: nothing more is said or asked
   OperationOptions& options() { return opt_; }
   void show_nodes(const std::vector<NodeInfo>& nodes) { say(trim_newline(format_node_table(nodes))); }
 
@@ -6458,7 +6467,7 @@ public:
   Outcome down(const std::vector<NodeArg>& args) {
     if (auto refused = preflight()) return *refused;
     Outcome result = x_.run(args, decide_down, &ChangeExecutor::down_node);
-    if (result != Outcome::interrupted && !x_.stopped()) x_.say(""); // 0.7.3 ends down's table (not activate's) with an empty line
+    if (result != Outcome::interrupted && !x_.stopped() && !x_.interrupted()) x_.say(""); // 0.7.3 ends down's table (not activate's) with an empty line
     return result;
   }
 
@@ -6475,7 +6484,7 @@ public:
     if (auto refused = preflight()) return *refused;
     Outcome result = x_.each_node(args, decide_remove, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a,
                                                            const NodeDecision& d) { return x_.remove_node(c, n, a, d); });
-    if (result == Outcome::interrupted) return result;
+    if (result == Outcome::interrupted || x_.interrupted()) return result;
     x_.say("");
     x_.show_nodes(x_.cluster().nodes());
     x_.say("");
@@ -6498,7 +6507,7 @@ public:
       return decide_reconstruct(c, a, unsafe, x_.kept_balance(a.endpoint));
     };
     Outcome result = x_.run(args, decide, &ChangeExecutor::reconstruct_node);
-    if (result != Outcome::interrupted && !x_.stopped()) x_.say("");
+    if (result != Outcome::interrupted && !x_.stopped() && !x_.interrupted()) x_.say("");
     return result;
   }
 
@@ -8720,6 +8729,121 @@ inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouti
   }
   return detail::run_restore(
       reader, writers, group, [&](const std::string& key) { return routing.partition_of(key); }, opt, ack, {});
+}
+
+// Runs `fn`, naming the index server in the network errors it throws: "cannot connect to index
+// server H:P: ..." (an Error, one line). For a call that asks the index only: a data node's
+// error would be named as the index's.
+template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const NetworkError& e) {
+    std::string msg = e.what();
+    const std::string who = index.display();
+    const size_t at = msg.find(who);
+    if (at != std::string::npos) throw Error(msg.insert(at, "index server "));
+    throw Error("index server " + who + ": " + msg);
+  }
+}
+
+// flare-admin restore as one call: `options` (RestoreOptions: bandwidth, where to resume, which
+// keys, Ctrl-C, timeouts, --debug), the cluster's `index`, and where the records go.
+struct RestoreJob {
+  RestoreOptions options;          // its index and cluster are set by run_restore
+  Endpoint index;                  // the cluster's index server
+  std::optional<Endpoint> through; // write through this node (it forwards each key of another partition to
+                                   // its master); none: each key straight to its partition's master
+};
+
+// Restores what `reader` yields as `job` says. Through a node: the index is asked (for at most
+// options.check_timeout_ms) whether it lists the node; if so, the masters the node forwarded to
+// are checked afterwards (RestoreReport::doubts); an index that does not answer or does not list
+// it is not used (another cluster's). Routed: the index must be a flarei, and every partition must
+// have its one active master (restore_routing). Throws before anything is sent: Error (the index's
+// errors named: naming_index; a routing that cannot be made), NotAnIndexError, Interrupted;
+// restore_items's errors for a node that cannot be reached. Never throws once sending began.
+inline RestoreReport run_restore(ItemReader& reader, const RestoreJob& job) {
+  RestoreOptions opt = job.options;
+  opt.index = job.index;
+  if (job.through) {
+    opt.index.reset();
+    opt.cluster.reset();
+    try {
+      IndexClient ic(job.index, std::min(opt.timeout_ms, opt.check_timeout_ms));
+      ic.set_trace(opt.trace);
+      Cluster cluster(ic.stats_nodes());
+      if (cluster.find(*job.through)) {
+        opt.cluster = cluster;
+        opt.index = job.index;
+      }
+    } catch (const Error&) {
+    }
+    NodeClient node(*job.through, opt.timeout_ms);
+    node.set_trace(opt.trace);
+    return restore_items(reader, node, opt);
+  }
+  IndexClient ic(job.index, opt.timeout_ms);
+  ic.set_trace(opt.trace);
+  ic.set_cancel(opt.cancel);
+  Cluster cluster = naming_index(job.index, [&] {
+    ic.require_index();
+    return Cluster(ic.stats_nodes());
+  });
+  const RestoreRouting routing = restore_routing(cluster, naming_index(job.index, [&] { return ic.meta(); }));
+  opt.cluster = cluster;
+  return restore_items_routed(reader, routing, opt);
+}
+
+// What a restore's report means, a line each, for its user (flare-admin prints them on stderr),
+// and how it ended: complete (every record answered; `failed` counts the refused), or stopped
+// (a failure, or a node doubted afterwards: the line says where to resume), or interrupted.
+struct RestoreSummary {
+  enum class End { complete, stopped, interrupted };
+  End end = End::complete;
+  bool failures = false; // some entries were refused (a complete restore ends with a failure status)
+  std::vector<std::string> lines;
+};
+inline RestoreSummary summarize_restore(const RestoreReport& report) {
+  RestoreSummary s;
+  auto& out = s.lines;
+  if (report.complete) out.push_back(std::to_string(report.stored) + " entries have been restored.");
+  // Items whose expire time had passed are not sent, and not counted as restored.
+  if (report.expired) out.push_back(std::to_string(report.expired) + " entries had already expired: not sent.");
+  if (report.failed > 0) {
+    std::string f = std::to_string(report.failed) + " entries failed:";
+    for (const auto& x : report.first_failures) f += "\n  " + x;
+    if (report.failed > report.first_failures.size()) f += "\n  ...";
+    out.push_back(f);
+    s.failures = true;
+  }
+  if (report.complete) return s;
+  s.end = report.interrupted ? RestoreSummary::End::interrupted : RestoreSummary::End::stopped;
+  const bool doubted = !report.doubts.empty();
+  // Every record sent and answered, and then a node doubted: the restore ended, not stopped.
+  const bool ended = doubted && report.stopped_by == report.doubts.front();
+  if (!report.interrupted && !ended) out.push_back(report.stopped_by);
+  std::string how = "restore " + std::string(report.interrupted ? "interrupted" : ended ? "ended" : "stopped") + ": " +
+                    std::to_string(report.acknowledged()) + " items acknowledged (" + std::to_string(report.stored) +
+                    " stored, " + std::to_string(report.failed) + " failed), " + std::to_string(report.unacknowledged) +
+                    " sent but not acknowledged (their fate is unknown)";
+  const std::string offset = std::to_string(report.resume_offset);
+  if (!doubted) {
+    out.push_back(how + "; the first record not known to be stored starts at byte " + offset + ": resume with --resume-from " +
+                  offset);
+    return s;
+  }
+  how += "; these acknowledgements do not all count:";
+  for (const auto& d : report.doubts) how += "\n  " + d;
+  out.push_back(how);
+  std::string why = "a master answers STORED before its slaves have the item, and a slave promoted in its place holds only "
+                    "what reached it: every item this run sent may be missing from that partition. The first record not "
+                    "known to be stored is where this run started, byte " + offset + ": resume with --resume-from " + offset +
+                    " once every partition has an active master again (an item written twice is harmless)";
+  if (report.resume_offset > 0)
+    why += "; the records before it were written by an earlier run: if it ended only moments before this one, they may "
+           "not have reached the slaves either, and --resume-from 0 covers them";
+  out.push_back(why);
+  return s;
 }
 
 // What one node's key listing showed (verify, and check --keys).

@@ -274,13 +274,26 @@ TEST_CASE("a value of 5,000 digits is cut where it is echoed, for every option t
 }
 
 TEST_CASE("Ctrl-C at a question says one thing: nothing was changed") {
-  FakeCluster f(3);
+  FakeCluster f(4, {"--revive-ms", "600000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
-  auto r = harness::run_tty(with({"balance", f.node(0) + ":4"}, f.index_args()), {}, "(y/n): ");
+  f.must("set-node " + f.node(1) + " slave active 0 1");
+  f.must("set-node " + f.node(2) + " slave active 0 1");
+  f.must("kill " + f.node(3));
+  f.must("set-node " + f.node(3) + " proxy down -1 0");
+  std::vector<std::string> args;
+  SUBCASE("balance") { args = {"balance", f.node(0) + ":4"}; }
+  SUBCASE("down") { args = {"down", f.node(1)}; }
+  SUBCASE("reconstruct") { args = {"reconstruct", f.node(1)}; }
+  SUBCASE("remove") { args = {"remove", f.node(3)}; }
+  const size_t before = f.state_changes().size();
+  auto r = harness::run_tty(with(args, f.index_args()), {}, "): ");
   CAPTURE(r.out);
   CHECK(r.status == 130);
-  CHECK(r.out.find("interrupted: nothing was changed.") != std::string::npos);
+  // The question's line ends, then the one line: no table, no empty line of a table after it
+  // (down's and reconstruct's ended with one on stdout).
+  CHECK(r.out.find("): \ninterrupted: nothing was changed.\n") != std::string::npos);
+  CHECK(r.out.substr(r.out.find("interrupted: nothing was changed.\n") + 34).empty());
   CHECK(r.out.find("skipped:") == std::string::npos); // before: both lines
-  CHECK(r.out.find("partition   role") == std::string::npos); // nothing asked after the signal: no table
+  CHECK(f.state_changes().size() == before);
   CHECK(f.cluster().find(f.node(0))->balance == 1);
 }

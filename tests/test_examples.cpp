@@ -128,3 +128,52 @@ TEST_CASE("StatsSampler, as a program of its own uses it: each node's row, its r
   REQUIRE(third.unreachable.size() == 1);
   CHECK(third.unreachable[0].rfind(f.node(1) + ": ", 0) == 0);
 }
+
+TEST_CASE("run_restore, as a program of its own uses it: one job in, one report out, and what the report means") {
+  FakeCluster f(3);
+  example_two_partitions(f);
+  // The whole cluster dumped by the example, then restored into a cluster emptied of it.
+  auto dumped = example_run("dump_cluster", {f.index()});
+  REQUIRE(dumped.status == 0);
+  const std::string path = harness::make_temp_dir() + "/backup";
+  harness::write_text(path, dumped.out);
+  auto restore = [&](std::optional<flare::Endpoint> through) {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    flare::ItemReader reader(fd, path, flare::DataFormat::flare);
+    flare::RestoreJob job;
+    job.index = flare::parse_host_port(f.index(), 0);
+    job.through = through;
+    return flare::run_restore(reader, job);
+  };
+  SUBCASE("each key to its partition's master") {
+    const flare::RestoreReport r = restore(std::nullopt);
+    CHECK(r.complete);
+    CHECK(r.stored == 100);
+    const flare::RestoreSummary s = flare::summarize_restore(r);
+    CHECK(s.end == flare::RestoreSummary::End::complete);
+    CHECK_FALSE(s.failures);
+    CHECK(s.lines == std::vector<std::string>{"100 entries have been restored."});
+  }
+  SUBCASE("through one node, which forwards") {
+    const flare::RestoreReport r = restore(flare::parse_host_port(f.node(2), 0));
+    CHECK(r.complete);
+    CHECK(r.stored == 100);
+  }
+  SUBCASE("a partition with no active master: refused before anything is sent, naming it") {
+    f.must("set-node " + f.node(1) + " master down 1 1");
+    CHECK_THROWS_AS(restore(std::nullopt), flare::Error);
+  }
+  SUBCASE("a report cut short says where to resume") {
+    flare::RestoreReport r;
+    r.stored = 7;
+    r.resume_offset = 120;
+    r.stopped_by = "127.0.0.1:1: connection reset";
+    const flare::RestoreSummary s = flare::summarize_restore(r);
+    CHECK(s.end == flare::RestoreSummary::End::stopped);
+    CHECK(s.lines == std::vector<std::string>{"127.0.0.1:1: connection reset",
+                                              "restore stopped: 7 items acknowledged (7 stored, 0 failed), 0 sent but not "
+                                              "acknowledged (their fate is unknown); the first record not known to be stored "
+                                              "starts at byte 120: resume with --resume-from 120"});
+  }
+}
