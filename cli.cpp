@@ -1147,7 +1147,7 @@ int cmd_apply(const Options& o) {
     IndexClient ic = index_client(c);
     naming_index(c.index, [&] { ic.require_index(); });
     IndexReading r = naming_index(c.index, [&] { return read_index_map(ic); });
-    LayoutPlan plan = plan_layout(r.cluster, layout, lo);
+    LayoutPlan plan = plan_layout_live(r.cluster, layout, lo, c.timeout_ms, hooks(c));
     for (const auto& why : plan.refusals) std::cerr << "refused: " << why << "\n";
     if (!plan.refusals.empty()) {
       std::cerr << "Nothing was written.\n";

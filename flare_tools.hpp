@@ -179,13 +179,17 @@
 //    Layout parse_layout(std::string_view text);   -- throws InputError("line N: why: the line")
 //    struct PlanStep { enum class Kind { master, slave, failover, release, balance, remove }; kind; node; partition;
 //      balance; discard; resume; source; items (-1 unknown); items_bound; held; what; commands;
-//      struct Request { to ("" the index); line; then; }; requests; }   -- requests: what the step sends, in order
+//      struct Request { to ("" the index); line; then; }; requests; waits_first; }   -- requests: what the step
+//      sends, in order; waits_first: what it waits for before the first
 //    struct LayoutPlan { steps; refusals; warnings; not_in_layout; bool converged() const; }
 //    struct LayoutOptions { bool prune = false; }
 //    LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o = {});  -- pure: reads and
 //      sends nothing; builds first, then failovers (to the slave flare 1.3.4 promotes), releases, balances
 //    void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items, const std::vector<std::string>& masters);
 //      -- the items each copy reads (masters: the active ones), and those each flush deletes
+//    LayoutPlan plan_layout_live(const Cluster& c, const Layout& l, const LayoutOptions& o, int timeout_ms,
+//      const GatherHooks& hooks = {});   -- plan_layout with the items read, a live proxy's removal left out:
+//      what apply runs, apply -n shows and --plan-out saves
 //    std::string format_layout_plan(const LayoutPlan& plan, bool requests = false);   -- requests: each step's too
 //    std::string format_layout(const Layout& l);
 //    std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o = {});
@@ -3835,6 +3839,7 @@ struct PlanStep {
     std::string then; // what the step waits for after it ("" nothing)
   };
   std::vector<Request> requests;
+  std::string waits_first; // what the step waits for before its first request ("" nothing)
 };
 
 struct LayoutPlan {
@@ -4148,6 +4153,9 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
         s.resume = resume;
         if (s.kind == PlanStep::Kind::master) s.balance = g.balance;
         s.discard = n.released;
+        // Set down by an earlier step, its flared running: the index brings it back as a proxy
+        // (ChangeExecutor::step_moved waits for that).
+        if (n.released) s.waits_first = "the index to bring " + key + " back as proxy active (an earlier step set it down)";
         n = PlannedNode{g.role, "active", g.partition, s.balance, false};
         found = true;
       }
@@ -4290,6 +4298,50 @@ inline void annotate_plan(LayoutPlan& plan, const std::map<std::string, long lon
   }
 }
 
+// plan_layout for the cluster as it is now: what apply runs, `apply -n` shows and `--plan-out`
+// saves. It adds the items each copy reads and each flush deletes (annotate_plan, from the
+// `stats` of every node that is not down, one gather bounded by timeout_ms), and leaves out the
+// removal of a down proxy whose flared answers `ping`: set down a moment ago, the index brings it
+// back as a proxy, and removed now it would be left out of the map while it runs (seen on a real
+// flare 1.3.4 after --prune); it is listed in not_in_layout instead. Throws Interrupted when
+// hooks.cancel says so.
+inline LayoutPlan plan_layout_live(const Cluster& c, const Layout& l, const LayoutOptions& o, int timeout_ms,
+                                   const GatherHooks& hooks = {}) {
+  LayoutPlan plan = plan_layout(c, l, o);
+  std::vector<Endpoint> eps;
+  std::vector<std::string> masters;
+  for (const auto& n : c.nodes()) {
+    if (n.state != "down") eps.push_back(n.endpoint());
+    if (n.is_master() && n.is_active()) masters.push_back(n.key);
+  }
+  std::map<std::string, long long> items;
+  for (const auto& r : gather_stats(eps, timeout_ms, hooks))
+    if (r.ok)
+      if (auto v = r.stats.number("curr_items")) items[r.endpoint.key()] = *v;
+  annotate_plan(plan, items, masters);
+  auto answers = [&](const std::string& key) {
+    try {
+      ServerClient sc(parse_host_port(key, FLARE_TOOLS_DEFAULT_NODE_PORT), timeout_ms);
+      sc.set_trace(hooks.trace);
+      sc.set_cancel(hooks.cancel);
+      return sc.ping();
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error&) {
+      return false;
+    }
+  };
+  for (auto it = plan.steps.begin(); it != plan.steps.end();) {
+    if (it->kind == PlanStep::Kind::remove && answers(it->node)) {
+      plan.not_in_layout.push_back(it->node + " (proxy down, but its flared answers: the index brings it back as a proxy)");
+      it = plan.steps.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return plan;
+}
+
 // The plan as `apply` shows it before its question: numbered steps, each with its commands; with
 // `requests` (`apply -n`, a saved plan), each step's requests too, and what it waits for.
 inline std::string format_layout_plan(const LayoutPlan& plan, bool requests = false) {
@@ -4304,6 +4356,7 @@ inline std::string format_layout_plan(const LayoutPlan& plan, bool requests = fa
     if (s.held > 0) out += "; flush_all first deletes the " + std::to_string(s.held) + " items it holds";
     out += "\n";
     for (const auto& cmd : s.commands) out += "       " + cmd + "\n";
+    if (requests && !s.waits_first.empty()) out += "         waits first for " + s.waits_first + "\n";
     for (const auto& r : requests ? s.requests : std::vector<PlanStep::Request>())
       out += "         sends '" + r.line + "' to " + (r.to.empty() ? std::string("the index") : r.to) +
              (r.then.empty() ? std::string() : "; waits for " + r.then) + "\n";
@@ -6330,32 +6383,8 @@ private:
   }
 
   // ---- apply: one step of a plan, through the command it names ----
-  // The plan for the cluster as read: plan_layout, with the items of every node that is not down
-  // (one gather), and without the removal of a down proxy whose flared answers: set down a moment
-  // ago, the index brings it back as a proxy (removed now, it would be left out of the map while it
-  // runs: seen on a real flare 1.3.4 after --prune).
   LayoutPlan planned_layout(const Cluster& c, const Layout& layout, const LayoutOptions& lo) {
-    LayoutPlan plan = plan_layout(c, layout, lo);
-    std::vector<Endpoint> eps;
-    std::vector<std::string> masters;
-    for (const auto& n : c.nodes()) {
-      if (n.state != "down") eps.push_back(n.endpoint());
-      if (n.is_master() && n.is_active()) masters.push_back(n.key);
-    }
-    std::map<std::string, long long> items;
-    for (const auto& r : gather_stats(eps, opt_.timeout_ms, hooks()))
-      if (r.ok)
-        if (auto v = r.stats.number("curr_items")) items[r.endpoint.key()] = *v;
-    annotate_plan(plan, items, masters);
-    for (auto it = plan.steps.begin(); it != plan.steps.end();) {
-      if (it->kind == PlanStep::Kind::remove && answers_ping(parse_host_port(it->node, FLARE_TOOLS_DEFAULT_NODE_PORT))) {
-        plan.not_in_layout.push_back(it->node + " (proxy down, but its flared answers: the index brings it back as a proxy)");
-        it = plan.steps.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    return plan;
+    return plan_layout_live(c, layout, lo, opt_.timeout_ms, hooks());
   }
   // Why the step's node is no longer where the plan left it ("" if it is), from the map now.
   std::string step_moved(const PlanStep& s) {

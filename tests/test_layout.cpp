@@ -543,6 +543,20 @@ TEST_CASE("each step of a plan names the requests its command sends, in order, a
     REQUIRE(p.steps.size() == 1);
     CHECK(lines(p.steps[0]) == std::vector<std::string>{"h:1 flush_all", "index node role h 1 master 1 0"});
   }
+  SUBCASE("a master moved to a new partition: its step waits first for the index to bring it back as a proxy") {
+    Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1),
+               make_node("h:3", "proxy", "active", -1), make_node("h:4", "proxy", "active", -1)});
+    LayoutPlan p = plan_layout(c, layout_of("h:2 0 master - 1\nh:3 0 slave - 1\nh:1 1 master - 1\nh:4 1 slave - 1\n"));
+    REQUIRE(p.refusals.empty());
+    const auto moved = std::find_if(p.steps.begin(), p.steps.end(),
+                                    [](const PlanStep& s) { return s.kind == PlanStep::Kind::master && s.node == "h:1"; });
+    REQUIRE(moved != p.steps.end());
+    CHECK(moved->waits_first == "the index to bring h:1 back as proxy active (an earlier step set it down)");
+    CHECK(format_layout_plan(p, true).find("         waits first for the index to bring h:1 back") != std::string::npos);
+    CHECK(format_layout_plan(p).find("waits first") == std::string::npos); // the plan before the question: steps only
+    for (const auto& s : p.steps)
+      if (&s != &*moved) CHECK(s.waits_first.empty());
+  }
   SUBCASE("a failover and a release send a down each; a copy under way sends nothing until it is done") {
     Cluster c({make_node("h:1", "master", "active", 0, 1), make_node("h:2", "slave", "active", 0, 1),
                make_node("h:3", "slave", "prepare", 0, 0), make_node("h:4", "slave", "active", 0, 1)});
