@@ -8063,6 +8063,11 @@ private:
       sent_total_ += n;
       last_progress_ = Clock::now();
       limiter_->consume(n);
+      // Paced (--bwlimit), sending takes the whole run, and the window of unanswered requests
+      // may never fill: the replies already there are read between the paced writes, so that
+      // what is acknowledged counts as it comes. Read only at the end, a Ctrl-C or a failure
+      // said "0 items acknowledged ... --resume-from 0" (seen on a real flare 1.3.4).
+      if (limiter_->rate() > 0) read_available();
     }
     if (sent_off_ == pending_.size() || sent_off_ > (8 << 20)) {
       pending_.erase(0, sent_off_);
@@ -8103,6 +8108,13 @@ private:
     auto deadline = std::min(idle_deadline(), Clock::now() + std::chrono::milliseconds(250));
     serve(detail::poll_until(sock.fd(), events, deadline, sock.cancel()));
     check_idle();
+  }
+
+  // The replies already in the socket, if any, without waiting.
+  void read_available() {
+    if (in_flight_.empty() || !node_.socket().is_open()) return;
+    int avail = 0;
+    if (::ioctl(node_.socket().fd(), FIONREAD, &avail) == 0 && avail > 0) read_replies();
   }
 
   // When a send fails (the node died: EPIPE, ECONNRESET), the replies it sent before are still
@@ -8415,6 +8427,7 @@ inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta) {
     throw Error("the cluster lists " + std::to_string(count) + " partitions, more than its partition-size (" +
                 std::to_string(r.partitioning.resolver.max_partitions()) + ") allows");
   std::vector<std::string> refused;
+  bool unwritable = false; // a partition no node can write: its master down, or none
   for (int p = 0; p < count; ++p) {
     std::vector<const NodeInfo*> active, other;
     for (const NodeInfo* m : c.masters_of(p)) {
@@ -8430,11 +8443,15 @@ inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta) {
       why = "two active masters (" + active[0]->key + ", " + active[1]->key + "): it is being changed";
     } else if (other.empty()) {
       why = "no master";
+      unwritable = true;
     } else {
       const NodeInfo* m = other[0];
       for (const NodeInfo* o : other)
         if (o->state != "down") m = o;
-      if (m->state == "down") why = "its master " + m->key + " is down";
+      if (m->state == "down") {
+        why = "its master " + m->key + " is down";
+        unwritable = true;
+      }
       else if (m->state == "prepare") why = "its master " + m->key + " is in prepare (the partition is being built)";
       else if (m->state == "ready") why = "its master " + m->key + " is ready, not yet active (flare-admin activate " + m->key + ")";
       else why = "its master " + m->key + " is " + m->state;
@@ -8444,7 +8461,11 @@ inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta) {
   if (!refused.empty()) {
     std::string msg = "cannot restore into the cluster, nothing was sent: ";
     for (size_t i = 0; i < refused.size(); ++i) msg += (i ? "; " : "") + refused[i];
-    throw Error(msg + " (name one node to write through instead, and it forwards each item as it would a client's)");
+    // Written through a node, a partition whose master is down refuses its keys all the same.
+    throw Error(msg + (unwritable ? " (its keys cannot be written through any node either: start the down master's flared "
+                                    "again, or give the partition a master, then run this again)"
+                                  : " (name one node to write through instead, and it forwards each item as it would a "
+                                    "client's)"));
   }
   return r;
 }

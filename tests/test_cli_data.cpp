@@ -731,3 +731,37 @@ TEST_CASE("a master a construction is copying from answers database busy to a du
   f.must("stall 1"); // the copy frozen: nothing reads the master, which serves dumps again
   CHECK(run(with({"dump", f.node(0), "-o", out}, f.index_args())).status == 0);
 }
+
+TEST_CASE("a paced restore (--bwlimit) cut short by Ctrl-C counts what was acknowledged as it came, and resumes from there") {
+  // Seen on a real flare 1.3.4, with the earlier builds of this tool: a restore at --bwlimit 200k cut short
+  // after 8 s said "0 items acknowledged ... --resume-from 0": the replies were read only at the
+  // end, while the node had stored thousands.
+  FakeCluster f(1);
+  auto idx = f.index_args();
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 2000 100");
+  std::string path = f.dir() + "/all.flare";
+  REQUIRE(run(with({"dump", "--all", "-o", path}, idx)).status == 0);
+  const std::string file = slurp(path);
+  flush(f, 0);
+  // 2,000 records of about 130 bytes at 40 KiB/s: about 6 s; cut once 500 are stored.
+  const std::vector<std::string> index = {"--index-server", f.index()}; // restore's -i is its input
+  auto cut = harness::interrupt_after(with({"restore", "--all", "-i", path, "--bwlimit", "40kB"}, index), 0, SIGINT, nullptr,
+                                      [&] { return f.items(0) >= 500; });
+  INFO(cut.err);
+  CHECK(cut.status == 130);
+  const std::string ack = "restore interrupted: ";
+  const size_t at = cut.err.find(ack);
+  REQUIRE(at != std::string::npos);
+  const unsigned long long acknowledged = std::stoull(cut.err.substr(at + ack.size()));
+  CHECK(acknowledged >= 100); // the replies to what the node stored (500 or more), read as they came: not 0
+  const std::string marker = "resume with --resume-from ";
+  const size_t m = cut.err.find(marker);
+  REQUIRE(m != std::string::npos);
+  const unsigned long long offset = std::stoull(cut.err.substr(m + marker.size()));
+  CHECK(offset > 0);
+  CHECK(file.compare(offset, 6, "VALUE ") == 0); // a record's start
+  auto resumed = run(with({"restore", "--all", "-i", path, "--resume-from", std::to_string(offset)}, index));
+  CHECK(resumed.status == 0);
+  CHECK(f.items(0) == 2000);
+}

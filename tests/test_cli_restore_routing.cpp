@@ -286,9 +286,16 @@ TEST_CASE("a partition whose master cannot take writes is refused before anythin
   CHECK(r.status == 1);
   CHECK(r.err == "cannot restore into the cluster, nothing was sent: partition 1: its master " + f.node(1) +
                      " is down; partition 2: its master " + f.node(2) + " is ready, not yet active (flare-admin activate " +
-                     f.node(2) + ") (name one node to write through instead, and it forwards each item as it would a "
-                     "client's)\n");
+                     f.node(2) + ") (its keys cannot be written through any node either: start the down master's flared "
+                     "again, or give the partition a master, then run this again)\n");
   CHECK(f.state_changes().empty());
+  SUBCASE("no master down, one only ready: the cluster routes by the active ones, and a node written through forwards") {
+    f.must("set-node " + f.node(1) + " master active 1 1");
+    auto ready = run({"restore", "-i", path, "--index-server", f.index()});
+    CHECK(ready.status == 1);
+    CHECK(ready.err.find("is ready, not yet active (flare-admin activate " + f.node(2) + ") (name one node to write through "
+                         "instead, and it forwards each item as it would a client's)\n") != std::string::npos);
+  }
   SUBCASE("a node named is written through, as before") {
     f.must("set-node " + f.node(1) + " master active 1 1");
     auto t = run({"restore", "-i", path, "--index-server", f.index(), f.node(0)});
