@@ -7965,7 +7965,7 @@ public:
     pending_ += "\r\n";
     queued_ += 2;
     size_t bytes = static_cast<size_t>(queued_ - start);
-    in_flight_.push_back(Request{h.key, bytes, offset});
+    in_flight_.push_back(Request{h.key, bytes, offset, queued_});
     unanswered_bytes_ += bytes;
     ++report_.sent;
     if (pending_.size() - sent_off_ >= kSendBytes / 4) send_some();
@@ -7982,7 +7982,13 @@ public:
   }
 
   const RestoreReport& report() const { return report_; }
-  unsigned long long unacknowledged() const { return in_flight_.size(); }
+  // The requests written whole to the socket and not answered: their fate is unknown (a request
+  // still queued here, or written in part, is known not to be stored).
+  unsigned long long unacknowledged() const {
+    unsigned long long n = 0;
+    for (const auto& r : in_flight_) n += r.end <= sent_total_ ? 1 : 0;
+    return n;
+  }
   // The offset of the first request without an answer, or `otherwise` when all are answered.
   unsigned long long first_unanswered_offset(unsigned long long otherwise) const {
     return in_flight_.empty() ? otherwise : in_flight_.front().offset;
@@ -8033,6 +8039,7 @@ private:
     std::string key;
     size_t bytes;
     unsigned long long offset; // cppcheck-suppress unusedStructMember ; read by first_unanswered_offset
+    unsigned long long end;    // queued_ after it: written whole once sent_total_ reaches it
   };
   static constexpr size_t kSendBytes = 1 << 20; // one write(2) of requests at most
   static constexpr size_t kReadBytes = 1 << 18; // one read(2) of replies at most
