@@ -6179,9 +6179,17 @@ private:
 
   std::optional<Outcome> takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags) {
     auto cands = takeover_candidates(c, m);
-    if (!cands.empty() && said_.insert("failover " + m.key).second)
+    if (!cands.empty() && said_.insert("failover " + m.key).second) {
       note("a failover: writes made while the partition switches masters may be lost (flare replicates asynchronously; "
            "the slave promoted has only what reached it)");
+      // Who takes over, before anything is sent (flarei's down_node: the active slave of the
+      // highest balance; on a tie, the first in its own order, which the map does not show).
+      std::string who;
+      for (const auto* s : cands) who += (who.empty() ? "" : ", ") + s->key;
+      note("the index promotes " + (cands.size() == 1 ? who : "one of " + who + " (a tie in balance: the index's choice)") +
+           ", the active slave of the highest balance (" + std::to_string(cands.front()->balance) + "), to master of partition " +
+           std::to_string(m.partition));
+    }
     if (cands.empty()) {
       // No slave to take over: set down, the partition serves nothing, and while its flared runs
       // flarei's monitor makes it master active again about a second later (seen on a real flare

@@ -183,6 +183,10 @@ TEST_CASE("down of a master shows its slaves' lag, waits for them to catch up, a
     CHECK(r.status == 0);
     CHECK(r.out.find("replication from " + f.node(0) + " to " + f.node(1) + ": 21572 writes waiting") != std::string::npos);
     CHECK(r.out.find("dry run: a real run would wait up to") != std::string::npos);
+    // Who takes over is said before anything is sent (and reconstruct, a failover too, says it).
+    CHECK(r.out.find("the index promotes " + f.node(1) + ", the active slave of the highest balance") != std::string::npos);
+    auto rebuild = run(harness::with({"reconstruct", "-n", "--unsafe", f.node(0)}, idx));
+    CHECK(rebuild.out.find("the index promotes " + f.node(1) + ", the active slave of the highest balance") != std::string::npos);
     CHECK(failover_state_requests(f).empty());
   }
   SUBCASE("a slave that does not catch up: refused with the figures, nothing sent") {
