@@ -3052,6 +3052,41 @@ inline std::string map_version_way_out(const MapVersions&) {
 
 // ---- one reading of a cluster: the index's map, its version, and the nodes' ----
 
+namespace detail {
+// The index's node_map_version (-1 when it reports none).
+inline long long node_map_version_of(IndexClient& index) { return index.stats().number("node_map_version").value_or(-1); }
+
+// Runs `read` between two reads of the index's node_map_version, again while they differ, at
+// most `tries` times. Returns {before, after} of the last try: equal, what `read` read is of that
+// version. Read the other way round (the map, then the version), a change between the two gave
+// the old map under the new version.
+template <typename Read> std::pair<long long, long long> between_versions(IndexClient& index, int tries, Read read) {
+  std::pair<long long, long long> v{-1, -1};
+  for (int attempt = 1; attempt <= std::max(1, tries); ++attempt) {
+    v.first = node_map_version_of(index);
+    read();
+    v.second = node_map_version_of(index);
+    if (v.first == v.second) break;
+  }
+  return v;
+}
+
+// Whether the server at `ep` answers `ping` within timeout_ms: false on any failure but
+// Interrupted (`cancel`, when given, said stop).
+inline bool answers_ping(const Endpoint& ep, int timeout_ms, const TraceFn& trace, const CancelFn& cancel = nullptr) {
+  try {
+    ServerClient sc(ep, timeout_ms);
+    sc.set_trace(trace);
+    if (cancel) sc.set_cancel(cancel);
+    return sc.ping();
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error&) {
+    return false;
+  }
+}
+} // namespace detail
+
 // `asked` first, in order, then every other node of the map that is not down: the nodes whose
 // `stats` a reading needs (their node_map_version is compared with the index's). One gather for
 // both, so that a wedged node costs one timeout, not two.
@@ -3086,10 +3121,8 @@ using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
 // Interrupted when hooks.cancel says so. timeout_ms bounds each gather and each index request.
 inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
                                    const GatherHooks& hooks = {}, int tries = 1) {
-  auto version_now = [&] { return index.stats().number("node_map_version").value_or(-1); };
   ClusterReading r;
-  for (int attempt = 1; attempt <= std::max(1, tries); ++attempt) {
-    const long long before = version_now();
+  const auto [before, after] = detail::between_versions(index, tries, [&] {
     r.cluster = Cluster(index.stats_nodes());
     r.shown = shown ? shown(r.cluster) : std::vector<NodeInfo>();
     std::vector<Endpoint> eps;
@@ -3102,16 +3135,14 @@ inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const Sho
     } else {
       r.stats = gather_stats(eps, timeout_ms, hooks);
     }
-    const long long after = version_now();
-    r.node_map_version = before;
-    r.version_after = after;
-    r.stable = after == before;
-    r.versions = map_versions(before, r.stats);
-    if (r.stable) break;
-    // Reported as it stands after the last try: a node that seems ahead is compared with the
-    // version read after it.
-    r.versions = settle_map_versions(r.versions, [after] { return after; });
-  }
+  });
+  r.node_map_version = before;
+  r.version_after = after;
+  r.stable = after == before;
+  r.versions = map_versions(before, r.stats);
+  // Not stable: reported as it stands after the last try, a node that seems ahead compared with
+  // the version read after it.
+  if (!r.stable) r.versions = settle_map_versions(r.versions, [v = after] { return v; });
   return r;
 }
 
@@ -4319,20 +4350,9 @@ inline LayoutPlan plan_layout_live(const Cluster& c, const Layout& l, const Layo
     if (r.ok)
       if (auto v = r.stats.number("curr_items")) items[r.endpoint.key()] = *v;
   annotate_plan(plan, items, masters);
-  auto answers = [&](const std::string& key) {
-    try {
-      ServerClient sc(parse_host_port(key, FLARE_TOOLS_DEFAULT_NODE_PORT), timeout_ms);
-      sc.set_trace(hooks.trace);
-      sc.set_cancel(hooks.cancel);
-      return sc.ping();
-    } catch (const Interrupted&) {
-      throw;
-    } catch (const Error&) {
-      return false;
-    }
-  };
   for (auto it = plan.steps.begin(); it != plan.steps.end();) {
-    if (it->kind == PlanStep::Kind::remove && answers(it->node)) {
+    if (it->kind == PlanStep::Kind::remove &&
+        detail::answers_ping(parse_host_port(it->node, FLARE_TOOLS_DEFAULT_NODE_PORT), timeout_ms, hooks.trace, hooks.cancel)) {
       plan.not_in_layout.push_back(it->node + " (proxy down, but its flared answers: the index brings it back as a proxy)");
       it = plan.steps.erase(it);
     } else {
@@ -4488,12 +4508,9 @@ struct IndexReading {
   long long node_map_version = -1;
 };
 inline IndexReading read_index_map(IndexClient& index) {
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    long long before = index.stats().number("node_map_version").value_or(-1);
-    Cluster c(index.stats_nodes());
-    long long after = index.stats().number("node_map_version").value_or(-1);
-    if (before == after) return IndexReading{std::move(c), after};
-  }
+  Cluster c;
+  const auto [before, after] = detail::between_versions(index, 3, [&] { c = Cluster(index.stats_nodes()); });
+  if (before == after) return IndexReading{std::move(c), after};
   throw Error("the index's node_map_version moved three times while its map was read (a change under way): try again");
 }
 
@@ -4846,12 +4863,12 @@ public:
     if (preflight_done_) return std::nullopt;
     index_.require_index();
     Cluster c = cluster();
-    long long iv = index_.stats().number("node_map_version").value_or(-1);
+    long long iv = detail::node_map_version_of(index_);
     std::vector<Endpoint> eps;
     for (const auto& n : c.nodes())
       if (n.state != "down") eps.push_back(n.endpoint());
     MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms, hooks())),
-                                        [&] { return index_.stats().number("node_map_version").value_or(-1); });
+                                        [&] { return detail::node_map_version_of(index_); });
     watched_.clear();
     for (const auto& n : v.nodes) watched_.push_back(n.first);
     std::string warning = map_version_warning(v);
@@ -5240,18 +5257,11 @@ public:
     // The map and its version read as one (the version before and after the map agree): read
     // the other way round, a change between them passed a saved plan against the old map.
     Cluster c;
-    long long version = -1;
-    for (int attempt = 1;; ++attempt) {
-      const long long before = index_.stats().number("node_map_version").value_or(-1);
-      c = cluster();
-      version = index_.stats().number("node_map_version").value_or(-1);
-      if (version == before) break;
-      if (attempt == 3) {
-        complain("refused: the node map changed while it was read (node_map_version " + std::to_string(before) +
-                 ", then " + std::to_string(version) + "), three times. Nothing was changed. Run it again when no "
-                 "change is under way.");
-        return Outcome::failed;
-      }
+    const auto [before, version] = detail::between_versions(index_, 3, [&] { c = cluster(); });
+    if (version != before) {
+      complain("refused: the node map changed while it was read (node_map_version " + std::to_string(before) + ", then " +
+               std::to_string(version) + "), three times. Nothing was changed. Run it again when no change is under way.");
+      return Outcome::failed;
     }
     if (made_from >= 0 && version != made_from) {
       complain("refused: the plan was made from node_map_version " + std::to_string(made_from) + "; the index is at " +
@@ -5445,7 +5455,7 @@ private:
     auto ask_index = [&](auto fn) {
       return detail::ride_out_index(index_, opt_, io_, fn, [&](const std::string& why) { return lost_index_text(why); });
     };
-    long long iv = ask_index([&] { return index_.stats().number("node_map_version").value_or(-1); });
+    long long iv = ask_index([&] { return detail::node_map_version_of(index_); });
     if (iv < 0) return status;
     for (;;) {
       Cluster c = ask_index([&] { return Cluster(index_.stats_nodes()); });
@@ -6028,15 +6038,7 @@ private:
     return finish_slave(n.endpoint(), n.partition, bal, again, false);
   }
 
-  bool answers_ping(const Endpoint& ep) {
-    try {
-      ServerClient sc(ep, opt_.timeout_ms);
-      sc.set_trace(index_.trace());
-      return sc.ping();
-    } catch (const Error&) {
-      return false;
-    }
-  }
+  bool answers_ping(const Endpoint& ep) { return detail::answers_ping(ep, opt_.timeout_ms, index_.trace()); }
 
   Outcome reconstruct_one(const NodeInfo& n) {
     const Endpoint ep = n.endpoint();
