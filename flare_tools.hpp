@@ -27,400 +27,12 @@
 //    9. Deploy                             (ServerConf, plan_flarei/plan_flared, deploy_folder)
 //   10. Keycheck                           (KeyDistribution: keys per partition for 1..N partitions)
 //
-//  Entry points at a glance (namespace flare, all inline; flare::detail is internal and not listed)
-//   0. Version and configuration macros
-//    FLARE_TOOLS_VERSION "0.1.0" (_MAJOR 0, _MINOR 1, _PATCH 0). Overridable, FLARE_TOOLS_ prefix dropped:
-//    DEFAULT_TIMEOUT_MS 10000, MAX_KEY_BYTES 65535, MAX_TEXT_KEY_BYTES 8191, MAX_LINE_BYTES
-//    (MAX_KEY_BYTES + 1024), CANCEL_CHECK_MS 200, MAX_REPLY_BYTES (4 MiB), MAX_VALUE_BYTES 2147483647LL,
-//    MAX_HELD_VALUE_BYTES (256 MiB), READ_BUFFER_BYTES 65536, RESERVED_FDS 32, GATHER_CONNECT_BATCH 64,
-//    DEFAULT_INDEX_PORT 12120, DEFAULT_NODE_PORT 12121, PORTABLE_SOCKETS (not defined; define it to force
-//    the portable socket fallback). Set by the header (0/1): FLARE_TOOLS_HAVE_MSG_NOSIGNAL, _SOCK_CLOEXEC.
-//   1. Errors and small helpers
-//    class Error : std::runtime_error -- every failure, one line. Subclasses: NetworkError (unreachable,
-//      timeout, reset), ProtocolError (not flare, over limits), ServerError (ERROR, SERVER_ERROR ...,
-//      CLIENT_ERROR ...), InputError : ProtocolError (bad dump input), Interrupted (the CancelFn said stop)
-//    using CancelFn = std::function<bool()>;   using Clock = std::chrono::steady_clock;
-//    std::optional<long long> to_int(std::string_view s);   std::optional<int> to_int32(std::string_view s);
-//   2. Addresses
-//    struct Endpoint { std::string host; int port; std::string key() const; std::string display() const; }
-//    bool operator==(const Endpoint& a, const Endpoint& b);   -- key(): literal "host:port"; display(): [v6]
-//    struct NodeArg { Endpoint endpoint; std::optional<int> balance, partition; std::string text; }
-//    Endpoint parse_host_port(std::string_view arg, int default_port);   -- "host[:port]", "[v6][:port]"
-//    NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fields);  -- host:port[:bal[:part]]
-//    std::optional<int> parse_port(std::string_view s);   std::string printable(std::string_view s, size_t max = 80);
-//    std::optional<Endpoint> cluster_index_server(std::string_view servers, std::string_view name);
-//      -- the entry `name` of a $FLARE_INDEX_SERVERS list (name:host:port;...)
-//   3. Socket (detail::Socket)   using TraceFn = std::function<void(const std::string& line)>;  -- debug hook
-//   4. Protocol reader
-//    struct Reply { lines; status; bool ok() const; bool is_error() const; }
-//    Reply read_reply(detail::Socket& sock, const TraceFn& trace = nullptr);
-//    struct NodeStats { fields; find(name) -> const std::string*; get(name) -> std::string;
-//      number(name) -> std::optional<long long>; }   -- `stats`: name -> value, in order received
-//    NodeStats parse_stats(const std::vector<std::string>& lines);
-//    struct NodeInfo { key, host, port, role, state, partition (-1), balance, thread_type;
-//      Endpoint endpoint() const; bool is_master/is_slave/is_proxy/is_active() const; }  -- `stats nodes`
-//    bool is_known_role(std::string_view r);   bool is_known_state(std::string_view s);
-//    constexpr int kMaxPartition = 1 << 20;
-//    std::vector<NodeInfo> parse_stats_nodes(const std::vector<std::string>& lines);
-//    struct ThreadInfo { id, type, peer, op, uptime, state, info, queue; std::optional<std::string> behind; }
-//    std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines);
-//    struct Meta { fields; std::string get(name); }  Meta parse_meta(const std::vector<std::string>& lines);
-//    struct ItemHeader { key, flags, length, version, expire; }   bool valid_item_key(std::string_view k);
-//    bool expired_at(const ItemHeader& h, long long now_unix);   -- expire (absolute, 0 never) is past
-//    std::string text_key_problem(std::string_view k);   -- why `set` cannot carry k ("" if it can)
-//    ItemHeader parse_value_line(std::string_view line);   -- "VALUE key flags length version expire";
-//      the key may hold any byte but space and NUL (a lone CR or LF too)
-//   5. Clients
-//    class ServerClient {   -- one connection, move-only, connecting lazily; `line` is const std::string&
-//      explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS); endpoint();
-//      timeout_ms(); set_trace(TraceFn t); set_cancel(CancelFn c); close(); Reply request(line); bool ping();
-//      Reply request_ok(line) (throws ServerError); std::string version(); NodeStats stats(); stats_nodes();
-//      stats_threads(); send_line(line); send_raw(bytes); connect(); detail::Socket& socket(); trace();
-//      set_change_log(std::shared_ptr<ChangeLog>); change_log(); Reply request_change(line); }
-//      -- request_change: the one way changing requests go out; none once the log's `interrupted` is true
-//    struct ChangeLog { CancelFn interrupted; std::vector<std::string> sent; }   -- shared by a command's clients
-//    class IndexClient : ServerClient { Meta meta(); void require_index(); node_role(n, role, balance, partition);
-//      node_state(n, state); node_remove(n); }   -- node_*: status line ("OK" or refusal)
-//      require_index(): throws NotAnIndexError (: Error) when the server is a flared (`meta` -> ERROR)
-//    class NodeClient : ServerClient { std::string flush_all(); }
-//    struct StatsResult { endpoint; ok; error; stats; fetched_at; }   -- one node's `stats` in a gather
-//    struct GatherHooks { CancelFn cancel; TraceFn trace; }   -- Ctrl-C and --debug for every gather below
-//    std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms,
-//      const GatherHooks& hooks = {});   -- every node at once from one poll() loop; a failed node: ok == false
-//    struct GatherReply { endpoint; request; ok; error; lines; }
-//    std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks,
-//      int timeout_ms, const GatherHooks& hooks = {});   -- any request lines (replies up to END), as gather_stats
-//   5b. Replication lag (a master's `stats threads slave`: per slave, the writes waiting and their age)
-//    struct SlaveLag { slave (HOST:PORT); long long queue (items), behind (seconds); int threads; bool writing;
-//      long long pending() const; }   -- queue + the write being sent
-//    std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {});
-//    std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
-//      const TraceFn& trace = nullptr);
-//    struct LagResult { Endpoint master; bool ok; std::string error; std::vector<SlaveLag> slaves; find(slave_key); }
-//    std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
-//      const std::vector<NodeInfo>& nodes = {}, const GatherHooks& hooks = {});   -- every master at once
-//    struct StatsAndLag { stats; lags; }   StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints,
-//      const std::vector<Endpoint>& masters, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
-//      const GatherHooks& hooks = {});  -- one loop
-//   6. Cluster model
-//    class Cluster { Cluster(); explicit Cluster(std::vector<NodeInfo> nodes); nodes(); empty();
-//      find(const std::string& key) / find(const Endpoint& ep) -> const NodeInfo*; int partition_count();
-//      master_of(int partition) -> const NodeInfo*; masters_of(p); slaves_of(p); preserved_down_master(p);
-//      int active_slave_count(int partition, const std::string& except_key = std::string());
-//      list_order(); stats_order(); bool reconstructable(n); bool safely_reconstructable(n); }  (all const)
-//    std::vector<Endpoint> lag_masters(const Cluster& c, const std::vector<NodeInfo>& shown);  -- their masters, once
-//    std::map<std::string, SlaveLag> lags_by_slave(const Cluster& c, const std::vector<LagResult>& lags);
-//    std::optional<SlaveLag> lag_of(const Cluster& c, const NodeInfo& slave, const std::vector<LagResult>& lags);
-//   6b. Key hashing and partitions (bit for bit as flare 1.3.4)
-//    enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
-//    bool parse_key_hash_algorithm(std::string_view name, KeyHashAlgorithm& out);   -- case-sensitive
-//    const char* to_string(KeyHashAlgorithm alg);
-//    int key_hash(std::string_view key, KeyHashAlgorithm alg);   -- [0, INT_MAX], or INT_MIN as on the server
-//    class ModularResolver { explicit ModularResolver(int max_partitions = 1024, int hint = 1,
-//      int virtual_buckets = 4096); kMaxCachedRows = 8; max_partitions(); hint(); virtual_buckets();
-//      valid(); int bucket_of(int hash); int partition_of(int hash, int partition_count);
-//      const std::vector<int>& row(int n); }   -- all const; -1 where the server would fail; not thread-safe
-//   6c. Node map versions
-//    struct MapVersions { long long index; std::vector<std::pair<std::string, long long>> nodes; newer();
-//      long long highest(); std::string highest_node(); }  (all const)
-//    MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results);
-//    MapVersions settle_map_versions(MapVersions v, const std::function<long long()>& index_version_now);
-//      -- a node that seems ahead is compared with the index's version read again (after the nodes')
-//    std::string map_version_warning(const MapVersions& v);   -- "" unless a node holds a newer map
-//    std::string map_version_way_out(const MapVersions& v);   -- the `index --increment 1` way out
-//    std::string map_version_problem(const MapVersions& v);   -- both, one line ("" none)
-//    std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& c);  -- asked, then the rest
-//    struct ClusterReading { cluster; node_map_version; version_after; shown; stats; lags; versions; stable; }
-//    using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
-//    ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
-//      const GatherHooks& hooks = {}, int tries = 1);   -- the index's version, its map, every node's stats (one
-//      gather), the version again, read again up to `tries` until they agree: what list/stats/summary/index read
-//    struct IndexMapChoice { cluster; version; from; agreeing; differences; }
-//    IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersions& v, int timeout_ms);
-//      -- the map flare.xml is to hold: the nodes' newest when they are ahead of the index, not its own
-//    std::vector<std::string> node_map_differences(const Cluster& ours, const Cluster& theirs);
-//    IndexMapChoice map_from_node(const Endpoint& node, int timeout_ms);   -- the map a node routes by
-//      (its `stats nodes` and node_map_version, or a newer one its nodes agree on): flare.xml for an
-//      index that lost its own
-//   7. Operations and waiting
-//    struct OperationIO { std::function<...> say, warn, progress, ask, interrupted; }
-//    struct OperationOptions { bool force, dry_run, unsafe, activate, without_clean, discard_items (all false);
-//      retry = 10; timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; poll_interval_ms = 1000; balance_record ("" none) }
-//    enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
-//    Outcome worse(Outcome a, Outcome b);   enum class WaitEnd { reached, interrupted };
-//    struct ConstructionProgress { std::string role, state; long long items, master_items;
-//      bool master_total_is_bound; double elapsed; bool copying; std::string index_error, node_error, source,
-//      source_error, blocked_on; }   -- master_total_is_bound: several partitions, the copy skips stale keys
-//    std::string eta_text / format_slave_progress / format_master_progress(const ConstructionProgress& p);
-//    class ConstructionStopped : Error { enum class Why { stalled, index_unreachable, lost }; Why why;
-//      ConstructionProgress last; }   -- a wait that stopped short of its goal
-//    std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms,
-//      const TraceFn& trace = nullptr);
-//    std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace = nullptr);   -- a reconstruction thread's
-//      source that does not answer or serve it ("" if none)
-//      -- the source whose copy to `node` both show running in `stats threads` ("" if none)
-//    WaitEnd wait_for_slave_active / wait_for_master_ready(IndexClient& index, const Endpoint& node,
-//      const OperationOptions& opt, const OperationIO& io, ConstructionProgress& last);  -- ride out an
-//      index silent or gone for less than opt.timeout_ms; throw ConstructionStopped
-//    WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
-//      const OperationIO& io);   -- rides out an index gone for less than opt.timeout_ms, as they do
-//    std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role,
-//      int balance, int partition, const OperationOptions& opt, const OperationIO& io);  -- "OK" or refusal
-//    struct PendingBalance { index, node; int partition, balance; long long since; }
-//    class BalanceRecord { explicit BalanceRecord(std::string path); path(); find(index, node) ->
-//      std::optional<PendingBalance>; keep(const PendingBalance&); forget(index, node); }  -- the balance a slave
-//      construction is to give, kept in a private file so that a run cut short leaves it to the next
-//    bool confirm(const OperationIO& io, const std::string& prompt);   -- "y" / "Y" is yes
-//    std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const CancelFn& interrupted);   -- the
-//      cancellation rule: no change after Ctrl-C; before the first change, every wait ends at once
-//    std::string interruption_text(const ChangeLog& log, const std::string& what, const Endpoint& index);
-//   7a. Layouts: the cluster an operator declares (`list`'s table), and the plan that reaches it (apply)
-//    struct LayoutNode { node; role; partition (-1); balance; line; }   struct Layout { nodes; find(node); }
-//    Layout parse_layout(std::string_view text);   -- throws InputError("line N: why: the line")
-//    struct PlanStep { enum class Kind { master, slave, failover, release, balance, remove }; kind; node; partition;
-//      balance; discard; resume; source; items (-1 unknown); items_bound; held; what; commands;
-//      struct Request { to ("" the index); line; then; }; requests; waits_first; }   -- requests: what the step
-//      sends, in order; waits_first: what it waits for before the first
-//    struct LayoutPlan { steps; refusals; warnings; not_in_layout; bool converged() const; }
-//    struct LayoutOptions { bool prune = false; }
-//    LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o = {});  -- pure: reads and
-//      sends nothing; builds first, then failovers (to the slave flare 1.3.4 promotes), releases, balances
-//    void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items, const std::vector<std::string>& masters);
-//      -- the items each copy reads (masters: the active ones), and those each flush deletes
-//    LayoutPlan plan_layout_live(const Cluster& c, const Layout& l, const LayoutOptions& o, int timeout_ms,
-//      const GatherHooks& hooks = {});   -- plan_layout with the items read, a live proxy's removal left out:
-//      what apply runs, apply -n shows and --plan-out saves
-//    std::string format_layout_plan(const LayoutPlan& plan, bool requests = false);   -- requests: each step's too
-//    std::string format_layout(const Layout& l);
-//    std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o = {});
-//    struct SavedPlan { index; node_map_version; prune; layout; }   kSavedPlanFirstLine
-//    std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan);   SavedPlan parse_saved_plan(text);
-//    std::string read_layout_text(const std::string& path);   -- at most 16 MiB; "-" is stdin; throws Error
-//    struct IndexReading { cluster; node_map_version; }   IndexReading read_index_map(IndexClient& index);
-//      -- the map and its version read as one (the version read before and after agree)
-//    struct NodeDecision { enum class Kind { send, resume, skip, refuse, unknown }; kind; message; advice; request;
-//      prompt; }   -- one node's part of a command, from the map alone; ClusterAdmin's one loop (each_node) runs it
-//    NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe);   -- balance's rules, pure
-//    NodeDecision decide_remove(const Cluster& c, const NodeArg& a);   -- remove's rules, pure (liveness apart)
-//    NodeDecision decide_slave(const Cluster& c, const NodeArg& a);   -- slave's rules, pure (the items held apart)
-//    NodeDecision decide_master(const Cluster& c, const NodeArg& a, bool unsafe);   -- master's rules, pure (the
-//      copy's sources answering, and the items held, apart)
-//    NodeDecision decide_down(const Cluster& c, const NodeArg& a);   -- down's rules, pure (a failover's checks apart)
-//    NodeDecision decide_activate(const Cluster& c, const NodeArg& a);   -- activate's rules, pure (liveness apart)
-//    NodeDecision decide_reconstruct(const Cluster& c, const NodeArg& a, bool unsafe,
-//      const std::optional<PendingBalance>& kept = std::nullopt);   -- reconstruct's rules, pure
-//    std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, const std::optional<PendingBalance>& kept);
-//    struct PartPlan { masters, slaves; }   PartPlan plan_part(const std::vector<NodeArg>& args);  -- part's split
-//    std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal);
-//    class ChangeExecutor { ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io);
-//      std::optional<Outcome> preflight(); template <...> Outcome run(args, decide, &ChangeExecutor::X_node);
-//      template <...> Outcome each_node(args, decide, act); Outcome master_node|slave_node|balance_node|down_node|
-//      activate_node|remove_node|reconstruct_node(const Cluster& c, const NodeInfo& n, const NodeArg& a,
-//      const NodeDecision& d); Outcome run_layout(layout, lo, made_from, run_step); Outcome set_state(...);
-//      say(s); complain(s); Cluster cluster(); print_table(args); show_nodes(nodes); kept_balance(ep, part);
-//      stopped(); OperationOptions& options(); }   -- the one executor: per node the map read again, the
-//      decision, the checks that need the network, the question, the requests, the waits, the report
-//    class ClusterAdmin { ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io);   -- the facade
-//      Outcome master(std::vector<NodeArg> args); Outcome slave(const std::vector<NodeArg>& args);  -- run again
-//      on a node already (being) built as asked, they carry on from where it is (wait, activate, balance)
-//      Outcome balance|down|activate|remove|reconstruct|part(const std::vector<NodeArg>& args);
-//      -- every per-node command runs one loop (each_node): per node, the map read again, its decide_*
-//      (pure: send, resume, skip, refuse, unknown), then the checks that need the network, the question,
-//      the requests, the waits and the report; Ctrl-C after a request says whether the index took it
-//      Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1);  -- plan_layout,
-//      shown, asked once, each step run through its command (map read again before each); made_from >= 0: a
-//      saved plan's node_map_version, refused if the index's moved; a dry run (-n) plans what its run would do
-//      std::optional<Outcome> preflight(); }   -- index identity and map versions, run by each command first;
-//      every change is reported done only once the nodes show the index's new node_map_version;
-//      down/reconstruct of an active master first ask the slaves that would take over (refused if
-//      one does not answer) and wait up to timeout_ms for their lag to drain (refused unless unsafe);
-//      an index that stops answering is asked again for up to timeout_ms (a change whose answer was lost
-//      is looked for in the map, sent again only if not made); past that, NetworkError says where the
-//      node was last seen and the command that finishes the job
-//   7b. Data: dump, restore, verify
-//    std::optional<unsigned long long> parse_bandwidth(std::string_view s);   -- --bwlimit -> bytes/s
-//    class RateLimiter { explicit RateLimiter(unsigned long long bytes_per_second = 0,
-//      CancelFn cancel = nullptr); void consume(size_t bytes); size_t chunk(size_t most); rate(); }
-//    class FdWriter { explicit FdWriter(int fd, std::string name); void write(std::string_view s);
-//      void flush(); unsigned long long written(); }   -- 1 MiB buffer; flushes on destruction
-//    class OutputFile { explicit OutputFile(std::string path, unsigned mode = kPrivate); fd(); path();
-//      temp_path(); in_place(); committed(); void commit(); kPrivate = 0600, kShared = 0644 }
-//      -- a unique mkstemp temporary beside path (".NAME.flare-tmp-PID.XXXXXX"), renamed over it
-//      by commit(), removed otherwise
-//    std::string unknown_node_text(const std::string& prefix, const Endpoint& ep);  -- a node the
-//      index does not list: why (its name does not resolve, or no such node)
-//    struct LeftoverTemporary { path; bytes; pid; }
-//    std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir);  -- those whose
-//      writer's process is gone (kill -9): named, never removed
-//    void write_file_atomically(const std::string& path, std::string_view data, unsigned mode = 0600);
-//    struct Item { ItemHeader header; std::string data; }   enum class DataFormat { flare, csv };
-//    std::optional<DataFormat> parse_data_format(std::string_view s);   const char* csv_header();
-//    class ItemWriter { ItemWriter(FdWriter& out, DataFormat f); write(const ItemHeader& h,
-//      std::string_view data); begin(const ItemHeader& h); data(std::string_view chunk); end(); finish(); }
-//    class ItemReader { ItemReader(int fd, const std::string& name, DataFormat f);
-//      bool next_header(ItemHeader& h); template <...> void read_data(Sink&& sink);
-//      bool next(Item& item, bool with_data = true); set_cancel(CancelFn c); offset(); position();
-//      void skip_to(unsigned long long target); }
-//    struct DumpRange { int partition = -1; int partition_size = 0; unsigned long long bwlimit = 0; }
-//    std::string dump_request(const DumpRange& r);  struct DumpTarget { Endpoint endpoint; DumpRange range; }
-//    constexpr const char* kStreamProbe = "version";   -- sent behind every dump/dump_key: the line
-//      after END must be its answer, else a key holding CR LF put that END there (ProtocolError)
-//    struct UnframedRecord { offset, size, key, length; }   -- a dump record flared cannot frame
-//    template <...> unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range,
-//      OnHeader&& on_header, OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr,
-//      const std::function<void(const UnframedRecord&)>& on_unframed = nullptr);  -- set: skip those
-//    template <...> unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item);
-//    template <...> unsigned long long dump_keys(NodeClient& node, int partition, int partition_size,
-//      OnKey&& on_key);
-//    struct DumpOptions { timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; trace; cancel;
-//      on_node_start, on_node_done, on_item, on_node_item, on_node_error, on_unframed (dump_items),
-//      on_unframed_key (dump_keys_all) (std::function callbacks); }   -- on_unframed*: skip, name
-//    unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out,
-//      const DumpOptions& opt = {});   -- every node at once
-//    template <...> std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets,
-//      OnKey&& on_key, const DumpOptions& opt = {});
-//    struct RestoreReport { sent, stored, failed, skipped, expired, unacknowledged, resume_offset; first_failures;
-//      complete, interrupted; stopped_by; doubts; run_start; unsigned long long acknowledged() const; }
-//      -- doubts: nodes that acknowledged items and then failed; resume_offset is then run_start
-//    class PipelinedWriter { PipelinedWriter(NodeClient& node, unsigned long long bwlimit,
-//      size_t window_bytes = 4 << 20); PipelinedWriter(NodeClient& node, RateLimiter& shared, size_t window);
-//      set(const ItemHeader& h, std::string_view data, unsigned long long offset = 0);
-//      set_streamed(h, offset, Feed&& feed); fail_locally(key, why); RestoreReport finish(); report();
-//      unacknowledged(); first_unanswered_offset(otherwise); endpoint(); stopped(); idle();
-//      set_wait(fn); short prepare_wait(); fd(); serve(revents); idle_deadline(); check_idle(); }
-//      -- set_wait .. check_idle: several writers driven from one poll loop
-//    struct RestoreOptions { bwlimit = 0; window_bytes = 4 << 20; resume_from = 0; select; on_key; cancel;
-//      timeout_ms; trace; std::optional<Endpoint> index; std::optional<Cluster> cluster; check_timeout_ms = 3000; }
-//    struct Partitioning { algorithm; resolver; type; }   Partitioning partitioning_from_meta(const Meta& m);
-//    int serving_partition_count(const Cluster& c);   -- partitions whose master is active
-//    struct DumpSelection { all; nodes; partition, partition_size; bwlimit; partial; command; }
-//    struct DumpChoice { targets; notes; }   DumpChoice dump_targets(const Cluster& cluster, const DumpSelection& s,
-//      const Endpoint& index);   -- what `dump`/`dumpkey` read: each partition's master once, each limited to
-//      its own keys (no stale copy read twice); throws Error for a down master, an unknown node, a partial copy
-//    std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node,
-//      const std::string& command = "dump");  -- why
-//      a dump of node is not a whole copy of its partition (not an active master or slave), or nothing
-//    struct RestoreRouting { Partitioning partitioning; std::vector<NodeInfo> masters;
-//      int partition_of(std::string_view key) const; }
-//    RestoreRouting restore_routing(const Cluster& c, const Meta& meta);   -- throws Error naming every
-//      partition whose master is not the one active master (down, prepare, ready, two, none)
-//    struct Acknowledger { Endpoint node; int partition; acknowledged; bool connection_failed, keeps_items,
-//      forwarded; }
-//    std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
-//      const std::vector<StatsResult>& answers, const Cluster* now);   -- one line per node doubted
-//    RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
-//    RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing,
-//      const RestoreOptions& opt = {});   -- one writer per master, one poll loop, bwlimit the total
-//    template <typename F> auto naming_index(const Endpoint& index, F fn);   -- the index named in its network errors
-//    struct RestoreJob { RestoreOptions options; Endpoint index; std::optional<Endpoint> through; }
-//    RestoreReport run_restore(ItemReader& reader, const RestoreJob& job);   -- `restore` as one call: through a
-//      node, or each key to its partition's master (restore_routing); throws only before anything is sent
-//    struct RestoreSummary { enum class End { complete, stopped, interrupted } end; bool failures; lines; }
-//    RestoreSummary summarize_restore(const RestoreReport& r);   -- what the report means, a line each
-//    struct KeyPlacement { node; skipped; keys, misplaced; stale, only_here, unchecked; only_here_partitions;
-//      examples; unframed; error; framing_error; }   -- misplaced = stale (its partition's master holds it
-//      too) + only_here (it does not: deleted or expired there, or lost) + unchecked
-//    int routing_partition_count(const Cluster& c);   -- partitions flare routes by (a down master's kept)
-//    std::vector<KeyPlacement> check_key_placement(const Cluster& c, const Partitioning& p, int count,
-//      DumpOptions opt, bool skip_unframed = false);   -- verify's logic: every node's keys at once
-//   8. Formatting
-//    std::string format_node_table / format_node_json(const std::vector<NodeInfo>& nodes);  -- `list`
-//    std::string format_list_json(const Endpoint& index, const std::vector<NodeInfo>& nodes, const MapVersions& v);
-//    std::string short_duration(long long seconds);   std::string hit_rate_cell(const NodeStats& s);
-//    struct QpsSample { gets, sets, at; }   std::optional<QpsSample> qps_sample(const StatsResult& r);
-//    struct QpsRates { total, reads, writes; }   std::string qps_cell(const std::optional<double>& v);
-//    QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur);
-//    struct StatsRow { NodeInfo node; const StatsResult* result; std::optional<SlaveLag> lag; qps;
-//      std::optional<long long> index_map_version; }   -- JSON: node_map_version, map_newer_than_index; slaves: queue
-//    std::string behind_cell(const StatsRow& row);   -- a slave's lag: "0", "11s/49998" (seconds, writes), "-"
-//    class StatsSampler { StatsSampler(IndexClient& index, int timeout_ms, std::vector<std::string> filter = {},
-//      GatherHooks hooks = {}); struct Sample { reading; rows; lag_errors; unreachable; }; Sample sample(); }
-//      -- flare-stats' rounds: one read_cluster each, its rows with each node's rates since the last sample()
-//    std::vector<std::string> stats_header(bool with_qps), stats_cells(const StatsRow& row, bool with_qps);
-//    std::string render_table(const std::vector<std::string>& header,
-//      const std::vector<std::vector<std::string>>& rows, size_t left_columns, const std::string& delimiter);
-//    std::string format_stats_table(const std::vector<StatsRow>& rows, bool with_qps,
-//      const std::string& delimiter = " ");
-//    std::string format_stats_json(const std::vector<StatsRow>& rows, bool with_qps);
-//    std::vector<ThreadInfo> threads_order(std::vector<ThreadInfo> threads);   -- by peer, then id
-//    std::string format_threads_table / format_threads_json(const std::vector<ThreadInfo>& threads);
-//    struct Summary { name; partitions, nodes, masters, slaves; bytes, items; unreachable_masters;
-//      std::vector<std::string> warnings; }
-//    Summary summarize(const std::string& name, const Cluster& cluster,
-//      const std::vector<StatsResult>& results);
-//    std::string format_summary(const Summary& s);   std::string format_summary_json(const Summary& s);
-//    std::string format_index_xml(const Cluster& cluster, long long version);   -- flare.xml (after 8b)
-//    class StreamsProgress { StreamsProgress(verb, names, unit, width = 79); count(i, n); finish(i);
-//      std::string line() const; std::optional<std::string> line_if_due(int interval_ms = 200); }
-//      -- one terminal line for many nodes read at once (dump --all, dumpkey --all, verify)
-//   8b. Prometheus text exposition format 0.0.4
-//    std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
-//      const std::vector<StatsResult>& results);   -- per node, labelled index and node only (a failover keeps
-//      every series), flare_node_info{role,state,partition,version} beside; the slaves' lag is in format_prometheus_health
-//    std::string format_prometheus_index_down(const std::string& index_name);   -- flare_index_up 0 only
-//    std::string format_prometheus_health(const CheckData& d);   -- (after 8c) the figures of check's
-//      findings: map versions, partition nodes by role/state, slave lag, versions (contrib/prometheus)
-//   8c. Health check (`flare-admin check`; plugin statuses)
-//    enum class Severity { ok = 0, warning = 1, critical = 2, unknown = 3 };   const char* to_string(Severity);
-//    Severity worse(Severity a, Severity b);   -- CRITICAL > UNKNOWN > WARNING > OK
-//    struct Finding { severity; code; partition; node; message; figure; fix; }
-//    struct CheckCode { code; severity; meaning; }   const std::vector<CheckCode>& check_codes();
-//    struct CheckThresholds { lag_warning_items 1000, lag_critical_items 100000, lag_warning_seconds 30,
-//      lag_critical_seconds 300, items_difference 1000, prepare_seconds 1800; std::set<std::string> ignore; }
-//    struct CheckData { index_name, index_error, index_is_node, index_version, index_map_version, index_map_version_now; cluster;
-//      stats; lags (by master); lag_errors; copies (by master in prepare: CopyThread { source, seconds });
-//      keys_checked; placement; layout, layout_name (set by the caller: layout_drift); }
-//    CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
-//      const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr);   -- the index, then every node at
-//      once (one timeout in all); cancel: Interrupted
-//    std::vector<LagResult> lag_results(const CheckData& d);   -- its lags as gather_slave_lag() gives them
-//    struct CheckReport { status; findings; thresholds; nodes, partitions, ignored; max_lag_items, max_lag_seconds,
-//      items, keys (-1 without --keys), figures_known; std::string summary() const; std::string perfdata() const; }
-//    CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});   -- pure
-//    std::string format_check_text(const CheckReport& r);   std::string format_check_json(const CheckReport& r);
-//    std::string format_check_unknown(const std::string& why, bool json);   -- the UNKNOWN verdict (exit 3)
-//   8d. Exporter: /metrics over HTTP (one poll() loop; each gather in a thread, shared by the scrapes that wait)
-//    struct ScrapeResult { text; errors; index_up; }
-//    ScrapeResult prometheus_scrape(const Endpoint& index, int timeout_ms, const CancelFn& cancel = nullptr);
-//      -- format_prometheus + format_prometheus_health, or format_prometheus_index_down; throws Interrupted only
-//    std::map<std::string, Endpoint> index_servers(std::string_view servers);  -- $FLARE_INDEX_SERVERS, all
-//    struct ExporterOptions { listen (:12119); telemetry_path; index; clusters; allowed_targets; timeout_ms;
-//      client_timeout_ms (10000); max_connections (512); max_request_bytes (16384); }
-//    class Exporter { Exporter(ExporterOptions o, ScrapeFn scrape = nullptr); void bind(); int port();
-//      size_t parked(); void serve(const CancelFn& stop, log = nullptr); }  -- bind throws Error (address in
-//      use); 200 /metrics, /probe?cluster=|target=; 404, 405, 431, 400, 403; a silent client dropped at its deadline
-//   9. Deploy
-//    enum class Daemon { flarei, flared };   const char* daemon_name(Daemon d);
-//    class ServerConf { void set(const std::string& key, const std::string& value); erase(key);
-//      find(key) -> const std::string*; std::string text(); entries(); }   -- ordered `key = value` lines
-//    ServerConf flarei_defaults();   ServerConf flared_defaults();
-//    struct DeploySetting { const char *key, *value; bool flarei, flared; const char *help, *caveat; }
-//    const std::vector<DeploySetting>& deploy_settings();   -- the pass-through settings
-//    std::string deploy_value_problem(std::string_view key, std::string_view value);  -- "" or why flare misreads it
-//    const DeploySetting* find_deploy_setting(std::string_view key);
-//    std::string deploy_settings_problem(const DeploySettings& settings, size_t flared_count);  -- "" or why
-//      they do not go together (the key table's size; one --data-dir for several flared)
-//    struct DeployTarget { Daemon daemon; Endpoint server; std::string dir, executable; ServerConf conf;
-//      std::string conf_path() const; std::string pid_path() const; std::string unit_name() const; }
-//    using DeploySettings = std::vector<std::pair<std::string, std::string>>;
-//    DeployTarget plan_flarei(const std::string& base, const Endpoint& index, const std::string& executable,
-//      const DeploySettings& settings);
-//    DeployTarget plan_flared(const std::string& base, const Endpoint& node, const Endpoint& index,
-//      const std::string& executable, const DeploySettings& settings);
-//    struct DeployFile { std::string name; std::string content; unsigned mode; }
-//    std::vector<DeployFile> deploy_files(const DeployTarget& t, bool with_systemd_unit);
-//    void deploy_folder(const DeployTarget& t, bool replace, bool with_systemd_unit);  -- atomic rename
-//  10. Keycheck
-//    struct KeycheckSettings { algorithm = KeyHashAlgorithm::simple, virtual_buckets = 4096, hint = 1,
-//      partitions = 100, delimiter = "::" }
-//    std::string keycheck_settings_problem(const KeycheckSettings& s);   -- "" when they can be simulated
-//    std::string_view key_prefix(std::string_view key, std::string_view delimiter);  -- before the last one
-//    class KeyDistribution { explicit KeyDistribution(const KeycheckSettings& s); settings();
-//      void add(std::string_view key); void finish(); keys(); unplaced(); prefix_count(); prefix(size_t i);
-//      prefix_keys(size_t i); std::vector<unsigned long long> counts(size_t i, int n);
-//      unsigned long long moved(size_t i, int n); }
-//    template <...> void write_keycheck_csv / write_keycheck_json(const KeyDistribution& d, Out&& out);
-//    unsigned long long keycheck_moved(const KeyDistribution& d);   -- keys moved from N to N + 1
+//  The layout is cpp-httplib's: the configuration macros (section 0); then Part 1, the
+//  declarations: every public type and function of namespace flare, each with what it does, its
+//  units, what it throws and where its facts come from (an upstream file or a recorded
+//  transcript); then Part 2, the implementation: the bodies, and flare::detail (internal, not for
+//  callers). Both parts follow the sections above. Read Part 1 to use the library; everything is
+//  inline, so the header needs no build step.
 //
 //  Every network call is bounded by a deadline, the library never touches the process's
 //  signal dispositions (sends use MSG_NOSIGNAL, or SO_NOSIGPIPE where that is missing), and
@@ -576,6 +188,10 @@
 
 namespace flare {
 
+// ==============================================================================================
+// Part 1. Declarations: the public surface (bodies are in Part 2)
+// ==============================================================================================
+
 // ---- 1. Errors and small helpers ---------------------------------------------------------
 
 // Every failure the library reports is an Error with a one-line, user-presentable message.
@@ -620,6 +236,2768 @@ public:
 using CancelFn = std::function<bool()>;
 
 using Clock = std::chrono::steady_clock;
+
+// Bytes a peer or a user gave, made fit for a one-line message: control bytes and non-ASCII
+// escaped (\r, \n, \xNN), cut to at most `max` bytes with "..." marking the cut. Throws nothing.
+inline std::string printable(std::string_view s, size_t max = 80);
+
+// Strict decimal integer parsing: optional '-', digits only, no overflow.
+// Used for everything a peer or a user gives us, so that "12x", "" or 2^64 never pass.
+inline std::optional<long long> to_int(std::string_view s);
+
+// Same, restricted to the int range.
+inline std::optional<int> to_int32(std::string_view s);
+
+// ---- 2. Addresses ------------------------------------------------------------------------
+
+// A server endpoint. `host` is kept exactly as written (without IPv6 brackets): flare
+// identifies nodes by the literal "host:port" string, so it must never be normalised.
+struct Endpoint {
+  std::string host;
+  int port = 0;
+
+  std::string key() const { return host + ":" + std::to_string(port); }
+  // For messages and connections: IPv6 literals get their brackets back.
+  std::string display() const;
+};
+
+inline bool operator==(const Endpoint& a, const Endpoint& b) { return a.host == b.host && a.port == b.port; }
+
+// A node argument as the subcommands take it: host:port[:balance[:partition]].
+struct NodeArg {
+  Endpoint endpoint;
+  std::optional<int> balance;
+  std::optional<int> partition;
+  std::string text; // as typed, for messages
+};
+
+// Parses "host[:port]" (or "[v6][:port]"); the port defaults to `default_port`.
+// Throws Error("invalid address 'X'") on anything else.
+inline Endpoint parse_host_port(std::string_view arg, int default_port);
+
+// Parses a node argument with between `min_fields` and `max_fields` colon-separated fields
+// counting host and port (2 = host:port, 3 = +balance, 4 = +partition).
+// Throws Error("invalid argument 'X'.") — the wording scripts of 0.7.3 already match on.
+inline NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fields);
+
+// A port number, 1 to 65535, digits only ("" or "0x50" or "65536": nullopt). Throws nothing.
+inline std::optional<int> parse_port(std::string_view s);
+
+// The index server named `name` in a list as $FLARE_INDEX_SERVERS holds it
+// ("name:host:port;name:host:port;...", blanks around an entry ignored), nullopt when no entry has
+// that name. Throws Error when that entry's port is not a port.
+inline std::optional<Endpoint> cluster_index_server(std::string_view servers, std::string_view name);
+
+// ---- 3. Socket ---------------------------------------------------------------------------
+
+// Debug hook: when set, every request line and reply line is passed to it (--debug).
+using TraceFn = std::function<void(const std::string& line)>;
+
+// The line for a node the index does not list: `prefix` (0.7.3's words, which scripts match)
+// and the node, then why: its host name does not resolve (a typo or a DNS failure, not a wrong
+// argument form), or the index lists no such node. Asks the resolver; throws nothing.
+inline std::string unknown_node_text(const std::string& prefix, const Endpoint& ep);
+
+namespace detail {
+// A connected TCP socket with a read buffer. Every operation waits with poll() until the
+// current deadline; the deadline is set per request by the clients (see ServerClient).
+class Socket {
+public:
+  Socket() = default;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  Socket(Socket&& o) noexcept { *this = std::move(o); }
+  Socket& operator=(Socket&& o) noexcept;
+  ~Socket() { close(); }
+
+  // Connects within `timeout_ms` (all addresses of the name share that budget).
+  void connect(const Endpoint& ep, int timeout_ms);
+
+  // Takes over an already connected descriptor (a socketpair in tests, an accepted socket).
+  void adopt(int fd, std::string peer);
+
+  bool is_open() const { return fd_ >= 0; }
+  const std::string& peer() const { return peer_; }
+  int fd() const { return fd_; }
+
+  void close();
+
+  void set_timeout(int timeout_ms) { deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms); }
+  Clock::time_point deadline() const { return deadline_; }
+  // With an idle timeout every byte received moves the deadline on: a stream fails only when
+  // the peer is silent that long, however long the whole transfer takes (0: off).
+  void set_idle_timeout(int timeout_ms);
+  void set_cancel(CancelFn c) { cancel_ = std::move(c); }
+  const CancelFn& cancel() const { return cancel_; }
+
+  void send_all(std::string_view data);
+
+  // Strict framing, for flare's own streams (dump, dump_key) and our dump files: only CR LF
+  // ends a line, so a lone CR or LF is part of it (a key a binary client stored may hold one).
+  // Off: a bare LF ends a line too.
+  void set_crlf_only(bool on) { crlf_only_ = on; }
+
+  // Returns one line without its "\r\n" (a bare "\n" is tolerated unless set_crlf_only). The
+  // view is valid until the next read. A line longer than FLARE_TOOLS_MAX_LINE_BYTES is a
+  // protocol error.
+  std::string_view read_line();
+
+  // Reads exactly `n` bytes and hands them to `sink` in pieces (no copy of the whole value).
+  template <typename Sink> void read_exact(size_t n, Sink&& sink);
+
+  // Waits until the socket is readable or `timeout_ms` passes; false on timeout.
+  bool wait_readable(int timeout_ms);
+
+  size_t buffered() const { return end_ - pos_; }
+  size_t capacity() const { return buf_.size(); }
+  // A larger buffer for a bulk stream (a dump): fewer reads. Never below the line limit.
+  void set_buffer_size(size_t n);
+
+  // For many streams read from one poll loop: one read of what is there now, without
+  // waiting. False when nothing was (EAGAIN); the end of the stream is an error.
+  bool read_available();
+  // A complete line already in the buffer (without reading), or nullopt.
+  std::optional<std::string_view> buffered_line();
+  // `n` bytes from the buffer; n must not exceed buffered(). Valid until the next read.
+  std::string_view take(size_t n);
+
+  // Bytes consumed so far (for error messages that give a record's offset in a file).
+  unsigned long long offset() const { return total_read_ - (end_ - pos_); }
+
+  // True at end of input (only meaningful for files: a socket reports it as an error).
+  bool at_eof();
+
+  // Sends what it can without blocking; returns the number of bytes taken. Throws NetworkError
+  // when the send fails, and leaves the socket open, unlike every other failure here: the
+  // replies the peer sent before it went are still there to read (the caller closes it).
+  size_t send_some(std::string_view data);
+
+private:
+  // Where the LF that ends the line starting at pos_ is, searching from `from`; npos if none
+  // is buffered yet.
+  size_t line_end(size_t from) const;
+
+  [[noreturn]] void fail(const std::string& what, int err);
+
+  // Like every protocol error, a line over the limit leaves the connection unusable: close it.
+  [[noreturn]] void line_too_long();
+
+  void wait_for(short events, const char* doing);
+
+  void fill();
+
+  int fd_ = -1;
+  std::vector<char> buf_;
+  size_t pos_ = 0, end_ = 0;
+  unsigned long long total_read_ = 0;
+  std::string peer_;
+  Clock::time_point deadline_ = Clock::now();
+  int idle_ms_ = 0;
+  bool crlf_only_ = false;
+  CancelFn cancel_;
+};
+} // namespace detail
+
+// ---- 4. Protocol reader ------------------------------------------------------------------
+
+// A complete reply to one request: the data lines before the terminating line, and that line.
+struct Reply {
+  std::vector<std::string> lines;
+  std::string status; // "END", "OK", "STORED", "ERROR", "SERVER_ERROR ...", ...
+
+  bool ok() const;
+  bool is_error() const;
+};
+
+// Reads lines until a terminating status line. Data lines must be STAT/META/KEY lines;
+// the total size is bounded by FLARE_TOOLS_MAX_REPLY_BYTES.
+inline Reply read_reply(detail::Socket& sock, const TraceFn& trace = nullptr);
+
+// `stats` of a node or of the index: name -> value, in the order received. Values stay text;
+// numbers are read on demand so a bad field shows as "-" instead of spoiling the others.
+struct NodeStats {
+  std::vector<std::pair<std::string, std::string>> fields;
+
+  const std::string* find(std::string_view name) const;
+  std::string get(std::string_view name) const;
+  // A non-negative integer field, or nullopt when missing, malformed or out of range.
+  std::optional<long long> number(std::string_view name) const;
+};
+
+inline NodeStats parse_stats(const std::vector<std::string>& lines);
+
+// One entry of the index's `stats nodes`.
+struct NodeInfo {
+  std::string key;  // "host:port" exactly as the index names the node
+  std::string host; // the key's host part
+  int port = 0;
+  std::string role;  // master | slave | proxy
+  std::string state; // active | prepare | down | ready
+  int partition = -1;
+  int balance = 0;
+  int thread_type = 0;
+
+  Endpoint endpoint() const { return Endpoint{host, port}; }
+  bool is_master() const { return role == "master"; }
+  bool is_slave() const { return role == "slave"; }
+  bool is_proxy() const { return role == "proxy"; }
+  bool is_active() const { return state == "active"; }
+};
+
+inline bool is_known_role(std::string_view r);
+inline bool is_known_state(std::string_view s);
+
+// The highest partition number we accept from a server.
+constexpr int kMaxPartition = 1 << 20;
+
+// Parses `stats nodes`. Keys are split at the LAST two colons, since the host part is the
+// node's configured server name and may itself contain colons (IPv6). Nodes come back in the
+// order of their first line. An entry missing role, state, partition or balance is an error.
+inline std::vector<NodeInfo> parse_stats_nodes(const std::vector<std::string>& lines);
+
+// One entry of `stats threads`.
+struct ThreadInfo {
+  std::string id;
+  std::string type;
+  std::string peer;
+  std::string op;
+  std::string uptime;
+  std::string state;
+  std::string info;
+  std::string queue;
+  std::optional<std::string> behind;
+};
+
+inline std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines);
+
+// The index's `meta`: the partitioning parameters of the cluster.
+struct Meta {
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string get(std::string_view name) const;
+};
+
+inline Meta parse_meta(const std::vector<std::string>& lines);
+
+// One item of a `dump` stream: "VALUE key flags length version expire".
+struct ItemHeader {
+  std::string key;
+  unsigned long long flags = 0;
+  size_t length = 0;
+  unsigned long long version = 0;
+  long long expire = 0;
+};
+
+// Whether an item had expired by `now_unix` (seconds since the epoch): a dump's expire is an
+// absolute unix time, 0 = never (tests/data/transcripts/README.md, dump). A restore does not send
+// such an item: flared would answer STORED for an item nobody can read.
+inline bool expired_at(const ItemHeader& h, long long now_unix);
+
+// A key a dump can carry: 1 to FLARE_TOOLS_MAX_KEY_BYTES bytes, no space (the VALUE line is
+// split there) and no NUL (flared ends a key at one when it lists it: a key stored as
+// `nul<NUL>key` through the binary protocol is listed as `nul`, seen on flare 1.3.4). Every
+// other byte may be in it: flared's text protocol splits a request on the space byte only, so
+// a key may hold a lone CR, TAB, VT, FF, control and high bytes; a binary client may store a
+// lone LF too (fact: tests/data/flare-protocol.md, "Hard states"), but not CR LF, where a record's
+// line ends (such a key, stored through the binary protocol, cannot be framed: found by
+// fuzz_csv, a CSV key holding CR LF written in the flare format did not read back).
+inline bool valid_item_key(std::string_view k);
+
+// Why flared's text protocol cannot take `k` in a request (restore writes with `set`), or ""
+// when it can. flared ends a request line at LF, splits it at spaces, fails on a NUL byte
+// (seen on flare 1.3.4: `set nul<NUL>x 0 0 2` -> ERROR), and reads at most 8191 bytes of a word.
+inline std::string text_key_problem(std::string_view k);
+
+// Parses a VALUE line of a dump: "VALUE " key " " flags " " length " " version " " expire, one
+// space between fields, exactly as flared writes it. The key may hold any byte but a space (a
+// lone CR included); a line of another shape is a ProtocolError that says why (a key holding a
+// space or CR LF, stored through the binary protocol, is one flare's text dump cannot frame).
+inline ItemHeader parse_value_line(std::string_view line);
+
+// ---- 5. Clients --------------------------------------------------------------------------
+
+// The requests a change command has sent that change the cluster, and the check made before
+// each one: once `interrupted` returns true (Ctrl-C), no such request is sent any more. Shared
+// by the clients a command uses (ServerClient::set_change_log); ServerClient::request_change
+// is the one place such requests are sent from.
+struct ChangeLog {
+  CancelFn interrupted;
+  std::vector<std::string> sent; // "HOST:PORT request", in the order sent
+};
+
+// One connection to a flare server (index or node) speaking the text protocol.
+// Connects lazily; every request runs under `timeout_ms` (connect, send and the whole reply).
+class ServerClient {
+public:
+  explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS);
+  ServerClient(ServerClient&&) = default;
+  ServerClient& operator=(ServerClient&&) = default;
+
+  const Endpoint& endpoint() const { return ep_; }
+  int timeout_ms() const { return timeout_ms_; }
+  void set_trace(TraceFn t) { trace_ = std::move(t); }
+  // Every wait of this client then also stops, with Interrupted, once `c` returns true.
+  void set_cancel(CancelFn c) { sock_.set_cancel(std::move(c)); }
+  void close();
+  ~ServerClient() { close(); }
+
+  // Sends one request line and reads a complete reply.
+  Reply request(const std::string& line);
+
+  // Like request(), but an ERROR / SERVER_ERROR / CLIENT_ERROR reply throws ServerError.
+  Reply request_ok(const std::string& line);
+
+  bool ping() { return request("ping").status == "OK"; }
+
+  // Requests that change the cluster go through here. With a change log whose `interrupted`
+  // says stop, nothing is sent: throws Interrupted ("... was not sent"). Otherwise the request
+  // is logged as sent, then sent as request(); Interrupted while waiting for its answer says
+  // that it was sent. Throws as request().
+  void set_change_log(std::shared_ptr<ChangeLog> log) { log_ = std::move(log); }
+  const std::shared_ptr<ChangeLog>& change_log() const { return log_; }
+  Reply request_change(const std::string& line);
+
+  std::string version();
+
+  NodeStats stats() { return parse_stats(request_ok("stats").lines); }
+  std::vector<ThreadInfo> stats_threads() { return parse_stats_threads(request_ok("stats threads").lines); }
+  std::vector<NodeInfo> stats_nodes() { return parse_stats_nodes(request_ok("stats nodes").lines); }
+
+  // For streaming commands: direct access after send_line().
+  // Nothing is sent once the cancel hook (set_cancel) says stop: Interrupted, before the bytes.
+  void send_line(const std::string& line);
+  void send_raw(std::string_view bytes);
+  void connect();
+  detail::Socket& socket();
+  const TraceFn& trace() const { return trace_; }
+
+protected:
+  Endpoint ep_;
+  int timeout_ms_;
+  detail::Socket sock_;
+  TraceFn trace_;
+  std::shared_ptr<ChangeLog> log_;
+};
+
+// The address given as the index server is a data node (flared): see IndexClient::require_index().
+class NotAnIndexError : public Error {
+public:
+  using Error::Error;
+};
+
+// The index server (flarei): the cluster map and the commands that change it.
+class IndexClient : public ServerClient {
+public:
+  using ServerClient::ServerClient;
+
+  Meta meta() { return parse_meta(request_ok("meta").lines); }
+
+  // Makes sure the server is an index server (flarei), not a data node (flared), before anything
+  // is read from or sent to it. Both answer `stats` (the same fields) and `stats nodes` (a node
+  // with its own, possibly stale, copy of the map), but a flared answers `ERROR` to `meta`, which a
+  // flarei always answers with META lines (flare 1.3.4: tests/data/flare-protocol.md "Hard states",
+  // real-flare-1.3.4/node_misc.txt [1]). One round trip, once per client.
+  // Throws NotAnIndexError (one line naming the address) for a node; NetworkError / ProtocolError
+  // as request(); ServerError for any other refusal of `meta`.
+  void require_index();
+
+  // The three changes return the server's status line ("OK" or the error) instead of
+  // throwing on a refusal: callers decide whether a refusal is fatal or worth a retry.
+  // Sent through request_change(): none after Ctrl-C (see ChangeLog).
+  std::string node_role(const Endpoint& n, const std::string& role, int balance, int partition);
+  std::string node_state(const Endpoint& n, const std::string& state);
+  std::string node_remove(const Endpoint& n);
+
+private:
+  bool is_index_ = false;
+};
+
+// A data node (flared).
+class NodeClient : public ServerClient {
+public:
+  using ServerClient::ServerClient;
+
+  std::string flush_all() { return request_change("flush_all").status; }
+};
+
+// Result of asking one node for `stats` during a gather.
+struct StatsResult {
+  Endpoint endpoint;
+  bool ok = false;
+  std::string error; // why it failed, when !ok
+  NodeStats stats;
+  Clock::time_point fetched_at{};
+};
+
+// Sends one request line to each (endpoint, request) pair and reads its reply up to END, from
+// this one thread: non-blocking connects and a single poll() loop, so N slow or dead nodes cost
+// one timeout, not N. Each node has `timeout_ms` from
+// the start of its connect. Connections are started FLARE_TOOLS_GATHER_CONNECT_BATCH at a time
+// with the open ones serviced in between, and at most gather_window() are open at once (the
+// open-files limit is raised for this; above the hard limit, a node starts as another ends;
+// an unexpected EMFILE narrows the window instead of failing the node). A node that fails
+// (refused, timeout, garbage) comes back with ok == false and a reason; the others are
+// unaffected. Probes come back in the order of `asks`.
+// What a gather may be given besides its requests: `cancel`, asked every
+// FLARE_TOOLS_CANCEL_CHECK_MS (true: every connection is closed and Interrupted thrown, e.g.
+// after Ctrl-C), and `trace`, given each request as it is sent ("--> HOST:PORT request") and each
+// node's reply lines once it is in ("<-- HOST:PORT line", its END too), or why it failed.
+struct GatherHooks {
+  CancelFn cancel; // cppcheck-suppress unusedStructMember ; read by gather_probes
+  TraceFn trace;   // cppcheck-suppress unusedStructMember ; read by gather_probes
+};
+
+// One server's reply to one request of gather_replies: its lines before END when ok, else why not.
+struct GatherReply {
+  Endpoint endpoint;
+  std::string request; // without CR LF
+  bool ok = false;
+  std::string error;
+  std::vector<std::string> lines;
+};
+
+// Every (endpoint, request line) at once, as gather_stats (one poll loop, each endpoint its own
+// `timeout_ms` from its connect; a reply must end in END, else it fails with the line it ended
+// with). The requests to one endpoint share a connection, pipelined. Never throws for one
+// node's failure; replies in the order of `asks`. Throws Interrupted when hooks.cancel says stop.
+inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms,
+                                               const GatherHooks& hooks = {});
+
+// Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
+// Throws Interrupted when hooks.cancel says stop.
+inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms,
+                                             const GatherHooks& hooks = {});
+
+// ---- 5b. Replication lag -----------------------------------------------------------------
+//
+// A master sends each write to its slaves through replication threads of its own (flared's
+// proxy-concurrency of them per slave, 2 by default), and `stats threads slave` on the master
+// lists them. Seen on a real flare 1.3.4 (tests/data/flare-protocol.md "Hard states"): each thread's
+// `peer` is the slave node's own name and port as in the node map (127.0.0.1:21122, not an
+// ephemeral port), its `type` is that node's thread_type, `queue` the writes waiting in it and
+// `behind` the seconds since the oldest of them was queued; a thread sending a write shows state
+// `execute` (op proxy_write). With a slave stopped (SIGSTOP) and 50,000 writes: queue 24942 and
+// 25056 in its two threads, behind 11. The listing follows the MASTER's own map: a slave the
+// index has set down is no longer listed. A master creates the threads at its first write to a
+// slave: a slave without threads has been sent nothing since the master started (lag 0).
+
+// One slave's lag as its master sees it.
+struct SlaveLag {
+  std::string slave;    // the slave node, HOST:PORT as in the node map
+  long long queue = 0;  // writes waiting towards it, items (the sum over its threads)
+  long long behind = 0; // seconds since the oldest of them was queued (the most over its threads)
+  int threads = 0;      // the master's replication threads towards it
+  bool writing = false; // a thread is sending it a write now (state execute): one more in flight
+  // Writes the slave has not acknowledged: the queue, and the one being sent.
+  long long pending() const { return queue + (writing && queue < LLONG_MAX ? 1 : 0); }
+};
+
+inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {});
+
+// Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
+// the lag of each slave it replicates to (slave_lags(), `nodes` as there). Throws
+// NetworkError / ProtocolError, ServerError when the master refuses the request.
+inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
+                                           const TraceFn& trace = nullptr);
+
+// One master's answer in a gather.
+struct LagResult {
+  Endpoint master;
+  bool ok = false;
+  std::string error; // why it failed, when !ok
+  std::vector<SlaveLag> slaves;
+  const SlaveLag* find(const std::string& slave_key) const;
+};
+
+// ask_slave_lag() of every master at once, as gather_stats() (one poll() loop, `timeout_ms`
+// each): one request per master. Results in the order of `masters`; a master that fails comes
+// back with ok == false and the reason. Throws Interrupted when hooks.cancel says stop.
+inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
+                                               const std::vector<NodeInfo>& nodes = {}, const GatherHooks& hooks = {});
+
+// gather_stats(endpoints) and gather_slave_lag(masters) from the same poll() loop: what
+// flare-stats needs, for the price of one gather. Throws Interrupted when hooks.cancel says stop.
+struct StatsAndLag {
+  std::vector<StatsResult> stats; // in the order of `endpoints`
+  std::vector<LagResult> lags;    // in the order of `masters`
+};
+inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, const std::vector<Endpoint>& masters,
+                                        int timeout_ms, const std::vector<NodeInfo>& nodes = {},
+                                        const GatherHooks& hooks = {});
+
+// ---- 6. Cluster model --------------------------------------------------------------------
+
+// The cluster as the index server describes it (one `stats nodes`).
+class Cluster {
+public:
+  Cluster() = default;
+  explicit Cluster(std::vector<NodeInfo> nodes);
+
+  // Nodes in the server's order.
+  const std::vector<NodeInfo>& nodes() const { return nodes_; }
+  bool empty() const { return nodes_.empty(); }
+
+  const NodeInfo* find(const std::string& key) const;
+  const NodeInfo* find(const Endpoint& ep) const { return find(ep.key()); }
+
+  // 1 + the highest partition number in use (0 when there is none).
+  int partition_count() const { return partition_count_; }
+
+  // The partition's master. After a takeover the index lists two: the old one `master down`
+  // (kept in the map until removed) and the new one; the one that is not down is the master.
+  const NodeInfo* master_of(int partition) const;
+
+  // Every node listed as master of the partition (more than one only after a takeover).
+  std::vector<const NodeInfo*> masters_of(int partition) const;
+
+  // A master that is down with no other master for its partition: it holds the partition's
+  // only copy ("preserved" by the index) and comes back with its data when its flared does.
+  const NodeInfo* preserved_down_master(int partition) const;
+
+  std::vector<const NodeInfo*> slaves_of(int partition) const;
+
+  int active_slave_count(int partition, const std::string& except_key = std::string()) const;
+
+  // "List order": by partition with proxies last, then role, then key (flare-admin list).
+  std::vector<NodeInfo> list_order() const;
+
+  // "Stats order": by partition with proxies (-1) first, then role, then key (flare-stats).
+  std::vector<NodeInfo> stats_order() const;
+
+  // Can the node be rebuilt at all without losing its partition's only serving copy?
+  bool reconstructable(const NodeInfo& n) const;
+
+  // Does the partition keep redundancy (another active copy besides the promoted one)
+  // while this node is rebuilt? A master needs two active slaves (one takes over, one
+  // remains); a slave needs another active slave.
+  bool safely_reconstructable(const NodeInfo& n) const;
+
+private:
+  std::vector<NodeInfo> nodes_;
+  std::unordered_map<std::string, size_t> by_key_;            // key -> its first place in nodes_
+  std::unordered_map<int, std::vector<size_t>> by_partition_; // partition -> its nodes, in order
+  int partition_count_ = 0;
+};
+
+// The masters to ask for the lag of the slaves among `shown` (each once, in order).
+inline std::vector<Endpoint> lag_masters(const Cluster& cluster, const std::vector<NodeInfo>& shown);
+
+// Every slave of `cluster` whose master answered among `lags` (a gather_slave_lag() of the
+// masters), with its lag; a master that answered with no thread towards one of its slaves has
+// sent it nothing since it started: lag 0, no threads. Slaves whose master did not answer (or
+// was not asked) are left out.
+inline std::map<std::string, SlaveLag> lags_by_slave(const Cluster& cluster, const std::vector<LagResult>& lags);
+
+// The lag of one slave (lags_by_slave()); nullopt when its master did not answer.
+inline std::optional<SlaveLag> lag_of(const Cluster& cluster, const NodeInfo& slave, const std::vector<LagResult>& lags);
+
+// ---- 6b. Key hashing and partitions ------------------------------------------------------
+//
+// Which partition a key belongs to, computed exactly as flare 1.3.4 does (x86-64, zlib and
+// libhashkit), so that `verify` agrees with the servers bit for bit. Checked against values
+// produced by the upstream code itself: tests/data/keyhash_vectors.txt.
+
+enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
+
+// Names are matched exactly (case-sensitive), as the server does.
+inline bool parse_key_hash_algorithm(std::string_view name, KeyHashAlgorithm& out);
+
+inline const char* to_string(KeyHashAlgorithm alg);
+
+// The value the server feeds to the partition resolver.
+//  * The key is a C string there, so hashing stops at the first NUL byte.
+//  * Every algorithm's 32-bit result is taken as a signed int and negated
+//    when negative, so results are in [0, INT_MAX] ... except INT_MIN, whose
+//    negation wraps back to INT_MIN on the server (x86, gcc). We return
+//    INT_MIN unchanged so callers can reproduce what the server does next.
+inline int key_hash(std::string_view key, KeyHashAlgorithm alg);
+
+// The server's "modular" key resolver.
+//
+// The server keeps a table map[n][bucket] for every n below max_partitions:
+//   * rows n <= hint are plain modulo: map[n][b] = b % n;
+//   * row n > hint is derived from row n-1 by scanning buckets in order and
+//     counting, per old partition k, how many of its buckets were seen; each
+//     time that count is congruent to n-1 modulo n, the bucket moves to the
+//     new partition n-1, otherwise it stays at k. The counts restart for
+//     every row.
+// A key goes to map[partition_count][hash % virtual_buckets], with C++'s
+// truncating %, where partition_count is the number of partitions in use.
+//
+// Memory: the server holds all rows (1024 x 4096 ints = 16 MB by default).
+// A tool only ever asks about one or two partition counts, so we build just
+// the rows asked for, on first use, walking forward from the nearest cached
+// row (or from the plain-modulo row at hint) with two scratch rows. Building
+// a row costs O(n * virtual) steps (4M for n = 1023), and at most
+// kMaxCachedRows rows of virtual_buckets ints are kept.
+//
+// Where the server would crash or read outside its table, partition_of()
+// returns -1 instead:
+//   * hint < 1: the server dereferences the absent row 0 while building row 1
+//     (it crashes at startup unless max_partitions is 1);
+//   * virtual_buckets <= 0: 0 divides by zero in resolve(), < 0 fails to
+//     allocate; max_partitions <= 0: no table at all;
+//   * partition_count == 0: row 0 is never allocated (null pointer);
+//   * partition_count < 0 or >= max_partitions: index outside the table;
+//     note that count == max_partitions is already outside (rows 0..max-1);
+//   * hash % virtual_buckets < 0, i.e. a negative hash (only INT_MIN comes
+//     out of key_hash) when virtual_buckets does not divide 2^31: the server
+//     reads before the start of its row. With a power-of-two virtual size
+//     INT_MIN lands in bucket 0, exactly as on the server.
+// Not thread-safe: partition_of() fills a cache.
+class ModularResolver {
+public:
+  static constexpr std::size_t kMaxCachedRows = 8;
+
+  explicit ModularResolver(int max_partitions = 1024, int hint = 1, int virtual_buckets = 4096);
+
+  int max_partitions() const { return max_; }
+  int hint() const { return hint_; }
+  int virtual_buckets() const { return virtual_; }
+
+  // Whether the server could build its table with these settings.
+  bool valid() const { return max_ > 0 && hint_ >= 1 && virtual_ > 0; }
+
+  // Bucket for a hash, or -1 where the server would index out of bounds.
+  int bucket_of(int hash) const;
+
+  int partition_of(int hash, int partition_count) const;
+
+  // Whole row for a partition count (1 <= n < max_partitions, valid()).
+  // The reference stays valid only until the next call (rows are evicted).
+  // Outside that range the server has no row; we hand back an empty one.
+  const std::vector<int>& row(int n) const;
+
+private:
+  int max_;
+  int hint_;
+  int virtual_;
+  mutable std::map<int, std::vector<int>> rows_;
+};
+
+// ---- 6c. Node map versions
+// flarei numbers every map it makes (`node_map_version` in `stats` of the index and of every node)
+// and pushes each new map to the nodes; a node ignores a map older than its own (flare 1.3.4
+// src/lib/cluster.cc reconstruct_node: "ignored: the current node_map_version (27) is newer than
+// (8)"). So an index restarted from an older flare.xml answers OK to every change while no node
+// routes by it (tests/data/flare-protocol.md, "Hard states").
+struct MapVersions {
+  long long index = -1;                                 // the index's node_map_version; -1 unknown
+  std::vector<std::pair<std::string, long long>> nodes; // each node that answered, in the order given
+
+  // The nodes holding a newer map than the index (they ignore the index's changes).
+  std::vector<std::pair<std::string, long long>> newer() const;
+  // The highest version a node holds (-1 when none answered), and that node.
+  long long highest() const;
+  std::string highest_node() const;
+};
+
+// The versions of the index (`stats` node_map_version of the index, -1 unknown) and of every node
+// whose `stats` answered with one (a gather_stats result; failed nodes are left out).
+inline MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results);
+
+// map_versions() made sure of: when a node seems to hold a newer map than the index, the index's
+// version is read again (`index_version_now`, -1 unknown) and v.index becomes it when higher. The
+// index's version is read before the nodes' (one after another, or while a gather waits on a slow
+// node), and a change made in between (another command, the index's monitor setting a node down)
+// bumps it and makes a node look ahead when it is not. A node that is ahead of the index read
+// after it is truly ahead. An Error from `index_version_now` leaves v as it was.
+inline MapVersions settle_map_versions(MapVersions v, const std::function<long long()>& index_version_now);
+
+// One sentence for when nodes hold a newer map than the index ("" when none does), and one that
+// says how to get out (give flarei a version above the nodes'), e.g.
+// "the nodes hold a newer node map than the index (index node_map_version 7; 127.0.0.1:23121 holds 27,
+// and 2 more nodes): they ignore every change the index makes."
+inline std::string map_version_warning(const MapVersions& v);
+inline std::string map_version_way_out(const MapVersions&);
+
+// ---- one reading of a cluster: the index's map, its version, and the nodes' ----
+
+// `asked` first, in order, then every other node of the map that is not down: the nodes whose
+// `stats` a reading needs (their node_map_version is compared with the index's). One gather for
+// both, so that a wedged node costs one timeout, not two.
+inline std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& c);
+
+// What `list`, `stats`, `summary` and `index` read: the index's node_map_version, then its map,
+// then every node's `stats` (and, with `lags`, the lag of the shown slaves from their masters,
+// `stats threads slave`) in one gather, then the index's version again. When the two versions
+// differ (a change landed meanwhile: another admin, the index's monitor), it is read again, up to
+// `tries` times; `stable` says whether the last try's versions agreed. Read the other way round
+// (the map before the version) a change between them gave the old map under the new version
+// (`index` wrote it; seen under load).
+struct ClusterReading {
+  Cluster cluster;
+  long long node_map_version = -1; // the index's, read before the map (-1 not reported)
+  long long version_after = -1;    // the index's, read again after the nodes (== node_map_version: stable)
+  std::vector<NodeInfo> shown;     // the nodes `shown` chose, in its order
+  std::vector<StatsResult> stats;  // shown's first (stats[i] is shown[i]'s), then the other nodes not down
+  std::vector<LagResult> lags;     // with `lags`: the shown slaves' masters' answers
+  MapVersions versions;            // the index's against the nodes' (settled: settle_map_versions)
+  bool stable = false;             // the index's version was the same before the map and after the nodes
+};
+using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
+
+// Throws NetworkError when the index does not answer (the nodes' failures are in `stats`),
+// Interrupted when hooks.cancel says so. timeout_ms bounds each gather and each index request.
+inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
+                                   const GatherHooks& hooks = {}, int tries = 1);
+
+// "" when no node holds a newer map than the index; else the warning and the way out, one line.
+inline std::string map_version_problem(const MapVersions& v);
+
+// The map the index's flare.xml is to hold (flare-admin index), and its version. Normally the
+// index's own. When nodes hold a newer map than the index (an index restarted from an old
+// flare.xml), the index's map is not the one the cluster routes by, and may list other roles and
+// partitions: written back with a higher version, it would make the nodes take it (a partition
+// gone, its keys served from stale copies; seen on a real flare 1.3.4). The map written is then
+// the one the nodes holding the newest version answer to `stats nodes` (a flared's own copy of
+// the map: tests/data/transcripts/node_stats.txt), and every one of them asked must agree.
+struct IndexMapChoice {
+  Cluster cluster;                      // the map to write
+  long long version = -1;               // its node_map_version
+  std::string from;                     // "" the index's map; else the node it was read from
+  size_t agreeing = 0;                  // nodes at that version whose maps were read (all the same)
+  std::vector<std::string> differences; // how the index's map differs from it, one line a node
+};
+
+// Where two maps differ, one line a node ("KEY: the index's map: ROLE STATE partition P balance B
+// thread_type T; the nodes': ..."), in `theirs`' order, then the nodes only `ours` lists.
+inline std::vector<std::string> node_map_differences(const Cluster& ours, const Cluster& theirs);
+
+// choose_index_map: `index_map` and `v` as read from the index and the nodes (settled). Asks the
+// nodes at the newest version for `stats nodes`, all at once (one `timeout_ms`), when any holds a
+// newer map than the index. Throws Error when none of them answers, or when they answer different
+// maps (then no map is known to be the cluster's).
+inline IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersions& v, int timeout_ms);
+
+// The map flare.xml is to hold when the index lost its own (flarei restarted on an empty data
+// dir: node_map_version 0, no node listed, while the nodes keep serving by the map they hold;
+// seen on a real flare 1.3.4): the map `node` holds (flared answers `stats nodes` with its own
+// copy, and `stats` with its node_map_version), then, as choose_index_map() does, the newest map
+// the nodes it lists agree on. `from` names the node read. Throws NetworkError when `node` does
+// not answer, ProtocolError when it answers no map, ServerError when the newest maps differ.
+inline IndexMapChoice map_from_node(const Endpoint& node, int timeout_ms);
+
+// ---- 7. Operations and waiting ----------------------------------------------------------
+
+// How an operation talks to its user. The CLI wires these to the terminal; a program using
+// the library may wire them to anything (all optional except `ask` for interactive use).
+struct OperationIO {
+  std::function<void(const std::string&)> say;      // a table or a step of the change (stdout in flare-admin)
+  std::function<void(const std::string&)> warn;     // an error, refusal, warning or note (stderr)
+  std::function<void(const std::string&)> progress; // a construction progress line, once a second
+  // Shows `prompt` and returns the answer line, or nullopt at end of input (which means "no").
+  std::function<std::optional<std::string>(const std::string& prompt)> ask;
+  std::function<bool()> interrupted; // true once the user asked to stop (Ctrl-C)
+};
+
+// `text` with "-i HOST:PORT" after each "flare-admin SUB" of a subcommand that asks an index,
+// unless one is named there already: a command the tool advises then goes to the index it was run
+// against, not to whatever FLARE_INDEX_SERVER (or the default 127.0.0.1:12120) says in the shell
+// or cron job that runs it (seen: advice followed as printed went to another index). Throws nothing.
+inline std::string with_index_option(const std::string& text, const Endpoint& index);
+
+struct OperationOptions {
+  bool force = false;         // answer every question "yes" (the refusals still hold)
+  bool dry_run = false;       // send nothing that changes state; say what would be sent
+  int retry = 10;             // attempts of a refused `node role` (the node may not be ready yet)
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // a construction without progress for this long fails
+  int poll_interval_ms = 1000;
+  bool unsafe = false;        // reconstruct without redundancy; fail a master over before its slaves caught up
+  bool activate = false;      // master: move a `ready` master on to `active`
+  bool without_clean = false; // master/slave: skip flush_all
+  bool discard_items = false; // master/slave: flush a proxy that holds items (refused without it)
+  std::string balance_record; // BalanceRecord's file ("" = none): the balance a cut-short run was to give
+};
+
+// How an operation ended, worst first when several nodes were handled.
+enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
+
+inline Outcome worse(Outcome a, Outcome b);
+
+// What a construction wait sees each second.
+struct ConstructionProgress {
+  std::string role, state;
+  long long items = 0;        // slave: its curr_items; master: its own curr_items
+  long long master_items = 0; // slave waits only
+  bool master_total_is_bound = false; // slave waits: the cluster has more than one partition, so the
+                              // master may keep stale copies of keys that moved to a later partition
+                              // (normal after a partition was added), which the copy skips:
+                              // master_items is at most what will be copied, not the total
+  double elapsed = 0;
+  bool copying = false;       // items and state flat, but the node shows its copy running (copy_running)
+  std::string index_error;    // why the index did not answer this look ("" when it did): role and state are the last seen
+  std::string node_error;     // why the node did not answer ("" when it did): items are the last seen
+  std::string source;         // slave waits: the partition's master asked this look ("" when none listed)
+  std::string source_error;   // why that master did not answer ("" when it did): master_items are the last seen
+  std::string blocked_on;     // master waits, nothing moving: the source a reconstruction thread of the node still
+                              // reads though it does not answer or serve it (copy_blocked_on; "" when none)
+};
+
+inline std::string eta_text(const ConstructionProgress& p);
+
+// "20000/20000 (role = slave, state = active) [ETA: 0 sec (elapsed = 1 sec)]"; with more than one
+// partition "15000/30000 at most (...) [ETA: n/a ...]": the copy takes only the partition's keys
+// and the master's count may include other partitions' stale copies (seen on a real flare 1.3.4
+// after a partition was added: the copy ended at 15,000 of the master's 30,000).
+inline std::string format_slave_progress(const ConstructionProgress& p);
+
+// "0 (role = master, state = active) [ETA: n/a sec (elapsed = 0 sec)]"
+inline std::string format_master_progress(const ConstructionProgress& p);
+
+// The end of a wait that did not reach its goal.
+enum class WaitEnd { reached, interrupted };
+
+// A construction wait that stopped short of its goal (an Error: its what() is one line).
+// `why`: stalled (neither items, state nor a running copy moved for --timeout, or the node did not
+// answer that long), index_unreachable (the index did not answer for --timeout; the copy may go
+// on), lost (the node left the role being built, e.g. it fell back to proxy). `last`: the last look.
+class ConstructionStopped : public Error {
+public:
+  enum class Why { stalled, index_unreachable, lost };
+  ConstructionStopped(const std::string& what, Why why_, ConstructionProgress last_);
+  Why why;
+  ConstructionProgress last;
+};
+
+// Whether `node` shows a copy running from one of `sources`: one of its threads runs `dump` with
+// that source as its peer (flared's reconstruction thread: type 3, op dump, peer = the source's
+// host:port), and the source answers and shows a `dump` thread of its own. On a real flare 1.3.4
+// with reconstruction-bwlimit 4096, a 64 MiB value arrives at once and then for 16 s the item
+// count is flat while both threads are there; a construction that failed shows neither.
+// Returns that source's key, or "" (no such threads, or a node did not answer within timeout_ms:
+// a source that stopped answering is not serving a copy). Never throws an Error.
+inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms,
+                                const TraceFn& trace = nullptr);
+
+// The source `node`'s copy is blocked on: the peer of one of its reconstruction threads (op dump)
+// that does not answer within timeout_ms or shows no dump of its own. On a real flare 1.3.4 a
+// source SIGSTOPped mid-copy, and failed over by the index, leaves the new master's thread reading
+// it: no longer a master, so copy_running() does not ask it; the copy goes on after SIGCONT.
+// Returns "" when there is none (or `node` does not answer). Never throws an Error.
+inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace = nullptr);
+
+// Waits until `node` is `slave active`, once per poll interval reading the index's `stats nodes`,
+// both nodes' `stats` and, while those stand still, both nodes' `stats threads` (copy_running);
+// reports "ITEMS/MASTER_ITEMS (role = R, state = S) [ETA...]". Rides out an index that does not
+// answer for less than opt.timeout_ms. Throws ConstructionStopped (see construction_wait).
+inline WaitEnd wait_for_slave_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
+                                     const OperationIO& io, ConstructionProgress& last);
+
+// Waits until `node` is a `master` in state `ready` or `active` (its copies come from the masters
+// of the partitions before it). As wait_for_slave_active otherwise.
+inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
+                                     const OperationIO& io, ConstructionProgress& last);
+
+// After `node state down`, a live node comes back as `proxy active` once the index's monitor
+// sees it again (about a second on a real cluster). Waits for that instead of sleeping blindly,
+// up to opt.timeout_ms, polling every 200 ms; an index that does not answer meanwhile (a flarei
+// killed and restarted) is asked again for up to opt.timeout_ms (see detail::ride_out_index).
+// Throws Error when the node leaves the map or does not come back; NetworkError when the index
+// is gone for longer.
+inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
+                                     const OperationIO& io);
+
+// Sends `node role` until the index accepts it, at most `opt.retry` times, waiting 1, 2, 3...
+// seconds in between (a node just set down must first come back as a proxy). Returns the
+// last refusal, or "OK".
+inline std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role, int balance,
+                                       int partition, const OperationOptions& opt, const OperationIO& io);
+
+inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode); // (7b)
+
+// The balance a slave construction is to give its node once it is slave active. flarei 1.3.4 makes
+// a new slave of a serving partition balance 0 whatever it is given (src/lib/cluster.cc
+// set_node_role), so the index's map holds the figure nowhere; a run cut short (Ctrl-C, kill, an
+// index lost) would leave the next run only a placeholder. Kept in a small private file (0600,
+// its folder 0700, written whole through a temporary), one line per node:
+// "INDEX NODE PARTITION BALANCE UNIX_TIME". An empty path keeps nothing. find() never throws;
+// keep() and forget() throw Error when the file cannot be written.
+struct PendingBalance {
+  std::string index, node; // HOST:PORT each
+  int partition = -1, balance = 0;
+  long long since = 0; // unix seconds when it was kept
+};
+
+class BalanceRecord {
+public:
+  explicit BalanceRecord(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  std::optional<PendingBalance> find(const std::string& index, const std::string& node) const;
+  void keep(const PendingBalance& b);
+  void forget(const std::string& index, const std::string& node);
+
+private:
+  static constexpr size_t kMaxBytes = 1 << 20; // a bound on what is read back
+  std::vector<PendingBalance> read() const;
+  void write(const std::vector<PendingBalance>& all) const;
+  std::string path_;
+};
+
+// Questions: "y" (any case) is yes; anything else, or end of input, is no.
+// An answer of yes: "y" or "yes" in any case, blanks around it ignored (0.7.3 took "y"; an
+// operator types "yes" too). Anything else is no.
+inline bool is_yes(std::string a);
+
+inline bool confirm(const OperationIO& io, const std::string& prompt);
+
+// The cancellation rule of a command that changes the cluster (ClusterAdmin's): once
+// `interrupted` says so, no changing request goes out (ServerClient::request_change throws
+// Interrupted); until the first one has gone, a wait on the index ends at once too (Interrupted:
+// nothing was changed); after it, a wait goes on to where the change can be said (a change half
+// made is finished or its state said: ClusterAdmin's interrupted messages). Returns the log of
+// the changes sent, shared by `index` and the clients the commands make from it.
+inline std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const CancelFn& interrupted);
+
+// What an interruption (Interrupted's `what`) left, one line: "interrupted: nothing was changed."
+// (naming the request not sent, when `what` does), or `what` and every request sent before it,
+// with the command that shows where the cluster is.
+inline std::string interruption_text(const ChangeLog& log, const std::string& what, const Endpoint& index);
+
+// ---- 7a. Layouts: the cluster an operator declares, and the plan that gets there (apply) ----
+//
+// A layout is what `flare-admin list` prints: one node a line, "node partition role state
+// balance" (the state column is read and ignored; "-" is a proxy's partition), `#` comments and
+// blank lines allowed, the header line optional. plan_layout() turns the cluster as the index
+// lists it and a layout into the ordered steps that make the one the other, the refusals (a
+// layout it will not carry out, with the reason and the way out) and the warnings; it reads
+// nothing and sends nothing, so that a dry run and a real run follow the same plan.
+// The order keeps every partition's copies: new masters and slaves are built first, a planned
+// failover (a master swapped for its slave) next, nodes taken out of a partition after that, and
+// balances last. A failover goes to the slave flare 1.3.4 promotes (src/lib/cluster.cc,
+// cluster::down_node: the active slave of the highest balance, the first by node key on a tie).
+
+struct LayoutNode {
+  std::string node;   // HOST:PORT as the index lists it
+  std::string role;   // master, slave or proxy
+  int partition = -1; // -1 for a proxy
+  int balance = 0;
+  int line = 0;       // where it was read, for messages
+};
+
+struct Layout {
+  std::vector<LayoutNode> nodes;
+  const LayoutNode* find(const std::string& node) const;
+};
+
+// One step of a plan: what it does to which node, and the flare-admin commands an operator would
+// type for it (run one after another). The executor (ClusterAdmin::apply) runs each step through
+// the same command code, with that command's own checks and waits.
+struct PlanStep {
+  enum class Kind {
+    master,   // a proxy becomes the master of a new partition, and is activated
+    slave,    // a proxy becomes a slave, is copied to, then gets its balance
+    failover, // a partition's master is set down: the slave flare promotes takes over
+    release,  // a slave (or a master a failover replaced) is set down: it comes back a proxy
+    balance,  // a master's or slave's balance changes
+    remove    // a down proxy leaves the map (--prune)
+  };
+  Kind kind = Kind::balance;
+  std::string node;        // HOST:PORT
+  int partition = -1;      // the partition it concerns (the new one for master and slave)
+  int balance = 0;         // the balance it ends with (master, slave, balance)
+  bool discard = false;    // a slave/master built from a node this plan released: its items go
+  bool resume = false;     // master and slave: the node's copy is under way (a run cut short): waited for
+  std::string source;      // master and slave: the node the copy comes from; failover: the new master
+  long long items = -1;    // master and slave: the items the copy reads (-1 not known; annotate_plan)
+  bool items_bound = false; // a part of them only: several partitions (stale keys are not copied)
+  long long held = -1;      // master and slave: the items the node holds now, which its flush deletes (-1 not known)
+  std::string what;        // one line, for the plan
+  std::vector<std::string> commands; // the equivalent flare-admin commands
+  // The changing requests the step sends, in order (its command's own requests: `-n` of that
+  // command names the same), and what it waits for after each.
+  struct Request {
+    // cppcheck-suppress unusedStructMember
+    std::string to;   // "" the index, else the node's HOST:PORT
+    // cppcheck-suppress unusedStructMember
+    std::string line; // e.g. "node role 127.0.0.1 12121 slave 0 0", "flush_all"
+    // cppcheck-suppress unusedStructMember
+    std::string then; // what the step waits for after it ("" nothing)
+  };
+  std::vector<Request> requests;
+  std::string waits_first; // what the step waits for before its first request ("" nothing)
+};
+
+struct LayoutPlan {
+  std::vector<PlanStep> steps;
+  std::vector<std::string> refusals;      // each a reason and the way out; any: nothing is to be done
+  std::vector<std::string> warnings;      // said with the plan, before the question
+  std::vector<std::string> not_in_layout; // "HOST:PORT (role state)": left as they are
+  bool converged() const { return steps.empty() && refusals.empty(); }
+};
+
+struct LayoutOptions {
+  bool prune = false; // nodes the layout leaves out are released (a master or slave) or removed (a down proxy)
+};
+
+// Throws InputError("line N: ...") for a line that is not a node of a layout, a node listed
+// twice, a role not master/slave/proxy, a master or slave without a partition, a proxy with one,
+// a balance below 0 or a partition above kMaxPartition.
+inline Layout parse_layout(std::string_view text);
+
+// The steps that take the cluster `c` (the index's map) to layout `l`, or the refusals that stop
+// it; pure: it reads and sends nothing. Items are not known here (-1): annotate_plan() adds them.
+inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o = {});
+
+// What each copy of the plan reads and each flush deletes, from the nodes' `stats` curr_items
+// (`items` by node key; a node missing from it is not known): a slave's copy, its master's items;
+// a new partition's master, a part of every active master's (`masters`); a node a step builds, the
+// items it holds now (flushed first).
+inline void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items,
+                          const std::vector<std::string>& masters);
+
+// plan_layout for the cluster as it is now: what apply runs, `apply -n` shows and `--plan-out`
+// saves. It adds the items each copy reads and each flush deletes (annotate_plan, from the
+// `stats` of every node that is not down, one gather bounded by timeout_ms), and leaves out the
+// removal of a down proxy whose flared answers `ping`: set down a moment ago, the index brings it
+// back as a proxy, and removed now it would be left out of the map while it runs (seen on a real
+// flare 1.3.4 after --prune); it is listed in not_in_layout instead. Throws Interrupted when
+// hooks.cancel says so.
+inline LayoutPlan plan_layout_live(const Cluster& c, const Layout& l, const LayoutOptions& o, int timeout_ms,
+                                   const GatherHooks& hooks = {});
+
+// The plan as `apply` shows it before its question: numbered steps, each with its commands; with
+// `requests` (`apply -n`, a saved plan), each step's requests too, and what it waits for.
+inline std::string format_layout_plan(const LayoutPlan& plan, bool requests = false);
+
+// Where the cluster differs from the layout, a line a node ("" none): a node not in the map, or
+// not in the role, partition, balance or state (active) the layout gives it; with `prune`, also a
+// master or slave, or a down proxy, the layout leaves out. `apply --diff` and `check --layout`.
+inline std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o = {});
+
+// A layout as `list` prints it (the state column says what the layout asks for: active).
+inline std::string format_layout(const Layout& l);
+
+// A plan kept for later (`apply -n --plan-out FILE`, then `apply --plan FILE`): the index and the
+// node_map_version it was made from, --prune, the steps (comments, for the reader) and the
+// layout. A run of it is refused when the index's map moved since (ClusterAdmin::apply's made_from).
+struct SavedPlan {
+  std::string index;             // HOST:PORT
+  long long node_map_version = -1;
+  bool prune = false;
+  Layout layout;
+};
+
+inline constexpr const char* kSavedPlanFirstLine = "# flare-admin-plan 1";
+
+inline std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan);
+
+// Throws InputError when the text is not a saved plan (its first line, index, version) or its
+// layout does not parse (parse_layout's errors).
+inline SavedPlan parse_saved_plan(std::string_view text);
+
+// Reads a layout or saved plan file (at most 16 MiB; "-" is standard input). Throws Error.
+inline std::string read_layout_text(const std::string& path);
+
+// The index's map and node_map_version read as one (the version read before and after the map
+// agree; three moves in a row throw Error), for a plan or a diff made outside ClusterAdmin.
+struct IndexReading {
+  Cluster cluster;
+  long long node_map_version = -1;
+};
+inline IndexReading read_index_map(IndexClient& index);
+
+// ---- one node's part of a change, decided from the map alone ----
+// The rules of `balance` and `remove` as pure functions (what ClusterAdmin then shows, asks, sends
+// and waits for): unit-tested without a process or a fake (tests/test_layout.cpp).
+struct NodeDecision {
+  enum class Kind {
+    send,    // ask, then send `request` (or, for slave, build the node)
+    resume,  // the node is already (being) made what was asked: carry on from where it is
+    skip,    // nothing to do (said: `message`), not a failure
+    refuse,  // not done (`message`): a failure
+    unknown  // the node is not in the map (`message`): the command stops
+  };
+  Kind kind = Kind::refuse;
+  std::string message; // skip, refuse, unknown: one line
+  std::string advice;  // refuse: a second line, the way on ("" none); send: a warning said first
+  std::string request; // send: the request to the index
+  std::string prompt;  // send: 0.7.3's question
+};
+
+// Why a balance of `bal` on `n` leaves its partition no node to read from (a master at 0 with
+// no active slave of balance above 0), or nothing.
+inline std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal);
+
+// `balance HOST:PORT:BALANCE` for one node: a proxy is refused (flarei answers OK to a proxy's
+// balance and changes nothing), the same balance is skipped, a slave still copying is refused
+// with the way on (flarei refuses it), a 0 that leaves its partition no node to read from is
+// refused unless `unsafe`.
+inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe);
+
+// `slave HOST:PORT:BALANCE[:PARTITION]` for one node, from the map: a slave of that partition
+// already (a run cut short) is carried on; a node that is not a proxy, a proxy that is down (its
+// flared not running, or not seen back yet), or a partition with no master to copy from is
+// refused, with the way on. (What the node holds, flushed first, is asked by the executor.)
+inline NodeDecision decide_slave(const Cluster& c, const NodeArg& a);
+
+// `master HOST:PORT:BALANCE:PARTITION` for one node, from the map: a master of that partition
+// already (a run cut short) is carried on; a partition that has a live master, a node that is not
+// a proxy, or a partition that cannot be made yet (the next new one is partition_count(), after a
+// ready one is activated) is refused. A partition whose master is down holds its only copy there:
+// replacing it is refused unless `unsafe`, and then said. (Whether the older partitions' masters,
+// the copy's sources, answer, and what the node holds, are asked by the executor.)
+inline NodeDecision decide_master(const Cluster& c, const NodeArg& a, bool unsafe);
+
+// `remove HOST:PORT` for one node, from the map: the index removes a down proxy, and a down
+// master whose partition another master took over; it keeps a down master that holds its
+// partition's only copy. (Whether a down proxy's flared still answers is asked by the executor:
+// removed while it runs, it would stay out of the map.)
+inline NodeDecision decide_remove(const Cluster& c, const NodeArg& a);
+
+// `down HOST:PORT` for one node, from the map: a node already down is skipped. An active master
+// set down is failed over by the index to its partition's best active slave (the executor first
+// asks those slaves, and waits for their lag to drain: takeover_check, drain_check); the last
+// active slave of a partition goes down with a warning (`advice`: no redundancy until a slave is
+// built). (src/lib/cluster.cc set_node_state, down_node.)
+inline NodeDecision decide_down(const Cluster& c, const NodeArg& a);
+
+// `activate HOST:PORT` for one node, from the map: a node already active is skipped; a master or
+// slave still copying (prepare) is waited for (resume), not activated: flarei refuses to activate
+// a new partition's master in prepare, and activates a slave in prepare at once, its copy
+// unfinished, so that it would serve reads it does not hold (both seen on a real flare 1.3.4);
+// such a slave becomes active by itself when its copy is done. (Whether the node's flared
+// answers, without which the index's monitor sets it down again, is asked by the executor.)
+inline NodeDecision decide_activate(const Cluster& c, const NodeArg& a);
+
+// Why `reconstruct` cannot rebuild `n`, and the one command that finishes the job from there.
+// `kept`: the balance an earlier, cut-short run was to give it (BalanceRecord), if any.
+inline std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, const std::optional<PendingBalance>& kept);
+
+// `reconstruct HOST:PORT` for one node, from the map: a slave still copying (an earlier rebuild
+// cut short) is waited for (resume); a node that cannot be rebuilt without losing its
+// partition's only serving copy is refused with the way out (`kept`: see reconstruct_way_out);
+// one whose partition would be left with no other serving copy while it is rebuilt is refused
+// unless `unsafe` (then `advice` says so). The first request is the node's down; the executor
+// then waits for it to come back as a proxy, flushes it and builds it as a slave.
+inline NodeDecision decide_reconstruct(const Cluster& c, const NodeArg& a, bool unsafe,
+                                       const std::optional<PendingBalance>& kept = std::nullopt);
+
+// `part HOST:PORT:BALANCE:PARTITION ...`: the first node named for each partition becomes its
+// master (activated), the others its slaves, in the order given. Pure.
+struct PartPlan {
+  std::vector<NodeArg> masters, slaves;
+};
+inline PartPlan plan_part(const std::vector<NodeArg>& args);
+
+// The one executor of every change flare-admin makes (ClusterAdmin is its facade): it reads the
+// map (riding out an index that stops answering for up to opt.timeout_ms), runs a command's
+// decisions node by node (each_node: the checks that need the network, the question, the
+// requests, the waits, the report), sends every changing request through one path (a dry run
+// says it instead, as "dry run: would send 'REQUEST' to TARGET"), waits until the nodes route
+// by the index's new map before it calls a change done, and says on a failure, a fault or
+// Ctrl-C where the node is and the command that finishes the job. Throws NetworkError when the
+// index is gone for longer than opt.timeout_ms, Interrupted before the first change at Ctrl-C.
+class ChangeExecutor {
+public:
+  ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io);
+
+  // Before the first change: the index must be a flarei (IndexClient::require_index, throws
+  // NotAnIndexError), and no node may hold a newer map than the index (they would ignore every
+  // change: see MapVersions). Says why and how to get out, and returns Outcome::failed, when a node
+  // does; std::nullopt when the command may go on. Runs once per ClusterAdmin (every public
+  // command calls it first); it also records which nodes answered, those whose map
+  // in_effect() then waits for. Throws Error when the index cannot be read.
+  std::optional<Outcome> preflight();
+
+  // A per-node command: each_node with `act` one of the *_node methods below, then the nodes
+  // named as the map lists them now (not after Ctrl-C, nor when the command stopped short).
+  template <typename Decide>
+  Outcome run(const std::vector<NodeArg>& args, Decide decide,
+              Outcome (ChangeExecutor::*act)(const Cluster&, const NodeInfo&, const NodeArg&, const NodeDecision&));
+  bool stopped() const { return stopped_; }
+  bool interrupted() const { return io_.interrupted && io_.interrupted(); } // Ctrl-C: nothing more is said or asked
+  OperationOptions& options() { return opt_; }
+  void show_nodes(const std::vector<NodeInfo>& nodes);
+
+  // A line for the operator (stdout in flare-admin): tables and the step-by-step lines 0.7.3 printed.
+  void say(const std::string& s);
+  // An error, refusal, warning or note (stderr in flare-admin); `say` is for tables and the
+  // step-by-step lines 0.7.3 printed (stdout).
+  void complain(const std::string& s);
+  // The index's map. An index that does not answer (a flarei killed and restarted, or silent) is
+  // asked again for up to --timeout (detail::ride_out_index); past that, the NetworkError names
+  // where the node being changed was last seen and the command that finishes its job.
+  Cluster cluster();
+  // The nodes named, as the index lists them now; nothing when the index does not answer (a
+  // wait that gave up on it has said so, and where the node was).
+  void print_table(const std::vector<NodeArg>& args);
+  // The balance a construction cut short was to give `ep` (of partition `part`; -1 any), if kept.
+  std::optional<PendingBalance> kept_balance(const Endpoint& ep, int part = -1) const;
+
+  // ---- the executor: one loop for every per-node command ----
+  // For each argument, in order: the map read again (as a dry run would have left it:
+  // as_planned), the command's pure decision (decide_*), then: `unknown` stops the command
+  // (failed, nothing more asked or shown: stopped_), `refuse` fails the node (its message and
+  // way on said) and goes on, `skip` says why and goes on, `send` and `resume` run `act` (the
+  // checks that need the network, the question, the requests, the waits, the report). Ctrl-C
+  // (an `act` that returns interrupted) stops at once; an `act` that sets stopped_ (a `q`
+  // answer) stops after it. Returns the worst outcome.
+  template <typename Decide, typename Act>
+  Outcome each_node(const std::vector<NodeArg>& args, Decide decide, Act act);
+
+  // The dry run of finish_slave(n, -1): the wait for a slave still copying, then, as the real run
+  // does, the balance a run cut short kept for it (BalanceRecord), when it has not that one yet.
+  Outcome dry_finish_slave(const NodeInfo& n, const std::string& why);
+
+  // reconstruct's per-node question (0.7.3's): y, n, a (yes to this and every node after it),
+  // q (quit: this node and those after it left as they are), h (help, asked again).
+  enum class Answer { yes, no, quit };
+  Answer ask_each(const std::string& prompt);
+
+  // `down` or `activate` of one node the decision says to send (decide_down, decide_activate):
+  // a node to activate must answer (flarei answers OK, and its monitor sets a dead node down
+  // again: it would look done); an active master set down is a failover, whose slaves are asked
+  // before the question and again after it (the answer may come long after), and whose lag is
+  // drained first (takeover_check, drain_check).
+  Outcome set_state(Cluster c, const NodeInfo& node, const NodeArg& a, const NodeDecision& d, const std::string& state);
+
+  // master's part for one node (decide_master said send or resume): a run again carries on
+  // (resume_master); else the older partitions' masters must answer (the copy's sources), what the
+  // node holds is flushed only when told, the question, then the construction (construct_master).
+  Outcome master_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d);
+
+  // slave's part for one node (decide_slave said send or resume): a run again carries on
+  // (resume_slave); else the flush is planned (flush_plan), the question, the construction.
+  Outcome slave_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d);
+
+  // balance's part for one node (decide_balance said send): the question, `node role`, the wait
+  // for the nodes to route by the new map.
+  Outcome balance_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d);
+
+  // activate's part for one node (decide_activate said send or resume): a node still copying is
+  // waited for (a master then activated: set_state), else set_state.
+  Outcome activate_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d);
+
+  // remove's part for one node (decide_remove said send): a down proxy whose flared answers is
+  // refused (removed, it would stay out of the map while it runs), the question, `node remove`.
+  Outcome remove_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d);
+
+  // reconstruct's part for one node (decide_reconstruct said send or resume): a slave still
+  // copying is waited for; else 0.7.3's y/n/a/q question, then reconstruct_one.
+  Outcome reconstruct_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d);
+
+  // down's part for one node (decide_down said send): set_state, a failover for an active master.
+  Outcome down_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d);
+
+  // apply's run (ClusterAdmin::apply, after preflight): the map and its version read as one, the
+  // plan (planned_layout: plan_layout with the items each copy reads), shown, asked once, then
+  // each step run by `run_step` (the command it names), the map read again before each
+  // (step_moved) and at the end. See ClusterAdmin::apply.
+  Outcome run_layout(const Layout& layout, const LayoutOptions& lo, long long made_from,
+                     const std::function<Outcome(const PlanStep&)>& run_step);
+
+private:
+  bool stopped_ = false; // each_node stopped short: the command shows no table
+
+  // The node a command is changing, and the command that carries its job on from wherever the
+  // node is: said when the index is lost for good in the middle of the job.
+  struct Job {
+    // cppcheck-suppress unusedStructMember
+    Endpoint node;
+    // cppcheck-suppress unusedStructMember
+    std::string again;
+    // cppcheck-suppress unusedStructMember
+    std::string if_taken; // the way on instead when the request in doubt was taken ("" = the same)
+  };
+  std::optional<Job> job_;
+  std::optional<NodeInfo> job_seen_; // the node as the index last listed it
+  std::string in_doubt_;             // a changing request whose answer never came, while its fate is unknown
+  void working_on(const Endpoint& node, const std::string& again, const std::string& if_taken = std::string());
+  // Every line said names the index in the commands it advises (with_index_option).
+  static OperationIO advising(OperationIO io, const Endpoint& index);
+
+  // The node as the index makes it on a change it has taken (src/lib/cluster.cc set_node_role,
+  // set_node_state), for a message if the index is lost before the map is read again.
+  void expect_seen(const Endpoint& ep, const std::string& role, const std::string& state, int part, int bal);
+  std::string lost_index_text(const std::string& why) const;
+  std::string lost_index_text_plain(const std::string& why) const;
+
+  // Sends a changing request to the index through `send`. When the index does not answer it (a
+  // flarei killed or restarted meanwhile), nobody knows whether it took the change: its map is
+  // read again (riding out the index, see cluster()), and the change counts as made when
+  // `applied` says so of the map; else it is sent again, until --timeout. Without `applied`,
+  // the NetworkError is thrown with where the job was left.
+  template <typename Send>
+  std::string send_to_index(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied);
+
+  // A change is done when the nodes route by it, not when the index answers OK. After an "OK",
+  // waits (up to --timeout) until every node that is not down in the index's map, and that
+  // answered preflight(), shows a node_map_version at least the index's new one. Returns "OK",
+  // or a sentence saying which nodes have not taken the change (their version, or why they did
+  // not answer); any other status (and every status in a dry run) is returned as it is. Ctrl-C
+  // while it waits returns kInterruptedTaken: the index has taken the change.
+  std::string in_effect(const std::string& status);
+
+  // The status of a change Ctrl-C stopped: "interrupted" (the index has not taken it: nothing was
+  // changed by it), or kInterruptedTaken (the index took it, and the nodes were still taking the
+  // new map: it is made).
+  static constexpr const char* kInterruptedTaken = "interrupted after the index took the change";
+  static bool interrupted_status(const std::string& st) { return st == "interrupted" || st == kInterruptedTaken; }
+  // Says where `ep` is and what the interrupted change `request` did. `again`: the command that
+  // does the job when the index did not take it; `finish`: the one that finishes it when it did
+  // ("" when nothing is left but for the nodes to take the index's new map).
+  Outcome interrupted_change(const Endpoint& ep, const std::string& st, const std::string& request, const std::string& again,
+                             const std::string& finish);
+  // Every read a change command makes beside its index client: Ctrl-C stops it, --debug shows it.
+  GatherHooks hooks() const { return GatherHooks{io_.interrupted, index_.trace()}; }
+
+  // --force, or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
+  // A dry run never asks: it shows every request the whole plan would send.
+  bool ask_yes(const std::string& prompt);
+  // A note on what is going on: part of the plan in a dry run (said), else beside the output (warn).
+  void note(const std::string& s);
+  static std::string trim_newline(std::string s);
+
+  // Sends a state-changing request, or with --dry-run says what it would have sent.
+  template <typename Send>
+  std::string change(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied = nullptr);
+  template <typename Send> std::string change_at(const Endpoint& to, const std::string& request, Send send);
+
+  // A question answered no. Not said when the answer was Ctrl-C: the interruption's own line
+  // ("interrupted: nothing was changed.") is then the one true message.
+  void declined(const std::string& key, const NodeInfo& n, const std::string& how);
+
+  // Before a proxy is made master or slave: flush_all empties it first. A proxy holding items
+  // may hold the only copy of a partition (an index that lost its map re-registers the nodes as
+  // proxies with their data: seen on a real flare 1.3.4, where `master --force` then emptied the
+  // node the others still routed partition 0 to). Refused, naming the count, unless
+  // discard_items; otherwise said in the plan and returned as the prompt's words ("" when the
+  // node is empty or nothing is flushed). std::nullopt: refused (said).
+  std::optional<std::string> flush_plan(const NodeInfo& n, const std::string& discard_again);
+
+  // `node role` until the index accepts it (set_role_with_retry), riding out an index that does
+  // not answer: the role counts as given once the map shows the node in it.
+  std::string send_role(const Endpoint& ep, const std::string& role, int bal, int part);
+
+  // send_role, and once the index took it the node is `ROLE prepare` (cluster::set_node_role; a
+  // master of partition 0 is active at once): from there the way on is `again`, the command
+  // that waits for its copy.
+  std::string given_role(const Endpoint& ep, const std::string& role, int bal, int part, const std::string& again);
+
+  std::string flush(const Endpoint& ep);
+
+  Outcome interrupted_at(const Endpoint& ep, const std::string& resume);
+  // The way on may depend on where the node is by now (a copy that ended meanwhile): `resume` is
+  // given the node as the index lists it (nullptr when unknown).
+  Outcome interrupted_at(const Endpoint& ep, const std::function<std::string(const NodeInfo*)>& resume);
+
+  Outcome construct_master(const NodeArg& a, const NodeInfo& before);
+
+  // `flare-admin slave|master ...` with --discard-items: the command again for a node whose copy was
+  // cut short (a proxy holding part of a copy is refused without it; see flush_plan).
+  static std::string with_discard(const std::string& cmd);
+
+  // The command that carries a new partition's master on to what `master` was asked (run again,
+  // it waits for the copy, activates with --activate, sets the balance).
+  std::string master_again(const NodeArg& a) const;
+
+  // Waits for a new partition's master to be ready, then (--activate) activates it and gives it
+  // the balance asked. Used by a first run and by a run again after an interruption.
+  Outcome finish_master(const NodeArg& a);
+
+  // Where a stopped master construction leaves the node, and the way out (stderr, exit 1).
+  Outcome master_stopped(const ConstructionStopped& e, const NodeArg& a);
+
+  Outcome construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean,
+                          const std::string& again, bool rebuild);
+
+  // Waits for a slave to be active, then gives it balance `bal` (after asking; a negative `bal`:
+  // not known, the node is left at its balance and the command to give one is said). `again`: the
+  // command that carries the job on from wherever the node is; `rebuild`: the node's own copy was
+  // flushed for this (reconstruct), so a stop leaves its partition a copy short.
+  Outcome finish_slave(const Endpoint& ep, int part, int bal, const std::string& again, bool rebuild);
+
+  // A slave of a partition without a master that is not down (the index failed the master over
+  // onto nothing, or it is down and preserved): refused (stderr, exit 1), since giving the slave a
+  // balance or waiting for its copy serves nothing until the partition has a master again.
+  // Returns nothing when the partition has one.
+  std::optional<Outcome> masterless_slave(const Cluster& c, const Endpoint& ep, int part, const std::string& again);
+
+  // Where a stopped slave construction leaves the node, and the one command that finishes the job
+  // (stderr, exit 1). A node that fell back to proxy while its partition's master does not answer:
+  // the master died, the copy with it.
+  Outcome slave_stopped(const ConstructionStopped& e, const Endpoint& ep, int part, const std::optional<Endpoint>& source,
+                        const std::string& again_asked, bool rebuild);
+
+  // Gives a master or slave balance `bal` (after asking), as `balance` does. The request is sent
+  // again if the index does not answer (a change of balance may be repeated), for up to --timeout.
+  Outcome give_balance(const NodeInfo& n, int bal);
+
+  // `master` run again on a node that is already this partition's master (an earlier run was
+  // interrupted, or its tool killed): waits for the copy, activates (--activate), sets the balance
+  // asked; exits 1 naming the way out when the node cannot get there. Never "done" short of it.
+  Outcome resume_master(const NodeArg& a, const NodeInfo& n);
+
+  // `slave` run again on a node that is already a slave of that partition: waits for its copy,
+  // then gives it the balance asked (after asking), as the first run would have.
+  Outcome resume_slave(const NodeInfo& n, int bal, const std::string& again);
+
+  bool answers_ping(const Endpoint& ep);
+
+  Outcome reconstruct_one(const NodeInfo& n);
+
+  // ---- before and around a failover (`down` or `reconstruct` of an active master) ----
+
+  // The slaves the index may promote when `m` goes down: its partition's active slaves with
+  // the highest balance (flarei 1.3.4's down_node takes the active slave of the highest
+  // balance, the first of them on a tie; the order of a tie is the index's own).
+  static std::vector<const NodeInfo*> active_slaves(const Cluster& c, const NodeInfo& m);
+  static std::vector<const NodeInfo*> takeover_candidates(const Cluster& c, const NodeInfo& m);
+
+  static std::string lag_text(const SlaveLag& l);
+
+  // The candidates' lag as `m` shows it; nullopt (and a warning) when `m` does not answer.
+  std::optional<std::vector<SlaveLag>> read_lags(const Cluster& c, const NodeInfo& m);
+
+  // Before the index fails `m` over: the slaves that would take over are asked directly (the
+  // index's map may still list a slave whose flared just died: flarei would promote it and the
+  // partition would have no working master), and their lag is shown (and in a dry run, what a
+  // real run would wait for). Returns a refusal, or nullopt to go on; `lags` gets the lag read.
+  std::set<std::string> said_; // notes said once, though a check runs again after the question
+
+  // Why a new master of partition `part` could not copy its keys now: an older partition whose
+  // master is not active in the map, or does not answer (the index lists a killed master active
+  // until its monitor notices), or nothing. Asks those masters for `stats`, at once.
+  std::optional<std::string> copy_source_problem(const Cluster& c, int part);
+
+  std::optional<Outcome> takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags);
+
+  // Waits, up to --timeout, until every active slave of `m` has received every write `m` has
+  // queued for it (a failover before that loses those writes). Refuses with the
+  // figures when they do not, unless --unsafe. Nothing to do in a dry run, or when the lag is
+  // unknown (`m` not answering).
+  std::optional<Outcome> drain_check(const Cluster& c, const NodeInfo& m, const std::optional<std::vector<SlaveLag>>& first);
+
+  // Both checks, for reconstruct (which asks its own question before).
+  std::optional<Outcome> failover_checks(const Cluster& c, const NodeInfo& m);
+
+  // `node state down` of an active master, and what came of it. flarei answers only once the
+  // promoted slave has taken the new map (cluster::down_node syncs it first): a slow or stopped
+  // new master makes that answer late, though the failover is done. When the answer does not
+  // come, the map says whether the change was made. Reports the partition's new master.
+  std::string down_master(const NodeInfo& m);
+
+  IndexClient& index_;
+  OperationOptions opt_;
+  OperationIO io_;
+  bool yes_to_all_ = false;
+  bool preflight_done_ = false;
+  std::vector<std::string> watched_; // nodes that answered preflight(): in_effect() waits for them
+  BalanceRecord balances_;           // the balance a slave construction is to give (a re-run finds it)
+
+  // ---- a dry run: the nodes as the real run would have left them ----
+  // A dry run changes nothing, so its later checks would read the map as it was: `part -n` of a
+  // new partition 0 and 1 refused partition 1 ("cannot be made now") where the real run builds
+  // both. The commands read the map through as_planned(), which lays what the dry run would have
+  // made over it.
+  std::map<std::string, NodeInfo> planned_;
+  void planned_as(NodeInfo n, const std::string& role, const std::string& state, int part, int bal);
+  Cluster as_planned(Cluster c) const;
+
+  // ---- apply: one step of a plan, through the command it names ----
+  LayoutPlan planned_layout(const Cluster& c, const Layout& layout, const LayoutOptions& lo);
+  // Why the step's node is no longer where the plan left it ("" if it is), from the map now.
+  std::string step_moved(const PlanStep& s);
+
+  // ---- the balance a slave construction is to give, kept for a run cut short ----
+  void keep_balance(const Endpoint& ep, int part, int bal);
+  void forget_balance(const Endpoint& ep);
+  // "BALANCE:PARTITION" for the command that makes `ep` a slave again: the balance a run that
+  // built it was to give (BALANCE when none is kept), the partition known or kept.
+  std::string kept_balance_text(const Endpoint& ep, int part) const;
+};
+
+// The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
+// messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
+// and every question's "no" leaving the node in a state that is said out loud. A facade: each
+// command is its planner (decide_*, plan_part, plan_layout: pure, unit-tested) run by the one
+// executor (ChangeExecutor: the map read again per node, the checks that need the network, the
+// question, the requests, the waits, the report).
+class ClusterAdmin {
+public:
+  ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io) : x_(index, std::move(opt), std::move(io)) {}
+
+  // Proxies become masters of new partitions (args host:port:balance:partition).
+  Outcome master(std::vector<NodeArg> args);
+
+  // Proxies become slaves of existing partitions (host:port:balance[:partition], partition 0 by default).
+  Outcome slave(const std::vector<NodeArg>& args);
+
+  // Changes balances (host:port:balance).
+  Outcome balance(const std::vector<NodeArg>& args);
+
+  // Sets nodes down (a master's partition fails over to its best active slave).
+  Outcome down(const std::vector<NodeArg>& args);
+
+  // Sets nodes active (a `ready` master, or a down node that is running again). A node still
+  // copying (prepare) is waited for first (decide_activate): a master is then activated; a slave
+  // becomes active by itself when its copy is done.
+  Outcome activate(const std::vector<NodeArg>& args);
+
+  // Removes down proxies from the node map; shows the whole map after.
+  Outcome remove(const std::vector<NodeArg>& args);
+
+  // Rebuilds nodes from their partition: down, flush, back as a slave, wait, restore balance.
+  Outcome reconstruct(const std::vector<NodeArg>& args);
+
+  // Builds several partitions at once (plan_part): the first node named for each partition
+  // becomes its master (and is activated), the others its slaves.
+  Outcome part(const std::vector<NodeArg>& args);
+
+  // flare-admin apply: takes the cluster to `layout`. It reads the map, plans (plan_layout: the
+  // same plan a dry run prints, there with each step's requests), shows the plan with the items
+  // each copy reads, asks once (a dry run stops there), then runs each step through the command
+  // it names, with that command's own checks, waits and advice, its questions answered by the one
+  // yes. Before each step the map is read again; a step whose node is no longer where the plan
+  // left it stops the run (nothing of it sent). A run cut short (a failure, Ctrl-C, the tool
+  // killed) is finished by running apply again: it plans from where the cluster is. `made_from`
+  // (>= 0): the node_map_version a saved plan was made from; the run is refused, nothing sent,
+  // when the index's differs. Returns ok once the map matches the layout (read again at the end),
+  // declined at a no, failed on a refusal or a step that failed; throws NetworkError as the
+  // commands do.
+  Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1);
+
+  // Before the first change: the index must be a flarei, and no node may hold a newer map than
+  // the index (ChangeExecutor::preflight). Every command runs it first.
+  std::optional<Outcome> preflight() { return x_.preflight(); }
+
+private:
+  ChangeExecutor x_;
+
+  // One step of apply's plan, through the command it names.
+  Outcome run_step(const PlanStep& s);
+};
+
+// ---- 7b. Data: dump, restore, verify ----------------------------------------------------
+
+// `--bwlimit` values in flare-tools 0.7.3's units, so existing scripts keep their meaning:
+// a number of BITS per second, `k`/`M`/`G` multiply by 1024, a trailing `B` means bytes.
+// Returns bytes per second (0 = unlimited), or nullopt for anything else.
+inline std::optional<unsigned long long> parse_bandwidth(std::string_view s);
+
+// Keeps the average rate of a transfer at `bytes_per_second` since its start: after each
+// chunk, sleep until the time the bytes so far are due. Accurate over the whole transfer,
+// and no sleep at all when the link is slower than the limit.
+class RateLimiter {
+public:
+  explicit RateLimiter(unsigned long long bytes_per_second = 0, CancelFn cancel = nullptr);
+  // Sleeps (in slices, so a cancel is seen) until `bytes` more are due. Throws Interrupted.
+  void consume(size_t bytes);
+  // The most to hand over at once so that one sleep stays short (a fifth of a second's worth).
+  size_t chunk(size_t most) const;
+  unsigned long long rate() const { return rate_; }
+
+private:
+  unsigned long long rate_;
+  CancelFn cancel_;
+  unsigned long long total_ = 0;
+  Clock::time_point start_{};
+};
+
+// A buffered writer to a file descriptor (1 MiB buffer): one write(2) per megabyte.
+class FdWriter {
+public:
+  explicit FdWriter(int fd, std::string name) : fd_(fd), name_(std::move(name)) { buf_.reserve(kSize); }
+  ~FdWriter();
+  void write(std::string_view s);
+  void flush();
+  unsigned long long written() const { return written_ + buf_.size(); }
+
+private:
+  static constexpr size_t kSize = 1 << 20;
+  void write_all(std::string_view s);
+  int fd_;
+  std::string name_;
+  std::string buf_;
+  unsigned long long written_ = 0;
+};
+
+// A file written whole or not at all, safe in a folder other users can write to (a nightly dump
+// run as root into /tmp), with two writers to one path kept apart.
+//  - The bytes go to a new temporary beside the path, ".NAME.XXXXXX", made by mkstemp: a unique
+//    name created exclusively, so no link planted at any name is followed and no other writer's
+//    file is truncated. It is created with mode 0600 whatever the umask.
+//  - commit() sets `mode` (exactly: the umask does not apply), fsyncs, and renames it over the
+//    path. A symbolic link at the path is replaced, never written through. Of two writers to one
+//    path, the later commit wins; each leaves a complete file.
+//  - Destroyed uncommitted (an error, an exception, Interrupted), it removes its temporary only.
+//  - A path that is a character device or a FIFO (/dev/null, a pipe) is written in place, since
+//    renaming over it would replace the device; through a symbolic link only when the link is
+//    owned by root or by us (/dev/stdout). A folder, a block device or a socket is refused.
+// Modes: kPrivate (0600) for what holds cluster data (dumps, key lists, flare.xml), kShared
+// (0644) for what a monitoring agent reads. Throws Error (naming the path and the reason).
+// A temporary of this library's left in a folder by a process that no longer runs (kill -9, a
+// crash, a power cut): named ".NAME.flare-tmp-PID.XXXXXX", PID gone. It holds a part of what
+// was being written (private cluster data, often large); nothing removes it but its owner.
+struct LeftoverTemporary {
+  std::string path;
+  unsigned long long bytes = 0;
+  long pid = 0; // the process that wrote it
+};
+
+// The leftover temporaries in `dir`, by name. Only names of our form whose writer's process is
+// gone (kill(pid, 0) says ESRCH): a temporary of a write still going on is never named. A
+// process id can be reused, so a leftover can be missed, never misnamed as one of a live writer.
+// Regular files only. Throws nothing: a folder that cannot be read has none to name.
+inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir);
+
+class OutputFile {
+public:
+  static constexpr unsigned kPrivate = 0600;
+  static constexpr unsigned kShared = 0644;
+
+  explicit OutputFile(std::string path, unsigned mode = kPrivate);
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  ~OutputFile();
+
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+  // The temporary's path; "" when the path is written in place (a device or a FIFO).
+  const std::string& temp_path() const { return temp_; }
+  bool in_place() const { return temp_.empty(); }
+  bool committed() const { return committed_; }
+
+  // Makes the file complete at its path (see above). Throws Error; the temporary is then
+  // removed by the destructor and the path keeps what it had.
+  void commit();
+
+private:
+  std::string display_name() const { return temp_.empty() ? path_ : temp_; }
+  void open_in_place(bool through_link);
+
+  std::string path_;
+  std::string temp_;
+  unsigned mode_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Writes `data` to `path` through an OutputFile: the old file or the whole new one, never a
+// part. `mode` as OutputFile's (permission bits, exact). Throws Error.
+inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode = OutputFile::kPrivate);
+
+// One item as it travels from a dump to a restore.
+struct Item {
+  ItemHeader header;
+  std::string data;
+};
+
+enum class DataFormat { flare, csv };
+
+inline std::optional<DataFormat> parse_data_format(std::string_view s);
+
+// The CSV header line: RFC 4180 rows of key, flag, len, version, expire, data, encoding.
+// `encoding` is empty for text data and `base64` for data that is not valid UTF-8 text.
+inline const char* csv_header();
+
+// Writes items in one of the two formats. The flare format is the node's own byte stream
+// (`VALUE key flags length version expire`, the data, CRLF ...) closed by `END`: a file
+// without its END is known to be incomplete.
+class ItemWriter {
+public:
+  ItemWriter(FdWriter& out, DataFormat f);
+  void write(const ItemHeader& h, std::string_view data);
+  // An item in pieces: begin() with its header (`length` is the size of the data to come), the
+  // data in any number of chunks, then end(). The flare format streams the data straight
+  // through; a CSV cell must be seen whole (text or base64), so it is held, up to
+  // FLARE_TOOLS_MAX_HELD_VALUE_BYTES.
+  void begin(const ItemHeader& h);
+  void data(std::string_view chunk);
+  void end();
+  void finish();
+
+private:
+  FdWriter& out_;
+  DataFormat format_;
+  std::string line_;
+  ItemHeader header_;
+  std::string held_;
+};
+
+// Reads items back from a file in either format. Every malformed record is an error that
+// names its byte offset; a flare-format file must end with END (else it was cut short).
+class ItemReader {
+public:
+  ItemReader(int fd, const std::string& name, DataFormat f);
+
+  // The next record's header, or false at the end of the input. Its data must then be taken
+  // with read_data() (or is skipped by the next call).
+  bool next_header(ItemHeader& h);
+
+  // The data of the record whose header next_header() gave, in chunks of at most the read
+  // buffer: a value of any size passes through without being held.
+  template <typename Sink> void read_data(Sink&& sink);
+
+  // The next item whole, or false at the end of the input. With `with_data` false the data is
+  // checked for framing but not kept (a first pass over a file before restoring it).
+  bool next(Item& item, bool with_data = true);
+
+  // A pipe may stall (ssh, a slow decompressor): every wait for input then also checks `c`.
+  void set_cancel(CancelFn c) { in_.set_cancel(std::move(c)); }
+
+  // Where the last record read starts, and where the next one will (bytes of the input).
+  unsigned long long offset() const { return record_offset_; }
+  unsigned long long position() const { return in_.offset(); }
+
+  // Reads past the records before byte `target`, which must be where a record starts (or the
+  // end of the records). For a restore resumed where an earlier one stopped.
+  void skip_to(unsigned long long target);
+
+private:
+  [[noreturn]] void bad(const std::string& why);
+
+  bool next_flare_header(ItemHeader& h);
+
+  // One RFC 4180 record; quoted cells may hold commas, quotes and line breaks. A record has
+  // seven cells, each bounded (a key, numbers, the data): a broken file cannot grow one without end.
+  bool next_csv(ItemHeader& h);
+
+  DataFormat format_;
+  std::string name_;
+  detail::Socket in_;
+  unsigned long long record_offset_ = 0;
+  std::vector<std::string> cells_;
+  std::string csv_data_;
+  size_t length_ = 0;
+  std::string key_;
+  bool data_pending_ = false, ended_ = false;
+};
+
+// What to ask a node for in a dump: `dump WAIT PARTITION PARTITION_SIZE BWLIMIT`.
+struct DumpRange {
+  int partition = -1;      // -1: every item the node holds
+  int partition_size = 0;  // number of partitions the filter assumes
+  unsigned long long bwlimit = 0; // bytes per second, 0 = unlimited
+};
+
+// Sent right behind every dump and dump_key, whose streams end at a line END: its answer
+// (VERSION ...) is known, so the line after END tells whether that END closed the stream (the
+// answer) or was a line inside a key holding CR LF, which a binary client may store and flared
+// writes raw (more records). Fact: tests/data/flare-protocol.md, "Hard states".
+constexpr const char* kStreamProbe = "version";
+
+inline std::string dump_request(const DumpRange& r);
+
+// A record of a dump that flared wrote but cannot frame: its key holds a space or CR LF (only
+// the binary protocol stores such keys). `offset` and `size` are bytes of the node's dump
+// stream (from its VALUE line through its data's CR LF); `key` is the key as the line shows
+// it (the bytes between "VALUE " and the four numbers, lines joined by CR LF); `length` its
+// value's size.
+struct UnframedRecord {
+  unsigned long long offset = 0, size = 0;
+  std::string key;
+  size_t length = 0;
+};
+
+// Streams a node's items (`dump`) as they arrive: `on_header(const ItemHeader&)` for each item,
+// `on_data(std::string_view)` for each piece of its data (a value is never held whole), then
+// `on_end()`. Returns the number of items. The deadline is idle time (no byte for the client's
+// timeout), so a long dump or a large value on a slow link does not fail. Lines end at CR LF
+// only, and the END must be followed by the answer to kStreamProbe (else a key holding CR LF
+// put it there). Throws if the stream is cut or malformed, after the callbacks have seen the
+// complete items before the fault.
+// With `on_unframed`, a record whose VALUE line has the wrong shape (a key holding a space or
+// CR LF) is skipped and handed to it instead: it starts at a line "VALUE ..." that does not
+// parse and ends at the first line that ends with the four numbers, followed by that many
+// bytes and CR LF, then by a VALUE line or END. Anything else (no such line within
+// FLARE_TOOLS_MAX_LINE_BYTES, data not ended by CR LF) still throws: a wrong record is never
+// handed on.
+template <typename OnHeader, typename OnData, typename OnEnd>
+inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range, OnHeader&& on_header,
+                                             OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr,
+                                             const std::function<void(const UnframedRecord&)>& on_unframed = nullptr);
+
+// The same, one whole item at a time (for callers that want the data in one piece).
+template <typename OnItem>
+inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item);
+
+// Streams a node's keys (`dump_key [PARTITION PARTITION_SIZE]`); idle deadline as dump_node.
+// Lines end at CR LF only (a key may hold a lone CR or LF). Throws ServerError on a refusal,
+// ProtocolError on a line that is not `KEY ...` or on an END not followed by the answer to
+// kStreamProbe (a key holding CR LF, stored through the binary protocol, put it there: the
+// listing is not complete); the node is named, and what was read.
+template <typename OnKey>
+inline unsigned long long dump_keys(NodeClient& node, int partition, int partition_size, OnKey&& on_key);
+
+// One node of a dump: where, and which of its items.
+struct DumpTarget {
+  Endpoint endpoint;
+  DumpRange range;
+};
+
+// How a dump runs and reports. All optional.
+struct DumpOptions {
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // idle deadline of each node's stream
+  TraceFn trace;
+  CancelFn cancel;                                                        // stop (Interrupted) once true
+  std::function<void(const DumpTarget&)> on_node_start;                   // before each node
+  std::function<void(const DumpTarget&, unsigned long long items)> on_node_done; // after each node
+  std::function<void(unsigned long long items)> on_item; // after each item, with the count so far
+  std::function<void(size_t target, unsigned long long items)> on_node_item; // after each item: its target's count
+  // dump_keys_all only: when set, a node that fails ends alone (reported here) and the others
+  // go on; otherwise the first failure throws.
+  std::function<void(const DumpTarget&, const Error&)> on_node_error;
+  // dump_items only: when set, records the server cannot frame are skipped and named here
+  // (see dump_node_streamed); the nodes are then read one after another.
+  std::function<void(const DumpTarget&, const UnframedRecord&)> on_unframed;
+  // dump_keys_all only: when set, a key the listing cannot frame (its lines after the first,
+  // CR LF between them, are neither `KEY ...` nor the END the probe's answer follows) is
+  // handed here with those lines joined by CR LF, not to on_key. A line of such a key that
+  // starts with "KEY " cannot be told from the next key.
+  std::function<void(const DumpTarget&, const std::string& key)> on_unframed_key;
+};
+
+// Dumps the targets' items into `out` (which the caller finishes), every node at once, each
+// record whole in the output: while one node's record is incomplete in its buffer, that node
+// waits for the rest; a value too large to buffer streams straight through while the others
+// wait in their sockets. --bwlimit (each target's range.bwlimit) limits the total. Returns the
+// number of items. Throws on the first failure: the caller must then discard what was
+// written (a partial dump must never look like a complete one).
+inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out, const DumpOptions& opt = {});
+
+// The keys of every target at once (`dump_key`), from one poll loop; `on_key(i, key)` is told
+// which target each key came from. Returns the number of keys of each target. Framing and
+// errors as dump_keys; with opt.on_unframed_key a key holding CR LF is skipped and named.
+template <typename OnKey>
+inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets, OnKey&& on_key,
+                                                     const DumpOptions& opt = {});
+
+// The outcome of a restore: how far it got, and which items failed.
+struct RestoreReport {
+  unsigned long long sent = 0;           // `set` requests sent
+  unsigned long long stored = 0;         // answered STORED
+  unsigned long long failed = 0;         // answered otherwise, or refused before sending (named below)
+  unsigned long long skipped = 0;        // left out by the caller's filter
+  unsigned long long expired = 0;        // already expired when read (expired_at): not sent, not counted as restored
+  unsigned long long unacknowledged = 0; // sent, and no answer when the restore stopped: fate unknown
+  // Where the first record whose fate is unknown starts (not sent, or sent and unanswered):
+  // a restore resumed there (--resume-from) re-sends only what may be missing. At the end of
+  // a complete restore, the end of the records.
+  unsigned long long resume_offset = 0;
+  std::vector<std::string> first_failures; // "key: reply", the first ten
+  bool complete = false;                   // every record was read and every reply counted
+  bool interrupted = false;                // stopped by the cancel check
+  std::string stopped_by;                  // why it stopped early (empty when complete)
+  // Nodes whose acknowledgements do not count: each acknowledged items and then failed (its
+  // connection was lost and it does not answer, or the index shows its partition failed over).
+  // A master answers STORED before its slaves have the item, and the slave flarei promotes in
+  // its place holds only what reached it (tests/data/flare-protocol.md, "A master killed
+  // mid-write"). One line each ("HOST:PORT acknowledged N items, then ..."). When any, the
+  // restore is not complete and resume_offset is run_start.
+  std::vector<std::string> doubts;
+  unsigned long long run_start = 0; // where this run started reading (its --resume-from)
+
+  unsigned long long acknowledged() const { return stored + failed; }
+};
+
+// Writes items with `set`, pipelined: requests keep flowing while replies are counted, with at
+// most `window_bytes` of requests unanswered, so a restore runs at the server's pace instead
+// of one round trip per key. Every reply is matched to its key; nothing is assumed stored.
+//
+// The costs are kept off the node's host: requests go out in writes of up to 1 MiB; replies
+// are read only when the socket says they are there, in one large read, and the socket's
+// low-water mark (SO_RCVLOWAT) lets a slow server's trickle of replies pile up into one
+// wake-up instead of one per reply.
+class PipelinedWriter {
+public:
+  PipelinedWriter(NodeClient& node, unsigned long long bwlimit, size_t window_bytes = 4 << 20);
+  // One of several writers whose total rate `shared` keeps (it must outlive the writer).
+  PipelinedWriter(NodeClient& node, RateLimiter& shared, size_t window_bytes);
+  PipelinedWriter(const PipelinedWriter&) = delete;
+  PipelinedWriter& operator=(const PipelinedWriter&) = delete;
+  ~PipelinedWriter();
+
+  // Queues `set` for one item held whole. `offset` is where its record starts in the input.
+  void set(const ItemHeader& h, std::string_view data, unsigned long long offset = 0);
+
+  // Queues `set` for one item whose `h.length` bytes of data `feed(sink)` hands to `sink` in
+  // chunks. A large value goes out as it comes: at most about 1 MiB of it is held here.
+  template <typename Feed> void set_streamed(const ItemHeader& h, unsigned long long offset, Feed&& feed);
+
+  // An item refused before sending (so that it is named among the failures).
+  void fail_locally(const std::string& key, const std::string& why) { failure(key, why); }
+
+  // Sends the rest and waits for every reply to a whole request.
+  RestoreReport finish();
+
+  const RestoreReport& report() const { return report_; }
+  // The requests written whole to the socket and not answered: their fate is unknown (a request
+  // still queued here, or written in part, is known not to be stored).
+  unsigned long long unacknowledged() const;
+  // The offset of the first request without an answer, or `otherwise` when all are answered.
+  unsigned long long first_unanswered_offset(unsigned long long otherwise) const;
+  const Endpoint& endpoint() const { return node_.endpoint(); }
+  // Whether its connection failed (closed, reset, timed out, or closed by us after a reply
+  // that left the stream unusable): the node may have died with what it acknowledged.
+  bool stopped() const { return stopped_; }
+  bool idle() const { return in_flight_.empty() && (sent_off_ == pending_.size() || broken_); }
+
+  // For several writers driven from one poll loop (restore_items_routed): `wait` is called
+  // instead of this writer's own wait whenever it must wait (window full, requests piled up).
+  // It must serve every writer once, through prepare_wait(), serve() and check_idle().
+  void set_wait(std::function<void()> wait) { wait_ = std::move(wait); }
+  // Sends what the socket takes now; returns the poll events to wait for (0: nothing to wait for).
+  short prepare_wait();
+  int fd() const { return node_.socket().fd(); }
+  // After a poll: `rev` its revents for this socket, 0 when the poll timed out (replies below
+  // the low-water mark are then read too).
+  void serve(short rev);
+  Clock::time_point idle_deadline() const { return last_progress_ + std::chrono::milliseconds(node_.timeout_ms()); }
+  // Throws NetworkError when nothing moved either way for the client's timeout.
+  void check_idle();
+
+private:
+  struct Request {
+    std::string key;
+    size_t bytes;
+    unsigned long long offset; // cppcheck-suppress unusedStructMember ; read by first_unanswered_offset
+    unsigned long long end;    // queued_ after it: written whole once sent_total_ reaches it
+  };
+  static constexpr size_t kSendBytes = 1 << 20; // one write(2) of requests at most
+  static constexpr size_t kReadBytes = 1 << 18; // one read(2) of replies at most
+  static constexpr int kLowWaterBytes = 32 << 10;
+
+  void failure(const std::string& key, std::string_view why);
+
+  static std::string shown_key(const std::string& key);
+
+  // Sends what the socket takes now, without waiting (and at most --bwlimit's pace).
+  void send_some();
+
+  // Replies arrive at least 7 bytes each ("ERROR\r\n"): wait for as many as are owed, up to
+  // the low-water mark, so that poll wakes once per batch of replies.
+  // The bytes of a reply already read (rend_, a line not yet whole) are not owed any more: with
+  // them counted, the mark could sit above what is still to come, and only the quarter-second
+  // check would read the last replies.
+  void tune_low_water();
+
+  // One wait for the socket: send when it takes more, read the replies that are there. Fails
+  // when nothing moved either way for the client's timeout.
+  void pump();
+
+  // The replies already in the socket, if any, without waiting.
+  void read_available();
+
+  // When a send fails (the node died: EPIPE, ECONNRESET), the replies it sent before are still
+  // in the socket's receive queue, and each one is an acknowledgement that counts: a master
+  // killed after its 3,000th answer once made the next send fail before they were read, and
+  // the restore reported 0 acknowledged. Reads them (bounded: what is queued now); never throws.
+  void read_what_is_left();
+
+  // One read of everything there (up to kReadBytes); every complete line answers the oldest
+  // request still waiting.
+  void read_replies();
+
+  void answer(std::string_view line);
+
+  NodeClient& node_;
+  RateLimiter own_limiter_;
+  RateLimiter* limiter_;
+  std::function<void()> wait_;
+  size_t window_;
+  std::string pending_;   // requests not yet sent (from sent_off_ on)
+  size_t sent_off_ = 0;
+  unsigned long long queued_ = 0, sent_total_ = 0; // bytes of the request stream
+  size_t unanswered_bytes_ = 0;
+  std::deque<Request> in_flight_;
+  std::vector<char> replies_;
+  size_t rend_ = 0;
+  int low_water_ = 1;
+  bool broken_ = false, stopped_ = false;
+  Clock::time_point last_progress_;
+  RestoreReport report_;
+};
+
+// How a restore runs. All optional.
+struct RestoreOptions {
+  unsigned long long bwlimit = 0;     // bytes per second, 0 = unlimited
+  size_t window_bytes = 4 << 20;      // most bytes of requests sent and not yet answered
+  unsigned long long resume_from = 0; // start at the record at this byte of the input
+  std::function<bool(const std::string& key)> select;  // false: leave the item out
+  std::function<void(const std::string& key)> on_key;  // each key sent (--print-keys)
+  CancelFn cancel;                                     // stop (report.interrupted) once true
+  // restore_items_routed: each master's connection (deadline in milliseconds, trace).
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS;
+  TraceFn trace;
+  // After the run, whether the nodes that acknowledged items still serve them (see
+  // RestoreReport::doubts): the index to ask for its map then (unset: the nodes are only asked
+  // whether they answer), the map as it was when the run started (restore_items: every master
+  // in it counts as acknowledging what a node given forwarded to it), and how long each check
+  // may take (milliseconds).
+  std::optional<Endpoint> index;
+  std::optional<Cluster> cluster;
+  int check_timeout_ms = 3000;
+};
+
+// The partitioning of a cluster as `meta` describes it.
+struct Partitioning {
+  KeyHashAlgorithm algorithm = KeyHashAlgorithm::simple;
+  ModularResolver resolver;
+  std::string type = "modular";
+};
+
+inline Partitioning partitioning_from_meta(const Meta& m);
+
+// Partitions that serve data: those whose master is active (a new partition's master that is
+// still preparing or ready holds copies, not the keys' home).
+// The partitions flare routes keys by: every partition with a master that is active or down (the
+// index keeps a down master's partition, even empty: src/lib/cluster.cc), not the ones still
+// being built (prepare, ready). Seen on a real flare 1.3.4: with partition 2's master killed,
+// writes of its keys failed, so verify must place keys by 3 partitions, not 2. Throws nothing.
+inline int routing_partition_count(const Cluster& c);
+
+inline int serving_partition_count(const Cluster& c);
+
+// Why a dump of `node` would not be a whole copy of its partition, or nothing when it would be
+// one: an active master, or an active slave (replication keeps it whole). Anything else is
+// refused by `dump` and `dumpkey` unless the operator asks for a partial copy, and the reason
+// names the node to dump instead. Seen on a real flare 1.3.4 (index + 4 nodes): a proxy's dump
+// held only END; a slave stopped until the index set it down (it comes back as a proxy with
+// its old items) held 25,000 of its master's 25,050; a slave in prepare, 1,558 of 25,050 while
+// its copy ran. Pure; throws nothing.
+// `command` is what the advice names ("dump", "dumpkey").
+inline std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node, const std::string& command = "dump");
+
+// What a dump or dumpkey reads (dump_targets): every serving partition's master, or the nodes named.
+struct DumpSelection {
+  bool all = false;                      // every partition's master (else `nodes`)
+  std::vector<Endpoint> nodes;           // the nodes named
+  std::optional<int> partition;          // only the keys of `partition` ...
+  std::optional<int> partition_size;     // ... of `partition_size` partitions (both or neither)
+  unsigned long long bwlimit = 0;        // bytes per second, per node (0: none)
+  bool partial = false;                  // read a node that is not an active master or slave anyway
+  std::string command = "dump";          // the subcommand advice names (dump, dumpkey)
+};
+
+struct DumpChoice {
+  std::vector<DumpTarget> targets;       // each node once, with the key range it is to give
+  std::vector<std::string> notes;        // what to tell the operator (a partition skipped, a partial copy)
+};
+
+// The nodes a dump reads and the keys each gives, from the index's map: with `all`, each
+// partition's master (the one that is not down after a takeover), a new partition's master in
+// prepare or ready skipped (its keys are read from the partitions that still serve them); else
+// the nodes named. Each node is limited to its own partition's keys when several partitions
+// serve, so the stale copies a partition split leaves on the old master are not read twice (a
+// dump of every master_of(p) without that read 45,000 records for 30,000 keys). Throws Error
+// (one line) when a partition's only master is down, a node is unknown, or a node named is not
+// a whole copy of its partition (partial_copy_reason) and `partial` is not set; the advice names
+// `index` (-i) where it names a command.
+inline DumpChoice dump_targets(const Cluster& cluster, const DumpSelection& s, const Endpoint& index);
+
+// Where a restore into a cluster sends each item: straight to the master of the partition the
+// cluster itself chooses for its key (the index's key hash and partitioning, as verify and
+// keycheck compute them, bit for bit as flare 1.3.4).
+struct RestoreRouting {
+  Partitioning partitioning;
+  std::vector<NodeInfo> masters; // the active master of each partition, by partition number
+  // The partition of `key` (0 .. masters.size() - 1), or -1 where flared itself would fail.
+  int partition_of(std::string_view key) const;
+};
+
+// The routing of a restore into `c` (the index's map) with `meta` (its `meta`). Every partition
+// from 0 to the highest listed must have exactly one active master: one that is down, in
+// `prepare` or `ready` (a partition being built), missing, or two active masters (a change under
+// way) would make flared route some keys elsewhere or refuse them. Throws Error naming every
+// such partition and what its master is, before anything is sent; Error too for a meta this
+// tool cannot compute (partitioning_from_meta).
+inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta);
+
+// A node whose acknowledgements a restore counted, for check_acknowledgers.
+struct Acknowledger {
+  Endpoint node;
+  int partition = -1;              // the partition it is master of (-1: not known)
+  unsigned long long acknowledged = 0;
+  bool connection_failed = false;  // its connection broke
+  bool keeps_items = true;         // false: a proxy, which only forwards (never doubted)
+  bool forwarded = false;          // a master the node written through forwarded items to (no
+                                   // connection of ours: always asked whether it answers)
+};
+
+// Whether each node still serves what it acknowledged. `answers`: a `stats` of each node asked
+// after the restore (in any order; a node not among them is not judged on it); `now`: the
+// index's map now (nullptr: unknown). A node doubted: it does not answer; or the map no longer
+// lists it as the active master of its partition. Returns one line per node doubted.
+// Fact: tests/data/flare-protocol.md, "A master killed mid-write" (flarei promotes the slave, which
+// holds only what was replicated).
+inline std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
+                                                       const std::vector<StatsResult>& answers, const Cluster* now);
+
+// Restores every item `reader` yields through `node` with pipelined `set`s (the node forwards
+// each key of another partition to its master). Never throws for what happens once sending
+// started: the report says how far it got (acknowledged, sent but unanswered, where to resume)
+// and why it stopped; afterwards the node, and the masters of opt.cluster it forwarded to, are
+// checked (RestoreReport::doubts). A bad --resume-from offset, or a node that cannot be
+// reached, throws before anything is sent. Keys longer than flared's text protocol takes are
+// named as failures and not sent.
+inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {});
+
+// Restores every item `reader` yields straight to the master of its partition (`routing`, from
+// restore_routing): one pipelined connection per master, all driven from one poll loop, each at
+// its server's pace; opt.bwlimit is their total. Reports as restore_items: resume_offset is the
+// first record not known to be stored by every master; afterwards every master that
+// acknowledged items is checked (RestoreReport::doubts). Throws before anything is sent when a
+// master cannot be reached, or for a bad --resume-from offset.
+inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing, const RestoreOptions& opt = {});
+
+// Runs `fn`, naming the index server in the network errors it throws: "cannot connect to index
+// server H:P: ..." (an Error, one line). For a call that asks the index only: a data node's
+// error would be named as the index's.
+template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype(fn());
+
+// flare-admin restore as one call: `options` (RestoreOptions: bandwidth, where to resume, which
+// keys, Ctrl-C, timeouts, --debug), the cluster's `index`, and where the records go.
+struct RestoreJob {
+  RestoreOptions options;          // its index and cluster are set by run_restore
+  Endpoint index;                  // the cluster's index server
+  std::optional<Endpoint> through; // write through this node (it forwards each key of another partition to
+                                   // its master); none: each key straight to its partition's master
+};
+
+// Restores what `reader` yields as `job` says. Through a node: the index is asked (for at most
+// options.check_timeout_ms) whether it lists the node; if so, the masters the node forwarded to
+// are checked afterwards (RestoreReport::doubts); an index that does not answer or does not list
+// it is not used (another cluster's). Routed: the index must be a flarei, and every partition must
+// have its one active master (restore_routing). Throws before anything is sent: Error (the index's
+// errors named: naming_index; a routing that cannot be made), NotAnIndexError, Interrupted;
+// restore_items's errors for a node that cannot be reached. Never throws once sending began.
+inline RestoreReport run_restore(ItemReader& reader, const RestoreJob& job);
+
+// What a restore's report means, a line each, for its user (flare-admin prints them on stderr),
+// and how it ended: complete (every record answered; `failed` counts the refused), or stopped
+// (a failure, or a node doubted afterwards: the line says where to resume), or interrupted.
+struct RestoreSummary {
+  enum class End { complete, stopped, interrupted };
+  End end = End::complete;
+  bool failures = false; // some entries were refused (a complete restore ends with a failure status)
+  std::vector<std::string> lines;
+};
+inline RestoreSummary summarize_restore(const RestoreReport& report);
+
+// What one node's key listing showed (verify, and check --keys).
+struct KeyPlacement {
+  NodeInfo node;
+  bool skipped = false;                 // down: not asked
+  unsigned long long keys = 0;          // keys listed (unframed ones left out)
+  unsigned long long misplaced = 0;     // keys whose partition is not the node's: stale + only_here + unchecked
+  unsigned long long stale = 0;         //   also on the master of the partition they belong to: a stale
+                                        //   copy, never read (normal once a partition was added)
+  unsigned long long only_here = 0;     //   not there: deleted or expired there since (seen on a real
+                                        //   flare 1.3.4: a delete reaches the new master only), or lost
+                                        //   with its data; then readers miss them, this node holds the copy
+  unsigned long long unchecked = 0;     //   not looked up (that master unreadable, or over the bound)
+  std::set<int> only_here_partitions;   // the partitions those only-here keys belong to
+  std::vector<std::string> examples;    // 10 at most, only-here keys first (printable)
+  unsigned long long unframed = 0;      // keys holding CR LF, skipped (with skip_unframed)
+  std::string error;                    // why the listing failed ("" when it did not)
+  bool framing_error = false;           // ... because the listing could not be framed
+};
+
+// verify's logic: every master and slave of a serving partition (0 .. serving_partition_count
+// - 1) lists its keys with `dump_key`, all at once (dump_keys_all), and each key's partition is
+// computed as flared does (key_hash, then the modular map of `count` partitions). A node down
+// in the map is skipped. `opt` gives the deadline, trace, cancel and progress callbacks; its
+// on_node_error and on_unframed_key are set here. With skip_unframed a key holding CR LF is
+// counted in `unframed` and the listing goes on; without, the listing fails (framing_error).
+// A failed node does not stop the others. Results in stats order. Throws Interrupted.
+inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, const Partitioning& p, int count,
+                                                     DumpOptions opt, bool skip_unframed = false);
+
+// ---- 8. Formatting -----------------------------------------------------------------------
+
+// The node table of `list` and of the cluster-changing commands ("%-32s %9s %6s %6s %7s").
+inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
+
+inline std::string format_node_json(const std::vector<NodeInfo>& nodes);
+
+// `list --json`: the index (as given), its nodes (format_node_json), the index's
+// node_map_version (null when unknown) and the warnings about the nodes' maps (map_version_warning
+// and its way out; none when no node holds a newer map).
+inline std::string format_list_json(const Endpoint& index, const std::vector<NodeInfo>& nodes, const MapVersions& v);
+
+// 12913 -> "3h", 200000 -> "2d": the largest whole unit, as flare-stats shows uptime.
+inline std::string short_duration(long long seconds);
+
+// get_hits / cmd_get in percent, rounded half away from zero; "-" when there were no gets; "?"
+// when the node's counters make no sense (negative, or more hits than gets: a rate outside
+// 0-100 would be a made-up figure, and one beyond long long's range undefined behaviour).
+inline std::string hit_rate_cell(const NodeStats& s);
+
+// Counters of one sample, for the qps columns.
+struct QpsSample {
+  long long gets = 0, sets = 0;
+  Clock::time_point at{};
+};
+
+inline std::optional<QpsSample> qps_sample(const StatsResult& r);
+
+// Requests per second between two samples: total, reads, writes. nullopt where it cannot be
+// told (no earlier sample, a counter went backwards after a restart, no time passed).
+struct QpsRates {
+  std::optional<double> total, reads, writes;
+};
+
+inline QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur);
+
+inline std::string qps_cell(const std::optional<double>& v);
+
+// One row of the flare-stats table, before rendering.
+struct StatsRow {
+  NodeInfo node;
+  const StatsResult* result = nullptr; // nullptr or !ok: the node did not answer
+  // A slave's replication lag as its master sees it (gather_slave_lag / lag_of); nullopt for a
+  // slave whose master did not answer. Not used for other roles (a master or proxy is behind
+  // nobody: 0 when it answered).
+  std::optional<SlaveLag> lag;
+  QpsRates qps;
+  std::optional<long long> index_map_version; // the index's node_map_version: JSON flags a node holding a newer map
+};
+
+// flare-stats' rounds, for a program of its own: each sample() is one reading of the cluster
+// (read_cluster, with the shown slaves' lag from their masters, in one gather bounded by
+// timeout_ms), turned into the table's rows, each with the node's request rates since the
+// previous sample() (qps: the first sample has none; sample() twice, `wait` seconds apart, for
+// rates in the first table). `filter`: the nodes shown ("HOST:PORT" keys; empty: every node, in
+// stats_order()). Throws what read_cluster throws.
+class StatsSampler {
+public:
+  StatsSampler(IndexClient& index, int timeout_ms, std::vector<std::string> filter = {}, GatherHooks hooks = {});
+
+  struct Sample {
+    ClusterReading reading;               // rows[i].result points into reading.stats: keep the Sample whole
+    std::vector<StatsRow> rows;           // the nodes shown, in order
+    std::vector<std::string> lag_errors;  // "MASTER: its slaves' lag is unknown: WHY" (a master whose row says nothing)
+    std::vector<std::string> unreachable; // "HOST:PORT: WHY", a node shown that did not answer
+  };
+
+  Sample sample();
+
+private:
+  IndexClient& index_;
+  int timeout_ms_;
+  std::vector<std::string> filter_;
+  GatherHooks hooks_;
+  std::map<std::string, std::optional<QpsSample>> previous_;
+};
+
+inline std::vector<std::string> stats_header(bool with_qps);
+
+// The `behind` cell: for a slave, its lag as its master sees it: the seconds since the oldest
+// write still waiting at the master for it ("0" when none waits), followed by "s/" and the
+// number of writes waiting when there are any ("11s/49998"); "-" when its master did not
+// answer. For a master or proxy "0" (behind nobody), "-" when the node did not answer.
+inline std::string behind_cell(const StatsRow& row);
+
+inline std::vector<std::string> stats_cells(const StatsRow& row, bool with_qps);
+
+// A table whose columns are as wide as their widest cell; the first `left_columns` data
+// columns are left-aligned, the rest right-aligned; header cells are always left-aligned.
+// Cells are padded even with a custom delimiter (0.7.3's layout, which scripts rely on).
+inline std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                                size_t left_columns, const std::string& delimiter);
+
+inline std::string format_stats_table(const std::vector<StatsRow>& rows, bool with_qps, const std::string& delimiter = " ");
+
+inline std::string format_stats_json(const std::vector<StatsRow>& rows, bool with_qps);
+
+// `flare-admin threads`: "%5s %-32s %-13s %4s %8s", sorted by peer then id (as text).
+inline std::vector<ThreadInfo> threads_order(std::vector<ThreadInfo> threads);
+
+inline std::string format_threads_table(const std::vector<ThreadInfo>& threads);
+
+inline std::string format_threads_json(const std::vector<ThreadInfo>& threads);
+
+// The one-line cluster summary of `flare-admin summary`.
+struct Summary {
+  std::string name; // index host:port
+  int partitions = 0, nodes = 0, masters = 0, slaves = 0;
+  long long bytes = 0, items = 0;
+  int unreachable_masters = 0; // masters whose stats could not be read (their size is missing)
+  std::vector<std::string> warnings; // e.g. map_version_warning(); JSON only (the table goes to stderr)
+};
+
+// `results` are the masters' stats (any order); nodes that did not answer are counted apart.
+inline Summary summarize(const std::string& name, const Cluster& cluster, const std::vector<StatsResult>& results);
+
+inline std::string format_summary(const Summary& s);
+
+inline std::string format_summary_json(const Summary& s);
+
+// One line for a terminal while many nodes are read at once (dump --all, dumpkey --all,
+// verify): every node's count while they all fit in `width` columns, else how many nodes are
+// done, the total, and the node furthest behind (the one an operator waits for), cut at
+// `width` (a line that wraps cannot be redrawn in place). Redrawing on
+// every item would cost more than the dump; line_if_due() says when a redraw is worth it.
+class StreamsProgress {
+public:
+  StreamsProgress(std::string verb, std::vector<std::string> names, std::string unit, size_t width = 79);
+
+  void count(size_t i, unsigned long long n);
+  void finish(size_t i);
+
+  std::string line() const;
+
+  // The line when `interval_ms` has passed since the last one given (the first is due at once).
+  std::optional<std::string> line_if_due(int interval_ms = 200);
+
+private:
+  std::string verb_, unit_;
+  std::vector<std::string> names_;
+  std::vector<unsigned long long> counts_;
+  std::vector<bool> done_;
+  size_t width_;
+  bool shown_ = false;
+  Clock::time_point last_{};
+};
+
+// ---- 8b. Prometheus text exposition format, version 0.0.4 --------------------------------
+
+// The whole exposition for one cluster: `results` are the `stats` of the cluster's nodes (any
+// order; a node without a result, or whose result is !ok, is flare_up 0 and has no stats
+// samples). `index_name` is the index server's host:port.
+inline std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
+                                     const std::vector<StatsResult>& results);
+
+// What to expose when the index server itself cannot be read: its flare_index_up is 0 (a
+// missing file or stale values would hide the outage).
+inline std::string format_prometheus_index_down(const std::string& index_name);
+
+// ---- 8c. Health check (`flare-admin check`) ------------------------------------------------
+//
+// The cluster's health as findings, each with a severity, the partition and/or node, the
+// figure and the command that usually fixes it; the worst severity is the verdict, as a
+// monitoring plugin's (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). collect_check() reads the
+// cluster (the index, then every node at once); evaluate_check() turns what it read into
+// findings, without the network (so every finding is testable from data).
+
+enum class Severity { ok = 0, warning = 1, critical = 2, unknown = 3 };
+
+inline const char* to_string(Severity s);
+
+// The worse of two verdicts: CRITICAL > UNKNOWN > WARNING > OK (the plugins' order: a known
+// outage outranks "could not tell").
+inline Severity worse(Severity a, Severity b);
+
+struct Finding {
+  Severity severity = Severity::warning;
+  std::string code;    // stable name (JSON, --ignore, the Prometheus alert of the same name)
+  int partition = -1;  // the partition concerned, -1 none
+  std::string node;    // the node concerned (host:port), "" none
+  std::string message; // one sentence, the summary line's text when it is the worst
+  std::string figure;  // what was measured, e.g. "queue 21572 items, 11 s behind"
+  std::string fix;     // the command that usually fixes it
+};
+
+// Every finding check can report: its code, its usual severity (slave_lag is CRITICAL above
+// the critical threshold) and what it means (the man page's list, and --ignore's check).
+// (A table for callers and tests: cppcheck sees no use of its members in this file.)
+struct CheckCode {
+  const char* code;   // cppcheck-suppress unusedStructMember
+  Severity severity;  // cppcheck-suppress unusedStructMember
+  const char* meaning; // cppcheck-suppress unusedStructMember
+};
+inline const std::vector<CheckCode>& check_codes();
+
+// Thresholds of the findings that have one (the options of `check`). Lag: a slave is WARNING
+// above the *_warning items or seconds, CRITICAL above the *_critical ones.
+struct CheckThresholds {
+  long long lag_warning_items = 1000, lag_critical_items = 100000;
+  long long lag_warning_seconds = 30, lag_critical_seconds = 300;
+  long long items_difference = 1000; // |master - slave| curr_items while the slave's queue is 0
+  long long prepare_seconds = 1800;  // a new partition's master copying longer is a warning (the alert rule's 30m)
+  std::set<std::string> ignore;      // finding codes left out
+};
+
+// Everything check reads.
+struct CheckData {
+  std::string index_name;            // host:port as given
+  std::string index_error;           // "" when the index answered; else why not
+  bool index_is_node = false;        // the address is a flared
+  std::string index_version;         // `stats` version of the index
+  long long index_map_version = -1;  // its node_map_version, -1 unknown (read before the nodes')
+  long long index_map_version_now = -1; // read again after the nodes' when one seemed ahead (else -1)
+  Cluster cluster;                   // the index's map
+  std::vector<StatsResult> stats;    // every node's `stats`, in cluster.nodes() order
+  std::map<std::string, std::vector<SlaveLag>> lags; // by master key: its `stats threads slave` (slave_lags)
+  std::map<std::string, std::string> lag_errors;     // by master key: why `stats threads slave` failed
+  // By the key of a master in prepare whose `stats threads` answered: its reconstruction threads
+  // (op dump, peer a node of the map, one per source at once; flared sets a thread's uptime when it
+  // takes the job, src/lib/thread.cc; seen on a real flare 1.3.4), none when no copy runs.
+  struct CopyThread {
+    std::string source;  // cppcheck-suppress unusedStructMember ; the node it reads (read in section 8c)
+    long long seconds;   // cppcheck-suppress unusedStructMember ; for how long
+  };
+  std::map<std::string, std::vector<CopyThread>> copies;
+  bool keys_checked = false;         // --keys: placement holds every listing
+  std::vector<KeyPlacement> placement;
+  std::optional<Layout> layout;      // --layout: the layout the cluster is to match (set by the caller)
+  std::string layout_name;           // its file, for the finding
+};
+
+// Reads the cluster for check: the index (`meta` to be sure it is one, `stats nodes`, `stats`,
+// one connection, `timeout_ms` per request), then at once (gather_replies, one `timeout_ms` in
+// all) every node's `stats`, every master's `stats threads slave` and the `stats threads` of a
+// master in prepare (copies). The index is asked again when a node seems ahead of it
+// (index_map_version_now) and when a master in prepare shows no copy (it may have just ended:
+// its entry then shows it as the index does now). With `keys` (not null),
+// then every answering master and slave lists its keys (check_key_placement, unframed keys
+// counted; its options give deadline, cancel and progress). An index that does not answer, or is
+// a data node, is recorded (index_error), not thrown. Throws ProtocolError / ServerError when
+// the index answers garbage; Interrupted from the key listing, or once `cancel` says stop.
+inline CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
+                               const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr);
+
+// The verdict, its findings (worst first, then in cluster order) and the performance data.
+struct CheckReport {
+  Severity status = Severity::ok;
+  std::vector<Finding> findings;
+  CheckThresholds thresholds;
+  int nodes = 0, partitions = 0;
+  std::set<std::string> ignored; // codes of the findings left out by thresholds.ignore
+  long long max_lag_items = 0, max_lag_seconds = 0, items = 0;
+  long long keys = -1;         // with --keys: keys listed on the nodes asked (each copy counted); else -1
+  bool figures_known = true;   // false when the index was not read: perfdata U, JSON null (not 0s)
+  std::string summary() const; // the first line, without the performance data
+  std::string perfdata() const;
+};
+
+// What check read of the masters' `stats threads slave`, as gather_slave_lag() gives it (for
+// format_prometheus_health's flare_slave_* families): the masters in the map's order.
+inline std::vector<LagResult> lag_results(const CheckData& d);
+
+// The findings of `d` under thresholds `t` (codes in t.ignore left out), worst first, then in
+// the order found (index, nodes, partitions, lag, map, versions, keys), and the figures of the
+// performance data: nodes, partitions, the highest lag (items and seconds), and the items of
+// the active masters. Pure: no network, never throws but std::bad_alloc.
+inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {});
+
+// The plugin output: the summary and performance data on the first line, then one line per
+// finding: "SEVERITY code [partition N] [NODE]: message (figure); fix: command".
+inline std::string format_check_text(const CheckReport& r);
+
+// The verdict when check could not tell (a bad command line, an error): "FLARE UNKNOWN - why"
+// and a newline, or with `json` one JSON document as format_check_json's (exit 3, perfdata null,
+// no findings). `why` is made printable and cut to 300 bytes.
+inline std::string format_check_unknown(const std::string& why, bool json);
+
+// The same as one JSON document: status, exit (0-3), summary, perfdata (numbers), findings.
+inline std::string format_check_json(const CheckReport& r);
+
+// The figures the check's findings are made of, as Prometheus families with an `index` label,
+// for contrib/prometheus/flare-alerts.yml to raise the same findings (appended to
+// format_prometheus's output by `flare-stats --prometheus`): the index's node map version and
+// each node's difference to it, each partition's nodes by role and state (zeros included), its
+// active slaves' balance and slaves on the master's host, each slave's replication queue, seconds
+// behind and item difference to its master, and each server's flare version.
+inline std::string format_prometheus_health(const CheckData& d);
+
+// flare's own node map document (flarei's flare.xml, boost serialization), nodes in server order.
+inline std::string format_index_xml(const Cluster& cluster, long long version);
+
+// ---- 8d. Exporter: /metrics over HTTP (flare-exporter) -----------------------------------------
+//
+// One gather of a cluster per scrape, as `flare-stats --prometheus` reads it (every node's stats,
+// every master's replication threads and check's findings, in one poll loop), served over HTTP by
+// one poll() loop: a deadline on every client, a bounded request, a bounded number of
+// connections, no thread per connection. A gather runs in a thread of its own, so a slow cluster
+// never holds the loop, and scrapes of the same cluster that arrive while it runs share it.
+// A cluster that does not answer still gives 200 with flare_index_up 0 (the exporters'
+// convention), never a 500.
+
+// What one gather gives: the exposition text, and the errors met (an index or node that did not
+// answer), each one line.
+struct ScrapeResult {
+  std::string text;
+  std::vector<std::string> errors;
+  bool index_up = false;
+};
+
+// The Prometheus text of the cluster whose index is `index`: format_prometheus and
+// format_prometheus_health over collect_check's reading (requests `timeout_ms` each), or
+// format_prometheus_index_down when the index cannot be read. Throws Interrupted only.
+inline ScrapeResult prometheus_scrape(const Endpoint& index, int timeout_ms, const CancelFn& cancel = nullptr);
+
+// Every entry of a $FLARE_INDEX_SERVERS list ("name:host:port;..."), by name. Throws Error for
+// an entry that is not name:host:port.
+inline std::map<std::string, Endpoint> index_servers(std::string_view servers);
+
+struct ExporterOptions {
+  Endpoint listen{"0.0.0.0", 12119};           // 12119: outside 9100-9999, all allocated by Prometheus' list
+  std::string telemetry_path = "/metrics";
+  Endpoint index{"127.0.0.1", FLARE_TOOLS_DEFAULT_INDEX_PORT}; // what /metrics reads
+  std::map<std::string, Endpoint> clusters;    // /probe?cluster=NAME
+  std::set<std::string> allowed_targets;       // /probe?target=HOST:PORT, by key ("" none: refused)
+  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // each request of a gather
+  int client_timeout_ms = 10000;               // a client's request arrives, and its reply is taken, within it
+  size_t max_connections = 512;                // beyond it a new connection is closed at once
+  size_t max_request_bytes = 16384;            // the request line and headers
+};
+
+// The HTTP server of flare-exporter. bind() throws Error (the address in use, or not one);
+// serve() runs until `stop` says so (checked at least every 200 ms), then closes every socket and
+// waits for the gathers under way (each bounded by its deadlines). `log` gets one line per error.
+// `scrape` is prometheus_scrape unless given (the tests give their own).
+class Exporter {
+public:
+  using ScrapeFn = std::function<ScrapeResult(const Endpoint& index)>;
+  explicit Exporter(ExporterOptions o, ScrapeFn scrape = nullptr);
+  Exporter(const Exporter&) = delete;
+  Exporter& operator=(const Exporter&) = delete;
+  ~Exporter() { shut(); }
+
+  void bind();
+  int port() const { return bound_port_; }
+  // Clients whose scrape waits for a gather (another thread may read it: the tests do).
+  size_t parked() const { return parked_.load(); }
+
+  void serve(const CancelFn& stop, const std::function<void(const std::string&)>& log = nullptr);
+
+private:
+  struct Client {
+    int fd = -1;
+    std::string peer, in, out;                    // out: the status line and headers (and a small body)
+    std::shared_ptr<const std::string> body;      // a scrape's body, one copy shared by every client of its gather
+    size_t sent = 0;
+    enum Phase { reading, waiting, writing, draining } phase = reading;
+    Clock::time_point deadline;
+    std::string gather; // the index key it waits for
+    bool head = false;
+  };
+  struct Gather {
+    Endpoint index;
+    std::thread thread;
+    std::shared_ptr<std::pair<std::atomic<bool>, ScrapeResult>> result;
+    Clock::time_point started;
+  };
+
+  void accept_all();
+
+  void read_from(Client& c);
+
+  static std::string url_decode(std::string_view s);
+
+  void route(Client& c, const std::string& request_line);
+
+  void reply(Client& c, int code, const char* reason, const char* type, const std::string& body, const std::string& extra = "");
+  void reply(Client& c, int code, const char* reason, const char* type, std::shared_ptr<const std::string> body,
+             const std::string& extra = "");
+
+  void write_to(Client& c);
+
+  void drain(Client& c);
+
+  void start_scrape(Client& c, const Endpoint& index);
+
+  void drain_wake();
+
+  void finish_gathers();
+
+  void shut();
+
+  ExporterOptions opt_;
+  ScrapeFn scrape_;
+  int listen_fd_ = -1;
+  int bound_port_ = 0;
+  int wake_[2] = {-1, -1};
+  std::vector<Client> clients_;
+  std::map<std::string, Gather> gathers_;
+  std::map<std::string, long long> errors_; // by index display
+  std::function<void(const std::string&)> log_;
+  std::atomic<size_t> parked_{0};
+  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+// ---- 9. Deploy ---------------------------------------------------------------------------
+//
+// `deploy` writes, for each server, a folder HOST:PORT/ with its configuration file, an empty
+// data/ folder and start/stop/restart scripts for Debian's start-stop-daemon (the layout of
+// flare-tools 0.7.3), and on request a systemd unit. Keys are flare 1.3.4's own option names
+// (src/flarei/ini_option.cc, src/flared/ini_option.cc): flare refuses to start when its file
+// holds a key it does not know, so each setting goes only to the daemons that accept it.
+
+enum class Daemon { flarei, flared };
+
+inline const char* daemon_name(Daemon d);
+
+// A configuration file: `key = value` lines in a fixed order. Setting a key already present
+// changes its line in place; a new key is appended, so the defaults keep their order.
+class ServerConf {
+public:
+  void set(const std::string& key, const std::string& value);
+  void erase(const std::string& key);
+  const std::string* find(const std::string& key) const;
+  std::string text() const;
+  const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
+
+private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
+// The defaults 0.7.3 starts from (flare's sample etc/flarei.conf and an older etc/flared.conf).
+inline ServerConf flarei_defaults();
+
+inline ServerConf flared_defaults();
+
+// One setting `deploy` passes through to the configuration files.
+// (cppcheck: the CLI reads value, help and caveat; the header alone does not.)
+struct DeploySetting {
+  const char* key;         // flare's option name, also deploy's --KEY
+  // cppcheck-suppress unusedStructMember
+  const char* value;       // placeholder of the value; nullptr: a flag, written as `true`
+  bool flarei;             // written to flarei.conf
+  bool flared;             // written to flared.conf
+  // cppcheck-suppress unusedStructMember
+  const char* help;
+  // cppcheck-suppress unusedStructMember
+  const char* caveat;      // why flare 1.3.4 may refuse it (nullptr: it accepts it)
+};
+
+// 0.7.3's pass-through settings, with three fixes: thread-pool-size replaces the default line
+// (0.7.3 added a `thread_pool_size` key, which flare rejects); back-log and net-read-timeout go
+// to flared only (flarei 1.3.4 has neither and would not start); and flarei's partition
+// settings, which keycheck simulates, can be set too.
+inline const std::vector<DeploySetting>& deploy_settings();
+
+inline const DeploySetting* find_deploy_setting(std::string_view key);
+
+// Why flarei/flared would not read `value` of deploy setting `key` as meant, or "" if they
+// would. The forms are flare 1.3.4's own (src/flarei/ini_option.cc, src/flared/ini_option.cc:
+// boost::program_options int, uint32_t, uint64_t and string values; storage::type_cast,
+// storage::compress_cast, key_resolver::type_cast, storage::hash_algorithm_cast; the
+// index-servers list NAME:PORT,...), with floors where a smaller number is accepted but
+// means nothing sensible (a thread pool of -5 threads). A switch (daemonize) is on whenever
+// its line is present, whatever the value, so only "true" is written. Throws nothing.
+inline std::string deploy_value_problem(std::string_view key, std::string_view value);
+
+// Settings given on the command line, in the order given: key and value (flags: "true").
+using DeploySettings = std::vector<std::pair<std::string, std::string>>;
+
+// Why settings that are each accepted do not go together, or "" when they do: flarei 1.3.4's
+// modular key table holds partition-size x partition-modular-virtual entries of 4 bytes
+// (src/lib/key_resolver_modular.cc; flared builds the same table from the index's values): at
+// 2147483647 virtual buckets it aborts with std::bad_alloc (seen). Bounded here at 2^26 entries
+// (256 MiB); the defaults make 1024 x 4096. `flared_count`: the flared deployed at once, which
+// cannot share one --data-dir (one flare.hdb, one flared.pid). Throws nothing.
+inline std::string deploy_settings_problem(const DeploySettings& settings, size_t flared_count);
+
+// One server to deploy: where its folder goes and what it holds.
+struct DeployTarget {
+  Daemon daemon = Daemon::flared;
+  Endpoint server;          // where it listens
+  std::string dir;          // BASE/HOST:PORT
+  std::string executable;   // flarei or flared binary
+  ServerConf conf;
+
+  std::string conf_path() const { return dir + "/" + daemon_name(daemon) + ".conf"; }
+  // flare writes DATA-DIR/NAME.pid itself, so the scripts look for it there (0.7.3 kept
+  // HOST:PORT/data even when --data-dir moved it, and then could not stop the server).
+  std::string pid_path() const;
+  std::string unit_name() const { return std::string(daemon_name(daemon)) + "-" + server.key() + ".service"; }
+};
+
+inline DeployTarget plan_flarei(const std::string& base, const Endpoint& index, const std::string& executable,
+                                const DeploySettings& settings);
+
+inline DeployTarget plan_flared(const std::string& base, const Endpoint& node, const Endpoint& index,
+                                const std::string& executable, const DeploySettings& settings);
+
+// A file of a deploy folder: name inside the folder, content, permission bits.
+struct DeployFile {
+  std::string name;
+  std::string content;
+  unsigned mode;
+};
+
+inline std::vector<DeployFile> deploy_files(const DeployTarget& t, bool with_systemd_unit);
+
+// Writes a server's folder. It is built complete under a temporary name and then renamed into
+// place, so the folder is either the old one or the whole new one, never half of each. An
+// existing folder is refused unless `replace` (--delete), which removes it with its data.
+inline void deploy_folder(const DeployTarget& t, bool replace, bool with_systemd_unit);
+
+// ---- 10. Keycheck ------------------------------------------------------------------------
+//
+// How keys would spread over a cluster of 1..N partitions, grouped by key prefix, computed
+// with flare's own hash (key_hash) and modular resolver (section 6b): the offline planning
+// tool of 0.7.3 (flare-keychecker), which used its own approximations of both.
+
+struct KeycheckSettings {
+  KeyHashAlgorithm algorithm = KeyHashAlgorithm::simple;
+  int virtual_buckets = 4096;  // flarei's partition-modular-virtual
+  int hint = 1;                // flarei's partition-modular-hint
+  int partitions = 100;        // N: partition counts 1..N are shown
+  std::string delimiter = "::";
+};
+
+// Why the settings cannot be simulated, or "" when they can. The work is N x virtual steps
+// and the table N x N / 2 cells per prefix: the bounds keep both within reach.
+inline std::string keycheck_settings_problem(const KeycheckSettings& s);
+
+// A key's prefix: everything before the last delimiter; "" when there is none.
+inline std::string_view key_prefix(std::string_view key, std::string_view delimiter);
+
+// Collects keys, then answers how many of each prefix each partition holds for any partition
+// count. Memory: 4 bytes per key while collecting, then one (bucket, count) pair per bucket
+// used by each prefix. Not thread-safe (the resolver caches rows).
+class KeyDistribution {
+public:
+  explicit KeyDistribution(const KeycheckSettings& s);
+
+  const KeycheckSettings& settings() const { return settings_; }
+
+  void add(std::string_view key);
+
+  // Call once after the last add(): turns the collected buckets into counted ones.
+  void finish();
+
+  unsigned long long keys() const { return keys_; }
+  // Keys the server could not place (counted in keys(), in no prefix).
+  unsigned long long unplaced() const { return unplaced_; }
+  size_t prefix_count() const { return prefixes_.size(); }
+  const std::string& prefix(size_t i) const { return prefixes_.at(i).name; }
+  unsigned long long prefix_keys(size_t i) const { return prefixes_.at(i).keys; }
+
+  // Keys of prefix i on each partition of a cluster of n partitions (1 <= n <= N + 1).
+  std::vector<unsigned long long> counts(size_t i, int n) const;
+
+  // Keys of prefix i whose partition differs between n and n + 1 partitions (n <= N).
+  unsigned long long moved(size_t i, int n) const;
+
+private:
+  struct Prefix {
+    // cppcheck-suppress unusedStructMember
+    std::string name;  // read by prefix()
+    unsigned long long keys;
+    std::vector<std::uint32_t> collected;
+    std::vector<std::pair<std::uint32_t, unsigned long long>> buckets;
+  };
+  KeycheckSettings settings_;
+  ModularResolver resolver_;
+  std::vector<Prefix> prefixes_;  // in order of first appearance, as 0.7.3 prints them
+  std::unordered_map<std::string, size_t> index_;
+  unsigned long long keys_ = 0, unplaced_ = 0;
+};
+
+// 0.7.3's CSV, streamed to `out` a line at a time:
+//   partition size, prefix, 0 ,1 ,2
+//   1, a,2
+//   2, a,1 ,1
+// A prefix that holds a comma, a quote or edge spaces is quoted (0.7.3 wrote it raw).
+template <typename Out> inline void write_keycheck_csv(const KeyDistribution& d, Out&& out);
+
+// The same as one JSON document, streamed; "moved" counts the keys that change partition when
+// the cluster grows from N to N + 1 partitions.
+template <typename Out> inline void write_keycheck_json(const KeyDistribution& d, Out&& out);
+
+// Keys that change partition when the cluster grows from N to N + 1 partitions, all prefixes.
+inline unsigned long long keycheck_moved(const KeyDistribution& d);
+
+// ==============================================================================================
+// Part 2. Implementation
+// ==============================================================================================
+
+// ---- 1. Errors and small helpers ---------------------------------------------------------
 
 namespace detail {
 
@@ -712,12 +3090,8 @@ inline std::string errno_text(int err) { return std::strerror(err); }
 
 } // namespace detail
 
-// Bytes a peer or a user gave, made fit for a one-line message: control bytes and non-ASCII
-// escaped (\r, \n, \xNN), cut to at most `max` bytes with "..." marking the cut. Throws nothing.
-inline std::string printable(std::string_view s, size_t max = 80) { return detail::printable(s, max); }
+inline std::string printable(std::string_view s, size_t max) { return detail::printable(s, max); }
 
-// Strict decimal integer parsing: optional '-', digits only, no overflow.
-// Used for everything a peer or a user gives us, so that "12x", "" or 2^64 never pass.
 inline std::optional<long long> to_int(std::string_view s) {
   if (s.empty()) return std::nullopt;
   bool neg = false;
@@ -741,7 +3115,6 @@ inline std::optional<long long> to_int(std::string_view s) {
   return static_cast<long long>(v);
 }
 
-// Same, restricted to the int range.
 inline std::optional<int> to_int32(std::string_view s) {
   auto v = to_int(s);
   if (!v || *v < INT_MIN || *v > INT_MAX) return std::nullopt;
@@ -750,28 +3123,9 @@ inline std::optional<int> to_int32(std::string_view s) {
 
 // ---- 2. Addresses ------------------------------------------------------------------------
 
-// A server endpoint. `host` is kept exactly as written (without IPv6 brackets): flare
-// identifies nodes by the literal "host:port" string, so it must never be normalised.
-struct Endpoint {
-  std::string host;
-  int port = 0;
-
-  std::string key() const { return host + ":" + std::to_string(port); }
-  // For messages and connections: IPv6 literals get their brackets back.
-  std::string display() const {
-    return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port) : key();
-  }
-};
-
-inline bool operator==(const Endpoint& a, const Endpoint& b) { return a.host == b.host && a.port == b.port; }
-
-// A node argument as the subcommands take it: host:port[:balance[:partition]].
-struct NodeArg {
-  Endpoint endpoint;
-  std::optional<int> balance;
-  std::optional<int> partition;
-  std::string text; // as typed, for messages
-};
+inline std::string Endpoint::display() const {
+  return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port) : key();
+}
 
 namespace detail {
 
@@ -813,8 +3167,6 @@ inline bool valid_host(std::string_view h) {
 
 } // namespace detail
 
-// Parses "host[:port]" (or "[v6][:port]"); the port defaults to `default_port`.
-// Throws Error("invalid address 'X'") on anything else.
 inline Endpoint parse_host_port(std::string_view arg, int default_port) {
   std::string host;
   std::vector<std::string_view> fields;
@@ -829,9 +3181,6 @@ inline Endpoint parse_host_port(std::string_view arg, int default_port) {
   return ep;
 }
 
-// Parses a node argument with between `min_fields` and `max_fields` colon-separated fields
-// counting host and port (2 = host:port, 3 = +balance, 4 = +partition).
-// Throws Error("invalid argument 'X'.") — the wording scripts of 0.7.3 already match on.
 inline NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fields) {
   std::string host;
   std::vector<std::string_view> fields;
@@ -857,12 +3206,8 @@ inline NodeArg parse_node_arg(std::string_view arg, int min_fields, int max_fiel
   return out;
 }
 
-// A port number, 1 to 65535, digits only ("" or "0x50" or "65536": nullopt). Throws nothing.
 inline std::optional<int> parse_port(std::string_view s) { return detail::parse_port(s); }
 
-// The index server named `name` in a list as $FLARE_INDEX_SERVERS holds it
-// ("name:host:port;name:host:port;...", blanks around an entry ignored), nullopt when no entry has
-// that name. Throws Error when that entry's port is not a port.
 inline std::optional<Endpoint> cluster_index_server(std::string_view servers, std::string_view name) {
   for (auto entry : detail::split(servers, ';')) {
     auto f = detail::split(detail::trim(entry), ':');
@@ -876,9 +3221,6 @@ inline std::optional<Endpoint> cluster_index_server(std::string_view servers, st
 }
 
 // ---- 3. Socket ---------------------------------------------------------------------------
-
-// Debug hook: when set, every request line and reply line is passed to it (--debug).
-using TraceFn = std::function<void(const std::string& line)>;
 
 namespace detail {
 
@@ -935,9 +3277,6 @@ inline std::vector<std::pair<sockaddr_storage, socklen_t>> resolve(const Endpoin
 
 } // namespace detail
 
-// The line for a node the index does not list: `prefix` (0.7.3's words, which scripts match)
-// and the node, then why: its host name does not resolve (a typo or a DNS failure, not a wrong
-// argument form), or the index lists no such node. Asks the resolver; throws nothing.
 inline std::string unknown_node_text(const std::string& prefix, const Endpoint& ep) {
   std::string why;
   try {
@@ -1016,340 +3355,259 @@ inline int connect_result(int fd) {
   return err;
 }
 
-// A connected TCP socket with a read buffer. Every operation waits with poll() until the
-// current deadline; the deadline is set per request by the clients (see ServerClient).
-class Socket {
-public:
-  Socket() = default;
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  Socket(Socket&& o) noexcept { *this = std::move(o); }
-  Socket& operator=(Socket&& o) noexcept {
-    if (this != &o) {
-      close();
-      fd_ = o.fd_;
-      o.fd_ = -1;
-      buf_ = std::move(o.buf_);
-      pos_ = o.pos_;
-      end_ = o.end_;
-      total_read_ = o.total_read_;
-      peer_ = std::move(o.peer_);
-      deadline_ = o.deadline_;
-      idle_ms_ = o.idle_ms_;
-      cancel_ = std::move(o.cancel_);
-    }
-    return *this;
-  }
-  ~Socket() { close(); }
-
-  // Connects within `timeout_ms` (all addresses of the name share that budget).
-  void connect(const Endpoint& ep, int timeout_ms) {
+inline Socket& Socket::operator=(Socket&& o) noexcept {
+  if (this != &o) {
     close();
-    peer_ = ep.display();
-    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    auto addrs = resolve(ep);
-    int last_err = ETIMEDOUT;
-    for (auto& [addr, len] : addrs) {
-      int err = 0;
-      int fd = start_connect(addr, len, err);
-      if (fd < 0) {
-        last_err = err;
-        continue;
-      }
-      short rev = 0;
-      try {
-        rev = poll_until(fd, POLLOUT, deadline, cancel_);
-      } catch (const Interrupted&) {
-        ::close(fd);
-        throw;
-      }
-      int rc = rev == 0 ? 0 : 1;
-      if (rc == 1) {
-        err = connect_result(fd);
-        if (err == 0) {
-          fd_ = fd;
-          // Room for the longest line we accept, so a full buffer always means "too long".
-          buf_.resize(std::max<size_t>(FLARE_TOOLS_READ_BUFFER_BYTES, FLARE_TOOLS_MAX_LINE_BYTES + 2));
-          pos_ = end_ = 0;
-          return;
-        }
-        last_err = err;
-      } else {
-        last_err = ETIMEDOUT;
-      }
+    fd_ = o.fd_;
+    o.fd_ = -1;
+    buf_ = std::move(o.buf_);
+    pos_ = o.pos_;
+    end_ = o.end_;
+    total_read_ = o.total_read_;
+    peer_ = std::move(o.peer_);
+    deadline_ = o.deadline_;
+    idle_ms_ = o.idle_ms_;
+    cancel_ = std::move(o.cancel_);
+  }
+  return *this;
+}
+inline void Socket::connect(const Endpoint& ep, int timeout_ms) {
+  close();
+  peer_ = ep.display();
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto addrs = resolve(ep);
+  int last_err = ETIMEDOUT;
+  for (auto& [addr, len] : addrs) {
+    int err = 0;
+    int fd = start_connect(addr, len, err);
+    if (fd < 0) {
+      last_err = err;
+      continue;
+    }
+    short rev = 0;
+    try {
+      rev = poll_until(fd, POLLOUT, deadline, cancel_);
+    } catch (const Interrupted&) {
       ::close(fd);
-      if (remaining_ms(deadline) == 0) break;
+      throw;
     }
-    if (last_err == ETIMEDOUT) throw NetworkError("cannot connect to " + peer_ + ": timed out");
-    throw NetworkError("cannot connect to " + peer_ + ": " + errno_text(last_err));
+    int rc = rev == 0 ? 0 : 1;
+    if (rc == 1) {
+      err = connect_result(fd);
+      if (err == 0) {
+        fd_ = fd;
+        // Room for the longest line we accept, so a full buffer always means "too long".
+        buf_.resize(std::max<size_t>(FLARE_TOOLS_READ_BUFFER_BYTES, FLARE_TOOLS_MAX_LINE_BYTES + 2));
+        pos_ = end_ = 0;
+        return;
+      }
+      last_err = err;
+    } else {
+      last_err = ETIMEDOUT;
+    }
+    ::close(fd);
+    if (remaining_ms(deadline) == 0) break;
   }
-
-  // Takes over an already connected descriptor (a socketpair in tests, an accepted socket).
-  void adopt(int fd, std::string peer) {
+  if (last_err == ETIMEDOUT) throw NetworkError("cannot connect to " + peer_ + ": timed out");
+  throw NetworkError("cannot connect to " + peer_ + ": " + errno_text(last_err));
+}
+inline void Socket::adopt(int fd, std::string peer) {
+  close();
+  set_nonblocking(fd);
+  fd_ = fd;
+  peer_ = std::move(peer);
+  buf_.resize(std::max<size_t>(FLARE_TOOLS_READ_BUFFER_BYTES, FLARE_TOOLS_MAX_LINE_BYTES + 2));
+  pos_ = end_ = 0;
+}
+inline void Socket::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  pos_ = end_ = 0;
+}
+inline void Socket::set_idle_timeout(int timeout_ms) {
+  idle_ms_ = timeout_ms;
+  if (timeout_ms > 0) set_timeout(timeout_ms);
+}
+inline void Socket::send_all(std::string_view data) {
+  const char* p = data.data();
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = handle_EINTR([&] { return ::send(fd_, p, left, kSendFlags); });
+    if (n > 0) {
+      p += n;
+      left -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail("send to " + peer_ + " failed", errno);
+    wait_for(POLLOUT, "sending to");
+  }
+}
+inline std::string_view Socket::read_line() {
+  size_t scanned = pos_;
+  for (;;) {
+    const char* base = buf_.data();
+    size_t nlpos = line_end(scanned);
+    if (nlpos != std::string::npos) {
+      size_t len = nlpos - pos_;
+      if (len > 0 && base[nlpos - 1] == '\r') --len;
+      std::string_view line(base + pos_, len);
+      pos_ = nlpos + 1;
+      return line;
+    }
+    if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
+    scanned = end_;
+    size_t before = pos_;
+    fill();
+    scanned -= before - pos_; // fill() may have moved the unread bytes to the front
+  }
+}
+template <typename Sink>
+inline void Socket::read_exact(size_t n, Sink&& sink) {
+  while (n > 0) {
+    if (pos_ == end_) fill();
+    size_t take = std::min(n, end_ - pos_);
+    sink(std::string_view(buf_.data() + pos_, take));
+    pos_ += take;
+    n -= take;
+  }
+}
+inline bool Socket::wait_readable(int timeout_ms) {
+  if (pos_ < end_) return true;
+  return poll_until(fd_, POLLIN, Clock::now() + std::chrono::milliseconds(timeout_ms), cancel_) != 0;
+}
+inline void Socket::set_buffer_size(size_t n) {
+  n = std::max<size_t>(n, FLARE_TOOLS_MAX_LINE_BYTES + 2);
+  if (pos_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    end_ -= pos_;
+    pos_ = 0;
+  }
+  if (n > end_) buf_.resize(n);
+}
+inline bool Socket::read_available() {
+  if (pos_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    end_ -= pos_;
+    pos_ = 0;
+  }
+  if (end_ == buf_.size()) return false; // full: the caller must take from it first
+  ssize_t n = handle_EINTR([&] { return ::read(fd_, buf_.data() + end_, buf_.size() - end_); });
+  if (n == 0) {
+    std::string peer = peer_;
     close();
-    set_nonblocking(fd);
-    fd_ = fd;
-    peer_ = std::move(peer);
-    buf_.resize(std::max<size_t>(FLARE_TOOLS_READ_BUFFER_BYTES, FLARE_TOOLS_MAX_LINE_BYTES + 2));
-    pos_ = end_ = 0;
+    throw NetworkError("connection closed by " + peer);
   }
-
-  bool is_open() const { return fd_ >= 0; }
-  const std::string& peer() const { return peer_; }
-  int fd() const { return fd_; }
-
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-    pos_ = end_ = 0;
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+    fail("receive from " + peer_ + " failed", errno);
   }
-
-  void set_timeout(int timeout_ms) { deadline_ = Clock::now() + std::chrono::milliseconds(timeout_ms); }
-  Clock::time_point deadline() const { return deadline_; }
-  // With an idle timeout every byte received moves the deadline on: a stream fails only when
-  // the peer is silent that long, however long the whole transfer takes (0: off).
-  void set_idle_timeout(int timeout_ms) {
-    idle_ms_ = timeout_ms;
-    if (timeout_ms > 0) set_timeout(timeout_ms);
+  end_ += static_cast<size_t>(n);
+  total_read_ += static_cast<unsigned long long>(n);
+  if (idle_ms_ > 0) set_timeout(idle_ms_);
+  return true;
+}
+inline std::optional<std::string_view> Socket::buffered_line() {
+  if (line_end(pos_) == std::string::npos) {
+    if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
+    return std::nullopt;
   }
-  void set_cancel(CancelFn c) { cancel_ = std::move(c); }
-  const CancelFn& cancel() const { return cancel_; }
-
-  void send_all(std::string_view data) {
-    const char* p = data.data();
-    size_t left = data.size();
-    while (left > 0) {
-      ssize_t n = handle_EINTR([&] { return ::send(fd_, p, left, kSendFlags); });
-      if (n > 0) {
-        p += n;
-        left -= static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail("send to " + peer_ + " failed", errno);
-      wait_for(POLLOUT, "sending to");
-    }
+  return read_line();
+}
+inline std::string_view Socket::take(size_t n) {
+  std::string_view v(buf_.data() + pos_, n);
+  pos_ += n;
+  return v;
+}
+inline bool Socket::at_eof() {
+  if (pos_ < end_) return false;
+  try {
+    fill();
+  } catch (const NetworkError&) {
+    return true;
   }
-
-  // Strict framing, for flare's own streams (dump, dump_key) and our dump files: only CR LF
-  // ends a line, so a lone CR or LF is part of it (a key a binary client stored may hold one).
-  // Off: a bare LF ends a line too.
-  void set_crlf_only(bool on) { crlf_only_ = on; }
-
-  // Returns one line without its "\r\n" (a bare "\n" is tolerated unless set_crlf_only). The
-  // view is valid until the next read. A line longer than FLARE_TOOLS_MAX_LINE_BYTES is a
-  // protocol error.
-  std::string_view read_line() {
-    size_t scanned = pos_;
-    for (;;) {
-      const char* base = buf_.data();
-      size_t nlpos = line_end(scanned);
-      if (nlpos != std::string::npos) {
-        size_t len = nlpos - pos_;
-        if (len > 0 && base[nlpos - 1] == '\r') --len;
-        std::string_view line(base + pos_, len);
-        pos_ = nlpos + 1;
-        return line;
-      }
-      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
-      scanned = end_;
-      size_t before = pos_;
-      fill();
-      scanned -= before - pos_; // fill() may have moved the unread bytes to the front
-    }
+  return false;
+}
+inline size_t Socket::send_some(std::string_view data) {
+  // kSendFlags is 0 on the fallback (which is what cppcheck, without system headers, sees).
+  // cppcheck-suppress badBitmaskCheck
+  ssize_t n = handle_EINTR([&] { return ::send(fd_, data.data(), data.size(), kSendFlags | MSG_DONTWAIT); });
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    throw NetworkError("send to " + peer_ + " failed: " + errno_text(errno));
   }
-
-  // Reads exactly `n` bytes and hands them to `sink` in pieces (no copy of the whole value).
-  template <typename Sink> void read_exact(size_t n, Sink&& sink) {
-    while (n > 0) {
-      if (pos_ == end_) fill();
-      size_t take = std::min(n, end_ - pos_);
-      sink(std::string_view(buf_.data() + pos_, take));
-      pos_ += take;
-      n -= take;
-    }
+  return static_cast<size_t>(n);
+}
+inline size_t Socket::line_end(size_t from) const {
+  const char* base = buf_.data();
+  while (from < end_) {
+    const void* nl = std::memchr(base + from, '\n', end_ - from);
+    if (!nl) return std::string::npos;
+    size_t at = static_cast<size_t>(static_cast<const char*>(nl) - base);
+    if (!crlf_only_ || (at > pos_ && base[at - 1] == '\r')) return at;
+    from = at + 1;
   }
-
-  // Waits until the socket is readable or `timeout_ms` passes; false on timeout.
-  bool wait_readable(int timeout_ms) {
-    if (pos_ < end_) return true;
-    return poll_until(fd_, POLLIN, Clock::now() + std::chrono::milliseconds(timeout_ms), cancel_) != 0;
+  return std::string::npos;
+}
+[[noreturn]] inline void Socket::fail(const std::string& what, int err) {
+  close();
+  throw NetworkError(what + ": " + errno_text(err));
+}
+[[noreturn]] inline void Socket::line_too_long() {
+  std::string peer = peer_;
+  close();
+  throw ProtocolError("reply line from " + peer + " longer than " + std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) +
+                      " bytes");
+}
+inline void Socket::wait_for(short events, const char* doing) {
+  short rev;
+  try {
+    rev = poll_until(fd_, events, deadline_, cancel_);
+  } catch (const Interrupted&) {
+    close();
+    throw;
   }
-
-  size_t buffered() const { return end_ - pos_; }
-  size_t capacity() const { return buf_.size(); }
-  // A larger buffer for a bulk stream (a dump): fewer reads. Never below the line limit.
-  void set_buffer_size(size_t n) {
-    n = std::max<size_t>(n, FLARE_TOOLS_MAX_LINE_BYTES + 2);
-    if (pos_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
-      end_ -= pos_;
-      pos_ = 0;
-    }
-    if (n > end_) buf_.resize(n);
+  if (rev == 0) {
+    std::string peer = peer_;
+    close();
+    throw NetworkError(std::string("timed out ") + doing + " " + peer);
   }
-
-  // For many streams read from one poll loop: one read of what is there now, without
-  // waiting. False when nothing was (EAGAIN); the end of the stream is an error.
-  bool read_available() {
-    if (pos_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
-      end_ -= pos_;
-      pos_ = 0;
-    }
-    if (end_ == buf_.size()) return false; // full: the caller must take from it first
+}
+inline void Socket::fill() {
+  if (pos_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    end_ -= pos_;
+    pos_ = 0;
+  }
+  for (;;) {
+    // read(), not recv(): the same buffered reader serves files (restore input) too.
     ssize_t n = handle_EINTR([&] { return ::read(fd_, buf_.data() + end_, buf_.size() - end_); });
+    if (n > 0) {
+      end_ += static_cast<size_t>(n);
+      total_read_ += static_cast<unsigned long long>(n);
+      if (idle_ms_ > 0) set_timeout(idle_ms_);
+      return;
+    }
     if (n == 0) {
       std::string peer = peer_;
       close();
       throw NetworkError("connection closed by " + peer);
     }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-      fail("receive from " + peer_ + " failed", errno);
-    }
-    end_ += static_cast<size_t>(n);
-    total_read_ += static_cast<unsigned long long>(n);
-    if (idle_ms_ > 0) set_timeout(idle_ms_);
-    return true;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) fail("receive from " + peer_ + " failed", errno);
+    wait_for(POLLIN, "waiting for");
   }
-  // A complete line already in the buffer (without reading), or nullopt.
-  std::optional<std::string_view> buffered_line() {
-    if (line_end(pos_) == std::string::npos) {
-      if (end_ - pos_ >= FLARE_TOOLS_MAX_LINE_BYTES) line_too_long();
-      return std::nullopt;
-    }
-    return read_line();
-  }
-  // `n` bytes from the buffer; n must not exceed buffered(). Valid until the next read.
-  std::string_view take(size_t n) {
-    std::string_view v(buf_.data() + pos_, n);
-    pos_ += n;
-    return v;
-  }
-
-  // Bytes consumed so far (for error messages that give a record's offset in a file).
-  unsigned long long offset() const { return total_read_ - (end_ - pos_); }
-
-  // True at end of input (only meaningful for files: a socket reports it as an error).
-  bool at_eof() {
-    if (pos_ < end_) return false;
-    try {
-      fill();
-    } catch (const NetworkError&) {
-      return true;
-    }
-    return false;
-  }
-
-  // Sends what it can without blocking; returns the number of bytes taken. Throws NetworkError
-  // when the send fails, and leaves the socket open, unlike every other failure here: the
-  // replies the peer sent before it went are still there to read (the caller closes it).
-  size_t send_some(std::string_view data) {
-    // kSendFlags is 0 on the fallback (which is what cppcheck, without system headers, sees).
-    // cppcheck-suppress badBitmaskCheck
-    ssize_t n = handle_EINTR([&] { return ::send(fd_, data.data(), data.size(), kSendFlags | MSG_DONTWAIT); });
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      throw NetworkError("send to " + peer_ + " failed: " + errno_text(errno));
-    }
-    return static_cast<size_t>(n);
-  }
-
-private:
-  // Where the LF that ends the line starting at pos_ is, searching from `from`; npos if none
-  // is buffered yet.
-  size_t line_end(size_t from) const {
-    const char* base = buf_.data();
-    while (from < end_) {
-      const void* nl = std::memchr(base + from, '\n', end_ - from);
-      if (!nl) return std::string::npos;
-      size_t at = static_cast<size_t>(static_cast<const char*>(nl) - base);
-      if (!crlf_only_ || (at > pos_ && base[at - 1] == '\r')) return at;
-      from = at + 1;
-    }
-    return std::string::npos;
-  }
-
-  [[noreturn]] void fail(const std::string& what, int err) {
-    close();
-    throw NetworkError(what + ": " + errno_text(err));
-  }
-
-  // Like every protocol error, a line over the limit leaves the connection unusable: close it.
-  [[noreturn]] void line_too_long() {
-    std::string peer = peer_;
-    close();
-    throw ProtocolError("reply line from " + peer + " longer than " + std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) +
-                        " bytes");
-  }
-
-  void wait_for(short events, const char* doing) {
-    short rev;
-    try {
-      rev = poll_until(fd_, events, deadline_, cancel_);
-    } catch (const Interrupted&) {
-      close();
-      throw;
-    }
-    if (rev == 0) {
-      std::string peer = peer_;
-      close();
-      throw NetworkError(std::string("timed out ") + doing + " " + peer);
-    }
-  }
-
-  void fill() {
-    if (pos_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
-      end_ -= pos_;
-      pos_ = 0;
-    }
-    for (;;) {
-      // read(), not recv(): the same buffered reader serves files (restore input) too.
-      ssize_t n = handle_EINTR([&] { return ::read(fd_, buf_.data() + end_, buf_.size() - end_); });
-      if (n > 0) {
-        end_ += static_cast<size_t>(n);
-        total_read_ += static_cast<unsigned long long>(n);
-        if (idle_ms_ > 0) set_timeout(idle_ms_);
-        return;
-      }
-      if (n == 0) {
-        std::string peer = peer_;
-        close();
-        throw NetworkError("connection closed by " + peer);
-      }
-      if (errno != EAGAIN && errno != EWOULDBLOCK) fail("receive from " + peer_ + " failed", errno);
-      wait_for(POLLIN, "waiting for");
-    }
-  }
-
-  int fd_ = -1;
-  std::vector<char> buf_;
-  size_t pos_ = 0, end_ = 0;
-  unsigned long long total_read_ = 0;
-  std::string peer_;
-  Clock::time_point deadline_ = Clock::now();
-  int idle_ms_ = 0;
-  bool crlf_only_ = false;
-  CancelFn cancel_;
-};
+}
 
 } // namespace detail
 
 // ---- 4. Protocol reader ------------------------------------------------------------------
 
-// A complete reply to one request: the data lines before the terminating line, and that line.
-struct Reply {
-  std::vector<std::string> lines;
-  std::string status; // "END", "OK", "STORED", "ERROR", "SERVER_ERROR ...", ...
+inline bool Reply::ok() const {
+  return status == "OK" || status == "END" || status == "STORED" || status == "DELETED";
+}
 
-  bool ok() const {
-    return status == "OK" || status == "END" || status == "STORED" || status == "DELETED";
-  }
-  bool is_error() const {
-    return status == "ERROR" || status.rfind("SERVER_ERROR", 0) == 0 || status.rfind("CLIENT_ERROR", 0) == 0;
-  }
-};
+inline bool Reply::is_error() const {
+  return status == "ERROR" || status.rfind("SERVER_ERROR", 0) == 0 || status.rfind("CLIENT_ERROR", 0) == 0;
+}
 
 namespace detail {
 
@@ -1364,9 +3622,7 @@ inline bool is_terminal_line(std::string_view line) {
 
 } // namespace detail
 
-// Reads lines until a terminating status line. Data lines must be STAT/META/KEY lines;
-// the total size is bounded by FLARE_TOOLS_MAX_REPLY_BYTES.
-inline Reply read_reply(detail::Socket& sock, const TraceFn& trace = nullptr) {
+inline Reply read_reply(detail::Socket& sock, const TraceFn& trace) {
   Reply r;
   size_t total = 0;
   for (;;) {
@@ -1390,30 +3646,25 @@ inline Reply read_reply(detail::Socket& sock, const TraceFn& trace = nullptr) {
   }
 }
 
-// `stats` of a node or of the index: name -> value, in the order received. Values stay text;
-// numbers are read on demand so a bad field shows as "-" instead of spoiling the others.
-struct NodeStats {
-  std::vector<std::pair<std::string, std::string>> fields;
+inline const std::string* NodeStats::find(std::string_view name) const {
+  const std::string* found = nullptr;
+  for (auto& f : fields)
+    if (f.first == name) found = &f.second; // a repeated field: the last one wins
+  return found;
+}
 
-  const std::string* find(std::string_view name) const {
-    const std::string* found = nullptr;
-    for (auto& f : fields)
-      if (f.first == name) found = &f.second; // a repeated field: the last one wins
-    return found;
-  }
-  std::string get(std::string_view name) const {
-    auto* v = find(name);
-    return v ? *v : std::string();
-  }
-  // A non-negative integer field, or nullopt when missing, malformed or out of range.
-  std::optional<long long> number(std::string_view name) const {
-    auto* v = find(name);
-    if (!v) return std::nullopt;
-    auto n = to_int(*v);
-    if (!n || *n < 0) return std::nullopt;
-    return n;
-  }
-};
+inline std::string NodeStats::get(std::string_view name) const {
+  auto* v = find(name);
+  return v ? *v : std::string();
+}
+
+inline std::optional<long long> NodeStats::number(std::string_view name) const {
+  auto* v = find(name);
+  if (!v) return std::nullopt;
+  auto n = to_int(*v);
+  if (!n || *n < 0) return std::nullopt;
+  return n;
+}
 
 inline NodeStats parse_stats(const std::vector<std::string>& lines) {
   NodeStats s;
@@ -1431,35 +3682,12 @@ inline NodeStats parse_stats(const std::vector<std::string>& lines) {
   return s;
 }
 
-// One entry of the index's `stats nodes`.
-struct NodeInfo {
-  std::string key;  // "host:port" exactly as the index names the node
-  std::string host; // the key's host part
-  int port = 0;
-  std::string role;  // master | slave | proxy
-  std::string state; // active | prepare | down | ready
-  int partition = -1;
-  int balance = 0;
-  int thread_type = 0;
-
-  Endpoint endpoint() const { return Endpoint{host, port}; }
-  bool is_master() const { return role == "master"; }
-  bool is_slave() const { return role == "slave"; }
-  bool is_proxy() const { return role == "proxy"; }
-  bool is_active() const { return state == "active"; }
-};
-
 inline bool is_known_role(std::string_view r) { return r == "master" || r == "slave" || r == "proxy"; }
+
 inline bool is_known_state(std::string_view s) {
   return s == "active" || s == "prepare" || s == "down" || s == "ready";
 }
 
-// The highest partition number we accept from a server.
-constexpr int kMaxPartition = 1 << 20;
-
-// Parses `stats nodes`. Keys are split at the LAST two colons, since the host part is the
-// node's configured server name and may itself contain colons (IPv6). Nodes come back in the
-// order of their first line. An entry missing role, state, partition or balance is an error.
 inline std::vector<NodeInfo> parse_stats_nodes(const std::vector<std::string>& lines) {
   struct Partial {
     NodeInfo info;
@@ -1531,19 +3759,6 @@ inline std::vector<NodeInfo> parse_stats_nodes(const std::vector<std::string>& l
   return out;
 }
 
-// One entry of `stats threads`.
-struct ThreadInfo {
-  std::string id;
-  std::string type;
-  std::string peer;
-  std::string op;
-  std::string uptime;
-  std::string state;
-  std::string info;
-  std::string queue;
-  std::optional<std::string> behind;
-};
-
 inline std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string>& lines) {
   std::vector<ThreadInfo> out;
   std::map<std::string, size_t> index;
@@ -1578,15 +3793,11 @@ inline std::vector<ThreadInfo> parse_stats_threads(const std::vector<std::string
   return out;
 }
 
-// The index's `meta`: the partitioning parameters of the cluster.
-struct Meta {
-  std::vector<std::pair<std::string, std::string>> fields;
-  std::string get(std::string_view name) const {
-    for (const auto& f : fields)
-      if (f.first == name) return f.second;
-    return std::string();
-  }
-};
+inline std::string Meta::get(std::string_view name) const {
+  for (const auto& f : fields)
+    if (f.first == name) return f.second;
+  return std::string();
+}
 
 inline Meta parse_meta(const std::vector<std::string>& lines) {
   Meta m;
@@ -1602,36 +3813,13 @@ inline Meta parse_meta(const std::vector<std::string>& lines) {
   return m;
 }
 
-// One item of a `dump` stream: "VALUE key flags length version expire".
-struct ItemHeader {
-  std::string key;
-  unsigned long long flags = 0;
-  size_t length = 0;
-  unsigned long long version = 0;
-  long long expire = 0;
-};
-
-// Whether an item had expired by `now_unix` (seconds since the epoch): a dump's expire is an
-// absolute unix time, 0 = never (tests/data/transcripts/README.md, dump). A restore does not send
-// such an item: flared would answer STORED for an item nobody can read.
 inline bool expired_at(const ItemHeader& h, long long now_unix) { return h.expire > 0 && h.expire <= now_unix; }
 
-// A key a dump can carry: 1 to FLARE_TOOLS_MAX_KEY_BYTES bytes, no space (the VALUE line is
-// split there) and no NUL (flared ends a key at one when it lists it: a key stored as
-// `nul<NUL>key` through the binary protocol is listed as `nul`, seen on flare 1.3.4). Every
-// other byte may be in it: flared's text protocol splits a request on the space byte only, so
-// a key may hold a lone CR, TAB, VT, FF, control and high bytes; a binary client may store a
-// lone LF too (fact: tests/data/flare-protocol.md, "Hard states"), but not CR LF, where a record's
-// line ends (such a key, stored through the binary protocol, cannot be framed: found by
-// fuzz_csv, a CSV key holding CR LF written in the flare format did not read back).
 inline bool valid_item_key(std::string_view k) {
   return !k.empty() && k.size() <= FLARE_TOOLS_MAX_KEY_BYTES &&
          k.find_first_of(std::string_view(" \0", 2)) == std::string_view::npos && k.find("\r\n") == std::string_view::npos;
 }
 
-// Why flared's text protocol cannot take `k` in a request (restore writes with `set`), or ""
-// when it can. flared ends a request line at LF, splits it at spaces, fails on a NUL byte
-// (seen on flare 1.3.4: `set nul<NUL>x 0 0 2` -> ERROR), and reads at most 8191 bytes of a word.
 inline std::string text_key_problem(std::string_view k) {
   if (k.empty()) return "the key is empty";
   if (k.size() > FLARE_TOOLS_MAX_TEXT_KEY_BYTES)
@@ -1671,10 +3859,6 @@ inline bool split_value_tail(std::string_view line, std::string_view& head, unsi
 }
 } // namespace detail
 
-// Parses a VALUE line of a dump: "VALUE " key " " flags " " length " " version " " expire, one
-// space between fields, exactly as flared writes it. The key may hold any byte but a space (a
-// lone CR included); a line of another shape is a ProtocolError that says why (a key holding a
-// space or CR LF, stored through the binary protocol, is one flare's text dump cannot frame).
 inline ItemHeader parse_value_line(std::string_view line) {
   auto bad = [&](const std::string& why) {
     return ProtocolError("malformed VALUE line (" + why + "): '" + detail::printable(line) + "'");
@@ -1701,186 +3885,101 @@ inline ItemHeader parse_value_line(std::string_view line) {
 
 // ---- 5. Clients --------------------------------------------------------------------------
 
-// The requests a change command has sent that change the cluster, and the check made before
-// each one: once `interrupted` returns true (Ctrl-C), no such request is sent any more. Shared
-// by the clients a command uses (ServerClient::set_change_log); ServerClient::request_change
-// is the one place such requests are sent from.
-struct ChangeLog {
-  CancelFn interrupted;
-  std::vector<std::string> sent; // "HOST:PORT request", in the order sent
-};
+inline ServerClient::ServerClient(Endpoint ep, int timeout_ms)
+    : ep_(std::move(ep)), timeout_ms_(timeout_ms) {}
 
-// One connection to a flare server (index or node) speaking the text protocol.
-// Connects lazily; every request runs under `timeout_ms` (connect, send and the whole reply).
-class ServerClient {
-public:
-  explicit ServerClient(Endpoint ep, int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS)
-      : ep_(std::move(ep)), timeout_ms_(timeout_ms) {}
-  ServerClient(ServerClient&&) = default;
-  ServerClient& operator=(ServerClient&&) = default;
-
-  const Endpoint& endpoint() const { return ep_; }
-  int timeout_ms() const { return timeout_ms_; }
-  void set_trace(TraceFn t) { trace_ = std::move(t); }
-  // Every wait of this client then also stops, with Interrupted, once `c` returns true.
-  void set_cancel(CancelFn c) { sock_.set_cancel(std::move(c)); }
-  void close() {
-    if (sock_.is_open()) {
-      // Be polite but never wait for the peer: "quit" needs no answer.
-      try {
-        sock_.set_timeout(200);
-        sock_.send_all("quit\r\n");
-      } catch (const Error&) {
-      }
-    }
-    sock_.close();
-  }
-  ~ServerClient() { close(); }
-
-  // Sends one request line and reads a complete reply.
-  Reply request(const std::string& line) {
-    send_line(line);
-    return read_reply(sock_, trace_);
-  }
-
-  // Like request(), but an ERROR / SERVER_ERROR / CLIENT_ERROR reply throws ServerError.
-  Reply request_ok(const std::string& line) {
-    Reply r = request(line);
-    if (r.is_error() || !r.ok())
-      throw ServerError(ep_.display() + " answered '" + detail::printable(r.status) + "' to '" + line + "'");
-    return r;
-  }
-
-  bool ping() { return request("ping").status == "OK"; }
-
-  // Requests that change the cluster go through here. With a change log whose `interrupted`
-  // says stop, nothing is sent: throws Interrupted ("... was not sent"). Otherwise the request
-  // is logged as sent, then sent as request(); Interrupted while waiting for its answer says
-  // that it was sent. Throws as request().
-  void set_change_log(std::shared_ptr<ChangeLog> log) { log_ = std::move(log); }
-  const std::shared_ptr<ChangeLog>& change_log() const { return log_; }
-  Reply request_change(const std::string& line) {
-    if (log_ && log_->interrupted && log_->interrupted())
-      throw Interrupted("interrupted: '" + line + "' was not sent to " + ep_.display());
-    if (log_) log_->sent.push_back(ep_.key() + " " + line);
+inline void ServerClient::close() {
+  if (sock_.is_open()) {
+    // Be polite but never wait for the peer: "quit" needs no answer.
     try {
-      return request(line);
-    } catch (const Interrupted&) {
-      throw Interrupted("interrupted while waiting for " + ep_.display() + " to answer '" + line +
-                        "': it was sent and may have been done");
+      sock_.set_timeout(200);
+      sock_.send_all("quit\r\n");
+    } catch (const Error&) {
     }
   }
+  sock_.close();
+}
 
-  std::string version() {
-    send_line("version");
-    auto line = sock_.read_line();
-    if (trace_) trace_("<-- " + detail::printable(line));
-    if (line.rfind("VERSION ", 0) != 0)
-      throw ProtocolError("unexpected answer to version from " + ep_.display() + ": '" + detail::printable(line) + "'");
-    return std::string(line.substr(8));
+inline Reply ServerClient::request(const std::string& line) {
+  send_line(line);
+  return read_reply(sock_, trace_);
+}
+
+inline Reply ServerClient::request_ok(const std::string& line) {
+  Reply r = request(line);
+  if (r.is_error() || !r.ok())
+    throw ServerError(ep_.display() + " answered '" + detail::printable(r.status) + "' to '" + line + "'");
+  return r;
+}
+
+inline Reply ServerClient::request_change(const std::string& line) {
+  if (log_ && log_->interrupted && log_->interrupted())
+    throw Interrupted("interrupted: '" + line + "' was not sent to " + ep_.display());
+  if (log_) log_->sent.push_back(ep_.key() + " " + line);
+  try {
+    return request(line);
+  } catch (const Interrupted&) {
+    throw Interrupted("interrupted while waiting for " + ep_.display() + " to answer '" + line +
+                      "': it was sent and may have been done");
   }
+}
 
-  NodeStats stats() { return parse_stats(request_ok("stats").lines); }
-  std::vector<ThreadInfo> stats_threads() { return parse_stats_threads(request_ok("stats threads").lines); }
-  std::vector<NodeInfo> stats_nodes() { return parse_stats_nodes(request_ok("stats nodes").lines); }
+inline std::string ServerClient::version() {
+  send_line("version");
+  auto line = sock_.read_line();
+  if (trace_) trace_("<-- " + detail::printable(line));
+  if (line.rfind("VERSION ", 0) != 0)
+    throw ProtocolError("unexpected answer to version from " + ep_.display() + ": '" + detail::printable(line) + "'");
+  return std::string(line.substr(8));
+}
 
-  // For streaming commands: direct access after send_line().
-  // Nothing is sent once the cancel hook (set_cancel) says stop: Interrupted, before the bytes.
-  void send_line(const std::string& line) {
-    if (sock_.cancel() && sock_.cancel()()) throw Interrupted("interrupted");
-    if (trace_) trace_("--> " + ep_.display() + " " + line);
-    if (!sock_.is_open()) {
-      sock_.connect(ep_, timeout_ms_);
-    }
-    sock_.set_timeout(timeout_ms_);
-    sock_.send_all(line + "\r\n");
+inline void ServerClient::send_line(const std::string& line) {
+  if (sock_.cancel() && sock_.cancel()()) throw Interrupted("interrupted");
+  if (trace_) trace_("--> " + ep_.display() + " " + line);
+  if (!sock_.is_open()) {
+    sock_.connect(ep_, timeout_ms_);
   }
-  void send_raw(std::string_view bytes) {
-    if (sock_.cancel() && sock_.cancel()()) throw Interrupted("interrupted");
-    if (!sock_.is_open()) sock_.connect(ep_, timeout_ms_);
-    sock_.set_timeout(timeout_ms_);
-    sock_.send_all(bytes);
-  }
-  void connect() {
-    if (!sock_.is_open()) sock_.connect(ep_, timeout_ms_);
-  }
-  detail::Socket& socket() { return sock_; }
-  const TraceFn& trace() const { return trace_; }
+  sock_.set_timeout(timeout_ms_);
+  sock_.send_all(line + "\r\n");
+}
 
-protected:
-  Endpoint ep_;
-  int timeout_ms_;
-  detail::Socket sock_;
-  TraceFn trace_;
-  std::shared_ptr<ChangeLog> log_;
-};
+inline void ServerClient::send_raw(std::string_view bytes) {
+  if (sock_.cancel() && sock_.cancel()()) throw Interrupted("interrupted");
+  if (!sock_.is_open()) sock_.connect(ep_, timeout_ms_);
+  sock_.set_timeout(timeout_ms_);
+  sock_.send_all(bytes);
+}
 
-// The address given as the index server is a data node (flared): see IndexClient::require_index().
-class NotAnIndexError : public Error {
-public:
-  using Error::Error;
-};
+inline void ServerClient::connect() {
+  if (!sock_.is_open()) sock_.connect(ep_, timeout_ms_);
+}
 
-// The index server (flarei): the cluster map and the commands that change it.
-class IndexClient : public ServerClient {
-public:
-  using ServerClient::ServerClient;
+inline detail::Socket& ServerClient::socket() { return sock_; }
 
-  Meta meta() { return parse_meta(request_ok("meta").lines); }
+inline void IndexClient::require_index() {
+  if (is_index_) return;
+  Reply r = request("meta");
+  if (r.status == "ERROR")
+    throw NotAnIndexError(ep_.display() + " is a data node (flared), not an index server (flarei): it answers ERROR "
+                          "to `meta`; give flarei's address with -i/--index-server and -p/--index-server-port (to "
+                          "write flare.xml from the map this node holds: flare-admin index --from-node " + ep_.key() + ")");
+  if (!r.ok()) throw ServerError(ep_.display() + ": `meta` answered '" + r.status + "'");
+  is_index_ = true;
+}
 
-  // Makes sure the server is an index server (flarei), not a data node (flared), before anything
-  // is read from or sent to it. Both answer `stats` (the same fields) and `stats nodes` (a node
-  // with its own, possibly stale, copy of the map), but a flared answers `ERROR` to `meta`, which a
-  // flarei always answers with META lines (flare 1.3.4: tests/data/flare-protocol.md "Hard states",
-  // real-flare-1.3.4/node_misc.txt [1]). One round trip, once per client.
-  // Throws NotAnIndexError (one line naming the address) for a node; NetworkError / ProtocolError
-  // as request(); ServerError for any other refusal of `meta`.
-  void require_index() {
-    if (is_index_) return;
-    Reply r = request("meta");
-    if (r.status == "ERROR")
-      throw NotAnIndexError(ep_.display() + " is a data node (flared), not an index server (flarei): it answers ERROR "
-                            "to `meta`; give flarei's address with -i/--index-server and -p/--index-server-port (to "
-                            "write flare.xml from the map this node holds: flare-admin index --from-node " + ep_.key() + ")");
-    if (!r.ok()) throw ServerError(ep_.display() + ": `meta` answered '" + r.status + "'");
-    is_index_ = true;
-  }
+inline std::string IndexClient::node_role(const Endpoint& n, const std::string& role, int balance, int partition) {
+  return request_change("node role " + n.host + " " + std::to_string(n.port) + " " + role + " " +
+                        std::to_string(balance) + " " + std::to_string(partition))
+      .status;
+}
 
-  // The three changes return the server's status line ("OK" or the error) instead of
-  // throwing on a refusal: callers decide whether a refusal is fatal or worth a retry.
-  // Sent through request_change(): none after Ctrl-C (see ChangeLog).
-  std::string node_role(const Endpoint& n, const std::string& role, int balance, int partition) {
-    return request_change("node role " + n.host + " " + std::to_string(n.port) + " " + role + " " +
-                          std::to_string(balance) + " " + std::to_string(partition))
-        .status;
-  }
-  std::string node_state(const Endpoint& n, const std::string& state) {
-    return request_change("node state " + n.host + " " + std::to_string(n.port) + " " + state).status;
-  }
-  std::string node_remove(const Endpoint& n) {
-    return request_change("node remove " + n.host + " " + std::to_string(n.port)).status;
-  }
+inline std::string IndexClient::node_state(const Endpoint& n, const std::string& state) {
+  return request_change("node state " + n.host + " " + std::to_string(n.port) + " " + state).status;
+}
 
-private:
-  bool is_index_ = false;
-};
-
-// A data node (flared).
-class NodeClient : public ServerClient {
-public:
-  using ServerClient::ServerClient;
-
-  std::string flush_all() { return request_change("flush_all").status; }
-};
-
-// Result of asking one node for `stats` during a gather.
-struct StatsResult {
-  Endpoint endpoint;
-  bool ok = false;
-  std::string error; // why it failed, when !ok
-  NodeStats stats;
-  Clock::time_point fetched_at{};
-};
+inline std::string IndexClient::node_remove(const Endpoint& n) {
+  return request_change("node remove " + n.host + " " + std::to_string(n.port)).status;
+}
 
 namespace detail {
 
@@ -2066,24 +4165,6 @@ inline void probe_service(StatsProbe& p) {
 
 } // namespace detail
 
-// Sends one request line to each (endpoint, request) pair and reads its reply up to END, from
-// this one thread: non-blocking connects and a single poll() loop, so N slow or dead nodes cost
-// one timeout, not N. Each node has `timeout_ms` from
-// the start of its connect. Connections are started FLARE_TOOLS_GATHER_CONNECT_BATCH at a time
-// with the open ones serviced in between, and at most gather_window() are open at once (the
-// open-files limit is raised for this; above the hard limit, a node starts as another ends;
-// an unexpected EMFILE narrows the window instead of failing the node). A node that fails
-// (refused, timeout, garbage) comes back with ok == false and a reason; the others are
-// unaffected. Probes come back in the order of `asks`.
-// What a gather may be given besides its requests: `cancel`, asked every
-// FLARE_TOOLS_CANCEL_CHECK_MS (true: every connection is closed and Interrupted thrown, e.g.
-// after Ctrl-C), and `trace`, given each request as it is sent ("--> HOST:PORT request") and each
-// node's reply lines once it is in ("<-- HOST:PORT line", its END too), or why it failed.
-struct GatherHooks {
-  CancelFn cancel; // cppcheck-suppress unusedStructMember ; read by gather_probes
-  TraceFn trace;   // cppcheck-suppress unusedStructMember ; read by gather_probes
-};
-
 namespace detail {
 // The trace of one probe that has ended: its replies' lines, or why it failed.
 inline void trace_probe(const StatsProbe& p, const TraceFn& trace) {
@@ -2200,21 +4281,8 @@ inline std::vector<StatsProbe> gather_probes(const std::vector<std::pair<Endpoin
 }
 } // namespace detail
 
-// One server's reply to one request of gather_replies: its lines before END when ok, else why not.
-struct GatherReply {
-  Endpoint endpoint;
-  std::string request; // without CR LF
-  bool ok = false;
-  std::string error;
-  std::vector<std::string> lines;
-};
-
-// Every (endpoint, request line) at once, as gather_stats (one poll loop, each endpoint its own
-// `timeout_ms` from its connect; a reply must end in END, else it fails with the line it ended
-// with). The requests to one endpoint share a connection, pipelined. Never throws for one
-// node's failure; replies in the order of `asks`. Throws Interrupted when hooks.cancel says stop.
 inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms,
-                                               const GatherHooks& hooks = {}) {
+                                               const GatherHooks& hooks) {
   std::vector<std::pair<Endpoint, std::vector<std::string>>> grouped;
   std::vector<std::pair<size_t, size_t>> where(asks.size()); // ask -> (probe, reply)
   std::unordered_map<std::string, size_t> probe_of;
@@ -2270,36 +4338,12 @@ inline std::vector<StatsResult> gather_stat_lines(const std::vector<Endpoint>& e
 }
 } // namespace detail
 
-// Fetches `stats` from every endpoint at once (gather_replies); results in the order of `endpoints`.
-// Throws Interrupted when hooks.cancel says stop.
 inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoints, int timeout_ms,
-                                             const GatherHooks& hooks = {}) {
+                                             const GatherHooks& hooks) {
   return detail::gather_stat_lines(endpoints, timeout_ms, std::vector<std::string>(endpoints.size(), "stats"), hooks);
 }
 
 // ---- 5b. Replication lag -----------------------------------------------------------------
-//
-// A master sends each write to its slaves through replication threads of its own (flared's
-// proxy-concurrency of them per slave, 2 by default), and `stats threads slave` on the master
-// lists them. Seen on a real flare 1.3.4 (tests/data/flare-protocol.md "Hard states"): each thread's
-// `peer` is the slave node's own name and port as in the node map (127.0.0.1:21122, not an
-// ephemeral port), its `type` is that node's thread_type, `queue` the writes waiting in it and
-// `behind` the seconds since the oldest of them was queued; a thread sending a write shows state
-// `execute` (op proxy_write). With a slave stopped (SIGSTOP) and 50,000 writes: queue 24942 and
-// 25056 in its two threads, behind 11. The listing follows the MASTER's own map: a slave the
-// index has set down is no longer listed. A master creates the threads at its first write to a
-// slave: a slave without threads has been sent nothing since the master started (lag 0).
-
-// One slave's lag as its master sees it.
-struct SlaveLag {
-  std::string slave;    // the slave node, HOST:PORT as in the node map
-  long long queue = 0;  // writes waiting towards it, items (the sum over its threads)
-  long long behind = 0; // seconds since the oldest of them was queued (the most over its threads)
-  int threads = 0;      // the master's replication threads towards it
-  bool writing = false; // a thread is sending it a write now (state execute): one more in flight
-  // Writes the slave has not acknowledged: the queue, and the one being sent.
-  long long pending() const { return queue + (writing && queue < LLONG_MAX ? 1 : 0); }
-};
 
 // Groups a master's `stats threads slave` by slave. A thread's peer names its slave; when the
 // peer is not a key of `nodes` (the index's map, if given) the thread's type is matched against
@@ -2355,32 +4399,22 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
 }
 } // namespace detail
 
-inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {}) {
+inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes) {
   return detail::slave_lags(threads, detail::SlaveNamer(nodes));
 }
 
-// Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
-// the lag of each slave it replicates to (slave_lags(), `nodes` as there). Throws
-// NetworkError / ProtocolError, ServerError when the master refuses the request.
-inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
-                                           const TraceFn& trace = nullptr) {
+inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes,
+                                           const TraceFn& trace) {
   ServerClient c(master, timeout_ms);
   c.set_trace(trace);
   return slave_lags(parse_stats_threads(c.request_ok("stats threads slave").lines), nodes);
 }
 
-// One master's answer in a gather.
-struct LagResult {
-  Endpoint master;
-  bool ok = false;
-  std::string error; // why it failed, when !ok
-  std::vector<SlaveLag> slaves;
-  const SlaveLag* find(const std::string& slave_key) const {
-    for (const auto& l : slaves)
-      if (l.slave == slave_key) return &l;
-    return nullptr;
-  }
-};
+inline const SlaveLag* LagResult::find(const std::string& slave_key) const {
+  for (const auto& l : slaves)
+    if (l.slave == slave_key) return &l;
+  return nullptr;
+}
 
 namespace detail {
 inline LagResult lag_result(StatsResult&& r, const SlaveNamer& namer) {
@@ -2403,11 +4437,8 @@ inline LagResult lag_result(StatsResult&& r, const SlaveNamer& namer) {
 }
 } // namespace detail
 
-// ask_slave_lag() of every master at once, as gather_stats() (one poll() loop, `timeout_ms`
-// each): one request per master. Results in the order of `masters`; a master that fails comes
-// back with ok == false and the reason. Throws Interrupted when hooks.cancel says stop.
 inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
-                                               const std::vector<NodeInfo>& nodes = {}, const GatherHooks& hooks = {}) {
+                                               const std::vector<NodeInfo>& nodes, const GatherHooks& hooks) {
   std::vector<LagResult> out;
   out.reserve(masters.size());
   detail::SlaveNamer namer(nodes);
@@ -2417,15 +4448,9 @@ inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& mast
   return out;
 }
 
-// gather_stats(endpoints) and gather_slave_lag(masters) from the same poll() loop: what
-// flare-stats needs, for the price of one gather. Throws Interrupted when hooks.cancel says stop.
-struct StatsAndLag {
-  std::vector<StatsResult> stats; // in the order of `endpoints`
-  std::vector<LagResult> lags;    // in the order of `masters`
-};
 inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, const std::vector<Endpoint>& masters,
-                                        int timeout_ms, const std::vector<NodeInfo>& nodes = {},
-                                        const GatherHooks& hooks = {}) {
+                                        int timeout_ms, const std::vector<NodeInfo>& nodes,
+                                        const GatherHooks& hooks) {
   // One connection per node: a master shown is asked `stats` and `stats threads slave` on it,
   // pipelined, so that its curr_connections counts the tool once, as a raw `stats` (and 0.7.3)
   // does (two connections showed 3 where flare 1.3.4 has 2).
@@ -2499,125 +4524,95 @@ inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, 
 
 // ---- 6. Cluster model --------------------------------------------------------------------
 
-// The cluster as the index server describes it (one `stats nodes`).
-class Cluster {
-public:
-  Cluster() = default;
-  explicit Cluster(std::vector<NodeInfo> nodes) : nodes_(std::move(nodes)) {
-    // Indexes, so that a question about one node or partition does not walk 2,000 nodes (check
-    // asks one per partition and per node: O(n^2) was a tenth of its time at 2,000 nodes).
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      by_key_.emplace(nodes_[i].key, i); // the first of a key listed twice, as a walk finds it
-      if (nodes_[i].partition >= 0) by_partition_[nodes_[i].partition].push_back(i);
-      partition_count_ = std::max(partition_count_, nodes_[i].partition + 1);
-    }
+inline Cluster::Cluster(std::vector<NodeInfo> nodes)
+    : nodes_(std::move(nodes)) {
+  // Indexes, so that a question about one node or partition does not walk 2,000 nodes (check
+  // asks one per partition and per node: O(n^2) was a tenth of its time at 2,000 nodes).
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    by_key_.emplace(nodes_[i].key, i); // the first of a key listed twice, as a walk finds it
+    if (nodes_[i].partition >= 0) by_partition_[nodes_[i].partition].push_back(i);
+    partition_count_ = std::max(partition_count_, nodes_[i].partition + 1);
   }
+}
 
-  // Nodes in the server's order.
-  const std::vector<NodeInfo>& nodes() const { return nodes_; }
-  bool empty() const { return nodes_.empty(); }
+inline const NodeInfo* Cluster::find(const std::string& key) const {
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? nullptr : &nodes_[it->second];
+}
 
-  const NodeInfo* find(const std::string& key) const {
-    auto it = by_key_.find(key);
-    return it == by_key_.end() ? nullptr : &nodes_[it->second];
+inline const NodeInfo* Cluster::master_of(int partition) const {
+  const NodeInfo* down = nullptr;
+  for (auto* n : masters_of(partition)) {
+    if (n->state != "down") return n;
+    if (!down) down = n;
   }
-  const NodeInfo* find(const Endpoint& ep) const { return find(ep.key()); }
+  return down;
+}
 
-  // 1 + the highest partition number in use (0 when there is none).
-  int partition_count() const { return partition_count_; }
+inline std::vector<const NodeInfo*> Cluster::masters_of(int partition) const {
+  std::vector<const NodeInfo*> out;
+  auto it = by_partition_.find(partition);
+  if (it == by_partition_.end()) return out;
+  for (size_t i : it->second)
+    if (nodes_[i].is_master()) out.push_back(&nodes_[i]);
+  return out;
+}
 
-  // The partition's master. After a takeover the index lists two: the old one `master down`
-  // (kept in the map until removed) and the new one; the one that is not down is the master.
-  const NodeInfo* master_of(int partition) const {
-    const NodeInfo* down = nullptr;
-    for (auto* n : masters_of(partition)) {
-      if (n->state != "down") return n;
-      if (!down) down = n;
-    }
-    return down;
-  }
+inline const NodeInfo* Cluster::preserved_down_master(int partition) const {
+  const NodeInfo* m = master_of(partition);
+  return m && m->state == "down" ? m : nullptr;
+}
 
-  // Every node listed as master of the partition (more than one only after a takeover).
-  std::vector<const NodeInfo*> masters_of(int partition) const {
-    std::vector<const NodeInfo*> out;
-    auto it = by_partition_.find(partition);
-    if (it == by_partition_.end()) return out;
-    for (size_t i : it->second)
-      if (nodes_[i].is_master()) out.push_back(&nodes_[i]);
-    return out;
-  }
+inline std::vector<const NodeInfo*> Cluster::slaves_of(int partition) const {
+  std::vector<const NodeInfo*> out;
+  auto it = by_partition_.find(partition);
+  if (it == by_partition_.end()) return out;
+  for (size_t i : it->second)
+    if (nodes_[i].is_slave()) out.push_back(&nodes_[i]);
+  return out;
+}
 
-  // A master that is down with no other master for its partition: it holds the partition's
-  // only copy ("preserved" by the index) and comes back with its data when its flared does.
-  const NodeInfo* preserved_down_master(int partition) const {
-    const NodeInfo* m = master_of(partition);
-    return m && m->state == "down" ? m : nullptr;
-  }
+inline int Cluster::active_slave_count(int partition, const std::string& except_key) const {
+  int c = 0;
+  for (auto* s : slaves_of(partition))
+    if (s->is_active() && s->key != except_key) ++c;
+  return c;
+}
 
-  std::vector<const NodeInfo*> slaves_of(int partition) const {
-    std::vector<const NodeInfo*> out;
-    auto it = by_partition_.find(partition);
-    if (it == by_partition_.end()) return out;
-    for (size_t i : it->second)
-      if (nodes_[i].is_slave()) out.push_back(&nodes_[i]);
-    return out;
-  }
+inline std::vector<NodeInfo> Cluster::list_order() const {
+  auto out = nodes_;
+  int pc = partition_count();
+  std::sort(out.begin(), out.end(), [pc](const NodeInfo& a, const NodeInfo& b) {
+    int pa = a.partition < 0 ? pc : a.partition, pb = b.partition < 0 ? pc : b.partition;
+    if (pa != pb) return pa < pb;
+    if (a.role != b.role) return a.role < b.role;
+    return a.key < b.key;
+  });
+  return out;
+}
 
-  int active_slave_count(int partition, const std::string& except_key = std::string()) const {
-    int c = 0;
-    for (auto* s : slaves_of(partition))
-      if (s->is_active() && s->key != except_key) ++c;
-    return c;
-  }
+inline std::vector<NodeInfo> Cluster::stats_order() const {
+  auto out = nodes_;
+  std::sort(out.begin(), out.end(), [](const NodeInfo& a, const NodeInfo& b) {
+    if (a.partition != b.partition) return a.partition < b.partition;
+    if (a.role != b.role) return a.role < b.role;
+    return a.key < b.key;
+  });
+  return out;
+}
 
-  // "List order": by partition with proxies last, then role, then key (flare-admin list).
-  std::vector<NodeInfo> list_order() const {
-    auto out = nodes_;
-    int pc = partition_count();
-    std::sort(out.begin(), out.end(), [pc](const NodeInfo& a, const NodeInfo& b) {
-      int pa = a.partition < 0 ? pc : a.partition, pb = b.partition < 0 ? pc : b.partition;
-      if (pa != pb) return pa < pb;
-      if (a.role != b.role) return a.role < b.role;
-      return a.key < b.key;
-    });
-    return out;
-  }
+inline bool Cluster::reconstructable(const NodeInfo& n) const {
+  if (!n.is_active() || n.is_proxy()) return false;
+  if (n.is_slave()) return true;
+  return active_slave_count(n.partition) >= 1;
+}
 
-  // "Stats order": by partition with proxies (-1) first, then role, then key (flare-stats).
-  std::vector<NodeInfo> stats_order() const {
-    auto out = nodes_;
-    std::sort(out.begin(), out.end(), [](const NodeInfo& a, const NodeInfo& b) {
-      if (a.partition != b.partition) return a.partition < b.partition;
-      if (a.role != b.role) return a.role < b.role;
-      return a.key < b.key;
-    });
-    return out;
-  }
+inline bool Cluster::safely_reconstructable(const NodeInfo& n) const {
+  if (!n.is_active() || n.is_proxy()) return false;
+  if (n.is_master()) return active_slave_count(n.partition) >= 2;
+  return active_slave_count(n.partition, n.key) >= 1;
+}
 
-  // Can the node be rebuilt at all without losing its partition's only serving copy?
-  bool reconstructable(const NodeInfo& n) const {
-    if (!n.is_active() || n.is_proxy()) return false;
-    if (n.is_slave()) return true;
-    return active_slave_count(n.partition) >= 1;
-  }
-
-  // Does the partition keep redundancy (another active copy besides the promoted one)
-  // while this node is rebuilt? A master needs two active slaves (one takes over, one
-  // remains); a slave needs another active slave.
-  bool safely_reconstructable(const NodeInfo& n) const {
-    if (!n.is_active() || n.is_proxy()) return false;
-    if (n.is_master()) return active_slave_count(n.partition) >= 2;
-    return active_slave_count(n.partition, n.key) >= 1;
-  }
-
-private:
-  std::vector<NodeInfo> nodes_;
-  std::unordered_map<std::string, size_t> by_key_;            // key -> its first place in nodes_
-  std::unordered_map<int, std::vector<size_t>> by_partition_; // partition -> its nodes, in order
-  int partition_count_ = 0;
-};
-
-// The masters to ask for the lag of the slaves among `shown` (each once, in order).
 inline std::vector<Endpoint> lag_masters(const Cluster& cluster, const std::vector<NodeInfo>& shown) {
   std::vector<Endpoint> out;
   std::unordered_set<std::string> asked;
@@ -2628,10 +4623,6 @@ inline std::vector<Endpoint> lag_masters(const Cluster& cluster, const std::vect
   return out;
 }
 
-// Every slave of `cluster` whose master answered among `lags` (a gather_slave_lag() of the
-// masters), with its lag; a master that answered with no thread towards one of its slaves has
-// sent it nothing since it started: lag 0, no threads. Slaves whose master did not answer (or
-// was not asked) are left out.
 inline std::map<std::string, SlaveLag> lags_by_slave(const Cluster& cluster, const std::vector<LagResult>& lags) {
   std::unordered_map<std::string, const LagResult*> by_master;
   for (const auto& l : lags) by_master.emplace(l.master.key(), &l);
@@ -2648,7 +4639,6 @@ inline std::map<std::string, SlaveLag> lags_by_slave(const Cluster& cluster, con
   return out;
 }
 
-// The lag of one slave (lags_by_slave()); nullopt when its master did not answer.
 inline std::optional<SlaveLag> lag_of(const Cluster& cluster, const NodeInfo& slave, const std::vector<LagResult>& lags) {
   const NodeInfo* m = slave.is_slave() ? cluster.master_of(slave.partition) : nullptr;
   for (const auto& r : lags) {
@@ -2663,14 +4653,7 @@ inline std::optional<SlaveLag> lag_of(const Cluster& cluster, const NodeInfo& sl
 }
 
 // ---- 6b. Key hashing and partitions ------------------------------------------------------
-//
-// Which partition a key belongs to, computed exactly as flare 1.3.4 does (x86-64, zlib and
-// libhashkit), so that `verify` agrees with the servers bit for bit. Checked against values
-// produced by the upstream code itself: tests/data/keyhash_vectors.txt.
 
-enum class KeyHashAlgorithm { simple, bitshift, crc32, adler32, murmur, jenkins };
-
-// Names are matched exactly (case-sensitive), as the server does.
 inline bool parse_key_hash_algorithm(std::string_view name, KeyHashAlgorithm& out) {
   struct Entry { std::string_view name; KeyHashAlgorithm alg; };
   static constexpr Entry table[] = {
@@ -2843,12 +4826,6 @@ inline std::uint32_t jenkins(std::string_view key) {
 } // namespace keyhash
 } // namespace detail
 
-// The value the server feeds to the partition resolver.
-//  * The key is a C string there, so hashing stops at the first NUL byte.
-//  * Every algorithm's 32-bit result is taken as a signed int and negated
-//    when negative, so results are in [0, INT_MAX] ... except INT_MIN, whose
-//    negation wraps back to INT_MIN on the server (x86, gcc). We return
-//    INT_MIN unchanged so callers can reproduce what the server does next.
 inline int key_hash(std::string_view key, KeyHashAlgorithm alg) {
   const std::size_t nul = key.find('\0');
   if (nul != std::string_view::npos) key = key.substr(0, nul);
@@ -2867,147 +4844,81 @@ inline int key_hash(std::string_view key, KeyHashAlgorithm alg) {
   return r;
 }
 
-// The server's "modular" key resolver.
-//
-// The server keeps a table map[n][bucket] for every n below max_partitions:
-//   * rows n <= hint are plain modulo: map[n][b] = b % n;
-//   * row n > hint is derived from row n-1 by scanning buckets in order and
-//     counting, per old partition k, how many of its buckets were seen; each
-//     time that count is congruent to n-1 modulo n, the bucket moves to the
-//     new partition n-1, otherwise it stays at k. The counts restart for
-//     every row.
-// A key goes to map[partition_count][hash % virtual_buckets], with C++'s
-// truncating %, where partition_count is the number of partitions in use.
-//
-// Memory: the server holds all rows (1024 x 4096 ints = 16 MB by default).
-// A tool only ever asks about one or two partition counts, so we build just
-// the rows asked for, on first use, walking forward from the nearest cached
-// row (or from the plain-modulo row at hint) with two scratch rows. Building
-// a row costs O(n * virtual) steps (4M for n = 1023), and at most
-// kMaxCachedRows rows of virtual_buckets ints are kept.
-//
-// Where the server would crash or read outside its table, partition_of()
-// returns -1 instead:
-//   * hint < 1: the server dereferences the absent row 0 while building row 1
-//     (it crashes at startup unless max_partitions is 1);
-//   * virtual_buckets <= 0: 0 divides by zero in resolve(), < 0 fails to
-//     allocate; max_partitions <= 0: no table at all;
-//   * partition_count == 0: row 0 is never allocated (null pointer);
-//   * partition_count < 0 or >= max_partitions: index outside the table;
-//     note that count == max_partitions is already outside (rows 0..max-1);
-//   * hash % virtual_buckets < 0, i.e. a negative hash (only INT_MIN comes
-//     out of key_hash) when virtual_buckets does not divide 2^31: the server
-//     reads before the start of its row. With a power-of-two virtual size
-//     INT_MIN lands in bucket 0, exactly as on the server.
-// Not thread-safe: partition_of() fills a cache.
-class ModularResolver {
-public:
-  static constexpr std::size_t kMaxCachedRows = 8;
-
-  explicit ModularResolver(int max_partitions = 1024, int hint = 1, int virtual_buckets = 4096)
+inline ModularResolver::ModularResolver(int max_partitions, int hint, int virtual_buckets)
     : max_(max_partitions), hint_(hint), virtual_(virtual_buckets) {}
 
-  int max_partitions() const { return max_; }
-  int hint() const { return hint_; }
-  int virtual_buckets() const { return virtual_; }
+inline int ModularResolver::bucket_of(int hash) const {
+  if (virtual_ <= 0) return -1;
+  const int b = hash % virtual_;
+  return b < 0 ? -1 : b;
+}
 
-  // Whether the server could build its table with these settings.
-  bool valid() const { return max_ > 0 && hint_ >= 1 && virtual_ > 0; }
+inline int ModularResolver::partition_of(int hash, int partition_count) const {
+  if (!valid() || partition_count < 1 || partition_count >= max_) return -1;
+  const int b = bucket_of(hash);
+  if (b < 0) return -1;
+  if (partition_count <= hint_) return b % partition_count;  // plain-modulo rows
+  return row(partition_count)[static_cast<std::size_t>(b)];
+}
 
-  // Bucket for a hash, or -1 where the server would index out of bounds.
-  int bucket_of(int hash) const {
-    if (virtual_ <= 0) return -1;
-    const int b = hash % virtual_;
-    return b < 0 ? -1 : b;
+inline const std::vector<int>& ModularResolver::row(int n) const {
+  static const std::vector<int> none;
+  if (!valid() || n < 1 || n >= max_) return none;
+  auto found = rows_.find(n);
+  if (found != rows_.end()) return found->second;
+
+  std::vector<int> prev(static_cast<std::size_t>(virtual_));
+  int from;  // row number held in prev
+  auto below = rows_.lower_bound(n);
+  if (below != rows_.begin() && std::prev(below)->first > hint_) {
+    --below;
+    from = below->first;
+    prev = below->second;
+  } else {
+    from = hint_ < n ? hint_ : n;
+    for (int j = 0; j < virtual_; ++j) prev[static_cast<std::size_t>(j)] = j % from;
   }
 
-  int partition_of(int hash, int partition_count) const {
-    if (!valid() || partition_count < 1 || partition_count >= max_) return -1;
-    const int b = bucket_of(hash);
-    if (b < 0) return -1;
-    if (partition_count <= hint_) return b % partition_count;  // plain-modulo rows
-    return row(partition_count)[static_cast<std::size_t>(b)];
-  }
-
-  // Whole row for a partition count (1 <= n < max_partitions, valid()).
-  // The reference stays valid only until the next call (rows are evicted).
-  // Outside that range the server has no row; we hand back an empty one.
-  const std::vector<int>& row(int n) const {
-    static const std::vector<int> none;
-    if (!valid() || n < 1 || n >= max_) return none;
-    auto found = rows_.find(n);
-    if (found != rows_.end()) return found->second;
-
-    std::vector<int> prev(static_cast<std::size_t>(virtual_));
-    int from;  // row number held in prev
-    auto below = rows_.lower_bound(n);
-    if (below != rows_.begin() && std::prev(below)->first > hint_) {
-      --below;
-      from = below->first;
-      prev = below->second;
-    } else {
-      from = hint_ < n ? hint_ : n;
-      for (int j = 0; j < virtual_; ++j) prev[static_cast<std::size_t>(j)] = j % from;
+  std::vector<int> cur(prev.size());
+  // One counter array for all rows, reset entry by entry: zeroing it whole for every row
+  // made building row n cost O(n^2) on top of O(n x virtual).
+  std::vector<int> seen(static_cast<size_t>(n), 0);
+  for (int i = from + 1; i <= n; ++i) {
+    for (size_t j = 0; j < prev.size(); ++j) {
+      const int k = prev[j];
+      const int c = ++seen[static_cast<size_t>(k)];
+      cur[j] = (c % i == i - 1) ? i - 1 : k;
     }
-
-    std::vector<int> cur(prev.size());
-    // One counter array for all rows, reset entry by entry: zeroing it whole for every row
-    // made building row n cost O(n^2) on top of O(n x virtual).
-    std::vector<int> seen(static_cast<size_t>(n), 0);
-    for (int i = from + 1; i <= n; ++i) {
-      for (size_t j = 0; j < prev.size(); ++j) {
-        const int k = prev[j];
-        const int c = ++seen[static_cast<size_t>(k)];
-        cur[j] = (c % i == i - 1) ? i - 1 : k;
-      }
-      for (int k : prev) seen[static_cast<size_t>(k)] = 0;
-      prev.swap(cur);
-    }
-
-    if (rows_.size() >= kMaxCachedRows) rows_.erase(rows_.begin());
-    return rows_.emplace(n, std::move(prev)).first->second;
+    for (int k : prev) seen[static_cast<size_t>(k)] = 0;
+    prev.swap(cur);
   }
 
-private:
-  int max_;
-  int hint_;
-  int virtual_;
-  mutable std::map<int, std::vector<int>> rows_;
-};
+  if (rows_.size() >= kMaxCachedRows) rows_.erase(rows_.begin());
+  return rows_.emplace(n, std::move(prev)).first->second;
+}
 
 // ---- 6c. Node map versions
-// flarei numbers every map it makes (`node_map_version` in `stats` of the index and of every node)
-// and pushes each new map to the nodes; a node ignores a map older than its own (flare 1.3.4
-// src/lib/cluster.cc reconstruct_node: "ignored: the current node_map_version (27) is newer than
-// (8)"). So an index restarted from an older flare.xml answers OK to every change while no node
-// routes by it (tests/data/flare-protocol.md, "Hard states").
-struct MapVersions {
-  long long index = -1;                                 // the index's node_map_version; -1 unknown
-  std::vector<std::pair<std::string, long long>> nodes; // each node that answered, in the order given
 
-  // The nodes holding a newer map than the index (they ignore the index's changes).
-  std::vector<std::pair<std::string, long long>> newer() const {
-    std::vector<std::pair<std::string, long long>> out;
-    if (index < 0) return out;
-    for (const auto& n : nodes)
-      if (n.second > index) out.push_back(n);
-    return out;
-  }
-  // The highest version a node holds (-1 when none answered), and that node.
-  long long highest() const {
-    long long h = -1;
-    for (const auto& n : nodes) h = std::max(h, n.second);
-    return h;
-  }
-  std::string highest_node() const {
-    for (const auto& n : nodes)
-      if (n.second == highest()) return n.first;
-    return std::string();
-  }
-};
+inline std::vector<std::pair<std::string, long long>> MapVersions::newer() const {
+  std::vector<std::pair<std::string, long long>> out;
+  if (index < 0) return out;
+  for (const auto& n : nodes)
+    if (n.second > index) out.push_back(n);
+  return out;
+}
 
-// The versions of the index (`stats` node_map_version of the index, -1 unknown) and of every node
-// whose `stats` answered with one (a gather_stats result; failed nodes are left out).
+inline long long MapVersions::highest() const {
+  long long h = -1;
+  for (const auto& n : nodes) h = std::max(h, n.second);
+  return h;
+}
+
+inline std::string MapVersions::highest_node() const {
+  for (const auto& n : nodes)
+    if (n.second == highest()) return n.first;
+  return std::string();
+}
+
 inline MapVersions map_versions(long long index_version, const std::vector<StatsResult>& results) {
   MapVersions v;
   v.index = index_version;
@@ -3017,12 +4928,6 @@ inline MapVersions map_versions(long long index_version, const std::vector<Stats
   return v;
 }
 
-// map_versions() made sure of: when a node seems to hold a newer map than the index, the index's
-// version is read again (`index_version_now`, -1 unknown) and v.index becomes it when higher. The
-// index's version is read before the nodes' (one after another, or while a gather waits on a slow
-// node), and a change made in between (another command, the index's monitor setting a node down)
-// bumps it and makes a node look ahead when it is not. A node that is ahead of the index read
-// after it is truly ahead. An Error from `index_version_now` leaves v as it was.
 inline MapVersions settle_map_versions(MapVersions v, const std::function<long long()>& index_version_now) {
   if (v.newer().empty() || !index_version_now) return v;
   try {
@@ -3032,10 +4937,6 @@ inline MapVersions settle_map_versions(MapVersions v, const std::function<long l
   return v;
 }
 
-// One sentence for when nodes hold a newer map than the index ("" when none does), and one that
-// says how to get out (give flarei a version above the nodes'), e.g.
-// "the nodes hold a newer node map than the index (index node_map_version 7; 127.0.0.1:23121 holds 27,
-// and 2 more nodes): they ignore every change the index makes."
 inline std::string map_version_warning(const MapVersions& v) {
   auto newer = v.newer();
   if (newer.empty()) return std::string();
@@ -3044,6 +4945,7 @@ inline std::string map_version_warning(const MapVersions& v) {
   return "the nodes hold a newer node map than the index (index node_map_version " + std::to_string(v.index) + "; " +
          who + "): they ignore every change the index makes.";
 }
+
 inline std::string map_version_way_out(const MapVersions&) {
   return "To get out: flare-admin index --increment 1 -o flare.xml (it writes the map the nodes hold, not the index's "
          "older one, one version above theirs), stop flarei, put that file in its data dir as flare.xml, and start "
@@ -3087,9 +4989,6 @@ inline bool answers_ping(const Endpoint& ep, int timeout_ms, const TraceFn& trac
 }
 } // namespace detail
 
-// `asked` first, in order, then every other node of the map that is not down: the nodes whose
-// `stats` a reading needs (their node_map_version is compared with the index's). One gather for
-// both, so that a wedged node costs one timeout, not two.
 inline std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, const Cluster& c) {
   std::set<std::string> known;
   for (const auto& e : asked) known.insert(e.key());
@@ -3098,29 +4997,8 @@ inline std::vector<Endpoint> with_version_nodes(std::vector<Endpoint> asked, con
   return asked;
 }
 
-// What `list`, `stats`, `summary` and `index` read: the index's node_map_version, then its map,
-// then every node's `stats` (and, with `lags`, the lag of the shown slaves from their masters,
-// `stats threads slave`) in one gather, then the index's version again. When the two versions
-// differ (a change landed meanwhile: another admin, the index's monitor), it is read again, up to
-// `tries` times; `stable` says whether the last try's versions agreed. Read the other way round
-// (the map before the version) a change between them gave the old map under the new version
-// (`index` wrote it; seen under load).
-struct ClusterReading {
-  Cluster cluster;
-  long long node_map_version = -1; // the index's, read before the map (-1 not reported)
-  long long version_after = -1;    // the index's, read again after the nodes (== node_map_version: stable)
-  std::vector<NodeInfo> shown;     // the nodes `shown` chose, in its order
-  std::vector<StatsResult> stats;  // shown's first (stats[i] is shown[i]'s), then the other nodes not down
-  std::vector<LagResult> lags;     // with `lags`: the shown slaves' masters' answers
-  MapVersions versions;            // the index's against the nodes' (settled: settle_map_versions)
-  bool stable = false;             // the index's version was the same before the map and after the nodes
-};
-using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
-
-// Throws NetworkError when the index does not answer (the nodes' failures are in `stats`),
-// Interrupted when hooks.cancel says so. timeout_ms bounds each gather and each index request.
-inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
-                                   const GatherHooks& hooks = {}, int tries = 1) {
+inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown, bool lags,
+                                   const GatherHooks& hooks, int tries) {
   ClusterReading r;
   const auto [before, after] = detail::between_versions(index, tries, [&] {
     r.cluster = Cluster(index.stats_nodes());
@@ -3146,26 +5024,10 @@ inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const Sho
   return r;
 }
 
-// "" when no node holds a newer map than the index; else the warning and the way out, one line.
 inline std::string map_version_problem(const MapVersions& v) {
   const std::string w = map_version_warning(v);
   return w.empty() ? w : w + " " + map_version_way_out(v);
 }
-
-// The map the index's flare.xml is to hold (flare-admin index), and its version. Normally the
-// index's own. When nodes hold a newer map than the index (an index restarted from an old
-// flare.xml), the index's map is not the one the cluster routes by, and may list other roles and
-// partitions: written back with a higher version, it would make the nodes take it (a partition
-// gone, its keys served from stale copies; seen on a real flare 1.3.4). The map written is then
-// the one the nodes holding the newest version answer to `stats nodes` (a flared's own copy of
-// the map: tests/data/transcripts/node_stats.txt), and every one of them asked must agree.
-struct IndexMapChoice {
-  Cluster cluster;                      // the map to write
-  long long version = -1;               // its node_map_version
-  std::string from;                     // "" the index's map; else the node it was read from
-  size_t agreeing = 0;                  // nodes at that version whose maps were read (all the same)
-  std::vector<std::string> differences; // how the index's map differs from it, one line a node
-};
 
 namespace detail {
 inline std::string map_entry_text(const NodeInfo* n) {
@@ -3175,8 +5037,6 @@ inline std::string map_entry_text(const NodeInfo* n) {
 }
 } // namespace detail
 
-// Where two maps differ, one line a node ("KEY: the index's map: ROLE STATE partition P balance B
-// thread_type T; the nodes': ..."), in `theirs`' order, then the nodes only `ours` lists.
 inline std::vector<std::string> node_map_differences(const Cluster& ours, const Cluster& theirs) {
   std::vector<std::string> out;
   auto line = [&](const std::string& key) {
@@ -3191,10 +5051,6 @@ inline std::vector<std::string> node_map_differences(const Cluster& ours, const 
   return out;
 }
 
-// choose_index_map: `index_map` and `v` as read from the index and the nodes (settled). Asks the
-// nodes at the newest version for `stats nodes`, all at once (one `timeout_ms`), when any holds a
-// newer map than the index. Throws Error when none of them answers, or when they answer different
-// maps (then no map is known to be the cluster's).
 inline IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersions& v, int timeout_ms) {
   IndexMapChoice c;
   c.cluster = index_map;
@@ -3239,12 +5095,6 @@ inline IndexMapChoice choose_index_map(const Cluster& index_map, const MapVersio
   return c;
 }
 
-// The map flare.xml is to hold when the index lost its own (flarei restarted on an empty data
-// dir: node_map_version 0, no node listed, while the nodes keep serving by the map they hold;
-// seen on a real flare 1.3.4): the map `node` holds (flared answers `stats nodes` with its own
-// copy, and `stats` with its node_map_version), then, as choose_index_map() does, the newest map
-// the nodes it lists agree on. `from` names the node read. Throws NetworkError when `node` does
-// not answer, ProtocolError when it answers no map, ServerError when the newest maps differ.
 inline IndexMapChoice map_from_node(const Endpoint& node, int timeout_ms) {
   NodeClient n(node, timeout_ms);
   const long long version = n.stats().number("node_map_version").value_or(-1);
@@ -3265,24 +5115,7 @@ inline IndexMapChoice map_from_node(const Endpoint& node, int timeout_ms) {
 }
 
 // ---- 7. Operations and waiting ----------------------------------------------------------
-// The node table (section 8) is printed by the operations too.
-inline std::string format_node_table(const std::vector<NodeInfo>& nodes);
 
-// How an operation talks to its user. The CLI wires these to the terminal; a program using
-// the library may wire them to anything (all optional except `ask` for interactive use).
-struct OperationIO {
-  std::function<void(const std::string&)> say;      // a table or a step of the change (stdout in flare-admin)
-  std::function<void(const std::string&)> warn;     // an error, refusal, warning or note (stderr)
-  std::function<void(const std::string&)> progress; // a construction progress line, once a second
-  // Shows `prompt` and returns the answer line, or nullopt at end of input (which means "no").
-  std::function<std::optional<std::string>(const std::string& prompt)> ask;
-  std::function<bool()> interrupted; // true once the user asked to stop (Ctrl-C)
-};
-
-// `text` with "-i HOST:PORT" after each "flare-admin SUB" of a subcommand that asks an index,
-// unless one is named there already: a command the tool advises then goes to the index it was run
-// against, not to whatever FLARE_INDEX_SERVER (or the default 127.0.0.1:12120) says in the shell
-// or cron job that runs it (seen: advice followed as printed went to another index). Throws nothing.
 inline std::string with_index_option(const std::string& text, const Endpoint& index) {
   static const char* const kAsksIndex[] = {"list",  "stats",  "check", "master",      "slave", "balance", "down", "activate",
                                            "remove", "reconstruct", "part", "dump", "dumpkey", "verify", "summary", "threads", "apply"};
@@ -3307,42 +5140,7 @@ inline std::string with_index_option(const std::string& text, const Endpoint& in
   return out;
 }
 
-struct OperationOptions {
-  bool force = false;         // answer every question "yes" (the refusals still hold)
-  bool dry_run = false;       // send nothing that changes state; say what would be sent
-  int retry = 10;             // attempts of a refused `node role` (the node may not be ready yet)
-  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // a construction without progress for this long fails
-  int poll_interval_ms = 1000;
-  bool unsafe = false;        // reconstruct without redundancy; fail a master over before its slaves caught up
-  bool activate = false;      // master: move a `ready` master on to `active`
-  bool without_clean = false; // master/slave: skip flush_all
-  bool discard_items = false; // master/slave: flush a proxy that holds items (refused without it)
-  std::string balance_record; // BalanceRecord's file ("" = none): the balance a cut-short run was to give
-};
-
-// How an operation ended, worst first when several nodes were handled.
-enum class Outcome { ok = 0, declined = 1, failed = 2, interrupted = 3 };
-
 inline Outcome worse(Outcome a, Outcome b) { return static_cast<int>(a) > static_cast<int>(b) ? a : b; }
-
-// What a construction wait sees each second.
-struct ConstructionProgress {
-  std::string role, state;
-  long long items = 0;        // slave: its curr_items; master: its own curr_items
-  long long master_items = 0; // slave waits only
-  bool master_total_is_bound = false; // slave waits: the cluster has more than one partition, so the
-                              // master may keep stale copies of keys that moved to a later partition
-                              // (normal after a partition was added), which the copy skips:
-                              // master_items is at most what will be copied, not the total
-  double elapsed = 0;
-  bool copying = false;       // items and state flat, but the node shows its copy running (copy_running)
-  std::string index_error;    // why the index did not answer this look ("" when it did): role and state are the last seen
-  std::string node_error;     // why the node did not answer ("" when it did): items are the last seen
-  std::string source;         // slave waits: the partition's master asked this look ("" when none listed)
-  std::string source_error;   // why that master did not answer ("" when it did): master_items are the last seen
-  std::string blocked_on;     // master waits, nothing moving: the source a reconstruction thread of the node still
-                              // reads though it does not answer or serve it (copy_blocked_on; "" when none)
-};
 
 inline std::string eta_text(const ConstructionProgress& p) {
   if (p.items <= 0 || p.elapsed <= 0 || p.master_total_is_bound) return "n/a";
@@ -3355,47 +5153,22 @@ inline std::string eta_text(const ConstructionProgress& p) {
   return std::to_string(static_cast<long long>(eta));
 }
 
-// "20000/20000 (role = slave, state = active) [ETA: 0 sec (elapsed = 1 sec)]"; with more than one
-// partition "15000/30000 at most (...) [ETA: n/a ...]": the copy takes only the partition's keys
-// and the master's count may include other partitions' stale copies (seen on a real flare 1.3.4
-// after a partition was added: the copy ended at 15,000 of the master's 30,000).
 inline std::string format_slave_progress(const ConstructionProgress& p) {
   return std::to_string(p.items) + "/" + std::to_string(p.master_items) + (p.master_total_is_bound ? " at most" : "") +
          " (role = " + p.role + ", state = " + p.state +
          ") [ETA: " + eta_text(p) + " sec (elapsed = " + std::to_string(static_cast<long long>(p.elapsed)) + " sec)]";
 }
 
-// "0 (role = master, state = active) [ETA: n/a sec (elapsed = 0 sec)]"
 inline std::string format_master_progress(const ConstructionProgress& p) {
   return std::to_string(p.items) + " (role = " + p.role + ", state = " + p.state + ") [ETA: n/a sec (elapsed = " +
          std::to_string(static_cast<long long>(p.elapsed)) + " sec)]";
 }
 
-// The end of a wait that did not reach its goal.
-enum class WaitEnd { reached, interrupted };
+inline ConstructionStopped::ConstructionStopped(const std::string& what, Why why_, ConstructionProgress last_)
+    : Error(what), why(why_), last(std::move(last_)) {}
 
-// A construction wait that stopped short of its goal (an Error: its what() is one line).
-// `why`: stalled (neither items, state nor a running copy moved for --timeout, or the node did not
-// answer that long), index_unreachable (the index did not answer for --timeout; the copy may go
-// on), lost (the node left the role being built, e.g. it fell back to proxy). `last`: the last look.
-class ConstructionStopped : public Error {
-public:
-  enum class Why { stalled, index_unreachable, lost };
-  ConstructionStopped(const std::string& what, Why why_, ConstructionProgress last_)
-      : Error(what), why(why_), last(std::move(last_)) {}
-  Why why;
-  ConstructionProgress last;
-};
-
-// Whether `node` shows a copy running from one of `sources`: one of its threads runs `dump` with
-// that source as its peer (flared's reconstruction thread: type 3, op dump, peer = the source's
-// host:port), and the source answers and shows a `dump` thread of its own. On a real flare 1.3.4
-// with reconstruction-bwlimit 4096, a 64 MiB value arrives at once and then for 16 s the item
-// count is flat while both threads are there; a construction that failed shows neither.
-// Returns that source's key, or "" (no such threads, or a node did not answer within timeout_ms:
-// a source that stopped answering is not serving a copy). Never throws an Error.
 inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms,
-                                const TraceFn& trace = nullptr) {
+                                const TraceFn& trace) {
   try {
     NodeClient c(node, timeout_ms);
     c.set_trace(trace);
@@ -3414,12 +5187,7 @@ inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint
   return std::string();
 }
 
-// The source `node`'s copy is blocked on: the peer of one of its reconstruction threads (op dump)
-// that does not answer within timeout_ms or shows no dump of its own. On a real flare 1.3.4 a
-// source SIGSTOPped mid-copy, and failed over by the index, leaves the new master's thread reading
-// it: no longer a master, so copy_running() does not ask it; the copy goes on after SIGCONT.
-// Returns "" when there is none (or `node` does not answer). Never throws an Error.
-inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace = nullptr) {
+inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace) {
   try {
     NodeClient c(node, timeout_ms);
     c.set_trace(trace);
@@ -3623,10 +5391,6 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
 
 } // namespace detail
 
-// Waits until `node` is `slave active`, once per poll interval reading the index's `stats nodes`,
-// both nodes' `stats` and, while those stand still, both nodes' `stats threads` (copy_running);
-// reports "ITEMS/MASTER_ITEMS (role = R, state = S) [ETA...]". Rides out an index that does not
-// answer for less than opt.timeout_ms. Throws ConstructionStopped (see construction_wait).
 inline WaitEnd wait_for_slave_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io, ConstructionProgress& last) {
   return detail::construction_wait(
@@ -3634,8 +5398,6 @@ inline WaitEnd wait_for_slave_active(IndexClient& index, const Endpoint& node, c
       [](const ConstructionProgress& p) { return p.role != "slave" || p.state == "down"; }, last);
 }
 
-// Waits until `node` is a `master` in state `ready` or `active` (its copies come from the masters
-// of the partitions before it). As wait_for_slave_active otherwise.
 inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io, ConstructionProgress& last) {
   return detail::construction_wait(
@@ -3644,12 +5406,6 @@ inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, c
       [](const ConstructionProgress& p) { return p.role != "master" || p.state == "down"; }, last);
 }
 
-// After `node state down`, a live node comes back as `proxy active` once the index's monitor
-// sees it again (about a second on a real cluster). Waits for that instead of sleeping blindly,
-// up to opt.timeout_ms, polling every 200 ms; an index that does not answer meanwhile (a flarei
-// killed and restarted) is asked again for up to opt.timeout_ms (see detail::ride_out_index).
-// Throws Error when the node leaves the map or does not come back; NetworkError when the index
-// is gone for longer.
 inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io) {
   auto start = Clock::now();
@@ -3667,9 +5423,6 @@ inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, c
   }
 }
 
-// Sends `node role` until the index accepts it, at most `opt.retry` times, waiting 1, 2, 3...
-// seconds in between (a node just set down must first come back as a proxy). Returns the
-// last refusal, or "OK".
 inline std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role, int balance,
                                        int partition, const OperationOptions& opt, const OperationIO& io) {
   std::string status = "not sent";
@@ -3683,86 +5436,63 @@ inline std::string set_role_with_retry(IndexClient& index, const Endpoint& node,
   return status;
 }
 
-inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode); // (7b)
+inline std::optional<PendingBalance> BalanceRecord::find(const std::string& index, const std::string& node) const {
+  for (const auto& b : read())
+    if (b.index == index && b.node == node) return b;
+  return std::nullopt;
+}
 
-// The balance a slave construction is to give its node once it is slave active. flarei 1.3.4 makes
-// a new slave of a serving partition balance 0 whatever it is given (src/lib/cluster.cc
-// set_node_role), so the index's map holds the figure nowhere; a run cut short (Ctrl-C, kill, an
-// index lost) would leave the next run only a placeholder. Kept in a small private file (0600,
-// its folder 0700, written whole through a temporary), one line per node:
-// "INDEX NODE PARTITION BALANCE UNIX_TIME". An empty path keeps nothing. find() never throws;
-// keep() and forget() throw Error when the file cannot be written.
-struct PendingBalance {
-  std::string index, node; // HOST:PORT each
-  int partition = -1, balance = 0;
-  long long since = 0; // unix seconds when it was kept
-};
+inline void BalanceRecord::keep(const PendingBalance& b) {
+  auto all = read();
+  all.erase(std::remove_if(all.begin(), all.end(), [&](const PendingBalance& x) { return x.index == b.index && x.node == b.node; }),
+            all.end());
+  all.push_back(b);
+  write(all);
+}
 
-class BalanceRecord {
-public:
-  explicit BalanceRecord(std::string path) : path_(std::move(path)) {}
-  const std::string& path() const { return path_; }
-  std::optional<PendingBalance> find(const std::string& index, const std::string& node) const {
-    for (const auto& b : read())
-      if (b.index == index && b.node == node) return b;
-    return std::nullopt;
-  }
-  void keep(const PendingBalance& b) {
-    auto all = read();
-    all.erase(std::remove_if(all.begin(), all.end(), [&](const PendingBalance& x) { return x.index == b.index && x.node == b.node; }),
-              all.end());
-    all.push_back(b);
-    write(all);
-  }
-  void forget(const std::string& index, const std::string& node) {
-    auto all = read();
-    auto before = all.size();
-    all.erase(std::remove_if(all.begin(), all.end(), [&](const PendingBalance& x) { return x.index == index && x.node == node; }),
-              all.end());
-    if (all.size() != before) write(all);
-  }
+inline void BalanceRecord::forget(const std::string& index, const std::string& node) {
+  auto all = read();
+  auto before = all.size();
+  all.erase(std::remove_if(all.begin(), all.end(), [&](const PendingBalance& x) { return x.index == index && x.node == node; }),
+            all.end());
+  if (all.size() != before) write(all);
+}
 
-private:
-  static constexpr size_t kMaxBytes = 1 << 20; // a bound on what is read back
-  std::vector<PendingBalance> read() const {
-    std::vector<PendingBalance> out;
-    if (path_.empty()) return out;
-    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return out;
-    std::string text;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = detail::handle_EINTR([&] { return ::read(fd, buf, sizeof buf); });
-      if (n <= 0 || text.size() > kMaxBytes) break;
-      text.append(buf, static_cast<size_t>(n));
-    }
-    ::close(fd);
-    for (auto line : detail::split(text, '\n')) {
-      auto w = detail::split(line, ' ');
-      if (w.size() != 5) continue;
-      auto part = to_int32(w[2]), bal = to_int32(w[3]);
-      auto since = to_int(w[4]);
-      if (!part || !bal || !since || *bal <= 0) continue;
-      out.push_back({std::string(w[0]), std::string(w[1]), *part, *bal, *since});
-    }
-    return out;
+inline std::vector<PendingBalance> BalanceRecord::read() const {
+  std::vector<PendingBalance> out;
+  if (path_.empty()) return out;
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return out;
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = detail::handle_EINTR([&] { return ::read(fd, buf, sizeof buf); });
+    if (n <= 0 || text.size() > kMaxBytes) break;
+    text.append(buf, static_cast<size_t>(n));
   }
-  void write(const std::vector<PendingBalance>& all) const {
-    if (path_.empty()) return;
-    auto slash = path_.find_last_of('/');
-    if (slash != std::string::npos && slash > 0) ::mkdir(path_.substr(0, slash).c_str(), 0700); // exists: fine
-    std::string text;
-    for (const auto& b : all)
-      text += b.index + " " + b.node + " " + std::to_string(b.partition) + " " + std::to_string(b.balance) + " " +
-              std::to_string(b.since) + "\n";
-    write_file_atomically(path_, text, 0600);
+  ::close(fd);
+  for (auto line : detail::split(text, '\n')) {
+    auto w = detail::split(line, ' ');
+    if (w.size() != 5) continue;
+    auto part = to_int32(w[2]), bal = to_int32(w[3]);
+    auto since = to_int(w[4]);
+    if (!part || !bal || !since || *bal <= 0) continue;
+    out.push_back({std::string(w[0]), std::string(w[1]), *part, *bal, *since});
   }
-  std::string path_;
-};
+  return out;
+}
 
-// Questions: "y" (any case) is yes; anything else, or end of input, is no.
-// An answer of yes: "y" or "yes" in any case, blanks around it ignored (0.7.3 took "y"; an
-// operator types "yes" too). Anything else is no.
+inline void BalanceRecord::write(const std::vector<PendingBalance>& all) const {
+  if (path_.empty()) return;
+  auto slash = path_.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) ::mkdir(path_.substr(0, slash).c_str(), 0700); // exists: fine
+  std::string text;
+  for (const auto& b : all)
+    text += b.index + " " + b.node + " " + std::to_string(b.partition) + " " + std::to_string(b.balance) + " " +
+            std::to_string(b.since) + "\n";
+  write_file_atomically(path_, text, 0600);
+}
+
 inline bool is_yes(std::string a) {
   while (!a.empty() && (a.back() == ' ' || a.back() == '\t')) a.pop_back();
   size_t i = 0;
@@ -3778,12 +5508,6 @@ inline bool confirm(const OperationIO& io, const std::string& prompt) {
   return a && is_yes(*a);
 }
 
-// The cancellation rule of a command that changes the cluster (ClusterAdmin's): once
-// `interrupted` says so, no changing request goes out (ServerClient::request_change throws
-// Interrupted); until the first one has gone, a wait on the index ends at once too (Interrupted:
-// nothing was changed); after it, a wait goes on to where the change can be said (a change half
-// made is finished or its state said: ClusterAdmin's interrupted messages). Returns the log of
-// the changes sent, shared by `index` and the clients the commands make from it.
 inline std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const CancelFn& interrupted) {
   auto log = std::make_shared<ChangeLog>();
   log->interrupted = interrupted;
@@ -3792,9 +5516,6 @@ inline std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const Cancel
   return log;
 }
 
-// What an interruption (Interrupted's `what`) left, one line: "interrupted: nothing was changed."
-// (naming the request not sent, when `what` does), or `what` and every request sent before it,
-// with the command that shows where the cluster is.
 inline std::string interruption_text(const ChangeLog& log, const std::string& what, const Endpoint& index) {
   if (log.sent.empty()) {
     const std::string unsent = what.rfind("interrupted: '", 0) == 0 ? " (" + what.substr(13) + ")" : "";
@@ -3806,88 +5527,13 @@ inline std::string interruption_text(const ChangeLog& log, const std::string& wh
 }
 
 // ---- 7a. Layouts: the cluster an operator declares, and the plan that gets there (apply) ----
-//
-// A layout is what `flare-admin list` prints: one node a line, "node partition role state
-// balance" (the state column is read and ignored; "-" is a proxy's partition), `#` comments and
-// blank lines allowed, the header line optional. plan_layout() turns the cluster as the index
-// lists it and a layout into the ordered steps that make the one the other, the refusals (a
-// layout it will not carry out, with the reason and the way out) and the warnings; it reads
-// nothing and sends nothing, so that a dry run and a real run follow the same plan.
-// The order keeps every partition's copies: new masters and slaves are built first, a planned
-// failover (a master swapped for its slave) next, nodes taken out of a partition after that, and
-// balances last. A failover goes to the slave flare 1.3.4 promotes (src/lib/cluster.cc,
-// cluster::down_node: the active slave of the highest balance, the first by node key on a tie).
 
-struct LayoutNode {
-  std::string node;   // HOST:PORT as the index lists it
-  std::string role;   // master, slave or proxy
-  int partition = -1; // -1 for a proxy
-  int balance = 0;
-  int line = 0;       // where it was read, for messages
-};
+inline const LayoutNode* Layout::find(const std::string& node) const {
+  for (const auto& n : nodes)
+    if (n.node == node) return &n;
+  return nullptr;
+}
 
-struct Layout {
-  std::vector<LayoutNode> nodes;
-  const LayoutNode* find(const std::string& node) const {
-    for (const auto& n : nodes)
-      if (n.node == node) return &n;
-    return nullptr;
-  }
-};
-
-// One step of a plan: what it does to which node, and the flare-admin commands an operator would
-// type for it (run one after another). The executor (ClusterAdmin::apply) runs each step through
-// the same command code, with that command's own checks and waits.
-struct PlanStep {
-  enum class Kind {
-    master,   // a proxy becomes the master of a new partition, and is activated
-    slave,    // a proxy becomes a slave, is copied to, then gets its balance
-    failover, // a partition's master is set down: the slave flare promotes takes over
-    release,  // a slave (or a master a failover replaced) is set down: it comes back a proxy
-    balance,  // a master's or slave's balance changes
-    remove    // a down proxy leaves the map (--prune)
-  };
-  Kind kind = Kind::balance;
-  std::string node;        // HOST:PORT
-  int partition = -1;      // the partition it concerns (the new one for master and slave)
-  int balance = 0;         // the balance it ends with (master, slave, balance)
-  bool discard = false;    // a slave/master built from a node this plan released: its items go
-  bool resume = false;     // master and slave: the node's copy is under way (a run cut short): waited for
-  std::string source;      // master and slave: the node the copy comes from; failover: the new master
-  long long items = -1;    // master and slave: the items the copy reads (-1 not known; annotate_plan)
-  bool items_bound = false; // a part of them only: several partitions (stale keys are not copied)
-  long long held = -1;      // master and slave: the items the node holds now, which its flush deletes (-1 not known)
-  std::string what;        // one line, for the plan
-  std::vector<std::string> commands; // the equivalent flare-admin commands
-  // The changing requests the step sends, in order (its command's own requests: `-n` of that
-  // command names the same), and what it waits for after each.
-  struct Request {
-    // cppcheck-suppress unusedStructMember
-    std::string to;   // "" the index, else the node's HOST:PORT
-    // cppcheck-suppress unusedStructMember
-    std::string line; // e.g. "node role 127.0.0.1 12121 slave 0 0", "flush_all"
-    // cppcheck-suppress unusedStructMember
-    std::string then; // what the step waits for after it ("" nothing)
-  };
-  std::vector<Request> requests;
-  std::string waits_first; // what the step waits for before its first request ("" nothing)
-};
-
-struct LayoutPlan {
-  std::vector<PlanStep> steps;
-  std::vector<std::string> refusals;      // each a reason and the way out; any: nothing is to be done
-  std::vector<std::string> warnings;      // said with the plan, before the question
-  std::vector<std::string> not_in_layout; // "HOST:PORT (role state)": left as they are
-  bool converged() const { return steps.empty() && refusals.empty(); }
-};
-
-struct LayoutOptions {
-  bool prune = false; // nodes the layout leaves out are released (a master or slave) or removed (a down proxy)
-};
-
-// Throws InputError("line N: ...") for a line that is not a node of a layout, a node listed
-// twice, a role not master/slave/proxy, a master or slave without a partition, a proxy with one,
-// a balance below 0 or a partition above kMaxPartition.
 inline Layout parse_layout(std::string_view text) {
   Layout l;
   int line_no = 0;
@@ -3965,9 +5611,7 @@ inline std::string node_words(const std::string& key, const PlannedNode& n) {
 
 } // namespace detail
 
-// The steps that take the cluster `c` (the index's map) to layout `l`, or the refusals that stop
-// it; pure: it reads and sends nothing. Items are not known here (-1): annotate_plan() adds them.
-inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o = {}) {
+inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOptions& o) {
   using detail::PlannedNode;
   LayoutPlan plan;
   std::map<std::string, PlannedNode> sim;
@@ -4290,10 +5934,6 @@ inline LayoutPlan plan_layout(const Cluster& c, const Layout& l, const LayoutOpt
   return plan;
 }
 
-// What each copy of the plan reads and each flush deletes, from the nodes' `stats` curr_items
-// (`items` by node key; a node missing from it is not known): a slave's copy, its master's items;
-// a new partition's master, a part of every active master's (`masters`); a node a step builds, the
-// items it holds now (flushed first).
 inline void annotate_plan(LayoutPlan& plan, const std::map<std::string, long long>& items,
                           const std::vector<std::string>& masters) {
   std::map<std::string, const PlanStep*> built; // masters the plan makes: what they hold is their copy's part
@@ -4329,15 +5969,8 @@ inline void annotate_plan(LayoutPlan& plan, const std::map<std::string, long lon
   }
 }
 
-// plan_layout for the cluster as it is now: what apply runs, `apply -n` shows and `--plan-out`
-// saves. It adds the items each copy reads and each flush deletes (annotate_plan, from the
-// `stats` of every node that is not down, one gather bounded by timeout_ms), and leaves out the
-// removal of a down proxy whose flared answers `ping`: set down a moment ago, the index brings it
-// back as a proxy, and removed now it would be left out of the map while it runs (seen on a real
-// flare 1.3.4 after --prune); it is listed in not_in_layout instead. Throws Interrupted when
-// hooks.cancel says so.
 inline LayoutPlan plan_layout_live(const Cluster& c, const Layout& l, const LayoutOptions& o, int timeout_ms,
-                                   const GatherHooks& hooks = {}) {
+                                   const GatherHooks& hooks) {
   LayoutPlan plan = plan_layout(c, l, o);
   std::vector<Endpoint> eps;
   std::vector<std::string> masters;
@@ -4362,9 +5995,7 @@ inline LayoutPlan plan_layout_live(const Cluster& c, const Layout& l, const Layo
   return plan;
 }
 
-// The plan as `apply` shows it before its question: numbered steps, each with its commands; with
-// `requests` (`apply -n`, a saved plan), each step's requests too, and what it waits for.
-inline std::string format_layout_plan(const LayoutPlan& plan, bool requests = false) {
+inline std::string format_layout_plan(const LayoutPlan& plan, bool requests) {
   std::string out;
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const auto& s = plan.steps[i];
@@ -4385,10 +6016,7 @@ inline std::string format_layout_plan(const LayoutPlan& plan, bool requests = fa
   return out;
 }
 
-// Where the cluster differs from the layout, a line a node ("" none): a node not in the map, or
-// not in the role, partition, balance or state (active) the layout gives it; with `prune`, also a
-// master or slave, or a down proxy, the layout leaves out. `apply --diff` and `check --layout`.
-inline std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o = {}) {
+inline std::vector<std::string> layout_differences(const Cluster& c, const Layout& l, const LayoutOptions& o) {
   std::vector<std::string> out;
   auto where = [](const std::string& role, int part, int bal, const std::string& state) {
     return role + (state.empty() ? "" : " " + state) + (part >= 0 ? " of partition " + std::to_string(part) : "") +
@@ -4410,7 +6038,6 @@ inline std::vector<std::string> layout_differences(const Cluster& c, const Layou
   return out;
 }
 
-// A layout as `list` prints it (the state column says what the layout asks for: active).
 inline std::string format_layout(const Layout& l) {
   std::vector<NodeInfo> nodes;
   for (const auto& n : l.nodes) {
@@ -4425,18 +6052,6 @@ inline std::string format_layout(const Layout& l) {
   return format_node_table(Cluster(std::move(nodes)).list_order());
 }
 
-// A plan kept for later (`apply -n --plan-out FILE`, then `apply --plan FILE`): the index and the
-// node_map_version it was made from, --prune, the steps (comments, for the reader) and the
-// layout. A run of it is refused when the index's map moved since (ClusterAdmin::apply's made_from).
-struct SavedPlan {
-  std::string index;             // HOST:PORT
-  long long node_map_version = -1;
-  bool prune = false;
-  Layout layout;
-};
-
-inline constexpr const char* kSavedPlanFirstLine = "# flare-admin-plan 1";
-
 inline std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan) {
   std::string out = std::string(kSavedPlanFirstLine) + " (a plan of flare-admin apply; run it with: flare-admin apply --plan FILE)\n";
   out += "# index " + p.index + "\n# node_map_version " + std::to_string(p.node_map_version) + "\n# prune " +
@@ -4447,8 +6062,6 @@ inline std::string format_saved_plan(const SavedPlan& p, const LayoutPlan& plan)
   return out + format_layout(p.layout);
 }
 
-// Throws InputError when the text is not a saved plan (its first line, index, version) or its
-// layout does not parse (parse_layout's errors).
 inline SavedPlan parse_saved_plan(std::string_view text) {
   if (text.substr(0, std::string_view(kSavedPlanFirstLine).size()) != kSavedPlanFirstLine)
     throw InputError("not a saved plan: its first line is not '" + std::string(kSavedPlanFirstLine) + " ...' (write one with "
@@ -4476,7 +6089,6 @@ inline SavedPlan parse_saved_plan(std::string_view text) {
   return p;
 }
 
-// Reads a layout or saved plan file (at most 16 MiB; "-" is standard input). Throws Error.
 inline std::string read_layout_text(const std::string& path) {
   constexpr size_t kMax = 16u << 20;
   int fd = path == "-" ? ::dup(0) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -4501,12 +6113,6 @@ inline std::string read_layout_text(const std::string& path) {
   return text;
 }
 
-// The index's map and node_map_version read as one (the version read before and after the map
-// agree; three moves in a row throw Error), for a plan or a diff made outside ClusterAdmin.
-struct IndexReading {
-  Cluster cluster;
-  long long node_map_version = -1;
-};
 inline IndexReading read_index_map(IndexClient& index) {
   Cluster c;
   const auto [before, after] = detail::between_versions(index, 3, [&] { c = Cluster(index.stats_nodes()); });
@@ -4515,22 +6121,6 @@ inline IndexReading read_index_map(IndexClient& index) {
 }
 
 // ---- one node's part of a change, decided from the map alone ----
-// The rules of `balance` and `remove` as pure functions (what ClusterAdmin then shows, asks, sends
-// and waits for): unit-tested without a process or a fake (tests/test_layout.cpp).
-struct NodeDecision {
-  enum class Kind {
-    send,    // ask, then send `request` (or, for slave, build the node)
-    resume,  // the node is already (being) made what was asked: carry on from where it is
-    skip,    // nothing to do (said: `message`), not a failure
-    refuse,  // not done (`message`): a failure
-    unknown  // the node is not in the map (`message`): the command stops
-  };
-  Kind kind = Kind::refuse;
-  std::string message; // skip, refuse, unknown: one line
-  std::string advice;  // refuse: a second line, the way on ("" none); send: a warning said first
-  std::string request; // send: the request to the index
-  std::string prompt;  // send: 0.7.3's question
-};
 
 namespace detail {
 // The node `a` names, as the map lists it; when the map does not, null, and `d` says so (its
@@ -4545,8 +6135,6 @@ inline const NodeInfo* decided_node(const Cluster& c, const NodeArg& a, const ch
 }
 } // namespace detail
 
-// Why a balance of `bal` on `n` leaves its partition no node to read from (a master at 0 with
-// no active slave of balance above 0), or nothing.
 inline std::optional<std::string> no_reader_left(const Cluster& c, const NodeInfo& n, int bal) {
   if (bal > 0 || !n.is_active() || n.partition < 0 || !(n.is_master() || n.is_slave())) return std::nullopt;
   for (const auto* s : c.slaves_of(n.partition))
@@ -4557,10 +6145,6 @@ inline std::optional<std::string> no_reader_left(const Cluster& c, const NodeInf
          " no active node of balance above 0 to read from.";
 }
 
-// `balance HOST:PORT:BALANCE` for one node: a proxy is refused (flarei answers OK to a proxy's
-// balance and changes nothing), the same balance is skipped, a slave still copying is refused
-// with the way on (flarei refuses it), a 0 that leaves its partition no node to read from is
-// refused unless `unsafe`.
 inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsafe) {
   NodeDecision d;
   const NodeInfo* n = detail::decided_node(c, a, "unknown node: ", d);
@@ -4596,10 +6180,6 @@ inline NodeDecision decide_balance(const Cluster& c, const NodeArg& a, bool unsa
   return d;
 }
 
-// `slave HOST:PORT:BALANCE[:PARTITION]` for one node, from the map: a slave of that partition
-// already (a run cut short) is carried on; a node that is not a proxy, a proxy that is down (its
-// flared not running, or not seen back yet), or a partition with no master to copy from is
-// refused, with the way on. (What the node holds, flushed first, is asked by the executor.)
 inline NodeDecision decide_slave(const Cluster& c, const NodeArg& a) {
   NodeDecision d;
   const NodeInfo* n = detail::decided_node(c, a, "invalid 'hostname:port' pair: ", d);
@@ -4634,12 +6214,6 @@ inline NodeDecision decide_slave(const Cluster& c, const NodeArg& a) {
   return d;
 }
 
-// `master HOST:PORT:BALANCE:PARTITION` for one node, from the map: a master of that partition
-// already (a run cut short) is carried on; a partition that has a live master, a node that is not
-// a proxy, or a partition that cannot be made yet (the next new one is partition_count(), after a
-// ready one is activated) is refused. A partition whose master is down holds its only copy there:
-// replacing it is refused unless `unsafe`, and then said. (Whether the older partitions' masters,
-// the copy's sources, answer, and what the node holds, are asked by the executor.)
 inline NodeDecision decide_master(const Cluster& c, const NodeArg& a, bool unsafe) {
   NodeDecision d;
   const NodeInfo* n = detail::decided_node(c, a, "unknown node: ", d);
@@ -4683,10 +6257,6 @@ inline NodeDecision decide_master(const Cluster& c, const NodeArg& a, bool unsaf
   return d;
 }
 
-// `remove HOST:PORT` for one node, from the map: the index removes a down proxy, and a down
-// master whose partition another master took over; it keeps a down master that holds its
-// partition's only copy. (Whether a down proxy's flared still answers is asked by the executor:
-// removed while it runs, it would stay out of the map.)
 inline NodeDecision decide_remove(const Cluster& c, const NodeArg& a) {
   NodeDecision d;
   const NodeInfo* n = c.find(a.endpoint);
@@ -4711,11 +6281,6 @@ inline NodeDecision decide_remove(const Cluster& c, const NodeArg& a) {
   return d;
 }
 
-// `down HOST:PORT` for one node, from the map: a node already down is skipped. An active master
-// set down is failed over by the index to its partition's best active slave (the executor first
-// asks those slaves, and waits for their lag to drain: takeover_check, drain_check); the last
-// active slave of a partition goes down with a warning (`advice`: no redundancy until a slave is
-// built). (src/lib/cluster.cc set_node_state, down_node.)
 inline NodeDecision decide_down(const Cluster& c, const NodeArg& a) {
   NodeDecision d;
   const NodeInfo* n = detail::decided_node(c, a, "invalid 'hostname:port' pair: ", d);
@@ -4736,12 +6301,6 @@ inline NodeDecision decide_down(const Cluster& c, const NodeArg& a) {
   return d;
 }
 
-// `activate HOST:PORT` for one node, from the map: a node already active is skipped; a master or
-// slave still copying (prepare) is waited for (resume), not activated: flarei refuses to activate
-// a new partition's master in prepare, and activates a slave in prepare at once, its copy
-// unfinished, so that it would serve reads it does not hold (both seen on a real flare 1.3.4);
-// such a slave becomes active by itself when its copy is done. (Whether the node's flared
-// answers, without which the index's monitor sets it down again, is asked by the executor.)
 inline NodeDecision decide_activate(const Cluster& c, const NodeArg& a) {
   NodeDecision d;
   const NodeInfo* n = detail::decided_node(c, a, "invalid 'hostname:port' pair: ", d);
@@ -4762,8 +6321,6 @@ inline NodeDecision decide_activate(const Cluster& c, const NodeArg& a) {
   return d;
 }
 
-// Why `reconstruct` cannot rebuild `n`, and the one command that finishes the job from there.
-// `kept`: the balance an earlier, cut-short run was to give it (BalanceRecord), if any.
 inline std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, const std::optional<PendingBalance>& kept) {
   const std::string key = n.key;
   const int part = kept ? kept->partition : c.partition_count() == 1 ? 0 : -1;
@@ -4786,14 +6343,8 @@ inline std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, cons
   return key + " is " + n.role + " " + n.state + ".";
 }
 
-// `reconstruct HOST:PORT` for one node, from the map: a slave still copying (an earlier rebuild
-// cut short) is waited for (resume); a node that cannot be rebuilt without losing its
-// partition's only serving copy is refused with the way out (`kept`: see reconstruct_way_out);
-// one whose partition would be left with no other serving copy while it is rebuilt is refused
-// unless `unsafe` (then `advice` says so). The first request is the node's down; the executor
-// then waits for it to come back as a proxy, flushes it and builds it as a slave.
 inline NodeDecision decide_reconstruct(const Cluster& c, const NodeArg& a, bool unsafe,
-                                       const std::optional<PendingBalance>& kept = std::nullopt) {
+                                       const std::optional<PendingBalance>& kept) {
   NodeDecision d;
   const NodeInfo* n = c.find(a.endpoint);
   const std::string key = a.endpoint.key();
@@ -4826,11 +6377,6 @@ inline NodeDecision decide_reconstruct(const Cluster& c, const NodeArg& a, bool 
   return d;
 }
 
-// `part HOST:PORT:BALANCE:PARTITION ...`: the first node named for each partition becomes its
-// master (activated), the others its slaves, in the order given. Pure.
-struct PartPlan {
-  std::vector<NodeArg> masters, slaves;
-};
 inline PartPlan plan_part(const std::vector<NodeArg>& args) {
   PartPlan p;
   std::set<int> seen;
@@ -4839,1776 +6385,1553 @@ inline PartPlan plan_part(const std::vector<NodeArg>& args) {
   return p;
 }
 
-// The one executor of every change flare-admin makes (ClusterAdmin is its facade): it reads the
-// map (riding out an index that stops answering for up to opt.timeout_ms), runs a command's
-// decisions node by node (each_node: the checks that need the network, the question, the
-// requests, the waits, the report), sends every changing request through one path (a dry run
-// says it instead, as "dry run: would send 'REQUEST' to TARGET"), waits until the nodes route
-// by the index's new map before it calls a change done, and says on a failure, a fault or
-// Ctrl-C where the node is and the command that finishes the job. Throws NetworkError when the
-// index is gone for longer than opt.timeout_ms, Interrupted before the first change at Ctrl-C.
-class ChangeExecutor {
-public:
-  ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io)
-      : index_(index), opt_(std::move(opt)), io_(advising(std::move(io), index.endpoint())),
-        balances_(opt_.balance_record) {}
+inline ChangeExecutor::ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io)
+    : index_(index), opt_(std::move(opt)), io_(advising(std::move(io), index.endpoint())),
+      balances_(opt_.balance_record) {}
 
-  // Before the first change: the index must be a flarei (IndexClient::require_index, throws
-  // NotAnIndexError), and no node may hold a newer map than the index (they would ignore every
-  // change: see MapVersions). Says why and how to get out, and returns Outcome::failed, when a node
-  // does; std::nullopt when the command may go on. Runs once per ClusterAdmin (every public
-  // command calls it first); it also records which nodes answered, those whose map
-  // in_effect() then waits for. Throws Error when the index cannot be read.
-  std::optional<Outcome> preflight() {
-    if (preflight_done_) return std::nullopt;
-    index_.require_index();
-    Cluster c = cluster();
-    long long iv = detail::node_map_version_of(index_);
-    std::vector<Endpoint> eps;
-    for (const auto& n : c.nodes())
-      if (n.state != "down") eps.push_back(n.endpoint());
-    MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms, hooks())),
-                                        [&] { return detail::node_map_version_of(index_); });
-    watched_.clear();
-    for (const auto& n : v.nodes) watched_.push_back(n.first);
-    std::string warning = map_version_warning(v);
-    if (!warning.empty()) {
-      if (io_.warn) io_.warn("refused: " + warning + " Nothing was changed. " + map_version_way_out(v));
+inline std::optional<Outcome> ChangeExecutor::preflight() {
+  if (preflight_done_) return std::nullopt;
+  index_.require_index();
+  Cluster c = cluster();
+  long long iv = detail::node_map_version_of(index_);
+  std::vector<Endpoint> eps;
+  for (const auto& n : c.nodes())
+    if (n.state != "down") eps.push_back(n.endpoint());
+  MapVersions v = settle_map_versions(map_versions(iv, gather_stats(eps, opt_.timeout_ms, hooks())),
+                                      [&] { return detail::node_map_version_of(index_); });
+  watched_.clear();
+  for (const auto& n : v.nodes) watched_.push_back(n.first);
+  std::string warning = map_version_warning(v);
+  if (!warning.empty()) {
+    if (io_.warn) io_.warn("refused: " + warning + " Nothing was changed. " + map_version_way_out(v));
+    return Outcome::failed;
+  }
+  preflight_done_ = true;
+  return std::nullopt;
+}
+
+template <typename Decide>
+inline Outcome ChangeExecutor::run(const std::vector<NodeArg>& args, Decide decide,
+                                   Outcome (ChangeExecutor::*act)(const Cluster&, const NodeInfo&, const NodeArg&, const NodeDecision&)) {
+  Outcome result = each_node(args, decide, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+    return (this->*act)(c, n, a, d);
+  });
+  if (result != Outcome::interrupted && !stopped_) print_table(args);
+  return result;
+}
+
+inline void ChangeExecutor::show_nodes(const std::vector<NodeInfo>& nodes) { say(trim_newline(format_node_table(nodes))); }
+
+inline void ChangeExecutor::say(const std::string& s) {
+  if (io_.say) io_.say(s);
+}
+
+inline void ChangeExecutor::complain(const std::string& s) {
+  if (io_.warn) io_.warn(s);
+  else say(s);
+}
+
+inline Cluster ChangeExecutor::cluster() {
+  Cluster c(detail::ride_out_index(index_, opt_, io_, [&] { return index_.stats_nodes(); },
+                                   [&](const std::string& why) { return lost_index_text(why); }));
+  if (job_)
+    if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
+  return c;
+}
+
+inline void ChangeExecutor::print_table(const std::vector<NodeArg>& args) {
+  if (io_.interrupted && io_.interrupted()) return; // nothing more is asked after Ctrl-C
+  Cluster c;
+  try {
+    c = cluster();
+  } catch (const NetworkError&) {
+    return;
+  }
+  std::vector<NodeInfo> shown;
+  for (auto& n : c.nodes())
+    for (auto& a : args)
+      if (a.endpoint.key() == n.key) {
+        shown.push_back(n);
+        break;
+      }
+  say(trim_newline(format_node_table(shown)));
+}
+
+inline std::optional<PendingBalance> ChangeExecutor::kept_balance(const Endpoint& ep, int part) const {
+  auto b = balances_.find(index_.endpoint().key(), ep.key());
+  if (b && (part < 0 || b->partition == part)) return b;
+  return std::nullopt;
+}
+
+template <typename Decide, typename Act>
+inline Outcome ChangeExecutor::each_node(const std::vector<NodeArg>& args, Decide decide, Act act) {
+  stopped_ = false;
+  Outcome result = Outcome::ok;
+  for (const auto& a : args) {
+    const Cluster c = as_planned(cluster());
+    const NodeDecision d = decide(c, a);
+    switch (d.kind) {
+    case NodeDecision::Kind::unknown:
+      complain(d.message);
+      stopped_ = true;
+      return Outcome::failed;
+    case NodeDecision::Kind::skip:
+      complain(d.message);
+      continue;
+    case NodeDecision::Kind::refuse:
+      if (!d.message.empty()) complain(d.message);
+      if (!d.advice.empty()) complain(d.advice);
+      result = worse(result, Outcome::failed);
+      continue;
+    case NodeDecision::Kind::send:
+    case NodeDecision::Kind::resume:
+      break;
+    }
+    const Outcome o = act(c, *c.find(a.endpoint), a, d);
+    result = worse(result, o);
+    if (o == Outcome::interrupted || stopped_) return result;
+  }
+  return result;
+}
+
+inline Outcome ChangeExecutor::dry_finish_slave(const NodeInfo& n, const std::string& why) {
+  const auto kept = kept_balance(n.endpoint(), n.partition);
+  if (!kept || kept->balance <= 0 || kept->balance == n.balance) {
+    say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, and send nothing");
+    return Outcome::ok;
+  }
+  say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, then give it the balance " +
+      "kept by the run that started its copy (" + std::to_string(kept->balance) + ")");
+  change("node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(kept->balance) + " " +
+             std::to_string(n.partition),
+         [] { return std::string("OK"); });
+  return Outcome::ok;
+}
+
+inline ChangeExecutor::Answer ChangeExecutor::ask_each(const std::string& prompt) {
+  for (;;) {
+    auto answer = io_.ask ? io_.ask(prompt) : std::nullopt;
+    std::string ans = answer ? *answer : "n";
+    for (auto& ch : ans) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    if (ans == "Y") return Answer::yes;
+    if (ans == "A") {
+      yes_to_all_ = true;
+      return Answer::yes;
+    }
+    if (ans == "Q") return Answer::quit;
+    if (ans == "N") return Answer::no;
+    complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
+  }
+}
+
+inline Outcome ChangeExecutor::set_state(Cluster c, const NodeInfo& node, const NodeArg& a, const NodeDecision& d, const std::string& state) {
+  const NodeInfo* n = &node;
+  const std::string key = a.endpoint.key();
+  working_on(a.endpoint, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
+  job_seen_ = *n;
+  if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
+    // flarei answers OK and its monitor sets the node down again: it would look done.
+    complain(key + " is not answering (is its flared running?): not activated.");
+    return Outcome::failed;
+  }
+  // Setting an active master down makes the index fail over to one of its slaves.
+  const bool failover = state == "down" && n->is_master() && n->is_active();
+  if (!d.advice.empty()) note(d.advice);
+  std::optional<std::vector<SlaveLag>> lags;
+  if (failover)
+    if (auto refused = takeover_check(c, *n, lags)) return *refused;
+  const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
+  if (!ask_yes(d.prompt)) {
+    declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : opt_.unsafe ? "down --unsafe " : "down ") + key);
+    return Outcome::declined;
+  }
+  if (failover && asked) {
+    // The answer may come long after the checks above: the map, the slaves' liveness
+    // and their lag are read again, so that the change goes by what is true now.
+    c = cluster();
+    n = c.find(a.endpoint);
+    if (!n || !(n->is_master() && n->is_active())) {
+      complain(key + " changed while the question was asked (now " +
+               (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
+               "): nothing was sent. Run it again.");
       return Outcome::failed;
     }
-    preflight_done_ = true;
-    return std::nullopt;
+    lags.reset();
+    if (auto refused = takeover_check(c, *n, lags)) return *refused;
   }
+  if (failover)
+    if (auto refused = drain_check(c, *n, lags)) return *refused;
+  std::string st = failover ? down_master(*n)
+                            : change(d.request, [&] { return index_.node_state(a.endpoint, state); },
+                                     [&, was_proxy = n->is_proxy()](const Cluster& now) {
+                                       const NodeInfo* x = now.find(a.endpoint);
+                                       // set down, a live node comes back as a proxy a second later
+                                       return x && (x->state == state || (state == "down" && !was_proxy && x->is_proxy()));
+                                     });
+  if (st == "OK") return Outcome::ok;
+  if (interrupted_status(st))
+    return interrupted_change(a.endpoint, st, d.request, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key,
+                              "");
+  complain("failed to set " + key + " " + state + ": " + st);
+  return Outcome::failed;
+}
 
-  // A per-node command: each_node with `act` one of the *_node methods below, then the nodes
-  // named as the map lists them now (not after Ctrl-C, nor when the command stopped short).
-  template <typename Decide>
-  Outcome run(const std::vector<NodeArg>& args, Decide decide,
-              Outcome (ChangeExecutor::*act)(const Cluster&, const NodeInfo&, const NodeArg&, const NodeDecision&)) {
-    Outcome result = each_node(args, decide, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-      return (this->*act)(c, n, a, d);
-    });
-    if (result != Outcome::interrupted && !stopped_) print_table(args);
-    return result;
+inline Outcome ChangeExecutor::master_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+  const std::string key = a.endpoint.key();
+  const int part = *a.partition;
+  working_on(a.endpoint, master_again(a));
+  job_seen_ = n;
+  if (d.kind == NodeDecision::Kind::resume) return resume_master(a, n); // run again after an interruption
+  if (!d.advice.empty()) complain(d.advice);
+  if (auto why = copy_source_problem(c, part)) {
+    // Sent anyway, the node is flushed and stays master prepare with nothing, and each run
+    // again says to restart its flared (seen on a real flare 1.3.4). Nothing is sent.
+    complain("refused: partition " + std::to_string(part) + "'s master copies its keys from the master of every "
+             "older partition, and " + *why + ". Nothing was changed. Start that flared again (the index makes it "
+             "active with its data), then run this again: flare-admin master " + a.text);
+    return Outcome::failed;
   }
-  bool stopped() const { return stopped_; }
-  bool interrupted() const { return io_.interrupted && io_.interrupted(); } // Ctrl-C: nothing more is said or asked
-  OperationOptions& options() { return opt_; }
-  void show_nodes(const std::vector<NodeInfo>& nodes) { say(trim_newline(format_node_table(nodes))); }
+  auto flushing = flush_plan(n, "flare-admin master --discard-items " + a.text);
+  if (!flushing) return Outcome::failed;
+  if (!ask_yes("making the node master (node=" + key + ", role=" + n.role + " -> master" + *flushing + ") (y/n): ")) {
+    declined(key, n, "flare-admin master " + a.text);
+    return Outcome::declined;
+  }
+  return construct_master(a, n);
+}
 
-  // A line for the operator (stdout in flare-admin): tables and the step-by-step lines 0.7.3 printed.
-  void say(const std::string& s) {
-    if (io_.say) io_.say(s);
+inline Outcome ChangeExecutor::slave_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+  const std::string key = a.endpoint.key();
+  const int part = a.partition.value_or(0);
+  const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
+  working_on(a.endpoint, again);
+  job_seen_ = n;
+  if (d.kind == NodeDecision::Kind::resume) return resume_slave(n, a.balance.value_or(0), again); // run again
+  auto flushing = flush_plan(n, "flare-admin slave --discard-items " + a.text);
+  if (!flushing) return Outcome::failed;
+  if (!ask_yes("making node slave (node=" + key + ", role=" + n.role + " -> slave" + *flushing + ") (y/n): ")) {
+    declined(key, n, "flare-admin slave " + a.text);
+    return Outcome::declined;
   }
-  // An error, refusal, warning or note (stderr in flare-admin); `say` is for tables and the
-  // step-by-step lines 0.7.3 printed (stdout).
-  void complain(const std::string& s) {
-    if (io_.warn) io_.warn(s);
-    else say(s);
+  return construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true, again, false);
+}
+
+inline Outcome ChangeExecutor::balance_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+  const std::string key = a.endpoint.key();
+  const int bal = *a.balance;
+  working_on(a.endpoint, "flare-admin balance " + a.text);
+  job_seen_ = n;
+  if (!ask_yes(d.prompt)) {
+    declined(key, n, "flare-admin balance " + a.text);
+    return Outcome::declined;
   }
-  // The index's map. An index that does not answer (a flarei killed and restarted, or silent) is
-  // asked again for up to --timeout (detail::ride_out_index); past that, the NetworkError names
-  // where the node being changed was last seen and the command that finishes its job.
-  Cluster cluster() {
-    Cluster c(detail::ride_out_index(index_, opt_, io_, [&] { return index_.stats_nodes(); },
-                                     [&](const std::string& why) { return lost_index_text(why); }));
+  std::string st = change(d.request, [&] { return index_.node_role(a.endpoint, n.role, bal, n.partition); },
+                          [&, role = n.role](const Cluster& now) {
+                            const NodeInfo* x = now.find(a.endpoint);
+                            return x && x->role == role && x->balance == bal;
+                          });
+  if (st == "OK") return Outcome::ok;
+  if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin balance " + a.text, "");
+  complain("failed to change the balance of " + key + ": " + st);
+  return Outcome::failed;
+}
+
+inline Outcome ChangeExecutor::activate_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+  if (d.kind == NodeDecision::Kind::send) return set_state(c, n, a, d, "active");
+  const std::string key = n.key;
+  working_on(a.endpoint, "flare-admin activate " + key);
+  job_seen_ = n;
+  if (opt_.dry_run) {
+    // The plan of a real run: a master waits for its copy, then is activated; a slave becomes
+    // active by itself when its copy is done, and is sent nothing.
+    if (n.is_slave()) return dry_finish_slave(n, "it becomes active by itself when its copy is done");
+    say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
+        " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
+    return Outcome::ok;
+  }
+  if (n.is_slave()) {
+    say(key + " is slave prepare, still copying: it becomes active by itself when its copy is done (made active now, "
+              "it would serve reads it does not hold yet). Waiting for it.");
+    return finish_slave(n.endpoint(), n.partition, -1,
+                        "flare-admin slave " + key + ":" + kept_balance_text(n.endpoint(), n.partition), false);
+  }
+  say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");
+  NodeArg m = a;
+  m.balance = n.balance;
+  m.partition = n.partition;
+  OperationOptions saved = opt_;
+  opt_.activate = false;
+  Outcome o = finish_master(m);
+  opt_ = saved;
+  if (o == Outcome::failed && io_.warn) io_.warn("to activate it once it is ready: flare-admin activate " + key);
+  if (o != Outcome::ok) return o;
+  // Ready now: activated as any other node, from the map as it is now.
+  Cluster now = cluster();
+  const NodeDecision ready = decide_activate(now, a);
+  if (ready.kind != NodeDecision::Kind::send) {
+    complain(ready.message.empty() ? key + " is still in prepare." : ready.message);
+    return ready.kind == NodeDecision::Kind::skip ? Outcome::ok : Outcome::failed;
+  }
+  return set_state(now, *now.find(a.endpoint), a, ready, "active");
+}
+
+inline Outcome ChangeExecutor::remove_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+  const std::string key = a.endpoint.key();
+  working_on(a.endpoint, "flare-admin remove " + key);
+  job_seen_ = n;
+  if (n.is_proxy() && answers_ping(a.endpoint)) {
+    // Its flared runs: set down a moment ago, the index brings it back as a proxy. flarei
+    // removes it all the same, and it then stays out of the map while it runs, until its
+    // flared is restarted (seen on a real flare 1.3.4).
+    complain("refused: " + key + " is proxy down, but its flared answers: the index brings it back as a proxy in a "
+             "moment, and removed now it would stay out of the map while it runs. Stop its flared first, then remove it. "
+             "(node=" + key + ")");
+    return Outcome::failed;
+  }
+  if (!ask_yes(d.prompt)) {
+    declined(key, n, "flare-admin remove " + key);
+    return Outcome::declined;
+  }
+  for (int attempt = 0; attempt <= std::max(0, opt_.retry); ++attempt) {
+    say("removing " + key + ".");
+    std::string st = change(d.request, [&] { return index_.node_remove(a.endpoint); },
+                            [&](const Cluster& now) { return now.find(a.endpoint) == nullptr; });
+    if (st == "OK") return Outcome::ok;
+    if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin remove " + key, "");
+    if (st.rfind("the index answered OK", 0) == 0) {
+      complain(st);
+      break;
+    }
+    if (attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
+  }
+  complain("node remove failed. (node=" + key + ")");
+  return Outcome::failed;
+}
+
+inline Outcome ChangeExecutor::reconstruct_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+  const std::string key = a.endpoint.key();
+  if (d.kind == NodeDecision::Kind::resume) {
+    // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
+    const std::string again = "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n.partition);
+    if (opt_.dry_run) return dry_finish_slave(n, "its copy from the master is under way (an earlier rebuild?)");
+    say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
+    return finish_slave(a.endpoint, n.partition, -1, again, true);
+  }
+  if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
+    if (!d.advice.empty()) complain(d.advice);
+    switch (ask_each(d.prompt)) {
+    case Answer::yes: break;
+    case Answer::quit:
+      complain("quit: " + key + " and the nodes after it were left as they are.");
+      stopped_ = true;
+      return Outcome::declined;
+    case Answer::no:
+      declined(key, n, "flare-admin reconstruct " + key);
+      return Outcome::declined;
+    }
+  }
+  return reconstruct_one(n);
+}
+
+inline Outcome ChangeExecutor::down_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
+  return set_state(c, n, a, d, "down");
+}
+
+inline Outcome ChangeExecutor::run_layout(const Layout& layout, const LayoutOptions& lo, long long made_from,
+                                          const std::function<Outcome(const PlanStep&)>& run_step) {
+  // The map and its version read as one (the version before and after the map agree): read
+  // the other way round, a change between them passed a saved plan against the old map.
+  Cluster c;
+  const auto [before, version] = detail::between_versions(index_, 3, [&] { c = cluster(); });
+  if (version != before) {
+    complain("refused: the node map changed while it was read (node_map_version " + std::to_string(before) + ", then " +
+             std::to_string(version) + "), three times. Nothing was changed. Run it again when no change is under way.");
+    return Outcome::failed;
+  }
+  if (made_from >= 0 && version != made_from) {
+    complain("refused: the plan was made from node_map_version " + std::to_string(made_from) + "; the index is at " +
+             std::to_string(version) + " now: the cluster changed since. Nothing was changed. Make a new plan "
+             "(flare-admin apply -n --plan-out FILE LAYOUT) and review it.");
+    return Outcome::failed;
+  }
+  LayoutPlan plan = planned_layout(c, layout, lo);
+  for (const auto& r : plan.refusals) complain("refused: " + r);
+  if (!plan.refusals.empty()) {
+    complain("Nothing was changed.");
+    return Outcome::failed;
+  }
+  if (plan.steps.empty()) {
+    say("the cluster matches the layout (node_map_version " + std::to_string(version) + "): nothing to do.");
+    for (const auto& n : plan.not_in_layout) say("  not in the layout, left as it is: " + n);
+    return Outcome::ok;
+  }
+  say("plan (node_map_version " + std::to_string(version) + ", " + std::to_string(plan.steps.size()) +
+      (plan.steps.size() == 1 ? " step" : " steps") + "):");
+  say(trim_newline(format_layout_plan(plan, opt_.dry_run)));
+  for (const auto& w : plan.warnings) complain("warning: " + w);
+  // A node the plan builds that holds items it did not put there (a copy from an earlier role,
+  // or a partition's only copy when the index lost its map) is flushed only when told.
+  bool holding = false;
+  for (const auto& s : plan.steps)
+    if (s.held > 0 && !s.discard && !opt_.discard_items) {
+      complain("refused: " + s.node + " is a proxy holding " + std::to_string(s.held) + " items, which step " +
+               std::to_string(&s - plan.steps.data() + 1) + " deletes (flush_all) before it copies. If they are a stale "
+               "copy, give --discard-items; if the index may have lost its map, they may be a partition's only copy: see "
+               "flare-admin check first.");
+      holding = true;
+    }
+  if (holding) {
+    complain("Nothing was changed.");
+    return Outcome::failed;
+  }
+  if (opt_.dry_run) {
+    say("dry run: nothing was changed.");
+    return Outcome::ok;
+  }
+  if (!ask_yes("apply the plan (" + std::to_string(plan.steps.size()) + (plan.steps.size() == 1 ? " step" : " steps") +
+               ") (y/n): ")) {
+    if (!(io_.interrupted && io_.interrupted())) complain("nothing was changed.");
+    return Outcome::declined;
+  }
+  const OperationOptions saved = opt_;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const PlanStep& s = plan.steps[i];
+    const std::string at = "step " + std::to_string(i + 1) + "/" + std::to_string(plan.steps.size());
+    say("");
+    say(at + ": " + s.what);
+    opt_.force = true; // the one question was asked above
+    opt_.activate = s.kind == PlanStep::Kind::master;
+    opt_.discard_items = saved.discard_items || s.discard;
+    Outcome o = Outcome::failed;
+    std::string moved = step_moved(s);
+    if (!moved.empty()) complain(at + " was not run: " + moved + ". Nothing of it was sent.");
+    else o = run_step(s);
+    opt_ = saved;
+    if (o != Outcome::ok) {
+      if (o == Outcome::interrupted)
+        complain(at + " was interrupted" + (i ? " (the steps before it are done)" : "") + ". To finish the plan, run apply "
+                 "again with the same layout: it plans from where the cluster is now, and carries a copy under way on "
+                 "(apply -n shows what is left).");
+      else
+        complain(at + " did not finish" + (i ? " (the steps before it did)" : "") + ". Once the way out said above is "
+                 "taken, run apply again: it plans from where the cluster is now (apply -n shows what is left).");
+      return o;
+    }
+  }
+  LayoutPlan left = planned_layout(cluster(), layout, lo);
+  if (!left.converged()) {
+    complain("the plan ran, but the cluster does not match the layout yet (" + std::to_string(left.steps.size()) +
+             (left.steps.size() == 1 ? " step" : " steps") + " left" +
+             (left.refusals.empty() ? "" : ", " + left.refusals.front()) + "): run apply again.");
+    return Outcome::failed;
+  }
+  say("");
+  say("the cluster matches the layout.");
+  return Outcome::ok;
+}
+
+inline void ChangeExecutor::working_on(const Endpoint& node, const std::string& again, const std::string& if_taken) {
+  if (!job_ || !(job_->node == node)) job_seen_.reset();
+  job_ = Job{node, again, if_taken};
+}
+
+inline OperationIO ChangeExecutor::advising(OperationIO io, const Endpoint& index) {
+  for (auto* f : {&io.say, &io.warn, &io.progress})
+    if (*f) *f = [inner = *f, index](const std::string& s) { inner(with_index_option(s, index)); };
+  return io;
+}
+
+inline void ChangeExecutor::expect_seen(const Endpoint& ep, const std::string& role, const std::string& state, int part, int bal) {
+  NodeInfo n;
+  n.key = ep.key();
+  n.host = ep.host;
+  n.port = ep.port;
+  n.role = role;
+  n.state = state;
+  n.partition = part;
+  n.balance = bal;
+  job_seen_ = n;
+}
+
+inline std::string ChangeExecutor::lost_index_text(const std::string& why) const {
+  return with_index_option(lost_index_text_plain(why), index_.endpoint());
+}
+
+inline std::string ChangeExecutor::lost_index_text_plain(const std::string& why) const {
+  if (!job_) return why + ". When the index answers again, see where the cluster is: flare-admin list";
+  std::string seen;
+  if (job_seen_)
+    seen = "When last seen, " + job_seen_->key + " was " + job_seen_->role + " " + job_seen_->state +
+           (job_seen_->partition >= 0 ? " (balance " + std::to_string(job_seen_->balance) + ", partition " +
+                                            std::to_string(job_seen_->partition) + ")"
+                                      : std::string()) + ". ";
+  std::string stuck;
+  if (job_seen_ && job_seen_->state == "prepare" && (job_seen_->is_slave() || job_seen_->is_master()))
+    // seen on a real flare 1.3.4: a copy that ended while flarei was gone for longer than flared
+    // retries its report (about 8 s, cluster::activate_node) leaves the node in prepare for good
+    stuck = " If its copy ended while the index was gone, flared could not report it and the node stays in prepare "
+            "(that command then says so): restart its flared, then run: " + with_discard(job_->again);
+  std::string doubt;
+  if (!in_doubt_.empty() && !job_->if_taken.empty())
+    doubt = " The index may have taken '" + in_doubt_ + "' before it stopped answering: if flare-admin list shows it did, run "
+            "instead: " + job_->if_taken + ".";
+  return why + ". " + seen + "When the index answers again, finish the job with: " + job_->again + "." + doubt + stuck;
+}
+
+template <typename Send>
+inline std::string ChangeExecutor::send_to_index(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
+  for (;;) {
+    try {
+      return send();
+    } catch (const NetworkError& e) {
+      index_.close();
+      in_doubt_ = request;
+      if (!applied) throw NetworkError(lost_index_text(std::string(e.what()) + " (sending '" + request + "')"));
+      Cluster now = cluster(); // rides out the index; its give-up names the request in doubt
+      in_doubt_.clear();
+      if (applied(now)) {
+        note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
+        return "OK";
+      }
+      if (Clock::now() >= deadline)
+        throw NetworkError(lost_index_text("the index " + index_.endpoint().display() + " did not answer '" + request +
+                                           "' within " + detail::seconds_text(opt_.timeout_ms) + " s (" + e.what() + ")"));
+      if (said_.insert("resend " + request).second)
+        note("the index did not answer '" + request + "' (" + e.what() + ") and has not made the change: sending it again.");
+      if (!detail::pause(200, io_)) return "interrupted";
+    }
+  }
+}
+
+inline std::string ChangeExecutor::in_effect(const std::string& status) {
+  if (status != "OK" || opt_.dry_run) return status;
+  auto start = Clock::now();
+  auto deadline = start + std::chrono::milliseconds(opt_.timeout_ms);
+  // An index that stops answering (restarted, stopped) is asked again for up to --timeout.
+  auto ask_index = [&](auto fn) {
+    return detail::ride_out_index(index_, opt_, io_, fn, [&](const std::string& why) { return lost_index_text(why); });
+  };
+  long long iv = ask_index([&] { return detail::node_map_version_of(index_); });
+  if (iv < 0) return status;
+  for (;;) {
+    Cluster c = ask_index([&] { return Cluster(index_.stats_nodes()); });
     if (job_)
       if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
-    return c;
-  }
-  // The nodes named, as the index lists them now; nothing when the index does not answer (a
-  // wait that gave up on it has said so, and where the node was).
-  void print_table(const std::vector<NodeArg>& args) {
-    if (io_.interrupted && io_.interrupted()) return; // nothing more is asked after Ctrl-C
-    Cluster c;
+    std::vector<Endpoint> eps;
+    for (const auto& n : c.nodes())
+      if (n.state != "down" && std::find(watched_.begin(), watched_.end(), n.key) != watched_.end())
+        eps.push_back(n.endpoint());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    std::vector<StatsResult> results;
     try {
-      c = cluster();
-    } catch (const NetworkError&) {
-      return;
+      results = gather_stats(eps, static_cast<int>(std::max(200LL, static_cast<long long>(left))), hooks());
+    } catch (const Interrupted&) {
+      return kInterruptedTaken;
     }
-    std::vector<NodeInfo> shown;
-    for (auto& n : c.nodes())
-      for (auto& a : args)
-        if (a.endpoint.key() == n.key) {
-          shown.push_back(n);
-          break;
-        }
-    say(trim_newline(format_node_table(shown)));
+    std::vector<std::string> behind;
+    for (const auto& r : results) {
+      auto nv = r.ok ? r.stats.number("node_map_version") : std::nullopt;
+      if (!r.ok) behind.push_back(r.endpoint.key() + " (" + r.error + ")");
+      else if (!nv || *nv < iv) behind.push_back(r.endpoint.key() + " (holds " + (nv ? std::to_string(*nv) : "no version") + ")");
+    }
+    if (behind.empty()) return "OK";
+    if (Clock::now() >= deadline) {
+      long long secs = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+      std::string list;
+      for (const auto& b : behind) list += (list.empty() ? "" : ", ") + b;
+      return "the index answered OK (its node_map_version is now " + std::to_string(iv) + "), but after " +
+             std::to_string(secs) + " s these nodes still do not route by that map: " + list +
+             "; the change is not in effect (check with: flare-admin stats)";
+    }
+    if (!detail::pause(100, io_)) return kInterruptedTaken;
   }
-  // The balance a construction cut short was to give `ep` (of partition `part`; -1 any), if kept.
-  std::optional<PendingBalance> kept_balance(const Endpoint& ep, int part = -1) const {
-    auto b = balances_.find(index_.endpoint().key(), ep.key());
-    if (b && (part < 0 || b->partition == part)) return b;
+}
+
+inline Outcome ChangeExecutor::interrupted_change(const Endpoint& ep, const std::string& st, const std::string& request, const std::string& again,
+                                                  const std::string& finish) {
+  if (st == kInterruptedTaken)
+    return interrupted_at(ep, "The index took '" + request + "'; not every node routed by its new map yet (see their "
+                              "node_map_version: flare-admin stats)" + (finish.empty() ? "." : ". To finish the job, run: " + finish));
+  return interrupted_at(ep, "The index did not take '" + request + "': nothing was changed by it; to do it, run: " + again);
+}
+
+inline bool ChangeExecutor::ask_yes(const std::string& prompt) {
+  return opt_.force || opt_.dry_run || yes_to_all_ || confirm(io_, prompt);
+}
+
+inline void ChangeExecutor::note(const std::string& s) {
+  if (opt_.dry_run) say(s);
+  else if (io_.warn) io_.warn(s);
+}
+
+inline std::string ChangeExecutor::trim_newline(std::string s) {
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+template <typename Send>
+inline std::string ChangeExecutor::change(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied) {
+  return in_effect(change_at(index_.endpoint(), request, [&] { return send_to_index(request, send, applied); }));
+}
+
+template <typename Send>
+inline std::string ChangeExecutor::change_at(const Endpoint& to, const std::string& request, Send send) {
+  if (opt_.dry_run) {
+    say("dry run: would send '" + request + "' to " + to.display());
+    return "OK";
+  }
+  return send();
+}
+
+inline void ChangeExecutor::declined(const std::string& key, const NodeInfo& n, const std::string& how) {
+  if (io_.interrupted && io_.interrupted()) return;
+  complain("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
+      std::to_string(n.balance) + "); to do it later: " + how);
+}
+
+inline std::optional<std::string> ChangeExecutor::flush_plan(const NodeInfo& n, const std::string& discard_again) {
+  if (opt_.without_clean) return std::string();
+  long long items = -1;
+  try {
+    items = detail::items_of(n.endpoint(), opt_.timeout_ms, index_.trace());
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error&) {
+    return std::string(); // its flush_all fails the same way, and says so
+  }
+  if (items <= 0) return std::string();
+  const std::string count = std::to_string(items) + (items == 1 ? " item" : " items");
+  if (n.is_proxy() && !opt_.discard_items) {
+    complain("refused: " + n.key + " is a proxy holding " + count + ", and flush_all would delete them before it is "
+             "made a copy of a partition. A proxy holds items only from an earlier role: if the index lost its map (see "
+             "flare-admin list and check), give flarei its flare.xml back first (flare-admin index --from-node HOST:PORT "
+             "-o flare.xml writes it from a node's own map) and rebuild no node before it; to delete them: " + discard_again);
     return std::nullopt;
   }
+  note("flush_all deletes the " + count + " " + n.key + " holds (--discard-items)");
+  return "; flush_all deletes its " + count;
+}
 
-  // ---- the executor: one loop for every per-node command ----
-  // For each argument, in order: the map read again (as a dry run would have left it:
-  // as_planned), the command's pure decision (decide_*), then: `unknown` stops the command
-  // (failed, nothing more asked or shown: stopped_), `refuse` fails the node (its message and
-  // way on said) and goes on, `skip` says why and goes on, `send` and `resume` run `act` (the
-  // checks that need the network, the question, the requests, the waits, the report). Ctrl-C
-  // (an `act` that returns interrupted) stops at once; an `act` that sets stopped_ (a `q`
-  // answer) stops after it. Returns the worst outcome.
-  template <typename Decide, typename Act>
-  Outcome each_node(const std::vector<NodeArg>& args, Decide decide, Act act) {
-    stopped_ = false;
-    Outcome result = Outcome::ok;
-    for (const auto& a : args) {
-      const Cluster c = as_planned(cluster());
-      const NodeDecision d = decide(c, a);
-      switch (d.kind) {
-      case NodeDecision::Kind::unknown:
-        complain(d.message);
-        stopped_ = true;
-        return Outcome::failed;
-      case NodeDecision::Kind::skip:
-        complain(d.message);
-        continue;
-      case NodeDecision::Kind::refuse:
-        if (!d.message.empty()) complain(d.message);
-        if (!d.advice.empty()) complain(d.advice);
-        result = worse(result, Outcome::failed);
-        continue;
-      case NodeDecision::Kind::send:
-      case NodeDecision::Kind::resume:
-        break;
-      }
-      const Outcome o = act(c, *c.find(a.endpoint), a, d);
-      result = worse(result, o);
-      if (o == Outcome::interrupted || stopped_) return result;
-    }
-    return result;
-  }
+inline std::string ChangeExecutor::send_role(const Endpoint& ep, const std::string& role, int bal, int part) {
+  return send_to_index("node role " + ep.host + " " + std::to_string(ep.port) + " " + role + " " + std::to_string(bal) + " " +
+                           std::to_string(part),
+                       [&] { return set_role_with_retry(index_, ep, role, bal, part, opt_, io_); },
+                       [&](const Cluster& c) {
+                         const NodeInfo* x = c.find(ep);
+                         return x && x->role == role && x->partition == part;
+                       });
+}
 
-  // The dry run of finish_slave(n, -1): the wait for a slave still copying, then, as the real run
-  // does, the balance a run cut short kept for it (BalanceRecord), when it has not that one yet.
-  Outcome dry_finish_slave(const NodeInfo& n, const std::string& why) {
-    const auto kept = kept_balance(n.endpoint(), n.partition);
-    if (!kept || kept->balance <= 0 || kept->balance == n.balance) {
-      say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, and send nothing");
-      return Outcome::ok;
-    }
-    say("dry run: " + n.key + " is slave prepare: " + why + "; would wait for it to be active, then give it the balance " +
-        "kept by the run that started its copy (" + std::to_string(kept->balance) + ")");
-    change("node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(kept->balance) + " " +
-               std::to_string(n.partition),
-           [] { return std::string("OK"); });
-    return Outcome::ok;
-  }
+inline std::string ChangeExecutor::given_role(const Endpoint& ep, const std::string& role, int bal, int part, const std::string& again) {
+  std::string st = send_role(ep, role, bal, part);
+  if (st != "OK") return st;
+  working_on(ep, again);
+  expect_seen(ep, role, role == "master" && part == 0 ? "active" : "prepare", part, role == "master" ? bal : 0);
+  return st;
+}
 
-  // reconstruct's per-node question (0.7.3's): y, n, a (yes to this and every node after it),
-  // q (quit: this node and those after it left as they are), h (help, asked again).
-  enum class Answer { yes, no, quit };
-  Answer ask_each(const std::string& prompt) {
-    for (;;) {
-      auto answer = io_.ask ? io_.ask(prompt) : std::nullopt;
-      std::string ans = answer ? *answer : "n";
-      for (auto& ch : ans) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-      if (ans == "Y") return Answer::yes;
-      if (ans == "A") {
-        yes_to_all_ = true;
-        return Answer::yes;
-      }
-      if (ans == "Q") return Answer::quit;
-      if (ans == "N") return Answer::no;
-      complain("y: execute, n: skip, a: execute all the left nodes, q: quit, h: help");
-    }
-  }
+inline std::string ChangeExecutor::flush(const Endpoint& ep) {
+  return change_at(ep, "flush_all", [&] {
+    NodeClient node(ep, opt_.timeout_ms);
+    node.set_trace(index_.trace());
+    node.set_change_log(index_.change_log());
+    return node.flush_all();
+  });
+}
 
-  // `down` or `activate` of one node the decision says to send (decide_down, decide_activate):
-  // a node to activate must answer (flarei answers OK, and its monitor sets a dead node down
-  // again: it would look done); an active master set down is a failover, whose slaves are asked
-  // before the question and again after it (the answer may come long after), and whose lag is
-  // drained first (takeover_check, drain_check).
-  Outcome set_state(Cluster c, const NodeInfo& node, const NodeArg& a, const NodeDecision& d, const std::string& state) {
-    const NodeInfo* n = &node;
-    const std::string key = a.endpoint.key();
-    working_on(a.endpoint, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key);
-    job_seen_ = *n;
-    if (state == "active" && !opt_.dry_run && !answers_ping(a.endpoint)) {
-      // flarei answers OK and its monitor sets the node down again: it would look done.
-      complain(key + " is not answering (is its flared running?): not activated.");
-      return Outcome::failed;
-    }
-    // Setting an active master down makes the index fail over to one of its slaves.
-    const bool failover = state == "down" && n->is_master() && n->is_active();
-    if (!d.advice.empty()) note(d.advice);
-    std::optional<std::vector<SlaveLag>> lags;
-    if (failover)
-      if (auto refused = takeover_check(c, *n, lags)) return *refused;
-    const bool asked = !(opt_.force || opt_.dry_run || yes_to_all_);
-    if (!ask_yes(d.prompt)) {
-      declined(key, *n, std::string("flare-admin ") + (state == "active" ? "activate " : opt_.unsafe ? "down --unsafe " : "down ") + key);
-      return Outcome::declined;
-    }
-    if (failover && asked) {
-      // The answer may come long after the checks above: the map, the slaves' liveness
-      // and their lag are read again, so that the change goes by what is true now.
-      c = cluster();
-      n = c.find(a.endpoint);
-      if (!n || !(n->is_master() && n->is_active())) {
-        complain(key + " changed while the question was asked (now " +
-                 (n ? "role=" + n->role + ", state=" + n->state : std::string("not in the map")) +
-                 "): nothing was sent. Run it again.");
-        return Outcome::failed;
-      }
-      lags.reset();
-      if (auto refused = takeover_check(c, *n, lags)) return *refused;
-    }
-    if (failover)
-      if (auto refused = drain_check(c, *n, lags)) return *refused;
-    std::string st = failover ? down_master(*n)
-                              : change(d.request, [&] { return index_.node_state(a.endpoint, state); },
-                                       [&, was_proxy = n->is_proxy()](const Cluster& now) {
-                                         const NodeInfo* x = now.find(a.endpoint);
-                                         // set down, a live node comes back as a proxy a second later
-                                         return x && (x->state == state || (state == "down" && !was_proxy && x->is_proxy()));
-                                       });
-    if (st == "OK") return Outcome::ok;
-    if (interrupted_status(st))
-      return interrupted_change(a.endpoint, st, d.request, std::string("flare-admin ") + (state == "active" ? "activate " : "down ") + key,
-                                "");
-    complain("failed to set " + key + " " + state + ": " + st);
-    return Outcome::failed;
-  }
+inline Outcome ChangeExecutor::interrupted_at(const Endpoint& ep, const std::string& resume) {
+  return interrupted_at(ep, [&](const NodeInfo*) { return resume; });
+}
 
-  // master's part for one node (decide_master said send or resume): a run again carries on
-  // (resume_master); else the older partitions' masters must answer (the copy's sources), what the
-  // node holds is flushed only when told, the question, then the construction (construct_master).
-  Outcome master_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-    const std::string key = a.endpoint.key();
-    const int part = *a.partition;
-    working_on(a.endpoint, master_again(a));
-    job_seen_ = n;
-    if (d.kind == NodeDecision::Kind::resume) return resume_master(a, n); // run again after an interruption
-    if (!d.advice.empty()) complain(d.advice);
-    if (auto why = copy_source_problem(c, part)) {
-      // Sent anyway, the node is flushed and stays master prepare with nothing, and each run
-      // again says to restart its flared (seen on a real flare 1.3.4). Nothing is sent.
-      complain("refused: partition " + std::to_string(part) + "'s master copies its keys from the master of every "
-               "older partition, and " + *why + ". Nothing was changed. Start that flared again (the index makes it "
-               "active with its data), then run this again: flare-admin master " + a.text);
-      return Outcome::failed;
+inline Outcome ChangeExecutor::interrupted_at(const Endpoint& ep, const std::function<std::string(const NodeInfo*)>& resume) {
+  std::string now = "unknown";
+  std::optional<NodeInfo> seen;
+  try {
+    // one look, without riding out an index that does not answer: Ctrl-C was pressed
+    Cluster c(index_.stats_nodes());
+    if (auto* n = c.find(ep)) {
+      seen = *n;
+      now = n->role + " " + n->state + ", balance " + std::to_string(n->balance) + ", " +
+            std::to_string(detail::items_of(ep, opt_.timeout_ms, index_.trace())) + " items";
     }
-    auto flushing = flush_plan(n, "flare-admin master --discard-items " + a.text);
-    if (!flushing) return Outcome::failed;
-    if (!ask_yes("making the node master (node=" + key + ", role=" + n.role + " -> master" + *flushing + ") (y/n): ")) {
-      declined(key, n, "flare-admin master " + a.text);
-      return Outcome::declined;
-    }
-    return construct_master(a, n);
+  } catch (const Error&) {
   }
+  if (io_.warn) io_.warn("interrupted: " + ep.key() + " is now " + now + ". " + resume(seen ? &*seen : nullptr));
+  return Outcome::interrupted;
+}
 
-  // slave's part for one node (decide_slave said send or resume): a run again carries on
-  // (resume_slave); else the flush is planned (flush_plan), the question, the construction.
-  Outcome slave_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-    const std::string key = a.endpoint.key();
-    const int part = a.partition.value_or(0);
-    const std::string again = "flare-admin slave " + key + ":" + std::to_string(a.balance.value_or(0)) + ":" + std::to_string(part);
-    working_on(a.endpoint, again);
-    job_seen_ = n;
-    if (d.kind == NodeDecision::Kind::resume) return resume_slave(n, a.balance.value_or(0), again); // run again
-    auto flushing = flush_plan(n, "flare-admin slave --discard-items " + a.text);
-    if (!flushing) return Outcome::failed;
-    if (!ask_yes("making node slave (node=" + key + ", role=" + n.role + " -> slave" + *flushing + ") (y/n): ")) {
-      declined(key, n, "flare-admin slave " + a.text);
-      return Outcome::declined;
-    }
-    return construct_slave(a.endpoint, part, a.balance.value_or(0), "started constructing slave node...", true, again, false);
-  }
-
-  // balance's part for one node (decide_balance said send): the question, `node role`, the wait
-  // for the nodes to route by the new map.
-  Outcome balance_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-    const std::string key = a.endpoint.key();
-    const int bal = *a.balance;
-    working_on(a.endpoint, "flare-admin balance " + a.text);
-    job_seen_ = n;
-    if (!ask_yes(d.prompt)) {
-      declined(key, n, "flare-admin balance " + a.text);
-      return Outcome::declined;
-    }
-    std::string st = change(d.request, [&] { return index_.node_role(a.endpoint, n.role, bal, n.partition); },
-                            [&, role = n.role](const Cluster& now) {
-                              const NodeInfo* x = now.find(a.endpoint);
-                              return x && x->role == role && x->balance == bal;
-                            });
-    if (st == "OK") return Outcome::ok;
-    if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin balance " + a.text, "");
-    complain("failed to change the balance of " + key + ": " + st);
-    return Outcome::failed;
-  }
-
-  // activate's part for one node (decide_activate said send or resume): a node still copying is
-  // waited for (a master then activated: set_state), else set_state.
-  Outcome activate_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-    if (d.kind == NodeDecision::Kind::send) return set_state(c, n, a, d, "active");
-    const std::string key = n.key;
-    working_on(a.endpoint, "flare-admin activate " + key);
-    job_seen_ = n;
-    if (opt_.dry_run) {
-      // The plan of a real run: a master waits for its copy, then is activated; a slave becomes
-      // active by itself when its copy is done, and is sent nothing.
-      if (n.is_slave()) return dry_finish_slave(n, "it becomes active by itself when its copy is done");
-      say("dry run: " + key + " is master prepare; would wait for it to be ready, then send 'node state " + a.endpoint.host +
-          " " + std::to_string(a.endpoint.port) + " active' to " + index_.endpoint().display());
-      return Outcome::ok;
-    }
-    if (n.is_slave()) {
-      say(key + " is slave prepare, still copying: it becomes active by itself when its copy is done (made active now, "
-                "it would serve reads it does not hold yet). Waiting for it.");
-      return finish_slave(n.endpoint(), n.partition, -1,
-                          "flare-admin slave " + key + ":" + kept_balance_text(n.endpoint(), n.partition), false);
-    }
-    say(key + " is master prepare, still copying: waiting for it to be ready before activating it.");
-    NodeArg m = a;
-    m.balance = n.balance;
-    m.partition = n.partition;
-    OperationOptions saved = opt_;
-    opt_.activate = false;
-    Outcome o = finish_master(m);
-    opt_ = saved;
-    if (o == Outcome::failed && io_.warn) io_.warn("to activate it once it is ready: flare-admin activate " + key);
-    if (o != Outcome::ok) return o;
-    // Ready now: activated as any other node, from the map as it is now.
-    Cluster now = cluster();
-    const NodeDecision ready = decide_activate(now, a);
-    if (ready.kind != NodeDecision::Kind::send) {
-      complain(ready.message.empty() ? key + " is still in prepare." : ready.message);
-      return ready.kind == NodeDecision::Kind::skip ? Outcome::ok : Outcome::failed;
-    }
-    return set_state(now, *now.find(a.endpoint), a, ready, "active");
-  }
-
-  // remove's part for one node (decide_remove said send): a down proxy whose flared answers is
-  // refused (removed, it would stay out of the map while it runs), the question, `node remove`.
-  Outcome remove_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-    const std::string key = a.endpoint.key();
-    working_on(a.endpoint, "flare-admin remove " + key);
-    job_seen_ = n;
-    if (n.is_proxy() && answers_ping(a.endpoint)) {
-      // Its flared runs: set down a moment ago, the index brings it back as a proxy. flarei
-      // removes it all the same, and it then stays out of the map while it runs, until its
-      // flared is restarted (seen on a real flare 1.3.4).
-      complain("refused: " + key + " is proxy down, but its flared answers: the index brings it back as a proxy in a "
-               "moment, and removed now it would stay out of the map while it runs. Stop its flared first, then remove it. "
-               "(node=" + key + ")");
-      return Outcome::failed;
-    }
-    if (!ask_yes(d.prompt)) {
-      declined(key, n, "flare-admin remove " + key);
-      return Outcome::declined;
-    }
-    for (int attempt = 0; attempt <= std::max(0, opt_.retry); ++attempt) {
-      say("removing " + key + ".");
-      std::string st = change(d.request, [&] { return index_.node_remove(a.endpoint); },
-                              [&](const Cluster& now) { return now.find(a.endpoint) == nullptr; });
-      if (st == "OK") return Outcome::ok;
-      if (interrupted_status(st)) return interrupted_change(a.endpoint, st, d.request, "flare-admin remove " + key, "");
-      if (st.rfind("the index answered OK", 0) == 0) {
-        complain(st);
-        break;
-      }
-      if (attempt < opt_.retry && !detail::pause(500, io_)) return Outcome::interrupted;
-    }
-    complain("node remove failed. (node=" + key + ")");
-    return Outcome::failed;
-  }
-
-  // reconstruct's part for one node (decide_reconstruct said send or resume): a slave still
-  // copying is waited for; else 0.7.3's y/n/a/q question, then reconstruct_one.
-  Outcome reconstruct_node(const Cluster&, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-    const std::string key = a.endpoint.key();
-    if (d.kind == NodeDecision::Kind::resume) {
-      // An earlier rebuild cut short (its tool interrupted or killed) while the node copied.
-      const std::string again = "flare-admin slave " + key + ":" + kept_balance_text(a.endpoint, n.partition);
-      if (opt_.dry_run) return dry_finish_slave(n, "its copy from the master is under way (an earlier rebuild?)");
-      say(key + " is slave prepare: its copy from the master is under way (an earlier rebuild?): waiting for it.");
-      return finish_slave(a.endpoint, n.partition, -1, again, true);
-    }
-    if (!opt_.force && !yes_to_all_ && !opt_.dry_run) {
-      if (!d.advice.empty()) complain(d.advice);
-      switch (ask_each(d.prompt)) {
-      case Answer::yes: break;
-      case Answer::quit:
-        complain("quit: " + key + " and the nodes after it were left as they are.");
-        stopped_ = true;
-        return Outcome::declined;
-      case Answer::no:
-        declined(key, n, "flare-admin reconstruct " + key);
-        return Outcome::declined;
-      }
-    }
-    return reconstruct_one(n);
-  }
-
-  // down's part for one node (decide_down said send): set_state, a failover for an active master.
-  Outcome down_node(const Cluster& c, const NodeInfo& n, const NodeArg& a, const NodeDecision& d) {
-    return set_state(c, n, a, d, "down");
-  }
-
-  // apply's run (ClusterAdmin::apply, after preflight): the map and its version read as one, the
-  // plan (planned_layout: plan_layout with the items each copy reads), shown, asked once, then
-  // each step run by `run_step` (the command it names), the map read again before each
-  // (step_moved) and at the end. See ClusterAdmin::apply.
-  Outcome run_layout(const Layout& layout, const LayoutOptions& lo, long long made_from,
-                     const std::function<Outcome(const PlanStep&)>& run_step) {
-    // The map and its version read as one (the version before and after the map agree): read
-    // the other way round, a change between them passed a saved plan against the old map.
-    Cluster c;
-    const auto [before, version] = detail::between_versions(index_, 3, [&] { c = cluster(); });
-    if (version != before) {
-      complain("refused: the node map changed while it was read (node_map_version " + std::to_string(before) + ", then " +
-               std::to_string(version) + "), three times. Nothing was changed. Run it again when no change is under way.");
-      return Outcome::failed;
-    }
-    if (made_from >= 0 && version != made_from) {
-      complain("refused: the plan was made from node_map_version " + std::to_string(made_from) + "; the index is at " +
-               std::to_string(version) + " now: the cluster changed since. Nothing was changed. Make a new plan "
-               "(flare-admin apply -n --plan-out FILE LAYOUT) and review it.");
-      return Outcome::failed;
-    }
-    LayoutPlan plan = planned_layout(c, layout, lo);
-    for (const auto& r : plan.refusals) complain("refused: " + r);
-    if (!plan.refusals.empty()) {
-      complain("Nothing was changed.");
-      return Outcome::failed;
-    }
-    if (plan.steps.empty()) {
-      say("the cluster matches the layout (node_map_version " + std::to_string(version) + "): nothing to do.");
-      for (const auto& n : plan.not_in_layout) say("  not in the layout, left as it is: " + n);
-      return Outcome::ok;
-    }
-    say("plan (node_map_version " + std::to_string(version) + ", " + std::to_string(plan.steps.size()) +
-        (plan.steps.size() == 1 ? " step" : " steps") + "):");
-    say(trim_newline(format_layout_plan(plan, opt_.dry_run)));
-    for (const auto& w : plan.warnings) complain("warning: " + w);
-    // A node the plan builds that holds items it did not put there (a copy from an earlier role,
-    // or a partition's only copy when the index lost its map) is flushed only when told.
-    bool holding = false;
-    for (const auto& s : plan.steps)
-      if (s.held > 0 && !s.discard && !opt_.discard_items) {
-        complain("refused: " + s.node + " is a proxy holding " + std::to_string(s.held) + " items, which step " +
-                 std::to_string(&s - plan.steps.data() + 1) + " deletes (flush_all) before it copies. If they are a stale "
-                 "copy, give --discard-items; if the index may have lost its map, they may be a partition's only copy: see "
-                 "flare-admin check first.");
-        holding = true;
-      }
-    if (holding) {
-      complain("Nothing was changed.");
-      return Outcome::failed;
-    }
-    if (opt_.dry_run) {
-      say("dry run: nothing was changed.");
-      return Outcome::ok;
-    }
-    if (!ask_yes("apply the plan (" + std::to_string(plan.steps.size()) + (plan.steps.size() == 1 ? " step" : " steps") +
-                 ") (y/n): ")) {
-      if (!(io_.interrupted && io_.interrupted())) complain("nothing was changed.");
-      return Outcome::declined;
-    }
-    const OperationOptions saved = opt_;
-    for (size_t i = 0; i < plan.steps.size(); ++i) {
-      const PlanStep& s = plan.steps[i];
-      const std::string at = "step " + std::to_string(i + 1) + "/" + std::to_string(plan.steps.size());
-      say("");
-      say(at + ": " + s.what);
-      opt_.force = true; // the one question was asked above
-      opt_.activate = s.kind == PlanStep::Kind::master;
-      opt_.discard_items = saved.discard_items || s.discard;
-      Outcome o = Outcome::failed;
-      std::string moved = step_moved(s);
-      if (!moved.empty()) complain(at + " was not run: " + moved + ". Nothing of it was sent.");
-      else o = run_step(s);
-      opt_ = saved;
-      if (o != Outcome::ok) {
-        if (o == Outcome::interrupted)
-          complain(at + " was interrupted" + (i ? " (the steps before it are done)" : "") + ". To finish the plan, run apply "
-                   "again with the same layout: it plans from where the cluster is now, and carries a copy under way on "
-                   "(apply -n shows what is left).");
-        else
-          complain(at + " did not finish" + (i ? " (the steps before it did)" : "") + ". Once the way out said above is "
-                   "taken, run apply again: it plans from where the cluster is now (apply -n shows what is left).");
-        return o;
-      }
-    }
-    LayoutPlan left = planned_layout(cluster(), layout, lo);
-    if (!left.converged()) {
-      complain("the plan ran, but the cluster does not match the layout yet (" + std::to_string(left.steps.size()) +
-               (left.steps.size() == 1 ? " step" : " steps") + " left" +
-               (left.refusals.empty() ? "" : ", " + left.refusals.front()) + "): run apply again.");
-      return Outcome::failed;
-    }
-    say("");
-    say("the cluster matches the layout.");
-    return Outcome::ok;
-  }
-
-
-private:
-  bool stopped_ = false; // each_node stopped short: the command shows no table
-
-  // The node a command is changing, and the command that carries its job on from wherever the
-  // node is: said when the index is lost for good in the middle of the job.
-  struct Job {
-    // cppcheck-suppress unusedStructMember
-    Endpoint node;
-    // cppcheck-suppress unusedStructMember
-    std::string again;
-    // cppcheck-suppress unusedStructMember
-    std::string if_taken; // the way on instead when the request in doubt was taken ("" = the same)
-  };
-  std::optional<Job> job_;
-  std::optional<NodeInfo> job_seen_; // the node as the index last listed it
-  std::string in_doubt_;             // a changing request whose answer never came, while its fate is unknown
-  void working_on(const Endpoint& node, const std::string& again, const std::string& if_taken = std::string()) {
-    if (!job_ || !(job_->node == node)) job_seen_.reset();
-    job_ = Job{node, again, if_taken};
-  }
-  // Every line said names the index in the commands it advises (with_index_option).
-  static OperationIO advising(OperationIO io, const Endpoint& index) {
-    for (auto* f : {&io.say, &io.warn, &io.progress})
-      if (*f) *f = [inner = *f, index](const std::string& s) { inner(with_index_option(s, index)); };
-    return io;
-  }
-
-  // The node as the index makes it on a change it has taken (src/lib/cluster.cc set_node_role,
-  // set_node_state), for a message if the index is lost before the map is read again.
-  void expect_seen(const Endpoint& ep, const std::string& role, const std::string& state, int part, int bal) {
-    NodeInfo n;
-    n.key = ep.key();
-    n.host = ep.host;
-    n.port = ep.port;
-    n.role = role;
-    n.state = state;
-    n.partition = part;
-    n.balance = bal;
-    job_seen_ = n;
-  }
-  std::string lost_index_text(const std::string& why) const {
-    return with_index_option(lost_index_text_plain(why), index_.endpoint());
-  }
-  std::string lost_index_text_plain(const std::string& why) const {
-    if (!job_) return why + ". When the index answers again, see where the cluster is: flare-admin list";
-    std::string seen;
-    if (job_seen_)
-      seen = "When last seen, " + job_seen_->key + " was " + job_seen_->role + " " + job_seen_->state +
-             (job_seen_->partition >= 0 ? " (balance " + std::to_string(job_seen_->balance) + ", partition " +
-                                              std::to_string(job_seen_->partition) + ")"
-                                        : std::string()) + ". ";
-    std::string stuck;
-    if (job_seen_ && job_seen_->state == "prepare" && (job_seen_->is_slave() || job_seen_->is_master()))
-      // seen on a real flare 1.3.4: a copy that ended while flarei was gone for longer than flared
-      // retries its report (about 8 s, cluster::activate_node) leaves the node in prepare for good
-      stuck = " If its copy ended while the index was gone, flared could not report it and the node stays in prepare "
-              "(that command then says so): restart its flared, then run: " + with_discard(job_->again);
-    std::string doubt;
-    if (!in_doubt_.empty() && !job_->if_taken.empty())
-      doubt = " The index may have taken '" + in_doubt_ + "' before it stopped answering: if flare-admin list shows it did, run "
-              "instead: " + job_->if_taken + ".";
-    return why + ". " + seen + "When the index answers again, finish the job with: " + job_->again + "." + doubt + stuck;
-  }
-
-  // Sends a changing request to the index through `send`. When the index does not answer it (a
-  // flarei killed or restarted meanwhile), nobody knows whether it took the change: its map is
-  // read again (riding out the index, see cluster()), and the change counts as made when
-  // `applied` says so of the map; else it is sent again, until --timeout. Without `applied`,
-  // the NetworkError is thrown with where the job was left.
-  template <typename Send>
-  std::string send_to_index(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
-    for (;;) {
-      try {
-        return send();
-      } catch (const NetworkError& e) {
-        index_.close();
-        in_doubt_ = request;
-        if (!applied) throw NetworkError(lost_index_text(std::string(e.what()) + " (sending '" + request + "')"));
-        Cluster now = cluster(); // rides out the index; its give-up names the request in doubt
-        in_doubt_.clear();
-        if (applied(now)) {
-          note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
-          return "OK";
-        }
-        if (Clock::now() >= deadline)
-          throw NetworkError(lost_index_text("the index " + index_.endpoint().display() + " did not answer '" + request +
-                                             "' within " + detail::seconds_text(opt_.timeout_ms) + " s (" + e.what() + ")"));
-        if (said_.insert("resend " + request).second)
-          note("the index did not answer '" + request + "' (" + e.what() + ") and has not made the change: sending it again.");
-        if (!detail::pause(200, io_)) return "interrupted";
-      }
-    }
-  }
-
-  // A change is done when the nodes route by it, not when the index answers OK. After an "OK",
-  // waits (up to --timeout) until every node that is not down in the index's map, and that
-  // answered preflight(), shows a node_map_version at least the index's new one. Returns "OK",
-  // or a sentence saying which nodes have not taken the change (their version, or why they did
-  // not answer); any other status (and every status in a dry run) is returned as it is. Ctrl-C
-  // while it waits returns kInterruptedTaken: the index has taken the change.
-  std::string in_effect(const std::string& status) {
-    if (status != "OK" || opt_.dry_run) return status;
-    auto start = Clock::now();
-    auto deadline = start + std::chrono::milliseconds(opt_.timeout_ms);
-    // An index that stops answering (restarted, stopped) is asked again for up to --timeout.
-    auto ask_index = [&](auto fn) {
-      return detail::ride_out_index(index_, opt_, io_, fn, [&](const std::string& why) { return lost_index_text(why); });
-    };
-    long long iv = ask_index([&] { return detail::node_map_version_of(index_); });
-    if (iv < 0) return status;
-    for (;;) {
-      Cluster c = ask_index([&] { return Cluster(index_.stats_nodes()); });
-      if (job_)
-        if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
-      std::vector<Endpoint> eps;
-      for (const auto& n : c.nodes())
-        if (n.state != "down" && std::find(watched_.begin(), watched_.end(), n.key) != watched_.end())
-          eps.push_back(n.endpoint());
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      std::vector<StatsResult> results;
-      try {
-        results = gather_stats(eps, static_cast<int>(std::max(200LL, static_cast<long long>(left))), hooks());
-      } catch (const Interrupted&) {
-        return kInterruptedTaken;
-      }
-      std::vector<std::string> behind;
-      for (const auto& r : results) {
-        auto nv = r.ok ? r.stats.number("node_map_version") : std::nullopt;
-        if (!r.ok) behind.push_back(r.endpoint.key() + " (" + r.error + ")");
-        else if (!nv || *nv < iv) behind.push_back(r.endpoint.key() + " (holds " + (nv ? std::to_string(*nv) : "no version") + ")");
-      }
-      if (behind.empty()) return "OK";
-      if (Clock::now() >= deadline) {
-        long long secs = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
-        std::string list;
-        for (const auto& b : behind) list += (list.empty() ? "" : ", ") + b;
-        return "the index answered OK (its node_map_version is now " + std::to_string(iv) + "), but after " +
-               std::to_string(secs) + " s these nodes still do not route by that map: " + list +
-               "; the change is not in effect (check with: flare-admin stats)";
-      }
-      if (!detail::pause(100, io_)) return kInterruptedTaken;
-    }
-  }
-
-  // The status of a change Ctrl-C stopped: "interrupted" (the index has not taken it: nothing was
-  // changed by it), or kInterruptedTaken (the index took it, and the nodes were still taking the
-  // new map: it is made).
-  static constexpr const char* kInterruptedTaken = "interrupted after the index took the change";
-  static bool interrupted_status(const std::string& st) { return st == "interrupted" || st == kInterruptedTaken; }
-  // Says where `ep` is and what the interrupted change `request` did. `again`: the command that
-  // does the job when the index did not take it; `finish`: the one that finishes it when it did
-  // ("" when nothing is left but for the nodes to take the index's new map).
-  Outcome interrupted_change(const Endpoint& ep, const std::string& st, const std::string& request, const std::string& again,
-                             const std::string& finish) {
-    if (st == kInterruptedTaken)
-      return interrupted_at(ep, "The index took '" + request + "'; not every node routed by its new map yet (see their "
-                                "node_map_version: flare-admin stats)" + (finish.empty() ? "." : ". To finish the job, run: " + finish));
-    return interrupted_at(ep, "The index did not take '" + request + "': nothing was changed by it; to do it, run: " + again);
-  }
-  // Every read a change command makes beside its index client: Ctrl-C stops it, --debug shows it.
-  GatherHooks hooks() const { return GatherHooks{io_.interrupted, index_.trace()}; }
-
-  // --force, or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
-  // A dry run never asks: it shows every request the whole plan would send.
-  bool ask_yes(const std::string& prompt) {
-    return opt_.force || opt_.dry_run || yes_to_all_ || confirm(io_, prompt);
-  }
-  // A note on what is going on: part of the plan in a dry run (said), else beside the output (warn).
-  void note(const std::string& s) {
-    if (opt_.dry_run) say(s);
-    else if (io_.warn) io_.warn(s);
-  }
-  static std::string trim_newline(std::string s) {
-    if (!s.empty() && s.back() == '\n') s.pop_back();
-    return s;
-  }
-
-  // Sends a state-changing request, or with --dry-run says what it would have sent.
-  template <typename Send>
-  std::string change(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied = nullptr) {
-    return in_effect(change_at(index_.endpoint(), request, [&] { return send_to_index(request, send, applied); }));
-  }
-  template <typename Send> std::string change_at(const Endpoint& to, const std::string& request, Send send) {
-    if (opt_.dry_run) {
-      say("dry run: would send '" + request + "' to " + to.display());
-      return "OK";
-    }
-    return send();
-  }
-
-  // A question answered no. Not said when the answer was Ctrl-C: the interruption's own line
-  // ("interrupted: nothing was changed.") is then the one true message.
-  void declined(const std::string& key, const NodeInfo& n, const std::string& how) {
-    if (io_.interrupted && io_.interrupted()) return;
-    complain("skipped: " + key + " left as it is (role=" + n.role + ", state=" + n.state + ", balance=" +
-        std::to_string(n.balance) + "); to do it later: " + how);
-  }
-
-
-  // Before a proxy is made master or slave: flush_all empties it first. A proxy holding items
-  // may hold the only copy of a partition (an index that lost its map re-registers the nodes as
-  // proxies with their data: seen on a real flare 1.3.4, where `master --force` then emptied the
-  // node the others still routed partition 0 to). Refused, naming the count, unless
-  // discard_items; otherwise said in the plan and returned as the prompt's words ("" when the
-  // node is empty or nothing is flushed). std::nullopt: refused (said).
-  std::optional<std::string> flush_plan(const NodeInfo& n, const std::string& discard_again) {
-    if (opt_.without_clean) return std::string();
-    long long items = -1;
-    try {
-      items = detail::items_of(n.endpoint(), opt_.timeout_ms, index_.trace());
-    } catch (const Interrupted&) {
-      throw;
-    } catch (const Error&) {
-      return std::string(); // its flush_all fails the same way, and says so
-    }
-    if (items <= 0) return std::string();
-    const std::string count = std::to_string(items) + (items == 1 ? " item" : " items");
-    if (n.is_proxy() && !opt_.discard_items) {
-      complain("refused: " + n.key + " is a proxy holding " + count + ", and flush_all would delete them before it is "
-               "made a copy of a partition. A proxy holds items only from an earlier role: if the index lost its map (see "
-               "flare-admin list and check), give flarei its flare.xml back first (flare-admin index --from-node HOST:PORT "
-               "-o flare.xml writes it from a node's own map) and rebuild no node before it; to delete them: " + discard_again);
-      return std::nullopt;
-    }
-    note("flush_all deletes the " + count + " " + n.key + " holds (--discard-items)");
-    return "; flush_all deletes its " + count;
-  }
-
-  // `node role` until the index accepts it (set_role_with_retry), riding out an index that does
-  // not answer: the role counts as given once the map shows the node in it.
-  std::string send_role(const Endpoint& ep, const std::string& role, int bal, int part) {
-    return send_to_index("node role " + ep.host + " " + std::to_string(ep.port) + " " + role + " " + std::to_string(bal) + " " +
-                             std::to_string(part),
-                         [&] { return set_role_with_retry(index_, ep, role, bal, part, opt_, io_); },
-                         [&](const Cluster& c) {
-                           const NodeInfo* x = c.find(ep);
-                           return x && x->role == role && x->partition == part;
-                         });
-  }
-
-  // send_role, and once the index took it the node is `ROLE prepare` (cluster::set_node_role; a
-  // master of partition 0 is active at once): from there the way on is `again`, the command
-  // that waits for its copy.
-  std::string given_role(const Endpoint& ep, const std::string& role, int bal, int part, const std::string& again) {
-    std::string st = send_role(ep, role, bal, part);
-    if (st != "OK") return st;
-    working_on(ep, again);
-    expect_seen(ep, role, role == "master" && part == 0 ? "active" : "prepare", part, role == "master" ? bal : 0);
-    return st;
-  }
-
-  std::string flush(const Endpoint& ep) {
-    return change_at(ep, "flush_all", [&] {
-      NodeClient node(ep, opt_.timeout_ms);
-      node.set_trace(index_.trace());
-      node.set_change_log(index_.change_log());
-      return node.flush_all();
-    });
-  }
-
-  Outcome interrupted_at(const Endpoint& ep, const std::string& resume) {
-    return interrupted_at(ep, [&](const NodeInfo*) { return resume; });
-  }
-  // The way on may depend on where the node is by now (a copy that ended meanwhile): `resume` is
-  // given the node as the index lists it (nullptr when unknown).
-  Outcome interrupted_at(const Endpoint& ep, const std::function<std::string(const NodeInfo*)>& resume) {
-    std::string now = "unknown";
-    std::optional<NodeInfo> seen;
-    try {
-      // one look, without riding out an index that does not answer: Ctrl-C was pressed
-      Cluster c(index_.stats_nodes());
-      if (auto* n = c.find(ep)) {
-        seen = *n;
-        now = n->role + " " + n->state + ", balance " + std::to_string(n->balance) + ", " +
-              std::to_string(detail::items_of(ep, opt_.timeout_ms, index_.trace())) + " items";
-      }
-    } catch (const Error&) {
-    }
-    if (io_.warn) io_.warn("interrupted: " + ep.key() + " is now " + now + ". " + resume(seen ? &*seen : nullptr));
-    return Outcome::interrupted;
-  }
-
-  Outcome construct_master(const NodeArg& a, const NodeInfo& before) {
-    const Endpoint& ep = a.endpoint;
-    int part = *a.partition, bal = *a.balance;
-    if (!opt_.without_clean) {
-      if (flush(ep) != "OK") {
-        complain("executing flush_all failed.");
-        return Outcome::failed;
-      }
-      if (!opt_.dry_run) say("executed flush_all command before constructing the master node.");
-    }
-    std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " master " +
-                                               std::to_string(bal) + " " + std::to_string(part),
-                                           [] { return std::string("OK"); })
-                                  : in_effect(given_role(ep, "master", bal, part, master_again(a)));
-    if (interrupted_status(st))
-      return interrupted_change(ep, st, "node role " + ep.host + " " + std::to_string(ep.port) + " master " + std::to_string(bal) +
-                                            " " + std::to_string(part), master_again(a), master_again(a));
-    if (st != "OK") {
-      complain("failed to change the state.");
-      if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'; the node is still " + before.role + " " + before.state);
-      return Outcome::failed;
-    }
-    if (opt_.dry_run) {
-      // Partition 0's master is active at once; a later one ends ready (or active with --activate).
-      if (part != 0 && opt_.activate)
-        say("dry run: would wait for it to be ready, then send 'node state " + ep.host + " " + std::to_string(ep.port) +
-            " active' to " + index_.endpoint().display());
-      planned_as(before, "master", part == 0 || opt_.activate ? "active" : "ready", part, bal);
-      return Outcome::ok;
-    }
-    say("started constructing the master node...");
-    return finish_master(a);
-  }
-
-  // `flare-admin slave|master ...` with --discard-items: the command again for a node whose copy was
-  // cut short (a proxy holding part of a copy is refused without it; see flush_plan).
-  static std::string with_discard(const std::string& cmd) {
-    for (const char* verb : {"flare-admin slave ", "flare-admin master "}) {
-      std::string v = verb;
-      if (cmd.rfind(v, 0) == 0 && cmd.find("--discard-items") == std::string::npos) return v + "--discard-items " + cmd.substr(v.size());
-    }
-    return cmd;
-  }
-
-  // The command that carries a new partition's master on to what `master` was asked (run again,
-  // it waits for the copy, activates with --activate, sets the balance).
-  std::string master_again(const NodeArg& a) const {
-    return std::string("flare-admin master ") + (opt_.activate ? "--activate " : "") + a.endpoint.key() + ":" +
-           std::to_string(*a.balance) + ":" + std::to_string(*a.partition);
-  }
-
-  // Waits for a new partition's master to be ready, then (--activate) activates it and gives it
-  // the balance asked. Used by a first run and by a run again after an interruption.
-  Outcome finish_master(const NodeArg& a) {
-    const Endpoint& ep = a.endpoint;
-    int part = *a.partition;
-    ConstructionProgress last;
-    try {
-      if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
-        return interrupted_at(ep, "Its copy goes on by itself; to finish the job, run again: " + master_again(a));
-    } catch (const ConstructionStopped& e) {
-      return master_stopped(e, a);
-    }
-    if (last.state == "active" && part != 0)
-      complain("The master should be ready after the reconstruction but it became active.");
-    say("state is ready -> stop waiting");
-    if (last.state == "ready" && opt_.activate) {
-      if (!ask_yes("changing node's state (node=" + ep.key() + ", state=ready -> active) (y/n): ")) {
-        complain("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
-            ep.key());
-        return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
-      }
-      std::string s = in_effect(send_to_index("node state " + ep.host + " " + std::to_string(ep.port) + " active",
-                                              [&] { return index_.node_state(ep, "active"); },
-                                              [&](const Cluster& c) {
-                                                const NodeInfo* x = c.find(ep);
-                                                return x && x->is_master() && x->state == "active";
-                                              }));
-      if (interrupted_status(s))
-        return interrupted_change(ep, s, "node state " + ep.host + " " + std::to_string(ep.port) + " active", master_again(a),
-                                  master_again(a));
-      if (s != "OK") {
-        complain("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
-        return Outcome::failed;
-      }
-    }
-    const NodeInfo* now = nullptr;
-    Cluster c = cluster();
-    now = c.find(ep);
-    if (now && now->is_master() && now->balance != *a.balance) return give_balance(*now, *a.balance);
-    return Outcome::ok;
-  }
-
-  // Where a stopped master construction leaves the node, and the way out (stderr, exit 1).
-  Outcome master_stopped(const ConstructionStopped& e, const NodeArg& a) {
-    const std::string key = a.endpoint.key();
-    // A copy cut short leaves items on the node: back as a proxy, `master` deletes them only when told.
-    auto master_again = [&](const NodeArg& x) { return with_discard(this->master_again(x)); };
-    const ConstructionProgress& p = e.last;
-    std::string msg = e.what();
-    if (e.why == ConstructionStopped::Why::index_unreachable) {
-      msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
-             " items; its copy goes on by itself. When the index answers again, finish the job with: " + this->master_again(a);
-    } else if (e.why == ConstructionStopped::Why::stalled && !p.node_error.empty()) {
-      msg += ". Start its flared again, then run: " + master_again(a);
-    } else if (e.why == ConstructionStopped::Why::stalled && !p.blocked_on.empty()) {
-      msg += " (stopped, e.g. SIGSTOP, or overloaded); restarting " + key + " does not help. If " + p.blocked_on +
-             " answers again, the copy goes on by itself; finish the job with: " + this->master_again(a) + ". If its flared "
-             "died, the copy fails and " + key + " falls back to proxy; once it is proxy active, run: " + master_again(a) + ".";
-    } else if (e.why == ConstructionStopped::Why::stalled) {
-      msg += ": flared leaves a new partition's master in prepare for good when its first copy failed. The way out: "
-             "restart the flared of " + key + ", then run the command again: " + master_again(a);
-    } else {
-      msg += ". To build the partition on it again: " + master_again(a);
-    }
-    if (io_.warn) io_.warn(msg);
-    return Outcome::failed;
-  }
-
-  Outcome construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean,
-                          const std::string& again, bool rebuild) {
-    if (clean && !opt_.without_clean) {
-      if (flush(ep) != "OK") {
-        complain("executing flush_all failed.");
-        return Outcome::failed;
-      }
-      if (!opt_.dry_run) say("executed flush_all command before constructing the slave node.");
-    }
-    keep_balance(ep, part, bal);
-    std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " +
-                                               std::to_string(part),
-                                           [] { return std::string("OK"); })
-                                  : in_effect(given_role(ep, "slave", 0, part, again));
-    if (interrupted_status(st))
-      return interrupted_change(ep, st, "node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " + std::to_string(part),
-                                again, again);
-    if (st != "OK") {
-      complain("failed to change the state.");
-      if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'");
-      return Outcome::failed;
-    }
-
-    if (opt_.dry_run) {
-      if (bal > 0)
-        change("node role " + ep.host + " " + std::to_string(ep.port) + " slave " + std::to_string(bal) + " " +
-                   std::to_string(part),
-               [] { return std::string("OK"); });
-      NodeInfo n;
-      n.key = ep.key();
-      n.host = ep.host;
-      n.port = ep.port;
-      planned_as(n, "slave", "active", part, std::max(0, bal));
-      return Outcome::ok;
-    }
-    say(started);
-    return finish_slave(ep, part, bal, again, rebuild);
-  }
-
-  // Waits for a slave to be active, then gives it balance `bal` (after asking; a negative `bal`:
-  // not known, the node is left at its balance and the command to give one is said). `again`: the
-  // command that carries the job on from wherever the node is; `rebuild`: the node's own copy was
-  // flushed for this (reconstruct), so a stop leaves its partition a copy short.
-  Outcome finish_slave(const Endpoint& ep, int part, int bal, const std::string& again, bool rebuild) {
-    if (bal < 0)
-      if (auto k = kept_balance(ep, part)) {
-        bal = k->balance;
-        note("the balance to give " + ep.key() + " once it is slave active: " + std::to_string(bal) +
-             " (kept by the run that started its copy)");
-      }
-    std::optional<Endpoint> source;
-    {
-      Cluster c = cluster();
-      if (const NodeInfo* m = c.master_of(part)) source = m->endpoint();
-    }
-    ConstructionProgress last;
-    // Run now, `balance` is refused while the node copies (flarei: SERVER_ERROR failed to set
-    // role, seen on a real flare 1.3.4); `slave` run again waits for the copy, then gives it.
-    std::string finish = bal > 0 ? " To finish the job (it waits for the copy, then gives balance " + std::to_string(bal) +
-                                       "), run: flare-admin slave " + ep.key() + ":" + std::to_string(bal) + ":" + std::to_string(part)
-                                 : "";
-    WaitEnd end;
-    try {
-      end = wait_for_slave_active(index_, ep, opt_, io_, last);
-    } catch (const ConstructionStopped& e) {
-      return slave_stopped(e, ep, part, source, again, rebuild);
-    }
-    if (end == WaitEnd::interrupted)
-      return interrupted_at(ep, [&](const NodeInfo* n) -> std::string {
-        if (n && n->is_slave() && n->is_active())
-          return bal > 0 && n->balance != bal ? "Its copy is done; give it its balance: flare-admin balance " + ep.key() + ":" +
-                                                    std::to_string(bal)
-                                              : std::string("Its copy is done.");
-        return "The node keeps copying from its master." + finish;
-      });
-    say("state is active -> stop waiting");
-    Cluster c = cluster();
-    const NodeInfo* now = c.find(ep);
-    if (!now) return Outcome::ok;
-    if (auto refused = masterless_slave(c, ep, part, again)) return *refused;
-    if (bal < 0) {
-      if (now->balance > 0) return Outcome::ok;
-      if (io_.warn)
-        io_.warn(ep.key() + " is slave active with balance 0: it serves no reads. To finish, give it the balance it had: "
-                 "flare-admin balance " + ep.key() + ":BALANCE");
-      return Outcome::failed;
-    }
-    if (now->balance == bal) {
-      forget_balance(ep);
-      return Outcome::ok;
-    }
-    Outcome given = give_balance(*now, bal);
-    if (given == Outcome::ok) forget_balance(ep);
-    return given;
-  }
-
-  // A slave of a partition without a master that is not down (the index failed the master over
-  // onto nothing, or it is down and preserved): refused (stderr, exit 1), since giving the slave a
-  // balance or waiting for its copy serves nothing until the partition has a master again.
-  // Returns nothing when the partition has one.
-  std::optional<Outcome> masterless_slave(const Cluster& c, const Endpoint& ep, int part, const std::string& again) {
-    const NodeInfo* m = c.master_of(part);
-    if (m && m->state != "down") return std::nullopt;
-    complain("partition " + std::to_string(part) + " has no active master" +
-             (m ? " (its master " + m->key + " is down)" : std::string(" (the index lists none)")) + ": " + ep.key() +
-             " is not given a balance and its copy is not waited for.");
-    if (io_.warn)
-      io_.warn(m ? "Start the flared of " + m->key + " again (the index keeps it as the partition's master and brings it back "
-                   "with its data), then run: " + again
-                 : "Make a node master of partition " + std::to_string(part) + " first, then run: " + again);
-    return Outcome::failed;
-  }
-
-  // Where a stopped slave construction leaves the node, and the one command that finishes the job
-  // (stderr, exit 1). A node that fell back to proxy while its partition's master does not answer:
-  // the master died, the copy with it.
-  Outcome slave_stopped(const ConstructionStopped& e, const Endpoint& ep, int part, const std::optional<Endpoint>& source,
-                        const std::string& again_asked, bool rebuild) {
-    const std::string key = ep.key();
-    // A copy cut short leaves items on the node: back as a proxy, `slave` deletes them only when told.
-    const std::string again = with_discard(again_asked);
-    const ConstructionProgress& p = e.last;
-    const std::string fewer = rebuild ? " Until it is rebuilt, partition " + std::to_string(part) + " has one copy fewer." : "";
-    std::string msg = e.what();
-    if (e.why == ConstructionStopped::Why::index_unreachable) {
-      msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
-             " items; its copy goes on by itself on the nodes." + fewer +
-             " When the index answers again, finish the job with: " + again_asked + ". If its copy ended while the index "
-             "was gone, flared could not report it and the node stays in prepare (that command then says so): restart its "
-             "flared, then run: " + again;
-    } else if (e.why == ConstructionStopped::Why::stalled) {
-      if (!p.node_error.empty())
-        msg += ". Start its flared again, then run: " + again;
-      else if (!p.source_error.empty())
-        msg += ": no data reaches " + key + " while " + p.source + " is silent (stopped, e.g. SIGSTOP, or overloaded); "
-               "restarting " + key + " does not help. If " + p.source + " answers again, the copy resumes by itself; finish "
-               "the job with: " + again_asked + ". If the index fails " + p.source + " over instead (it shows it down), the copy "
-               "fails and " + key + " falls back to proxy; once it is proxy active, run: " + again;
-      else
-        msg += ": it will not finish by itself. Restart the flared of " + key + " (it comes back as a proxy), then run: " + again;
-      msg += fewer;
-    } else if (p.role == "proxy" && p.state != "down" && source && !answers_ping(*source)) {
-      msg = "construction of " + key + " stopped: the partition's master " + source->key() +
-            " does not answer (its flared died?), so the copy failed and " + key + " fell back to proxy. Partition " +
-            std::to_string(part) + " now has one copy fewer (" + source->key() + "'s)" +
-            (rebuild ? ", and " + key + ", flushed for the rebuild, holds none" : std::string()) +
-            "; the index hands the partition to an active slave, if it has one, once it sees " + source->key() +
-            " down. Then make " + key + " a slave again: " + again;
-    } else if (p.role == "proxy" && p.state != "down") {
-      // A flared whose copy from the master fails (the master answers `SERVER_ERROR database busy`
-      // while a dump or another construction reads it) gives up and goes back to proxy.
-      complain("construction of " + key + " failed: the node fell back to proxy " + p.state + " because its copy from the master " +
-          (source ? source->key() : std::string("of partition ") + std::to_string(part)) +
-          " failed (flared does so when the master is busy with a dump or another construction: SERVER_ERROR database "
-          "busy). When the master is free, try again: " + again);
-      return Outcome::failed;
-    } else if (p.role == "proxy") {
-      msg += " (its flared stopped?). Start its flared again; once it is proxy active, run: " + again + fewer;
-    } else {
-      msg += "." + fewer + " To make it a slave again: " + again;
-    }
-    if (io_.warn) io_.warn(msg);
-    return Outcome::failed;
-  }
-
-  // Gives a master or slave balance `bal` (after asking), as `balance` does. The request is sent
-  // again if the index does not answer (a change of balance may be repeated), for up to --timeout.
-  Outcome give_balance(const NodeInfo& n, int bal) {
-    const std::string key = n.key;
-    const Endpoint ep = n.endpoint();
-    if (!ask_yes("changing node's balance (node=" + key + ", balance=" + std::to_string(n.balance) + " -> " +
-                 std::to_string(bal) + ") (y/n): ")) {
-      complain("skipped: " + key + " is " + n.role + " " + n.state + " with balance " + std::to_string(n.balance) +
-          (n.balance == 0 ? " (it serves no reads)" : "") + "; to finish: flare-admin balance " + key + ":" + std::to_string(bal));
-      return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
-    }
-    if (opt_.dry_run) { // a dry run of a run again (`slave -n`, `master -n`) changes nothing
-      change("node role " + ep.host + " " + std::to_string(ep.port) + " " + n.role + " " + std::to_string(bal) + " " +
-                 std::to_string(n.partition),
-             [] { return std::string("OK"); });
-      return Outcome::ok;
-    }
-    auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
-    std::string b;
-    for (;;) {
-      try {
-        b = index_.node_role(ep, n.role, bal, n.partition);
-        break;
-      } catch (const NetworkError& e) {
-        index_.close();
-        if (Clock::now() >= deadline || !detail::pause(500, io_)) {
-          if (io_.warn)
-            io_.warn("the index " + index_.endpoint().display() + " did not answer (" + e.what() + "): " + key + " is " +
-                     n.role + " " + n.state + " with balance " + std::to_string(n.balance) + "; to finish: flare-admin balance " +
-                     key + ":" + std::to_string(bal));
-          return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::failed;
-        }
-        try { // the lost request may have been carried out
-          Cluster c = cluster();
-          if (const NodeInfo* now = c.find(ep); now && now->balance == bal) {
-            b = "OK";
-            break;
-          }
-        } catch (const NetworkError&) {
-          index_.close();
-        }
-      }
-    }
-    b = in_effect(b);
-    if (interrupted_status(b))
-      return interrupted_change(ep, b, "node role " + ep.host + " " + std::to_string(ep.port) + " " + n.role + " " +
-                                           std::to_string(bal) + " " + std::to_string(n.partition),
-                                "flare-admin balance " + key + ":" + std::to_string(bal), "");
-    if (b != "OK") {
-      complain("failed to change the balance of " + key + ": " + b);
-      return Outcome::failed;
-    }
-    return Outcome::ok;
-  }
-
-  // `master` run again on a node that is already this partition's master (an earlier run was
-  // interrupted, or its tool killed): waits for the copy, activates (--activate), sets the balance
-  // asked; exits 1 naming the way out when the node cannot get there. Never "done" short of it.
-  Outcome resume_master(const NodeArg& a, const NodeInfo& n) {
-    const std::string key = a.endpoint.key();
-    int part = *a.partition;
-    if (n.state == "down") {
-      complain(key + " is master of partition " + std::to_string(part) + " but down.");
-      Cluster c = cluster();
-      const NodeInfo* serving = c.master_of(part);
-      if (io_.warn)
-        io_.warn(key + " does not run (is its flared stopped?): start its flared again; the index makes it active with its "
-                 "data" + (serving && serving->key != key ? ", unless another master took the partition over (" + serving->key +
-                                                                "; then it comes back as a proxy)"
-                                                          : std::string()) + ".");
-      return Outcome::failed;
-    }
-    if (n.state == "active") {
-      if (n.balance == *a.balance) {
-        say("no need to change the role of " + key + ".");
-        return Outcome::ok;
-      }
-      return give_balance(n, *a.balance);
-    }
-    if (opt_.dry_run) {
-      say("dry run: " + key + " is master " + n.state + "; would wait for it to be ready" +
-          (opt_.activate ? ", then send 'node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " active'" : "") +
-          " to " + index_.endpoint().display());
-      return Outcome::ok;
-    }
-    if (n.state == "prepare")
-      say(key + " is already master of partition " + std::to_string(part) + " and still copying (prepare): waiting for it to be ready.");
-    else
-      say(key + " is already master of partition " + std::to_string(part) + " (" + n.state + ").");
-    Outcome o = finish_master(a);
-    if (o == Outcome::ok && !opt_.activate && io_.warn) {
-      Cluster c = cluster();
-      if (const NodeInfo* now = c.find(a.endpoint); now && now->state == "ready")
-        io_.warn(key + " is master ready: built, serving no data until it is activated: flare-admin activate " + key);
-    }
-    return o;
-  }
-
-  // `slave` run again on a node that is already a slave of that partition: waits for its copy,
-  // then gives it the balance asked (after asking), as the first run would have.
-  Outcome resume_slave(const NodeInfo& n, int bal, const std::string& again) {
-    const std::string key = n.key;
-    if (auto refused = masterless_slave(cluster(), n.endpoint(), n.partition, again)) return *refused;
-    if (n.state == "active") {
-      if (n.balance == bal) {
-        say("no need to change the role of " + key + ".");
-        return Outcome::ok;
-      }
-      say(key + " is already slave active of partition " + std::to_string(n.partition) + ", with balance " +
-          std::to_string(n.balance) + ".");
-      return give_balance(n, bal);
-    }
-    if (opt_.dry_run) {
-      say("dry run: " + key + " is slave " + n.state + "; would wait for it to be active" +
-          (bal > 0 ? ", then send 'node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(bal) + " " +
-                         std::to_string(n.partition) + "'"
-                   : std::string()) +
-          " to " + index_.endpoint().display());
-      return Outcome::ok;
-    }
-    say(key + " is already a slave of partition " + std::to_string(n.partition) + " and still copying (" + n.state +
-        "): waiting for it.");
-    return finish_slave(n.endpoint(), n.partition, bal, again, false);
-  }
-
-  bool answers_ping(const Endpoint& ep) { return detail::answers_ping(ep, opt_.timeout_ms, index_.trace()); }
-
-  Outcome reconstruct_one(const NodeInfo& n) {
-    const Endpoint ep = n.endpoint();
-    const bool failover = n.is_master() && n.is_active();
-    const std::string rebuild = "flare-admin slave " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
-    // Set down and not yet flushed, it is a proxy holding its old copy, which `slave` refuses to
-    // delete unless told: the partition's master holds the data it is rebuilt from (rebuild_unflushed).
-    const std::string rebuild_unflushed =
-        "flare-admin slave --discard-items " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
-    working_on(ep, "flare-admin reconstruct " + n.key, rebuild_unflushed + " (once it is proxy active)");
-    job_seen_ = n;
-    keep_balance(ep, n.partition, n.balance); // a run cut short from here on leaves the figure to the next
-    if (failover) {
-      Cluster c = cluster();
-      if (auto refused = failover_checks(c, n)) {
-        forget_balance(ep);
-        return *refused;
-      }
-    }
-    say("turning down...");
-    // Set down, it is out of its partition: from there on, the way to finish is to make it a slave.
-    // Said as soon as the index takes the down, before the wait for the nodes to route by it.
-    auto set_down = [&] {
-      working_on(ep, rebuild_unflushed + " (once it is proxy active; it was set down to be rebuilt)");
-      // what the index makes of a node set down: a slave proxy down, a master failed over master down
-      if (failover) expect_seen(ep, "master", "down", n.partition, n.balance);
-      else expect_seen(ep, "proxy", "down", -1, 0);
-    };
-    std::string st;
-    const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
-    if (failover) {
-      st = down_master(n);
-    } else {
-      st = change_at(index_.endpoint(), request, [&] {
-        return send_to_index(request, [&] { return index_.node_state(ep, "down"); },
-                             [&](const Cluster& now) {
-                               const NodeInfo* x = now.find(ep);
-                               return x && (x->state == "down" || x->is_proxy());
-                             });
-      });
-      if (st == "OK" && !opt_.dry_run) set_down();
-      st = in_effect(st);
-    }
-    if (st == kInterruptedTaken) {
-      set_down();
-      return interrupted_change(ep, st, request, "flare-admin reconstruct " + n.key, rebuild_unflushed + " (once it is proxy active)");
-    }
-    if (st != "OK") {
-      if (!job_ || job_->again.rfind("flare-admin reconstruct", 0) == 0) forget_balance(ep); // not set down: nothing to finish
-      if (st == "interrupted") return interrupted_change(ep, st, request, "flare-admin reconstruct " + n.key, "");
-      complain("failed to turn " + n.key + " down: " + st);
-      return Outcome::failed;
-    }
-    set_down();
-    if (!opt_.dry_run) cluster(); // where it is now, for a message if the index is lost from here on
-    say("waiting for node to be active again...");
-    WaitEnd back = WaitEnd::reached;
-    try {
-      if (!opt_.dry_run) back = wait_for_proxy_active(index_, ep, opt_, io_);
-    } catch (const NetworkError& e) {
-      throw NetworkError(lost_index_text(e.what()));
-    }
-    if (back == WaitEnd::interrupted) return interrupted_at(ep, "It was set down; to rebuild it: " + rebuild_unflushed);
+inline Outcome ChangeExecutor::construct_master(const NodeArg& a, const NodeInfo& before) {
+  const Endpoint& ep = a.endpoint;
+  int part = *a.partition, bal = *a.balance;
+  if (!opt_.without_clean) {
     if (flush(ep) != "OK") {
       complain("executing flush_all failed.");
       return Outcome::failed;
     }
-    Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false, rebuild, true);
-    if (o == Outcome::ok) say("done.");
-    return o;
+    if (!opt_.dry_run) say("executed flush_all command before constructing the master node.");
   }
-
-  // ---- before and around a failover (`down` or `reconstruct` of an active master) ----
-
-  // The slaves the index may promote when `m` goes down: its partition's active slaves with
-  // the highest balance (flarei 1.3.4's down_node takes the active slave of the highest
-  // balance, the first of them on a tie; the order of a tie is the index's own).
-  static std::vector<const NodeInfo*> active_slaves(const Cluster& c, const NodeInfo& m) {
-    std::vector<const NodeInfo*> active;
-    for (const auto* s : c.slaves_of(m.partition))
-      if (s->is_active()) active.push_back(s);
-    return active;
+  std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " master " +
+                                             std::to_string(bal) + " " + std::to_string(part),
+                                         [] { return std::string("OK"); })
+                                : in_effect(given_role(ep, "master", bal, part, master_again(a)));
+  if (interrupted_status(st))
+    return interrupted_change(ep, st, "node role " + ep.host + " " + std::to_string(ep.port) + " master " + std::to_string(bal) +
+                                          " " + std::to_string(part), master_again(a), master_again(a));
+  if (st != "OK") {
+    complain("failed to change the state.");
+    if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'; the node is still " + before.role + " " + before.state);
+    return Outcome::failed;
   }
-  static std::vector<const NodeInfo*> takeover_candidates(const Cluster& c, const NodeInfo& m) {
-    std::vector<const NodeInfo*> active = active_slaves(c, m);
-    int top = 0;
-    for (const auto* s : active) top = std::max(top, s->balance);
-    std::vector<const NodeInfo*> out;
-    for (const auto* s : active)
-      if (s->balance == top) out.push_back(s);
-    return out;
+  if (opt_.dry_run) {
+    // Partition 0's master is active at once; a later one ends ready (or active with --activate).
+    if (part != 0 && opt_.activate)
+      say("dry run: would wait for it to be ready, then send 'node state " + ep.host + " " + std::to_string(ep.port) +
+          " active' to " + index_.endpoint().display());
+    planned_as(before, "master", part == 0 || opt_.activate ? "active" : "ready", part, bal);
+    return Outcome::ok;
   }
+  say("started constructing the master node...");
+  return finish_master(a);
+}
 
-  static std::string lag_text(const SlaveLag& l) {
-    if (l.pending() == 0) return "caught up (no write waiting)";
-    return std::to_string(l.queue) + " writes waiting" + (l.writing ? " (and one being sent)" : "") + ", the oldest " +
-           std::to_string(l.behind) + " s old";
+inline std::string ChangeExecutor::with_discard(const std::string& cmd) {
+  for (const char* verb : {"flare-admin slave ", "flare-admin master "}) {
+    std::string v = verb;
+    if (cmd.rfind(v, 0) == 0 && cmd.find("--discard-items") == std::string::npos) return v + "--discard-items " + cmd.substr(v.size());
   }
+  return cmd;
+}
 
-  // The candidates' lag as `m` shows it; nullopt (and a warning) when `m` does not answer.
-  std::optional<std::vector<SlaveLag>> read_lags(const Cluster& c, const NodeInfo& m) {
-    try {
-      return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes(), index_.trace());
-    } catch (const Interrupted&) {
-      throw;
-    } catch (const Error& e) {
-      if (io_.warn)
-        io_.warn("warning: the replication lag of " + m.key + "'s slaves is unknown: " + m.key + " did not answer `stats threads slave` (" +
-                 e.what() + "); writes it has not sent to them yet are lost if it is down");
-      return std::nullopt;
+inline std::string ChangeExecutor::master_again(const NodeArg& a) const {
+  return std::string("flare-admin master ") + (opt_.activate ? "--activate " : "") + a.endpoint.key() + ":" +
+         std::to_string(*a.balance) + ":" + std::to_string(*a.partition);
+}
+
+inline Outcome ChangeExecutor::finish_master(const NodeArg& a) {
+  const Endpoint& ep = a.endpoint;
+  int part = *a.partition;
+  ConstructionProgress last;
+  try {
+    if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
+      return interrupted_at(ep, "Its copy goes on by itself; to finish the job, run again: " + master_again(a));
+  } catch (const ConstructionStopped& e) {
+    return master_stopped(e, a);
+  }
+  if (last.state == "active" && part != 0)
+    complain("The master should be ready after the reconstruction but it became active.");
+  say("state is ready -> stop waiting");
+  if (last.state == "ready" && opt_.activate) {
+    if (!ask_yes("changing node's state (node=" + ep.key() + ", state=ready -> active) (y/n): ")) {
+      complain("skipped: " + ep.key() + " is master ready and serves no data yet; to activate it: flare-admin activate " +
+          ep.key());
+      return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
     }
-  }
-
-  // Before the index fails `m` over: the slaves that would take over are asked directly (the
-  // index's map may still list a slave whose flared just died: flarei would promote it and the
-  // partition would have no working master), and their lag is shown (and in a dry run, what a
-  // real run would wait for). Returns a refusal, or nullopt to go on; `lags` gets the lag read.
-  std::set<std::string> said_; // notes said once, though a check runs again after the question
-
-  // Why a new master of partition `part` could not copy its keys now: an older partition whose
-  // master is not active in the map, or does not answer (the index lists a killed master active
-  // until its monitor notices), or nothing. Asks those masters for `stats`, at once.
-  std::optional<std::string> copy_source_problem(const Cluster& c, int part) {
-    std::vector<Endpoint> eps;
-    std::vector<std::string> keys;
-    for (int p = 0; p < part; ++p) {
-      const NodeInfo* m = c.master_of(p);
-      if (!m) return "partition " + std::to_string(p) + " has no master";
-      if (!m->is_active())
-        return "partition " + std::to_string(p) + "'s master " + m->key + " is " + m->state + ", not active";
-      eps.push_back(m->endpoint());
-      keys.push_back(m->key);
-    }
-    auto answers = gather_stats(eps, opt_.timeout_ms, hooks());
-    for (size_t i = 0; i < answers.size(); ++i)
-      if (!answers[i].ok)
-        return "partition " + std::to_string(i) + "'s master " + keys[i] + " does not answer (" + answers[i].error + ")";
-    return std::nullopt;
-  }
-
-  std::optional<Outcome> takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags) {
-    auto cands = takeover_candidates(c, m);
-    if (!cands.empty() && said_.insert("failover " + m.key).second) {
-      note("a failover: writes made while the partition switches masters may be lost (flare replicates asynchronously; "
-           "the slave promoted has only what reached it)");
-      // Who takes over, before anything is sent (flarei's down_node: the active slave of the
-      // highest balance; on a tie, the first in its own order, which the map does not show).
-      std::string who;
-      for (const auto* s : cands) who += (who.empty() ? "" : ", ") + s->key;
-      note("the index promotes " + (cands.size() == 1 ? who : "one of " + who + " (a tie in balance: the index's choice)") +
-           ", the active slave of the highest balance (" + std::to_string(cands.front()->balance) + "), to master of partition " +
-           std::to_string(m.partition));
-    }
-    if (cands.empty()) {
-      // No slave to take over: set down, the partition serves nothing, and while its flared runs
-      // flarei's monitor makes it master active again about a second later (seen on a real flare
-      // 1.3.4: 100 of 100 gets failed meanwhile): an outage, and nothing lasting. Refused first.
-      if (opt_.unsafe) {
-        if (said_.insert("only copy " + m.key).second)
-          note("--unsafe: " + m.key + " is the only active copy of partition " + std::to_string(m.partition) +
-               ": the partition serves nothing while it is down.");
-        return std::nullopt;
-      }
-      complain("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
-               " and it has no active slave to take over: set down, the partition would serve nothing, and while its "
-               "flared runs the index makes it master active again a second later (an outage, nothing lasting). "
-               "Nothing was changed. To take it out of service, give the partition a slave first (flare-admin slave "
-               "HOST:PORT:" + std::to_string(std::max(1, m.balance)) + ":" + std::to_string(m.partition) +
-               " on a proxy), then run this again; --unsafe sets it down anyway.");
+    std::string s = in_effect(send_to_index("node state " + ep.host + " " + std::to_string(ep.port) + " active",
+                                            [&] { return index_.node_state(ep, "active"); },
+                                            [&](const Cluster& c) {
+                                              const NodeInfo* x = c.find(ep);
+                                              return x && x->is_master() && x->state == "active";
+                                            }));
+    if (interrupted_status(s))
+      return interrupted_change(ep, s, "node state " + ep.host + " " + std::to_string(ep.port) + " active", master_again(a),
+                                master_again(a));
+    if (s != "OK") {
+      complain("failed to activate " + ep.key() + (s.rfind("ERROR", 0) == 0 || s.rfind("SERVER_ERROR", 0) == 0 ? "" : ": " + s));
       return Outcome::failed;
     }
-    std::vector<Endpoint> eps;
-    for (const auto* s : cands) eps.push_back(s->endpoint());
-    auto answers = gather_stats(eps, opt_.timeout_ms, hooks());
-    std::string dead, dead_keys;
-    size_t dead_count = 0;
-    for (size_t i = 0; i < answers.size(); ++i)
-      if (!answers[i].ok) {
-        dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
-        dead_keys += " " + cands[i]->key;
-        ++dead_count;
-      }
-    if (!dead.empty()) {
-      // The advice names the slaves that do not answer, never a live one (downing that would
-      // leave the dead one the index's only choice).
-      const bool one = dead_count == 1;
-      if (io_.warn)
-        io_.warn("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
-                 "; the index would hand the partition to " + (cands.size() == 1 ? "its slave " : "one of its slaves ") +
-                 dead + (one ? ", which does not answer" : ", which do not answer") +
-                 ": the partition would be left without a working master. Nothing was changed. Start " +
-                 (one ? "that slave's flared" : "those slaves' flared") + " again; or give the partition a working slave "
-                 "first (flare-admin slave HOST:PORT:" + std::to_string(std::max(1, cands.front()->balance)) + ":" +
-                 std::to_string(m.partition) + " on a proxy), then set " + (one ? "the dead one" : "the dead ones") +
-                 " down (flare-admin down" + dead_keys + ") and run this again.");
+  }
+  const NodeInfo* now = nullptr;
+  Cluster c = cluster();
+  now = c.find(ep);
+  if (now && now->is_master() && now->balance != *a.balance) return give_balance(*now, *a.balance);
+  return Outcome::ok;
+}
+
+inline Outcome ChangeExecutor::master_stopped(const ConstructionStopped& e, const NodeArg& a) {
+  const std::string key = a.endpoint.key();
+  // A copy cut short leaves items on the node: back as a proxy, `master` deletes them only when told.
+  auto master_again = [&](const NodeArg& x) { return with_discard(this->master_again(x)); };
+  const ConstructionProgress& p = e.last;
+  std::string msg = e.what();
+  if (e.why == ConstructionStopped::Why::index_unreachable) {
+    msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
+           " items; its copy goes on by itself. When the index answers again, finish the job with: " + this->master_again(a);
+  } else if (e.why == ConstructionStopped::Why::stalled && !p.node_error.empty()) {
+    msg += ". Start its flared again, then run: " + master_again(a);
+  } else if (e.why == ConstructionStopped::Why::stalled && !p.blocked_on.empty()) {
+    msg += " (stopped, e.g. SIGSTOP, or overloaded); restarting " + key + " does not help. If " + p.blocked_on +
+           " answers again, the copy goes on by itself; finish the job with: " + this->master_again(a) + ". If its flared "
+           "died, the copy fails and " + key + " falls back to proxy; once it is proxy active, run: " + master_again(a) + ".";
+  } else if (e.why == ConstructionStopped::Why::stalled) {
+    msg += ": flared leaves a new partition's master in prepare for good when its first copy failed. The way out: "
+           "restart the flared of " + key + ", then run the command again: " + master_again(a);
+  } else {
+    msg += ". To build the partition on it again: " + master_again(a);
+  }
+  if (io_.warn) io_.warn(msg);
+  return Outcome::failed;
+}
+
+inline Outcome ChangeExecutor::construct_slave(const Endpoint& ep, int part, int bal, const std::string& started, bool clean,
+                                               const std::string& again, bool rebuild) {
+  if (clean && !opt_.without_clean) {
+    if (flush(ep) != "OK") {
+      complain("executing flush_all failed.");
       return Outcome::failed;
     }
-    lags = read_lags(c, m);
-    if (lags) {
-      for (const auto* s : active_slaves(c, m)) {
-        SlaveLag none;
-        none.slave = s->key;
-        const SlaveLag* l = &none;
-        for (const auto& x : *lags)
-          if (x.slave == s->key) l = &x;
-        // The plan of a dry run is its output; in a real run, a note (stderr in flare-admin).
-        note("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
-        if (opt_.dry_run && l->pending() > 0)
-          say("dry run: a real run would wait up to " + detail::seconds_text(opt_.timeout_ms) + " s for " + s->key +
-              " to catch up, and refuse if it does not" + (opt_.unsafe ? " (--unsafe: it would go on)." : " (unless --unsafe)."));
-      }
-    }
-    return std::nullopt;
+    if (!opt_.dry_run) say("executed flush_all command before constructing the slave node.");
   }
-
-  // Waits, up to --timeout, until every active slave of `m` has received every write `m` has
-  // queued for it (a failover before that loses those writes). Refuses with the
-  // figures when they do not, unless --unsafe. Nothing to do in a dry run, or when the lag is
-  // unknown (`m` not answering).
-  std::optional<Outcome> drain_check(const Cluster& c, const NodeInfo& m, const std::optional<std::vector<SlaveLag>>& first) {
-    if (opt_.dry_run || !first) return std::nullopt;
-    // Every active slave: the one promoted lacks what it has not received, the others would
-    // never receive it (they follow the new master from then on).
-    auto cands = active_slaves(c, m);
-    auto behind = [&](const std::vector<SlaveLag>& lags) {
-      std::vector<SlaveLag> out;
-      for (const auto* s : cands)
-        for (const auto& l : lags)
-          if (l.slave == s->key && l.pending() > 0) out.push_back(l);
-      return out;
-    };
-    auto start = Clock::now(), shown = start - std::chrono::seconds(1);
-    std::vector<SlaveLag> late = behind(*first);
-    while (!late.empty()) {
-      if (Clock::now() - start >= std::chrono::milliseconds(opt_.timeout_ms)) break;
-      if (io_.progress && Clock::now() - shown >= std::chrono::seconds(1)) { // a line a second, as constructions
-        io_.progress("waiting for " + late.front().slave + " to catch up with " + m.key + ": " + lag_text(late.front()));
-        shown = Clock::now();
-      }
-      if (!detail::pause(200, io_)) {
-        if (io_.warn) io_.warn("interrupted while waiting for the slaves of " + m.key + " to catch up: nothing was changed.");
-        return Outcome::interrupted;
-      }
-      auto now = read_lags(c, m);
-      if (!now) return std::nullopt; // m stopped answering: nothing more to wait for
-      late = behind(*now);
-    }
-    if (late.empty()) return std::nullopt;
-    std::string figures;
-    for (const auto& l : late) figures += (figures.empty() ? "" : "; ") + l.slave + ": " + lag_text(l);
-    long long waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-    waited = waited >= 1000 ? waited / 1000 * 1000 : waited / 100 * 100; // whole seconds, or tenths under one
-    if (opt_.unsafe) {
-      if (io_.warn) io_.warn("warning: --unsafe: failing " + m.key + " over although its slaves are behind (" + figures + "); those writes are lost");
-      return std::nullopt;
-    }
-    if (io_.warn)
-      io_.warn("refused: the slaves of " + m.key + " did not catch up within " + detail::seconds_text(waited) + " s (" + figures +
-               "); a failover now would lose those writes. Nothing was changed. Run it again when they have caught up "
-               "(see flare-admin stats, column behind), with a longer --timeout, or with --unsafe to give those writes up.");
+  keep_balance(ep, part, bal);
+  std::string st = opt_.dry_run ? change("node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " +
+                                             std::to_string(part),
+                                         [] { return std::string("OK"); })
+                                : in_effect(given_role(ep, "slave", 0, part, again));
+  if (interrupted_status(st))
+    return interrupted_change(ep, st, "node role " + ep.host + " " + std::to_string(ep.port) + " slave 0 " + std::to_string(part),
+                              again, again);
+  if (st != "OK") {
+    complain("failed to change the state.");
+    if (io_.warn) io_.warn(ep.key() + ": the index answered '" + st + "'");
     return Outcome::failed;
   }
 
-  // Both checks, for reconstruct (which asks its own question before).
-  std::optional<Outcome> failover_checks(const Cluster& c, const NodeInfo& m) {
-    std::optional<std::vector<SlaveLag>> lags;
-    if (auto r = takeover_check(c, m, lags)) return r;
-    return drain_check(c, m, lags);
+  if (opt_.dry_run) {
+    if (bal > 0)
+      change("node role " + ep.host + " " + std::to_string(ep.port) + " slave " + std::to_string(bal) + " " +
+                 std::to_string(part),
+             [] { return std::string("OK"); });
+    NodeInfo n;
+    n.key = ep.key();
+    n.host = ep.host;
+    n.port = ep.port;
+    planned_as(n, "slave", "active", part, std::max(0, bal));
+    return Outcome::ok;
   }
+  say(started);
+  return finish_slave(ep, part, bal, again, rebuild);
+}
 
-  // `node state down` of an active master, and what came of it. flarei answers only once the
-  // promoted slave has taken the new map (cluster::down_node syncs it first): a slow or stopped
-  // new master makes that answer late, though the failover is done. When the answer does not
-  // come, the map says whether the change was made. Reports the partition's new master.
-  std::string down_master(const NodeInfo& m) {
-    const Endpoint ep = m.endpoint();
-    const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
-    // flare replicates asynchronously: a write the master acknowledged and had not sent on when
-    // the switch was made is not on the slave promoted (seen on a real flare 1.3.4: 1 of 6,260
-    // writes made during a planned failover). What each slave lacked is read right before.
-    std::optional<std::vector<SlaveLag>> at_switch;
-    if (!opt_.dry_run) {
-      Cluster before = cluster();
-      at_switch = read_lags(before, m);
+inline Outcome ChangeExecutor::finish_slave(const Endpoint& ep, int part, int bal, const std::string& again, bool rebuild) {
+  if (bal < 0)
+    if (auto k = kept_balance(ep, part)) {
+      bal = k->balance;
+      note("the balance to give " + ep.key() + " once it is slave active: " + std::to_string(bal) +
+           " (kept by the run that started its copy)");
     }
-    std::string st = change(request, [&] {
-      try {
-        return index_.node_state(ep, "down");
-      } catch (const NetworkError& e) {
-        // The change was made if `m` is no longer its partition's master: down, or (a few
-        // seconds on, its flared being alive) back as a proxy, as seen on a real flare 1.3.4.
-        Cluster after = cluster(); // a new connection: the late answer is dropped with the old one
-        const NodeInfo* now = after.find(ep);
-        if (!now || (now->state != "down" && now->is_master())) throw;
-        note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
-        return std::string("OK");
-      }
-    });
-    if (st != "OK" || opt_.dry_run) return st;
-    Cluster after = cluster();
-    const NodeInfo* nm = after.master_of(m.partition);
-    if (nm && nm->key != m.key && nm->is_active()) {
-      std::string lacked = "unknown (the old master's replication threads could not be read)";
-      if (at_switch) {
-        long long pending = 0;
-        for (const auto& l : *at_switch)
-          if (l.slave == nm->key) pending = l.pending();
-        lacked = std::to_string(pending);
-      }
-      note("partition " + std::to_string(m.partition) + " failed over: its master is now " + nm->key + " (balance " +
-           std::to_string(nm->balance) + "). Writes made while it switched may be lost (flare replicates "
-           "asynchronously): writes " + nm->key + " had not received when the switch was sent: " + lacked + ".");
-      if (after.active_slave_count(m.partition) == 0)
-        note("partition " + std::to_string(m.partition) + " has no active slave now: no redundancy until one is built "
-             "(flare-admin slave HOST:PORT:BALANCE:" + std::to_string(m.partition) + ").");
-    }
-    else if (io_.warn)
-      io_.warn("warning: partition " + std::to_string(m.partition) + " has no active master now" +
-               (nm ? " (" + nm->key + " is master " + nm->state + ")" : std::string()) + ": its reads and writes fail.");
-    return st;
-  }
-
-  IndexClient& index_;
-  OperationOptions opt_;
-  OperationIO io_;
-  bool yes_to_all_ = false;
-  bool preflight_done_ = false;
-  std::vector<std::string> watched_; // nodes that answered preflight(): in_effect() waits for them
-  BalanceRecord balances_;           // the balance a slave construction is to give (a re-run finds it)
-
-  // ---- a dry run: the nodes as the real run would have left them ----
-  // A dry run changes nothing, so its later checks would read the map as it was: `part -n` of a
-  // new partition 0 and 1 refused partition 1 ("cannot be made now") where the real run builds
-  // both. The commands read the map through as_planned(), which lays what the dry run would have
-  // made over it.
-  std::map<std::string, NodeInfo> planned_;
-  void planned_as(NodeInfo n, const std::string& role, const std::string& state, int part, int bal) {
-    n.role = role;
-    n.state = state;
-    n.partition = part;
-    n.balance = bal;
-    planned_[n.key] = std::move(n);
-  }
-  Cluster as_planned(Cluster c) const {
-    if (!opt_.dry_run || planned_.empty()) return c;
-    std::vector<NodeInfo> nodes = c.nodes();
-    for (auto& n : nodes) {
-      auto it = planned_.find(n.key);
-      if (it != planned_.end()) n = it->second;
-    }
-    return Cluster(std::move(nodes));
-  }
-
-  // ---- apply: one step of a plan, through the command it names ----
-  LayoutPlan planned_layout(const Cluster& c, const Layout& layout, const LayoutOptions& lo) {
-    return plan_layout_live(c, layout, lo, opt_.timeout_ms, hooks());
-  }
-  // Why the step's node is no longer where the plan left it ("" if it is), from the map now.
-  std::string step_moved(const PlanStep& s) {
+  std::optional<Endpoint> source;
+  {
     Cluster c = cluster();
-    const NodeInfo* n = c.find(s.node);
-    if (!n) return s.node + " is no longer in the map";
-    const std::string now = s.node + " is " + n->role + " " + n->state;
-    switch (s.kind) {
-    case PlanStep::Kind::master:
-    case PlanStep::Kind::slave: {
-      const std::string role = s.kind == PlanStep::Kind::master ? "master" : "slave";
-      if (n->role == role && n->partition == s.partition) return "";
-      if (!n->is_proxy()) return now;
-      if (n->state == "down") {
-        // Set down by an earlier step, its flared still running: the index brings it back.
-        say(s.node + " is proxy down: waiting for the index to bring it back as a proxy.");
-        if (wait_for_proxy_active(index_, n->endpoint(), opt_, io_) != WaitEnd::reached) return now + " (interrupted)";
-      }
-      return "";
-    }
-    case PlanStep::Kind::failover: {
-      if (!(n->is_master() && n->is_active() && n->partition == s.partition)) return now;
-      std::map<std::string, detail::PlannedNode> sim;
-      for (const auto& x : c.nodes()) sim[x.key] = detail::PlannedNode{x.role, x.state, x.partition, x.balance, false};
-      std::string cand = detail::failover_candidate(sim, s.partition);
-      return cand == s.source ? "" : "a failover of partition " + std::to_string(s.partition) + " would now go to " +
-                                         (cand.empty() ? std::string("no slave") : cand) + ", not " + s.source;
-    }
-    case PlanStep::Kind::release:
-      return n->is_slave() && n->partition == s.partition && n->is_active() ? "" : now;
-    case PlanStep::Kind::balance:
-      return n->is_proxy() ? now : "";
-    case PlanStep::Kind::remove:
-      return n->is_proxy() && n->state == "down" ? "" : now;
-    }
-    return now;
+    if (const NodeInfo* m = c.master_of(part)) source = m->endpoint();
   }
-
-  // ---- the balance a slave construction is to give, kept for a run cut short ----
-  void keep_balance(const Endpoint& ep, int part, int bal) {
-    if (bal <= 0 || opt_.dry_run || balances_.path().empty()) return;
-    try {
-      balances_.keep({index_.endpoint().key(), ep.key(), part, bal, static_cast<long long>(std::time(nullptr))});
-    } catch (const Error& e) {
-      if (said_.insert("balance record").second)
-        complain(std::string("warning: the balance to give ") + ep.key() + " could not be kept (" + e.what() +
-                 "); if this run is cut short, the next one will not know it");
-    }
+  ConstructionProgress last;
+  // Run now, `balance` is refused while the node copies (flarei: SERVER_ERROR failed to set
+  // role, seen on a real flare 1.3.4); `slave` run again waits for the copy, then gives it.
+  std::string finish = bal > 0 ? " To finish the job (it waits for the copy, then gives balance " + std::to_string(bal) +
+                                     "), run: flare-admin slave " + ep.key() + ":" + std::to_string(bal) + ":" + std::to_string(part)
+                               : "";
+  WaitEnd end;
+  try {
+    end = wait_for_slave_active(index_, ep, opt_, io_, last);
+  } catch (const ConstructionStopped& e) {
+    return slave_stopped(e, ep, part, source, again, rebuild);
   }
-  void forget_balance(const Endpoint& ep) {
-    if (opt_.dry_run || balances_.path().empty()) return;
-    try {
-      balances_.forget(index_.endpoint().key(), ep.key());
-    } catch (const Error&) {
-    }
-  }
-  // "BALANCE:PARTITION" for the command that makes `ep` a slave again: the balance a run that
-  // built it was to give (BALANCE when none is kept), the partition known or kept.
-  std::string kept_balance_text(const Endpoint& ep, int part) const {
-    auto b = kept_balance(ep, part);
-    return (b ? std::to_string(b->balance) : std::string("BALANCE")) + ":" +
-           (part >= 0 ? std::to_string(part) : b ? std::to_string(b->partition) : std::string("PARTITION"));
-  }
-};
-
-// The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
-// messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
-// and every question's "no" leaving the node in a state that is said out loud. A facade: each
-// command is its planner (decide_*, plan_part, plan_layout: pure, unit-tested) run by the one
-// executor (ChangeExecutor: the map read again per node, the checks that need the network, the
-// question, the requests, the waits, the report).
-class ClusterAdmin {
-public:
-  ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io) : x_(index, std::move(opt), std::move(io)) {}
-
-  // Proxies become masters of new partitions (args host:port:balance:partition).
-  Outcome master(std::vector<NodeArg> args) {
-    if (auto refused = preflight()) return *refused;
-    // Every argument first: flarei refuses a master of balance 0, after the flush_all.
-    for (const auto& a : args)
-      if (!a.balance || *a.balance <= 0 || !a.partition) {
-        x_.complain("invalid balance '" + a.text + "'.");
-        return Outcome::failed;
-      }
-    std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
-    // A down master with no replacement holds the partition's only copy: a new master would
-    // start empty and the index would list two masters. --force answers questions; it does
-    // not choose to lose data. Only --unsafe does (decide_master).
-    const bool unsafe = x_.options().unsafe;
-    return x_.run(args, [unsafe](const Cluster& c, const NodeArg& a) { return decide_master(c, a, unsafe); },
-                  &ChangeExecutor::master_node);
-  }
-
-  // Proxies become slaves of existing partitions (host:port:balance[:partition], partition 0 by default).
-  Outcome slave(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    return x_.run(args, decide_slave, &ChangeExecutor::slave_node);
-  }
-
-  // Changes balances (host:port:balance).
-  Outcome balance(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    const bool unsafe = x_.options().unsafe;
-    return x_.run(args, [unsafe](const Cluster& c, const NodeArg& a) { return decide_balance(c, a, unsafe); },
-                  &ChangeExecutor::balance_node);
-  }
-
-  // Sets nodes down (a master's partition fails over to its best active slave).
-  Outcome down(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    Outcome result = x_.run(args, decide_down, &ChangeExecutor::down_node);
-    if (result != Outcome::interrupted && !x_.stopped() && !x_.interrupted()) x_.say(""); // 0.7.3 ends down's table (not activate's) with an empty line
-    return result;
-  }
-
-  // Sets nodes active (a `ready` master, or a down node that is running again). A node still
-  // copying (prepare) is waited for first (decide_activate): a master is then activated; a slave
-  // becomes active by itself when its copy is done.
-  Outcome activate(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    return x_.run(args, decide_activate, &ChangeExecutor::activate_node);
-  }
-
-  // Removes down proxies from the node map; shows the whole map after.
-  Outcome remove(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    Outcome result = x_.each_node(args, decide_remove, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a,
-                                                           const NodeDecision& d) { return x_.remove_node(c, n, a, d); });
-    if (result == Outcome::interrupted || x_.interrupted()) return result;
-    x_.say("");
-    x_.show_nodes(x_.cluster().nodes());
-    x_.say("");
-    return result;
-  }
-
-  // Rebuilds nodes from their partition: down, flush, back as a slave, wait, restore balance.
-  Outcome reconstruct(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    {
-      Cluster c = x_.cluster();
-      std::vector<NodeInfo> targets;
-      for (const auto& a : args)
-        if (auto* n = c.find(a.endpoint)) targets.push_back(*n);
-      x_.show_nodes(targets);
-      x_.say("");
-    }
-    const bool unsafe = x_.options().unsafe;
-    auto decide = [&, unsafe](const Cluster& c, const NodeArg& a) {
-      return decide_reconstruct(c, a, unsafe, x_.kept_balance(a.endpoint));
-    };
-    Outcome result = x_.run(args, decide, &ChangeExecutor::reconstruct_node);
-    if (result != Outcome::interrupted && !x_.stopped() && !x_.interrupted()) x_.say("");
-    return result;
-  }
-
-  // Builds several partitions at once (plan_part): the first node named for each partition
-  // becomes its master (and is activated), the others its slaves.
-  Outcome part(const std::vector<NodeArg>& args) {
-    if (auto refused = preflight()) return *refused;
-    const PartPlan plan = plan_part(args);
-    x_.say("master:");
-    const OperationOptions saved = x_.options();
-    x_.options().activate = true;
-    Outcome r = master(plan.masters);
-    x_.options() = saved;
-    if (r == Outcome::interrupted || r == Outcome::failed) return r;
-    x_.say("slaves:");
-    return worse(r, slave(plan.slaves));
-  }
-
-  // flare-admin apply: takes the cluster to `layout`. It reads the map, plans (plan_layout: the
-  // same plan a dry run prints, there with each step's requests), shows the plan with the items
-  // each copy reads, asks once (a dry run stops there), then runs each step through the command
-  // it names, with that command's own checks, waits and advice, its questions answered by the one
-  // yes. Before each step the map is read again; a step whose node is no longer where the plan
-  // left it stops the run (nothing of it sent). A run cut short (a failure, Ctrl-C, the tool
-  // killed) is finished by running apply again: it plans from where the cluster is. `made_from`
-  // (>= 0): the node_map_version a saved plan was made from; the run is refused, nothing sent,
-  // when the index's differs. Returns ok once the map matches the layout (read again at the end),
-  // declined at a no, failed on a refusal or a step that failed; throws NetworkError as the
-  // commands do.
-  Outcome apply(const Layout& layout, const LayoutOptions& lo = {}, long long made_from = -1) {
-    if (auto refused = preflight()) return *refused;
-    return x_.run_layout(layout, lo, made_from, [this](const PlanStep& s) { return run_step(s); });
-  }
-
-  // Before the first change: the index must be a flarei, and no node may hold a newer map than
-  // the index (ChangeExecutor::preflight). Every command runs it first.
-  std::optional<Outcome> preflight() { return x_.preflight(); }
-
-private:
-  ChangeExecutor x_;
-
-  // One step of apply's plan, through the command it names.
-  Outcome run_step(const PlanStep& s) {
-    NodeArg a{parse_host_port(s.node, FLARE_TOOLS_DEFAULT_NODE_PORT), s.balance, s.partition, s.node};
-    switch (s.kind) {
-    case PlanStep::Kind::master: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return master({a});
-    case PlanStep::Kind::slave: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return slave({a});
-    case PlanStep::Kind::failover:
-    case PlanStep::Kind::release: return down({a});
-    case PlanStep::Kind::balance: a.text = s.node + ":" + std::to_string(s.balance); return balance({a});
-    case PlanStep::Kind::remove: return remove({a});
-    }
+  if (end == WaitEnd::interrupted)
+    return interrupted_at(ep, [&](const NodeInfo* n) -> std::string {
+      if (n && n->is_slave() && n->is_active())
+        return bal > 0 && n->balance != bal ? "Its copy is done; give it its balance: flare-admin balance " + ep.key() + ":" +
+                                                  std::to_string(bal)
+                                            : std::string("Its copy is done.");
+      return "The node keeps copying from its master." + finish;
+    });
+  say("state is active -> stop waiting");
+  Cluster c = cluster();
+  const NodeInfo* now = c.find(ep);
+  if (!now) return Outcome::ok;
+  if (auto refused = masterless_slave(c, ep, part, again)) return *refused;
+  if (bal < 0) {
+    if (now->balance > 0) return Outcome::ok;
+    if (io_.warn)
+      io_.warn(ep.key() + " is slave active with balance 0: it serves no reads. To finish, give it the balance it had: "
+               "flare-admin balance " + ep.key() + ":BALANCE");
     return Outcome::failed;
   }
-};
+  if (now->balance == bal) {
+    forget_balance(ep);
+    return Outcome::ok;
+  }
+  Outcome given = give_balance(*now, bal);
+  if (given == Outcome::ok) forget_balance(ep);
+  return given;
+}
 
+inline std::optional<Outcome> ChangeExecutor::masterless_slave(const Cluster& c, const Endpoint& ep, int part, const std::string& again) {
+  const NodeInfo* m = c.master_of(part);
+  if (m && m->state != "down") return std::nullopt;
+  complain("partition " + std::to_string(part) + " has no active master" +
+           (m ? " (its master " + m->key + " is down)" : std::string(" (the index lists none)")) + ": " + ep.key() +
+           " is not given a balance and its copy is not waited for.");
+  if (io_.warn)
+    io_.warn(m ? "Start the flared of " + m->key + " again (the index keeps it as the partition's master and brings it back "
+                 "with its data), then run: " + again
+               : "Make a node master of partition " + std::to_string(part) + " first, then run: " + again);
+  return Outcome::failed;
+}
+
+inline Outcome ChangeExecutor::slave_stopped(const ConstructionStopped& e, const Endpoint& ep, int part, const std::optional<Endpoint>& source,
+                                             const std::string& again_asked, bool rebuild) {
+  const std::string key = ep.key();
+  // A copy cut short leaves items on the node: back as a proxy, `slave` deletes them only when told.
+  const std::string again = with_discard(again_asked);
+  const ConstructionProgress& p = e.last;
+  const std::string fewer = rebuild ? " Until it is rebuilt, partition " + std::to_string(part) + " has one copy fewer." : "";
+  std::string msg = e.what();
+  if (e.why == ConstructionStopped::Why::index_unreachable) {
+    msg += ". When last seen, " + key + " was " + p.role + " " + p.state + " with " + std::to_string(p.items) +
+           " items; its copy goes on by itself on the nodes." + fewer +
+           " When the index answers again, finish the job with: " + again_asked + ". If its copy ended while the index "
+           "was gone, flared could not report it and the node stays in prepare (that command then says so): restart its "
+           "flared, then run: " + again;
+  } else if (e.why == ConstructionStopped::Why::stalled) {
+    if (!p.node_error.empty())
+      msg += ". Start its flared again, then run: " + again;
+    else if (!p.source_error.empty())
+      msg += ": no data reaches " + key + " while " + p.source + " is silent (stopped, e.g. SIGSTOP, or overloaded); "
+             "restarting " + key + " does not help. If " + p.source + " answers again, the copy resumes by itself; finish "
+             "the job with: " + again_asked + ". If the index fails " + p.source + " over instead (it shows it down), the copy "
+             "fails and " + key + " falls back to proxy; once it is proxy active, run: " + again;
+    else
+      msg += ": it will not finish by itself. Restart the flared of " + key + " (it comes back as a proxy), then run: " + again;
+    msg += fewer;
+  } else if (p.role == "proxy" && p.state != "down" && source && !answers_ping(*source)) {
+    msg = "construction of " + key + " stopped: the partition's master " + source->key() +
+          " does not answer (its flared died?), so the copy failed and " + key + " fell back to proxy. Partition " +
+          std::to_string(part) + " now has one copy fewer (" + source->key() + "'s)" +
+          (rebuild ? ", and " + key + ", flushed for the rebuild, holds none" : std::string()) +
+          "; the index hands the partition to an active slave, if it has one, once it sees " + source->key() +
+          " down. Then make " + key + " a slave again: " + again;
+  } else if (p.role == "proxy" && p.state != "down") {
+    // A flared whose copy from the master fails (the master answers `SERVER_ERROR database busy`
+    // while a dump or another construction reads it) gives up and goes back to proxy.
+    complain("construction of " + key + " failed: the node fell back to proxy " + p.state + " because its copy from the master " +
+        (source ? source->key() : std::string("of partition ") + std::to_string(part)) +
+        " failed (flared does so when the master is busy with a dump or another construction: SERVER_ERROR database "
+        "busy). When the master is free, try again: " + again);
+    return Outcome::failed;
+  } else if (p.role == "proxy") {
+    msg += " (its flared stopped?). Start its flared again; once it is proxy active, run: " + again + fewer;
+  } else {
+    msg += "." + fewer + " To make it a slave again: " + again;
+  }
+  if (io_.warn) io_.warn(msg);
+  return Outcome::failed;
+}
+
+inline Outcome ChangeExecutor::give_balance(const NodeInfo& n, int bal) {
+  const std::string key = n.key;
+  const Endpoint ep = n.endpoint();
+  if (!ask_yes("changing node's balance (node=" + key + ", balance=" + std::to_string(n.balance) + " -> " +
+               std::to_string(bal) + ") (y/n): ")) {
+    complain("skipped: " + key + " is " + n.role + " " + n.state + " with balance " + std::to_string(n.balance) +
+        (n.balance == 0 ? " (it serves no reads)" : "") + "; to finish: flare-admin balance " + key + ":" + std::to_string(bal));
+    return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::declined; // Ctrl-C at the question: 130
+  }
+  if (opt_.dry_run) { // a dry run of a run again (`slave -n`, `master -n`) changes nothing
+    change("node role " + ep.host + " " + std::to_string(ep.port) + " " + n.role + " " + std::to_string(bal) + " " +
+               std::to_string(n.partition),
+           [] { return std::string("OK"); });
+    return Outcome::ok;
+  }
+  auto deadline = Clock::now() + std::chrono::milliseconds(opt_.timeout_ms);
+  std::string b;
+  for (;;) {
+    try {
+      b = index_.node_role(ep, n.role, bal, n.partition);
+      break;
+    } catch (const NetworkError& e) {
+      index_.close();
+      if (Clock::now() >= deadline || !detail::pause(500, io_)) {
+        if (io_.warn)
+          io_.warn("the index " + index_.endpoint().display() + " did not answer (" + e.what() + "): " + key + " is " +
+                   n.role + " " + n.state + " with balance " + std::to_string(n.balance) + "; to finish: flare-admin balance " +
+                   key + ":" + std::to_string(bal));
+        return io_.interrupted && io_.interrupted() ? Outcome::interrupted : Outcome::failed;
+      }
+      try { // the lost request may have been carried out
+        Cluster c = cluster();
+        if (const NodeInfo* now = c.find(ep); now && now->balance == bal) {
+          b = "OK";
+          break;
+        }
+      } catch (const NetworkError&) {
+        index_.close();
+      }
+    }
+  }
+  b = in_effect(b);
+  if (interrupted_status(b))
+    return interrupted_change(ep, b, "node role " + ep.host + " " + std::to_string(ep.port) + " " + n.role + " " +
+                                         std::to_string(bal) + " " + std::to_string(n.partition),
+                              "flare-admin balance " + key + ":" + std::to_string(bal), "");
+  if (b != "OK") {
+    complain("failed to change the balance of " + key + ": " + b);
+    return Outcome::failed;
+  }
+  return Outcome::ok;
+}
+
+inline Outcome ChangeExecutor::resume_master(const NodeArg& a, const NodeInfo& n) {
+  const std::string key = a.endpoint.key();
+  int part = *a.partition;
+  if (n.state == "down") {
+    complain(key + " is master of partition " + std::to_string(part) + " but down.");
+    Cluster c = cluster();
+    const NodeInfo* serving = c.master_of(part);
+    if (io_.warn)
+      io_.warn(key + " does not run (is its flared stopped?): start its flared again; the index makes it active with its "
+               "data" + (serving && serving->key != key ? ", unless another master took the partition over (" + serving->key +
+                                                              "; then it comes back as a proxy)"
+                                                        : std::string()) + ".");
+    return Outcome::failed;
+  }
+  if (n.state == "active") {
+    if (n.balance == *a.balance) {
+      say("no need to change the role of " + key + ".");
+      return Outcome::ok;
+    }
+    return give_balance(n, *a.balance);
+  }
+  if (opt_.dry_run) {
+    say("dry run: " + key + " is master " + n.state + "; would wait for it to be ready" +
+        (opt_.activate ? ", then send 'node state " + a.endpoint.host + " " + std::to_string(a.endpoint.port) + " active'" : "") +
+        " to " + index_.endpoint().display());
+    return Outcome::ok;
+  }
+  if (n.state == "prepare")
+    say(key + " is already master of partition " + std::to_string(part) + " and still copying (prepare): waiting for it to be ready.");
+  else
+    say(key + " is already master of partition " + std::to_string(part) + " (" + n.state + ").");
+  Outcome o = finish_master(a);
+  if (o == Outcome::ok && !opt_.activate && io_.warn) {
+    Cluster c = cluster();
+    if (const NodeInfo* now = c.find(a.endpoint); now && now->state == "ready")
+      io_.warn(key + " is master ready: built, serving no data until it is activated: flare-admin activate " + key);
+  }
+  return o;
+}
+
+inline Outcome ChangeExecutor::resume_slave(const NodeInfo& n, int bal, const std::string& again) {
+  const std::string key = n.key;
+  if (auto refused = masterless_slave(cluster(), n.endpoint(), n.partition, again)) return *refused;
+  if (n.state == "active") {
+    if (n.balance == bal) {
+      say("no need to change the role of " + key + ".");
+      return Outcome::ok;
+    }
+    say(key + " is already slave active of partition " + std::to_string(n.partition) + ", with balance " +
+        std::to_string(n.balance) + ".");
+    return give_balance(n, bal);
+  }
+  if (opt_.dry_run) {
+    say("dry run: " + key + " is slave " + n.state + "; would wait for it to be active" +
+        (bal > 0 ? ", then send 'node role " + n.host + " " + std::to_string(n.port) + " slave " + std::to_string(bal) + " " +
+                       std::to_string(n.partition) + "'"
+                 : std::string()) +
+        " to " + index_.endpoint().display());
+    return Outcome::ok;
+  }
+  say(key + " is already a slave of partition " + std::to_string(n.partition) + " and still copying (" + n.state +
+      "): waiting for it.");
+  return finish_slave(n.endpoint(), n.partition, bal, again, false);
+}
+
+inline bool ChangeExecutor::answers_ping(const Endpoint& ep) { return detail::answers_ping(ep, opt_.timeout_ms, index_.trace()); }
+
+inline Outcome ChangeExecutor::reconstruct_one(const NodeInfo& n) {
+  const Endpoint ep = n.endpoint();
+  const bool failover = n.is_master() && n.is_active();
+  const std::string rebuild = "flare-admin slave " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
+  // Set down and not yet flushed, it is a proxy holding its old copy, which `slave` refuses to
+  // delete unless told: the partition's master holds the data it is rebuilt from (rebuild_unflushed).
+  const std::string rebuild_unflushed =
+      "flare-admin slave --discard-items " + n.key + ":" + std::to_string(n.balance) + ":" + std::to_string(n.partition);
+  working_on(ep, "flare-admin reconstruct " + n.key, rebuild_unflushed + " (once it is proxy active)");
+  job_seen_ = n;
+  keep_balance(ep, n.partition, n.balance); // a run cut short from here on leaves the figure to the next
+  if (failover) {
+    Cluster c = cluster();
+    if (auto refused = failover_checks(c, n)) {
+      forget_balance(ep);
+      return *refused;
+    }
+  }
+  say("turning down...");
+  // Set down, it is out of its partition: from there on, the way to finish is to make it a slave.
+  // Said as soon as the index takes the down, before the wait for the nodes to route by it.
+  auto set_down = [&] {
+    working_on(ep, rebuild_unflushed + " (once it is proxy active; it was set down to be rebuilt)");
+    // what the index makes of a node set down: a slave proxy down, a master failed over master down
+    if (failover) expect_seen(ep, "master", "down", n.partition, n.balance);
+    else expect_seen(ep, "proxy", "down", -1, 0);
+  };
+  std::string st;
+  const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
+  if (failover) {
+    st = down_master(n);
+  } else {
+    st = change_at(index_.endpoint(), request, [&] {
+      return send_to_index(request, [&] { return index_.node_state(ep, "down"); },
+                           [&](const Cluster& now) {
+                             const NodeInfo* x = now.find(ep);
+                             return x && (x->state == "down" || x->is_proxy());
+                           });
+    });
+    if (st == "OK" && !opt_.dry_run) set_down();
+    st = in_effect(st);
+  }
+  if (st == kInterruptedTaken) {
+    set_down();
+    return interrupted_change(ep, st, request, "flare-admin reconstruct " + n.key, rebuild_unflushed + " (once it is proxy active)");
+  }
+  if (st != "OK") {
+    if (!job_ || job_->again.rfind("flare-admin reconstruct", 0) == 0) forget_balance(ep); // not set down: nothing to finish
+    if (st == "interrupted") return interrupted_change(ep, st, request, "flare-admin reconstruct " + n.key, "");
+    complain("failed to turn " + n.key + " down: " + st);
+    return Outcome::failed;
+  }
+  set_down();
+  if (!opt_.dry_run) cluster(); // where it is now, for a message if the index is lost from here on
+  say("waiting for node to be active again...");
+  WaitEnd back = WaitEnd::reached;
+  try {
+    if (!opt_.dry_run) back = wait_for_proxy_active(index_, ep, opt_, io_);
+  } catch (const NetworkError& e) {
+    throw NetworkError(lost_index_text(e.what()));
+  }
+  if (back == WaitEnd::interrupted) return interrupted_at(ep, "It was set down; to rebuild it: " + rebuild_unflushed);
+  if (flush(ep) != "OK") {
+    complain("executing flush_all failed.");
+    return Outcome::failed;
+  }
+  Outcome o = construct_slave(ep, n.partition, n.balance, "started constructing node...", false, rebuild, true);
+  if (o == Outcome::ok) say("done.");
+  return o;
+}
+
+inline std::vector<const NodeInfo*> ChangeExecutor::active_slaves(const Cluster& c, const NodeInfo& m) {
+  std::vector<const NodeInfo*> active;
+  for (const auto* s : c.slaves_of(m.partition))
+    if (s->is_active()) active.push_back(s);
+  return active;
+}
+
+inline std::vector<const NodeInfo*> ChangeExecutor::takeover_candidates(const Cluster& c, const NodeInfo& m) {
+  std::vector<const NodeInfo*> active = active_slaves(c, m);
+  int top = 0;
+  for (const auto* s : active) top = std::max(top, s->balance);
+  std::vector<const NodeInfo*> out;
+  for (const auto* s : active)
+    if (s->balance == top) out.push_back(s);
+  return out;
+}
+
+inline std::string ChangeExecutor::lag_text(const SlaveLag& l) {
+  if (l.pending() == 0) return "caught up (no write waiting)";
+  return std::to_string(l.queue) + " writes waiting" + (l.writing ? " (and one being sent)" : "") + ", the oldest " +
+         std::to_string(l.behind) + " s old";
+}
+
+inline std::optional<std::vector<SlaveLag>> ChangeExecutor::read_lags(const Cluster& c, const NodeInfo& m) {
+  try {
+    return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes(), index_.trace());
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& e) {
+    if (io_.warn)
+      io_.warn("warning: the replication lag of " + m.key + "'s slaves is unknown: " + m.key + " did not answer `stats threads slave` (" +
+               e.what() + "); writes it has not sent to them yet are lost if it is down");
+    return std::nullopt;
+  }
+}
+
+inline std::optional<std::string> ChangeExecutor::copy_source_problem(const Cluster& c, int part) {
+  std::vector<Endpoint> eps;
+  std::vector<std::string> keys;
+  for (int p = 0; p < part; ++p) {
+    const NodeInfo* m = c.master_of(p);
+    if (!m) return "partition " + std::to_string(p) + " has no master";
+    if (!m->is_active())
+      return "partition " + std::to_string(p) + "'s master " + m->key + " is " + m->state + ", not active";
+    eps.push_back(m->endpoint());
+    keys.push_back(m->key);
+  }
+  auto answers = gather_stats(eps, opt_.timeout_ms, hooks());
+  for (size_t i = 0; i < answers.size(); ++i)
+    if (!answers[i].ok)
+      return "partition " + std::to_string(i) + "'s master " + keys[i] + " does not answer (" + answers[i].error + ")";
+  return std::nullopt;
+}
+
+inline std::optional<Outcome> ChangeExecutor::takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags) {
+  auto cands = takeover_candidates(c, m);
+  if (!cands.empty() && said_.insert("failover " + m.key).second) {
+    note("a failover: writes made while the partition switches masters may be lost (flare replicates asynchronously; "
+         "the slave promoted has only what reached it)");
+    // Who takes over, before anything is sent (flarei's down_node: the active slave of the
+    // highest balance; on a tie, the first in its own order, which the map does not show).
+    std::string who;
+    for (const auto* s : cands) who += (who.empty() ? "" : ", ") + s->key;
+    note("the index promotes " + (cands.size() == 1 ? who : "one of " + who + " (a tie in balance: the index's choice)") +
+         ", the active slave of the highest balance (" + std::to_string(cands.front()->balance) + "), to master of partition " +
+         std::to_string(m.partition));
+  }
+  if (cands.empty()) {
+    // No slave to take over: set down, the partition serves nothing, and while its flared runs
+    // flarei's monitor makes it master active again about a second later (seen on a real flare
+    // 1.3.4: 100 of 100 gets failed meanwhile): an outage, and nothing lasting. Refused first.
+    if (opt_.unsafe) {
+      if (said_.insert("only copy " + m.key).second)
+        note("--unsafe: " + m.key + " is the only active copy of partition " + std::to_string(m.partition) +
+             ": the partition serves nothing while it is down.");
+      return std::nullopt;
+    }
+    complain("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
+             " and it has no active slave to take over: set down, the partition would serve nothing, and while its "
+             "flared runs the index makes it master active again a second later (an outage, nothing lasting). "
+             "Nothing was changed. To take it out of service, give the partition a slave first (flare-admin slave "
+             "HOST:PORT:" + std::to_string(std::max(1, m.balance)) + ":" + std::to_string(m.partition) +
+             " on a proxy), then run this again; --unsafe sets it down anyway.");
+    return Outcome::failed;
+  }
+  std::vector<Endpoint> eps;
+  for (const auto* s : cands) eps.push_back(s->endpoint());
+  auto answers = gather_stats(eps, opt_.timeout_ms, hooks());
+  std::string dead, dead_keys;
+  size_t dead_count = 0;
+  for (size_t i = 0; i < answers.size(); ++i)
+    if (!answers[i].ok) {
+      dead += (dead.empty() ? "" : ", ") + cands[i]->key + " (" + answers[i].error + ")";
+      dead_keys += " " + cands[i]->key;
+      ++dead_count;
+    }
+  if (!dead.empty()) {
+    // The advice names the slaves that do not answer, never a live one (downing that would
+    // leave the dead one the index's only choice).
+    const bool one = dead_count == 1;
+    if (io_.warn)
+      io_.warn("refused: " + m.key + " is the master of partition " + std::to_string(m.partition) +
+               "; the index would hand the partition to " + (cands.size() == 1 ? "its slave " : "one of its slaves ") +
+               dead + (one ? ", which does not answer" : ", which do not answer") +
+               ": the partition would be left without a working master. Nothing was changed. Start " +
+               (one ? "that slave's flared" : "those slaves' flared") + " again; or give the partition a working slave "
+               "first (flare-admin slave HOST:PORT:" + std::to_string(std::max(1, cands.front()->balance)) + ":" +
+               std::to_string(m.partition) + " on a proxy), then set " + (one ? "the dead one" : "the dead ones") +
+               " down (flare-admin down" + dead_keys + ") and run this again.");
+    return Outcome::failed;
+  }
+  lags = read_lags(c, m);
+  if (lags) {
+    for (const auto* s : active_slaves(c, m)) {
+      SlaveLag none;
+      none.slave = s->key;
+      const SlaveLag* l = &none;
+      for (const auto& x : *lags)
+        if (x.slave == s->key) l = &x;
+      // The plan of a dry run is its output; in a real run, a note (stderr in flare-admin).
+      note("replication from " + m.key + " to " + s->key + ": " + lag_text(*l));
+      if (opt_.dry_run && l->pending() > 0)
+        say("dry run: a real run would wait up to " + detail::seconds_text(opt_.timeout_ms) + " s for " + s->key +
+            " to catch up, and refuse if it does not" + (opt_.unsafe ? " (--unsafe: it would go on)." : " (unless --unsafe)."));
+    }
+  }
+  return std::nullopt;
+}
+
+inline std::optional<Outcome> ChangeExecutor::drain_check(const Cluster& c, const NodeInfo& m, const std::optional<std::vector<SlaveLag>>& first) {
+  if (opt_.dry_run || !first) return std::nullopt;
+  // Every active slave: the one promoted lacks what it has not received, the others would
+  // never receive it (they follow the new master from then on).
+  auto cands = active_slaves(c, m);
+  auto behind = [&](const std::vector<SlaveLag>& lags) {
+    std::vector<SlaveLag> out;
+    for (const auto* s : cands)
+      for (const auto& l : lags)
+        if (l.slave == s->key && l.pending() > 0) out.push_back(l);
+    return out;
+  };
+  auto start = Clock::now(), shown = start - std::chrono::seconds(1);
+  std::vector<SlaveLag> late = behind(*first);
+  while (!late.empty()) {
+    if (Clock::now() - start >= std::chrono::milliseconds(opt_.timeout_ms)) break;
+    if (io_.progress && Clock::now() - shown >= std::chrono::seconds(1)) { // a line a second, as constructions
+      io_.progress("waiting for " + late.front().slave + " to catch up with " + m.key + ": " + lag_text(late.front()));
+      shown = Clock::now();
+    }
+    if (!detail::pause(200, io_)) {
+      if (io_.warn) io_.warn("interrupted while waiting for the slaves of " + m.key + " to catch up: nothing was changed.");
+      return Outcome::interrupted;
+    }
+    auto now = read_lags(c, m);
+    if (!now) return std::nullopt; // m stopped answering: nothing more to wait for
+    late = behind(*now);
+  }
+  if (late.empty()) return std::nullopt;
+  std::string figures;
+  for (const auto& l : late) figures += (figures.empty() ? "" : "; ") + l.slave + ": " + lag_text(l);
+  long long waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  waited = waited >= 1000 ? waited / 1000 * 1000 : waited / 100 * 100; // whole seconds, or tenths under one
+  if (opt_.unsafe) {
+    if (io_.warn) io_.warn("warning: --unsafe: failing " + m.key + " over although its slaves are behind (" + figures + "); those writes are lost");
+    return std::nullopt;
+  }
+  if (io_.warn)
+    io_.warn("refused: the slaves of " + m.key + " did not catch up within " + detail::seconds_text(waited) + " s (" + figures +
+             "); a failover now would lose those writes. Nothing was changed. Run it again when they have caught up "
+             "(see flare-admin stats, column behind), with a longer --timeout, or with --unsafe to give those writes up.");
+  return Outcome::failed;
+}
+
+inline std::optional<Outcome> ChangeExecutor::failover_checks(const Cluster& c, const NodeInfo& m) {
+  std::optional<std::vector<SlaveLag>> lags;
+  if (auto r = takeover_check(c, m, lags)) return r;
+  return drain_check(c, m, lags);
+}
+
+inline std::string ChangeExecutor::down_master(const NodeInfo& m) {
+  const Endpoint ep = m.endpoint();
+  const std::string request = "node state " + ep.host + " " + std::to_string(ep.port) + " down";
+  // flare replicates asynchronously: a write the master acknowledged and had not sent on when
+  // the switch was made is not on the slave promoted (seen on a real flare 1.3.4: 1 of 6,260
+  // writes made during a planned failover). What each slave lacked is read right before.
+  std::optional<std::vector<SlaveLag>> at_switch;
+  if (!opt_.dry_run) {
+    Cluster before = cluster();
+    at_switch = read_lags(before, m);
+  }
+  std::string st = change(request, [&] {
+    try {
+      return index_.node_state(ep, "down");
+    } catch (const NetworkError& e) {
+      // The change was made if `m` is no longer its partition's master: down, or (a few
+      // seconds on, its flared being alive) back as a proxy, as seen on a real flare 1.3.4.
+      Cluster after = cluster(); // a new connection: the late answer is dropped with the old one
+      const NodeInfo* now = after.find(ep);
+      if (!now || (now->state != "down" && now->is_master())) throw;
+      note("the index did not answer '" + request + "' (" + e.what() + ") but made the change.");
+      return std::string("OK");
+    }
+  });
+  if (st != "OK" || opt_.dry_run) return st;
+  Cluster after = cluster();
+  const NodeInfo* nm = after.master_of(m.partition);
+  if (nm && nm->key != m.key && nm->is_active()) {
+    std::string lacked = "unknown (the old master's replication threads could not be read)";
+    if (at_switch) {
+      long long pending = 0;
+      for (const auto& l : *at_switch)
+        if (l.slave == nm->key) pending = l.pending();
+      lacked = std::to_string(pending);
+    }
+    note("partition " + std::to_string(m.partition) + " failed over: its master is now " + nm->key + " (balance " +
+         std::to_string(nm->balance) + "). Writes made while it switched may be lost (flare replicates "
+         "asynchronously): writes " + nm->key + " had not received when the switch was sent: " + lacked + ".");
+    if (after.active_slave_count(m.partition) == 0)
+      note("partition " + std::to_string(m.partition) + " has no active slave now: no redundancy until one is built "
+           "(flare-admin slave HOST:PORT:BALANCE:" + std::to_string(m.partition) + ").");
+  }
+  else if (io_.warn)
+    io_.warn("warning: partition " + std::to_string(m.partition) + " has no active master now" +
+             (nm ? " (" + nm->key + " is master " + nm->state + ")" : std::string()) + ": its reads and writes fail.");
+  return st;
+}
+
+inline void ChangeExecutor::planned_as(NodeInfo n, const std::string& role, const std::string& state, int part, int bal) {
+  n.role = role;
+  n.state = state;
+  n.partition = part;
+  n.balance = bal;
+  planned_[n.key] = std::move(n);
+}
+
+inline Cluster ChangeExecutor::as_planned(Cluster c) const {
+  if (!opt_.dry_run || planned_.empty()) return c;
+  std::vector<NodeInfo> nodes = c.nodes();
+  for (auto& n : nodes) {
+    auto it = planned_.find(n.key);
+    if (it != planned_.end()) n = it->second;
+  }
+  return Cluster(std::move(nodes));
+}
+
+inline LayoutPlan ChangeExecutor::planned_layout(const Cluster& c, const Layout& layout, const LayoutOptions& lo) {
+  return plan_layout_live(c, layout, lo, opt_.timeout_ms, hooks());
+}
+
+inline std::string ChangeExecutor::step_moved(const PlanStep& s) {
+  Cluster c = cluster();
+  const NodeInfo* n = c.find(s.node);
+  if (!n) return s.node + " is no longer in the map";
+  const std::string now = s.node + " is " + n->role + " " + n->state;
+  switch (s.kind) {
+  case PlanStep::Kind::master:
+  case PlanStep::Kind::slave: {
+    const std::string role = s.kind == PlanStep::Kind::master ? "master" : "slave";
+    if (n->role == role && n->partition == s.partition) return "";
+    if (!n->is_proxy()) return now;
+    if (n->state == "down") {
+      // Set down by an earlier step, its flared still running: the index brings it back.
+      say(s.node + " is proxy down: waiting for the index to bring it back as a proxy.");
+      if (wait_for_proxy_active(index_, n->endpoint(), opt_, io_) != WaitEnd::reached) return now + " (interrupted)";
+    }
+    return "";
+  }
+  case PlanStep::Kind::failover: {
+    if (!(n->is_master() && n->is_active() && n->partition == s.partition)) return now;
+    std::map<std::string, detail::PlannedNode> sim;
+    for (const auto& x : c.nodes()) sim[x.key] = detail::PlannedNode{x.role, x.state, x.partition, x.balance, false};
+    std::string cand = detail::failover_candidate(sim, s.partition);
+    return cand == s.source ? "" : "a failover of partition " + std::to_string(s.partition) + " would now go to " +
+                                       (cand.empty() ? std::string("no slave") : cand) + ", not " + s.source;
+  }
+  case PlanStep::Kind::release:
+    return n->is_slave() && n->partition == s.partition && n->is_active() ? "" : now;
+  case PlanStep::Kind::balance:
+    return n->is_proxy() ? now : "";
+  case PlanStep::Kind::remove:
+    return n->is_proxy() && n->state == "down" ? "" : now;
+  }
+  return now;
+}
+
+inline void ChangeExecutor::keep_balance(const Endpoint& ep, int part, int bal) {
+  if (bal <= 0 || opt_.dry_run || balances_.path().empty()) return;
+  try {
+    balances_.keep({index_.endpoint().key(), ep.key(), part, bal, static_cast<long long>(std::time(nullptr))});
+  } catch (const Error& e) {
+    if (said_.insert("balance record").second)
+      complain(std::string("warning: the balance to give ") + ep.key() + " could not be kept (" + e.what() +
+               "); if this run is cut short, the next one will not know it");
+  }
+}
+
+inline void ChangeExecutor::forget_balance(const Endpoint& ep) {
+  if (opt_.dry_run || balances_.path().empty()) return;
+  try {
+    balances_.forget(index_.endpoint().key(), ep.key());
+  } catch (const Error&) {
+  }
+}
+
+inline std::string ChangeExecutor::kept_balance_text(const Endpoint& ep, int part) const {
+  auto b = kept_balance(ep, part);
+  return (b ? std::to_string(b->balance) : std::string("BALANCE")) + ":" +
+         (part >= 0 ? std::to_string(part) : b ? std::to_string(b->partition) : std::string("PARTITION"));
+}
+
+inline Outcome ClusterAdmin::master(std::vector<NodeArg> args) {
+  if (auto refused = preflight()) return *refused;
+  // Every argument first: flarei refuses a master of balance 0, after the flush_all.
+  for (const auto& a : args)
+    if (!a.balance || *a.balance <= 0 || !a.partition) {
+      x_.complain("invalid balance '" + a.text + "'.");
+      return Outcome::failed;
+    }
+  std::stable_sort(args.begin(), args.end(), [](const NodeArg& a, const NodeArg& b) { return *a.partition < *b.partition; });
+  // A down master with no replacement holds the partition's only copy: a new master would
+  // start empty and the index would list two masters. --force answers questions; it does
+  // not choose to lose data. Only --unsafe does (decide_master).
+  const bool unsafe = x_.options().unsafe;
+  return x_.run(args, [unsafe](const Cluster& c, const NodeArg& a) { return decide_master(c, a, unsafe); },
+                &ChangeExecutor::master_node);
+}
+
+inline Outcome ClusterAdmin::slave(const std::vector<NodeArg>& args) {
+  if (auto refused = preflight()) return *refused;
+  return x_.run(args, decide_slave, &ChangeExecutor::slave_node);
+}
+
+inline Outcome ClusterAdmin::balance(const std::vector<NodeArg>& args) {
+  if (auto refused = preflight()) return *refused;
+  const bool unsafe = x_.options().unsafe;
+  return x_.run(args, [unsafe](const Cluster& c, const NodeArg& a) { return decide_balance(c, a, unsafe); },
+                &ChangeExecutor::balance_node);
+}
+
+inline Outcome ClusterAdmin::down(const std::vector<NodeArg>& args) {
+  if (auto refused = preflight()) return *refused;
+  Outcome result = x_.run(args, decide_down, &ChangeExecutor::down_node);
+  if (result != Outcome::interrupted && !x_.stopped() && !x_.interrupted()) x_.say(""); // 0.7.3 ends down's table (not activate's) with an empty line
+  return result;
+}
+
+inline Outcome ClusterAdmin::activate(const std::vector<NodeArg>& args) {
+  if (auto refused = preflight()) return *refused;
+  return x_.run(args, decide_activate, &ChangeExecutor::activate_node);
+}
+
+inline Outcome ClusterAdmin::remove(const std::vector<NodeArg>& args) {
+  if (auto refused = preflight()) return *refused;
+  Outcome result = x_.each_node(args, decide_remove, [&](const Cluster& c, const NodeInfo& n, const NodeArg& a,
+                                                         const NodeDecision& d) { return x_.remove_node(c, n, a, d); });
+  if (result == Outcome::interrupted || x_.interrupted()) return result;
+  x_.say("");
+  x_.show_nodes(x_.cluster().nodes());
+  x_.say("");
+  return result;
+}
+
+inline Outcome ClusterAdmin::reconstruct(const std::vector<NodeArg>& args) {
+  if (auto refused = preflight()) return *refused;
+  {
+    Cluster c = x_.cluster();
+    std::vector<NodeInfo> targets;
+    for (const auto& a : args)
+      if (auto* n = c.find(a.endpoint)) targets.push_back(*n);
+    x_.show_nodes(targets);
+    x_.say("");
+  }
+  const bool unsafe = x_.options().unsafe;
+  auto decide = [&, unsafe](const Cluster& c, const NodeArg& a) {
+    return decide_reconstruct(c, a, unsafe, x_.kept_balance(a.endpoint));
+  };
+  Outcome result = x_.run(args, decide, &ChangeExecutor::reconstruct_node);
+  if (result != Outcome::interrupted && !x_.stopped() && !x_.interrupted()) x_.say("");
+  return result;
+}
+
+inline Outcome ClusterAdmin::part(const std::vector<NodeArg>& args) {
+  if (auto refused = preflight()) return *refused;
+  const PartPlan plan = plan_part(args);
+  x_.say("master:");
+  const OperationOptions saved = x_.options();
+  x_.options().activate = true;
+  Outcome r = master(plan.masters);
+  x_.options() = saved;
+  if (r == Outcome::interrupted || r == Outcome::failed) return r;
+  x_.say("slaves:");
+  return worse(r, slave(plan.slaves));
+}
+
+inline Outcome ClusterAdmin::apply(const Layout& layout, const LayoutOptions& lo, long long made_from) {
+  if (auto refused = preflight()) return *refused;
+  return x_.run_layout(layout, lo, made_from, [this](const PlanStep& s) { return run_step(s); });
+}
+
+inline Outcome ClusterAdmin::run_step(const PlanStep& s) {
+  NodeArg a{parse_host_port(s.node, FLARE_TOOLS_DEFAULT_NODE_PORT), s.balance, s.partition, s.node};
+  switch (s.kind) {
+  case PlanStep::Kind::master: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return master({a});
+  case PlanStep::Kind::slave: a.text = s.node + ":" + std::to_string(s.balance) + ":" + std::to_string(s.partition); return slave({a});
+  case PlanStep::Kind::failover:
+  case PlanStep::Kind::release: return down({a});
+  case PlanStep::Kind::balance: a.text = s.node + ":" + std::to_string(s.balance); return balance({a});
+  case PlanStep::Kind::remove: return remove({a});
+  }
+  return Outcome::failed;
+}
 
 // ---- 7b. Data: dump, restore, verify ----------------------------------------------------
 
-// `--bwlimit` values in flare-tools 0.7.3's units, so existing scripts keep their meaning:
-// a number of BITS per second, `k`/`M`/`G` multiply by 1024, a trailing `B` means bytes.
-// Returns bytes per second (0 = unlimited), or nullopt for anything else.
 inline std::optional<unsigned long long> parse_bandwidth(std::string_view s) {
   size_t i = 0;
   while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
@@ -6633,74 +7956,51 @@ inline std::optional<unsigned long long> parse_bandwidth(std::string_view s) {
   return bytes ? v : v / 8;
 }
 
-// Keeps the average rate of a transfer at `bytes_per_second` since its start: after each
-// chunk, sleep until the time the bytes so far are due. Accurate over the whole transfer,
-// and no sleep at all when the link is slower than the limit.
-class RateLimiter {
-public:
-  explicit RateLimiter(unsigned long long bytes_per_second = 0, CancelFn cancel = nullptr)
-      : rate_(bytes_per_second), cancel_(std::move(cancel)) {}
-  // Sleeps (in slices, so a cancel is seen) until `bytes` more are due. Throws Interrupted.
-  void consume(size_t bytes) {
-    if (rate_ == 0) return;
-    if (total_ == 0) start_ = Clock::now();
-    total_ += bytes;
-    auto due = start_ + std::chrono::microseconds(static_cast<long long>(static_cast<double>(total_) * 1e6 / static_cast<double>(rate_)));
-    for (auto now = Clock::now(); due > now; now = Clock::now()) {
-      if (cancel_ && cancel_()) throw Interrupted("interrupted");
-      std::this_thread::sleep_for(std::min<Clock::duration>(due - now, std::chrono::milliseconds(FLARE_TOOLS_CANCEL_CHECK_MS)));
-    }
-  }
-  // The most to hand over at once so that one sleep stays short (a fifth of a second's worth).
-  size_t chunk(size_t most) const { return rate_ == 0 ? most : static_cast<size_t>(std::clamp<unsigned long long>(rate_ / 5, 1, most)); }
-  unsigned long long rate() const { return rate_; }
+inline RateLimiter::RateLimiter(unsigned long long bytes_per_second, CancelFn cancel)
+    : rate_(bytes_per_second), cancel_(std::move(cancel)) {}
 
-private:
-  unsigned long long rate_;
-  CancelFn cancel_;
-  unsigned long long total_ = 0;
-  Clock::time_point start_{};
-};
+inline void RateLimiter::consume(size_t bytes) {
+  if (rate_ == 0) return;
+  if (total_ == 0) start_ = Clock::now();
+  total_ += bytes;
+  auto due = start_ + std::chrono::microseconds(static_cast<long long>(static_cast<double>(total_) * 1e6 / static_cast<double>(rate_)));
+  for (auto now = Clock::now(); due > now; now = Clock::now()) {
+    if (cancel_ && cancel_()) throw Interrupted("interrupted");
+    std::this_thread::sleep_for(std::min<Clock::duration>(due - now, std::chrono::milliseconds(FLARE_TOOLS_CANCEL_CHECK_MS)));
+  }
+}
 
-// A buffered writer to a file descriptor (1 MiB buffer): one write(2) per megabyte.
-class FdWriter {
-public:
-  explicit FdWriter(int fd, std::string name) : fd_(fd), name_(std::move(name)) { buf_.reserve(kSize); }
-  ~FdWriter() {
-    try {
-      flush();
-    } catch (const Error&) {
-    }
-  }
-  void write(std::string_view s) {
-    if (buf_.size() + s.size() > kSize) flush();
-    if (s.size() >= kSize) {
-      write_all(s);
-      return;
-    }
-    buf_.append(s.data(), s.size());
-  }
-  void flush() {
-    write_all(buf_);
-    buf_.clear();
-  }
-  unsigned long long written() const { return written_ + buf_.size(); }
+inline size_t RateLimiter::chunk(size_t most) const { return rate_ == 0 ? most : static_cast<size_t>(std::clamp<unsigned long long>(rate_ / 5, 1, most)); }
 
-private:
-  static constexpr size_t kSize = 1 << 20;
-  void write_all(std::string_view s) {
-    while (!s.empty()) {
-      ssize_t n = detail::handle_EINTR([&] { return ::write(fd_, s.data(), s.size()); });
-      if (n < 0) throw Error("cannot write " + name_ + ": " + detail::errno_text(errno));
-      s.remove_prefix(static_cast<size_t>(n));
-      written_ += static_cast<unsigned long long>(n);
-    }
+inline FdWriter::~FdWriter() {
+  try {
+    flush();
+  } catch (const Error&) {
   }
-  int fd_;
-  std::string name_;
-  std::string buf_;
-  unsigned long long written_ = 0;
-};
+}
+
+inline void FdWriter::write(std::string_view s) {
+  if (buf_.size() + s.size() > kSize) flush();
+  if (s.size() >= kSize) {
+    write_all(s);
+    return;
+  }
+  buf_.append(s.data(), s.size());
+}
+
+inline void FdWriter::flush() {
+  write_all(buf_);
+  buf_.clear();
+}
+
+inline void FdWriter::write_all(std::string_view s) {
+  while (!s.empty()) {
+    ssize_t n = detail::handle_EINTR([&] { return ::write(fd_, s.data(), s.size()); });
+    if (n < 0) throw Error("cannot write " + name_ + ": " + detail::errno_text(errno));
+    s.remove_prefix(static_cast<size_t>(n));
+    written_ += static_cast<unsigned long long>(n);
+  }
+}
 
 namespace detail {
 
@@ -6743,33 +8043,6 @@ inline bool is_stream_device(mode_t m) { return S_ISCHR(m) || S_ISFIFO(m); }
 
 } // namespace detail
 
-// A file written whole or not at all, safe in a folder other users can write to (a nightly dump
-// run as root into /tmp), with two writers to one path kept apart.
-//  - The bytes go to a new temporary beside the path, ".NAME.XXXXXX", made by mkstemp: a unique
-//    name created exclusively, so no link planted at any name is followed and no other writer's
-//    file is truncated. It is created with mode 0600 whatever the umask.
-//  - commit() sets `mode` (exactly: the umask does not apply), fsyncs, and renames it over the
-//    path. A symbolic link at the path is replaced, never written through. Of two writers to one
-//    path, the later commit wins; each leaves a complete file.
-//  - Destroyed uncommitted (an error, an exception, Interrupted), it removes its temporary only.
-//  - A path that is a character device or a FIFO (/dev/null, a pipe) is written in place, since
-//    renaming over it would replace the device; through a symbolic link only when the link is
-//    owned by root or by us (/dev/stdout). A folder, a block device or a socket is refused.
-// Modes: kPrivate (0600) for what holds cluster data (dumps, key lists, flare.xml), kShared
-// (0644) for what a monitoring agent reads. Throws Error (naming the path and the reason).
-// A temporary of this library's left in a folder by a process that no longer runs (kill -9, a
-// crash, a power cut): named ".NAME.flare-tmp-PID.XXXXXX", PID gone. It holds a part of what
-// was being written (private cluster data, often large); nothing removes it but its owner.
-struct LeftoverTemporary {
-  std::string path;
-  unsigned long long bytes = 0;
-  long pid = 0; // the process that wrote it
-};
-
-// The leftover temporaries in `dir`, by name. Only names of our form whose writer's process is
-// gone (kill(pid, 0) says ESRCH): a temporary of a write still going on is never named. A
-// process id can be reused, so a leftover can be missed, never misnamed as one of a live writer.
-// Regular files only. Throws nothing: a folder that cannot be read has none to name.
 inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir) {
   std::vector<LeftoverTemporary> out;
   namespace fs = std::filesystem;
@@ -6797,94 +8070,69 @@ inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& di
   return out;
 }
 
-class OutputFile {
-public:
-  static constexpr unsigned kPrivate = 0600;
-  static constexpr unsigned kShared = 0644;
-
-  explicit OutputFile(std::string path, unsigned mode = kPrivate) : path_(std::move(path)), mode_(mode & 07777) {
-    if (path_.empty()) throw Error("no file name given");
-    struct stat lst;
-    if (::lstat(path_.c_str(), &lst) == 0) {
-      struct stat st = lst;
-      const bool link = S_ISLNK(lst.st_mode);
-      if (link && ::stat(path_.c_str(), &st) != 0) st = lst; // a dangling link is replaced
-      if (S_ISDIR(st.st_mode)) throw Error("'" + path_ + "' is a directory" + (link ? " (through a symbolic link)" : ""));
-      if (S_ISBLK(st.st_mode)) throw Error("'" + path_ + "' is a block device; not writing onto it");
-      if (S_ISSOCK(st.st_mode)) throw Error("'" + path_ + "' is a socket");
-      if (detail::is_stream_device(st.st_mode)) {
-        if (link && lst.st_uid != 0 && lst.st_uid != ::geteuid())
-          throw Error("'" + path_ + "' is a symbolic link of another user's to a device; not following it");
-        open_in_place(link);
-        return;
-      }
-    } else if (errno != ENOENT) {
-      throw Error("cannot write '" + path_ + "': " + detail::errno_text(errno));
+inline OutputFile::OutputFile(std::string path, unsigned mode)
+    : path_(std::move(path)), mode_(mode & 07777) {
+  if (path_.empty()) throw Error("no file name given");
+  struct stat lst;
+  if (::lstat(path_.c_str(), &lst) == 0) {
+    struct stat st = lst;
+    const bool link = S_ISLNK(lst.st_mode);
+    if (link && ::stat(path_.c_str(), &st) != 0) st = lst; // a dangling link is replaced
+    if (S_ISDIR(st.st_mode)) throw Error("'" + path_ + "' is a directory" + (link ? " (through a symbolic link)" : ""));
+    if (S_ISBLK(st.st_mode)) throw Error("'" + path_ + "' is a block device; not writing onto it");
+    if (S_ISSOCK(st.st_mode)) throw Error("'" + path_ + "' is a socket");
+    if (detail::is_stream_device(st.st_mode)) {
+      if (link && lst.st_uid != 0 && lst.st_uid != ::geteuid())
+        throw Error("'" + path_ + "' is a symbolic link of another user's to a device; not following it");
+      open_in_place(link);
+      return;
     }
-    temp_ = detail::temp_template_beside(path_);
-    fd_ = detail::make_temp_file(temp_);
-    if (fd_ < 0) {
-      int err = errno;
-      std::string where = temp_.substr(0, temp_.find_last_of('/') + 1);
-      throw Error("cannot create a file in '" + (where.empty() ? std::string("./") : where) + "' for '" + path_ +
-                  "': " + detail::errno_text(err));
-    }
+  } else if (errno != ENOENT) {
+    throw Error("cannot write '" + path_ + "': " + detail::errno_text(errno));
   }
-  OutputFile(const OutputFile&) = delete;
-  OutputFile& operator=(const OutputFile&) = delete;
-  ~OutputFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+  temp_ = detail::temp_template_beside(path_);
+  fd_ = detail::make_temp_file(temp_);
+  if (fd_ < 0) {
+    int err = errno;
+    std::string where = temp_.substr(0, temp_.find_last_of('/') + 1);
+    throw Error("cannot create a file in '" + (where.empty() ? std::string("./") : where) + "' for '" + path_ +
+                "': " + detail::errno_text(err));
   }
+}
 
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-  // The temporary's path; "" when the path is written in place (a device or a FIFO).
-  const std::string& temp_path() const { return temp_; }
-  bool in_place() const { return temp_.empty(); }
-  bool committed() const { return committed_; }
+inline OutputFile::~OutputFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+}
 
-  // Makes the file complete at its path (see above). Throws Error; the temporary is then
-  // removed by the destructor and the path keeps what it had.
-  void commit() {
-    if (committed_) return;
-    if (fd_ < 0) throw Error("'" + path_ + "' is not open");
-    if (!temp_.empty()) {
-      if (::fchmod(fd_, static_cast<mode_t>(mode_)) != 0 || ::fsync(fd_) != 0)
-        throw Error("cannot write '" + temp_ + "': " + detail::errno_text(errno));
-    }
-    int fd = fd_;
+inline void OutputFile::commit() {
+  if (committed_) return;
+  if (fd_ < 0) throw Error("'" + path_ + "' is not open");
+  if (!temp_.empty()) {
+    if (::fchmod(fd_, static_cast<mode_t>(mode_)) != 0 || ::fsync(fd_) != 0)
+      throw Error("cannot write '" + temp_ + "': " + detail::errno_text(errno));
+  }
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0 && errno != EINTR) throw Error("cannot write '" + display_name() + "': " + detail::errno_text(errno));
+  if (!temp_.empty() && std::rename(temp_.c_str(), path_.c_str()) != 0)
+    throw Error("cannot rename '" + temp_ + "' to '" + path_ + "': " + detail::errno_text(errno));
+  committed_ = true;
+}
+
+inline void OutputFile::open_in_place(bool through_link) {
+  fd_ = detail::handle_EINTR(
+      [&] { return ::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | (through_link ? 0 : O_NOFOLLOW)); });
+  if (fd_ < 0) throw Error("cannot write '" + path_ + "': " + detail::errno_text(errno));
+  struct stat st;
+  if (::fstat(fd_, &st) != 0 || !detail::is_stream_device(st.st_mode)) {
+    ::close(fd_);
     fd_ = -1;
-    if (::close(fd) != 0 && errno != EINTR) throw Error("cannot write '" + display_name() + "': " + detail::errno_text(errno));
-    if (!temp_.empty() && std::rename(temp_.c_str(), path_.c_str()) != 0)
-      throw Error("cannot rename '" + temp_ + "' to '" + path_ + "': " + detail::errno_text(errno));
-    committed_ = true;
+    throw Error("'" + path_ + "' changed while being opened; not writing it in place");
   }
+}
 
-private:
-  std::string display_name() const { return temp_.empty() ? path_ : temp_; }
-  void open_in_place(bool through_link) {
-    fd_ = detail::handle_EINTR(
-        [&] { return ::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | (through_link ? 0 : O_NOFOLLOW)); });
-    if (fd_ < 0) throw Error("cannot write '" + path_ + "': " + detail::errno_text(errno));
-    struct stat st;
-    if (::fstat(fd_, &st) != 0 || !detail::is_stream_device(st.st_mode)) {
-      ::close(fd_);
-      fd_ = -1;
-      throw Error("'" + path_ + "' changed while being opened; not writing it in place");
-    }
-  }
-
-  std::string path_;
-  std::string temp_;
-  unsigned mode_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
-// Writes `data` to `path` through an OutputFile: the old file or the whole new one, never a
-// part. `mode` as OutputFile's (permission bits, exact). Throws Error.
-inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode = OutputFile::kPrivate) {
+inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode) {
   OutputFile f(path, mode);
   {
     FdWriter w(f.fd(), "'" + (f.in_place() ? f.path() : f.temp_path()) + "'");
@@ -6893,14 +8141,6 @@ inline void write_file_atomically(const std::string& path, std::string_view data
   }
   f.commit();
 }
-
-// One item as it travels from a dump to a restore.
-struct Item {
-  ItemHeader header;
-  std::string data;
-};
-
-enum class DataFormat { flare, csv };
 
 inline std::optional<DataFormat> parse_data_format(std::string_view s) {
   if (s == "flare" || s == "default") return DataFormat::flare;
@@ -7000,307 +8240,250 @@ inline void csv_cell(std::string_view s, std::string& out) {
 
 } // namespace detail
 
-// The CSV header line: RFC 4180 rows of key, flag, len, version, expire, data, encoding.
-// `encoding` is empty for text data and `base64` for data that is not valid UTF-8 text.
 inline const char* csv_header() { return "key,flag,len,version,expire,data,encoding\r\n"; }
 
-// Writes items in one of the two formats. The flare format is the node's own byte stream
-// (`VALUE key flags length version expire`, the data, CRLF ...) closed by `END`: a file
-// without its END is known to be incomplete.
-class ItemWriter {
-public:
-  ItemWriter(FdWriter& out, DataFormat f) : out_(out), format_(f) {
-    if (format_ == DataFormat::csv) out_.write(csv_header());
+inline ItemWriter::ItemWriter(FdWriter& out, DataFormat f)
+    : out_(out), format_(f) {
+  if (format_ == DataFormat::csv) out_.write(csv_header());
+}
+
+inline void ItemWriter::write(const ItemHeader& h, std::string_view data) {
+  ItemHeader sized = h;
+  sized.length = data.size();
+  begin(sized);
+  this->data(data);
+  end();
+}
+
+inline void ItemWriter::begin(const ItemHeader& h) {
+  header_ = h;
+  if (format_ == DataFormat::csv) {
+    if (static_cast<long long>(h.length) > FLARE_TOOLS_MAX_HELD_VALUE_BYTES)
+      throw Error("the value of '" + detail::printable(h.key) + "' is " + std::to_string(h.length) +
+                  " bytes, more than a CSV dump holds (" + std::to_string(FLARE_TOOLS_MAX_HELD_VALUE_BYTES) +
+                  "); use the flare format");
+    held_.clear();
+    return;
   }
-  void write(const ItemHeader& h, std::string_view data) {
-    ItemHeader sized = h;
-    sized.length = data.size();
-    begin(sized);
-    this->data(data);
-    end();
+  line_.clear();
+  line_ += "VALUE ";
+  line_ += h.key;
+  line_ += ' ';
+  line_ += std::to_string(h.flags);
+  line_ += ' ';
+  line_ += std::to_string(h.length);
+  line_ += ' ';
+  line_ += std::to_string(h.version);
+  line_ += ' ';
+  line_ += std::to_string(h.expire);
+  line_ += "\r\n";
+  out_.write(line_);
+}
+
+inline void ItemWriter::data(std::string_view chunk) {
+  if (format_ == DataFormat::csv) held_.append(chunk.data(), chunk.size());
+  else out_.write(chunk);
+}
+
+inline void ItemWriter::end() {
+  if (format_ == DataFormat::flare) {
+    out_.write("\r\n");
+    return;
   }
-  // An item in pieces: begin() with its header (`length` is the size of the data to come), the
-  // data in any number of chunks, then end(). The flare format streams the data straight
-  // through; a CSV cell must be seen whole (text or base64), so it is held, up to
-  // FLARE_TOOLS_MAX_HELD_VALUE_BYTES.
-  void begin(const ItemHeader& h) {
-    header_ = h;
-    if (format_ == DataFormat::csv) {
-      if (static_cast<long long>(h.length) > FLARE_TOOLS_MAX_HELD_VALUE_BYTES)
-        throw Error("the value of '" + detail::printable(h.key) + "' is " + std::to_string(h.length) +
-                    " bytes, more than a CSV dump holds (" + std::to_string(FLARE_TOOLS_MAX_HELD_VALUE_BYTES) +
-                    "); use the flare format");
-      held_.clear();
-      return;
+  line_.clear();
+  detail::csv_cell(header_.key, line_);
+  line_ += ',' + std::to_string(header_.flags) + ',' + std::to_string(held_.size()) + ',' +
+           std::to_string(header_.version) + ',' + std::to_string(header_.expire) + ',';
+  if (detail::is_csv_text(held_)) {
+    detail::csv_cell(held_, line_);
+    line_ += ",\r\n";
+  } else {
+    detail::base64_encode(held_, line_);
+    line_ += ",base64\r\n";
+  }
+  out_.write(line_);
+}
+
+inline void ItemWriter::finish() {
+  if (format_ == DataFormat::flare) out_.write("END\r\n");
+  out_.flush();
+}
+
+inline ItemReader::ItemReader(int fd, const std::string& name, DataFormat f)
+    : format_(f), name_(name) {
+  in_.adopt(fd, name);
+  in_.set_timeout(24 * 3600 * 1000); // a file never makes us wait; the deadline is moot
+  in_.set_crlf_only(f == DataFormat::flare); // a record's line ends at CR LF only: a key may hold a lone CR or LF
+  if (format_ == DataFormat::csv) {
+    if (in_.at_eof()) throw InputError(name_ + ": empty file (no CSV header)");
+    std::string_view first = in_.read_line();
+    if (std::string(first) + "\r\n" != csv_header() && std::string(first) + "\n" != std::string("key,flag,len,version,expire,data,encoding\n"))
+      throw InputError(name_ + ": not a flare-tools CSV dump (header is '" + detail::printable(first) + "')");
+  }
+}
+
+inline bool ItemReader::next_header(ItemHeader& h) {
+  if (data_pending_) read_data([](std::string_view) {});
+  if (ended_) return false;
+  bool more = format_ == DataFormat::flare ? next_flare_header(h) : next_csv(h);
+  data_pending_ = more;
+  ended_ = !more;
+  return more;
+}
+
+template <typename Sink>
+inline void ItemReader::read_data(Sink&& sink) {
+  if (!data_pending_) return;
+  data_pending_ = false;
+  if (format_ == DataFormat::csv) {
+    sink(std::string_view(csv_data_));
+    return;
+  }
+  try {
+    in_.read_exact(length_, sink);
+    std::string_view end = in_.read_line();
+    if (!end.empty()) bad("the data is longer than its length field says");
+  } catch (const NetworkError&) {
+    bad("the input ends inside the data of '" + detail::printable(key_) + "'");
+  }
+}
+
+inline bool ItemReader::next(Item& item, bool with_data) {
+  if (!next_header(item.header)) return false;
+  item.data.clear();
+  read_data([&](std::string_view chunk) {
+    if (with_data) item.data.append(chunk.data(), chunk.size());
+  });
+  return true;
+}
+
+inline void ItemReader::skip_to(unsigned long long target) {
+  if (target == 0) return;
+  ItemHeader h;
+  while (position() < target) {
+    if (!next_header(h))
+      throw InputError(name_ + ": byte " + std::to_string(target) + " is past the last record (they end at byte " +
+                       std::to_string(record_offset_) + ")");
+    read_data([](std::string_view) {});
+  }
+  if (position() != target)
+    throw InputError(name_ + ": byte " + std::to_string(target) + " is not the start of a record (one starts at byte " +
+                     std::to_string(record_offset_) + ", the next at byte " + std::to_string(position()) + ")");
+}
+
+[[noreturn]] inline void ItemReader::bad(const std::string& why) {
+  throw InputError(name_ + ": malformed record at byte " + std::to_string(record_offset_) + ": " + why);
+}
+
+inline bool ItemReader::next_flare_header(ItemHeader& h) {
+  record_offset_ = in_.offset();
+  if (in_.at_eof()) bad("the input ends without END (it was cut short)");
+  std::string_view line;
+  try {
+    line = in_.read_line();
+  } catch (const NetworkError&) {
+    bad("the input ends inside a VALUE line");
+  } catch (const Error& e) {
+    bad(e.what());
+  }
+  if (line == "END") {
+    if (!in_.at_eof()) bad("data after END");
+    return false;
+  }
+  try {
+    h = parse_value_line(line);
+  } catch (const ProtocolError& e) {
+    bad(e.what());
+  }
+  length_ = h.length;
+  key_ = h.key;
+  return true;
+}
+
+inline bool ItemReader::next_csv(ItemHeader& h) {
+  record_offset_ = in_.offset();
+  if (in_.at_eof()) return false;
+  cells_.clear();
+  std::string cell;
+  bool in_quotes = false, after_quote = false;
+  auto limit = [&] {
+    return cells_.size() == 5 ? static_cast<size_t>(FLARE_TOOLS_MAX_HELD_VALUE_BYTES / 3 * 4 + 8)
+                              : static_cast<size_t>(FLARE_TOOLS_MAX_KEY_BYTES + 2);
+  };
+  auto add = [&](char c) {
+    cell += c;
+    if (cell.size() > limit()) bad("cell " + std::to_string(cells_.size() + 1) + " too large");
+  };
+  for (;;) {
+    char c;
+    if (in_.at_eof()) {
+      if (in_quotes) bad("the input ends inside a quoted cell");
+      break;
     }
-    line_.clear();
-    line_ += "VALUE ";
-    line_ += h.key;
-    line_ += ' ';
-    line_ += std::to_string(h.flags);
-    line_ += ' ';
-    line_ += std::to_string(h.length);
-    line_ += ' ';
-    line_ += std::to_string(h.version);
-    line_ += ' ';
-    line_ += std::to_string(h.expire);
-    line_ += "\r\n";
-    out_.write(line_);
-  }
-  void data(std::string_view chunk) {
-    if (format_ == DataFormat::csv) held_.append(chunk.data(), chunk.size());
-    else out_.write(chunk);
-  }
-  void end() {
-    if (format_ == DataFormat::flare) {
-      out_.write("\r\n");
-      return;
-    }
-    line_.clear();
-    detail::csv_cell(header_.key, line_);
-    line_ += ',' + std::to_string(header_.flags) + ',' + std::to_string(held_.size()) + ',' +
-             std::to_string(header_.version) + ',' + std::to_string(header_.expire) + ',';
-    if (detail::is_csv_text(held_)) {
-      detail::csv_cell(held_, line_);
-      line_ += ",\r\n";
-    } else {
-      detail::base64_encode(held_, line_);
-      line_ += ",base64\r\n";
-    }
-    out_.write(line_);
-  }
-  void finish() {
-    if (format_ == DataFormat::flare) out_.write("END\r\n");
-    out_.flush();
-  }
-
-private:
-  FdWriter& out_;
-  DataFormat format_;
-  std::string line_;
-  ItemHeader header_;
-  std::string held_;
-};
-
-// Reads items back from a file in either format. Every malformed record is an error that
-// names its byte offset; a flare-format file must end with END (else it was cut short).
-class ItemReader {
-public:
-  ItemReader(int fd, const std::string& name, DataFormat f) : format_(f), name_(name) {
-    in_.adopt(fd, name);
-    in_.set_timeout(24 * 3600 * 1000); // a file never makes us wait; the deadline is moot
-    in_.set_crlf_only(f == DataFormat::flare); // a record's line ends at CR LF only: a key may hold a lone CR or LF
-    if (format_ == DataFormat::csv) {
-      if (in_.at_eof()) throw InputError(name_ + ": empty file (no CSV header)");
-      std::string_view first = in_.read_line();
-      if (std::string(first) + "\r\n" != csv_header() && std::string(first) + "\n" != std::string("key,flag,len,version,expire,data,encoding\n"))
-        throw InputError(name_ + ": not a flare-tools CSV dump (header is '" + detail::printable(first) + "')");
-    }
-  }
-
-  // The next record's header, or false at the end of the input. Its data must then be taken
-  // with read_data() (or is skipped by the next call).
-  bool next_header(ItemHeader& h) {
-    if (data_pending_) read_data([](std::string_view) {});
-    if (ended_) return false;
-    bool more = format_ == DataFormat::flare ? next_flare_header(h) : next_csv(h);
-    data_pending_ = more;
-    ended_ = !more;
-    return more;
-  }
-
-  // The data of the record whose header next_header() gave, in chunks of at most the read
-  // buffer: a value of any size passes through without being held.
-  template <typename Sink> void read_data(Sink&& sink) {
-    if (!data_pending_) return;
-    data_pending_ = false;
-    if (format_ == DataFormat::csv) {
-      sink(std::string_view(csv_data_));
-      return;
-    }
-    try {
-      in_.read_exact(length_, sink);
-      std::string_view end = in_.read_line();
-      if (!end.empty()) bad("the data is longer than its length field says");
-    } catch (const NetworkError&) {
-      bad("the input ends inside the data of '" + detail::printable(key_) + "'");
-    }
-  }
-
-  // The next item whole, or false at the end of the input. With `with_data` false the data is
-  // checked for framing but not kept (a first pass over a file before restoring it).
-  bool next(Item& item, bool with_data = true) {
-    if (!next_header(item.header)) return false;
-    item.data.clear();
-    read_data([&](std::string_view chunk) {
-      if (with_data) item.data.append(chunk.data(), chunk.size());
-    });
-    return true;
-  }
-
-  // A pipe may stall (ssh, a slow decompressor): every wait for input then also checks `c`.
-  void set_cancel(CancelFn c) { in_.set_cancel(std::move(c)); }
-
-  // Where the last record read starts, and where the next one will (bytes of the input).
-  unsigned long long offset() const { return record_offset_; }
-  unsigned long long position() const { return in_.offset(); }
-
-  // Reads past the records before byte `target`, which must be where a record starts (or the
-  // end of the records). For a restore resumed where an earlier one stopped.
-  void skip_to(unsigned long long target) {
-    if (target == 0) return;
-    ItemHeader h;
-    while (position() < target) {
-      if (!next_header(h))
-        throw InputError(name_ + ": byte " + std::to_string(target) + " is past the last record (they end at byte " +
-                         std::to_string(record_offset_) + ")");
-      read_data([](std::string_view) {});
-    }
-    if (position() != target)
-      throw InputError(name_ + ": byte " + std::to_string(target) + " is not the start of a record (one starts at byte " +
-                       std::to_string(record_offset_) + ", the next at byte " + std::to_string(position()) + ")");
-  }
-
-private:
-  [[noreturn]] void bad(const std::string& why) {
-    throw InputError(name_ + ": malformed record at byte " + std::to_string(record_offset_) + ": " + why);
-  }
-
-  bool next_flare_header(ItemHeader& h) {
-    record_offset_ = in_.offset();
-    if (in_.at_eof()) bad("the input ends without END (it was cut short)");
-    std::string_view line;
-    try {
-      line = in_.read_line();
-    } catch (const NetworkError&) {
-      bad("the input ends inside a VALUE line");
-    } catch (const Error& e) {
-      bad(e.what());
-    }
-    if (line == "END") {
-      if (!in_.at_eof()) bad("data after END");
-      return false;
-    }
-    try {
-      h = parse_value_line(line);
-    } catch (const ProtocolError& e) {
-      bad(e.what());
-    }
-    length_ = h.length;
-    key_ = h.key;
-    return true;
-  }
-
-  // One RFC 4180 record; quoted cells may hold commas, quotes and line breaks. A record has
-  // seven cells, each bounded (a key, numbers, the data): a broken file cannot grow one without end.
-  bool next_csv(ItemHeader& h) {
-    record_offset_ = in_.offset();
-    if (in_.at_eof()) return false;
-    cells_.clear();
-    std::string cell;
-    bool in_quotes = false, after_quote = false;
-    auto limit = [&] {
-      return cells_.size() == 5 ? static_cast<size_t>(FLARE_TOOLS_MAX_HELD_VALUE_BYTES / 3 * 4 + 8)
-                                : static_cast<size_t>(FLARE_TOOLS_MAX_KEY_BYTES + 2);
-    };
-    auto add = [&](char c) {
-      cell += c;
-      if (cell.size() > limit()) bad("cell " + std::to_string(cells_.size() + 1) + " too large");
-    };
-    for (;;) {
-      char c;
-      if (in_.at_eof()) {
-        if (in_quotes) bad("the input ends inside a quoted cell");
-        break;
-      }
-      in_.read_exact(1, [&](std::string_view b) { c = b[0]; });
-      if (in_quotes) {
-        if (c == '"') {
-          in_quotes = false;
-          after_quote = true;
-        } else {
-          add(c);
-        }
-        continue;
-      }
+    in_.read_exact(1, [&](std::string_view b) { c = b[0]; });
+    if (in_quotes) {
       if (c == '"') {
-        if (after_quote) {
-          add('"');
-          in_quotes = true;
-          after_quote = false;
-          continue;
-        }
-        if (!cell.empty()) bad("a quote inside an unquoted cell");
-        in_quotes = true;
-        continue;
+        in_quotes = false;
+        after_quote = true;
+      } else {
+        add(c);
       }
-      if (c == ',') {
-        if (cells_.size() == 6) bad("more than 7 cells (key,flag,len,version,expire,data,encoding)");
-        cells_.push_back(std::move(cell));
-        cell.clear();
+      continue;
+    }
+    if (c == '"') {
+      if (after_quote) {
+        add('"');
+        in_quotes = true;
         after_quote = false;
         continue;
       }
-      if (c == '\r') continue;
-      if (c == '\n') break;
-      if (after_quote) bad("text after a closing quote");
-      add(c);
+      if (!cell.empty()) bad("a quote inside an unquoted cell");
+      in_quotes = true;
+      continue;
     }
-    cells_.push_back(std::move(cell));
-    if (cells_.size() != 7) bad("expected 7 cells (key,flag,len,version,expire,data,encoding), found " + std::to_string(cells_.size()));
-    auto num = [&](size_t i, const char* what, long long max) {
-      auto v = to_int(cells_[i]);
-      if (!v || *v < 0 || *v > max) bad(std::string("bad ") + what + " '" + detail::printable(cells_[i]) + "'");
-      return *v;
-    };
-    h.key = cells_[0];
-    if (h.key.empty()) bad("empty key");
-    if (h.key.size() > FLARE_TOOLS_MAX_KEY_BYTES)
-      bad("key longer than " + std::to_string(FLARE_TOOLS_MAX_KEY_BYTES) + " bytes: '" + detail::printable(cells_[0]) + "'");
-    if (h.key.find('\0') != std::string::npos) bad("the key holds a NUL byte: '" + detail::printable(cells_[0]) + "'");
-    // What no flare dump frames and flared's text protocol cannot store (valid_item_key).
-    if (h.key.find(' ') != std::string::npos) bad("the key holds a space, which no flare dump frames: '" + detail::printable(cells_[0]) + "'");
-    if (h.key.find("\r\n") != std::string::npos) bad("the key holds CR LF, which no flare dump frames: '" + detail::printable(cells_[0]) + "'");
-    h.flags = static_cast<unsigned long long>(num(1, "flag", UINT32_MAX));
-    long long len = num(2, "len", FLARE_TOOLS_MAX_HELD_VALUE_BYTES);
-    h.version = static_cast<unsigned long long>(num(3, "version", LLONG_MAX));
-    h.expire = num(4, "expire", LLONG_MAX);
-    if (cells_[6] == "base64") {
-      if (!detail::base64_decode(cells_[5], csv_data_)) bad("data marked base64 is not base64");
-    } else if (cells_[6].empty()) {
-      csv_data_.swap(cells_[5]);
-    } else {
-      bad("unknown encoding '" + detail::printable(cells_[6]) + "'");
+    if (c == ',') {
+      if (cells_.size() == 6) bad("more than 7 cells (key,flag,len,version,expire,data,encoding)");
+      cells_.push_back(std::move(cell));
+      cell.clear();
+      after_quote = false;
+      continue;
     }
-    if (static_cast<long long>(csv_data_.size()) != len)
-      bad("data is " + std::to_string(csv_data_.size()) + " bytes, its len field says " + std::to_string(len));
-    h.length = csv_data_.size();
-    return true;
+    if (c == '\r') continue;
+    if (c == '\n') break;
+    if (after_quote) bad("text after a closing quote");
+    add(c);
   }
-
-  DataFormat format_;
-  std::string name_;
-  detail::Socket in_;
-  unsigned long long record_offset_ = 0;
-  std::vector<std::string> cells_;
-  std::string csv_data_;
-  size_t length_ = 0;
-  std::string key_;
-  bool data_pending_ = false, ended_ = false;
-};
-
-// What to ask a node for in a dump: `dump WAIT PARTITION PARTITION_SIZE BWLIMIT`.
-struct DumpRange {
-  int partition = -1;      // -1: every item the node holds
-  int partition_size = 0;  // number of partitions the filter assumes
-  unsigned long long bwlimit = 0; // bytes per second, 0 = unlimited
-};
-
-// Sent right behind every dump and dump_key, whose streams end at a line END: its answer
-// (VERSION ...) is known, so the line after END tells whether that END closed the stream (the
-// answer) or was a line inside a key holding CR LF, which a binary client may store and flared
-// writes raw (more records). Fact: tests/data/flare-protocol.md, "Hard states".
-constexpr const char* kStreamProbe = "version";
+  cells_.push_back(std::move(cell));
+  if (cells_.size() != 7) bad("expected 7 cells (key,flag,len,version,expire,data,encoding), found " + std::to_string(cells_.size()));
+  auto num = [&](size_t i, const char* what, long long max) {
+    auto v = to_int(cells_[i]);
+    if (!v || *v < 0 || *v > max) bad(std::string("bad ") + what + " '" + detail::printable(cells_[i]) + "'");
+    return *v;
+  };
+  h.key = cells_[0];
+  if (h.key.empty()) bad("empty key");
+  if (h.key.size() > FLARE_TOOLS_MAX_KEY_BYTES)
+    bad("key longer than " + std::to_string(FLARE_TOOLS_MAX_KEY_BYTES) + " bytes: '" + detail::printable(cells_[0]) + "'");
+  if (h.key.find('\0') != std::string::npos) bad("the key holds a NUL byte: '" + detail::printable(cells_[0]) + "'");
+  // What no flare dump frames and flared's text protocol cannot store (valid_item_key).
+  if (h.key.find(' ') != std::string::npos) bad("the key holds a space, which no flare dump frames: '" + detail::printable(cells_[0]) + "'");
+  if (h.key.find("\r\n") != std::string::npos) bad("the key holds CR LF, which no flare dump frames: '" + detail::printable(cells_[0]) + "'");
+  h.flags = static_cast<unsigned long long>(num(1, "flag", UINT32_MAX));
+  long long len = num(2, "len", FLARE_TOOLS_MAX_HELD_VALUE_BYTES);
+  h.version = static_cast<unsigned long long>(num(3, "version", LLONG_MAX));
+  h.expire = num(4, "expire", LLONG_MAX);
+  if (cells_[6] == "base64") {
+    if (!detail::base64_decode(cells_[5], csv_data_)) bad("data marked base64 is not base64");
+  } else if (cells_[6].empty()) {
+    csv_data_.swap(cells_[5]);
+  } else {
+    bad("unknown encoding '" + detail::printable(cells_[6]) + "'");
+  }
+  if (static_cast<long long>(csv_data_.size()) != len)
+    bad("data is " + std::to_string(csv_data_.size()) + " bytes, its len field says " + std::to_string(len));
+  h.length = csv_data_.size();
+  return true;
+}
 
 namespace detail {
 inline bool is_probe_answer(std::string_view line) { return line.rfind("VERSION ", 0) == 0; }
@@ -7315,7 +8498,6 @@ inline bool is_probe_answer(std::string_view line) { return line.rfind("VERSION 
                       shown + "' (a key holding CR LF, stored through the binary protocol, ends a line inside it: " +
                       "flare's text protocol cannot frame such a key)");
 }
-
 
 // The error for a stream whose END was not its end. `stream`: "dump" or "key listing".
 inline ProtocolError unframed_end(const Endpoint& ep, const char* stream, unsigned long long count,
@@ -7344,34 +8526,10 @@ inline std::string dump_request(const DumpRange& r) {
          std::to_string(r.bwlimit / 1024);
 }
 
-// A record of a dump that flared wrote but cannot frame: its key holds a space or CR LF (only
-// the binary protocol stores such keys). `offset` and `size` are bytes of the node's dump
-// stream (from its VALUE line through its data's CR LF); `key` is the key as the line shows
-// it (the bytes between "VALUE " and the four numbers, lines joined by CR LF); `length` its
-// value's size.
-struct UnframedRecord {
-  unsigned long long offset = 0, size = 0;
-  std::string key;
-  size_t length = 0;
-};
-
-// Streams a node's items (`dump`) as they arrive: `on_header(const ItemHeader&)` for each item,
-// `on_data(std::string_view)` for each piece of its data (a value is never held whole), then
-// `on_end()`. Returns the number of items. The deadline is idle time (no byte for the client's
-// timeout), so a long dump or a large value on a slow link does not fail. Lines end at CR LF
-// only, and the END must be followed by the answer to kStreamProbe (else a key holding CR LF
-// put it there). Throws if the stream is cut or malformed, after the callbacks have seen the
-// complete items before the fault.
-// With `on_unframed`, a record whose VALUE line has the wrong shape (a key holding a space or
-// CR LF) is skipped and handed to it instead: it starts at a line "VALUE ..." that does not
-// parse and ends at the first line that ends with the four numbers, followed by that many
-// bytes and CR LF, then by a VALUE line or END. Anything else (no such line within
-// FLARE_TOOLS_MAX_LINE_BYTES, data not ended by CR LF) still throws: a wrong record is never
-// handed on.
 template <typename OnHeader, typename OnData, typename OnEnd>
 inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& range, OnHeader&& on_header,
-                                             OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel = nullptr,
-                                             const std::function<void(const UnframedRecord&)>& on_unframed = nullptr) {
+                                             OnData&& on_data, OnEnd&& on_end, const CancelFn& cancel,
+                                             const std::function<void(const UnframedRecord&)>& on_unframed) {
   RateLimiter limiter(range.bwlimit, cancel);
   node.send_raw(dump_request(range) + "\r\n" + kStreamProbe + "\r\n");
   auto& sock = node.socket();
@@ -7462,7 +8620,6 @@ inline unsigned long long dump_node_streamed(NodeClient& node, const DumpRange& 
   return count;
 }
 
-// The same, one whole item at a time (for callers that want the data in one piece).
 template <typename OnItem>
 inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, OnItem&& on_item) {
   Item item;
@@ -7476,11 +8633,6 @@ inline unsigned long long dump_node(NodeClient& node, const DumpRange& range, On
       [&] { on_item(static_cast<const Item&>(item)); });
 }
 
-// Streams a node's keys (`dump_key [PARTITION PARTITION_SIZE]`); idle deadline as dump_node.
-// Lines end at CR LF only (a key may hold a lone CR or LF). Throws ServerError on a refusal,
-// ProtocolError on a line that is not `KEY ...` or on an END not followed by the answer to
-// kStreamProbe (a key holding CR LF, stored through the binary protocol, put it there: the
-// listing is not complete); the node is named, and what was read.
 template <typename OnKey>
 inline unsigned long long dump_keys(NodeClient& node, int partition, int partition_size, OnKey&& on_key) {
   node.send_raw((partition < 0 ? std::string("dump_key")
@@ -7510,34 +8662,6 @@ inline unsigned long long dump_keys(NodeClient& node, int partition, int partiti
   sock.set_crlf_only(false);
   return count;
 }
-
-// One node of a dump: where, and which of its items.
-struct DumpTarget {
-  Endpoint endpoint;
-  DumpRange range;
-};
-
-// How a dump runs and reports. All optional.
-struct DumpOptions {
-  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // idle deadline of each node's stream
-  TraceFn trace;
-  CancelFn cancel;                                                        // stop (Interrupted) once true
-  std::function<void(const DumpTarget&)> on_node_start;                   // before each node
-  std::function<void(const DumpTarget&, unsigned long long items)> on_node_done; // after each node
-  std::function<void(unsigned long long items)> on_item; // after each item, with the count so far
-  std::function<void(size_t target, unsigned long long items)> on_node_item; // after each item: its target's count
-  // dump_keys_all only: when set, a node that fails ends alone (reported here) and the others
-  // go on; otherwise the first failure throws.
-  std::function<void(const DumpTarget&, const Error&)> on_node_error;
-  // dump_items only: when set, records the server cannot frame are skipped and named here
-  // (see dump_node_streamed); the nodes are then read one after another.
-  std::function<void(const DumpTarget&, const UnframedRecord&)> on_unframed;
-  // dump_keys_all only: when set, a key the listing cannot frame (its lines after the first,
-  // CR LF between them, are neither `KEY ...` nor the END the probe's answer follows) is
-  // handed here with those lines joined by CR LF, not to on_key. A line of such a key that
-  // starts with "KEY " cannot be told from the next key.
-  std::function<void(const DumpTarget&, const std::string& key)> on_unframed_key;
-};
 
 namespace detail {
 
@@ -7634,13 +8758,7 @@ inline std::vector<std::unique_ptr<NodeClient>> open_streams(const std::vector<E
 
 } // namespace detail
 
-// Dumps the targets' items into `out` (which the caller finishes), every node at once, each
-// record whole in the output: while one node's record is incomplete in its buffer, that node
-// waits for the rest; a value too large to buffer streams straight through while the others
-// wait in their sockets. --bwlimit (each target's range.bwlimit) limits the total. Returns the
-// number of items. Throws on the first failure: the caller must then discard what was
-// written (a partial dump must never look like a complete one).
-inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out, const DumpOptions& opt = {}) {
+inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, ItemWriter& out, const DumpOptions& opt) {
   if (targets.empty()) return 0;
   unsigned long long bwlimit = targets.front().range.bwlimit;
   if (targets.size() == 1 || opt.on_unframed) { // one node: the plain stream is the fastest path
@@ -7751,12 +8869,9 @@ inline unsigned long long dump_items(const std::vector<DumpTarget>& targets, Ite
   return total;
 }
 
-// The keys of every target at once (`dump_key`), from one poll loop; `on_key(i, key)` is told
-// which target each key came from. Returns the number of keys of each target. Framing and
-// errors as dump_keys; with opt.on_unframed_key a key holding CR LF is skipped and named.
 template <typename OnKey>
 inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarget>& targets, OnKey&& on_key,
-                                                     const DumpOptions& opt = {}) {
+                                                     const DumpOptions& opt) {
   std::vector<Endpoint> eps;
   for (const auto& t : targets) eps.push_back(t.endpoint);
   std::vector<std::string> open_errors;
@@ -7859,34 +8974,6 @@ inline std::vector<unsigned long long> dump_keys_all(const std::vector<DumpTarge
   return counts;
 }
 
-// The outcome of a restore: how far it got, and which items failed.
-struct RestoreReport {
-  unsigned long long sent = 0;           // `set` requests sent
-  unsigned long long stored = 0;         // answered STORED
-  unsigned long long failed = 0;         // answered otherwise, or refused before sending (named below)
-  unsigned long long skipped = 0;        // left out by the caller's filter
-  unsigned long long expired = 0;        // already expired when read (expired_at): not sent, not counted as restored
-  unsigned long long unacknowledged = 0; // sent, and no answer when the restore stopped: fate unknown
-  // Where the first record whose fate is unknown starts (not sent, or sent and unanswered):
-  // a restore resumed there (--resume-from) re-sends only what may be missing. At the end of
-  // a complete restore, the end of the records.
-  unsigned long long resume_offset = 0;
-  std::vector<std::string> first_failures; // "key: reply", the first ten
-  bool complete = false;                   // every record was read and every reply counted
-  bool interrupted = false;                // stopped by the cancel check
-  std::string stopped_by;                  // why it stopped early (empty when complete)
-  // Nodes whose acknowledgements do not count: each acknowledged items and then failed (its
-  // connection was lost and it does not answer, or the index shows its partition failed over).
-  // A master answers STORED before its slaves have the item, and the slave flarei promotes in
-  // its place holds only what reached it (tests/data/flare-protocol.md, "A master killed
-  // mid-write"). One line each ("HOST:PORT acknowledged N items, then ..."). When any, the
-  // restore is not complete and resume_offset is run_start.
-  std::vector<std::string> doubts;
-  unsigned long long run_start = 0; // where this run started reading (its --resume-from)
-
-  unsigned long long acknowledged() const { return stored + failed; }
-};
-
 namespace detail {
 // A key as a restore's failure line names it: whole up to memcached's 250 bytes, else its start
 // and size.
@@ -7896,371 +8983,266 @@ inline std::string failure_key(const std::string& key) {
 }
 } // namespace detail
 
-// Writes items with `set`, pipelined: requests keep flowing while replies are counted, with at
-// most `window_bytes` of requests unanswered, so a restore runs at the server's pace instead
-// of one round trip per key. Every reply is matched to its key; nothing is assumed stored.
-//
-// The costs are kept off the node's host: requests go out in writes of up to 1 MiB; replies
-// are read only when the socket says they are there, in one large read, and the socket's
-// low-water mark (SO_RCVLOWAT) lets a slow server's trickle of replies pile up into one
-// wake-up instead of one per reply.
-class PipelinedWriter {
-public:
-  PipelinedWriter(NodeClient& node, unsigned long long bwlimit, size_t window_bytes = 4 << 20)
-      : node_(node), own_limiter_(bwlimit, node.socket().cancel()), limiter_(&own_limiter_), window_(window_bytes) {
-    node_.connect();
-    replies_.resize(kReadBytes + FLARE_TOOLS_MAX_LINE_BYTES);
-    last_progress_ = Clock::now();
-  }
-  // One of several writers whose total rate `shared` keeps (it must outlive the writer).
-  PipelinedWriter(NodeClient& node, RateLimiter& shared, size_t window_bytes)
-      : node_(node), limiter_(&shared), window_(window_bytes) {
-    node_.connect();
-    replies_.resize(kReadBytes + FLARE_TOOLS_MAX_LINE_BYTES);
-    last_progress_ = Clock::now();
-  }
-  PipelinedWriter(const PipelinedWriter&) = delete;
-  PipelinedWriter& operator=(const PipelinedWriter&) = delete;
-  ~PipelinedWriter() {
+inline PipelinedWriter::PipelinedWriter(NodeClient& node, unsigned long long bwlimit, size_t window_bytes)
+    : node_(node), own_limiter_(bwlimit, node.socket().cancel()), limiter_(&own_limiter_), window_(window_bytes) {
+  node_.connect();
+  replies_.resize(kReadBytes + FLARE_TOOLS_MAX_LINE_BYTES);
+  last_progress_ = Clock::now();
+}
+
+inline PipelinedWriter::PipelinedWriter(NodeClient& node, RateLimiter& shared, size_t window_bytes)
+    : node_(node), limiter_(&shared), window_(window_bytes) {
+  node_.connect();
+  replies_.resize(kReadBytes + FLARE_TOOLS_MAX_LINE_BYTES);
+  last_progress_ = Clock::now();
+}
+
+inline PipelinedWriter::~PipelinedWriter() {
 #ifdef SO_RCVLOWAT
-    int one = 1; // the connection may serve other requests after us
-    if (low_water_ != 1 && node_.socket().is_open())
-      ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+  int one = 1; // the connection may serve other requests after us
+  if (low_water_ != 1 && node_.socket().is_open())
+    ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
 #endif
-  }
+}
 
-  // Queues `set` for one item held whole. `offset` is where its record starts in the input.
-  void set(const ItemHeader& h, std::string_view data, unsigned long long offset = 0) {
-    ItemHeader sized = h;
-    sized.length = data.size();
-    set_streamed(sized, offset, [&](auto&& sink) { sink(data); });
-  }
+inline void PipelinedWriter::set(const ItemHeader& h, std::string_view data, unsigned long long offset) {
+  ItemHeader sized = h;
+  sized.length = data.size();
+  set_streamed(sized, offset, [&](auto&& sink) { sink(data); });
+}
 
-  // Queues `set` for one item whose `h.length` bytes of data `feed(sink)` hands to `sink` in
-  // chunks. A large value goes out as it comes: at most about 1 MiB of it is held here.
-  template <typename Feed> void set_streamed(const ItemHeader& h, unsigned long long offset, Feed&& feed) {
-    if (stopped_) throw Error("the restore through " + node_.endpoint().display() + " has stopped");
-    unsigned long long start = queued_;
-    size_t before = pending_.size();
-    pending_ += "set ";
-    pending_ += h.key;
-    pending_ += ' ';
-    pending_ += std::to_string(h.flags);
-    pending_ += ' ';
-    pending_ += std::to_string(h.expire);
-    pending_ += ' ';
-    pending_ += std::to_string(h.length);
-    pending_ += "\r\n";
-    queued_ += pending_.size() - before;
-    try {
-      size_t fed = 0;
-      feed([&](std::string_view chunk) {
-        fed += chunk.size();
-        pending_.append(chunk.data(), chunk.size());
-        queued_ += chunk.size();
-        while (pending_.size() - sent_off_ > kSendBytes) pump();
-      });
-      if (fed != h.length) throw Error("the data of '" + detail::printable(h.key) + "' is not the size its header says");
-    } catch (...) {
-      // An item cut short must not reach the server: drop it if none of it went out yet;
-      // otherwise the stream is broken and only the replies to whole requests may still come.
-      if (sent_total_ <= start) {
-        pending_.resize(pending_.size() - static_cast<size_t>(queued_ - start));
-        queued_ = start;
-      } else {
-        broken_ = true;
-      }
-      throw;
+template <typename Feed>
+inline void PipelinedWriter::set_streamed(const ItemHeader& h, unsigned long long offset, Feed&& feed) {
+  if (stopped_) throw Error("the restore through " + node_.endpoint().display() + " has stopped");
+  unsigned long long start = queued_;
+  size_t before = pending_.size();
+  pending_ += "set ";
+  pending_ += h.key;
+  pending_ += ' ';
+  pending_ += std::to_string(h.flags);
+  pending_ += ' ';
+  pending_ += std::to_string(h.expire);
+  pending_ += ' ';
+  pending_ += std::to_string(h.length);
+  pending_ += "\r\n";
+  queued_ += pending_.size() - before;
+  try {
+    size_t fed = 0;
+    feed([&](std::string_view chunk) {
+      fed += chunk.size();
+      pending_.append(chunk.data(), chunk.size());
+      queued_ += chunk.size();
+      while (pending_.size() - sent_off_ > kSendBytes) pump();
+    });
+    if (fed != h.length) throw Error("the data of '" + detail::printable(h.key) + "' is not the size its header says");
+  } catch (...) {
+    // An item cut short must not reach the server: drop it if none of it went out yet;
+    // otherwise the stream is broken and only the replies to whole requests may still come.
+    if (sent_total_ <= start) {
+      pending_.resize(pending_.size() - static_cast<size_t>(queued_ - start));
+      queued_ = start;
+    } else {
+      broken_ = true;
     }
-    pending_ += "\r\n";
-    queued_ += 2;
-    size_t bytes = static_cast<size_t>(queued_ - start);
-    in_flight_.push_back(Request{h.key, bytes, offset, queued_});
-    unanswered_bytes_ += bytes;
-    ++report_.sent;
-    if (pending_.size() - sent_off_ >= kSendBytes / 4) send_some();
-    while (unanswered_bytes_ > window_) pump();
+    throw;
   }
+  pending_ += "\r\n";
+  queued_ += 2;
+  size_t bytes = static_cast<size_t>(queued_ - start);
+  in_flight_.push_back(Request{h.key, bytes, offset, queued_});
+  unanswered_bytes_ += bytes;
+  ++report_.sent;
+  if (pending_.size() - sent_off_ >= kSendBytes / 4) send_some();
+  while (unanswered_bytes_ > window_) pump();
+}
 
-  // An item refused before sending (so that it is named among the failures).
-  void fail_locally(const std::string& key, const std::string& why) { failure(key, why); }
+inline RestoreReport PipelinedWriter::finish() {
+  while (!in_flight_.empty()) pump();
+  return report_;
+}
 
-  // Sends the rest and waits for every reply to a whole request.
-  RestoreReport finish() {
-    while (!in_flight_.empty()) pump();
-    return report_;
-  }
+inline unsigned long long PipelinedWriter::unacknowledged() const {
+  unsigned long long n = 0;
+  for (const auto& r : in_flight_) n += r.end <= sent_total_ ? 1 : 0;
+  return n;
+}
 
-  const RestoreReport& report() const { return report_; }
-  // The requests written whole to the socket and not answered: their fate is unknown (a request
-  // still queued here, or written in part, is known not to be stored).
-  unsigned long long unacknowledged() const {
-    unsigned long long n = 0;
-    for (const auto& r : in_flight_) n += r.end <= sent_total_ ? 1 : 0;
-    return n;
-  }
-  // The offset of the first request without an answer, or `otherwise` when all are answered.
-  unsigned long long first_unanswered_offset(unsigned long long otherwise) const {
-    return in_flight_.empty() ? otherwise : in_flight_.front().offset;
-  }
-  const Endpoint& endpoint() const { return node_.endpoint(); }
-  // Whether its connection failed (closed, reset, timed out, or closed by us after a reply
-  // that left the stream unusable): the node may have died with what it acknowledged.
-  bool stopped() const { return stopped_; }
-  bool idle() const { return in_flight_.empty() && (sent_off_ == pending_.size() || broken_); }
+inline unsigned long long PipelinedWriter::first_unanswered_offset(unsigned long long otherwise) const {
+  return in_flight_.empty() ? otherwise : in_flight_.front().offset;
+}
 
-  // For several writers driven from one poll loop (restore_items_routed): `wait` is called
-  // instead of this writer's own wait whenever it must wait (window full, requests piled up).
-  // It must serve every writer once, through prepare_wait(), serve() and check_idle().
-  void set_wait(std::function<void()> wait) { wait_ = std::move(wait); }
-  // Sends what the socket takes now; returns the poll events to wait for (0: nothing to wait for).
-  short prepare_wait() {
-    send_some();
-    bool want_out = sent_off_ < pending_.size() && !broken_;
-    short events = static_cast<short>((want_out ? POLLOUT : 0) | (in_flight_.empty() ? 0 : POLLIN));
-    if (events) tune_low_water();
-    return events;
-  }
-  int fd() const { return node_.socket().fd(); }
-  // After a poll: `rev` its revents for this socket, 0 when the poll timed out (replies below
-  // the low-water mark are then read too).
-  void serve(short rev) {
-    if (rev & (POLLIN | POLLERR | POLLHUP)) {
-      read_replies();
-    } else if (rev == 0 && !in_flight_.empty()) {
-      int avail = 0;
-      if (::ioctl(node_.socket().fd(), FIONREAD, &avail) == 0 && avail > 0) read_replies();
-    }
-    if (rev & POLLOUT) send_some();
-  }
-  Clock::time_point idle_deadline() const { return last_progress_ + std::chrono::milliseconds(node_.timeout_ms()); }
-  // Throws NetworkError when nothing moved either way for the client's timeout.
-  void check_idle() {
-    if (Clock::now() < idle_deadline()) return;
-    std::string who = node_.endpoint().display();
-    node_.socket().close();
-    stopped_ = true;
-    throw NetworkError("timed out waiting for " + who + " (nothing sent or answered for " +
-                       std::to_string(node_.timeout_ms() / 1000) + " s)");
-  }
+inline short PipelinedWriter::prepare_wait() {
+  send_some();
+  bool want_out = sent_off_ < pending_.size() && !broken_;
+  short events = static_cast<short>((want_out ? POLLOUT : 0) | (in_flight_.empty() ? 0 : POLLIN));
+  if (events) tune_low_water();
+  return events;
+}
 
-private:
-  struct Request {
-    std::string key;
-    size_t bytes;
-    unsigned long long offset; // cppcheck-suppress unusedStructMember ; read by first_unanswered_offset
-    unsigned long long end;    // queued_ after it: written whole once sent_total_ reaches it
-  };
-  static constexpr size_t kSendBytes = 1 << 20; // one write(2) of requests at most
-  static constexpr size_t kReadBytes = 1 << 18; // one read(2) of replies at most
-  static constexpr int kLowWaterBytes = 32 << 10;
-
-  void failure(const std::string& key, std::string_view why) {
-    ++report_.failed;
-    if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why, 200));
-  }
-
-  static std::string shown_key(const std::string& key) { return detail::failure_key(key); }
-
-  // Sends what the socket takes now, without waiting (and at most --bwlimit's pace).
-  void send_some() {
-    while (sent_off_ < pending_.size() && !broken_ && !stopped_) {
-      size_t want = limiter_->chunk(std::min(pending_.size() - sent_off_, kSendBytes));
-      size_t n = 0;
-      try {
-        n = node_.socket().send_some(std::string_view(pending_.data() + sent_off_, want));
-      } catch (const NetworkError&) {
-        read_what_is_left();
-        node_.socket().close();
-        stopped_ = true;
-        throw;
-      }
-      if (n == 0) break;
-      sent_off_ += n;
-      sent_total_ += n;
-      last_progress_ = Clock::now();
-      limiter_->consume(n);
-      // Paced (--bwlimit), sending takes the whole run, and the window of unanswered requests
-      // may never fill: the replies already there are read between the paced writes, so that
-      // what is acknowledged counts as it comes. Read only at the end, a Ctrl-C or a failure
-      // said "0 items acknowledged ... --resume-from 0" (seen on a real flare 1.3.4).
-      if (limiter_->rate() > 0) read_available();
-    }
-    if (sent_off_ == pending_.size() || sent_off_ > (8 << 20)) {
-      pending_.erase(0, sent_off_);
-      sent_off_ = 0;
-    }
-  }
-
-  // Replies arrive at least 7 bytes each ("ERROR\r\n"): wait for as many as are owed, up to
-  // the low-water mark, so that poll wakes once per batch of replies.
-  // The bytes of a reply already read (rend_, a line not yet whole) are not owed any more: with
-  // them counted, the mark could sit above what is still to come, and only the quarter-second
-  // check would read the last replies.
-  void tune_low_water() {
-#ifdef SO_RCVLOWAT
-    size_t owed = in_flight_.size() * 7;
-    owed = owed > rend_ ? owed - rend_ : 1;
-    int want = static_cast<int>(std::min<size_t>(owed, kLowWaterBytes));
-    want = std::max(want, 1);
-    if (want != low_water_) {
-      ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
-      low_water_ = want;
-    }
-#endif
-  }
-
-  // One wait for the socket: send when it takes more, read the replies that are there. Fails
-  // when nothing moved either way for the client's timeout.
-  void pump() {
-    if (wait_) {
-      wait_();
-      return;
-    }
-    const auto& sock = node_.socket();
-    short events = prepare_wait();
-    if (!events) return;
-    // Wake at least every quarter second: a trickle below the low-water mark still counts
-    // as progress (FIONREAD in serve), and the idle deadline is checked.
-    auto deadline = std::min(idle_deadline(), Clock::now() + std::chrono::milliseconds(250));
-    serve(detail::poll_until(sock.fd(), events, deadline, sock.cancel()));
-    check_idle();
-  }
-
-  // The replies already in the socket, if any, without waiting.
-  void read_available() {
-    if (in_flight_.empty() || !node_.socket().is_open()) return;
+inline void PipelinedWriter::serve(short rev) {
+  if (rev & (POLLIN | POLLERR | POLLHUP)) {
+    read_replies();
+  } else if (rev == 0 && !in_flight_.empty()) {
     int avail = 0;
     if (::ioctl(node_.socket().fd(), FIONREAD, &avail) == 0 && avail > 0) read_replies();
   }
+  if (rev & POLLOUT) send_some();
+}
 
-  // When a send fails (the node died: EPIPE, ECONNRESET), the replies it sent before are still
-  // in the socket's receive queue, and each one is an acknowledgement that counts: a master
-  // killed after its 3,000th answer once made the next send fail before they were read, and
-  // the restore reported 0 acknowledged. Reads them (bounded: what is queued now); never throws.
-  void read_what_is_left() {
+inline void PipelinedWriter::check_idle() {
+  if (Clock::now() < idle_deadline()) return;
+  std::string who = node_.endpoint().display();
+  node_.socket().close();
+  stopped_ = true;
+  throw NetworkError("timed out waiting for " + who + " (nothing sent or answered for " +
+                     std::to_string(node_.timeout_ms() / 1000) + " s)");
+}
+
+inline void PipelinedWriter::failure(const std::string& key, std::string_view why) {
+  ++report_.failed;
+  if (report_.first_failures.size() < 10) report_.first_failures.push_back(shown_key(key) + ": " + detail::printable(why, 200));
+}
+
+inline std::string PipelinedWriter::shown_key(const std::string& key) { return detail::failure_key(key); }
+
+inline void PipelinedWriter::send_some() {
+  while (sent_off_ < pending_.size() && !broken_ && !stopped_) {
+    size_t want = limiter_->chunk(std::min(pending_.size() - sent_off_, kSendBytes));
+    size_t n = 0;
     try {
-      const auto& sock = node_.socket();
-      for (int rounds = 0; rounds < 4096 && sock.is_open() && !in_flight_.empty(); ++rounds) {
-        int avail = 0;
-        if (::ioctl(sock.fd(), FIONREAD, &avail) != 0 || avail <= 0) break;
-        read_replies();
-      }
-    } catch (const Error&) {
-    }
-  }
-
-  // One read of everything there (up to kReadBytes); every complete line answers the oldest
-  // request still waiting.
-  void read_replies() {
-    auto& sock = node_.socket();
-    ssize_t n = detail::handle_EINTR([&] { return ::read(sock.fd(), replies_.data() + rend_, kReadBytes); });
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-      int err = errno;
-      std::string who = node_.endpoint().display();
-      sock.close();
+      n = node_.socket().send_some(std::string_view(pending_.data() + sent_off_, want));
+    } catch (const NetworkError&) {
+      read_what_is_left();
+      node_.socket().close();
       stopped_ = true;
-      if (n == 0) throw NetworkError("connection closed by " + who);
-      throw NetworkError("receive from " + who + " failed: " + detail::errno_text(err));
+      throw;
     }
-    if (n < 0) return;
-    rend_ += static_cast<size_t>(n);
+    if (n == 0) break;
+    sent_off_ += n;
+    sent_total_ += n;
     last_progress_ = Clock::now();
-    size_t start = 0;
-    for (;;) {
-      const void* nl = std::memchr(replies_.data() + start, '\n', rend_ - start);
-      if (!nl) break;
-      size_t end = static_cast<size_t>(static_cast<const char*>(nl) - replies_.data());
-      std::string_view line(replies_.data() + start, end - start);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      start = end + 1;
-      answer(line);
-    }
-    std::memmove(replies_.data(), replies_.data() + start, rend_ - start);
-    rend_ -= start;
-    if (rend_ >= FLARE_TOOLS_MAX_LINE_BYTES) {
-      sock.close();
-      stopped_ = true;
-      throw ProtocolError("reply line from " + node_.endpoint().display() + " longer than " +
-                          std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
-    }
+    limiter_->consume(n);
+    // Paced (--bwlimit), sending takes the whole run, and the window of unanswered requests
+    // may never fill: the replies already there are read between the paced writes, so that
+    // what is acknowledged counts as it comes. Read only at the end, a Ctrl-C or a failure
+    // said "0 items acknowledged ... --resume-from 0" (seen on a real flare 1.3.4).
+    if (limiter_->rate() > 0) read_available();
   }
-
-  void answer(std::string_view line) {
-    auto& sock = node_.socket();
-    if (in_flight_.empty()) {
-      sock.close();
-      stopped_ = true;
-      throw ProtocolError(node_.endpoint().display() + " answered a request that was not sent: '" +
-                          detail::printable(line) + "'");
-    }
-    Request r = std::move(in_flight_.front());
-    in_flight_.pop_front();
-    unanswered_bytes_ -= r.bytes;
-    if (line == "STORED") {
-      ++report_.stored;
-      return;
-    }
-    failure(r.key, line);
-    if (line == "ERROR") {
-      // A request the server could not parse: it may now read our data as commands. Stop.
-      sock.close();
-      stopped_ = true;
-      throw ServerError(node_.endpoint().display() + " answered ERROR to 'set " + detail::printable(r.key) + "'");
-    }
-    if (!detail::is_terminal_line(line)) {
-      sock.close();
-      stopped_ = true;
-      throw ProtocolError("unexpected answer to set from " + node_.endpoint().display() + ": '" +
-                          detail::printable(line) + "'");
-    }
+  if (sent_off_ == pending_.size() || sent_off_ > (8 << 20)) {
+    pending_.erase(0, sent_off_);
+    sent_off_ = 0;
   }
+}
 
-  NodeClient& node_;
-  RateLimiter own_limiter_;
-  RateLimiter* limiter_;
-  std::function<void()> wait_;
-  size_t window_;
-  std::string pending_;   // requests not yet sent (from sent_off_ on)
-  size_t sent_off_ = 0;
-  unsigned long long queued_ = 0, sent_total_ = 0; // bytes of the request stream
-  size_t unanswered_bytes_ = 0;
-  std::deque<Request> in_flight_;
-  std::vector<char> replies_;
-  size_t rend_ = 0;
-  int low_water_ = 1;
-  bool broken_ = false, stopped_ = false;
-  Clock::time_point last_progress_;
-  RestoreReport report_;
-};
+inline void PipelinedWriter::tune_low_water() {
+#ifdef SO_RCVLOWAT
+  size_t owed = in_flight_.size() * 7;
+  owed = owed > rend_ ? owed - rend_ : 1;
+  int want = static_cast<int>(std::min<size_t>(owed, kLowWaterBytes));
+  want = std::max(want, 1);
+  if (want != low_water_) {
+    ::setsockopt(node_.socket().fd(), SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
+    low_water_ = want;
+  }
+#endif
+}
 
-// How a restore runs. All optional.
-struct RestoreOptions {
-  unsigned long long bwlimit = 0;     // bytes per second, 0 = unlimited
-  size_t window_bytes = 4 << 20;      // most bytes of requests sent and not yet answered
-  unsigned long long resume_from = 0; // start at the record at this byte of the input
-  std::function<bool(const std::string& key)> select;  // false: leave the item out
-  std::function<void(const std::string& key)> on_key;  // each key sent (--print-keys)
-  CancelFn cancel;                                     // stop (report.interrupted) once true
-  // restore_items_routed: each master's connection (deadline in milliseconds, trace).
-  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS;
-  TraceFn trace;
-  // After the run, whether the nodes that acknowledged items still serve them (see
-  // RestoreReport::doubts): the index to ask for its map then (unset: the nodes are only asked
-  // whether they answer), the map as it was when the run started (restore_items: every master
-  // in it counts as acknowledging what a node given forwarded to it), and how long each check
-  // may take (milliseconds).
-  std::optional<Endpoint> index;
-  std::optional<Cluster> cluster;
-  int check_timeout_ms = 3000;
-};
+inline void PipelinedWriter::pump() {
+  if (wait_) {
+    wait_();
+    return;
+  }
+  const auto& sock = node_.socket();
+  short events = prepare_wait();
+  if (!events) return;
+  // Wake at least every quarter second: a trickle below the low-water mark still counts
+  // as progress (FIONREAD in serve), and the idle deadline is checked.
+  auto deadline = std::min(idle_deadline(), Clock::now() + std::chrono::milliseconds(250));
+  serve(detail::poll_until(sock.fd(), events, deadline, sock.cancel()));
+  check_idle();
+}
 
-// The partitioning of a cluster as `meta` describes it.
-struct Partitioning {
-  KeyHashAlgorithm algorithm = KeyHashAlgorithm::simple;
-  ModularResolver resolver;
-  std::string type = "modular";
-};
+inline void PipelinedWriter::read_available() {
+  if (in_flight_.empty() || !node_.socket().is_open()) return;
+  int avail = 0;
+  if (::ioctl(node_.socket().fd(), FIONREAD, &avail) == 0 && avail > 0) read_replies();
+}
+
+inline void PipelinedWriter::read_what_is_left() {
+  try {
+    const auto& sock = node_.socket();
+    for (int rounds = 0; rounds < 4096 && sock.is_open() && !in_flight_.empty(); ++rounds) {
+      int avail = 0;
+      if (::ioctl(sock.fd(), FIONREAD, &avail) != 0 || avail <= 0) break;
+      read_replies();
+    }
+  } catch (const Error&) {
+  }
+}
+
+inline void PipelinedWriter::read_replies() {
+  auto& sock = node_.socket();
+  ssize_t n = detail::handle_EINTR([&] { return ::read(sock.fd(), replies_.data() + rend_, kReadBytes); });
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+    int err = errno;
+    std::string who = node_.endpoint().display();
+    sock.close();
+    stopped_ = true;
+    if (n == 0) throw NetworkError("connection closed by " + who);
+    throw NetworkError("receive from " + who + " failed: " + detail::errno_text(err));
+  }
+  if (n < 0) return;
+  rend_ += static_cast<size_t>(n);
+  last_progress_ = Clock::now();
+  size_t start = 0;
+  for (;;) {
+    const void* nl = std::memchr(replies_.data() + start, '\n', rend_ - start);
+    if (!nl) break;
+    size_t end = static_cast<size_t>(static_cast<const char*>(nl) - replies_.data());
+    std::string_view line(replies_.data() + start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    start = end + 1;
+    answer(line);
+  }
+  std::memmove(replies_.data(), replies_.data() + start, rend_ - start);
+  rend_ -= start;
+  if (rend_ >= FLARE_TOOLS_MAX_LINE_BYTES) {
+    sock.close();
+    stopped_ = true;
+    throw ProtocolError("reply line from " + node_.endpoint().display() + " longer than " +
+                        std::to_string(FLARE_TOOLS_MAX_LINE_BYTES) + " bytes");
+  }
+}
+
+inline void PipelinedWriter::answer(std::string_view line) {
+  auto& sock = node_.socket();
+  if (in_flight_.empty()) {
+    sock.close();
+    stopped_ = true;
+    throw ProtocolError(node_.endpoint().display() + " answered a request that was not sent: '" +
+                        detail::printable(line) + "'");
+  }
+  Request r = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  unanswered_bytes_ -= r.bytes;
+  if (line == "STORED") {
+    ++report_.stored;
+    return;
+  }
+  failure(r.key, line);
+  if (line == "ERROR") {
+    // A request the server could not parse: it may now read our data as commands. Stop.
+    sock.close();
+    stopped_ = true;
+    throw ServerError(node_.endpoint().display() + " answered ERROR to 'set " + detail::printable(r.key) + "'");
+  }
+  if (!detail::is_terminal_line(line)) {
+    sock.close();
+    stopped_ = true;
+    throw ProtocolError("unexpected answer to set from " + node_.endpoint().display() + ": '" +
+                        detail::printable(line) + "'");
+  }
+}
 
 inline Partitioning partitioning_from_meta(const Meta& m) {
   Partitioning p;
@@ -8288,12 +9270,6 @@ inline Partitioning partitioning_from_meta(const Meta& m) {
   return p;
 }
 
-// Partitions that serve data: those whose master is active (a new partition's master that is
-// still preparing or ready holds copies, not the keys' home).
-// The partitions flare routes keys by: every partition with a master that is active or down (the
-// index keeps a down master's partition, even empty: src/lib/cluster.cc), not the ones still
-// being built (prepare, ready). Seen on a real flare 1.3.4: with partition 2's master killed,
-// writes of its keys failed, so verify must place keys by 3 partitions, not 2. Throws nothing.
 inline int routing_partition_count(const Cluster& c) {
   int n = 0;
   for (const auto& node : c.nodes())
@@ -8308,15 +9284,7 @@ inline int serving_partition_count(const Cluster& c) {
   return n;
 }
 
-// Why a dump of `node` would not be a whole copy of its partition, or nothing when it would be
-// one: an active master, or an active slave (replication keeps it whole). Anything else is
-// refused by `dump` and `dumpkey` unless the operator asks for a partial copy, and the reason
-// names the node to dump instead. Seen on a real flare 1.3.4 (index + 4 nodes): a proxy's dump
-// held only END; a slave stopped until the index set it down (it comes back as a proxy with
-// its old items) held 25,000 of its master's 25,050; a slave in prepare, 1,558 of 25,050 while
-// its copy ran. Pure; throws nothing.
-// `command` is what the advice names ("dump", "dumpkey").
-inline std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node, const std::string& command = "dump") {
+inline std::optional<std::string> partial_copy_reason(const Cluster& c, const NodeInfo& node, const std::string& command) {
   if ((node.is_master() || node.is_slave()) && node.is_active()) return std::nullopt;
   std::string what;
   if (node.is_proxy())
@@ -8347,31 +9315,6 @@ inline std::optional<std::string> partial_copy_reason(const Cluster& c, const No
   return what + instead;
 }
 
-// What a dump or dumpkey reads (dump_targets): every serving partition's master, or the nodes named.
-struct DumpSelection {
-  bool all = false;                      // every partition's master (else `nodes`)
-  std::vector<Endpoint> nodes;           // the nodes named
-  std::optional<int> partition;          // only the keys of `partition` ...
-  std::optional<int> partition_size;     // ... of `partition_size` partitions (both or neither)
-  unsigned long long bwlimit = 0;        // bytes per second, per node (0: none)
-  bool partial = false;                  // read a node that is not an active master or slave anyway
-  std::string command = "dump";          // the subcommand advice names (dump, dumpkey)
-};
-
-struct DumpChoice {
-  std::vector<DumpTarget> targets;       // each node once, with the key range it is to give
-  std::vector<std::string> notes;        // what to tell the operator (a partition skipped, a partial copy)
-};
-
-// The nodes a dump reads and the keys each gives, from the index's map: with `all`, each
-// partition's master (the one that is not down after a takeover), a new partition's master in
-// prepare or ready skipped (its keys are read from the partitions that still serve them); else
-// the nodes named. Each node is limited to its own partition's keys when several partitions
-// serve, so the stale copies a partition split leaves on the old master are not read twice (a
-// dump of every master_of(p) without that read 45,000 records for 30,000 keys). Throws Error
-// (one line) when a partition's only master is down, a node is unknown, or a node named is not
-// a whole copy of its partition (partial_copy_reason) and `partial` is not set; the advice names
-// `index` (-i) where it names a command.
 inline DumpChoice dump_targets(const Cluster& cluster, const DumpSelection& s, const Endpoint& index) {
   const int serving = serving_partition_count(cluster);
   DumpChoice out;
@@ -8415,24 +9358,10 @@ inline DumpChoice dump_targets(const Cluster& cluster, const DumpSelection& s, c
   return out;
 }
 
-// Where a restore into a cluster sends each item: straight to the master of the partition the
-// cluster itself chooses for its key (the index's key hash and partitioning, as verify and
-// keycheck compute them, bit for bit as flare 1.3.4).
-struct RestoreRouting {
-  Partitioning partitioning;
-  std::vector<NodeInfo> masters; // the active master of each partition, by partition number
-  // The partition of `key` (0 .. masters.size() - 1), or -1 where flared itself would fail.
-  int partition_of(std::string_view key) const {
-    return partitioning.resolver.partition_of(key_hash(key, partitioning.algorithm), static_cast<int>(masters.size()));
-  }
-};
+inline int RestoreRouting::partition_of(std::string_view key) const {
+  return partitioning.resolver.partition_of(key_hash(key, partitioning.algorithm), static_cast<int>(masters.size()));
+}
 
-// The routing of a restore into `c` (the index's map) with `meta` (its `meta`). Every partition
-// from 0 to the highest listed must have exactly one active master: one that is down, in
-// `prepare` or `ready` (a partition being built), missing, or two active masters (a change under
-// way) would make flared route some keys elsewhere or refuse them. Throws Error naming every
-// such partition and what its master is, before anything is sent; Error too for a meta this
-// tool cannot compute (partitioning_from_meta).
 inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta) {
   RestoreRouting r;
   r.partitioning = partitioning_from_meta(meta);
@@ -8487,23 +9416,6 @@ inline RestoreRouting restore_routing(const Cluster& c, const Meta& meta) {
   return r;
 }
 
-// A node whose acknowledgements a restore counted, for check_acknowledgers.
-struct Acknowledger {
-  Endpoint node;
-  int partition = -1;              // the partition it is master of (-1: not known)
-  unsigned long long acknowledged = 0;
-  bool connection_failed = false;  // its connection broke
-  bool keeps_items = true;         // false: a proxy, which only forwards (never doubted)
-  bool forwarded = false;          // a master the node written through forwarded items to (no
-                                   // connection of ours: always asked whether it answers)
-};
-
-// Whether each node still serves what it acknowledged. `answers`: a `stats` of each node asked
-// after the restore (in any order; a node not among them is not judged on it); `now`: the
-// index's map now (nullptr: unknown). A node doubted: it does not answer; or the map no longer
-// lists it as the active master of its partition. Returns one line per node doubted.
-// Fact: tests/data/flare-protocol.md, "A master killed mid-write" (flarei promotes the slave, which
-// holds only what was replicated).
 inline std::vector<std::string> acknowledgement_doubts(const std::vector<Acknowledger>& nodes,
                                                        const std::vector<StatsResult>& answers, const Cluster* now) {
   std::vector<std::string> out;
@@ -8742,14 +9654,7 @@ inline RestoreReport run_restore(ItemReader& reader, std::vector<std::unique_ptr
 
 } // namespace detail
 
-// Restores every item `reader` yields through `node` with pipelined `set`s (the node forwards
-// each key of another partition to its master). Never throws for what happens once sending
-// started: the report says how far it got (acknowledged, sent but unanswered, where to resume)
-// and why it stopped; afterwards the node, and the masters of opt.cluster it forwarded to, are
-// checked (RestoreReport::doubts). A bad --resume-from offset, or a node that cannot be
-// reached, throws before anything is sent. Keys longer than flared's text protocol takes are
-// named as failures and not sent.
-inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt = {}) {
+inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const RestoreOptions& opt) {
   reader.set_cancel(opt.cancel);
   reader.skip_to(opt.resume_from);
   node.set_cancel(opt.cancel);
@@ -8772,13 +9677,7 @@ inline RestoreReport restore_items(ItemReader& reader, NodeClient& node, const R
   return detail::run_restore(reader, writers, group, [](const std::string&) { return 0; }, opt, {self}, forwarded);
 }
 
-// Restores every item `reader` yields straight to the master of its partition (`routing`, from
-// restore_routing): one pipelined connection per master, all driven from one poll loop, each at
-// its server's pace; opt.bwlimit is their total. Reports as restore_items: resume_offset is the
-// first record not known to be stored by every master; afterwards every master that
-// acknowledged items is checked (RestoreReport::doubts). Throws before anything is sent when a
-// master cannot be reached, or for a bad --resume-from offset.
-inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing, const RestoreOptions& opt = {}) {
+inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouting& routing, const RestoreOptions& opt) {
   reader.set_cancel(opt.cancel);
   reader.skip_to(opt.resume_from);
   std::vector<std::unique_ptr<NodeClient>> nodes;
@@ -8798,9 +9697,6 @@ inline RestoreReport restore_items_routed(ItemReader& reader, const RestoreRouti
       reader, writers, group, [&](const std::string& key) { return routing.partition_of(key); }, opt, ack, {});
 }
 
-// Runs `fn`, naming the index server in the network errors it throws: "cannot connect to index
-// server H:P: ..." (an Error, one line). For a call that asks the index only: a data node's
-// error would be named as the index's.
 template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype(fn()) {
   try {
     return fn();
@@ -8813,22 +9709,6 @@ template <typename F> auto naming_index(const Endpoint& index, F fn) -> decltype
   }
 }
 
-// flare-admin restore as one call: `options` (RestoreOptions: bandwidth, where to resume, which
-// keys, Ctrl-C, timeouts, --debug), the cluster's `index`, and where the records go.
-struct RestoreJob {
-  RestoreOptions options;          // its index and cluster are set by run_restore
-  Endpoint index;                  // the cluster's index server
-  std::optional<Endpoint> through; // write through this node (it forwards each key of another partition to
-                                   // its master); none: each key straight to its partition's master
-};
-
-// Restores what `reader` yields as `job` says. Through a node: the index is asked (for at most
-// options.check_timeout_ms) whether it lists the node; if so, the masters the node forwarded to
-// are checked afterwards (RestoreReport::doubts); an index that does not answer or does not list
-// it is not used (another cluster's). Routed: the index must be a flarei, and every partition must
-// have its one active master (restore_routing). Throws before anything is sent: Error (the index's
-// errors named: naming_index; a routing that cannot be made), NotAnIndexError, Interrupted;
-// restore_items's errors for a node that cannot be reached. Never throws once sending began.
 inline RestoreReport run_restore(ItemReader& reader, const RestoreJob& job) {
   RestoreOptions opt = job.options;
   opt.index = job.index;
@@ -8861,15 +9741,6 @@ inline RestoreReport run_restore(ItemReader& reader, const RestoreJob& job) {
   return restore_items_routed(reader, routing, opt);
 }
 
-// What a restore's report means, a line each, for its user (flare-admin prints them on stderr),
-// and how it ended: complete (every record answered; `failed` counts the refused), or stopped
-// (a failure, or a node doubted afterwards: the line says where to resume), or interrupted.
-struct RestoreSummary {
-  enum class End { complete, stopped, interrupted };
-  End end = End::complete;
-  bool failures = false; // some entries were refused (a complete restore ends with a failure status)
-  std::vector<std::string> lines;
-};
 inline RestoreSummary summarize_restore(const RestoreReport& report) {
   RestoreSummary s;
   auto& out = s.lines;
@@ -8913,34 +9784,8 @@ inline RestoreSummary summarize_restore(const RestoreReport& report) {
   return s;
 }
 
-// What one node's key listing showed (verify, and check --keys).
-struct KeyPlacement {
-  NodeInfo node;
-  bool skipped = false;                 // down: not asked
-  unsigned long long keys = 0;          // keys listed (unframed ones left out)
-  unsigned long long misplaced = 0;     // keys whose partition is not the node's: stale + only_here + unchecked
-  unsigned long long stale = 0;         //   also on the master of the partition they belong to: a stale
-                                        //   copy, never read (normal once a partition was added)
-  unsigned long long only_here = 0;     //   not there: deleted or expired there since (seen on a real
-                                        //   flare 1.3.4: a delete reaches the new master only), or lost
-                                        //   with its data; then readers miss them, this node holds the copy
-  unsigned long long unchecked = 0;     //   not looked up (that master unreadable, or over the bound)
-  std::set<int> only_here_partitions;   // the partitions those only-here keys belong to
-  std::vector<std::string> examples;    // 10 at most, only-here keys first (printable)
-  unsigned long long unframed = 0;      // keys holding CR LF, skipped (with skip_unframed)
-  std::string error;                    // why the listing failed ("" when it did not)
-  bool framing_error = false;           // ... because the listing could not be framed
-};
-
-// verify's logic: every master and slave of a serving partition (0 .. serving_partition_count
-// - 1) lists its keys with `dump_key`, all at once (dump_keys_all), and each key's partition is
-// computed as flared does (key_hash, then the modular map of `count` partitions). A node down
-// in the map is skipped. `opt` gives the deadline, trace, cancel and progress callbacks; its
-// on_node_error and on_unframed_key are set here. With skip_unframed a key holding CR LF is
-// counted in `unframed` and the listing goes on; without, the listing fails (framing_error).
-// A failed node does not stop the others. Results in stats order. Throws Interrupted.
 inline std::vector<KeyPlacement> check_key_placement(const Cluster& cluster, const Partitioning& p, int count,
-                                                     DumpOptions opt, bool skip_unframed = false) {
+                                                     DumpOptions opt, bool skip_unframed) {
   std::vector<KeyPlacement> checks;
   std::vector<DumpTarget> targets;
   std::vector<size_t> of_target;
@@ -9123,7 +9968,6 @@ inline std::string json_number_or_null(const std::optional<long long>& v) {
 
 } // namespace detail
 
-// The node table of `list` and of the cluster-changing commands ("%-32s %9s %6s %6s %7s").
 inline std::string format_node_table(const std::vector<NodeInfo>& nodes) {
   using detail::fixed;
   std::string out = fixed("node", -32) + " " + fixed("partition", 9) + " " + fixed("role", 6) + " " +
@@ -9149,9 +9993,6 @@ inline std::string format_node_json(const std::vector<NodeInfo>& nodes) {
   return out;
 }
 
-// `list --json`: the index (as given), its nodes (format_node_json), the index's
-// node_map_version (null when unknown) and the warnings about the nodes' maps (map_version_warning
-// and its way out; none when no node holds a newer map).
 inline std::string format_list_json(const Endpoint& index, const std::vector<NodeInfo>& nodes, const MapVersions& v) {
   std::vector<std::string> warnings;
   const std::string w = map_version_warning(v);
@@ -9161,7 +10002,6 @@ inline std::string format_list_json(const Endpoint& index, const std::vector<Nod
          ",\"warnings\":" + detail::json_string_array(warnings) + "}";
 }
 
-// 12913 -> "3h", 200000 -> "2d": the largest whole unit, as flare-stats shows uptime.
 inline std::string short_duration(long long seconds) {
   if (seconds < 60) return std::to_string(seconds) + "s";
   long long m = seconds / 60;
@@ -9171,9 +10011,6 @@ inline std::string short_duration(long long seconds) {
   return std::to_string(h / 24) + "d";
 }
 
-// get_hits / cmd_get in percent, rounded half away from zero; "-" when there were no gets; "?"
-// when the node's counters make no sense (negative, or more hits than gets: a rate outside
-// 0-100 would be a made-up figure, and one beyond long long's range undefined behaviour).
 inline std::string hit_rate_cell(const NodeStats& s) {
   auto gets = s.number("cmd_get"), hits = s.number("get_hits");
   if (!gets || *gets == 0 || !hits) return "-";
@@ -9182,24 +10019,12 @@ inline std::string hit_rate_cell(const NodeStats& s) {
   return std::to_string(static_cast<long long>(std::floor(pct + 0.5)));
 }
 
-// Counters of one sample, for the qps columns.
-struct QpsSample {
-  long long gets = 0, sets = 0;
-  Clock::time_point at{};
-};
-
 inline std::optional<QpsSample> qps_sample(const StatsResult& r) {
   if (!r.ok) return std::nullopt;
   auto g = r.stats.number("cmd_get"), s = r.stats.number("cmd_set");
   if (!g || !s) return std::nullopt;
   return QpsSample{*g, *s, r.fetched_at};
 }
-
-// Requests per second between two samples: total, reads, writes. nullopt where it cannot be
-// told (no earlier sample, a counter went backwards after a restart, no time passed).
-struct QpsRates {
-  std::optional<double> total, reads, writes;
-};
 
 inline QpsRates qps_between(const std::optional<QpsSample>& prev, const std::optional<QpsSample>& cur) {
   QpsRates r;
@@ -9223,76 +10048,41 @@ inline std::string qps_cell(const std::optional<double>& v) {
   return buf;
 }
 
-// One row of the flare-stats table, before rendering.
-struct StatsRow {
-  NodeInfo node;
-  const StatsResult* result = nullptr; // nullptr or !ok: the node did not answer
-  // A slave's replication lag as its master sees it (gather_slave_lag / lag_of); nullopt for a
-  // slave whose master did not answer. Not used for other roles (a master or proxy is behind
-  // nobody: 0 when it answered).
-  std::optional<SlaveLag> lag;
-  QpsRates qps;
-  std::optional<long long> index_map_version; // the index's node_map_version: JSON flags a node holding a newer map
-};
+inline StatsSampler::StatsSampler(IndexClient& index, int timeout_ms, std::vector<std::string> filter, GatherHooks hooks)
+    : index_(index), timeout_ms_(timeout_ms), filter_(std::move(filter)), hooks_(std::move(hooks)) {}
 
-// flare-stats' rounds, for a program of its own: each sample() is one reading of the cluster
-// (read_cluster, with the shown slaves' lag from their masters, in one gather bounded by
-// timeout_ms), turned into the table's rows, each with the node's request rates since the
-// previous sample() (qps: the first sample has none; sample() twice, `wait` seconds apart, for
-// rates in the first table). `filter`: the nodes shown ("HOST:PORT" keys; empty: every node, in
-// stats_order()). Throws what read_cluster throws.
-class StatsSampler {
-public:
-  StatsSampler(IndexClient& index, int timeout_ms, std::vector<std::string> filter = {}, GatherHooks hooks = {})
-      : index_(index), timeout_ms_(timeout_ms), filter_(std::move(filter)), hooks_(std::move(hooks)) {}
-
-  struct Sample {
-    ClusterReading reading;               // rows[i].result points into reading.stats: keep the Sample whole
-    std::vector<StatsRow> rows;           // the nodes shown, in order
-    std::vector<std::string> lag_errors;  // "MASTER: its slaves' lag is unknown: WHY" (a master whose row says nothing)
-    std::vector<std::string> unreachable; // "HOST:PORT: WHY", a node shown that did not answer
-  };
-
-  Sample sample() {
-    Sample s;
-    s.reading = read_cluster(index_, timeout_ms_, [this](const Cluster& c) {
-      std::vector<NodeInfo> out;
-      for (const auto& n : c.stats_order())
-        if (filter_.empty() || std::find(filter_.begin(), filter_.end(), n.key) != filter_.end()) out.push_back(n);
-      return out;
-    }, true, hooks_);
-    const ClusterReading& r = s.reading;
-    std::set<std::string> failed; // rows that say so themselves
-    const std::map<std::string, SlaveLag> behind = lags_by_slave(r.cluster, r.lags);
-    for (size_t i = 0; i < r.shown.size(); ++i) {
-      const StatsResult& result = r.stats[i];
-      StatsRow row;
-      row.node = r.shown[i];
-      row.result = &result;
-      row.index_map_version = r.versions.index >= 0 ? std::optional<long long>(r.versions.index) : std::nullopt;
-      auto b = behind.find(row.node.key);
-      if (b != behind.end()) row.lag = b->second;
-      auto now = qps_sample(result);
-      row.qps = qps_between(previous_[row.node.key], now);
-      previous_[row.node.key] = now;
-      if (!result.ok) {
-        failed.insert(row.node.key);
-        s.unreachable.push_back(row.node.key + ": " + result.error);
-      }
-      s.rows.push_back(std::move(row));
+inline StatsSampler::Sample StatsSampler::sample() {
+  Sample s;
+  s.reading = read_cluster(index_, timeout_ms_, [this](const Cluster& c) {
+    std::vector<NodeInfo> out;
+    for (const auto& n : c.stats_order())
+      if (filter_.empty() || std::find(filter_.begin(), filter_.end(), n.key) != filter_.end()) out.push_back(n);
+    return out;
+  }, true, hooks_);
+  const ClusterReading& r = s.reading;
+  std::set<std::string> failed; // rows that say so themselves
+  const std::map<std::string, SlaveLag> behind = lags_by_slave(r.cluster, r.lags);
+  for (size_t i = 0; i < r.shown.size(); ++i) {
+    const StatsResult& result = r.stats[i];
+    StatsRow row;
+    row.node = r.shown[i];
+    row.result = &result;
+    row.index_map_version = r.versions.index >= 0 ? std::optional<long long>(r.versions.index) : std::nullopt;
+    auto b = behind.find(row.node.key);
+    if (b != behind.end()) row.lag = b->second;
+    auto now = qps_sample(result);
+    row.qps = qps_between(previous_[row.node.key], now);
+    previous_[row.node.key] = now;
+    if (!result.ok) {
+      failed.insert(row.node.key);
+      s.unreachable.push_back(row.node.key + ": " + result.error);
     }
-    for (const auto& l : r.lags)
-      if (!l.ok && !failed.count(l.master.key())) s.lag_errors.push_back(l.master.key() + ": its slaves' lag is unknown: " + l.error);
-    return s;
+    s.rows.push_back(std::move(row));
   }
-
-private:
-  IndexClient& index_;
-  int timeout_ms_;
-  std::vector<std::string> filter_;
-  GatherHooks hooks_;
-  std::map<std::string, std::optional<QpsSample>> previous_;
-};
+  for (const auto& l : r.lags)
+    if (!l.ok && !failed.count(l.master.key())) s.lag_errors.push_back(l.master.key() + ": its slaves' lag is unknown: " + l.error);
+  return s;
+}
 
 inline std::vector<std::string> stats_header(bool with_qps) {
   std::vector<std::string> h = {"hostname:port", "state", "role", "partition", "balance", "items",
@@ -9305,10 +10095,6 @@ inline std::vector<std::string> stats_header(bool with_qps) {
   return h;
 }
 
-// The `behind` cell: for a slave, its lag as its master sees it: the seconds since the oldest
-// write still waiting at the master for it ("0" when none waits), followed by "s/" and the
-// number of writes waiting when there are any ("11s/49998"); "-" when its master did not
-// answer. For a master or proxy "0" (behind nobody), "-" when the node did not answer.
 inline std::string behind_cell(const StatsRow& row) {
   if (row.node.is_slave()) {
     if (!row.lag) return "-";
@@ -9354,9 +10140,6 @@ inline std::vector<std::string> stats_cells(const StatsRow& row, bool with_qps) 
   return c;
 }
 
-// A table whose columns are as wide as their widest cell; the first `left_columns` data
-// columns are left-aligned, the rest right-aligned; header cells are always left-aligned.
-// Cells are padded even with a custom delimiter (0.7.3's layout, which scripts rely on).
 inline std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
                                 size_t left_columns, const std::string& delimiter) {
   std::vector<size_t> width(header.size(), 0);
@@ -9380,7 +10163,7 @@ inline std::string render_table(const std::vector<std::string>& header, const st
   return out;
 }
 
-inline std::string format_stats_table(const std::vector<StatsRow>& rows, bool with_qps, const std::string& delimiter = " ") {
+inline std::string format_stats_table(const std::vector<StatsRow>& rows, bool with_qps, const std::string& delimiter) {
   std::vector<std::vector<std::string>> cells;
   cells.reserve(rows.size());
   for (const auto& r : rows) cells.push_back(stats_cells(r, with_qps));
@@ -9443,7 +10226,6 @@ inline std::string format_stats_json(const std::vector<StatsRow>& rows, bool wit
   return out;
 }
 
-// `flare-admin threads`: "%5s %-32s %-13s %4s %8s", sorted by peer then id (as text).
 inline std::vector<ThreadInfo> threads_order(std::vector<ThreadInfo> threads) {
   std::stable_sort(threads.begin(), threads.end(), [](const ThreadInfo& a, const ThreadInfo& b) {
     if (a.peer != b.peer) return a.peer < b.peer;
@@ -9481,16 +10263,6 @@ inline std::string format_threads_json(const std::vector<ThreadInfo>& threads) {
   return out;
 }
 
-// The one-line cluster summary of `flare-admin summary`.
-struct Summary {
-  std::string name; // index host:port
-  int partitions = 0, nodes = 0, masters = 0, slaves = 0;
-  long long bytes = 0, items = 0;
-  int unreachable_masters = 0; // masters whose stats could not be read (their size is missing)
-  std::vector<std::string> warnings; // e.g. map_version_warning(); JSON only (the table goes to stderr)
-};
-
-// `results` are the masters' stats (any order); nodes that did not answer are counted apart.
 inline Summary summarize(const std::string& name, const Cluster& cluster, const std::vector<StatsResult>& results) {
   Summary s;
   s.name = name;
@@ -9539,64 +10311,47 @@ inline std::string format_summary_json(const Summary& s) {
          ",\"warnings\":" + detail::json_string_array(s.warnings) + "}";
 }
 
-// One line for a terminal while many nodes are read at once (dump --all, dumpkey --all,
-// verify): every node's count while they all fit in `width` columns, else how many nodes are
-// done, the total, and the node furthest behind (the one an operator waits for), cut at
-// `width` (a line that wraps cannot be redrawn in place). Redrawing on
-// every item would cost more than the dump; line_if_due() says when a redraw is worth it.
-class StreamsProgress {
-public:
-  StreamsProgress(std::string verb, std::vector<std::string> names, std::string unit, size_t width = 79)
-      : verb_(std::move(verb)), unit_(std::move(unit)), names_(std::move(names)), counts_(names_.size(), 0),
-        done_(names_.size(), false), width_(width) {}
+inline StreamsProgress::StreamsProgress(std::string verb, std::vector<std::string> names, std::string unit, size_t width)
+    : verb_(std::move(verb)), unit_(std::move(unit)), names_(std::move(names)), counts_(names_.size(), 0),
+      done_(names_.size(), false), width_(width) {}
 
-  void count(size_t i, unsigned long long n) {
-    if (i < counts_.size()) counts_[i] = n;
-  }
-  void finish(size_t i) {
-    if (i < done_.size()) done_[i] = true;
-  }
+inline void StreamsProgress::count(size_t i, unsigned long long n) {
+  if (i < counts_.size()) counts_[i] = n;
+}
 
-  std::string line() const {
-    unsigned long long total = 0;
-    size_t done = 0;
-    for (size_t i = 0; i < names_.size(); ++i) {
-      total += counts_[i];
-      done += done_[i] ? 1 : 0;
-    }
-    std::string tail = "; " + std::to_string(total) + " " + unit_;
-    std::string all = verb_ + ": ";
-    for (size_t i = 0; i < names_.size(); ++i)
-      all += (i ? ", " : "") + names_[i] + " " + std::to_string(counts_[i]) + (done_[i] ? " done" : "");
-    all += tail;
-    if (all.size() <= width_) return all;
-    std::string out = verb_ + ": " + std::to_string(done) + " of " + std::to_string(names_.size()) + " nodes done" + tail;
-    size_t behind = names_.size();
-    for (size_t i = 0; i < names_.size(); ++i)
-      if (!done_[i] && (behind == names_.size() || counts_[i] < counts_[behind])) behind = i;
-    if (behind < names_.size()) out += "; behind: " + names_[behind] + " " + std::to_string(counts_[behind]);
-    if (out.size() > width_) out.resize(width_); // a wrapped line cannot be redrawn in place
-    return out;
-  }
+inline void StreamsProgress::finish(size_t i) {
+  if (i < done_.size()) done_[i] = true;
+}
 
-  // The line when `interval_ms` has passed since the last one given (the first is due at once).
-  std::optional<std::string> line_if_due(int interval_ms = 200) {
-    auto now = Clock::now();
-    if (shown_ && now - last_ < std::chrono::milliseconds(interval_ms)) return std::nullopt;
-    shown_ = true;
-    last_ = now;
-    return line();
+inline std::string StreamsProgress::line() const {
+  unsigned long long total = 0;
+  size_t done = 0;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    total += counts_[i];
+    done += done_[i] ? 1 : 0;
   }
+  std::string tail = "; " + std::to_string(total) + " " + unit_;
+  std::string all = verb_ + ": ";
+  for (size_t i = 0; i < names_.size(); ++i)
+    all += (i ? ", " : "") + names_[i] + " " + std::to_string(counts_[i]) + (done_[i] ? " done" : "");
+  all += tail;
+  if (all.size() <= width_) return all;
+  std::string out = verb_ + ": " + std::to_string(done) + " of " + std::to_string(names_.size()) + " nodes done" + tail;
+  size_t behind = names_.size();
+  for (size_t i = 0; i < names_.size(); ++i)
+    if (!done_[i] && (behind == names_.size() || counts_[i] < counts_[behind])) behind = i;
+  if (behind < names_.size()) out += "; behind: " + names_[behind] + " " + std::to_string(counts_[behind]);
+  if (out.size() > width_) out.resize(width_); // a wrapped line cannot be redrawn in place
+  return out;
+}
 
-private:
-  std::string verb_, unit_;
-  std::vector<std::string> names_;
-  std::vector<unsigned long long> counts_;
-  std::vector<bool> done_;
-  size_t width_;
-  bool shown_ = false;
-  Clock::time_point last_{};
-};
+inline std::optional<std::string> StreamsProgress::line_if_due(int interval_ms) {
+  auto now = Clock::now();
+  if (shown_ && now - last_ < std::chrono::milliseconds(interval_ms)) return std::nullopt;
+  shown_ = true;
+  last_ = now;
+  return line();
+}
 
 // ---- 8b. Prometheus text exposition format, version 0.0.4 --------------------------------
 //
@@ -9701,9 +10456,6 @@ inline const std::vector<PromStat>& prom_stats() {
 
 } // namespace detail
 
-// The whole exposition for one cluster: `results` are the `stats` of the cluster's nodes (any
-// order; a node without a result, or whose result is !ok, is flare_up 0 and has no stats
-// samples). `index_name` is the index server's host:port.
 inline std::string format_prometheus(const std::string& index_name, const Cluster& cluster,
                                      const std::vector<StatsResult>& results) {
   using detail::prom_family;
@@ -9790,8 +10542,6 @@ inline std::string format_prometheus(const std::string& index_name, const Cluste
   return out;
 }
 
-// What to expose when the index server itself cannot be read: its flare_index_up is 0 (a
-// missing file or stale values would hide the outage).
 inline std::string format_prometheus_index_down(const std::string& index_name) {
   std::string out;
   detail::prom_family(out, "flare_index_up", "gauge", "1 when the index server answered.",
@@ -9800,14 +10550,6 @@ inline std::string format_prometheus_index_down(const std::string& index_name) {
 }
 
 // ---- 8c. Health check (`flare-admin check`) ------------------------------------------------
-//
-// The cluster's health as findings, each with a severity, the partition and/or node, the
-// figure and the command that usually fixes it; the worst severity is the verdict, as a
-// monitoring plugin's (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). collect_check() reads the
-// cluster (the index, then every node at once); evaluate_check() turns what it read into
-// findings, without the network (so every finding is testable from data).
-
-enum class Severity { ok = 0, warning = 1, critical = 2, unknown = 3 };
 
 inline const char* to_string(Severity s) {
   switch (s) {
@@ -9818,31 +10560,11 @@ inline const char* to_string(Severity s) {
   }
 }
 
-// The worse of two verdicts: CRITICAL > UNKNOWN > WARNING > OK (the plugins' order: a known
-// outage outranks "could not tell").
 inline Severity worse(Severity a, Severity b) {
   auto rank = [](Severity s) { return s == Severity::critical ? 3 : s == Severity::unknown ? 2 : s == Severity::warning ? 1 : 0; };
   return rank(a) >= rank(b) ? a : b;
 }
 
-struct Finding {
-  Severity severity = Severity::warning;
-  std::string code;    // stable name (JSON, --ignore, the Prometheus alert of the same name)
-  int partition = -1;  // the partition concerned, -1 none
-  std::string node;    // the node concerned (host:port), "" none
-  std::string message; // one sentence, the summary line's text when it is the worst
-  std::string figure;  // what was measured, e.g. "queue 21572 items, 11 s behind"
-  std::string fix;     // the command that usually fixes it
-};
-
-// Every finding check can report: its code, its usual severity (slave_lag is CRITICAL above
-// the critical threshold) and what it means (the man page's list, and --ignore's check).
-// (A table for callers and tests: cppcheck sees no use of its members in this file.)
-struct CheckCode {
-  const char* code;   // cppcheck-suppress unusedStructMember
-  Severity severity;  // cppcheck-suppress unusedStructMember
-  const char* meaning; // cppcheck-suppress unusedStructMember
-};
 inline const std::vector<CheckCode>& check_codes() {
   static const std::vector<CheckCode> codes = {
       {"index_down", Severity::critical, "the index server does not answer: nothing can fail over"},
@@ -9874,60 +10596,14 @@ inline const std::vector<CheckCode>& check_codes() {
   return codes;
 }
 
-// Thresholds of the findings that have one (the options of `check`). Lag: a slave is WARNING
-// above the *_warning items or seconds, CRITICAL above the *_critical ones.
-struct CheckThresholds {
-  long long lag_warning_items = 1000, lag_critical_items = 100000;
-  long long lag_warning_seconds = 30, lag_critical_seconds = 300;
-  long long items_difference = 1000; // |master - slave| curr_items while the slave's queue is 0
-  long long prepare_seconds = 1800;  // a new partition's master copying longer is a warning (the alert rule's 30m)
-  std::set<std::string> ignore;      // finding codes left out
-};
-
-// Everything check reads.
-struct CheckData {
-  std::string index_name;            // host:port as given
-  std::string index_error;           // "" when the index answered; else why not
-  bool index_is_node = false;        // the address is a flared
-  std::string index_version;         // `stats` version of the index
-  long long index_map_version = -1;  // its node_map_version, -1 unknown (read before the nodes')
-  long long index_map_version_now = -1; // read again after the nodes' when one seemed ahead (else -1)
-  Cluster cluster;                   // the index's map
-  std::vector<StatsResult> stats;    // every node's `stats`, in cluster.nodes() order
-  std::map<std::string, std::vector<SlaveLag>> lags; // by master key: its `stats threads slave` (slave_lags)
-  std::map<std::string, std::string> lag_errors;     // by master key: why `stats threads slave` failed
-  // By the key of a master in prepare whose `stats threads` answered: its reconstruction threads
-  // (op dump, peer a node of the map, one per source at once; flared sets a thread's uptime when it
-  // takes the job, src/lib/thread.cc; seen on a real flare 1.3.4), none when no copy runs.
-  struct CopyThread {
-    std::string source;  // cppcheck-suppress unusedStructMember ; the node it reads (read in section 8c)
-    long long seconds;   // cppcheck-suppress unusedStructMember ; for how long
-  };
-  std::map<std::string, std::vector<CopyThread>> copies;
-  bool keys_checked = false;         // --keys: placement holds every listing
-  std::vector<KeyPlacement> placement;
-  std::optional<Layout> layout;      // --layout: the layout the cluster is to match (set by the caller)
-  std::string layout_name;           // its file, for the finding
-};
-
 namespace detail {
 // The start of the error of a node whose `stats` answered with a figure that is not a count
 // (collect_check; check_node_findings says so instead of "does not answer").
 constexpr const char* kStatsNotACount = "its stats give ";
 } // namespace detail
 
-// Reads the cluster for check: the index (`meta` to be sure it is one, `stats nodes`, `stats`,
-// one connection, `timeout_ms` per request), then at once (gather_replies, one `timeout_ms` in
-// all) every node's `stats`, every master's `stats threads slave` and the `stats threads` of a
-// master in prepare (copies). The index is asked again when a node seems ahead of it
-// (index_map_version_now) and when a master in prepare shows no copy (it may have just ended:
-// its entry then shows it as the index does now). With `keys` (not null),
-// then every answering master and slave lists its keys (check_key_placement, unframed keys
-// counted; its options give deadline, cancel and progress). An index that does not answer, or is
-// a data node, is recorded (index_error), not thrown. Throws ProtocolError / ServerError when
-// the index answers garbage; Interrupted from the key listing, or once `cancel` says stop.
-inline CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys = nullptr,
-                               const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr) {
+inline CheckData collect_check(const Endpoint& index, int timeout_ms, const DumpOptions* keys,
+                               const TraceFn& trace, const CancelFn& cancel) {
   CheckData d;
   d.index_name = index.display();
   IndexClient ic(index, timeout_ms);
@@ -10039,20 +10715,6 @@ inline CheckData collect_check(const Endpoint& index, int timeout_ms, const Dump
   }
   return d;
 }
-
-// The verdict, its findings (worst first, then in cluster order) and the performance data.
-struct CheckReport {
-  Severity status = Severity::ok;
-  std::vector<Finding> findings;
-  CheckThresholds thresholds;
-  int nodes = 0, partitions = 0;
-  std::set<std::string> ignored; // codes of the findings left out by thresholds.ignore
-  long long max_lag_items = 0, max_lag_seconds = 0, items = 0;
-  long long keys = -1;         // with --keys: keys listed on the nodes asked (each copy counted); else -1
-  bool figures_known = true;   // false when the index was not read: perfdata U, JSON null (not 0s)
-  std::string summary() const; // the first line, without the performance data
-  std::string perfdata() const;
-};
 
 namespace detail {
 
@@ -10525,8 +11187,6 @@ inline void check_key_findings(const CheckData& d, std::vector<Finding>& out) {
 
 } // namespace detail
 
-// What check read of the masters' `stats threads slave`, as gather_slave_lag() gives it (for
-// format_prometheus_health's flare_slave_* families): the masters in the map's order.
 inline std::vector<LagResult> lag_results(const CheckData& d) {
   std::vector<LagResult> out;
   for (const auto& n : d.cluster.nodes()) {
@@ -10543,11 +11203,7 @@ inline std::vector<LagResult> lag_results(const CheckData& d) {
   return out;
 }
 
-// The findings of `d` under thresholds `t` (codes in t.ignore left out), worst first, then in
-// the order found (index, nodes, partitions, lag, map, versions, keys), and the figures of the
-// performance data: nodes, partitions, the highest lag (items and seconds), and the items of
-// the active masters. Pure: no network, never throws but std::bad_alloc.
-inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t = {}) {
+inline CheckReport evaluate_check(const CheckData& d, const CheckThresholds& t) {
   CheckReport r;
   r.thresholds = t;
   std::vector<Finding> all;
@@ -10661,8 +11317,6 @@ inline std::string CheckReport::perfdata() const {
          (keys >= 0 ? " keys=" + std::to_string(keys) + ";;;0" : "");
 }
 
-// The plugin output: the summary and performance data on the first line, then one line per
-// finding: "SEVERITY code [partition N] [NODE]: message (figure); fix: command".
 inline std::string format_check_text(const CheckReport& r) {
   std::string out = r.summary() + " | " + r.perfdata() + "\n";
   for (const auto& f : r.findings) {
@@ -10677,9 +11331,6 @@ inline std::string format_check_text(const CheckReport& r) {
   return out;
 }
 
-// The verdict when check could not tell (a bad command line, an error): "FLARE UNKNOWN - why"
-// and a newline, or with `json` one JSON document as format_check_json's (exit 3, perfdata null,
-// no findings). `why` is made printable and cut to 300 bytes.
 inline std::string format_check_unknown(const std::string& why, bool json) {
   std::string summary = "FLARE UNKNOWN - " + detail::printable(why, 300);
   if (!json) return summary + "\n";
@@ -10687,7 +11338,6 @@ inline std::string format_check_unknown(const std::string& why, bool json) {
          ",\"perfdata\":null,\"findings\":[]}\n";
 }
 
-// The same as one JSON document: status, exit (0-3), summary, perfdata (numbers), findings.
 inline std::string format_check_json(const CheckReport& r) {
   using detail::json_escape;
   auto known = [&](long long x) { return r.figures_known ? std::to_string(x) : std::string("null"); };
@@ -10708,12 +11358,6 @@ inline std::string format_check_json(const CheckReport& r) {
   return out + "]}";
 }
 
-// The figures the check's findings are made of, as Prometheus families with an `index` label,
-// for contrib/prometheus/flare-alerts.yml to raise the same findings (appended to
-// format_prometheus's output by `flare-stats --prometheus`): the index's node map version and
-// each node's difference to it, each partition's nodes by role and state (zeros included), its
-// active slaves' balance and slaves on the master's host, each slave's replication queue, seconds
-// behind and item difference to its master, and each server's flare version.
 inline std::string format_prometheus_health(const CheckData& d) {
   using detail::prom_family;
   using detail::prom_label_value;
@@ -10823,7 +11467,6 @@ inline std::string format_prometheus_health(const CheckData& d) {
   return out;
 }
 
-// flare's own node map document (flarei's flare.xml, boost serialization), nodes in server order.
 inline std::string format_index_xml(const Cluster& cluster, long long version) {
   auto role_code = [](const std::string& r) -> std::string {
     return r == "master" ? "0" : r == "slave" ? "1" : r == "proxy" ? "2" : "";
@@ -10872,27 +11515,8 @@ inline std::string format_index_xml(const Cluster& cluster, long long version) {
 }
 
 // ---- 8d. Exporter: /metrics over HTTP (flare-exporter) -----------------------------------------
-//
-// One gather of a cluster per scrape, as `flare-stats --prometheus` reads it (every node's stats,
-// every master's replication threads and check's findings, in one poll loop), served over HTTP by
-// one poll() loop: a deadline on every client, a bounded request, a bounded number of
-// connections, no thread per connection. A gather runs in a thread of its own, so a slow cluster
-// never holds the loop, and scrapes of the same cluster that arrive while it runs share it.
-// A cluster that does not answer still gives 200 with flare_index_up 0 (the exporters'
-// convention), never a 500.
 
-// What one gather gives: the exposition text, and the errors met (an index or node that did not
-// answer), each one line.
-struct ScrapeResult {
-  std::string text;
-  std::vector<std::string> errors;
-  bool index_up = false;
-};
-
-// The Prometheus text of the cluster whose index is `index`: format_prometheus and
-// format_prometheus_health over collect_check's reading (requests `timeout_ms` each), or
-// format_prometheus_index_down when the index cannot be read. Throws Interrupted only.
-inline ScrapeResult prometheus_scrape(const Endpoint& index, int timeout_ms, const CancelFn& cancel = nullptr) {
+inline ScrapeResult prometheus_scrape(const Endpoint& index, int timeout_ms, const CancelFn& cancel) {
   ScrapeResult r;
   try {
     CheckData d = collect_check(index, timeout_ms, nullptr, nullptr, cancel);
@@ -10914,8 +11538,6 @@ inline ScrapeResult prometheus_scrape(const Endpoint& index, int timeout_ms, con
   return r;
 }
 
-// Every entry of a $FLARE_INDEX_SERVERS list ("name:host:port;..."), by name. Throws Error for
-// an entry that is not name:host:port.
 inline std::map<std::string, Endpoint> index_servers(std::string_view servers) {
   std::map<std::string, Endpoint> out;
   for (auto entry : detail::split(servers, ';')) {
@@ -10930,470 +11552,401 @@ inline std::map<std::string, Endpoint> index_servers(std::string_view servers) {
   return out;
 }
 
-struct ExporterOptions {
-  Endpoint listen{"0.0.0.0", 12119};           // 12119: outside 9100-9999, all allocated by Prometheus' list
-  std::string telemetry_path = "/metrics";
-  Endpoint index{"127.0.0.1", FLARE_TOOLS_DEFAULT_INDEX_PORT}; // what /metrics reads
-  std::map<std::string, Endpoint> clusters;    // /probe?cluster=NAME
-  std::set<std::string> allowed_targets;       // /probe?target=HOST:PORT, by key ("" none: refused)
-  int timeout_ms = FLARE_TOOLS_DEFAULT_TIMEOUT_MS; // each request of a gather
-  int client_timeout_ms = 10000;               // a client's request arrives, and its reply is taken, within it
-  size_t max_connections = 512;                // beyond it a new connection is closed at once
-  size_t max_request_bytes = 16384;            // the request line and headers
-};
+inline Exporter::Exporter(ExporterOptions o, ScrapeFn scrape)
+    : opt_(std::move(o)), scrape_(std::move(scrape)) {
+  // A gather under way when the exporter stops ends at once (Interrupted), not at its deadline.
+  if (!scrape_)
+    scrape_ = [t = opt_.timeout_ms, stopping = stopping_](const Endpoint& ep) {
+      return prometheus_scrape(ep, t, [stopping] { return stopping->load(); });
+    };
+}
 
-// The HTTP server of flare-exporter. bind() throws Error (the address in use, or not one);
-// serve() runs until `stop` says so (checked at least every 200 ms), then closes every socket and
-// waits for the gathers under way (each bounded by its deadlines). `log` gets one line per error.
-// `scrape` is prometheus_scrape unless given (the tests give their own).
-class Exporter {
-public:
-  using ScrapeFn = std::function<ScrapeResult(const Endpoint& index)>;
-  explicit Exporter(ExporterOptions o, ScrapeFn scrape = nullptr) : opt_(std::move(o)), scrape_(std::move(scrape)) {
-    // A gather under way when the exporter stops ends at once (Interrupted), not at its deadline.
-    if (!scrape_)
-      scrape_ = [t = opt_.timeout_ms, stopping = stopping_](const Endpoint& ep) {
-        return prometheus_scrape(ep, t, [stopping] { return stopping->load(); });
-      };
-  }
-  Exporter(const Exporter&) = delete;
-  Exporter& operator=(const Exporter&) = delete;
-  ~Exporter() { shut(); }
-
-  void bind() {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    const std::string port = std::to_string(opt_.listen.port);
-    int rc = ::getaddrinfo(opt_.listen.host.empty() ? nullptr : opt_.listen.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0 || !res) throw Error("cannot listen on " + opt_.listen.display() + ": " + ::gai_strerror(rc));
-    std::string why;
-    for (addrinfo* a = res; a && listen_fd_ < 0; a = a->ai_next) {
-      int fd = detail::new_socket(a->ai_family); // close-on-exec, non-blocking, no SIGPIPE
-      if (fd < 0) continue;
-      int one = 1;
-      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 128) == 0) {
-        listen_fd_ = fd;
-        sockaddr_storage ss{};
-        socklen_t len = sizeof ss;
-        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-          bound_port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                                                       : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-      } else {
-        why = std::strerror(errno);
-        ::close(fd);
-      }
-    }
-    ::freeaddrinfo(res);
-    if (listen_fd_ < 0) throw Error("cannot listen on " + opt_.listen.display() + ": " + why);
-    if (::pipe(wake_) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
-    for (int fd : wake_) {
-      detail::set_nonblocking(fd);
-      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-    }
-  }
-  int port() const { return bound_port_; }
-  // Clients whose scrape waits for a gather (another thread may read it: the tests do).
-  size_t parked() const { return parked_.load(); }
-
-  void serve(const CancelFn& stop, const std::function<void(const std::string&)>& log = nullptr) {
-    log_ = log;
-    while (!(stop && stop())) {
-      std::vector<pollfd> fds;
-      fds.push_back({listen_fd_, static_cast<short>(clients_.size() < opt_.max_connections ? POLLIN : 0), 0});
-      fds.push_back({wake_[0], POLLIN, 0});
-      for (auto& c : clients_)
-        fds.push_back({c.fd, static_cast<short>(c.phase == Client::writing ? POLLOUT
-                                                : c.phase == Client::reading || c.phase == Client::draining ? POLLIN : 0), 0});
-      int wait_ms = 200;
-      const auto now = Clock::now();
-      for (auto& c : clients_)
-        wait_ms = std::max(0, std::min<int>(wait_ms, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count())));
-      int n = detail::handle_EINTR([&] { return ::poll(fds.data(), fds.size(), wait_ms); });
-      if (n < 0) throw Error(std::string("poll: ") + std::strerror(errno));
-      if (fds[1].revents) drain_wake();
-      if (fds[0].revents & POLLIN) accept_all();
-      for (size_t i = 2; i < fds.size(); ++i) {
-        if (!fds[i].revents) continue;
-        auto it = std::find_if(clients_.begin(), clients_.end(), [&](const Client& c) { return c.fd == fds[i].fd; });
-        if (it == clients_.end()) continue;
-        if (it->phase == Client::reading) read_from(*it);
-        else if (it->phase == Client::writing) write_to(*it);
-        else if (it->phase == Client::draining) drain(*it);
-      }
-      finish_gathers();
-      const auto later = Clock::now();
-      for (auto& c : clients_)
-        if (c.fd >= 0 && later >= c.deadline) { // a silent or slow client: dropped, not logged (a flood could fill the log)
-          ::close(c.fd);
-          c.fd = -1;
-        }
-      clients_.erase(std::remove_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.fd < 0; }), clients_.end());
-      parked_ = static_cast<size_t>(std::count_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.phase == Client::waiting; }));
-    }
-    *stopping_ = true;
-    shut();
-  }
-
-private:
-  struct Client {
-    int fd = -1;
-    std::string peer, in, out;                    // out: the status line and headers (and a small body)
-    std::shared_ptr<const std::string> body;      // a scrape's body, one copy shared by every client of its gather
-    size_t sent = 0;
-    enum Phase { reading, waiting, writing, draining } phase = reading;
-    Clock::time_point deadline;
-    std::string gather; // the index key it waits for
-    bool head = false;
-  };
-  struct Gather {
-    Endpoint index;
-    std::thread thread;
-    std::shared_ptr<std::pair<std::atomic<bool>, ScrapeResult>> result;
-    Clock::time_point started;
-  };
-
-  void accept_all() {
-    for (;;) {
+inline void Exporter::bind() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(opt_.listen.port);
+  int rc = ::getaddrinfo(opt_.listen.host.empty() ? nullptr : opt_.listen.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || !res) throw Error("cannot listen on " + opt_.listen.display() + ": " + ::gai_strerror(rc));
+  std::string why;
+  for (addrinfo* a = res; a && listen_fd_ < 0; a = a->ai_next) {
+    int fd = detail::new_socket(a->ai_family); // close-on-exec, non-blocking, no SIGPIPE
+    if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 128) == 0) {
+      listen_fd_ = fd;
       sockaddr_storage ss{};
       socklen_t len = sizeof ss;
-      int fd = detail::handle_EINTR([&] { return ::accept(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len); });
-      if (fd < 0) return;
-      if (clients_.size() >= opt_.max_connections) {
-        ::close(fd);
-        continue;
-      }
-      detail::set_nonblocking(fd);
-      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-#ifdef SO_NOSIGPIPE
-      int one = 1;
-      ::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-#endif
-      Client c;
-      c.fd = fd;
-      char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-      ::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
-      c.peer = std::string(host) + ":" + serv;
-      c.deadline = Clock::now() + std::chrono::milliseconds(opt_.client_timeout_ms);
-      clients_.push_back(std::move(c));
-    }
-  }
-
-  void read_from(Client& c) {
-    char buf[4096];
-    ssize_t n = detail::handle_EINTR([&] { return ::recv(c.fd, buf, sizeof buf, 0); });
-    if (n <= 0) {
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      ::close(c.fd);
-      c.fd = -1;
-      return;
-    }
-    c.in.append(buf, static_cast<size_t>(n));
-    // Headers end at an empty line; a line may end in a bare LF (RFC 9112 allows it), and empty
-    // lines before the request line are skipped.
-    while (!c.in.empty() && (c.in[0] == '\r' || c.in[0] == '\n')) c.in.erase(0, 1);
-    size_t end = c.in.find("\r\n\r\n");
-    if (end == std::string::npos) end = c.in.find("\n\n");
-    if (end == std::string::npos) {
-      size_t mixed = c.in.find("\n\r\n");
-      if (mixed != std::string::npos) end = mixed;
-    }
-    if (end == std::string::npos && c.in.size() > opt_.max_request_bytes) {
-      reply(c, 431, "Request Header Fields Too Large", "text/plain", "request line and headers over " +
-                                                                         std::to_string(opt_.max_request_bytes) + " bytes\n");
-      return;
-    }
-    if (end == std::string::npos) return;
-    if (end > opt_.max_request_bytes) {
-      reply(c, 431, "Request Header Fields Too Large", "text/plain", "request line and headers over " +
-                                                                         std::to_string(opt_.max_request_bytes) + " bytes\n");
-      return;
-    }
-    std::string line = c.in.substr(0, c.in.find('\n'));
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    route(c, line);
-  }
-
-  static std::string url_decode(std::string_view s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-          std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-        out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-        i += 2;
-      } else {
-        out += s[i] == '+' ? ' ' : s[i];
-      }
-    }
-    return out;
-  }
-
-  void route(Client& c, const std::string& request_line) {
-    auto w = detail::split(request_line, ' ');
-    if (w.size() != 3 || w[2].substr(0, 5) != "HTTP/") {
-      reply(c, 400, "Bad Request", "text/plain", "not an HTTP request line\n");
-      return;
-    }
-    const std::string method(w[0]), target(w[1]);
-    c.head = method == "HEAD";
-    if (method != "GET" && method != "HEAD") {
-      reply(c, 405, "Method Not Allowed", "text/plain", "only GET and HEAD\n", "Allow: GET, HEAD\r\n");
-      return;
-    }
-    std::string target_path = target;
-    if (target_path.rfind("http://", 0) == 0 || target_path.rfind("https://", 0) == 0) { // absolute form
-      size_t slash = target_path.find('/', target_path.find("//") + 2);
-      target_path = slash == std::string::npos ? "/" : target_path.substr(slash);
-    }
-    const size_t q = target_path.find('?');
-    const std::string path = target_path.substr(0, q);
-    std::map<std::string, std::string> query;
-    if (q != std::string::npos)
-      for (auto kv : detail::split(std::string_view(target_path).substr(q + 1), '&')) {
-        size_t eq = kv.find('=');
-        query[url_decode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(kv.substr(eq + 1));
-      }
-    if (path == "/") {
-      std::string body = "<html><head><title>flare exporter</title></head><body><h1>flare exporter</h1>"
-                         "<p><a href=\"" + opt_.telemetry_path + "\">Metrics</a> of " + opt_.index.display() + "</p>";
-      for (const auto& [name, ep] : opt_.clusters)
-        body += "<p><a href=\"/probe?cluster=" + name + "\">" + name + "</a> (" + ep.display() + ")</p>";
-      reply(c, 200, "OK", "text/html; charset=utf-8", body + "</body></html>\n");
-    } else if (path == opt_.telemetry_path) {
-      start_scrape(c, opt_.index);
-    } else if (path == "/probe") {
-      if (query.count("cluster") && query.count("target")) {
-        reply(c, 400, "Bad Request", "text/plain", "give ?cluster=NAME or ?target=HOST:PORT, not both\n");
-      } else if (query.count("cluster")) {
-        auto it = opt_.clusters.find(query["cluster"]);
-        if (it == opt_.clusters.end())
-          reply(c, 404, "Not Found", "text/plain", "no cluster '" + detail::printable(query["cluster"]) + "' in FLARE_INDEX_SERVERS\n");
-        else start_scrape(c, it->second);
-      } else if (query.count("target")) {
-        Endpoint ep;
-        try {
-          ep = parse_host_port(query["target"], FLARE_TOOLS_DEFAULT_INDEX_PORT);
-        } catch (const Error&) {
-          reply(c, 400, "Bad Request", "text/plain", "target is HOST[:PORT]\n");
-          return;
-        }
-        if (!opt_.allowed_targets.count(ep.key()))
-          reply(c, 403, "Forbidden", "text/plain", "target " + detail::printable(ep.key()) +
-                                                       " is not allowed (the exporter's --web.allowed-targets)\n");
-        else start_scrape(c, ep);
-      } else {
-        reply(c, 400, "Bad Request", "text/plain", "give ?cluster=NAME (from FLARE_INDEX_SERVERS) or ?target=HOST:PORT\n");
-      }
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+        bound_port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                                     : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
     } else {
-      reply(c, 404, "Not Found", "text/plain", "not found: try " + opt_.telemetry_path + "\n");
+      why = std::strerror(errno);
+      ::close(fd);
     }
   }
-
-  void reply(Client& c, int code, const char* reason, const char* type, const std::string& body, const std::string& extra = "") {
-    reply(c, code, reason, type, std::make_shared<const std::string>(body), extra);
+  ::freeaddrinfo(res);
+  if (listen_fd_ < 0) throw Error("cannot listen on " + opt_.listen.display() + ": " + why);
+  if (::pipe(wake_) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  for (int fd : wake_) {
+    detail::set_nonblocking(fd);
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
-  void reply(Client& c, int code, const char* reason, const char* type, std::shared_ptr<const std::string> body,
-             const std::string& extra = "") {
-    c.out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + type + "\r\nContent-Length: " +
-            std::to_string(body->size()) + "\r\nConnection: close\r\n" + extra + "\r\n";
-    c.body = c.head ? nullptr : std::move(body);
-    c.sent = 0;
-    c.phase = Client::writing;
+}
+
+inline void Exporter::serve(const CancelFn& stop, const std::function<void(const std::string&)>& log) {
+  log_ = log;
+  while (!(stop && stop())) {
+    std::vector<pollfd> fds;
+    fds.push_back({listen_fd_, static_cast<short>(clients_.size() < opt_.max_connections ? POLLIN : 0), 0});
+    fds.push_back({wake_[0], POLLIN, 0});
+    for (auto& c : clients_)
+      fds.push_back({c.fd, static_cast<short>(c.phase == Client::writing ? POLLOUT
+                                              : c.phase == Client::reading || c.phase == Client::draining ? POLLIN : 0), 0});
+    int wait_ms = 200;
+    const auto now = Clock::now();
+    for (auto& c : clients_)
+      wait_ms = std::max(0, std::min<int>(wait_ms, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count())));
+    int n = detail::handle_EINTR([&] { return ::poll(fds.data(), fds.size(), wait_ms); });
+    if (n < 0) throw Error(std::string("poll: ") + std::strerror(errno));
+    if (fds[1].revents) drain_wake();
+    if (fds[0].revents & POLLIN) accept_all();
+    for (size_t i = 2; i < fds.size(); ++i) {
+      if (!fds[i].revents) continue;
+      auto it = std::find_if(clients_.begin(), clients_.end(), [&](const Client& c) { return c.fd == fds[i].fd; });
+      if (it == clients_.end()) continue;
+      if (it->phase == Client::reading) read_from(*it);
+      else if (it->phase == Client::writing) write_to(*it);
+      else if (it->phase == Client::draining) drain(*it);
+    }
+    finish_gathers();
+    const auto later = Clock::now();
+    for (auto& c : clients_)
+      if (c.fd >= 0 && later >= c.deadline) { // a silent or slow client: dropped, not logged (a flood could fill the log)
+        ::close(c.fd);
+        c.fd = -1;
+      }
+    clients_.erase(std::remove_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.fd < 0; }), clients_.end());
+    parked_ = static_cast<size_t>(std::count_if(clients_.begin(), clients_.end(), [](const Client& c) { return c.phase == Client::waiting; }));
+  }
+  *stopping_ = true;
+  shut();
+}
+
+inline void Exporter::accept_all() {
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = detail::handle_EINTR([&] { return ::accept(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len); });
+    if (fd < 0) return;
+    if (clients_.size() >= opt_.max_connections) {
+      ::close(fd);
+      continue;
+    }
+    detail::set_nonblocking(fd);
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+#ifdef SO_NOSIGPIPE
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    Client c;
+    c.fd = fd;
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    ::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+    c.peer = std::string(host) + ":" + serv;
     c.deadline = Clock::now() + std::chrono::milliseconds(opt_.client_timeout_ms);
-    write_to(c);
+    clients_.push_back(std::move(c));
   }
+}
 
-  void write_to(Client& c) {
-    const size_t total = c.out.size() + (c.body ? c.body->size() : 0);
-    while (c.sent < total) {
-      const bool in_head = c.sent < c.out.size();
-      const char* from = in_head ? c.out.data() + c.sent : c.body->data() + (c.sent - c.out.size());
-      const size_t left = in_head ? c.out.size() - c.sent : total - c.sent;
-      ssize_t n = detail::handle_EINTR([&] { return ::send(c.fd, from, left, detail::kSendFlags); });
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      if (n <= 0) break;
-      c.sent += static_cast<size_t>(n);
+inline void Exporter::read_from(Client& c) {
+  char buf[4096];
+  ssize_t n = detail::handle_EINTR([&] { return ::recv(c.fd, buf, sizeof buf, 0); });
+  if (n <= 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    ::close(c.fd);
+    c.fd = -1;
+    return;
+  }
+  c.in.append(buf, static_cast<size_t>(n));
+  // Headers end at an empty line; a line may end in a bare LF (RFC 9112 allows it), and empty
+  // lines before the request line are skipped.
+  while (!c.in.empty() && (c.in[0] == '\r' || c.in[0] == '\n')) c.in.erase(0, 1);
+  size_t end = c.in.find("\r\n\r\n");
+  if (end == std::string::npos) end = c.in.find("\n\n");
+  if (end == std::string::npos) {
+    size_t mixed = c.in.find("\n\r\n");
+    if (mixed != std::string::npos) end = mixed;
+  }
+  if (end == std::string::npos && c.in.size() > opt_.max_request_bytes) {
+    reply(c, 431, "Request Header Fields Too Large", "text/plain", "request line and headers over " +
+                                                                       std::to_string(opt_.max_request_bytes) + " bytes\n");
+    return;
+  }
+  if (end == std::string::npos) return;
+  if (end > opt_.max_request_bytes) {
+    reply(c, 431, "Request Header Fields Too Large", "text/plain", "request line and headers over " +
+                                                                       std::to_string(opt_.max_request_bytes) + " bytes\n");
+    return;
+  }
+  std::string line = c.in.substr(0, c.in.find('\n'));
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  route(c, line);
+}
+
+inline std::string Exporter::url_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i] == '+' ? ' ' : s[i];
     }
-    c.body.reset();
-    // The reply is out: the write side is closed and what the client still sends is read and
-    // dropped until it closes (or a short deadline): closed with unread bytes, the socket would
-    // reset, and the client could lose the reply (a 431 sent before the whole request was read).
-    ::shutdown(c.fd, SHUT_WR);
-    c.phase = Client::draining;
-    c.deadline = Clock::now() + std::chrono::milliseconds(std::min(opt_.client_timeout_ms, 2000));
   }
+  return out;
+}
 
-  void drain(Client& c) {
-    char buf[4096];
-    for (;;) {
-      ssize_t n = detail::handle_EINTR([&] { return ::recv(c.fd, buf, sizeof buf, 0); });
-      if (n > 0) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      ::close(c.fd);
-      c.fd = -1;
-      return;
+inline void Exporter::route(Client& c, const std::string& request_line) {
+  auto w = detail::split(request_line, ' ');
+  if (w.size() != 3 || w[2].substr(0, 5) != "HTTP/") {
+    reply(c, 400, "Bad Request", "text/plain", "not an HTTP request line\n");
+    return;
+  }
+  const std::string method(w[0]), target(w[1]);
+  c.head = method == "HEAD";
+  if (method != "GET" && method != "HEAD") {
+    reply(c, 405, "Method Not Allowed", "text/plain", "only GET and HEAD\n", "Allow: GET, HEAD\r\n");
+    return;
+  }
+  std::string target_path = target;
+  if (target_path.rfind("http://", 0) == 0 || target_path.rfind("https://", 0) == 0) { // absolute form
+    size_t slash = target_path.find('/', target_path.find("//") + 2);
+    target_path = slash == std::string::npos ? "/" : target_path.substr(slash);
+  }
+  const size_t q = target_path.find('?');
+  const std::string path = target_path.substr(0, q);
+  std::map<std::string, std::string> query;
+  if (q != std::string::npos)
+    for (auto kv : detail::split(std::string_view(target_path).substr(q + 1), '&')) {
+      size_t eq = kv.find('=');
+      query[url_decode(kv.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(kv.substr(eq + 1));
     }
-  }
-
-  void start_scrape(Client& c, const Endpoint& index) {
-    c.phase = Client::waiting;
-    c.gather = index.key();
-    // Parked until its gather ends: the gather's own deadlines bound it; the client's runs after.
-    c.deadline = Clock::time_point::max();
-    if (gathers_.count(c.gather)) return; // a gather of this cluster is under way: shared
-    Gather g;
-    g.index = index;
-    g.started = Clock::now();
-    g.result = std::make_shared<std::pair<std::atomic<bool>, ScrapeResult>>();
-    g.result->first = false;
-    auto result = g.result;
-    ScrapeFn scrape = scrape_;
-    const int wake = wake_[1];
-    g.thread = std::thread([result, scrape, index, wake] {
-      ScrapeResult r;
+  if (path == "/") {
+    std::string body = "<html><head><title>flare exporter</title></head><body><h1>flare exporter</h1>"
+                       "<p><a href=\"" + opt_.telemetry_path + "\">Metrics</a> of " + opt_.index.display() + "</p>";
+    for (const auto& [name, ep] : opt_.clusters)
+      body += "<p><a href=\"/probe?cluster=" + name + "\">" + name + "</a> (" + ep.display() + ")</p>";
+    reply(c, 200, "OK", "text/html; charset=utf-8", body + "</body></html>\n");
+  } else if (path == opt_.telemetry_path) {
+    start_scrape(c, opt_.index);
+  } else if (path == "/probe") {
+    if (query.count("cluster") && query.count("target")) {
+      reply(c, 400, "Bad Request", "text/plain", "give ?cluster=NAME or ?target=HOST:PORT, not both\n");
+    } else if (query.count("cluster")) {
+      auto it = opt_.clusters.find(query["cluster"]);
+      if (it == opt_.clusters.end())
+        reply(c, 404, "Not Found", "text/plain", "no cluster '" + detail::printable(query["cluster"]) + "' in FLARE_INDEX_SERVERS\n");
+      else start_scrape(c, it->second);
+    } else if (query.count("target")) {
+      Endpoint ep;
       try {
-        r = scrape(index);
-      } catch (const std::exception& e) {
-        r.errors.push_back(e.what());
-        r.text = format_prometheus_index_down(index.display());
+        ep = parse_host_port(query["target"], FLARE_TOOLS_DEFAULT_INDEX_PORT);
+      } catch (const Error&) {
+        reply(c, 400, "Bad Request", "text/plain", "target is HOST[:PORT]\n");
+        return;
       }
-      result->second = std::move(r);
-      result->first = true;
-      char b = 1;
-      ssize_t ignored = ::write(wake, &b, 1);
+      if (!opt_.allowed_targets.count(ep.key()))
+        reply(c, 403, "Forbidden", "text/plain", "target " + detail::printable(ep.key()) +
+                                                     " is not allowed (the exporter's --web.allowed-targets)\n");
+      else start_scrape(c, ep);
+    } else {
+      reply(c, 400, "Bad Request", "text/plain", "give ?cluster=NAME (from FLARE_INDEX_SERVERS) or ?target=HOST:PORT\n");
+    }
+  } else {
+    reply(c, 404, "Not Found", "text/plain", "not found: try " + opt_.telemetry_path + "\n");
+  }
+}
+
+inline void Exporter::reply(Client& c, int code, const char* reason, const char* type, const std::string& body, const std::string& extra) {
+  reply(c, code, reason, type, std::make_shared<const std::string>(body), extra);
+}
+
+inline void Exporter::reply(Client& c, int code, const char* reason, const char* type, std::shared_ptr<const std::string> body,
+                            const std::string& extra) {
+  c.out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + type + "\r\nContent-Length: " +
+          std::to_string(body->size()) + "\r\nConnection: close\r\n" + extra + "\r\n";
+  c.body = c.head ? nullptr : std::move(body);
+  c.sent = 0;
+  c.phase = Client::writing;
+  c.deadline = Clock::now() + std::chrono::milliseconds(opt_.client_timeout_ms);
+  write_to(c);
+}
+
+inline void Exporter::write_to(Client& c) {
+  const size_t total = c.out.size() + (c.body ? c.body->size() : 0);
+  while (c.sent < total) {
+    const bool in_head = c.sent < c.out.size();
+    const char* from = in_head ? c.out.data() + c.sent : c.body->data() + (c.sent - c.out.size());
+    const size_t left = in_head ? c.out.size() - c.sent : total - c.sent;
+    ssize_t n = detail::handle_EINTR([&] { return ::send(c.fd, from, left, detail::kSendFlags); });
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) break;
+    c.sent += static_cast<size_t>(n);
+  }
+  c.body.reset();
+  // The reply is out: the write side is closed and what the client still sends is read and
+  // dropped until it closes (or a short deadline): closed with unread bytes, the socket would
+  // reset, and the client could lose the reply (a 431 sent before the whole request was read).
+  ::shutdown(c.fd, SHUT_WR);
+  c.phase = Client::draining;
+  c.deadline = Clock::now() + std::chrono::milliseconds(std::min(opt_.client_timeout_ms, 2000));
+}
+
+inline void Exporter::drain(Client& c) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = detail::handle_EINTR([&] { return ::recv(c.fd, buf, sizeof buf, 0); });
+    if (n > 0) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    ::close(c.fd);
+    c.fd = -1;
+    return;
+  }
+}
+
+inline void Exporter::start_scrape(Client& c, const Endpoint& index) {
+  c.phase = Client::waiting;
+  c.gather = index.key();
+  // Parked until its gather ends: the gather's own deadlines bound it; the client's runs after.
+  c.deadline = Clock::time_point::max();
+  if (gathers_.count(c.gather)) return; // a gather of this cluster is under way: shared
+  Gather g;
+  g.index = index;
+  g.started = Clock::now();
+  g.result = std::make_shared<std::pair<std::atomic<bool>, ScrapeResult>>();
+  g.result->first = false;
+  auto result = g.result;
+  ScrapeFn scrape = scrape_;
+  const int wake = wake_[1];
+  g.thread = std::thread([result, scrape, index, wake] {
+    ScrapeResult r;
+    try {
+      r = scrape(index);
+    } catch (const std::exception& e) {
+      r.errors.push_back(e.what());
+      r.text = format_prometheus_index_down(index.display());
+    }
+    result->second = std::move(r);
+    result->first = true;
+    char b = 1;
+    ssize_t ignored = ::write(wake, &b, 1);
+    (void)ignored;
+  });
+  gathers_.emplace(c.gather, std::move(g));
+}
+
+inline void Exporter::drain_wake() {
+  char buf[64];
+  while (::read(wake_[0], buf, sizeof buf) > 0) {
+  }
+}
+
+inline void Exporter::finish_gathers() {
+  for (auto it = gathers_.begin(); it != gathers_.end();) {
+    Gather& g = it->second;
+    if (!g.result->first) {
+      ++it;
+      continue;
+    }
+    g.thread.join();
+    const ScrapeResult& r = g.result->second;
+    const double seconds = std::chrono::duration<double>(Clock::now() - g.started).count();
+    const std::string label = "index=\"" + detail::prom_label_value(g.index.display()) + "\"";
+    if (!r.errors.empty()) {
+      ++errors_[g.index.display()];
+      if (log_)
+        for (const auto& e : r.errors) log_("scrape of " + g.index.display() + ": " + detail::printable(e, 300));
+    }
+    char dur[64];
+    std::snprintf(dur, sizeof dur, "%.6f", seconds);
+    std::string own;
+    detail::prom_family(own, "flare_exporter_scrape_duration_seconds", "gauge",
+                        "How long the gather behind this reply took.",
+                        {"flare_exporter_scrape_duration_seconds{" + label + "} " + dur + "\n"});
+    // This cluster's count only: a /probe of one cluster does not carry another's.
+    detail::prom_family(own, "flare_exporter_scrape_errors_total", "counter",
+                        "Gathers of this cluster that met an error (its index or a node did not answer), since the exporter started.",
+                        {"flare_exporter_scrape_errors_total{" + label + "} " + std::to_string(errors_[g.index.display()]) + "\n"});
+    detail::prom_family(own, "flare_exporter_build_info", "gauge", "The exporter's version.",
+                        {std::string("flare_exporter_build_info{version=\"") + FLARE_TOOLS_VERSION + "\"} 1\n"});
+    auto body = std::make_shared<const std::string>(r.text + own);
+    for (auto& c : clients_)
+      if (c.fd >= 0 && c.phase == Client::waiting && c.gather == it->first)
+        reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+    it = gathers_.erase(it);
+  }
+}
+
+inline void Exporter::shut() {
+  *stopping_ = true;
+  for (auto& [key, g] : gathers_)
+    if (g.thread.joinable()) g.thread.join();
+  gathers_.clear();
+  for (auto& c : clients_) {
+    if (c.fd < 0) continue;
+    if (c.phase == Client::waiting) { // its scrape will not be answered: said, not left to time out
+      static const char kBye[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n"
+                                 "Connection: close\r\n\r\nthe exporter is stopping";
+      ssize_t ignored = ::send(c.fd, kBye, sizeof kBye - 1, detail::kSendFlags);
       (void)ignored;
-    });
-    gathers_.emplace(c.gather, std::move(g));
-  }
-
-  void drain_wake() {
-    char buf[64];
-    while (::read(wake_[0], buf, sizeof buf) > 0) {
     }
+    ::close(c.fd);
   }
-
-  void finish_gathers() {
-    for (auto it = gathers_.begin(); it != gathers_.end();) {
-      Gather& g = it->second;
-      if (!g.result->first) {
-        ++it;
-        continue;
-      }
-      g.thread.join();
-      const ScrapeResult& r = g.result->second;
-      const double seconds = std::chrono::duration<double>(Clock::now() - g.started).count();
-      const std::string label = "index=\"" + detail::prom_label_value(g.index.display()) + "\"";
-      if (!r.errors.empty()) {
-        ++errors_[g.index.display()];
-        if (log_)
-          for (const auto& e : r.errors) log_("scrape of " + g.index.display() + ": " + detail::printable(e, 300));
-      }
-      char dur[64];
-      std::snprintf(dur, sizeof dur, "%.6f", seconds);
-      std::string own;
-      detail::prom_family(own, "flare_exporter_scrape_duration_seconds", "gauge",
-                          "How long the gather behind this reply took.",
-                          {"flare_exporter_scrape_duration_seconds{" + label + "} " + dur + "\n"});
-      // This cluster's count only: a /probe of one cluster does not carry another's.
-      detail::prom_family(own, "flare_exporter_scrape_errors_total", "counter",
-                          "Gathers of this cluster that met an error (its index or a node did not answer), since the exporter started.",
-                          {"flare_exporter_scrape_errors_total{" + label + "} " + std::to_string(errors_[g.index.display()]) + "\n"});
-      detail::prom_family(own, "flare_exporter_build_info", "gauge", "The exporter's version.",
-                          {std::string("flare_exporter_build_info{version=\"") + FLARE_TOOLS_VERSION + "\"} 1\n"});
-      auto body = std::make_shared<const std::string>(r.text + own);
-      for (auto& c : clients_)
-        if (c.fd >= 0 && c.phase == Client::waiting && c.gather == it->first)
-          reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
-      it = gathers_.erase(it);
+  clients_.clear();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  listen_fd_ = -1;
+  for (int& fd : wake_)
+    if (fd >= 0) {
+      ::close(fd);
+      fd = -1;
     }
-  }
-
-  void shut() {
-    *stopping_ = true;
-    for (auto& [key, g] : gathers_)
-      if (g.thread.joinable()) g.thread.join();
-    gathers_.clear();
-    for (auto& c : clients_) {
-      if (c.fd < 0) continue;
-      if (c.phase == Client::waiting) { // its scrape will not be answered: said, not left to time out
-        static const char kBye[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n"
-                                   "Connection: close\r\n\r\nthe exporter is stopping";
-        ssize_t ignored = ::send(c.fd, kBye, sizeof kBye - 1, detail::kSendFlags);
-        (void)ignored;
-      }
-      ::close(c.fd);
-    }
-    clients_.clear();
-    if (listen_fd_ >= 0) ::close(listen_fd_);
-    listen_fd_ = -1;
-    for (int& fd : wake_)
-      if (fd >= 0) {
-        ::close(fd);
-        fd = -1;
-      }
-  }
-
-  ExporterOptions opt_;
-  ScrapeFn scrape_;
-  int listen_fd_ = -1;
-  int bound_port_ = 0;
-  int wake_[2] = {-1, -1};
-  std::vector<Client> clients_;
-  std::map<std::string, Gather> gathers_;
-  std::map<std::string, long long> errors_; // by index display
-  std::function<void(const std::string&)> log_;
-  std::atomic<size_t> parked_{0};
-  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
-};
+}
 
 // ---- 9. Deploy ---------------------------------------------------------------------------
-//
-// `deploy` writes, for each server, a folder HOST:PORT/ with its configuration file, an empty
-// data/ folder and start/stop/restart scripts for Debian's start-stop-daemon (the layout of
-// flare-tools 0.7.3), and on request a systemd unit. Keys are flare 1.3.4's own option names
-// (src/flarei/ini_option.cc, src/flared/ini_option.cc): flare refuses to start when its file
-// holds a key it does not know, so each setting goes only to the daemons that accept it.
-
-enum class Daemon { flarei, flared };
 
 inline const char* daemon_name(Daemon d) { return d == Daemon::flarei ? "flarei" : "flared"; }
 
-// A configuration file: `key = value` lines in a fixed order. Setting a key already present
-// changes its line in place; a new key is appended, so the defaults keep their order.
-class ServerConf {
-public:
-  void set(const std::string& key, const std::string& value) {
-    for (auto& e : entries_)
-      if (e.first == key) {
-        e.second = value;
-        return;
-      }
-    entries_.emplace_back(key, value);
-  }
-  void erase(const std::string& key) {
-    entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e.first == key; }),
-                   entries_.end());
-  }
-  const std::string* find(const std::string& key) const {
-    for (const auto& e : entries_)
-      if (e.first == key) return &e.second;
-    return nullptr;
-  }
-  std::string text() const {
-    std::string out;
-    for (const auto& e : entries_) out += e.first + " = " + e.second + "\n";
-    return out;
-  }
-  const std::vector<std::pair<std::string, std::string>>& entries() const { return entries_; }
+inline void ServerConf::set(const std::string& key, const std::string& value) {
+  for (auto& e : entries_)
+    if (e.first == key) {
+      e.second = value;
+      return;
+    }
+  entries_.emplace_back(key, value);
+}
 
-private:
-  std::vector<std::pair<std::string, std::string>> entries_;
-};
+inline void ServerConf::erase(const std::string& key) {
+  entries_.erase(std::remove_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e.first == key; }),
+                 entries_.end());
+}
 
-// The defaults 0.7.3 starts from (flare's sample etc/flarei.conf and an older etc/flared.conf).
+inline const std::string* ServerConf::find(const std::string& key) const {
+  for (const auto& e : entries_)
+    if (e.first == key) return &e.second;
+  return nullptr;
+}
+
+inline std::string ServerConf::text() const {
+  std::string out;
+  for (const auto& e : entries_) out += e.first + " = " + e.second + "\n";
+  return out;
+}
+
 inline ServerConf flarei_defaults() {
   ServerConf c;
   for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
@@ -11413,24 +11966,6 @@ inline ServerConf flared_defaults() {
   return c;
 }
 
-// One setting `deploy` passes through to the configuration files.
-// (cppcheck: the CLI reads value, help and caveat; the header alone does not.)
-struct DeploySetting {
-  const char* key;         // flare's option name, also deploy's --KEY
-  // cppcheck-suppress unusedStructMember
-  const char* value;       // placeholder of the value; nullptr: a flag, written as `true`
-  bool flarei;             // written to flarei.conf
-  bool flared;             // written to flared.conf
-  // cppcheck-suppress unusedStructMember
-  const char* help;
-  // cppcheck-suppress unusedStructMember
-  const char* caveat;      // why flare 1.3.4 may refuse it (nullptr: it accepts it)
-};
-
-// 0.7.3's pass-through settings, with three fixes: thread-pool-size replaces the default line
-// (0.7.3 added a `thread_pool_size` key, which flare rejects); back-log and net-read-timeout go
-// to flared only (flarei 1.3.4 has neither and would not start); and flarei's partition
-// settings, which keycheck simulates, can be set too.
 inline const std::vector<DeploySetting>& deploy_settings() {
   static const std::vector<DeploySetting> table = {
       // both daemons
@@ -11490,13 +12025,6 @@ inline const DeploySetting* find_deploy_setting(std::string_view key) {
   return nullptr;
 }
 
-// Why flarei/flared would not read `value` of deploy setting `key` as meant, or "" if they
-// would. The forms are flare 1.3.4's own (src/flarei/ini_option.cc, src/flared/ini_option.cc:
-// boost::program_options int, uint32_t, uint64_t and string values; storage::type_cast,
-// storage::compress_cast, key_resolver::type_cast, storage::hash_algorithm_cast; the
-// index-servers list NAME:PORT,...), with floors where a smaller number is accepted but
-// means nothing sensible (a thread pool of -5 threads). A switch (daemonize) is on whenever
-// its line is present, whatever the value, so only "true" is written. Throws nothing.
 inline std::string deploy_value_problem(std::string_view key, std::string_view value) {
   enum Kind { integer, unsigned32, unsigned64, choice, word, path, on, servers };
   struct Rule {
@@ -11599,15 +12127,6 @@ inline std::string deploy_value_problem(std::string_view key, std::string_view v
   return "";
 }
 
-// Settings given on the command line, in the order given: key and value (flags: "true").
-using DeploySettings = std::vector<std::pair<std::string, std::string>>;
-
-// Why settings that are each accepted do not go together, or "" when they do: flarei 1.3.4's
-// modular key table holds partition-size x partition-modular-virtual entries of 4 bytes
-// (src/lib/key_resolver_modular.cc; flared builds the same table from the index's values): at
-// 2147483647 virtual buckets it aborts with std::bad_alloc (seen). Bounded here at 2^26 entries
-// (256 MiB); the defaults make 1024 x 4096. `flared_count`: the flared deployed at once, which
-// cannot share one --data-dir (one flare.hdb, one flared.pid). Throws nothing.
 inline std::string deploy_settings_problem(const DeploySettings& settings, size_t flared_count) {
   long long size = 1024, virt = 4096;
   bool data_dir = false;
@@ -11626,24 +12145,10 @@ inline std::string deploy_settings_problem(const DeploySettings& settings, size_
   return "";
 }
 
-// One server to deploy: where its folder goes and what it holds.
-struct DeployTarget {
-  Daemon daemon = Daemon::flared;
-  Endpoint server;          // where it listens
-  std::string dir;          // BASE/HOST:PORT
-  std::string executable;   // flarei or flared binary
-  ServerConf conf;
-
-  std::string conf_path() const { return dir + "/" + daemon_name(daemon) + ".conf"; }
-  // flare writes DATA-DIR/NAME.pid itself, so the scripts look for it there (0.7.3 kept
-  // HOST:PORT/data even when --data-dir moved it, and then could not stop the server).
-  std::string pid_path() const {
-    const std::string* d = conf.find("data-dir");
-    return (d ? *d : dir + "/data") + "/" + daemon_name(daemon) + ".pid";
-  }
-  std::string unit_name() const { return std::string(daemon_name(daemon)) + "-" + server.key() + ".service"; }
-};
-
+inline std::string DeployTarget::pid_path() const {
+  const std::string* d = conf.find("data-dir");
+  return (d ? *d : dir + "/data") + "/" + daemon_name(daemon) + ".pid";
+}
 
 inline DeployTarget plan_flarei(const std::string& base, const Endpoint& index, const std::string& executable,
                                 const DeploySettings& settings) {
@@ -11704,13 +12209,6 @@ inline std::string systemd_word(const std::string& s) {
 }
 
 } // namespace detail
-
-// A file of a deploy folder: name inside the folder, content, permission bits.
-struct DeployFile {
-  std::string name;
-  std::string content;
-  unsigned mode;
-};
 
 inline std::vector<DeployFile> deploy_files(const DeployTarget& t, bool with_systemd_unit) {
   const std::string name = daemon_name(t.daemon);
@@ -11791,9 +12289,6 @@ inline std::string temp_folder_beside(const std::string& path, const char* what)
 
 } // namespace detail
 
-// Writes a server's folder. It is built complete under a temporary name and then renamed into
-// place, so the folder is either the old one or the whole new one, never half of each. An
-// existing folder is refused unless `replace` (--delete), which removes it with its data.
 inline void deploy_folder(const DeployTarget& t, bool replace, bool with_systemd_unit) {
   struct stat st;
   const bool exists = ::lstat(t.dir.c_str(), &st) == 0;
@@ -11833,21 +12328,7 @@ inline void deploy_folder(const DeployTarget& t, bool replace, bool with_systemd
 }
 
 // ---- 10. Keycheck ------------------------------------------------------------------------
-//
-// How keys would spread over a cluster of 1..N partitions, grouped by key prefix, computed
-// with flare's own hash (key_hash) and modular resolver (section 6b): the offline planning
-// tool of 0.7.3 (flare-keychecker), which used its own approximations of both.
 
-struct KeycheckSettings {
-  KeyHashAlgorithm algorithm = KeyHashAlgorithm::simple;
-  int virtual_buckets = 4096;  // flarei's partition-modular-virtual
-  int hint = 1;                // flarei's partition-modular-hint
-  int partitions = 100;        // N: partition counts 1..N are shown
-  std::string delimiter = "::";
-};
-
-// Why the settings cannot be simulated, or "" when they can. The work is N x virtual steps
-// and the table N x N / 2 cells per prefix: the bounds keep both within reach.
 inline std::string keycheck_settings_problem(const KeycheckSettings& s) {
   if (s.partitions < 1 || s.partitions > 4096) return "the partition size must be 1 to 4096";
   if (s.hint < 1) return "the hint must be 1 or more";
@@ -11858,106 +12339,68 @@ inline std::string keycheck_settings_problem(const KeycheckSettings& s) {
   return "";
 }
 
-// A key's prefix: everything before the last delimiter; "" when there is none.
 inline std::string_view key_prefix(std::string_view key, std::string_view delimiter) {
   size_t at = delimiter.empty() ? std::string_view::npos : key.rfind(delimiter);
   return at == std::string_view::npos ? std::string_view() : key.substr(0, at);
 }
 
-// Collects keys, then answers how many of each prefix each partition holds for any partition
-// count. Memory: 4 bytes per key while collecting, then one (bucket, count) pair per bucket
-// used by each prefix. Not thread-safe (the resolver caches rows).
-class KeyDistribution {
-public:
-  explicit KeyDistribution(const KeycheckSettings& s)
+inline KeyDistribution::KeyDistribution(const KeycheckSettings& s)
     : settings_(s), resolver_(s.partitions + 2, s.hint, s.virtual_buckets) {}
 
-  const KeycheckSettings& settings() const { return settings_; }
+inline void KeyDistribution::add(std::string_view key) {
+  const int bucket = resolver_.bucket_of(key_hash(key, settings_.algorithm));
+  ++keys_;
+  if (bucket < 0) {
+    // Only INT_MIN hashes with a virtual size not dividing 2^31: the server has no bucket.
+    ++unplaced_;
+    return;
+  }
+  std::string_view prefix = key_prefix(key, settings_.delimiter);
+  auto found = index_.find(std::string(prefix));
+  size_t i;
+  if (found == index_.end()) {
+    i = prefixes_.size();
+    index_.emplace(std::string(prefix), i);
+    prefixes_.push_back(Prefix{std::string(prefix), 0, {}, {}});
+  } else {
+    i = found->second;
+  }
+  prefixes_[i].keys++;
+  prefixes_[i].collected.push_back(static_cast<std::uint32_t>(bucket));
+}
 
-  void add(std::string_view key) {
-    const int bucket = resolver_.bucket_of(key_hash(key, settings_.algorithm));
-    ++keys_;
-    if (bucket < 0) {
-      // Only INT_MIN hashes with a virtual size not dividing 2^31: the server has no bucket.
-      ++unplaced_;
-      return;
+inline void KeyDistribution::finish() {
+  for (auto& p : prefixes_) {
+    std::sort(p.collected.begin(), p.collected.end());
+    for (size_t j = 0; j < p.collected.size();) {
+      size_t k = j;
+      while (k < p.collected.size() && p.collected[k] == p.collected[j]) ++k;
+      p.buckets.emplace_back(p.collected[j], static_cast<unsigned long long>(k - j));
+      j = k;
     }
-    std::string_view prefix = key_prefix(key, settings_.delimiter);
-    auto found = index_.find(std::string(prefix));
-    size_t i;
-    if (found == index_.end()) {
-      i = prefixes_.size();
-      index_.emplace(std::string(prefix), i);
-      prefixes_.push_back(Prefix{std::string(prefix), 0, {}, {}});
-    } else {
-      i = found->second;
-    }
-    prefixes_[i].keys++;
-    prefixes_[i].collected.push_back(static_cast<std::uint32_t>(bucket));
+    std::vector<std::uint32_t>().swap(p.collected);
   }
+  index_.clear();
+}
 
-  // Call once after the last add(): turns the collected buckets into counted ones.
-  void finish() {
-    for (auto& p : prefixes_) {
-      std::sort(p.collected.begin(), p.collected.end());
-      for (size_t j = 0; j < p.collected.size();) {
-        size_t k = j;
-        while (k < p.collected.size() && p.collected[k] == p.collected[j]) ++k;
-        p.buckets.emplace_back(p.collected[j], static_cast<unsigned long long>(k - j));
-        j = k;
-      }
-      std::vector<std::uint32_t>().swap(p.collected);
-    }
-    index_.clear();
-  }
+inline std::vector<unsigned long long> KeyDistribution::counts(size_t i, int n) const {
+  std::vector<unsigned long long> out(static_cast<size_t>(n > 0 ? n : 0), 0);
+  const std::vector<int>& row = resolver_.row(n);
+  if (row.empty()) return out;
+  for (const auto& [bucket, count] : prefixes_.at(i).buckets) out[static_cast<size_t>(row[bucket])] += count;
+  return out;
+}
 
-  unsigned long long keys() const { return keys_; }
-  // Keys the server could not place (counted in keys(), in no prefix).
-  unsigned long long unplaced() const { return unplaced_; }
-  size_t prefix_count() const { return prefixes_.size(); }
-  const std::string& prefix(size_t i) const { return prefixes_.at(i).name; }
-  unsigned long long prefix_keys(size_t i) const { return prefixes_.at(i).keys; }
+inline unsigned long long KeyDistribution::moved(size_t i, int n) const {
+  if (n < 1 || n > settings_.partitions) return 0;
+  std::vector<int> before = resolver_.row(n);  // a copy: the next call may evict it
+  const std::vector<int>& after = resolver_.row(n + 1);
+  unsigned long long total = 0;
+  for (const auto& [bucket, count] : prefixes_.at(i).buckets)
+    if (before[bucket] != after[bucket]) total += count;
+  return total;
+}
 
-  // Keys of prefix i on each partition of a cluster of n partitions (1 <= n <= N + 1).
-  std::vector<unsigned long long> counts(size_t i, int n) const {
-    std::vector<unsigned long long> out(static_cast<size_t>(n > 0 ? n : 0), 0);
-    const std::vector<int>& row = resolver_.row(n);
-    if (row.empty()) return out;
-    for (const auto& [bucket, count] : prefixes_.at(i).buckets) out[static_cast<size_t>(row[bucket])] += count;
-    return out;
-  }
-
-  // Keys of prefix i whose partition differs between n and n + 1 partitions (n <= N).
-  unsigned long long moved(size_t i, int n) const {
-    if (n < 1 || n > settings_.partitions) return 0;
-    std::vector<int> before = resolver_.row(n);  // a copy: the next call may evict it
-    const std::vector<int>& after = resolver_.row(n + 1);
-    unsigned long long total = 0;
-    for (const auto& [bucket, count] : prefixes_.at(i).buckets)
-      if (before[bucket] != after[bucket]) total += count;
-    return total;
-  }
-
-private:
-  struct Prefix {
-    // cppcheck-suppress unusedStructMember
-    std::string name;  // read by prefix()
-    unsigned long long keys;
-    std::vector<std::uint32_t> collected;
-    std::vector<std::pair<std::uint32_t, unsigned long long>> buckets;
-  };
-  KeycheckSettings settings_;
-  ModularResolver resolver_;
-  std::vector<Prefix> prefixes_;  // in order of first appearance, as 0.7.3 prints them
-  std::unordered_map<std::string, size_t> index_;
-  unsigned long long keys_ = 0, unplaced_ = 0;
-};
-
-// 0.7.3's CSV, streamed to `out` a line at a time:
-//   partition size, prefix, 0 ,1 ,2
-//   1, a,2
-//   2, a,1 ,1
-// A prefix that holds a comma, a quote or edge spaces is quoted (0.7.3 wrote it raw).
 template <typename Out> inline void write_keycheck_csv(const KeyDistribution& d, Out&& out) {
   const int n_max = d.settings().partitions;
   std::string line = "partition size, prefix, ";
@@ -11975,8 +12418,6 @@ template <typename Out> inline void write_keycheck_csv(const KeyDistribution& d,
   }
 }
 
-// The same as one JSON document, streamed; "moved" counts the keys that change partition when
-// the cluster grows from N to N + 1 partitions.
 template <typename Out> inline void write_keycheck_json(const KeyDistribution& d, Out&& out) {
   const KeycheckSettings& s = d.settings();
   unsigned long long moved_total = 0;
@@ -12007,13 +12448,11 @@ template <typename Out> inline void write_keycheck_json(const KeyDistribution& d
   out("]}\n");
 }
 
-// Keys that change partition when the cluster grows from N to N + 1 partitions, all prefixes.
 inline unsigned long long keycheck_moved(const KeyDistribution& d) {
   unsigned long long total = 0;
   for (size_t i = 0; i < d.prefix_count(); ++i) total += d.moved(i, d.settings().partitions);
   return total;
 }
-
 } // namespace flare
 
 #endif // FLARE_TOOLS_HPP
