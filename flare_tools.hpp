@@ -6200,8 +6200,8 @@ inline NodeDecision decide_slave(const Cluster& c, const NodeArg& a) {
     return d;
   }
   if (n->state == "down") {
-    d.advice = key + " is proxy down: its flared is not running (or the index has not seen it back yet). Start it; "
-               "once it is proxy active, run: " + again;
+    d.advice = key + " is proxy down: its flared is not running, or it was set down a moment ago and the index brings "
+               "it back as a proxy. Start it if it is not running; once it is proxy active, run: " + again;
     return d;
   }
   const NodeInfo* m = c.master_of(part);
@@ -6327,8 +6327,9 @@ inline std::string reconstruct_way_out(const Cluster& c, const NodeInfo& n, cons
   const std::string figures = (kept ? std::to_string(kept->balance) : std::string("BALANCE")) + ":" +
                               (part >= 0 ? std::to_string(part) : std::string("PARTITION"));
   if (n.is_proxy() && n.state == "down")
-    return key + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. Start its "
-           "flared; once it is proxy active, rebuild it with: flare-admin slave --discard-items " + key + ":" + figures;
+    return key + " is proxy down: its flared is not running (a node whose flared stops loses its partition), or it was "
+           "set down a moment ago and the index brings it back as a proxy. Start its flared if it is not running; once it "
+           "is proxy active, rebuild it with: flare-admin slave --discard-items " + key + ":" + figures;
   if (n.is_proxy())
     return key + " is a proxy: it holds no partition to rebuild. If an earlier rebuild of it was cut short, make it a "
            "slave again: flare-admin slave --discard-items " + key + ":" + figures;

@@ -381,8 +381,10 @@ TEST_CASE("resume: reconstruct of a node it cannot rebuild names the command tha
     auto r = run(with({"reconstruct", "--force", n1}, f.index_args()));
     CHECK(r.status == 1);
     CHECK(resume_has(r.err, n1 + " is not reconstructable.\n"));
-    CHECK(resume_has(r.err, n1 + " is proxy down: its flared is not running, and a node whose flared stops loses its partition. "
-                            "Start its flared; once it is proxy active, rebuild it with: flare-admin slave -i " + f.index() + " --discard-items " + n1 + ":BALANCE:0\n"));
+    CHECK(resume_has(r.err, n1 + " is proxy down: its flared is not running (a node whose flared stops loses its partition), "
+                            "or it was set down a moment ago and the index brings it back as a proxy. Start its flared if it "
+                            "is not running; once it is proxy active, rebuild it with: flare-admin slave -i " + f.index() +
+                            " --discard-items " + n1 + ":BALANCE:0\n"));
   }
   SUBCASE("a proxy (a rebuild cut short after the node was set down)") {
     auto r = run(with({"reconstruct", "--force", n2}, f.index_args()));
