@@ -1487,7 +1487,8 @@ public:
                      const std::function<Outcome(const PlanStep&)>& run_step);
 
 private:
-  bool stopped_ = false; // each_node stopped short: the command shows no table
+  bool stopped_ = false;    // each_node stopped short: the command shows no table
+  bool last_blank_ = false; // the last line said left an empty line (apply's steps are one empty line apart)
 
   // The node a command is changing, and the command that carries its job on from wherever the
   // node is: said when the index is lost for good in the middle of the job.
@@ -6424,6 +6425,7 @@ inline Outcome ChangeExecutor::run(const std::vector<NodeArg>& args, Decide deci
 inline void ChangeExecutor::show_nodes(const std::vector<NodeInfo>& nodes) { say(trim_newline(format_node_table(nodes))); }
 
 inline void ChangeExecutor::say(const std::string& s) {
+  last_blank_ = s.empty() || s.back() == '\n';
   if (io_.say) io_.say(s);
 }
 
@@ -6798,7 +6800,7 @@ inline Outcome ChangeExecutor::run_layout(const Layout& layout, const LayoutOpti
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& s = plan.steps[i];
     const std::string at = "step " + std::to_string(i + 1) + "/" + std::to_string(plan.steps.size());
-    say("");
+    if (!last_blank_) say(""); // one empty line between steps (a step's table may end with one)
     say(at + ": " + s.what);
     opt_.force = true; // the one question was asked above
     opt_.activate = s.kind == PlanStep::Kind::master;
@@ -6826,7 +6828,7 @@ inline Outcome ChangeExecutor::run_layout(const Layout& layout, const LayoutOpti
              (left.refusals.empty() ? "" : ", " + left.refusals.front()) + "): run apply again.");
     return Outcome::failed;
   }
-  say("");
+  if (!last_blank_) say("");
   say("the cluster matches the layout.");
   return Outcome::ok;
 }

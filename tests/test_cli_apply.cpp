@@ -125,6 +125,8 @@ TEST_CASE("apply swaps a master for its slave: a planned failover, the old maste
   CHECK(apply_has(r.out, "step 1/2: fail partition 0 over from " + n0 + " to its slave " + n1));
   CHECK(apply_has(r.out, "step 2/2: build " + n0 + " as a slave of partition 0 from " + n1));
   CHECK(apply_has(r.err, "warning: a failover loses the writes its master takes after the slave last caught up"));
+  // One empty line between steps, after a failover's table too.
+  CHECK(r.out.find("\n\n\n") == std::string::npos);
   auto c = f.cluster();
   CHECK(c.master_of(0)->key == n1);
   REQUIRE(c.find(n0));
