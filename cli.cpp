@@ -341,6 +341,7 @@ ClusterReading reading(IndexClient& ic, const Context& c, int timeout_ms, const 
   });
   const std::string problem = map_version_problem(r.versions);
   if (!problem.empty()) std::cerr << "warning: " << problem << "\n";
+  if (tries == 1 && !r.stable) std::cerr << "note: " << reading_note(r) << "\n"; // `index` refuses it instead
   return r;
 }
 
@@ -730,6 +731,7 @@ int stats_table(const Options& o) {
   }
   for (int round = 0; round < count; ++round) {
     const StatsSampler::Sample s = sample();
+    if (!s.reading.stable) std::cerr << "note: " << reading_note(s.reading) << "\n";
     for (const auto& u : s.unreachable) std::cerr << one_line(u) << "\n";
     unreachable = unreachable || !s.unreachable.empty();
     // Several samples: JSON Lines, one compact document per line (a reader of one document per

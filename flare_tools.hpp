@@ -941,6 +941,12 @@ using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
 inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
                                    const GatherHooks& hooks = {}, int tries = 1);
 
+// For the reader of what a reading shows: "" when it is stable; else one line saying that the
+// node map changed while it was read (node_map_version A, then B), so that the nodes and figures
+// shown may be from before that change or mix both maps, and that reading again shows the
+// cluster after it. `list`, `stats` and `summary` say it (stderr) beside their output. Pure.
+inline std::string reading_note(const ClusterReading& r);
+
 // "" when no node holds a newer map than the index; else the warning and the way out, one line.
 inline std::string map_version_problem(const MapVersions& v);
 
@@ -5023,6 +5029,13 @@ inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const Sho
   // the version read after it.
   if (!r.stable) r.versions = settle_map_versions(r.versions, [v = after] { return v; });
   return r;
+}
+
+inline std::string reading_note(const ClusterReading& r) {
+  if (r.stable) return std::string();
+  return "the node map changed while it was read (node_map_version " + std::to_string(r.node_map_version) + ", then " +
+         std::to_string(r.version_after) + "): what is shown may be from before that change, or mix both maps; run it "
+         "again to see the cluster after it.";
 }
 
 inline std::string map_version_problem(const MapVersions& v) {

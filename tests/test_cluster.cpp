@@ -287,3 +287,39 @@ TEST_CASE("keys are placed by every partition flare routes by: a down master's c
   CHECK(routing_partition_count(c) == 3);
   CHECK(serving_partition_count(c) == 2);
 }
+
+TEST_CASE("a reading whose node_map_version moved is read again up to tries, and otherwise says so") {
+  // A scripted index (no nodes to gather): `stats` gives node_map_version 5, then 6 from the
+  // second `stats` on, as a change landing while the map was read.
+  std::atomic<int> stats_asked{0};
+  TestServer index([&](int fd) {
+    std::string line;
+    while (TestServer::read_line(fd, line)) {
+      std::string reply = "ERROR\r\n";
+      if (line == "stats") {
+        const int version = stats_asked++ == 0 ? 5 : 6;
+        reply = "STAT pid 1\r\nSTAT node_map_version " + std::to_string(version) + "\r\nEND\r\n";
+      } else if (line == "stats nodes") {
+        reply = "END\r\n";
+      }
+      TestServer::send_all(fd, reply);
+    }
+  });
+  SUBCASE("one try: not stable, and the note names both versions") {
+    IndexClient ic(Endpoint{"127.0.0.1", index.port()}, 5000);
+    ClusterReading r = read_cluster(ic, 5000);
+    CHECK_FALSE(r.stable);
+    CHECK(r.node_map_version == 5);
+    CHECK(r.version_after == 6);
+    CHECK(reading_note(r) ==
+          "the node map changed while it was read (node_map_version 5, then 6): what is shown may be from before that "
+          "change, or mix both maps; run it again to see the cluster after it.");
+  }
+  SUBCASE("two tries: the second one is stable, and there is nothing to say") {
+    IndexClient ic(Endpoint{"127.0.0.1", index.port()}, 5000);
+    ClusterReading r = read_cluster(ic, 5000, nullptr, false, {}, 2);
+    CHECK(r.stable);
+    CHECK(r.node_map_version == 6);
+    CHECK(reading_note(r).empty());
+  }
+}
