@@ -695,9 +695,10 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
 
 // Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
 // the lag of each slave it replicates to (slave_lags(), `nodes` as there). Throws
-// NetworkError / ProtocolError, ServerError when the master refuses the request.
+// NetworkError / ProtocolError, ServerError when the master refuses the request; Interrupted once
+// `cancel` says stop.
 inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes = {},
-                                           const TraceFn& trace = nullptr);
+                                           const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr);
 
 // One master's answer in a gather.
 struct LagResult {
@@ -993,7 +994,7 @@ struct OperationIO {
   std::function<void(const std::string&)> progress; // a construction progress line, once a second
   // Shows `prompt` and returns the answer line, or nullopt at end of input (which means "no").
   std::function<std::optional<std::string>(const std::string& prompt)> ask;
-  std::function<bool()> interrupted; // true once the user asked to stop (Ctrl-C)
+  std::function<bool()> interrupted; // true once the user asked to stop (Ctrl-C); see ClusterAdmin
 };
 
 // `text` with "-i HOST:PORT" after each "flare-admin SUB" of a subcommand that asks an index,
@@ -1071,16 +1072,18 @@ public:
 // with reconstruction-bwlimit 4096, a 64 MiB value arrives at once and then for 16 s the item
 // count is flat while both threads are there; a construction that failed shows neither.
 // Returns that source's key, or "" (no such threads, or a node did not answer within timeout_ms:
-// a source that stopped answering is not serving a copy). Never throws an Error.
+// a source that stopped answering is not serving a copy). Throws only Interrupted, once `cancel`
+// says stop (Ctrl-C is not held up by a stopped node for timeout_ms).
 inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms,
-                                const TraceFn& trace = nullptr);
+                                const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr);
 
 // The source `node`'s copy is blocked on: the peer of one of its reconstruction threads (op dump)
 // that does not answer within timeout_ms or shows no dump of its own. On a real flare 1.3.4 a
 // source SIGSTOPped mid-copy, and failed over by the index, leaves the new master's thread reading
 // it: no longer a master, so copy_running() does not ask it; the copy goes on after SIGCONT.
-// Returns "" when there is none (or `node` does not answer). Never throws an Error.
-inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace = nullptr);
+// Returns "" when there is none (or `node` does not answer). Throws only Interrupted (`cancel`).
+inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace = nullptr,
+                                   const CancelFn& cancel = nullptr);
 
 // Waits until `node` is `slave active`, once per poll interval reading the index's `stats nodes`,
 // both nodes' `stats` and, while those stand still, both nodes' `stats threads` (copy_running);
@@ -1395,6 +1398,9 @@ inline PartPlan plan_part(const std::vector<NodeArg>& args);
 // index is gone for longer than opt.timeout_ms, Interrupted before the first change at Ctrl-C.
 class ChangeExecutor {
 public:
+  // With io.interrupted set, the cancellation rule is installed on `index` (guard_changes), unless
+  // the caller installed it already (index.change_log() set): once io.interrupted returns true no
+  // changing request is sent, and until the first one is, every wait on the index ends at once.
   ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io);
 
   // Before the first change: the index must be a flarei (IndexClient::require_index, throws
@@ -1720,6 +1726,11 @@ private:
 // command is its planner (decide_*, plan_part, plan_layout: pure, unit-tested) run by the one
 // executor (ChangeExecutor: the map read again per node, the checks that need the network, the
 // question, the requests, the waits, the report).
+// Ctrl-C: set io.interrupted (a flag your SIGINT handler sets) and the cancellation rule holds
+// (guard_changes, installed by the constructor): a command then returns Outcome::interrupted once
+// a change was sent (what it said names where the node is and the way on), or throws Interrupted
+// before the first one; interruption_text(*index.change_log(), e.what(), index.endpoint()) says
+// what was sent. Throws NetworkError when the index is gone for longer than opt.timeout_ms.
 class ClusterAdmin {
 public:
   ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io) : x_(index, std::move(opt), std::move(io)) {}
@@ -4411,9 +4422,10 @@ inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, 
 }
 
 inline std::vector<SlaveLag> ask_slave_lag(const Endpoint& master, int timeout_ms, const std::vector<NodeInfo>& nodes,
-                                           const TraceFn& trace) {
+                                           const TraceFn& trace, const CancelFn& cancel) {
   ServerClient c(master, timeout_ms);
   c.set_trace(trace);
+  if (cancel) c.set_cancel(cancel);
   return slave_lags(parse_stats_threads(c.request_ok("stats threads slave").lines), nodes);
 }
 
@@ -5182,29 +5194,34 @@ inline ConstructionStopped::ConstructionStopped(const std::string& what, Why why
     : Error(what), why(why_), last(std::move(last_)) {}
 
 inline std::string copy_running(const Endpoint& node, const std::vector<Endpoint>& sources, int timeout_ms,
-                                const TraceFn& trace) {
+                                const TraceFn& trace, const CancelFn& cancel) {
   try {
     NodeClient c(node, timeout_ms);
     c.set_trace(trace);
+    if (cancel) c.set_cancel(cancel);
     for (const auto& t : c.stats_threads()) {
       if (t.op != "dump") continue;
       for (const auto& s : sources) {
         if (t.peer != s.key()) continue;
         NodeClient sc(s, timeout_ms);
         sc.set_trace(trace);
+        if (cancel) sc.set_cancel(cancel);
         for (const auto& st : sc.stats_threads())
           if (st.op == "dump") return s.key();
       }
     }
+  } catch (const Interrupted&) {
+    throw;
   } catch (const Error&) {
   }
   return std::string();
 }
 
-inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace) {
+inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const TraceFn& trace, const CancelFn& cancel) {
   try {
     NodeClient c(node, timeout_ms);
     c.set_trace(trace);
+    if (cancel) c.set_cancel(cancel);
     for (const auto& t : c.stats_threads()) {
       if (t.op != "dump") continue;
       Endpoint src;
@@ -5217,13 +5234,18 @@ inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const T
       try {
         NodeClient sc(src, timeout_ms);
         sc.set_trace(trace);
+        if (cancel) sc.set_cancel(cancel);
         bool serving = false;
         for (const auto& st : sc.stats_threads()) serving = serving || st.op == "dump";
         if (!serving) return t.peer;
+      } catch (const Interrupted&) {
+        throw;
       } catch (const Error&) {
         return t.peer;
       }
     }
+  } catch (const Interrupted&) {
+    throw;
   } catch (const Error&) {
   }
   return std::string();
@@ -5231,9 +5253,11 @@ inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const T
 
 namespace detail {
 
-inline long long items_of(const Endpoint& ep, int timeout_ms, const TraceFn& trace = nullptr) {
+// `cancel`: Interrupted once it says stop (a stopped node does not hold Ctrl-C up for timeout_ms).
+inline long long items_of(const Endpoint& ep, int timeout_ms, const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr) {
   NodeClient c(ep, timeout_ms);
   c.set_trace(trace);
+  if (cancel) c.set_cancel(cancel);
   return c.stats().number("curr_items").value_or(0);
 }
 
@@ -5344,20 +5368,24 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
     auto ask_ms = [&] { return std::max(200, std::min(opt.timeout_ms, remaining_ms(ask_until))); };
     auto node_answered = Clock::now();
     try {
-      p.items = items_of(node, ask_ms(), index.trace());
+      p.items = items_of(node, ask_ms(), index.trace(), io.interrupted);
       node_answered = Clock::now();
       p.node_error.clear();
     } catch (const NetworkError& e) {
       p.node_error = e.what();
+    } catch (const Interrupted&) {
+      return WaitEnd::interrupted; // Ctrl-C while a node did not answer yet (SIGSTOPped: up to timeout_ms)
     }
     p.source.clear();
     p.source_error.clear();
     if (slave && !sources.empty()) {
       p.source = sources.front().key();
       try {
-        p.master_items = items_of(sources.front(), ask_ms(), index.trace());
+        p.master_items = items_of(sources.front(), ask_ms(), index.trace(), io.interrupted);
       } catch (const NetworkError& e) {
         p.source_error = e.what();
+      } catch (const Interrupted&) {
+        return WaitEnd::interrupted;
       }
     }
     p.elapsed = std::chrono::duration<double>(Clock::now() - start).count();
@@ -5369,10 +5397,15 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
       throw ConstructionStopped("construction of " + node.key() + " stopped: the node is now " + p.role + " " + p.state,
                                 ConstructionStopped::Why::lost, p);
     bool moved = !previous || previous->items != p.items || previous->state != p.state || previous->role != p.role;
-    if (!moved && p.node_error.empty() && p.source_error.empty()) p.copying = !copy_running(node, sources, ask_ms(), index.trace()).empty();
-    p.blocked_on.clear();
-    if (!slave && !moved && !p.copying && p.node_error.empty() && Clock::now() - last_change >= timeout)
-      p.blocked_on = copy_blocked_on(node, ask_ms(), index.trace());
+    try {
+      if (!moved && p.node_error.empty() && p.source_error.empty())
+        p.copying = !copy_running(node, sources, ask_ms(), index.trace(), io.interrupted).empty();
+      p.blocked_on.clear();
+      if (!slave && !moved && !p.copying && p.node_error.empty() && Clock::now() - last_change >= timeout)
+        p.blocked_on = copy_blocked_on(node, ask_ms(), index.trace(), io.interrupted);
+    } catch (const Interrupted&) {
+      return WaitEnd::interrupted;
+    }
     last = p;
     if (moved || p.copying) {
       // progress dates from the node's answer, not from the end of the questions (a silent master
@@ -6402,7 +6435,9 @@ inline PartPlan plan_part(const std::vector<NodeArg>& args) {
 
 inline ChangeExecutor::ChangeExecutor(IndexClient& index, OperationOptions opt, OperationIO io)
     : index_(index), opt_(std::move(opt)), io_(advising(std::move(io), index.endpoint())),
-      balances_(opt_.balance_record) {}
+      balances_(opt_.balance_record) {
+  if (io_.interrupted && !index_.change_log()) guard_changes(index_, io_.interrupted);
+}
 
 inline std::optional<Outcome> ChangeExecutor::preflight() {
   if (preflight_done_) return std::nullopt;
@@ -7010,7 +7045,7 @@ inline std::optional<std::string> ChangeExecutor::flush_plan(const NodeInfo& n, 
   if (opt_.without_clean) return std::string();
   long long items = -1;
   try {
-    items = detail::items_of(n.endpoint(), opt_.timeout_ms, index_.trace());
+    items = detail::items_of(n.endpoint(), opt_.timeout_ms, index_.trace(), io_.interrupted);
   } catch (const Interrupted&) {
     throw;
   } catch (const Error&) {
@@ -7069,7 +7104,7 @@ inline Outcome ChangeExecutor::interrupted_at(const Endpoint& ep, const std::fun
     if (auto* n = c.find(ep)) {
       seen = *n;
       now = n->role + " " + n->state + ", balance " + std::to_string(n->balance) + ", " +
-            std::to_string(detail::items_of(ep, opt_.timeout_ms, index_.trace())) + " items";
+            std::to_string(detail::items_of(ep, std::min(opt_.timeout_ms, 2000), index_.trace())) + " items"; // after Ctrl-C: briefly
     }
   } catch (const Error&) {
   }
@@ -7461,7 +7496,9 @@ inline Outcome ChangeExecutor::resume_slave(const NodeInfo& n, int bal, const st
   return finish_slave(n.endpoint(), n.partition, bal, again, false);
 }
 
-inline bool ChangeExecutor::answers_ping(const Endpoint& ep) { return detail::answers_ping(ep, opt_.timeout_ms, index_.trace()); }
+inline bool ChangeExecutor::answers_ping(const Endpoint& ep) {
+  return detail::answers_ping(ep, opt_.timeout_ms, index_.trace(), io_.interrupted);
+}
 
 inline Outcome ChangeExecutor::reconstruct_one(const NodeInfo& n) {
   const Endpoint ep = n.endpoint();
@@ -7559,7 +7596,7 @@ inline std::string ChangeExecutor::lag_text(const SlaveLag& l) {
 
 inline std::optional<std::vector<SlaveLag>> ChangeExecutor::read_lags(const Cluster& c, const NodeInfo& m) {
   try {
-    return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes(), index_.trace());
+    return ask_slave_lag(m.endpoint(), opt_.timeout_ms, c.nodes(), index_.trace(), io_.interrupted);
   } catch (const Interrupted&) {
     throw;
   } catch (const Error& e) {

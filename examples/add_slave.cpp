@@ -3,9 +3,16 @@
 // wait, and the refusals (a node that is not a proxy, a partition with no master), are the
 // header's (ClusterAdmin); this program only prints.
 //   usage: add_slave INDEX_HOST[:PORT] NODE_HOST:PORT:BALANCE:PARTITION
+// Ctrl-C stops it safely: nothing is sent after it (OperationIO::interrupted, see ClusterAdmin).
 #include "flare_tools.hpp"
 
+#include <csignal>
 #include <iostream>
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_sigint(int) { g_stop = 1; }
+} // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) {
@@ -21,8 +28,15 @@ int main(int argc, char** argv) {
     io.say = [](const std::string& line) { std::cout << line << "\n"; };
     io.warn = [](const std::string& line) { std::cerr << line << "\n"; };
     io.progress = [](const std::string& line) { std::cerr << line << "\n"; };
+    io.interrupted = [] { return g_stop != 0; };
+    std::signal(SIGINT, on_sigint);
     flare::ClusterAdmin admin(index, options, io);
-    return admin.slave({node}) == flare::Outcome::ok ? 0 : 1;
+    try {
+      return admin.slave({node}) == flare::Outcome::ok ? 0 : 1;
+    } catch (const flare::Interrupted& e) { // before anything was sent
+      std::cerr << flare::interruption_text(*index.change_log(), e.what(), index.endpoint()) << "\n";
+      return 130;
+    }
   } catch (const flare::Error& e) {
     std::cerr << e.what() << "\n";
     return 1;

@@ -738,3 +738,29 @@ TEST_CASE("the dry run of a rebuild cut short names the balance its real run giv
   CHECK(std::vector<std::string>(all.begin() + static_cast<long>(before), all.end()) ==
         std::vector<std::string>{"index " + request});
 }
+
+TEST_CASE("Ctrl-C in a slave's copy wait ends at once while its master is stopped (SIGSTOP), not at --timeout") {
+  // Seen on a real flare 1.3.4: the wait asked the stopped master for its items and heard Ctrl-C
+  // only when that question timed out, 9 s later.
+  FakeCluster f(3, {"--copy-rate", "100"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 3000 10");
+  long long asked = -1; // connections to the master once it was stopped
+  auto r = harness::interrupt_after(with({"slave", "--force", "--timeout", "20", f.node(1) + ":1:0"}, f.index_args()), 0,
+                                    SIGINT, nullptr, [&] {
+                                      if (asked < 0) {
+                                        auto c = f.cluster();
+                                        const auto* n = c.find(f.node(1));
+                                        if (!n || n->role != "slave" || n->state != "prepare") return false;
+                                        f.must("stall " + f.node(0) + " 1");
+                                        asked = f.connections(f.node(0));
+                                        return false;
+                                      }
+                                      return f.connections(f.node(0)) > asked; // the wait asks it again
+                                    });
+  f.must("stall " + f.node(0) + " 0");
+  INFO(r.err);
+  CHECK(r.status == 130);
+  CHECK(r.seconds_after_signal < 15); // against the 20 s --timeout it must not wait out
+  CHECK(resume_has(r.err, f.node(1) + " is now slave prepare"));
+}

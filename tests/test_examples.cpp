@@ -129,6 +129,36 @@ TEST_CASE("StatsSampler, as a program of its own uses it: each node's row, its r
   CHECK(third.unreachable[0].rfind(f.node(1) + ": ", 0) == 0);
 }
 
+TEST_CASE("ClusterAdmin, as a program of its own uses it, sends nothing once its interrupted hook says stop") {
+  // A program that wires OperationIO::interrupted (its own SIGINT flag) and no more: the
+  // cancellation rule (guard_changes) is ClusterAdmin's own, not a step the caller must know of.
+  FakeCluster f(3);
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("requests-clear");
+  flare::IndexClient index(flare::parse_host_port(f.index(), 0), 5000);
+  flare::OperationOptions options;
+  options.force = true;
+  flare::OperationIO io;
+  std::string said;
+  io.say = io.warn = io.progress = [&](const std::string& line) { said += line + "\n"; };
+  io.interrupted = [] { return true; }; // Ctrl-C came before the command
+  SUBCASE("the index answering") {}
+  SUBCASE("the index stopped (SIGSTOP): its waits end at once, not at the timeout") { f.must("stall index 1"); }
+  flare::ClusterAdmin admin(index, options, io);
+  bool interrupted = false;
+  try {
+    interrupted = admin.slave({flare::parse_node_arg(f.node(1) + ":1:0", 4, 4)}) == flare::Outcome::interrupted;
+  } catch (const flare::Interrupted&) {
+    interrupted = true; // before anything was sent
+  }
+  CHECK(interrupted);
+  INFO(said);
+  f.must("stall index 0");
+  CHECK(f.state_changes().empty());
+  REQUIRE(index.change_log());
+  CHECK(index.change_log()->sent.empty());
+}
+
 TEST_CASE("run_restore, as a program of its own uses it: one job in, one report out, and what the report means") {
   FakeCluster f(3);
   example_two_partitions(f);
