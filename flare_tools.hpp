@@ -5253,6 +5253,23 @@ inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const T
 
 namespace detail {
 
+// For the length of a wait that only reads: the client's requests also stop (Interrupted, the
+// connection closed) once `also` says so, beside its own cancel (the cancellation rule's, which
+// after the first change lets a change's answer be waited for). Restores that cancel at the end.
+class ReadsStopAt {
+public:
+  ReadsStopAt(ServerClient& c, const CancelFn& also) : c_(c), saved_(c.socket().cancel()) {
+    if (also) c_.set_cancel([saved = saved_, also] { return (saved && saved()) || also(); });
+  }
+  ~ReadsStopAt() { c_.set_cancel(saved_); }
+  ReadsStopAt(const ReadsStopAt&) = delete;
+  ReadsStopAt& operator=(const ReadsStopAt&) = delete;
+
+private:
+  ServerClient& c_;
+  CancelFn saved_;
+};
+
 // `cancel`: Interrupted once it says stop (a stopped node does not hold Ctrl-C up for timeout_ms).
 inline long long items_of(const Endpoint& ep, int timeout_ms, const TraceFn& trace = nullptr, const CancelFn& cancel = nullptr) {
   NodeClient c(ep, timeout_ms);
@@ -5322,6 +5339,7 @@ auto ride_out_index(IndexClient& index, const OperationOptions& opt, const Opera
 template <typename Goal, typename Lost>
 inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool slave, const OperationOptions& opt,
                                  const OperationIO& io, Goal goal, Lost lost, ConstructionProgress& last) {
+  const ReadsStopAt reads_stop(index, io.interrupted); // a stopped index does not hold Ctrl-C up
   const auto timeout = std::chrono::milliseconds(opt.timeout_ms);
   auto start = Clock::now();
   auto last_change = start;
@@ -5353,6 +5371,8 @@ inline WaitEnd construction_wait(IndexClient& index, const Endpoint& node, bool 
         for (int q = 0; q < n->partition; ++q)
           if (const NodeInfo* m = c.master_of(q)) sources.push_back(m->endpoint());
       }
+    } catch (const Interrupted&) {
+      return WaitEnd::interrupted; // its connection closed: the next request connects again
     } catch (const NetworkError& e) {
       index.close(); // the next look connects again (a restarted flarei, or one that was silent)
       if (!index_gone) {
@@ -5455,10 +5475,16 @@ inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, c
 
 inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io) {
+  const detail::ReadsStopAt reads_stop(index, io.interrupted); // a stopped index does not hold Ctrl-C up
   auto start = Clock::now();
   for (;;) {
     bool was_gone = false;
-    Cluster c(detail::ride_out_index(index, opt, io, [&] { return index.stats_nodes(); }, nullptr, &was_gone));
+    Cluster c;
+    try {
+      c = detail::ride_out_index(index, opt, io, [&] { return Cluster(index.stats_nodes()); }, nullptr, &was_gone);
+    } catch (const Interrupted&) {
+      return WaitEnd::interrupted;
+    }
     if (was_gone) start = Clock::now(); // its monitor, which brings the node back, was gone with it
     const NodeInfo* n = c.find(node);
     if (!n) throw Error(node.key() + " disappeared from the cluster");
@@ -6963,10 +6989,21 @@ inline std::string ChangeExecutor::in_effect(const std::string& status) {
   auto ask_index = [&](auto fn) {
     return detail::ride_out_index(index_, opt_, io_, fn, [&](const std::string& why) { return lost_index_text(why); });
   };
-  long long iv = ask_index([&] { return detail::node_map_version_of(index_); });
+  const detail::ReadsStopAt reads_stop(index_, io_.interrupted); // a stopped index does not hold Ctrl-C up
+  long long iv = -1;
+  try {
+    iv = ask_index([&] { return detail::node_map_version_of(index_); });
+  } catch (const Interrupted&) {
+    return kInterruptedTaken; // the index answered OK: it took the change
+  }
   if (iv < 0) return status;
   for (;;) {
-    Cluster c = ask_index([&] { return Cluster(index_.stats_nodes()); });
+    Cluster c;
+    try {
+      c = ask_index([&] { return Cluster(index_.stats_nodes()); });
+    } catch (const Interrupted&) {
+      return kInterruptedTaken;
+    }
     if (job_)
       if (const NodeInfo* n = c.find(job_->node)) job_seen_ = *n;
     std::vector<Endpoint> eps;
@@ -7099,14 +7136,22 @@ inline Outcome ChangeExecutor::interrupted_at(const Endpoint& ep, const std::fun
   std::string now = "unknown";
   std::optional<NodeInfo> seen;
   try {
-    // one look, without riding out an index that does not answer: Ctrl-C was pressed
-    Cluster c(index_.stats_nodes());
+    // One look after Ctrl-C, briefly: a stopped index costs 2 s at most, not --timeout.
+    IndexClient look(index_.endpoint(), std::min(opt_.timeout_ms, 2000));
+    look.set_trace(index_.trace());
+    Cluster c(look.stats_nodes());
     if (auto* n = c.find(ep)) {
       seen = *n;
-      now = n->role + " " + n->state + ", balance " + std::to_string(n->balance) + ", " +
-            std::to_string(detail::items_of(ep, std::min(opt_.timeout_ms, 2000), index_.trace())) + " items"; // after Ctrl-C: briefly
+      now = n->role + " " + n->state + ", balance " + std::to_string(n->balance);
     }
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    now = "unknown (" + std::string(e.what()) + ")";
+  }
+  if (seen) {
+    try {
+      now += ", " + std::to_string(detail::items_of(ep, std::min(opt_.timeout_ms, 2000), index_.trace())) + " items";
+    } catch (const Error&) {
+    }
   }
   if (io_.warn) io_.warn("interrupted: " + ep.key() + " is now " + now + ". " + resume(seen ? &*seen : nullptr));
   return Outcome::interrupted;

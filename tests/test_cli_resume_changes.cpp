@@ -704,6 +704,28 @@ TEST_CASE("Ctrl-C after the index took a change, while a node has not its new ma
   CHECK(r.seconds_after_signal < 15); // not the --timeout of 60 s: the wait stops at Ctrl-C
 }
 
+TEST_CASE("Ctrl-C after the index took a change and then stopped (SIGSTOP): said as made, at once, not at --timeout") {
+  FakeCluster f(4);
+  const std::string n0 = f.node(0), n1 = f.node(1), n3 = f.node(3);
+  f.must("set-node " + n0 + " master active 0 1");
+  f.must("set-node " + n1 + " slave active 0 1");
+  f.must("map-hold " + n3 + " 1"); // the tool waits for the nodes to route by the new map
+  auto r = harness::interrupt_after(with({"balance", "--force", "--timeout", "60", n1 + ":3"}, f.index_args()), 0, SIGINT,
+                                    nullptr, [&] {
+                                      auto c = f.cluster();
+                                      const auto* n = c.find(n1);
+                                      if (!n || n->balance != 3) return false;
+                                      f.must("stall index 1");
+                                      return true;
+                                    });
+  f.must("stall index 0");
+  INFO(r.err);
+  CHECK(r.status == 130);
+  CHECK(resume_has(r.err, "The index took 'node role " + n1.substr(0, n1.rfind(':')) + " " + n1.substr(n1.rfind(':') + 1) +
+                              " slave 3 0'; not every node routed by its new map yet"));
+  CHECK(r.seconds_after_signal < 15); // not the --timeout of 60 s
+}
+
 TEST_CASE("the dry run of a rebuild cut short names the balance its real run gives: the one the first run kept") {
   // Seen on a real flare 1.3.4: `reconstruct -n` (and `activate -n`) of a slave whose rebuild was
   // cut short said it would send nothing; the real run gave the kept balance.
@@ -763,4 +785,24 @@ TEST_CASE("Ctrl-C in a slave's copy wait ends at once while its master is stoppe
   CHECK(r.status == 130);
   CHECK(r.seconds_after_signal < 15); // against the 20 s --timeout it must not wait out
   CHECK(resume_has(r.err, f.node(1) + " is now slave prepare"));
+}
+
+TEST_CASE("Ctrl-C in a slave's copy wait ends soon while the index is stopped (SIGSTOP), and says where the job was left") {
+  FakeCluster f(3, {"--copy-rate", "100"});
+  f.must("set-node " + f.node(0) + " master active 0 1");
+  f.must("fill " + f.node(0) + " 3000 10");
+  auto r = harness::interrupt_after(with({"slave", "--force", "--timeout", "20", f.node(1) + ":1:0"}, f.index_args()), 0,
+                                    SIGINT, nullptr, [&] {
+                                      auto c = f.cluster();
+                                      const auto* n = c.find(f.node(1));
+                                      if (!n || n->role != "slave" || n->state != "prepare") return false;
+                                      f.must("stall index 1"); // the copy under way: the index stops
+                                      return true;
+                                    });
+  f.must("stall index 0");
+  INFO(r.err);
+  CHECK(r.status == 130);
+  CHECK(r.seconds_after_signal < 15); // against the 20 s --timeout it must not wait out
+  CHECK(resume_has(r.err, "interrupted: " + f.node(1) + " is now unknown (timed out waiting for " + f.index() + ")"));
+  CHECK(resume_has(r.err, "flare-admin slave -i " + f.index() + " " + f.node(1) + ":1:0"));
 }
