@@ -8,7 +8,7 @@
 //
 //  Contents (in reading order)
 //    0. Version and configuration macros
-//    1. Errors and small helpers           (flare::Error, detail::handle_EINTR, to_int)
+//    1. Errors and small helpers           (flare::Error and its kinds, printable, to_int)
 //    2. Addresses                          (parse_host_port, parse_node_arg)
 //    3. Socket                             (detail::Socket: deadlines on every call, poll())
 //    4. Protocol reader                    (Reply, read_reply, parse_stats, NodeInfo, parse_stats_nodes, ...)
@@ -540,12 +540,17 @@ public:
   void close();
   ~ServerClient() { close(); }
 
-  // Sends one request line and reads a complete reply.
+  // Sends one request line (CR LF added) and reads its complete reply, connecting first if need
+  // be, all within timeout_ms. An ERROR / SERVER_ERROR reply is returned, not thrown. Throws
+  // NetworkError (unreachable, timeout, reset: the connection is then closed, and the next
+  // request connects again), ProtocolError (not the flare protocol, or over the limits),
+  // Interrupted (set_cancel).
   Reply request(const std::string& line);
 
   // Like request(), but an ERROR / SERVER_ERROR / CLIENT_ERROR reply throws ServerError.
   Reply request_ok(const std::string& line);
 
+  // Whether `ping` is answered OK (a server that answers otherwise: false). Throws as request().
   bool ping() { return request("ping").status == "OK"; }
 
   // Requests that change the cluster go through here. With a change log whose `interrupted`
@@ -556,8 +561,11 @@ public:
   const std::shared_ptr<ChangeLog>& change_log() const { return log_; }
   Reply request_change(const std::string& line);
 
+  // `version`: the server's version ("1.3.4"). Throws as request(); ProtocolError for an answer
+  // that is not "VERSION ...".
   std::string version();
 
+  // `stats`, `stats threads`, `stats nodes`, parsed. Throw as request_ok().
   NodeStats stats() { return parse_stats(request_ok("stats").lines); }
   std::vector<ThreadInfo> stats_threads() { return parse_stats_threads(request_ok("stats threads").lines); }
   std::vector<NodeInfo> stats_nodes() { return parse_stats_nodes(request_ok("stats nodes").lines); }
@@ -628,22 +636,13 @@ struct StatsResult {
   Clock::time_point fetched_at{};
 };
 
-// Sends one request line to each (endpoint, request) pair and reads its reply up to END, from
-// this one thread: non-blocking connects and a single poll() loop, so N slow or dead nodes cost
-// one timeout, not N. Each node has `timeout_ms` from
-// the start of its connect. Connections are started FLARE_TOOLS_GATHER_CONNECT_BATCH at a time
-// with the open ones serviced in between, and at most gather_window() are open at once (the
-// open-files limit is raised for this; above the hard limit, a node starts as another ends;
-// an unexpected EMFILE narrows the window instead of failing the node). A node that fails
-// (refused, timeout, garbage) comes back with ok == false and a reason; the others are
-// unaffected. Probes come back in the order of `asks`.
 // What a gather may be given besides its requests: `cancel`, asked every
 // FLARE_TOOLS_CANCEL_CHECK_MS (true: every connection is closed and Interrupted thrown, e.g.
 // after Ctrl-C), and `trace`, given each request as it is sent ("--> HOST:PORT request") and each
 // node's reply lines once it is in ("<-- HOST:PORT line", its END too), or why it failed.
 struct GatherHooks {
-  CancelFn cancel; // cppcheck-suppress unusedStructMember ; read by gather_probes
-  TraceFn trace;   // cppcheck-suppress unusedStructMember ; read by gather_probes
+  CancelFn cancel; // cppcheck-suppress unusedStructMember
+  TraceFn trace;   // cppcheck-suppress unusedStructMember
 };
 
 // One server's reply to one request of gather_replies: its lines before END when ok, else why not.
@@ -655,10 +654,17 @@ struct GatherReply {
   std::vector<std::string> lines;
 };
 
-// Every (endpoint, request line) at once, as gather_stats (one poll loop, each endpoint its own
-// `timeout_ms` from its connect; a reply must end in END, else it fails with the line it ended
-// with). The requests to one endpoint share a connection, pipelined. Never throws for one
-// node's failure; replies in the order of `asks`. Throws Interrupted when hooks.cancel says stop.
+// Sends each (endpoint, request line) and reads its reply up to END, all at once from this one
+// thread: non-blocking connects and a single poll() loop, so N slow or dead nodes cost one
+// timeout, not N. Each endpoint has `timeout_ms` from the start of its connect; a reply must end
+// in END, else it fails with the line it ended with. The requests to one endpoint share a
+// connection, pipelined. Connections are started FLARE_TOOLS_GATHER_CONNECT_BATCH at a time, the
+// open ones serviced in between, and no more are open at once than the open-files limit allows
+// (raised for this, less FLARE_TOOLS_RESERVED_FDS; past the hard limit a node starts as another
+// ends, and an unexpected EMFILE narrows the window instead of failing the node). A node that
+// fails (refused, timeout, garbage) comes back with ok == false and the reason; the others are
+// unaffected. Never throws for one node's failure; replies in the order of `asks`. Throws
+// Interrupted when hooks.cancel says stop.
 inline std::vector<GatherReply> gather_replies(const std::vector<std::pair<Endpoint, std::string>>& asks, int timeout_ms,
                                                const GatherHooks& hooks = {});
 
@@ -691,6 +697,10 @@ struct SlaveLag {
   long long pending() const { return queue + (writing && queue < LLONG_MAX ? 1 : 0); }
 };
 
+// Groups a master's `stats threads slave` by slave. A thread's peer names its slave; when the
+// peer is not a key of `nodes` (the index's map, if given) the thread's type is matched against
+// the nodes' thread_type instead (the type a master gives its threads towards a node). Slaves in
+// key order. Throws nothing; a field that is not a number counts as 0.
 inline std::vector<SlaveLag> slave_lags(const std::vector<ThreadInfo>& threads, const std::vector<NodeInfo>& nodes = {});
 
 // Asks one master (`stats threads slave`, one request within `timeout_ms` milliseconds) for
@@ -715,12 +725,14 @@ struct LagResult {
 inline std::vector<LagResult> gather_slave_lag(const std::vector<Endpoint>& masters, int timeout_ms,
                                                const std::vector<NodeInfo>& nodes = {}, const GatherHooks& hooks = {});
 
-// gather_stats(endpoints) and gather_slave_lag(masters) from the same poll() loop: what
-// flare-stats needs, for the price of one gather. Throws Interrupted when hooks.cancel says stop.
+// What gather_stats_and_lag() gives.
 struct StatsAndLag {
   std::vector<StatsResult> stats; // in the order of `endpoints`
   std::vector<LagResult> lags;    // in the order of `masters`
 };
+
+// gather_stats(endpoints) and gather_slave_lag(masters) from the same poll() loop: what
+// flare-stats needs, for the price of one gather. Throws Interrupted when hooks.cancel says stop.
 inline StatsAndLag gather_stats_and_lag(const std::vector<Endpoint>& endpoints, const std::vector<Endpoint>& masters,
                                         int timeout_ms, const std::vector<NodeInfo>& nodes = {},
                                         const GatherHooks& hooks = {});
@@ -937,6 +949,9 @@ struct ClusterReading {
 };
 using ShownFn = std::function<std::vector<NodeInfo>(const Cluster&)>;
 
+// `shown` picks the nodes to show from the map (e.g. Cluster::list_order); their stats come first,
+// stats[i] being shown[i]'s, then every other node not down. nullptr: none picked, `shown` is
+// empty and `stats` holds the nodes not down in the map's order (match them by endpoint).
 // Throws NetworkError when the index does not answer (the nodes' failures are in `stats`),
 // Interrupted when hooks.cancel says so. timeout_ms bounds each gather and each index request.
 inline ClusterReading read_cluster(IndexClient& index, int timeout_ms, const ShownFn& shown = nullptr, bool lags = false,
@@ -1051,12 +1066,13 @@ inline std::string format_slave_progress(const ConstructionProgress& p);
 // "0 (role = master, state = active) [ETA: n/a sec (elapsed = 0 sec)]"
 inline std::string format_master_progress(const ConstructionProgress& p);
 
-// The end of a wait that did not reach its goal.
+// How a wait ended: its goal reached, or stopped by io.interrupted (Ctrl-C). A wait that cannot
+// reach its goal throws instead (ConstructionStopped, NetworkError).
 enum class WaitEnd { reached, interrupted };
 
 // A construction wait that stopped short of its goal (an Error: its what() is one line).
-// `why`: stalled (neither items, state nor a running copy moved for --timeout, or the node did not
-// answer that long), index_unreachable (the index did not answer for --timeout; the copy may go
+// `why`: stalled (neither items, state nor a running copy moved for opt.timeout_ms, or the node did
+// not answer that long), index_unreachable (the index did not answer for opt.timeout_ms; the copy may go
 // on), lost (the node left the role being built, e.g. it fell back to proxy). `last`: the last look.
 class ConstructionStopped : public Error {
 public:
@@ -1088,7 +1104,10 @@ inline std::string copy_blocked_on(const Endpoint& node, int timeout_ms, const T
 // Waits until `node` is `slave active`, once per poll interval reading the index's `stats nodes`,
 // both nodes' `stats` and, while those stand still, both nodes' `stats threads` (copy_running);
 // reports "ITEMS/MASTER_ITEMS (role = R, state = S) [ETA...]". Rides out an index that does not
-// answer for less than opt.timeout_ms. Throws ConstructionStopped (see construction_wait).
+// answer for less than opt.timeout_ms. Returns WaitEnd::interrupted as soon as io.interrupted says
+// stop, also while a node or the index does not answer. Throws ConstructionStopped when nothing
+// moved for opt.timeout_ms (stalled), the index was gone that long, or the node left its
+// construction (lost); its `last` is where the node was.
 inline WaitEnd wait_for_slave_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io, ConstructionProgress& last);
 
@@ -1100,9 +1119,9 @@ inline WaitEnd wait_for_master_ready(IndexClient& index, const Endpoint& node, c
 // After `node state down`, a live node comes back as `proxy active` once the index's monitor
 // sees it again (about a second on a real cluster). Waits for that instead of sleeping blindly,
 // up to opt.timeout_ms, polling every 200 ms; an index that does not answer meanwhile (a flarei
-// killed and restarted) is asked again for up to opt.timeout_ms (see detail::ride_out_index).
-// Throws Error when the node leaves the map or does not come back; NetworkError when the index
-// is gone for longer.
+// killed and restarted) is asked again for up to opt.timeout_ms. Returns WaitEnd::interrupted as
+// soon as io.interrupted says stop. Throws Error when the node leaves the map or does not come
+// back; NetworkError when the index is gone for longer.
 inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, const OperationOptions& opt,
                                      const OperationIO& io);
 
@@ -1111,8 +1130,6 @@ inline WaitEnd wait_for_proxy_active(IndexClient& index, const Endpoint& node, c
 // last refusal, or "OK".
 inline std::string set_role_with_retry(IndexClient& index, const Endpoint& node, const std::string& role, int balance,
                                        int partition, const OperationOptions& opt, const OperationIO& io);
-
-inline void write_file_atomically(const std::string& path, std::string_view data, unsigned mode); // (7b)
 
 // The balance a slave construction is to give its node once it is slave active. flarei 1.3.4 makes
 // a new slave of a serving partition balance 0 whatever it is given (src/lib/cluster.cc
@@ -1142,11 +1159,12 @@ private:
   std::string path_;
 };
 
-// Questions: "y" (any case) is yes; anything else, or end of input, is no.
 // An answer of yes: "y" or "yes" in any case, blanks around it ignored (0.7.3 took "y"; an
 // operator types "yes" too). Anything else is no.
 inline bool is_yes(std::string a);
 
+// Asks `prompt` through io.ask: true when the answer is_yes(); no answer (end of input, no
+// io.ask) is no. Throws nothing of its own.
 inline bool confirm(const OperationIO& io, const std::string& prompt);
 
 // The cancellation rule of a command that changes the cluster (ClusterAdmin's): once
@@ -1427,7 +1445,7 @@ public:
   // step-by-step lines 0.7.3 printed (stdout).
   void complain(const std::string& s);
   // The index's map. An index that does not answer (a flarei killed and restarted, or silent) is
-  // asked again for up to --timeout (detail::ride_out_index); past that, the NetworkError names
+  // asked again for up to opt.timeout_ms; past that, the NetworkError names
   // where the node being changed was last seen and the command that finishes its job.
   Cluster cluster();
   // The nodes named, as the index lists them now; nothing when the index does not answer (a
@@ -1528,13 +1546,13 @@ private:
   // Sends a changing request to the index through `send`. When the index does not answer it (a
   // flarei killed or restarted meanwhile), nobody knows whether it took the change: its map is
   // read again (riding out the index, see cluster()), and the change counts as made when
-  // `applied` says so of the map; else it is sent again, until --timeout. Without `applied`,
+  // `applied` says so of the map; else it is sent again, until opt.timeout_ms. Without `applied`,
   // the NetworkError is thrown with where the job was left.
   template <typename Send>
   std::string send_to_index(const std::string& request, Send send, const std::function<bool(const Cluster&)>& applied);
 
   // A change is done when the nodes route by it, not when the index answers OK. After an "OK",
-  // waits (up to --timeout) until every node that is not down in the index's map, and that
+  // waits (up to opt.timeout_ms) until every node that is not down in the index's map, and that
   // answered preflight(), shows a node_map_version at least the index's new one. Returns "OK",
   // or a sentence saying which nodes have not taken the change (their version, or why they did
   // not answer); any other status (and every status in a dry run) is returned as it is. Ctrl-C
@@ -1551,10 +1569,10 @@ private:
   // ("" when nothing is left but for the nodes to take the index's new map).
   Outcome interrupted_change(const Endpoint& ep, const std::string& st, const std::string& request, const std::string& again,
                              const std::string& finish);
-  // Every read a change command makes beside its index client: Ctrl-C stops it, --debug shows it.
+  // Every read a change command makes beside its index client: Ctrl-C stops it, the trace (--debug) shows it.
   GatherHooks hooks() const { return GatherHooks{io_.interrupted, index_.trace()}; }
 
-  // --force, or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
+  // opt.force (--force), or an earlier "a" (yes to all) at a reconstruct prompt, answers every question.
   // A dry run never asks: it shows every request the whole plan would send.
   bool ask_yes(const std::string& prompt);
   // A note on what is going on: part of the plan in a dry run (said), else beside the output (warn).
@@ -1601,10 +1619,10 @@ private:
   static std::string with_discard(const std::string& cmd);
 
   // The command that carries a new partition's master on to what `master` was asked (run again,
-  // it waits for the copy, activates with --activate, sets the balance).
+  // it waits for the copy, activates with --activate (opt.activate), sets the balance).
   std::string master_again(const NodeArg& a) const;
 
-  // Waits for a new partition's master to be ready, then (--activate) activates it and gives it
+  // Waits for a new partition's master to be ready, then (opt.activate) activates it and gives it
   // the balance asked. Used by a first run and by a run again after an interruption.
   Outcome finish_master(const NodeArg& a);
 
@@ -1633,11 +1651,11 @@ private:
                         const std::string& again_asked, bool rebuild);
 
   // Gives a master or slave balance `bal` (after asking), as `balance` does. The request is sent
-  // again if the index does not answer (a change of balance may be repeated), for up to --timeout.
+  // again if the index does not answer (a change of balance may be repeated), for up to opt.timeout_ms.
   Outcome give_balance(const NodeInfo& n, int bal);
 
   // `master` run again on a node that is already this partition's master (an earlier run was
-  // interrupted, or its tool killed): waits for the copy, activates (--activate), sets the balance
+  // interrupted, or its tool killed): waits for the copy, activates (opt.activate), sets the balance
   // asked; exits 1 naming the way out when the node cannot get there. Never "done" short of it.
   Outcome resume_master(const NodeArg& a, const NodeInfo& n);
 
@@ -1662,10 +1680,6 @@ private:
   // The candidates' lag as `m` shows it; nullopt (and a warning) when `m` does not answer.
   std::optional<std::vector<SlaveLag>> read_lags(const Cluster& c, const NodeInfo& m);
 
-  // Before the index fails `m` over: the slaves that would take over are asked directly (the
-  // index's map may still list a slave whose flared just died: flarei would promote it and the
-  // partition would have no working master), and their lag is shown (and in a dry run, what a
-  // real run would wait for). Returns a refusal, or nullopt to go on; `lags` gets the lag read.
   std::set<std::string> said_; // notes said once, though a check runs again after the question
 
   // Why a new master of partition `part` could not copy its keys now: an older partition whose
@@ -1673,11 +1687,15 @@ private:
   // until its monitor notices), or nothing. Asks those masters for `stats`, at once.
   std::optional<std::string> copy_source_problem(const Cluster& c, int part);
 
+  // Before the index fails `m` over: the slaves that would take over are asked directly (the
+  // index's map may still list a slave whose flared just died: flarei would promote it and the
+  // partition would have no working master), and their lag is shown (and in a dry run, what a
+  // real run would wait for). Returns a refusal, or nullopt to go on; `lags` gets the lag read.
   std::optional<Outcome> takeover_check(const Cluster& c, const NodeInfo& m, std::optional<std::vector<SlaveLag>>& lags);
 
-  // Waits, up to --timeout, until every active slave of `m` has received every write `m` has
+  // Waits, up to opt.timeout_ms, until every active slave of `m` has received every write `m` has
   // queued for it (a failover before that loses those writes). Refuses with the
-  // figures when they do not, unless --unsafe. Nothing to do in a dry run, or when the lag is
+  // figures when they do not, unless opt.unsafe (--unsafe). Nothing to do in a dry run, or when the lag is
   // unknown (`m` not answering).
   std::optional<Outcome> drain_check(const Cluster& c, const NodeInfo& m, const std::optional<std::vector<SlaveLag>>& first);
 
@@ -1721,7 +1739,7 @@ private:
 };
 
 // The cluster-changing subcommands of flare-admin, with 0.7.3's request sequences, prompts and
-// messages, its refusals made strict (a refusal is a failure, `--force` never skips a check),
+// messages, its refusals made strict (a refusal is a failure, opt.force never skips a check),
 // and every question's "no" leaving the node in a state that is said out loud. A facade: each
 // command is its planner (decide_*, plan_part, plan_layout: pure, unit-tested) run by the one
 // executor (ChangeExecutor: the map read again per node, the checks that need the network, the
@@ -1832,7 +1850,7 @@ private:
 
 // A file written whole or not at all, safe in a folder other users can write to (a nightly dump
 // run as root into /tmp), with two writers to one path kept apart.
-//  - The bytes go to a new temporary beside the path, ".NAME.XXXXXX", made by mkstemp: a unique
+//  - The bytes go to a new temporary beside the path, ".NAME.flare-tmp-PID.XXXXXX", made by mkstemp: a unique
 //    name created exclusively, so no link planted at any name is followed and no other writer's
 //    file is truncated. It is created with mode 0600 whatever the umask.
 //  - commit() sets `mode` (exactly: the umask does not apply), fsyncs, and renames it over the
@@ -1844,21 +1862,6 @@ private:
 //    owned by root or by us (/dev/stdout). A folder, a block device or a socket is refused.
 // Modes: kPrivate (0600) for what holds cluster data (dumps, key lists, flare.xml), kShared
 // (0644) for what a monitoring agent reads. Throws Error (naming the path and the reason).
-// A temporary of this library's left in a folder by a process that no longer runs (kill -9, a
-// crash, a power cut): named ".NAME.flare-tmp-PID.XXXXXX", PID gone. It holds a part of what
-// was being written (private cluster data, often large); nothing removes it but its owner.
-struct LeftoverTemporary {
-  std::string path;
-  unsigned long long bytes = 0;
-  long pid = 0; // the process that wrote it
-};
-
-// The leftover temporaries in `dir`, by name. Only names of our form whose writer's process is
-// gone (kill(pid, 0) says ESRCH): a temporary of a write still going on is never named. A
-// process id can be reused, so a leftover can be missed, never misnamed as one of a live writer.
-// Regular files only. Throws nothing: a folder that cannot be read has none to name.
-inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir);
-
 class OutputFile {
 public:
   static constexpr unsigned kPrivate = 0600;
@@ -1890,6 +1893,21 @@ private:
   int fd_ = -1;
   bool committed_ = false;
 };
+
+// A temporary of this library's left in a folder by a process that no longer runs (kill -9, a
+// crash, a power cut): named ".NAME.flare-tmp-PID.XXXXXX", PID gone. It holds a part of what
+// was being written (private cluster data, often large); nothing removes it but its owner.
+struct LeftoverTemporary {
+  std::string path;
+  unsigned long long bytes = 0;
+  long pid = 0; // the process that wrote it
+};
+
+// The leftover temporaries in `dir`, by name. Only names of our form whose writer's process is
+// gone (kill(pid, 0) says ESRCH): a temporary of a write still going on is never named. A
+// process id can be reused, so a leftover can be missed, never misnamed as one of a live writer.
+// Regular files only. Throws nothing: a folder that cannot be read has none to name.
+inline std::vector<LeftoverTemporary> leftover_temporaries(const std::string& dir);
 
 // Writes `data` to `path` through an OutputFile: the old file or the whole new one, never a
 // part. `mode` as OutputFile's (permission bits, exact). Throws Error.
@@ -2180,7 +2198,7 @@ private:
 
   static std::string shown_key(const std::string& key);
 
-  // Sends what the socket takes now, without waiting (and at most --bwlimit's pace).
+  // Sends what the socket takes now, without waiting (and at most the bwlimit's pace).
   void send_some();
 
   // Replies arrive at least 7 bytes each ("ERROR\r\n"): wait for as many as are owed, up to
@@ -2257,14 +2275,14 @@ struct Partitioning {
 
 inline Partitioning partitioning_from_meta(const Meta& m);
 
-// Partitions that serve data: those whose master is active (a new partition's master that is
-// still preparing or ready holds copies, not the keys' home).
 // The partitions flare routes keys by: every partition with a master that is active or down (the
 // index keeps a down master's partition, even empty: src/lib/cluster.cc), not the ones still
 // being built (prepare, ready). Seen on a real flare 1.3.4: with partition 2's master killed,
 // writes of its keys failed, so verify must place keys by 3 partitions, not 2. Throws nothing.
 inline int routing_partition_count(const Cluster& c);
 
+// Partitions that serve data: those whose master is active (a new partition's master that is
+// still preparing or ready holds copies, not the keys' home). Throws nothing.
 inline int serving_partition_count(const Cluster& c);
 
 // Why a dump of `node` would not be a whole copy of its partition, or nothing when it would be
@@ -2570,6 +2588,13 @@ private:
 };
 
 // ---- 8b. Prometheus text exposition format, version 0.0.4 --------------------------------
+//
+// `flare-stats --prometheus`: every node's `stats` as metrics for node_exporter's textfile
+// collector or a scrape wrapper. Names are flare_*, in base units (seconds, bytes); counters
+// end in _total. Per-node series carry node, role, state and partition (as the index sees
+// them); cluster-level ones carry index (the index server), so that files of several clusters
+// can sit side by side in one textfile directory. Each family is written whole (HELP, TYPE,
+// then all its samples), in a fixed order; no timestamps (the textfile collector refuses them).
 
 // The whole exposition for one cluster: `results` are the `stats` of the cluster's nodes (any
 // order; a node without a result, or whose result is !ok, is flare_up 0 and has no stats
@@ -4363,10 +4388,6 @@ inline std::vector<StatsResult> gather_stats(const std::vector<Endpoint>& endpoi
 
 // ---- 5b. Replication lag -----------------------------------------------------------------
 
-// Groups a master's `stats threads slave` by slave. A thread's peer names its slave; when the
-// peer is not a key of `nodes` (the index's map, if given) the thread's type is matched against
-// the nodes' thread_type instead (the type a master gives its threads towards a node). Slaves in
-// key order. Throws nothing; a field that is not a number counts as 0.
 namespace detail {
 // Names the slave of a replication thread: its peer when the map (if any) has that key, else
 // the node whose thread_type is the thread's type. Built once per gather.
@@ -10452,13 +10473,6 @@ inline std::optional<std::string> StreamsProgress::line_if_due(int interval_ms) 
 }
 
 // ---- 8b. Prometheus text exposition format, version 0.0.4 --------------------------------
-//
-// `flare-stats --prometheus`: every node's `stats` as metrics for node_exporter's textfile
-// collector or a scrape wrapper. Names are flare_*, in base units (seconds, bytes); counters
-// end in _total. Per-node series carry node, role, state and partition (as the index sees
-// them); cluster-level ones carry index (the index server), so that files of several clusters
-// can sit side by side in one textfile directory. Each family is written whole (HELP, TYPE,
-// then all its samples), in a fixed order; no timestamps (the textfile collector refuses them).
 
 namespace detail {
 
