@@ -8104,6 +8104,7 @@ inline void FdWriter::write(std::string_view s) {
     write_all(s);
     return;
   }
+  // cppcheck-suppress invalidLifetime ; a false positive: `s` is the caller's, used before it returns
   buf_.append(s.data(), s.size());
 }
 
@@ -8114,6 +8115,7 @@ inline void FdWriter::flush() {
 
 inline void FdWriter::write_all(std::string_view s) {
   while (!s.empty()) {
+    // cppcheck-suppress invalidLifetime ; as in write()
     ssize_t n = detail::handle_EINTR([&] { return ::write(fd_, s.data(), s.size()); });
     if (n < 0) throw Error("cannot write " + name_ + ": " + detail::errno_text(errno));
     s.remove_prefix(static_cast<size_t>(n));
