@@ -1169,10 +1169,10 @@ inline bool confirm(const OperationIO& io, const std::string& prompt);
 
 // The cancellation rule of a command that changes the cluster (ClusterAdmin's): once
 // `interrupted` says so, no changing request goes out (ServerClient::request_change throws
-// Interrupted); until the first one has gone, a wait on the index ends at once too (Interrupted:
-// nothing was changed); after it, a wait goes on to where the change can be said (a change half
-// made is finished or its state said: ClusterAdmin's interrupted messages). Returns the log of
-// the changes sent, shared by `index` and the clients the commands make from it.
+// Interrupted), and every wait on the index ends at once (Interrupted; before the first change:
+// nothing was changed), also while the index does not answer (a stopped flarei), the wait for a
+// change's answer too: request_change then says the change was sent and may have been taken.
+// Returns the log of the changes sent, shared by `index` and the clients the commands make from it.
 inline std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const CancelFn& interrupted);
 
 // What an interruption (Interrupted's `what`) left, one line: "interrupted: nothing was changed."
@@ -1532,6 +1532,8 @@ private:
   };
   std::optional<Job> job_;
   std::optional<NodeInfo> job_seen_; // the node as the index last listed it
+  // A wait's last look at the node (its role and state) as where it was last seen.
+  void seen_in_wait(const Endpoint& ep, const ConstructionProgress& p);
   std::string in_doubt_;             // a changing request whose answer never came, while its fate is unknown
   void working_on(const Endpoint& node, const std::string& again, const std::string& if_taken = std::string());
   // Every line said names the index in the commands it advises (with_index_option).
@@ -5606,7 +5608,7 @@ inline std::shared_ptr<ChangeLog> guard_changes(IndexClient& index, const Cancel
   auto log = std::make_shared<ChangeLog>();
   log->interrupted = interrupted;
   index.set_change_log(log);
-  index.set_cancel([log, interrupted] { return log->sent.empty() && interrupted && interrupted(); });
+  index.set_cancel([interrupted] { return interrupted && interrupted(); });
   return log;
 }
 
@@ -6585,7 +6587,21 @@ inline Outcome ChangeExecutor::each_node(const std::vector<NodeArg>& args, Decid
     case NodeDecision::Kind::resume:
       break;
     }
-    const Outcome o = act(c, *c.find(a.endpoint), a, d);
+    Outcome o;
+    try {
+      o = act(c, *c.find(a.endpoint), a, d);
+    } catch (const Interrupted& e) {
+      // Ctrl-C cut a wait short (the index or a node not answering, or a change's answer): after
+      // a change to this node, said as any interruption of its job is: where the node is, and
+      // the way on from wherever that is.
+      const auto& log = index_.change_log();
+      if (!log || log->sent.empty() || !job_ || !(job_->node == a.endpoint)) throw;
+      const std::string what = e.what();
+      const std::string sent = what.rfind("interrupted while waiting for ", 0) == 0
+                                   ? "Ctrl-C came " + what.substr(12) + ". "
+                                   : std::string();
+      o = interrupted_at(a.endpoint, sent + "To carry the job on from where it is, run: " + job_->again);
+    }
     result = worse(result, o);
     if (o == Outcome::interrupted || stopped_) return result;
   }
@@ -6928,6 +6944,13 @@ inline Outcome ChangeExecutor::run_layout(const Layout& layout, const LayoutOpti
   return Outcome::ok;
 }
 
+inline void ChangeExecutor::seen_in_wait(const Endpoint& ep, const ConstructionProgress& p) {
+  if (job_seen_ && job_seen_->key == ep.key() && !p.role.empty()) {
+    job_seen_->role = p.role;
+    job_seen_->state = p.state;
+  }
+}
+
 inline void ChangeExecutor::working_on(const Endpoint& node, const std::string& again, const std::string& if_taken) {
   if (!job_ || !(job_->node == node)) job_seen_.reset();
   job_ = Job{node, again, if_taken};
@@ -7145,6 +7168,7 @@ inline std::string ChangeExecutor::flush(const Endpoint& ep) {
     NodeClient node(ep, opt_.timeout_ms);
     node.set_trace(index_.trace());
     node.set_change_log(index_.change_log());
+    if (io_.interrupted) node.set_cancel(io_.interrupted); // a stopped node does not hold Ctrl-C up
     return node.flush_all();
   });
 }
@@ -7230,7 +7254,9 @@ inline Outcome ChangeExecutor::finish_master(const NodeArg& a) {
   int part = *a.partition;
   ConstructionProgress last;
   try {
-    if (wait_for_master_ready(index_, ep, opt_, io_, last) == WaitEnd::interrupted)
+    const WaitEnd end = wait_for_master_ready(index_, ep, opt_, io_, last);
+    seen_in_wait(ep, last);
+    if (end == WaitEnd::interrupted)
       return interrupted_at(ep, "Its copy goes on by itself; to finish the job, run again: " + master_again(a));
   } catch (const ConstructionStopped& e) {
     return master_stopped(e, a);
@@ -7337,21 +7363,22 @@ inline Outcome ChangeExecutor::finish_slave(const Endpoint& ep, int part, int ba
            " (kept by the run that started its copy)");
     }
   std::optional<Endpoint> source;
-  {
-    Cluster c = cluster();
-    if (const NodeInfo* m = c.master_of(part)) source = m->endpoint();
-  }
   ConstructionProgress last;
   // Run now, `balance` is refused while the node copies (flarei: SERVER_ERROR failed to set
   // role, seen on a real flare 1.3.4); `slave` run again waits for the copy, then gives it.
   std::string finish = bal > 0 ? " To finish the job (it waits for the copy, then gives balance " + std::to_string(bal) +
                                      "), run: flare-admin slave " + ep.key() + ":" + std::to_string(bal) + ":" + std::to_string(part)
                                : "";
-  WaitEnd end;
+  WaitEnd end = WaitEnd::interrupted;
   try {
+    Cluster c = cluster();
+    if (const NodeInfo* m = c.master_of(part)) source = m->endpoint();
     end = wait_for_slave_active(index_, ep, opt_, io_, last);
+    seen_in_wait(ep, last);
   } catch (const ConstructionStopped& e) {
     return slave_stopped(e, ep, part, source, again, rebuild);
+  } catch (const Interrupted&) {
+    // Ctrl-C while the map was read (a stopped index): as in the wait
   }
   if (end == WaitEnd::interrupted)
     return interrupted_at(ep, [&](const NodeInfo* n) -> std::string {

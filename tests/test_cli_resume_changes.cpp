@@ -764,21 +764,23 @@ TEST_CASE("the dry run of a rebuild cut short names the balance its real run giv
 TEST_CASE("Ctrl-C in a slave's copy wait ends at once while its master is stopped (SIGSTOP), not at --timeout") {
   // Seen on a real flare 1.3.4: the wait asked the stopped master for its items and heard Ctrl-C
   // only when that question timed out, 9 s later.
-  FakeCluster f(3, {"--copy-rate", "100"});
+  // The index's monitor leaves the stopped master as it is (a real flarei marks it down after its
+  // node-down threshold, 5 s by default: then the copy is lost, another story).
+  FakeCluster f(3, {"--copy-rate", "100", "--dead-after-ms", "600000"});
   f.must("set-node " + f.node(0) + " master active 0 1");
   f.must("fill " + f.node(0) + " 3000 10");
-  long long asked = -1; // connections to the master once it was stopped
+  long long asked = -1; // connections to the master before it was stopped
   auto r = harness::interrupt_after(with({"slave", "--force", "--timeout", "20", f.node(1) + ":1:0"}, f.index_args()), 0,
                                     SIGINT, nullptr, [&] {
                                       if (asked < 0) {
                                         auto c = f.cluster();
                                         const auto* n = c.find(f.node(1));
                                         if (!n || n->role != "slave" || n->state != "prepare") return false;
-                                        f.must("stall " + f.node(0) + " 1");
                                         asked = f.connections(f.node(0));
+                                        f.must("stall " + f.node(0) + " 1");
                                         return false;
                                       }
-                                      return f.connections(f.node(0)) > asked; // the wait asks it again
+                                      return f.connections(f.node(0)) > asked; // the wait asked it since
                                     });
   f.must("stall " + f.node(0) + " 0");
   INFO(r.err);
@@ -805,4 +807,26 @@ TEST_CASE("Ctrl-C in a slave's copy wait ends soon while the index is stopped (S
   CHECK(r.seconds_after_signal < 15); // against the 20 s --timeout it must not wait out
   CHECK(resume_has(r.err, "interrupted: " + f.node(1) + " is now unknown (timed out waiting for " + f.index() + ")"));
   CHECK(resume_has(r.err, "flare-admin slave -i " + f.index() + " " + f.node(1) + ":1:0"));
+}
+
+TEST_CASE("Ctrl-C while the index has not answered a change yet ends at once, and says the change may have been taken") {
+  // Seen on a real flare 1.3.4 (flarei stopped as `node state ... down` went out): Ctrl-C was
+  // heard only after --timeout, twice over (59 s with --timeout 30), then exit 1.
+  FakeCluster f(3);
+  const std::string n0 = f.node(0), n1 = f.node(1);
+  f.must("set-node " + n0 + " master active 0 1");
+  f.must("set-node " + n1 + " slave active 0 1");
+  f.must("sync-delay 120000"); // flarei answers the failover's `node state` only once it synced the new master
+  const std::string request = "node state " + n0.substr(0, n0.rfind(':')) + " " + n0.substr(n0.rfind(':') + 1) + " down";
+  auto r = harness::interrupt_after(with({"down", "--force", "--timeout", "60", n0}, f.index_args()), 0, SIGINT, nullptr, [&] {
+    for (const auto& c : f.state_changes())
+      if (c.find(request) != std::string::npos) return true;
+    return false;
+  });
+  INFO(r.err);
+  CHECK(r.status == 130);
+  CHECK(r.seconds_after_signal < 15); // not the --timeout of 60 s
+  CHECK(resume_has(r.err, "Ctrl-C came while waiting for " + f.index() + " to answer '" + request +
+                              "': it was sent and may have been done."));
+  CHECK(resume_has(r.err, "To carry the job on from where it is, run: flare-admin down -i " + f.index()));
 }
