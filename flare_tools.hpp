@@ -5311,6 +5311,13 @@ inline bool pause(int ms, const OperationIO& io) {
   return !(io.interrupted && io.interrupted());
 }
 
+// A NetworkError whose message already says where the job was left (ride_out_index's give_up,
+// ChangeExecutor::lost_index_text): passed on as it is, never wrapped in that text again.
+class IndexLost : public NetworkError {
+public:
+  using NetworkError::NetworkError;
+};
+
 // Asks the index `fn` again, on a new connection, while it does not answer (a flarei killed and
 // restarted, or silent), for up to opt.timeout_ms from the start of the first question that
 // failed; says once (io.warn) that it does not answer and once that it answers again. A real
@@ -5342,7 +5349,8 @@ auto ride_out_index(IndexClient& index, const OperationOptions& opt, const Opera
       if (Clock::now() - gone_at >= std::chrono::milliseconds(opt.timeout_ms)) {
         std::string why = "the index " + index.endpoint().display() + " has not answered for " + seconds_text(opt.timeout_ms) +
                           " s (" + e.what() + ")";
-        throw NetworkError(give_up ? give_up(why) : why);
+        if (give_up) throw IndexLost(give_up(why));
+        throw NetworkError(why);
       }
       if (!pause(200, io)) throw Interrupted("interrupted while the index " + index.endpoint().display() + " did not answer");
     }
@@ -7005,10 +7013,12 @@ inline std::string ChangeExecutor::send_to_index(const std::string& request, Sen
   for (;;) {
     try {
       return send();
+    } catch (const detail::IndexLost&) {
+      throw; // said already where the job was left (a read inside `send` gave up on the index)
     } catch (const NetworkError& e) {
       index_.close();
       in_doubt_ = request;
-      if (!applied) throw NetworkError(lost_index_text(std::string(e.what()) + " (sending '" + request + "')"));
+      if (!applied) throw detail::IndexLost(lost_index_text(std::string(e.what()) + " (sending '" + request + "')"));
       Cluster now = cluster(); // rides out the index; its give-up names the request in doubt
       in_doubt_.clear();
       if (applied(now)) {
@@ -7016,7 +7026,7 @@ inline std::string ChangeExecutor::send_to_index(const std::string& request, Sen
         return "OK";
       }
       if (Clock::now() >= deadline)
-        throw NetworkError(lost_index_text("the index " + index_.endpoint().display() + " did not answer '" + request +
+        throw detail::IndexLost(lost_index_text("the index " + index_.endpoint().display() + " did not answer '" + request +
                                            "' within " + detail::seconds_text(opt_.timeout_ms) + " s (" + e.what() + ")"));
       if (said_.insert("resend " + request).second)
         note("the index did not answer '" + request + "' (" + e.what() + ") and has not made the change: sending it again.");
@@ -7652,7 +7662,7 @@ inline Outcome ChangeExecutor::reconstruct_one(const NodeInfo& n) {
   try {
     if (!opt_.dry_run) back = wait_for_proxy_active(index_, ep, opt_, io_);
   } catch (const NetworkError& e) {
-    throw NetworkError(lost_index_text(e.what()));
+    throw detail::IndexLost(lost_index_text(e.what()));
   }
   if (back == WaitEnd::interrupted) return interrupted_at(ep, "It was set down; to rebuild it: " + rebuild_unflushed);
   if (flush(ep) != "OK") {

@@ -7,6 +7,7 @@
 // now does what it did there.
 #include "harness.hpp"
 
+#include <atomic>
 #include <thread>
 
 using harness::FakeCluster;
@@ -829,4 +830,35 @@ TEST_CASE("Ctrl-C while the index has not answered a change yet ends at once, an
   CHECK(resume_has(r.err, "Ctrl-C came while waiting for " + f.index() + " to answer '" + request +
                               "': it was sent and may have been done."));
   CHECK(resume_has(r.err, "To carry the job on from where it is, run: flare-admin down -i " + f.index()));
+}
+
+TEST_CASE("an index lost while it had not answered a failover says where the job was left once, not twice") {
+  // Seen on a real flare 1.3.4 (helper, flarei stopped as `node state ... down` went out): the
+  // message said "When last seen ... finish the job with: ..." twice over.
+  FakeCluster f(3);
+  const std::string n0 = f.node(0), n1 = f.node(1);
+  f.must("set-node " + n0 + " master active 0 1");
+  f.must("set-node " + n1 + " slave active 0 1");
+  f.must("sync-delay 120000"); // the failover's answer does not come
+  const std::string request = "node state " + n0.substr(0, n0.rfind(':')) + " " + n0.substr(n0.rfind(':') + 1) + " down";
+  std::atomic<bool> stalled{false};
+  std::thread stop_index([&] { // once the request is in, the index stops (SIGSTOP)
+    for (int i = 0; i < 6000 && !stalled; ++i) {
+      for (const auto& c : f.state_changes())
+        if (c.find(request) != std::string::npos) stalled = true;
+      if (!stalled) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (stalled) f.must("stall index 1");
+  });
+  auto r = run(with({"down", "--force", "--timeout", "3", n0}, f.index_args()));
+  stop_index.join();
+  f.must("stall index 0");
+  INFO(r.err);
+  REQUIRE(stalled);
+  CHECK(r.status == 1);
+  const std::string seen = "When last seen, " + n0 + " was master active";
+  const size_t at = r.err.find(seen);
+  REQUIRE(at != std::string::npos);
+  CHECK(r.err.find(seen, at + 1) == std::string::npos);
+  CHECK(resume_has(r.err, "finish the job with: flare-admin down -i " + f.index() + " " + n0 + "."));
 }
