@@ -1748,9 +1748,10 @@ private:
 // question, the requests, the waits, the report).
 // Ctrl-C: set io.interrupted (a flag your SIGINT handler sets) and the cancellation rule holds
 // (guard_changes, installed by the constructor): a command then returns Outcome::interrupted once
-// a change was sent (what it said names where the node is and the way on), or throws Interrupted
-// before the first one; interruption_text(*index.change_log(), e.what(), index.endpoint()) says
-// what was sent. Throws NetworkError when the index is gone for longer than opt.timeout_ms.
+// a change to the node it works on was sent (what it said names where the node is and the way
+// on), or throws Interrupted (before the first change, or between nodes);
+// interruption_text(*index.change_log(), e.what(), index.endpoint()) then says what was sent, if
+// anything. Throws NetworkError when the index is gone for longer than opt.timeout_ms.
 class ClusterAdmin {
 public:
   ClusterAdmin(IndexClient& index, OperationOptions opt, OperationIO io) : x_(index, std::move(opt), std::move(io)) {}

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     flare::ClusterAdmin admin(index, options, io);
     try {
       return admin.slave({node}) == flare::Outcome::ok ? 0 : 1;
-    } catch (const flare::Interrupted& e) { // before anything was sent
+    } catch (const flare::Interrupted& e) { // Ctrl-C before a change to the node: what was sent, if anything
       std::cerr << flare::interruption_text(*index.change_log(), e.what(), index.endpoint()) << "\n";
       return 130;
     }
